@@ -1,0 +1,137 @@
+// Package model is the MoE transformer: its parameter layout, and explicit
+// forward and backward passes per layer in the manner of llm.c.
+package model
+
+import (
+	"fmt"
+
+	"moe/config"
+)
+
+// Layer holds one transformer block's parameters as views into a flat buffer.
+// Matrices are row-major in the Hugging Face (out_features, in_features)
+// layout, so a linear layer computes y = x·Wᵀ.
+type Layer struct {
+	AttnNorm []float32 // [d]
+	Wq       []float32 // [nh*hd, d]
+	Wk       []float32 // [nkv*hd, d]
+	Wv       []float32 // [nkv*hd, d]
+	Wo       []float32 // [d, nh*hd]
+	FFNNorm  []float32 // [d]
+
+	// Dense SwiGLU feed-forward (NumExperts == 0): down(silu(gate(x)) * up(x)).
+	Gate []float32 // [ff, d]
+	Up   []float32 // [ff, d]
+	Down []float32 // [d, ff]
+
+	// Sparse MoE feed-forward.
+	Router     []float32   // [E, d]
+	ExpertGate [][]float32 // E × [ffe, d]
+	ExpertUp   [][]float32 // E × [ffe, d]
+	ExpertDown [][]float32 // E × [d, ffe]
+	SharedGate []float32   // [ffs, d] or nil
+	SharedUp   []float32   // [ffs, d] or nil
+	SharedDown []float32   // [d, ffs] or nil
+}
+
+// Weights is a model's parameters: named views into one flat []float32, so
+// that the optimizer, gradients and checkpoints treat all of them as a
+// single vector. The same layout is used for gradients.
+type Weights struct {
+	Embed     []float32 // [V, d]
+	Layers    []Layer
+	FinalNorm []float32 // [d]
+	LMHead    []float32 // [V, d]; aliases Embed when embeddings are tied
+	// Flat is the whole parameter vector; every view above points into it.
+	Flat []float32
+	// NoDecay marks the [start,end) ranges of Flat that get no weight decay
+	// (norm gains).
+	NoDecay [][2]int
+}
+
+// NumParams returns the number of float32 parameters of the model that cfg
+// describes, as laid out by NewWeights.
+func NumParams(cfg *config.Config) int {
+	n := 0
+	walk(cfg, &Weights{Layers: make([]Layer, cfg.NumLayers)}, func(_ string, _ *[]float32, size int, _ bool) { n += size })
+	return n
+}
+
+// NewWeights lays out the parameters of cfg over flat, which must have
+// exactly NumParams(cfg) elements (nil allocates a zeroed buffer).
+func NewWeights(cfg *config.Config, flat []float32) (*Weights, error) {
+	n := NumParams(cfg)
+	if flat == nil {
+		flat = make([]float32, n)
+	}
+	if len(flat) != n {
+		return nil, fmt.Errorf("model: weight buffer has %d floats, config needs %d", len(flat), n)
+	}
+	w := &Weights{Flat: flat, Layers: make([]Layer, cfg.NumLayers)}
+	off := 0
+	walk(cfg, w, func(_ string, dst *[]float32, size int, noDecay bool) {
+		if noDecay {
+			w.NoDecay = append(w.NoDecay, [2]int{off, off + size})
+		}
+		*dst = flat[off : off+size : off+size]
+		off += size
+	})
+	if cfg.TieWordEmbeddings {
+		w.LMHead = w.Embed
+	}
+	return w, nil
+}
+
+// Visit calls f for every parameter tensor in layout order with its name
+// (Hugging Face style, e.g. "layers.3.expert.5.gate") and its view.
+func (w *Weights) Visit(cfg *config.Config, f func(name string, t []float32)) {
+	walk(cfg, w, func(name string, dst *[]float32, _ int, _ bool) { f(name, *dst) })
+}
+
+// walk calls f for every parameter tensor of cfg in layout order with its
+// name, the slot in w that holds its view, its element count and whether it
+// is exempt from weight decay.
+func walk(cfg *config.Config, w *Weights, f func(name string, dst *[]float32, size int, noDecay bool)) {
+	d, hd := cfg.HiddenSize, cfg.HeadDimension()
+	nh, nkv := cfg.NumHeads, cfg.KVHeads()
+	f("embed", &w.Embed, cfg.VocabSize*d, false)
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		p := fmt.Sprintf("layers.%d.", i)
+		f(p+"attn_norm", &l.AttnNorm, d, true)
+		f(p+"wq", &l.Wq, nh*hd*d, false)
+		f(p+"wk", &l.Wk, nkv*hd*d, false)
+		f(p+"wv", &l.Wv, nkv*hd*d, false)
+		f(p+"wo", &l.Wo, d*nh*hd, false)
+		f(p+"ffn_norm", &l.FFNNorm, d, true)
+		if !cfg.IsMoE() {
+			ff := cfg.IntermediateSize
+			f(p+"gate", &l.Gate, ff*d, false)
+			f(p+"up", &l.Up, ff*d, false)
+			f(p+"down", &l.Down, d*ff, false)
+			continue
+		}
+		f(p+"router", &l.Router, cfg.NumExperts*d, false)
+		ffe := cfg.ExpertSize()
+		if len(l.ExpertGate) != cfg.NumExperts {
+			l.ExpertGate = make([][]float32, cfg.NumExperts)
+			l.ExpertUp = make([][]float32, cfg.NumExperts)
+			l.ExpertDown = make([][]float32, cfg.NumExperts)
+		}
+		for e := 0; e < cfg.NumExperts; e++ {
+			q := fmt.Sprintf("%sexpert.%d.", p, e)
+			f(q+"gate", &l.ExpertGate[e], ffe*d, false)
+			f(q+"up", &l.ExpertUp[e], ffe*d, false)
+			f(q+"down", &l.ExpertDown[e], d*ffe, false)
+		}
+		if s := cfg.SharedExpertIntermediateSize; s > 0 {
+			f(p+"shared.gate", &l.SharedGate, s*d, false)
+			f(p+"shared.up", &l.SharedUp, s*d, false)
+			f(p+"shared.down", &l.SharedDown, d*s, false)
+		}
+	}
+	f("final_norm", &w.FinalNorm, d, true)
+	if !cfg.TieWordEmbeddings {
+		f("lm_head", &w.LMHead, cfg.VocabSize*d, false)
+	}
+}
