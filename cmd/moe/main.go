@@ -25,6 +25,15 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"plan", "the model math: parameters, FLOPs, memory, time and cost", runPlan},
+		{"train", "train a model from a data mixture", runTrain},
+		{"eval", "loss, perplexity and bits per byte of a model on text", runEval},
+		{"generate", "generate text (KV cache, sampling, speculative decoding)", runGenerate},
+		{"chat", "an interactive chat that keeps the conversation's cache", runChat},
+		{"serve", "an OpenAI-compatible HTTP server with continuous batching", runServe},
+		{"finetune", "instruction fine-tuning on chat JSONL", runFinetune},
+		{"export", "write a model as GGUF", runExport},
+		{"import", "read GGUF or safetensors + config.json into a run directory", runImport},
+		{"bench", "rerunnable measurements: gemm, train, generate", runBench},
 	}
 }
 
