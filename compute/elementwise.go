@@ -1,0 +1,457 @@
+package compute
+
+import (
+	"fmt"
+	"math"
+)
+
+// This file holds the element-wise transformer kernels shared by training
+// (package model) and inference (package infer). All of them work on
+// row-major float32 slices and allocate nothing. Backward kernels follow the
+// llm.c convention: gradients of inputs that a caller typically sums over
+// several paths (the residual stream, parameter gradients) are accumulated
+// (+=); scratch gradients that are only produced once are overwritten, as
+// each function's comment says.
+
+// RMSNorm computes out = x / sqrt(mean(x²) + eps) · g for each of the rows
+// rows of length d. rstd, when not nil, receives 1/sqrt(mean(x²)+eps) per
+// row for the backward pass. out may alias x.
+func RMSNorm(out, x, g []float32, rows, d int, eps float32, rstd []float32) {
+	for r := 0; r < rows; r++ {
+		xr := x[r*d : r*d+d]
+		or := out[r*d : r*d+d]
+		var ss float32
+		for _, v := range xr {
+			ss += v * v
+		}
+		s := float32(1 / math.Sqrt(float64(ss/float32(d)+eps)))
+		if rstd != nil {
+			rstd[r] = s
+		}
+		for i, v := range xr {
+			or[i] = v * s * g[i]
+		}
+	}
+}
+
+// RMSNormBackward back-propagates through RMSNorm: given dout, the input x,
+// the gain g and the rstd that RMSNorm saved, it ADDS the gradient of x to dx
+// and the gradient of g to dg (dg may be nil to skip it).
+func RMSNormBackward(dx, dg, dout, x, g, rstd []float32, rows, d int) {
+	for r := 0; r < rows; r++ {
+		xr := x[r*d : r*d+d]
+		dr := dout[r*d : r*d+d]
+		dxr := dx[r*d : r*d+d]
+		s := rstd[r]
+		// y_i = x_i·s·g_i; dL/dx_j = s·g_j·dy_j − s³/d · x_j · Σ_i dy_i·g_i·x_i
+		var dot float32
+		for i, v := range xr {
+			dot += dr[i] * g[i] * v
+		}
+		c := s * s * s * dot / float32(d)
+		for i, v := range xr {
+			dxr[i] += s*g[i]*dr[i] - c*v
+		}
+		if dg != nil {
+			for i, v := range xr {
+				dg[i] += dr[i] * v * s
+			}
+		}
+	}
+}
+
+// RoPE holds the cos/sin tables of rotary position embeddings in the
+// Hugging Face "rotate_half" (NeoX) convention: within a head of dimension
+// hd, element i < hd/2 is paired with i+hd/2 and both are rotated by the
+// angle pos·theta^(−2i/hd).
+type RoPE struct {
+	hd     int
+	theta  float64
+	maxPos int
+	cos    []float32 // [maxPos, hd/2]
+	sin    []float32 // [maxPos, hd/2]
+}
+
+// NewRoPE precomputes the tables for head dimension hd (even) and positions
+// [0, maxPos). Positions beyond maxPos still work, computed on the fly.
+func NewRoPE(hd, maxPos int, theta float64) (*RoPE, error) {
+	if hd <= 0 || hd%2 != 0 {
+		return nil, fmt.Errorf("rope: head dimension %d must be positive and even", hd)
+	}
+	if maxPos < 0 {
+		return nil, fmt.Errorf("rope: negative max position %d", maxPos)
+	}
+	if !(theta > 0) {
+		return nil, fmt.Errorf("rope: theta %v must be positive", theta)
+	}
+	h := hd / 2
+	r := &RoPE{hd: hd, theta: theta, maxPos: maxPos, cos: make([]float32, maxPos*h), sin: make([]float32, maxPos*h)}
+	for p := 0; p < maxPos; p++ {
+		for i := 0; i < h; i++ {
+			s, c := math.Sincos(r.angle(p, i))
+			r.cos[p*h+i] = float32(c)
+			r.sin[p*h+i] = float32(s)
+		}
+	}
+	return r, nil
+}
+
+// HeadDim returns the head dimension the tables were built for.
+func (r *RoPE) HeadDim() int { return r.hd }
+
+func (r *RoPE) angle(pos, i int) float64 {
+	return float64(pos) * math.Pow(r.theta, -2*float64(i)/float64(r.hd))
+}
+
+// Apply rotates x in place: x holds heads consecutive vectors of length hd,
+// all at position pos (one token's query or key heads).
+func (r *RoPE) Apply(x []float32, heads, pos int) { r.rotate(x, heads, pos, 1) }
+
+// Backward back-propagates through Apply in place: dx holds the gradient of
+// the rotated vectors and receives the gradient of the unrotated ones (a
+// rotation by the opposite angle).
+func (r *RoPE) Backward(dx []float32, heads, pos int) { r.rotate(dx, heads, pos, -1) }
+
+func (r *RoPE) rotate(x []float32, heads, pos int, sign float32) {
+	h := r.hd / 2
+	var cs, sn []float32
+	if pos >= 0 && pos < r.maxPos {
+		cs, sn = r.cos[pos*h:pos*h+h], r.sin[pos*h:pos*h+h]
+	}
+	for hh := 0; hh < heads; hh++ {
+		v := x[hh*r.hd : hh*r.hd+r.hd]
+		for i := 0; i < h; i++ {
+			var c, s float32
+			if cs != nil {
+				c, s = cs[i], sn[i]
+			} else {
+				s64, c64 := math.Sincos(r.angle(pos, i))
+				c, s = float32(c64), float32(s64)
+			}
+			s *= sign
+			a, b := v[i], v[i+h]
+			// rotate_half: out = x·cos + (−x2, x1)·sin
+			v[i] = a*c - b*s
+			v[i+h] = b*c + a*s
+		}
+	}
+}
+
+// Sigmoid returns 1/(1+e^−x) in float32, stable for large |x|.
+func Sigmoid(x float32) float32 {
+	if x >= 0 {
+		return float32(1 / (1 + math.Exp(-float64(x))))
+	}
+	e := math.Exp(float64(x))
+	return float32(e / (1 + e))
+}
+
+// SiLU computes out = x·sigmoid(x). out may alias x.
+func SiLU(out, x []float32) {
+	for i, v := range x {
+		out[i] = v * Sigmoid(v)
+	}
+}
+
+// SiLUBackward ADDS dout·silu'(x) to dx.
+func SiLUBackward(dx, dout, x []float32) {
+	for i, v := range x {
+		s := Sigmoid(v)
+		dx[i] += dout[i] * s * (1 + v*(1-s))
+	}
+}
+
+// SwiGLU computes out = silu(gate) ⊙ up over equal-length slices. out may
+// alias gate or up.
+func SwiGLU(out, gate, up []float32) {
+	if len(gate) == 0 {
+		return
+	}
+	_ = out[len(gate)-1]
+	_ = up[len(gate)-1]
+	for i, g := range gate {
+		out[i] = g * Sigmoid(g) * up[i]
+	}
+}
+
+// SwiGLUBackward computes (overwriting) dgate and dup from dout, the
+// gradient of out = silu(gate) ⊙ up. dgate and dup may alias gate and up
+// respectively (the inputs are read before they are written).
+func SwiGLUBackward(dgate, dup, dout, gate, up []float32) {
+	if len(gate) == 0 {
+		return
+	}
+	_ = dgate[len(gate)-1]
+	_ = dup[len(gate)-1]
+	_ = dout[len(gate)-1]
+	for i, g := range gate {
+		s := Sigmoid(g)
+		u := up[i]
+		d := dout[i]
+		dgate[i] = d * u * s * (1 + g*(1-s))
+		dup[i] = d * g * s
+	}
+}
+
+// Softmax replaces each of the rows rows of length n with its softmax,
+// subtracting the row maximum first. A row containing NaN or +Inf yields
+// NaN (an all −Inf row yields NaN too, as 0/0).
+func Softmax(x []float32, rows, n int) {
+	for r := 0; r < rows; r++ {
+		SoftmaxRow(x[r*n : r*n+n])
+	}
+}
+
+// SoftmaxRow replaces x with its softmax in place.
+func SoftmaxRow(x []float32) {
+	if len(x) == 0 {
+		return
+	}
+	m := x[0]
+	for _, v := range x[1:] {
+		if v > m || v != v {
+			m = v
+			if v != v {
+				break
+			}
+		}
+	}
+	var sum float32
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - m)))
+		x[i] = e
+		sum += e
+	}
+	inv := 1 / sum
+	for i := range x {
+		x[i] *= inv
+	}
+}
+
+// SoftmaxBackward computes (overwriting) dx = y ⊙ (dy − Σ dy·y) for one
+// row, where y = softmax(x). dx may alias dy.
+func SoftmaxBackward(dx, dy, y []float32) {
+	var dot float32
+	for i, v := range y {
+		dot += dy[i] * v
+	}
+	for i, v := range y {
+		dx[i] = v * (dy[i] - dot)
+	}
+}
+
+// LogSumExp returns log Σ exp(x_i), computed stably in float64.
+func LogSumExp(x []float32) float64 {
+	if len(x) == 0 {
+		return math.Inf(-1)
+	}
+	m := x[0]
+	for _, v := range x[1:] {
+		if v > m || v != v {
+			m = v
+			if v != v {
+				return math.NaN()
+			}
+		}
+	}
+	if math.IsInf(float64(m), 0) {
+		return float64(m)
+	}
+	var s float64
+	for _, v := range x {
+		s += math.Exp(float64(v - m))
+	}
+	return float64(m) + math.Log(s)
+}
+
+// LogSoftmax writes out = x − logsumexp(x) for each of the rows rows of
+// length n. out may alias x.
+func LogSoftmax(out, x []float32, rows, n int) {
+	for r := 0; r < rows; r++ {
+		xr := x[r*n : r*n+n]
+		l := float32(LogSumExp(xr))
+		or := out[r*n : r*n+n]
+		for i, v := range xr {
+			or[i] = v - l
+		}
+	}
+}
+
+// CrossEntropy computes the softmax cross-entropy of rows rows of logits
+// (each of length V) against targets. Rows whose target is negative are
+// ignored. It returns the sum of the per-row losses (in float64) and the
+// number of rows counted. When dlogits is not nil it also writes (overwrites)
+// the gradient of scale·(summed loss): scale·(softmax − onehot(target)) for
+// counted rows and zeros for ignored ones; dlogits may alias logits. A target
+// ≥ V is an error.
+func CrossEntropy(dlogits, logits []float32, targets []int32, rows, V int, scale float32) (float64, int, error) {
+	if len(targets) < rows {
+		return 0, 0, fmt.Errorf("cross-entropy: %d targets for %d rows", len(targets), rows)
+	}
+	var sum float64
+	n := 0
+	for r := 0; r < rows; r++ {
+		t := targets[r]
+		if int(t) >= V {
+			return 0, 0, fmt.Errorf("cross-entropy: target %d at row %d out of vocabulary %d", t, r, V)
+		}
+		xr := logits[r*V : r*V+V]
+		if t < 0 {
+			if dlogits != nil {
+				clear(dlogits[r*V : r*V+V])
+			}
+			continue
+		}
+		lse := LogSumExp(xr)
+		sum += lse - float64(xr[t])
+		n++
+		if dlogits != nil {
+			dr := dlogits[r*V : r*V+V]
+			l := float32(lse)
+			for i, v := range xr {
+				dr[i] = scale * float32(math.Exp(float64(v-l)))
+			}
+			dr[t] -= scale
+		}
+	}
+	return sum, n, nil
+}
+
+// better reports whether score a at index ia ranks above score b at index
+// ib: larger first, ties toward the lower index, NaN below everything.
+func better(a float32, ia int32, b float32, ib int32) bool {
+	an, bn := a != a, b != b
+	switch {
+	case an && bn:
+		return ia < ib
+	case an:
+		return false
+	case bn:
+		return true
+	case a != b:
+		return a > b
+	}
+	return ia < ib
+}
+
+// TopK writes into idx[:k] the indices of the k largest scores in
+// descending order; ties break toward the lower index and NaN ranks below
+// every number. k is clamped to len(scores) and len(idx); it returns the
+// number of indices written.
+func TopK(scores []float32, k int, idx []int32) int {
+	n := len(scores)
+	k = min(k, n, len(idx))
+	if k <= 0 {
+		return 0
+	}
+	if k <= 16 {
+		// Insertion into a short sorted list.
+		cnt := 0
+		for i := 0; i < n; i++ {
+			s := scores[i]
+			if cnt == k && !better(s, int32(i), scores[idx[k-1]], idx[k-1]) {
+				continue
+			}
+			j := cnt
+			if cnt < k {
+				cnt++
+			} else {
+				j = k - 1
+			}
+			for j > 0 && better(s, int32(i), scores[idx[j-1]], idx[j-1]) {
+				idx[j] = idx[j-1]
+				j--
+			}
+			idx[j] = int32(i)
+		}
+		return k
+	}
+	// A min-heap (worst at the root) of the k best seen so far.
+	h := idx[:k]
+	worse := func(a, b int32) bool { return better(scores[b], b, scores[a], a) }
+	down := func(i, m int) {
+		for {
+			l := 2*i + 1
+			if l >= m {
+				return
+			}
+			c := l
+			if r := l + 1; r < m && worse(h[r], h[l]) {
+				c = r
+			}
+			if !worse(h[c], h[i]) {
+				return
+			}
+			h[i], h[c] = h[c], h[i]
+			i = c
+		}
+	}
+	for i := 0; i < k; i++ {
+		h[i] = int32(i)
+	}
+	for i := k/2 - 1; i >= 0; i-- {
+		down(i, k)
+	}
+	for i := k; i < n; i++ {
+		if better(scores[i], int32(i), scores[h[0]], h[0]) {
+			h[0] = int32(i)
+			down(0, k)
+		}
+	}
+	// Heap-sort: repeatedly move the worst to the end → best first.
+	for m := k - 1; m > 0; m-- {
+		h[0], h[m] = h[m], h[0]
+		down(0, m)
+	}
+	return k
+}
+
+// GatherRows copies rows: dst[i] = src[idx[i]] for each i, rows of length d.
+func GatherRows(dst, src []float32, idx []int32, d int) {
+	for i, j := range idx {
+		copy(dst[i*d:i*d+d], src[int(j)*d:int(j)*d+d])
+	}
+}
+
+// ScatterAddRows adds rows back: dst[idx[i]] += w[i]·src[i] for each i, rows
+// of length d; w nil means weight 1.
+func ScatterAddRows(dst, src []float32, idx []int32, w []float32, d int) {
+	for i, j := range idx {
+		dr := dst[int(j)*d : int(j)*d+d]
+		sr := src[i*d : i*d+d]
+		if w == nil {
+			for c, v := range sr {
+				dr[c] += v
+			}
+			continue
+		}
+		wi := w[i]
+		for c, v := range sr {
+			dr[c] += wi * v
+		}
+	}
+}
+
+// Add computes dst += src element-wise.
+func Add(dst, src []float32) {
+	if len(src) == 0 {
+		return
+	}
+	_ = dst[len(src)-1]
+	for i, v := range src {
+		dst[i] += v
+	}
+}
+
+// Dot returns Σ a_i·b_i accumulated in float32.
+func Dot(a, b []float32) float32 {
+	if len(a) == 0 {
+		return 0
+	}
+	_ = b[len(a)-1]
+	var s float32
+	for i, v := range a {
+		s += v * b[i]
+	}
+	return s
+}
