@@ -1,0 +1,194 @@
+package tokenizer
+
+import (
+	"unicode"
+	"unicode/utf8"
+)
+
+// PatternCL100K names GPT-4's pre-tokenizer, the regular expression
+//
+//	(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+//
+// implemented by hand (Go's regexp has no look-ahead). Bytes that are not
+// valid UTF-8 are treated one at a time as punctuation.
+const PatternCL100K = "cl100k"
+
+// Character classes used by the pre-tokenizer.
+const (
+	clsOther  = iota // punctuation, symbols, invalid bytes
+	clsLetter        // \p{L}
+	clsNumber        // \p{N}
+	clsSpace         // \s other than \r \n
+	clsNL            // \r or \n
+)
+
+// asciiClass is the class of every ASCII byte; it is computed by a pure
+// function at init and never modified.
+var asciiClass = func() (c [128]uint8) {
+	for i := range c {
+		r := rune(i)
+		switch {
+		case r == '\r' || r == '\n':
+			c[i] = clsNL
+		case unicode.IsSpace(r):
+			c[i] = clsSpace
+		case unicode.IsLetter(r):
+			c[i] = clsLetter
+		case unicode.IsNumber(r):
+			c[i] = clsNumber
+		default:
+			c[i] = clsOther
+		}
+	}
+	return c
+}()
+
+// classAt returns the class of the character starting at s[i], its width in
+// bytes and the rune (utf8.RuneError for an invalid byte). i < len(s).
+func classAt(s []byte, i int) (cls uint8, w int, r rune) {
+	b := s[i]
+	if b < utf8.RuneSelf {
+		return asciiClass[b], 1, rune(b)
+	}
+	r, w = utf8.DecodeRune(s[i:])
+	switch {
+	case r == utf8.RuneError && w == 1:
+		return clsOther, 1, r
+	case unicode.IsLetter(r):
+		return clsLetter, w, r
+	case unicode.IsNumber(r):
+		return clsNumber, w, r
+	case unicode.IsSpace(r):
+		return clsSpace, w, r
+	}
+	return clsOther, w, r
+}
+
+// nextPiece returns the length of the first pre-token of s (len(s) > 0).
+func nextPiece(s []byte) int {
+	c0, w0, _ := classAt(s, 0)
+	// (?i:'s|'t|'re|'ve|'m|'ll|'d)
+	if s[0] == '\'' && len(s) > 1 {
+		if n := contraction(s); n > 0 {
+			return n
+		}
+	}
+	switch c0 {
+	case clsLetter:
+		return letters(s, w0)
+	case clsNumber:
+		// \p{N}{1,3}
+		i := w0
+		for k := 1; k < 3 && i < len(s); k++ {
+			c, w, _ := classAt(s, i)
+			if c != clsNumber {
+				break
+			}
+			i += w
+		}
+		return i
+	case clsOther, clsSpace:
+		// [^\r\n\p{L}\p{N}]?\p{L}+
+		if w0 < len(s) {
+			if c, _, _ := classAt(s, w0); c == clsLetter {
+				return letters(s, w0)
+			}
+		}
+	}
+	// ' ?[^\s\p{L}\p{N}]+[\r\n]*'
+	start := -1
+	if c0 == clsOther {
+		start = 0
+	} else if s[0] == ' ' && len(s) > 1 {
+		if c, _, _ := classAt(s, 1); c == clsOther {
+			start = 1
+		}
+	}
+	if start >= 0 {
+		i := start
+		for i < len(s) {
+			c, w, _ := classAt(s, i)
+			if c != clsOther {
+				break
+			}
+			i += w
+		}
+		for i < len(s) && (s[i] == '\r' || s[i] == '\n') {
+			i++
+		}
+		return i
+	}
+	// Whitespace run W = s[:end].
+	end, lastNL, lastW := 0, -1, 0
+	for end < len(s) {
+		c, w, _ := classAt(s, end)
+		if c != clsSpace && c != clsNL {
+			break
+		}
+		if c == clsNL {
+			lastNL = end
+		}
+		lastW = w
+		end += w
+	}
+	switch {
+	case lastNL >= 0: // \s*[\r\n]+
+		return lastNL + 1
+	case end == len(s) || end == lastW: // \s+(?!\S) at the end, or a lone \s+
+		return end
+	default: // \s+(?!\S): leave the last space to prefix the next word
+		return end - lastW
+	}
+}
+
+// letters returns the end of the run of letters starting at s[i].
+func letters(s []byte, i int) int {
+	for i < len(s) {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if asciiClass[b] != clsLetter {
+				return i
+			}
+			i++
+			continue
+		}
+		c, w, _ := classAt(s, i)
+		if c != clsLetter {
+			return i
+		}
+		i += w
+	}
+	return i
+}
+
+// contraction matches (?i:'s|'t|'re|'ve|'m|'ll|'d) at s[0] == '\” and
+// returns its length or 0. Case folding follows Unicode simple folding, under
+// which 's' also matches U+017F LATIN SMALL LETTER LONG S.
+func contraction(s []byte) int {
+	_, w1, r1 := classAt(s, 1)
+	switch r1 {
+	case 's', 'S', 'ſ', 't', 'T', 'm', 'M', 'd', 'D':
+		return 1 + w1
+	}
+	if len(s) < 3 {
+		return 0
+	}
+	r2 := s[2]
+	switch {
+	case (r1 == 'r' || r1 == 'R') && (r2 == 'e' || r2 == 'E'),
+		(r1 == 'v' || r1 == 'V') && (r2 == 'e' || r2 == 'E'),
+		(r1 == 'l' || r1 == 'L') && (r2 == 'l' || r2 == 'L'):
+		return 3
+	}
+	return 0
+}
+
+// Pieces calls fn with each pre-token of s in order; the pieces concatenate
+// to s. It is exported for inspection and tests.
+func Pieces(s []byte, fn func(piece []byte)) {
+	for len(s) > 0 {
+		n := nextPiece(s)
+		fn(s[:n])
+		s = s[n:]
+	}
+}
