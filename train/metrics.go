@@ -1,0 +1,166 @@
+package train
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Record is one line of metrics.jsonl.
+type Record struct {
+	Step            int         `json:"step"`
+	Tokens          int64       `json:"tokens"`
+	TrainLoss       float64     `json:"train_loss"`
+	LR              float64     `json:"lr"`
+	ValLoss         *float64    `json:"val_loss,omitempty"`
+	ValBitsPerByte  *float64    `json:"val_bits_per_byte,omitempty"`
+	AuxLoss         float64     `json:"aux_loss"`
+	ZLoss           float64     `json:"z_loss"`
+	GradNorm        float64     `json:"grad_norm"`
+	ExpertLoad      [][]float64 `json:"expert_load,omitempty"`
+	DroppedFrac     float64     `json:"dropped_frac"`
+	TokensPerSecond float64     `json:"tokens_per_second"`
+	ElapsedSeconds  float64     `json:"elapsed_seconds"`
+}
+
+// MetricsLog appends Records to a JSONL file.
+type MetricsLog struct {
+	f *os.File
+}
+
+// OpenMetrics opens path for appending. When resuming, lines with a step
+// after keepThrough (logged after the checkpoint the run resumes from) are
+// dropped first, so the file reads as one uninterrupted run; keepThrough < 0
+// truncates the file.
+func OpenMetrics(path string, keepThrough int) (*MetricsLog, error) {
+	var kept []byte
+	if keepThrough >= 0 {
+		old, err := os.ReadFile(path)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+		for _, line := range bytes.SplitAfter(old, []byte("\n")) {
+			var r struct {
+				Step int `json:"step"`
+			}
+			if !bytes.HasSuffix(line, []byte("\n")) || json.Unmarshal(line, &r) != nil || r.Step > keepThrough {
+				continue
+			}
+			kept = append(kept, line...)
+		}
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, kept, 0o644); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return &MetricsLog{f: f}, nil
+}
+
+// Write appends one record as a line.
+func (m *MetricsLog) Write(r Record) error {
+	b, err := json.Marshal(sanitize(r))
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	if _, err := m.f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}
+
+// sanitize replaces non-finite floats, which JSON cannot hold, by -1.
+func sanitize(r Record) Record {
+	fix := func(x float64) float64 {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return -1
+		}
+		return x
+	}
+	r.TrainLoss, r.LR, r.AuxLoss, r.ZLoss = fix(r.TrainLoss), fix(r.LR), fix(r.AuxLoss), fix(r.ZLoss)
+	r.GradNorm, r.DroppedFrac, r.TokensPerSecond = fix(r.GradNorm), fix(r.DroppedFrac), fix(r.TokensPerSecond)
+	if r.ValLoss != nil {
+		v := fix(*r.ValLoss)
+		r.ValLoss = &v
+	}
+	if r.ValBitsPerByte != nil {
+		v := fix(*r.ValBitsPerByte)
+		r.ValBitsPerByte = &v
+	}
+	return r
+}
+
+// Close flushes and closes the file.
+func (m *MetricsLog) Close() error {
+	if err := m.f.Sync(); err != nil {
+		m.f.Close()
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return m.f.Close()
+}
+
+// ReadMetrics reads the records of a metrics.jsonl file.
+func ReadMetrics(path string) ([]Record, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	defer f.Close()
+	var out []Record
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return nil, fmt.Errorf("metrics %s: %w", path, err)
+		}
+		out = append(out, r)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("metrics %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// writeFileAtomic writes data to path through a synced temp file and a rename.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+// Package train is moe's training loop: AdamW with warmup and cosine
+// decay, gradient clipping and accumulation, periodic evaluation,
+// checkpoints that resume bit-exactly, metrics.jsonl and a loss-curve SVG.
+//
+// The loop (Trainer) talks to the model and the data through two small
+// interfaces, so it is tested on a toy model; Run wires it to moe's model,
+// tokenizer and data packages for `moe train`.
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+)
+
+// Stats is what one forward pass reports.
+type Stats struct {
+	// Loss is the mean cross-entropy over the non-ignored targets.
+	Loss float64
+	// Targets is the number of non-ignored targets.
+	Targets int
+	// AuxLoss and ZLoss are the router losses (already scaled by their
+	// coefficients) that were added to the objective.
+	AuxLoss, ZLoss float64
+	// ExpertLoad is, per MoE layer, the fraction of routed assignments each
+	// expert received; nil for dense models.
+	ExpertLoad [][]float64
+	// DroppedFrac is the fraction of routed assignments dropped by capacity.
+	DroppedFrac float64
+}
+
+// Model is what the loop needs of a model: a flat parameter vector and a
+// gradient vector of the same layout, forward (storing activations) and
+// backward (accumulating into the gradient).
+type Model interface {
+	// Params and Grads return the flat parameter and gradient vectors.
+	Params() []float32
+	Grads() []float32
+	// NoDecay returns the [start,end) ranges of Params exempt from weight decay.
+	NoDecay() [][2]int
+	// ZeroGrad clears the gradient.
+	ZeroGrad()
+	// Forward runs B sequences of T tokens; targets < 0 are ignored.
+	Forward(tokens, targets []int32, B, T int) (Stats, error)
+	// Backward adds the gradient of the last Forward's objective to Grads.
+	Backward() error
+}
+
+// Batches yields training micro-batches and can save and restore its position.
+type Batches interface {
+	// Next fills tokens and targets (B·T each; targets are the next tokens).
+	Next(tokens, targets []int32) error
+	// State serialises the position.
+	State() (json.RawMessage, error)
+	// Restore goes back to a position from State.
+	Restore(json.RawMessage) error
+}
+
+// StepResult describes one optimizer step.
+type StepResult struct {
+	Step       int
+	Tokens     int64 // total training tokens so far
+	Loss       float64
+	AuxLoss    float64
+	ZLoss      float64
+	LR         float64
+	GradNorm   float64
+	ExpertLoad [][]float64
+	Dropped    float64
+}
+
+// Trainer runs optimizer steps of Accum micro-batches of B×T tokens.
+type Trainer struct {
+	Model    Model
+	Opt      *AdamW
+	Schedule Schedule
+	Data     Batches
+	B, T     int
+	Accum    int
+	// Step is the number of optimizer steps done; Tokens the tokens consumed.
+	Step   int
+	Tokens int64
+
+	tok, tgt []int32
+}
+
+// TrainStep runs one optimizer step: Accum forward/backward passes, gradient
+// averaging and clipping, and the AdamW update.
+func (t *Trainer) TrainStep(ctx context.Context) (StepResult, error) {
+	if t.B <= 0 || t.T <= 0 {
+		return StepResult{}, fmt.Errorf("train: bad micro-batch %d×%d", t.B, t.T)
+	}
+	accum := max(1, t.Accum)
+	if len(t.tok) != t.B*t.T {
+		t.tok = make([]int32, t.B*t.T)
+		t.tgt = make([]int32, t.B*t.T)
+	}
+	t.Model.ZeroGrad()
+	res := StepResult{Step: t.Step + 1}
+	for a := 0; a < accum; a++ {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if err := t.Data.Next(t.tok, t.tgt); err != nil {
+			return res, fmt.Errorf("train: reading batch: %w", err)
+		}
+		st, err := t.Model.Forward(t.tok, t.tgt, t.B, t.T)
+		if err != nil {
+			return res, fmt.Errorf("train: forward: %w", err)
+		}
+		if math.IsNaN(st.Loss) || math.IsInf(st.Loss, 0) {
+			return res, fmt.Errorf("train: loss is %v at step %d (lower --lr?)", st.Loss, t.Step+1)
+		}
+		if err := t.Model.Backward(); err != nil {
+			return res, fmt.Errorf("train: backward: %w", err)
+		}
+		res.Loss += st.Loss / float64(accum)
+		res.AuxLoss += st.AuxLoss / float64(accum)
+		res.ZLoss += st.ZLoss / float64(accum)
+		res.Dropped += st.DroppedFrac / float64(accum)
+		if st.ExpertLoad != nil {
+			if res.ExpertLoad == nil {
+				res.ExpertLoad = make([][]float64, len(st.ExpertLoad))
+				for i, l := range st.ExpertLoad {
+					res.ExpertLoad[i] = make([]float64, len(l))
+				}
+			}
+			for i, l := range st.ExpertLoad {
+				for e, f := range l {
+					if i < len(res.ExpertLoad) && e < len(res.ExpertLoad[i]) {
+						res.ExpertLoad[i][e] += f / float64(accum)
+					}
+				}
+			}
+		}
+	}
+	res.LR = t.Schedule.At(t.Step + 1)
+	res.GradNorm = t.Opt.Update(t.Model.Params(), t.Model.Grads(), t.Model.NoDecay(), res.LR, 1/float64(accum))
+	t.Step++
+	t.Tokens += int64(accum * t.B * t.T)
+	res.Tokens = t.Tokens
+	return res, nil
+}
+
+// EvalResult is a model's loss on some text.
+type EvalResult struct {
+	Loss    float64 `json:"loss"`   // mean cross-entropy per token, nats
+	Tokens  int     `json:"tokens"` // predicted tokens
+	Bytes   int     `json:"bytes"`  // bytes of text those tokens decode to
+	SumLoss float64 `json:"-"`      // total nats
+}
+
+// Perplexity returns exp(Loss).
+func (r EvalResult) Perplexity() float64 { return math.Exp(r.Loss) }
+
+// BitsPerByte returns the total loss in bits divided by the bytes of text.
+func (r EvalResult) BitsPerByte() float64 {
+	if r.Bytes == 0 {
+		return math.NaN()
+	}
+	return r.SumLoss / math.Ln2 / float64(r.Bytes)
+}
+
+// Evaluate computes the model's loss on ids: windows of T+1 tokens that
+// overlap by one (so every token but the first is predicted once), in
+// batches of B, up to maxTokens predicted tokens (0: all). bytesOf gives the
+// text length of a token for bits per byte (nil counts 1 byte per token).
+// The model's gradient is not touched.
+func Evaluate(ctx context.Context, m Model, ids []int32, B, T, maxTokens int, bytesOf func(int32) int) (EvalResult, error) {
+	var r EvalResult
+	if len(ids) < 2 {
+		return r, fmt.Errorf("eval: need at least 2 tokens, have %d", len(ids))
+	}
+	n := len(ids) - 1 // predictable tokens
+	if maxTokens > 0 && maxTokens < n {
+		n = maxTokens
+	}
+	tok := make([]int32, B*T)
+	tgt := make([]int32, B*T)
+	for pos := 0; pos < n; {
+		if err := ctx.Err(); err != nil {
+			return r, err
+		}
+		for i := range tgt {
+			tok[i], tgt[i] = 0, -1
+		}
+		count := 0
+		for b := 0; b < B && pos < n; b++ {
+			w := min(T, n-pos)
+			for j := 0; j < w; j++ {
+				tok[b*T+j] = ids[pos+j]
+				tgt[b*T+j] = ids[pos+j+1]
+				if bytesOf != nil {
+					r.Bytes += bytesOf(ids[pos+j+1])
+				} else {
+					r.Bytes++
+				}
+			}
+			count += w
+			pos += w
+		}
+		st, err := m.Forward(tok, tgt, B, T)
+		if err != nil {
+			return r, fmt.Errorf("eval: forward: %w", err)
+		}
+		r.SumLoss += st.Loss * float64(count)
+		r.Tokens += count
+	}
+	r.Loss = r.SumLoss / float64(r.Tokens)
+	return r, nil
+}
