@@ -79,7 +79,101 @@ type Config struct {
 	RouterZLossCoef float64 `json:"moe_router_z_loss_coef,omitempty"`
 	// moe: initialisation standard deviation (default 0.02).
 	InitStd float64 `json:"initializer_range,omitempty"`
+
+	// HiddenAct is the feed-forward activation (hidden_act); "silu" with a
+	// gated MLP is SwiGLU, the default.
+	HiddenAct string `json:"hidden_act,omitempty"`
+	// MLPBias adds biases to the feed-forward projections (llama mlp_bias, GPT-3).
+	MLPBias bool `json:"mlp_bias,omitempty"`
+	// QKVBias adds biases to the q, k and v projections but not the output
+	// projection (qwen2_moe). AttentionBias covers all four.
+	QKVBias bool `json:"moe_qkv_bias,omitempty"`
+	// QKNormPerHead makes the q/k norms act on each head (width head_dim,
+	// qwen3_moe) rather than on the whole projection (olmoe).
+	QKNormPerHead bool `json:"moe_qk_norm_per_head,omitempty"`
+	// RouterBias adds a bias to the router logits (gpt_oss).
+	RouterBias bool `json:"moe_router_bias,omitempty"`
+	// ExpertBias adds biases to every expert projection (gpt_oss).
+	ExpertBias bool `json:"moe_expert_bias,omitempty"`
+	// SharedExpertGate adds a sigmoid gate, one d-vector, in front of the
+	// shared expert (qwen2_moe).
+	SharedExpertGate bool `json:"moe_shared_expert_gate,omitempty"`
+	// SlidingWindow is the attention window of sliding-window layers; 0 means
+	// full causal attention everywhere.
+	SlidingWindow int `json:"sliding_window,omitempty"`
+	// LayerTypes gives each layer's attention kind, "sliding_attention" or
+	// "full_attention" (gpt_oss); empty means every layer uses SlidingWindow
+	// when it is set.
+	LayerTypes []string `json:"layer_types,omitempty"`
+	// DecoderSparseStep makes every DecoderSparseStep-th layer sparse
+	// (qwen2_moe, qwen3_moe); 0 or 1 means every layer.
+	DecoderSparseStep int `json:"decoder_sparse_step,omitempty"`
+	// MLPOnlyLayers lists layers (0-based) that use a dense feed-forward of
+	// width IntermediateSize even in an MoE model.
+	MLPOnlyLayers []int `json:"mlp_only_layers,omitempty"`
+	// PlainMLP uses a two-matrix feed-forward down(act(up(x))) instead of a
+	// gated one (GPT-3).
+	PlainMLP bool `json:"moe_plain_mlp,omitempty"`
+	// LayerNorm uses LayerNorm with a bias instead of RMSNorm (GPT-3).
+	LayerNorm bool `json:"moe_layer_norm,omitempty"`
+	// LearnedPositions adds a learned absolute position embedding table of
+	// MaxPositionEmbeddings rows instead of RoPE (GPT-3).
+	LearnedPositions bool `json:"moe_learned_positions,omitempty"`
 }
+
+// LayerIsMoE reports whether layer i (0-based) has a sparse MoE feed-forward,
+// honouring DecoderSparseStep and MLPOnlyLayers.
+func (c *Config) LayerIsMoE(i int) bool {
+	if !c.IsMoE() {
+		return false
+	}
+	for _, j := range c.MLPOnlyLayers {
+		if j == i {
+			return false
+		}
+	}
+	if c.DecoderSparseStep > 1 && (i+1)%c.DecoderSparseStep != 0 {
+		return false
+	}
+	return true
+}
+
+// AttentionWindow returns the number of keys layer i attends to at most: the
+// sliding window for sliding-window layers, 0 for full causal attention.
+func (c *Config) AttentionWindow(i int) int {
+	if c.SlidingWindow <= 0 {
+		return 0
+	}
+	if len(c.LayerTypes) == 0 {
+		return c.SlidingWindow
+	}
+	if i >= 0 && i < len(c.LayerTypes) && c.LayerTypes[i] == LayerSlidingAttention {
+		return c.SlidingWindow
+	}
+	return 0
+}
+
+// Clone returns a deep copy of c.
+func (c *Config) Clone() *Config {
+	d := *c
+	d.LayerTypes = append([]string(nil), c.LayerTypes...)
+	d.MLPOnlyLayers = append([]int(nil), c.MLPOnlyLayers...)
+	if c.LayerTypes == nil {
+		d.LayerTypes = nil
+	}
+	if c.MLPOnlyLayers == nil {
+		d.MLPOnlyLayers = nil
+	}
+	return &d
+}
+
+// Layer attention kinds used in LayerTypes.
+const (
+	// LayerSlidingAttention attends to the last SlidingWindow keys.
+	LayerSlidingAttention = "sliding_attention"
+	// LayerFullAttention attends to every earlier key.
+	LayerFullAttention = "full_attention"
+)
 
 // IsMoE reports whether the feed-forward layers are sparse mixtures of experts.
 func (c *Config) IsMoE() bool { return c.NumExperts > 1 }

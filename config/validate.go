@@ -1,0 +1,129 @@
+package config
+
+import (
+	"fmt"
+	"math"
+)
+
+// Upper bounds that keep every count the plan computes far from int64
+// overflow; real models are orders of magnitude below them.
+const (
+	maxDim       = 1 << 22 // hidden, feed-forward and head widths
+	maxVocab     = 1 << 24
+	maxLayers    = 1 << 14
+	maxHeads     = 1 << 14
+	maxExperts   = 1 << 16
+	maxContext   = 1 << 30
+	maxParamsEst = 1e16
+)
+
+// Validate checks that c describes a model moe can reason about. Each error
+// names the JSON field at fault, e.g.
+// "num_experts_per_tok (4) > num_local_experts (2)".
+func (c *Config) Validate() error {
+	if !knownType(c.ModelType) {
+		return fmt.Errorf("model_type: unknown %q", c.ModelType)
+	}
+	type bound struct {
+		name      string
+		v, lo, hi int
+	}
+	ffRequired := 0
+	if c.hasDenseLayer() || c.MoEIntermediateSize == 0 {
+		ffRequired = 1
+	}
+	for _, b := range []bound{
+		{"vocab_size", c.VocabSize, 1, maxVocab},
+		{"hidden_size", c.HiddenSize, 1, maxDim},
+		{"num_hidden_layers", c.NumLayers, 1, maxLayers},
+		{"num_attention_heads", c.NumHeads, 1, maxHeads},
+		{"num_key_value_heads", c.NumKVHeads, 0, maxHeads},
+		{"head_dim", c.HeadDim, 0, maxDim},
+		{"intermediate_size", c.IntermediateSize, ffRequired, maxDim},
+		{"moe_intermediate_size", c.MoEIntermediateSize, 0, maxDim},
+		{"shared_expert_intermediate_size", c.SharedExpertIntermediateSize, 0, maxDim},
+		{"max_position_embeddings", c.MaxPositionEmbeddings, 1, maxContext},
+		{"num_local_experts", c.NumExperts, 0, maxExperts},
+		{"num_experts_per_tok", c.ExpertsPerToken, 0, maxExperts},
+		{"sliding_window", c.SlidingWindow, 0, maxContext},
+		{"decoder_sparse_step", c.DecoderSparseStep, 0, maxLayers},
+	} {
+		if b.v < b.lo {
+			if b.lo == 1 && b.v == 0 {
+				return fmt.Errorf("%s: missing or zero", b.name)
+			}
+			return fmt.Errorf("%s: must be at least %d (got %d)", b.name, b.lo, b.v)
+		}
+		if b.v > b.hi {
+			return fmt.Errorf("%s: %d is implausibly large (limit %d)", b.name, b.v, b.hi)
+		}
+	}
+	if kv := c.KVHeads(); c.NumHeads%kv != 0 {
+		return fmt.Errorf("num_key_value_heads: %d does not divide num_attention_heads (%d)", kv, c.NumHeads)
+	}
+	if c.HeadDim == 0 && c.HiddenSize%c.NumHeads != 0 {
+		return fmt.Errorf("num_attention_heads: %d does not divide hidden_size (%d); set head_dim", c.NumHeads, c.HiddenSize)
+	}
+	if c.NumExperts > 0 {
+		if c.ExpertsPerToken < 1 {
+			return fmt.Errorf("num_experts_per_tok: must be at least 1 with %d experts (got %d)", c.NumExperts, c.ExpertsPerToken)
+		}
+		if c.ExpertsPerToken > c.NumExperts {
+			return fmt.Errorf("num_experts_per_tok (%d) > num_local_experts (%d)", c.ExpertsPerToken, c.NumExperts)
+		}
+	} else if c.ExpertsPerToken > 0 {
+		return fmt.Errorf("num_experts_per_tok: %d set but the model has no experts (num_local_experts is 0)", c.ExpertsPerToken)
+	}
+	if c.SharedExpertIntermediateSize > 0 && !c.IsMoE() {
+		return fmt.Errorf("shared_expert_intermediate_size: %d set on a dense model", c.SharedExpertIntermediateSize)
+	}
+	for i, j := range c.MLPOnlyLayers {
+		if j < 0 || j >= c.NumLayers {
+			return fmt.Errorf("mlp_only_layers[%d]: layer %d outside [0, %d)", i, j, c.NumLayers)
+		}
+	}
+	if len(c.LayerTypes) > 0 {
+		if len(c.LayerTypes) != c.NumLayers {
+			return fmt.Errorf("layer_types: %d entries for %d layers", len(c.LayerTypes), c.NumLayers)
+		}
+		for i, t := range c.LayerTypes {
+			if t != LayerSlidingAttention && t != LayerFullAttention {
+				return fmt.Errorf("layer_types[%d]: unknown %q (want %q or %q)", i, t, LayerSlidingAttention, LayerFullAttention)
+			}
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{
+		{"rope_theta", c.RopeTheta},
+		{"rms_norm_eps", c.RMSNormEps},
+		{"router_aux_loss_coef", c.RouterAuxLossCoef},
+		{"moe_capacity_factor", c.CapacityFactor},
+		{"moe_router_z_loss_coef", c.RouterZLossCoef},
+		{"initializer_range", c.InitStd},
+	} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
+			return fmt.Errorf("%s: must be a finite non-negative number (got %v)", f.name, f.v)
+		}
+	}
+	switch c.Routing {
+	case "", RoutingTokenChoice, RoutingExpertChoice:
+	default:
+		return fmt.Errorf("moe_routing: unknown %q (want %q or %q)", c.Routing, RoutingTokenChoice, RoutingExpertChoice)
+	}
+	switch c.RouterOrder {
+	case "", RouterSoftmaxTopK, RouterTopKSoftmax:
+	default:
+		return fmt.Errorf("moe_router_order: unknown %q (want %q or %q)", c.RouterOrder, RouterSoftmaxTopK, RouterTopKSoftmax)
+	}
+	// A rough size bound so that exact integer counts cannot overflow.
+	d := float64(c.HiddenSize)
+	attn := float64(c.HeadDimension()) * float64(c.NumHeads+c.KVHeads()) * 2 * d
+	ff := 3 * d * (float64(c.IntermediateSize) + float64(c.NumExperts)*float64(c.ExpertSize()) + float64(c.SharedExpertIntermediateSize))
+	est := float64(c.NumLayers)*(attn+ff) + 2*float64(c.VocabSize)*d + float64(c.MaxPositionEmbeddings)*d
+	if est > maxParamsEst {
+		return fmt.Errorf("hidden_size: the config describes about %.3g parameters, more than moe handles (%.0g)", est, maxParamsEst)
+	}
+	return nil
+}
