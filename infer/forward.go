@@ -1,0 +1,366 @@
+package infer
+
+import (
+	"fmt"
+	"math"
+
+	"moe/compute"
+	"moe/config"
+)
+
+// Stats describes what one Forward call did.
+type Stats struct {
+	// Rows is the number of token positions processed.
+	Rows int
+	// Touched holds, per layer, how many distinct routed experts received at
+	// least one row (0 for dense layers). Their sum prices a verification
+	// pass of an MoE model: each touched expert's weights are read once.
+	Touched []int
+	// ExpertRows holds, per layer, the rows each routed expert received
+	// (nil for a dense model).
+	ExpertRows [][]int
+}
+
+// TouchedTotal returns the sum of Touched over layers.
+func (s *Stats) TouchedTotal() int {
+	t := 0
+	for _, v := range s.Touched {
+		t += v
+	}
+	return t
+}
+
+// scratch holds the activations of one Forward call, grown as needed.
+type scratch struct {
+	x, xn, q, k, v, att, o []float32
+	ffG, ffU, ffO, gath    []float32
+	route                  []float32
+}
+
+func grow(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
+}
+
+// Forward appends tokens[i] to seqs[i] for every i in one batched pass: all
+// rows of all sequences go through each weight matrix as one GEMM, attention
+// runs per sequence against its own cache, and in MoE layers rows are grouped
+// per expert so that only the experts the router picks are computed. It
+// returns, for each sequence, the logits of every new position (n·V floats,
+// position-major) when allLogits is set, else those of its last new position
+// (V floats). A sequence with no new tokens gets nil. Forward is safe for
+// concurrent use (calls are serialised).
+func (m *Model) Forward(seqs []*Seq, tokens [][]int32, allLogits bool) ([][]float32, error) {
+	logits, _, err := m.ForwardStats(seqs, tokens, allLogits)
+	return logits, err
+}
+
+// ForwardStats is Forward that also reports which experts the call touched.
+func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][]float32, Stats, error) {
+	var st Stats
+	if len(seqs) != len(tokens) {
+		return nil, st, fmt.Errorf("infer: forward got %d sequences but %d token lists", len(seqs), len(tokens))
+	}
+	cfg := m.Cfg
+	V := cfg.VocabSize
+	rows := 0
+	seen := make(map[*Seq]bool, len(seqs))
+	for i, s := range seqs {
+		if s == nil {
+			return nil, st, fmt.Errorf("infer: forward: sequence %d is nil", i)
+		}
+		if s.m != m {
+			return nil, st, fmt.Errorf("infer: forward: sequence %d belongs to another model", i)
+		}
+		if seen[s] {
+			return nil, st, fmt.Errorf("infer: forward: sequence %d appears twice in one batch", i)
+		}
+		seen[s] = true
+		if s.n+len(tokens[i]) > s.maxLen {
+			return nil, st, fmt.Errorf("infer: sequence %d would hold %d tokens, more than its limit of %d (model context %d)",
+				i, s.n+len(tokens[i]), s.maxLen, m.ctxLen)
+		}
+		for _, t := range tokens[i] {
+			if t < 0 || int(t) >= V {
+				return nil, st, fmt.Errorf("infer: token id %d out of range [0,%d)", t, V)
+			}
+		}
+		rows += len(tokens[i])
+	}
+	st.Rows = rows
+	out := make([][]float32, len(seqs))
+	if rows == 0 {
+		return out, st, nil
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	d, hd := cfg.HiddenSize, m.hd
+	nh, nkv := cfg.NumHeads, cfg.KVHeads()
+	qDim, kvDim := nh*hd, m.kvDim
+	sc := &m.sc
+	sc.x = grow(sc.x, rows*d)
+	sc.xn = grow(sc.xn, rows*d)
+	sc.q = grow(sc.q, rows*qDim)
+	sc.k = grow(sc.k, rows*kvDim)
+	sc.v = grow(sc.v, rows*kvDim)
+	sc.att = grow(sc.att, rows*qDim)
+	sc.o = grow(sc.o, rows*d)
+	x := sc.x
+
+	// Row bookkeeping: which sequence and position each row is.
+	rowSeq := make([]int32, rows)
+	rowPos := make([]int32, rows)
+	r := 0
+	for i, s := range seqs {
+		s.reserve(s.n + len(tokens[i]))
+		for j, t := range tokens[i] {
+			copy(x[r*d:(r+1)*d], m.W.Embed[int(t)*d:(int(t)+1)*d])
+			rowSeq[r] = int32(i)
+			rowPos[r] = int32(s.n + j)
+			r++
+		}
+	}
+	eps := float32(cfg.RMSNormEps)
+	if cfg.IsMoE() {
+		st.Touched = make([]int, cfg.NumLayers)
+		st.ExpertRows = make([][]int, cfg.NumLayers)
+	}
+
+	for l := range m.W.Layers {
+		L := &m.W.Layers[l]
+		compute.RMSNorm(sc.xn, x, L.AttnNorm, rows, d, eps, nil)
+		compute.Gemm(m.Pool, false, true, rows, qDim, d, 1, sc.xn, d, L.Wq, d, 0, sc.q, qDim)
+		compute.Gemm(m.Pool, false, true, rows, kvDim, d, 1, sc.xn, d, L.Wk, d, 0, sc.k, kvDim)
+		compute.Gemm(m.Pool, false, true, rows, kvDim, d, 1, sc.xn, d, L.Wv, d, 0, sc.v, kvDim)
+		for r := 0; r < rows; r++ {
+			p := int(rowPos[r])
+			m.rope.Apply(sc.q[r*qDim:(r+1)*qDim], nh, p)
+			m.rope.Apply(sc.k[r*kvDim:(r+1)*kvDim], nkv, p)
+			sq := seqs[rowSeq[r]]
+			copy(sq.k[l][p*kvDim:(p+1)*kvDim], sc.k[r*kvDim:(r+1)*kvDim])
+			copy(sq.v[l][p*kvDim:(p+1)*kvDim], sc.v[r*kvDim:(r+1)*kvDim])
+		}
+		m.attention(seqs, l, rows, rowSeq, rowPos)
+		compute.Gemm(m.Pool, false, true, rows, d, qDim, 1, sc.att, qDim, L.Wo, qDim, 0, sc.o, d)
+		compute.Add(x, sc.o[:rows*d])
+
+		compute.RMSNorm(sc.xn, x, L.FFNNorm, rows, d, eps, nil)
+		if !cfg.IsMoE() {
+			m.swiglu(rows, sc.xn, L.Gate, L.Up, L.Down, cfg.IntermediateSize, nil, nil, x)
+			continue
+		}
+		touched, counts := m.moe(l, rows, x)
+		st.Touched[l] = touched
+		st.ExpertRows[l] = counts
+	}
+
+	// Logits of the rows asked for.
+	var pick []int
+	r = 0
+	for i := range seqs {
+		n := len(tokens[i])
+		if n == 0 {
+			continue
+		}
+		if allLogits {
+			for j := 0; j < n; j++ {
+				pick = append(pick, r+j)
+			}
+		} else {
+			pick = append(pick, r+n-1)
+		}
+		r += n
+	}
+	np := len(pick)
+	for j, pr := range pick {
+		compute.RMSNorm(sc.xn[j*d:(j+1)*d], x[pr*d:(pr+1)*d], m.W.FinalNorm, 1, d, eps, nil)
+	}
+	all := make([]float32, np*V)
+	compute.Gemm(m.Pool, false, true, np, V, d, 1, sc.xn, d, m.W.LMHead, d, 0, all, V)
+	j := 0
+	for i, s := range seqs {
+		n := len(tokens[i])
+		if n == 0 {
+			continue
+		}
+		k := 1
+		if allLogits {
+			k = n
+		}
+		out[i] = all[j*V : (j+k)*V : (j+k)*V]
+		j += k
+		s.tokens = append(s.tokens[:s.n], tokens[i]...)
+		s.n += n
+	}
+	m.countRows(rows, st.ExpertRows)
+	return out, st, nil
+}
+
+// attention computes sc.att for every row: causal grouped-query attention of
+// each row's query heads against its sequence's cache up to its position.
+func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
+	cfg := m.Cfg
+	hd, nh := m.hd, cfg.NumHeads
+	group := nh / cfg.KVHeads()
+	qDim, kvDim := nh*hd, m.kvDim
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	sc := &m.sc
+	work := rows * nh
+	maxPos := 0
+	for r := 0; r < rows; r++ {
+		maxPos = max(maxPos, int(rowPos[r])+1)
+	}
+	parallelFor(m.Pool, work, max(1, 4096/(maxPos*hd+1)), func(lo, hi int) {
+		scores := make([]float32, maxPos)
+		for w := lo; w < hi; w++ {
+			r, h := w/nh, w%nh
+			p := int(rowPos[r])
+			s := seqs[rowSeq[r]]
+			kc, vc := s.k[l], s.v[l]
+			q := sc.q[r*qDim+h*hd : r*qDim+(h+1)*hd]
+			off := (h / group) * hd
+			sco := scores[:p+1]
+			for t := 0; t <= p; t++ {
+				kt := kc[t*kvDim+off : t*kvDim+off+hd]
+				sco[t] = compute.Dot(q, kt) * scale
+			}
+			compute.SoftmaxRow(sco)
+			o := sc.att[r*qDim+h*hd : r*qDim+(h+1)*hd]
+			clear(o)
+			for t, a := range sco {
+				vt := vc[t*kvDim+off : t*kvDim+off+hd]
+				for i, vv := range vt {
+					o[i] += a * vv
+				}
+			}
+		}
+	})
+}
+
+// swiglu adds down(silu(gate(xn)) ⊙ up(xn)) for rows rows of xn into dst, or
+// into dst[dstRows[i]] scaled by weights[i] when dstRows is set.
+func (m *Model) swiglu(rows int, xn, gate, up, down []float32, ff int, dstRows []int32, weights []float32, dst []float32) {
+	d := m.Cfg.HiddenSize
+	sc := &m.sc
+	sc.ffG = grow(sc.ffG, rows*ff)
+	sc.ffU = grow(sc.ffU, rows*ff)
+	sc.ffO = grow(sc.ffO, rows*d)
+	compute.Gemm(m.Pool, false, true, rows, ff, d, 1, xn, d, gate, d, 0, sc.ffG, ff)
+	compute.Gemm(m.Pool, false, true, rows, ff, d, 1, xn, d, up, d, 0, sc.ffU, ff)
+	compute.SwiGLU(sc.ffG, sc.ffG, sc.ffU)
+	compute.Gemm(m.Pool, false, true, rows, d, ff, 1, sc.ffG, ff, down, ff, 0, sc.ffO, d)
+	if dstRows == nil {
+		compute.Add(dst[:rows*d], sc.ffO)
+		return
+	}
+	compute.ScatterAddRows(dst, sc.ffO, dstRows, weights, d)
+}
+
+// routeRow picks the experts of one row from its router logits and writes
+// their indices and weights into idx and w (length k). It implements the
+// inference rule of every routing kind: token choice in either score order,
+// and for expert-choice models the causal rule (top-k of the softmax with
+// k = max(1, round(CapacityFactor)), weights not renormalised). Ties go to
+// the lower expert index.
+func (m *Model) routeRow(logits []float32, idx []int32, w []float32, probs []float32) {
+	cfg := m.Cfg
+	softFirst := cfg.Routing == config.RoutingExpertChoice || cfg.RouterOrder == config.RouterSoftmaxTopK
+	src := logits
+	if softFirst {
+		copy(probs, logits)
+		compute.SoftmaxRow(probs)
+		src = probs
+	}
+	compute.TopK(src, len(idx), idx)
+	for j, e := range idx {
+		w[j] = src[e]
+	}
+	switch {
+	case cfg.Routing == config.RoutingExpertChoice:
+		// the softmax scores as they are
+	case softFirst:
+		if cfg.NormTopKProb {
+			var s float32
+			for _, v := range w {
+				s += v
+			}
+			for j := range w {
+				w[j] /= s
+			}
+		}
+	default:
+		compute.SoftmaxRow(w)
+	}
+}
+
+// moe runs the sparse feed-forward of layer l over the rows of sc.xn and adds
+// it into x. It returns the number of experts that got rows and the rows per
+// expert.
+func (m *Model) moe(l, rows int, x []float32) (int, []int) {
+	cfg := m.Cfg
+	L := &m.W.Layers[l]
+	d, E, k := cfg.HiddenSize, cfg.NumExperts, m.moeK
+	sc := &m.sc
+	sc.route = grow(sc.route, rows*E)
+	compute.Gemm(m.Pool, false, true, rows, E, d, 1, sc.xn, d, L.Router, d, 0, sc.route, E)
+	idx := make([]int32, k)
+	wts := make([]float32, k)
+	probs := make([]float32, E)
+	expRows := make([][]int32, E)
+	expW := make([][]float32, E)
+	for r := 0; r < rows; r++ {
+		m.routeRow(sc.route[r*E:(r+1)*E], idx, wts, probs)
+		for j, e := range idx {
+			expRows[e] = append(expRows[e], int32(r))
+			expW[e] = append(expW[e], wts[j])
+		}
+	}
+	// The shared expert sees every row, ungated; compute it before sc.xn is
+	// reused for gathered rows.
+	if cfg.SharedExpertIntermediateSize > 0 {
+		m.swiglu(rows, sc.xn, L.SharedGate, L.SharedUp, L.SharedDown, cfg.SharedExpertIntermediateSize, nil, nil, x)
+	}
+	counts := make([]int, E)
+	touched := 0
+	ffe := cfg.ExpertSize()
+	for e := 0; e < E; e++ {
+		n := len(expRows[e])
+		counts[e] = n
+		if n == 0 {
+			continue
+		}
+		touched++
+		sc.gath = grow(sc.gath, n*d)
+		compute.GatherRows(sc.gath, sc.xn, expRows[e], d)
+		m.swiglu(n, sc.gath, L.ExpertGate[e], L.ExpertUp[e], L.ExpertDown[e], ffe, expRows[e], expW[e], x)
+	}
+	return touched, counts
+}
+
+// countRows adds one call's routing to the model's running totals.
+func (m *Model) countRows(rows int, expertRows [][]int) {
+	m.statsMu.Lock()
+	defer m.statsMu.Unlock()
+	m.totalRows += uint64(rows)
+	for l, c := range expertRows {
+		for e, n := range c {
+			m.routed[l][e] += uint64(n)
+		}
+	}
+}
+
+// RoutingCounts returns a copy of the running per-layer, per-expert counts of
+// rows routed since the model was made, and the total rows processed.
+func (m *Model) RoutingCounts() (perLayer [][]uint64, rows uint64) {
+	m.statsMu.Lock()
+	defer m.statsMu.Unlock()
+	perLayer = make([][]uint64, len(m.routed))
+	for l := range m.routed {
+		perLayer[l] = append([]uint64(nil), m.routed[l]...)
+	}
+	return perLayer, m.totalRows
+}

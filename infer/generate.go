@@ -1,0 +1,311 @@
+package infer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Stop reasons reported in Result.StopReason.
+const (
+	StopLength  = "length"  // MaxTokens reached
+	StopString  = "stop"    // a stop sequence appeared
+	StopToken   = "eot"     // a stop token (end of text) was generated
+	StopContext = "context" // the sequence is full
+)
+
+// GenerateOptions control Generate.
+type GenerateOptions struct {
+	// MaxTokens bounds the generated tokens; 0 means until a stop or the
+	// context is full.
+	MaxTokens int
+	// Stop ends generation when the generated text contains one of these
+	// strings; the text is cut before it. Needs the model's tokenizer.
+	Stop []string
+	// StopTokens end generation when generated (the token is kept in
+	// Result.Tokens but not in Result.Text). Nil means the tokenizer's
+	// end-of-text token, if there is a tokenizer.
+	StopTokens []int32
+	// IgnoreEOT disables the default end-of-text stop (benchmarks).
+	IgnoreEOT bool
+	// Sampling options; the draft samples with the same options.
+	Sampling SampleOptions
+
+	// Draft, if set, proposes tokens for speculative decoding. It must share
+	// the target's tokenizer (vocabulary).
+	Draft *Model
+	// DraftTokens is the initial number K of tokens the draft proposes per
+	// step (default 4); K adapts at run time unless FixedDraftTokens.
+	DraftTokens int
+	// MaxDraftTokens bounds the adapted K (default max(2·DraftTokens, 8)).
+	MaxDraftTokens int
+	// FixedDraftTokens keeps K fixed.
+	FixedDraftTokens bool
+
+	// Seq, if set, is the target sequence to use: its cached tokens that
+	// match the start of the prompt are reused (chat turns, prefix reuse) and
+	// the rest is recomputed. The prompt is then the WHOLE context. On return
+	// the sequence holds a prefix of prompt+Result.Tokens.
+	Seq *Seq
+	// DraftSeq is the same for the draft model.
+	DraftSeq *Seq
+}
+
+// Result is what Generate produced and measured.
+type Result struct {
+	// Tokens are the generated tokens, a final stop token included.
+	Tokens []int32
+	// Text is the generated text without stop tokens and cut before a stop
+	// sequence (empty without a tokenizer).
+	Text string
+	// StopReason says why generation ended (StopLength, ...).
+	StopReason string
+	// PromptTokens is the prompt's length; CachedTokens of them were reused
+	// from opts.Seq.
+	PromptTokens, CachedTokens int
+	// Proposed and Accepted count draft tokens in speculative decoding;
+	// Rounds counts draft-and-verify steps; FinalDraftTokens is K at the end.
+	Proposed, Accepted, Rounds, FinalDraftTokens int
+	// Seconds is the wall time of the whole call; PrefillSeconds of the
+	// first forward pass (the prompt), DecodeSeconds of the rest.
+	Seconds, PrefillSeconds, DecodeSeconds float64
+	// TargetTouched sums, over verification passes, the routed experts each
+	// pass touched (all layers): the cost speculative decoding paid.
+	TargetTouched int
+}
+
+// AcceptanceRate is Accepted/Proposed (0 when nothing was proposed).
+func (r *Result) AcceptanceRate() float64 {
+	if r.Proposed == 0 {
+		return 0
+	}
+	return float64(r.Accepted) / float64(r.Proposed)
+}
+
+// TokensPerSecond is the generated tokens over the decode time (prefill
+// excluded); with a single generated token it uses the whole time.
+func (r *Result) TokensPerSecond() float64 {
+	if len(r.Tokens) > 1 && r.DecodeSeconds > 0 {
+		return float64(len(r.Tokens)-1) / r.DecodeSeconds
+	}
+	if r.Seconds > 0 {
+		return float64(len(r.Tokens)) / r.Seconds
+	}
+	return 0
+}
+
+// CheckDraft reports whether draft can propose tokens for target: both need
+// the same vocabulary (size and the bytes of every token).
+func CheckDraft(target, draft *Model) error {
+	if target.Cfg.VocabSize != draft.Cfg.VocabSize {
+		return fmt.Errorf("draft model has vocab_size %d but the target has %d: they must share a tokenizer", draft.Cfg.VocabSize, target.Cfg.VocabSize)
+	}
+	tt, dt := target.Tok, draft.Tok
+	if tt == nil || dt == nil {
+		return nil
+	}
+	if tt.VocabSize() != dt.VocabSize() {
+		return fmt.Errorf("draft tokenizer has %d tokens but the target's has %d: they must share a tokenizer", dt.VocabSize(), tt.VocabSize())
+	}
+	for id := int32(0); int(id) < tt.VocabSize(); id++ {
+		if !bytes.Equal(tt.TokenBytes(id), dt.TokenBytes(id)) {
+			return fmt.Errorf("draft tokenizer differs from the target's at token %d (%q vs %q): they must share a tokenizer", id, dt.TokenBytes(id), tt.TokenBytes(id))
+		}
+	}
+	return nil
+}
+
+// output tracks generated tokens: stop tokens, stop strings, and which
+// tokens are safe to stream (a token that might begin a stop string is held
+// back until it cannot).
+type output struct {
+	m          *Model
+	emit       func(int32) error
+	stops      [][]byte
+	stopTokens []int32
+	maxTokens  int
+
+	tokens  []int32
+	text    []byte
+	ends    []int // text byte offset after each token
+	emitted int
+	reason  string
+	cut     int // text length to report
+}
+
+// push adds a generated token; it returns true when generation must stop.
+func (o *output) push(tok int32) (bool, error) {
+	o.tokens = append(o.tokens, tok)
+	for _, s := range o.stopTokens {
+		if tok == s {
+			o.ends = append(o.ends, len(o.text))
+			o.reason = StopToken
+			return true, o.flush(len(o.tokens)-1, len(o.text))
+		}
+	}
+	if o.m.Tok != nil {
+		o.text = append(o.text, o.m.Tok.TokenBytes(tok)...)
+	}
+	o.ends = append(o.ends, len(o.text))
+	// A stop string can only end inside the newest token's bytes.
+	from := 0
+	if len(o.ends) > 1 {
+		from = o.ends[len(o.ends)-2]
+	}
+	best := -1
+	for _, s := range o.stops {
+		lo := max(0, from-len(s)+1)
+		if i := bytes.Index(o.text[lo:], s); i >= 0 && (best < 0 || lo+i < best) {
+			best = lo + i
+		}
+	}
+	if best >= 0 {
+		o.reason = StopString
+		// Emit the tokens that end before the stop string begins.
+		n := o.emitted
+		for n < len(o.tokens) && o.ends[n] <= best {
+			n++
+		}
+		return true, o.flush(n, best)
+	}
+	// Hold back tokens whose bytes overlap a suffix that begins a stop string.
+	hold := len(o.text)
+	for _, s := range o.stops {
+		for l := min(len(s)-1, len(o.text)); l > 0; l-- {
+			if bytes.HasSuffix(o.text, s[:l]) {
+				hold = min(hold, len(o.text)-l)
+				break
+			}
+		}
+	}
+	n := o.emitted
+	for n < len(o.tokens) && o.ends[n] <= hold {
+		n++
+	}
+	if err := o.flush(n, len(o.text)); err != nil {
+		return true, err
+	}
+	if o.maxTokens > 0 && len(o.tokens) >= o.maxTokens {
+		o.reason = StopLength
+		return true, o.flush(len(o.tokens), len(o.text))
+	}
+	return false, nil
+}
+
+// flush emits tokens up to index n and sets the reported text length.
+func (o *output) flush(n, cut int) error {
+	o.cut = cut
+	for ; o.emitted < n; o.emitted++ {
+		if o.emit != nil {
+			if err := o.emit(o.tokens[o.emitted]); err != nil {
+				return fmt.Errorf("infer: emit: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// syncSeq makes s hold a prefix of ctx, at most len(ctx)-1 tokens, and returns
+// the tokens still to feed.
+func syncSeq(s *Seq, ctx []int32) []int32 {
+	toks := s.Tokens()
+	c := 0
+	for c < len(toks) && c < len(ctx)-1 && toks[c] == ctx[c] {
+		c++
+	}
+	s.Truncate(c)
+	return ctx[c:]
+}
+
+// Generate continues prompt with the model, calling emit (if non-nil) with
+// each token as soon as it is final, and returns what it generated. With
+// opts.Draft it decodes speculatively; the output distribution is the
+// target's exactly, and at temperature 0 the tokens are identical to plain
+// decoding.
+func (m *Model) Generate(ctx context.Context, prompt []int32, opts GenerateOptions, emit func(tok int32) error) (Result, error) {
+	start := time.Now()
+	res := Result{PromptTokens: len(prompt)}
+	if err := opts.Sampling.Validate(); err != nil {
+		return res, fmt.Errorf("infer: %w", err)
+	}
+	if len(prompt) == 0 {
+		return res, errors.New("infer: empty prompt: give at least one token")
+	}
+	if opts.MaxTokens < 0 {
+		return res, fmt.Errorf("infer: max tokens %d must be >= 0", opts.MaxTokens)
+	}
+	seq := opts.Seq
+	if seq == nil {
+		seq = m.NewSeq(0)
+	} else if seq.m != m {
+		return res, errors.New("infer: opts.Seq belongs to another model")
+	}
+	if len(prompt) > seq.maxLen {
+		return res, fmt.Errorf("infer: prompt of %d tokens is longer than the context of %d tokens", len(prompt), seq.maxLen)
+	}
+	for _, t := range prompt {
+		if t < 0 || int(t) >= m.Cfg.VocabSize {
+			return res, fmt.Errorf("infer: prompt token %d out of range [0,%d)", t, m.Cfg.VocabSize)
+		}
+	}
+	o := &output{m: m, emit: emit, maxTokens: opts.MaxTokens, stopTokens: opts.StopTokens}
+	for _, s := range opts.Stop {
+		if s == "" {
+			continue
+		}
+		if m.Tok == nil {
+			return res, errors.New("infer: stop sequences need a tokenizer")
+		}
+		o.stops = append(o.stops, []byte(s))
+	}
+	if o.stopTokens == nil && m.Tok != nil && !opts.IgnoreEOT {
+		o.stopTokens = []int32{m.Tok.EOT()}
+	}
+	pending := syncSeq(seq, prompt)
+	res.CachedTokens = len(prompt) - len(pending)
+
+	var err error
+	if opts.Draft != nil {
+		err = m.speculate(ctx, seq, prompt, pending, opts, o, &res, start)
+	} else {
+		err = m.plain(ctx, seq, pending, opts, o, &res, start)
+	}
+	res.Tokens = o.tokens
+	res.StopReason = o.reason
+	if m.Tok != nil {
+		res.Text = string(o.text[:o.cut])
+	}
+	res.Seconds = time.Since(start).Seconds()
+	res.DecodeSeconds = res.Seconds - res.PrefillSeconds
+	return res, err
+}
+
+// plain is decoding without a draft: one forward pass per token.
+func (m *Model) plain(ctx context.Context, seq *Seq, pending []int32, opts GenerateOptions, o *output, res *Result, start time.Time) error {
+	smp := NewSampler(opts.Sampling)
+	logits, err := m.Forward([]*Seq{seq}, [][]int32{pending}, false)
+	if err != nil {
+		return err
+	}
+	res.PrefillSeconds = time.Since(start).Seconds()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		tok := smp.Sample(logits[0])
+		done, err := o.push(tok)
+		if err != nil || done {
+			return err
+		}
+		if seq.Len() >= seq.maxLen {
+			o.reason = StopContext
+			return o.flush(len(o.tokens), len(o.text))
+		}
+		logits, err = m.Forward([]*Seq{seq}, [][]int32{{tok}}, false)
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,149 @@
+// Package infer runs trained models: a batched forward pass over per-sequence
+// KV caches, token sampling (temperature, top-k, top-p, seeded), text
+// generation with stop sequences, and exact speculative decoding with a
+// smaller draft model.
+//
+// The forward pass here is written for inference only: it keeps each
+// sequence's keys and values (Seq), so a new token costs one pass over the
+// weights plus attention against the cache, and in MoE layers only the
+// experts the router picks for the batch's rows are computed.
+package infer
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+
+	"moe/compute"
+	"moe/config"
+	"moe/model"
+	"moe/tokenizer"
+)
+
+// Model is a model ready for inference: its config, weights, tokenizer and
+// the tables and buffers the forward pass uses.
+type Model struct {
+	// Cfg describes the architecture.
+	Cfg *config.Config
+	// W holds the parameters (read only here).
+	W *model.Weights
+	// Tok turns text into token ids and back; it may be nil for a model used
+	// only on token ids (tests, benchmarks).
+	Tok *tokenizer.Tokenizer
+	// Pool runs the kernels; nil means the calling goroutine.
+	Pool *compute.Pool
+
+	ctxLen    int
+	hd, kvDim int
+	moeK      int
+	rope      *compute.RoPE
+
+	mu sync.Mutex // serialises Forward; guards sc
+	sc scratch
+
+	statsMu   sync.Mutex
+	routed    [][]uint64
+	totalRows uint64
+}
+
+// supported reports configs this forward pass cannot run.
+func supported(cfg *config.Config) error {
+	switch {
+	case cfg.AttentionBias:
+		return errors.New("attention biases are not supported")
+	case cfg.QKNorm:
+		return errors.New("q/k norms are not supported")
+	case cfg.AttentionSinks:
+		return errors.New("attention sinks are not supported")
+	case cfg.VocabSize <= 0 || cfg.HiddenSize <= 0 || cfg.NumLayers <= 0 || cfg.NumHeads <= 0:
+		return fmt.Errorf("vocab_size, hidden_size, num_hidden_layers and num_attention_heads must be positive (got %d, %d, %d, %d)",
+			cfg.VocabSize, cfg.HiddenSize, cfg.NumLayers, cfg.NumHeads)
+	case cfg.HeadDimension()%2 != 0 || cfg.HeadDimension() <= 0:
+		return fmt.Errorf("head dimension %d must be positive and even for RoPE", cfg.HeadDimension())
+	case cfg.NumHeads%cfg.KVHeads() != 0:
+		return fmt.Errorf("%d attention heads are not a multiple of %d kv heads", cfg.NumHeads, cfg.KVHeads())
+	case cfg.MaxPositionEmbeddings <= 0:
+		return errors.New("max_position_embeddings (the context length) must be positive")
+	case cfg.RMSNormEps <= 0:
+		return errors.New("rms_norm_eps must be positive")
+	case cfg.RopeTheta <= 0:
+		return errors.New("rope_theta must be positive")
+	case cfg.IsMoE() && cfg.Routing != config.RoutingExpertChoice && (cfg.ExpertsPerToken < 1 || cfg.ExpertsPerToken > cfg.NumExperts):
+		return fmt.Errorf("num_experts_per_tok %d must be in [1,%d]", cfg.ExpertsPerToken, cfg.NumExperts)
+	case cfg.Routing != "" && cfg.Routing != config.RoutingTokenChoice && cfg.Routing != config.RoutingExpertChoice:
+		return fmt.Errorf("unknown routing %q", cfg.Routing)
+	case cfg.RouterOrder != "" && cfg.RouterOrder != config.RouterSoftmaxTopK && cfg.RouterOrder != config.RouterTopKSoftmax:
+		return fmt.Errorf("unknown router order %q", cfg.RouterOrder)
+	}
+	return nil
+}
+
+// InferenceExperts returns the number of experts each token is routed to at
+// inference: num_experts_per_tok for token choice, and for expert-choice
+// models the causal rule k = max(1, round(CapacityFactor)) (CapacityFactor 2
+// when unset), capped at the number of experts. It is 0 for a dense model.
+func InferenceExperts(cfg *config.Config) int {
+	if !cfg.IsMoE() {
+		return 0
+	}
+	if cfg.Routing == config.RoutingExpertChoice {
+		cf := cfg.CapacityFactor
+		if cf <= 0 {
+			cf = 2
+		}
+		return min(max(1, int(math.Round(cf))), cfg.NumExperts)
+	}
+	return cfg.ExpertsPerToken
+}
+
+// New prepares a model for inference. tok may be nil (token ids only); when
+// given, its vocabulary must fit the model's embedding table.
+func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *compute.Pool) (*Model, error) {
+	if cfg == nil || w == nil {
+		return nil, errors.New("infer: nil config or weights")
+	}
+	if err := supported(cfg); err != nil {
+		return nil, fmt.Errorf("infer: unsupported model: %w", err)
+	}
+	if n := model.NumParams(cfg); len(w.Flat) != n {
+		return nil, fmt.Errorf("infer: weights hold %d floats, the config needs %d", len(w.Flat), n)
+	}
+	if tok != nil && tok.VocabSize() > cfg.VocabSize {
+		return nil, fmt.Errorf("infer: tokenizer has %d tokens but the model's vocab_size is %d", tok.VocabSize(), cfg.VocabSize)
+	}
+	hd := cfg.HeadDimension()
+	m := &Model{
+		Cfg:    cfg,
+		W:      w,
+		Tok:    tok,
+		Pool:   pool,
+		ctxLen: cfg.MaxPositionEmbeddings,
+		hd:     hd,
+		kvDim:  cfg.KVHeads() * hd,
+		moeK:   InferenceExperts(cfg),
+		routed: make([][]uint64, cfg.NumLayers),
+	}
+	for l := range m.routed {
+		m.routed[l] = make([]uint64, max(cfg.NumExperts, 0))
+	}
+	rope, err := compute.NewRoPE(hd, m.ctxLen, cfg.RopeTheta)
+	if err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
+	}
+	m.rope = rope
+	return m, nil
+}
+
+// Context returns the model's context length in tokens.
+func (m *Model) Context() int { return m.ctxLen }
+
+// Load reads a model for inference from path: a run directory (config,
+// checkpoint and tokenizer, as `moe train` writes it) or a .gguf file.
+func Load(path string, pool *compute.Pool) (*Model, error) {
+	if strings.HasSuffix(strings.ToLower(path), ".gguf") {
+		return loadGGUF(path, pool)
+	}
+	return loadRunDir(path, pool)
+}

@@ -1,0 +1,180 @@
+package infer
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// SampleOptions choose how the next token is drawn from the logits.
+type SampleOptions struct {
+	// Temperature divides the logits; 0 means greedy (argmax, ties to the
+	// lower id).
+	Temperature float64
+	// TopP keeps the smallest set of most likely tokens whose probability
+	// reaches TopP (nucleus sampling); 0 or >= 1 keeps all.
+	TopP float64
+	// TopK keeps the K most likely tokens (ties to the lower id); 0 keeps all.
+	TopK int
+	// Seed makes sampling reproducible.
+	Seed uint64
+}
+
+// Validate reports options that make no sense.
+func (o SampleOptions) Validate() error {
+	switch {
+	case o.Temperature < 0 || math.IsNaN(o.Temperature) || math.IsInf(o.Temperature, 0):
+		return fmt.Errorf("temperature %v must be a finite number >= 0", o.Temperature)
+	case o.TopP < 0 || o.TopP > 1 || math.IsNaN(o.TopP):
+		return fmt.Errorf("top-p %v must be in [0,1]", o.TopP)
+	case o.TopK < 0:
+		return fmt.Errorf("top-k %d must be >= 0", o.TopK)
+	}
+	return nil
+}
+
+// Sampler draws tokens from logits under fixed SampleOptions with its own
+// seeded random stream. It is not safe for concurrent use.
+type Sampler struct {
+	opts SampleOptions
+	rng  *rand.Rand
+	buf  []float32
+	ids  []int32
+}
+
+// NewSampler returns a sampler for opts (see SampleOptions.Validate).
+func NewSampler(opts SampleOptions) *Sampler {
+	return &Sampler{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15))}
+}
+
+// Options returns the sampler's options.
+func (s *Sampler) Options() SampleOptions { return s.opts }
+
+// Greedy reports whether the sampler is argmax (temperature 0).
+func (s *Sampler) Greedy() bool { return s.opts.Temperature == 0 }
+
+// Float64 returns a uniform number in [0,1) from the sampler's stream.
+func (s *Sampler) Float64() float64 { return s.rng.Float64() }
+
+// argmax returns the index of the largest value, the lowest on ties.
+func argmax(x []float32) int32 {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return int32(best)
+}
+
+// Probs writes into dst (len(logits) floats) the exact distribution Sample
+// draws from: one-hot on the argmax at temperature 0, else the softmax of
+// logits/Temperature restricted to the top-k and then the top-p nucleus and
+// renormalised.
+func (s *Sampler) Probs(logits, dst []float32) {
+	dst = dst[:len(logits)]
+	if s.opts.Temperature == 0 {
+		clear(dst)
+		dst[argmax(logits)] = 1
+		return
+	}
+	inv := 1 / s.opts.Temperature
+	mx := logits[argmax(logits)]
+	V := len(logits)
+	k := s.opts.TopK
+	if k <= 0 || k > V {
+		k = V
+	}
+	useP := s.opts.TopP > 0 && s.opts.TopP < 1
+	if k == V && !useP {
+		var sum float64
+		for i, v := range logits {
+			e := math.Exp(float64(v-mx) * inv)
+			dst[i] = float32(e)
+			sum += e
+		}
+		scale := float32(1 / sum)
+		for i := range dst {
+			dst[i] *= scale
+		}
+		return
+	}
+	// Order ids by logit, descending, ties to the lower id.
+	s.ids = s.ids[:0]
+	for i := range logits {
+		s.ids = append(s.ids, int32(i))
+	}
+	slices.SortFunc(s.ids, func(a, b int32) int {
+		switch {
+		case logits[a] > logits[b]:
+			return -1
+		case logits[a] < logits[b]:
+			return 1
+		}
+		return int(a - b)
+	})
+	keep := s.ids[:k]
+	var sum float64
+	ex := make([]float64, k)
+	for j, id := range keep {
+		ex[j] = math.Exp(float64(logits[id]-mx) * inv)
+		sum += ex[j]
+	}
+	if useP {
+		var cum float64
+		n := k
+		for j := range keep {
+			cum += ex[j] / sum
+			if cum >= s.opts.TopP {
+				n = j + 1
+				break
+			}
+		}
+		keep = keep[:n]
+		sum = 0
+		for j := range keep {
+			sum += ex[j]
+		}
+	}
+	clear(dst)
+	for j, id := range keep {
+		dst[id] = float32(ex[j] / sum)
+	}
+}
+
+// SampleProbs draws an id from the distribution p (non-negative, summing to
+// about one; the total is renormalised).
+func (s *Sampler) SampleProbs(p []float32) int32 {
+	var total float64
+	for _, v := range p {
+		total += float64(v)
+	}
+	u := s.rng.Float64() * total
+	var cum float64
+	last := int32(-1)
+	for i, v := range p {
+		if v <= 0 {
+			continue
+		}
+		cum += float64(v)
+		last = int32(i)
+		if u < cum {
+			return int32(i)
+		}
+	}
+	if last < 0 {
+		return 0
+	}
+	return last
+}
+
+// Sample draws the next token from logits.
+func (s *Sampler) Sample(logits []float32) int32 {
+	if s.opts.Temperature == 0 {
+		return argmax(logits)
+	}
+	s.buf = grow(s.buf, len(logits))
+	s.Probs(logits, s.buf)
+	return s.SampleProbs(s.buf)
+}

@@ -1,0 +1,87 @@
+package infer
+
+// Seq is one sequence's state during generation: the tokens it has seen and
+// their keys and values in every layer (the KV cache). A Seq belongs to the
+// Model that made it and is not safe for concurrent use; Forward appends to
+// it, Truncate rolls it back.
+type Seq struct {
+	m      *Model
+	maxLen int
+	n      int
+	tokens []int32
+	// k and v hold, per layer, [capacity][KVHeads·HeadDim] floats; the first
+	// n positions are valid.
+	k, v [][]float32
+	cap  int
+}
+
+// NewSeq returns an empty sequence that may grow to maxLen tokens; maxLen
+// <= 0 or beyond the model's context means the model's context. The cache
+// grows as tokens arrive, so a long maxLen costs nothing up front.
+func (m *Model) NewSeq(maxLen int) *Seq {
+	if maxLen <= 0 || maxLen > m.ctxLen {
+		maxLen = m.ctxLen
+	}
+	return &Seq{
+		m:      m,
+		maxLen: maxLen,
+		k:      make([][]float32, m.Cfg.NumLayers),
+		v:      make([][]float32, m.Cfg.NumLayers),
+	}
+}
+
+// Len returns the number of tokens in the cache.
+func (s *Seq) Len() int { return s.n }
+
+// MaxLen returns the most tokens the sequence may hold.
+func (s *Seq) MaxLen() int { return s.maxLen }
+
+// Tokens returns the tokens in the cache, oldest first. The slice is the
+// sequence's own: do not modify it, and copy it if it must outlive the next
+// Forward or Truncate.
+func (s *Seq) Tokens() []int32 { return s.tokens[:s.n:s.n] }
+
+// Truncate rolls the sequence back to its first n tokens (after rejected
+// draft tokens, or to reuse a shared prefix). n beyond Len is a no-op and
+// n < 0 empties the sequence.
+func (s *Seq) Truncate(n int) {
+	if n < 0 {
+		n = 0
+	}
+	if n >= s.n {
+		return
+	}
+	s.n = n
+	s.tokens = s.tokens[:n]
+}
+
+// Reset empties the sequence, keeping its memory.
+func (s *Seq) Reset() { s.Truncate(0) }
+
+// KVBytes returns the bytes the cache holds now (its capacity).
+func (s *Seq) KVBytes() int64 {
+	var b int64
+	for l := range s.k {
+		b += int64(cap(s.k[l])+cap(s.v[l])) * 4
+	}
+	return b
+}
+
+// reserve makes room for n positions in every layer, growing geometrically.
+func (s *Seq) reserve(n int) {
+	if n <= s.cap {
+		return
+	}
+	c := max(n, 2*s.cap, 16)
+	c = min(c, s.maxLen)
+	c = max(c, n)
+	kv := s.m.kvDim
+	for l := range s.k {
+		nk := make([]float32, c*kv)
+		nv := make([]float32, c*kv)
+		copy(nk, s.k[l][:s.n*kv])
+		copy(nv, s.v[l][:s.n*kv])
+		s.k[l], s.v[l] = nk, nv
+	}
+	s.cap = c
+}

@@ -1,0 +1,299 @@
+package infer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// kTuner adapts the number K of draft tokens per speculative step. It keeps
+// running estimates of the acceptance rate α, of the draft's time per
+// proposed token, and of the target's verification time as a function of the
+// batch m = K+1, and each step moves K by at most one toward the value that
+// maximises expected tokens per second:
+//
+//	E[tokens](K) = (1 − α^(K+1)) / (1 − α)
+//	time(K)      = K·t_draft + t_verify(K+1)
+//
+// t_verify(m) is measured for the m already tried; for an untried m it is
+// scaled from the nearest measured one by a cost model in weight floats read:
+// the non-expert weights plus one expert's weights for each expert the m
+// tokens touch (the expected union of experts, calibrated by the unions the
+// verification passes actually touched).
+type kTuner struct {
+	k, kMin, kMax int
+	fixed         bool
+
+	alpha   float64 // EMA of per-token acceptance
+	tDraft  float64 // EMA seconds per draft forward
+	tVerify map[int]float64
+
+	fixedW, expertW float64 // floats read: non-expert weights, one expert of one layer
+	layers, E, topk int
+	calib           float64 // observed / predicted touched experts
+}
+
+const emaW = 0.2
+
+func newKTuner(target *Model, opts GenerateOptions) *kTuner {
+	k := opts.DraftTokens
+	if k <= 0 {
+		k = 4
+	}
+	kMax := opts.MaxDraftTokens
+	if kMax <= 0 {
+		kMax = max(2*k, 8)
+	}
+	kMax = max(kMax, k)
+	t := &kTuner{k: k, kMin: 1, kMax: kMax, fixed: opts.FixedDraftTokens, alpha: 0.7, tVerify: map[int]float64{}, calib: 1}
+	cfg := target.Cfg
+	total := float64(len(target.W.Flat))
+	if cfg.IsMoE() {
+		t.layers, t.E, t.topk = cfg.NumLayers, cfg.NumExperts, target.moeK
+		t.expertW = float64(3 * cfg.ExpertSize() * cfg.HiddenSize)
+		t.fixedW = total - t.expertW*float64(cfg.NumLayers*cfg.NumExperts)
+	} else {
+		t.fixedW = total
+	}
+	return t
+}
+
+// predictedTouched is the expected number of routed experts (all layers) m
+// tokens touch if each picks topk of E at random, times the calibration.
+func (t *kTuner) predictedTouched(m int) float64 {
+	if t.E == 0 {
+		return 0
+	}
+	p := 1 - math.Pow(1-float64(t.topk)/float64(t.E), float64(m))
+	return t.calib * float64(t.layers) * float64(t.E) * p
+}
+
+func (t *kTuner) units(m int) float64 {
+	return t.fixedW + t.expertW*t.predictedTouched(m)
+}
+
+// verifyTime estimates the verification time of m tokens.
+func (t *kTuner) verifyTime(m int) float64 {
+	if v, ok := t.tVerify[m]; ok {
+		return v
+	}
+	best, bestD := 0, math.MaxInt
+	for mm := range t.tVerify {
+		d := mm - m
+		if d < 0 {
+			d = -d
+		}
+		if d < bestD || (d == bestD && mm < best) {
+			best, bestD = mm, d
+		}
+	}
+	if bestD == math.MaxInt {
+		return 0
+	}
+	return t.tVerify[best] * t.units(m) / t.units(best)
+}
+
+func (t *kTuner) rate(k int) float64 {
+	a := min(t.alpha, 0.999)
+	tokens := (1 - math.Pow(a, float64(k+1))) / (1 - a)
+	cost := float64(k)*t.tDraft + t.verifyTime(k+1)
+	if cost <= 0 {
+		return 0
+	}
+	return tokens / cost
+}
+
+// observe records one step: k proposed, acc accepted, the draft's time per
+// forward, the verification time of m rows and the experts it touched.
+func (t *kTuner) observe(k, acc int, draftPerTok, verify float64, m, touched int) {
+	if k > 0 {
+		t.alpha = (1-emaW)*t.alpha + emaW*float64(acc)/float64(k)
+		if t.tDraft == 0 {
+			t.tDraft = draftPerTok
+		} else {
+			t.tDraft = (1-emaW)*t.tDraft + emaW*draftPerTok
+		}
+	}
+	if t.E > 0 && touched > 0 {
+		pred := t.predictedTouched(m) / t.calib
+		if pred > 0 {
+			t.calib = (1-emaW)*t.calib + emaW*float64(touched)/pred
+		}
+	}
+	if old, ok := t.tVerify[m]; ok {
+		t.tVerify[m] = (1-emaW)*old + emaW*verify
+	} else {
+		t.tVerify[m] = verify
+	}
+	if t.fixed || t.tDraft == 0 {
+		return
+	}
+	best, bestR := t.k, t.rate(t.k)
+	for _, c := range []int{t.k - 1, t.k + 1} {
+		if c < t.kMin || c > t.kMax {
+			continue
+		}
+		if r := t.rate(c); r > bestR*1.01 {
+			best, bestR = c, r
+		}
+	}
+	t.k = best
+}
+
+// speculate is speculative decoding with opts.Draft (Leviathan et al. 2023,
+// Chen et al. 2023). Invariant between steps: each model's cache holds the
+// committed context except its pending tokens, the last of which is the
+// newest committed token.
+func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32, opts GenerateOptions, o *output, res *Result, start time.Time) error {
+	dm := opts.Draft
+	if err := CheckDraft(m, dm); err != nil {
+		return fmt.Errorf("infer: %w", err)
+	}
+	dseq := opts.DraftSeq
+	if dseq == nil {
+		dseq = dm.NewSeq(seq.maxLen)
+	} else if dseq.m != dm {
+		return errors.New("infer: opts.DraftSeq belongs to another model")
+	}
+	if len(prompt) > dseq.maxLen {
+		return fmt.Errorf("infer: prompt of %d tokens is longer than the draft's context of %d tokens", len(prompt), dseq.maxLen)
+	}
+	dpending := append([]int32(nil), syncSeq(dseq, prompt)...)
+	tpending := append([]int32(nil), pending...)
+	tuner := newKTuner(m, opts)
+	ps := NewSampler(opts.Sampling) // target: acceptance tests and resampling
+	ds := NewSampler(SampleOptions{Temperature: opts.Sampling.Temperature, TopP: opts.Sampling.TopP,
+		TopK: opts.Sampling.TopK, Seed: opts.Sampling.Seed ^ 0x5bd1e995})
+	V := m.Cfg.VocabSize
+	var qs [][]float32 // draft distributions, one per proposal
+	p := make([]float32, V)
+	resid := make([]float32, V)
+	first := true
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// How many proposals fit: the target must hold its pending tokens and
+		// K drafts; the draft its pending tokens and K-1 drafts; and the
+		// step yields up to K+1 tokens.
+		k := tuner.k
+		k = min(k, seq.maxLen-seq.Len()-len(tpending))
+		k = min(k, dseq.maxLen-dseq.Len()-len(dpending)+1)
+		if opts.MaxTokens > 0 {
+			k = min(k, opts.MaxTokens-len(o.tokens)-1)
+		}
+		k = max(k, 0)
+
+		// Draft K tokens.
+		t0 := time.Now()
+		drafts := make([]int32, 0, k)
+		for len(qs) < k {
+			qs = append(qs, make([]float32, V))
+		}
+		in := dpending
+		for i := 0; i < k; i++ {
+			lg, err := dm.Forward([]*Seq{dseq}, [][]int32{in}, false)
+			if err != nil {
+				return fmt.Errorf("infer: draft: %w", err)
+			}
+			ds.Probs(lg[0], qs[i])
+			d := ds.SampleProbs(qs[i])
+			drafts = append(drafts, d)
+			in = []int32{d}
+		}
+		if k > 0 {
+			dpending = nil
+		}
+		draftTime := time.Since(t0).Seconds()
+
+		// Verify: the target scores its pending tokens and all K drafts in
+		// one pass; the last K+1 rows are p_1..p_{K+1}.
+		t1 := time.Now()
+		batch := append(append([]int32(nil), tpending...), drafts...)
+		lg, st, err := m.ForwardStats([]*Seq{seq}, [][]int32{batch}, true)
+		if err != nil {
+			return fmt.Errorf("infer: verify: %w", err)
+		}
+		verifyTime := time.Since(t1).Seconds()
+		if first {
+			res.PrefillSeconds = time.Since(start).Seconds()
+			first = false
+		}
+		rowsP := lg[0][(len(batch)-k-1)*V:]
+		res.Rounds++
+		res.Proposed += k
+		res.TargetTouched += st.TouchedTotal()
+
+		// Accept each draft with probability min(1, p/q); the first
+		// rejection resamples from normalize(max(0, p−q)); if all pass, a
+		// bonus token comes from p_{K+1}.
+		acc := 0
+		var next int32
+		for i := 0; i <= k; i++ {
+			ps.Probs(rowsP[i*V:(i+1)*V], p)
+			if i == k {
+				next = ps.SampleProbs(p)
+				break
+			}
+			d := drafts[i]
+			q := qs[i]
+			if pd, qd := float64(p[d]), float64(q[d]); pd >= qd || ps.Float64()*qd < pd {
+				acc++
+				continue
+			}
+			var sum float64
+			for j := range p {
+				r := p[j] - q[j]
+				if r < 0 {
+					r = 0
+				}
+				resid[j] = r
+				sum += float64(r)
+			}
+			if sum > 0 {
+				next = ps.SampleProbs(resid)
+			} else {
+				next = ps.SampleProbs(p)
+			}
+			break
+		}
+		res.Accepted += acc
+		perTok := 0.0
+		if k > 0 {
+			perTok = draftTime / float64(k)
+		}
+		tuner.observe(k, acc, perTok, verifyTime, k+1, st.TouchedTotal())
+		res.FinalDraftTokens = tuner.k
+
+		// Roll back both caches to the committed tokens.
+		base := seq.Len() - len(batch)
+		seq.Truncate(base + len(tpending) + acc)
+		tpending = []int32{next}
+		if k > 0 {
+			dbase := dseq.Len() - (k - 1) // draft holds its old pending + drafts[:k-1]
+			kept := min(acc, k-1)
+			dseq.Truncate(dbase + kept)
+			if acc == k {
+				dpending = []int32{drafts[k-1], next}
+			} else {
+				dpending = []int32{next}
+			}
+		} else {
+			dpending = append(dpending, next)
+		}
+
+		// Commit accepted drafts and the final token.
+		for _, t := range append(drafts[:acc:acc], next) {
+			done, err := o.push(t)
+			if err != nil || done {
+				return err
+			}
+		}
+		if seq.Len() >= seq.maxLen {
+			o.reason = StopContext
+			return o.flush(len(o.tokens), len(o.text))
+		}
+	}
+}
