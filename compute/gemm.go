@@ -1,0 +1,353 @@
+package compute
+
+import (
+	"fmt"
+)
+
+// Blocking parameters of the packed GEMM (in elements). A kc×nr B
+// micro-panel and an mr×kc A micro-panel stay in L1 while a task's B columns
+// (kc × gemmTaskCols) stay in L2.
+const (
+	gemmKC       = 320  // depth of one packed block
+	gemmNC       = 4096 // columns of B packed at once
+	gemmMC       = 3072 // rows of A packed at once
+	gemmTaskCols = 384  // columns of C one task covers (at most)
+	gemmTaskRows = 96   // rows of C one task covers (at most)
+	// smallGemm is the m·n·k below which the plain loop beats packing.
+	smallGemm = 8 * 8 * 8
+	// dotMaxM is the largest m for which op(B)=Bᵀ uses the dot kernels
+	// (no packing; B streamed once per 8 rows of A).
+	dotMaxM = 16
+	// directMaxM is the largest m for which an untransposed B is read in
+	// place instead of packed.
+	directMaxM = 24
+)
+
+// CheckGemm returns an error naming the problem if the arguments of a Gemm
+// call with these shapes are inconsistent (negative sizes, leading
+// dimensions too small, slices too short), and nil otherwise.
+func CheckGemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) error {
+	if m < 0 || n < 0 || k < 0 {
+		return fmt.Errorf("gemm: negative size m=%d n=%d k=%d", m, n, k)
+	}
+	ar, ac := m, k
+	if transA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	if err := checkMatrix("A", ar, ac, len(a), lda); err != nil {
+		return err
+	}
+	if err := checkMatrix("B", br, bc, len(b), ldb); err != nil {
+		return err
+	}
+	return checkMatrix("C", m, n, len(c), ldc)
+}
+
+// checkMatrix checks that a rows×cols row-major matrix with stride ld fits
+// in a slice of length n.
+func checkMatrix(name string, rows, cols, n, ld int) error {
+	if ld < max(cols, 1) {
+		return fmt.Errorf("gemm: %s is %d×%d but its row stride is %d", name, rows, cols, ld)
+	}
+	if rows == 0 || cols == 0 {
+		return nil
+	}
+	if need := (rows-1)*ld + cols; n < need {
+		return fmt.Errorf("gemm: %s (%d×%d, stride %d) needs %d elements, slice has %d", name, rows, cols, ld, need, n)
+	}
+	return nil
+}
+
+// Gemm computes C = alpha·op(A)·op(B) + beta·C, where op(A) is m×k and op(B)
+// is k×n. All matrices are row-major with row strides lda, ldb and ldc; op(X)
+// is X or Xᵀ as transA/transB say (A is k×m when transA, B is n×k when
+// transB). beta == 0 overwrites C (NaNs in C are not propagated); alpha == 0
+// or k == 0 only scales C by beta. A nil pool runs serially.
+//
+// Inconsistent shapes are a programming error: Gemm panics with CheckGemm's
+// error (as an out-of-range index would), before touching memory. Check
+// untrusted shapes with CheckGemm first.
+func Gemm(p *Pool, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if err := CheckGemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
+		panic(err)
+	}
+	gemm(defaultKernels, p, transA, transB, m, n, k, alpha, a, lda, bmat{f32: b, ld: ldb, trans: transB}, beta, c, ldc)
+}
+
+// bmat is the B operand: float32 or bf16 values, row stride ld, possibly
+// transposed (then it is stored n×k).
+type bmat struct {
+	f32   []float32
+	bf    []BF16
+	ld    int
+	trans bool
+}
+
+// at returns op(B)[l][j].
+func (b *bmat) at(l, j int) float32 {
+	idx := l*b.ld + j
+	if b.trans {
+		idx = j*b.ld + l
+	}
+	if b.bf != nil {
+		return b.bf[idx].Float32()
+	}
+	return b.f32[idx]
+}
+
+// scaleC does C = beta·C over the m×n matrix (beta == 0 writes zeros).
+func scaleC(p *Pool, m, n int, beta float32, c []float32, ldc int) {
+	if beta == 1 {
+		return
+	}
+	rows := max(1, 65536/max(n, 1))
+	tasks := (m + rows - 1) / rows
+	p.Run(tasks, func(t int) {
+		for i := t * rows; i < min(m, (t+1)*rows); i++ {
+			row := c[i*ldc : i*ldc+n]
+			if beta == 0 {
+				clear(row)
+				continue
+			}
+			for j := range row {
+				row[j] *= beta
+			}
+		}
+	})
+}
+
+// gemmSmall is the plain triple loop for tiny products.
+func gemmSmall(transA bool, m, n, k int, alpha float32, a []float32, lda int, b bmat, beta float32, c []float32, ldc int) {
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float32
+			for l := 0; l < k; l++ {
+				var av float32
+				if transA {
+					av = a[l*lda+i]
+				} else {
+					av = a[i*lda+l]
+				}
+				s += av * b.at(l, j)
+			}
+			if beta == 0 {
+				c[i*ldc+j] = alpha * s
+			} else {
+				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
+			}
+		}
+	}
+}
+
+// gemm is Gemm on a given kernel path, after argument checks.
+func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha float32, a []float32, lda int, b bmat, beta float32, c []float32, ldc int) {
+	_ = transB // carried by b.trans
+	if m == 0 || n == 0 {
+		return
+	}
+	if alpha == 0 || k == 0 {
+		scaleC(p, m, n, beta, c, ldc)
+		return
+	}
+	if m*n*k <= smallGemm {
+		gemmSmall(transA, m, n, k, alpha, a, lda, b, beta, c, ldc)
+		return
+	}
+	if b.trans && !transA && m <= dotMaxM && ks.dotNB(1) > 0 {
+		gemmDot(ks, p, m, n, k, alpha, a, lda, b, beta, c, ldc)
+		return
+	}
+	gemmBlocked(ks, p, transA, m, n, k, alpha, a, lda, b, beta, c, ldc)
+}
+
+// packA packs rows [i0, i0+rows) × depth [l0, l0+kc) of op(A) into mr-row
+// panels: dst[panel*kc*mr + l*mr + i], zero-padding the last panel.
+func packA(mr int, transA bool, a []float32, lda int, i0, rows, l0, kc int, dst []float32) {
+	for pi := 0; pi*mr < rows; pi++ {
+		pd := dst[pi*kc*mr : (pi+1)*kc*mr]
+		r := min(mr, rows-pi*mr)
+		base := i0 + pi*mr
+		if transA {
+			for l := 0; l < kc; l++ {
+				src := a[(l0+l)*lda+base : (l0+l)*lda+base+r]
+				d := pd[l*mr : l*mr+mr]
+				copy(d, src)
+				clear(d[r:])
+			}
+			continue
+		}
+		for i := 0; i < r; i++ {
+			src := a[(base+i)*lda+l0 : (base+i)*lda+l0+kc]
+			for l, v := range src {
+				pd[l*mr+i] = v
+			}
+		}
+		if r < mr {
+			for l := 0; l < kc; l++ {
+				clear(pd[l*mr+r : l*mr+mr])
+			}
+		}
+	}
+}
+
+// packBPanel packs columns [j0, j0+cols) (cols <= nr) × depth [l0, l0+kc)
+// of op(B) into dst[l*nr + j], zero-padding to nr columns.
+func packBPanel(nr int, b *bmat, j0, cols, l0, kc int, dst []float32) {
+	dst = dst[:kc*nr]
+	if cols < nr {
+		clear(dst)
+	}
+	switch {
+	case !b.trans && b.bf == nil:
+		for l := 0; l < kc; l++ {
+			copy(dst[l*nr:l*nr+cols], b.f32[(l0+l)*b.ld+j0:])
+		}
+	case !b.trans:
+		for l := 0; l < kc; l++ {
+			src := b.bf[(l0+l)*b.ld+j0 : (l0+l)*b.ld+j0+cols]
+			d := dst[l*nr : l*nr+cols]
+			for j, v := range src {
+				d[j] = v.Float32()
+			}
+		}
+	case b.bf == nil:
+		for j := 0; j < cols; j++ {
+			src := b.f32[(j0+j)*b.ld+l0 : (j0+j)*b.ld+l0+kc]
+			for l, v := range src {
+				dst[l*nr+j] = v
+			}
+		}
+	default:
+		for j := 0; j < cols; j++ {
+			src := b.bf[(j0+j)*b.ld+l0 : (j0+j)*b.ld+l0+kc]
+			for l, v := range src {
+				dst[l*nr+j] = v.Float32()
+			}
+		}
+	}
+}
+
+// gemmBlocked is the BLIS-style packed GEMM: for each block of gemmNC
+// columns and gemmKC depth, B is packed once (in parallel), then for each
+// block of gemmMC rows A is packed (in parallel) and the tiles are shared
+// out as tasks of up to gemmTaskRows × gemmTaskCols.
+func gemmBlocked(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float32, a []float32, lda int, b bmat, beta float32, c []float32, ldc int) {
+	mr, nr := ks.mr, ks.nr
+	if beta != 0 && beta != 1 {
+		scaleC(p, m, n, beta, c, ldc)
+	}
+	// Read an untransposed fp32 B in place when few rows of A reuse it.
+	direct := !b.trans && b.bf == nil && m <= directMaxM
+	kcMax := min(k, gemmKC)
+	if direct {
+		kcMax = k // no reason to block the depth: B streams from memory
+	}
+	ncMax := min(n, gemmNC)
+	mcMax := min(m, gemmMC)
+	bPanels := (ncMax + nr - 1) / nr
+	aPanels := (mcMax + mr - 1) / mr
+	bsz := bPanels * kcMax * nr
+	if direct {
+		bsz = kcMax * nr // only the ragged last panel is packed
+	}
+	bbuf := p.getBuf(bsz)
+	abuf := p.getBuf(aPanels * kcMax * mr)
+	defer p.putBuf(bbuf)
+	defer p.putBuf(abuf)
+	bpack, apack := *bbuf, *abuf
+	threads := p.Threads()
+
+	for jc := 0; jc < n; jc += gemmNC {
+		nc := min(gemmNC, n-jc)
+		npb := (nc + nr - 1) / nr
+		for pc := 0; pc < k; pc += kcMax {
+			kc := min(kcMax, k-pc)
+			add := beta != 0 || pc > 0
+			// bPanel returns panel jp of this block and its row stride.
+			var bPanel func(jp int) ([]float32, int)
+			if direct {
+				if rem := nc % nr; rem != 0 {
+					packBPanel(nr, &b, jc+(npb-1)*nr, rem, pc, kc, bpack)
+				}
+				bPanel = func(jp int) ([]float32, int) {
+					if (jp+1)*nr > nc {
+						return bpack[:kc*nr], nr
+					}
+					off := pc*b.ld + jc + jp*nr
+					return b.f32[off : off+(kc-1)*b.ld+nr], b.ld
+				}
+			} else {
+				chunk := max(1, npb/(4*threads))
+				p.Run((npb+chunk-1)/chunk, func(t int) {
+					for jp := t * chunk; jp < min(npb, (t+1)*chunk); jp++ {
+						packBPanel(nr, &b, jc+jp*nr, min(nr, nc-jp*nr), pc, kc, bpack[jp*kc*nr:])
+					}
+				})
+				bPanel = func(jp int) ([]float32, int) {
+					return bpack[jp*kc*nr : (jp+1)*kc*nr], nr
+				}
+			}
+			for ic := 0; ic < m; ic += gemmMC {
+				mc := min(gemmMC, m-ic)
+				npa := (mc + mr - 1) / mr
+				achunk := max(1, npa/(4*threads))
+				p.Run((npa+achunk-1)/achunk, func(t int) {
+					lo := t * achunk * mr
+					hi := min(mc, (t+1)*achunk*mr)
+					packA(mr, transA, a, lda, ic+lo, hi-lo, pc, kc, apack[lo*kc:])
+				})
+				// Tasks: rowsPer A panels × colsPer B panels.
+				rowsPer := max(1, gemmTaskRows/mr)
+				colsPer := max(1, gemmTaskCols/nr)
+				rowTasks := (npa + rowsPer - 1) / rowsPer
+				colTasks := (npb + colsPer - 1) / colsPer
+				// Make sure every thread gets work on small problems.
+				for rowTasks*colTasks < 2*threads && colsPer > 1 {
+					colsPer = (colsPer + 1) / 2
+					colTasks = (npb + colsPer - 1) / colsPer
+				}
+				for rowTasks*colTasks < 2*threads && rowsPer > 1 {
+					rowsPer = (rowsPer + 1) / 2
+					rowTasks = (npa + rowsPer - 1) / rowsPer
+				}
+				p.Run(rowTasks*colTasks, func(t int) {
+					ct, rt := t/rowTasks, t%rowTasks
+					var tmp []float32 // an edge tile, allocated on first use
+					for ip := rt * rowsPer; ip < min(npa, (rt+1)*rowsPer); ip++ {
+						ap := apack[ip*kc*mr : (ip+1)*kc*mr]
+						i0 := ic + ip*mr
+						rows := min(mr, m-i0)
+						for jp := ct * colsPer; jp < min(npb, (ct+1)*colsPer); jp++ {
+							bp, ldbp := bPanel(jp)
+							j0 := jc + jp*nr
+							cols := min(nr, n-j0)
+							if rows == mr && cols == nr {
+								ks.micro(kc, ap, bp, ldbp, c[i0*ldc+j0:(i0+mr-1)*ldc+j0+nr], ldc, alpha, add)
+								continue
+							}
+							if tmp == nil {
+								tmp = make([]float32, mr*nr)
+							}
+							ks.micro(kc, ap, bp, ldbp, tmp, nr, alpha, false)
+							for i := 0; i < rows; i++ {
+								crow := c[(i0+i)*ldc+j0 : (i0+i)*ldc+j0+cols]
+								trow := tmp[i*nr : i*nr+cols]
+								if add {
+									for j, v := range trow {
+										crow[j] += v
+									}
+								} else {
+									copy(crow, trow)
+								}
+							}
+						}
+					}
+				})
+			}
+		}
+	}
+}

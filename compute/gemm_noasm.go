@@ -1,0 +1,13 @@
+//go:build !amd64 || purego
+
+package compute
+
+// defaultKernels is the path the exported functions use: the portable one
+// on this architecture or with the purego tag.
+var defaultKernels = &genericKernels
+
+// fastPathReason says why the generic path was chosen.
+const fastPathReason = "no SIMD kernels for this GOARCH (or built with -tags purego)"
+
+// fastKernels returns the SIMD path available on this machine, or nil.
+func fastKernels() *kernels { return nil }

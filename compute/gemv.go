@@ -1,0 +1,140 @@
+package compute
+
+import "fmt"
+
+// Gemv computes y = alpha·W·x + beta·y for the m×n row-major matrix W with
+// row stride ldw: W is in the (out, in) layout of model weights, m = out,
+// n = in, so x has n elements and y has m. This is batch-1 decode, x·Wᵀ;
+// it streams W once, split over the pool. beta == 0 overwrites y.
+// Inconsistent shapes panic with a descriptive error before any memory is
+// touched (see CheckGemm).
+func Gemv(p *Pool, m, n int, alpha float32, w []float32, ldw int, x []float32, beta float32, y []float32) {
+	if err := checkGemv(m, n, len(w), ldw, len(x), len(y)); err != nil {
+		panic(err)
+	}
+	gemm(defaultKernels, p, false, true, 1, m, n, alpha, x, max(n, 1), bmat{f32: w, ld: ldw, trans: true}, beta, y, max(m, 1))
+}
+
+// checkGemv validates Gemv's shapes.
+func checkGemv(m, n, lenW, ldw, lenX, lenY int) error {
+	if m < 0 || n < 0 {
+		return fmt.Errorf("gemv: negative size m=%d n=%d", m, n)
+	}
+	if err := checkMatrix("W", m, n, lenW, ldw); err != nil {
+		return fmt.Errorf("gemv: %w", err)
+	}
+	if lenX < n {
+		return fmt.Errorf("gemv: x has %d elements, W has %d columns", lenX, n)
+	}
+	if lenY < m {
+		return fmt.Errorf("gemv: y has %d elements, W has %d rows", lenY, m)
+	}
+	return nil
+}
+
+// rowDot returns Σ x[l]·op(B)[l][j] for l < len(x) over row j of a
+// transposed B (stored n×k).
+func rowDot(ks *kernels, x []float32, b *bmat, j int, scratch []float32) float32 {
+	k := len(x)
+	if b.bf != nil {
+		row := scratch[:k]
+		for l, v := range b.bf[j*b.ld : j*b.ld+k] {
+			row[l] = v.Float32()
+		}
+		return vecDot(ks, x, row)
+	}
+	return vecDot(ks, x, b.f32[j*b.ld:j*b.ld+k])
+}
+
+// vecDot is Σ x[i]·y[i] on path ks.
+func vecDot(ks *kernels, x, y []float32) float32 {
+	n := len(x)
+	t := n - n%ks.vdotStep
+	s := ks.vdot(x[:t], y[:t])
+	if t < n {
+		s += dotGeneric(x[t:], y[t:n])
+	}
+	return s
+}
+
+// gemmDot computes C = alpha·A·Bᵀ + beta·C for small m with B stored n×k
+// (fp32 or bf16): up to 8 rows of A at a time against groups of B rows with
+// the dot kernels, so B is streamed from memory once per 8 rows of A and
+// never packed. The groups of B rows are split over the pool.
+func gemmDot(ks *kernels, p *Pool, m, n, k int, alpha float32, a []float32, lda int, b bmat, beta float32, c []float32, ldc int) {
+	n16 := k / 16
+	kt := n16 * 16
+	threads := p.Threads()
+	for i0 := 0; i0 < m; i0 += 8 {
+		ma := min(8, m-i0)
+		nb := ks.dotNB(ma)
+		groups := n / nb
+		rem := n - groups*nb
+		chunk := max(1, groups/(8*threads))
+		tasks := (groups + chunk - 1) / chunk
+		extra := 0
+		if rem > 0 {
+			extra = 1
+		}
+		aRows := a[i0*lda : (i0+ma-1)*lda+k]
+		store := func(i, j int, s float32) {
+			ci := (i0+i)*ldc + j
+			if beta == 0 {
+				c[ci] = alpha * s
+			} else {
+				c[ci] = alpha*s + beta*c[ci]
+			}
+		}
+		p.Run(tasks+extra, func(t int) {
+			if t == tasks { // the last n%nb rows of B, one dot each
+				var scratch []float32
+				if b.bf != nil {
+					scratch = make([]float32, k)
+				}
+				for j := groups * nb; j < n; j++ {
+					for i := 0; i < ma; i++ {
+						store(i, j, rowDot(ks, aRows[i*lda:i*lda+k], &b, j, scratch))
+					}
+				}
+				return
+			}
+			out := make([]float32, ma*nb*16)
+			for g := t * chunk; g < min(groups, (t+1)*chunk); g++ {
+				j0 := g * nb
+				if n16 > 0 {
+					if b.bf != nil {
+						ks.dotBF16(ma, n16, aRows, lda, b.bf[j0*b.ld:(j0+nb-1)*b.ld+kt], b.ld, out)
+					} else {
+						ks.dot(ma, n16, aRows, lda, b.f32[j0*b.ld:(j0+nb-1)*b.ld+kt], b.ld, out)
+					}
+				}
+				for i := 0; i < ma; i++ {
+					arow := aRows[i*lda : i*lda+k]
+					for j := 0; j < nb; j++ {
+						var s float32
+						if n16 > 0 {
+							s = sum16(out[(i*nb+j)*16 : (i*nb+j)*16+16])
+						}
+						for l := kt; l < k; l++ {
+							s += arow[l] * b.at(l, j0+j)
+						}
+						store(i, j0+j, s)
+					}
+				}
+			}
+		})
+	}
+}
+
+// sum16 adds 16 lanes pairwise (the same tree as a SIMD reduction).
+func sum16(v []float32) float32 {
+	v = v[:16]
+	var h [8]float32
+	for i := range h {
+		h[i] = v[i] + v[i+8]
+	}
+	for i := 0; i < 4; i++ {
+		h[i] += h[i+4]
+	}
+	return (h[0] + h[2]) + (h[1] + h[3])
+}
