@@ -161,7 +161,7 @@ func letters(s []byte, i int) int {
 	return i
 }
 
-// contraction matches (?i:'s|'t|'re|'ve|'m|'ll|'d) at s[0] == '\” and
+// contraction matches (?i:'s|'t|'re|'ve|'m|'ll|'d) where s[0] is an apostrophe and
 // returns its length or 0. Case folding follows Unicode simple folding, under
 // which 's' also matches U+017F LATIN SMALL LETTER LONG S.
 func contraction(s []byte) int {

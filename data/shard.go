@@ -1,0 +1,362 @@
+package data
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Shard file layout (all integers little-endian), see docs/data.md:
+//
+//	offset  size  field
+//	0       8     magic "MOETOKS\x00"
+//	8       4     version (1)
+//	12      4     token width in bytes: 2 (uint16) or 4 (uint32)
+//	16      8     number of tokens N
+//	24      8     number of documents D
+//	32      4     vocabulary size
+//	36      4     CRC-32C of the body (tokens + document ends)
+//	40      20    reserved (zero)
+//	60      4     CRC-32C of header bytes 0..60
+//	64      N*w   tokens
+//	64+N*w  D*8   end offset (in tokens, exclusive) of each document
+//
+// Each document's tokens end with the end-of-text token.
+const (
+	shardMagic      = "MOETOKS\x00"
+	shardVersion    = 1
+	shardHeaderSize = 64
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorruptShard is wrapped by every error about a malformed shard file.
+var ErrCorruptShard = errors.New("corrupt token shard")
+
+// TokenWidth returns the bytes per token a shard uses for a vocabulary:
+// 2 (uint16) up to 65536 tokens, else 4 (uint32).
+func TokenWidth(vocabSize int) int {
+	if vocabSize <= 1<<16 {
+		return 2
+	}
+	return 4
+}
+
+// shardWriter writes one shard to a temporary file; Close makes it visible.
+type shardWriter struct {
+	path    string
+	f       *os.File
+	w       *bufio.Writer
+	crc     hash.Hash32
+	width   int
+	vocab   int
+	tokens  int64
+	docEnds []uint64
+	buf     []byte
+}
+
+// createShard starts writing a shard at path for a vocabulary of vocab tokens.
+func createShard(path string, vocab int) (*shardWriter, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return nil, fmt.Errorf("create shard: %w", err)
+	}
+	sw := &shardWriter{path: path, f: f, w: bufio.NewWriterSize(f, 1<<20), crc: crc32.New(castagnoli),
+		width: TokenWidth(vocab), vocab: vocab}
+	if _, err := sw.w.Write(make([]byte, shardHeaderSize)); err != nil {
+		sw.abort()
+		return nil, fmt.Errorf("create shard: %w", err)
+	}
+	return sw, nil
+}
+
+// addDoc appends one document's tokens.
+func (sw *shardWriter) addDoc(toks []int32) error {
+	buf := sw.buf[:0]
+	for _, t := range toks {
+		if t < 0 || int(t) >= sw.vocab {
+			return fmt.Errorf("shard %s: token %d outside vocabulary of %d", sw.path, t, sw.vocab)
+		}
+		if sw.width == 2 {
+			buf = binary.LittleEndian.AppendUint16(buf, uint16(t))
+		} else {
+			buf = binary.LittleEndian.AppendUint32(buf, uint32(t))
+		}
+	}
+	sw.buf = buf
+	sw.crc.Write(buf)
+	if _, err := sw.w.Write(buf); err != nil {
+		return fmt.Errorf("write shard %s: %w", sw.path, err)
+	}
+	sw.tokens += int64(len(toks))
+	sw.docEnds = append(sw.docEnds, uint64(sw.tokens))
+	return nil
+}
+
+// close finishes the shard (index, header, fsync, rename) and returns its CRC.
+func (sw *shardWriter) close() (uint32, error) {
+	defer sw.abort()
+	idx := make([]byte, 0, 8*len(sw.docEnds))
+	for _, e := range sw.docEnds {
+		idx = binary.LittleEndian.AppendUint64(idx, e)
+	}
+	sw.crc.Write(idx)
+	if _, err := sw.w.Write(idx); err != nil {
+		return 0, fmt.Errorf("write shard %s: %w", sw.path, err)
+	}
+	if err := sw.w.Flush(); err != nil {
+		return 0, fmt.Errorf("write shard %s: %w", sw.path, err)
+	}
+	sum := sw.crc.Sum32()
+	hdr := encodeHeader(sw.width, sw.tokens, int64(len(sw.docEnds)), sw.vocab, sum)
+	if _, err := sw.f.WriteAt(hdr, 0); err != nil {
+		return 0, fmt.Errorf("write shard %s: %w", sw.path, err)
+	}
+	if err := sw.f.Sync(); err != nil {
+		return 0, fmt.Errorf("sync shard %s: %w", sw.path, err)
+	}
+	if err := sw.f.Close(); err != nil {
+		return 0, fmt.Errorf("close shard %s: %w", sw.path, err)
+	}
+	if err := os.Rename(sw.f.Name(), sw.path); err != nil {
+		return 0, fmt.Errorf("rename shard: %w", err)
+	}
+	sw.f = nil
+	return sum, nil
+}
+
+// abort removes an unfinished shard's temporary file.
+func (sw *shardWriter) abort() {
+	if sw.f != nil {
+		sw.f.Close()
+		os.Remove(sw.f.Name())
+		sw.f = nil
+	}
+}
+
+func encodeHeader(width int, tokens, docs int64, vocab int, sum uint32) []byte {
+	h := make([]byte, shardHeaderSize)
+	copy(h, shardMagic)
+	binary.LittleEndian.PutUint32(h[8:], shardVersion)
+	binary.LittleEndian.PutUint32(h[12:], uint32(width))
+	binary.LittleEndian.PutUint64(h[16:], uint64(tokens))
+	binary.LittleEndian.PutUint64(h[24:], uint64(docs))
+	binary.LittleEndian.PutUint32(h[32:], uint32(vocab))
+	binary.LittleEndian.PutUint32(h[36:], sum)
+	binary.LittleEndian.PutUint32(h[60:], crc32.Checksum(h[:60], castagnoli))
+	return h
+}
+
+// Shard is an open, verified token shard, memory-mapped where the platform
+// allows and read with ReadAt otherwise. It is safe for concurrent reads.
+type Shard struct {
+	path   string
+	f      *os.File
+	data   []byte // the whole file when mapped
+	width  int
+	tokens int64
+	docs   int64
+	vocab  int
+	crc    uint32
+}
+
+// OpenShard opens and verifies a shard: header fields, file size and the body
+// checksum (read once, streaming). Any mismatch is an error wrapping
+// ErrCorruptShard that names the file and the problem.
+func OpenShard(path string) (*Shard, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open shard: %w", err)
+	}
+	s, err := openShard(path, f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openShard(path string, f *os.File) (*Shard, error) {
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("open shard: %w", err)
+	}
+	size := info.Size()
+	corrupt := func(format string, args ...any) error {
+		return fmt.Errorf("shard %s: %w: %s", path, ErrCorruptShard, fmt.Sprintf(format, args...))
+	}
+	if size < shardHeaderSize {
+		return nil, corrupt("file is %d bytes, shorter than the %d-byte header (truncated?)", size, shardHeaderSize)
+	}
+	h := make([]byte, shardHeaderSize)
+	if _, err := f.ReadAt(h, 0); err != nil {
+		return nil, fmt.Errorf("read shard %s: %w", path, err)
+	}
+	if string(h[:8]) != shardMagic {
+		return nil, corrupt("bad magic %q (not a moe token shard)", h[:8])
+	}
+	if got, want := crc32.Checksum(h[:60], castagnoli), binary.LittleEndian.Uint32(h[60:]); got != want {
+		return nil, corrupt("header checksum mismatch")
+	}
+	if v := binary.LittleEndian.Uint32(h[8:]); v != shardVersion {
+		return nil, corrupt("unsupported version %d", v)
+	}
+	s := &Shard{path: path, f: f,
+		width:  int(binary.LittleEndian.Uint32(h[12:])),
+		tokens: int64(binary.LittleEndian.Uint64(h[16:])),
+		docs:   int64(binary.LittleEndian.Uint64(h[24:])),
+		vocab:  int(binary.LittleEndian.Uint32(h[32:])),
+		crc:    binary.LittleEndian.Uint32(h[36:]),
+	}
+	if s.width != 2 && s.width != 4 {
+		return nil, corrupt("token width %d, want 2 or 4", s.width)
+	}
+	if s.tokens < 0 || s.docs < 0 || s.tokens > size || s.docs > size {
+		return nil, corrupt("implausible counts (%d tokens, %d documents)", s.tokens, s.docs)
+	}
+	want := shardHeaderSize + s.tokens*int64(s.width) + 8*s.docs
+	if size != want {
+		return nil, corrupt("file is %d bytes, header says %d (truncated or overwritten)", size, want)
+	}
+	if data, err := mmapFile(f, size); err == nil {
+		s.data = data
+	}
+	// Verify the body checksum.
+	c := crc32.New(castagnoli)
+	if s.data != nil {
+		c.Write(s.data[shardHeaderSize:])
+	} else if _, err := io.Copy(c, io.NewSectionReader(f, shardHeaderSize, size-shardHeaderSize)); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("read shard %s: %w", path, err)
+	}
+	if c.Sum32() != s.crc {
+		s.Close()
+		return nil, corrupt("body checksum mismatch")
+	}
+	// Validate the document index.
+	prev := uint64(0)
+	for i := int64(0); i < s.docs; i++ {
+		e, err := s.docEnd(i)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		if e <= prev || e > uint64(s.tokens) {
+			s.Close()
+			return nil, corrupt("document %d ends at %d, outside (%d, %d]", i, e, prev, s.tokens)
+		}
+		prev = e
+	}
+	if s.docs > 0 && prev != uint64(s.tokens) || s.docs == 0 && s.tokens != 0 {
+		s.Close()
+		return nil, corrupt("documents cover %d of %d tokens", prev, s.tokens)
+	}
+	return s, nil
+}
+
+// Close releases the shard's mapping and file.
+func (s *Shard) Close() error {
+	var err error
+	if s.data != nil {
+		err = munmap(s.data)
+		s.data = nil
+	}
+	if s.f != nil {
+		if e := s.f.Close(); err == nil {
+			err = e
+		}
+		s.f = nil
+	}
+	return err
+}
+
+// Tokens returns the number of tokens in the shard.
+func (s *Shard) Tokens() int64 { return s.tokens }
+
+// Docs returns the number of documents in the shard.
+func (s *Shard) Docs() int64 { return s.docs }
+
+// VocabSize returns the vocabulary size recorded in the header.
+func (s *Shard) VocabSize() int { return s.vocab }
+
+// Checksum returns the body CRC-32C.
+func (s *Shard) Checksum() uint32 { return s.crc }
+
+// Mapped reports whether the shard is memory-mapped.
+func (s *Shard) Mapped() bool { return s.data != nil }
+
+func (s *Shard) readAt(p []byte, off int64) error {
+	if s.data != nil {
+		copy(p, s.data[off:off+int64(len(p))])
+		return nil
+	}
+	if _, err := s.f.ReadAt(p, off); err != nil {
+		return fmt.Errorf("read shard %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func (s *Shard) docEnd(i int64) (uint64, error) {
+	off := shardHeaderSize + s.tokens*int64(s.width) + 8*i
+	if s.data != nil {
+		return binary.LittleEndian.Uint64(s.data[off:]), nil
+	}
+	var b [8]byte
+	if err := s.readAt(b[:], off); err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint64(b[:]), nil
+}
+
+// DocRange returns the token range [start, end) of document i.
+func (s *Shard) DocRange(i int64) (start, end int64, err error) {
+	if i < 0 || i >= s.docs {
+		return 0, 0, fmt.Errorf("shard %s: document %d out of range [0, %d)", s.path, i, s.docs)
+	}
+	e, err := s.docEnd(i)
+	if err != nil {
+		return 0, 0, err
+	}
+	if i > 0 {
+		b, err := s.docEnd(i - 1)
+		if err != nil {
+			return 0, 0, err
+		}
+		start = int64(b)
+	}
+	return start, int64(e), nil
+}
+
+// ReadTokens appends tokens [start, end) to dst.
+func (s *Shard) ReadTokens(dst []int32, start, end int64) ([]int32, error) {
+	if start < 0 || end > s.tokens || start > end {
+		return dst, fmt.Errorf("shard %s: token range [%d, %d) outside [0, %d)", s.path, start, end, s.tokens)
+	}
+	off := shardHeaderSize + start*int64(s.width)
+	n := int(end - start)
+	var b []byte
+	if s.data != nil {
+		b = s.data[off : off+int64(n*s.width)]
+	} else {
+		b = make([]byte, n*s.width)
+		if err := s.readAt(b, off); err != nil {
+			return dst, err
+		}
+	}
+	if s.width == 2 {
+		for i := 0; i < n; i++ {
+			dst = append(dst, int32(binary.LittleEndian.Uint16(b[2*i:])))
+		}
+	} else {
+		for i := 0; i < n; i++ {
+			dst = append(dst, int32(binary.LittleEndian.Uint32(b[4*i:])))
+		}
+	}
+	return dst, nil
+}
