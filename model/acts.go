@@ -1,0 +1,180 @@
+package model
+
+import (
+	"math"
+
+	"moe/config"
+)
+
+// layerActs are the activations of one layer that the backward pass reads.
+type layerActs struct {
+	xn1, rstd1 []float32 // attention RMSNorm output [N,d] and 1/rms [N]
+	qkv        []float32 // [N, (nh+2·nkv)·hd], q and k after RoPE
+	att        []float32 // [B, nh, T, T] attention probabilities
+	ao         []float32 // [N, nh·hd] attention output before wo
+	mid        []float32 // [N,d] residual after attention
+	xn2, rstd2 []float32 // FFN RMSNorm output and 1/rms
+
+	gu, h []float32 // dense FFN: [N, 2·ff] gate|up, [N, ff] swiglu
+
+	// MoE routing.
+	rlog  []float32 // [N,E] router logits
+	rprob []float32 // [N,E] softmax over all experts
+	lse   []float32 // [N] logsumexp of the router logits
+	k     int       // experts per token of token-choice routing (0: expert choice)
+	sel   []int32   // [N·k] chosen experts, best first
+	selW  []float32 // [N·k] their combine weights
+	keep  []bool    // [N·k] false when dropped for capacity
+	// tkSoftmax: weights are a softmax over the top-k logits; otherwise
+	// they are the full-softmax probabilities, renormalised when norm.
+	tkSoftmax, norm bool
+	auxF            []float32 // [E] fraction of routed assignments per expert
+	// Assignments grouped by expert: expert e owns [expOff[e], expOff[e+1]).
+	asTok  []int32   // token row of each assignment
+	asW    []float32 // combine weight
+	asSlot []int32   // token·E + expert, the router-gradient slot
+	expOff []int     // [E+1]
+	guA    []float32 // [A, 2·ffe]
+	hA     []float32 // [A, ffe]
+	yA     []float32 // [A, d] expert outputs before weighting
+	guS    []float32 // shared expert [N, 2·ffs]
+	hS     []float32 // [N, ffs]
+}
+
+// acts are all buffers of a forward/backward pass for N = B·T tokens.
+type acts struct {
+	B, T   int
+	res    [][]float32 // L+1 residual streams [N,d]: res[l] is layer l's input
+	layers []layerActs
+	xf     []float32 // final norm output [N,d]
+	rstdf  []float32
+	logits []float32 // [N,V]; Backward turns it into dlogits
+
+	// Scratch shared by all layers.
+	dres, dxn  []float32 // [N,d]
+	dqkv       []float32 // [N, qkvdim]
+	dao        []float32 // [N, qdim]
+	dP         []float32 // [threads, T, T]
+	dgu, dh    []float32 // [N, 2·max(ff,ffs)], [N, max(ff,ffs)]
+	xA, dyA    []float32 // [A, d]
+	dxA        []float32 // [A, d]
+	dguA, dhA  []float32 // [A, 2·ffe], [A, ffe]
+	dz, dw     []float32 // [N,E] router logit grads, combine-weight grads
+	dp         []float32 // [N,E] router prob grads
+	col        []float32 // [N] one expert's scores (expert choice)
+	colIdx     []int32   // [N]
+	cnt, cur   []int     // [E]
+	maxA       int
+	loadCounts []float64 // [E]
+}
+
+// grow returns buf resized to n, reusing its storage when it is big enough.
+func grow[T any](buf []T, n int) []T {
+	if cap(buf) >= n {
+		return buf[:n]
+	}
+	return make([]T, n)
+}
+
+// maxAssignments bounds the token-expert assignments of one MoE layer for
+// N tokens under any routing this config can use.
+func maxAssignments(cfg *config.Config, N int) int {
+	if !cfg.IsMoE() {
+		return 0
+	}
+	a := N * RoutedK(cfg)
+	if cfg.Routing == config.RoutingExpertChoice {
+		c := min(N, int(math.Ceil(float64(N)*expertChoiceCF(cfg)/float64(cfg.NumExperts))))
+		a = max(a, c*cfg.NumExperts)
+	}
+	return a
+}
+
+// ensure sizes every buffer for a B×T batch.
+func (m *Model) ensure(B, T int) {
+	a := &m.a
+	cfg := m.Cfg
+	if a.B == B && a.T == T && a.layers != nil {
+		return
+	}
+	a.B, a.T = B, T
+	N := B * T
+	d, V, hd := cfg.HiddenSize, cfg.VocabSize, cfg.HeadDimension()
+	nh, nkv := cfg.NumHeads, cfg.KVHeads()
+	qdim, qkvdim := nh*hd, (nh+2*nkv)*hd
+	L := cfg.NumLayers
+	if len(a.res) != L+1 {
+		a.res = make([][]float32, L+1)
+		a.layers = make([]layerActs, L)
+	}
+	for i := range a.res {
+		a.res[i] = grow(a.res[i], N*d)
+	}
+	E, ff, ffe, ffs := cfg.NumExperts, cfg.IntermediateSize, cfg.ExpertSize(), cfg.SharedExpertIntermediateSize
+	A := maxAssignments(cfg, N)
+	a.maxA = A
+	kk := RoutedK(cfg)
+	for i := range a.layers {
+		la := &a.layers[i]
+		la.xn1 = grow(la.xn1, N*d)
+		la.rstd1 = grow(la.rstd1, N)
+		la.qkv = grow(la.qkv, N*qkvdim)
+		la.att = grow(la.att, B*nh*T*T)
+		la.ao = grow(la.ao, N*qdim)
+		la.mid = grow(la.mid, N*d)
+		la.xn2 = grow(la.xn2, N*d)
+		la.rstd2 = grow(la.rstd2, N)
+		if !cfg.IsMoE() {
+			la.gu = grow(la.gu, N*2*ff)
+			la.h = grow(la.h, N*ff)
+			continue
+		}
+		la.rlog = grow(la.rlog, N*E)
+		la.rprob = grow(la.rprob, N*E)
+		la.lse = grow(la.lse, N)
+		la.sel = grow(la.sel, N*kk)
+		la.selW = grow(la.selW, N*kk)
+		la.keep = grow(la.keep, N*kk)
+		la.asTok = grow(la.asTok, A)
+		la.asW = grow(la.asW, A)
+		la.asSlot = grow(la.asSlot, A)
+		la.expOff = grow(la.expOff, E+1)
+		la.auxF = grow(la.auxF, E)
+		la.guA = grow(la.guA, A*2*ffe)
+		la.hA = grow(la.hA, A*ffe)
+		la.yA = grow(la.yA, A*d)
+		if ffs > 0 {
+			la.guS = grow(la.guS, N*2*ffs)
+			la.hS = grow(la.hS, N*ffs)
+		}
+	}
+	a.xf = grow(a.xf, N*d)
+	a.rstdf = grow(a.rstdf, N)
+	a.logits = grow(a.logits, N*V)
+	a.dres = grow(a.dres, N*d)
+	a.dxn = grow(a.dxn, N*d)
+	a.dqkv = grow(a.dqkv, N*qkvdim)
+	a.dao = grow(a.dao, N*qdim)
+	a.dP = grow(a.dP, m.pool.Threads()*T*T)
+	fmax := max(ff, ffs)
+	if cfg.IsMoE() {
+		fmax = ffs
+	}
+	a.dgu = grow(a.dgu, N*2*fmax)
+	a.dh = grow(a.dh, N*fmax)
+	if cfg.IsMoE() {
+		a.xA = grow(a.xA, A*d)
+		a.dyA = grow(a.dyA, A*d)
+		a.dxA = grow(a.dxA, A*d)
+		a.dguA = grow(a.dguA, A*2*ffe)
+		a.dhA = grow(a.dhA, A*ffe)
+		a.dz = grow(a.dz, N*E)
+		a.dw = grow(a.dw, N*E)
+		a.dp = grow(a.dp, N*E)
+		a.col = grow(a.col, N)
+		a.colIdx = grow(a.colIdx, N)
+		a.cnt = grow(a.cnt, E)
+		a.cur = grow(a.cur, E)
+		a.loadCounts = grow(a.loadCounts, E)
+	}
+}

@@ -1,0 +1,159 @@
+package model
+
+import (
+	"errors"
+	"math"
+
+	"moe/compute"
+)
+
+// Backward back-propagates the loss of the last Forward (which must have had
+// targets) and ADDS the gradients to G, so that calling Forward/Backward on
+// several micro-batches accumulates their gradients (each micro-batch
+// contributes the gradient of its own mean loss). It consumes the forward
+// state: Logits() is no longer valid afterwards and a second Backward needs
+// a new Forward.
+func (m *Model) Backward() error {
+	st := &m.state
+	if !st.ok {
+		return errors.New("model: Backward without a preceding Forward")
+	}
+	if st.targets == nil {
+		return errors.New("model: Backward after a Forward without targets")
+	}
+	st.ok = false
+	cfg, a := m.Cfg, &m.a
+	N, d, V := st.B*st.T, cfg.HiddenSize, cfg.VocabSize
+	var scale float32
+	if st.count > 0 {
+		scale = 1 / float32(st.count)
+	}
+	dlogits := a.logits[:N*V]
+	if _, _, err := compute.CrossEntropy(dlogits, dlogits, st.targets, N, V, scale); err != nil {
+		return err
+	}
+	compute.Gemm(m.pool, true, false, V, d, N, 1, dlogits, V, a.xf, d, 1, m.G.LMHead, d)
+	compute.Gemm(m.pool, false, false, N, d, V, 1, dlogits, V, m.W.LMHead, d, 0, a.dxn, d)
+	clear(a.dres)
+	L := cfg.NumLayers
+	compute.RMSNormBackward(a.dres, m.G.FinalNorm, a.dxn, a.res[L], m.W.FinalNorm, a.rstdf, N, d)
+	for l := L - 1; l >= 0; l-- {
+		if cfg.IsMoE() {
+			m.moeBackward(l)
+		} else {
+			m.denseBackward(l)
+		}
+		m.attentionBackward(l)
+	}
+	for i, t := range st.tokens {
+		compute.Add(m.G.Embed[int(t)*d:int(t)*d+d], a.dres[i*d:i*d+d])
+	}
+	return nil
+}
+
+// denseBackward back-propagates a.dres through the dense FFN of layer l.
+func (m *Model) denseBackward(l int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	W, G := &m.W.Layers[l], &m.G.Layers[l]
+	N, d := a.B*a.T, cfg.HiddenSize
+	ffnBackward(m.pool, N, d, cfg.IntermediateSize, la.xn2, a.dres, m.wf[l].gu, W.Down, la.gu, la.h,
+		m.gf[l].gu, G.Down, a.dgu, a.dh, a.dxn, 0)
+	compute.RMSNormBackward(a.dres, G.FFNNorm, a.dxn, la.mid, W.FFNNorm, la.rstd2, N, d)
+}
+
+// ffnBackward back-propagates dy [n,d] through y = down(silu(gate(x)) ⊙
+// up(x)): it adds the weight gradients to dGU ([2f,d]) and dDown ([d,f]) and
+// writes dx = beta·dx + ∂/∂x, using dgu [n,2f] and dh [n,f] as scratch.
+func ffnBackward(p *compute.Pool, n, d, f int, x, dy, guW, down, gu, h, dGU, dDown, dgu, dh, dx []float32, beta float32) {
+	if n == 0 {
+		return
+	}
+	compute.Gemm(p, false, false, n, f, d, 1, dy, d, down, f, 0, dh, f)
+	compute.Gemm(p, true, false, d, f, n, 1, dy, d, h, f, 1, dDown, f)
+	for r := 0; r < n; r++ {
+		g := gu[r*2*f : (r+1)*2*f]
+		dg := dgu[r*2*f : (r+1)*2*f]
+		compute.SwiGLUBackward(dg[:f], dg[f:], dh[r*f:(r+1)*f], g[:f], g[f:])
+	}
+	compute.Gemm(p, true, false, 2*f, d, n, 1, dgu, 2*f, x, d, 1, dGU, d)
+	compute.Gemm(p, false, false, n, d, 2*f, 1, dgu, 2*f, guW, d, beta, dx, d)
+}
+
+// attentionBackward back-propagates a.dres (the gradient of
+// a.layers[l].mid) through the attention block, leaving in a.dres the
+// gradient of a.res[l].
+func (m *Model) attentionBackward(l int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	W, G := &m.W.Layers[l], &m.G.Layers[l]
+	B, T := a.B, a.T
+	N := B * T
+	d, hd := cfg.HiddenSize, cfg.HeadDimension()
+	nh, nkv := cfg.NumHeads, cfg.KVHeads()
+	qdim, kvdim := nh*hd, nkv*hd
+	qkvdim := qdim + 2*kvdim
+	group := nh / nkv
+	scale := float32(1 / math.Sqrt(float64(hd)))
+
+	// Output projection: mid = x + ao·Woᵀ.
+	compute.Gemm(m.pool, true, false, d, qdim, N, 1, a.dres, d, la.ao, qdim, 1, G.Wo, qdim)
+	compute.Gemm(m.pool, false, false, N, qdim, d, 1, a.dres, d, W.Wo, qdim, 0, a.dao, qdim)
+
+	dqkv := a.dqkv[:N*qkvdim]
+	clear(dqkv)
+	// One job per (sequence, kv head): the query heads of a group write the
+	// same dk, dv rows, so they run on one goroutine.
+	parallelFor(m.pool, B*nkv, func(worker, job int) {
+		b, g := job/nkv, job%nkv
+		base := b * T * qkvdim
+		k := la.qkv[base+qdim+g*hd:]
+		v := la.qkv[base+qdim+kvdim+g*hd:]
+		dk := dqkv[base+qdim+g*hd:]
+		dv := dqkv[base+qdim+kvdim+g*hd:]
+		dP := a.dP[worker*T*T : (worker+1)*T*T]
+		for h := g * group; h < (g+1)*group; h++ {
+			q := la.qkv[base+h*hd:]
+			dq := dqkv[base+h*hd:]
+			P := la.att[(b*nh+h)*T*T : (b*nh+h+1)*T*T]
+			do := a.dao[b*T*qdim+h*hd:]
+			// dP = dO·Vᵀ (lower triangle by row blocks).
+			for r0 := 0; r0 < T; r0 += m.attnBlock {
+				r1 := min(T, r0+m.attnBlock)
+				compute.Gemm(nil, false, true, r1-r0, r1, hd, 1, do[r0*qdim:], qdim, v, qkvdim, 0, dP[r0*T:], T)
+			}
+			// dV += Pᵀ·dO: rows [c0,c1) of dV see rows i ≥ c0 of P.
+			for c0 := 0; c0 < T; c0 += m.attnBlock {
+				c1 := min(T, c0+m.attnBlock)
+				compute.Gemm(nil, true, false, c1-c0, hd, T-c0, 1, P[c0*T+c0:], T, do[c0*qdim:], qdim, 1, dv[c0*qkvdim:], qkvdim)
+			}
+			// dS = softmax backward, times the score scale.
+			for t := 0; t < T; t++ {
+				row := dP[t*T : t*T+t+1]
+				compute.SoftmaxBackward(row, row, P[t*T:t*T+t+1])
+				for i := range row {
+					row[i] *= scale
+				}
+				clear(dP[t*T+t+1 : (t+1)*T])
+			}
+			// dQ = dS·K; dK += dSᵀ·Q.
+			for r0 := 0; r0 < T; r0 += m.attnBlock {
+				r1 := min(T, r0+m.attnBlock)
+				compute.Gemm(nil, false, false, r1-r0, hd, r1, 1, dP[r0*T:], T, k, qkvdim, 0, dq[r0*qkvdim:], qkvdim)
+			}
+			for c0 := 0; c0 < T; c0 += m.attnBlock {
+				c1 := min(T, c0+m.attnBlock)
+				compute.Gemm(nil, true, false, c1-c0, hd, T-c0, 1, dP[c0*T+c0:], T, q[c0*qkvdim:], qkvdim, 1, dk[c0*qkvdim:], qkvdim)
+			}
+		}
+	})
+	for i := 0; i < N; i++ {
+		row := dqkv[i*qkvdim : (i+1)*qkvdim]
+		pos := i % T
+		m.rope.Backward(row[:qdim], nh, pos)
+		m.rope.Backward(row[qdim:qdim+kvdim], nkv, pos)
+	}
+	compute.Gemm(m.pool, true, false, qkvdim, d, N, 1, dqkv, qkvdim, la.xn1, d, 1, m.gf[l].qkv, d)
+	compute.Gemm(m.pool, false, false, N, d, qkvdim, 1, dqkv, qkvdim, m.wf[l].qkv, d, 0, a.dxn, d)
+	compute.RMSNormBackward(a.dres, G.AttnNorm, a.dxn, a.res[l], W.AttnNorm, la.rstd1, N, d)
+}

@@ -1,0 +1,179 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"moe/compute"
+)
+
+// Forward runs the model on B sequences of T tokens (tokens is [B·T],
+// row-major) with the training routing. targets, when not nil, is [B·T] next
+// tokens (negative = ignored) and the loss is computed; Backward may follow.
+func (m *Model) Forward(tokens, targets []int32, B, T int) (Stats, error) {
+	return m.ForwardWith(tokens, targets, B, T, ForwardOptions{})
+}
+
+// ForwardWith is Forward with explicit routing options.
+func (m *Model) ForwardWith(tokens, targets []int32, B, T int, opt ForwardOptions) (Stats, error) {
+	m.state.ok = false
+	cfg := m.Cfg
+	if B <= 0 || T <= 0 {
+		return Stats{}, fmt.Errorf("model: batch %d×%d must be positive", B, T)
+	}
+	N := B * T
+	if len(tokens) != N {
+		return Stats{}, fmt.Errorf("model: %d tokens for a %d×%d batch", len(tokens), B, T)
+	}
+	if targets != nil && len(targets) != N {
+		return Stats{}, fmt.Errorf("model: %d targets for a %d×%d batch", len(targets), B, T)
+	}
+	V := cfg.VocabSize
+	for i, t := range tokens {
+		if t < 0 || int(t) >= V {
+			return Stats{}, fmt.Errorf("model: token %d at position %d outside the vocabulary [0,%d)", t, i, V)
+		}
+	}
+	for i, t := range targets {
+		if int(t) >= V {
+			return Stats{}, fmt.Errorf("model: target %d at position %d outside the vocabulary [0,%d)", t, i, V)
+		}
+	}
+	m.ensure(B, T)
+	if m.rope == nil || m.ropeLen() < T {
+		r, err := compute.NewRoPE(cfg.HeadDimension(), max(T, 64), RopeTheta(cfg))
+		if err != nil {
+			return Stats{}, fmt.Errorf("model: %w", err)
+		}
+		m.rope = r
+		m.ropeMax = max(T, 64)
+	}
+	a := &m.a
+	d := cfg.HiddenSize
+	st := Stats{}
+	if cfg.IsMoE() {
+		st.ExpertLoad = make([][]float64, cfg.NumLayers)
+	}
+
+	// Embedding.
+	x0 := a.res[0]
+	for i, t := range tokens {
+		copy(x0[i*d:i*d+d], m.W.Embed[int(t)*d:int(t)*d+d])
+	}
+	var routed, dropped int
+	for l := 0; l < cfg.NumLayers; l++ {
+		m.attentionForward(l)
+		if cfg.IsMoE() {
+			aux, z, r, dr := m.moeForward(l, opt)
+			st.AuxLoss += aux
+			st.ZLoss += z
+			routed += r
+			dropped += dr
+			st.ExpertLoad[l] = append([]float64(nil), a.loadCounts...)
+		} else {
+			m.denseForward(l)
+		}
+	}
+	if m.nMoE > 0 {
+		st.AuxLoss *= cfg.RouterAuxLossCoef / float64(m.nMoE)
+		st.ZLoss *= cfg.RouterZLossCoef / float64(m.nMoE)
+	}
+	if routed > 0 {
+		st.DroppedFrac = float64(dropped) / float64(routed)
+	}
+
+	// Final norm and LM head.
+	compute.RMSNorm(a.xf, a.res[cfg.NumLayers], m.W.FinalNorm, N, d, m.eps, a.rstdf)
+	compute.Gemm(m.pool, false, true, N, V, d, 1, a.xf, d, m.W.LMHead, d, 0, a.logits, V)
+
+	m.state = fwdState{ok: true, tokens: tokens, targets: targets, B: B, T: T, opt: opt}
+	if targets != nil {
+		sum, n, err := compute.CrossEntropy(nil, a.logits, targets, N, V, 1)
+		if err != nil {
+			m.state.ok = false
+			return Stats{}, fmt.Errorf("model: %w", err)
+		}
+		m.state.count = n
+		st.Targets = n
+		if n > 0 {
+			st.CELoss = sum / float64(n)
+		}
+	}
+	st.Loss = st.CELoss + st.AuxLoss + st.ZLoss
+	return st, nil
+}
+
+func (m *Model) ropeLen() int { return m.ropeMax }
+
+// attentionForward computes a.res[l] → a.layers[l].mid.
+func (m *Model) attentionForward(l int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	B, T := a.B, a.T
+	N := B * T
+	d, hd := cfg.HiddenSize, cfg.HeadDimension()
+	nh, nkv := cfg.NumHeads, cfg.KVHeads()
+	qdim, kvdim := nh*hd, nkv*hd
+	qkvdim := qdim + 2*kvdim
+	x := a.res[l]
+	compute.RMSNorm(la.xn1, x, m.W.Layers[l].AttnNorm, N, d, m.eps, la.rstd1)
+	compute.Gemm(m.pool, false, true, N, qkvdim, d, 1, la.xn1, d, m.wf[l].qkv, d, 0, la.qkv, qkvdim)
+	for i := 0; i < N; i++ {
+		row := la.qkv[i*qkvdim : (i+1)*qkvdim]
+		pos := i % T
+		m.rope.Apply(row[:qdim], nh, pos)
+		m.rope.Apply(row[qdim:qdim+kvdim], nkv, pos)
+	}
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	group := nh / nkv
+	parallelFor(m.pool, B*nh, func(_, job int) {
+		b, h := job/nh, job%nh
+		g := h / group
+		q := la.qkv[b*T*qkvdim+h*hd:]
+		k := la.qkv[b*T*qkvdim+qdim+g*hd:]
+		v := la.qkv[b*T*qkvdim+qdim+kvdim+g*hd:]
+		P := la.att[(b*nh+h)*T*T : (b*nh+h+1)*T*T]
+		out := la.ao[b*T*qdim+h*hd:]
+		for r0 := 0; r0 < T; r0 += m.attnBlock {
+			r1 := min(T, r0+m.attnBlock)
+			compute.Gemm(nil, false, true, r1-r0, r1, hd, scale, q[r0*qkvdim:], qkvdim, k, qkvdim, 0, P[r0*T:], T)
+		}
+		for t := 0; t < T; t++ {
+			row := P[t*T : (t+1)*T]
+			compute.SoftmaxRow(row[:t+1])
+			clear(row[t+1:])
+		}
+		for r0 := 0; r0 < T; r0 += m.attnBlock {
+			r1 := min(T, r0+m.attnBlock)
+			compute.Gemm(nil, false, false, r1-r0, hd, r1, 1, P[r0*T:], T, v, qkvdim, 0, out[r0*qdim:], qdim)
+		}
+	})
+	copy(la.mid, x)
+	compute.Gemm(m.pool, false, true, N, d, qdim, 1, la.ao, qdim, m.W.Layers[l].Wo, qdim, 1, la.mid, d)
+}
+
+// denseForward computes a.layers[l].mid → a.res[l+1] with a SwiGLU FFN.
+func (m *Model) denseForward(l int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	N, d := a.B*a.T, cfg.HiddenSize
+	compute.RMSNorm(la.xn2, la.mid, m.W.Layers[l].FFNNorm, N, d, m.eps, la.rstd2)
+	out := a.res[l+1]
+	copy(out, la.mid)
+	ffnForward(m.pool, N, d, cfg.IntermediateSize, la.xn2, m.wf[l].gu, m.W.Layers[l].Down, la.gu, la.h, out, 1)
+}
+
+// ffnForward computes y = beta·y + down(silu(gate(x)) ⊙ up(x)) for n rows,
+// with gu the fused [gate; up] weights [2f, d], saving gu(x) [n,2f] and the
+// SwiGLU output h [n,f].
+func ffnForward(p *compute.Pool, n, d, f int, x, guW, down, gu, h, y []float32, beta float32) {
+	if n == 0 {
+		return
+	}
+	compute.Gemm(p, false, true, n, 2*f, d, 1, x, d, guW, d, 0, gu, 2*f)
+	for r := 0; r < n; r++ {
+		row := gu[r*2*f : (r+1)*2*f]
+		compute.SwiGLU(h[r*f:(r+1)*f], row[:f], row[f:])
+	}
+	compute.Gemm(p, false, true, n, d, f, 1, h, f, down, f, beta, y, d)
+}

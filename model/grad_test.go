@@ -1,0 +1,256 @@
+package model
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"moe/compute"
+	"moe/config"
+)
+
+// toyConfig is a small model whose gradients finite differences can check:
+// GQA (4 query heads over 2 kv heads), head dim 4 with nh·hd ≠ d.
+func toyConfig() *config.Config {
+	return &config.Config{
+		ModelType: "mixtral", VocabSize: 11, HiddenSize: 8, IntermediateSize: 12,
+		NumLayers: 2, NumHeads: 4, NumKVHeads: 2, HeadDim: 4,
+		MaxPositionEmbeddings: 64, RopeTheta: 10000, RMSNormEps: 1e-5, InitStd: 0.3,
+	}
+}
+
+func moeToy(mut func(c *config.Config)) *config.Config {
+	c := toyConfig()
+	c.NumExperts, c.ExpertsPerToken, c.MoEIntermediateSize = 4, 2, 6
+	c.RouterAuxLossCoef, c.RouterZLossCoef = 0.1, 0.05
+	if mut != nil {
+		mut(c)
+	}
+	return c
+}
+
+// routingKinds are the configurations every gradient check runs over.
+func routingKinds() []struct {
+	name string
+	cfg  *config.Config
+	opt  ForwardOptions
+} {
+	return []struct {
+		name string
+		cfg  *config.Config
+		opt  ForwardOptions
+	}{
+		{"dense", toyConfig(), ForwardOptions{}},
+		{"dense-tied", func() *config.Config { c := toyConfig(); c.TieWordEmbeddings = true; return c }(), ForwardOptions{}},
+		{"topk_softmax", moeToy(nil), ForwardOptions{}},
+		{"softmax_topk", moeToy(func(c *config.Config) { c.RouterOrder = config.RouterSoftmaxTopK }), ForwardOptions{}},
+		{"softmax_topk_norm", moeToy(func(c *config.Config) { c.RouterOrder = config.RouterSoftmaxTopK; c.NormTopKProb = true }), ForwardOptions{}},
+		{"capacity", moeToy(func(c *config.Config) { c.CapacityFactor = 0.75 }), ForwardOptions{}},
+		{"expert_choice", moeToy(func(c *config.Config) { c.Routing = config.RoutingExpertChoice; c.CapacityFactor = 1.5 }), ForwardOptions{}},
+		{"expert_choice_causal", moeToy(func(c *config.Config) { c.Routing = config.RoutingExpertChoice; c.CapacityFactor = 1.5 }), ForwardOptions{Causal: true}},
+		{"shared_expert", moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 5; c.ExpertsPerToken = 1 }), ForwardOptions{}},
+	}
+}
+
+func toyBatch(r *rand.Rand, V, B, T int) (tokens, targets []int32) {
+	tokens = make([]int32, B*T)
+	targets = make([]int32, B*T)
+	for i := range tokens {
+		tokens[i] = int32(r.IntN(V))
+		targets[i] = int32(r.IntN(V))
+	}
+	targets[1] = -1 // ignored
+	return
+}
+
+// routingSignature hashes every discrete routing decision of the last
+// forward, so that a finite difference that flips one can be discarded.
+func (m *Model) routingSignature() uint64 {
+	h := fnv.New64a()
+	for _, la := range m.a.layers {
+		if la.expOff == nil {
+			continue
+		}
+		A := la.expOff[len(la.expOff)-1]
+		slots := slices.Clone(la.asSlot[:A])
+		slices.Sort(slots) // the set of (token, expert) pairs, not their order
+		fmt.Fprint(h, slots)
+	}
+	return h.Sum64()
+}
+
+// TestGradientsFiniteDifference checks, for every routing kind, the
+// gradient of every parameter tensor of every layer (and the embedding,
+// final norm and LM head) against central finite differences of the loss.
+func TestGradientsFiniteDifference(t *testing.T) {
+	for _, rk := range routingKinds() {
+		t.Run(rk.name, func(t *testing.T) {
+			m, err := New(rk.cfg, compute.NewPool(2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.attnBlock = 2 // exercise the blocked causal GEMMs
+			m.Init(7)
+			r := rand.New(rand.NewPCG(1, 2))
+			const B, T = 2, 5
+			tokens, targets := toyBatch(r, rk.cfg.VocabSize, B, T)
+			st, err := m.ForwardWith(tokens, targets, B, T, rk.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rk.name == "capacity" && st.DroppedFrac == 0 {
+				t.Fatal("capacity factor 0.75 dropped nothing")
+			}
+			sig := m.routingSignature()
+			m.ZeroGrad()
+			if err := m.Backward(); err != nil {
+				t.Fatal(err)
+			}
+			grad := slices.Clone(m.G.Flat)
+			loss := func() float64 {
+				s, err := m.ForwardWith(tokens, targets, B, T, rk.opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s.Loss
+			}
+			checked, skipped := 0, 0
+			off := 0
+			m.W.Visit(rk.cfg, func(name string, w []float32) {
+				start := off
+				off += len(w)
+				var num, den float64
+				n := 0
+				for _, i := range probeIdx(r, len(w), 6) {
+					const h = 1e-3
+					old := w[i]
+					w[i] = old + h
+					lp := loss()
+					sp := m.routingSignature()
+					w[i] = old - h
+					lm := loss()
+					sm := m.routingSignature()
+					w[i] = old
+					if sp != sig || sm != sig {
+						skipped++
+						continue
+					}
+					fd := (lp - lm) / (2 * h)
+					g := float64(grad[start+i])
+					num += (g - fd) * (g - fd)
+					den += fd*fd + g*g
+					n++
+					checked++
+				}
+				if n == 0 {
+					return
+				}
+				rel := math.Sqrt(num / math.Max(den, 1e-12))
+				if rel > 2e-2 && math.Sqrt(num/float64(n)) > 2e-4 {
+					t.Errorf("%s: gradient differs from finite differences: relative error %.3g (rms abs %.3g)", name, rel, math.Sqrt(num/float64(n)))
+				}
+			})
+			if skipped > checked/4 {
+				t.Errorf("%d probes skipped for routing flips, only %d checked", skipped, checked)
+			}
+		})
+	}
+}
+
+func probeIdx(r *rand.Rand, n, k int) []int {
+	if n <= k {
+		idx := make([]int, n)
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx
+	}
+	idx := make([]int, k)
+	for i := range idx {
+		idx[i] = r.IntN(n)
+	}
+	return idx
+}
+
+func TestGradientAccumulates(t *testing.T) {
+	cfg := moeToy(nil)
+	m, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(3)
+	r := rand.New(rand.NewPCG(5, 6))
+	tokens, targets := toyBatch(r, cfg.VocabSize, 2, 6)
+	run := func() {
+		if _, err := m.Forward(tokens, targets, 2, 6); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Backward(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.ZeroGrad()
+	run()
+	one := slices.Clone(m.G.Flat)
+	run()
+	for i, g := range m.G.Flat {
+		if math.Abs(float64(g-2*one[i])) > 1e-6*(1+math.Abs(float64(g))) {
+			t.Fatalf("accumulated grad[%d] = %v, want 2×%v", i, g, one[i])
+		}
+	}
+	if err := m.Backward(); err == nil {
+		t.Fatal("second Backward without Forward accepted")
+	}
+	if _, err := m.Forward(tokens, nil, 2, 6); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Backward(); err == nil {
+		t.Fatal("Backward after a forward without targets accepted")
+	}
+}
+
+func TestForwardRejectsBadInput(t *testing.T) {
+	cfg := toyConfig()
+	m, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(1)
+	for _, c := range []struct {
+		name    string
+		tokens  []int32
+		targets []int32
+		B, T    int
+		want    string
+	}{
+		{"length", []int32{1, 2, 3}, nil, 1, 2, "tokens"},
+		{"token range", []int32{1, 11}, nil, 1, 2, "vocabulary"},
+		{"negative token", []int32{-1, 2}, nil, 1, 2, "vocabulary"},
+		{"target range", []int32{1, 2}, []int32{1, 99}, 1, 2, "vocabulary"},
+		{"target length", []int32{1, 2}, []int32{1}, 1, 2, "targets"},
+		{"zero batch", nil, nil, 0, 2, "positive"},
+	} {
+		_, err := m.Forward(c.tokens, c.targets, c.B, c.T)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want one mentioning %q", c.name, err, c.want)
+		}
+	}
+	for _, bad := range []func(c *config.Config){
+		func(c *config.Config) { c.AttentionBias = true },
+		func(c *config.Config) { c.QKNorm = true },
+		func(c *config.Config) { c.NumKVHeads = 3 },
+		func(c *config.Config) { c.HeadDim = 3 },
+		func(c *config.Config) { c.NumExperts = 4; c.ExpertsPerToken = 5 },
+		func(c *config.Config) { c.NumExperts = 4; c.ExpertsPerToken = 1; c.Routing = "hash" },
+	} {
+		c := toyConfig()
+		bad(c)
+		if _, err := New(c, nil); err == nil {
+			t.Errorf("config %+v accepted", c)
+		}
+	}
+}

@@ -1,0 +1,319 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"moe/compute"
+	"moe/config"
+)
+
+// Stats reports one forward pass.
+type Stats struct {
+	// Loss is the training objective: CELoss + AuxLoss + ZLoss.
+	Loss float64
+	// CELoss is the mean cross-entropy over targets that are not ignored
+	// (targets < 0 are ignored); 0 when there are none.
+	CELoss float64
+	// AuxLoss is the Switch load-balancing loss, already scaled by
+	// RouterAuxLossCoef and averaged over MoE layers.
+	AuxLoss float64
+	// ZLoss is the ST-MoE router z-loss, already scaled by RouterZLossCoef
+	// and averaged over MoE layers.
+	ZLoss float64
+	// Targets is the number of targets the cross-entropy counted.
+	Targets int
+	// ExpertLoad is, per layer and expert, the fraction of the layer's
+	// processed (not dropped) token-expert assignments that went to the
+	// expert; nil for dense models, nil rows for dense layers.
+	ExpertLoad [][]float64
+	// DroppedFrac is the fraction of token-choice assignments dropped for
+	// exceeding expert capacity (training routing with CapacityFactor > 0).
+	DroppedFrac float64
+}
+
+// ForwardOptions selects how a forward pass routes tokens.
+type ForwardOptions struct {
+	// Causal selects the routing used for generation, where tokens arrive
+	// one at a time: token-choice routing is dropless (capacity is ignored),
+	// and expert-choice models route each token to its
+	// k = max(1, round(CapacityFactor)) experts of highest softmax score,
+	// weighted by those scores without renormalisation. The zero value is
+	// the training routing: capacity dropping and batch-wide expert choice.
+	Causal bool
+}
+
+// Model is a decoder-only (MoE) transformer with explicit forward and
+// backward passes over the compute kernels. It is not safe for concurrent
+// use; its buffers are reused between calls.
+type Model struct {
+	// Cfg is the architecture.
+	Cfg *config.Config
+	// W holds the parameters.
+	W *Weights
+	// G holds the gradients, in the same layout as W; Backward adds into it.
+	G *Weights
+
+	pool    *compute.Pool
+	wf      []fused // per layer, views over W
+	gf      []fused // per layer, views over G
+	rope    *compute.RoPE
+	ropeMax int
+	// attnBlock is the row block of the causal attention GEMMs: only
+	// blocks on or below the diagonal are computed.
+	attnBlock int
+	eps       float32
+	nMoE      int // number of MoE layers
+	state     fwdState
+	a         acts
+}
+
+// fused holds views over parameter tensors that are adjacent in the flat
+// layout, so that one GEMM computes several projections.
+type fused struct {
+	qkv      []float32   // [wq; wk; wv] = [(nh+2·nkv)·hd, d]
+	gu       []float32   // dense [gate; up] = [2·ff, d]
+	expertGU [][]float32 // E × [gate; up] = [2·ffe, d]
+	sharedGU []float32   // [2·ffs, d]
+}
+
+// fwdState is what Backward needs to know about the last forward pass.
+type fwdState struct {
+	ok      bool
+	tokens  []int32
+	targets []int32
+	B, T    int
+	opt     ForwardOptions
+	count   int // counted targets
+}
+
+// NormEps returns the RMSNorm epsilon moe uses for cfg (RMSNormEps, or 1e-5
+// when it is unset).
+func NormEps(cfg *config.Config) float32 {
+	if cfg.RMSNormEps > 0 {
+		return float32(cfg.RMSNormEps)
+	}
+	return 1e-5
+}
+
+// RopeTheta returns the RoPE base moe uses for cfg (RopeTheta, or 10000
+// when it is unset).
+func RopeTheta(cfg *config.Config) float64 {
+	if cfg.RopeTheta > 0 {
+		return cfg.RopeTheta
+	}
+	return 10000
+}
+
+// RoutedK returns the number of experts each token is routed to at
+// inference for an MoE config: ExpertsPerToken for token-choice, and
+// max(1, round(CapacityFactor)) (CapacityFactor defaulting to 2) for
+// expert-choice. It returns 0 for dense configs.
+func RoutedK(cfg *config.Config) int {
+	if !cfg.IsMoE() {
+		return 0
+	}
+	if cfg.Routing == config.RoutingExpertChoice {
+		return min(cfg.NumExperts, max(1, int(math.Round(expertChoiceCF(cfg)))))
+	}
+	return min(cfg.NumExperts, cfg.ExpertsPerToken)
+}
+
+func expertChoiceCF(cfg *config.Config) float64 {
+	if cfg.CapacityFactor > 0 {
+		return cfg.CapacityFactor
+	}
+	return 2
+}
+
+// Supported returns an error naming the first feature of cfg that this
+// package does not implement, or a malformed dimension.
+func Supported(cfg *config.Config) error {
+	if cfg == nil {
+		return errors.New("model: nil config")
+	}
+	switch {
+	case cfg.AttentionBias:
+		return errors.New("model: attention biases (attention_bias) are not supported")
+	case cfg.QKNorm:
+		return errors.New("model: per-head q/k norms (qk_norm) are not supported")
+	case cfg.AttentionSinks:
+		return errors.New("model: attention sinks are not supported")
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"vocab_size", cfg.VocabSize}, {"hidden_size", cfg.HiddenSize},
+		{"num_hidden_layers", cfg.NumLayers}, {"num_attention_heads", cfg.NumHeads},
+	} {
+		if f.v <= 0 {
+			return fmt.Errorf("model: %s = %d must be positive", f.name, f.v)
+		}
+	}
+	hd := cfg.HeadDimension()
+	if hd <= 0 || hd%2 != 0 {
+		return fmt.Errorf("model: head dimension %d must be positive and even (RoPE)", hd)
+	}
+	if cfg.KVHeads() <= 0 || cfg.NumHeads%cfg.KVHeads() != 0 {
+		return fmt.Errorf("model: num_attention_heads %d is not a multiple of num_key_value_heads %d", cfg.NumHeads, cfg.KVHeads())
+	}
+	if cfg.RMSNormEps < 0 || cfg.RopeTheta < 0 || cfg.CapacityFactor < 0 || cfg.RouterAuxLossCoef < 0 || cfg.RouterZLossCoef < 0 {
+		return errors.New("model: rms_norm_eps, rope_theta, capacity factor and loss coefficients must not be negative")
+	}
+	if !cfg.IsMoE() {
+		if cfg.IntermediateSize <= 0 {
+			return fmt.Errorf("model: intermediate_size = %d must be positive", cfg.IntermediateSize)
+		}
+		return nil
+	}
+	if cfg.ExpertSize() <= 0 {
+		return fmt.Errorf("model: expert intermediate size %d must be positive", cfg.ExpertSize())
+	}
+	if cfg.SharedExpertIntermediateSize < 0 {
+		return fmt.Errorf("model: shared_expert_intermediate_size %d is negative", cfg.SharedExpertIntermediateSize)
+	}
+	switch cfg.Routing {
+	case "", config.RoutingTokenChoice:
+		if cfg.ExpertsPerToken < 1 || cfg.ExpertsPerToken > cfg.NumExperts {
+			return fmt.Errorf("model: num_experts_per_tok = %d must be in [1, %d]", cfg.ExpertsPerToken, cfg.NumExperts)
+		}
+	case config.RoutingExpertChoice:
+	default:
+		return fmt.Errorf("model: unknown routing %q (want %q or %q)", cfg.Routing, config.RoutingTokenChoice, config.RoutingExpertChoice)
+	}
+	switch cfg.RouterOrder {
+	case "", config.RouterTopKSoftmax, config.RouterSoftmaxTopK:
+	default:
+		return fmt.Errorf("model: unknown router order %q (want %q or %q)", cfg.RouterOrder, config.RouterTopKSoftmax, config.RouterSoftmaxTopK)
+	}
+	return nil
+}
+
+// New builds a model for cfg with zeroed parameters and gradients (call
+// Init or load W.Flat). pool may be nil (single-threaded).
+func New(cfg *config.Config, pool *compute.Pool) (*Model, error) {
+	if err := Supported(cfg); err != nil {
+		return nil, err
+	}
+	w, err := NewWeights(cfg, nil)
+	if err != nil {
+		return nil, fmt.Errorf("model: parameters: %w", err)
+	}
+	g, err := NewWeights(cfg, nil)
+	if err != nil {
+		return nil, fmt.Errorf("model: gradients: %w", err)
+	}
+	m := &Model{Cfg: cfg, W: w, G: g, pool: pool, eps: NormEps(cfg), attnBlock: 64}
+	m.wf = fusedViews(cfg, w)
+	m.gf = fusedViews(cfg, g)
+	if cfg.IsMoE() {
+		m.nMoE = cfg.NumLayers
+	}
+	return m, nil
+}
+
+// fusedViews returns per-layer views over adjacent tensors of w (the layout
+// order of walk puts wq, wk, wv and each gate, up pair next to each other).
+func fusedViews(cfg *config.Config, w *Weights) []fused {
+	off := map[string]int{}
+	at := 0
+	walk(cfg, &Weights{Layers: make([]Layer, cfg.NumLayers)}, func(name string, _ *[]float32, size int, _ bool) {
+		off[name] = at
+		at += size
+	})
+	d, hd := cfg.HiddenSize, cfg.HeadDimension()
+	span := func(name string, n int) []float32 { o := off[name]; return w.Flat[o : o+n : o+n] }
+	fs := make([]fused, cfg.NumLayers)
+	for i := range fs {
+		p := fmt.Sprintf("layers.%d.", i)
+		fs[i].qkv = span(p+"wq", (cfg.NumHeads+2*cfg.KVHeads())*hd*d)
+		if !cfg.IsMoE() {
+			fs[i].gu = span(p+"gate", 2*cfg.IntermediateSize*d)
+			continue
+		}
+		fs[i].expertGU = make([][]float32, cfg.NumExperts)
+		for e := range fs[i].expertGU {
+			fs[i].expertGU[e] = span(fmt.Sprintf("%sexpert.%d.gate", p, e), 2*cfg.ExpertSize()*d)
+		}
+		if s := cfg.SharedExpertIntermediateSize; s > 0 {
+			fs[i].sharedGU = span(p+"shared.gate", 2*s*d)
+		}
+	}
+	return fs
+}
+
+// Init fills the parameters deterministically from seed: normal(0, std)
+// with std = InitStd (0.02 when unset), output projections (wo and every
+// down projection) scaled by 1/sqrt(2·NumLayers), norm gains 1.
+func (m *Model) Init(seed uint64) {
+	std := m.Cfg.InitStd
+	if std <= 0 {
+		std = 0.02
+	}
+	outStd := std / math.Sqrt(2*float64(m.Cfg.NumLayers))
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	m.W.Visit(m.Cfg, func(name string, t []float32) {
+		switch {
+		case strings.HasSuffix(name, "norm"):
+			for i := range t {
+				t[i] = 1
+			}
+			return
+		case strings.HasSuffix(name, "wo") || strings.HasSuffix(name, "down"):
+			fillNormal(r, t, outStd)
+		default:
+			fillNormal(r, t, std)
+		}
+	})
+}
+
+func fillNormal(r *rand.Rand, t []float32, std float64) {
+	for i := range t {
+		t[i] = float32(r.NormFloat64() * std)
+	}
+}
+
+// ZeroGrad clears the gradients.
+func (m *Model) ZeroGrad() { clear(m.G.Flat) }
+
+// Logits returns the [B·T, V] logits of the last Forward. The slice is
+// owned by the model: it is overwritten by the next Forward and by Backward
+// (which turns it into the logits' gradient).
+func (m *Model) Logits() []float32 {
+	if !m.state.ok {
+		return nil
+	}
+	return m.a.logits[:m.state.B*m.state.T*m.Cfg.VocabSize]
+}
+
+// parallelFor runs f(worker, i) for i in [0, n) on up to pool.Threads()
+// goroutines; worker in [0, threads) identifies per-worker scratch.
+func parallelFor(p *compute.Pool, n int, f func(worker, i int)) {
+	th := min(p.Threads(), n)
+	if th <= 1 {
+		for i := 0; i < n; i++ {
+			f(0, i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < th; w++ {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(w, i)
+			}
+		})
+	}
+	wg.Wait()
+}
