@@ -1,0 +1,675 @@
+package gguf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"moe/config"
+	"moe/model"
+	"moe/tokenizer"
+)
+
+// Architecture is the llama.cpp architecture moe models are written as:
+// Mixtral-style MoE models are "llama" with expert tensors.
+const Architecture = "llama"
+
+// KeyMoEConfig is the metadata key holding moe's whole config.json, so that
+// a moe → GGUF → moe round trip restores the fields llama.cpp has no key for
+// (routing kind, capacity factor, loss coefficients, ...). llama.cpp ignores
+// it.
+const KeyMoEConfig = "moe.config"
+
+// llama.cpp token types (llama_token_type).
+const (
+	tokenNormal      int32 = 1
+	tokenUnknown     int32 = 2
+	tokenControl     int32 = 3
+	tokenUserDefined int32 = 4
+	tokenUnused      int32 = 5
+	tokenByte        int32 = 6
+)
+
+// preTokenizer is llama.cpp's name for the cl100k pre-tokenizer regex that
+// moe's tokenizer implements (Llama 3 uses the same one).
+const preTokenizer = "llama-bpe"
+
+// ExportOptions controls Export.
+type ExportOptions struct {
+	// Type is the type of the weight matrices: F32 (the default), F16,
+	// BF16, Q8_0 or Q4_0. Norm gains and the router stay F32; a matrix whose
+	// rows are not a whole number of 32-element blocks falls back to F16
+	// for the quantized types.
+	Type GGMLType
+	// Name is general.name (default "moe").
+	Name string
+	// AllowInexact writes models that llama.cpp's llama architecture cannot
+	// run exactly (see CheckLlamaCompatible): moe reads them back
+	// exactly, llama.cpp refuses them or routes differently.
+	AllowInexact bool
+}
+
+// CheckLlamaCompatible reports whether llama.cpp's "llama" architecture
+// computes the same function as moe for cfg: RMSNorm, RoPE, SwiGLU, no
+// biases, and for MoE models every layer sparse, no shared expert, and
+// token-choice routing whose k weights are renormalised (top-k then softmax,
+// or softmax, top-k and renormalisation; llama.cpp does the latter). The
+// error names the first difference.
+func CheckLlamaCompatible(cfg *config.Config) error {
+	if err := checkStructure(cfg); err != nil {
+		return err
+	}
+	if !cfg.IsMoE() {
+		return nil
+	}
+	if cfg.Routing == config.RoutingExpertChoice {
+		return errors.New("expert-choice routing (llama.cpp routes token-choice top-k with renormalised weights; moe's causal rule for expert choice does not renormalise)")
+	}
+	if cfg.RouterOrder == config.RouterSoftmaxTopK && !cfg.NormTopKProb && cfg.ExpertsPerToken < cfg.NumExperts {
+		return errors.New("softmax_topk routing without norm_topk_prob (llama.cpp's llama architecture always renormalises the top-k weights)")
+	}
+	if cfg.SharedExpertIntermediateSize > 0 {
+		return errors.New("a shared expert (llama.cpp's llama architecture has none)")
+	}
+	for i := 0; i < cfg.NumLayers; i++ {
+		if !cfg.LayerIsMoE(i) {
+			return fmt.Errorf("layer %d is dense in an MoE model (llama.cpp's llama architecture makes every layer sparse)", i)
+		}
+	}
+	return nil
+}
+
+// checkStructure rejects configs whose parameters GGUF's llama tensors
+// cannot hold at all.
+func checkStructure(cfg *config.Config) error {
+	var bad []string
+	add := func(cond bool, what string) {
+		if cond {
+			bad = append(bad, what)
+		}
+	}
+	add(cfg.AttentionBias || cfg.QKVBias, "attention biases")
+	add(cfg.MLPBias || cfg.ExpertBias || cfg.RouterBias, "feed-forward or router biases")
+	add(cfg.QKNorm, "q/k norms")
+	add(cfg.AttentionSinks, "attention sinks")
+	add(cfg.SharedExpertGate, "a gated shared expert")
+	add(cfg.PlainMLP, "a plain (ungated) MLP")
+	add(cfg.LayerNorm, "LayerNorm")
+	add(cfg.LearnedPositions, "learned positions")
+	add(cfg.HiddenAct != "" && cfg.HiddenAct != "silu", "activation "+cfg.HiddenAct)
+	add(cfg.SlidingWindow > 0 || len(cfg.LayerTypes) > 0, "sliding-window attention")
+	if len(bad) > 0 {
+		return fmt.Errorf("the model has %s, which GGUF's llama architecture cannot express", strings.Join(bad, ", "))
+	}
+	if hd := cfg.HeadDimension(); hd <= 0 || hd%2 != 0 {
+		return fmt.Errorf("head dimension %d must be positive and even for RoPE", hd)
+	}
+	return nil
+}
+
+// fileType returns general.file_type (llama_ftype) for weight type t.
+func fileType(t GGMLType) uint32 {
+	switch t {
+	case F16:
+		return 1
+	case Q4_0:
+		return 2
+	case Q8_0:
+		return 7
+	case BF16:
+		return 32
+	}
+	return 0
+}
+
+// Export writes the model as a GGUF file at path (atomically) in llama.cpp's
+// "llama" architecture, with tok as a "gpt2" byte-level BPE tokenizer.
+func Export(ctx context.Context, path string, cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, opt ExportOptions) error {
+	kvs, tensors, err := exportParts(cfg, w, tok, opt)
+	if err != nil {
+		return err
+	}
+	return WriteFile(ctx, path, kvs, tensors)
+}
+
+// exportParts builds the metadata and tensor list of Export.
+func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, opt ExportOptions) ([]KV, []Tensor, error) {
+	if err := checkStructure(cfg); err != nil {
+		return nil, nil, fmt.Errorf("gguf: export: %w", err)
+	}
+	if err := CheckLlamaCompatible(cfg); err != nil && !opt.AllowInexact {
+		return nil, nil, fmt.Errorf("gguf: export: llama.cpp cannot run this model exactly: %w (pass AllowInexact / --allow-inexact to write it anyway for moe)", err)
+	}
+	switch opt.Type {
+	case F32, F16, BF16, Q8_0, Q4_0:
+	default:
+		return nil, nil, fmt.Errorf("gguf: export: unsupported weight type %s", opt.Type)
+	}
+	if len(w.Layers) != cfg.NumLayers {
+		return nil, nil, fmt.Errorf("gguf: export: weights have %d layers, config %d", len(w.Layers), cfg.NumLayers)
+	}
+	if tok == nil {
+		return nil, nil, errors.New("gguf: export: a tokenizer is required")
+	}
+	name := opt.Name
+	if name == "" {
+		name = "moe"
+	}
+	d, hd := cfg.HiddenSize, cfg.HeadDimension()
+	nh, nkv := cfg.NumHeads, cfg.KVHeads()
+	ff := cfg.IntermediateSize
+	if cfg.IsMoE() {
+		ff = cfg.ExpertSize()
+	}
+	cfgJSON, err := cfg.Marshal()
+	if err != nil {
+		return nil, nil, fmt.Errorf("gguf: export: %w", err)
+	}
+	u32 := func(v int) uint32 { return uint32(v) }
+	kvs := []KV{
+		{"general.architecture", Architecture},
+		{"general.name", name},
+		{"general.file_type", fileType(opt.Type)},
+		{"general.quantization_version", uint32(2)},
+		{"llama.vocab_size", u32(cfg.VocabSize)},
+		{"llama.context_length", u32(cfg.MaxPositionEmbeddings)},
+		{"llama.embedding_length", u32(d)},
+		{"llama.block_count", u32(cfg.NumLayers)},
+		{"llama.feed_forward_length", u32(ff)},
+		{"llama.attention.head_count", u32(nh)},
+		{"llama.attention.head_count_kv", u32(nkv)},
+		{"llama.attention.key_length", u32(hd)},
+		{"llama.attention.value_length", u32(hd)},
+		{"llama.rope.dimension_count", u32(hd)},
+		{"llama.rope.freq_base", float32(cfg.RopeTheta)},
+		{"llama.attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
+	}
+	if cfg.IsMoE() {
+		kvs = append(kvs, KV{"llama.expert_count", u32(cfg.NumExperts)}, KV{"llama.expert_used_count", u32(cfg.ExpertsPerToken)})
+	}
+	kvs = append(kvs, KV{KeyMoEConfig, string(cfgJSON)})
+	tkv, err := tokenizerKVs(tok, cfg.VocabSize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gguf: export: %w", err)
+	}
+	kvs = append(kvs, tkv...)
+
+	var tensors []Tensor
+	// add appends one tensor whose source is an HF (out, in) matrix (or a
+	// vector when out == 0), stored as ggml dims [in, out(, n)].
+	add := func(name string, src []float32, keepF32 bool, dims ...uint64) {
+		t := opt.Type
+		if keepF32 || len(dims) == 1 {
+			t = F32
+		}
+		if t.BlockSize() > 1 && dims[0]%uint64(t.BlockSize()) != 0 {
+			t = F16
+		}
+		tensors = append(tensors, Tensor{Name: name, Dims: dims, Type: t, Data: func() ([]byte, error) { return Encode(t, src) }})
+	}
+	mat := func(out, in int) []uint64 { return []uint64{uint64(in), uint64(out)} }
+	V := cfg.VocabSize
+	add("token_embd.weight", w.Embed, false, mat(V, d)...)
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		p := fmt.Sprintf("blk.%d.", i)
+		add(p+"attn_norm.weight", l.AttnNorm, true, uint64(d))
+		add(p+"attn_q.weight", ropePermute(l.Wq, nh, hd, d, true), false, mat(nh*hd, d)...)
+		add(p+"attn_k.weight", ropePermute(l.Wk, nkv, hd, d, true), false, mat(nkv*hd, d)...)
+		add(p+"attn_v.weight", l.Wv, false, mat(nkv*hd, d)...)
+		add(p+"attn_output.weight", l.Wo, false, mat(d, nh*hd)...)
+		add(p+"ffn_norm.weight", l.FFNNorm, true, uint64(d))
+		if len(l.Router) == 0 {
+			f := len(l.Gate) / d
+			add(p+"ffn_gate.weight", l.Gate, false, mat(f, d)...)
+			add(p+"ffn_up.weight", l.Up, false, mat(f, d)...)
+			add(p+"ffn_down.weight", l.Down, false, mat(d, f)...)
+			continue
+		}
+		E, fe := cfg.NumExperts, cfg.ExpertSize()
+		add(p+"ffn_gate_inp.weight", l.Router, true, mat(E, d)...)
+		add(p+"ffn_gate_exps.weight", concat(l.ExpertGate), false, uint64(d), uint64(fe), uint64(E))
+		add(p+"ffn_up_exps.weight", concat(l.ExpertUp), false, uint64(d), uint64(fe), uint64(E))
+		add(p+"ffn_down_exps.weight", concat(l.ExpertDown), false, uint64(fe), uint64(d), uint64(E))
+		if s := len(l.SharedGate) / d; s > 0 {
+			add(p+"ffn_gate_shexp.weight", l.SharedGate, false, mat(s, d)...)
+			add(p+"ffn_up_shexp.weight", l.SharedUp, false, mat(s, d)...)
+			add(p+"ffn_down_shexp.weight", l.SharedDown, false, mat(d, s)...)
+		}
+	}
+	add("output_norm.weight", w.FinalNorm, true, uint64(d))
+	if !cfg.TieWordEmbeddings {
+		add("output.weight", w.LMHead, false, mat(V, d)...)
+	}
+	return kvs, tensors, nil
+}
+
+// concat returns the concatenation of parts (the stacked expert tensor).
+func concat(parts [][]float32) []float32 {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]float32, 0, n)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// ropePermute reorders the rows of a q or k projection (nHeads·hd rows of
+// cols) between Hugging Face's rotate_half RoPE layout, where row i of a
+// head pairs with row i+hd/2, and llama.cpp's normal RoPE layout, where rows
+// 2i and 2i+1 pair (convert_hf_to_gguf's permute). toGGUF selects the
+// direction.
+func ropePermute(src []float32, nHeads, hd, cols int, toGGUF bool) []float32 {
+	dst := make([]float32, len(src))
+	half := hd / 2
+	for h := 0; h < nHeads; h++ {
+		for i := 0; i < half; i++ {
+			for s := 0; s < 2; s++ {
+				hf := (h*hd + s*half + i) * cols
+				gg := (h*hd + 2*i + s) * cols
+				if toGGUF {
+					copy(dst[gg:gg+cols], src[hf:hf+cols])
+				} else {
+					copy(dst[hf:hf+cols], src[gg:gg+cols])
+				}
+			}
+		}
+	}
+	return dst
+}
+
+// tokenizerKVs returns the tokenizer.ggml.* metadata for tok, padded with
+// unused placeholder tokens to the model's vocabSize.
+func tokenizerKVs(tok *tokenizer.Tokenizer, vocabSize int) ([]KV, error) {
+	if tok.VocabSize() > vocabSize {
+		return nil, fmt.Errorf("tokenizer has %d ids but the model embeds only %d", tok.VocabSize(), vocabSize)
+	}
+	tokens := make([]string, vocabSize)
+	types := make([]int32, vocabSize)
+	for id := range tokens {
+		b := tok.TokenBytes(int32(id))
+		switch {
+		case tok.IsSpecial(int32(id)):
+			tokens[id], types[id] = string(b), tokenControl
+		case b != nil:
+			tokens[id], types[id] = BytesToToken(b), tokenNormal
+		default:
+			tokens[id], types[id] = fmt.Sprintf("<|moe_unused_%d|>", id), tokenUnused
+		}
+	}
+	pairs := tok.Merges()
+	merges := make([]string, len(pairs))
+	for i, p := range pairs {
+		merges[i] = BytesToToken(tok.TokenBytes(p[0])) + " " + BytesToToken(tok.TokenBytes(p[1]))
+	}
+	eot := uint32(tok.EOT())
+	kvs := []KV{
+		{"tokenizer.ggml.model", "gpt2"},
+		{"tokenizer.ggml.pre", preTokenizer},
+		{"tokenizer.ggml.tokens", tokens},
+		{"tokenizer.ggml.token_type", types},
+		{"tokenizer.ggml.merges", merges},
+		{"tokenizer.ggml.bos_token_id", eot},
+		{"tokenizer.ggml.eos_token_id", eot},
+		{"tokenizer.ggml.add_bos_token", false},
+		{"tokenizer.ggml.add_eos_token", false},
+	}
+	if end, ok := tok.Special(tokenizer.End); ok {
+		kvs = append(kvs, KV{"tokenizer.ggml.eot_token_id", uint32(end)})
+	}
+	return kvs, nil
+}
+
+// ReadModel reads a GGUF file of llama.cpp's "llama" architecture into a moe
+// config, float32 weights (dequantized, RoPE rows restored to Hugging Face
+// order) and tokenizer. The tokenizer is nil when the file has none.
+func ReadModel(ctx context.Context, path string) (*config.Config, *model.Weights, *tokenizer.Tokenizer, error) {
+	f, err := Open(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer f.Close()
+	cfg, w, err := readWeights(ctx, f)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	tok, err := readTokenizer(f)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if tok != nil && tok.VocabSize() > cfg.VocabSize {
+		return nil, nil, nil, fmt.Errorf("%s: tokenizer has %d ids but the model embeds only %d", path, tok.VocabSize(), cfg.VocabSize)
+	}
+	return cfg, w, tok, nil
+}
+
+// LoadModel reads a GGUF model for inference (see ReadModel); a file
+// without a usable tokenizer is an error.
+func LoadModel(path string) (*config.Config, *model.Weights, *tokenizer.Tokenizer, error) {
+	cfg, w, tok, err := ReadModel(context.Background(), path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if tok == nil {
+		return nil, nil, nil, fmt.Errorf("gguf: %s has no tokenizer (tokenizer.ggml.tokens)", path)
+	}
+	return cfg, w, tok, nil
+}
+
+// readWeights builds the config (from moe.config, else the llama.* keys) and
+// reads every tensor, failing on any tensor it does not use.
+func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, error) {
+	arch, _ := f.Get("general.architecture")
+	if arch != Architecture {
+		return nil, nil, fmt.Errorf("gguf: architecture %v is not supported (moe reads %q)", arch, Architecture)
+	}
+	cfg, err := configFromFile(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkStructure(cfg); err != nil {
+		return nil, nil, fmt.Errorf("gguf: %w", err)
+	}
+	w, err := model.NewWeights(cfg, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gguf: %w", err)
+	}
+	used := map[string]bool{}
+	read := func(name string, dst []float32, dims ...uint64) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		t, ok := f.Tensor(name)
+		if !ok {
+			return fmt.Errorf("gguf: missing tensor %q", name)
+		}
+		if !equalDims(t.Dims, dims) {
+			return fmt.Errorf("gguf: tensor %q has dims %v, the config needs %v", name, t.Dims, dims)
+		}
+		used[name] = true
+		return f.ReadFloat32(name, dst)
+	}
+	mat := func(out, in int) []uint64 { return []uint64{uint64(in), uint64(out)} }
+	d, hd := cfg.HiddenSize, cfg.HeadDimension()
+	nh, nkv, V := cfg.NumHeads, cfg.KVHeads(), cfg.VocabSize
+	if err := read("token_embd.weight", w.Embed, mat(V, d)...); err != nil {
+		return nil, nil, err
+	}
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		p := fmt.Sprintf("blk.%d.", i)
+		tmpQ := make([]float32, len(l.Wq))
+		tmpK := make([]float32, len(l.Wk))
+		steps := []error{
+			read(p+"attn_norm.weight", l.AttnNorm, uint64(d)),
+			read(p+"attn_q.weight", tmpQ, mat(nh*hd, d)...),
+			read(p+"attn_k.weight", tmpK, mat(nkv*hd, d)...),
+			read(p+"attn_v.weight", l.Wv, mat(nkv*hd, d)...),
+			read(p+"attn_output.weight", l.Wo, mat(d, nh*hd)...),
+			read(p+"ffn_norm.weight", l.FFNNorm, uint64(d)),
+		}
+		if err := errors.Join(steps...); err != nil {
+			return nil, nil, err
+		}
+		copy(l.Wq, ropePermute(tmpQ, nh, hd, d, false))
+		copy(l.Wk, ropePermute(tmpK, nkv, hd, d, false))
+		if len(l.Router) == 0 {
+			ff := len(l.Gate) / d
+			if err := errors.Join(
+				read(p+"ffn_gate.weight", l.Gate, mat(ff, d)...),
+				read(p+"ffn_up.weight", l.Up, mat(ff, d)...),
+				read(p+"ffn_down.weight", l.Down, mat(d, ff)...),
+			); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		E, fe := cfg.NumExperts, cfg.ExpertSize()
+		gate := make([]float32, E*fe*d)
+		up := make([]float32, E*fe*d)
+		down := make([]float32, E*fe*d)
+		if err := errors.Join(
+			read(p+"ffn_gate_inp.weight", l.Router, mat(E, d)...),
+			read(p+"ffn_gate_exps.weight", gate, uint64(d), uint64(fe), uint64(E)),
+			read(p+"ffn_up_exps.weight", up, uint64(d), uint64(fe), uint64(E)),
+			read(p+"ffn_down_exps.weight", down, uint64(fe), uint64(d), uint64(E)),
+		); err != nil {
+			return nil, nil, err
+		}
+		for e := 0; e < E; e++ {
+			copy(l.ExpertGate[e], gate[e*fe*d:(e+1)*fe*d])
+			copy(l.ExpertUp[e], up[e*fe*d:(e+1)*fe*d])
+			copy(l.ExpertDown[e], down[e*fe*d:(e+1)*fe*d])
+		}
+		if s := len(l.SharedGate) / d; s > 0 {
+			if err := errors.Join(
+				read(p+"ffn_gate_shexp.weight", l.SharedGate, mat(s, d)...),
+				read(p+"ffn_up_shexp.weight", l.SharedUp, mat(s, d)...),
+				read(p+"ffn_down_shexp.weight", l.SharedDown, mat(d, s)...),
+			); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	if err := read("output_norm.weight", w.FinalNorm, uint64(d)); err != nil {
+		return nil, nil, err
+	}
+	if !cfg.TieWordEmbeddings {
+		if err := read("output.weight", w.LMHead, mat(V, d)...); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, t := range f.Tensors {
+		if !used[t.Name] {
+			return nil, nil, fmt.Errorf("gguf: tensor %q has no place in the moe model (unsupported feature)", t.Name)
+		}
+	}
+	return cfg, w, nil
+}
+
+func equalDims(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// configFromFile returns the config stored under moe.config, or one built
+// from the llama.* keys for files other tools wrote.
+func configFromFile(f *File) (*config.Config, error) {
+	if v, ok := f.Get(KeyMoEConfig); ok {
+		s, ok := v.(string)
+		if !ok {
+			return nil, fmt.Errorf("gguf: %s is %T, want a string", KeyMoEConfig, v)
+		}
+		cfg, err := config.Parse([]byte(s))
+		if err != nil {
+			return nil, fmt.Errorf("gguf: %s: %w", KeyMoEConfig, err)
+		}
+		return cfg, nil
+	}
+	var err error
+	geti := func(key string, def int) int {
+		v, ok := f.Get(key)
+		if !ok {
+			if def < 0 && err == nil {
+				err = fmt.Errorf("gguf: missing metadata %q", key)
+			}
+			return max(def, 0)
+		}
+		n, ok := asInt(v)
+		if !ok && err == nil {
+			err = fmt.Errorf("gguf: metadata %q is %T, want an integer", key, v)
+		}
+		return n
+	}
+	getf := func(key string, def float64) float64 {
+		v, ok := f.Get(key)
+		if !ok {
+			return def
+		}
+		switch x := v.(type) {
+		case float32:
+			return float64(x)
+		case float64:
+			return x
+		}
+		if err == nil {
+			err = fmt.Errorf("gguf: metadata %q is %T, want a float", key, v)
+		}
+		return def
+	}
+	if v, ok := f.Get("llama.rope.scaling.type"); ok && v != "none" && v != "" {
+		return nil, fmt.Errorf("gguf: RoPE scaling %v is not supported", v)
+	}
+	cfg := &config.Config{
+		ModelType:             config.TypeLlama,
+		HiddenSize:            geti("llama.embedding_length", -1),
+		IntermediateSize:      geti("llama.feed_forward_length", -1),
+		NumLayers:             geti("llama.block_count", -1),
+		NumHeads:              geti("llama.attention.head_count", -1),
+		MaxPositionEmbeddings: geti("llama.context_length", 2048),
+		RopeTheta:             getf("llama.rope.freq_base", 10000),
+		RMSNormEps:            getf("llama.attention.layer_norm_rms_epsilon", 1e-5),
+		NumExperts:            geti("llama.expert_count", 0),
+		ExpertsPerToken:       geti("llama.expert_used_count", 0),
+		HiddenAct:             "silu",
+	}
+	cfg.NumKVHeads = geti("llama.attention.head_count_kv", cfg.NumHeads)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.NumHeads > 0 {
+		if hd := geti("llama.attention.key_length", cfg.HiddenSize/cfg.NumHeads); hd != cfg.HiddenSize/cfg.NumHeads {
+			cfg.HeadDim = hd
+		}
+		if rd := geti("llama.rope.dimension_count", cfg.HeadDimension()); rd != cfg.HeadDimension() {
+			return nil, fmt.Errorf("gguf: partial RoPE (%d of %d dims) is not supported", rd, cfg.HeadDimension())
+		}
+	}
+	if cfg.NumExperts > 0 {
+		cfg.ModelType = config.TypeMixtral
+		cfg.RouterOrder = config.RouterTopKSoftmax
+		cfg.Routing = config.RoutingTokenChoice
+	}
+	emb, ok := f.Tensor("token_embd.weight")
+	if !ok || len(emb.Dims) != 2 {
+		return nil, errors.New("gguf: missing 2-D tensor token_embd.weight")
+	}
+	cfg.VocabSize = int(emb.Dims[1])
+	_, hasOut := f.Tensor("output.weight")
+	cfg.TieWordEmbeddings = !hasOut
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("gguf: model metadata: %w", err)
+	}
+	return cfg, nil
+}
+
+// asInt converts any integer metadata value to int.
+func asInt(v any) (int, bool) {
+	switch x := v.(type) {
+	case uint8:
+		return int(x), true
+	case int8:
+		return int(x), true
+	case uint16:
+		return int(x), true
+	case int16:
+		return int(x), true
+	case uint32:
+		return int(x), true
+	case int32:
+		return int(x), true
+	case uint64:
+		if x > math.MaxInt32 {
+			return 0, false
+		}
+		return int(x), true
+	case int64:
+		if x > math.MaxInt32 || x < math.MinInt32 {
+			return 0, false
+		}
+		return int(x), true
+	}
+	return 0, false
+}
+
+// readTokenizer builds a moe tokenizer from tokenizer.ggml.* metadata of the
+// "gpt2" (byte-level BPE) model; nil when the file has no tokenizer.
+func readTokenizer(f *File) (*tokenizer.Tokenizer, error) {
+	mv, ok := f.Get("tokenizer.ggml.model")
+	if !ok {
+		return nil, nil
+	}
+	if mv != "gpt2" {
+		return nil, fmt.Errorf("gguf: tokenizer model %v is not supported (moe reads byte-level BPE, \"gpt2\"); import with --tokenizer", mv)
+	}
+	tv, _ := f.Get("tokenizer.ggml.tokens")
+	tokens, ok := tv.([]string)
+	if !ok || len(tokens) == 0 {
+		return nil, errors.New("gguf: tokenizer.ggml.tokens is missing or not a string array")
+	}
+	var types []int32
+	if v, ok := f.Get("tokenizer.ggml.token_type"); ok {
+		if types, ok = v.([]int32); !ok || len(types) != len(tokens) {
+			return nil, fmt.Errorf("gguf: tokenizer.ggml.token_type must be %d int32 values", len(tokens))
+		}
+	}
+	var vocab [][]byte
+	specials := map[string]int32{}
+	for id, s := range tokens {
+		typ := tokenNormal
+		if types != nil {
+			typ = types[id]
+		}
+		switch typ {
+		case tokenUnused:
+			continue
+		case tokenControl, tokenUserDefined, tokenUnknown:
+			if _, dup := specials[s]; dup {
+				return nil, fmt.Errorf("gguf: special token %q appears twice", s)
+			}
+			specials[s] = int32(id)
+			continue
+		}
+		b, err := TokenToBytes(s)
+		if err != nil {
+			return nil, fmt.Errorf("gguf: token %d: %w", id, err)
+		}
+		for len(vocab) <= id {
+			vocab = append(vocab, nil)
+		}
+		vocab[id] = b
+	}
+	if _, ok := specials[tokenizer.EndOfText]; !ok {
+		// Name the end-of-sequence token <|endoftext|>, as moe calls it.
+		eos, ok := f.Get("tokenizer.ggml.eos_token_id")
+		id, isInt := asInt(eos)
+		if !ok || !isInt || id < 0 || id >= len(tokens) {
+			return nil, fmt.Errorf("gguf: tokenizer has no %s and no valid eos_token_id", tokenizer.EndOfText)
+		}
+		if _, special := specials[tokens[id]]; !special {
+			return nil, fmt.Errorf("gguf: eos token %d (%q) is not a control token", id, tokens[id])
+		}
+		delete(specials, tokens[id])
+		specials[tokenizer.EndOfText] = int32(id)
+	}
+	tok, err := tokenizer.New(vocab, specials)
+	if err != nil {
+		return nil, fmt.Errorf("gguf: tokenizer: %w", err)
+	}
+	return tok, nil
+}
