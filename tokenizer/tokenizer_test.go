@@ -1,0 +1,413 @@
+package tokenizer
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"unicode/utf8"
+)
+
+// sampleTok trains (once per test binary) a 1000-token vocabulary on the
+// KJV sample in testdata.
+var sampleTok = sync.OnceValues(func() (*Tokenizer, error) {
+	text, err := os.ReadFile("testdata/kjv_sample.txt")
+	if err != nil {
+		return nil, err
+	}
+	return Train(context.Background(), paragraphs(text), 1000)
+})
+
+func paragraphs(text []byte) func(func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for _, p := range bytes.SplitAfter(text, []byte("\n\n")) {
+			if !yield(p) {
+				return
+			}
+		}
+	}
+}
+
+func mustSample(t testing.TB) *Tokenizer {
+	t.Helper()
+	tok, err := sampleTok()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// trickyStrings exercise the pre-tokenizer's corners.
+var trickyStrings = []string{
+	"", "hello world", "Hello, World!", "tiktoken is great!",
+	"I'm you're we've they'll he'd she's it't", "DON'T WE'LL I'M 'S 'sup 'Re",
+	"1234567 12 3 4.5 1,000,000", "  leading spaces", "trailing spaces   ", "tabs\tand\t\ttabs",
+	"line\nbreaks\r\nand\n\n\nblank\r\n\r\n", "   \n   x", "x \n", " \n\n ", "\n", " ", "  ", "a  b", "a \t b",
+	"<|endoftext|> is not special here", "emoji 😀👍🏽 and 中文字符 and العربية", "naïve café résumé",
+	"::!!?? ... --- ***", "foo.bar(baz[0]) { return x+y; }", "    def f(x):\n        return x ** 2\n",
+	"ſ 'ſ 'ſtrange", "٣٤٥ numbers ①②③ Ⅻ", "\u00a0nbsp\u2003emspace\u3000ideo", "a\u0300\u0301 combining",
+	"\"quoted\" 'single' `back`", "@user #tag $100 %50 ^ & * ( )", "x\r\ny", "\r\r\n\n", "...\n\n\n",
+}
+
+func TestRoundTripTrickyAndRandom(t *testing.T) {
+	tok := mustSample(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	inputs := [][]byte{}
+	for _, s := range trickyStrings {
+		inputs = append(inputs, []byte(s))
+	}
+	alphabet := []rune("ab xyZ'\n\r\t.,!0123é中😀\u00a0<|>")
+	for i := 0; i < 300; i++ {
+		n := rng.IntN(200)
+		b := make([]byte, 0, n)
+		switch i % 3 {
+		case 0: // arbitrary bytes, mostly invalid UTF-8
+			for j := 0; j < n; j++ {
+				b = append(b, byte(rng.UintN(256)))
+			}
+		case 1: // text-like runes
+			for j := 0; j < n; j++ {
+				b = utf8.AppendRune(b, alphabet[rng.IntN(len(alphabet))])
+			}
+		default: // long runs that take the heap merge path
+			c := []string{"!", " ", "a", "\xff", "é"}[rng.IntN(5)]
+			b = []byte(strings.Repeat(c, 65+n))
+		}
+		inputs = append(inputs, b)
+	}
+	for _, in := range inputs {
+		ids := tok.Encode(in)
+		if got := tok.Decode(ids); !bytes.Equal(got, in) {
+			t.Fatalf("Decode(Encode(%q)) = %q", in, got)
+		}
+		for _, id := range ids {
+			if tok.IsSpecial(id) {
+				t.Fatalf("Encode(%q) produced special token %d", in, id)
+			}
+		}
+		if got := tok.Decode(tok.EncodeWithSpecials(in)); !bytes.Equal(got, in) {
+			t.Fatalf("Decode(EncodeWithSpecials(%q)) = %q", in, got)
+		}
+		var cat []byte
+		Pieces(in, func(p []byte) {
+			if len(p) == 0 {
+				t.Fatalf("empty piece in %q", in)
+			}
+			cat = append(cat, p...)
+		})
+		if !bytes.Equal(cat, in) {
+			t.Fatalf("pieces of %q concatenate to %q", in, cat)
+		}
+	}
+}
+
+func FuzzRoundTrip(f *testing.F) {
+	for _, s := range trickyStrings {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte{0xff, 0xfe, 0x00, 0xc3})
+	f.Add([]byte(strings.Repeat("!?", 100)))
+	tok, err := sampleTok()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if got := tok.Decode(tok.Encode(in)); !bytes.Equal(got, in) {
+			t.Fatalf("Decode(Encode(%q)) = %q", in, got)
+		}
+		if got := tok.Decode(tok.EncodeWithSpecials(in)); !bytes.Equal(got, in) {
+			t.Fatalf("Decode(EncodeWithSpecials(%q)) = %q", in, got)
+		}
+	})
+}
+
+func TestSpecials(t *testing.T) {
+	tok := mustSample(t)
+	if tok.VocabSize() != 1000 {
+		t.Fatalf("VocabSize = %d, want 1000", tok.VocabSize())
+	}
+	for i, name := range SpecialNames {
+		id, ok := tok.Special(name)
+		if !ok || int(id) != 1000-len(SpecialNames)+i {
+			t.Fatalf("Special(%q) = %d, %v", name, id, ok)
+		}
+		if string(tok.TokenBytes(id)) != name {
+			t.Fatalf("TokenBytes(%d) = %q", id, tok.TokenBytes(id))
+		}
+	}
+	if _, ok := tok.Special("<|nope|>"); ok {
+		t.Fatal("unknown special found")
+	}
+	if tok.EOT() != 995 {
+		t.Fatalf("EOT = %d", tok.EOT())
+	}
+	in := []byte("<|user|>hi<|end|><|assistant|>yo<|endoftext|>")
+	ids := tok.EncodeWithSpecials(in)
+	u, _ := tok.Special(User)
+	e, _ := tok.Special(End)
+	a, _ := tok.Special(Assistant)
+	if ids[0] != u || ids[len(ids)-1] != tok.EOT() || !slices.Contains(ids, e) || !slices.Contains(ids, a) {
+		t.Fatalf("EncodeWithSpecials = %v", ids)
+	}
+	for _, id := range tok.Encode(in) {
+		if tok.IsSpecial(id) {
+			t.Fatalf("Encode made special %d from plain text", id)
+		}
+	}
+	if tok.TokenBytes(-1) != nil || tok.TokenBytes(1000) != nil {
+		t.Fatal("TokenBytes of out-of-range id not nil")
+	}
+}
+
+// naiveTrain is a reference BPE trainer that recounts every pair at every
+// step (same tie-break: highest count, then smallest (a, b)).
+func naiveTrain(docs []string, merges int) [][]byte {
+	counts := map[string]int64{}
+	for _, d := range docs {
+		Pieces([]byte(d), func(p []byte) { counts[string(p)]++ })
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	words := make([][]int32, len(keys))
+	for i, k := range keys {
+		for _, b := range []byte(k) {
+			words[i] = append(words[i], int32(b))
+		}
+	}
+	vocab := make([][]byte, 256)
+	known := map[string]int32{}
+	for i := range vocab {
+		vocab[i] = []byte{byte(i)}
+		known[string(vocab[i])] = int32(i)
+	}
+	for m := 0; m < merges; {
+		pc := map[[2]int32]int64{}
+		for i, w := range words {
+			for k := 0; k+1 < len(w); k++ {
+				pc[[2]int32{w[k], w[k+1]}] += counts[keys[i]]
+			}
+		}
+		var best [2]int32
+		bc := int64(0)
+		for p, c := range pc {
+			if c > bc || c == bc && (p[0] < best[0] || p[0] == best[0] && p[1] < best[1]) {
+				best, bc = p, c
+			}
+		}
+		if bc == 0 {
+			break
+		}
+		joined := append(append([]byte(nil), vocab[best[0]]...), vocab[best[1]]...)
+		z, ok := known[string(joined)]
+		if !ok {
+			z = int32(len(vocab))
+			vocab = append(vocab, joined)
+			known[string(joined)] = z
+			m++
+		}
+		for i, w := range words {
+			var out []int32
+			for k := 0; k < len(w); k++ {
+				if k+1 < len(w) && w[k] == best[0] && w[k+1] == best[1] {
+					out = append(out, z)
+					k++
+				} else {
+					out = append(out, w[k])
+				}
+			}
+			words[i] = out
+		}
+	}
+	return vocab
+}
+
+func TestTrainMatchesNaive(t *testing.T) {
+	text, err := os.ReadFile("testdata/kjv_sample.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := []string{string(text[:20000]), "aaaa aaaa aaaaaaa abab ababab", "xyxyxy zzzz zzzz"}
+	const vocabSize = 256 + 150 + len(SpecialNames)
+	tok, err := Train(context.Background(), func(yield func([]byte) bool) {
+		for _, d := range docs {
+			if !yield([]byte(d)) {
+				return
+			}
+		}
+	}, vocabSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := naiveTrain(docs, 150)
+	if len(want) != 256+150 {
+		t.Fatalf("naive made %d tokens", len(want))
+	}
+	for id, w := range want {
+		if got := tok.TokenBytes(int32(id)); !bytes.Equal(got, w) {
+			t.Fatalf("token %d = %q, naive reference %q", id, got, w)
+		}
+	}
+}
+
+func TestTrainDeterministicSaveLoad(t *testing.T) {
+	tok := mustSample(t)
+	text, _ := os.ReadFile("testdata/kjv_sample.txt")
+	again, err := Train(context.Background(), paragraphs(text), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := int32(0); id < 1000; id++ {
+		if !bytes.Equal(tok.TokenBytes(id), again.TokenBytes(id)) {
+			t.Fatalf("retraining changed token %d: %q vs %q", id, tok.TokenBytes(id), again.TokenBytes(id))
+		}
+	}
+	ids := tok.Encode(text)
+	ratio := float64(len(text)) / float64(len(ids))
+	if ratio < 3 {
+		t.Fatalf("1000-token vocabulary compresses KJV only %.2f bytes/token", ratio)
+	}
+	path := filepath.Join(t.TempDir(), FileName)
+	if err := tok.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.VocabSize() != tok.VocabSize() || loaded.EOT() != tok.EOT() {
+		t.Fatalf("loaded vocab %d eot %d", loaded.VocabSize(), loaded.EOT())
+	}
+	if got := loaded.Encode(text); !slices.Equal(got, ids) {
+		t.Fatal("loaded tokenizer encodes differently")
+	}
+}
+
+func TestTrainErrors(t *testing.T) {
+	one := func(s string) func(func([]byte) bool) {
+		return func(yield func([]byte) bool) { yield([]byte(s)) }
+	}
+	ctx := context.Background()
+	if _, err := Train(ctx, one("abc"), 100); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Fatalf("small vocab: %v", err)
+	}
+	if _, err := Train(ctx, one(""), 500); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("empty corpus: %v", err)
+	}
+	if _, err := Train(ctx, nil, 500); err == nil {
+		t.Fatal("nil docs accepted")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	many := func(yield func([]byte) bool) {
+		for i := 0; i < 1000; i++ {
+			if !yield([]byte("some words here")) {
+				return
+			}
+		}
+	}
+	if _, err := Train(cctx, many, 500); err == nil || !strings.Contains(err.Error(), "cancel") {
+		t.Fatalf("cancelled: %v", err)
+	}
+	// A corpus that runs out of pairs yields a smaller vocabulary.
+	tok, err := Train(ctx, one("ab"), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.VocabSize() != 256+1+len(SpecialNames) {
+		t.Fatalf("exhausted corpus vocab = %d", tok.VocabSize())
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := map[string]string{
+		"garbage":  "not json",
+		"format":   `{"format":"other","version":1}`,
+		"version":  `{"format":"moe-bpe","version":9}`,
+		"nobytes":  `{"format":"moe-bpe","version":1,"pattern":"cl100k","vocab_size":2,"tokens":["YQ=="],"specials":{"<|endoftext|>":1}}`,
+		"pattern":  `{"format":"moe-bpe","version":1,"pattern":"gpt9","tokens":[]}`,
+		"base64":   `{"format":"moe-bpe","version":1,"pattern":"cl100k","tokens":["!!"]}`,
+		"truncate": `{"format":"moe-bpe","version":1,"pattern":"cl1`,
+	}
+	for name, body := range cases {
+		if _, err := Load(write(name+".json", body)); err == nil {
+			t.Errorf("%s: loaded", name)
+		}
+	}
+	if _, err := Load(filepath.Join(dir, "missing.json")); err == nil {
+		t.Error("missing file loaded")
+	}
+	for name, body := range map[string]string{
+		"empty":    "",
+		"nospace":  "YQ==\n",
+		"badrank":  "YQ== x\n",
+		"badb64":   "!!! 0\n",
+		"dup":      "YQ== 0\nYg== 0\n",
+		"notbytes": "YQ== 0\n",
+	} {
+		if _, err := LoadTiktoken(write(name+".tiktoken", body)); err == nil {
+			t.Errorf("tiktoken %s: loaded", name)
+		}
+	}
+}
+
+func TestHeapMergeMatchesQuadratic(t *testing.T) {
+	tok := mustSample(t)
+	text, _ := os.ReadFile("testdata/kjv_sample.txt")
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 200; i++ {
+		n := 2 + rng.IntN(shortPiece-1)
+		start := rng.IntN(len(text) - n)
+		p := text[start : start+n]
+		quad := tok.bytePairMerge(nil, p)
+		hp := tok.bytePairMergeHeap(nil, p)
+		if !slices.Equal(quad, hp) {
+			t.Fatalf("piece %q: quadratic %v, heap %v", p, quad, hp)
+		}
+	}
+}
+
+func BenchmarkEncodeKJV(b *testing.B) {
+	tok := mustSample(b)
+	text, err := os.ReadFile("testdata/kjv_sample.txt")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok.Encode(text) // warm the cache
+	b.SetBytes(int64(len(text)))
+	b.ResetTimer()
+	for b.Loop() {
+		tok.Encode(text)
+	}
+}
+
+func BenchmarkTrainKJV4k(b *testing.B) {
+	text, err := os.ReadFile("/work/shared/data/kjv.txt")
+	if err != nil {
+		text, err = os.ReadFile("../../shared/data/kjv.txt")
+	}
+	if err != nil {
+		b.Skip("kjv.txt not available:", err)
+	}
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		if _, err := Train(context.Background(), paragraphs(text), 4096); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
