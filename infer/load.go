@@ -3,16 +3,45 @@ package infer
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 
+	"moe/checkpoint"
 	"moe/compute"
+	"moe/tokenizer"
 )
 
-// loadRunDir loads a run directory. It is wired to the checkpoint package.
-func loadRunDir(dir string, pool *compute.Pool) (*Model, error) {
-	return nil, fmt.Errorf("infer: load %s: run directories cannot be loaded yet (checkpoint reader missing)", dir)
+// loadRunDir loads a run directory (its newest checkpoint and its
+// tokenizer) or a checkpoint file inside one.
+func loadRunDir(path string, pool *compute.Pool) (*Model, error) {
+	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("infer: model %s does not exist", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("infer: model %s: %w", path, err)
+	}
+	dir := path
+	if !st.IsDir() {
+		dir = filepath.Dir(path)
+	}
+	cfg, w, err := checkpoint.LoadModel(path)
+	if err != nil {
+		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
+	}
+	tok, err := tokenizer.Load(filepath.Join(dir, tokenizer.FileName))
+	if err != nil {
+		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
+	}
+	m, err := New(cfg, w, tok, pool)
+	if err != nil {
+		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
+	}
+	return m, nil
 }
 
 // loadGGUF loads a .gguf file.
 func loadGGUF(path string, pool *compute.Pool) (*Model, error) {
-	return nil, fmt.Errorf("infer: load %s: %w", path, errors.New("GGUF models cannot be loaded yet"))
+	return nil, fmt.Errorf("infer: load %s: GGUF models cannot be loaded yet", path)
 }

@@ -1,12 +1,143 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
+
+	"moe/compute"
+	"moe/infer"
 )
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// loadModels loads the target model and, if draftPath is set, the draft,
+// checking that they share a tokenizer.
+func loadModels(modelPath, draftPath string, pool *compute.Pool) (*infer.Model, *infer.Model, error) {
+	m, err := infer.Load(modelPath, pool)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.Tok == nil {
+		return nil, nil, fmt.Errorf("model %s has no tokenizer", modelPath)
+	}
+	if draftPath == "" {
+		return m, nil, nil
+	}
+	d, err := infer.Load(draftPath, pool)
+	if err != nil {
+		return nil, nil, fmt.Errorf("draft: %w", err)
+	}
+	if err := infer.CheckDraft(m, d); err != nil {
+		return nil, nil, fmt.Errorf("draft %s cannot draft for %s: %w", draftPath, modelPath, err)
+	}
+	return m, d, nil
+}
 
 // runGenerate implements `moe generate`.
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := newFlagSet("generate", "--model MODEL --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--draft MODEL --draft-tokens K] [--json]", stderr)
+	modelPath := fs.String("model", "", "model: a run directory or a .gguf file")
+	prompt := fs.String("prompt", "", "prompt text")
+	maxTokens := fs.Int("max-tokens", 256, "most tokens to generate")
+	temp := fs.Float64("temperature", 0, "sampling temperature; 0 = greedy (deterministic)")
+	topK := fs.Int("top-k", 0, "keep only the K most likely tokens (0 = all)")
+	topP := fs.Float64("top-p", 1, "nucleus sampling: keep the most likely tokens up to this probability mass")
+	seed := fs.Uint64("seed", 0, "random seed for sampling")
+	draftPath := fs.String("draft", "", "draft model for speculative decoding (must share the tokenizer)")
+	draftTokens := fs.Int("draft-tokens", 4, "initial number of tokens the draft proposes per step (adapted at run time)")
+	fixedK := fs.Bool("fixed-draft-tokens", false, "do not adapt --draft-tokens")
+	ignoreEOT := fs.Bool("ignore-eot", false, "keep generating past the end-of-text token")
+	var stops stringList
+	fs.Var(&stops, "stop", "stop when the text contains this string (repeatable)")
+	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of streaming text")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *modelPath == "" {
+		return usagef("--model is required")
+	}
+	if *maxTokens < 1 {
+		return usagef("--max-tokens must be at least 1")
+	}
+	if *draftTokens < 1 {
+		return usagef("--draft-tokens must be at least 1")
+	}
+	so := infer.SampleOptions{Temperature: *temp, TopK: *topK, TopP: *topP, Seed: *seed}
+	if err := so.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	if *prompt == "" {
+		return usagef("--prompt is empty: give some text to continue")
+	}
+	pool := compute.NewPool(*threads)
+	defer pool.Close()
+	m, d, err := loadModels(*modelPath, *draftPath, pool)
+	if err != nil {
+		return err
+	}
+	ids := m.Tok.Encode([]byte(*prompt))
+	if len(ids) > m.Context() {
+		return fmt.Errorf("prompt is %d tokens, longer than the model's context of %d tokens", len(ids), m.Context())
+	}
+	opts := infer.GenerateOptions{MaxTokens: *maxTokens, Stop: stops, IgnoreEOT: *ignoreEOT, Sampling: so,
+		Draft: d, DraftTokens: *draftTokens, FixedDraftTokens: *fixedK}
+	var emit func(int32) error
+	w := bufio.NewWriter(stdout)
+	if !*asJSON {
+		ts := infer.NewTextStream(m.Tok)
+		emit = func(tok int32) error {
+			if _, err := w.WriteString(ts.Push(tok)); err != nil {
+				return err
+			}
+			return w.Flush()
+		}
+	}
+	res, err := m.Generate(ctx, ids, opts, emit)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(w)
+			w.Flush()
+		}
+		return fmt.Errorf("generate: %w", err)
+	}
+	if *asJSON {
+		out := map[string]any{
+			"text":              res.Text,
+			"tokens":            len(res.Tokens),
+			"prompt_tokens":     res.PromptTokens,
+			"seconds":           res.Seconds,
+			"prefill_seconds":   res.PrefillSeconds,
+			"tokens_per_second": res.TokensPerSecond(),
+			"stop_reason":       res.StopReason,
+		}
+		if d != nil {
+			out["proposed"] = res.Proposed
+			out["accepted"] = res.Accepted
+			out["acceptance_rate"] = res.AcceptanceRate()
+			out["rounds"] = res.Rounds
+			out["draft_tokens_final"] = res.FinalDraftTokens
+		}
+		enc := json.NewEncoder(stdout)
+		return enc.Encode(out)
+	}
+	fmt.Fprintln(w)
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("generate: write: %w", err)
+	}
+	fmt.Fprintf(stderr, "[%d prompt tokens, %d generated in %.2fs: %.1f tok/s decode, stop: %s", res.PromptTokens, len(res.Tokens), res.Seconds, res.TokensPerSecond(), res.StopReason)
+	if d != nil {
+		fmt.Fprintf(stderr, "; draft proposed %d, accepted %d (%.0f%%), final K %d", res.Proposed, res.Accepted, 100*res.AcceptanceRate(), res.FinalDraftTokens)
+	}
+	fmt.Fprintln(stderr, "]")
+	return nil
 }
