@@ -254,3 +254,46 @@ func TestForwardRejectsBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestCausalRoutingIsCausal checks that with the causal routing the logits
+// at position t do not depend on later tokens (what generation needs), for
+// every routing kind, and that Route reproduces the forward's choices.
+func TestCausalRoutingIsCausal(t *testing.T) {
+	for _, rk := range routingKinds() {
+		t.Run(rk.name, func(t *testing.T) {
+			cfg := rk.cfg
+			m, err := New(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.attnBlock = 3
+			m.Init(11)
+			r := rand.New(rand.NewPCG(8, 9))
+			const T, P = 9, 5
+			tokens, _ := toyBatch(r, cfg.VocabSize, 1, T)
+			if _, err := m.ForwardWith(tokens, nil, 1, T, ForwardOptions{Causal: true}); err != nil {
+				t.Fatal(err)
+			}
+			full := slices.Clone(m.Logits())
+			if cfg.IsMoE() {
+				la := &m.a.layers[1]
+				k := RoutedK(cfg)
+				sel, w, probs := make([]int32, k), make([]float32, k), make([]float32, cfg.NumExperts)
+				for tok := 0; tok < T; tok++ {
+					Route(cfg, la.rlog[tok*cfg.NumExperts:(tok+1)*cfg.NumExperts], probs, sel, w)
+					if !slices.Equal(sel, la.sel[tok*k:(tok+1)*k]) || !slices.Equal(w, la.selW[tok*k:(tok+1)*k]) {
+						t.Fatalf("token %d: Route gives %v %v, forward %v %v", tok, sel, w, la.sel[tok*k:(tok+1)*k], la.selW[tok*k:(tok+1)*k])
+					}
+				}
+			}
+			if _, err := m.ForwardWith(tokens[:P], nil, 1, P, ForwardOptions{Causal: true}); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range m.Logits() {
+				if math.Abs(float64(v-full[i])) > 1e-5 {
+					t.Fatalf("logit %d of a %d-token prefix = %v, in the %d-token sequence %v", i, P, v, T, full[i])
+				}
+			}
+		})
+	}
+}

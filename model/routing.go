@@ -60,29 +60,8 @@ func (m *Model) moeForward(l int, opt ForwardOptions) (aux, zl float64, routed, 
 		la.tkSoftmax = !ec && cfg.RouterOrder != config.RouterSoftmaxTopK
 		la.norm = !ec && cfg.NormTopKProb
 		for t := 0; t < N; t++ {
-			sel := la.sel[t*k : (t+1)*k]
-			w := la.selW[t*k : (t+1)*k]
-			if la.tkSoftmax {
-				z := la.rlog[t*E : (t+1)*E]
-				compute.TopK(z, k, sel)
-				for j, e := range sel {
-					w[j] = z[e]
-				}
-				compute.SoftmaxRow(w)
-			} else {
-				p := la.rprob[t*E : (t+1)*E]
-				compute.TopK(p, k, sel)
-				var s float32
-				for j, e := range sel {
-					w[j] = p[e]
-					s += w[j]
-				}
-				if la.norm {
-					for j := range w {
-						w[j] /= s
-					}
-				}
-			}
+			routeToken(la.tkSoftmax, la.norm, la.rlog[t*E:(t+1)*E], la.rprob[t*E:(t+1)*E],
+				la.sel[t*k:(t+1)*k], la.selW[t*k:(t+1)*k])
 		}
 		capOn := cfg.CapacityFactor > 0 && !opt.Causal && !ec
 		C := int(math.Ceil(float64(N*k) * cfg.CapacityFactor / float64(E)))
@@ -268,6 +247,48 @@ func (m *Model) routerBackward(l int) {
 		zt := zC * la.lse[t]
 		for e, v := range p {
 			dzt[e] += v*(dpt[e]-dot) + zt*v
+		}
+	}
+}
+
+// Route computes the causal (inference) routing of one token from its
+// router logits z [E], the same rule ForwardOptions{Causal: true} applies:
+// it writes the chosen experts, best first, into sel and their combine
+// weights into w (both of length at least RoutedK(cfg)) and returns k. probs
+// is scratch of length E and receives softmax(z). Token-choice uses
+// RouterOrder and NormTopKProb; expert-choice models use the top
+// max(1, round(CapacityFactor)) softmax scores, not renormalised.
+func Route(cfg *config.Config, z, probs []float32, sel []int32, w []float32) int {
+	k := RoutedK(cfg)
+	ec := cfg.Routing == config.RoutingExpertChoice
+	copy(probs, z)
+	compute.SoftmaxRow(probs[:len(z)])
+	routeToken(!ec && cfg.RouterOrder != config.RouterSoftmaxTopK, !ec && cfg.NormTopKProb, z, probs, sel[:k], w[:k])
+	return k
+}
+
+// routeToken picks len(sel) experts for one token. With tkSoftmax the
+// weights are a softmax over the chosen logits (Mixtral); otherwise they are
+// the chosen softmax probabilities p, renormalised to sum 1 when norm.
+func routeToken(tkSoftmax, norm bool, z, p []float32, sel []int32, w []float32) {
+	k := len(sel)
+	if tkSoftmax {
+		compute.TopK(z, k, sel)
+		for j, e := range sel {
+			w[j] = z[e]
+		}
+		compute.SoftmaxRow(w)
+		return
+	}
+	compute.TopK(p, k, sel)
+	var s float32
+	for j, e := range sel {
+		w[j] = p[e]
+		s += w[j]
+	}
+	if norm {
+		for j := range w {
+			w[j] /= s
 		}
 	}
 }
