@@ -239,6 +239,9 @@ func WriteFile(path string, h Header, sections []Tensor) (err error) {
 	if _, err := f.Write(sum[:]); err != nil {
 		return fmt.Errorf("checkpoint: writing %s: %w", tmp, err)
 	}
+	if err := f.Chmod(0o644); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("checkpoint: syncing %s: %w", tmp, err)
 	}

@@ -96,10 +96,18 @@ func (t *Trainer) TrainStep(ctx context.Context) (StepResult, error) {
 		t.tok = make([]int32, t.B*t.T)
 		t.tgt = make([]int32, t.B*t.T)
 	}
+	// The data position before the step: an interrupted step is undone.
+	before, err := t.Data.State()
+	if err != nil {
+		return StepResult{}, fmt.Errorf("train: data position: %w", err)
+	}
 	t.Model.ZeroGrad()
 	res := StepResult{Step: t.Step + 1}
 	for a := 0; a < accum; a++ {
 		if err := ctx.Err(); err != nil {
+			if rerr := t.Data.Restore(before); rerr != nil {
+				return res, fmt.Errorf("train: undoing an interrupted step: %w", rerr)
+			}
 			return res, err
 		}
 		if err := t.Data.Next(t.tok, t.tgt); err != nil {

@@ -1,0 +1,471 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"moe/checkpoint"
+	"moe/compute"
+	"moe/config"
+	"moe/data"
+	"moe/model"
+	"moe/tokenizer"
+)
+
+// File names inside a run directory.
+const (
+	RunFile     = "run.json"      // the options of the run (for --resume)
+	MetricsFile = "metrics.jsonl" // one JSON record per step
+	LossSVGFile = "loss.svg"      // loss curve
+	DataDir     = "data"          // prepared token shards
+	ConfigFile  = "config.json"
+)
+
+// Options configure a training run (`moe train`). The JSON form is saved
+// as RUNDIR/run.json so that --resume can continue with the same settings.
+type Options struct {
+	// Config is a preset name or a config.json path.
+	Config string `json:"config"`
+	// Data are source specs, PATH or NAME=PATH[@EPOCHS].
+	Data []string `json:"data"`
+	// Out is the run directory.
+	Out string `json:"-"`
+	// Steps is the number of optimizer steps (the cosine schedule's length).
+	Steps int `json:"steps"`
+	// MaxTime stops the run cleanly (with a checkpoint) after this wall time
+	// of this invocation; 0 means no limit.
+	MaxTime time.Duration `json:"-"`
+	// BatchTokens is the number of tokens per optimizer step; micro-batches
+	// of Batch×SeqLen are accumulated up to it (0: one micro-batch).
+	BatchTokens int `json:"batch_tokens"`
+	// SeqLen is the training context (0: the config's, at most 256).
+	SeqLen int `json:"seq_len"`
+	// Batch is the number of sequences per micro-batch.
+	Batch int `json:"batch"`
+	// Seed drives initialisation, the validation split and data order.
+	Seed uint64 `json:"seed"`
+	// CheckpointEvery saves a checkpoint every so many steps (0: only at the end).
+	CheckpointEvery int `json:"checkpoint_every"`
+	// KeepCheckpoints is how many checkpoints to keep (default 2).
+	KeepCheckpoints int `json:"keep_checkpoints"`
+	// Optimizer and schedule.
+	LR          float64 `json:"lr"`
+	MinLR       float64 `json:"min_lr"`
+	Warmup      int     `json:"warmup"`
+	WeightDecay float64 `json:"weight_decay"`
+	GradClip    float64 `json:"grad_clip"`
+	Beta1       float64 `json:"beta1"`
+	Beta2       float64 `json:"beta2"`
+	// EvalEvery evaluates on the validation split every so many steps (0: only at the end).
+	EvalEvery int `json:"eval_every"`
+	// EvalTokens bounds the validation tokens per evaluation.
+	EvalTokens int `json:"eval_tokens"`
+	// ValFraction is the fraction of documents held out for validation.
+	ValFraction float64 `json:"val_fraction"`
+	// VocabSize is the tokenizer size to train (0: the config's vocab_size).
+	VocabSize int `json:"vocab_size"`
+	// Tokenizer is another run directory (or tokenizer.json) whose tokenizer to use.
+	Tokenizer string `json:"tokenizer,omitempty"`
+	// Threads is the number of compute threads (0: all cores). Bit-exact
+	// resume needs the same number.
+	Threads int `json:"threads"`
+	// SamplePrompt and SampleTokens: print a sample at the end of the run.
+	SamplePrompt string `json:"sample_prompt,omitempty"`
+	SampleTokens int    `json:"sample_tokens"`
+	// Resume continues from the last checkpoint in Out.
+	Resume bool `json:"-"`
+}
+
+// DefaultOptions returns the defaults of `moe train`.
+func DefaultOptions() Options {
+	return Options{Config: "tiny", Steps: 1000, Batch: 8, Seed: 1, CheckpointEvery: 100, KeepCheckpoints: 2,
+		LR: 1e-3, MinLR: 1e-4, Warmup: 50, WeightDecay: 0.1, GradClip: 1, Beta1: 0.9, Beta2: 0.95,
+		EvalEvery: 100, EvalTokens: 32768, ValFraction: 0.05, SampleTokens: 0}
+}
+
+// ReadRunOptions reads the options saved in a run directory.
+func ReadRunOptions(dir string) (Options, error) {
+	var o Options
+	b, err := os.ReadFile(filepath.Join(dir, RunFile))
+	if err != nil {
+		return o, fmt.Errorf("train: %w", err)
+	}
+	if err := json.Unmarshal(b, &o); err != nil {
+		return o, fmt.Errorf("train: %s: %w", filepath.Join(dir, RunFile), err)
+	}
+	o.Out = dir
+	return o, nil
+}
+
+// Summary is what a run reports when it ends.
+type Summary struct {
+	Step           int     `json:"step"`
+	Steps          int     `json:"steps"`
+	Tokens         int64   `json:"tokens"`
+	TrainLoss      float64 `json:"train_loss"`
+	ValLoss        float64 `json:"val_loss"`
+	ValBitsPerByte float64 `json:"val_bits_per_byte"`
+	Seconds        float64 `json:"seconds"`
+	Checkpoint     string  `json:"checkpoint"`
+	// Stopped says why the run ended: "done", "max-time" or "interrupted".
+	Stopped string `json:"stopped"`
+	Sample  string `json:"sample,omitempty"`
+}
+
+// validate checks options for values that make no sense.
+func (o *Options) validate() error {
+	switch {
+	case o.Out == "":
+		return errors.New("no run directory (--out)")
+	case len(o.Data) == 0:
+		return errors.New("no training data (--data)")
+	case o.Steps < 0 || o.Batch <= 0 || o.SeqLen < 0 || o.BatchTokens < 0:
+		return fmt.Errorf("steps %d, batch %d, seq-len %d and batch-tokens %d must not be negative (batch > 0)", o.Steps, o.Batch, o.SeqLen, o.BatchTokens)
+	case !(o.LR > 0) || o.MinLR < 0 || o.MinLR > o.LR || o.Warmup < 0:
+		return fmt.Errorf("learning rate %g must be > 0 with 0 <= min-lr %g <= lr and warmup %d >= 0", o.LR, o.MinLR, o.Warmup)
+	case o.WeightDecay < 0 || o.GradClip < 0 || o.Beta1 < 0 || o.Beta1 >= 1 || o.Beta2 < 0 || o.Beta2 >= 1:
+		return errors.New("weight decay and grad clip must be >= 0, betas in [0,1)")
+	case o.ValFraction <= 0 || o.ValFraction >= 1:
+		return fmt.Errorf("val fraction %g must be in (0,1)", o.ValFraction)
+	case o.EvalEvery < 0 || o.EvalTokens < 0 || o.CheckpointEvery < 0 || o.Threads < 0 || o.MaxTime < 0:
+		return errors.New("eval-every, eval-tokens, checkpoint-every, threads and max-time must not be negative")
+	}
+	return nil
+}
+
+// Run trains a model as opts says, writing everything into opts.Out, and
+// stops cleanly (with a checkpoint) when ctx is cancelled or MaxTime has
+// passed. Progress goes to progress (may be nil), logs to log.
+func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger) (*Summary, error) {
+	start := time.Now()
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.KeepCheckpoints <= 0 {
+		opts.KeepCheckpoints = 2
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	sources := make([]data.Source, len(opts.Data))
+	for i, s := range opts.Data {
+		src, err := data.ParseSource(s)
+		if err != nil {
+			return nil, err
+		}
+		sources[i] = src
+	}
+
+	// A checkpoint to resume from.
+	var ck *checkpoint.Checkpoint
+	if opts.Resume {
+		path, err := checkpoint.Latest(opts.Out)
+		if err == nil {
+			if ck, err = checkpoint.ReadFile(path); err != nil {
+				return nil, err
+			}
+			log.Info("resuming", "checkpoint", path, "step", ck.Header.Step)
+		} else {
+			log.Info("no checkpoint to resume from; starting from scratch", "dir", opts.Out)
+		}
+	}
+
+	// The model config.
+	cfgPath := filepath.Join(opts.Out, ConfigFile)
+	var cfg *config.Config
+	var err error
+	switch {
+	case ck != nil && ck.Header.Config != nil:
+		cfg = ck.Header.Config
+	case opts.Resume && fileExists(cfgPath):
+		cfg, err = config.Load(cfgPath)
+	default:
+		cfg, err = config.Resolve(opts.Config)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := model.Supported(cfg); err != nil {
+		return nil, fmt.Errorf("config %s: %w", opts.Config, err)
+	}
+
+	// The tokenizer.
+	tok, err := runTokenizer(ctx, opts, cfg, sources, log)
+	if err != nil {
+		return nil, err
+	}
+	if tok.VocabSize() > cfg.VocabSize {
+		return nil, fmt.Errorf("tokenizer has %d tokens but the model's vocab_size is %d", tok.VocabSize(), cfg.VocabSize)
+	}
+	if ck == nil {
+		if err := cfg.Save(cfgPath); err != nil {
+			return nil, err
+		}
+	}
+	T := opts.SeqLen
+	if T == 0 {
+		T = min(cfg.MaxPositionEmbeddings, 256)
+	}
+	if T <= 0 || (cfg.MaxPositionEmbeddings > 0 && T > cfg.MaxPositionEmbeddings) {
+		return nil, fmt.Errorf("seq-len %d must be in [1, max_position_embeddings %d]", T, cfg.MaxPositionEmbeddings)
+	}
+	opts.SeqLen = T
+	accum := 1
+	if opts.BatchTokens > 0 {
+		accum = max(1, (opts.BatchTokens+opts.Batch*T-1)/(opts.Batch*T))
+	}
+	if err := writeJSONAtomic(filepath.Join(opts.Out, RunFile), opts); err != nil {
+		return nil, fmt.Errorf("saving run options: %w", err)
+	}
+
+	// The data.
+	dataDir := filepath.Join(opts.Out, DataDir)
+	man, err := data.Prepare(ctx, sources, tok, dataDir, data.PrepareOptions{ValFraction: opts.ValFraction, Seed: opts.Seed, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("preparing data: %w", err)
+	}
+	batches, err := openTrainBatches(dataDir, man, opts.Batch, T, opts.Seed)
+	if err != nil {
+		return nil, err
+	}
+	defer batches.Close()
+	val, err := readValTokens(dataDir, man, opts.EvalTokens+1)
+	if err != nil {
+		return nil, err
+	}
+	if len(val) < 2 {
+		log.Warn("validation split is empty; no validation loss will be reported")
+	}
+
+	// The model and optimizer.
+	pool := compute.NewPool(opts.Threads)
+	defer pool.Close()
+	m, err := model.New(cfg, pool)
+	if err != nil {
+		return nil, err
+	}
+	opt := NewAdamW(len(m.W.Flat), pool.Threads())
+	opt.Beta1, opt.Beta2, opt.WeightDecay, opt.GradClip = opts.Beta1, opts.Beta2, opts.WeightDecay, opts.GradClip
+	tr := &Trainer{Model: modelAdapter{m}, Opt: opt, Data: batches, B: opts.Batch, T: T, Accum: accum,
+		Schedule: Schedule{LR: opts.LR, MinLR: opts.MinLR, Warmup: opts.Warmup, Total: opts.Steps}}
+	rng := rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d)
+	if ck != nil {
+		if err := restore(ck, m, opt, tr, batches, rng); err != nil {
+			return nil, err
+		}
+		if ck.Header.Threads != 0 && ck.Header.Threads != pool.Threads() {
+			log.Warn("resuming with a different thread count: the result will not be bit-identical to an uninterrupted run",
+				"checkpoint_threads", ck.Header.Threads, "threads", pool.Threads())
+		}
+	} else {
+		m.Init(opts.Seed)
+	}
+	log.Info("training", "config", opts.Config, "params", len(m.W.Flat), "layers", cfg.NumLayers, "experts", cfg.NumExperts,
+		"batch", opts.Batch, "seq_len", T, "accum", accum, "steps", opts.Steps, "threads", pool.Threads(),
+		"train_tokens", man.Tokens(data.SplitTrain), "val_tokens", man.Tokens(data.SplitVal))
+
+	keep := -1
+	if ck != nil {
+		keep = ck.Header.Step
+	}
+	ml, err := OpenMetrics(filepath.Join(opts.Out, MetricsFile), keep)
+	if err != nil {
+		return nil, err
+	}
+	defer ml.Close()
+
+	bytesOf := TextBytes(tok)
+	evaluate := func() (EvalResult, error) {
+		if len(val) < 2 {
+			return EvalResult{Loss: math.NaN()}, nil
+		}
+		return Evaluate(ctx, modelAdapter{m}, val, opts.Batch, T, opts.EvalTokens, bytesOf)
+	}
+	save := func() (string, error) {
+		return saveCheckpoint(opts, cfg, m, opt, tr, batches, rng, pool.Threads())
+	}
+
+	sum := &Summary{Steps: opts.Steps, Stopped: "done", ValLoss: math.NaN(), ValBitsPerByte: math.NaN(), TrainLoss: math.NaN()}
+	bar := NewProgress(progress, opts.Steps)
+	startStep, lastSaved := tr.Step, tr.Step
+	sessionStart := time.Now()
+	for tr.Step < opts.Steps {
+		if ctx.Err() != nil {
+			sum.Stopped = "interrupted"
+			break
+		}
+		if opts.MaxTime > 0 && time.Since(start) >= opts.MaxTime {
+			sum.Stopped = "max-time"
+			break
+		}
+		t0 := time.Now()
+		res, err := tr.TrainStep(ctx)
+		if err != nil {
+			if ctx.Err() != nil { // interrupted inside the step: its work was discarded
+				sum.Stopped = "interrupted"
+				break
+			}
+			return nil, err
+		}
+		dt := time.Since(t0).Seconds()
+		rec := Record{Step: res.Step, Tokens: res.Tokens, TrainLoss: res.Loss, LR: res.LR, AuxLoss: res.AuxLoss, ZLoss: res.ZLoss,
+			GradNorm: res.GradNorm, ExpertLoad: res.ExpertLoad, DroppedFrac: res.Dropped,
+			TokensPerSecond: float64(accum*opts.Batch*T) / dt, ElapsedSeconds: time.Since(sessionStart).Seconds()}
+		sum.TrainLoss = res.Loss
+		note := ""
+		if (opts.EvalEvery > 0 && tr.Step%opts.EvalEvery == 0) || tr.Step == opts.Steps {
+			ev, err := evaluate()
+			if err != nil {
+				return nil, err
+			}
+			if ev.Tokens > 0 {
+				vl, bpb := ev.Loss, ev.BitsPerByte()
+				rec.ValLoss, rec.ValBitsPerByte = &vl, &bpb
+				sum.ValLoss, sum.ValBitsPerByte = vl, bpb
+				note = fmt.Sprintf("val %.4f (%.3f bpb)", vl, bpb)
+				log.Debug("eval", "step", tr.Step, "val_loss", vl, "bits_per_byte", bpb)
+			}
+		}
+		if err := ml.Write(rec); err != nil {
+			return nil, err
+		}
+		if opts.CheckpointEvery > 0 && tr.Step%opts.CheckpointEvery == 0 && tr.Step < opts.Steps {
+			if _, err := save(); err != nil {
+				return nil, err
+			}
+			lastSaved = tr.Step
+			writeLossSVG(opts.Out, log)
+		}
+		done := tr.Step - startStep
+		elapsed := time.Since(sessionStart)
+		eta := time.Duration(float64(elapsed) / float64(done) * float64(opts.Steps-tr.Step))
+		tps := float64(done*accum*opts.Batch*T) / elapsed.Seconds()
+		bar.Update(tr.Step, res.Loss, tps, eta, note, note != "" || tr.Step == opts.Steps)
+	}
+	bar.Done()
+	sum.Step, sum.Tokens = tr.Step, tr.Tokens
+	sum.Checkpoint = filepath.Join(opts.Out, checkpoint.FileName(tr.Step))
+	if tr.Step != lastSaved || !fileExists(sum.Checkpoint) {
+		if sum.Checkpoint, err = save(); err != nil {
+			return nil, err
+		}
+	}
+	writeLossSVG(opts.Out, log)
+	sum.Seconds = time.Since(start).Seconds()
+	if sum.Stopped == "done" && opts.SampleTokens > 0 {
+		s, err := sample(context.WithoutCancel(ctx), cfg, m, tok, pool, opts.SamplePrompt, opts.SampleTokens, rng.Uint64())
+		if err != nil {
+			log.Warn("sample failed", "err", err)
+		} else {
+			sum.Sample = s
+		}
+	}
+	return sum, nil
+}
+
+// fileExists reports whether path exists.
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// writeJSONAtomic writes v as indented JSON to path atomically.
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, append(b, '\n'))
+}
+
+// writeLossSVG redraws RUNDIR/loss.svg from metrics.jsonl.
+func writeLossSVG(dir string, log *slog.Logger) {
+	recs, err := ReadMetrics(filepath.Join(dir, MetricsFile))
+	if err != nil {
+		log.Warn("loss curve", "err", err)
+		return
+	}
+	if err := writeFileAtomic(filepath.Join(dir, LossSVGFile), LossSVG(recs, "moe train: "+filepath.Base(dir))); err != nil {
+		log.Warn("loss curve", "err", err)
+	}
+}
+
+// runTokenizer returns the run's tokenizer: RUNDIR's, another run's
+// (opts.Tokenizer), or one trained on the sources; it is saved into RUNDIR.
+func runTokenizer(ctx context.Context, opts Options, cfg *config.Config, sources []data.Source, log *slog.Logger) (*tokenizer.Tokenizer, error) {
+	path := filepath.Join(opts.Out, tokenizer.FileName)
+	if fileExists(path) {
+		return tokenizer.Load(path)
+	}
+	if opts.Tokenizer != "" {
+		src := opts.Tokenizer
+		if st, err := os.Stat(src); err == nil && st.IsDir() {
+			src = filepath.Join(src, tokenizer.FileName)
+		}
+		tok, err := tokenizer.Load(src)
+		if err != nil {
+			return nil, fmt.Errorf("--tokenizer: %w", err)
+		}
+		return tok, tok.Save(path)
+	}
+	vs := opts.VocabSize
+	if vs == 0 {
+		vs = cfg.VocabSize
+	}
+	if vs > cfg.VocabSize {
+		return nil, fmt.Errorf("--vocab-size %d exceeds the model's vocab_size %d", vs, cfg.VocabSize)
+	}
+	log.Info("training tokenizer", "vocab_size", vs)
+	t0 := time.Now()
+	var derr error
+	docs := func(yield func([]byte) bool) {
+		stop := errors.New("stop")
+		for _, src := range sources {
+			_, err := data.Documents(ctx, src, func(doc []byte) error {
+				if !yield(doc) {
+					return stop
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, stop) {
+				derr = err
+				return
+			}
+			if errors.Is(err, stop) {
+				return
+			}
+		}
+	}
+	tok, err := tokenizer.Train(ctx, docs, vs)
+	if derr != nil {
+		return nil, fmt.Errorf("reading data for the tokenizer: %w", derr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	log.Info("tokenizer trained", "vocab_size", tok.VocabSize(), "seconds", time.Since(t0).Seconds())
+	return tok, tok.Save(path)
+}
+
+// TextBytes returns a function giving the number of text bytes a token
+// stands for (0 for special tokens such as end-of-text), for bits per byte.
+func TextBytes(tok *tokenizer.Tokenizer) func(int32) int {
+	return func(id int32) int {
+		if tok.IsSpecial(id) {
+			return 0
+		}
+		return len(tok.TokenBytes(id))
+	}
+}
