@@ -93,8 +93,8 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		Draft: d, DraftTokens: *draftTokens, FixedDraftTokens: *fixedK}
 	var emit func(int32) error
 	w := bufio.NewWriter(stdout)
+	ts := infer.NewTextStream(m.Tok)
 	if !*asJSON {
-		ts := infer.NewTextStream(m.Tok)
 		emit = func(tok int32) error {
 			if _, err := w.WriteString(ts.Push(tok)); err != nil {
 				return err
@@ -130,6 +130,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		enc := json.NewEncoder(stdout)
 		return enc.Encode(out)
 	}
+	w.WriteString(ts.Flush())
 	fmt.Fprintln(w)
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("generate: write: %w", err)

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"moe/checkpoint"
+	"moe/config"
+	"moe/infer"
+	"moe/tokenizer"
+)
+
+// writeRunDir writes a run directory with a random-weight model of cfg and
+// a tokenizer trained on text, as `moe train` would leave it.
+func writeRunDir(t *testing.T, cfg *config.Config, tok *tokenizer.Tokenizer, seed uint64) string {
+	t.Helper()
+	dir := t.TempDir()
+	c := *cfg
+	c.VocabSize = tok.VocabSize()
+	m, err := infer.RandomModel(&c, seed, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checkpoint.Save(dir, checkpoint.Header{Step: 1, Config: &c}, []checkpoint.Tensor{{Name: checkpoint.SectionWeights, Data: m.W.Flat}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tok.Save(filepath.Join(dir, tokenizer.FileName)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func trainTok(t *testing.T, text string, size int) *tokenizer.Tokenizer {
+	t.Helper()
+	tok, err := tokenizer.Train(context.Background(), func(yield func([]byte) bool) { yield([]byte(text)) }, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func smallCfg(moe bool) *config.Config {
+	c := &config.Config{ModelType: "mixtral", HiddenSize: 32, IntermediateSize: 48, NumLayers: 2, NumHeads: 4, NumKVHeads: 2,
+		MaxPositionEmbeddings: 48, RopeTheta: 10000, RMSNormEps: 1e-5, InitStd: 0.3, TieWordEmbeddings: true}
+	if moe {
+		c.NumExperts, c.ExpertsPerToken = 4, 2
+	}
+	return c
+}
+
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestGenerateCLI(t *testing.T) {
+	text := strings.Repeat("In the beginning God created the heaven and the earth. And the earth was without form. ", 20)
+	tok := trainTok(t, text, 300)
+	target := writeRunDir(t, smallCfg(true), tok, 1)
+	draft := writeRunDir(t, smallCfg(false), tok, 2)
+
+	code, out, errs := runCmd(t, "generate", "--model", target, "--prompt", "In the beginning", "--max-tokens", "12", "--json", "--ignore-eot")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var plain map[string]any
+	if err := json.Unmarshal([]byte(out), &plain); err != nil {
+		t.Fatalf("bad JSON %q: %v", out, err)
+	}
+	for _, k := range []string{"text", "tokens", "seconds", "tokens_per_second"} {
+		if _, ok := plain[k]; !ok {
+			t.Fatalf("JSON lacks %q: %s", k, out)
+		}
+	}
+	if plain["tokens"].(float64) != 12 {
+		t.Fatalf("tokens = %v", plain["tokens"])
+	}
+	code, out, errs = runCmd(t, "generate", "--model", target, "--prompt", "In the beginning", "--max-tokens", "12", "--json", "--ignore-eot",
+		"--draft", draft, "--draft-tokens", "3")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal([]byte(out), &spec); err != nil {
+		t.Fatal(err)
+	}
+	if spec["text"] != plain["text"] {
+		t.Fatalf("greedy text with a draft %q differs from %q", spec["text"], plain["text"])
+	}
+	for _, k := range []string{"proposed", "accepted", "acceptance_rate"} {
+		if _, ok := spec[k]; !ok {
+			t.Fatalf("JSON lacks %q: %s", k, out)
+		}
+	}
+	// Streaming text equals the JSON text.
+	code, out, errs = runCmd(t, "generate", "--model", target, "--prompt", "In the beginning", "--max-tokens", "12", "--ignore-eot")
+	j1, _ := json.Marshal(out) // JSON turns invalid UTF-8 into U+FFFD
+	var streamed string
+	json.Unmarshal(j1, &streamed)
+	if code != 0 || streamed != plain["text"].(string)+"\n" {
+		t.Fatalf("exit %d, streamed %q, want %q (%s)", code, out, plain["text"], errs)
+	}
+
+	// Errors: exit status and a message that names the problem.
+	var ot strings.Builder
+	for i := 0; i < 600; i++ {
+		fmt.Fprintf(&ot, "zebra%d quartz%d ", i*7919%1000, i)
+	}
+	otherTok := trainTok(t, ot.String(), 300)
+	if otherTok.VocabSize() != tok.VocabSize() {
+		t.Fatalf("fixture: other tokenizer has %d tokens, want %d", otherTok.VocabSize(), tok.VocabSize())
+	}
+	other := writeRunDir(t, smallCfg(false), otherTok, 3)
+	corrupt := t.TempDir()
+	os.WriteFile(filepath.Join(corrupt, checkpoint.FileName(1)), []byte("not a checkpoint"), 0o644)
+	long := strings.Repeat("earth ", 200)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--model", target, "--prompt", ""}, 2, "empty"},
+		{[]string{"--model", target, "--prompt", long}, 1, "context"},
+		{[]string{"--model", filepath.Join(t.TempDir(), "nope"), "--prompt", "x"}, 1, "does not exist"},
+		{[]string{"--model", corrupt, "--prompt", "x"}, 1, "checkpoint"},
+		{[]string{"--model", target, "--prompt", "x", "--draft", other}, 1, "tokenizer"},
+		{[]string{"--model", target, "--prompt", "x", "--temperature", "-1"}, 2, "temperature"},
+		{[]string{"--prompt", "x"}, 2, "--model"},
+	} {
+		code, _, errs := runCmd(t, append([]string{"generate"}, c.args...)...)
+		if code != c.code || !strings.Contains(errs, c.want) || strings.Count(strings.TrimSpace(errs), "\n") > 0 && c.code == 1 {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, errs, c.code, c.want)
+		}
+	}
+
+	// bench generate prints the contract's fields.
+	code, out, errs = runCmd(t, "bench", "generate", "--model", target, "--draft", draft, "--prompt-tokens", "8", "--gen-tokens", "8", "--json")
+	if code != 0 {
+		t.Fatalf("bench: exit %d: %s", code, errs)
+	}
+	var bench map[string]any
+	if err := json.Unmarshal([]byte(out), &bench); err != nil {
+		t.Fatal(err)
+	}
+	if bench["prefill_tokens_per_second"].(float64) <= 0 || bench["decode_tokens_per_second"].(float64) <= 0 || bench["identical"] != true {
+		t.Fatalf("bench output %s", out)
+	}
+}
+
+func TestChatCLI(t *testing.T) {
+	text := strings.Repeat("Let there be light: and there was light. ", 30)
+	tok := trainTok(t, text, 300)
+	dir := writeRunDir(t, smallCfg(true), tok, 4)
+	var out, errb bytes.Buffer
+	in := strings.NewReader("hello there\n\nand again\n")
+	if err := chatLoop(context.Background(), []string{"--model", dir, "--max-tokens", "5", "--temperature", "0"}, in, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(out.String(), "\n"); lines != 2 {
+		t.Fatalf("want 2 replies, got %q", out.String())
+	}
+	// The second turn reuses the first turn's cache.
+	if !strings.Contains(errb.String(), "reused") {
+		t.Fatalf("stderr %q", errb.String())
+	}
+	stats := strings.Split(strings.TrimSpace(errb.String()), "]")
+	if len(stats) < 2 || strings.Contains(stats[1], " 0 of ") {
+		t.Fatalf("second turn reused nothing: %q", errb.String())
+	}
+}
