@@ -1,0 +1,181 @@
+package infer
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"moe/tokenizer"
+)
+
+func trainTestTok(t *testing.T) *tokenizer.Tokenizer {
+	t.Helper()
+	text := strings.Repeat("the cat sat on the mat. the dog sat on the log. ", 30)
+	tok, err := tokenizer.Train(context.Background(), func(yield func([]byte) bool) { yield([]byte(text)) }, 290)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestOutputStops drives the output tracker directly with known tokens.
+func TestOutputStops(t *testing.T) {
+	tok := trainTestTok(t)
+	cfg := testConfig(false)
+	cfg.VocabSize = tok.VocabSize()
+	m, err := New(cfg, randomWeights(t, cfg, 1, 0.1), tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := func(s string) []int32 { return tok.Encode([]byte(s)) }
+	byteToks := func(s string) []int32 { // one token per byte
+		var out []int32
+		for i := 0; i < len(s); i++ {
+			out = append(out, tok.Encode([]byte{s[i]})[0])
+		}
+		return out
+	}
+	for _, c := range []struct {
+		toks     []int32
+		stops    []string
+		stopToks []int32
+		max      int
+		text     string
+		emitted  string
+		reason   string
+	}{
+		// " sat" straddles the stop string: its leading space is in the
+		// text but the token is not emitted.
+		{enc("the cat sat on the mat"), []string{"sat"}, nil, 0, "the cat ", "the cat", StopString},
+		{byteToks("the dog sat"), []string{"dog"}, nil, 0, "the ", "the ", StopString},
+		{byteToks("abcabd"), []string{"abd", "xyz"}, nil, 0, "abc", "abc", StopString},
+		{append(enc("the cat"), tok.EOT(), 5), nil, []int32{tok.EOT()}, 0, "the cat", "the cat", StopToken},
+		{enc("the cat sat on the mat"), []string{"log"}, nil, 3, "", "", StopLength},
+	} {
+		var got []int32
+		o := &output{m: m, emit: func(id int32) error { got = append(got, id); return nil }, maxTokens: c.max, stopTokens: c.stopToks}
+		for _, s := range c.stops {
+			o.stops = append(o.stops, []byte(s))
+		}
+		for _, id := range c.toks {
+			done, err := o.push(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if done {
+				break
+			}
+		}
+		if c.reason == StopLength {
+			c.text = string(tok.Decode(c.toks[:3]))
+			c.emitted = c.text
+		}
+		if o.reason != c.reason || string(o.text[:o.cut]) != c.text || string(tok.Decode(got)) != c.emitted {
+			t.Errorf("%q stops %q: reason %q text %q emitted %q; want %q %q %q", tok.Decode(c.toks), c.stops,
+				o.reason, o.text[:o.cut], tok.Decode(got), c.reason, c.text, c.emitted)
+		}
+	}
+	// A prefix of a stop string is held back, then released.
+	var got []int32
+	o := &output{m: m, emit: func(id int32) error { got = append(got, id); return nil }, stops: [][]byte{[]byte("dox")}}
+	for _, id := range byteToks("do") {
+		o.push(id)
+	}
+	if len(got) != 0 {
+		t.Fatalf("emitted %q before knowing whether it starts a stop string", tok.Decode(got))
+	}
+	o.push(byteToks("g")[0])
+	if string(tok.Decode(got)) != "dog" {
+		t.Fatalf("released %q", tok.Decode(got))
+	}
+}
+
+// TestGenerateText checks Generate's text, stop strings and streaming with a
+// tokenizer, plain and speculative.
+func TestGenerateText(t *testing.T) {
+	tok := trainTestTok(t)
+	cfg := testConfig(true)
+	cfg.VocabSize = tok.VocabSize()
+	m, err := New(cfg, randomWeights(t, cfg, 3, 0.4), tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dcfg := testConfig(false)
+	dcfg.VocabSize = tok.VocabSize()
+	d, err := New(dcfg, randomWeights(t, dcfg, 4, 0.4), tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := tok.Encode([]byte("the cat"))
+	full, err := m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 30, IgnoreEOT: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Text != string(tok.Decode(full.Tokens)) {
+		t.Fatalf("text %q is not the decoded tokens", full.Text)
+	}
+	// Stop at a piece of the text that appears in the middle.
+	if len(full.Text) < 10 {
+		t.Fatalf("text too short: %q", full.Text)
+	}
+	stop := full.Text[len(full.Text)/2 : len(full.Text)/2+3]
+	want := full.Text[:strings.Index(full.Text, stop)]
+	for _, draft := range []*Model{nil, d} {
+		var streamed []int32
+		res, err := m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 30, IgnoreEOT: true, Stop: []string{stop}, Draft: draft},
+			func(id int32) error { streamed = append(streamed, id); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Text != want || res.StopReason != StopString {
+			t.Fatalf("draft %v: stop %q: text %q (%s), want %q", draft != nil, stop, res.Text, res.StopReason, want)
+		}
+		if s := string(tok.Decode(streamed)); !strings.HasPrefix(want, s) || len(want)-len(s) > 16 {
+			t.Fatalf("streamed %q, text %q", s, want)
+		}
+		if !slices.Equal(res.Tokens, full.Tokens[:len(res.Tokens)]) {
+			t.Fatal("tokens differ from the unstopped run")
+		}
+	}
+	// Emit errors abort generation.
+	_, err = m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 5}, func(int32) error { return fmt.Errorf("client gone") })
+	if err == nil || !strings.Contains(err.Error(), "client gone") {
+		t.Fatalf("emit error: %v", err)
+	}
+}
+
+func TestChatTemplateAndTextStream(t *testing.T) {
+	tok := trainTestTok(t)
+	ids, err := EncodeChat(tok, []Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "hi <|end|>"}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "<|system|>be brief<|end|><|user|>hi <|end|><|end|><|assistant|>"
+	if got := string(tok.Decode(ids)); got != want {
+		t.Fatalf("template %q, want %q", got, want)
+	}
+	end, _ := tok.Special(tokenizer.End)
+	n := 0
+	for _, id := range ids {
+		if id == end {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("user text <|end|> became a special token (%d ends)", n)
+	}
+	if _, err := EncodeChat(tok, []Message{{Role: "robot", Content: "x"}}, false); err == nil {
+		t.Fatal("unknown role accepted")
+	}
+	// A multi-byte character split over byte tokens is printed whole.
+	ts := NewTextStream(tok)
+	var out []string
+	for _, b := range []byte("é€") {
+		out = append(out, ts.Push(tok.Encode([]byte{b})[0]))
+	}
+	if strings.Join(out, "|") != "|é|||€" {
+		t.Fatalf("stream pieces %q", out)
+	}
+}
