@@ -183,11 +183,11 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 		{"llama.attention.key_length", u32(hd)},
 		{"llama.attention.value_length", u32(hd)},
 		{"llama.rope.dimension_count", u32(hd)},
-		{"llama.rope.freq_base", float32(cfg.RopeTheta)},
-		{"llama.attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
+		{"llama.rope.freq_base", float32(model.RopeTheta(cfg))},
+		{"llama.attention.layer_norm_rms_epsilon", model.NormEps(cfg)},
 	}
 	if cfg.IsMoE() {
-		kvs = append(kvs, KV{"llama.expert_count", u32(cfg.NumExperts)}, KV{"llama.expert_used_count", u32(cfg.ExpertsPerToken)})
+		kvs = append(kvs, KV{"llama.expert_count", u32(cfg.NumExperts)}, KV{"llama.expert_used_count", u32(model.RoutedK(cfg))})
 	}
 	kvs = append(kvs, KV{KeyMoEConfig, string(cfgJSON)})
 	tkv, err := tokenizerKVs(tok, cfg.VocabSize)

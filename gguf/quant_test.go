@@ -192,7 +192,7 @@ func TestQuantErrorBounds(t *testing.T) {
 			}
 		}
 		rel := math.Sqrt(sse / ssx)
-		limit := map[GGMLType]float64{Q8_0: 0.01, Q4_0: 0.15}[typ]
+		limit := map[GGMLType]float64{Q8_0: 0.015, Q4_0: 0.15}[typ]
 		t.Logf("%s relative RMS error %.4f", typ, rel)
 		if rel > limit {
 			t.Errorf("%s relative RMS error %.4f > %.2f", typ, rel, limit)
