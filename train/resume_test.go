@@ -1,0 +1,262 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"moe/checkpoint"
+)
+
+// childEnv, when set, makes the test binary run one training job (the JSON
+// Options in the variable) instead of the tests: the SIGKILL test's victim.
+const childEnv = "MOE_TRAIN_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if js := os.Getenv(childEnv); js != "" {
+		var o Options
+		if err := json.Unmarshal([]byte(js), &o); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(3)
+		}
+		o.Out = os.Getenv(childEnv + "_OUT")
+		if _, err := Run(context.Background(), o, nil, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// microOptions is a run of a ~70k-parameter MoE on the demo corpus that
+// takes about a second.
+func microOptions(t *testing.T, out string) Options {
+	t.Helper()
+	cfg := `{"model_type":"mixtral","vocab_size":384,"hidden_size":32,"intermediate_size":48,"num_hidden_layers":2,
+"num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":32,"rope_theta":10000,"rms_norm_eps":1e-5,
+"tie_word_embeddings":true,"num_local_experts":4,"num_experts_per_tok":2,"router_aux_loss_coef":0.01,
+"moe_router_z_loss_coef":0.001,"moe_capacity_factor":1.25}`
+	dir := t.TempDir()
+	cp := filepath.Join(dir, "micro.json")
+	if err := os.WriteFile(cp, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text := filepath.Join(dir, "text.txt")
+	corpus, err := os.ReadFile("../examples/data/kjv-genesis-exodus.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(text, corpus[:120000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := DefaultOptions()
+	o.Config, o.Data, o.Out = cp, []string{text}, out
+	o.Steps, o.Batch, o.SeqLen, o.BatchTokens = 40, 2, 32, 128 // 2 micro-batches per step
+	o.Warmup, o.LR, o.EvalEvery, o.EvalTokens, o.CheckpointEvery = 5, 3e-3, 10, 512, 4
+	o.Threads = 2
+	return o
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// finalState returns the newest checkpoint's three sections of dir.
+func finalState(t *testing.T, dir string) *checkpoint.Checkpoint {
+	t.Helper()
+	p, err := checkpoint.Latest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := checkpoint.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ck
+}
+
+func sameBits(t *testing.T, what string, a, b *checkpoint.Checkpoint) {
+	t.Helper()
+	if a.Header.Step != b.Header.Step || a.Header.Tokens != b.Header.Tokens {
+		t.Fatalf("%s: step/tokens %d/%d vs %d/%d", what, a.Header.Step, a.Header.Tokens, b.Header.Step, b.Header.Tokens)
+	}
+	for _, name := range []string{checkpoint.SectionWeights, checkpoint.SectionAdamM, checkpoint.SectionAdamV} {
+		x, y := a.Section(name), b.Section(name)
+		if len(x) != len(y) || len(x) == 0 {
+			t.Fatalf("%s: section %s has %d vs %d values", what, name, len(x), len(y))
+		}
+		for i := range x {
+			if math.Float32bits(x[i]) != math.Float32bits(y[i]) {
+				t.Fatalf("%s: %s[%d] = %v vs %v: not bit-identical", what, name, i, x[i], y[i])
+			}
+		}
+	}
+	if string(a.Header.Loader) != string(b.Header.Loader) {
+		t.Fatalf("%s: data positions differ:\n%s\n%s", what, a.Header.Loader, b.Header.Loader)
+	}
+}
+
+func TestSIGKILLAndResumeIsBitIdentical(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("SIGKILL is POSIX")
+	}
+	ref := t.TempDir()
+	o := microOptions(t, ref)
+	sum, err := Run(context.Background(), o, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Step != o.Steps || sum.Stopped != "done" || !(sum.ValLoss < 5.5) {
+		t.Fatalf("reference run: %+v", sum)
+	}
+	want := finalState(t, ref)
+
+	// The same run in a child process, SIGKILLed at random moments after a
+	// checkpoint exists, then resumed until it finishes.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.Marshal(o)
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	kills := 0
+	for attempt := 0; attempt < 3; attempt++ {
+		resume := attempt > 0
+		oo := o
+		oo.Resume = resume
+		js, _ = json.Marshal(oo)
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"="+string(js), childEnv+"_OUT="+dir)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		// Wait for a checkpoint newer than those present when the child started.
+		before, _ := checkpoint.List(dir)
+		deadline := time.Now().Add(60 * time.Second)
+		var done bool
+		for {
+			select {
+			case err := <-exited:
+				if err != nil {
+					t.Fatalf("child exited: %v\n%s", err, stderr.String())
+				}
+				done = true
+			default:
+			}
+			if done {
+				break
+			}
+			now, _ := checkpoint.List(dir)
+			if len(now) > 0 && (len(before) == 0 || now[0] != before[0]) {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("child made no checkpoint in 60s\n%s", stderr.String())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if done {
+			break
+		}
+		time.Sleep(time.Duration(r.IntN(40)) * time.Millisecond)
+		cmd.Process.Kill() // SIGKILL
+		if err := <-exited; err == nil {
+			continue // it finished before the signal
+		}
+		kills++
+	}
+	if kills == 0 {
+		t.Fatalf("the child was never killed mid-run; the test did not test anything")
+	}
+	oo := o
+	oo.Resume, oo.Out = true, dir
+	sum2, err := Run(context.Background(), oo, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum2.Step != o.Steps {
+		t.Fatalf("resumed run ended at step %d", sum2.Step)
+	}
+	t.Logf("killed %d times; resumed run bit-identical check", kills)
+	sameBits(t, fmt.Sprintf("after %d SIGKILLs", kills), want, finalState(t, dir))
+
+	// metrics.jsonl reads as one run: every step exactly once.
+	recs, err := ReadMetrics(filepath.Join(dir, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != o.Steps {
+		t.Fatalf("metrics.jsonl has %d records, want %d", len(recs), o.Steps)
+	}
+	for i, rc := range recs {
+		if rc.Step != i+1 {
+			t.Fatalf("metrics record %d has step %d", i, rc.Step)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, LossSVGFile)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInterruptSavesAndResumesExactly(t *testing.T) {
+	ref := t.TempDir()
+	o := microOptions(t, ref)
+	o.Steps = 12
+	if _, err := Run(context.Background(), o, nil, quietLog()); err != nil {
+		t.Fatal(err)
+	}
+	want := finalState(t, ref)
+
+	// Ctrl-C after a few steps: a checkpoint of the last whole step is saved.
+	dir := t.TempDir()
+	o.Out = dir
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for {
+			if recs, _ := ReadMetrics(filepath.Join(dir, MetricsFile)); len(recs) >= 5 {
+				cancel()
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	sum, err := Run(ctx, o, nil, quietLog())
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Stopped != "interrupted" || sum.Step >= o.Steps || sum.Step < 5 {
+		t.Fatalf("interrupted run: %+v", sum)
+	}
+	ck := finalState(t, dir)
+	if ck.Header.Step != sum.Step {
+		t.Fatalf("checkpoint at step %d, summary says %d", ck.Header.Step, sum.Step)
+	}
+	// --max-time 1ns stops at once with a checkpoint and no new step.
+	o.Resume, o.MaxTime = true, time.Nanosecond
+	sum, err = Run(context.Background(), o, nil, quietLog())
+	if err != nil || sum.Stopped != "max-time" || sum.Step != ck.Header.Step {
+		t.Fatalf("max-time run: %+v, %v", sum, err)
+	}
+	o.MaxTime = 0
+	if sum, err = Run(context.Background(), o, nil, quietLog()); err != nil || sum.Stopped != "done" {
+		t.Fatalf("resumed: %+v, %v", sum, err)
+	}
+	sameBits(t, "after Ctrl-C", want, finalState(t, dir))
+}
