@@ -99,7 +99,7 @@ func GPT4Checks() ([]Check, error) {
 		StatedValue: acctTotal, ComputedValue: float64(r.Total),
 	})
 	add(Check{
-		Claim: "layers, experts, routing", Stated: "120 layers, 16 experts per MoE layer, top-2",
+		Claim: "layers, experts, routing", Stated: "120 layers, 16 experts, top-2",
 		Computed: fmt.Sprintf("%d layers, %d experts, top-%d (the preset's inputs)", r.Layers, r.Experts, r.ExpertsPerToken),
 		Verdict:  "ok (taken as given)",
 	})
@@ -131,8 +131,8 @@ func GPT4Checks() ([]Check, error) {
 		Claim: "forward FLOPs per token", Stated: "~560 TFLOP",
 		Computed: fmt.Sprintf("%s of matmuls (2 per weight used) + %s of attention at %d context = %s",
 			SI(r.ForwardMatmulFLOPsPerToken, "FLOP"), SI(r.ForwardAttentionFLOPsPerToken, "FLOP"), r.Context, SI(r.ForwardFLOPsPerToken, "FLOP")),
-		Verdict: fmt.Sprintf("wrong unit: a forward pass over ~280B parameters costs ~560 GFLOP per token; the stated TFLOP is %.0f× too much",
-			acctFwdFLOP/r.ForwardMatmulFLOPsPerToken),
+		Verdict: fmt.Sprintf("wrong unit: a forward pass over ~280B parameters costs 2 × 280B = %s per token; the stated TFLOP is %.0f× too much",
+			SI(2*acctActive, "FLOP"), acctFwdFLOP/(2*acctActive)),
 		StatedValue: acctFwdFLOP, ComputedValue: r.ForwardFLOPsPerToken,
 	})
 	sixND := 6 * acctActive * acctTokens
@@ -153,7 +153,7 @@ func GPT4Checks() ([]Check, error) {
 		StatedValue: acctTrainFLOP, ComputedValue: rate,
 	})
 	add(Check{
-		Claim: "training tokens", Stated: "~13T (text 2 epochs, code 4 epochs)",
+		Claim: "training tokens", Stated: "~13T (text ×2, code ×4 epochs)",
 		Computed: fmt.Sprintf("2.15e25 / (6 × %s) = %s tokens; the epoch split cannot be derived from the arithmetic",
 			HumanCount(r.TrainMatmulFLOPs/6/acctTokens), HumanCount(acctTrainFLOP/(r.TrainMatmulFLOPs/acctTokens))),
 		Verdict:     agree(acctTokens, acctTrainFLOP/(r.TrainMatmulFLOPs/acctTokens), 0.05) + "; epochs unchecked",

@@ -95,6 +95,9 @@ type table struct {
 	indent string
 	// left turns off right-alignment of numeric columns.
 	left bool
+	// wrap, when positive, wraps the last column at that many characters,
+	// continuation lines aligned under it.
+	wrap int
 }
 
 func (t *table) add(cols ...string) { t.rows = append(t.rows, cols) }
@@ -112,6 +115,12 @@ func (t *table) write(b *strings.Builder) {
 		}
 	}
 	for _, r := range t.rows {
+		var more []string
+		if t.wrap > 0 && len(r) > 0 {
+			parts := wrapText(r[len(r)-1], t.wrap)
+			r = append(append([]string(nil), r[:len(r)-1]...), parts[0])
+			more = parts[1:]
+		}
 		line := t.indent
 		for i, c := range r {
 			pad := w[i] - len([]rune(c))
@@ -129,6 +138,48 @@ func (t *table) write(b *strings.Builder) {
 			}
 		}
 		b.WriteString(strings.TrimRight(line, " ") + "\n")
+		if len(more) > 0 {
+			lead := len(t.indent)
+			for _, x := range w[:len(r)-1] {
+				lead += x + 2
+			}
+			for _, m := range more {
+				b.WriteString(strings.Repeat(" ", lead) + m + "\n")
+			}
+		}
+	}
+}
+
+// wrapText splits s into lines of at most width runes at spaces (a longer
+// word stands alone on its line).
+func wrapText(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		switch {
+		case line == "":
+			line = word
+		case len([]rune(line))+1+len([]rune(word)) <= width:
+			line += " " + word
+		default:
+			lines = append(lines, line)
+			line = word
+		}
+	}
+	return append(lines, line)
+}
+
+// duration formats seconds as days, hours or minutes.
+func duration(sec float64) string {
+	switch {
+	case sec >= 86400:
+		return fmt.Sprintf("%.1f days", sec/86400)
+	case sec >= 3600:
+		return fmt.Sprintf("%.1f hours", sec/3600)
+	case sec >= 60:
+		return fmt.Sprintf("%.1f minutes", sec/60)
+	default:
+		return fmt.Sprintf("%.2g seconds", sec)
 	}
 }
 

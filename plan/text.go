@@ -73,7 +73,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	t.add("time and cost", "", "")
 	t.add("cluster", fmt.Sprintf("%s × %s", thousands(int64(r.GPUs)), strings.ToUpper(r.GPU)),
 		fmt.Sprintf("%s dense bf16 each, %s MFU", SI(r.GPUPeakFLOPS, "FLOP/s"), pct(r.MFU)))
-	t.add("training time", fmt.Sprintf("%.1f days", r.TrainDays), fmt.Sprintf("%s GPU-hours", HumanCount(r.GPUHours)))
+	t.add("training time", duration(r.TrainSeconds), fmt.Sprintf("%s GPU-hours", HumanCount(r.GPUHours)))
 	t.add("cost", money(r.CostUSD), fmt.Sprintf("at $%.2f per GPU-hour", r.PricePerGPUHour))
 	per := "per expert per MoE layer"
 	if r.Experts <= 1 {
@@ -84,7 +84,7 @@ func (r *Report) WriteText(w io.Writer) error {
 
 	if len(r.Checks) > 0 {
 		b.WriteString("\nchecks against the published account\n")
-		t = &table{indent: "  ", left: true}
+		t = &table{indent: "  ", left: true, wrap: 64}
 		t.add("claim", "stated", "verdict")
 		for _, c := range r.Checks {
 			t.add(c.Claim, c.Stated, c.Verdict)
@@ -92,7 +92,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		t.write(&b)
 		b.WriteString("\nhow each was computed\n")
 		for _, c := range r.Checks {
-			fmt.Fprintf(&b, "  %s: %s\n", c.Claim, c.Computed)
+			for i, l := range wrapText(c.Claim+": "+c.Computed, 110) {
+				if i == 0 {
+					fmt.Fprintf(&b, "  %s\n", l)
+				} else {
+					fmt.Fprintf(&b, "      %s\n", l)
+				}
+			}
 		}
 	}
 	_, err := io.WriteString(w, b.String())

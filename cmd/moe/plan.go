@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"moe/config"
@@ -23,10 +24,11 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	gpu := fs.String("gpu", "", "GPU type: a100 (312 TFLOP/s) or h100 (989 TFLOP/s dense bf16)")
 	gpus := fs.Int("gpus", 0, "number of GPUs")
 	mfu := fs.Float64("mfu", 0, "model FLOPs utilisation, in (0, 1]")
-	tokens := fs.Float64("tokens", 0, "training tokens (e.g. 13e12)")
+	var tokens, batch siFloat
+	fs.Var(&tokens, "tokens", "training tokens (e.g. 13T, 300B or 1.3e13)")
 	price := fs.Float64("price", 0, "USD per GPU-hour (default: the GPU's, a100 $1, h100 $2)")
 	ctxLen := fs.Int("context", 0, "context length for FLOPs and KV cache")
-	batch := fs.Float64("batch-tokens", 0, "global batch size in tokens")
+	fs.Var(&batch, "batch-tokens", "global batch size in tokens (e.g. 60M)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -40,8 +42,8 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		name string
 		bad  bool
 	}{
-		{"gpus", *gpus < 1}, {"mfu", !(*mfu > 0 && *mfu <= 1)}, {"tokens", !(*tokens > 0 && *tokens < 1e30)},
-		{"price", !(*price >= 0 && *price < 1e9)}, {"context", *ctxLen < 1 || *ctxLen > 1<<30}, {"batch-tokens", !(*batch > 0 && *batch < 1e30)},
+		{"gpus", *gpus < 1}, {"mfu", !(*mfu > 0 && *mfu <= 1)}, {"tokens", !(float64(tokens) > 0 && float64(tokens) < 1e30)},
+		{"price", !(*price >= 0 && *price < 1e9)}, {"context", *ctxLen < 1 || *ctxLen > 1<<30}, {"batch-tokens", !(float64(batch) > 0 && float64(batch) < 1e30)},
 	} {
 		if set[c.name] && c.bad {
 			return usagef("--%s: out of range", c.name)
@@ -57,7 +59,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	r, err := plan.New(cfg, plan.Options{
-		GPU: *gpu, GPUs: *gpus, MFU: *mfu, Tokens: *tokens, PricePerGPUHour: *price, Context: *ctxLen, BatchTokens: *batch,
+		GPU: *gpu, GPUs: *gpus, MFU: *mfu, Tokens: float64(tokens), PricePerGPUHour: *price, Context: *ctxLen, BatchTokens: float64(batch),
 	})
 	if err != nil {
 		return err
@@ -74,4 +76,43 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 	return r.WriteText(stdout)
+}
+
+// siFloat is a flag value that takes a number with an optional SI or count
+// suffix: 13T, 60M, 4k, 2.5e12.
+type siFloat float64
+
+func (f *siFloat) String() string {
+	if f == nil || *f == 0 {
+		return ""
+	}
+	return strconv.FormatFloat(float64(*f), 'g', -1, 64)
+}
+
+func (f *siFloat) Set(s string) error {
+	mul := 1.0
+	t := strings.TrimSpace(s)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k', 'K':
+			mul = 1e3
+		case 'M':
+			mul = 1e6
+		case 'B', 'G':
+			mul = 1e9
+		case 'T':
+			mul = 1e12
+		case 'P':
+			mul = 1e15
+		}
+		if mul != 1 {
+			t = t[:n-1]
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a number (use e.g. 13T, 60M or 1.3e13)", s)
+	}
+	*f = siFloat(v * mul)
+	return nil
 }

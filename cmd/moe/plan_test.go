@@ -43,7 +43,7 @@ func TestPlanCLI(t *testing.T) {
 
 	// Flags change the plan.
 	out.Reset()
-	if code := run([]string{"plan", "--json", "--gpu", "h100", "--gpus", "100", "--mfu", "0.5", "--tokens", "1e12",
+	if code := run([]string{"plan", "--json", "--gpu", "h100", "--gpus", "100", "--mfu", "0.5", "--tokens", "1T",
 		"--price", "3", "--context", "4096", "--batch-tokens", "1e6", "mixtral-8x7b"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
@@ -80,6 +80,8 @@ func TestPlanCLIErrors(t *testing.T) {
 		{[]string{"plan", "tiny", "--mfu", "2"}, 2, "--mfu"},
 		{[]string{"plan", "tiny", "--gpu", "tpu"}, 2, "tpu"},
 		{[]string{"plan", "tiny", "--bogus"}, 2, "bogus"},
+		{[]string{"plan", "tiny", "--tokens", "lots"}, 2, "lots"},
+		{[]string{"plan", "tiny", "--tokens", "-1T"}, 2, "--tokens"},
 		{[]string{"plan", "no-such-model"}, 1, "no-such-model"},
 		{[]string{"plan", dir}, 1, bad + ": num_experts_per_tok (4) > num_local_experts (2)"},
 		{[]string{"plan", "--help"}, 0, ""},
