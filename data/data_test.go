@@ -1,0 +1,612 @@
+package data
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"moe/tokenizer"
+)
+
+// quiet discards Prepare's logs in tests.
+var quiet = slog.New(slog.DiscardHandler)
+
+func TestParseSource(t *testing.T) {
+	good := map[string]Source{
+		"code=./src@4":       {"code", "./src", 4},
+		"kjv.txt":            {"kjv", "kjv.txt", 1},
+		"/a/b/chat.jsonl@2":  {"chat", "/a/b/chat.jsonl", 2},
+		"x=y=z":              {"x", "y=z", 1},
+		"dir/with=eq/file.t": {"file", "dir/with=eq/file.t", 1},
+		"foo@bar.txt":        {"foo_bar", "foo@bar.txt", 1},
+		"web=data/my dir@10": {"web", "data/my dir", 10},
+		"my file.txt":        {"my_file", "my file.txt", 1},
+	}
+	for spec, want := range good {
+		got, err := ParseSource(spec)
+		if err != nil || got != want {
+			t.Errorf("ParseSource(%q) = %+v, %v; want %+v", spec, got, err, want)
+		}
+	}
+	for _, spec := range []string{"", "@3", "f@0", "f@-1", "f@2.5", "name=", "name=@2"} {
+		if s, err := ParseSource(spec); err == nil {
+			t.Errorf("ParseSource(%q) = %+v, want error", spec, s)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func collect(t *testing.T, src Source) ([][]byte, Stats, error) {
+	t.Helper()
+	var docs [][]byte
+	st, err := Documents(context.Background(), src, func(d []byte) error {
+		docs = append(docs, bytes.Clone(d))
+		return nil
+	})
+	return docs, st, err
+}
+
+func TestDocumentsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.txt"), []byte("alpha\n"))
+	writeFile(t, filepath.Join(dir, "sub", "b.go"), []byte("package b\n"))
+	writeFile(t, filepath.Join(dir, "sub", "img.png"), []byte("\x89PNG\r\n\x1a\n\x00\x00\x00"))
+	writeFile(t, filepath.Join(dir, "sub", "empty.txt"), nil)
+	writeFile(t, filepath.Join(dir, ".git", "HEAD"), []byte("ref: x\n"))
+	writeFile(t, filepath.Join(dir, "c.jsonl"), []byte("{\"text\":\"one\"}\n\n{\"text\":\"two\",\"id\":3}\n{\"text\":\"\"}\n"))
+	docs, st, err := collect(t, Source{Name: "d", Path: dir, Epochs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"alpha\n", "one", "two", "package b\n"}
+	if len(docs) != len(want) {
+		t.Fatalf("docs = %q", docs)
+	}
+	for i := range want {
+		if string(docs[i]) != want[i] {
+			t.Fatalf("doc %d = %q, want %q", i, docs[i], want[i])
+		}
+	}
+	if st.Files != 3 || st.Documents != 4 || st.BinarySkipped != 1 || st.EmptySkipped != 2 || st.Bytes != int64(len("alpha\nonetwopackage b\n")) {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestDocumentsSplitsLargeFiles(t *testing.T) {
+	dir := t.TempDir()
+	var book bytes.Buffer
+	for ch := 1; book.Len() < 200<<10; ch++ {
+		fmt.Fprintf(&book, "Chapter %d\n\n", ch)
+		for v := 1; v <= 30; v++ {
+			fmt.Fprintf(&book, "  %d And it came to pass that verse %d of chapter %d was written — ünïcode.\n", v, v, ch)
+		}
+		book.WriteString("\n")
+	}
+	long := bytes.Repeat([]byte("日本語"), 50000) // one 450 KB line of 3-byte runes
+	writeFile(t, filepath.Join(dir, "book.txt"), book.Bytes())
+	writeFile(t, filepath.Join(dir, "long.txt"), long)
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{{"book.txt", book.Bytes()}, {"long.txt", long}} {
+		docs, st, err := collect(t, Source{Name: "x", Path: filepath.Join(dir, c.name), Epochs: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(bytes.Join(docs, nil), c.data) {
+			t.Fatalf("%s: documents do not concatenate to the file", c.name)
+		}
+		if len(docs) < len(c.data)/MaxDocBytes || st.Documents != int64(len(docs)) {
+			t.Fatalf("%s: %d documents", c.name, len(docs))
+		}
+		for i, d := range docs {
+			if len(d) > MaxDocBytes+64<<10 || !utf8.Valid(d) {
+				t.Fatalf("%s: document %d has %d bytes, valid UTF-8 %v", c.name, i, len(d), utf8.Valid(d))
+			}
+			if c.name == "book.txt" && i < len(docs)-1 && (len(d) < TargetDocBytes || !bytes.HasSuffix(d, []byte("\n\n"))) {
+				t.Fatalf("book document %d: %d bytes, ends %q", i, len(d), d[len(d)-10:])
+			}
+		}
+	}
+}
+
+func TestDocumentsErrors(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "bin", "a.bin"), []byte{0, 1, 2, 3})
+	writeFile(t, filepath.Join(dir, "bin", "b.bin"), bytes.Repeat([]byte{0xff, 0x01}, 100))
+	writeFile(t, filepath.Join(dir, "empty.txt"), nil)
+	writeFile(t, filepath.Join(dir, "trunc.jsonl"), []byte("{\"text\":\"ok\"}\n{\"text\":\"cut off"))
+	writeFile(t, filepath.Join(dir, "notext.jsonl"), []byte("{\"text\":\"ok\"}\n{\"body\":\"x\"}\n"))
+	writeFile(t, filepath.Join(dir, "nonstring.jsonl"), []byte("{\"text\":5}\n"))
+	cases := map[string]string{
+		"bin":             "2 binary files skipped",
+		"empty.txt":       "no text documents",
+		"trunc.jsonl":     "trunc.jsonl:2: truncated",
+		"notext.jsonl":    "notext.jsonl:2: no \"text\"",
+		"nonstring.jsonl": "nonstring.jsonl:1",
+		"missing":         "no such file",
+	}
+	for name, want := range cases {
+		_, _, err := collect(t, Source{Name: "s", Path: filepath.Join(dir, name), Epochs: 1})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want it to mention %q", name, err, want)
+		}
+	}
+	_, _, err := collect(t, Source{Name: "s", Path: filepath.Join(dir, "bin"), Epochs: 1})
+	if !errors.Is(err, ErrNoDocuments) {
+		t.Errorf("binary-only: %v does not wrap ErrNoDocuments", err)
+	}
+	// A callback error stops the walk.
+	stop := errors.New("stop")
+	if _, err := Documents(context.Background(), Source{Name: "s", Path: filepath.Join(dir, "trunc.jsonl")}, func([]byte) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("callback error: %v", err)
+	}
+	// Cancellation.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	writeFile(t, filepath.Join(dir, "ok.txt"), []byte("fine\n"))
+	if _, err := Documents(ctx, Source{Name: "s", Path: filepath.Join(dir, "ok.txt")}, func([]byte) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+}
+
+// corpus writes a text source (nText documents) and a code source (nCode
+// files) and trains a small tokenizer on them.
+func corpus(t *testing.T, nText, nCode int) (text, code Source, tok *tokenizer.Tokenizer) {
+	t.Helper()
+	dir := t.TempDir()
+	var jl bytes.Buffer
+	var all []string
+	for i := 0; i < nText; i++ {
+		s := fmt.Sprintf("Text document number %d says hello to the world %d times.", i, i*7)
+		b, _ := json.Marshal(map[string]string{"text": s})
+		jl.Write(append(b, '\n'))
+		all = append(all, s)
+	}
+	writeFile(t, filepath.Join(dir, "text.jsonl"), jl.Bytes())
+	for i := 0; i < nCode; i++ {
+		s := fmt.Sprintf("func f%d(x int) int {\n\treturn x * %d\n}\n", i, i+1)
+		writeFile(t, filepath.Join(dir, "code", fmt.Sprintf("f%03d.go", i)), []byte(s))
+		all = append(all, s)
+	}
+	tok, err := tokenizer.Train(context.Background(), func(yield func([]byte) bool) {
+		for _, s := range all {
+			if !yield([]byte(s)) {
+				return
+			}
+		}
+	}, 400)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Source{"text", filepath.Join(dir, "text.jsonl"), 2}, Source{"code", filepath.Join(dir, "code"), 4}, tok
+}
+
+// streamPass reads exactly one pass of the train mixture as a token stream.
+func streamPass(t *testing.T, l *Loader) []int32 {
+	t.Helper()
+	want := l.PassTokens()
+	row := l.SeqLen() + 1
+	var stream []int32
+	for int64(len(stream)) < want {
+		b, err := l.Next(3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) != 3*row {
+			t.Fatalf("batch has %d tokens, want %d", len(b), 3*row)
+		}
+		for r := 0; r < 3; r++ {
+			x := b[r*row : (r+1)*row]
+			if len(stream) > 0 {
+				if x[0] != stream[len(stream)-1] {
+					t.Fatalf("row does not start with the previous row's last token")
+				}
+				x = x[1:]
+			}
+			stream = append(stream, x...)
+		}
+	}
+	return stream[:want]
+}
+
+// docCounts splits a stream at EOT and counts each decoded document.
+func docCounts(tok *tokenizer.Tokenizer, stream []int32) map[string]int {
+	counts := map[string]int{}
+	start := 0
+	for i, id := range stream {
+		if id == tok.EOT() {
+			counts[string(tok.Decode(stream[start:i]))]++
+			start = i + 1
+		}
+	}
+	if start != len(stream) {
+		counts["<partial>"]++
+	}
+	return counts
+}
+
+func TestMixtureEpochs(t *testing.T) {
+	text, code, tok := corpus(t, 12, 5)
+	dir := t.TempDir()
+	m, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ShardTokens: 40, Workers: 2, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Sources[0].Train.Shards) < 2 {
+		t.Fatalf("expected several shards with ShardTokens 40, got %d", len(m.Sources[0].Train.Shards))
+	}
+	l, err := OpenLoader(dir, SplitTrain, 16, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	stream := streamPass(t, l)
+	counts := docCounts(tok, stream)
+	if counts["<partial>"] != 0 {
+		t.Fatal("pass ended inside a document")
+	}
+	for d, c := range counts {
+		want := 2
+		if strings.HasPrefix(d, "func") {
+			want = 4
+		}
+		if c != want {
+			t.Errorf("document %q appears %d times per pass, want %d", d, c, want)
+		}
+	}
+	if len(counts) != 17 {
+		t.Errorf("%d distinct documents in a pass, want 17", len(counts))
+	}
+	if l.Epoch() != 0 && l.Tokens() < l.PassTokens() {
+		t.Errorf("epoch %d after %d of %d tokens", l.Epoch(), l.Tokens(), l.PassTokens())
+	}
+	// The next pass has the same counts but a different order.
+	next := streamPass(t, l)
+	if l.Epoch() < 1 {
+		t.Errorf("Epoch = %d after two passes", l.Epoch())
+	}
+	if slices.Equal(next[1:], stream[:len(stream)-1]) || slices.Equal(next, stream) {
+		t.Error("second pass repeats the first pass's order")
+	}
+
+	// Same seed, same order; another seed, another order.
+	l2, err := OpenLoader(dir, SplitTrain, 16, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if again := streamPass(t, l2); !slices.Equal(again, stream) {
+		t.Error("same seed gave a different stream")
+	}
+	l3, err := OpenLoader(dir, SplitTrain, 16, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l3.Close()
+	if other := streamPass(t, l3); slices.Equal(other, stream) {
+		t.Error("different seed gave the same stream")
+	}
+	// Code epochs are spread over the pass, not bunched at the end.
+	first := docCounts(tok, stream[:len(stream)/2])
+	codeFirstHalf := 0
+	for d, c := range first {
+		if strings.HasPrefix(d, "func") {
+			codeFirstHalf += c
+		}
+	}
+	if codeFirstHalf < 4 || codeFirstHalf > 16 {
+		t.Errorf("%d of 20 code documents in the first half of the pass", codeFirstHalf)
+	}
+}
+
+func TestValidationSplit(t *testing.T) {
+	text, code, tok := corpus(t, 40, 10)
+	dir := t.TempDir()
+	m, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ValFraction: 0.25, Seed: 3, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Sources[0].Val.Docs != 10 || m.Sources[1].Val.Docs < 2 || m.Sources[1].Val.Docs > 3 {
+		t.Fatalf("val docs = %d, %d", m.Sources[0].Val.Docs, m.Sources[1].Val.Docs)
+	}
+	val, err := OpenLoader(dir, SplitVal, 8, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer val.Close()
+	var vstream []int32
+	rows := 0
+	for {
+		b, err := val.Next(4)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b)%9 != 0 || len(b) == 0 {
+			t.Fatalf("val batch of %d tokens", len(b))
+		}
+		for r := 0; r < len(b)/9; r++ {
+			x := b[r*9 : (r+1)*9]
+			if rows > 0 {
+				x = x[1:]
+			}
+			vstream = append(vstream, x...)
+			rows++
+		}
+	}
+	if _, err := val.Next(1); err != io.EOF {
+		t.Fatalf("after the end: %v", err)
+	}
+	valTokens := m.Tokens(SplitVal)
+	if int64(len(vstream)) > valTokens || int64(len(vstream)) < valTokens-8 {
+		t.Fatalf("val stream %d tokens of %d", len(vstream), valTokens)
+	}
+	val.Reset()
+	b, err := val.Next(1)
+	if err != nil || !slices.Equal(b, vstream[:9]) {
+		t.Fatalf("Reset did not restart the val stream: %v", err)
+	}
+	// No document is in both splits; together they hold every document once.
+	train, err := OpenLoader(dir, SplitTrain, 8, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer train.Close()
+	tc := docCounts(tok, streamPass(t, train))
+	vc := docCounts(tok, vstream)
+	delete(vc, "<partial>")
+	for d := range vc {
+		if tc[d] > 0 {
+			t.Errorf("document %q in both splits", d)
+		}
+	}
+	if len(tc)+len(vc) > 50 || len(tc) != 50-int(m.Sources[0].Val.Docs+m.Sources[1].Val.Docs) {
+		t.Errorf("train has %d documents, val %d", len(tc), len(vc))
+	}
+}
+
+func TestLoaderResume(t *testing.T) {
+	text, code, tok := corpus(t, 12, 5)
+	dir := t.TempDir()
+	if _, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := OpenLoader(dir, SplitTrain, 10, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for i := 0; i < 13; i++ {
+		if _, err := a.Next(2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js, err := json.Marshal(a.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int32
+	for i := 0; i < 40; i++ { // crosses a pass boundary
+		b, err := a.Next(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, b...)
+	}
+	b, err := OpenLoader(dir, SplitTrain, 10, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var st LoaderState
+	if err := json.Unmarshal(js, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Restore(st); err != nil {
+		t.Fatal(err)
+	}
+	var got []int32
+	for i := 0; i < 40; i++ {
+		x, err := b.Next(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, x...)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatal("restored loader diverged")
+	}
+	if b.Epoch() < 1 {
+		t.Fatalf("Epoch = %d, expected the test to cross a pass", b.Epoch())
+	}
+	// States for another seed, sequence length or split are refused.
+	c, err := OpenLoader(dir, SplitTrain, 11, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Restore(st); err == nil {
+		t.Error("restored a state with another sequence length")
+	}
+	bad := st
+	bad.Cursors = bad.Cursors[:1]
+	if err := b.Restore(bad); err == nil {
+		t.Error("restored a state with missing cursors")
+	}
+}
+
+func TestPrepareIdempotent(t *testing.T) {
+	text, code, tok := corpus(t, 12, 5)
+	dir := t.TempDir()
+	var progress bytes.Buffer
+	m1, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ValFraction: 0.2, Progress: &progress, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(progress.String(), "tokenizing") || !strings.Contains(progress.String(), "100%") {
+		t.Errorf("progress output %q", progress.String())
+	}
+	shard := filepath.Join(dir, m1.Sources[0].Train.Shards[0].File)
+	info1, _ := os.Stat(shard)
+	code.Epochs = 3
+	m2, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ValFraction: 0.2, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info2, _ := os.Stat(shard)
+	if !info1.ModTime().Equal(info2.ModTime()) {
+		t.Error("second Prepare rewrote the shards")
+	}
+	if m2.Sources[1].Epochs != 3 {
+		t.Errorf("epochs not updated: %d", m2.Sources[1].Epochs)
+	}
+	if m3, _ := ReadManifest(dir); m3.Sources[1].Epochs != 3 {
+		t.Error("manifest on disk not updated")
+	}
+	// A different seed re-splits.
+	m4, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ValFraction: 0.2, Seed: 99, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m4.Seed != 99 {
+		t.Error("seed change ignored")
+	}
+	// Bad inputs.
+	if _, err := Prepare(context.Background(), []Source{text, text}, tok, t.TempDir(), PrepareOptions{Logger: quiet}); err == nil {
+		t.Error("duplicate source names accepted")
+	}
+	if _, err := Prepare(context.Background(), []Source{text}, tok, t.TempDir(), PrepareOptions{ValFraction: 1, Logger: quiet}); err == nil {
+		t.Error("val fraction 1 accepted")
+	}
+	empty := Source{"e", filepath.Join(t.TempDir()), 1}
+	odir := t.TempDir()
+	if _, err := Prepare(context.Background(), []Source{text, empty}, tok, odir, PrepareOptions{Logger: quiet}); !errors.Is(err, ErrNoDocuments) {
+		t.Errorf("empty source: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(odir, "*")); len(left) != 0 {
+		t.Errorf("failed Prepare left files: %v", left)
+	}
+}
+
+func TestCorruptShards(t *testing.T) {
+	text, code, tok := corpus(t, 12, 5)
+	dir := t.TempDir()
+	m, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, m.Sources[0].Train.Shards[0].File)
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutate := map[string]func([]byte) []byte{
+		"checksum":  func(b []byte) []byte { b[len(b)-20] ^= 1; return b },
+		"truncated": func(b []byte) []byte { return b[:len(b)-3] },
+		"magic":     func(b []byte) []byte { b[0] = 'X'; return b },
+		"header":    func(b []byte) []byte { b[17] ^= 1; return b },
+		"shorter":   func(b []byte) []byte { return b[:10] },
+	}
+	for want, f := range mutate {
+		writeFile(t, path, f(bytes.Clone(orig)))
+		_, err := OpenShard(path)
+		if !errors.Is(err, ErrCorruptShard) || !strings.Contains(err.Error(), want) && want != "shorter" {
+			t.Errorf("%s: %v", want, err)
+		}
+		if _, err := OpenLoader(dir, SplitTrain, 8, 0); !errors.Is(err, ErrCorruptShard) {
+			t.Errorf("loader over %s shard: %v", want, err)
+		}
+	}
+	writeFile(t, path, orig)
+	if _, err := OpenLoader(dir, SplitTrain, 8, 0); err != nil {
+		t.Fatalf("restored shard: %v", err)
+	}
+	os.Remove(path)
+	if _, err := OpenLoader(dir, SplitTrain, 8, 0); err == nil {
+		t.Error("missing shard accepted")
+	}
+	if _, err := OpenLoader(t.TempDir(), SplitTrain, 8, 0); err == nil {
+		t.Error("directory without manifest accepted")
+	}
+	if _, err := OpenLoader(dir, "test", 8, 0); err == nil {
+		t.Error("unknown split accepted")
+	}
+}
+
+func TestShardWidthsAndStreaming(t *testing.T) {
+	for _, vocab := range []int{300, 1 << 16, 100281} {
+		path := filepath.Join(t.TempDir(), "s.tok")
+		sw, err := createShard(path, vocab)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs := [][]int32{{0, 1, int32(vocab - 1)}, {5}, {int32(vocab / 2), 7, 7, 7}}
+		for _, d := range docs {
+			if err := sw.addDoc(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := sw.addDoc([]int32{int32(vocab)}); err == nil {
+			t.Fatal("token outside the vocabulary accepted")
+		}
+		if _, err := sw.close(); err != nil {
+			t.Fatal(err)
+		}
+		info, _ := os.Stat(path)
+		if want := int64(shardHeaderSize + 8*TokenWidth(vocab) + 3*8); info.Size() != want {
+			t.Fatalf("vocab %d: shard is %d bytes, want %d", vocab, info.Size(), want)
+		}
+		s, err := OpenShard(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := func() {
+			for i, d := range docs {
+				a, b, err := s.DocRange(int64(i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := s.ReadTokens(nil, a, b)
+				if err != nil || !slices.Equal(got, d) {
+					t.Fatalf("vocab %d doc %d = %v, %v; want %v (mapped %v)", vocab, i, got, err, d, s.Mapped())
+				}
+			}
+			if _, err := s.ReadTokens(nil, 0, 99); err == nil {
+				t.Fatal("out-of-range read accepted")
+			}
+			if _, _, err := s.DocRange(3); err == nil {
+				t.Fatal("out-of-range document accepted")
+			}
+		}
+		read()
+		// The streaming (ReadAt) path, used where mmap is unavailable.
+		if s.data != nil {
+			munmap(s.data)
+			s.data = nil
+		}
+		read()
+		s.Close()
+	}
+}
