@@ -140,10 +140,10 @@ func (r *RoPE) rotate(x []float32, heads, pos int, sign float32) {
 // Sigmoid returns 1/(1+e^−x) in float32, stable for large |x|.
 func Sigmoid(x float32) float32 {
 	if x >= 0 {
-		return float32(1 / (1 + math.Exp(-float64(x))))
+		return 1 / (1 + Exp32(-x))
 	}
-	e := math.Exp(float64(x))
-	return float32(e / (1 + e))
+	e := Exp32(x)
+	return e / (1 + e)
 }
 
 // SiLU computes out = x·sigmoid(x). out may alias x.
@@ -218,7 +218,7 @@ func SoftmaxRow(x []float32) {
 	}
 	var sum float32
 	for i, v := range x {
-		e := float32(math.Exp(float64(v - m)))
+		e := Exp32(v - m)
 		x[i] = e
 		sum += e
 	}
@@ -257,11 +257,11 @@ func LogSumExp(x []float32) float64 {
 	if math.IsInf(float64(m), 0) {
 		return float64(m)
 	}
-	var s float64
+	var s float32
 	for _, v := range x {
-		s += math.Exp(float64(v - m))
+		s += Exp32(v - m)
 	}
-	return float64(m) + math.Log(s)
+	return float64(m) + math.Log(float64(s))
 }
 
 // LogSoftmax writes out = x − logsumexp(x) for each of the rows rows of
@@ -309,7 +309,7 @@ func CrossEntropy(dlogits, logits []float32, targets []int32, rows, V int, scale
 			dr := dlogits[r*V : r*V+V]
 			l := float32(lse)
 			for i, v := range xr {
-				dr[i] = scale * float32(math.Exp(float64(v-l)))
+				dr[i] = scale * Exp32(v-l)
 			}
 			dr[t] -= scale
 		}

@@ -491,3 +491,65 @@ func BenchmarkSwiGLU(b *testing.B) {
 		SwiGLU(out, g, u)
 	}
 }
+
+func TestExp32(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	var worst float64
+	check := func(x float32) {
+		got := float64(Exp32(x))
+		want := math.Exp(float64(x))
+		if want > math.MaxFloat32 {
+			if !math.IsInf(got, 1) {
+				t.Fatalf("Exp32(%v) = %v, want +Inf", x, got)
+			}
+			return
+		}
+		if want < 1.2e-38 { // subnormal range: absolute error
+			if math.Abs(got-want) > 1.5e-45 {
+				t.Fatalf("Exp32(%v) = %v, want %v", x, got, want)
+			}
+			return
+		}
+		rel := math.Abs(got-want) / want
+		worst = math.Max(worst, rel)
+		if rel > 3e-7 {
+			t.Fatalf("Exp32(%v) = %v, want %v (rel %.3g)", x, got, want, rel)
+		}
+	}
+	for i := 0; i < 200000; i++ {
+		check(float32((r.Float64()*2 - 1) * 110))
+		check(float32(r.NormFloat64()))
+	}
+	for _, x := range []float32{0, -0, 1, -1, 88.72, 88.73, -87.33, -87.34, -103.9, -104, 1e-8, -1e-8} {
+		check(x)
+	}
+	if v := Exp32(float32(math.NaN())); v == v {
+		t.Fatal("Exp32(NaN) is not NaN")
+	}
+	if Exp32(float32(math.Inf(-1))) != 0 || !math.IsInf(float64(Exp32(float32(math.Inf(1)))), 1) {
+		t.Fatal("Exp32(±Inf) wrong")
+	}
+	t.Logf("worst relative error %.3g", worst)
+}
+
+func BenchmarkExp32(b *testing.B) {
+	x := randVec(rand.New(rand.NewPCG(1, 1)), 4096, 3)
+	var s float32
+	for b.Loop() {
+		for _, v := range x {
+			s += Exp32(v)
+		}
+	}
+	_ = s
+}
+
+func BenchmarkMathExp(b *testing.B) {
+	x := randVec(rand.New(rand.NewPCG(1, 1)), 4096, 3)
+	var s float64
+	for b.Loop() {
+		for _, v := range x {
+			s += math.Exp(float64(v))
+		}
+	}
+	_ = s
+}
