@@ -20,7 +20,8 @@ const MinVocabSize = 256 + len(SpecialNames)
 // updates pair counts incrementally, with a max-heap of pair counts; ties are
 // broken by the smaller pair of ids, so the result is deterministic. When the
 // corpus runs out of pairs before vocabSize is reached the vocabulary is
-// smaller: VocabSize reports the real size.
+// smaller: VocabSize reports the real size. A slice passed to yield need only
+// stay valid during that call.
 func Train(ctx context.Context, docs func(yield func([]byte) bool), vocabSize int) (*Tokenizer, error) {
 	if vocabSize < MinVocabSize || vocabSize > MaxVocabSize {
 		return nil, fmt.Errorf("tokenizer: vocabulary size %d out of range [%d, %d]", vocabSize, MinVocabSize, MaxVocabSize)

@@ -1,0 +1,86 @@
+package data
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+func TestTrainTokenizer(t *testing.T) {
+	text, code, _ := corpus(t, 30, 10)
+	tok, err := TrainTokenizer(context.Background(), []Source{text, code}, 350, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.VocabSize() != 350 {
+		t.Fatalf("VocabSize = %d", tok.VocabSize())
+	}
+	in := []byte("func f3(x int) int {\n\treturn x * 4\n}\n")
+	if got := tok.Decode(tok.Encode(in)); string(got) != string(in) {
+		t.Fatalf("round trip %q", got)
+	}
+	// A byte budget limits what is read but still trains.
+	small, err := TrainTokenizer(context.Background(), []Source{text, code}, 350, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if small.VocabSize() >= 350 && slices.Equal(small.Encode(in), tok.Encode(in)) {
+		t.Error("a 200-byte budget made the same vocabulary as the whole corpus")
+	}
+	if _, err := TrainTokenizer(context.Background(), []Source{{Name: "m", Path: filepath.Join(t.TempDir(), "missing"), Epochs: 1}}, 350, 0); err == nil {
+		t.Error("missing source accepted")
+	}
+}
+
+func kjvPath(b *testing.B) string {
+	for _, p := range []string{"../../shared/data/kjv.txt", "/work/shared/data/kjv.txt"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	b.Skip("kjv.txt not found next to the repository")
+	return ""
+}
+
+// BenchmarkPrepareKJV measures Prepare (read, tokenize with a 4096-token
+// vocabulary on all cores, write shards) on the 4.3 MB KJV.
+func BenchmarkPrepareKJV(b *testing.B) {
+	src := Source{Name: "kjv", Path: kjvPath(b), Epochs: 1}
+	tok, err := TrainTokenizer(context.Background(), []Source{src}, 4096, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	info, _ := os.Stat(src.Path)
+	b.SetBytes(info.Size())
+	for b.Loop() {
+		if _, err := Prepare(context.Background(), []Source{src}, tok, b.TempDir(), PrepareOptions{ValFraction: 0.01, Logger: quiet}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLoaderNext measures batches of 8×256 tokens from KJV shards.
+func BenchmarkLoaderNext(b *testing.B) {
+	src := Source{Name: "kjv", Path: kjvPath(b), Epochs: 2}
+	tok, err := TrainTokenizer(context.Background(), []Source{src}, 4096, 1<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	if _, err := Prepare(context.Background(), []Source{src}, tok, dir, PrepareOptions{Logger: quiet}); err != nil {
+		b.Fatal(err)
+	}
+	l, err := OpenLoader(dir, SplitTrain, 256, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	b.SetBytes(8 * 257 * 4)
+	for b.Loop() {
+		if _, err := l.Next(8); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
