@@ -6,6 +6,7 @@ import (
 
 	"moe/compute"
 	"moe/config"
+	"moe/model"
 )
 
 // Stats describes what one Forward call did.
@@ -124,7 +125,7 @@ func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][
 			r++
 		}
 	}
-	eps := float32(cfg.RMSNormEps)
+	eps := model.NormEps(cfg)
 	if cfg.IsMoE() {
 		st.Touched = make([]int, cfg.NumLayers)
 		st.ExpertRows = make([][]int, cfg.NumLayers)

@@ -9,6 +9,7 @@ import (
 
 	"moe/checkpoint"
 	"moe/compute"
+	"moe/gguf"
 	"moe/tokenizer"
 )
 
@@ -41,7 +42,18 @@ func loadRunDir(path string, pool *compute.Pool) (*Model, error) {
 	return m, nil
 }
 
-// loadGGUF loads a .gguf file.
+// loadGGUF loads a .gguf file (weights dequantised to float32).
 func loadGGUF(path string, pool *compute.Pool) (*Model, error) {
-	return nil, fmt.Errorf("infer: load %s: GGUF models cannot be loaded yet", path)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("infer: model %s does not exist", path)
+	}
+	cfg, w, tok, err := gguf.LoadModel(path)
+	if err != nil {
+		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
+	}
+	m, err := New(cfg, w, tok, pool)
+	if err != nil {
+		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
+	}
+	return m, nil
 }

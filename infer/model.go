@@ -12,7 +12,6 @@ package infer
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"sync"
 
@@ -48,34 +47,14 @@ type Model struct {
 	totalRows uint64
 }
 
-// supported reports configs this forward pass cannot run.
+// supported reports configs this forward pass cannot run: those the model
+// package rejects, and a missing context length.
 func supported(cfg *config.Config) error {
-	switch {
-	case cfg.AttentionBias:
-		return errors.New("attention biases are not supported")
-	case cfg.QKNorm:
-		return errors.New("q/k norms are not supported")
-	case cfg.AttentionSinks:
-		return errors.New("attention sinks are not supported")
-	case cfg.VocabSize <= 0 || cfg.HiddenSize <= 0 || cfg.NumLayers <= 0 || cfg.NumHeads <= 0:
-		return fmt.Errorf("vocab_size, hidden_size, num_hidden_layers and num_attention_heads must be positive (got %d, %d, %d, %d)",
-			cfg.VocabSize, cfg.HiddenSize, cfg.NumLayers, cfg.NumHeads)
-	case cfg.HeadDimension()%2 != 0 || cfg.HeadDimension() <= 0:
-		return fmt.Errorf("head dimension %d must be positive and even for RoPE", cfg.HeadDimension())
-	case cfg.NumHeads%cfg.KVHeads() != 0:
-		return fmt.Errorf("%d attention heads are not a multiple of %d kv heads", cfg.NumHeads, cfg.KVHeads())
-	case cfg.MaxPositionEmbeddings <= 0:
+	if err := model.Supported(cfg); err != nil {
+		return err
+	}
+	if cfg.MaxPositionEmbeddings <= 0 {
 		return errors.New("max_position_embeddings (the context length) must be positive")
-	case cfg.RMSNormEps <= 0:
-		return errors.New("rms_norm_eps must be positive")
-	case cfg.RopeTheta <= 0:
-		return errors.New("rope_theta must be positive")
-	case cfg.IsMoE() && cfg.Routing != config.RoutingExpertChoice && (cfg.ExpertsPerToken < 1 || cfg.ExpertsPerToken > cfg.NumExperts):
-		return fmt.Errorf("num_experts_per_tok %d must be in [1,%d]", cfg.ExpertsPerToken, cfg.NumExperts)
-	case cfg.Routing != "" && cfg.Routing != config.RoutingTokenChoice && cfg.Routing != config.RoutingExpertChoice:
-		return fmt.Errorf("unknown routing %q", cfg.Routing)
-	case cfg.RouterOrder != "" && cfg.RouterOrder != config.RouterSoftmaxTopK && cfg.RouterOrder != config.RouterTopKSoftmax:
-		return fmt.Errorf("unknown router order %q", cfg.RouterOrder)
 	}
 	return nil
 }
@@ -84,19 +63,7 @@ func supported(cfg *config.Config) error {
 // inference: num_experts_per_tok for token choice, and for expert-choice
 // models the causal rule k = max(1, round(CapacityFactor)) (CapacityFactor 2
 // when unset), capped at the number of experts. It is 0 for a dense model.
-func InferenceExperts(cfg *config.Config) int {
-	if !cfg.IsMoE() {
-		return 0
-	}
-	if cfg.Routing == config.RoutingExpertChoice {
-		cf := cfg.CapacityFactor
-		if cf <= 0 {
-			cf = 2
-		}
-		return min(max(1, int(math.Round(cf))), cfg.NumExperts)
-	}
-	return cfg.ExpertsPerToken
-}
+func InferenceExperts(cfg *config.Config) int { return model.RoutedK(cfg) }
 
 // New prepares a model for inference. tok may be nil (token ids only); when
 // given, its vocabulary must fit the model's embedding table.
@@ -128,7 +95,7 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 	for l := range m.routed {
 		m.routed[l] = make([]uint64, max(cfg.NumExperts, 0))
 	}
-	rope, err := compute.NewRoPE(hd, m.ctxLen, cfg.RopeTheta)
+	rope, err := compute.NewRoPE(hd, m.ctxLen, model.RopeTheta(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
 	}
