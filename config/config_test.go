@@ -119,6 +119,11 @@ func TestLoadFieldMapping(t *testing.T) {
 	if !reflect.DeepEqual(moe, []bool{false, true, false, false}) {
 		t.Errorf("LayerIsMoE = %v", moe)
 	}
+	// Expert-choice routing needs no top-k.
+	ec, err := Parse([]byte(strings.Replace(goodMixtral, `,"num_experts_per_tok":2`, `,"moe_routing":"expert_choice","moe_capacity_factor":2`, 1)))
+	if err != nil || ec.ExpertsPerToken != 0 || ec.Routing != RoutingExpertChoice {
+		t.Errorf("expert choice: %v %+v", err, ec)
+	}
 	// GPT-2 style field names for gpt3.
 	g, err := Parse([]byte(`{"model_type":"gpt3","vocab_size":50257,"n_embd":768,"n_layer":12,"n_head":12,"n_positions":1024}`))
 	if err != nil {

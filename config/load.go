@@ -327,9 +327,10 @@ func (p *parser) build() *Config {
 		c.ExpertsPerToken = p.need([]string{topkName}, r.NumExpertsPerTok, r.ExpertsPerToken)
 	default:
 		c.NumExperts = p.need([]string{expertsName}, r.NumLocalExperts, r.NumExperts)
-		c.ExpertsPerToken = p.need([]string{topkName}, r.NumExpertsPerTok)
+		c.ExpertsPerToken = p.opt(topkName, 0, r.NumExpertsPerTok)
 	}
-	if c.NumExperts > 0 && c.ExpertsPerToken == 0 && r.NumExpertsPerTok == nil && r.ExpertsPerToken == nil {
+	if c.NumExperts > 0 && c.ExpertsPerToken == 0 && r.NumExpertsPerTok == nil && r.ExpertsPerToken == nil &&
+		optS(r.Routing, "") != RoutingExpertChoice {
 		p.fail("%s: missing (%s is %d)", topkName, expertsName, c.NumExperts)
 	}
 	c.SharedExpertIntermediateSize = p.opt("shared_expert_intermediate_size", 0, r.SharedExpertIntermediateSize)

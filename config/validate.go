@@ -65,7 +65,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("num_attention_heads: %d does not divide hidden_size (%d); set head_dim", c.NumHeads, c.HiddenSize)
 	}
 	if c.NumExperts > 0 {
-		if c.ExpertsPerToken < 1 {
+		// Expert-choice routing has no per-token top-k.
+		if c.ExpertsPerToken < 1 && c.Routing != RoutingExpertChoice {
 			return fmt.Errorf("num_experts_per_tok: must be at least 1 with %d experts (got %d)", c.NumExperts, c.ExpertsPerToken)
 		}
 		if c.ExpertsPerToken > c.NumExperts {

@@ -6,6 +6,7 @@ package plan
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"moe/config"
@@ -221,9 +222,10 @@ func Count(cfg *config.Config) Params {
 		}
 		return n
 	}
-	e, k := int64(cfg.NumExperts), int64(cfg.ExpertsPerToken)
+	e := int64(cfg.NumExperts)
+	k := EffectiveExpertsPerToken(cfg)
 	expert := mlp(int64(cfg.ExpertSize()), cfg.ExpertBias)
-	var routedActive int64
+	var routedActive float64
 	for i := 0; i < cfg.NumLayers; i++ {
 		p.Attention += attn
 		p.Norms += 2 * normSize
@@ -238,7 +240,7 @@ func Count(cfg *config.Config) Params {
 		}
 		p.RoutedExperts += e * expert
 		p.Expert += expert
-		routedActive += k * expert
+		routedActive += k * float64(expert)
 		if s := int64(cfg.SharedExpertIntermediateSize); s > 0 {
 			p.SharedExperts += mlp(s, cfg.ExpertBias)
 			if cfg.SharedExpertGate {
@@ -251,9 +253,26 @@ func Count(cfg *config.Config) Params {
 	tables := p.Embedding + p.Position + p.LMHead
 	body := p.Attention + p.Router + p.SharedExperts + p.DenseFFN + p.Norms
 	p.Total = tables + body + p.RoutedExperts
-	p.ActiveNonEmbedding = body + routedActive
+	p.ActiveNonEmbedding = body + int64(math.Round(routedActive))
 	p.Active = tables + p.ActiveNonEmbedding
 	return p
+}
+
+// EffectiveExpertsPerToken returns how many routed experts a token uses on
+// average: top-k for token-choice routing; for expert choice, where each
+// expert takes tokens·C/E tokens, the capacity factor C (2 when unset, as
+// in the model code).
+func EffectiveExpertsPerToken(cfg *config.Config) float64 {
+	if !cfg.IsMoE() {
+		return 0
+	}
+	if cfg.Routing == config.RoutingExpertChoice {
+		if cfg.CapacityFactor > 0 {
+			return math.Min(cfg.CapacityFactor, float64(cfg.NumExperts))
+		}
+		return math.Min(2, float64(cfg.NumExperts))
+	}
+	return float64(cfg.ExpertsPerToken)
 }
 
 // Bytes per parameter of the weight formats plan reports.
@@ -442,7 +461,7 @@ func newReport(cfg *config.Config, o Options) *Report {
 	r.CostUSD = r.GPUHours * o.PricePerGPUHour
 	r.TokensPerExpertPerBatch = o.BatchTokens
 	if cfg.IsMoE() {
-		r.TokensPerExpertPerBatch = o.BatchTokens * float64(cfg.ExpertsPerToken) / float64(cfg.NumExperts)
+		r.TokensPerExpertPerBatch = o.BatchTokens * EffectiveExpertsPerToken(cfg) / float64(cfg.NumExperts)
 	}
 	return r
 }

@@ -374,3 +374,25 @@ func TestTextTable(t *testing.T) {
 		end = i
 	}
 }
+
+func TestExpertChoiceActive(t *testing.T) {
+	cfg := mustConfig(t, "tiny")
+	cfg.Routing = config.RoutingExpertChoice
+	cfg.ExpertsPerToken = 0
+	cfg.CapacityFactor = 1.5
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	p := Count(cfg)
+	base := p.Total - p.RoutedExperts
+	if want := base + int64(math.Round(1.5*float64(p.Expert))); p.Active != want {
+		t.Errorf("active %d, want %d (1.5 experts per token)", p.Active, want)
+	}
+	r, err := New(cfg, Options{BatchTokens: 800})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TokensPerExpertPerBatch != 800*1.5/8 {
+		t.Errorf("tokens per expert %v", r.TokensPerExpertPerBatch)
+	}
+}

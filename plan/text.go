@@ -41,7 +41,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	row("attention", r.Attention, r.Attention)
 	row("router", r.Router, r.Router)
 	if r.RoutedExperts > 0 {
-		active := r.Expert * int64(r.ExpertsPerToken)
+		active := r.Active - (r.Total - r.RoutedExperts)
 		row(fmt.Sprintf("routed experts (%d × %s)", r.Experts, HumanCount(float64(r.Expert))), r.RoutedExperts, active)
 	}
 	row("shared experts", r.SharedExperts, r.SharedExperts)
