@@ -396,3 +396,45 @@ func TestExpertChoiceActive(t *testing.T) {
 		t.Errorf("tokens per expert %v", r.TokensPerExpertPerBatch)
 	}
 }
+
+// FuzzPlan checks that every config the reader accepts plans without a
+// panic and with finite, non-negative figures that add up.
+func FuzzPlan(f *testing.F) {
+	for _, n := range config.PresetNames() {
+		c, _ := config.Preset(n)
+		data, err := c.Marshal()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data, 512)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, ctx int) {
+		cfg, err := config.Parse(data)
+		if err != nil {
+			return
+		}
+		if ctx < 1 || ctx > 1<<20 {
+			ctx = 1 + (ctx&0xffff+0xffff)%0xffff
+		}
+		r, err := New(cfg, Options{Context: ctx})
+		if err != nil {
+			t.Fatalf("accepted config does not plan: %v", err)
+		}
+		p := r.Params
+		if p.Total <= 0 || p.Active <= 0 || p.Active > p.Total || p.Expert > p.RoutedExperts {
+			t.Fatalf("counts: %+v", p)
+		}
+		for name, v := range map[string]float64{
+			"forward": r.ForwardFLOPsPerToken, "train": r.TrainFLOPs, "kv": r.KVCacheBytesPerToken,
+			"days": r.TrainDays, "cost": r.CostUSD, "per expert": r.TokensPerExpertPerBatch,
+		} {
+			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				t.Fatalf("%s = %v", name, v)
+			}
+		}
+		var b strings.Builder
+		if err := r.WriteText(&b); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
