@@ -455,3 +455,51 @@ func Dot(a, b []float32) float32 {
 	}
 	return s
 }
+
+// CrossEntropyLSE is the loss half of CrossEntropy: it returns the summed
+// loss and the number of counted rows, and saves each row's logsumexp in
+// lse (length rows; ignored rows get 0) for CrossEntropyBackward.
+func CrossEntropyLSE(logits []float32, targets []int32, rows, V int, lse []float32) (float64, int, error) {
+	if len(targets) < rows || len(lse) < rows {
+		return 0, 0, fmt.Errorf("cross-entropy: %d targets and %d lse slots for %d rows", len(targets), len(lse), rows)
+	}
+	var sum float64
+	n := 0
+	for r := 0; r < rows; r++ {
+		t := targets[r]
+		if int(t) >= V {
+			return 0, 0, fmt.Errorf("cross-entropy: target %d at row %d out of vocabulary %d", t, r, V)
+		}
+		lse[r] = 0
+		if t < 0 {
+			continue
+		}
+		xr := logits[r*V : r*V+V]
+		l := LogSumExp(xr)
+		lse[r] = float32(l)
+		sum += l - float64(xr[t])
+		n++
+	}
+	return sum, n, nil
+}
+
+// CrossEntropyBackward writes (overwrites) dlogits = scale·(softmax −
+// onehot(target)) using the logsumexp that CrossEntropyLSE saved, and zeros
+// for rows whose target is negative. dlogits may alias logits. Targets must
+// be < V (CrossEntropyLSE has checked them).
+func CrossEntropyBackward(dlogits, logits, lse []float32, targets []int32, rows, V int, scale float32) {
+	for r := 0; r < rows; r++ {
+		t := targets[r]
+		dr := dlogits[r*V : r*V+V]
+		if t < 0 {
+			clear(dr)
+			continue
+		}
+		xr := logits[r*V : r*V+V]
+		l := lse[r]
+		for i, v := range xr {
+			dr[i] = scale * Exp32(v-l)
+		}
+		dr[t] -= scale
+	}
+}

@@ -351,7 +351,21 @@ func TestSoftmaxAndCrossEntropy(t *testing.T) {
 		if !slices.Equal(xa, dl) {
 			t.Fatalf("n=%d: in-place cross-entropy differs", n)
 		}
+		// The split form gives the same loss and gradient.
+		lse := make([]float32, rows)
+		sum2, cnt2, err := CrossEntropyLSE(x, targets, rows, n, lse)
+		if err != nil || sum2 != sum || cnt2 != cnt {
+			t.Fatalf("CrossEntropyLSE = %v, %d, %v; CrossEntropy %v, %d", sum2, cnt2, err, sum, cnt)
+		}
+		xb := slices.Clone(x)
+		CrossEntropyBackward(xb, xb, lse, targets, rows, n, scale)
+		if !slices.Equal(xb, dl) {
+			t.Fatalf("n=%d: CrossEntropyBackward differs from CrossEntropy", n)
+		}
 		targets[0] = int32(n)
+		if _, _, err := CrossEntropyLSE(x, targets, rows, n, lse); err == nil {
+			t.Fatal("target out of vocabulary accepted by CrossEntropyLSE")
+		}
 		if _, _, err := CrossEntropy(nil, x, targets, rows, n, 1); err == nil {
 			t.Fatal("target out of vocabulary accepted")
 		}

@@ -49,6 +49,10 @@ type acts struct {
 	xf     []float32 // final norm output [N,d]
 	rstdf  []float32
 	logits []float32 // [N,V]; Backward turns it into dlogits
+	lse    []float32 // [N] logsumexp of each row of logits
+
+	lossParts  []float64 // per-chunk loss sums
+	countParts []int
 
 	// Scratch shared by all layers.
 	dres, dxn  []float32 // [N,d]

@@ -29,9 +29,9 @@ func (m *Model) Backward() error {
 		scale = 1 / float32(st.count)
 	}
 	dlogits := a.logits[:N*V]
-	if _, _, err := compute.CrossEntropy(dlogits, dlogits, st.targets, N, V, scale); err != nil {
-		return err
-	}
+	rowChunks(m.pool, N, func(_, r0, r1 int) {
+		compute.CrossEntropyBackward(dlogits[r0*V:r1*V], dlogits[r0*V:r1*V], a.lse[r0:r1], st.targets[r0:r1], r1-r0, V, scale)
+	})
 	compute.Gemm(m.pool, true, false, V, d, N, 1, dlogits, V, a.xf, d, 1, m.G.LMHead, d)
 	compute.Gemm(m.pool, false, false, N, d, V, 1, dlogits, V, m.W.LMHead, d, 0, a.dxn, d)
 	clear(a.dres)
@@ -71,11 +71,13 @@ func ffnBackward(p *compute.Pool, n, d, f int, x, dy, guW, down, gu, h, dGU, dDo
 	}
 	compute.Gemm(p, false, false, n, f, d, 1, dy, d, down, f, 0, dh, f)
 	compute.Gemm(p, true, false, d, f, n, 1, dy, d, h, f, 1, dDown, f)
-	for r := 0; r < n; r++ {
-		g := gu[r*2*f : (r+1)*2*f]
-		dg := dgu[r*2*f : (r+1)*2*f]
-		compute.SwiGLUBackward(dg[:f], dg[f:], dh[r*f:(r+1)*f], g[:f], g[f:])
-	}
+	rowChunks(p, n, func(_, r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			g := gu[r*2*f : (r+1)*2*f]
+			dg := dgu[r*2*f : (r+1)*2*f]
+			compute.SwiGLUBackward(dg[:f], dg[f:], dh[r*f:(r+1)*f], g[:f], g[f:])
+		}
+	})
 	compute.Gemm(p, true, false, 2*f, d, n, 1, dgu, 2*f, x, d, 1, dGU, d)
 	compute.Gemm(p, false, false, n, d, 2*f, 1, dgu, 2*f, guW, d, beta, dx, d)
 }
@@ -147,12 +149,14 @@ func (m *Model) attentionBackward(l int) {
 			}
 		}
 	})
-	for i := 0; i < N; i++ {
-		row := dqkv[i*qkvdim : (i+1)*qkvdim]
-		pos := i % T
-		m.rope.Backward(row[:qdim], nh, pos)
-		m.rope.Backward(row[qdim:qdim+kvdim], nkv, pos)
-	}
+	rowChunks(m.pool, N, func(_, r0, r1 int) {
+		for i := r0; i < r1; i++ {
+			row := dqkv[i*qkvdim : (i+1)*qkvdim]
+			pos := i % T
+			m.rope.Backward(row[:qdim], nh, pos)
+			m.rope.Backward(row[qdim:qdim+kvdim], nkv, pos)
+		}
+	})
 	compute.Gemm(m.pool, true, false, qkvdim, d, N, 1, dqkv, qkvdim, la.xn1, d, 1, m.gf[l].qkv, d)
 	compute.Gemm(m.pool, false, false, N, d, qkvdim, 1, dqkv, qkvdim, m.wf[l].qkv, d, 0, a.dxn, d)
 	compute.RMSNormBackward(a.dres, G.AttnNorm, a.dxn, a.res[l], W.AttnNorm, la.rstd1, N, d)

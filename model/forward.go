@@ -88,10 +88,20 @@ func (m *Model) ForwardWith(tokens, targets []int32, B, T int, opt ForwardOption
 
 	m.state = fwdState{ok: true, tokens: tokens, targets: targets, B: B, T: T, opt: opt}
 	if targets != nil {
-		sum, n, err := compute.CrossEntropy(nil, a.logits, targets, N, V, 1)
-		if err != nil {
-			m.state.ok = false
-			return Stats{}, fmt.Errorf("model: %w", err)
+		a.lse = grow(a.lse, N)
+		parts := grow(a.lossParts, numChunks(m.pool, N))
+		a.lossParts = parts
+		counts := grow(a.countParts, len(parts))
+		a.countParts = counts
+		rowChunks(m.pool, N, func(c, r0, r1 int) {
+			// Targets were checked above, so this cannot fail.
+			parts[c], counts[c], _ = compute.CrossEntropyLSE(a.logits[r0*V:r1*V], targets[r0:r1], r1-r0, V, a.lse[r0:r1])
+		})
+		var sum float64
+		n := 0
+		for c := range parts {
+			sum += parts[c]
+			n += counts[c]
 		}
 		m.state.count = n
 		st.Targets = n
@@ -118,12 +128,14 @@ func (m *Model) attentionForward(l int) {
 	x := a.res[l]
 	compute.RMSNorm(la.xn1, x, m.W.Layers[l].AttnNorm, N, d, m.eps, la.rstd1)
 	compute.Gemm(m.pool, false, true, N, qkvdim, d, 1, la.xn1, d, m.wf[l].qkv, d, 0, la.qkv, qkvdim)
-	for i := 0; i < N; i++ {
-		row := la.qkv[i*qkvdim : (i+1)*qkvdim]
-		pos := i % T
-		m.rope.Apply(row[:qdim], nh, pos)
-		m.rope.Apply(row[qdim:qdim+kvdim], nkv, pos)
-	}
+	rowChunks(m.pool, N, func(_, r0, r1 int) {
+		for i := r0; i < r1; i++ {
+			row := la.qkv[i*qkvdim : (i+1)*qkvdim]
+			pos := i % T
+			m.rope.Apply(row[:qdim], nh, pos)
+			m.rope.Apply(row[qdim:qdim+kvdim], nkv, pos)
+		}
+	})
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	group := nh / nkv
 	parallelFor(m.pool, B*nh, func(_, job int) {
@@ -171,9 +183,11 @@ func ffnForward(p *compute.Pool, n, d, f int, x, guW, down, gu, h, y []float32, 
 		return
 	}
 	compute.Gemm(p, false, true, n, 2*f, d, 1, x, d, guW, d, 0, gu, 2*f)
-	for r := 0; r < n; r++ {
-		row := gu[r*2*f : (r+1)*2*f]
-		compute.SwiGLU(h[r*f:(r+1)*f], row[:f], row[f:])
-	}
+	rowChunks(p, n, func(_, r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			row := gu[r*2*f : (r+1)*2*f]
+			compute.SwiGLU(h[r*f:(r+1)*f], row[:f], row[f:])
+		}
+	})
 	compute.Gemm(p, false, true, n, d, f, 1, h, f, down, f, beta, y, d)
 }

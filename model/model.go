@@ -6,8 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"moe/compute"
 	"moe/config"
@@ -292,8 +290,9 @@ func (m *Model) Logits() []float32 {
 	return m.a.logits[:m.state.B*m.state.T*m.Cfg.VocabSize]
 }
 
-// parallelFor runs f(worker, i) for i in [0, n) on up to pool.Threads()
-// goroutines; worker in [0, threads) identifies per-worker scratch.
+// parallelFor runs f(worker, i) for i in [0, n) on the pool's workers;
+// worker in [0, pool.Threads()) is exclusive to one call at a time, so it
+// can index per-worker scratch.
 func parallelFor(p *compute.Pool, n int, f func(worker, i int)) {
 	th := min(p.Threads(), n)
 	if th <= 1 {
@@ -302,18 +301,27 @@ func parallelFor(p *compute.Pool, n int, f func(worker, i int)) {
 		}
 		return
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
+	slots := make(chan int, th)
 	for w := 0; w < th; w++ {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				f(w, i)
-			}
-		})
+		slots <- w
 	}
-	wg.Wait()
+	p.Run(n, func(i int) {
+		w := <-slots
+		f(w, i)
+		slots <- w
+	})
 }
+
+// rowChunks runs f over [0, rows) split into contiguous chunks spread over
+// the pool; chunk c of chunks covers [c·rows/chunks, (c+1)·rows/chunks).
+func rowChunks(p *compute.Pool, rows int, f func(c, r0, r1 int)) {
+	chunks := numChunks(p, rows)
+	if chunks <= 1 {
+		f(0, 0, rows)
+		return
+	}
+	p.Run(chunks, func(c int) { f(c, c*rows/chunks, (c+1)*rows/chunks) })
+}
+
+// numChunks is the number of chunks rowChunks splits rows into.
+func numChunks(p *compute.Pool, rows int) int { return max(1, min(rows, 4*p.Threads())) }
