@@ -20,14 +20,16 @@ type GPU struct {
 	PeakFLOPS float64 `json:"peak_flops"`
 	// DefaultPrice is the default rental price in USD per GPU-hour.
 	DefaultPrice float64 `json:"default_price_usd_per_hour"`
+	// MemoryBytes is the GPU's memory (the 80 GB parts).
+	MemoryBytes float64 `json:"memory_bytes"`
 }
 
 // GPUs returns the accelerators moe plans for: A100 (312 TFLOP/s dense bf16)
 // and H100 SXM (989 TFLOP/s dense bf16).
 func GPUs() []GPU {
 	return []GPU{
-		{Name: "a100", PeakFLOPS: 312e12, DefaultPrice: 1.0},
-		{Name: "h100", PeakFLOPS: 989e12, DefaultPrice: 2.0},
+		{Name: "a100", PeakFLOPS: 312e12, DefaultPrice: 1.0, MemoryBytes: 80e9},
+		{Name: "h100", PeakFLOPS: 989e12, DefaultPrice: 2.0, MemoryBytes: 80e9},
 	}
 }
 
@@ -330,6 +332,10 @@ type Report struct {
 	// TrainMemoryBytes is weights + gradients + AdamW moments in fp32
 	// (16 bytes per parameter), activations not included.
 	TrainMemoryBytes float64 `json:"train_memory_bytes"`
+	// GPUsForBF16Weights is how many GPUs it takes just to hold the bf16
+	// weights; GPUsForTrainState likewise for TrainMemoryBytes.
+	GPUsForBF16Weights int `json:"gpus_for_bf16_weights"`
+	GPUsForTrainState  int `json:"gpus_for_train_state"`
 
 	GPU             string  `json:"gpu"`
 	GPUPeakFLOPS    float64 `json:"gpu_peak_flops"`
@@ -454,6 +460,8 @@ func newReport(cfg *config.Config, o Options) *Report {
 		r.WeightBytes[f.name] = float64(p.Total) * f.bytes
 	}
 	r.TrainMemoryBytes = float64(p.Total) * trainBytesPerParam
+	r.GPUsForBF16Weights = int(math.Ceil(r.WeightBytes["bf16"] / gpu.MemoryBytes))
+	r.GPUsForTrainState = int(math.Ceil(r.TrainMemoryBytes / gpu.MemoryBytes))
 
 	r.TrainSeconds = r.TrainFLOPs / (float64(o.GPUs) * gpu.PeakFLOPS * o.MFU)
 	r.TrainDays = r.TrainSeconds / 86400

@@ -212,6 +212,9 @@ func TestFLOPsAndMemory(t *testing.T) {
 	near("bf16 weights", r.WeightBytes["bf16"], 2*float64(p.Total))
 	near("int4 weights", r.WeightBytes["int4"], 0.5*float64(p.Total))
 	near("training memory", r.TrainMemoryBytes, 16*float64(p.Total))
+	if want := int(math.Ceil(2 * float64(p.Total) / 80e9)); r.GPUsForBF16Weights != want {
+		t.Errorf("GPUs for bf16 weights %d, want %d", r.GPUsForBF16Weights, want)
+	}
 	secs := r.TrainFLOPs / (8 * 989e12 * 0.5)
 	near("train days", r.TrainDays, secs/86400)
 	near("cost", r.CostUSD, secs/3600*8*3)

@@ -67,6 +67,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	t.add("weights", SI(r.WeightBytes["fp32"], "B"), SI(r.WeightBytes["bf16"], "B"), SI(r.WeightBytes["int8"], "B"), SI(r.WeightBytes["int4"], "B"))
 	t.add("training (weights+grads+AdamW)", SI(r.TrainMemoryBytes, "B"), "", "", "")
 	t.write(&b)
+	fmt.Fprintf(&b, "  80 GB %ss to hold: bf16 weights %s, training state %s (activations not counted)\n",
+		strings.ToUpper(r.GPU), thousands(int64(r.GPUsForBF16Weights)), thousands(int64(r.GPUsForTrainState)))
 	b.WriteString("\n")
 
 	t = &table{indent: "  "}
