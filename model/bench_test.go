@@ -49,6 +49,9 @@ func benchTrainStep(b *testing.B, cfg *config.Config, B, T int) {
 // batch of 8×256; tokens/s is the figure to compare.
 func BenchmarkTrainStepMoE(b *testing.B) { benchTrainStep(b, benchConfig(), 8, 256) }
 
+// BenchmarkTrainStepMoESmall is the MoE at a 2×64 batch, for quick profiles.
+func BenchmarkTrainStepMoESmall(b *testing.B) { benchTrainStep(b, benchConfig(), 2, 64) }
+
 // BenchmarkTrainStepDense is the same with a dense FFN of the active width.
 func BenchmarkTrainStepDense(b *testing.B) {
 	c := benchConfig()

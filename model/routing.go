@@ -127,7 +127,7 @@ func (m *Model) moeForward(l int, opt ForwardOptions) (aux, zl float64, routed, 
 		}
 		xe := a.xA[off*d : (off+n)*d]
 		compute.GatherRows(xe, la.xn2, la.asTok[off:off+n], d)
-		ffnForward(nil, n, d, ffe, xe, m.wf[l].expertGU[e], W.ExpertDown[e],
+		ffnForward(m.pool, n, d, ffe, xe, m.wf[l].expertGU[e], W.ExpertDown[e],
 			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe], la.yA[off*d:(off+n)*d], 0)
 	})
 	out := a.res[l+1]
@@ -170,7 +170,7 @@ func (m *Model) moeBackward(l int) {
 		}
 		xe := a.xA[off*d : (off+n)*d]
 		compute.GatherRows(xe, la.xn2, rows, d)
-		ffnBackward(nil, n, d, ffe, xe, dy, m.wf[l].expertGU[e], W.ExpertDown[e],
+		ffnBackward(m.pool, n, d, ffe, xe, dy, m.wf[l].expertGU[e], W.ExpertDown[e],
 			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe],
 			m.gf[l].expertGU[e], G.ExpertDown[e],
 			a.dguA[off*2*ffe:(off+n)*2*ffe], a.dhA[off*ffe:(off+n)*ffe], a.dxA[off*d:(off+n)*d], 0)
