@@ -1,0 +1,411 @@
+package serve
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// choice is the handler-side state of one generated sequence.
+type choice struct {
+	index  int
+	j      *job
+	cancel context.CancelFunc
+	ts     *textStream
+	text   strings.Builder
+	tokens int
+	finish string
+	done   bool
+}
+
+// genRequest is a validated request, ready to queue.
+type genRequest struct {
+	endpoint   string
+	chat       bool
+	prompts    [][]int32
+	p          genParams
+	defaultMax func(promptLen int) int
+}
+
+func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
+	const endpoint = "/v1/completions"
+	var req completionRequest
+	if e := s.decodeBody(w, r, &req); e != nil {
+		s.writeError(w, endpoint, e)
+		return
+	}
+	switch {
+	case req.Echo:
+		s.writeError(w, endpoint, badRequest("echo", "echo is not supported"))
+		return
+	case req.BestOf != nil && *req.BestOf > 1:
+		s.writeError(w, endpoint, badRequest("best_of", "best_of is not supported"))
+		return
+	case req.Logprobs != nil:
+		s.writeError(w, endpoint, badRequest("logprobs", "logprobs is not supported"))
+		return
+	case req.Suffix != nil && *req.Suffix != "":
+		s.writeError(w, endpoint, badRequest("suffix", "suffix is not supported"))
+		return
+	}
+	p, e := req.params(req.MaxTokens)
+	if e != nil {
+		s.writeError(w, endpoint, e)
+		return
+	}
+	prompts, e := parsePrompt(req.Prompt, s.tok, s.opt.Vocab)
+	if e != nil {
+		s.writeError(w, endpoint, e)
+		return
+	}
+	s.generate(w, r, &genRequest{endpoint: endpoint, prompts: prompts, p: p,
+		defaultMax: func(int) int { return 16 }})
+}
+
+func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
+	const endpoint = "/v1/chat/completions"
+	var req chatRequest
+	if e := s.decodeBody(w, r, &req); e != nil {
+		s.writeError(w, endpoint, e)
+		return
+	}
+	if req.Logprobs {
+		s.writeError(w, endpoint, badRequest("logprobs", "logprobs is not supported"))
+		return
+	}
+	if !isNull(req.Tools) {
+		s.writeError(w, endpoint, badRequest("tools", "tools are not supported"))
+		return
+	}
+	maxTok := req.MaxCompletionTokens
+	if maxTok == nil {
+		maxTok = req.MaxTokens
+	}
+	p, e := req.params(maxTok)
+	if e != nil {
+		s.writeError(w, endpoint, e)
+		return
+	}
+	if len(req.Messages) == 0 {
+		s.writeError(w, endpoint, badRequest("messages", "messages must be a non-empty array"))
+		return
+	}
+	msgs := make([]Message, len(req.Messages))
+	for i, m := range req.Messages {
+		switch m.Role {
+		case "system", "developer", "user", "assistant":
+		default:
+			s.writeError(w, endpoint, badRequest(fmt.Sprintf("messages[%d].role", i),
+				"messages[%d].role must be system, developer, user or assistant, got %q", i, m.Role))
+			return
+		}
+		text, e := messageText(m.Content, i)
+		if e != nil {
+			s.writeError(w, endpoint, e)
+			return
+		}
+		role := m.Role
+		if role == "developer" {
+			role = "system"
+		}
+		msgs[i] = Message{Role: role, Content: text}
+	}
+	prompt, err := s.chatPrompt(msgs)
+	if err != nil {
+		s.writeError(w, endpoint, badRequest("messages", "cannot apply the chat template: %v", err))
+		return
+	}
+	s.generate(w, r, &genRequest{endpoint: endpoint, chat: true, prompts: [][]int32{prompt}, p: p,
+		defaultMax: func(n int) int { return s.eng.Context() - n }})
+}
+
+// chatPrompt renders msgs with the configured template, or a plain
+// role-prefixed one.
+func (s *Server) chatPrompt(msgs []Message) ([]int32, error) {
+	if s.opt.ChatTemplate != nil {
+		return s.opt.ChatTemplate(msgs)
+	}
+	var b strings.Builder
+	for _, m := range msgs {
+		fmt.Fprintf(&b, "%s: %s\n", m.Role, m.Content)
+	}
+	b.WriteString("assistant:")
+	return s.tok.Encode(b.String()), nil
+}
+
+func randomSeed() uint64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// jobs checks prompt lengths against the context and the KV budget and
+// builds one job per choice.
+func (s *Server) jobs(ctx context.Context, g *genRequest, arrived time.Time) ([]*choice, *apiError) {
+	ctxLen := s.eng.Context()
+	stops := s.opt.StopTokens
+	if g.chat {
+		stops = append(append([]int32(nil), stops...), s.opt.ChatStopTokens...)
+	}
+	notify := make(chan struct{}, 1)
+	var out []*choice
+	for _, prompt := range g.prompts {
+		param := "prompt"
+		if g.chat {
+			param = "messages"
+		}
+		if len(prompt) == 0 {
+			if s.opt.EmptyPrompt < 0 || g.chat {
+				return nil, badRequest(param, "the prompt is empty")
+			}
+			prompt = []int32{s.opt.EmptyPrompt}
+		}
+		if len(prompt) >= ctxLen {
+			return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", param: param, code: "context_length_exceeded",
+				message: fmt.Sprintf("the prompt has %d tokens; this model's context is %d tokens, which must also hold at least one generated token", len(prompt), ctxLen)}
+		}
+		mt := g.p.maxTokens
+		if mt == 0 {
+			mt = min(g.defaultMax(len(prompt)), ctxLen-len(prompt))
+		} else if len(prompt)+mt > ctxLen {
+			return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", param: "max_tokens", code: "context_length_exceeded",
+				message: fmt.Sprintf("the prompt (%d tokens) plus max_tokens (%d) exceeds this model's context of %d tokens", len(prompt), mt, ctxLen)}
+		}
+		if kv := len(prompt) + mt; kv > s.opt.KVTokens {
+			return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", param: "max_tokens", code: "context_length_exceeded",
+				message: fmt.Sprintf("the request needs %d KV-cache positions; this server's budget is %d", kv, s.opt.KVTokens)}
+		}
+		for k := 0; k < g.p.n; k++ {
+			so := g.p.sample
+			if g.p.seeded {
+				so.Seed += uint64(len(out))
+			} else {
+				so.Seed = randomSeed()
+			}
+			jctx, cancel := context.WithCancel(ctx)
+			j := &job{
+				ctx: jctx, prompt: prompt, maxTokens: mt, stopTokens: stops,
+				sampler: s.eng.NewSampler(so), greedy: so.Temperature == 0, arrived: arrived,
+				out: &jobOut{notify: notify}, kv: len(prompt) + mt,
+			}
+			out = append(out, &choice{index: len(out), j: j, cancel: cancel, ts: newTextStream(s.tok, g.p.stop)})
+		}
+	}
+	return out, nil
+}
+
+// generate queues g's sequences and answers with one JSON response or, for
+// stream: true, a stream of server-sent events.
+func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest) {
+	arrived := time.Now()
+	if s.draining.Load() {
+		s.writeError(w, g.endpoint, &apiError{status: http.StatusServiceUnavailable, typ: "server_error", message: "server is shutting down"})
+		return
+	}
+	choices, e := s.jobs(r.Context(), g, arrived)
+	if e != nil {
+		s.writeError(w, g.endpoint, e)
+		return
+	}
+	defer func() {
+		for _, c := range choices {
+			c.cancel()
+		}
+	}()
+	jobs := make([]*job, len(choices))
+	for i, c := range choices {
+		jobs[i] = c.j
+	}
+	if err := s.sched.submit(jobs); err != nil {
+		if errors.Is(err, errQueueFull) {
+			s.writeError(w, g.endpoint, &apiError{status: http.StatusTooManyRequests, typ: "rate_limit_error", code: "rate_limit_exceeded",
+				message: "the server's request queue is full; retry later"})
+		} else {
+			s.writeError(w, g.endpoint, &apiError{status: http.StatusServiceUnavailable, typ: "server_error", message: err.Error()})
+		}
+		return
+	}
+	promptTokens := 0
+	for _, p := range g.prompts {
+		promptTokens += max(len(p), 1)
+	}
+	id, created := newID("cmpl-"), time.Now().Unix()
+	if g.chat {
+		id = newID("chatcmpl-")
+	}
+	var st *sseWriter
+	if g.p.stream {
+		st = newSSEWriter(w)
+		if g.chat {
+			for _, c := range choices {
+				st.send(s.chatChunk(id, created, c.index, chatDelta{Role: "assistant", Content: new("")}, nil))
+			}
+		}
+	}
+	notify := choices[0].j.out.notify
+	var buf []int32
+	for {
+		active := 0
+		for _, c := range choices {
+			if c.done {
+				continue
+			}
+			toks, done, finish, err := c.j.out.take(buf)
+			buf = toks
+			var delta strings.Builder
+			for _, t := range toks {
+				c.tokens++
+				txt, stopped := c.ts.add(t)
+				delta.WriteString(txt)
+				if stopped {
+					c.cancel()
+					done, finish, err = true, finishStop, nil
+					break
+				}
+			}
+			if done && err == nil {
+				delta.WriteString(c.ts.flush())
+			}
+			if done && err != nil {
+				if r.Context().Err() != nil {
+					return // the client went away
+				}
+				status, typ := http.StatusInternalServerError, "server_error"
+				if errors.Is(err, errShutdown) {
+					status = http.StatusServiceUnavailable
+				}
+				ae := &apiError{status: status, typ: typ, message: fmt.Sprintf("generation failed: %v", err)}
+				if st != nil {
+					s.m.request(g.endpoint, status)
+					st.send(ae.body())
+					return
+				}
+				s.writeError(w, g.endpoint, ae)
+				return
+			}
+			if st != nil {
+				var fr *string
+				if done {
+					fr = new(finish)
+				}
+				if delta.Len() > 0 || done {
+					if g.chat {
+						d := chatDelta{}
+						if delta.Len() > 0 {
+							d.Content = new(delta.String())
+						}
+						st.send(s.chatChunk(id, created, c.index, d, fr))
+					} else {
+						st.send(completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.opt.ModelName,
+							Choices: []completionChoice{{Text: delta.String(), Index: c.index, FinishReason: fr}}})
+					}
+				}
+				if st.err != nil {
+					return
+				}
+			} else {
+				c.text.WriteString(delta.String())
+			}
+			if done {
+				c.done, c.finish = true, finish
+				continue
+			}
+			active++
+		}
+		if active == 0 {
+			break
+		}
+		select {
+		case <-notify:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	u := usage{PromptTokens: promptTokens}
+	for _, c := range choices {
+		u.CompletionTokens += c.tokens
+	}
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	s.m.request(g.endpoint, http.StatusOK)
+	if st != nil {
+		if g.p.includeUsage {
+			if g.chat {
+				st.send(chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.opt.ModelName, Choices: []chatChunkChoice{}, Usage: &u})
+			} else {
+				st.send(completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.opt.ModelName, Choices: []completionChoice{}, Usage: &u})
+			}
+		}
+		st.done()
+		return
+	}
+	if g.chat {
+		resp := chatResponse{ID: id, Object: "chat.completion", Created: created, Model: s.opt.ModelName, Usage: u}
+		for _, c := range choices {
+			resp.Choices = append(resp.Choices, chatChoice{Index: c.index, Message: chatMessageOut{Role: "assistant", Content: c.text.String()}, FinishReason: c.finish})
+		}
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	resp := completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.opt.ModelName, Usage: &u}
+	for _, c := range choices {
+		resp.Choices = append(resp.Choices, completionChoice{Text: c.text.String(), Index: c.index, FinishReason: new(c.finish)})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) chatChunk(id string, created int64, index int, d chatDelta, finish *string) chatChunk {
+	return chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.opt.ModelName,
+		Choices: []chatChunkChoice{{Index: index, Delta: d, FinishReason: finish}}}
+}
+
+// sseWriter writes server-sent events; after a write error it stays silent.
+type sseWriter struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	err error
+}
+
+func newSSEWriter(w http.ResponseWriter) *sseWriter {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	st := &sseWriter{w: w, rc: http.NewResponseController(w)}
+	st.err = st.rc.Flush()
+	return st
+}
+
+func (st *sseWriter) send(v any) {
+	if st.err != nil {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		st.err = err
+		return
+	}
+	if _, err := fmt.Fprintf(st.w, "data: %s\n\n", b); err != nil {
+		st.err = err
+		return
+	}
+	st.err = st.rc.Flush()
+}
+
+func (st *sseWriter) done() {
+	if st.err != nil {
+		return
+	}
+	if _, err := fmt.Fprint(st.w, "data: [DONE]\n\n"); err != nil {
+		st.err = err
+		return
+	}
+	st.err = st.rc.Flush()
+}

@@ -1,0 +1,348 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Finish reasons, as OpenAI spells them.
+const (
+	finishStop   = "stop"
+	finishLength = "length"
+)
+
+var (
+	errQueueFull = errors.New("server queue is full")
+	errShutdown  = errors.New("server is shutting down")
+)
+
+// jobOut is what the scheduler hands back to a request handler: generated
+// tokens as they come and, at the end, a finish reason or an error. The
+// scheduler never blocks on it.
+type jobOut struct {
+	mu     sync.Mutex
+	tokens []int32
+	done   bool
+	finish string
+	err    error
+	notify chan struct{} // shared by all jobs of one request; capacity 1
+}
+
+func (o *jobOut) signal() {
+	select {
+	case o.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (o *jobOut) push(tok int32) {
+	o.mu.Lock()
+	o.tokens = append(o.tokens, tok)
+	o.mu.Unlock()
+	o.signal()
+}
+
+func (o *jobOut) end(finish string, err error) {
+	o.mu.Lock()
+	if !o.done {
+		o.done, o.finish, o.err = true, finish, err
+	}
+	o.mu.Unlock()
+	o.signal()
+}
+
+// take returns the tokens produced since the last call and, once the job
+// is over, done with its finish reason or error.
+func (o *jobOut) take(buf []int32) (toks []int32, done bool, finish string, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	toks = append(buf[:0], o.tokens...)
+	o.tokens = o.tokens[:0]
+	return toks, o.done, o.finish, o.err
+}
+
+// job is one sequence to generate (one choice of one request).
+type job struct {
+	ctx        context.Context
+	prompt     []int32
+	maxTokens  int     // tokens to generate at most
+	stopTokens []int32 // ids that end generation (not emitted)
+	sampler    Sampler
+	greedy     bool // temperature 0: eligible for speculative decoding
+	arrived    time.Time
+	out        *jobOut
+
+	// Owned by the scheduler goroutine.
+	seq       Seq
+	draft     Seq
+	kv        int // KV positions reserved: len(prompt)+maxTokens
+	fed       int // prompt tokens already in seq
+	generated int
+	next      int32   // sampled token not yet fed
+	hist      []int32 // tokens in seq, kept only when a draft model is in use
+	last      time.Time
+}
+
+// schedulerConfig sizes the scheduler.
+type schedulerConfig struct {
+	parallel     int // most running sequences
+	kvBudget     int // most KV positions reserved at once
+	stepTokens   int // most tokens per forward pass
+	prefillChunk int // most prompt tokens of one sequence per pass
+	queueSize    int
+	draftTokens  int
+}
+
+// scheduler owns the engine: one goroutine admits queued jobs into the
+// running batch and advances all of them with one Forward call per step.
+type scheduler struct {
+	eng   Engine
+	draft Engine // optional speculative draft model
+	cfg   schedulerConfig
+	queue chan *job
+	m     *metrics
+	log   *slog.Logger
+
+	submitMu sync.Mutex
+	closed   bool
+
+	expertsMu sync.Mutex
+	experts   [][]uint64
+}
+
+func newScheduler(eng, draft Engine, cfg schedulerConfig, m *metrics, log *slog.Logger) *scheduler {
+	return &scheduler{eng: eng, draft: draft, cfg: cfg, queue: make(chan *job, cfg.queueSize), m: m, log: log}
+}
+
+// submit queues all jobs or none: errQueueFull when the queue lacks room,
+// errShutdown once the scheduler has stopped.
+func (s *scheduler) submit(jobs []*job) error {
+	s.submitMu.Lock()
+	defer s.submitMu.Unlock()
+	if s.closed {
+		return errShutdown
+	}
+	if len(s.queue)+len(jobs) > cap(s.queue) {
+		return errQueueFull
+	}
+	for _, j := range jobs {
+		s.queue <- j
+	}
+	s.m.queueDepth.Add(int64(len(jobs)))
+	return nil
+}
+
+// expertCounts returns the latest snapshot of the engine's routing counts.
+func (s *scheduler) expertCounts() [][]uint64 {
+	s.expertsMu.Lock()
+	defer s.expertsMu.Unlock()
+	return s.experts
+}
+
+func (s *scheduler) snapshotExperts() {
+	ec, ok := s.eng.(ExpertCounter)
+	if !ok {
+		return
+	}
+	c := ec.ExpertCounts()
+	cp := make([][]uint64, len(c))
+	for i := range c {
+		cp[i] = slices.Clone(c[i])
+	}
+	s.expertsMu.Lock()
+	s.experts = cp
+	s.expertsMu.Unlock()
+}
+
+// run schedules until ctx is done, then fails every queued and running job
+// with errShutdown.
+func (s *scheduler) run(ctx context.Context) {
+	var running []*job
+	var head *job // taken from the queue, waiting for KV budget
+	kvUsed := 0
+	free := func(j *job, finish string, err error) {
+		kvUsed -= j.kv
+		j.seq, j.draft = nil, nil
+		j.out.end(finish, err)
+	}
+	defer func() {
+		s.submitMu.Lock()
+		s.closed = true
+		s.submitMu.Unlock()
+		for _, j := range running {
+			free(j, "", errShutdown)
+		}
+		if head != nil {
+			head.out.end("", errShutdown)
+		}
+		for {
+			select {
+			case j := <-s.queue:
+				s.m.queueDepth.Add(-1)
+				j.out.end("", errShutdown)
+			default:
+				s.m.running.Store(0)
+				s.m.kvTokens.Store(0)
+				return
+			}
+		}
+	}()
+	s.snapshotExperts()
+	for {
+		if ctx.Err() != nil {
+			return
+		}
+		// Admit queued jobs while there is a slot and KV budget.
+		for len(running) < s.cfg.parallel {
+			if head == nil {
+				if len(running) == 0 {
+					select {
+					case head = <-s.queue:
+					case <-ctx.Done():
+						return
+					}
+				} else {
+					select {
+					case head = <-s.queue:
+					default:
+					}
+				}
+				if head == nil {
+					break
+				}
+				s.m.queueDepth.Add(-1)
+			}
+			if err := head.ctx.Err(); err != nil {
+				head.out.end("", err)
+				head = nil
+				continue
+			}
+			if kvUsed+head.kv > s.cfg.kvBudget {
+				break
+			}
+			head.seq = s.eng.NewSeq(head.kv)
+			if s.draft != nil && head.greedy {
+				head.draft = s.draft.NewSeq(head.kv)
+			}
+			kvUsed += head.kv
+			running = append(running, head)
+			head = nil
+		}
+		// Drop sequences whose client went away or hit a stop string.
+		running = slices.DeleteFunc(running, func(j *job) bool {
+			if err := j.ctx.Err(); err != nil {
+				free(j, "", err)
+				return true
+			}
+			return false
+		})
+		s.m.running.Store(int64(len(running)))
+		s.m.kvTokens.Store(int64(kvUsed))
+		if len(running) == 0 {
+			continue
+		}
+		if s.draft == nil || !s.speculate(running, free) {
+			if err := s.step(running, free); err != nil {
+				s.log.Error("forward pass failed", "err", err, "batch", len(running))
+			}
+		}
+		running = slices.DeleteFunc(running, func(j *job) bool { return j.seq == nil })
+		s.m.running.Store(int64(len(running)))
+		s.m.kvTokens.Store(int64(kvUsed))
+		s.snapshotExperts()
+	}
+}
+
+// step runs one batched forward pass: the next decode token of every
+// sequence past its prompt, plus prompt chunks of prefilling sequences up to
+// the step's token budget. Finished jobs get j.seq == nil.
+func (s *scheduler) step(running []*job, free func(*job, string, error)) error {
+	var (
+		batch   []*job
+		seqs    []Seq
+		toks    [][]int32
+		prefill []bool
+	)
+	budget := s.cfg.stepTokens
+	for _, j := range running {
+		if j.fed == len(j.prompt) {
+			batch, seqs, toks, prefill = append(batch, j), append(seqs, j.seq), append(toks, []int32{j.next}), append(prefill, false)
+			budget--
+		}
+	}
+	for _, j := range running {
+		if j.fed == len(j.prompt) {
+			continue
+		}
+		n := min(len(j.prompt)-j.fed, s.cfg.prefillChunk, budget)
+		if n <= 0 {
+			if len(batch) > 0 {
+				continue
+			}
+			n = 1
+		}
+		batch, seqs, toks, prefill = append(batch, j), append(seqs, j.seq), append(toks, j.prompt[j.fed:j.fed+n]), append(prefill, true)
+		budget -= n
+	}
+	ntok := 0
+	for _, t := range toks {
+		ntok += len(t)
+	}
+	logits, err := s.eng.Forward(seqs, toks, false)
+	if err == nil && len(logits) != len(batch) {
+		err = fmt.Errorf("engine returned %d logit rows for %d sequences", len(logits), len(batch))
+	}
+	if err != nil {
+		for _, j := range batch {
+			free(j, "", fmt.Errorf("forward pass: %w", err))
+		}
+		return err
+	}
+	s.m.steps.Add(1)
+	s.m.stepTokens.Add(uint64(ntok))
+	s.m.batchSize.observe(float64(len(batch)))
+	now := time.Now()
+	for i, j := range batch {
+		if j.draft != nil {
+			j.hist = append(j.hist, toks[i]...)
+		}
+		if prefill[i] {
+			j.fed += len(toks[i])
+			if j.fed < len(j.prompt) {
+				continue
+			}
+			s.m.promptTokens.Add(uint64(len(j.prompt)))
+		}
+		s.accept(j, j.sampler.Sample(logits[i]), now, free)
+	}
+	return nil
+}
+
+// accept records one sampled token for j: it ends the job on a stop token
+// or when max_tokens is reached, and otherwise emits it and queues it as the
+// next input.
+func (s *scheduler) accept(j *job, tok int32, now time.Time, free func(*job, string, error)) {
+	j.generated++
+	if j.generated == 1 {
+		s.m.ttft.observe(now.Sub(j.arrived).Seconds())
+	} else {
+		s.m.perToken.observe(now.Sub(j.last).Seconds())
+	}
+	j.last = now
+	s.m.generatedTokens.Add(1)
+	if slices.Contains(j.stopTokens, tok) {
+		free(j, finishStop, nil)
+		return
+	}
+	j.out.push(tok)
+	if j.generated >= j.maxTokens {
+		free(j, finishLength, nil)
+		return
+	}
+	j.next = tok
+}
