@@ -33,14 +33,22 @@ func (s *Stats) TouchedTotal() int {
 
 // scratch holds the activations of one Forward call, grown as needed.
 type scratch struct {
-	x, xn, q, k, v, att, o []float32
-	ffG, ffU, ffO, gath    []float32
-	route                  []float32
+	x, xn, qkv, att, o []float32
+	ffGU, ffH, ffO     []float32
+	gath, route        []float32
+	rowSeq, rowPos     []int32
 }
 
 func grow(b []float32, n int) []float32 {
 	if cap(b) < n {
 		return make([]float32, n)
+	}
+	return b[:n]
+}
+
+func growI(b []int32, n int) []int32 {
+	if cap(b) < n {
+		return make([]int32, n)
 	}
 	return b[:n]
 }
@@ -105,16 +113,16 @@ func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][
 	sc := &m.sc
 	sc.x = grow(sc.x, rows*d)
 	sc.xn = grow(sc.xn, rows*d)
-	sc.q = grow(sc.q, rows*qDim)
-	sc.k = grow(sc.k, rows*kvDim)
-	sc.v = grow(sc.v, rows*kvDim)
+	qkvDim := qDim + 2*kvDim
+	sc.qkv = grow(sc.qkv, rows*qkvDim)
 	sc.att = grow(sc.att, rows*qDim)
 	sc.o = grow(sc.o, rows*d)
 	x := sc.x
 
 	// Row bookkeeping: which sequence and position each row is.
-	rowSeq := make([]int32, rows)
-	rowPos := make([]int32, rows)
+	sc.rowSeq = growI(sc.rowSeq, rows)
+	sc.rowPos = growI(sc.rowPos, rows)
+	rowSeq, rowPos := sc.rowSeq, sc.rowPos
 	r := 0
 	for i, s := range seqs {
 		s.reserve(s.n + len(tokens[i]))
@@ -134,16 +142,22 @@ func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][
 	for l := range m.W.Layers {
 		L := &m.W.Layers[l]
 		compute.RMSNorm(sc.xn, x, L.AttnNorm, rows, d, eps, nil)
-		compute.Gemm(m.Pool, false, true, rows, qDim, d, 1, sc.xn, d, L.Wq, d, 0, sc.q, qDim)
-		compute.Gemm(m.Pool, false, true, rows, kvDim, d, 1, sc.xn, d, L.Wk, d, 0, sc.k, kvDim)
-		compute.Gemm(m.Pool, false, true, rows, kvDim, d, 1, sc.xn, d, L.Wv, d, 0, sc.v, kvDim)
+		F := &m.fused[l]
+		if F.qkv != nil {
+			compute.Gemm(m.Pool, false, true, rows, qkvDim, d, 1, sc.xn, d, F.qkv, d, 0, sc.qkv, qkvDim)
+		} else {
+			compute.Gemm(m.Pool, false, true, rows, qDim, d, 1, sc.xn, d, L.Wq, d, 0, sc.qkv, qkvDim)
+			compute.Gemm(m.Pool, false, true, rows, kvDim, d, 1, sc.xn, d, L.Wk, d, 0, sc.qkv[qDim:], qkvDim)
+			compute.Gemm(m.Pool, false, true, rows, kvDim, d, 1, sc.xn, d, L.Wv, d, 0, sc.qkv[qDim+kvDim:], qkvDim)
+		}
 		for r := 0; r < rows; r++ {
 			p := int(rowPos[r])
-			m.rope.Apply(sc.q[r*qDim:(r+1)*qDim], nh, p)
-			m.rope.Apply(sc.k[r*kvDim:(r+1)*kvDim], nkv, p)
+			row := sc.qkv[r*qkvDim : (r+1)*qkvDim]
+			m.rope.Apply(row[:qDim], nh, p)
+			m.rope.Apply(row[qDim:qDim+kvDim], nkv, p)
 			sq := seqs[rowSeq[r]]
-			copy(sq.k[l][p*kvDim:(p+1)*kvDim], sc.k[r*kvDim:(r+1)*kvDim])
-			copy(sq.v[l][p*kvDim:(p+1)*kvDim], sc.v[r*kvDim:(r+1)*kvDim])
+			copy(sq.k[l][p*kvDim:(p+1)*kvDim], row[qDim:qDim+kvDim])
+			copy(sq.v[l][p*kvDim:(p+1)*kvDim], row[qDim+kvDim:])
 		}
 		m.attention(seqs, l, rows, rowSeq, rowPos)
 		compute.Gemm(m.Pool, false, true, rows, d, qDim, 1, sc.att, qDim, L.Wo, qDim, 0, sc.o, d)
@@ -151,7 +165,7 @@ func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][
 
 		compute.RMSNorm(sc.xn, x, L.FFNNorm, rows, d, eps, nil)
 		if !cfg.IsMoE() {
-			m.swiglu(rows, sc.xn, L.Gate, L.Up, L.Down, cfg.IntermediateSize, nil, nil, x)
+			m.swiglu(rows, sc.xn, F.gu, L.Gate, L.Up, L.Down, cfg.IntermediateSize, nil, nil, x)
 			continue
 		}
 		touched, counts := m.moe(l, rows, x)
@@ -208,6 +222,7 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 	hd, nh := m.hd, cfg.NumHeads
 	group := nh / cfg.KVHeads()
 	qDim, kvDim := nh*hd, m.kvDim
+	qkvDim := qDim + 2*kvDim
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	sc := &m.sc
 	work := rows * nh
@@ -222,7 +237,7 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 			p := int(rowPos[r])
 			s := seqs[rowSeq[r]]
 			kc, vc := s.k[l], s.v[l]
-			q := sc.q[r*qDim+h*hd : r*qDim+(h+1)*hd]
+			q := sc.qkv[r*qkvDim+h*hd : r*qkvDim+(h+1)*hd]
 			off := (h / group) * hd
 			sco := scores[:p+1]
 			for t := 0; t <= p; t++ {
@@ -243,17 +258,25 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 }
 
 // swiglu adds down(silu(gate(xn)) ⊙ up(xn)) for rows rows of xn into dst, or
-// into dst[dstRows[i]] scaled by weights[i] when dstRows is set.
-func (m *Model) swiglu(rows int, xn, gate, up, down []float32, ff int, dstRows []int32, weights []float32, dst []float32) {
+// into dst[dstRows[i]] scaled by weights[i] when dstRows is set. gu, when
+// not nil, is the fused [gate; up] matrix, computed in one GEMM.
+func (m *Model) swiglu(rows int, xn, gu, gate, up, down []float32, ff int, dstRows []int32, weights []float32, dst []float32) {
 	d := m.Cfg.HiddenSize
 	sc := &m.sc
-	sc.ffG = grow(sc.ffG, rows*ff)
-	sc.ffU = grow(sc.ffU, rows*ff)
+	sc.ffGU = grow(sc.ffGU, rows*2*ff)
+	sc.ffH = grow(sc.ffH, rows*ff)
 	sc.ffO = grow(sc.ffO, rows*d)
-	compute.Gemm(m.Pool, false, true, rows, ff, d, 1, xn, d, gate, d, 0, sc.ffG, ff)
-	compute.Gemm(m.Pool, false, true, rows, ff, d, 1, xn, d, up, d, 0, sc.ffU, ff)
-	compute.SwiGLU(sc.ffG, sc.ffG, sc.ffU)
-	compute.Gemm(m.Pool, false, true, rows, d, ff, 1, sc.ffG, ff, down, ff, 0, sc.ffO, d)
+	if gu != nil {
+		compute.Gemm(m.Pool, false, true, rows, 2*ff, d, 1, xn, d, gu, d, 0, sc.ffGU, 2*ff)
+	} else {
+		compute.Gemm(m.Pool, false, true, rows, ff, d, 1, xn, d, gate, d, 0, sc.ffGU, 2*ff)
+		compute.Gemm(m.Pool, false, true, rows, ff, d, 1, xn, d, up, d, 0, sc.ffGU[ff:], 2*ff)
+	}
+	for r := 0; r < rows; r++ {
+		g := sc.ffGU[r*2*ff : (r+1)*2*ff]
+		compute.SwiGLU(sc.ffH[r*ff:(r+1)*ff], g[:ff], g[ff:])
+	}
+	compute.Gemm(m.Pool, false, true, rows, d, ff, 1, sc.ffH, ff, down, ff, 0, sc.ffO, d)
 	if dstRows == nil {
 		compute.Add(dst[:rows*d], sc.ffO)
 		return
@@ -323,7 +346,7 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 	// The shared expert sees every row, ungated; compute it before sc.xn is
 	// reused for gathered rows.
 	if cfg.SharedExpertIntermediateSize > 0 {
-		m.swiglu(rows, sc.xn, L.SharedGate, L.SharedUp, L.SharedDown, cfg.SharedExpertIntermediateSize, nil, nil, x)
+		m.swiglu(rows, sc.xn, m.fused[l].sharedGU, L.SharedGate, L.SharedUp, L.SharedDown, cfg.SharedExpertIntermediateSize, nil, nil, x)
 	}
 	counts := make([]int, E)
 	touched := 0
@@ -337,7 +360,7 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 		touched++
 		sc.gath = grow(sc.gath, n*d)
 		compute.GatherRows(sc.gath, sc.xn, expRows[e], d)
-		m.swiglu(n, sc.gath, L.ExpertGate[e], L.ExpertUp[e], L.ExpertDown[e], ffe, expRows[e], expW[e], x)
+		m.swiglu(n, sc.gath, m.fused[l].expertGU[e], L.ExpertGate[e], L.ExpertUp[e], L.ExpertDown[e], ffe, expRows[e], expW[e], x)
 	}
 	return touched, counts
 }

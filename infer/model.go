@@ -39,6 +39,8 @@ type Model struct {
 	moeK      int
 	rope      *compute.RoPE
 
+	fused []fusedViews // per layer
+
 	mu sync.Mutex // serialises Forward; guards sc
 	sc scratch
 
@@ -95,6 +97,7 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 	for l := range m.routed {
 		m.routed[l] = make([]uint64, max(cfg.NumExperts, 0))
 	}
+	m.fused = makeFused(cfg, w)
 	rope, err := compute.NewRoPE(hd, m.ctxLen, model.RopeTheta(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
@@ -113,4 +116,55 @@ func Load(path string, pool *compute.Pool) (*Model, error) {
 		return loadGGUF(path, pool)
 	}
 	return loadRunDir(path, pool)
+}
+
+// fusedViews are views over parameter tensors that lie next to each other in
+// the flat layout, so that one GEMM computes several projections: [wq; wk;
+// wv] and each [gate; up] pair. A nil view means the tensors are not
+// adjacent and are used one by one.
+type fusedViews struct {
+	qkv, gu, sharedGU []float32
+	expertGU          [][]float32
+}
+
+// adjacent returns the view over parts laid out back to back in flat from
+// offset off, or nil if they are not.
+func adjacent(flat []float32, off int, parts ...[]float32) []float32 {
+	pos := off
+	for _, p := range parts {
+		if len(p) == 0 || pos < 0 || pos+len(p) > len(flat) || &flat[pos] != &p[0] {
+			return nil
+		}
+		pos += len(p)
+	}
+	return flat[off:pos:pos]
+}
+
+// makeFused finds the fused views of every layer of w.
+func makeFused(cfg *config.Config, w *model.Weights) []fusedViews {
+	offs := map[string]int{}
+	off := 0
+	w.Visit(cfg, func(name string, t []float32) {
+		offs[name] = off
+		off += len(t)
+	})
+	fv := make([]fusedViews, len(w.Layers))
+	for l := range w.Layers {
+		L := &w.Layers[l]
+		p := fmt.Sprintf("layers.%d.", l)
+		f := &fv[l]
+		f.qkv = adjacent(w.Flat, offs[p+"wq"], L.Wq, L.Wk, L.Wv)
+		if !cfg.IsMoE() {
+			f.gu = adjacent(w.Flat, offs[p+"gate"], L.Gate, L.Up)
+			continue
+		}
+		f.expertGU = make([][]float32, cfg.NumExperts)
+		for e := range f.expertGU {
+			f.expertGU[e] = adjacent(w.Flat, offs[fmt.Sprintf("%sexpert.%d.gate", p, e)], L.ExpertGate[e], L.ExpertUp[e])
+		}
+		if L.SharedGate != nil {
+			f.sharedGU = adjacent(w.Flat, offs[p+"shared.gate"], L.SharedGate, L.SharedUp)
+		}
+	}
+	return fv
 }

@@ -395,3 +395,34 @@ func TestStatsTouched(t *testing.T) {
 		t.Fatalf("layer 0 routed %d rows, want %d", sum, 11*cfg.ExpertsPerToken)
 	}
 }
+
+// TestFusedViews checks that the fused [wq;wk;wv] and [gate;up] views are
+// found in the standard layout, and that the unfused fallback computes the
+// same logits.
+func TestFusedViews(t *testing.T) {
+	for name, cfg := range refConfigs() {
+		m := newTestModel(t, cfg, 1, 0.3)
+		for l, f := range m.fused {
+			if f.qkv == nil || (cfg.IsMoE() && f.expertGU[0] == nil) || (!cfg.IsMoE() && f.gu == nil) || (cfg.SharedExpertIntermediateSize > 0 && f.sharedGU == nil) {
+				t.Fatalf("%s layer %d: fused views missing", name, l)
+			}
+		}
+		toks := []int32{1, 5, 2, 7, 3}
+		a, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for l := range m.fused {
+			m.fused[l] = fusedViews{expertGU: make([][]float32, cfg.NumExperts)}
+		}
+		b, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range a[0] {
+			if d := a[0][i] - b[0][i]; d > 1e-4 || d < -1e-4 {
+				t.Fatalf("%s: unfused logit %d differs: %g vs %g", name, i, b[0][i], a[0][i])
+			}
+		}
+	}
+}
