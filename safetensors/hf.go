@@ -1,0 +1,209 @@
+package safetensors
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"moe/config"
+	"moe/model"
+)
+
+// naming is how a Hugging Face model type names its feed-forward tensors.
+type naming struct {
+	router           string // relative to "model.layers.N."
+	expert           string // format with the expert index
+	gate, up, down   string // expert projection names
+	shared           string // shared-expert prefix ("" for none)
+	denseGate, dense string
+}
+
+var (
+	// mixtralNames is Mixtral's block_sparse_moe (w1 = gate, w3 = up, w2 = down).
+	mixtralNames = naming{router: "block_sparse_moe.gate", expert: "block_sparse_moe.experts.%d.", gate: "w1", up: "w3", down: "w2"}
+	// mlpNames is the qwen2_moe / qwen3_moe / olmoe layout.
+	mlpNames = naming{router: "mlp.gate", expert: "mlp.experts.%d.", gate: "gate_proj", up: "up_proj", down: "down_proj", shared: "mlp.shared_expert."}
+)
+
+// namesFor returns the naming of cfg's model type.
+func namesFor(cfg *config.Config) naming {
+	if cfg.ModelType == config.TypeMixtral || cfg.ModelType == config.TypeMistral || cfg.ModelType == config.TypeLlama {
+		return mixtralNames
+	}
+	return mlpNames
+}
+
+// hfTensor is one parameter: its Hugging Face name and shape, and the moe
+// view holding it.
+type hfTensor struct {
+	name  string
+	shape []int64
+	view  []float32
+}
+
+// hfTensors lists every parameter of w under its Hugging Face name.
+func hfTensors(cfg *config.Config, w *model.Weights, nm naming) []hfTensor {
+	d := int64(cfg.HiddenSize)
+	var out []hfTensor
+	add := func(name string, view []float32, shape ...int64) {
+		out = append(out, hfTensor{name, shape, view})
+	}
+	rows := func(v []float32) int64 { return int64(len(v)) / d }
+	add("model.embed_tokens.weight", w.Embed, int64(cfg.VocabSize), d)
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		p := fmt.Sprintf("model.layers.%d.", i)
+		add(p+"input_layernorm.weight", l.AttnNorm, d)
+		add(p+"self_attn.q_proj.weight", l.Wq, rows(l.Wq), d)
+		add(p+"self_attn.k_proj.weight", l.Wk, rows(l.Wk), d)
+		add(p+"self_attn.v_proj.weight", l.Wv, rows(l.Wv), d)
+		add(p+"self_attn.o_proj.weight", l.Wo, d, rows(l.Wo))
+		add(p+"post_attention_layernorm.weight", l.FFNNorm, d)
+		if len(l.Router) == 0 {
+			ff := rows(l.Gate)
+			add(p+"mlp.gate_proj.weight", l.Gate, ff, d)
+			add(p+"mlp.up_proj.weight", l.Up, ff, d)
+			add(p+"mlp.down_proj.weight", l.Down, d, ff)
+			continue
+		}
+		add(p+nm.router+".weight", l.Router, int64(cfg.NumExperts), d)
+		for e := range l.ExpertGate {
+			q := p + fmt.Sprintf(nm.expert, e)
+			fe := rows(l.ExpertGate[e])
+			add(q+nm.gate+".weight", l.ExpertGate[e], fe, d)
+			add(q+nm.up+".weight", l.ExpertUp[e], fe, d)
+			add(q+nm.down+".weight", l.ExpertDown[e], d, fe)
+		}
+		if s := rows(l.SharedGate); s > 0 {
+			q := p + nm.shared
+			if nm.shared == "" {
+				q = p + "block_sparse_moe.shared_expert."
+			}
+			add(q+"gate_proj.weight", l.SharedGate, s, d)
+			add(q+"up_proj.weight", l.SharedUp, s, d)
+			add(q+"down_proj.weight", l.SharedDown, d, s)
+		}
+	}
+	add("model.norm.weight", w.FinalNorm, d)
+	if !cfg.TieWordEmbeddings {
+		add("lm_head.weight", w.LMHead, int64(cfg.VocabSize), d)
+	}
+	return out
+}
+
+// checkSupported rejects configs moe's model cannot run or whose extra
+// parameters have no place in model.Weights.
+func checkSupported(cfg *config.Config) error {
+	if err := model.Supported(cfg); err != nil {
+		return err
+	}
+	var bad []string
+	for _, f := range []struct {
+		on   bool
+		what string
+	}{
+		{cfg.QKVBias || cfg.MLPBias || cfg.ExpertBias || cfg.RouterBias, "biases"},
+		{cfg.SharedExpertGate, "a gated shared expert"},
+		{cfg.PlainMLP, "a plain MLP"},
+		{cfg.LayerNorm, "LayerNorm"},
+		{cfg.LearnedPositions, "learned positions"},
+		{cfg.SlidingWindow > 0 || len(cfg.LayerTypes) > 0, "sliding-window attention"},
+		{cfg.HiddenAct != "" && cfg.HiddenAct != "silu", "activation " + cfg.HiddenAct},
+	} {
+		if f.on {
+			bad = append(bad, f.what)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("the model uses %s, which moe does not implement", strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+// LoadHF reads a Hugging Face checkpoint directory: config.json plus
+// model.safetensors (or shards with model.safetensors.index.json), in the
+// llama / mistral / mixtral naming (qwen-style "mlp.experts" MoE naming is
+// also read). Every tensor must be used, except rotary inv_freq buffers.
+func LoadHF(ctx context.Context, dir string) (*config.Config, *model.Weights, error) {
+	cfg, err := config.Load(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkSupported(cfg); err != nil {
+		return nil, nil, fmt.Errorf("import %s: %w", dir, err)
+	}
+	set, err := OpenDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer set.Close()
+	w, err := model.NewWeights(cfg, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	nm := namesFor(cfg)
+	if _, ok := set.Info("model.layers.0.block_sparse_moe.gate.weight"); ok {
+		nm = mixtralNames
+	} else if _, ok := set.Info("model.layers.0.mlp.gate.weight"); ok {
+		nm = mlpNames
+	}
+	used := map[string]bool{}
+	for _, t := range hfTensors(cfg, w, nm) {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		info, ok := set.Info(t.name)
+		if !ok {
+			return nil, nil, fmt.Errorf("import %s: missing tensor %q", dir, t.name)
+		}
+		if !equalShape(info.Shape, t.shape) {
+			return nil, nil, fmt.Errorf("import %s: tensor %q has shape %v, config.json needs %v", dir, t.name, info.Shape, t.shape)
+		}
+		data, err := set.Float32(t.name)
+		if err != nil {
+			return nil, nil, err
+		}
+		copy(t.view, data)
+		used[t.name] = true
+	}
+	for _, n := range set.Names() {
+		if !used[n] && !strings.HasSuffix(n, "rotary_emb.inv_freq") {
+			if n == "lm_head.weight" && cfg.TieWordEmbeddings {
+				continue // some tied checkpoints store the copy anyway
+			}
+			return nil, nil, fmt.Errorf("import %s: tensor %q has no place in the moe model (unsupported feature)", dir, n)
+		}
+	}
+	return cfg, w, nil
+}
+
+// SaveHF writes cfg and w as a Hugging Face checkpoint directory:
+// config.json and model.safetensors in dtype (F32, F16 or BF16), with the
+// naming of cfg's model type (Mixtral's for moe's own models).
+func SaveHF(ctx context.Context, dir string, cfg *config.Config, w *model.Weights, dtype string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("safetensors: %w", err)
+	}
+	var ts []Tensor
+	for _, t := range hfTensors(cfg, w, namesFor(cfg)) {
+		ts = append(ts, Tensor{Name: t.name, DType: dtype, Shape: t.shape, Data: t.view})
+	}
+	if err := WriteFile(ctx, filepath.Join(dir, "model.safetensors"), ts, map[string]string{"format": "pt"}); err != nil {
+		return err
+	}
+	return cfg.Save(filepath.Join(dir, "config.json"))
+}
+
+func equalShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
