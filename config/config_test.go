@@ -155,8 +155,12 @@ func TestLoadErrors(t *testing.T) {
 			"num_hidden_layers":2,"num_attention_heads":2,"max_position_embeddings":8,"num_experts_per_tok":2}`, "num_experts: missing"},
 		{"negative", strings.Replace(goodMixtral, `"hidden_size":16`, `"hidden_size":-16`, 1), "hidden_size: must not be negative (got -16)"},
 		{"zero layers", strings.Replace(goodMixtral, `"num_hidden_layers":2`, `"num_hidden_layers":0`, 1), "num_hidden_layers: missing or zero"},
-		{"float int", strings.Replace(goodMixtral, `"hidden_size":16`, `"hidden_size":16.5`, 1), "hidden_size"},
-		{"string int", strings.Replace(goodMixtral, `"hidden_size":16`, `"hidden_size":"16"`, 1), "hidden_size"},
+		{"float int", strings.Replace(goodMixtral, `"hidden_size":16`, `"hidden_size":16.5`, 1), "hidden_size: expected an integer, got JSON number 16.5"},
+		{"string int", strings.Replace(goodMixtral, `"hidden_size":16`, `"hidden_size":"16"`, 1), "hidden_size: expected an integer, got JSON string"},
+		{"huge int", strings.Replace(goodMixtral, `"hidden_size":16`, `"hidden_size":1e300`, 1), "hidden_size: expected an integer"},
+		{"bool field", strings.Replace(goodMixtral, `"max_position_embeddings":64`, `"max_position_embeddings":64,"tie_word_embeddings":1`, 1), "tie_word_embeddings: expected true or false"},
+		{"list field", strings.Replace(goodMixtral, `"max_position_embeddings":64`, `"max_position_embeddings":64,"mlp_only_layers":[0.5]`, 1), "mlp_only_layers: expected an integer"},
+		{"type type", `{"model_type": 7}`, "model_type: expected a string, got JSON number"},
 		{"topk > experts", strings.Replace(goodMixtral, `"num_experts_per_tok":2`, `"num_experts_per_tok":5`, 1), "num_experts_per_tok (5) > num_local_experts (4)"},
 		{"kv heads", strings.Replace(goodMixtral, `"num_key_value_heads":2`, `"num_key_value_heads":3`, 1), "num_key_value_heads: 3 does not divide"},
 		{"heads vs hidden", strings.Replace(goodMixtral, `"num_attention_heads":4,"num_key_value_heads":2`, `"num_attention_heads":3,"num_key_value_heads":1`, 1), "num_attention_heads: 3 does not divide hidden_size"},
@@ -186,6 +190,11 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if _, err := Parse([]byte(goodMixtral)); err != nil {
 		t.Fatalf("the good config was rejected: %v", err)
+	}
+	// Integral numbers written as floats are integers.
+	c, err := Parse([]byte(strings.Replace(goodMixtral, `"hidden_size":16`, `"hidden_size":16.0`, 1)))
+	if err != nil || c.HiddenSize != 16 {
+		t.Fatalf("16.0 as hidden_size: %v", err)
 	}
 	if _, err := Load(filepath.Join(dir, "absent.json")); err == nil {
 		t.Fatal("Load of a missing file succeeded")

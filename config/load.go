@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -94,14 +97,14 @@ func Resolve(nameOrPath string) (*Config, error) {
 type rawConfig struct {
 	ModelType *string `json:"model_type"`
 
-	VocabSize             *int     `json:"vocab_size"`
-	HiddenSize            *int     `json:"hidden_size"`
-	IntermediateSize      *int     `json:"intermediate_size"`
-	NumLayers             *int     `json:"num_hidden_layers"`
-	NumHeads              *int     `json:"num_attention_heads"`
-	NumKVHeads            *int     `json:"num_key_value_heads"`
-	HeadDim               *int     `json:"head_dim"`
-	MaxPositionEmbeddings *int     `json:"max_position_embeddings"`
+	VocabSize             *intField     `json:"vocab_size"`
+	HiddenSize            *intField     `json:"hidden_size"`
+	IntermediateSize      *intField     `json:"intermediate_size"`
+	NumLayers             *intField     `json:"num_hidden_layers"`
+	NumHeads              *intField     `json:"num_attention_heads"`
+	NumKVHeads            *intField     `json:"num_key_value_heads"`
+	HeadDim               *intField     `json:"head_dim"`
+	MaxPositionEmbeddings *intField     `json:"max_position_embeddings"`
 	RopeTheta             *float64 `json:"rope_theta"`
 	RMSNormEps            *float64 `json:"rms_norm_eps"`
 	TieWordEmbeddings     *bool    `json:"tie_word_embeddings"`
@@ -110,27 +113,27 @@ type rawConfig struct {
 	AttentionBias         *bool    `json:"attention_bias"`
 	MLPBias               *bool    `json:"mlp_bias"`
 
-	NumLocalExperts              *int     `json:"num_local_experts"`
-	NumExperts                   *int     `json:"num_experts"`
-	NumExpertsPerTok             *int     `json:"num_experts_per_tok"`
-	ExpertsPerToken              *int     `json:"experts_per_token"` // gpt_oss
-	MoEIntermediateSize          *int     `json:"moe_intermediate_size"`
-	SharedExpertIntermediateSize *int     `json:"shared_expert_intermediate_size"`
+	NumLocalExperts              *intField     `json:"num_local_experts"`
+	NumExperts                   *intField     `json:"num_experts"`
+	NumExpertsPerTok             *intField     `json:"num_experts_per_tok"`
+	ExpertsPerToken              *intField     `json:"experts_per_token"` // gpt_oss
+	MoEIntermediateSize          *intField     `json:"moe_intermediate_size"`
+	SharedExpertIntermediateSize *intField     `json:"shared_expert_intermediate_size"`
 	RouterAuxLossCoef            *float64 `json:"router_aux_loss_coef"`
 	NormTopKProb                 *bool    `json:"norm_topk_prob"`
-	DecoderSparseStep            *int     `json:"decoder_sparse_step"`
-	MLPOnlyLayers                []int    `json:"mlp_only_layers"`
-	SlidingWindow                *int     `json:"sliding_window"`
+	DecoderSparseStep            *intField     `json:"decoder_sparse_step"`
+	MLPOnlyLayers                []intField    `json:"mlp_only_layers"`
+	SlidingWindow                *intField     `json:"sliding_window"`
 	UseSlidingWindow             *bool    `json:"use_sliding_window"`
 	LayerTypes                   []string `json:"layer_types"`
 	QKNorm                       *bool    `json:"qk_norm"`
 
 	// GPT-2 style names, accepted for model_type gpt3.
-	NEmbd      *int     `json:"n_embd"`
-	NLayer     *int     `json:"n_layer"`
-	NHead      *int     `json:"n_head"`
-	NInner     *int     `json:"n_inner"`
-	NPositions *int     `json:"n_positions"`
+	NEmbd      *intField     `json:"n_embd"`
+	NLayer     *intField     `json:"n_layer"`
+	NHead      *intField     `json:"n_head"`
+	NInner     *intField     `json:"n_inner"`
+	NPositions *intField     `json:"n_positions"`
 	LNEps      *float64 `json:"layer_norm_epsilon"`
 
 	// moe's own fields (see Config).
@@ -156,7 +159,7 @@ func Parse(data []byte) (*Config, error) {
 	if err := dec.Decode(&r); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return nil, fmt.Errorf("%s: expected %s, got JSON %s", te.Field, te.Type, te.Value)
+			return nil, fmt.Errorf("%s: expected %s, got JSON %s", te.Field, jsonKind(te.Type), te.Value)
 		}
 		return nil, fmt.Errorf("malformed JSON: %w", err)
 	}
@@ -199,7 +202,7 @@ func (p *parser) fail(format string, args ...any) {
 
 // need returns the first present field among the (name, value) pairs, or
 // records a "missing" error naming the first name.
-func (p *parser) need(names []string, vals ...*int) int {
+func (p *parser) need(names []string, vals ...*intField) int {
 	for _, v := range vals {
 		if v != nil {
 			return p.nonneg(names[0], v, 0)
@@ -210,7 +213,7 @@ func (p *parser) need(names []string, vals ...*int) int {
 }
 
 // opt returns the first present field, or def.
-func (p *parser) opt(name string, def int, vals ...*int) int {
+func (p *parser) opt(name string, def int, vals ...*intField) int {
 	for _, v := range vals {
 		if v != nil {
 			return p.nonneg(name, v, def)
@@ -219,14 +222,46 @@ func (p *parser) opt(name string, def int, vals ...*int) int {
 	return def
 }
 
-func (p *parser) nonneg(name string, v *int, def int) int {
+func (p *parser) nonneg(name string, v *intField, def int) int {
 	if v == nil {
 		return def
 	}
 	if *v < 0 {
 		p.fail("%s: must not be negative (got %d)", name, *v)
 	}
-	return *v
+	return int(*v)
+}
+
+// intField is a JSON integer; it also takes integral numbers written with a
+// fraction or exponent (4096.0, 1e3), as some converted configs have.
+type intField int
+
+// maxIntField bounds an intField so that it is exact in a float64.
+const maxIntField = 1 << 53
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (f *intField) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if s == "null" {
+		return nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v != math.Trunc(v) || math.Abs(v) > maxIntField {
+		kind := "number " + s
+		switch {
+		case strings.HasPrefix(s, `"`):
+			kind = "string"
+		case s == "true" || s == "false":
+			kind = "bool"
+		case strings.HasPrefix(s, "["):
+			kind = "array"
+		case strings.HasPrefix(s, "{"):
+			kind = "object"
+		}
+		return &json.UnmarshalTypeError{Value: kind, Type: reflect.TypeOf(0)}
+	}
+	*f = intField(v)
+	return nil
 }
 
 func optF(v *float64, def float64) float64 {
@@ -300,9 +335,8 @@ func (p *parser) build() *Config {
 	c.CapacityFactor = optF(r.CapacityFactor, 0)
 	c.RouterZLossCoef = optF(r.RouterZLossCoef, 0)
 	c.DecoderSparseStep = p.opt("decoder_sparse_step", 0, r.DecoderSparseStep)
-	c.MLPOnlyLayers = append([]int(nil), r.MLPOnlyLayers...)
-	if len(c.MLPOnlyLayers) == 0 {
-		c.MLPOnlyLayers = nil
+	for _, l := range r.MLPOnlyLayers {
+		c.MLPOnlyLayers = append(c.MLPOnlyLayers, int(l))
 	}
 	c.SlidingWindow = p.opt("sliding_window", 0, r.SlidingWindow)
 	if len(r.LayerTypes) > 0 {
@@ -411,4 +445,26 @@ func (c *Config) hasDenseLayer() bool {
 		}
 	}
 	return false
+}
+
+// jsonKind names a Go type the way a config.json author thinks of it.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "a value"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return "an integer"
+	case reflect.Float64, reflect.Float32:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return t.String()
 }
