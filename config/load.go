@@ -97,44 +97,44 @@ func Resolve(nameOrPath string) (*Config, error) {
 type rawConfig struct {
 	ModelType *string `json:"model_type"`
 
-	VocabSize             *intField     `json:"vocab_size"`
-	HiddenSize            *intField     `json:"hidden_size"`
-	IntermediateSize      *intField     `json:"intermediate_size"`
-	NumLayers             *intField     `json:"num_hidden_layers"`
-	NumHeads              *intField     `json:"num_attention_heads"`
-	NumKVHeads            *intField     `json:"num_key_value_heads"`
-	HeadDim               *intField     `json:"head_dim"`
-	MaxPositionEmbeddings *intField     `json:"max_position_embeddings"`
-	RopeTheta             *float64 `json:"rope_theta"`
-	RMSNormEps            *float64 `json:"rms_norm_eps"`
-	TieWordEmbeddings     *bool    `json:"tie_word_embeddings"`
-	HiddenAct             *string  `json:"hidden_act"`
-	InitializerRange      *float64 `json:"initializer_range"`
-	AttentionBias         *bool    `json:"attention_bias"`
-	MLPBias               *bool    `json:"mlp_bias"`
+	VocabSize             *intField `json:"vocab_size"`
+	HiddenSize            *intField `json:"hidden_size"`
+	IntermediateSize      *intField `json:"intermediate_size"`
+	NumLayers             *intField `json:"num_hidden_layers"`
+	NumHeads              *intField `json:"num_attention_heads"`
+	NumKVHeads            *intField `json:"num_key_value_heads"`
+	HeadDim               *intField `json:"head_dim"`
+	MaxPositionEmbeddings *intField `json:"max_position_embeddings"`
+	RopeTheta             *float64  `json:"rope_theta"`
+	RMSNormEps            *float64  `json:"rms_norm_eps"`
+	TieWordEmbeddings     *bool     `json:"tie_word_embeddings"`
+	HiddenAct             *string   `json:"hidden_act"`
+	InitializerRange      *float64  `json:"initializer_range"`
+	AttentionBias         *bool     `json:"attention_bias"`
+	MLPBias               *bool     `json:"mlp_bias"`
 
-	NumLocalExperts              *intField     `json:"num_local_experts"`
-	NumExperts                   *intField     `json:"num_experts"`
-	NumExpertsPerTok             *intField     `json:"num_experts_per_tok"`
-	ExpertsPerToken              *intField     `json:"experts_per_token"` // gpt_oss
-	MoEIntermediateSize          *intField     `json:"moe_intermediate_size"`
-	SharedExpertIntermediateSize *intField     `json:"shared_expert_intermediate_size"`
-	RouterAuxLossCoef            *float64 `json:"router_aux_loss_coef"`
-	NormTopKProb                 *bool    `json:"norm_topk_prob"`
-	DecoderSparseStep            *intField     `json:"decoder_sparse_step"`
-	MLPOnlyLayers                []intField    `json:"mlp_only_layers"`
-	SlidingWindow                *intField     `json:"sliding_window"`
-	UseSlidingWindow             *bool    `json:"use_sliding_window"`
-	LayerTypes                   []string `json:"layer_types"`
-	QKNorm                       *bool    `json:"qk_norm"`
+	NumLocalExperts              *intField  `json:"num_local_experts"`
+	NumExperts                   *intField  `json:"num_experts"`
+	NumExpertsPerTok             *intField  `json:"num_experts_per_tok"`
+	ExpertsPerToken              *intField  `json:"experts_per_token"` // gpt_oss
+	MoEIntermediateSize          *intField  `json:"moe_intermediate_size"`
+	SharedExpertIntermediateSize *intField  `json:"shared_expert_intermediate_size"`
+	RouterAuxLossCoef            *float64   `json:"router_aux_loss_coef"`
+	NormTopKProb                 *bool      `json:"norm_topk_prob"`
+	DecoderSparseStep            *intField  `json:"decoder_sparse_step"`
+	MLPOnlyLayers                []intField `json:"mlp_only_layers"`
+	SlidingWindow                *intField  `json:"sliding_window"`
+	UseSlidingWindow             *bool      `json:"use_sliding_window"`
+	LayerTypes                   []string   `json:"layer_types"`
+	QKNorm                       *bool      `json:"qk_norm"`
 
 	// GPT-2 style names, accepted for model_type gpt3.
-	NEmbd      *intField     `json:"n_embd"`
-	NLayer     *intField     `json:"n_layer"`
-	NHead      *intField     `json:"n_head"`
-	NInner     *intField     `json:"n_inner"`
-	NPositions *intField     `json:"n_positions"`
-	LNEps      *float64 `json:"layer_norm_epsilon"`
+	NEmbd      *intField `json:"n_embd"`
+	NLayer     *intField `json:"n_layer"`
+	NHead      *intField `json:"n_head"`
+	NInner     *intField `json:"n_inner"`
+	NPositions *intField `json:"n_positions"`
+	LNEps      *float64  `json:"layer_norm_epsilon"`
 
 	// moe's own fields (see Config).
 	QKVBias          *bool    `json:"moe_qkv_bias"`
