@@ -2,11 +2,101 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"moe/compute"
+	"moe/serve"
 )
 
 // runServe implements `moe serve`.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := newFlagSet("serve", "--model MODEL [--draft MODEL] [--addr 127.0.0.1:8080] [--api-key KEY] [--parallel N]", stderr)
+	modelPath := fs.String("model", "", "model: a run directory or a .gguf file")
+	draftPath := fs.String("draft", "", "draft model for speculative decoding of greedy requests (must share the tokenizer)")
+	draftTokens := fs.Int("draft-tokens", 4, "tokens the draft proposes per step")
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (loopback unless told otherwise)")
+	apiKey := fs.String("api-key", "", "require Authorization: Bearer KEY on every /v1 call")
+	apiKeyFile := fs.String("api-key-file", "", "read the API key from this file (keeps it out of the process list)")
+	parallel := fs.Int("parallel", 16, "most sequences in the running batch")
+	kvTokens := fs.Int("kv-tokens", 0, "KV-cache budget in positions over all running sequences (0 = parallel × context)")
+	queue := fs.Int("queue", 256, "sequences that may wait for a slot before requests get 429")
+	stepTokens := fs.Int("step-tokens", 512, "most tokens in one batched forward pass")
+	prefillChunk := fs.Int("prefill-chunk", 256, "most prompt tokens of one sequence per forward pass")
+	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes")
+	drain := fs.Duration("drain-timeout", 60*time.Second, "on SIGTERM, how long to let in-flight requests finish")
+	name := fs.String("name", "", "model id reported by /v1/models (default: the model's file or directory name)")
+	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *modelPath == "":
+		return usagef("--model is required")
+	case *parallel < 1:
+		return usagef("--parallel must be at least 1, got %d", *parallel)
+	case *kvTokens < 0:
+		return usagef("--kv-tokens must be >= 0, got %d", *kvTokens)
+	case *queue < 1:
+		return usagef("--queue must be at least 1, got %d", *queue)
+	case *stepTokens < 1 || *prefillChunk < 1:
+		return usagef("--step-tokens and --prefill-chunk must be at least 1")
+	case *maxBody < 1024:
+		return usagef("--max-body must be at least 1024 bytes, got %d", *maxBody)
+	case *draftTokens < 1:
+		return usagef("--draft-tokens must be at least 1, got %d", *draftTokens)
+	case *drain <= 0:
+		return usagef("--drain-timeout must be positive")
+	case *apiKey != "" && *apiKeyFile != "":
+		return usagef("give --api-key or --api-key-file, not both")
+	}
+	key := *apiKey
+	if *apiKeyFile != "" {
+		b, err := os.ReadFile(*apiKeyFile)
+		if err != nil {
+			return fmt.Errorf("reading API key: %w", err)
+		}
+		key = strings.TrimSpace(string(b))
+		if key == "" {
+			return fmt.Errorf("API key file %s is empty", *apiKeyFile)
+		}
+	}
+	if *name == "" {
+		*name = strings.TrimSuffix(filepath.Base(filepath.Clean(*modelPath)), filepath.Ext(*modelPath))
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	pool := compute.NewPool(*threads)
+	defer pool.Close()
+	m, d, err := loadModels(*modelPath, *draftPath, pool)
+	if err != nil {
+		return err
+	}
+	srv, err := serve.NewFromModel(m, d, serve.Options{
+		ModelName: *name, APIKey: key, Parallel: *parallel, KVTokens: *kvTokens, QueueSize: *queue,
+		StepTokens: *stepTokens, PrefillChunk: *prefillChunk, MaxBodyBytes: *maxBody, DrainTimeout: *drain,
+		DraftTokens: *draftTokens, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && key == "" {
+		log.Warn("listening beyond loopback without --api-key: anyone who can reach this address can use the model", "addr", ln.Addr().String())
+	}
+	log.Info("serving", "url", "http://"+ln.Addr().String(), "model", *name, "context", m.Context(),
+		"parallel", *parallel, "draft", *draftPath != "", "auth", key != "")
+	if err := srv.Serve(ctx, ln); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
 }

@@ -1,0 +1,102 @@
+package serve
+
+import (
+	"fmt"
+
+	"moe/infer"
+	"moe/tokenizer"
+)
+
+// modelEngine adapts an *infer.Model to Engine.
+type modelEngine struct {
+	m *infer.Model
+}
+
+// NewModelEngine returns an Engine that runs m.
+func NewModelEngine(m *infer.Model) Engine { return &modelEngine{m: m} }
+
+func (e *modelEngine) Context() int { return e.m.Context() }
+
+func (e *modelEngine) NewSeq(maxLen int) Seq { return e.m.NewSeq(maxLen) }
+
+func (e *modelEngine) Forward(seqs []Seq, tokens [][]int32, allLogits bool) ([][]float32, error) {
+	ss := make([]*infer.Seq, len(seqs))
+	for i, s := range seqs {
+		is, ok := s.(*infer.Seq)
+		if !ok {
+			return nil, fmt.Errorf("serve: sequence %d is a %T, not an *infer.Seq", i, s)
+		}
+		ss[i] = is
+	}
+	return e.m.Forward(ss, tokens, allLogits)
+}
+
+func (e *modelEngine) NewSampler(o SampleOptions) Sampler {
+	return infer.NewSampler(infer.SampleOptions{Temperature: o.Temperature, TopP: o.TopP, TopK: o.TopK, Seed: o.Seed})
+}
+
+// ExpertCounts returns the model's per-layer, per-expert routing counts.
+func (e *modelEngine) ExpertCounts() [][]uint64 {
+	c, _ := e.m.RoutingCounts()
+	return c
+}
+
+// textTokenizer adapts *tokenizer.Tokenizer to Tokenizer. Special tokens
+// are control tokens and decode to no text.
+type textTokenizer struct {
+	t *tokenizer.Tokenizer
+}
+
+func (t textTokenizer) Encode(s string) []int32 { return t.t.Encode([]byte(s)) }
+
+func (t textTokenizer) TokenBytes(id int32) []byte {
+	if t.t.IsSpecial(id) {
+		return nil
+	}
+	return t.t.TokenBytes(id)
+}
+
+// NewFromModel returns a server for an infer.Model with a tokenizer,
+// filling in from it what opt leaves unset: the vocabulary size, EOT as the
+// stop token and empty-prompt start, <|end|> as the chat stop token, and moe's
+// chat template (infer.EncodeChat). draft, if non-nil, must share m's
+// tokenizer; it speculates for greedy requests.
+func NewFromModel(m, draft *infer.Model, opt Options) (*Server, error) {
+	if m == nil {
+		return nil, fmt.Errorf("serve: nil model")
+	}
+	if m.Tok == nil {
+		return nil, fmt.Errorf("serve: model has no tokenizer")
+	}
+	tok := m.Tok
+	if opt.Vocab == 0 {
+		opt.Vocab = m.Cfg.VocabSize
+	}
+	if opt.StopTokens == nil {
+		opt.StopTokens = []int32{tok.EOT()}
+	}
+	if opt.ChatStopTokens == nil {
+		opt.ChatStopTokens = infer.ChatStopTokens(tok)
+	}
+	if opt.EmptyPrompt == 0 {
+		opt.EmptyPrompt = tok.EOT()
+	}
+	if opt.ChatTemplate == nil {
+		if _, ok := tok.Special(tokenizer.End); ok {
+			opt.ChatTemplate = func(msgs []Message) ([]int32, error) {
+				im := make([]infer.Message, len(msgs))
+				for i, x := range msgs {
+					im[i] = infer.Message{Role: x.Role, Content: x.Content}
+				}
+				return infer.EncodeChat(tok, im, true)
+			}
+		}
+	}
+	if draft != nil {
+		if err := infer.CheckDraft(m, draft); err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+		opt.Draft = NewModelEngine(draft)
+	}
+	return New(NewModelEngine(m), textTokenizer{tok}, opt)
+}
