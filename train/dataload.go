@@ -75,3 +75,33 @@ func readValTokens(dir string, man *data.Manifest, n int) ([]int32, error) {
 	}
 	return row, nil
 }
+
+// RandomBatches yields uniformly random token ids (for benchmarks).
+type RandomBatches struct {
+	V     int
+	Pos uint64 // position of the random stream
+}
+
+// Next fills tok with random ids and tgt with the following ones.
+func (r *RandomBatches) Next(tok, tgt []int32) error {
+	for i := range tok {
+		r.Pos++
+		tok[i] = int32(mix64(r.Pos) % uint64(r.V))
+		tgt[i] = int32(mix64(r.Pos^0xabcdef) % uint64(r.V))
+	}
+	return nil
+}
+
+// State serialises the position.
+func (r *RandomBatches) State() (json.RawMessage, error) { return json.Marshal(r.Pos) }
+
+// Restore sets the position.
+func (r *RandomBatches) Restore(s json.RawMessage) error { return json.Unmarshal(s, &r.Pos) }
+
+// mix64 is the splitmix64 finaliser.
+func mix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}

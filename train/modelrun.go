@@ -15,8 +15,14 @@ import (
 )
 
 // modelAdapter presents a *model.Model as a Model for the loop. Stats.Loss
-// is the cross-entropy alone (the router losses are reported apart).
-type modelAdapter struct{ m *model.Model }
+// is the cross-entropy alone (the router losses are reported apart). With
+// causal set, Forward uses the generation routing (dropless token choice;
+// the causal rule for expert-choice models): evaluation measures what
+// generation will see.
+type modelAdapter struct {
+	m      *model.Model
+	causal bool
+}
 
 func (a modelAdapter) Params() []float32 { return a.m.W.Flat }
 func (a modelAdapter) Grads() []float32  { return a.m.G.Flat }
@@ -24,7 +30,7 @@ func (a modelAdapter) NoDecay() [][2]int { return a.m.W.NoDecay }
 func (a modelAdapter) ZeroGrad()         { a.m.ZeroGrad() }
 func (a modelAdapter) Backward() error   { return a.m.Backward() }
 func (a modelAdapter) Forward(tok, tgt []int32, B, T int) (Stats, error) {
-	st, err := a.m.Forward(tok, tgt, B, T)
+	st, err := a.m.ForwardWith(tok, tgt, B, T, model.ForwardOptions{Causal: a.causal})
 	if err != nil {
 		return Stats{}, err
 	}
@@ -32,8 +38,10 @@ func (a modelAdapter) Forward(tok, tgt []int32, B, T int) (Stats, error) {
 		ExpertLoad: st.ExpertLoad, DroppedFrac: st.DroppedFrac}, nil
 }
 
-// NewModel wraps a *model.Model as a Model for Trainer and Evaluate.
-func NewModel(m *model.Model) Model { return modelAdapter{m} }
+// NewModel wraps a *model.Model as a Model for Trainer and Evaluate. causal
+// selects the generation routing for Forward (see model.ForwardOptions);
+// training uses causal = false.
+func NewModel(m *model.Model, causal bool) Model { return modelAdapter{m, causal} }
 
 // trainState is what the checkpoint's free-form "train" field holds.
 type trainState struct {

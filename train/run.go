@@ -258,7 +258,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 	}
 	opt := NewAdamW(len(m.W.Flat), pool.Threads())
 	opt.Beta1, opt.Beta2, opt.WeightDecay, opt.GradClip = opts.Beta1, opts.Beta2, opts.WeightDecay, opts.GradClip
-	tr := &Trainer{Model: modelAdapter{m}, Opt: opt, Data: batches, B: opts.Batch, T: T, Accum: accum,
+	tr := &Trainer{Model: modelAdapter{m, false}, Opt: opt, Data: batches, B: opts.Batch, T: T, Accum: accum,
 		Schedule: Schedule{LR: opts.LR, MinLR: opts.MinLR, Warmup: opts.Warmup, Total: opts.Steps}}
 	rng := rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d)
 	if ck != nil {
@@ -291,7 +291,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		if len(val) < 2 {
 			return EvalResult{Loss: math.NaN()}, nil
 		}
-		return Evaluate(ctx, modelAdapter{m}, val, opts.Batch, T, opts.EvalTokens, bytesOf)
+		return Evaluate(ctx, modelAdapter{m, true}, val, opts.Batch, T, opts.EvalTokens, bytesOf)
 	}
 	save := func() (string, error) {
 		return saveCheckpoint(opts, cfg, m, opt, tr, batches, rng, pool.Threads())

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"time"
 )
 
 // Stats is what one forward pass reports.
@@ -81,6 +82,9 @@ type Trainer struct {
 	// Step is the number of optimizer steps done; Tokens the tokens consumed.
 	Step   int
 	Tokens int64
+	// LastUpdateSeconds is the wall time of the last optimizer update
+	// (gradient norm, clipping, AdamW).
+	LastUpdateSeconds float64
 
 	tok, tgt []int32
 }
@@ -144,7 +148,9 @@ func (t *Trainer) TrainStep(ctx context.Context) (StepResult, error) {
 		}
 	}
 	res.LR = t.Schedule.At(t.Step + 1)
+	u0 := time.Now()
 	res.GradNorm = t.Opt.Update(t.Model.Params(), t.Model.Grads(), t.Model.NoDecay(), res.LR, 1/float64(accum))
+	t.LastUpdateSeconds = time.Since(u0).Seconds()
 	t.Step++
 	t.Tokens += int64(accum * t.B * t.T)
 	res.Tokens = t.Tokens

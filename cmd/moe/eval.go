@@ -2,11 +2,100 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"fmt"
 	"io"
+	"time"
+
+	"moe/compute"
+	"moe/data"
+	"moe/infer"
+	"moe/model"
+	"moe/train"
 )
 
-// runEval implements `moe eval`.
+// evalResult is what `moe eval --json` prints.
+type evalResult struct {
+	Loss        float64 `json:"loss"`
+	Perplexity  float64 `json:"perplexity"`
+	BitsPerByte float64 `json:"bits_per_byte"`
+	Tokens      int     `json:"tokens"`
+	Bytes       int     `json:"bytes"`
+	SeqLen      int     `json:"seq_len"`
+	Routing     string  `json:"routing"`
+	Seconds     float64 `json:"seconds"`
+}
+
+// runEval implements `moe eval`: the model's cross-entropy on a text, as
+// loss (nats/token), perplexity and bits per byte of text.
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := newFlagSet("eval", "--model MODEL --data PATH [--json]", stderr)
+	modelPath := fs.String("model", "", "model: a run directory or a checkpoint file")
+	dataPath := fs.String("data", "", "text to evaluate on: a text file, a directory or a .jsonl file with a \"text\" field")
+	jsonOut := fs.Bool("json", false, "print one JSON object")
+	seqLen := fs.Int("seq-len", 0, "window length in tokens (0 = the model's context)")
+	batch := fs.Int("batch", 4, "windows per forward pass")
+	maxTokens := fs.Int("max-tokens", 0, "evaluate only the first N predicted tokens (0 = all)")
+	threads := fs.Int("threads", 0, "compute threads (0 = all cores)")
+	routing := fs.String("routing", "causal", "MoE routing: causal (as in generation) or train (the batch routing used in training: capacity dropping, batch expert choice)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *modelPath == "":
+		return usagef("--model is required")
+	case *dataPath == "":
+		return usagef("--data is required")
+	case *batch <= 0 || *seqLen < 0 || *maxTokens < 0 || *threads < 0:
+		return usagef("--batch must be positive; --seq-len, --max-tokens and --threads not negative")
+	case *routing != "causal" && *routing != "train":
+		return usagef("--routing %q: want causal or train", *routing)
+	}
+	t0 := time.Now()
+	pool := compute.NewPool(*threads)
+	defer pool.Close()
+	im, err := infer.Load(*modelPath, pool)
+	if err != nil {
+		return err
+	}
+	if im.Tok == nil {
+		return fmt.Errorf("model %s has no tokenizer", *modelPath)
+	}
+	m, err := model.New(im.Cfg, pool)
+	if err != nil {
+		return err
+	}
+	copy(m.W.Flat, im.W.Flat)
+	T := *seqLen
+	if T == 0 {
+		T = im.Cfg.MaxPositionEmbeddings
+	}
+	if T > im.Cfg.MaxPositionEmbeddings {
+		return usagef("--seq-len %d exceeds the model's context %d", T, im.Cfg.MaxPositionEmbeddings)
+	}
+	src, err := data.ParseSource(*dataPath)
+	if err != nil {
+		return err
+	}
+	ids, _, err := train.SourceTokens(ctx, im.Tok, src)
+	if err != nil {
+		return err
+	}
+	res, err := train.Evaluate(ctx, train.NewModel(m, *routing == "causal"), ids, *batch, T, *maxTokens, train.TextBytes(im.Tok))
+	if err != nil {
+		return err
+	}
+	out := evalResult{Loss: res.Loss, Perplexity: res.Perplexity(), BitsPerByte: res.BitsPerByte(), Tokens: res.Tokens,
+		Bytes: res.Bytes, SeqLen: T, Routing: *routing, Seconds: time.Since(t0).Seconds()}
+	if *jsonOut {
+		b, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, string(b))
+		return nil
+	}
+	fmt.Fprintf(stdout, "loss %.4f nats/token, perplexity %.2f, %.4f bits/byte (%d tokens, %d bytes, window %d, %s routing, %.1fs)\n",
+		out.Loss, out.Perplexity, out.BitsPerByte, out.Tokens, out.Bytes, T, *routing, out.Seconds)
+	return nil
 }
