@@ -78,7 +78,7 @@ func readValTokens(dir string, man *data.Manifest, n int) ([]int32, error) {
 
 // RandomBatches yields uniformly random token ids (for benchmarks).
 type RandomBatches struct {
-	V     int
+	V   int
 	Pos uint64 // position of the random stream
 }
 
