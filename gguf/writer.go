@@ -117,6 +117,9 @@ func WriteFile(ctx context.Context, path string, kvs []KV, tensors []Tensor) (er
 	if err = Write(ctx, tmp, kvs, tensors); err != nil {
 		return err
 	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("gguf: %w", err)
+	}
 	if err = tmp.Sync(); err != nil {
 		return fmt.Errorf("gguf: %w", err)
 	}

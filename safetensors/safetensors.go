@@ -302,6 +302,9 @@ func WriteFile(ctx context.Context, path string, tensors []Tensor, metadata map[
 	if err = Write(ctx, tmp, tensors, metadata); err != nil {
 		return err
 	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("safetensors: %w", err)
+	}
 	if err = tmp.Sync(); err != nil {
 		return fmt.Errorf("safetensors: %w", err)
 	}

@@ -2,11 +2,86 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"moe/checkpoint"
+	"moe/config"
+	"moe/gguf"
+	"moe/model"
+	"moe/tokenizer"
 )
 
 // runExport implements `moe export`.
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := newFlagSet("export", "--model RUNDIR --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0] [--name NAME] [--allow-inexact]", stderr)
+	modelPath := fs.String("model", "", "model to export: a run directory (or a .gguf file to convert)")
+	out := fs.String("out", "", "GGUF file to write")
+	typ := fs.String("type", "f32", "weight type: f32, f16, bf16, q8_0 or q4_0 (norms and router stay f32)")
+	name := fs.String("name", "", "general.name stored in the file (default: the run directory's name)")
+	inexact := fs.Bool("allow-inexact", false, "write a model llama.cpp cannot run exactly (expert choice, shared expert, non-renormalised top-k); moe still reads it back exactly")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *modelPath == "" || *out == "" {
+		return usagef("--model and --out are required")
+	}
+	t, err := gguf.ParseType(*typ)
+	if err != nil {
+		return usagef("--type: %v", err)
+	}
+	start := time.Now()
+	cfg, w, tok, err := loadModelSource(ctx, *modelPath)
+	if err != nil {
+		return err
+	}
+	if *name == "" {
+		*name = strings.TrimSuffix(filepath.Base(filepath.Clean(*modelPath)), ".gguf")
+	}
+	if err := gguf.Export(ctx, *out, cfg, w, tok, gguf.ExportOptions{Type: t, Name: *name, AllowInexact: *inexact}); err != nil {
+		return fmt.Errorf("export %s: %w", *out, err)
+	}
+	st, err := os.Stat(*out)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	slog.Info("exported", "out", *out, "type", t.String(), "params", len(w.Flat), "bytes", st.Size(), "seconds", time.Since(start).Seconds())
+	fmt.Fprintf(stdout, "wrote %s (%s, %d parameters, %d bytes)\n", *out, t, len(w.Flat), st.Size())
+	return nil
+}
+
+// loadModelSource loads a model with its tokenizer from a run directory
+// (config, newest checkpoint, tokenizer.json) or a .gguf file.
+func loadModelSource(ctx context.Context, path string) (*config.Config, *model.Weights, *tokenizer.Tokenizer, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("model: %w", err)
+	}
+	if !st.IsDir() && strings.EqualFold(filepath.Ext(path), ".gguf") {
+		cfg, w, tok, err := gguf.ReadModel(ctx, path)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if tok == nil {
+			return nil, nil, nil, fmt.Errorf("%s has no tokenizer", path)
+		}
+		return cfg, w, tok, nil
+	}
+	if !st.IsDir() {
+		return nil, nil, nil, fmt.Errorf("model %s: want a run directory or a .gguf file", path)
+	}
+	cfg, w, err := checkpoint.LoadModel(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tok, err := tokenizer.Load(filepath.Join(path, tokenizer.FileName))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, w, tok, nil
 }

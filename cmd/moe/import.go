@@ -3,10 +3,105 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"moe/checkpoint"
+	"moe/config"
+	"moe/gguf"
+	"moe/model"
+	"moe/safetensors"
+	"moe/tokenizer"
 )
 
 // runImport implements `moe import`.
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := newFlagSet("import", "--in FILE.gguf|HF_DIR --out RUNDIR [--tokenizer RUNDIR] [--force]", stderr)
+	in := fs.String("in", "", "a .gguf file, or a Hugging Face directory with config.json and *.safetensors")
+	out := fs.String("out", "", "run directory to write (config.json, tokenizer.json, a checkpoint)")
+	tokDir := fs.String("tokenizer", "", "take the tokenizer from this run directory (or tokenizer.json) instead of the input")
+	force := fs.Bool("force", false, "write into an --out directory that already holds a checkpoint")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *in == "" || *out == "" {
+		return usagef("--in and --out are required")
+	}
+	start := time.Now()
+	st, err := os.Stat(*in)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	var (
+		cfg *config.Config
+		w   *model.Weights
+		tok *tokenizer.Tokenizer
+	)
+	switch {
+	case st.IsDir():
+		cfg, w, err = safetensors.LoadHF(ctx, *in)
+		if err != nil {
+			return err
+		}
+		if *tokDir == "" {
+			return fmt.Errorf("import %s: moe cannot read Hugging Face tokenizer.json yet: pass --tokenizer RUNDIR", *in)
+		}
+	case strings.EqualFold(filepath.Ext(*in), ".gguf"):
+		cfg, w, tok, err = gguf.ReadModel(ctx, *in)
+		if err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("import %s: want a .gguf file or a directory with config.json and safetensors", *in)
+	}
+	if *tokDir != "" {
+		p := *tokDir
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			p = filepath.Join(p, tokenizer.FileName)
+		}
+		if tok, err = tokenizer.Load(p); err != nil {
+			return err
+		}
+	}
+	if tok == nil {
+		return fmt.Errorf("import %s: the file has no tokenizer: pass --tokenizer RUNDIR", *in)
+	}
+	if tok.VocabSize() > cfg.VocabSize {
+		return fmt.Errorf("import: tokenizer has %d ids but the model embeds only %d", tok.VocabSize(), cfg.VocabSize)
+	}
+	if err := saveImportedRun(*out, cfg, w, tok, *force); err != nil {
+		return err
+	}
+	slog.Info("imported", "in", *in, "out", *out, "params", len(w.Flat), "seconds", time.Since(start).Seconds())
+	fmt.Fprintf(stdout, "imported %s into %s (%d parameters)\n", *in, *out, len(w.Flat))
+	return nil
+}
+
+// saveImportedRun writes a run directory that every moe command loads:
+// config.json, tokenizer.json and a weights-only checkpoint at step 0.
+func saveImportedRun(dir string, cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, force bool) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	if existing, err := checkpoint.List(dir); err == nil && len(existing) > 0 && !force {
+		return fmt.Errorf("import: %s already holds checkpoints (pass --force to add one)", dir)
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("import: %w", err)
+	}
+	if err := cfg.Save(filepath.Join(dir, "config.json")); err != nil {
+		return err
+	}
+	if err := tok.Save(filepath.Join(dir, tokenizer.FileName)); err != nil {
+		return err
+	}
+	h := checkpoint.Header{Config: cfg, Created: time.Now().UTC().Format(time.RFC3339)}
+	if _, err := checkpoint.Save(dir, h, []checkpoint.Tensor{{Name: checkpoint.SectionWeights, Data: w.Flat}}, 0); err != nil {
+		return err
+	}
+	return nil
 }
