@@ -70,9 +70,17 @@ func readFixture(path string) (*fixture, error) {
 
 // TestMatchesPyTorch compares logits, every parameter's gradient and the
 // losses of 10 AdamW steps with the PyTorch implementation in
-// testdata/make_fixture.py, as llm.c's test_gpt2 does.
+// testdata/make_fixture.py, as llm.c's test_gpt2 does: the main fixture
+// (token-choice top-2 of 4, GQA), softmax-then-top-k with renormalisation,
+// capacity dropping, a shared expert and tied embeddings, and expert choice.
 func TestMatchesPyTorch(t *testing.T) {
-	fx, err := readFixture("testdata/moe_fixture.bin")
+	for _, name := range []string{"moe_fixture.bin", "moe_fixture_softmax_topk.bin", "moe_fixture_expert_choice.bin"} {
+		t.Run(name, func(t *testing.T) { matchFixture(t, "testdata/"+name) })
+	}
+}
+
+func matchFixture(t *testing.T, path string) {
+	fx, err := readFixture(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +96,9 @@ func TestMatchesPyTorch(t *testing.T) {
 	st, err := m.Forward(fx.Tokens, fx.Targets, fx.B, fx.T)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.CapacityFactor > 0 && cfg.Routing != config.RoutingExpertChoice && st.DroppedFrac == 0 {
+		t.Errorf("capacity factor %v dropped nothing", cfg.CapacityFactor)
 	}
 	// Logits.
 	want := fx.data["logits"]
