@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -121,4 +122,42 @@ func BenchmarkDecodeMoEvsDenseRatio(b *testing.B) {
 	b.ReportMetric(best[0]*1e3, "moe-ms/tok")
 	b.ReportMetric(best[1]*1e3, "dense-ms/tok")
 	b.ReportMetric(best[0]/best[1], "moe/dense")
+}
+
+// BenchmarkVerifyTiny measures the tiny target scoring m tokens in one pass
+// (speculative verification of m-1 drafts), to compare with m = 1.
+func BenchmarkVerifyTiny(b *testing.B) {
+	cfg, _ := config.Preset("tiny")
+	pool := compute.NewPool(0)
+	defer pool.Close()
+	m, err := RandomModel(cfg, 1, pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := m.NewSeq(0)
+	prompt := make([]int32, 64)
+	for i := range prompt {
+		prompt[i] = int32(i * 7 % cfg.VocabSize)
+	}
+	if _, err := m.Forward([]*Seq{s}, [][]int32{prompt}, false); err != nil {
+		b.Fatal(err)
+	}
+	for _, rows := range []int{1, 2, 5, 9} {
+		b.Run(fmt.Sprint(rows), func(b *testing.B) {
+			toks := make([]int32, rows)
+			touched := 0
+			for i := 0; i < b.N; i++ {
+				for j := range toks {
+					toks[j] = int32((i*rows + j*131) % cfg.VocabSize)
+				}
+				_, st, err := m.ForwardStats([]*Seq{s}, [][]int32{toks}, true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				touched += st.TouchedTotal()
+				s.Truncate(64)
+			}
+			b.ReportMetric(float64(touched)/float64(b.N)/float64(cfg.NumLayers), "experts/layer")
+		})
+	}
 }

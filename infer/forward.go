@@ -36,6 +36,7 @@ type scratch struct {
 	x, xn, qkv, att, o []float32
 	ffGU, ffH, ffO     []float32
 	gath, route        []float32
+	scores             []float32
 	rowSeq, rowPos     []int32
 }
 
@@ -230,9 +231,14 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 	for r := 0; r < rows; r++ {
 		maxPos = max(maxPos, int(rowPos[r])+1)
 	}
-	parallelFor(m.Pool, work, max(1, 4096/(maxPos*hd+1)), func(lo, hi int) {
-		scores := make([]float32, maxPos)
-		for w := lo; w < hi; w++ {
+	// Split the (row, head) pairs into one chunk per worker, unless the
+	// work is too small to be worth the hand-off.
+	chunks := min(m.Pool.Threads(), max(1, work*maxPos*hd/8192))
+	sc.scores = grow(sc.scores, chunks*maxPos)
+	per := (work + chunks - 1) / chunks
+	m.Pool.Run(chunks, func(c int) {
+		scores := sc.scores[c*maxPos : (c+1)*maxPos]
+		for w := c * per; w < min(work, (c+1)*per); w++ {
 			r, h := w/nh, w%nh
 			p := int(rowPos[r])
 			s := seqs[rowSeq[r]]
@@ -241,17 +247,13 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 			off := (h / group) * hd
 			sco := scores[:p+1]
 			for t := 0; t <= p; t++ {
-				kt := kc[t*kvDim+off : t*kvDim+off+hd]
-				sco[t] = compute.Dot(q, kt) * scale
+				sco[t] = compute.Sdot(q, kc[t*kvDim+off:t*kvDim+off+hd]) * scale
 			}
 			compute.SoftmaxRow(sco)
 			o := sc.att[r*qDim+h*hd : r*qDim+(h+1)*hd]
 			clear(o)
 			for t, a := range sco {
-				vt := vc[t*kvDim+off : t*kvDim+off+hd]
-				for i, vv := range vt {
-					o[i] += a * vv
-				}
+				compute.Axpy(a, vc[t*kvDim+off:t*kvDim+off+hd], o)
 			}
 		}
 	})
