@@ -13,7 +13,9 @@ import (
 	"testing"
 
 	"moe/config"
+	"moe/gguf"
 	"moe/model"
+	"moe/tokenizer"
 )
 
 // rawFile builds a safetensors file by hand from a header and data bytes.
@@ -260,5 +262,72 @@ func TestHFMixtralNames(t *testing.T) {
 	os.Remove(filepath.Join(dir, "model-00002-of-00002.safetensors"))
 	if _, _, err := LoadHF(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "missing tensor") {
 		t.Errorf("missing shard: err = %v", err)
+	}
+}
+
+func TestHFTokenizerRoundTrip(t *testing.T) {
+	text := strings.Repeat("Hello, world! Don't panic: 12345 apples. ", 20)
+	tok, err := tokenizer.Train(context.Background(), func(yield func([]byte) bool) { yield([]byte(text)) }, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := SaveHFTokenizer(dir, tok); err != nil {
+		t.Fatal(err)
+	}
+	tok2, mismatches, err := LoadHFTokenizer(filepath.Join(dir, "tokenizer.json"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mismatches != 0 {
+		t.Errorf("%d merges out of rank order in moe's own export", mismatches)
+	}
+	if tok2.VocabSize() != tok.VocabSize() {
+		t.Fatalf("vocab %d, want %d", tok2.VocabSize(), tok.VocabSize())
+	}
+	for id := int32(0); id < int32(tok.VocabSize()); id++ {
+		if !bytes.Equal(tok.TokenBytes(id), tok2.TokenBytes(id)) || tok.IsSpecial(id) != tok2.IsSpecial(id) {
+			t.Fatalf("token %d differs", id)
+		}
+	}
+	a, b := tok.Encode([]byte(text+"unseen")), tok2.Encode([]byte(text+"unseen"))
+	if len(a) != len(b) {
+		t.Fatalf("encodings differ")
+	}
+}
+
+func TestHFTokenizerHandBuilt(t *testing.T) {
+	// A GPT-2 style file: all 256 byte tokens, two merges in pair form, an
+	// end-of-sequence token that is not called <|endoftext|>.
+	vocab := map[string]int32{}
+	for b := 0; b < 256; b++ {
+		vocab[gguf.BytesToToken([]byte{byte(b)})] = int32(b)
+	}
+	vocab["Ġt"], vocab["Ġth"] = 256, 257
+	doc := map[string]any{
+		"model":        map[string]any{"type": "BPE", "vocab": vocab, "merges": [][2]string{{"Ġ", "t"}, {"Ġt", "h"}}},
+		"added_tokens": []map[string]any{{"id": 258, "content": "<|end_of_text|>", "special": true}},
+	}
+	data, _ := json.Marshal(doc)
+	path := filepath.Join(t.TempDir(), "tokenizer.json")
+	os.WriteFile(path, data, 0o644)
+	if _, _, err := LoadHFTokenizer(path, ""); err == nil {
+		t.Error("no end-of-text token and no eos: no error")
+	}
+	tok, mismatches, err := LoadHFTokenizer(path, "<|end_of_text|>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mismatches != 0 || tok.EOT() != 258 {
+		t.Errorf("mismatches %d, eot %d", mismatches, tok.EOT())
+	}
+	if ids := tok.Encode([]byte(" the")); len(ids) != 2 || ids[0] != 257 || ids[1] != 'e' {
+		t.Errorf("encode \" the\" = %v, want [257 101]", ids)
+	}
+	doc["model"].(map[string]any)["type"] = "Unigram"
+	data, _ = json.Marshal(doc)
+	os.WriteFile(path, data, 0o644)
+	if _, _, err := LoadHFTokenizer(path, "<|end_of_text|>"); err == nil || !strings.Contains(err.Error(), "Unigram") {
+		t.Errorf("unigram: err = %v", err)
 	}
 }

@@ -14,16 +14,18 @@ import (
 	"moe/config"
 	"moe/gguf"
 	"moe/model"
+	"moe/safetensors"
 	"moe/tokenizer"
 )
 
 // runExport implements `moe export`.
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("export", "--model RUNDIR --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0] [--name NAME] [--allow-inexact]", stderr)
+	fs := newFlagSet("export", "--model RUNDIR --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0] [--name NAME] [--allow-inexact] | --format hf --out DIR", stderr)
 	modelPath := fs.String("model", "", "model to export: a run directory (or a .gguf file to convert)")
 	out := fs.String("out", "", "GGUF file to write")
 	typ := fs.String("type", "f32", "weight type: f32, f16, bf16, q8_0 or q4_0 (norms and router stay f32)")
 	name := fs.String("name", "", "general.name stored in the file (default: the run directory's name)")
+	format := fs.String("format", "gguf", "gguf, or hf: a Hugging Face directory (config.json, model.safetensors, tokenizer.json) for --type f32, f16 or bf16")
 	inexact := fs.Bool("allow-inexact", false, "write a model llama.cpp cannot run exactly (expert choice, shared expert, non-renormalised top-k); moe still reads it back exactly")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -35,10 +37,19 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return usagef("--type: %v", err)
 	}
+	if *format != "gguf" && *format != "hf" {
+		return usagef("--format must be gguf or hf, not %q", *format)
+	}
+	if *format == "hf" && t != gguf.F32 && t != gguf.F16 && t != gguf.BF16 {
+		return usagef("--format hf writes f32, f16 or bf16 weights, not %s", t)
+	}
 	start := time.Now()
 	cfg, w, tok, err := loadModelSource(ctx, *modelPath)
 	if err != nil {
 		return err
+	}
+	if *format == "hf" {
+		return exportHF(ctx, *out, cfg, w, tok, t, stdout)
 	}
 	if *name == "" {
 		*name = strings.TrimSuffix(filepath.Base(filepath.Clean(*modelPath)), ".gguf")
@@ -84,4 +95,23 @@ func loadModelSource(ctx context.Context, path string) (*config.Config, *model.W
 		return nil, nil, nil, err
 	}
 	return cfg, w, tok, nil
+}
+
+// exportHF writes a Hugging Face checkpoint directory: config.json (model
+// type llama for dense models, the config's own type otherwise),
+// model.safetensors and tokenizer.json.
+func exportHF(ctx context.Context, dir string, cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, t gguf.GGMLType, stdout io.Writer) error {
+	c := *cfg
+	if !c.IsMoE() && c.ModelType == config.TypeMixtral {
+		c.ModelType = config.TypeLlama
+	}
+	dtype := map[gguf.GGMLType]string{gguf.F32: safetensors.F32, gguf.F16: safetensors.F16, gguf.BF16: safetensors.BF16}[t]
+	if err := safetensors.SaveHF(ctx, dir, &c, w, dtype); err != nil {
+		return fmt.Errorf("export %s: %w", dir, err)
+	}
+	if err := safetensors.SaveHFTokenizer(dir, tok); err != nil {
+		return fmt.Errorf("export %s: %w", dir, err)
+	}
+	fmt.Fprintf(stdout, "wrote %s (Hugging Face %s, %s, %d parameters)\n", dir, c.ModelType, dtype, len(w.Flat))
+	return nil
 }

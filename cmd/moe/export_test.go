@@ -127,6 +127,19 @@ func TestExportImportCLI(t *testing.T) {
 	if got := gen(hfRun); got != want {
 		t.Errorf("generate from the HF import: %q, want %q", got, want)
 	}
+
+	// moe export --format hf writes tokenizer.json too: import needs nothing else.
+	hf2 := filepath.Join(tmp, "hf2")
+	if code, _, errs := moeCLI("export", "--model", src, "--format", "hf", "--out", hf2); code != 0 {
+		t.Fatalf("export --format hf: exit %d: %s", code, errs)
+	}
+	hf2Run := filepath.Join(tmp, "hf2run")
+	if code, _, errs := moeCLI("import", "--in", hf2, "--out", hf2Run); code != 0 {
+		t.Fatalf("HF import with tokenizer.json: exit %d: %s", code, errs)
+	}
+	if got := gen(hf2Run); got != want {
+		t.Errorf("generate from the HF export/import: %q, want %q", got, want)
+	}
 }
 
 func TestExportImportUsage(t *testing.T) {
@@ -139,6 +152,8 @@ func TestExportImportUsage(t *testing.T) {
 		{[]string{"export", "--model", filepath.Join(t.TempDir(), "missing"), "--out", "y.gguf"}, 1},
 		{[]string{"import", "--in", "x.gguf"}, 2},
 		{[]string{"import", "--in", filepath.Join(t.TempDir(), "missing.gguf"), "--out", t.TempDir()}, 1},
+		{[]string{"export", "--model", "x", "--out", "d", "--format", "hf", "--type", "q4_0"}, 2},
+		{[]string{"export", "--model", "x", "--out", "d", "--format", "onnx"}, 2},
 		{[]string{"export", "--help"}, 0},
 		{[]string{"import", "--help"}, 0},
 	} {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -49,7 +50,9 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		if *tokDir == "" {
-			return fmt.Errorf("import %s: moe cannot read Hugging Face tokenizer.json yet: pass --tokenizer RUNDIR", *in)
+			if tok, err = loadHFTokenizer(*in); err != nil {
+				return err
+			}
 		}
 	case strings.EqualFold(filepath.Ext(*in), ".gguf"):
 		cfg, w, tok, err = gguf.ReadModel(ctx, *in)
@@ -104,4 +107,36 @@ func saveImportedRun(dir string, cfg *config.Config, w *model.Weights, tok *toke
 		return err
 	}
 	return nil
+}
+
+// loadHFTokenizer reads dir/tokenizer.json, taking the end-of-sequence
+// token's name from tokenizer_config.json when there is one.
+func loadHFTokenizer(dir string) (*tokenizer.Tokenizer, error) {
+	path := filepath.Join(dir, "tokenizer.json")
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("import %s: no tokenizer.json: pass --tokenizer RUNDIR", dir)
+	}
+	var tc struct {
+		EOS json.RawMessage `json:"eos_token"`
+	}
+	eos := ""
+	if data, err := os.ReadFile(filepath.Join(dir, "tokenizer_config.json")); err == nil && json.Unmarshal(data, &tc) == nil {
+		var s string
+		var obj struct {
+			Content string `json:"content"`
+		}
+		if json.Unmarshal(tc.EOS, &s) == nil {
+			eos = s
+		} else if json.Unmarshal(tc.EOS, &obj) == nil {
+			eos = obj.Content
+		}
+	}
+	tok, mismatches, err := safetensors.LoadHFTokenizer(path, eos)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w (or pass --tokenizer RUNDIR)", dir, err)
+	}
+	if mismatches > 0 {
+		slog.Warn("tokenizer merge order differs from token ids; moe's rank-based BPE may split some words differently", "merges_out_of_order", mismatches)
+	}
+	return tok, nil
 }

@@ -1,0 +1,194 @@
+package safetensors
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"moe/gguf"
+	"moe/tokenizer"
+)
+
+// hfTokenizerJSON is the part of a Hugging Face tokenizer.json that a
+// byte-level BPE needs.
+type hfTokenizerJSON struct {
+	Model struct {
+		Type   string           `json:"type"`
+		Vocab  map[string]int32 `json:"vocab"`
+		Merges json.RawMessage  `json:"merges"`
+	} `json:"model"`
+	AddedTokens []struct {
+		ID      int32  `json:"id"`
+		Content string `json:"content"`
+		Special bool   `json:"special"`
+	} `json:"added_tokens"`
+}
+
+// LoadHFTokenizer reads a Hugging Face byte-level BPE tokenizer.json (GPT-2,
+// Llama 3, Qwen, ... style: GPT-2's byte-to-unicode token texts) as a moe
+// tokenizer. moe's BPE merges by token rank (id), as tiktoken does, which
+// reproduces a merge-list BPE when ids follow the merge order; mismatches
+// is the number of merges whose order disagrees with the ids (0 means the
+// two tokenize alike). Added tokens become special tokens; when none is
+// <|endoftext|>, the token named by eos (e.g. "<|end_of_text|>") is used
+// as moe's end-of-text.
+func LoadHFTokenizer(path, eos string) (tok *tokenizer.Tokenizer, mismatches int, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("tokenizer.json: %w", err)
+	}
+	var hf hfTokenizerJSON
+	if err := json.Unmarshal(data, &hf); err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	if hf.Model.Type != "BPE" {
+		return nil, 0, fmt.Errorf("%s: tokenizer model %q is not supported (moe reads byte-level BPE)", path, hf.Model.Type)
+	}
+	specials := map[string]int32{}
+	specialIDs := map[int32]bool{}
+	for _, a := range hf.AddedTokens {
+		if a.ID < 0 || a.ID >= tokenizer.MaxVocabSize {
+			return nil, 0, fmt.Errorf("%s: added token %q has id %d out of range", path, a.Content, a.ID)
+		}
+		specials[a.Content] = a.ID
+		specialIDs[a.ID] = true
+	}
+	var vocab [][]byte
+	for text, id := range hf.Model.Vocab {
+		if specialIDs[id] {
+			continue
+		}
+		if id < 0 || id >= tokenizer.MaxVocabSize {
+			return nil, 0, fmt.Errorf("%s: token %q has id %d out of range", path, text, id)
+		}
+		b, err := gguf.TokenToBytes(text)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: %w (not a byte-level BPE vocabulary)", path, err)
+		}
+		for int(id) >= len(vocab) {
+			vocab = append(vocab, nil)
+		}
+		vocab[id] = b
+	}
+	if _, ok := specials[tokenizer.EndOfText]; !ok {
+		id, ok := specials[eos]
+		if eos == "" || !ok {
+			return nil, 0, fmt.Errorf("%s: no %s token and no end-of-sequence token among the added tokens (eos %q)", path, tokenizer.EndOfText, eos)
+		}
+		delete(specials, eos)
+		specials[tokenizer.EndOfText] = id
+	}
+	tok, err = tokenizer.New(vocab, specials)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	merges, err := parseMerges(hf.Model.Merges)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	// Compare the file's merge order with the ranks: merge i must make a
+	// token whose id grows with i.
+	last := int32(-1)
+	for _, m := range merges {
+		id, ok := hf.Model.Vocab[m[0]+m[1]]
+		if !ok || id <= last {
+			mismatches++
+			continue
+		}
+		last = id
+	}
+	return tok, mismatches, nil
+}
+
+// parseMerges accepts both merge encodings: "a b" strings and [a, b] pairs.
+func parseMerges(raw json.RawMessage) ([][2]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var strs []string
+	if err := json.Unmarshal(raw, &strs); err == nil {
+		out := make([][2]string, 0, len(strs))
+		for _, s := range strs {
+			a, b, ok := strings.Cut(s, " ")
+			if !ok {
+				return nil, fmt.Errorf("merge %q is not two tokens", s)
+			}
+			out = append(out, [2]string{a, b})
+		}
+		return out, nil
+	}
+	var pairs [][2]string
+	if err := json.Unmarshal(raw, &pairs); err != nil {
+		return nil, errors.New("model.merges is neither strings nor pairs")
+	}
+	return pairs, nil
+}
+
+// SaveHFTokenizer writes tok as a Hugging Face tokenizer.json (byte-level
+// BPE with GPT-2's byte-to-unicode texts, the merge list derived from the
+// ranks, the specials as added tokens, and a split regex equal to moe's
+// cl100k pre-tokenizer) into dir, with a tokenizer_config.json naming the
+// end-of-text token.
+func SaveHFTokenizer(dir string, tok *tokenizer.Tokenizer) error {
+	vocab := map[string]int32{}
+	type added struct {
+		ID         int32  `json:"id"`
+		Content    string `json:"content"`
+		SingleWord bool   `json:"single_word"`
+		LStrip     bool   `json:"lstrip"`
+		RStrip     bool   `json:"rstrip"`
+		Normalized bool   `json:"normalized"`
+		Special    bool   `json:"special"`
+	}
+	var adds []added
+	for id := int32(0); id < int32(tok.VocabSize()); id++ {
+		b := tok.TokenBytes(id)
+		switch {
+		case b == nil:
+		case tok.IsSpecial(id):
+			vocab[string(b)] = id
+			adds = append(adds, added{ID: id, Content: string(b), Special: true})
+		default:
+			vocab[gguf.BytesToToken(b)] = id
+		}
+	}
+	sort.Slice(adds, func(i, j int) bool { return adds[i].ID < adds[j].ID })
+	var merges [][2]string
+	for _, m := range tok.Merges() {
+		merges = append(merges, [2]string{gguf.BytesToToken(tok.TokenBytes(m[0])), gguf.BytesToToken(tok.TokenBytes(m[1]))})
+	}
+	const split = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	doc := map[string]any{
+		"version":      "1.0",
+		"truncation":   nil,
+		"padding":      nil,
+		"added_tokens": adds,
+		"normalizer":   nil,
+		"pre_tokenizer": map[string]any{"type": "Sequence", "pretokenizers": []any{
+			map[string]any{"type": "Split", "pattern": map[string]string{"Regex": split}, "behavior": "Isolated", "invert": false},
+			map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
+		}},
+		"post_processor": map[string]any{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+		"decoder":        map[string]any{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+		"model": map[string]any{
+			"type": "BPE", "dropout": nil, "unk_token": nil, "continuing_subword_prefix": nil, "end_of_word_suffix": nil,
+			"fuse_unk": false, "byte_fallback": false, "ignore_merges": true, "vocab": vocab, "merges": merges,
+		},
+	}
+	data, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("tokenizer.json: %w", err)
+	}
+	if err := tokenizer.WriteFileAtomic(filepath.Join(dir, "tokenizer.json"), data); err != nil {
+		return err
+	}
+	cfgDoc, _ := json.MarshalIndent(map[string]any{
+		"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": tokenizer.EndOfText, "bos_token": tokenizer.EndOfText,
+		"model_max_length": 1 << 30, "clean_up_tokenization_spaces": false,
+	}, "", "  ")
+	return tokenizer.WriteFileAtomic(filepath.Join(dir, "tokenizer_config.json"), cfgDoc)
+}
