@@ -2,9 +2,11 @@ package data
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -81,6 +83,55 @@ func BenchmarkLoaderNext(b *testing.B) {
 	for b.Loop() {
 		if _, err := l.Next(8); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPrepareLarge prepares the corpus named by $MOE_BENCH_CORPUS (a
+// file or directory; skipped when unset) and reports throughput and the peak
+// resident memory of the process, to check that memory stays bounded:
+//
+//	MOE_BENCH_CORPUS=/path/to/corpus go test ./data -run X -bench PrepareLarge -benchtime 1x
+func BenchmarkPrepareLarge(b *testing.B) {
+	path := os.Getenv("MOE_BENCH_CORPUS")
+	if path == "" {
+		b.Skip("set MOE_BENCH_CORPUS to a large corpus")
+	}
+	src := Source{Name: "big", Path: path, Epochs: 1}
+	tok, err := TrainTokenizer(context.Background(), []Source{src}, 4096, 8<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, size, err := fingerprint(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(size)
+	for b.Loop() {
+		dir := b.TempDir()
+		if _, err := Prepare(context.Background(), []Source{src}, tok, dir, PrepareOptions{ValFraction: 0.001, Logger: quiet}); err != nil {
+			b.Fatal(err)
+		}
+		l, err := OpenLoader(dir, SplitTrain, 1024, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < 1000; i++ {
+			if _, err := l.Next(8); err != nil {
+				b.Fatal(err)
+			}
+		}
+		l.Close()
+	}
+	if status, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(status), "\n") {
+			for field, metric := range map[string]string{"VmHWM:": "peak-RSS-MiB", "RssAnon:": "anon-RSS-MiB"} {
+				if strings.HasPrefix(line, field) {
+					var kb float64
+					fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(line, field), "kB")), &kb)
+					b.ReportMetric(kb/1024, metric)
+				}
+			}
 		}
 	}
 }

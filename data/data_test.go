@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -578,10 +579,7 @@ func TestShardWidthsAndStreaming(t *testing.T) {
 		if want := int64(shardHeaderSize + 8*TokenWidth(vocab) + 3*8); info.Size() != want {
 			t.Fatalf("vocab %d: shard is %d bytes, want %d", vocab, info.Size(), want)
 		}
-		s, err := OpenShard(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		var s *Shard
 		read := func() {
 			for i, d := range docs {
 				a, b, err := s.DocRange(int64(i))
@@ -600,13 +598,15 @@ func TestShardWidthsAndStreaming(t *testing.T) {
 				t.Fatal("out-of-range document accepted")
 			}
 		}
-		read()
-		// The streaming (ReadAt) path, used where mmap is unavailable.
-		if s.data != nil {
-			munmap(s.data)
-			s.data = nil
+		for k, open := range []func(string) (*Shard, error){OpenShard, OpenShardMapped} {
+			if s, err = open(path); err != nil {
+				t.Fatal(err)
+			}
+			if want := k == 1 && runtime.GOOS == "linux"; s.Mapped() != want {
+				t.Errorf("open %d: mapped = %v, want %v", k, s.Mapped(), want)
+			}
+			read()
+			s.Close()
 		}
-		read()
-		s.Close()
 	}
 }

@@ -57,7 +57,8 @@ func (s *sourceDocs) locate(doc int64) (*Shard, int64) {
 	return s.shards[k], doc - s.cumDocs[k]
 }
 
-// Loader streams packed sequences from a prepared directory.
+// Loader streams packed sequences from a prepared directory. It reads shards
+// with pread (see OpenShard), so its memory does not grow with the corpus.
 //
 // For the train split, one pass of the mixture visits every document of a
 // source with E epochs exactly E times: each epoch is a fresh permutation of
@@ -79,9 +80,9 @@ type Loader struct {
 	m       *Manifest
 	sources []*sourceDocs
 	st      LoaderState
-	buf     []int32
 	// docs per pass, for progress.
 	passDocs int64
+	scratch  []byte
 }
 
 // OpenLoader opens split (SplitTrain or SplitVal) of the data prepared in
@@ -307,7 +308,7 @@ func (l *Loader) fill(out []int32, n int) ([]int32, error) {
 		}
 		from := ds + l.st.Offset
 		to := min(de, from+int64(n-len(out)))
-		if out, err = sh.ReadTokens(out, from, to); err != nil {
+		if out, err = sh.readTokens(out, from, to, &l.scratch); err != nil {
 			return out, err
 		}
 		l.st.Tokens += to - from

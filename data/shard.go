@@ -153,8 +153,7 @@ func encodeHeader(width int, tokens, docs int64, vocab int, sum uint32) []byte {
 	return h
 }
 
-// Shard is an open, verified token shard, memory-mapped where the platform
-// allows and read with ReadAt otherwise. It is safe for concurrent reads.
+// Shard is an open, verified token shard. It is safe for concurrent reads.
 type Shard struct {
 	path   string
 	f      *os.File
@@ -166,15 +165,27 @@ type Shard struct {
 	crc    uint32
 }
 
-// OpenShard opens and verifies a shard: header fields, file size and the body
-// checksum (read once, streaming). Any mismatch is an error wrapping
-// ErrCorruptShard that names the file and the problem.
-func OpenShard(path string) (*Shard, error) {
+// OpenShard opens and verifies a shard for streaming reads (pread): the
+// process's resident memory stays small however much of the shard is read.
+// Verification checks the header fields, the file size and the body checksum
+// (read once, streaming); any mismatch is an error wrapping ErrCorruptShard
+// that names the file and the problem.
+func OpenShard(path string) (*Shard, error) { return openShardFile(path, false) }
+
+// OpenShardMapped is OpenShard with the file memory-mapped (where the platform
+// supports it; otherwise it streams), so reads copy straight from the page
+// cache without system calls. Mapped pages count in the resident set, and on
+// Linux a fault maps a whole page-cache folio (up to 2 MiB), so a random walk
+// over a mapped corpus soon makes the resident set as large as the corpus:
+// the Loader therefore streams.
+func OpenShardMapped(path string) (*Shard, error) { return openShardFile(path, true) }
+
+func openShardFile(path string, mapped bool) (*Shard, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open shard: %w", err)
 	}
-	s, err := openShard(path, f)
+	s, err := openShard(path, f, mapped)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -182,7 +193,7 @@ func OpenShard(path string) (*Shard, error) {
 	return s, nil
 }
 
-func openShard(path string, f *os.File) (*Shard, error) {
+func openShard(path string, f *os.File, mapped bool) (*Shard, error) {
 	info, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("open shard: %w", err)
@@ -224,14 +235,13 @@ func openShard(path string, f *os.File) (*Shard, error) {
 	if size != want {
 		return nil, corrupt("file is %d bytes, header says %d (truncated or overwritten)", size, want)
 	}
-	if data, err := mmapFile(f, size); err == nil {
+	if data, err := mmapFile(f, size); mapped && err == nil {
 		s.data = data
 	}
-	// Verify the body checksum.
+	// Verify the body checksum, reading through the file rather than the
+	// mapping so that the check does not leave the whole shard resident.
 	c := crc32.New(castagnoli)
-	if s.data != nil {
-		c.Write(s.data[shardHeaderSize:])
-	} else if _, err := io.Copy(c, io.NewSectionReader(f, shardHeaderSize, size-shardHeaderSize)); err != nil {
+	if _, err := io.CopyBuffer(c, io.NewSectionReader(f, shardHeaderSize, size-shardHeaderSize), make([]byte, 1<<20)); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("read shard %s: %w", path, err)
 	}
@@ -335,6 +345,11 @@ func (s *Shard) DocRange(i int64) (start, end int64, err error) {
 
 // ReadTokens appends tokens [start, end) to dst.
 func (s *Shard) ReadTokens(dst []int32, start, end int64) ([]int32, error) {
+	return s.readTokens(dst, start, end, nil)
+}
+
+// readTokens is ReadTokens with a reusable scratch buffer for streaming reads.
+func (s *Shard) readTokens(dst []int32, start, end int64, scratch *[]byte) ([]int32, error) {
 	if start < 0 || end > s.tokens || start > end {
 		return dst, fmt.Errorf("shard %s: token range [%d, %d) outside [0, %d)", s.path, start, end, s.tokens)
 	}
@@ -344,7 +359,13 @@ func (s *Shard) ReadTokens(dst []int32, start, end int64) ([]int32, error) {
 	if s.data != nil {
 		b = s.data[off : off+int64(n*s.width)]
 	} else {
-		b = make([]byte, n*s.width)
+		if scratch == nil {
+			scratch = new([]byte)
+		}
+		if cap(*scratch) < n*s.width {
+			*scratch = make([]byte, n*s.width)
+		}
+		b = (*scratch)[:n*s.width]
 		if err := s.readAt(b, off); err != nil {
 			return dst, err
 		}
