@@ -2,8 +2,12 @@ package gguf
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 )
 
 // Float32ToF16 converts f to IEEE 754 half precision, rounding to nearest
@@ -88,6 +92,52 @@ func Encode(t GGMLType, src []float32) ([]byte, error) {
 		return nil, err
 	}
 	out := make([]byte, n)
+	err = parallelBlocks(t, len(src), func(lo, hi int) error {
+		blo, _ := RowBytes(t, int64(lo))
+		bhi, _ := RowBytes(t, int64(hi))
+		if err := encodeChunk(t, src[lo:hi], out[blo:bhi]); err != nil {
+			return fmt.Errorf("%w (chunk at element %d)", err, lo)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// parallelBlocks calls f on consecutive element ranges covering [0, n),
+// each a whole number of t's blocks, concurrently for large n, and returns
+// the first error.
+func parallelBlocks(t GGMLType, n int, f func(lo, hi int) error) error {
+	const chunk = 1 << 16 // elements; a multiple of every block size
+	workers := min(runtime.GOMAXPROCS(0), (n+chunk-1)/chunk)
+	if workers <= 1 {
+		return f(0, n)
+	}
+	var next atomic.Int64
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				lo := int(next.Add(chunk)) - chunk
+				if lo >= n || errs[w] != nil {
+					return
+				}
+				errs[w] = f(lo, min(lo+chunk, n))
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// encodeChunk encodes src (whole blocks) into out, which has exactly the
+// right size.
+func encodeChunk(t GGMLType, src []float32, out []byte) error {
 	le := binary.LittleEndian
 	switch t {
 	case F32:
@@ -106,7 +156,7 @@ func Encode(t GGMLType, src []float32) ([]byte, error) {
 		for b := 0; b < len(src)/32; b++ {
 			x := src[32*b : 32*b+32]
 			if err := finite(x, b); err != nil {
-				return nil, err
+				return err
 			}
 			blk := out[34*b : 34*b+34]
 			var amax float32
@@ -127,7 +177,7 @@ func Encode(t GGMLType, src []float32) ([]byte, error) {
 		for b := 0; b < len(src)/32; b++ {
 			x := src[32*b : 32*b+32]
 			if err := finite(x, b); err != nil {
-				return nil, err
+				return err
 			}
 			blk := out[18*b : 18*b+18]
 			var amax, mx float32
@@ -149,9 +199,9 @@ func Encode(t GGMLType, src []float32) ([]byte, error) {
 			}
 		}
 	default:
-		return nil, fmt.Errorf("gguf: encoding to %s is not supported", t)
+		return fmt.Errorf("gguf: encoding to %s is not supported", t)
 	}
-	return out, nil
+	return nil
 }
 
 // Decode decodes raw, encoded as type t, into dst (its element count).
@@ -163,6 +213,15 @@ func Decode(t GGMLType, raw []byte, dst []float32) error {
 	if int64(len(raw)) != n {
 		return fmt.Errorf("gguf: %d %s elements need %d bytes, have %d", len(dst), t, n, len(raw))
 	}
+	return parallelBlocks(t, len(dst), func(lo, hi int) error {
+		blo, _ := RowBytes(t, int64(lo))
+		bhi, _ := RowBytes(t, int64(hi))
+		return decodeChunk(t, raw[blo:bhi], dst[lo:hi])
+	})
+}
+
+// decodeChunk decodes raw (whole blocks) into dst.
+func decodeChunk(t GGMLType, raw []byte, dst []float32) error {
 	le := binary.LittleEndian
 	switch t {
 	case F32:
