@@ -116,3 +116,15 @@ func TestAdamWChunkedIsBitIdentical(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkAdamW(b *testing.B) {
+	n := 1 << 22
+	p, g, m, v := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+	for i := range g {
+		g[i] = float32(i%17) * 0.01
+	}
+	b.SetBytes(int64(n) * 4 * 7) // read p g m v, write p m v
+	for i := 0; i < b.N; i++ {
+		AdamW(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, i+1)
+	}
+}
