@@ -36,6 +36,23 @@ const (
 // moe's tokenizer implements (Llama 3 uses the same one).
 const preTokenizer = "llama-bpe"
 
+// ChatTemplate is moe's chat format (see infer.EncodeChat) as a Jinja
+// template, for llama.cpp's and Hugging Face's chat front ends: each turn is
+// <|role|> content <|end|>, and a reply starts after <|assistant|>.
+const ChatTemplate = "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endfor %}" +
+	"{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+
+// HasChatTokens reports whether tok has the special tokens of moe's chat
+// format.
+func HasChatTokens(tok *tokenizer.Tokenizer) bool {
+	for _, n := range []string{tokenizer.System, tokenizer.User, tokenizer.Assistant, tokenizer.End} {
+		if _, ok := tok.Special(n); !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // ExportOptions controls Export.
 type ExportOptions struct {
 	// Type is the type of the weight matrices: F32 (the default), F16,
@@ -321,6 +338,9 @@ func tokenizerKVs(tok *tokenizer.Tokenizer, vocabSize int) ([]KV, error) {
 	}
 	if end, ok := tok.Special(tokenizer.End); ok {
 		kvs = append(kvs, KV{"tokenizer.ggml.eot_token_id", uint32(end)})
+		if HasChatTokens(tok) {
+			kvs = append(kvs, KV{"tokenizer.chat_template", ChatTemplate})
+		}
 	}
 	return kvs, nil
 }

@@ -403,6 +403,9 @@ func TestTokenizerMetadata(t *testing.T) {
 	if types[tok.EOT()] != tokenControl || tokens[tok.EOT()] != tokenizer.EndOfText || types[319] != tokenUnused {
 		t.Errorf("types: eot %d, last %d", types[tok.EOT()], types[319])
 	}
+	if m["tokenizer.chat_template"] != ChatTemplate || m["tokenizer.ggml.eot_token_id"] == nil {
+		t.Errorf("chat template %v, eot %v", m["tokenizer.chat_template"], m["tokenizer.ggml.eot_token_id"])
+	}
 	merges := m["tokenizer.ggml.merges"].([]string)
 	if len(merges) == 0 || len(merges) != countMultiByte(tok) {
 		t.Errorf("%d merges for %d multi-byte tokens", len(merges), countMultiByte(tok))

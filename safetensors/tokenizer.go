@@ -186,9 +186,13 @@ func SaveHFTokenizer(dir string, tok *tokenizer.Tokenizer) error {
 	if err := tokenizer.WriteFileAtomic(filepath.Join(dir, "tokenizer.json"), data); err != nil {
 		return err
 	}
-	cfgDoc, _ := json.MarshalIndent(map[string]any{
+	tc := map[string]any{
 		"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": tokenizer.EndOfText, "bos_token": tokenizer.EndOfText,
 		"model_max_length": 1 << 30, "clean_up_tokenization_spaces": false,
-	}, "", "  ")
+	}
+	if gguf.HasChatTokens(tok) {
+		tc["chat_template"] = gguf.ChatTemplate
+	}
+	cfgDoc, _ := json.MarshalIndent(tc, "", "  ")
 	return tokenizer.WriteFileAtomic(filepath.Join(dir, "tokenizer_config.json"), cfgDoc)
 }
