@@ -246,16 +246,12 @@ func startServer(t testing.TB, eng *fakeEngine, opt Options) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ts := &testServer{srv: srv, eng: eng, url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
-	go func() { ts.done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { ts.stop(t) })
+	ts := serveOnLoopback(t, srv)
+	ts.eng = eng
 	return ts
 }
+
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
 
 func (ts *testServer) stop(t testing.TB) {
 	ts.cancel()

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"moe/checkpoint"
+	"moe/config"
+	"moe/infer"
+	"moe/tokenizer"
+)
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a poller.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// serveTestRunDir writes a run directory holding a small random MoE model
+// and a tokenizer with the chat specials.
+func serveTestRunDir(t *testing.T) string {
+	t.Helper()
+	tok, err := tokenizer.Train(context.Background(), func(yield func([]byte) bool) {
+		yield([]byte("And God said, Let there be light: and there was light. And God saw the light, that it was good."))
+	}, 280)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{ModelType: "mixtral", VocabSize: tok.VocabSize(), HiddenSize: 32, IntermediateSize: 48, NumLayers: 2,
+		NumHeads: 4, NumKVHeads: 2, MaxPositionEmbeddings: 64, RopeTheta: 10000, RMSNormEps: 1e-5, InitStd: 0.3,
+		TieWordEmbeddings: true, NumExperts: 4, ExpertsPerToken: 2}
+	m, err := infer.RandomModel(cfg, 5, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "tinyrun")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checkpoint.Save(dir, checkpoint.Header{Step: 1, Config: cfg}, []checkpoint.Tensor{{Name: checkpoint.SectionWeights, Data: m.W.Flat}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tok.Save(filepath.Join(dir, tokenizer.FileName)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestServeCommand(t *testing.T) {
+	if code, _, errOut := runCmd(t, "serve"); code != 2 || !strings.Contains(errOut, "--model is required") {
+		t.Errorf("no --model: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, _ := runCmd(t, "serve", "--model", "x", "--parallel", "0"); code != 2 {
+		t.Errorf("--parallel 0: exit %d, want 2", code)
+	}
+	if code, _, errOut := runCmd(t, "serve", "--model", filepath.Join(t.TempDir(), "missing"), "--addr", "127.0.0.1:0"); code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Errorf("missing model: exit %d, stderr %q (want 1 and one line)", code, errOut)
+	}
+
+	dir := serveTestRunDir(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- runServe(ctx, []string{"--model", dir, "--addr", "127.0.0.1:0", "--api-key", "k3y", "--parallel", "4"}, io.Discard, &stderr)
+	}()
+	urlRE := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`)
+	var base string
+	for deadline := time.Now().Add(20 * time.Second); base == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := urlRE.FindStringSubmatch(stderr.String()); m != nil {
+			base = m[1]
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited early: %v\n%s", err, stderr.String())
+		default:
+		}
+	}
+	if base == "" {
+		t.Fatalf("server never logged its address:\n%s", stderr.String())
+	}
+	do := func(method, path, key, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, _ := do("GET", "/health", "", ""); code != 200 {
+		t.Errorf("health: %d", code)
+	}
+	if code, body := do("GET", "/v1/models", "", ""); code != 401 || !strings.Contains(body, `"error"`) {
+		t.Errorf("no key: %d %s", code, body)
+	}
+	if code, body := do("GET", "/v1/models", "k3y", ""); code != 200 || !strings.Contains(body, `"tinyrun"`) {
+		t.Errorf("models: %d %s", code, body)
+	}
+	code, body := do("POST", "/v1/chat/completions", "k3y", `{"messages":[{"role":"user","content":"Let there be"}],"max_tokens":5,"temperature":0}`)
+	var cr struct {
+		Choices []struct {
+			Message      struct{ Role, Content string }
+			FinishReason string `json:"finish_reason"`
+		}
+		Usage struct {
+			PromptTokens     int `json:"prompt_tokens"`
+			CompletionTokens int `json:"completion_tokens"`
+		}
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &cr) != nil || len(cr.Choices) != 1 || cr.Usage.CompletionTokens < 1 {
+		t.Errorf("chat: %d %s", code, body)
+	}
+	if code, body := do("POST", "/v1/completions", "k3y", `{"prompt":"`+strings.Repeat("light ", 80)+`"}`); code != 400 || !strings.Contains(body, "context") {
+		t.Errorf("long prompt: %d %s", code, body)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop after cancel")
+	}
+}
