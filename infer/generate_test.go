@@ -352,14 +352,14 @@ func TestKTuner(t *testing.T) {
 	up := newKTuner(target, GenerateOptions{DraftTokens: 2, MaxDraftTokens: 8})
 	for i := 0; i < 40; i++ {
 		k := up.k
-		up.observe(k, k, 1e-4, 1e-3, k+1, 0)
+		up.observe(k, k, 1e-4, 1e-3, k+1, 0, true)
 	}
 	if up.k < 6 {
 		t.Fatalf("K stayed at %d with full acceptance", up.k)
 	}
 	down := newKTuner(target, GenerateOptions{DraftTokens: 6})
 	for i := 0; i < 40; i++ {
-		down.observe(down.k, 0, 5e-4, 1e-3*float64(down.k+1), down.k+1, 0)
+		down.observe(down.k, 0, 5e-4, 1e-3*float64(down.k+1), down.k+1, 0, true)
 	}
 	if down.k > 1 {
 		t.Fatalf("K stayed at %d with no acceptance", down.k)

@@ -107,9 +107,16 @@ func (t *kTuner) rate(k int) float64 {
 
 // observe records one step: k proposed, acc accepted, the draft's time per
 // forward, the verification time of m rows and the experts it touched.
-func (t *kTuner) observe(k, acc int, draftPerTok, verify float64, m, touched int) {
+// timed is false for a step whose passes also prefilled a prompt: its
+// times say nothing about drafting or verifying.
+func (t *kTuner) observe(k, acc int, draftPerTok, verify float64, m, touched int, timed bool) {
 	if k > 0 {
 		t.alpha = (1-emaW)*t.alpha + emaW*float64(acc)/float64(k)
+	}
+	if !timed {
+		return
+	}
+	if k > 0 {
 		if t.tDraft == 0 {
 			t.tDraft = draftPerTok
 		} else {
@@ -185,6 +192,9 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 			k = min(k, opts.MaxTokens-len(o.tokens)-1)
 		}
 		k = max(k, 0)
+
+		// Steps that also prefill a prompt are not timed for the tuner.
+		timed := len(tpending) == 1 && len(dpending) <= 2
 
 		// Draft K tokens.
 		t0 := time.Now()
@@ -264,7 +274,7 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 		if k > 0 {
 			perTok = draftTime / float64(k)
 		}
-		tuner.observe(k, acc, perTok, verifyTime, k+1, st.TouchedTotal())
+		tuner.observe(k, acc, perTok, verifyTime, k+1, st.TouchedTotal(), timed)
 		res.FinalDraftTokens = tuner.k
 
 		// Roll back both caches to the committed tokens.
