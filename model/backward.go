@@ -97,6 +97,7 @@ func (m *Model) attentionBackward(l int) {
 	qkvdim := qdim + 2*kvdim
 	group := nh / nkv
 	scale := float32(1 / math.Sqrt(float64(hd)))
+	win := cfg.AttentionWindow(l)
 
 	// Output projection: mid = x + ao·Woᵀ.
 	compute.Gemm(m.pool, true, false, d, qdim, N, 1, a.dres, d, la.ao, qdim, 1, G.Wo, qdim)
@@ -131,11 +132,13 @@ func (m *Model) attentionBackward(l int) {
 			}
 			// dS = softmax backward, times the score scale.
 			for t := 0; t < T; t++ {
-				row := dP[t*T : t*T+t+1]
-				compute.SoftmaxBackward(row, row, P[t*T:t*T+t+1])
+				lo := windowStart(t, win)
+				row := dP[t*T+lo : t*T+t+1]
+				compute.SoftmaxBackward(row, row, P[t*T+lo:t*T+t+1])
 				for i := range row {
 					row[i] *= scale
 				}
+				clear(dP[t*T : t*T+lo])
 				clear(dP[t*T+t+1 : (t+1)*T])
 			}
 			// dQ = dS·K; dK += dSᵀ·Q.

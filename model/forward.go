@@ -138,6 +138,7 @@ func (m *Model) attentionForward(l int) {
 	})
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	group := nh / nkv
+	win := cfg.AttentionWindow(l)
 	parallelFor(m.pool, B*nh, func(_, job int) {
 		b, h := job/nh, job%nh
 		g := h / group
@@ -152,7 +153,9 @@ func (m *Model) attentionForward(l int) {
 		}
 		for t := 0; t < T; t++ {
 			row := P[t*T : (t+1)*T]
-			compute.SoftmaxRow(row[:t+1])
+			lo := windowStart(t, win)
+			clear(row[:lo])
+			compute.SoftmaxRow(row[lo : t+1])
 			clear(row[t+1:])
 		}
 		for r0 := 0; r0 < T; r0 += m.attnBlock {
@@ -190,4 +193,13 @@ func ffnForward(p *compute.Pool, n, d, f int, x, guW, down, gu, h, y []float32, 
 		}
 	})
 	compute.Gemm(p, false, true, n, d, f, 1, h, f, down, f, beta, y, d)
+}
+
+// windowStart returns the first key position query t attends to with a
+// sliding window of win keys (0 = full causal attention).
+func windowStart(t, win int) int {
+	if win > 0 && t >= win {
+		return t - win + 1
+	}
+	return 0
 }

@@ -52,6 +52,12 @@ func routingKinds() []struct {
 		{"capacity", moeToy(func(c *config.Config) { c.CapacityFactor = 0.75 }), ForwardOptions{}},
 		{"expert_choice", moeToy(func(c *config.Config) { c.Routing = config.RoutingExpertChoice; c.CapacityFactor = 1.5 }), ForwardOptions{}},
 		{"expert_choice_causal", moeToy(func(c *config.Config) { c.Routing = config.RoutingExpertChoice; c.CapacityFactor = 1.5 }), ForwardOptions{Causal: true}},
+		{"sliding_window", func() *config.Config {
+			c := moeToy(nil)
+			c.SlidingWindow = 3
+			c.LayerTypes = []string{config.LayerSlidingAttention, config.LayerFullAttention}
+			return c
+		}(), ForwardOptions{}},
 		{"shared_expert", moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 5; c.ExpertsPerToken = 1 }), ForwardOptions{}},
 	}
 }
@@ -246,6 +252,11 @@ func TestForwardRejectsBadInput(t *testing.T) {
 		func(c *config.Config) { c.HeadDim = 3 },
 		func(c *config.Config) { c.NumExperts = 4; c.ExpertsPerToken = 5 },
 		func(c *config.Config) { c.NumExperts = 4; c.ExpertsPerToken = 1; c.Routing = "hash" },
+		func(c *config.Config) { c.MLPBias = true },
+		func(c *config.Config) { c.LayerNorm = true },
+		func(c *config.Config) { c.HiddenAct = "gelu" },
+		func(c *config.Config) { c.LayerTypes = []string{"local", "full_attention"} },
+		func(c *config.Config) { c.MLPOnlyLayers = []int{0} },
 	} {
 		c := toyConfig()
 		bad(c)
@@ -295,5 +306,55 @@ func TestCausalRoutingIsCausal(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPresetsSupported checks that the presets moe trains are accepted and
+// that a model for them builds with the expected parameter count.
+func TestPresetsSupported(t *testing.T) {
+	for _, name := range []string{"tiny", "tiny-draft", "mixtral-8x7b"} {
+		cfg, ok := config.Preset(name)
+		if !ok {
+			t.Fatalf("preset %s missing", name)
+		}
+		if err := Supported(cfg); err != nil {
+			t.Errorf("preset %s: %v", name, err)
+		}
+	}
+	for _, name := range config.PresetNames() {
+		cfg, _ := config.Preset(name)
+		t.Logf("%s: supported = %v", name, Supported(cfg))
+	}
+}
+
+// TestSlidingWindowLimitsAttention checks that with a window of W keys a
+// one-layer model's logits at positions ≥ W ignore the first token, while
+// position W−1 still sees it.
+func TestSlidingWindowLimitsAttention(t *testing.T) {
+	cfg := moeToy(nil)
+	cfg.NumLayers, cfg.SlidingWindow = 1, 2
+	m, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(5)
+	const T = 5
+	tokens := []int32{1, 2, 3, 4, 5}
+	opt := ForwardOptions{Causal: true}
+	if _, err := m.ForwardWith(tokens, nil, 1, T, opt); err != nil {
+		t.Fatal(err)
+	}
+	a := slices.Clone(m.Logits())
+	tokens[0] = 7
+	if _, err := m.ForwardWith(tokens, nil, 1, T, opt); err != nil {
+		t.Fatal(err)
+	}
+	b := m.Logits()
+	V := cfg.VocabSize
+	if slices.Equal(a[V:2*V], b[V:2*V]) {
+		t.Error("position 1 does not see token 0 inside the window")
+	}
+	if !slices.Equal(a[2*V:], b[2*V:]) {
+		t.Error("positions ≥ 2 see token 0 outside a window of 2")
 	}
 }

@@ -142,6 +142,28 @@ func Supported(cfg *config.Config) error {
 		return errors.New("model: per-head q/k norms (qk_norm) are not supported")
 	case cfg.AttentionSinks:
 		return errors.New("model: attention sinks are not supported")
+	case cfg.QKVBias || cfg.MLPBias || cfg.ExpertBias || cfg.RouterBias:
+		return errors.New("model: q/k/v, MLP, expert and router biases are not supported")
+	case cfg.SharedExpertGate:
+		return errors.New("model: a gated shared expert (moe_shared_expert_gate) is not supported")
+	case cfg.PlainMLP:
+		return errors.New("model: a plain (ungated) MLP is not supported, only SwiGLU")
+	case cfg.LayerNorm:
+		return errors.New("model: LayerNorm is not supported, only RMSNorm")
+	case cfg.LearnedPositions:
+		return errors.New("model: learned position embeddings are not supported, only RoPE")
+	case cfg.HiddenAct != "" && cfg.HiddenAct != "silu" && cfg.HiddenAct != "swish":
+		return fmt.Errorf("model: activation %q is not supported, only silu (SwiGLU)", cfg.HiddenAct)
+	case cfg.DecoderSparseStep > 1 || len(cfg.MLPOnlyLayers) > 0:
+		return errors.New("model: mixing dense and sparse layers (decoder_sparse_step, mlp_only_layers) is not supported")
+	}
+	if cfg.SlidingWindow < 0 {
+		return fmt.Errorf("model: negative sliding_window %d", cfg.SlidingWindow)
+	}
+	for _, t := range cfg.LayerTypes {
+		if t != config.LayerFullAttention && t != config.LayerSlidingAttention {
+			return fmt.Errorf("model: unknown layer type %q", t)
+		}
 	}
 	for _, f := range []struct {
 		name string
