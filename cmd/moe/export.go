@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"moe/checkpoint"
 	"moe/config"
@@ -43,7 +41,6 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *format == "hf" && t != gguf.F32 && t != gguf.F16 && t != gguf.BF16 {
 		return usagef("--format hf writes f32, f16 or bf16 weights, not %s", t)
 	}
-	start := time.Now()
 	cfg, w, tok, err := loadModelSource(ctx, *modelPath)
 	if err != nil {
 		return err
@@ -61,7 +58,6 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	slog.Info("exported", "out", *out, "type", t.String(), "params", len(w.Flat), "bytes", st.Size(), "seconds", time.Since(start).Seconds())
 	fmt.Fprintf(stdout, "wrote %s (%s, %d parameters, %d bytes)\n", *out, t, len(w.Flat), st.Size())
 	return nil
 }

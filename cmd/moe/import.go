@@ -33,7 +33,6 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *in == "" || *out == "" {
 		return usagef("--in and --out are required")
 	}
-	start := time.Now()
 	st, err := os.Stat(*in)
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
@@ -80,7 +79,6 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := saveImportedRun(*out, cfg, w, tok, *force); err != nil {
 		return err
 	}
-	slog.Info("imported", "in", *in, "out", *out, "params", len(w.Flat), "seconds", time.Since(start).Seconds())
 	fmt.Fprintf(stdout, "imported %s into %s (%d parameters)\n", *in, *out, len(w.Flat))
 	return nil
 }
