@@ -216,7 +216,9 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 	var tensors []Tensor
 	// add appends one tensor whose source is an HF (out, in) matrix (or a
 	// vector when out == 0), stored as ggml dims [in, out(, n)].
-	add := func(name string, src []float32, keepF32 bool, dims ...uint64) {
+	// lazy computes a source (a permuted or stacked copy) only when the
+	// writer reaches the tensor, so that export holds one copy at a time.
+	lazy := func(name string, src func() []float32, keepF32 bool, dims ...uint64) {
 		t := opt.Type
 		if keepF32 || len(dims) == 1 {
 			t = F32
@@ -224,7 +226,10 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 		if t.BlockSize() > 1 && dims[0]%uint64(t.BlockSize()) != 0 {
 			t = F16
 		}
-		tensors = append(tensors, Tensor{Name: name, Dims: dims, Type: t, Data: func() ([]byte, error) { return Encode(t, src) }})
+		tensors = append(tensors, Tensor{Name: name, Dims: dims, Type: t, Data: func() ([]byte, error) { return Encode(t, src()) }})
+	}
+	add := func(name string, src []float32, keepF32 bool, dims ...uint64) {
+		lazy(name, func() []float32 { return src }, keepF32, dims...)
 	}
 	mat := func(out, in int) []uint64 { return []uint64{uint64(in), uint64(out)} }
 	V := cfg.VocabSize
@@ -233,8 +238,8 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 		l := &w.Layers[i]
 		p := fmt.Sprintf("blk.%d.", i)
 		add(p+"attn_norm.weight", l.AttnNorm, true, uint64(d))
-		add(p+"attn_q.weight", ropePermute(l.Wq, nh, hd, d, true), false, mat(nh*hd, d)...)
-		add(p+"attn_k.weight", ropePermute(l.Wk, nkv, hd, d, true), false, mat(nkv*hd, d)...)
+		lazy(p+"attn_q.weight", func() []float32 { return ropePermute(l.Wq, nh, hd, d, true) }, false, mat(nh*hd, d)...)
+		lazy(p+"attn_k.weight", func() []float32 { return ropePermute(l.Wk, nkv, hd, d, true) }, false, mat(nkv*hd, d)...)
 		add(p+"attn_v.weight", l.Wv, false, mat(nkv*hd, d)...)
 		add(p+"attn_output.weight", l.Wo, false, mat(d, nh*hd)...)
 		add(p+"ffn_norm.weight", l.FFNNorm, true, uint64(d))
@@ -247,9 +252,9 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 		}
 		E, fe := cfg.NumExperts, cfg.ExpertSize()
 		add(p+"ffn_gate_inp.weight", l.Router, true, mat(E, d)...)
-		add(p+"ffn_gate_exps.weight", concat(l.ExpertGate), false, uint64(d), uint64(fe), uint64(E))
-		add(p+"ffn_up_exps.weight", concat(l.ExpertUp), false, uint64(d), uint64(fe), uint64(E))
-		add(p+"ffn_down_exps.weight", concat(l.ExpertDown), false, uint64(fe), uint64(d), uint64(E))
+		lazy(p+"ffn_gate_exps.weight", func() []float32 { return concat(l.ExpertGate) }, false, uint64(d), uint64(fe), uint64(E))
+		lazy(p+"ffn_up_exps.weight", func() []float32 { return concat(l.ExpertUp) }, false, uint64(d), uint64(fe), uint64(E))
+		lazy(p+"ffn_down_exps.weight", func() []float32 { return concat(l.ExpertDown) }, false, uint64(fe), uint64(d), uint64(E))
 		if s := len(l.SharedGate) / d; s > 0 {
 			add(p+"ffn_gate_shexp.weight", l.SharedGate, false, mat(s, d)...)
 			add(p+"ffn_up_shexp.weight", l.SharedUp, false, mat(s, d)...)
