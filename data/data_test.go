@@ -610,3 +610,46 @@ func TestShardWidthsAndStreaming(t *testing.T) {
 		}
 	}
 }
+
+// FuzzOpenShard feeds arbitrary files to OpenShard: each is rejected with an
+// ErrCorruptShard error or opens and reads back fully, never panicking.
+func FuzzOpenShard(f *testing.F) {
+	dir := f.TempDir()
+	path := filepath.Join(dir, "seed.tok")
+	sw, err := createShard(path, 1000)
+	if err != nil {
+		f.Fatal(err)
+	}
+	sw.addDoc([]int32{1, 2, 3})
+	sw.addDoc([]int32{999})
+	if _, err := sw.close(); err != nil {
+		f.Fatal(err)
+	}
+	good, _ := os.ReadFile(path)
+	f.Add(good)
+	f.Add(good[:40])
+	f.Add([]byte(shardMagic))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(dir, "f.tok")
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s, err := OpenShard(p)
+		if err != nil {
+			if !errors.Is(err, ErrCorruptShard) {
+				t.Fatalf("error does not wrap ErrCorruptShard: %v", err)
+			}
+			return
+		}
+		defer s.Close()
+		for i := int64(0); i < s.Docs(); i++ {
+			a, b, err := s.DocRange(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.ReadTokens(nil, a, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

@@ -100,8 +100,8 @@ func newTokenizer(vocab [][]byte, specials map[string]int32, pattern string) (*T
 		if s == "" {
 			return nil, fmt.Errorf("tokenizer: empty special token string")
 		}
-		if id < 0 {
-			return nil, fmt.Errorf("tokenizer: special token %q has negative id %d", s, id)
+		if id < 0 || id >= MaxVocabSize {
+			return nil, fmt.Errorf("tokenizer: special token %q id %d outside [0, %d)", s, id, MaxVocabSize)
 		}
 		if int(id) < len(vocab) && vocab[id] != nil {
 			return nil, fmt.Errorf("tokenizer: special token %q id %d collides with a mergeable token", s, id)

@@ -411,3 +411,57 @@ func BenchmarkTrainKJV4k(b *testing.B) {
 		}
 	}
 }
+
+func TestConcurrentEncode(t *testing.T) {
+	tok := mustSample(t)
+	text, _ := os.ReadFile("testdata/kjv_sample.txt")
+	want := tok.Encode(text[:30000])
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if got := tok.Encode(text[:30000]); !slices.Equal(got, want) {
+				errs <- "concurrent Encode differs"
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+}
+
+// FuzzLoad feeds arbitrary bytes to Load: it must return a tokenizer or an
+// error, never panic, and a loaded tokenizer must round-trip.
+func FuzzLoad(f *testing.F) {
+	tok, err := Train(context.Background(), func(yield func([]byte) bool) { yield([]byte("hello hello world")) }, MinVocabSize+3)
+	if err != nil {
+		f.Fatal(err)
+	}
+	path := filepath.Join(f.TempDir(), FileName)
+	if err := tok.Save(path); err != nil {
+		f.Fatal(err)
+	}
+	good, _ := os.ReadFile(path)
+	f.Add(good)
+	f.Add([]byte(`{"format":"moe-bpe","version":1,"pattern":"cl100k","tokens":[],"specials":{"<|endoftext|>":5}}`))
+	f.Add([]byte(`{"format":"moe-bpe","version":1,"pattern":"cl100k","tokens":["AA=="],"specials":{"<|endoftext|>":2147483647}}`))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(dir, "t.json")
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tk, err := Load(p)
+		if err != nil {
+			return
+		}
+		in := []byte("round trip ✓ \xff")
+		if got := tk.Decode(tk.Encode(in)); !bytes.Equal(got, in) {
+			t.Fatalf("loaded tokenizer does not round-trip: %q", got)
+		}
+	})
+}
