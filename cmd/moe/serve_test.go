@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,12 +82,11 @@ func TestServeCommand(t *testing.T) {
 	}
 
 	dir := serveTestRunDir(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var stderr lockedBuffer
-	done := make(chan error, 1)
+	exit := make(chan int, 1)
 	go func() {
-		done <- runServe(ctx, []string{"--model", dir, "--addr", "127.0.0.1:0", "--api-key", "k3y", "--parallel", "4"}, io.Discard, &stderr)
+		// run installs the SIGTERM handler that `moe serve` drains on.
+		exit <- run([]string{"serve", "--model", dir, "--addr", "127.0.0.1:0", "--api-key", "k3y", "--parallel", "4"}, io.Discard, &stderr)
 	}()
 	urlRE := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`)
 	var base string
@@ -94,8 +95,8 @@ func TestServeCommand(t *testing.T) {
 			base = m[1]
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("serve exited early: %v\n%s", err, stderr.String())
+		case code := <-exit:
+			t.Fatalf("serve exited early with %d:\n%s", code, stderr.String())
 		default:
 		}
 	}
@@ -141,13 +142,34 @@ func TestServeCommand(t *testing.T) {
 	if code, body := do("POST", "/v1/completions", "k3y", `{"prompt":"`+strings.Repeat("light ", 80)+`"}`); code != 400 || !strings.Contains(body, "context") {
 		t.Errorf("long prompt: %d %s", code, body)
 	}
-	cancel()
+	// SIGTERM with a stream in flight: the stream completes, then moe exits 0.
+	req, _ := http.NewRequest("POST", base+"/v1/completions", strings.NewReader(`{"prompt":"And God","max_tokens":40,"stream":true}`))
+	req.Header.Set("Authorization", "Bearer k3y")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: ") {
+		t.Fatalf("first event %q %v", line, err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(br)
+	if err != nil || !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+		t.Errorf("stream during SIGTERM ended %q, %v", rest, err)
+	}
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve returned %v", err)
+	case code := <-exit:
+		if code != 0 {
+			t.Errorf("serve exited %d after SIGTERM:\n%s", code, stderr.String())
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not stop after cancel")
+		t.Fatal("serve did not stop after SIGTERM")
+	}
+	if _, err := http.Get(base + "/health"); err == nil {
+		t.Error("still accepting connections after SIGTERM")
 	}
 }
