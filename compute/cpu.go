@@ -13,6 +13,10 @@ type kernels struct {
 	// (+ C when add), for k steps; a is a packed A panel, b has nr
 	// contiguous values per step.
 	micro func(k int, a, b []float32, ldb int, c []float32, ldc int, alpha float32, add bool)
+	// rowAxpy does C[i][0:16·nv] += alpha·Σ_{l<k} a[i*lda+l]·b[l*ldb:+16·nv]
+	// for i < ma <= rowAxpyRows, nv ∈ {1, 4}; nil if this path has none.
+	rowAxpy     func(ma, nv, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32)
+	rowAxpyRows int
 	// dotNB(ma) is how many B rows dot handles with ma A rows (ma <= 8);
 	// 0 means this path has no dot kernel.
 	dotNB func(ma int) int

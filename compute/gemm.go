@@ -8,7 +8,7 @@ import (
 // micro-panel and an mr×kc A micro-panel stay in L1 while a task's B columns
 // (kc × gemmTaskCols) stay in L2.
 const (
-	gemmKC       = 320  // depth of one packed block
+	gemmKC       = 448  // largest depth of one packed block
 	gemmNC       = 4096 // columns of B packed at once
 	gemmMC       = 3072 // rows of A packed at once
 	gemmTaskCols = 384  // columns of C one task covers (at most)
@@ -18,9 +18,9 @@ const (
 	// dotMaxM is the largest m for which op(B)=Bᵀ uses the dot kernels
 	// (no packing; B streamed once per 8 rows of A).
 	dotMaxM = 16
-	// directMaxM is the largest m for which an untransposed B is read in
-	// place instead of packed.
-	directMaxM = 24
+	// rowAxpyMaxM is the largest m for which an untransposed fp32 B is
+	// streamed row by row (gemmRowAxpy) instead of packed.
+	rowAxpyMaxM = 16
 )
 
 // CheckGemm returns an error naming the problem if the arguments of a Gemm
@@ -161,6 +161,10 @@ func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha flo
 		gemmDot(ks, p, m, n, k, alpha, a, lda, b, beta, c, ldc)
 		return
 	}
+	if !b.trans && b.bf == nil && !transA && m <= rowAxpyMaxM && ks.rowAxpy != nil {
+		gemmRowAxpy(ks, p, m, n, k, alpha, a, lda, b.f32, b.ld, beta, c, ldc)
+		return
+	}
 	gemmBlocked(ks, p, transA, m, n, k, alpha, a, lda, b, beta, c, ldc)
 }
 
@@ -240,21 +244,14 @@ func gemmBlocked(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float32, 
 	if beta != 0 && beta != 1 {
 		scaleC(p, m, n, beta, c, ldc)
 	}
-	// Read an untransposed fp32 B in place when few rows of A reuse it.
-	direct := !b.trans && b.bf == nil && m <= directMaxM
-	kcMax := min(k, gemmKC)
-	if direct {
-		kcMax = k // no reason to block the depth: B streams from memory
-	}
+	// Equal depth blocks of at most gemmKC (1024 → 3×342, not 448+448+128).
+	kblocks := (k + gemmKC - 1) / gemmKC
+	kcMax := (k + kblocks - 1) / kblocks
 	ncMax := min(n, gemmNC)
 	mcMax := min(m, gemmMC)
 	bPanels := (ncMax + nr - 1) / nr
 	aPanels := (mcMax + mr - 1) / mr
-	bsz := bPanels * kcMax * nr
-	if direct {
-		bsz = kcMax * nr // only the ragged last panel is packed
-	}
-	bbuf := p.getBuf(bsz)
+	bbuf := p.getBuf(bPanels * kcMax * nr)
 	abuf := p.getBuf(aPanels * kcMax * mr)
 	defer p.putBuf(bbuf)
 	defer p.putBuf(abuf)
@@ -267,30 +264,12 @@ func gemmBlocked(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float32, 
 		for pc := 0; pc < k; pc += kcMax {
 			kc := min(kcMax, k-pc)
 			add := beta != 0 || pc > 0
-			// bPanel returns panel jp of this block and its row stride.
-			var bPanel func(jp int) ([]float32, int)
-			if direct {
-				if rem := nc % nr; rem != 0 {
-					packBPanel(nr, &b, jc+(npb-1)*nr, rem, pc, kc, bpack)
+			chunk := max(1, npb/(4*threads))
+			p.Run((npb+chunk-1)/chunk, func(t int) {
+				for jp := t * chunk; jp < min(npb, (t+1)*chunk); jp++ {
+					packBPanel(nr, &b, jc+jp*nr, min(nr, nc-jp*nr), pc, kc, bpack[jp*kc*nr:])
 				}
-				bPanel = func(jp int) ([]float32, int) {
-					if (jp+1)*nr > nc {
-						return bpack[:kc*nr], nr
-					}
-					off := pc*b.ld + jc + jp*nr
-					return b.f32[off : off+(kc-1)*b.ld+nr], b.ld
-				}
-			} else {
-				chunk := max(1, npb/(4*threads))
-				p.Run((npb+chunk-1)/chunk, func(t int) {
-					for jp := t * chunk; jp < min(npb, (t+1)*chunk); jp++ {
-						packBPanel(nr, &b, jc+jp*nr, min(nr, nc-jp*nr), pc, kc, bpack[jp*kc*nr:])
-					}
-				})
-				bPanel = func(jp int) ([]float32, int) {
-					return bpack[jp*kc*nr : (jp+1)*kc*nr], nr
-				}
-			}
+			})
 			for ic := 0; ic < m; ic += gemmMC {
 				mc := min(gemmMC, m-ic)
 				npa := (mc + mr - 1) / mr
@@ -322,17 +301,17 @@ func gemmBlocked(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float32, 
 						i0 := ic + ip*mr
 						rows := min(mr, m-i0)
 						for jp := ct * colsPer; jp < min(npb, (ct+1)*colsPer); jp++ {
-							bp, ldbp := bPanel(jp)
+							bp := bpack[jp*kc*nr : (jp+1)*kc*nr]
 							j0 := jc + jp*nr
 							cols := min(nr, n-j0)
 							if rows == mr && cols == nr {
-								ks.micro(kc, ap, bp, ldbp, c[i0*ldc+j0:(i0+mr-1)*ldc+j0+nr], ldc, alpha, add)
+								ks.micro(kc, ap, bp, nr, c[i0*ldc+j0:(i0+mr-1)*ldc+j0+nr], ldc, alpha, add)
 								continue
 							}
 							if tmp == nil {
 								tmp = make([]float32, mr*nr)
 							}
-							ks.micro(kc, ap, bp, ldbp, tmp, nr, alpha, false)
+							ks.micro(kc, ap, bp, nr, tmp, nr, alpha, false)
 							for i := 0; i < rows; i++ {
 								crow := c[(i0+i)*ldc+j0 : (i0+i)*ldc+j0+cols]
 								trow := tmp[i*nr : i*nr+cols]
@@ -350,4 +329,57 @@ func gemmBlocked(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float32, 
 			}
 		}
 	}
+}
+
+// Row-streaming blocking for gemmRowAxpy: depth rows per pass and the
+// column width one task covers at least.
+const (
+	rowAxpyKB   = 128
+	rowAxpyCols = 256
+)
+
+// gemmRowAxpy computes C = alpha·A·B + beta·C for few rows of A and an
+// untransposed fp32 B (the x·W of a small batch) without packing: each task
+// owns a range of columns and walks B's rows in blocks of rowAxpyKB, so every
+// row is read as one contiguous run per task, with the rows of C in
+// registers (up to ks.rowAxpyRows at a time).
+func gemmRowAxpy(ks *kernels, p *Pool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	scaleC(p, m, n, beta, c, ldc)
+	threads := p.Threads()
+	cw := (n + 4*threads - 1) / (4 * threads)
+	cw = max(rowAxpyCols, (cw+63)&^63)
+	tasks := (n + cw - 1) / cw
+	p.Run(tasks, func(t int) {
+		c0, c1 := t*cw, min(n, (t+1)*cw)
+		for l0 := 0; l0 < k; l0 += rowAxpyKB {
+			kb := min(rowAxpyKB, k-l0)
+			for i0 := 0; i0 < m; i0 += ks.rowAxpyRows {
+				ma := min(ks.rowAxpyRows, m-i0)
+				as := a[i0*lda+l0 : (i0+ma-1)*lda+l0+kb]
+				j := c0
+				for ; j < c1; j += 16 {
+					nv := 4
+					if j+64 > c1 {
+						if j+16 > c1 {
+							break
+						}
+						nv = 1
+					}
+					w := 16 * nv
+					ks.rowAxpy(ma, nv, kb, as, lda, b[l0*ldb+j:(l0+kb-1)*ldb+j+w], ldb, c[i0*ldc+j:(i0+ma-1)*ldc+j+w], ldc, alpha)
+					j += w - 16
+				}
+				for i := 0; i < ma && j < c1; i++ {
+					crow := c[(i0+i)*ldc+j : (i0+i)*ldc+c1]
+					for l := 0; l < kb; l++ {
+						av := alpha * as[i*lda+l]
+						brow := b[(l0+l)*ldb+j : (l0+l)*ldb+c1]
+						for jj, bv := range brow {
+							crow[jj] += av * bv
+						}
+					}
+				}
+			}
+		}
+	})
 }

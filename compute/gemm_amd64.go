@@ -69,6 +69,54 @@ func dotAVX512(n int, x, y *float32) float32
 //go:noescape
 func axpyAVX512(n int, alpha float32, x, y *float32)
 
+//go:noescape
+func rowAxpyKernel1x4AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+
+//go:noescape
+func rowAxpyKernel1x1AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+
+//go:noescape
+func rowAxpyKernel2x4AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+
+//go:noescape
+func rowAxpyKernel2x1AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+
+//go:noescape
+func rowAxpyKernel3x4AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+
+//go:noescape
+func rowAxpyKernel3x1AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+
+//go:noescape
+func rowAxpyKernel4x4AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+
+//go:noescape
+func rowAxpyKernel4x1AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+
+//go:noescape
+func rowAxpyKernel5x4AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+
+//go:noescape
+func rowAxpyKernel5x1AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+
+//go:noescape
+func rowAxpyKernel6x4AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+
+//go:noescape
+func rowAxpyKernel6x1AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+
+type rowAxpyFn func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+
+// rowAxpyFnsAVX512[ma][nv/4] is the rowAxpy kernel for ma rows and 16·nv columns.
+var rowAxpyFnsAVX512 = [7][2]rowAxpyFn{{},
+	{rowAxpyKernel1x1AVX512, rowAxpyKernel1x4AVX512},
+	{rowAxpyKernel2x1AVX512, rowAxpyKernel2x4AVX512},
+	{rowAxpyKernel3x1AVX512, rowAxpyKernel3x4AVX512},
+	{rowAxpyKernel4x1AVX512, rowAxpyKernel4x4AVX512},
+	{rowAxpyKernel5x1AVX512, rowAxpyKernel5x4AVX512},
+	{rowAxpyKernel6x1AVX512, rowAxpyKernel6x4AVX512},
+}
+
 type dotFn func(n int, a *float32, lda int, b *float32, ldb int, out *float32)
 type dotBF16Fn func(n int, a *float32, lda int, b *BF16, ldb int, out *float32)
 
@@ -95,6 +143,10 @@ var avx512Kernels = kernels{
 			ad = 1
 		}
 		sgemmKernelAVX512(k, unsafe.SliceData(a), unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, ad)
+	},
+	rowAxpyRows: 6,
+	rowAxpy: func(ma, nv, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32) {
+		rowAxpyFnsAVX512[ma][nv/4](k, unsafe.SliceData(a), lda, unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha)
 	},
 	dotNB: dotNBAVX512,
 	dot: func(ma, n16 int, a []float32, lda int, b []float32, ldb int, out []float32) {
@@ -146,4 +198,30 @@ func fastKernels() *kernels {
 		return &avx512Kernels
 	}
 	return nil
+}
+
+//go:noescape
+func fmaLoopAVX512(n int)
+
+//go:noescape
+func addChain(n int) int
+
+// probeFMA runs n iterations of 16 independent zmm FMAs and returns the
+// FLOPs done; ok is false where there is no AVX-512.
+func probeFMA(n int) (flops float64, ok bool) {
+	if !hasAVX512 || n <= 0 {
+		return 0, false
+	}
+	fmaLoopAVX512(n)
+	return float64(n) * 16 * 32, true
+}
+
+// probeCycles runs n iterations of an 8-long dependent add chain and
+// returns the cycles it takes (8 per iteration).
+func probeCycles(n int) (cycles float64, ok bool) {
+	if n <= 0 {
+		return 0, false
+	}
+	addChain(n)
+	return 8 * float64(n), true
 }

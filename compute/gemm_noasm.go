@@ -11,3 +11,9 @@ const fastPathReason = "no SIMD kernels for this GOARCH (or built with -tags pur
 
 // fastKernels returns the SIMD path available on this machine, or nil.
 func fastKernels() *kernels { return nil }
+
+// probeFMA has no portable equivalent.
+func probeFMA(n int) (float64, bool) { return 0, false }
+
+// probeCycles has no portable equivalent.
+func probeCycles(n int) (float64, bool) { return 0, false }

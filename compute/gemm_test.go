@@ -175,6 +175,8 @@ func TestGemmOddShapes(t *testing.T) {
 		{m: 8, n: 257, k: 1000, transB: true, alpha: 1, pad: 2},
 		{m: 17, n: 257, k: 1000, transB: true, alpha: 1},
 		{m: 20, n: 1000, k: 257, alpha: 1, beta: 1, pad: 7},
+		{m: 13, n: 1000, k: 300, alpha: 0.5, beta: 2, pad: 3},
+		{m: 16, n: 100, k: 129, alpha: 1},
 		{m: 257, n: 63, k: 1000, transA: true, alpha: 1},
 		{m: 65, n: 1000, k: 257, transA: true, transB: true, alpha: 1.5, beta: 2},
 		{m: 257, n: 257, k: 257, alpha: 1, pad: 1},

@@ -26,6 +26,9 @@ const (
 	gemmNR = 32
 )
 
+// dotPrefetch is how far ahead (bytes) the dot kernels prefetch B rows.
+const dotPrefetch = 1024
+
 // dotNB returns how many B rows the dot kernel with ma A rows handles, so that
 // the ma·nb accumulators, nb B registers and one A register fit in 32 zmm.
 func dotNB(ma int) int {
@@ -54,8 +57,13 @@ func main() {
 		g.dot(ma, false)
 		g.dot(ma, true)
 	}
+	for ma := 1; ma <= 6; ma++ {
+		g.rowAxpy(ma, 4)
+		g.rowAxpy(ma, 1)
+	}
 	g.vdot()
 	g.axpy()
+	g.probes()
 	if err := os.WriteFile(*out, g.b.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -186,6 +194,7 @@ func (g *gen) dot(ma int, bf16 bool) {
 	g.p("%s:", lbl)
 	for j := 0; j < nb; j++ {
 		zb := nacc + j
+		g.p("\tPREFETCHT0 %d%s", dotPrefetch, rowAddr(bbases, "R9", j))
 		if bf16 {
 			g.p("\tVPMOVZXWD %s, Z%d", rowAddr(bbases, "R9", j), zb)
 			g.p("\tVPSLLD $16, Z%d, Z%d", zb, zb)
@@ -279,6 +288,105 @@ func (g *gen) axpy() {
 	g.p("\tDECQ CX")
 	g.p("\tJNE axpy_loop")
 	g.p("axpy_done:")
+	g.p("\tVZEROUPPER")
+	g.p("\tRET")
+}
+
+// probes writes the two loops cpu.go times to estimate the peak:
+// func fmaLoopAVX512(n int) runs n×16 independent zmm FMAs (512 FLOP per
+// iteration); func addChain(n int) runs n×8 dependent integer adds (8 cycles
+// per iteration on any x86 core), which gives the clock.
+func (g *gen) probes() {
+	g.p("")
+	g.p("// func fmaLoopAVX512(n int)")
+	g.p("TEXT ·fmaLoopAVX512(SB), NOSPLIT, $0-8")
+	g.p("\tMOVQ n+0(FP), CX")
+	for r := 0; r < 18; r++ {
+		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
+	}
+	g.p("fma_loop:")
+	for r := 0; r < 16; r++ {
+		g.p("\tVFMADD231PS Z16, Z17, Z%d", r)
+	}
+	g.p("\tDECQ CX")
+	g.p("\tJNE fma_loop")
+	g.p("\tVZEROUPPER")
+	g.p("\tRET")
+	g.p("")
+	g.p("// func addChain(n int) int")
+	g.p("TEXT ·addChain(SB), NOSPLIT, $0-16")
+	g.p("\tMOVQ n+0(FP), CX")
+	g.p("\tXORQ AX, AX")
+	g.p("add_loop:")
+	for r := 0; r < 8; r++ {
+		g.p("\tADDQ $1, AX")
+	}
+	g.p("\tDECQ CX")
+	g.p("\tJNE add_loop")
+	g.p("\tMOVQ AX, ret+8(FP)")
+	g.p("\tRET")
+}
+
+// rowAxpy writes
+// func rowAxpyKernel<MA>x<NV>AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+// C[i][0:16·NV] += alpha·Σ_{l<k} a[i*lda+l]·b[l*ldb + 0:16·NV] for i < MA:
+// few rows of A times an untransposed B, read row by row (the x·W of a
+// small batch), with B prefetched eight rows ahead.
+func (g *gen) rowAxpy(ma, nv int) {
+	name := fmt.Sprintf("rowAxpyKernel%dx%dAVX512", ma, nv)
+	abases := []string{"SI", "R10"}[:(ma+2)/3]
+	g.p("")
+	g.p("// func %s(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)", name)
+	g.p("TEXT ·%s(SB), NOSPLIT, $0-60", name)
+	g.p("\tMOVQ k+0(FP), CX")
+	g.p("\tMOVQ a+8(FP), SI")
+	g.p("\tMOVQ lda+16(FP), R8")
+	g.p("\tSHLQ $2, R8")
+	g.p("\tMOVQ b+24(FP), DX")
+	g.p("\tMOVQ ldb+32(FP), R9")
+	g.p("\tSHLQ $2, R9")
+	g.p("\tLEAQ (R8)(R8*2), AX")
+	if len(abases) > 1 {
+		g.p("\tLEAQ (SI)(AX*1), R10")
+	}
+	nacc := ma * nv
+	for r := 0; r < nacc; r++ {
+		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
+	}
+	lbl, done := name+"_loop", name+"_done"
+	g.p("\tTESTQ CX, CX")
+	g.p("\tJE %s", done)
+	g.p("%s:", lbl)
+	for v := 0; v < nv; v++ {
+		g.p("\tVMOVUPS %d(DX), Z%d", 64*v, 24+v)
+		g.p("\tPREFETCHT0 %d(DX)(R9*8)", 64*v)
+	}
+	for i := 0; i < ma; i++ {
+		g.p("\tVBROADCASTSS %s, Z31", rowAddr(abases, "R8", i))
+		for v := 0; v < nv; v++ {
+			g.p("\tVFMADD231PS Z%d, Z31, Z%d", 24+v, i*nv+v)
+		}
+	}
+	for _, b := range abases {
+		g.p("\tADDQ $4, %s", b)
+	}
+	g.p("\tADDQ R9, DX")
+	g.p("\tDECQ CX")
+	g.p("\tJNE %s", lbl)
+	g.p("%s:", done)
+	g.p("\tMOVQ c+40(FP), DI")
+	g.p("\tMOVQ ldc+48(FP), R11")
+	g.p("\tSHLQ $2, R11")
+	g.p("\tVBROADCASTSS alpha+56(FP), Z30")
+	for i := 0; i < ma; i++ {
+		for v := 0; v < nv; v++ {
+			g.p("\tVFMADD213PS %d(DI), Z30, Z%d", 64*v, i*nv+v)
+			g.p("\tVMOVUPS Z%d, %d(DI)", i*nv+v, 64*v)
+		}
+		if i != ma-1 {
+			g.p("\tADDQ R11, DI")
+		}
+	}
 	g.p("\tVZEROUPPER")
 	g.p("\tRET")
 }

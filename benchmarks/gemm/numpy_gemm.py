@@ -1,0 +1,56 @@
+#!/usr/bin/python3
+"""Time float32 C = A·B with numpy (OpenBLAS) for the shapes moe bench gemm
+reports, printing one JSON object per shape: {"m","n","k","gflops","seconds"}.
+
+Run with the BLAS thread count pinned and OpenBLAS's core overrides unset:
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=2 \
+      OMP_NUM_THREADS=2 /usr/bin/python3 benchmarks/gemm/numpy_gemm.py 1024x1024x1024 ...
+Each shape is MxNxK; "t" after K (e.g. 8x4096x4096t) times A·Bᵀ with B
+stored n×k (the x·Wᵀ of a linear layer). The best of several timed runs
+after a warm-up is reported, as moe bench gemm does.
+"""
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def bench(m, n, k, trans_b, min_time=1.0):
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n), dtype=np.float32)
+    c = np.empty((m, n), dtype=np.float32)
+
+    def run():
+        if trans_b:
+            np.matmul(a, b.T, out=c)
+        else:
+            np.matmul(a, b, out=c)
+
+    run()
+    best = float("inf")
+    total = 0.0
+    reps = 0
+    while total < min_time or reps < 3:
+        t0 = time.perf_counter()
+        run()
+        dt = time.perf_counter() - t0
+        best = min(best, dt)
+        total += dt
+        reps += 1
+    return best
+
+
+def main():
+    shapes = sys.argv[1:] or ["256x256x256", "1024x1024x1024"]
+    for s in shapes:
+        trans_b = s.endswith("t")
+        m, n, k = (int(x) for x in s.rstrip("t").split("x"))
+        sec = bench(m, n, k, trans_b)
+        print(json.dumps({"m": m, "n": n, "k": k, "trans_b": trans_b,
+                          "gflops": 2.0 * m * n * k / sec / 1e9, "seconds": sec}))
+
+
+if __name__ == "__main__":
+    main()
