@@ -23,21 +23,42 @@ func AdamW(p, g, m, v []float32, lr, beta1, beta2, eps, wd float32, step int) {
 	if step < 1 {
 		step = 1
 	}
+	k := newAdamWConsts(lr, beta1, beta2, eps, wd, step)
+	done := adamwVector(p, g, m, v, &k)
+	adamwGeneric(p[done:], g[done:], m[done:], v[done:], &k)
+}
+
+// newAdamWConsts folds the step size and the sqrt of the second bias
+// correction as PyTorch does: p -= (lr/bc1) · m / (sqrt(v)/sqrt(bc2) + eps).
+func newAdamWConsts(lr, beta1, beta2, eps, wd float32, step int) adamwConsts {
 	bc1 := 1 - math.Pow(float64(beta1), float64(step))
 	bc2 := 1 - math.Pow(float64(beta2), float64(step))
-	// step size and the sqrt of the second bias correction, folded as PyTorch
-	// does: p -= (lr/bc1) · m / (sqrt(v)/sqrt(bc2) + eps).
-	stepSize := float32(float64(lr) / bc1)
-	invSqrtBC2 := float32(1 / math.Sqrt(bc2))
-	decay := 1 - lr*wd
-	ob1, ob2 := 1-beta1, 1-beta2
+	return adamwConsts{
+		beta1, 1 - beta1, beta2, 1 - beta2,
+		float32(1 / math.Sqrt(bc2)), eps, 1 - lr*wd, float32(float64(lr) / bc1),
+	}
+}
+
+// adamwConsts are the per-step constants of the update, in the order the
+// assembly kernel reads them.
+type adamwConsts struct {
+	beta1, oneMinusBeta1, beta2, oneMinusBeta2 float32
+	invSqrtBC2, eps, decay, stepSize           float32
+}
+
+// adamwGeneric is the portable update. The SIMD kernel performs the same
+// IEEE operations in the same order (no fused multiply-add), so the two
+// agree bit for bit and a vector may be split anywhere.
+func adamwGeneric(p, g, m, v []float32, k *adamwConsts) {
+	n := len(p)
+	g, m, v = g[:n], m[:n], v[:n]
 	for i := range p {
 		gi := g[i]
-		mi := beta1*m[i] + ob1*gi
-		vi := beta2*v[i] + ob2*gi*gi
+		mi := k.beta1*m[i] + k.oneMinusBeta1*gi
+		vi := k.beta2*v[i] + k.oneMinusBeta2*gi*gi
 		m[i], v[i] = mi, vi
-		denom := float32(math.Sqrt(float64(vi)))*invSqrtBC2 + eps
-		p[i] = p[i]*decay - stepSize*mi/denom
+		denom := float32(math.Sqrt(float64(vi)))*k.invSqrtBC2 + k.eps
+		p[i] = p[i]*k.decay - k.stepSize*mi/denom
 	}
 }
 

@@ -128,3 +128,34 @@ func BenchmarkAdamW(b *testing.B) {
 		AdamW(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, i+1)
 	}
 }
+
+func TestAdamWVectorMatchesGenericBits(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, n := range []int{0, 1, 15, 16, 17, 100, 1023, 4096} {
+		mk := func(scale float64) []float32 {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * scale)
+			}
+			return x
+		}
+		p, g, m := mk(1), mk(0.1), mk(0.01)
+		v := mk(0.01)
+		for i := range v {
+			v[i] *= v[i]
+			if i%7 == 0 {
+				g[i], m[i], v[i] = 0, 0, 0
+			}
+		}
+		p2, g2, m2, v2 := append([]float32(nil), p...), append([]float32(nil), g...), append([]float32(nil), m...), append([]float32(nil), v...)
+		AdamW(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, 7)
+		k := newAdamWConsts(1e-3, 0.9, 0.95, 1e-8, 0.1, 7)
+		adamwGeneric(p2, g2, m2, v2, &k)
+		for i := range p {
+			if math.Float32bits(p[i]) != math.Float32bits(p2[i]) || math.Float32bits(m[i]) != math.Float32bits(m2[i]) ||
+				math.Float32bits(v[i]) != math.Float32bits(v2[i]) {
+				t.Fatalf("n=%d: element %d: vector path p,m,v = %v,%v,%v; generic %v,%v,%v", n, i, p[i], m[i], v[i], p2[i], m2[i], v2[i])
+			}
+		}
+	}
+}
