@@ -115,8 +115,8 @@ func checkStructure(cfg *config.Config) error {
 	add(cfg.PlainMLP, "a plain (ungated) MLP")
 	add(cfg.LayerNorm, "LayerNorm")
 	add(cfg.LearnedPositions, "learned positions")
-	add(cfg.HiddenAct != "" && cfg.HiddenAct != "silu", "activation "+cfg.HiddenAct)
-	add(cfg.SlidingWindow > 0 || len(cfg.LayerTypes) > 0, "sliding-window attention")
+	add(cfg.HiddenAct != "" && cfg.HiddenAct != "silu" && cfg.HiddenAct != "swish", "activation "+cfg.HiddenAct)
+	add(SlidingWindowMatters(cfg), "sliding-window attention")
 	if len(bad) > 0 {
 		return fmt.Errorf("the model has %s, which GGUF's llama architecture cannot express", strings.Join(bad, ", "))
 	}
@@ -124,6 +124,18 @@ func checkStructure(cfg *config.Config) error {
 		return fmt.Errorf("head dimension %d must be positive and even for RoPE", hd)
 	}
 	return nil
+}
+
+// SlidingWindowMatters reports whether cfg restricts attention to a window
+// shorter than its context (a window at least as long as the context, as
+// Mistral 7B v0.1's 4096 under a 4096 context, changes nothing).
+func SlidingWindowMatters(cfg *config.Config) bool {
+	for _, t := range cfg.LayerTypes {
+		if t == config.LayerSlidingAttention && cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings {
+			return true
+		}
+	}
+	return len(cfg.LayerTypes) == 0 && cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings
 }
 
 // fileType returns general.file_type (llama_ftype) for weight type t.

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"moe/config"
+	"moe/gguf"
 	"moe/model"
 )
 
@@ -109,8 +110,8 @@ func checkSupported(cfg *config.Config) error {
 		{cfg.PlainMLP, "a plain MLP"},
 		{cfg.LayerNorm, "LayerNorm"},
 		{cfg.LearnedPositions, "learned positions"},
-		{cfg.SlidingWindow > 0 || len(cfg.LayerTypes) > 0, "sliding-window attention"},
-		{cfg.HiddenAct != "" && cfg.HiddenAct != "silu", "activation " + cfg.HiddenAct},
+		{gguf.SlidingWindowMatters(cfg), "sliding-window attention shorter than the context"},
+		{cfg.HiddenAct != "" && cfg.HiddenAct != "silu" && cfg.HiddenAct != "swish", "activation " + cfg.HiddenAct},
 	} {
 		if f.on {
 			bad = append(bad, f.what)
