@@ -299,6 +299,15 @@ func TestInexactModels(t *testing.T) {
 			t.Errorf("%s: weights differ after round trip", name)
 		}
 	}
+	wide := testConfig(true, true)
+	wide.SlidingWindow = 4096 // longer than the 128-token context: no effect
+	if err := CheckLlamaCompatible(wide); err != nil {
+		t.Errorf("sliding window covering the context: %v", err)
+	}
+	wide.SlidingWindow = 64
+	if err := CheckLlamaCompatible(wide); err == nil || !strings.Contains(err.Error(), "sliding") {
+		t.Errorf("sliding window of 64 in a 128 context: err = %v", err)
+	}
 	bias := testConfig(true, true)
 	bias.AttentionBias = true
 	if err := Export(context.Background(), filepath.Join(t.TempDir(), "b.gguf"), bias, randomWeights(t, testConfig(true, true), 1), tok, ExportOptions{AllowInexact: true}); err == nil {
