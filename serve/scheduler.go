@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -113,6 +114,10 @@ type scheduler struct {
 
 	expertsMu sync.Mutex
 	experts   [][]uint64
+
+	// Scratch owned by the scheduler goroutine.
+	ready   []int
+	sampled []int32
 }
 
 func newScheduler(eng, draft Engine, cfg schedulerConfig, m *metrics, log *slog.Logger) *scheduler {
@@ -307,6 +312,7 @@ func (s *scheduler) step(running []*job, free func(*job, string, error)) error {
 	s.m.stepTokens.Add(uint64(ntok))
 	s.m.batchSize.observe(float64(len(batch)))
 	now := time.Now()
+	ready := s.ready[:0] // batch indices that sample a token this step
 	for i, j := range batch {
 		if j.draft != nil {
 			j.hist = append(j.hist, toks[i]...)
@@ -318,9 +324,40 @@ func (s *scheduler) step(running []*job, free func(*job, string, error)) error {
 			}
 			s.m.promptTokens.Add(uint64(len(j.prompt)))
 		}
-		s.accept(j, j.sampler.Sample(logits[i]), now, free)
+		ready = append(ready, i)
+	}
+	s.ready = ready
+	sampled := s.sampleAll(batch, logits, ready)
+	for x, i := range ready {
+		s.accept(batch[i], sampled[x], now, free)
 	}
 	return nil
+}
+
+// sampleAll draws the next token of batch[i] for every i in ready. Each
+// sequence has its own sampler, so large batches are split over the cores.
+func (s *scheduler) sampleAll(batch []*job, logits [][]float32, ready []int) []int32 {
+	out := s.sampled[:0]
+	out = append(out, make([]int32, len(ready))...)
+	s.sampled = out
+	workers := min(runtime.GOMAXPROCS(0), len(ready)/4)
+	if workers <= 1 {
+		for x, i := range ready {
+			out[x] = batch[i].sampler.Sample(logits[i])
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for x := w; x < len(ready); x += workers {
+				i := ready[x]
+				out[x] = batch[i].sampler.Sample(logits[i])
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // accept records one sampled token for j: it ends the job on a stop token
