@@ -276,6 +276,52 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		"batch", opts.Batch, "seq_len", T, "accum", accum, "steps", opts.Steps, "threads", pool.Threads(),
 		"train_tokens", man.Tokens(data.SplitTrain), "val_tokens", man.Tokens(data.SplitVal))
 
+	bytesOf := TextBytes(tok)
+	evaluate := func() (EvalResult, error) {
+		if len(val) < 2 {
+			return EvalResult{Loss: math.NaN()}, nil
+		}
+		return Evaluate(ctx, modelAdapter{m, true}, val, opts.Batch, T, opts.EvalTokens, bytesOf)
+	}
+	sess := &session{opts: opts, cfg: cfg, m: m, opt: opt, tr: tr, batches: batches, rng: rng, threads: pool.Threads(),
+		evaluate: evaluate, log: log, progress: progress, start: start}
+	sum, err := sess.loop(ctx, ck)
+	if err != nil {
+		return nil, err
+	}
+	if sum.Stopped == "done" && opts.SampleTokens > 0 {
+		s, err := sample(context.WithoutCancel(ctx), cfg, m, tok, pool, opts.SamplePrompt, opts.SampleTokens, rng.Uint64())
+		if err != nil {
+			log.Warn("sample failed", "err", err)
+		} else {
+			sum.Sample = s
+		}
+	}
+	return sum, nil
+}
+
+// session is a set-up training run: everything the step loop needs.
+type session struct {
+	opts     Options
+	cfg      *config.Config
+	m        *model.Model
+	opt      *AdamW
+	tr       *Trainer
+	batches  Batches
+	rng      *rand.PCG
+	threads  int
+	evaluate func() (EvalResult, error)
+	log      *slog.Logger
+	progress io.Writer
+	start    time.Time // when the command started (for MaxTime)
+}
+
+// loop runs optimizer steps until opts.Steps, ctx's cancellation or
+// MaxTime, logging metrics, evaluating and saving checkpoints; it always
+// leaves a checkpoint of the last completed step. ck is the checkpoint the
+// session resumed from (nil for a fresh run).
+func (s *session) loop(ctx context.Context, ck *checkpoint.Checkpoint) (*Summary, error) {
+	opts, tr, log := s.opts, s.tr, s.log
 	keep := -1
 	if ck != nil {
 		keep = ck.Header.Step
@@ -285,20 +331,12 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		return nil, err
 	}
 	defer ml.Close()
-
-	bytesOf := TextBytes(tok)
-	evaluate := func() (EvalResult, error) {
-		if len(val) < 2 {
-			return EvalResult{Loss: math.NaN()}, nil
-		}
-		return Evaluate(ctx, modelAdapter{m, true}, val, opts.Batch, T, opts.EvalTokens, bytesOf)
-	}
 	save := func() (string, error) {
-		return saveCheckpoint(opts, cfg, m, opt, tr, batches, rng, pool.Threads())
+		return saveCheckpoint(opts, s.cfg, s.m, s.opt, tr, s.batches, s.rng, s.threads)
 	}
-
+	stepTokens := max(1, tr.Accum) * tr.B * tr.T
 	sum := &Summary{Steps: opts.Steps, Stopped: "done", ValLoss: math.NaN(), ValBitsPerByte: math.NaN(), TrainLoss: math.NaN()}
-	bar := NewProgress(progress, opts.Steps)
+	bar := NewProgress(s.progress, opts.Steps)
 	startStep, lastSaved := tr.Step, tr.Step
 	sessionStart := time.Now()
 	for tr.Step < opts.Steps {
@@ -306,7 +344,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 			sum.Stopped = "interrupted"
 			break
 		}
-		if opts.MaxTime > 0 && time.Since(start) >= opts.MaxTime {
+		if opts.MaxTime > 0 && time.Since(s.start) >= opts.MaxTime {
 			sum.Stopped = "max-time"
 			break
 		}
@@ -322,11 +360,11 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		dt := time.Since(t0).Seconds()
 		rec := Record{Step: res.Step, Tokens: res.Tokens, TrainLoss: res.Loss, LR: res.LR, AuxLoss: res.AuxLoss, ZLoss: res.ZLoss,
 			GradNorm: res.GradNorm, ExpertLoad: res.ExpertLoad, DroppedFrac: res.Dropped,
-			TokensPerSecond: float64(accum*opts.Batch*T) / dt, ElapsedSeconds: time.Since(sessionStart).Seconds()}
+			TokensPerSecond: float64(stepTokens) / dt, ElapsedSeconds: time.Since(sessionStart).Seconds()}
 		sum.TrainLoss = res.Loss
 		note := ""
 		if (opts.EvalEvery > 0 && tr.Step%opts.EvalEvery == 0) || tr.Step == opts.Steps {
-			ev, err := evaluate()
+			ev, err := s.evaluate()
 			if err != nil {
 				return nil, err
 			}
@@ -351,7 +389,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		done := tr.Step - startStep
 		elapsed := time.Since(sessionStart)
 		eta := time.Duration(float64(elapsed) / float64(done) * float64(opts.Steps-tr.Step))
-		tps := float64(done*accum*opts.Batch*T) / elapsed.Seconds()
+		tps := float64(done*stepTokens) / elapsed.Seconds()
 		bar.Update(tr.Step, res.Loss, tps, eta, note, note != "" || tr.Step == opts.Steps)
 	}
 	bar.Done()
@@ -363,15 +401,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		}
 	}
 	writeLossSVG(opts.Out, log)
-	sum.Seconds = time.Since(start).Seconds()
-	if sum.Stopped == "done" && opts.SampleTokens > 0 {
-		s, err := sample(context.WithoutCancel(ctx), cfg, m, tok, pool, opts.SamplePrompt, opts.SampleTokens, rng.Uint64())
-		if err != nil {
-			log.Warn("sample failed", "err", err)
-		} else {
-			sum.Sample = s
-		}
-	}
+	sum.Seconds = time.Since(s.start).Seconds()
 	return sum, nil
 }
 
