@@ -163,7 +163,9 @@ func SiLUBackward(dx, dout, x []float32) {
 
 // SwiGLU computes out = silu(gate) ⊙ up over equal-length slices. out may
 // alias gate or up.
-func SwiGLU(out, gate, up []float32) {
+func SwiGLU(out, gate, up []float32) { swiglu(out, gate, up) }
+
+func swigluGeneric(out, gate, up []float32) {
 	if len(gate) == 0 {
 		return
 	}
@@ -177,7 +179,9 @@ func SwiGLU(out, gate, up []float32) {
 // SwiGLUBackward computes (overwriting) dgate and dup from dout, the
 // gradient of out = silu(gate) ⊙ up. dgate and dup may alias gate and up
 // respectively (the inputs are read before they are written).
-func SwiGLUBackward(dgate, dup, dout, gate, up []float32) {
+func SwiGLUBackward(dgate, dup, dout, gate, up []float32) { swigluBackward(dgate, dup, dout, gate, up) }
+
+func swigluBackwardGeneric(dgate, dup, dout, gate, up []float32) {
 	if len(gate) == 0 {
 		return
 	}
@@ -191,6 +195,24 @@ func SwiGLUBackward(dgate, dup, dout, gate, up []float32) {
 		dgate[i] = d * u * s * (1 + g*(1-s))
 		dup[i] = d * g * s
 	}
+}
+
+// expScaleGeneric is the portable expScale.
+func expScaleGeneric(x, y []float32, shift, scale float32) float32 {
+	var s float32
+	if y == nil || len(x) == 0 {
+		for _, v := range x {
+			s += Exp32(v - shift)
+		}
+		return s
+	}
+	_ = y[len(x)-1]
+	for i, v := range x {
+		e := Exp32(v - shift)
+		s += e
+		y[i] = scale * e
+	}
+	return s
 }
 
 // Softmax replaces each of the rows rows of length n with its softmax,
@@ -216,12 +238,7 @@ func SoftmaxRow(x []float32) {
 			}
 		}
 	}
-	var sum float32
-	for i, v := range x {
-		e := Exp32(v - m)
-		x[i] = e
-		sum += e
-	}
+	sum := expScale(x, x, m, 1)
 	inv := 1 / sum
 	for i := range x {
 		x[i] *= inv
@@ -257,11 +274,7 @@ func LogSumExp(x []float32) float64 {
 	if math.IsInf(float64(m), 0) {
 		return float64(m)
 	}
-	var s float32
-	for _, v := range x {
-		s += Exp32(v - m)
-	}
-	return float64(m) + math.Log(float64(s))
+	return float64(m) + math.Log(float64(expScale(x, nil, m, 1)))
 }
 
 // LogSoftmax writes out = x − logsumexp(x) for each of the rows rows of
@@ -307,10 +320,7 @@ func CrossEntropy(dlogits, logits []float32, targets []int32, rows, V int, scale
 		n++
 		if dlogits != nil {
 			dr := dlogits[r*V : r*V+V]
-			l := float32(lse)
-			for i, v := range xr {
-				dr[i] = scale * Exp32(v-l)
-			}
+			expScale(xr, dr, float32(lse), scale)
 			dr[t] -= scale
 		}
 	}
@@ -495,11 +505,7 @@ func CrossEntropyBackward(dlogits, logits, lse []float32, targets []int32, rows,
 			clear(dr)
 			continue
 		}
-		xr := logits[r*V : r*V+V]
-		l := lse[r]
-		for i, v := range xr {
-			dr[i] = scale * Exp32(v-l)
-		}
+		expScale(logits[r*V:r*V+V], dr, lse[r], scale)
 		dr[t] -= scale
 	}
 }
