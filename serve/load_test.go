@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,24 @@ import (
 	"moe/config"
 	"moe/infer"
 )
+
+// benchConfig picks the model the benchmarks serve: a preset name, or
+// "mid" for a 176M-parameter (56M active) MoE with d 512, 8 layers and 8
+// experts of width 1408, top-2 (the llama.cpp peer's mid-size model).
+var benchConfig = flag.String("serve.config", "tiny", "model config for the serve benchmarks: a preset name or \"mid\"")
+
+func benchCfg(b *testing.B) *config.Config {
+	if *benchConfig == "mid" {
+		return &config.Config{ModelType: "mixtral", VocabSize: 4096, HiddenSize: 512, IntermediateSize: 1408, NumLayers: 8,
+			NumHeads: 8, NumKVHeads: 4, MaxPositionEmbeddings: 256, RopeTheta: 10000, RMSNormEps: 1e-5, TieWordEmbeddings: true,
+			NumExperts: 8, ExpertsPerToken: 2, InitStd: 0.02}
+	}
+	cfg, ok := config.Preset(*benchConfig)
+	if !ok {
+		b.Fatalf("unknown -serve.config %q", *benchConfig)
+	}
+	return cfg
+}
 
 // loadClient is an HTTP client with its own connection pool, closed at the end.
 func loadClient(conns int) *http.Client {
@@ -183,10 +202,7 @@ func TestLoad200Clients(t *testing.T) {
 //
 //	go test ./serve -run '^$' -bench ServeThroughput -benchtime 8x
 func BenchmarkServeThroughput(b *testing.B) {
-	cfg, ok := config.Preset("tiny")
-	if !ok {
-		b.Fatal("no tiny preset")
-	}
+	cfg := benchCfg(b)
 	tok := testTokenizer(b)
 	pool := compute.NewPool(0)
 	defer pool.Close()
@@ -255,7 +271,7 @@ func BenchmarkServeThroughput(b *testing.B) {
 //
 //	go test ./serve -run '^$' -bench DecodeStep
 func BenchmarkDecodeStep(b *testing.B) {
-	cfg, _ := config.Preset("tiny")
+	cfg := benchCfg(b)
 	pool := compute.NewPool(0)
 	defer pool.Close()
 	m, err := infer.RandomModel(cfg, 1, pool)
