@@ -157,9 +157,11 @@ func BenchmarkEncodeCL100K(b *testing.B) {
 	tok.Encode(text)
 	b.SetBytes(int64(len(text)))
 	b.ResetTimer()
+	c0 := cpuTime()
 	for b.Loop() {
 		tok.Encode(text)
 	}
+	reportCPU(b, c0, int64(len(text)))
 }
 
 func BenchmarkEncodeCL100KReference(b *testing.B) {
@@ -169,11 +171,13 @@ func BenchmarkEncodeCL100KReference(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(len(text)))
+	c0 := cpuTime()
 	for b.Loop() {
 		if _, _, err := ref.Encode(string(text)); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, c0, int64(len(text)))
 }
 
 // BenchmarkEncodeCL100KCold clears the piece cache before every pass, so each
@@ -185,10 +189,12 @@ func BenchmarkEncodeCL100KCold(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(len(text)))
+	c0 := cpuTime()
 	for b.Loop() {
 		tok.mu.Lock()
 		clear(tok.cache)
 		tok.mu.Unlock()
 		tok.Encode(text)
 	}
+	reportCPU(b, c0, int64(len(text)))
 }

@@ -391,9 +391,11 @@ func BenchmarkEncodeKJV(b *testing.B) {
 	tok.Encode(text) // warm the cache
 	b.SetBytes(int64(len(text)))
 	b.ResetTimer()
+	c0 := cpuTime()
 	for b.Loop() {
 		tok.Encode(text)
 	}
+	reportCPU(b, c0, int64(len(text)))
 }
 
 func BenchmarkTrainKJV4k(b *testing.B) {
@@ -405,11 +407,13 @@ func BenchmarkTrainKJV4k(b *testing.B) {
 		b.Skip("kjv.txt not available:", err)
 	}
 	b.SetBytes(int64(len(text)))
+	c0 := cpuTime()
 	for b.Loop() {
 		if _, err := Train(context.Background(), paragraphs(text), 4096); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, c0, int64(len(text)))
 }
 
 func TestConcurrentEncode(t *testing.T) {
