@@ -1,0 +1,354 @@
+package train
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"moe/checkpoint"
+	"moe/compute"
+	"moe/config"
+	"moe/infer"
+	"moe/model"
+	"moe/tokenizer"
+)
+
+// ChatExample is one tokenized conversation in moe's chat template (see
+// infer.EncodeChat): Targets[i] says whether token i is trained on, i.e. is
+// part of an assistant reply (its content and the closing <|end|>).
+type ChatExample struct {
+	IDs     []int32
+	Targets []bool
+}
+
+// chatLine is one line of a chat JSONL file.
+type chatLine struct {
+	Messages []infer.Message `json:"messages"`
+}
+
+// LoadChat reads a chat JSONL file: one {"messages": [{"role", "content"}]}
+// object per line (blank lines are skipped). Conversations without an
+// assistant turn are an error, as are unknown roles and malformed lines.
+func LoadChat(path string, tok *tokenizer.Tokenizer) ([]ChatExample, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("chat data: %w", err)
+	}
+	defer f.Close()
+	var out []ChatExample
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 256<<20)
+	for line := 1; sc.Scan(); line++ {
+		b := sc.Bytes()
+		if len(bytesTrimSpace(b)) == 0 {
+			continue
+		}
+		var cl chatLine
+		if err := json.Unmarshal(b, &cl); err != nil {
+			return nil, fmt.Errorf("chat data %s:%d: %w", path, line, err)
+		}
+		if len(cl.Messages) == 0 {
+			return nil, fmt.Errorf("chat data %s:%d: no \"messages\"", path, line)
+		}
+		var ex ChatExample
+		assistant := false
+		for _, msg := range cl.Messages {
+			ids, err := infer.EncodeChat(tok, []infer.Message{msg}, false)
+			if err != nil {
+				return nil, fmt.Errorf("chat data %s:%d: %w", path, line, err)
+			}
+			train := msg.Role == "assistant"
+			assistant = assistant || train
+			for i, id := range ids {
+				ex.IDs = append(ex.IDs, id)
+				// The role token is given; the reply and its <|end|> are learned.
+				ex.Targets = append(ex.Targets, train && i > 0)
+			}
+		}
+		if !assistant {
+			return nil, fmt.Errorf("chat data %s:%d: conversation has no assistant message to learn", path, line)
+		}
+		out = append(out, ex)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("chat data %s: %w", path, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("chat data %s: no conversations", path)
+	}
+	return out, nil
+}
+
+func bytesTrimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r' || b[0] == '\n') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\r' || b[len(b)-1] == '\n') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// fillRow writes conversation ex as one row of T inputs and T targets:
+// targets are the next tokens where they are trained on, -1 elsewhere;
+// the row is cut at T+1 tokens and padded with pad (ignored).
+func fillRow(ex ChatExample, tok, tgt []int32, pad int32) int {
+	n := 0
+	for i := range tok {
+		tok[i], tgt[i] = pad, -1
+		if i < len(ex.IDs) {
+			tok[i] = ex.IDs[i]
+		}
+		if i+1 < len(ex.IDs) && ex.Targets[i+1] {
+			tgt[i] = ex.IDs[i+1]
+			n++
+		}
+	}
+	return n
+}
+
+// chatBatches serves conversations, one per row, in a fresh seeded
+// permutation every epoch.
+type chatBatches struct {
+	ex       []ChatExample
+	B, T     int
+	seed     uint64
+	pad      int32
+	Epoch    int `json:"epoch"`
+	Index    int `json:"index"`
+	perm     []int
+	permOfEp int
+}
+
+func (c *chatBatches) order() []int {
+	if c.perm == nil || c.permOfEp != c.Epoch {
+		r := rand.New(rand.NewPCG(c.seed, uint64(c.Epoch)))
+		c.perm, c.permOfEp = r.Perm(len(c.ex)), c.Epoch
+	}
+	return c.perm
+}
+
+// Next fills B rows with the next conversations.
+func (c *chatBatches) Next(tok, tgt []int32) error {
+	for r := 0; r < c.B; r++ {
+		ex := c.ex[c.order()[c.Index]]
+		fillRow(ex, tok[r*c.T:(r+1)*c.T], tgt[r*c.T:(r+1)*c.T], c.pad)
+		if c.Index++; c.Index == len(c.ex) {
+			c.Epoch, c.Index = c.Epoch+1, 0
+		}
+	}
+	return nil
+}
+
+// State serialises the position (epoch and index in its permutation).
+func (c *chatBatches) State() (json.RawMessage, error) {
+	return json.Marshal(struct {
+		Epoch int `json:"epoch"`
+		Index int `json:"index"`
+	}{c.Epoch, c.Index})
+}
+
+// Restore sets the position.
+func (c *chatBatches) Restore(s json.RawMessage) error {
+	var st struct {
+		Epoch int `json:"epoch"`
+		Index int `json:"index"`
+	}
+	if err := json.Unmarshal(s, &st); err != nil {
+		return fmt.Errorf("chat data position: %w", err)
+	}
+	if st.Epoch < 0 || st.Index < 0 || st.Index >= len(c.ex) {
+		return fmt.Errorf("chat data position %+v does not fit %d conversations", st, len(c.ex))
+	}
+	c.Epoch, c.Index = st.Epoch, st.Index
+	return nil
+}
+
+// EvaluateChat returns the mean loss over the trained (assistant) tokens
+// of the conversations, one per row, B rows per forward pass.
+func EvaluateChat(ctx context.Context, m Model, ex []ChatExample, B, T int, bytesOf func(int32) int, pad int32) (EvalResult, error) {
+	var r EvalResult
+	tok := make([]int32, B*T)
+	tgt := make([]int32, B*T)
+	for i := 0; i < len(ex); i += B {
+		if err := ctx.Err(); err != nil {
+			return r, err
+		}
+		count := 0
+		for b := 0; b < B; b++ {
+			if i+b < len(ex) {
+				count += fillRow(ex[i+b], tok[b*T:(b+1)*T], tgt[b*T:(b+1)*T], pad)
+			} else {
+				fillRow(ChatExample{}, tok[b*T:(b+1)*T], tgt[b*T:(b+1)*T], pad)
+			}
+		}
+		if count == 0 {
+			continue
+		}
+		for _, t := range tgt {
+			if t >= 0 {
+				r.Bytes += bytesOf(t)
+			}
+		}
+		st, err := m.Forward(tok, tgt, B, T)
+		if err != nil {
+			return r, fmt.Errorf("eval: %w", err)
+		}
+		r.SumLoss += st.Loss * float64(count)
+		r.Tokens += count
+	}
+	r.Loss = math.NaN()
+	if r.Tokens > 0 {
+		r.Loss = r.SumLoss / float64(r.Tokens)
+	}
+	return r, nil
+}
+
+// Finetune fine-tunes the model in opts.Config (a run directory or a
+// checkpoint file) on the chat JSONL file opts.Data[0], with the loss on
+// assistant tokens only, writing a new run directory opts.Out that is a
+// model like any other. Every 20th conversation is held out for validation
+// when there are at least 20.
+func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger) (*Summary, error) {
+	start := time.Now()
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.KeepCheckpoints <= 0 {
+		opts.KeepCheckpoints = 2
+	}
+	if opts.ValFraction == 0 {
+		opts.ValFraction = 0.05
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if len(opts.Data) != 1 {
+		return nil, fmt.Errorf("finetune takes one chat JSONL file, got %d", len(opts.Data))
+	}
+	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	var ck *checkpoint.Checkpoint
+	if opts.Resume {
+		if path, err := checkpoint.Latest(opts.Out); err == nil {
+			if ck, err = checkpoint.ReadFile(path); err != nil {
+				return nil, err
+			}
+			log.Info("resuming", "checkpoint", path, "step", ck.Header.Step)
+		}
+	}
+	// The base model and its tokenizer.
+	var cfg *config.Config
+	var base *model.Weights
+	if ck != nil {
+		cfg = ck.Header.Config
+	} else {
+		var err error
+		if cfg, base, err = checkpoint.LoadModel(opts.Config); err != nil {
+			return nil, fmt.Errorf("base model: %w", err)
+		}
+	}
+	if cfg == nil {
+		return nil, errors.New("checkpoint has no model config")
+	}
+	tokPath := filepath.Join(opts.Out, tokenizer.FileName)
+	if !fileExists(tokPath) {
+		dir := opts.Config
+		if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+			dir = filepath.Dir(dir)
+		}
+		t, err := tokenizer.Load(filepath.Join(dir, tokenizer.FileName))
+		if err != nil {
+			return nil, fmt.Errorf("base model tokenizer: %w", err)
+		}
+		if err := t.Save(tokPath); err != nil {
+			return nil, err
+		}
+	}
+	tok, err := tokenizer.Load(tokPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Save(filepath.Join(opts.Out, ConfigFile)); err != nil {
+		return nil, err
+	}
+	T := opts.SeqLen
+	if T == 0 {
+		T = min(cfg.MaxPositionEmbeddings, 256)
+	}
+	if T <= 0 || T > cfg.MaxPositionEmbeddings {
+		return nil, fmt.Errorf("seq-len %d must be in [1, max_position_embeddings %d]", T, cfg.MaxPositionEmbeddings)
+	}
+	opts.SeqLen = T
+	accum := 1
+	if opts.BatchTokens > 0 {
+		accum = max(1, (opts.BatchTokens+opts.Batch*T-1)/(opts.Batch*T))
+	}
+	if err := writeJSONAtomic(filepath.Join(opts.Out, RunFile), opts); err != nil {
+		return nil, fmt.Errorf("saving run options: %w", err)
+	}
+
+	// The conversations.
+	all, err := LoadChat(opts.Data[0], tok)
+	if err != nil {
+		return nil, err
+	}
+	var trainEx, valEx []ChatExample
+	truncated := 0
+	for i, ex := range all {
+		if len(ex.IDs) > T+1 {
+			truncated++
+		}
+		if len(all) >= 20 && i%20 == 19 {
+			valEx = append(valEx, ex)
+		} else {
+			trainEx = append(trainEx, ex)
+		}
+	}
+	if truncated > 0 {
+		log.Warn("conversations longer than seq-len+1 tokens are cut", "count", truncated, "seq_len", T)
+	}
+	pad := tok.EOT()
+	batches := &chatBatches{ex: trainEx, B: opts.Batch, T: T, seed: opts.Seed, pad: pad}
+
+	pool := compute.NewPool(opts.Threads)
+	defer pool.Close()
+	m, err := model.New(cfg, pool)
+	if err != nil {
+		return nil, err
+	}
+	opt := NewAdamW(len(m.W.Flat), pool.Threads())
+	opt.Beta1, opt.Beta2, opt.WeightDecay, opt.GradClip = opts.Beta1, opts.Beta2, opts.WeightDecay, opts.GradClip
+	tr := &Trainer{Model: modelAdapter{m, false}, Opt: opt, Data: batches, B: opts.Batch, T: T, Accum: accum,
+		Schedule: Schedule{LR: opts.LR, MinLR: opts.MinLR, Warmup: opts.Warmup, Total: opts.Steps}}
+	rng := rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d)
+	if ck != nil {
+		if err := restore(ck, m, opt, tr, batches, rng); err != nil {
+			return nil, err
+		}
+	} else {
+		copy(m.W.Flat, base.Flat)
+	}
+	log.Info("fine-tuning", "base", opts.Config, "params", len(m.W.Flat), "conversations", len(trainEx), "val_conversations", len(valEx),
+		"batch", opts.Batch, "seq_len", T, "steps", opts.Steps, "threads", pool.Threads())
+	bytesOf := TextBytes(tok)
+	evaluate := func() (EvalResult, error) {
+		if len(valEx) == 0 {
+			return EvalResult{Loss: math.NaN()}, nil
+		}
+		return EvaluateChat(ctx, modelAdapter{m, true}, valEx, opts.Batch, T, bytesOf, pad)
+	}
+	sess := &session{opts: opts, cfg: cfg, m: m, opt: opt, tr: tr, batches: batches, rng: rng, threads: pool.Threads(),
+		evaluate: evaluate, log: log, progress: progress, start: start}
+	return sess.loop(ctx, ck)
+}

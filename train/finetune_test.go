@@ -1,0 +1,146 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"moe/checkpoint"
+	"moe/tokenizer"
+)
+
+func writeChat(t *testing.T, n int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"Adam", "Eve", "Noah", "Abraham", "Moses"}
+	for i := 0; i < n; i++ {
+		nm := names[i%len(names)]
+		b, _ := json.Marshal(map[string]any{"messages": []map[string]string{
+			{"role": "system", "content": "Answer briefly."},
+			{"role": "user", "content": "Who is " + nm + "?"},
+			{"role": "assistant", "content": nm + " is in Genesis."},
+		}})
+		fmt.Fprintf(f, "%s\n\n", b)
+	}
+	f.Close()
+	return path
+}
+
+func TestLoadChatMasksAssistantTokensOnly(t *testing.T) {
+	tok, err := tokenizer.Train(context.Background(), func(yield func([]byte) bool) { yield([]byte("Who is Adam? Adam is in Genesis.")) }, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := LoadChat(writeChat(t, 3), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ex) != 3 {
+		t.Fatalf("%d conversations, want 3", len(ex))
+	}
+	asst, _ := tok.Special(tokenizer.Assistant)
+	end, _ := tok.Special(tokenizer.End)
+	e := ex[0]
+	var learned []int32
+	for i, id := range e.IDs {
+		if e.Targets[i] {
+			learned = append(learned, id)
+		}
+	}
+	want := append(tok.Encode([]byte("Adam is in Genesis.")), end)
+	if fmt.Sprint(learned) != fmt.Sprint(want) {
+		t.Fatalf("trained tokens %v, want the reply and <|end|> %v", learned, want)
+	}
+	if !e.Targets[len(e.IDs)-1] || e.Targets[indexOf(e.IDs, asst)] {
+		t.Fatal("the closing <|end|> must be learned and the <|assistant|> role token must not")
+	}
+	// A row: targets are the next token where learned, -1 elsewhere.
+	T := 8
+	tk, tg := make([]int32, T), make([]int32, T)
+	n := fillRow(e, tk, tg, tok.EOT())
+	cnt := 0
+	for i := range tg {
+		if tg[i] >= 0 {
+			cnt++
+			if !e.Targets[i+1] || tg[i] != e.IDs[i+1] {
+				t.Fatalf("target %d = %d is wrong", i, tg[i])
+			}
+		}
+	}
+	if n != cnt {
+		t.Fatalf("fillRow counted %d targets, row has %d", n, cnt)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.jsonl")
+	os.WriteFile(bad, []byte(`{"messages":[{"role":"user","content":"hi"}]}`+"\n"), 0o644)
+	if _, err := LoadChat(bad, tok); err == nil {
+		t.Fatal("a conversation without an assistant turn was accepted")
+	}
+	os.WriteFile(bad, []byte(`{"messages":[{"role":"wizard","content":"hi"}]}`+"\n"), 0o644)
+	if _, err := LoadChat(bad, tok); err == nil {
+		t.Fatal("an unknown role was accepted")
+	}
+}
+
+func indexOf(ids []int32, x int32) int {
+	for i, id := range ids {
+		if id == x {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestFinetuneLearnsReplies(t *testing.T) {
+	base := t.TempDir()
+	o := microOptions(t, base)
+	o.Steps = 8
+	if _, err := Run(context.Background(), o, nil, quietLog()); err != nil {
+		t.Fatal(err)
+	}
+	ft := DefaultOptions()
+	ft.Config, ft.Data, ft.Out = base, []string{writeChat(t, 40)}, t.TempDir()
+	ft.Steps, ft.Batch, ft.SeqLen, ft.LR, ft.Warmup, ft.EvalEvery, ft.Threads = 30, 4, 32, 3e-3, 3, 1, 2
+	sum, err := Finetune(context.Background(), ft, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := ReadMetrics(filepath.Join(ft.Out, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := *recs[0].ValLoss
+	if !(sum.ValLoss < first-1) {
+		t.Fatalf("val loss on replies %.3f → %.3f: not learning", first, sum.ValLoss)
+	}
+	if _, _, err := checkpoint.LoadModel(ft.Out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokenizer.Load(filepath.Join(ft.Out, tokenizer.FileName)); err != nil {
+		t.Fatal(err)
+	}
+	// The data order resumes exactly.
+	b := &chatBatches{ex: make([]ChatExample, 7), B: 3, T: 4, seed: 5}
+	for i := range b.ex {
+		b.ex[i] = ChatExample{IDs: []int32{int32(i), 1}, Targets: []bool{false, true}}
+	}
+	tk, tg := make([]int32, 12), make([]int32, 12)
+	b.Next(tk, tg)
+	st, _ := b.State()
+	b.Next(tk, tg)
+	want := fmt.Sprint(tk)
+	c := &chatBatches{ex: b.ex, B: 3, T: 4, seed: 5}
+	if err := c.Restore(st); err != nil {
+		t.Fatal(err)
+	}
+	c.Next(tk, tg)
+	if fmt.Sprint(tk) != want {
+		t.Fatalf("restored order %v, want %v", tk, want)
+	}
+}
