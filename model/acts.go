@@ -44,6 +44,7 @@ type layerActs struct {
 // acts are all buffers of a forward/backward pass for N = B·T tokens.
 type acts struct {
 	B, T   int
+	k      int // token-choice experts per token the buffers hold
 	res    [][]float32 // L+1 residual streams [N,d]: res[l] is layer l's input
 	layers []layerActs
 	xf     []float32 // final norm output [N,d]
@@ -82,11 +83,11 @@ func grow[T any](buf []T, n int) []T {
 
 // maxAssignments bounds the token-expert assignments of one MoE layer for
 // N tokens under any routing this config can use.
-func maxAssignments(cfg *config.Config, N int) int {
+func maxAssignments(cfg *config.Config, N, k int) int {
 	if !cfg.IsMoE() {
 		return 0
 	}
-	a := N * RoutedK(cfg)
+	a := N * k
 	if cfg.Routing == config.RoutingExpertChoice {
 		c := min(N, int(math.Ceil(float64(N)*expertChoiceCF(cfg)/float64(cfg.NumExperts))))
 		a = max(a, c*cfg.NumExperts)
@@ -94,14 +95,15 @@ func maxAssignments(cfg *config.Config, N int) int {
 	return a
 }
 
-// ensure sizes every buffer for a B×T batch.
-func (m *Model) ensure(B, T int) {
+// ensure sizes every buffer for a B×T batch routing up to k experts per
+// token with token choice.
+func (m *Model) ensure(B, T, k int) {
 	a := &m.a
 	cfg := m.Cfg
-	if a.B == B && a.T == T && a.layers != nil {
+	if a.B == B && a.T == T && a.k >= k && a.layers != nil {
 		return
 	}
-	a.B, a.T = B, T
+	a.B, a.T, a.k = B, T, max(k, a.k)
 	N := B * T
 	d, V, hd := cfg.HiddenSize, cfg.VocabSize, cfg.HeadDimension()
 	nh, nkv := cfg.NumHeads, cfg.KVHeads()
@@ -115,9 +117,9 @@ func (m *Model) ensure(B, T int) {
 		a.res[i] = grow(a.res[i], N*d)
 	}
 	E, ff, ffe, ffs := cfg.NumExperts, cfg.IntermediateSize, cfg.ExpertSize(), cfg.SharedExpertIntermediateSize
-	A := maxAssignments(cfg, N)
+	kk := a.k
+	A := maxAssignments(cfg, N, kk)
 	a.maxA = A
-	kk := RoutedK(cfg)
 	for i := range a.layers {
 		la := &a.layers[i]
 		la.xn1 = grow(la.xn1, N*d)

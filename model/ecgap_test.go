@@ -114,5 +114,8 @@ func BenchmarkExpertChoiceGap(b *testing.B) {
 		b.ReportMetric(tcv, "tc_val")
 		b.Logf("val loss (nats/byte): expert-choice batch routing %.4f, causal routing %.4f (gap %+.4f); token-choice top-2 %.4f",
 			batch, causal, causal-batch, tcv)
+		for _, k := range []int{1, 2, 3, 4} {
+			b.Logf("expert-choice model, causal rule with k=%d: %.4f", k, valLoss(b, ec, val, B, T, ForwardOptions{Causal: true, CausalK: k}))
+		}
 	}
 }

@@ -39,7 +39,10 @@ func (m *Model) ForwardWith(tokens, targets []int32, B, T int, opt ForwardOption
 			return Stats{}, fmt.Errorf("model: target %d at position %d outside the vocabulary [0,%d)", t, i, V)
 		}
 	}
-	m.ensure(B, T)
+	if opt.CausalK < 0 {
+		return Stats{}, fmt.Errorf("model: negative CausalK %d", opt.CausalK)
+	}
+	m.ensure(B, T, routedK(cfg, opt))
 	if m.rope == nil || m.ropeLen() < T {
 		r, err := compute.NewRoPE(cfg.HeadDimension(), max(T, 64), RopeTheta(cfg))
 		if err != nil {

@@ -392,3 +392,32 @@ func TestDeterministic(t *testing.T) {
 		t.Fatalf("runs differ: losses %v", losses)
 	}
 }
+
+func TestCausalKOverride(t *testing.T) {
+	cfg := moeToy(func(c *config.Config) { c.Routing = config.RoutingExpertChoice; c.CapacityFactor = 1.5 })
+	m, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(2)
+	r := rand.New(rand.NewPCG(4, 4))
+	tokens, _ := toyBatch(r, cfg.VocabSize, 2, 5)
+	for _, k := range []int{0, 1, 3, 4, 9} {
+		if _, err := m.ForwardWith(tokens, nil, 2, 5, ForwardOptions{Causal: true, CausalK: k}); err != nil {
+			t.Fatal(err)
+		}
+		want := k
+		if k == 0 {
+			want = 2 // round(1.5)
+		}
+		want = min(want, cfg.NumExperts)
+		for l, la := range m.a.layers {
+			if la.k != want || la.expOff[cfg.NumExperts] != 10*want {
+				t.Fatalf("CausalK %d layer %d: k %d, %d assignments; want k %d", k, l, la.k, la.expOff[cfg.NumExperts], want)
+			}
+		}
+	}
+	if _, err := m.ForwardWith(tokens, nil, 2, 5, ForwardOptions{Causal: true, CausalK: -1}); err == nil {
+		t.Fatal("negative CausalK accepted")
+	}
+}

@@ -44,6 +44,9 @@ type ForwardOptions struct {
 	// weighted by those scores without renormalisation. The zero value is
 	// the training routing: capacity dropping and batch-wide expert choice.
 	Causal bool
+	// CausalK, when > 0, overrides the k of the causal rule for
+	// expert-choice models (to measure alternatives to round(CapacityFactor)).
+	CausalK int
 }
 
 // Model is a decoder-only (MoE) transformer with explicit forward and
@@ -120,6 +123,14 @@ func RoutedK(cfg *config.Config) int {
 		return min(cfg.NumExperts, max(1, int(math.Round(expertChoiceCF(cfg)))))
 	}
 	return min(cfg.NumExperts, cfg.ExpertsPerToken)
+}
+
+// routedK is the token-choice k a forward with opt uses.
+func routedK(cfg *config.Config, opt ForwardOptions) int {
+	if cfg.IsMoE() && cfg.Routing == config.RoutingExpertChoice && opt.Causal && opt.CausalK > 0 {
+		return min(cfg.NumExperts, opt.CausalK)
+	}
+	return RoutedK(cfg)
 }
 
 func expertChoiceCF(cfg *config.Config) float64 {

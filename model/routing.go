@@ -54,7 +54,7 @@ func (m *Model) moeForward(l int, opt ForwardOptions) (aux, zl float64, routed, 
 		}
 		la.expOff[E] = off
 	} else {
-		k := RoutedK(cfg)
+		k := routedK(cfg, opt)
 		la.k = k
 		ec := cfg.Routing == config.RoutingExpertChoice
 		la.tkSoftmax = !ec && cfg.RouterOrder != config.RouterSoftmaxTopK
