@@ -44,7 +44,7 @@ type layerActs struct {
 // acts are all buffers of a forward/backward pass for N = B·T tokens.
 type acts struct {
 	B, T   int
-	k      int // token-choice experts per token the buffers hold
+	k      int         // token-choice experts per token the buffers hold
 	res    [][]float32 // L+1 residual streams [N,d]: res[l] is layer l's input
 	layers []layerActs
 	xf     []float32 // final norm output [N,d]
