@@ -68,6 +68,7 @@ type acts struct {
 	dp         []float32 // [N,E] router prob grads
 	col        []float32 // [N] one expert's scores (expert choice)
 	colIdx     []int32   // [N]
+	covered    []bool    // [N] tokens some expert took (expert choice)
 	cnt, cur   []int     // [E]
 	maxA       int
 	loadCounts []float64 // [E]
@@ -179,6 +180,7 @@ func (m *Model) ensure(B, T, k int) {
 		a.dp = grow(a.dp, N*E)
 		a.col = grow(a.col, N)
 		a.colIdx = grow(a.colIdx, N)
+		a.covered = grow(a.covered, N)
 		a.cnt = grow(a.cnt, E)
 		a.cur = grow(a.cur, E)
 		a.loadCounts = grow(a.loadCounts, E)

@@ -421,3 +421,36 @@ func TestCausalKOverride(t *testing.T) {
 		t.Fatal("negative CausalK accepted")
 	}
 }
+
+func TestExpertChoiceDroppedFrac(t *testing.T) {
+	cfg := moeToy(func(c *config.Config) { c.Routing = config.RoutingExpertChoice; c.CapacityFactor = 0.5 })
+	m, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(2)
+	r := rand.New(rand.NewPCG(6, 6))
+	tokens, _ := toyBatch(r, cfg.VocabSize, 2, 5)
+	st, err := m.Forward(tokens, nil, 2, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 4 experts × C = ceil(10·0.5/4) = 2 slots cover at most 8 of 10 tokens.
+	if st.DroppedFrac < 0.2 || st.DroppedFrac > 1 {
+		t.Fatalf("DroppedFrac %v, want in [0.2, 1]", st.DroppedFrac)
+	}
+	for l, load := range st.ExpertLoad {
+		for e, f := range load {
+			if f != 0.25 {
+				t.Fatalf("layer %d expert %d load %v, want 0.25 (expert choice is balanced)", l, e, f)
+			}
+		}
+	}
+	st, err = m.ForwardWith(tokens, nil, 2, 5, ForwardOptions{Causal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DroppedFrac != 0 {
+		t.Fatalf("causal routing dropped %v", st.DroppedFrac)
+	}
+}

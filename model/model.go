@@ -30,8 +30,11 @@ type Stats struct {
 	// processed (not dropped) token-expert assignments that went to the
 	// expert; nil for dense models, nil rows for dense layers.
 	ExpertLoad [][]float64
-	// DroppedFrac is the fraction of token-choice assignments dropped for
-	// exceeding expert capacity (training routing with CapacityFactor > 0).
+	// DroppedFrac is, for token choice, the fraction of assignments dropped
+	// for exceeding expert capacity (training routing with CapacityFactor >
+	// 0); for expert choice (batch routing), the fraction of tokens that no
+	// expert took (they pass through on the residual alone). Averaged over
+	// MoE layers.
 	DroppedFrac float64
 }
 

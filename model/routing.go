@@ -53,6 +53,19 @@ func (m *Model) moeForward(l int, opt ForwardOptions) (aux, zl float64, routed, 
 			la.auxF[e] = float32(n)
 		}
 		la.expOff[E] = off
+		// Tokens no expert took pass through with only the residual: report
+		// them as dropped.
+		covered := a.covered[:N]
+		clear(covered)
+		for _, t := range la.asTok[:off] {
+			covered[t] = true
+		}
+		routed = N
+		for _, c := range covered {
+			if !c {
+				dropped++
+			}
+		}
 	} else {
 		k := routedK(cfg, opt)
 		la.k = k
