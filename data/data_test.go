@@ -653,3 +653,47 @@ func FuzzOpenShard(f *testing.F) {
 		}
 	})
 }
+
+func TestSmallSourcesSplit(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "one.txt"), []byte("A single short document, the whole corpus.\n"))
+	var two bytes.Buffer
+	for i := 0; two.Len() < MaxWholeFile+TargetDocBytes+100; i++ {
+		fmt.Fprintf(&two, "Paragraph %d of a file that is cut in a few documents.\n\n", i)
+	}
+	writeFile(t, filepath.Join(dir, "two.txt"), two.Bytes())
+	tok, err := TrainTokenizer(context.Background(), []Source{{Name: "two", Path: filepath.Join(dir, "two.txt"), Epochs: 1}}, 300, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []float64{0.001, 0.5, 0.9} {
+		for seed := uint64(0); seed < 8; seed++ {
+			out := t.TempDir()
+			m, err := Prepare(context.Background(), []Source{
+				{Name: "one", Path: filepath.Join(dir, "one.txt"), Epochs: 1},
+				{Name: "two", Path: filepath.Join(dir, "two.txt"), Epochs: 1},
+			}, tok, out, PrepareOptions{ValFraction: f, Seed: seed, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			one, two := m.Sources[0], m.Sources[1]
+			if one.Train.Docs != 1 || one.Val.Docs != 0 {
+				t.Fatalf("f=%v seed %d: one-document source split %d/%d", f, seed, one.Train.Docs, one.Val.Docs)
+			}
+			if two.Stats.Documents < 2 || two.Train.Docs < 1 || two.Val.Docs < 1 {
+				t.Fatalf("f=%v seed %d: %d-document source split %d/%d", f, seed, two.Stats.Documents, two.Train.Docs, two.Val.Docs)
+			}
+		}
+	}
+	out := t.TempDir()
+	if _, err := Prepare(context.Background(), []Source{{Name: "one", Path: filepath.Join(dir, "one.txt"), Epochs: 1}},
+		tok, out, PrepareOptions{ValFraction: 0.1, Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenLoader(out, SplitVal, 8, 0); !errors.Is(err, ErrEmptySplit) {
+		t.Fatalf("empty val split: %v", err)
+	}
+	if _, err := OpenLoader(out, SplitVal, 8, 0); err == nil || !strings.Contains(err.Error(), "val") {
+		t.Fatalf("error does not name the split: %v", err)
+	}
+}

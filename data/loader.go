@@ -57,6 +57,11 @@ func (s *sourceDocs) locate(doc int64) (*Shard, int64) {
 	return s.shards[k], doc - s.cumDocs[k]
 }
 
+// ErrEmptySplit is wrapped by OpenLoader's error when the requested split
+// holds no documents (a corpus too small for a validation split, say), so a
+// trainer can skip evaluation.
+var ErrEmptySplit = errors.New("split has no documents")
+
 // Loader streams packed sequences from a prepared directory. It reads shards
 // with pread (see OpenShard), so its memory does not grow with the corpus.
 //
@@ -139,11 +144,11 @@ func OpenLoader(dir string, split string, seqLen int, seed uint64) (*Loader, err
 	}
 	if total == 0 {
 		l.Close()
-		return nil, fmt.Errorf("data loader: %s has no %s documents (too little data for the validation fraction?)", dir, split)
+		return nil, fmt.Errorf("data loader: %s: %s %w (too little data for a validation split?)", dir, split, ErrEmptySplit)
 	}
 	if split == SplitVal && total < int64(seqLen)+1 {
 		l.Close()
-		return nil, fmt.Errorf("data loader: %s split has %d tokens, fewer than one row of seq-len+1 = %d", split, total, seqLen+1)
+		return nil, fmt.Errorf("data loader: %s: %w: %s split has %d tokens, fewer than one row of seq-len+1 = %d", dir, ErrEmptySplit, split, total, seqLen+1)
 	}
 	l.Reset()
 	return l, nil

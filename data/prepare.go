@@ -153,7 +153,10 @@ func ReadManifest(dir string) (*Manifest, error) {
 // goes whole to either the train or the validation split: with fraction f,
 // document i of a source is held out when floor((i+1)·f+φ) > floor(i·f+φ),
 // φ ∈ [0,1) drawn from the seed and the source name, so about f of the
-// documents, evenly spread, are held out.
+// documents, evenly spread, are held out. Two corrections apply to a
+// source's last document: it goes to train when train would otherwise be
+// empty (a one-document source is all train), and to validation when f > 0
+// and the source has no validation document yet.
 //
 // Prepare is idempotent: when dir already holds a manifest for the same
 // tokenizer, options and unchanged sources, it only updates epochs and
@@ -419,7 +422,7 @@ func prepareSource(ctx context.Context, sm *SourceManifest, tok *tokenizer.Token
 	// Writer: consumes batches in order.
 	writeErr := make(chan error, 1)
 	go func() {
-		err := writeSplits(ctx, ordered, sm, tok.VocabSize(), dir, opts.ShardTokens, bar)
+		err := writeSplits(ctx, ordered, sm, tok.VocabSize(), dir, opts.ShardTokens, opts.ValFraction, bar)
 		if err != nil {
 			cancel()
 			for range ordered { // drain so the reader never blocks
@@ -476,7 +479,7 @@ func prepareSource(ctx context.Context, sm *SourceManifest, tok *tokenizer.Token
 }
 
 // writeSplits writes the tokens of ordered batches to train and val shards.
-func writeSplits(ctx context.Context, ordered <-chan *docBatch, sm *SourceManifest, vocab int, dir string, shardTokens int64, bar *progressbar.ProgressBar) (err error) {
+func writeSplits(ctx context.Context, ordered <-chan *docBatch, sm *SourceManifest, vocab int, dir string, shardTokens int64, valFraction float64, bar *progressbar.ProgressBar) (err error) {
 	type splitWriter struct {
 		name  string
 		split *Split
@@ -499,6 +502,34 @@ func writeSplits(ctx context.Context, ordered <-chan *docBatch, sm *SourceManife
 		w.sw = nil
 		return nil
 	}
+	write := func(w *splitWriter, t []int32) error {
+		var err error
+		if w.sw == nil {
+			file := fmt.Sprintf("%s.%s.%03d.tok", sm.Name, w.name, len(w.split.Shards))
+			if w.sw, err = createShard(filepath.Join(dir, file), vocab); err != nil {
+				return err
+			}
+			w.split.Shards = append(w.split.Shards, ShardInfo{File: file})
+		}
+		if err := w.sw.addDoc(t); err != nil {
+			return err
+		}
+		sh := &w.split.Shards[len(w.split.Shards)-1]
+		sh.Tokens += int64(len(t))
+		sh.Docs++
+		w.split.Tokens += int64(len(t))
+		w.split.Docs++
+		if sh.Tokens >= shardTokens {
+			return closeShard(w)
+		}
+		return nil
+	}
+	// The last document is held back one step so that, at the end, a source
+	// whose train split would be empty keeps it for training, and a source
+	// with no validation document (but f > 0 and two or more documents)
+	// gives it to validation.
+	var pending []int32
+	pendingVal, hasPending := false, false
 	for b := range ordered {
 		select {
 		case <-b.done:
@@ -506,33 +537,30 @@ func writeSplits(ctx context.Context, ordered <-chan *docBatch, sm *SourceManife
 			return ctx.Err()
 		}
 		for i, t := range b.toks {
-			w := ws[0]
-			if b.val[i] {
-				w = ws[1]
-			}
-			if w.sw == nil {
-				file := fmt.Sprintf("%s.%s.%03d.tok", sm.Name, w.name, len(w.split.Shards))
-				if w.sw, err = createShard(filepath.Join(dir, file), vocab); err != nil {
-					return err
+			if hasPending {
+				w := ws[0]
+				if pendingVal {
+					w = ws[1]
 				}
-				w.split.Shards = append(w.split.Shards, ShardInfo{File: file})
-			}
-			if err := w.sw.addDoc(t); err != nil {
-				return err
-			}
-			sh := &w.split.Shards[len(w.split.Shards)-1]
-			sh.Tokens += int64(len(t))
-			sh.Docs++
-			w.split.Tokens += int64(len(t))
-			w.split.Docs++
-			if sh.Tokens >= shardTokens {
-				if err := closeShard(w); err != nil {
+				if err := write(w, pending); err != nil {
 					return err
 				}
 			}
+			pending, pendingVal, hasPending = t, b.val[i], true
 		}
 		if bar != nil {
 			bar.Add64(b.bytes)
+		}
+	}
+	if hasPending {
+		w := ws[0]
+		switch {
+		case sm.Train.Docs == 0:
+		case sm.Val.Docs == 0 && valFraction > 0, pendingVal:
+			w = ws[1]
+		}
+		if err := write(w, pending); err != nil {
+			return err
 		}
 	}
 	for _, w := range ws {
