@@ -9,7 +9,8 @@ import (
 
 // Forward runs the model on B sequences of T tokens (tokens is [B·T],
 // row-major) with the training routing. targets, when not nil, is [B·T] next
-// tokens (negative = ignored) and the loss is computed; Backward may follow.
+// tokens (negative = ignored) and the loss is computed; Backward may follow
+// (the model keeps tokens and targets, which must not change until then).
 func (m *Model) Forward(tokens, targets []int32, B, T int) (Stats, error) {
 	return m.ForwardWith(tokens, targets, B, T, ForwardOptions{})
 }
