@@ -207,12 +207,14 @@ func Prepare(ctx context.Context, sources []Source, tok *tokenizer.Tokenizer, di
 		Seed:        opts.Seed,
 	}
 	var total int64
+	var sizes []int64
 	for _, s := range sources {
 		fp, size, err := fingerprint(s.Path)
 		if err != nil {
 			return nil, fmt.Errorf("prepare data: source %s: %w", s.Name, err)
 		}
 		total += size
+		sizes = append(sizes, size)
 		want.Sources = append(want.Sources, SourceManifest{Source: s, Fingerprint: fp})
 	}
 	if old, err := ReadManifest(dir); err == nil && sameInputs(old, want) && shardsPresent(dir, old) {
@@ -240,6 +242,7 @@ func Prepare(ctx context.Context, sources []Source, tok *tokenizer.Tokenizer, di
 			progressbar.OptionSetWriter(opts.Progress),
 			progressbar.OptionSetDescription("tokenizing"),
 			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowCount(),
 			progressbar.OptionSetPredictTime(true),
 			progressbar.OptionShowElapsedTimeOnFinish(),
 			progressbar.OptionThrottle(200*time.Millisecond),
@@ -248,10 +251,16 @@ func Prepare(ctx context.Context, sources []Source, tok *tokenizer.Tokenizer, di
 		)
 	}
 	start := time.Now()
+	var done int64
 	for i := range want.Sources {
 		if err := prepareSource(ctx, &want.Sources[i], tok, dir, opts, bar); err != nil {
 			removeShards(dir, want)
 			return nil, fmt.Errorf("prepare data: %w", err)
+		}
+		// The bar advances by document bytes; JSON syntax and skipped binary
+		// files make a source's files larger, so resynchronise on file sizes.
+		if done += sizes[i]; bar != nil && i < len(want.Sources)-1 {
+			bar.Set64(done)
 		}
 		sm := &want.Sources[i]
 		log.Info("prepared source", "name", sm.Name, "docs", sm.Stats.Documents, "bytes", sm.Stats.Bytes,
