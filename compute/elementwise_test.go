@@ -646,3 +646,30 @@ func TestVectorKernelsMatchGeneric(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTopK checks TopK against a stable sort on arbitrary scores (bytes
+// mapped to a few values, so ties are common, and 0xff to NaN).
+func FuzzTopK(f *testing.F) {
+	f.Add([]byte{3, 1, 3, 0xff, 2}, uint8(2))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, uint8(17))
+	f.Fuzz(func(t *testing.T, raw []byte, k8 uint8) {
+		s := make([]float32, len(raw))
+		for i, b := range raw {
+			s[i] = float32(b % 7)
+			if b == 0xff {
+				s[i] = float32(math.NaN())
+			}
+		}
+		k := int(k8)
+		ref := make([]int32, len(s))
+		for i := range ref {
+			ref[i] = int32(i)
+		}
+		sort.SliceStable(ref, func(a, b int) bool { return better(s[ref[a]], ref[a], s[ref[b]], ref[b]) })
+		idx := make([]int32, k)
+		n := TopK(s, k, idx)
+		if n != min(k, len(s)) || !slices.Equal(idx[:n], ref[:n]) {
+			t.Fatalf("TopK(%v, %d) = %v, want %v", s, k, idx[:n], ref[:n])
+		}
+	})
+}
