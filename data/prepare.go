@@ -233,6 +233,11 @@ func Prepare(ctx context.Context, sources []Source, tok *tokenizer.Tokenizer, di
 		log.Info("data already prepared", "dir", dir, "train_tokens", old.Tokens(SplitTrain), "val_tokens", old.Tokens(SplitVal))
 		return old, nil
 	} else if err == nil {
+		// Stale: drop the manifest first so that a failure below cannot leave
+		// it pointing at missing shards.
+		if err := os.Remove(filepath.Join(dir, ManifestFile)); err != nil {
+			return nil, fmt.Errorf("prepare data: %w", err)
+		}
 		removeShards(dir, old)
 	}
 
