@@ -23,6 +23,20 @@ type Sampler interface {
 	Sample(logits []float32) int32
 }
 
+// ProbSampler is a Sampler that also exposes the distribution it samples
+// from; speculative decoding of sampled (temperature > 0) requests needs it
+// from both the target's and the draft's samplers.
+type ProbSampler interface {
+	Sampler
+	// Probs writes into dst the distribution Sample draws from, after
+	// temperature, top-k and top-p.
+	Probs(logits, dst []float32)
+	// SampleProbs draws an id from the distribution p.
+	SampleProbs(p []float32) int32
+	// Float64 returns a uniform number in [0, 1) from the sampler's stream.
+	Float64() float64
+}
+
 // SampleOptions configures one request's sampler.
 type SampleOptions struct {
 	// Temperature 0 means greedy (argmax).

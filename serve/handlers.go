@@ -191,7 +191,7 @@ func (s *Server) jobs(ctx context.Context, g *genRequest, arrived time.Time) ([]
 			jctx, cancel := context.WithCancel(ctx)
 			j := &job{
 				ctx: jctx, prompt: prompt, maxTokens: mt, stopTokens: stops,
-				sampler: s.eng.NewSampler(so), greedy: so.Temperature == 0, arrived: arrived,
+				sampler: s.eng.NewSampler(so), greedy: so.Temperature == 0, sampleOpts: so, arrived: arrived,
 				out: &jobOut{notify: notify}, kv: len(prompt) + mt,
 			}
 			out = append(out, &choice{index: len(out), j: j, cancel: cancel, ts: newTextStream(s.tok, g.p.stop)})

@@ -74,7 +74,8 @@ type job struct {
 	maxTokens  int     // tokens to generate at most
 	stopTokens []int32 // ids that end generation (not emitted)
 	sampler    Sampler
-	greedy     bool // temperature 0: eligible for speculative decoding
+	greedy     bool // temperature 0: speculation keeps the exact greedy output
+	sampleOpts SampleOptions
 	arrived    time.Time
 	out        *jobOut
 
@@ -84,8 +85,11 @@ type job struct {
 	kv        int // KV positions reserved: len(prompt)+maxTokens
 	fed       int // prompt tokens already in seq
 	generated int
-	next      int32   // sampled token not yet fed
-	hist      []int32 // tokens in seq, kept only when a draft model is in use
+	next      int32       // sampled token not yet fed
+	hist      []int32     // tokens in seq, kept only when a draft model is in use
+	tprob     ProbSampler // target sampler, for speculative sampling (nil when greedy)
+	dprob     ProbSampler // draft sampler, for speculative sampling (nil when greedy)
+	q         [][]float32 // draft distributions of the current proposals
 	last      time.Time
 }
 
@@ -97,6 +101,7 @@ type schedulerConfig struct {
 	prefillChunk int // most prompt tokens of one sequence per pass
 	queueSize    int
 	draftTokens  int
+	specMaxBatch int // speculate only while the batch holds at most this many sequences
 }
 
 // scheduler owns the engine: one goroutine admits queued jobs into the
@@ -118,6 +123,7 @@ type scheduler struct {
 	// Scratch owned by the scheduler goroutine.
 	ready   []int
 	sampled []int32
+	pbuf    []float32
 }
 
 func newScheduler(eng, draft Engine, cfg schedulerConfig, m *metrics, log *slog.Logger) *scheduler {
@@ -183,6 +189,7 @@ func (s *scheduler) run(ctx context.Context) {
 			free(j, "", errShutdown)
 		}
 		if head != nil {
+			s.m.queueDepth.Add(-1)
 			head.out.end("", errShutdown)
 		}
 		for {
@@ -220,9 +227,10 @@ func (s *scheduler) run(ctx context.Context) {
 				if head == nil {
 					break
 				}
-				s.m.queueDepth.Add(-1)
 			}
+			// head counts as queued until it is admitted or dropped.
 			if err := head.ctx.Err(); err != nil {
+				s.m.queueDepth.Add(-1)
 				head.out.end("", err)
 				head = nil
 				continue
@@ -231,11 +239,12 @@ func (s *scheduler) run(ctx context.Context) {
 				break
 			}
 			head.seq = s.eng.NewSeq(head.kv)
-			if s.draft != nil && head.greedy {
-				head.draft = s.draft.NewSeq(head.kv)
+			if s.draft != nil {
+				s.attachDraft(head)
 			}
 			kvUsed += head.kv
 			running = append(running, head)
+			s.m.queueDepth.Add(-1)
 			head = nil
 		}
 		// Drop sequences whose client went away or hit a stop string.

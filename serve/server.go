@@ -60,10 +60,16 @@ type Options struct {
 	// "role: content" text template.
 	ChatTemplate func(msgs []Message) ([]int32, error)
 	// Draft is an optional smaller model sharing the tokenizer, used for
-	// speculative decoding of greedy (temperature 0) requests.
+	// speculative decoding: exact for greedy requests, and by speculative
+	// sampling (same output distribution) for sampled ones when both
+	// engines' samplers are ProbSamplers.
 	Draft Engine
 	// DraftTokens is how many tokens the draft proposes per step (default 4).
 	DraftTokens int
+	// SpecMaxBatch turns speculation off while more sequences than this are
+	// running (default 4): batching already amortises the weight reads, and
+	// verifying many drafts touches nearly every expert of an MoE model.
+	SpecMaxBatch int
 	// Logger receives request and scheduler logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -129,6 +135,9 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 	if opt.DraftTokens == 0 {
 		opt.DraftTokens = 4
 	}
+	if opt.SpecMaxBatch == 0 {
+		opt.SpecMaxBatch = 4
+	}
 	if opt.Draft != nil && opt.Draft.Context() < eng.Context() {
 		return nil, fmt.Errorf("serve: draft context %d is shorter than the model's %d", opt.Draft.Context(), eng.Context())
 	}
@@ -141,6 +150,7 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 		sched: newScheduler(eng, opt.Draft, schedulerConfig{
 			parallel: opt.Parallel, kvBudget: opt.KVTokens, stepTokens: opt.StepTokens,
 			prefillChunk: opt.PrefillChunk, queueSize: opt.QueueSize, draftTokens: opt.DraftTokens,
+			specMaxBatch: opt.SpecMaxBatch,
 		}, m, opt.Logger),
 	}
 	mux := http.NewServeMux()

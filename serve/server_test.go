@@ -550,6 +550,13 @@ func TestQueueFull429(t *testing.T) {
 	if codes[429] == 0 || codes[200] == 0 || codes[200]+codes[429] != 10 {
 		t.Errorf("status counts %v; want some 200 and some 429 only", codes)
 	}
+	_, m := rawDo(t, ts, "GET", "/metrics", "", nil)
+	if v := metricValue(m, "moe_queue_depth"); v != 0 {
+		t.Errorf("queue depth %v after all requests finished", v)
+	}
+	if v := metricValue(m, `moe_requests_total{endpoint="/v1/completions",code="429"}`); v != float64(codes[429]) {
+		t.Errorf("metrics count %v 429s, clients saw %d", v, codes[429])
+	}
 }
 
 func TestDisconnectFreesSlot(t *testing.T) {

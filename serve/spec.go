@@ -5,14 +5,40 @@ import (
 	"time"
 )
 
+// attachDraft gives j a draft sequence when it can be speculated: greedy
+// jobs always, sampled jobs when the target's and the draft's samplers both
+// expose their distributions.
+func (s *scheduler) attachDraft(j *job) {
+	if !j.greedy {
+		tp, ok := j.sampler.(ProbSampler)
+		if !ok {
+			return
+		}
+		o := j.sampleOpts
+		o.Seed ^= 0x5bd1e9955bd1e995
+		dp, ok := s.draft.NewSampler(o).(ProbSampler)
+		if !ok {
+			return
+		}
+		j.tprob, j.dprob = tp, dp
+	}
+	j.draft = s.draft.NewSeq(j.kv)
+}
+
 // speculate runs one step of speculative decoding when every running
-// sequence is a greedy decode with a draft sequence: the draft proposes up
-// to draftTokens tokens per sequence (draftTokens batched draft passes), the
-// target checks all proposals in one batched pass, and each sequence keeps
-// the longest prefix the target agrees with plus the target's own next
-// token. Output is identical to plain greedy decoding. It returns false,
-// doing nothing, when the batch does not qualify.
+// sequence is decoding with a draft sequence and the batch is small: the
+// draft proposes up to draftTokens tokens per sequence (draftTokens batched
+// draft passes), the target checks all proposals in one batched pass, and
+// each sequence keeps the proposals the target accepts plus one token of
+// the target's own. Greedy sequences keep the longest prefix that matches
+// the target's argmax, so their output is exactly plain greedy decoding;
+// sampled ones use speculative sampling (Leviathan et al. 2023, Chen et al.
+// 2023), whose output has exactly the target's distribution. It returns
+// false, doing nothing, when the batch does not qualify.
 func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bool {
+	if len(running) > s.cfg.specMaxBatch {
+		return false
+	}
 	for _, j := range running {
 		if j.draft == nil || j.fed < len(j.prompt) {
 			return false
@@ -29,7 +55,7 @@ func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bo
 		return false
 	}
 	// Draft: catch up on the target's history plus the pending token, then
-	// propose greedily, one batched pass per proposal.
+	// propose, one batched pass per proposal.
 	props := make([][]int32, n)
 	for r := 0; r < maxK; r++ {
 		var seqs []Seq
@@ -59,7 +85,17 @@ func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bo
 			return true
 		}
 		for x, i := range idx {
-			props[i] = append(props[i], argmax(logits[x]))
+			j := running[i]
+			if j.dprob == nil {
+				props[i] = append(props[i], argmax(logits[x]))
+				continue
+			}
+			if len(j.q) <= r {
+				j.q = append(j.q, nil)
+			}
+			j.q[r] = growF(j.q[r], len(logits[x]))
+			j.dprob.Probs(logits[x], j.q[r])
+			props[i] = append(props[i], j.dprob.SampleProbs(j.q[r]))
 		}
 	}
 	// Target: verify [next, proposals...] of every sequence in one pass.
@@ -99,8 +135,20 @@ func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bo
 		j.hist = append(j.hist, j.next)
 		accepted := 0
 		for r := 0; r < rows && j.seq != nil; r++ {
-			t := j.sampler.Sample(logits[i][r*v : (r+1)*v])
-			agree := r < len(props[i]) && t == props[i][r]
+			row := logits[i][r*v : (r+1)*v]
+			var t int32
+			agree := false
+			switch {
+			case r == len(props[i]):
+				t = j.sampler.Sample(row) // every proposal accepted: one more from the target
+			case j.tprob == nil:
+				t = j.sampler.Sample(row)
+				agree = t == props[i][r]
+			default:
+				s.pbuf = growF(s.pbuf, v)
+				j.tprob.Probs(row, s.pbuf)
+				t, agree = speculativeSample(j.tprob, s.pbuf, j.q[r], props[i][r])
+			}
 			s.accept(j, t, now, free)
 			if j.seq == nil || !agree {
 				break
@@ -118,6 +166,40 @@ func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bo
 		j.draft.Truncate(keep)
 	}
 	return true
+}
+
+// speculativeSample decides a draft token d drawn from q against the
+// target's distribution p: it keeps d with probability min(1, p[d]/q[d]),
+// and otherwise draws from the residual max(0, p−q) renormalised. The
+// result is distributed exactly as p. p is overwritten.
+func speculativeSample(s ProbSampler, p, q []float32, d int32) (int32, bool) {
+	pd, qd := float64(p[d]), float64(q[d])
+	if qd > 0 && s.Float64()*qd < pd {
+		return d, true
+	}
+	var total float32
+	for i := range p {
+		r := p[i] - q[i]
+		if r < 0 {
+			r = 0
+		}
+		p[i] = r
+		total += r
+	}
+	if total <= 0 {
+		// p ≤ q everywhere means p == q up to rounding, and d was accepted
+		// with probability ~1; fall back to d.
+		return d, true
+	}
+	return s.SampleProbs(p), false
+}
+
+// growF returns b resized to n floats, reallocating only when it is too small.
+func growF(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
 }
 
 // argmax returns the index of the largest logit (the first on ties).

@@ -19,8 +19,9 @@ import (
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "--model MODEL [--draft MODEL] [--addr 127.0.0.1:8080] [--api-key KEY] [--parallel N]", stderr)
 	modelPath := fs.String("model", "", "model: a run directory or a .gguf file")
-	draftPath := fs.String("draft", "", "draft model for speculative decoding of greedy requests (must share the tokenizer)")
+	draftPath := fs.String("draft", "", "draft model for speculative decoding (must share the tokenizer)")
 	draftTokens := fs.Int("draft-tokens", 4, "tokens the draft proposes per step")
+	specMax := fs.Int("spec-max-batch", 4, "speculate only while at most this many sequences are running")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (loopback unless told otherwise)")
 	apiKey := fs.String("api-key", "", "require Authorization: Bearer KEY on every /v1 call")
 	apiKeyFile := fs.String("api-key-file", "", "read the API key from this file (keeps it out of the process list)")
@@ -51,6 +52,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("--max-body must be at least 1024 bytes, got %d", *maxBody)
 	case *draftTokens < 1:
 		return usagef("--draft-tokens must be at least 1, got %d", *draftTokens)
+	case *specMax < 1:
+		return usagef("--spec-max-batch must be at least 1, got %d", *specMax)
 	case *drain <= 0:
 		return usagef("--drain-timeout must be positive")
 	case *apiKey != "" && *apiKeyFile != "":
@@ -80,7 +83,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv, err := serve.NewFromModel(m, d, serve.Options{
 		ModelName: *name, APIKey: key, Parallel: *parallel, KVTokens: *kvTokens, QueueSize: *queue,
 		StepTokens: *stepTokens, PrefillChunk: *prefillChunk, MaxBodyBytes: *maxBody, DrainTimeout: *drain,
-		DraftTokens: *draftTokens, Logger: log,
+		DraftTokens: *draftTokens, SpecMaxBatch: *specMax, Logger: log,
 	})
 	if err != nil {
 		return err
