@@ -78,7 +78,8 @@ type Options struct {
 	// Threads is the number of compute threads (0: all cores). Bit-exact
 	// resume needs the same number.
 	Threads int `json:"threads"`
-	// SamplePrompt and SampleTokens: print a sample at the end of the run.
+	// SamplePrompt and SampleTokens: print a sample at the end of the run
+	// (unless it was interrupted).
 	SamplePrompt string `json:"sample_prompt,omitempty"`
 	SampleTokens int    `json:"sample_tokens"`
 	// Resume continues from the last checkpoint in Out.
@@ -289,7 +290,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	if sum.Stopped == "done" && opts.SampleTokens > 0 {
+	if sum.Stopped != "interrupted" && opts.SampleTokens > 0 {
 		s, err := sample(context.WithoutCancel(ctx), cfg, m, tok, pool, opts.SamplePrompt, opts.SampleTokens, rng.Uint64())
 		if err != nil {
 			log.Warn("sample failed", "err", err)
