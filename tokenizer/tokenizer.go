@@ -51,8 +51,10 @@ type Tokenizer struct {
 	specials    map[string]int32
 	specialList []string
 	specialByID map[int32]string
-	eot         int32
-	pattern     string
+	// specialFirst is the first byte shared by all special tokens, or -1.
+	specialFirst int
+	eot          int32
+	pattern      string
 
 	mu    sync.RWMutex
 	cache map[string][]int32
@@ -120,6 +122,15 @@ func newTokenizer(vocab [][]byte, specials map[string]int32, pattern string) (*T
 		}
 		return a < b
 	})
+	t.specialFirst = -1
+	for i, name := range t.specialList {
+		if i == 0 {
+			t.specialFirst = int(name[0])
+		} else if int(name[0]) != t.specialFirst {
+			t.specialFirst = -1
+			break
+		}
+	}
 	eot, ok := t.specials[EndOfText]
 	if !ok {
 		return nil, fmt.Errorf("tokenizer: no %s special token", EndOfText)
@@ -202,32 +213,52 @@ func (t *Tokenizer) AppendEncode(dst []int32, s []byte) []int32 {
 }
 
 // EncodeWithSpecials tokenizes s, turning every occurrence of a special token
-// string (e.g. "<|endoftext|>") into its special id.
+// string (e.g. "<|endoftext|>") into its special id. At one position the
+// longest matching special wins. It runs in time linear in len(s).
 func (t *Tokenizer) EncodeWithSpecials(s []byte) []int32 {
 	out := make([]int32, 0, len(s)/3+1)
-	for len(s) > 0 {
-		pos, name := t.findSpecial(s)
-		if pos < 0 {
-			return t.AppendEncode(out, s)
+	start := 0
+	for i := 0; i < len(s); {
+		j := t.nextSpecialStart(s, i)
+		if j < 0 {
+			break
 		}
-		out = t.AppendEncode(out, s[:pos])
-		out = append(out, t.specials[name])
-		s = s[pos+len(name):]
+		matched := false
+		for _, name := range t.specialList {
+			if len(s)-j >= len(name) && string(s[j:j+len(name)]) == name {
+				out = t.AppendEncode(out, s[start:j])
+				out = append(out, t.specials[name])
+				i = j + len(name)
+				start = i
+				matched = true
+				break
+			}
+		}
+		if !matched {
+			i = j + 1
+		}
 	}
-	return out
+	return t.AppendEncode(out, s[start:])
 }
 
-// findSpecial returns the position and string of the earliest special token
-// in s (the longest one on ties), or -1.
-func (t *Tokenizer) findSpecial(s []byte) (int, string) {
-	best, bestName := -1, ""
-	for _, name := range t.specialList {
-		i := bytes.Index(s, []byte(name))
-		if i >= 0 && (best < 0 || i < best) {
-			best, bestName = i, name
+// nextSpecialStart returns the first position ≥ i whose byte starts some
+// special token, or -1.
+func (t *Tokenizer) nextSpecialStart(s []byte, i int) int {
+	if t.specialFirst >= 0 {
+		k := bytes.IndexByte(s[i:], byte(t.specialFirst))
+		if k < 0 {
+			return -1
+		}
+		return i + k
+	}
+	for ; i < len(s); i++ {
+		for _, name := range t.specialList {
+			if s[i] == name[0] {
+				return i
+			}
 		}
 	}
-	return best, bestName
+	return -1
 }
 
 // appendPiece appends the BPE encoding of one pre-tokenized piece.

@@ -469,3 +469,38 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestEncodeWithSpecialsMatchesNaive(t *testing.T) {
+	tok := mustSample(t)
+	// naive: repeatedly find the earliest special (longest at a position).
+	naive := func(s []byte) []int32 {
+		var out []int32
+		for len(s) > 0 {
+			best, name := -1, ""
+			for _, n := range SpecialNames {
+				if i := bytes.Index(s, []byte(n)); i >= 0 && (best < 0 || i < best || i == best && len(n) > len(name)) {
+					best, name = i, n
+				}
+			}
+			if best < 0 {
+				return tok.AppendEncode(out, s)
+			}
+			out = tok.AppendEncode(out, s[:best])
+			id, _ := tok.Special(name)
+			out = append(out, id)
+			s = s[best+len(name):]
+		}
+		return out
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	parts := []string{"<|", "|>", "<", "end", "<|end|>", "<|endoftext|>", "<|user|>", "text ", "<|<|end|>", "|", "oftext|>"}
+	for i := 0; i < 500; i++ {
+		var b []byte
+		for j := rng.IntN(12); j > 0; j-- {
+			b = append(b, parts[rng.IntN(len(parts))]...)
+		}
+		if got, want := tok.EncodeWithSpecials(b), naive(b); !slices.Equal(got, want) {
+			t.Fatalf("EncodeWithSpecials(%q) = %v, naive %v", b, got, want)
+		}
+	}
+}
