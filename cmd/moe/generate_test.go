@@ -121,6 +121,8 @@ func TestGenerateCLI(t *testing.T) {
 	other := writeRunDir(t, smallCfg(false), otherTok, 3)
 	corrupt := t.TempDir()
 	os.WriteFile(filepath.Join(corrupt, checkpoint.FileName(1)), []byte("not a checkpoint"), 0o644)
+	badGGUF := filepath.Join(t.TempDir(), "bad.gguf")
+	os.WriteFile(badGGUF, []byte("GGUF but not really"), 0o644)
 	long := strings.Repeat("earth ", 200)
 	for _, c := range []struct {
 		args []string
@@ -131,6 +133,8 @@ func TestGenerateCLI(t *testing.T) {
 		{[]string{"--model", target, "--prompt", long}, 1, "context"},
 		{[]string{"--model", filepath.Join(t.TempDir(), "nope"), "--prompt", "x"}, 1, "does not exist"},
 		{[]string{"--model", corrupt, "--prompt", "x"}, 1, "checkpoint"},
+		{[]string{"--model", badGGUF, "--prompt", "x"}, 1, "bad.gguf"},
+		{[]string{"--model", filepath.Join(t.TempDir(), "nope.gguf"), "--prompt", "x"}, 1, "does not exist"},
 		{[]string{"--model", target, "--prompt", "x", "--draft", other}, 1, "tokenizer"},
 		{[]string{"--model", target, "--prompt", "x", "--temperature", "-1"}, 2, "temperature"},
 		{[]string{"--prompt", "x"}, 2, "--model"},
