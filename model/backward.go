@@ -44,6 +44,9 @@ func (m *Model) Backward() error {
 			m.denseBackward(l)
 		}
 		m.attentionBackward(l)
+		if m.layerGradHook != nil {
+			m.layerGradHook(l, a.dres)
+		}
 	}
 	for i, t := range st.tokens {
 		compute.Add(m.G.Embed[int(t)*d:int(t)*d+d], a.dres[i*d:i*d+d])

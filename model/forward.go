@@ -54,18 +54,27 @@ func (m *Model) ForwardWith(tokens, targets []int32, B, T int, opt ForwardOption
 	}
 	a := &m.a
 	d := cfg.HiddenSize
-	st := Stats{}
-	if cfg.IsMoE() {
-		st.ExpertLoad = make([][]float64, cfg.NumLayers)
-	}
-
 	// Embedding.
 	x0 := a.res[0]
 	for i, t := range tokens {
 		copy(x0[i*d:i*d+d], m.W.Embed[int(t)*d:int(t)*d+d])
 	}
+	st := m.forwardFrom(0, tokens, targets, B, T, opt)
+	return st, nil
+}
+
+// forwardFrom runs layers from..L-1 on a.res[from], the final norm, the LM
+// head and the loss, and records the state Backward needs. The aux and z
+// losses cover only the layers it ran (all of them when from is 0).
+func (m *Model) forwardFrom(from int, tokens, targets []int32, B, T int, opt ForwardOptions) Stats {
+	cfg, a := m.Cfg, &m.a
+	N, d, V := B*T, cfg.HiddenSize, cfg.VocabSize
+	st := Stats{}
+	if cfg.IsMoE() {
+		st.ExpertLoad = make([][]float64, cfg.NumLayers)
+	}
 	var routed, dropped int
-	for l := 0; l < cfg.NumLayers; l++ {
+	for l := from; l < cfg.NumLayers; l++ {
 		m.attentionForward(l)
 		if cfg.IsMoE() {
 			aux, z, r, dr := m.moeForward(l, opt)
@@ -98,7 +107,7 @@ func (m *Model) ForwardWith(tokens, targets []int32, B, T int, opt ForwardOption
 		counts := grow(a.countParts, len(parts))
 		a.countParts = counts
 		rowChunks(m.pool, N, func(c, r0, r1 int) {
-			// Targets were checked above, so this cannot fail.
+			// ForwardWith checked the targets, so this cannot fail.
 			parts[c], counts[c], _ = compute.CrossEntropyLSE(a.logits[r0*V:r1*V], targets[r0:r1], r1-r0, V, a.lse[r0:r1])
 		})
 		var sum float64
@@ -114,7 +123,7 @@ func (m *Model) ForwardWith(tokens, targets []int32, B, T int, opt ForwardOption
 		}
 	}
 	st.Loss = st.CELoss + st.AuxLoss + st.ZLoss
-	return st, nil
+	return st
 }
 
 func (m *Model) ropeLen() int { return m.ropeMax }

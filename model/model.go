@@ -71,10 +71,13 @@ type Model struct {
 	// attnBlock is the row block of the causal attention GEMMs: only
 	// blocks on or below the diagonal are computed.
 	attnBlock int
-	eps       float32
-	nMoE      int // number of MoE layers
-	state     fwdState
-	a         acts
+	// layerGradHook, when set (by tests), sees the gradient of each layer's
+	// input during Backward.
+	layerGradHook func(l int, dx []float32)
+	eps           float32
+	nMoE          int // number of MoE layers
+	state         fwdState
+	a             acts
 }
 
 // fused holds views over parameter tensors that are adjacent in the flat
