@@ -12,6 +12,10 @@ import (
 	"time"
 )
 
+// statusClientClosed is what /metrics counts for a request whose client
+// went away before its answer was complete (nginx's 499).
+const statusClientClosed = 499
+
 // choice is the handler-side state of one generated sequence.
 type choice struct {
 	index  int
@@ -274,6 +278,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 			}
 			if done && err != nil {
 				if r.Context().Err() != nil {
+					s.m.request(g.endpoint, statusClientClosed)
 					return // the client went away
 				}
 				status, typ := http.StatusInternalServerError, "server_error"
@@ -307,6 +312,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 					}
 				}
 				if st.err != nil {
+					s.m.request(g.endpoint, statusClientClosed)
 					return
 				}
 			} else {
@@ -324,6 +330,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 		select {
 		case <-notify:
 		case <-r.Context().Done():
+			s.m.request(g.endpoint, statusClientClosed)
 			return
 		}
 	}

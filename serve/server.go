@@ -44,6 +44,8 @@ type Options struct {
 	PrefillChunk int
 	// MaxBodyBytes caps request bodies (default 1 MiB).
 	MaxBodyBytes int64
+	// BodyTimeout bounds the time to receive a request body (default 30s).
+	BodyTimeout time.Duration
 	// DrainTimeout bounds how long shutdown waits for in-flight requests
 	// (default 60s).
 	DrainTimeout time.Duration
@@ -128,6 +130,9 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 	}
 	if opt.MaxBodyBytes == 0 {
 		opt.MaxBodyBytes = 1 << 20
+	}
+	if opt.BodyTimeout == 0 {
+		opt.BodyTimeout = 30 * time.Second
 	}
 	if opt.DrainTimeout == 0 {
 		opt.DrainTimeout = 60 * time.Second
@@ -328,9 +333,18 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiE
 		return &apiError{status: http.StatusUnsupportedMediaType, typ: "invalid_request_error",
 			message: fmt.Sprintf("Content-Type must be application/json, got %q", ct)}
 	}
+	// A body must arrive within BodyTimeout (no slow-loris holding a
+	// handler); the deadline is lifted afterwards so long streams live on.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(s.opt.BodyTimeout))
 	body := http.MaxBytesReader(w, r.Body, s.opt.MaxBodyBytes)
 	b, err := io.ReadAll(body)
+	rc.SetReadDeadline(time.Time{})
 	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return &apiError{status: http.StatusRequestTimeout, typ: "invalid_request_error", message: fmt.Sprintf("request body not received within %v", s.opt.BodyTimeout)}
+		}
 		return decodeError(err)
 	}
 	if len(strings.TrimSpace(string(b))) == 0 {

@@ -740,3 +740,27 @@ func TestTextStreamUTF8AndStops(t *testing.T) {
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
+
+// TestSlowBody checks that a client trickling its body cannot hold a
+// handler past BodyTimeout.
+func TestSlowBody(t *testing.T) {
+	ts := startServer(t, &fakeEngine{ctxLen: 32}, Options{BodyTimeout: 100 * time.Millisecond})
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write([]byte(`{"prompt":`))
+		time.Sleep(2 * time.Second)
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", ts.url+"/v1/completions", pr)
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	res, err := http.DefaultClient.Do(req)
+	if err == nil {
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		checkError(t, "slow body", res.StatusCode, string(b), 408, "not received")
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("slow body held the request for %v", d)
+	}
+}
