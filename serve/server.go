@@ -37,7 +37,8 @@ type Options struct {
 	// QueueSize is how many sequences may wait for a slot before requests
 	// are answered 429 (default 256).
 	QueueSize int
-	// StepTokens caps the tokens of one forward pass (default 512).
+	// StepTokens caps the tokens of one forward pass (default 512; at
+	// least Parallel, since every decoding sequence gets its token).
 	StepTokens int
 	// PrefillChunk caps one sequence's prompt tokens per forward pass
 	// (default 256).
@@ -125,6 +126,8 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 	if opt.PrefillChunk == 0 {
 		opt.PrefillChunk = 256
 	}
+	// Every running sequence's decode token goes into each step.
+	opt.StepTokens = max(opt.StepTokens, opt.Parallel)
 	if opt.StepTokens < 1 || opt.PrefillChunk < 1 {
 		return nil, fmt.Errorf("serve: step tokens and prefill chunk must be >= 1, got %d and %d", opt.StepTokens, opt.PrefillChunk)
 	}
@@ -329,7 +332,9 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 
 // decodeBody reads r's JSON body into v, capped at MaxBodyBytes.
 func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+	// Bodies are parsed as JSON whatever they claim to be (curl -d sends a
+	// form type), except for multipart forms, which cannot be.
+	if ct := r.Header.Get("Content-Type"); strings.HasPrefix(strings.ToLower(ct), "multipart/") {
 		return &apiError{status: http.StatusUnsupportedMediaType, typ: "invalid_request_error",
 			message: fmt.Sprintf("Content-Type must be application/json, got %q", ct)}
 	}

@@ -403,8 +403,12 @@ func TestMalformedRequests(t *testing.T) {
 		code, body := rawDo(t, ts, c.method, c.path, c.body, nil)
 		checkError(t, c.name, code, body, c.code, c.substr)
 	}
-	code, body := rawDo(t, ts, "POST", "/v1/completions", `{"prompt":"hi"}`, map[string]string{"Content-Type": "text/plain"})
+	code, body := rawDo(t, ts, "POST", "/v1/completions", `{"prompt":"hi"}`, map[string]string{"Content-Type": "multipart/form-data; boundary=x"})
 	checkError(t, "content type", code, body, 415, "Content-Type")
+	// curl -d sends a form content type; the JSON body is still accepted.
+	if code, body := rawDo(t, ts, "POST", "/v1/completions", `{"prompt":"hi","max_tokens":2}`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}); code != 200 {
+		t.Errorf("curl-style content type: %d %s", code, body)
+	}
 	// The server still works after all that.
 	if code, body := rawDo(t, ts, "POST", "/v1/completions", `{"prompt":"hi","max_tokens":3}`, nil); code != 200 {
 		t.Errorf("valid request after errors: %d %s", code, body)
