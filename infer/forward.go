@@ -145,11 +145,11 @@ func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][
 		compute.RMSNorm(sc.xn, x, L.AttnNorm, rows, d, eps, nil)
 		F := &m.fused[l]
 		if F.qkv != nil {
-			compute.Gemm(m.Pool, false, true, rows, qkvDim, d, 1, sc.xn, d, F.qkv, d, 0, sc.qkv, qkvDim)
+			m.linear(rows, qkvDim, d, sc.xn, d, F.qkv, sc.qkv, qkvDim)
 		} else {
-			compute.Gemm(m.Pool, false, true, rows, qDim, d, 1, sc.xn, d, L.Wq, d, 0, sc.qkv, qkvDim)
-			compute.Gemm(m.Pool, false, true, rows, kvDim, d, 1, sc.xn, d, L.Wk, d, 0, sc.qkv[qDim:], qkvDim)
-			compute.Gemm(m.Pool, false, true, rows, kvDim, d, 1, sc.xn, d, L.Wv, d, 0, sc.qkv[qDim+kvDim:], qkvDim)
+			m.linear(rows, qDim, d, sc.xn, d, L.Wq, sc.qkv, qkvDim)
+			m.linear(rows, kvDim, d, sc.xn, d, L.Wk, sc.qkv[qDim:], qkvDim)
+			m.linear(rows, kvDim, d, sc.xn, d, L.Wv, sc.qkv[qDim+kvDim:], qkvDim)
 		}
 		for r := 0; r < rows; r++ {
 			p := int(rowPos[r])
@@ -161,7 +161,7 @@ func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][
 			copy(sq.v[l][p*kvDim:(p+1)*kvDim], row[qDim+kvDim:])
 		}
 		m.attention(seqs, l, rows, rowSeq, rowPos)
-		compute.Gemm(m.Pool, false, true, rows, d, qDim, 1, sc.att, qDim, L.Wo, qDim, 0, sc.o, d)
+		m.linear(rows, d, qDim, sc.att, qDim, L.Wo, sc.o, d)
 		compute.Add(x, sc.o[:rows*d])
 
 		compute.RMSNorm(sc.xn, x, L.FFNNorm, rows, d, eps, nil)
@@ -196,7 +196,7 @@ func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][
 		compute.RMSNorm(sc.xn[j*d:(j+1)*d], x[pr*d:(pr+1)*d], m.W.FinalNorm, 1, d, eps, nil)
 	}
 	all := make([]float32, np*V)
-	compute.Gemm(m.Pool, false, true, np, V, d, 1, sc.xn, d, m.W.LMHead, d, 0, all, V)
+	m.linear(np, V, d, sc.xn, d, m.W.LMHead, all, V)
 	j := 0
 	for i, s := range seqs {
 		n := len(tokens[i])
@@ -269,16 +269,16 @@ func (m *Model) swiglu(rows int, xn, gu, gate, up, down []float32, ff int, dstRo
 	sc.ffH = grow(sc.ffH, rows*ff)
 	sc.ffO = grow(sc.ffO, rows*d)
 	if gu != nil {
-		compute.Gemm(m.Pool, false, true, rows, 2*ff, d, 1, xn, d, gu, d, 0, sc.ffGU, 2*ff)
+		m.linear(rows, 2*ff, d, xn, d, gu, sc.ffGU, 2*ff)
 	} else {
-		compute.Gemm(m.Pool, false, true, rows, ff, d, 1, xn, d, gate, d, 0, sc.ffGU, 2*ff)
-		compute.Gemm(m.Pool, false, true, rows, ff, d, 1, xn, d, up, d, 0, sc.ffGU[ff:], 2*ff)
+		m.linear(rows, ff, d, xn, d, gate, sc.ffGU, 2*ff)
+		m.linear(rows, ff, d, xn, d, up, sc.ffGU[ff:], 2*ff)
 	}
 	for r := 0; r < rows; r++ {
 		g := sc.ffGU[r*2*ff : (r+1)*2*ff]
 		compute.SwiGLU(sc.ffH[r*ff:(r+1)*ff], g[:ff], g[ff:])
 	}
-	compute.Gemm(m.Pool, false, true, rows, d, ff, 1, sc.ffH, ff, down, ff, 0, sc.ffO, d)
+	m.linear(rows, d, ff, sc.ffH, ff, down, sc.ffO, d)
 	if dstRows == nil {
 		compute.Add(dst[:rows*d], sc.ffO)
 		return
@@ -389,4 +389,17 @@ func (m *Model) RoutingCounts() (perLayer [][]uint64, rows uint64) {
 		perLayer[l] = append([]uint64(nil), m.routed[l]...)
 	}
 	return perLayer, m.totalRows
+}
+
+// linear computes c = a·wᵀ for rows rows of a (stride lda) and the weight
+// matrix w (n×k, a view into the model's flat parameters), with the bf16
+// copy of w when the model has one.
+func (m *Model) linear(rows, n, k int, a []float32, lda int, w []float32, c []float32, ldc int) {
+	if m.bf != nil {
+		if off, ok := m.bfOff[&w[0]]; ok {
+			compute.GemmBF16(m.Pool, rows, n, k, 1, a, lda, m.bf[off:off+len(w)], k, 0, c, ldc)
+			return
+		}
+	}
+	compute.Gemm(m.Pool, false, true, rows, n, k, 1, a, lda, w, k, 0, c, ldc)
 }

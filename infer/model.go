@@ -41,6 +41,12 @@ type Model struct {
 
 	fused []fusedViews // per layer
 
+	// bf, when set, is a bfloat16 copy of W.Flat that the matrix products
+	// read instead (half the memory traffic); bfOff maps the first element
+	// of each weight view to its offset in Flat.
+	bf    []compute.BF16
+	bfOff map[*float32]int
+
 	mu sync.Mutex // serialises Forward; guards sc
 	sc scratch
 
@@ -168,3 +174,35 @@ func makeFused(cfg *config.Config, w *model.Weights) []fusedViews {
 	}
 	return fv
 }
+
+// UseBF16 makes the forward pass read bfloat16 copies of the weight
+// matrices (the router stays float32), halving the memory traffic of
+// decoding at the cost of rounding the weights to 8 bits of mantissa; the
+// products still accumulate in float32. It costs half the model's size in
+// extra memory. UseBF16(false) returns to float32. Not safe to call during
+// a Forward.
+func (m *Model) UseBF16(on bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !on {
+		m.bf, m.bfOff = nil, nil
+		return
+	}
+	if m.bf != nil {
+		return
+	}
+	bf := make([]compute.BF16, len(m.W.Flat))
+	compute.BF16FromFloat32(bf, m.W.Flat)
+	offs := map[*float32]int{}
+	off := 0
+	m.W.Visit(m.Cfg, func(_ string, t []float32) {
+		if len(t) > 0 {
+			offs[&t[0]] = off
+		}
+		off += len(t)
+	})
+	m.bf, m.bfOff = bf, offs
+}
+
+// BF16 reports whether the model computes with bfloat16 weights.
+func (m *Model) BF16() bool { return m.bf != nil }

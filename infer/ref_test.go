@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 
 	"moe/compute"
@@ -424,5 +425,68 @@ func TestFusedViews(t *testing.T) {
 				t.Fatalf("%s: unfused logit %d differs: %g vs %g", name, i, b[0][i], a[0][i])
 			}
 		}
+	}
+}
+
+// TestBF16MatchesRoundedReference checks the bf16 path against the float64
+// reference run on weights rounded to bf16 (all matrices but the router,
+// which stays float32), and that UseBF16(false) restores float32.
+func TestBF16MatchesRoundedReference(t *testing.T) {
+	for name, cfg := range refConfigs() {
+		t.Run(name, func(t *testing.T) {
+			m := newTestModel(t, cfg, 9, 0.3)
+			// The embedding rows are looked up in float32 but a tied LM head
+			// reads them as bf16: round them once so both agree.
+			for i, v := range m.W.Embed {
+				m.W.Embed[i] = compute.ToBF16(v).Float32()
+			}
+			toks := []int32{3, 1, 4, 1, 5, 9, 2, 6}
+			f32, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.UseBF16(true)
+			if !m.BF16() {
+				t.Fatal("BF16() false after UseBF16(true)")
+			}
+			got, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rw, err := model.NewWeights(cfg, append([]float32(nil), m.W.Flat...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rw.Visit(cfg, func(name string, t []float32) {
+				if strings.HasSuffix(name, "router") || strings.HasSuffix(name, "norm") {
+					return // float32 in the bf16 path
+				}
+				for i, v := range t {
+					t[i] = compute.ToBF16(v).Float32()
+				}
+			})
+			want := refForward(cfg, rw, toks)
+			V := cfg.VocabSize
+			diff := 0.0
+			for p := range toks {
+				if e := maxAbsDiff(got[0][p*V:(p+1)*V], want[p]); e > 2e-4 {
+					t.Fatalf("position %d: bf16 logits differ from the rounded reference by %g", p, e)
+				}
+				diff = math.Max(diff, maxAbsDiff(got[0][p*V:(p+1)*V], refForward(cfg, m.W, toks)[p]))
+			}
+			if diff == 0 {
+				t.Fatal("bf16 logits equal float32 ones exactly: bf16 weights not used")
+			}
+			m.UseBF16(false)
+			back, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range back[0] {
+				if back[0][i] != f32[0][i] {
+					t.Fatal("UseBF16(false) did not restore float32")
+				}
+			}
+		})
 	}
 }

@@ -37,6 +37,7 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 	fixedK := fs.Bool("fixed-draft-tokens", false, "do not adapt --draft-tokens")
 	prompt := fs.String("prompt", "", "prompt text (default: a built-in passage), cut or repeated to --prompt-tokens")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
+	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
 	fs.Bool("json", true, "print one JSON object (always on)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -82,6 +83,7 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 			return err
 		}
 	}
+	useBF16(*bf16, m, d)
 	if *promptTokens+*genTokens > m.Context() {
 		return usagef("--prompt-tokens + --gen-tokens = %d exceeds the model's context of %d", *promptTokens+*genTokens, m.Context())
 	}
@@ -127,6 +129,7 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 		"threads":                   pool.Threads(),
 		"model":                     m.Cfg.Name,
 		"total_params":              len(m.W.Flat),
+		"bf16":                      *bf16,
 	}
 	if d != nil {
 		plainTPS := out["decode_tokens_per_second"].(float64)

@@ -32,6 +32,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	draftPath := fs.String("draft", "", "draft model for speculative decoding")
 	draftTokens := fs.Int("draft-tokens", 4, "initial draft tokens per step")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
+	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
 	quiet := fs.Bool("quiet", false, "no prompt marker or statistics on stderr")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -52,6 +53,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return err
 	}
+	useBF16(*bf16, m, d)
 	// The conversation is kept as tokens, turn by turn, so that the reply's
 	// own tokens (not a re-encoding of its text) stay in the cache.
 	var sys []int32

@@ -20,7 +20,7 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // loadModels loads the target model and, if draftPath is set, the draft,
-// checking that they share a tokenizer.
+// checking that they share a tokenizer. (moe serve uses it too.)
 func loadModels(modelPath, draftPath string, pool *compute.Pool) (*infer.Model, *infer.Model, error) {
 	m, err := infer.Load(modelPath, pool)
 	if err != nil {
@@ -59,6 +59,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var stops stringList
 	fs.Var(&stops, "stop", "stop when the text contains this string (repeatable)")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
+	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of streaming text")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -85,6 +86,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	useBF16(*bf16, m, d)
 	ids := m.Tok.Encode([]byte(*prompt))
 	if len(ids) > m.Context() {
 		return fmt.Errorf("prompt is %d tokens, longer than the model's context of %d tokens", len(ids), m.Context())
@@ -141,4 +143,13 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintln(stderr, "]")
 	return nil
+}
+
+// useBF16 switches the given models (nil ones skipped) to bf16 weights.
+func useBF16(on bool, models ...*infer.Model) {
+	for _, m := range models {
+		if m != nil {
+			m.UseBF16(on)
+		}
+	}
 }
