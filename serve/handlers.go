@@ -340,6 +340,9 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 	}
 	u.TotalTokens = u.PromptTokens + u.CompletionTokens
 	s.m.request(g.endpoint, http.StatusOK)
+	s.log.Info("request", "endpoint", g.endpoint, "id", id, "choices", len(choices), "stream", g.p.stream,
+		"prompt_tokens", u.PromptTokens, "completion_tokens", u.CompletionTokens,
+		"seconds", time.Since(arrived).Seconds(), "remote", r.RemoteAddr)
 	if st != nil {
 		if g.p.includeUsage {
 			if g.chat {

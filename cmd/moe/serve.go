@@ -71,7 +71,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if *name == "" {
-		*name = strings.TrimSuffix(filepath.Base(filepath.Clean(*modelPath)), filepath.Ext(*modelPath))
+		*name = filepath.Base(filepath.Clean(*modelPath))
+		if strings.EqualFold(filepath.Ext(*name), ".gguf") {
+			*name = strings.TrimSuffix(*name, filepath.Ext(*name))
+		}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	pool := compute.NewPool(*threads)
