@@ -17,10 +17,19 @@ type kernels struct {
 	// for i < ma <= rowAxpyRows, nv ∈ {1, 4}; nil if this path has none.
 	rowAxpy     func(ma, nv, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32)
 	rowAxpyRows int
+	// packBTrans packs an nr-column panel of a transposed B: dst[l*nr+j] =
+	// src[j*ld+l] for l < kc, j < nr; packANoTrans packs an mr-row panel of
+	// an untransposed A: dst[l*mr+i] = src[i*ld+l]. Either may be nil or
+	// return false (then the Go loop does it).
+	packBTrans   func(kc int, src []float32, ld int, dst []float32) bool
+	packANoTrans func(kc int, src []float32, ld int, dst []float32) bool
+	// microRows is micro over an unpacked A: a[i*lda+l] for the mr rows
+	// (nil if this path has none; then A is always packed).
+	microRows func(k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32, add bool)
 	// dotNB(ma) is how many B rows dot handles with ma A rows (ma <= 8);
 	// 0 means this path has no dot kernel.
 	dotNB func(ma int) int
-	// dot stores, for i < ma and j < dotNB(ma), the 16 lane partial sums
+	// dot adds, for i < ma and j < dotNB(ma), the 16 lane partial sums
 	// of a[i*lda+l]·b[j*ldb+l] over l < 16·n16 into out[(i*nb+j)*16:].
 	dot func(ma, n16 int, a []float32, lda int, b []float32, ldb int, out []float32)
 	// dotBF16 is dot with bf16 B rows.

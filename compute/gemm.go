@@ -8,7 +8,7 @@ import (
 // micro-panel and an mr×kc A micro-panel stay in L1 while a task's B columns
 // (kc × gemmTaskCols) stay in L2.
 const (
-	gemmKC       = 448  // largest depth of one packed block
+	gemmKC       = 512  // largest depth of one packed block
 	gemmNC       = 4096 // columns of B packed at once
 	gemmMC       = 3072 // rows of A packed at once
 	gemmTaskCols = 384  // columns of C one task covers (at most)
@@ -170,7 +170,8 @@ func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha flo
 
 // packA packs rows [i0, i0+rows) × depth [l0, l0+kc) of op(A) into mr-row
 // panels: dst[panel*kc*mr + l*mr + i], zero-padding the last panel.
-func packA(mr int, transA bool, a []float32, lda int, i0, rows, l0, kc int, dst []float32) {
+func packA(ks *kernels, transA bool, a []float32, lda int, i0, rows, l0, kc int, dst []float32) {
+	mr := ks.mr
 	for pi := 0; pi*mr < rows; pi++ {
 		pd := dst[pi*kc*mr : (pi+1)*kc*mr]
 		r := min(mr, rows-pi*mr)
@@ -182,6 +183,9 @@ func packA(mr int, transA bool, a []float32, lda int, i0, rows, l0, kc int, dst 
 				copy(d, src)
 				clear(d[r:])
 			}
+			continue
+		}
+		if r == mr && ks.packANoTrans != nil && ks.packANoTrans(kc, a[base*lda+l0:(base+mr-1)*lda+l0+kc], lda, pd) {
 			continue
 		}
 		for i := 0; i < r; i++ {
@@ -200,7 +204,8 @@ func packA(mr int, transA bool, a []float32, lda int, i0, rows, l0, kc int, dst 
 
 // packBPanel packs columns [j0, j0+cols) (cols <= nr) × depth [l0, l0+kc)
 // of op(B) into dst[l*nr + j], zero-padding to nr columns.
-func packBPanel(nr int, b *bmat, j0, cols, l0, kc int, dst []float32) {
+func packBPanel(ks *kernels, b *bmat, j0, cols, l0, kc int, dst []float32) {
+	nr := ks.nr
 	dst = dst[:kc*nr]
 	if cols < nr {
 		clear(dst)
@@ -219,6 +224,9 @@ func packBPanel(nr int, b *bmat, j0, cols, l0, kc int, dst []float32) {
 			}
 		}
 	case b.bf == nil:
+		if cols == nr && ks.packBTrans != nil && ks.packBTrans(kc, b.f32[j0*b.ld+l0:(j0+nr-1)*b.ld+l0+kc], b.ld, dst) {
+			return
+		}
 		for j := 0; j < cols; j++ {
 			src := b.f32[(j0+j)*b.ld+l0 : (j0+j)*b.ld+l0+kc]
 			for l, v := range src {
@@ -267,18 +275,28 @@ func gemmBlocked(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float32, 
 			chunk := max(1, npb/(4*threads))
 			p.Run((npb+chunk-1)/chunk, func(t int) {
 				for jp := t * chunk; jp < min(npb, (t+1)*chunk); jp++ {
-					packBPanel(nr, &b, jc+jp*nr, min(nr, nc-jp*nr), pc, kc, bpack[jp*kc*nr:])
+					packBPanel(ks, &b, jc+jp*nr, min(nr, nc-jp*nr), pc, kc, bpack[jp*kc*nr:])
 				}
 			})
 			for ic := 0; ic < m; ic += gemmMC {
 				mc := min(gemmMC, m-ic)
 				npa := (mc + mr - 1) / mr
 				achunk := max(1, npa/(4*threads))
-				p.Run((npa+achunk-1)/achunk, func(t int) {
-					lo := t * achunk * mr
-					hi := min(mc, (t+1)*achunk*mr)
-					packA(mr, transA, a, lda, ic+lo, hi-lo, pc, kc, apack[lo*kc:])
-				})
+				// An untransposed A is read in place by microRows; only
+				// its ragged last panel is packed.
+				directA := !transA && ks.microRows != nil
+				if directA {
+					if rem := mc % mr; rem != 0 {
+						lo := (npa - 1) * mr
+						packA(ks, transA, a, lda, ic+lo, rem, pc, kc, apack[lo*kc:])
+					}
+				} else {
+					p.Run((npa+achunk-1)/achunk, func(t int) {
+						lo := t * achunk * mr
+						hi := min(mc, (t+1)*achunk*mr)
+						packA(ks, transA, a, lda, ic+lo, hi-lo, pc, kc, apack[lo*kc:])
+					})
+				}
 				// Tasks: rowsPer A panels × colsPer B panels.
 				rowsPer := max(1, gemmTaskRows/mr)
 				colsPer := max(1, gemmTaskCols/nr)
@@ -300,18 +318,29 @@ func gemmBlocked(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float32, 
 						ap := apack[ip*kc*mr : (ip+1)*kc*mr]
 						i0 := ic + ip*mr
 						rows := min(mr, m-i0)
+						var arows []float32 // A in place (directA, full panel)
+						if directA && rows == mr {
+							arows = a[i0*lda+pc : (i0+mr-1)*lda+pc+kc]
+						}
+						micro := func(c []float32, ldc int, add bool, bp []float32) {
+							if arows != nil {
+								ks.microRows(kc, arows, lda, bp, nr, c, ldc, alpha, add)
+							} else {
+								ks.micro(kc, ap, bp, nr, c, ldc, alpha, add)
+							}
+						}
 						for jp := ct * colsPer; jp < min(npb, (ct+1)*colsPer); jp++ {
 							bp := bpack[jp*kc*nr : (jp+1)*kc*nr]
 							j0 := jc + jp*nr
 							cols := min(nr, n-j0)
 							if rows == mr && cols == nr {
-								ks.micro(kc, ap, bp, nr, c[i0*ldc+j0:(i0+mr-1)*ldc+j0+nr], ldc, alpha, add)
+								micro(c[i0*ldc+j0:(i0+mr-1)*ldc+j0+nr], ldc, add, bp)
 								continue
 							}
 							if tmp == nil {
 								tmp = make([]float32, mr*nr)
 							}
-							ks.micro(kc, ap, bp, nr, tmp, nr, alpha, false)
+							micro(tmp, nr, false, bp)
 							for i := 0; i < rows; i++ {
 								crow := c[(i0+i)*ldc+j0 : (i0+i)*ldc+j0+cols]
 								trow := tmp[i*nr : i*nr+cols]

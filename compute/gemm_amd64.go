@@ -3,6 +3,7 @@
 package compute
 
 import (
+	"math"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -14,6 +15,9 @@ import (
 
 //go:noescape
 func sgemmKernelAVX512(k int, a, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
+
+//go:noescape
+func sgemmKernelRowsAVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
 
 //go:noescape
 func dotKernel1AVX512(n int, a *float32, lda int, b *float32, ldb int, out *float32)
@@ -105,6 +109,12 @@ func rowAxpyKernel6x4AVX512(k int, a *float32, lda int, b *float32, ldb int, c *
 //go:noescape
 func rowAxpyKernel6x1AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
 
+//go:noescape
+func packBTransAVX512(kc int, src *float32, idx *int32, dst *float32)
+
+//go:noescape
+func packANoTransAVX512(kc int, src *float32, idx *int32, dst *float32)
+
 type rowAxpyFn func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
 
 // rowAxpyFnsAVX512[ma][nv/4] is the rowAxpy kernel for ma rows and 16·nv columns.
@@ -144,9 +154,42 @@ var avx512Kernels = kernels{
 		}
 		sgemmKernelAVX512(k, unsafe.SliceData(a), unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, ad)
 	},
+	microRows: func(k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32, add bool) {
+		ad := 0
+		if add {
+			ad = 1
+		}
+		sgemmKernelRowsAVX512(k, unsafe.SliceData(a), lda, unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, ad)
+	},
 	rowAxpyRows: 6,
 	rowAxpy: func(ma, nv, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32) {
 		rowAxpyFnsAVX512[ma][nv/4](k, unsafe.SliceData(a), lda, unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha)
+	},
+	packBTrans: func(kc int, src []float32, ld int, dst []float32) bool {
+		if 4*31*ld > math.MaxInt32 {
+			return false
+		}
+		var idx [32]int32
+		for j := range idx {
+			idx[j] = int32(4 * j * ld)
+		}
+		_ = src[31*ld+kc-1]
+		_ = dst[32*kc-1]
+		packBTransAVX512(kc, unsafe.SliceData(src), &idx[0], unsafe.SliceData(dst))
+		return true
+	},
+	packANoTrans: func(kc int, src []float32, ld int, dst []float32) bool {
+		if 4*11*ld > math.MaxInt32 {
+			return false
+		}
+		var idx [16]int32
+		for i := 0; i < 12; i++ {
+			idx[i] = int32(4 * i * ld)
+		}
+		_ = src[11*ld+kc-1]
+		_ = dst[12*kc-1]
+		packANoTransAVX512(kc, unsafe.SliceData(src), &idx[0], unsafe.SliceData(dst))
+		return true
 	},
 	dotNB: dotNBAVX512,
 	dot: func(ma, n16 int, a []float32, lda int, b []float32, ldb int, out []float32) {

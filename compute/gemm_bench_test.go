@@ -63,7 +63,7 @@ func benchGemm(b *testing.B, ks *kernels, transA, transB, bf16 bool, m, n, k int
 
 func BenchmarkGemm(b *testing.B) {
 	ks := defaultKernels
-	for _, s := range [][3]int{{256, 256, 256}, {1024, 1024, 1024}, {4096, 4096, 4096}, {1, 4096, 4096}, {8, 4096, 4096}, {512, 1024, 4096}} {
+	for _, s := range [][3]int{{256, 256, 256}, {1024, 1024, 1024}, {4096, 4096, 4096}, {1, 4096, 4096}, {8, 4096, 4096}, {512, 1024, 4096}, {2048, 512, 512}, {2048, 4096, 512}, {256, 1024, 256}} {
 		for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}} {
 			name := fmt.Sprintf("%dx%dx%d/tA=%v,tB=%v", s[0], s[1], s[2], tr[0], tr[1])
 			b.Run(name, func(b *testing.B) { benchGemm(b, ks, tr[0], tr[1], false, s[0], s[1], s[2]) })

@@ -60,7 +60,9 @@ func vecDot(ks *kernels, x, y []float32) float32 {
 // gemmDot computes C = alpha·A·Bᵀ + beta·C for small m with B stored n×k
 // (fp32 or bf16): up to 8 rows of A at a time against groups of B rows with
 // the dot kernels, so B is streamed from memory once per 8 rows of A and
-// never packed. The groups of B rows are split over the pool.
+// never packed. Each task owns a run of B-row groups and walks the depth in
+// blocks that keep its rows of A in L1 (16 KB); the groups are split over
+// the pool.
 func gemmDot(ks *kernels, p *Pool, m, n, k int, alpha float32, a []float32, lda int, b bmat, beta float32, c []float32, ldc int) {
 	n16 := k / 16
 	kt := n16 * 16
@@ -68,9 +70,12 @@ func gemmDot(ks *kernels, p *Pool, m, n, k int, alpha float32, a []float32, lda 
 	for i0 := 0; i0 < m; i0 += 8 {
 		ma := min(8, m-i0)
 		nb := ks.dotNB(ma)
+		kb := max(16, (4096/ma)&^15) // depth block: ma·kb floats of A = 16 KB
 		groups := n / nb
 		rem := n - groups*nb
-		chunk := max(1, groups/(8*threads))
+		// Few enough B rows per task (about 12) that walking them in depth
+		// blocks keeps each row one prefetchable stream.
+		chunk := max(1, min(12/nb, groups/(8*threads)))
 		tasks := (groups + chunk - 1) / chunk
 		extra := 0
 		if rem > 0 {
@@ -85,6 +90,7 @@ func gemmDot(ks *kernels, p *Pool, m, n, k int, alpha float32, a []float32, lda 
 				c[ci] = alpha*s + beta*c[ci]
 			}
 		}
+		per := ma * nb * 16 // accumulator floats per group
 		p.Run(tasks+extra, func(t int) {
 			if t == tasks { // the last n%nb rows of B, one dot each
 				var scratch []float32
@@ -98,23 +104,29 @@ func gemmDot(ks *kernels, p *Pool, m, n, k int, alpha float32, a []float32, lda 
 				}
 				return
 			}
-			out := make([]float32, ma*nb*16)
-			for g := t * chunk; g < min(groups, (t+1)*chunk); g++ {
-				j0 := g * nb
-				if n16 > 0 {
+			g0, g1 := t*chunk, min(groups, (t+1)*chunk)
+			out := make([]float32, (g1-g0)*per)
+			for l0 := 0; l0 < kt; l0 += kb {
+				w := min(kb, kt-l0)
+				as := aRows[l0 : (ma-1)*lda+l0+w]
+				for g := g0; g < g1; g++ {
+					j0 := g * nb
+					o := out[(g-g0)*per : (g-g0+1)*per]
+					lo, hi := j0*b.ld+l0, (j0+nb-1)*b.ld+l0+w
 					if b.bf != nil {
-						ks.dotBF16(ma, n16, aRows, lda, b.bf[j0*b.ld:(j0+nb-1)*b.ld+kt], b.ld, out)
+						ks.dotBF16(ma, w/16, as, lda, b.bf[lo:hi], b.ld, o)
 					} else {
-						ks.dot(ma, n16, aRows, lda, b.f32[j0*b.ld:(j0+nb-1)*b.ld+kt], b.ld, out)
+						ks.dot(ma, w/16, as, lda, b.f32[lo:hi], b.ld, o)
 					}
 				}
+			}
+			for g := g0; g < g1; g++ {
+				j0 := g * nb
+				o := out[(g-g0)*per : (g-g0+1)*per]
 				for i := 0; i < ma; i++ {
 					arow := aRows[i*lda : i*lda+k]
 					for j := 0; j < nb; j++ {
-						var s float32
-						if n16 > 0 {
-							s = sum16(out[(i*nb+j)*16 : (i*nb+j)*16+16])
-						}
+						s := sum16(o[(i*nb+j)*16 : (i*nb+j)*16+16])
 						for l := kt; l < k; l++ {
 							s += arow[l] * b.at(l, j0+j)
 						}

@@ -7,8 +7,8 @@
 //     (12 values per k) and a B panel with an arbitrary row stride (32
 //     contiguous values per k), 24 zmm accumulators.
 //   - dotKernel<MA>AVX512 / dotKernelBF16<MA>AVX512: MA rows of A against NB
-//     rows of B (fp32 or bf16), 16 lanes at a time; they store the raw
-//     accumulators and the caller reduces them.
+//     rows of B (fp32 or bf16), 16 lanes at a time; they add the raw
+//     accumulators into out and the caller reduces them.
 //   - dotAVX512, axpyAVX512: vector dot product and y += a·x.
 package main
 
@@ -52,7 +52,8 @@ func main() {
 	g.p("//go:build amd64 && !purego")
 	g.p("")
 	g.p("#include \"textflag.h\"")
-	g.sgemm()
+	g.sgemm(false)
+	g.sgemm(true)
 	for ma := 1; ma <= 8; ma++ {
 		g.dot(ma, false)
 		g.dot(ma, true)
@@ -64,6 +65,7 @@ func main() {
 	g.vdot()
 	g.axpy()
 	g.probes()
+	g.packs()
 	if err := os.WriteFile(*out, g.b.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -71,43 +73,81 @@ func main() {
 
 // sgemm writes
 // func sgemmKernelAVX512(k int, a, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
-// C[0:12, 0:32] (row stride ldc) = alpha·Σ_l a[l*12+i]·b[l*ldb+j] (+ C if add != 0).
-func (g *gen) sgemm() {
+// C[0:12, 0:32] (row stride ldc) = alpha·Σ_l a[l*12+i]·b[l*ldb+j] (+ C if add != 0),
+// and, with rowsA, the same over an unpacked A:
+// func sgemmKernelRowsAVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
+// with a[i*lda+l] in place of the packed a[l*12+i].
+func (g *gen) sgemm(rowsA bool) {
+	name, frame := "sgemmKernelAVX512", 64
+	off := 0
+	abases := []string{"SI", "R10", "R11", "R12"}
+	if rowsA {
+		name, frame, off = "sgemmKernelRowsAVX512", 72, 8
+	}
 	g.p("")
-	g.p("// func sgemmKernelAVX512(k int, a *float32, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)")
-	g.p("TEXT ·sgemmKernelAVX512(SB), NOSPLIT, $0-64")
+	if rowsA {
+		g.p("// func %s(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)", name)
+	} else {
+		g.p("// func %s(k int, a *float32, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)", name)
+	}
+	g.p("TEXT ·%s(SB), NOSPLIT, $0-%d", name, frame)
 	g.p("\tMOVQ k+0(FP), CX")
 	g.p("\tMOVQ a+8(FP), SI")
-	g.p("\tMOVQ b+16(FP), DX")
-	g.p("\tMOVQ ldb+24(FP), R8")
+	if rowsA {
+		g.p("\tMOVQ lda+16(FP), R13")
+		g.p("\tSHLQ $2, R13")
+		g.p("\tLEAQ (R13)(R13*2), AX")
+		for i := 1; i < 4; i++ {
+			g.p("\tLEAQ (%s)(AX*1), %s", abases[i-1], abases[i])
+		}
+	}
+	g.p("\tMOVQ b+%d(FP), DX", 16+off)
+	g.p("\tMOVQ ldb+%d(FP), R8", 24+off)
 	g.p("\tSHLQ $2, R8")
-	g.p("\tMOVQ c+32(FP), DI")
-	g.p("\tMOVQ ldc+40(FP), R9")
+	g.p("\tMOVQ c+%d(FP), DI", 32+off)
+	g.p("\tMOVQ ldc+%d(FP), R9", 40+off)
 	g.p("\tSHLQ $2, R9")
+	// Prefetch the C tile: its lines arrive while the loop runs.
+	g.p("\tMOVQ DI, AX")
+	for i := 0; i < gemmMR; i++ {
+		g.p("\tPREFETCHT0 (AX)")
+		g.p("\tPREFETCHT0 64(AX)")
+		g.p("\tADDQ R9, AX")
+	}
 	for r := 0; r < 2*gemmMR; r++ {
 		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
 	}
+	lbl, store, over := name+"_loop", name+"_store", name+"_overwrite"
 	g.p("\tTESTQ CX, CX")
-	g.p("\tJE sgemm_store")
-	g.p("sgemm_loop:")
+	g.p("\tJE %s", store)
+	g.p("%s:", lbl)
 	g.p("\tVMOVUPS (DX), Z24")
 	g.p("\tVMOVUPS 64(DX), Z25")
-	g.p("\tPREFETCHT0 512(SI)")
 	for i := 0; i < gemmMR; i++ {
 		t := 26 + i%2
-		g.p("\tVBROADCASTSS %d(SI), Z%d", 4*i, t)
+		if rowsA {
+			g.p("\tVBROADCASTSS %s, Z%d", rowAddr(abases, "R13", i), t)
+		} else {
+			g.p("\tVBROADCASTSS %d(SI), Z%d", 4*i, t)
+		}
 		g.p("\tVFMADD231PS Z24, Z%d, Z%d", t, 2*i)
 		g.p("\tVFMADD231PS Z25, Z%d, Z%d", t, 2*i+1)
 	}
-	g.p("\tADDQ $%d, SI", 4*gemmMR)
+	if rowsA {
+		for _, b := range abases {
+			g.p("\tADDQ $4, %s", b)
+		}
+	} else {
+		g.p("\tADDQ $%d, SI", 4*gemmMR)
+	}
 	g.p("\tADDQ R8, DX")
 	g.p("\tDECQ CX")
-	g.p("\tJNE sgemm_loop")
-	g.p("sgemm_store:")
-	g.p("\tVBROADCASTSS alpha+48(FP), Z28")
-	g.p("\tMOVQ add+56(FP), AX")
+	g.p("\tJNE %s", lbl)
+	g.p("%s:", store)
+	g.p("\tVBROADCASTSS alpha+%d(FP), Z28", 48+off)
+	g.p("\tMOVQ add+%d(FP), AX", 56+off)
 	g.p("\tTESTQ AX, AX")
-	g.p("\tJE sgemm_overwrite")
+	g.p("\tJE %s", over)
 	for i := 0; i < gemmMR; i++ {
 		g.p("\tVFMADD213PS (DI), Z28, Z%d", 2*i)
 		g.p("\tVFMADD213PS 64(DI), Z28, Z%d", 2*i+1)
@@ -119,7 +159,7 @@ func (g *gen) sgemm() {
 	}
 	g.p("\tVZEROUPPER")
 	g.p("\tRET")
-	g.p("sgemm_overwrite:")
+	g.p("%s:", over)
 	for i := 0; i < gemmMR; i++ {
 		g.p("\tVMULPS Z28, Z%d, Z%d", 2*i, 2*i)
 		g.p("\tVMULPS Z28, Z%d, Z%d", 2*i+1, 2*i+1)
@@ -150,7 +190,7 @@ func rowAddr(bases []string, ld string, r int) string {
 // dot writes
 // func dotKernel<MA>AVX512(n int, a *float32, lda int, b *float32, ldb int, out *float32)
 // (or dotKernelBF16<MA>AVX512 with b *uint16): for i < MA, j < NB,
-// out[(i*NB+j)*16 + lane] = Σ_{s<n} a[i*lda + 16s + lane]·b[j*ldb + 16s + lane].
+// out[(i*NB+j)*16 + lane] += Σ_{s<n} a[i*lda + 16s + lane]·b[j*ldb + 16s + lane].
 func (g *gen) dot(ma int, bf16 bool) {
 	nb := dotNB(ma)
 	name := fmt.Sprintf("dotKernel%dAVX512", ma)
@@ -219,6 +259,7 @@ func (g *gen) dot(ma int, bf16 bool) {
 	g.p("%s:", done)
 	g.p("\tMOVQ out+40(FP), DI")
 	for r := 0; r < nacc; r++ {
+		g.p("\tVADDPS %d(DI), Z%d, Z%d", 64*r, r, r)
 		g.p("\tVMOVUPS Z%d, %d(DI)", r, 64*r)
 	}
 	g.p("\tVZEROUPPER")
@@ -387,6 +428,65 @@ func (g *gen) rowAxpy(ma, nv int) {
 			g.p("\tADDQ R11, DI")
 		}
 	}
+	g.p("\tVZEROUPPER")
+	g.p("\tRET")
+}
+
+// packs writes the two transposing packs, built on 16-lane gathers:
+// func packBTransAVX512(kc int, src *float32, idx *int32, dst *float32):
+//
+//	dst[l*32+j] = src[idx[j]/4 + l] for l < kc, j < 32 (idx[j] = 4·j·ldb);
+//
+// func packANoTransAVX512(kc int, src *float32, idx *int32, dst *float32):
+//
+//	dst[l*12+i] = src[idx[i]/4 + l] for l < kc, i < 12 (idx[i] = 4·i·lda).
+func (g *gen) packs() {
+	g.p("")
+	g.p("// func packBTransAVX512(kc int, src *float32, idx *int32, dst *float32)")
+	g.p("TEXT ·packBTransAVX512(SB), NOSPLIT, $0-32")
+	g.p("\tMOVQ kc+0(FP), CX")
+	g.p("\tMOVQ src+8(FP), SI")
+	g.p("\tMOVQ idx+16(FP), AX")
+	g.p("\tMOVQ dst+24(FP), DI")
+	g.p("\tVMOVDQU32 (AX), Z30")
+	g.p("\tVMOVDQU32 64(AX), Z31")
+	g.p("\tTESTQ CX, CX")
+	g.p("\tJE packbt_done")
+	g.p("packbt_loop:")
+	g.p("\tKXNORW K1, K1, K1")
+	g.p("\tKXNORW K2, K2, K2")
+	g.p("\tVGATHERDPS (SI)(Z30*1), K1, Z0")
+	g.p("\tVGATHERDPS (SI)(Z31*1), K2, Z1")
+	g.p("\tVMOVUPS Z0, (DI)")
+	g.p("\tVMOVUPS Z1, 64(DI)")
+	g.p("\tADDQ $4, SI")
+	g.p("\tADDQ $128, DI")
+	g.p("\tDECQ CX")
+	g.p("\tJNE packbt_loop")
+	g.p("packbt_done:")
+	g.p("\tVZEROUPPER")
+	g.p("\tRET")
+	g.p("")
+	g.p("// func packANoTransAVX512(kc int, src *float32, idx *int32, dst *float32)")
+	g.p("TEXT ·packANoTransAVX512(SB), NOSPLIT, $0-32")
+	g.p("\tMOVQ kc+0(FP), CX")
+	g.p("\tMOVQ src+8(FP), SI")
+	g.p("\tMOVQ idx+16(FP), AX")
+	g.p("\tMOVQ dst+24(FP), DI")
+	g.p("\tVMOVDQU32 (AX), Z30")
+	g.p("\tMOVQ $0x0fff, AX")
+	g.p("\tKMOVW AX, K3")
+	g.p("\tTESTQ CX, CX")
+	g.p("\tJE packan_done")
+	g.p("packan_loop:")
+	g.p("\tKMOVW K3, K1")
+	g.p("\tVGATHERDPS (SI)(Z30*1), K1, Z0")
+	g.p("\tVMOVUPS Z0, K3, (DI)")
+	g.p("\tADDQ $4, SI")
+	g.p("\tADDQ $48, DI")
+	g.p("\tDECQ CX")
+	g.p("\tJNE packan_loop")
+	g.p("packan_done:")
 	g.p("\tVZEROUPPER")
 	g.p("\tRET")
 }
