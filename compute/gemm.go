@@ -157,6 +157,19 @@ func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha flo
 		gemmSmall(transA, m, n, k, alpha, a, lda, b, beta, c, ldc)
 		return
 	}
+	if transA && m <= max(dotMaxM, rowAxpyMaxM) && (ks.dotNB(1) > 0 || ks.rowAxpy != nil) {
+		// Few rows of a transposed A: copy op(A) out (m·k floats, less
+		// than B) so the streaming small-M kernels apply.
+		buf := p.getBuf(m * k)
+		defer p.putBuf(buf)
+		at := (*buf)[:m*k]
+		for l := 0; l < k; l++ {
+			for i, v := range a[l*lda : l*lda+m] {
+				at[i*k+l] = v
+			}
+		}
+		a, lda, transA = at, k, false
+	}
 	if b.trans && !transA && m <= dotMaxM && ks.dotNB(1) > 0 {
 		gemmDot(ks, p, m, n, k, alpha, a, lda, b, beta, c, ldc)
 		return

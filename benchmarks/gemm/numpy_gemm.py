@@ -5,7 +5,8 @@ reports, printing one JSON object per shape: {"m","n","k","gflops","seconds"}.
 Run with the BLAS thread count pinned and OpenBLAS's core overrides unset:
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=2 \
       OMP_NUM_THREADS=2 /usr/bin/python3 benchmarks/gemm/numpy_gemm.py 1024x1024x1024 ...
-Each shape is MxNxK; "t" after K (e.g. 8x4096x4096t) times A·Bᵀ with B
+Also reported: the mean time and the process CPU time per run (OpenBLAS's
+threads spin while waiting, so its CPU time includes that). Each shape is MxNxK; "t" after K (e.g. 8x4096x4096t) times A·Bᵀ with B
 stored n×k (the x·Wᵀ of a linear layer). The best of several timed runs
 after a warm-up is reported, as moe bench gemm does.
 """
@@ -32,6 +33,7 @@ def bench(m, n, k, trans_b, min_time=1.0):
     best = float("inf")
     total = 0.0
     reps = 0
+    cpu0 = time.process_time()
     while total < min_time or reps < 3:
         t0 = time.perf_counter()
         run()
@@ -39,7 +41,8 @@ def bench(m, n, k, trans_b, min_time=1.0):
         best = min(best, dt)
         total += dt
         reps += 1
-    return best
+    cpu = (time.process_time() - cpu0) / reps
+    return best, total / reps, cpu
 
 
 def main():
@@ -47,9 +50,12 @@ def main():
     for s in shapes:
         trans_b = s.endswith("t")
         m, n, k = (int(x) for x in s.rstrip("t").split("x"))
-        sec = bench(m, n, k, trans_b)
+        sec, mean, cpu = bench(m, n, k, trans_b)
+        flop = 2.0 * m * n * k
         print(json.dumps({"m": m, "n": n, "k": k, "trans_b": trans_b,
-                          "gflops": 2.0 * m * n * k / sec / 1e9, "seconds": sec}))
+                          "gflops": flop / sec / 1e9, "seconds": sec,
+                          "mean_seconds": mean, "cpu_seconds": cpu,
+                          "gflops_per_cpu_second": flop / cpu / 1e9}))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,12 @@ type benchGemmResult struct {
 	Seconds float64 `json:"seconds"`
 	// MeanSeconds is the mean over all timed repetitions.
 	MeanSeconds float64 `json:"mean_seconds"`
-	Reps        int     `json:"reps"`
+	// CPUSeconds is the process CPU time (all threads) per repetition; on
+	// a shared machine GFLOPS per CPU-second (CPUGFLOPS) is less disturbed
+	// by other load than wall time.
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	CPUGFLOPS  float64 `json:"gflops_per_cpu_second,omitempty"`
+	Reps       int     `json:"reps"`
 	compute.Peak
 	Threads int    `json:"threads"`
 	Path    string `json:"path"`
@@ -143,6 +148,7 @@ func runBenchGemm(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	once() // warm-up: faults pages in, fills the pool's buffers
 	best, total, reps := math.Inf(1), 0.0, 0
+	cpu0, cpuOK := compute.ProcessCPUSeconds()
 	for (total < minTime.Seconds() || reps < 3) && ctx.Err() == nil {
 		t0 := time.Now()
 		once()
@@ -151,6 +157,7 @@ func runBenchGemm(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		total += dt
 		reps++
 	}
+	cpu1, _ := compute.ProcessCPUSeconds()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bench gemm: %w", err)
 	}
@@ -168,6 +175,10 @@ func runBenchGemm(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		BF16:           *bf16,
 		Copies:         copies,
 		BytesPerSecond: (4*float64(*m)*float64(*k) + bBytes + 4*float64(*m)*float64(*n)) / best,
+	}
+	if cpuOK && cpu1 > cpu0 {
+		res.CPUSeconds = (cpu1 - cpu0) / float64(reps)
+		res.CPUGFLOPS = 2 * float64(*m) * float64(*n) * float64(*k) / res.CPUSeconds / 1e9
 	}
 	if *bandwidth || *m <= 16 {
 		res.MemoryBandwidth = compute.MeasureBandwidth(ctx, pool, 1<<30, 5)
