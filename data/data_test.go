@@ -2,6 +2,7 @@ package data
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -695,5 +696,67 @@ func TestSmallSourcesSplit(t *testing.T) {
 	}
 	if _, err := OpenLoader(out, SplitVal, 8, 0); err == nil || !strings.Contains(err.Error(), "val") {
 		t.Fatalf("error does not name the split: %v", err)
+	}
+}
+
+func gzipBytes(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestDocumentsGzip(t *testing.T) {
+	dir := t.TempDir()
+	var book bytes.Buffer
+	for i := 0; book.Len() < 3*MaxWholeFile; i++ {
+		fmt.Fprintf(&book, "Verse %d: and the words went on.\n\n", i)
+	}
+	writeFile(t, filepath.Join(dir, "plain", "book.txt"), book.Bytes())
+	writeFile(t, filepath.Join(dir, "gz", "book.txt.gz"), gzipBytes(t, book.Bytes()))
+	writeFile(t, filepath.Join(dir, "gz", "small.txt.gz"), gzipBytes(t, []byte("tiny\n\n\nfile\n")))
+	writeFile(t, filepath.Join(dir, "gz", "lines.jsonl.gz"), gzipBytes(t, []byte("{\"text\":\"a\"}\n{\"text\":\"b\"}\n")))
+	plain, _, err := collect(t, Source{Name: "p", Path: filepath.Join(dir, "plain")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz, st, err := collect(t, Source{Name: "g", Path: filepath.Join(dir, "gz")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// book.txt.gz, lines.jsonl.gz, small.txt.gz in lexical order.
+	if len(gz) != len(plain)+3 || st.Files != 3 {
+		t.Fatalf("%d gzip documents (%d files), %d plain", len(gz), st.Files, len(plain))
+	}
+	for i := range plain {
+		if !bytes.Equal(gz[i], plain[i]) {
+			t.Fatalf("gzip document %d differs", i)
+		}
+	}
+	if string(gz[len(plain)]) != "a" || string(gz[len(plain)+1]) != "b" || string(gz[len(plain)+2]) != "tiny\n\n\nfile\n" {
+		t.Fatalf("tail documents %q", gz[len(plain):])
+	}
+	full := gzipBytes(t, book.Bytes())
+	writeFile(t, filepath.Join(dir, "trunc.txt.gz"), full[:len(full)/2])
+	writeFile(t, filepath.Join(dir, "bad.txt.gz"), []byte("not gzip at all"))
+	for name, want := range map[string]string{"trunc.txt.gz": "unexpected EOF", "bad.txt.gz": "not a readable gzip file"} {
+		if _, _, err := collect(t, Source{Name: "b", Path: filepath.Join(dir, name)}); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// Progress counts file bytes, so it ends at the files' total size.
+	var seen int64
+	if _, err := documents(context.Background(), Source{Name: "g", Path: filepath.Join(dir, "gz")}, func([]byte) error { return nil },
+		func(n int64) { seen += n }); err != nil {
+		t.Fatal(err)
+	}
+	if _, size, _ := fingerprint(filepath.Join(dir, "gz")); seen != size {
+		t.Errorf("progress reported %d bytes of %d", seen, size)
 	}
 }

@@ -207,14 +207,12 @@ func Prepare(ctx context.Context, sources []Source, tok *tokenizer.Tokenizer, di
 		Seed:        opts.Seed,
 	}
 	var total int64
-	var sizes []int64
 	for _, s := range sources {
 		fp, size, err := fingerprint(s.Path)
 		if err != nil {
 			return nil, fmt.Errorf("prepare data: source %s: %w", s.Name, err)
 		}
 		total += size
-		sizes = append(sizes, size)
 		want.Sources = append(want.Sources, SourceManifest{Source: s, Fingerprint: fp})
 	}
 	if old, err := ReadManifest(dir); err == nil && sameInputs(old, want) && shardsPresent(dir, old) {
@@ -256,17 +254,12 @@ func Prepare(ctx context.Context, sources []Source, tok *tokenizer.Tokenizer, di
 		)
 	}
 	start := time.Now()
-	var done int64
 	for i := range want.Sources {
 		if err := prepareSource(ctx, &want.Sources[i], tok, dir, opts, bar); err != nil {
 			removeShards(dir, want)
 			return nil, fmt.Errorf("prepare data: %w", err)
 		}
-		// The bar advances by document bytes; JSON syntax and skipped binary
-		// files make a source's files larger, so resynchronise on file sizes.
-		if done += sizes[i]; bar != nil && i < len(want.Sources)-1 {
-			bar.Set64(done)
-		}
+
 		sm := &want.Sources[i]
 		log.Info("prepared source", "name", sm.Name, "docs", sm.Stats.Documents, "bytes", sm.Stats.Bytes,
 			"train_tokens", sm.Train.Tokens, "val_tokens", sm.Val.Tokens, "binary_skipped", sm.Stats.BinarySkipped)
@@ -436,7 +429,7 @@ func prepareSource(ctx context.Context, sm *SourceManifest, tok *tokenizer.Token
 	// Writer: consumes batches in order.
 	writeErr := make(chan error, 1)
 	go func() {
-		err := writeSplits(ctx, ordered, sm, tok.VocabSize(), dir, opts.ShardTokens, opts.ValFraction, bar)
+		err := writeSplits(ctx, ordered, sm, tok.VocabSize(), dir, opts.ShardTokens, opts.ValFraction)
 		if err != nil {
 			cancel()
 			for range ordered { // drain so the reader never blocks
@@ -462,7 +455,11 @@ func prepareSource(ctx context.Context, sm *SourceManifest, tok *tokenizer.Token
 		}
 		return nil
 	}
-	st, readErr := Documents(ctx, sm.Source, func(doc []byte) error {
+	var progress func(int64)
+	if bar != nil {
+		progress = func(n int64) { bar.Add64(n) }
+	}
+	st, readErr := documents(ctx, sm.Source, func(doc []byte) error {
 		cur.docs = append(cur.docs, append([]byte(nil), doc...))
 		cur.val = append(cur.val, IsVal(idx, opts.ValFraction, phi))
 		cur.bytes += int64(len(doc))
@@ -471,7 +468,7 @@ func prepareSource(ctx context.Context, sm *SourceManifest, tok *tokenizer.Token
 			return send()
 		}
 		return nil
-	})
+	}, progress)
 	if readErr == nil && len(cur.docs) > 0 {
 		readErr = send()
 	}
@@ -493,7 +490,7 @@ func prepareSource(ctx context.Context, sm *SourceManifest, tok *tokenizer.Token
 }
 
 // writeSplits writes the tokens of ordered batches to train and val shards.
-func writeSplits(ctx context.Context, ordered <-chan *docBatch, sm *SourceManifest, vocab int, dir string, shardTokens int64, valFraction float64, bar *progressbar.ProgressBar) (err error) {
+func writeSplits(ctx context.Context, ordered <-chan *docBatch, sm *SourceManifest, vocab int, dir string, shardTokens int64, valFraction float64) (err error) {
 	type splitWriter struct {
 		name  string
 		split *Split
@@ -561,9 +558,6 @@ func writeSplits(ctx context.Context, ordered <-chan *docBatch, sm *SourceManife
 				}
 			}
 			pending, pendingVal, hasPending = t, b.val[i], true
-		}
-		if bar != nil {
-			bar.Add64(b.bytes)
 		}
 	}
 	if hasPending {

@@ -8,6 +8,7 @@ package data
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -136,6 +137,9 @@ var ErrNoDocuments = errors.New("no text documents")
 //
 //   - A directory is walked recursively in lexical order; entries whose name
 //     starts with '.' are skipped, symbolic links are not followed.
+//   - A file ending in .gz is decompressed as it is read; the extension
+//     before .gz decides its format. A corrupt or truncated gzip stream is an
+//     error naming the file.
 //   - A file ending in .jsonl holds one JSON object per line; its "text"
 //     string field is one document. A malformed or truncated line is an error
 //     naming the file and line.
@@ -151,12 +155,21 @@ var ErrNoDocuments = errors.New("no text documents")
 // no document is an error wrapping ErrNoDocuments; an error from fn stops the
 // walk and is returned.
 func Documents(ctx context.Context, src Source, fn func(doc []byte) error) (Stats, error) {
+	return documents(ctx, src, fn, nil)
+}
+
+// documents is Documents with a progress callback that receives the number
+// of file bytes consumed (each file's size in all, whatever its format).
+func documents(ctx context.Context, src Source, fn func(doc []byte) error, progress func(int64)) (Stats, error) {
 	var st Stats
 	info, err := os.Stat(src.Path)
 	if err != nil {
 		return st, fmt.Errorf("source %s: %w", src.Name, err)
 	}
-	r := &docReader{ctx: ctx, fn: fn, st: &st}
+	if progress == nil {
+		progress = func(int64) {}
+	}
+	r := &docReader{ctx: ctx, fn: fn, st: &st, progress: progress}
 	if info.IsDir() {
 		err = filepath.WalkDir(src.Path, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -190,10 +203,11 @@ func Documents(ctx context.Context, src Source, fn func(doc []byte) error) (Stat
 
 // docReader carries the state of one Documents call.
 type docReader struct {
-	ctx context.Context
-	fn  func([]byte) error
-	st  *Stats
-	buf []byte
+	ctx      context.Context
+	fn       func([]byte) error
+	st       *Stats
+	buf      []byte
+	progress func(int64)
 }
 
 func (r *docReader) emit(doc []byte) error {
@@ -205,45 +219,79 @@ func (r *docReader) emit(doc []byte) error {
 	return r.fn(doc)
 }
 
+// countingReader reports the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+	f func(int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	c.f(int64(n))
+	return n, err
+}
+
+// file reads one file: gzip-compressed when its name ends in .gz (the
+// extension before that decides the format), JSON Lines for .jsonl, else
+// text unless it looks binary.
 func (r *docReader) file(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if strings.EqualFold(filepath.Ext(path), ".jsonl") {
-		r.st.Files++
-		return r.jsonl(path, f)
+	cr := &countingReader{r: f, f: r.progress}
+	defer func() {
+		// Account for what was not read (a skipped binary file's tail).
+		if info, err := f.Stat(); err == nil && info.Size() > cr.n {
+			r.progress(info.Size() - cr.n)
+		}
+	}()
+	var in io.Reader = cr
+	name := path
+	if strings.EqualFold(filepath.Ext(path), ".gz") {
+		gz, err := gzip.NewReader(bufio.NewReaderSize(cr, 64<<10))
+		if err != nil {
+			return fmt.Errorf("%s: not a readable gzip file: %w", path, err)
+		}
+		defer gz.Close()
+		in = gz
+		name = strings.TrimSuffix(path, filepath.Ext(path))
 	}
-	br := bufio.NewReaderSize(f, 64<<10)
-	head, err := br.Peek(sniffBytes)
-	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
+	if strings.EqualFold(filepath.Ext(name), ".jsonl") {
+		r.st.Files++
+		return r.jsonl(path, in)
+	}
+	// The buffer holds one more byte than a whole-file document, so that
+	// Peek tells a small file from a large one without its size (which a
+	// compressed file does not give).
+	br := bufio.NewReaderSize(in, MaxWholeFile+1)
+	head, err := br.Peek(MaxWholeFile + 1)
+	if err != nil && err != io.EOF {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	if len(head) == 0 {
 		r.st.EmptySkipped++
 		return nil
 	}
-	if IsBinary(head, len(head) < sniffBytes) {
+	if IsBinary(head[:min(len(head), sniffBytes)], len(head) <= sniffBytes) {
 		r.st.BinarySkipped++
 		return nil
 	}
 	r.st.Files++
-	info, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if err := r.text(br, info.Size()); err != nil {
+	if err := r.text(br, len(head) <= MaxWholeFile); err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	return nil
 }
 
-// text cuts a text stream of size bytes into documents (see Documents).
-func (r *docReader) text(br *bufio.Reader, size int64) error {
+// text cuts a text stream into documents (see Documents); whole says the
+// stream is at most MaxWholeFile bytes and is one document.
+func (r *docReader) text(br *bufio.Reader, whole bool) error {
 	doc := r.buf[:0]
 	defer func() { r.buf = doc[:0] }()
-	whole := size <= MaxWholeFile
 	emitted := 0
 	for {
 		line, err := br.ReadSlice('\n')
