@@ -9,9 +9,9 @@ import (
 )
 
 // kTuner adapts the number K of draft tokens per speculative step. It keeps
-// running estimates of the acceptance rate α, of the draft's time per
-// proposed token, and of the target's verification time as a function of the
-// batch m = K+1, and each step moves K by at most one toward the value that
+// running estimates of the acceptance rate α (an exponential average), of
+// the draft's time per proposed token and of the target's verification time
+// as a function of the batch m = K+1 (minima over recent steps), and each step moves K by at most one toward the value that
 // maximises expected tokens per second:
 //
 //	E[tokens](K) = (1 − α^(K+1)) / (1 − α)
@@ -27,8 +27,8 @@ type kTuner struct {
 	fixed         bool
 
 	alpha   float64 // EMA of per-token acceptance
-	tDraft  float64 // EMA seconds per draft forward
-	tVerify map[int]float64
+	tDraft  minWindow // seconds per draft forward
+	tVerify map[int]*minWindow
 
 	fixedW, expertW float64 // floats read: non-expert weights, one expert of one layer
 	layers, E, topk int
@@ -36,6 +36,31 @@ type kTuner struct {
 }
 
 const emaW = 0.2
+
+// minWindow keeps the last few timings of one operation; their minimum is
+// the estimate. Interference from other processes only ever adds time, so
+// the minimum of recent runs tracks the operation's own cost better than a
+// mean, while the window still follows real changes (a longer context).
+type minWindow struct {
+	vals [12]float64
+	n    int // observations so far
+}
+
+func (w *minWindow) add(v float64) {
+	w.vals[w.n%len(w.vals)] = v
+	w.n++
+}
+
+func (w *minWindow) min() float64 {
+	if w.n == 0 {
+		return 0
+	}
+	m := w.vals[0]
+	for _, v := range w.vals[1:min(w.n, len(w.vals))] {
+		m = min(m, v)
+	}
+	return m
+}
 
 func newKTuner(target *Model, opts GenerateOptions) *kTuner {
 	k := opts.DraftTokens
@@ -47,7 +72,7 @@ func newKTuner(target *Model, opts GenerateOptions) *kTuner {
 		kMax = max(2*k, 8)
 	}
 	kMax = max(kMax, k)
-	t := &kTuner{k: k, kMin: 1, kMax: kMax, fixed: opts.FixedDraftTokens, alpha: 0.7, tVerify: map[int]float64{}, calib: 1}
+	t := &kTuner{k: k, kMin: 1, kMax: kMax, fixed: opts.FixedDraftTokens, alpha: 0.7, tVerify: map[int]*minWindow{}, calib: 1}
 	cfg := target.Cfg
 	total := float64(len(target.W.Flat))
 	if cfg.IsMoE() {
@@ -77,7 +102,7 @@ func (t *kTuner) units(m int) float64 {
 // verifyTime estimates the verification time of m tokens.
 func (t *kTuner) verifyTime(m int) float64 {
 	if v, ok := t.tVerify[m]; ok {
-		return v
+		return v.min()
 	}
 	best, bestD := 0, math.MaxInt
 	for mm := range t.tVerify {
@@ -92,13 +117,13 @@ func (t *kTuner) verifyTime(m int) float64 {
 	if bestD == math.MaxInt {
 		return 0
 	}
-	return t.tVerify[best] * t.units(m) / t.units(best)
+	return t.tVerify[best].min() * t.units(m) / t.units(best)
 }
 
 func (t *kTuner) rate(k int) float64 {
 	a := min(t.alpha, 0.999)
 	tokens := (1 - math.Pow(a, float64(k+1))) / (1 - a)
-	cost := float64(k)*t.tDraft + t.verifyTime(k+1)
+	cost := float64(k)*t.tDraft.min() + t.verifyTime(k+1)
 	if cost <= 0 {
 		return 0
 	}
@@ -117,11 +142,7 @@ func (t *kTuner) observe(k, acc int, draftPerTok, verify float64, m, touched int
 		return
 	}
 	if k > 0 {
-		if t.tDraft == 0 {
-			t.tDraft = draftPerTok
-		} else {
-			t.tDraft = (1-emaW)*t.tDraft + emaW*draftPerTok
-		}
+		t.tDraft.add(draftPerTok)
 	}
 	if t.E > 0 && touched > 0 {
 		pred := t.predictedTouched(m) / t.calib
@@ -129,12 +150,13 @@ func (t *kTuner) observe(k, acc int, draftPerTok, verify float64, m, touched int
 			t.calib = (1-emaW)*t.calib + emaW*float64(touched)/pred
 		}
 	}
-	if old, ok := t.tVerify[m]; ok {
-		t.tVerify[m] = (1-emaW)*old + emaW*verify
-	} else {
-		t.tVerify[m] = verify
+	w, ok := t.tVerify[m]
+	if !ok {
+		w = &minWindow{}
+		t.tVerify[m] = w
 	}
-	if t.fixed || t.tDraft == 0 {
+	w.add(verify)
+	if t.fixed || t.tDraft.n == 0 {
 		return
 	}
 	best, bestR := t.k, t.rate(t.k)
