@@ -20,6 +20,12 @@ func sgemmKernelAVX512(k int, a, b *float32, ldb int, c *float32, ldc int, alpha
 func sgemmKernelRowsAVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
 
 //go:noescape
+func sgemmKernelAVX2(k int, a, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
+
+//go:noescape
+func sgemmKernelRowsAVX2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
+
+//go:noescape
 func dotKernel1AVX512(n int, a *float32, lda int, b *float32, ldb int, out *float32)
 
 //go:noescape
@@ -215,6 +221,35 @@ var avx512Kernels = kernels{
 	},
 }
 
+// avx2Kernels is the AVX2+FMA path: the 6×16 GEMM micro-kernels in
+// assembly; the small-M, dot and pack loops are the portable ones.
+var avx2Kernels = kernels{
+	name: "avx2",
+	mr:   6,
+	nr:   16,
+	micro: func(k int, a, b []float32, ldb int, c []float32, ldc int, alpha float32, add bool) {
+		ad := 0
+		if add {
+			ad = 1
+		}
+		sgemmKernelAVX2(k, unsafe.SliceData(a), unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, ad)
+	},
+	microRows: func(k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32, add bool) {
+		ad := 0
+		if add {
+			ad = 1
+		}
+		sgemmKernelRowsAVX2(k, unsafe.SliceData(a), lda, unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, ad)
+	},
+	dotNB:    func(int) int { return 0 },
+	vdot:     dotGeneric,
+	vdotStep: 1,
+	axpy:     axpyGeneric,
+}
+
+// hasAVX2 says whether the AVX2+FMA kernels run here.
+var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
 // hasAVX512 says whether this CPU and OS run the AVX-512 kernels (F for the
 // arithmetic, BW for VPMOVZXWD on zmm; x/sys/cpu also checks OS support).
 var hasAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
@@ -224,23 +259,42 @@ var defaultKernels = func() *kernels {
 	if hasAVX512 {
 		return &avx512Kernels
 	}
+	if hasAVX2 {
+		return &avx2Kernels
+	}
 	return &genericKernels
 }()
 
 // fastPathReason says why the generic path was chosen, if it was.
 var fastPathReason = func() string {
-	if hasAVX512 {
+	switch {
+	case hasAVX512:
 		return ""
+	case hasAVX2:
+		return "CPU or OS lacks AVX-512 F/BW: AVX2+FMA GEMM kernels, portable decode kernels"
 	}
-	return "CPU or OS lacks AVX-512 F/BW; the AVX2 path is not written yet"
+	return "CPU lacks AVX2+FMA: portable Go kernels"
 }()
 
-// fastKernels returns the SIMD path available on this machine, or nil.
+// fastKernels returns the best SIMD path available on this machine, or nil.
 func fastKernels() *kernels {
-	if hasAVX512 {
-		return &avx512Kernels
+	if ks := allFastKernels(); len(ks) > 0 {
+		return ks[0]
 	}
 	return nil
+}
+
+// allFastKernels returns every SIMD path this machine can run, best first
+// (the tests check each against the reference).
+func allFastKernels() []*kernels {
+	var ks []*kernels
+	if hasAVX512 {
+		ks = append(ks, &avx512Kernels)
+	}
+	if hasAVX2 {
+		ks = append(ks, &avx2Kernels)
+	}
+	return ks
 }
 
 //go:noescape

@@ -12,6 +12,9 @@ const fastPathReason = "no SIMD kernels for this GOARCH (or built with -tags pur
 // fastKernels returns the SIMD path available on this machine, or nil.
 func fastKernels() *kernels { return nil }
 
+// allFastKernels returns every SIMD path this machine can run: none.
+func allFastKernels() []*kernels { return nil }
+
 // probeFMA has no portable equivalent.
 func probeFMA(n int) (float64, bool) { return 0, false }
 

@@ -12,11 +12,7 @@ import (
 // paths returns the kernel paths to test: the generic one and, where the
 // CPU has one, the fast one.
 func paths() []*kernels {
-	ps := []*kernels{&genericKernels}
-	if f := fastKernels(); f != nil {
-		ps = append(ps, f)
-	}
-	return ps
+	return append([]*kernels{&genericKernels}, allFastKernels()...)
 }
 
 // refGemm is the float64 reference: C = alpha·op(A)·op(B) + beta·C, and the
@@ -217,14 +213,19 @@ func TestGemmDeterministic(t *testing.T) {
 	}
 }
 
-// TestGemmFastMatchesGeneric compares the fast path with the portable one
+// TestGemmFastMatchesGeneric compares the fast paths with the portable one
 // directly, on a shape each driver path handles.
 func TestGemmFastMatchesGeneric(t *testing.T) {
-	fast := fastKernels()
-	if fast == nil {
+	if len(allFastKernels()) == 0 {
 		t.Logf("no SIMD path on this machine (%s); generic is tested against the reference", fastPathReason)
 		return
 	}
+	for _, fast := range allFastKernels() {
+		testFastMatchesGeneric(t, fast)
+	}
+}
+
+func testFastMatchesGeneric(t *testing.T, fast *kernels) {
 	r := rand.New(rand.NewPCG(3, 3))
 	for _, tc := range []gemmCase{
 		{m: 97, n: 131, k: 333, alpha: 1},

@@ -3,9 +3,11 @@
 // the compute directory with `go generate` (see compute/gemm_amd64.go).
 //
 // Kernels written:
-//   - sgemmKernelAVX512: the 12×32 GEMM micro-kernel over a packed A panel
-//     (12 values per k) and a B panel with an arbitrary row stride (32
-//     contiguous values per k), 24 zmm accumulators.
+//   - sgemmKernelAVX512 / sgemmKernelRowsAVX512: the 12×32 GEMM micro-kernel
+//     over a packed A panel (12 values per k) or 12 rows of A read in place,
+//     and a B panel with an arbitrary row stride (32 contiguous values per
+//     k), 24 zmm accumulators; sgemmKernel(Rows)AVX2 the 6×16 AVX2+FMA one
+//     with 12 ymm accumulators.
 //   - dotKernel<MA>AVX512 / dotKernelBF16<MA>AVX512: MA rows of A against NB
 //     rows of B (fp32 or bf16), 16 lanes at a time; they add the raw
 //     accumulators into out and the caller reduces them.
@@ -52,8 +54,10 @@ func main() {
 	g.p("//go:build amd64 && !purego")
 	g.p("")
 	g.p("#include \"textflag.h\"")
-	g.sgemm(false)
-	g.sgemm(true)
+	g.sgemm(isaAVX512, false)
+	g.sgemm(isaAVX512, true)
+	g.sgemm(isaAVX2, false)
+	g.sgemm(isaAVX2, true)
 	for ma := 1; ma <= 8; ma++ {
 		g.dot(ma, false)
 		g.dot(ma, true)
@@ -71,19 +75,40 @@ func main() {
 	}
 }
 
-// sgemm writes
-// func sgemmKernelAVX512(k int, a, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
-// C[0:12, 0:32] (row stride ldc) = alpha·Σ_l a[l*12+i]·b[l*ldb+j] (+ C if add != 0),
+// isa describes a vector instruction set the GEMM micro-kernel is written
+// for: register prefix, vector width in floats, and the tile it uses.
+type isa struct {
+	suffix string // symbol suffix: AVX512, AVX2
+	reg    string // Z or Y
+	width  int    // floats per register
+	mr, nr int
+	zero   string // instruction that zeroes a register with itself
+}
+
+var (
+	isaAVX512 = isa{suffix: "AVX512", reg: "Z", width: 16, mr: gemmMR, nr: gemmNR, zero: "VPXORD"}
+	isaAVX2   = isa{suffix: "AVX2", reg: "Y", width: 8, mr: 6, nr: 16, zero: "VPXOR"}
+)
+
+// sgemm writes, for instruction set is,
+// func sgemmKernel<ISA>(k int, a, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
+// C[0:mr, 0:nr] (row stride ldc) = alpha·Σ_l a[l*mr+i]·b[l*ldb+j] (+ C if add != 0),
 // and, with rowsA, the same over an unpacked A:
-// func sgemmKernelRowsAVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
-// with a[i*lda+l] in place of the packed a[l*12+i].
-func (g *gen) sgemm(rowsA bool) {
-	name, frame := "sgemmKernelAVX512", 64
+// func sgemmKernelRows<ISA>(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
+// with a[i*lda+l] in place of the packed a[l*mr+i]. The tile is nr/width
+// vectors wide; mr·nr/width accumulators, nr/width B registers and two
+// broadcast registers must fit in the register file.
+func (g *gen) sgemm(is isa, rowsA bool) {
+	name, frame := "sgemmKernel"+is.suffix, 64
 	off := 0
-	abases := []string{"SI", "R10", "R11", "R12"}
+	abases := []string{"SI", "R10", "R11", "R12"}[:(is.mr+2)/3]
 	if rowsA {
-		name, frame, off = "sgemmKernelRowsAVX512", 72, 8
+		name, frame, off = "sgemmKernelRows"+is.suffix, 72, 8
 	}
+	nv := is.nr / is.width
+	vb := 4 * is.width // bytes per vector
+	nacc := is.mr * nv
+	R := func(i int) string { return fmt.Sprintf("%s%d", is.reg, i) }
 	g.p("")
 	if rowsA {
 		g.p("// func %s(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)", name)
@@ -97,7 +122,7 @@ func (g *gen) sgemm(rowsA bool) {
 		g.p("\tMOVQ lda+16(FP), R13")
 		g.p("\tSHLQ $2, R13")
 		g.p("\tLEAQ (R13)(R13*2), AX")
-		for i := 1; i < 4; i++ {
+		for i := 1; i < len(abases); i++ {
 			g.p("\tLEAQ (%s)(AX*1), %s", abases[i-1], abases[i])
 		}
 	}
@@ -109,63 +134,67 @@ func (g *gen) sgemm(rowsA bool) {
 	g.p("\tSHLQ $2, R9")
 	// Prefetch the C tile: its lines arrive while the loop runs.
 	g.p("\tMOVQ DI, AX")
-	for i := 0; i < gemmMR; i++ {
-		g.p("\tPREFETCHT0 (AX)")
-		g.p("\tPREFETCHT0 64(AX)")
+	for i := 0; i < is.mr; i++ {
+		for l := 0; l < 4*is.nr; l += 64 {
+			g.p("\tPREFETCHT0 %d(AX)", l)
+		}
 		g.p("\tADDQ R9, AX")
 	}
-	for r := 0; r < 2*gemmMR; r++ {
-		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
+	for r := 0; r < nacc; r++ {
+		g.p("\t%s %s, %s, %s", is.zero, R(r), R(r), R(r))
 	}
 	lbl, store, over := name+"_loop", name+"_store", name+"_overwrite"
 	g.p("\tTESTQ CX, CX")
 	g.p("\tJE %s", store)
 	g.p("%s:", lbl)
-	g.p("\tVMOVUPS (DX), Z24")
-	g.p("\tVMOVUPS 64(DX), Z25")
-	for i := 0; i < gemmMR; i++ {
-		t := 26 + i%2
+	for v := 0; v < nv; v++ {
+		g.p("\tVMOVUPS %d(DX), %s", vb*v, R(nacc+v))
+	}
+	for i := 0; i < is.mr; i++ {
+		t := R(nacc + nv + i%2)
 		if rowsA {
-			g.p("\tVBROADCASTSS %s, Z%d", rowAddr(abases, "R13", i), t)
+			g.p("\tVBROADCASTSS %s, %s", rowAddr(abases, "R13", i), t)
 		} else {
-			g.p("\tVBROADCASTSS %d(SI), Z%d", 4*i, t)
+			g.p("\tVBROADCASTSS %d(SI), %s", 4*i, t)
 		}
-		g.p("\tVFMADD231PS Z24, Z%d, Z%d", t, 2*i)
-		g.p("\tVFMADD231PS Z25, Z%d, Z%d", t, 2*i+1)
+		for v := 0; v < nv; v++ {
+			g.p("\tVFMADD231PS %s, %s, %s", R(nacc+v), t, R(i*nv+v))
+		}
 	}
 	if rowsA {
 		for _, b := range abases {
 			g.p("\tADDQ $4, %s", b)
 		}
 	} else {
-		g.p("\tADDQ $%d, SI", 4*gemmMR)
+		g.p("\tADDQ $%d, SI", 4*is.mr)
 	}
 	g.p("\tADDQ R8, DX")
 	g.p("\tDECQ CX")
 	g.p("\tJNE %s", lbl)
 	g.p("%s:", store)
-	g.p("\tVBROADCASTSS alpha+%d(FP), Z28", 48+off)
+	alpha := R(nacc) // a B register, free after the loop
+	g.p("\tVBROADCASTSS alpha+%d(FP), %s", 48+off, alpha)
 	g.p("\tMOVQ add+%d(FP), AX", 56+off)
 	g.p("\tTESTQ AX, AX")
 	g.p("\tJE %s", over)
-	for i := 0; i < gemmMR; i++ {
-		g.p("\tVFMADD213PS (DI), Z28, Z%d", 2*i)
-		g.p("\tVFMADD213PS 64(DI), Z28, Z%d", 2*i+1)
-		g.p("\tVMOVUPS Z%d, (DI)", 2*i)
-		g.p("\tVMOVUPS Z%d, 64(DI)", 2*i+1)
-		if i != gemmMR-1 {
+	for i := 0; i < is.mr; i++ {
+		for v := 0; v < nv; v++ {
+			g.p("\tVFMADD213PS %d(DI), %s, %s", vb*v, alpha, R(i*nv+v))
+			g.p("\tVMOVUPS %s, %d(DI)", R(i*nv+v), vb*v)
+		}
+		if i != is.mr-1 {
 			g.p("\tADDQ R9, DI")
 		}
 	}
 	g.p("\tVZEROUPPER")
 	g.p("\tRET")
 	g.p("%s:", over)
-	for i := 0; i < gemmMR; i++ {
-		g.p("\tVMULPS Z28, Z%d, Z%d", 2*i, 2*i)
-		g.p("\tVMULPS Z28, Z%d, Z%d", 2*i+1, 2*i+1)
-		g.p("\tVMOVUPS Z%d, (DI)", 2*i)
-		g.p("\tVMOVUPS Z%d, 64(DI)", 2*i+1)
-		if i != gemmMR-1 {
+	for i := 0; i < is.mr; i++ {
+		for v := 0; v < nv; v++ {
+			g.p("\tVMULPS %s, %s, %s", alpha, R(i*nv+v), R(i*nv+v))
+			g.p("\tVMOVUPS %s, %d(DI)", R(i*nv+v), vb*v)
+		}
+		if i != is.mr-1 {
 			g.p("\tADDQ R9, DI")
 		}
 	}
