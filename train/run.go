@@ -233,7 +233,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 
 	// The data.
 	dataDir := filepath.Join(opts.Out, DataDir)
-	man, err := data.Prepare(ctx, sources, tok, dataDir, data.PrepareOptions{ValFraction: opts.ValFraction, Seed: opts.Seed, Logger: log})
+	man, err := data.Prepare(ctx, sources, tok, dataDir, data.PrepareOptions{ValFraction: opts.ValFraction, Seed: opts.Seed, Logger: log, Progress: progress})
 	if err != nil {
 		return nil, fmt.Errorf("preparing data: %w", err)
 	}
