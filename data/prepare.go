@@ -261,7 +261,11 @@ func Prepare(ctx context.Context, sources []Source, tok *tokenizer.Tokenizer, di
 		}
 
 		sm := &want.Sources[i]
-		log.Info("prepared source", "name", sm.Name, "docs", sm.Stats.Documents, "bytes", sm.Stats.Bytes,
+		level := slog.LevelInfo
+		if bar != nil {
+			level = slog.LevelDebug // do not break the progress bar's line
+		}
+		log.Log(ctx, level, "prepared source", "name", sm.Name, "docs", sm.Stats.Documents, "bytes", sm.Stats.Bytes,
 			"train_tokens", sm.Train.Tokens, "val_tokens", sm.Val.Tokens, "binary_skipped", sm.Stats.BinarySkipped)
 	}
 	if bar != nil {
