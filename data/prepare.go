@@ -276,11 +276,16 @@ func Prepare(ctx context.Context, sources []Source, tok *tokenizer.Tokenizer, di
 		return nil, err
 	}
 	el := time.Since(start).Seconds()
-	var bytes int64
+	var bytes, docs int64
+	var binary, empty int
 	for _, s := range want.Sources {
 		bytes += s.Stats.Bytes
+		docs += s.Stats.Documents
+		binary += s.Stats.BinarySkipped
+		empty += s.Stats.EmptySkipped
 	}
-	log.Info("data prepared", "dir", dir, "train_tokens", want.Tokens(SplitTrain), "val_tokens", want.Tokens(SplitVal),
+	log.Info("data prepared", "dir", dir, "documents", docs, "binary_skipped", binary, "empty_skipped", empty,
+		"train_tokens", want.Tokens(SplitTrain), "val_tokens", want.Tokens(SplitVal),
 		"seconds", math.Round(el*100)/100, "mb_per_s", math.Round(float64(bytes)/1e6/el*10)/10)
 	return want, nil
 }
