@@ -287,7 +287,20 @@ func gemmBlocked(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float32, 
 			add := beta != 0 || pc > 0
 			chunk := max(1, npb/(4*threads))
 			p.Run((npb+chunk-1)/chunk, func(t int) {
-				for jp := t * chunk; jp < min(npb, (t+1)*chunk); jp++ {
+				j0, j1 := t*chunk, min(npb, (t+1)*chunk)
+				if !b.trans && b.bf == nil && (j1-1)*nr+nr <= nc {
+					// Row by row across the chunk's full panels: each row
+					// of B is read as one contiguous run (kinder to the TLB
+					// than panel by panel down a large B).
+					for l := 0; l < kc; l++ {
+						src := b.f32[(pc+l)*b.ld+jc+j0*nr : (pc+l)*b.ld+jc+j1*nr]
+						for jp := j0; jp < j1; jp++ {
+							copy(bpack[jp*kc*nr+l*nr:jp*kc*nr+l*nr+nr], src[(jp-j0)*nr:])
+						}
+					}
+					return
+				}
+				for jp := j0; jp < j1; jp++ {
 					packBPanel(ks, &b, jc+jp*nr, min(nr, nc-jp*nr), pc, kc, bpack[jp*kc*nr:])
 				}
 			})

@@ -119,6 +119,9 @@ func rowAxpyKernel6x1AVX512(k int, a *float32, lda int, b *float32, ldb int, c *
 func packBTransAVX512(kc int, src *float32, idx *int32, dst *float32)
 
 //go:noescape
+func transpose16AVX512(n16 int, src *float32, ld int, dst *float32, ldd int)
+
+//go:noescape
 func packANoTransAVX512(kc int, src *float32, idx *int32, dst *float32)
 
 type rowAxpyFn func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
@@ -175,13 +178,22 @@ var avx512Kernels = kernels{
 		if 4*31*ld > math.MaxInt32 {
 			return false
 		}
-		var idx [32]int32
-		for j := range idx {
-			idx[j] = int32(4 * j * ld)
-		}
 		_ = src[31*ld+kc-1]
 		_ = dst[32*kc-1]
-		packBTransAVX512(kc, unsafe.SliceData(src), &idx[0], unsafe.SliceData(dst))
+		// 16×16 register transposes for whole blocks of 16 depth steps,
+		// gathers for the rest.
+		n16 := kc / 16
+		if n16 > 0 {
+			transpose16AVX512(n16, unsafe.SliceData(src), ld, unsafe.SliceData(dst), 32)
+			transpose16AVX512(n16, &src[16*ld], ld, &dst[16], 32)
+		}
+		if rem := kc - 16*n16; rem > 0 {
+			var idx [32]int32
+			for j := range idx {
+				idx[j] = int32(4 * j * ld)
+			}
+			packBTransAVX512(rem, &src[16*n16], &idx[0], &dst[32*16*n16])
+		}
 		return true
 	},
 	packANoTrans: func(kc int, src []float32, ld int, dst []float32) bool {

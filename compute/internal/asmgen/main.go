@@ -70,6 +70,7 @@ func main() {
 	g.axpy()
 	g.probes()
 	g.packs()
+	g.transpose16()
 	if err := os.WriteFile(*out, g.b.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -516,6 +517,83 @@ func (g *gen) packs() {
 	g.p("\tDECQ CX")
 	g.p("\tJNE packan_loop")
 	g.p("packan_done:")
+	g.p("\tVZEROUPPER")
+	g.p("\tRET")
+}
+
+// transpose16 writes
+// func transpose16AVX512(n16 int, src *float32, ld int, dst *float32, ldd int)
+// dst[(16c+i)*ldd + j] = src[j*ld + 16c + i] for c < n16, i, j < 16: 16 rows
+// of a row-major matrix transposed 16×16 block by block in registers
+// (unpack, 64-bit unpack, two 128-bit lane shuffles).
+func (g *gen) transpose16() {
+	g.p("")
+	g.p("// func transpose16AVX512(n16 int, src *float32, ld int, dst *float32, ldd int)")
+	g.p("TEXT ·transpose16AVX512(SB), NOSPLIT, $0-40")
+	g.p("\tMOVQ n16+0(FP), CX")
+	g.p("\tMOVQ src+8(FP), SI")
+	g.p("\tMOVQ ld+16(FP), R8")
+	g.p("\tSHLQ $2, R8")
+	g.p("\tMOVQ dst+24(FP), DI")
+	g.p("\tMOVQ ldd+32(FP), DX")
+	g.p("\tSHLQ $2, DX")
+	g.p("\tLEAQ (R8)(R8*2), R9")  // 3·ld
+	g.p("\tLEAQ (R8)(R8*4), R10") // 5·ld
+	g.p("\tLEAQ (R9)(R8*4), R11") // 7·ld
+	g.p("\tLEAQ (DX)(DX*2), R12") // 3·ldd
+	g.p("\tTESTQ CX, CX")
+	g.p("\tJE tr16_done")
+	g.p("tr16_loop:")
+	g.p("\tLEAQ (SI)(R8*8), BX") // row 8
+	rows := []string{"(SI)", "(SI)(R8*1)", "(SI)(R8*2)", "(SI)(R9*1)", "(SI)(R8*4)", "(SI)(R10*1)", "(SI)(R9*2)", "(SI)(R11*1)",
+		"(BX)", "(BX)(R8*1)", "(BX)(R8*2)", "(BX)(R9*1)", "(BX)(R8*4)", "(BX)(R10*1)", "(BX)(R9*2)", "(BX)(R11*1)"}
+	for j, r := range rows {
+		g.p("\tVMOVUPS %s, Z%d", r, j)
+	}
+	// Stage 1: 32-bit interleave of row pairs into Z16..Z31.
+	for p := 0; p < 8; p++ {
+		a, b := 2*p, 2*p+1
+		g.p("\tVUNPCKLPS Z%d, Z%d, Z%d", b, a, 16+2*p)
+		g.p("\tVUNPCKHPS Z%d, Z%d, Z%d", b, a, 17+2*p)
+	}
+	// Stage 2: 64-bit interleave back into Z0..Z15.
+	for q := 0; q < 4; q++ {
+		t := 16 + 4*q // t0..t3 of this quad
+		g.p("\tVUNPCKLPD Z%d, Z%d, Z%d", t+2, t, 4*q)
+		g.p("\tVUNPCKHPD Z%d, Z%d, Z%d", t+2, t, 4*q+1)
+		g.p("\tVUNPCKLPD Z%d, Z%d, Z%d", t+3, t+1, 4*q+2)
+		g.p("\tVUNPCKHPD Z%d, Z%d, Z%d", t+3, t+1, 4*q+3)
+	}
+	// Stage 3: 128-bit lanes, r(i) with r(i+4) → Z16..Z31.
+	for h := 0; h < 2; h++ {
+		base := 8 * h
+		for i := 0; i < 4; i++ {
+			g.p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", base+i+4, base+i, 16+base+i)
+			g.p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", base+i+4, base+i, 16+base+i+4)
+		}
+	}
+	// Stage 4: t(i) with t(i+8) → Z0..Z15, row i of the transpose.
+	for i := 0; i < 8; i++ {
+		g.p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", 16+i+8, 16+i, i)
+		g.p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", 16+i+8, 16+i, i+8)
+	}
+	for i := 0; i < 16; i++ {
+		switch i % 4 {
+		case 0:
+			g.p("\tVMOVUPS Z%d, (DI)", i)
+		case 1:
+			g.p("\tVMOVUPS Z%d, (DI)(DX*1)", i)
+		case 2:
+			g.p("\tVMOVUPS Z%d, (DI)(DX*2)", i)
+		case 3:
+			g.p("\tVMOVUPS Z%d, (DI)(R12*1)", i)
+			g.p("\tLEAQ (DI)(DX*4), DI")
+		}
+	}
+	g.p("\tADDQ $64, SI")
+	g.p("\tDECQ CX")
+	g.p("\tJNE tr16_loop")
+	g.p("tr16_done:")
 	g.p("\tVZEROUPPER")
 	g.p("\tRET")
 }
