@@ -504,3 +504,25 @@ func TestEncodeWithSpecialsMatchesNaive(t *testing.T) {
 		}
 	}
 }
+
+func TestTrainLongRuns(t *testing.T) {
+	// A megabyte of one punctuation character and one of spaces must train
+	// quickly and still round-trip.
+	docs := func(yield func([]byte) bool) {
+		yield(bytes.Repeat([]byte("="), 1<<20))
+		yield([]byte(strings.Repeat(" ", 1<<20) + "x"))
+		yield([]byte("some ordinary words, some ordinary words"))
+	}
+	tok, err := Train(context.Background(), docs, 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := []byte(strings.Repeat("=", 5000) + " words " + strings.Repeat(" ", 3000))
+	ids := tok.Encode(in)
+	if !bytes.Equal(tok.Decode(ids), in) {
+		t.Fatal("round trip failed")
+	}
+	if len(ids) > 200 {
+		t.Errorf("long runs encode to %d tokens; merges of long runs were not learned", len(ids))
+	}
+}

@@ -9,6 +9,9 @@ import (
 // MaxVocabSize bounds the vocabulary size Train accepts.
 const MaxVocabSize = 1 << 20
 
+// maxTrainPiece caps the length of a pre-token counted by Train.
+const maxTrainPiece = 256
+
 // MinVocabSize is the smallest vocabulary Train accepts: 256 bytes plus the
 // special tokens.
 const MinVocabSize = 256 + len(SpecialNames)
@@ -43,19 +46,26 @@ func Train(ctx context.Context, docs func(yield func([]byte) bool), vocabSize in
 		}
 		for len(doc) > 0 {
 			n := nextPiece(doc)
-			p := doc[:n]
+			piece := doc[:n]
 			doc = doc[n:]
-			if i, ok := index[string(p)]; ok {
-				counts[i]++
-				continue
+			// Very long pieces (a line of 10k '=') are counted in chunks:
+			// rewriting a huge word on every merge would make training
+			// quadratic, and such runs make no useful tokens past this length.
+			for len(piece) > 0 {
+				p := piece[:min(len(piece), maxTrainPiece)]
+				piece = piece[len(p):]
+				if i, ok := index[string(p)]; ok {
+					counts[i]++
+					continue
+				}
+				index[string(p)] = int32(len(words))
+				w := make([]int32, len(p))
+				for k, b := range p {
+					w[k] = int32(b)
+				}
+				words = append(words, w)
+				counts = append(counts, 1)
 			}
-			index[string(p)] = int32(len(words))
-			w := make([]int32, n)
-			for k, b := range p {
-				w[k] = int32(b)
-			}
-			words = append(words, w)
-			counts = append(counts, 1)
 		}
 		return true
 	})
