@@ -509,3 +509,33 @@ func CrossEntropyBackward(dlogits, logits, lse []float32, targets []int32, rows,
 		dr[t] -= scale
 	}
 }
+
+// SoftmaxRowLSE replaces x with its softmax in place, like SoftmaxRow, and
+// returns the logsumexp of the original x (so that softmax(x) can later be
+// recomputed as exp(x − lse), see ExpScale).
+func SoftmaxRowLSE(x []float32) float32 {
+	if len(x) == 0 {
+		return float32(math.Inf(-1))
+	}
+	m := x[0]
+	for _, v := range x[1:] {
+		if v > m || v != v {
+			m = v
+			if v != v {
+				break
+			}
+		}
+	}
+	sum := expScale(x, x, m, 1)
+	inv := 1 / sum
+	for i := range x {
+		x[i] *= inv
+	}
+	return m + float32(math.Log(float64(sum)))
+}
+
+// ExpScale writes dst[i] = scale·exp(src[i] − shift) (dst may alias src,
+// and may be nil to only sum) and returns Σ exp(src[i] − shift).
+func ExpScale(dst, src []float32, shift, scale float32) float32 {
+	return expScale(src, dst, shift, scale)
+}

@@ -276,6 +276,22 @@ func TestSoftmaxAndCrossEntropy(t *testing.T) {
 		checkVec(t, "softmax", y, want, 1e-4, 1e-7)
 		checkVec(t, "logsoftmax", ls, wantLS, 1e-5, 1e-4)
 
+		// SoftmaxRowLSE gives the same softmax and the logsumexp, from which
+		// ExpScale recomputes it.
+		for row := 0; row < rows; row++ {
+			xr := slices.Clone(x[row*n : (row+1)*n])
+			lse := SoftmaxRowLSE(xr)
+			if !slices.Equal(xr, y[row*n:(row+1)*n]) {
+				t.Fatalf("n=%d: SoftmaxRowLSE differs from SoftmaxRow", n)
+			}
+			if want := LogSumExp(x[row*n : (row+1)*n]); !closeTo(lse, want, 1e-6, 1e-6) {
+				t.Fatalf("n=%d: lse %v, want %v", n, lse, want)
+			}
+			re := make([]float32, n)
+			ExpScale(re, x[row*n:(row+1)*n], lse, 1)
+			checkVec(t, "exp(x-lse)", re, want[row*n:(row+1)*n], 1e-4, 1e-7)
+		}
+
 		// Softmax backward vs finite differences of Σ softmax(x)·w.
 		w := randVec(r, n, 1)
 		dx := make([]float32, n)

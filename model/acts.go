@@ -10,7 +10,7 @@ import (
 type layerActs struct {
 	xn1, rstd1 []float32 // attention RMSNorm output [N,d] and 1/rms [N]
 	qkv        []float32 // [N, (nh+2·nkv)·hd], q and k after RoPE
-	att        []float32 // [B, nh, T, T] attention probabilities
+	attLSE     []float32 // [B, nh, T] logsumexp of each attention score row
 	ao         []float32 // [N, nh·hd] attention output before wo
 	mid        []float32 // [N,d] residual after attention
 	xn2, rstd2 []float32 // FFN RMSNorm output and 1/rms
@@ -59,7 +59,7 @@ type acts struct {
 	dres, dxn  []float32 // [N,d]
 	dqkv       []float32 // [N, qkvdim]
 	dao        []float32 // [N, qdim]
-	dP         []float32 // [threads, T, T]
+	scrP, dP   []float32 // [threads, T, T] attention probabilities and their gradient
 	dgu, dh    []float32 // [N, 2·max(ff,ffs)], [N, max(ff,ffs)]
 	xA, dyA    []float32 // [A, d]
 	dxA        []float32 // [A, d]
@@ -126,7 +126,7 @@ func (m *Model) ensure(B, T, k int) {
 		la.xn1 = grow(la.xn1, N*d)
 		la.rstd1 = grow(la.rstd1, N)
 		la.qkv = grow(la.qkv, N*qkvdim)
-		la.att = grow(la.att, B*nh*T*T)
+		la.attLSE = grow(la.attLSE, B*nh*T)
 		la.ao = grow(la.ao, N*qdim)
 		la.mid = grow(la.mid, N*d)
 		la.xn2 = grow(la.xn2, N*d)
@@ -163,6 +163,7 @@ func (m *Model) ensure(B, T, k int) {
 	a.dqkv = grow(a.dqkv, N*qkvdim)
 	a.dao = grow(a.dao, N*qdim)
 	a.dP = grow(a.dP, m.pool.Threads()*T*T)
+	a.scrP = grow(a.scrP, m.pool.Threads()*T*T)
 	fmax := max(ff, ffs)
 	if cfg.IsMoE() {
 		fmax = ffs

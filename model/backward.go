@@ -121,8 +121,22 @@ func (m *Model) attentionBackward(l int) {
 		for h := g * group; h < (g+1)*group; h++ {
 			q := la.qkv[base+h*hd:]
 			dq := dqkv[base+h*hd:]
-			P := la.att[(b*nh+h)*T*T : (b*nh+h+1)*T*T]
 			do := a.dao[b*T*qdim+h*hd:]
+			// Recompute the probabilities: P = exp(scale·QKᵀ − lse) on the
+			// causal (windowed) band, zero elsewhere.
+			P := a.scrP[worker*T*T : (worker+1)*T*T]
+			lse := la.attLSE[(b*nh+h)*T : (b*nh+h+1)*T]
+			for r0 := 0; r0 < T; r0 += m.attnBlock {
+				r1 := min(T, r0+m.attnBlock)
+				compute.Gemm(m.pool, false, true, r1-r0, r1, hd, scale, q[r0*qkvdim:], qkvdim, k, qkvdim, 0, P[r0*T:], T)
+			}
+			for t := 0; t < T; t++ {
+				lo := windowStart(t, win)
+				row := P[t*T : (t+1)*T]
+				clear(row[:lo])
+				compute.ExpScale(row[lo:t+1], row[lo:t+1], lse[t], 1)
+				clear(row[t+1:])
+			}
 			// dP = dO·Vᵀ (lower triangle by row blocks).
 			for r0 := 0; r0 < T; r0 += m.attnBlock {
 				r1 := min(T, r0+m.attnBlock)

@@ -152,13 +152,16 @@ func (m *Model) attentionForward(l int) {
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	group := nh / nkv
 	win := cfg.AttentionWindow(l)
-	parallelFor(m.pool, B*nh, func(_, job int) {
+	parallelFor(m.pool, B*nh, func(worker, job int) {
 		b, h := job/nh, job%nh
 		g := h / group
 		q := la.qkv[b*T*qkvdim+h*hd:]
 		k := la.qkv[b*T*qkvdim+qdim+g*hd:]
 		v := la.qkv[b*T*qkvdim+qdim+kvdim+g*hd:]
-		P := la.att[(b*nh+h)*T*T : (b*nh+h+1)*T*T]
+		// The probabilities live in per-worker scratch; only each row's
+		// logsumexp is kept, and the backward recomputes them.
+		P := a.scrP[worker*T*T : (worker+1)*T*T]
+		lse := la.attLSE[(b*nh+h)*T : (b*nh+h+1)*T]
 		out := la.ao[b*T*qdim+h*hd:]
 		for r0 := 0; r0 < T; r0 += m.attnBlock {
 			r1 := min(T, r0+m.attnBlock)
@@ -168,7 +171,7 @@ func (m *Model) attentionForward(l int) {
 			row := P[t*T : (t+1)*T]
 			lo := windowStart(t, win)
 			clear(row[:lo])
-			compute.SoftmaxRow(row[lo : t+1])
+			lse[t] = compute.SoftmaxRowLSE(row[lo : t+1])
 			clear(row[t+1:])
 		}
 		for r0 := 0; r0 < T; r0 += m.attnBlock {
