@@ -249,14 +249,16 @@ func openShard(path string, f *os.File, mapped bool) (*Shard, error) {
 		s.Close()
 		return nil, corrupt("body checksum mismatch")
 	}
-	// Validate the document index.
+	// Validate the document index, read in bulk.
+	idx := bufio.NewReaderSize(io.NewSectionReader(f, shardHeaderSize+s.tokens*int64(s.width), 8*s.docs), 1<<16)
 	prev := uint64(0)
+	var eb [8]byte
 	for i := int64(0); i < s.docs; i++ {
-		e, err := s.docEnd(i)
-		if err != nil {
+		if _, err := io.ReadFull(idx, eb[:]); err != nil {
 			s.Close()
-			return nil, err
+			return nil, fmt.Errorf("read shard %s: %w", path, err)
 		}
+		e := binary.LittleEndian.Uint64(eb[:])
 		if e <= prev || e > uint64(s.tokens) {
 			s.Close()
 			return nil, corrupt("document %d ends at %d, outside (%d, %d]", i, e, prev, s.tokens)
