@@ -526,3 +526,45 @@ func TestLayerInputGradients(t *testing.T) {
 		})
 	}
 }
+
+func TestInit(t *testing.T) {
+	cfg := moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 5; c.InitStd = 0; c.HiddenSize = 64; c.NumLayers = 8 })
+	m, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(1)
+	outStd := 0.02 / math.Sqrt(16)
+	m.W.Visit(cfg, func(name string, w []float32) {
+		var s, ss float64
+		for _, v := range w {
+			s += float64(v)
+			ss += float64(v) * float64(v)
+		}
+		n := float64(len(w))
+		mean, std := s/n, math.Sqrt(ss/n-(s/n)*(s/n))
+		switch {
+		case strings.HasSuffix(name, "norm"):
+			if mean != 1 || std != 0 {
+				t.Errorf("%s: mean %v std %v, want gains of 1", name, mean, std)
+			}
+		case strings.HasSuffix(name, "wo") || strings.HasSuffix(name, "down"):
+			if math.Abs(std-outStd) > 0.15*outStd {
+				t.Errorf("%s: std %v, want %v", name, std, outStd)
+			}
+		default:
+			if math.Abs(std-0.02) > 0.15*0.02 {
+				t.Errorf("%s: std %v, want 0.02", name, std)
+			}
+		}
+	})
+	m2, _ := New(cfg, nil)
+	m2.Init(1)
+	if !slices.Equal(m.W.Flat, m2.W.Flat) {
+		t.Error("Init is not deterministic")
+	}
+	m2.Init(2)
+	if slices.Equal(m.W.Flat, m2.W.Flat) {
+		t.Error("Init ignores the seed")
+	}
+}
