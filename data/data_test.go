@@ -760,3 +760,29 @@ func TestDocumentsGzip(t *testing.T) {
 		t.Errorf("progress reported %d bytes of %d", seen, size)
 	}
 }
+
+func TestPrepareDeterministicAcrossWorkers(t *testing.T) {
+	text, code, tok := corpus(t, 300, 40)
+	var files [][]byte
+	for _, workers := range []int{1, 3} {
+		dir := t.TempDir()
+		m, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ValFraction: 0.1, Workers: workers, Logger: quiet, batchBytes: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []byte
+		for _, s := range m.Sources {
+			for _, sh := range append(s.Train.Shards, s.Val.Shards...) {
+				b, err := os.ReadFile(filepath.Join(dir, sh.File))
+				if err != nil {
+					t.Fatal(err)
+				}
+				all = append(all, b...)
+			}
+		}
+		files = append(files, all)
+	}
+	if !bytes.Equal(files[0], files[1]) {
+		t.Fatal("shards differ between 1 and 3 workers")
+	}
+}

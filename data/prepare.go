@@ -50,6 +50,10 @@ type PrepareOptions struct {
 	Progress io.Writer
 	// Logger receives progress logs (default: slog.Default()).
 	Logger *slog.Logger
+
+	// batchBytes is the size of a unit of tokenizing work (default 1 MB);
+	// tests make it small to exercise the reordering.
+	batchBytes int64
 }
 
 // Manifest describes a prepared data directory.
@@ -176,6 +180,9 @@ func Prepare(ctx context.Context, sources []Source, tok *tokenizer.Tokenizer, di
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.batchBytes <= 0 {
+		opts.batchBytes = batchBytes
 	}
 	log := opts.Logger
 	if log == nil {
@@ -473,7 +480,7 @@ func prepareSource(ctx context.Context, sm *SourceManifest, tok *tokenizer.Token
 		cur.val = append(cur.val, IsVal(idx, opts.ValFraction, phi))
 		cur.bytes += int64(len(doc))
 		idx++
-		if cur.bytes >= batchBytes {
+		if cur.bytes >= opts.batchBytes {
 			return send()
 		}
 		return nil
