@@ -528,7 +528,12 @@ func TestLayerInputGradients(t *testing.T) {
 }
 
 func TestInit(t *testing.T) {
-	cfg := moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 5; c.InitStd = 0; c.HiddenSize = 64; c.NumLayers = 8 })
+	cfg := moeToy(func(c *config.Config) {
+		c.SharedExpertIntermediateSize = 5
+		c.InitStd = 0
+		c.HiddenSize = 64
+		c.NumLayers = 8
+	})
 	m, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
