@@ -15,6 +15,9 @@ const (
 	gemmTaskRows = 96   // rows of C one task covers (at most)
 	// smallGemm is the m·n·k below which the plain loop beats packing.
 	smallGemm = 8 * 8 * 8
+	// gemmSerialFlops is the work below which a product runs on the
+	// calling goroutine alone (a few microseconds of one core).
+	gemmSerialFlops = 1 << 20
 	// dotMaxM is the largest m for which op(B)=Bᵀ uses the dot kernels
 	// (no packing; B streamed once per 8 rows of A).
 	dotMaxM = 16
@@ -156,6 +159,9 @@ func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha flo
 	if m*n*k <= smallGemm {
 		gemmSmall(transA, m, n, k, alpha, a, lda, b, beta, c, ldc)
 		return
+	}
+	if 2*float64(m)*float64(n)*float64(k) < gemmSerialFlops {
+		p = nil // waking workers would cost more than the product
 	}
 	if transA && m <= max(dotMaxM, rowAxpyMaxM) && (ks.dotNB(1) > 0 || ks.rowAxpy != nil) {
 		// Few rows of a transposed A: copy op(A) out (m·k floats, less
