@@ -786,3 +786,20 @@ func TestPrepareDeterministicAcrossWorkers(t *testing.T) {
 		t.Fatal("shards differ between 1 and 3 workers")
 	}
 }
+
+func TestPrepareCancelled(t *testing.T) {
+	text, code, tok := corpus(t, 50, 5)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := Prepare(ctx, []Source{text, code}, tok, dir, PrepareOptions{Logger: quiet, batchBytes: 100})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Prepare: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Errorf("cancelled Prepare left %v", left)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
+		t.Errorf("cancelled Prepare left temporary files %v", left)
+	}
+}
