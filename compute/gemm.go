@@ -253,6 +253,9 @@ func packBPanel(ks *kernels, b *bmat, j0, cols, l0, kc int, dst []float32) {
 			}
 		}
 	default:
+		if cols == nr && ks.packBTransBF16 != nil && ks.packBTransBF16(kc, b.bf[j0*b.ld+l0:(j0+nr-1)*b.ld+l0+kc], b.ld, dst) {
+			return
+		}
 		for j := 0; j < cols; j++ {
 			src := b.bf[(j0+j)*b.ld+l0 : (j0+j)*b.ld+l0+kc]
 			for l, v := range src {

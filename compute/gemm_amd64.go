@@ -122,6 +122,9 @@ func packBTransAVX512(kc int, src *float32, idx *int32, dst *float32)
 func transpose16AVX512(n16 int, src *float32, ld int, dst *float32, ldd int)
 
 //go:noescape
+func transpose16BF16AVX512(n16 int, src *BF16, ld int, dst *float32, ldd int)
+
+//go:noescape
 func packANoTransAVX512(kc int, src *float32, idx *int32, dst *float32)
 
 type rowAxpyFn func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
@@ -193,6 +196,22 @@ var avx512Kernels = kernels{
 				idx[j] = int32(4 * j * ld)
 			}
 			packBTransAVX512(rem, &src[16*n16], &idx[0], &dst[32*16*n16])
+		}
+		return true
+	},
+	packBTransBF16: func(kc int, src []BF16, ld int, dst []float32) bool {
+		_ = src[31*ld+kc-1]
+		_ = dst[32*kc-1]
+		n16 := kc / 16
+		if n16 > 0 {
+			transpose16BF16AVX512(n16, unsafe.SliceData(src), ld, unsafe.SliceData(dst), 32)
+			transpose16BF16AVX512(n16, &src[16*ld], ld, &dst[16], 32)
+		}
+		for l := 16 * n16; l < kc; l++ {
+			d := dst[l*32 : l*32+32]
+			for j := range d {
+				d[j] = src[j*ld+l].Float32()
+			}
 		}
 		return true
 	},

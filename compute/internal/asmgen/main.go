@@ -70,7 +70,8 @@ func main() {
 	g.axpy()
 	g.probes()
 	g.packs()
-	g.transpose16()
+	g.transpose16(false)
+	g.transpose16(true)
 	if err := os.WriteFile(*out, g.b.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -526,14 +527,23 @@ func (g *gen) packs() {
 // dst[(16c+i)*ldd + j] = src[j*ld + 16c + i] for c < n16, i, j < 16: 16 rows
 // of a row-major matrix transposed 16×16 block by block in registers
 // (unpack, 64-bit unpack, two 128-bit lane shuffles).
-func (g *gen) transpose16() {
+//
+// With bf16, src holds bf16 values (func transpose16BF16AVX512(n16 int, src
+// *uint16, ld int, dst *float32, ldd int)), widened exactly to float32 as
+// they are loaded.
+func (g *gen) transpose16(bf16 bool) {
+	name, srcType, esz, shift := "transpose16AVX512", "*float32", 4, 2
+	if bf16 {
+		name, srcType, esz, shift = "transpose16BF16AVX512", "*uint16", 2, 1
+	}
+	lbl, done := name+"_loop", name+"_done"
 	g.p("")
-	g.p("// func transpose16AVX512(n16 int, src *float32, ld int, dst *float32, ldd int)")
-	g.p("TEXT ·transpose16AVX512(SB), NOSPLIT, $0-40")
+	g.p("// func %s(n16 int, src %s, ld int, dst *float32, ldd int)", name, srcType)
+	g.p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
 	g.p("\tMOVQ n16+0(FP), CX")
 	g.p("\tMOVQ src+8(FP), SI")
 	g.p("\tMOVQ ld+16(FP), R8")
-	g.p("\tSHLQ $2, R8")
+	g.p("\tSHLQ $%d, R8", shift)
 	g.p("\tMOVQ dst+24(FP), DI")
 	g.p("\tMOVQ ldd+32(FP), DX")
 	g.p("\tSHLQ $2, DX")
@@ -542,13 +552,18 @@ func (g *gen) transpose16() {
 	g.p("\tLEAQ (R9)(R8*4), R11") // 7·ld
 	g.p("\tLEAQ (DX)(DX*2), R12") // 3·ldd
 	g.p("\tTESTQ CX, CX")
-	g.p("\tJE tr16_done")
-	g.p("tr16_loop:")
+	g.p("\tJE %s", done)
+	g.p("%s:", lbl)
 	g.p("\tLEAQ (SI)(R8*8), BX") // row 8
 	rows := []string{"(SI)", "(SI)(R8*1)", "(SI)(R8*2)", "(SI)(R9*1)", "(SI)(R8*4)", "(SI)(R10*1)", "(SI)(R9*2)", "(SI)(R11*1)",
 		"(BX)", "(BX)(R8*1)", "(BX)(R8*2)", "(BX)(R9*1)", "(BX)(R8*4)", "(BX)(R10*1)", "(BX)(R9*2)", "(BX)(R11*1)"}
 	for j, r := range rows {
-		g.p("\tVMOVUPS %s, Z%d", r, j)
+		if bf16 {
+			g.p("\tVPMOVZXWD %s, Z%d", r, j)
+			g.p("\tVPSLLD $16, Z%d, Z%d", j, j)
+		} else {
+			g.p("\tVMOVUPS %s, Z%d", r, j)
+		}
 	}
 	// Stage 1: 32-bit interleave of row pairs into Z16..Z31.
 	for p := 0; p < 8; p++ {
@@ -590,10 +605,10 @@ func (g *gen) transpose16() {
 			g.p("\tLEAQ (DI)(DX*4), DI")
 		}
 	}
-	g.p("\tADDQ $64, SI")
+	g.p("\tADDQ $%d, SI", 16*esz)
 	g.p("\tDECQ CX")
-	g.p("\tJNE tr16_loop")
-	g.p("tr16_done:")
+	g.p("\tJNE %s", lbl)
+	g.p("%s:", done)
 	g.p("\tVZEROUPPER")
 	g.p("\tRET")
 }
