@@ -157,6 +157,9 @@ func (s *Server) jobs(ctx context.Context, g *genRequest, arrived time.Time) ([]
 	if g.chat {
 		stops = append(append([]int32(nil), stops...), s.opt.ChatStopTokens...)
 	}
+	if total := len(g.prompts) * g.p.n; total > s.opt.QueueSize {
+		return nil, badRequest("n", "the request asks for %d sequences (prompts × n); this server queues at most %d", total, s.opt.QueueSize)
+	}
 	notify := make(chan struct{}, 1)
 	var out []*choice
 	for _, prompt := range g.prompts {
