@@ -769,3 +769,52 @@ func TestSlowBody(t *testing.T) {
 		t.Errorf("slow body held the request for %v", d)
 	}
 }
+
+// TestJoinAndLeaveMidFlight checks token-granularity batching: a short
+// request sent while a long one is generating joins the running batch,
+// finishes and leaves while the long one carries on.
+func TestJoinAndLeaveMidFlight(t *testing.T) {
+	eng := &fakeEngine{ctxLen: 512, perPass: 2 * time.Millisecond}
+	ts := startServer(t, eng, Options{Parallel: 4})
+	longDone := make(chan time.Time, 1)
+	go func() {
+		code, body := rawDo(t, ts, "POST", "/v1/completions", `{"prompt":"long","max_tokens":150,"temperature":0}`, nil)
+		if code != 200 {
+			t.Errorf("long: %d %s", code, body)
+		}
+		longDone <- time.Now()
+	}()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if calls, _, _ := eng.stats(); calls >= 10 {
+			break
+		}
+	}
+	code, body := rawDo(t, ts, "POST", "/v1/completions", `{"prompt":"short","max_tokens":5,"temperature":0}`, nil)
+	shortDone := time.Now()
+	if code != 200 || !strings.Contains(body, greedyText("short", 5, 0)) {
+		t.Fatalf("short: %d %s", code, body)
+	}
+	select {
+	case <-longDone:
+		t.Fatal("the long request finished before the short one that started later")
+	default:
+	}
+	if l := <-longDone; !l.After(shortDone) {
+		t.Errorf("long finished at %v, short at %v", l, shortDone)
+	}
+	_, batches, _ := eng.stats()
+	ones, twos := 0, 0
+	for _, b := range batches {
+		switch b {
+		case 1:
+			ones++
+		case 2:
+			twos++
+		}
+	}
+	// The long request runs alone, then with the short one for its 5-6
+	// steps, then alone again.
+	if twos < 4 || twos > 8 || ones < 100 {
+		t.Errorf("batch sizes: %d single, %d paired passes; want the short request paired for ~6 steps", ones, twos)
+	}
+}
