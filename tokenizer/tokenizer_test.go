@@ -526,3 +526,50 @@ func TestTrainLongRuns(t *testing.T) {
 		t.Errorf("long runs encode to %d tokens; merges of long runs were not learned", len(ids))
 	}
 }
+
+func TestTrainBoundedCounting(t *testing.T) {
+	text, err := os.ReadFile("testdata/kjv_sample.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := mustSample(t)
+	learned := 1000 - 256 - len(SpecialNames)
+	set := func(tok *Tokenizer) map[string]bool {
+		m := map[string]bool{}
+		for id := int32(256); id < int32(256+learned); id++ {
+			m[string(tok.TokenBytes(id))] = true
+		}
+		return m
+	}
+	fullSet := set(full)
+	// The sample has about 6000 distinct pieces; keep at most 2000 (then
+	// 400) while counting.
+	for _, c := range []struct{ limit, minShared int }{{2000, 85}, {400, 45}} {
+		a, err := train(context.Background(), paragraphs(text), 1000, c.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := train(context.Background(), paragraphs(text), 1000, c.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id := int32(0); id < 1000; id++ {
+			if !bytes.Equal(a.TokenBytes(id), b.TokenBytes(id)) {
+				t.Fatalf("limit %d: pruned training is not deterministic at token %d", c.limit, id)
+			}
+		}
+		shared := 0
+		for tok := range set(a) {
+			if fullSet[tok] {
+				shared++
+			}
+		}
+		t.Logf("limit %d: %d of %d learned tokens shared with unpruned training", c.limit, shared, learned)
+		if shared*100 < c.minShared*learned {
+			t.Errorf("limit %d: only %d of %d tokens shared", c.limit, shared, learned)
+		}
+		if got := a.Decode(a.Encode(text)); !bytes.Equal(got, text) {
+			t.Fatal("round trip")
+		}
+	}
+}

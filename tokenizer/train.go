@@ -4,6 +4,8 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"slices"
+	"sort"
 )
 
 // MaxVocabSize bounds the vocabulary size Train accepts.
@@ -26,6 +28,69 @@ const MinVocabSize = 256 + len(SpecialNames)
 // smaller: VocabSize reports the real size. A slice passed to yield need only
 // stay valid during that call.
 func Train(ctx context.Context, docs func(yield func([]byte) bool), vocabSize int) (*Tokenizer, error) {
+	return train(ctx, docs, vocabSize, maxPieces)
+}
+
+// maxPieces bounds the distinct pre-tokens Train keeps while counting (about
+// 100 MB); beyond it the rarest are dropped (see pieceCounter.prune).
+const maxPieces = 1 << 20
+
+// pieceCounter counts distinct pre-tokens in bounded memory.
+type pieceCounter struct {
+	index  map[string]int32 // piece -> position in counts
+	counts []int64
+	limit  int
+	pruned int // pieces dropped so far
+}
+
+func (c *pieceCounter) add(p []byte) {
+	if i, ok := c.index[string(p)]; ok {
+		c.counts[i]++
+		return
+	}
+	if len(c.counts) >= c.limit {
+		c.prune()
+	}
+	c.index[string(p)] = int32(len(c.counts))
+	c.counts = append(c.counts, 1)
+}
+
+// prune drops every piece whose count is at most k, for the smallest k that
+// leaves at most half the limit: a lossy count in which a frequent piece is
+// never dropped (it exceeds k) and a rare one restarts from 1 if it returns.
+// The surviving counts depend only on the input, not on map order.
+func (c *pieceCounter) prune() {
+	hist := map[int64]int{}
+	for _, n := range c.counts {
+		hist[n]++
+	}
+	values := make([]int64, 0, len(hist))
+	for v := range hist {
+		values = append(values, v)
+	}
+	slices.Sort(values)
+	keep, k := len(c.counts), int64(0)
+	for _, v := range values {
+		if keep <= c.limit/2 {
+			break
+		}
+		keep -= hist[v]
+		k = v
+	}
+	counts := make([]int64, 0, max(keep, c.limit))
+	for key, i := range c.index {
+		if n := c.counts[i]; n > k {
+			c.index[key] = int32(len(counts))
+			counts = append(counts, n)
+		} else {
+			delete(c.index, key)
+			c.pruned++
+		}
+	}
+	c.counts = counts
+}
+
+func train(ctx context.Context, docs func(yield func([]byte) bool), vocabSize, limit int) (*Tokenizer, error) {
 	if vocabSize < MinVocabSize || vocabSize > MaxVocabSize {
 		return nil, fmt.Errorf("tokenizer: vocabulary size %d out of range [%d, %d]", vocabSize, MinVocabSize, MaxVocabSize)
 	}
@@ -33,9 +98,7 @@ func Train(ctx context.Context, docs func(yield func([]byte) bool), vocabSize in
 		return nil, fmt.Errorf("tokenizer: no training documents")
 	}
 	// Count pre-tokens.
-	index := make(map[string]int32)
-	var words [][]int32
-	var counts []int64
+	pc := &pieceCounter{index: make(map[string]int32), limit: max(limit, 2)}
 	var err error
 	ndocs := 0
 	docs(func(doc []byte) bool {
@@ -54,17 +117,7 @@ func Train(ctx context.Context, docs func(yield func([]byte) bool), vocabSize in
 			for len(piece) > 0 {
 				p := piece[:min(len(piece), maxTrainPiece)]
 				piece = piece[len(p):]
-				if i, ok := index[string(p)]; ok {
-					counts[i]++
-					continue
-				}
-				index[string(p)] = int32(len(words))
-				w := make([]int32, len(p))
-				for k, b := range p {
-					w[k] = int32(b)
-				}
-				words = append(words, w)
-				counts = append(counts, 1)
+				pc.add(p)
 			}
 		}
 		return true
@@ -72,10 +125,25 @@ func Train(ctx context.Context, docs func(yield func([]byte) bool), vocabSize in
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: training cancelled: %w", err)
 	}
-	if len(words) == 0 {
+	if len(pc.counts) == 0 {
 		return nil, fmt.Errorf("tokenizer: training corpus is empty")
 	}
-	index = nil
+	// Words in sorted order, so that nothing depends on map order.
+	keys := make([]string, 0, len(pc.index))
+	for k := range pc.index {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	words := make([][]int32, len(keys))
+	counts := make([]int64, len(keys))
+	for wi, k := range keys {
+		w := make([]int32, len(k))
+		for i := 0; i < len(k); i++ {
+			w[i] = int32(k[i])
+		}
+		words[wi], counts[wi] = w, pc.counts[pc.index[k]]
+	}
+	keys, pc = nil, nil
 
 	vocab := make([][]byte, 256, vocabSize)
 	for i := range vocab {
