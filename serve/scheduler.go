@@ -90,6 +90,7 @@ type job struct {
 	tprob     ProbSampler // target sampler, for speculative sampling (nil when greedy)
 	dprob     ProbSampler // draft sampler, for speculative sampling (nil when greedy)
 	q         [][]float32 // draft distributions of the current proposals
+	specK     int         // current draft length (0: not yet set)
 	last      time.Time
 }
 

@@ -27,8 +27,9 @@ func (s *scheduler) attachDraft(j *job) {
 
 // speculate runs one step of speculative decoding when every running
 // sequence is decoding with a draft sequence and the batch is small: the
-// draft proposes up to draftTokens tokens per sequence (draftTokens batched
-// draft passes), the target checks all proposals in one batched pass, and
+// draft proposes K tokens per sequence (K batched draft passes; each
+// sequence's K starts at draftTokens and adapts between 1 and twice that to
+// its acceptance), the target checks all proposals in one batched pass, and
 // each sequence keeps the proposals the target accepts plus one token of
 // the target's own. Greedy sequences keep the longest prefix that matches
 // the target's argmax, so their output is exactly plain greedy decoding;
@@ -48,7 +49,10 @@ func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bo
 	k := make([]int, n) // proposals per sequence
 	maxK := 0
 	for i, j := range running {
-		k[i] = min(s.cfg.draftTokens, j.maxTokens-j.generated-1)
+		if j.specK == 0 {
+			j.specK = s.cfg.draftTokens
+		}
+		k[i] = min(j.specK, j.maxTokens-j.generated-1)
 		maxK = max(maxK, k[i])
 	}
 	if maxK <= 0 {
@@ -158,6 +162,15 @@ func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bo
 		}
 		s.m.specProposed.Add(uint64(len(props[i])))
 		s.m.specAccepted.Add(uint64(accepted))
+		// Adapt this sequence's draft length: longer while every proposal
+		// is accepted, shorter while most are rejected.
+		switch kk := len(props[i]); {
+		case kk == 0:
+		case accepted == kk:
+			j.specK = min(j.specK+1, 2*s.cfg.draftTokens)
+		case 2*accepted < kk:
+			j.specK = max(j.specK-1, 1)
+		}
 		if j.seq == nil {
 			continue
 		}
