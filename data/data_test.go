@@ -203,13 +203,20 @@ func corpus(t *testing.T, nText, nCode int) (text, code Source, tok *tokenizer.T
 	return Source{"text", filepath.Join(dir, "text.jsonl"), 2}, Source{"code", filepath.Join(dir, "code"), 4}, tok
 }
 
-// streamPass reads exactly one pass of the train mixture as a token stream.
+// streamPass reads exactly one pass of the train mixture from a fresh loader
+// as a token stream.
 func streamPass(t *testing.T, l *Loader) []int32 {
 	t.Helper()
-	want := l.PassTokens()
+	return streamTokens(t, l, l.PassTokens())
+}
+
+// streamTokens reads the first n tokens of a fresh loader's stream, undoing
+// the one-token overlap between consecutive rows.
+func streamTokens(t *testing.T, l *Loader, n int64) []int32 {
+	t.Helper()
 	row := l.SeqLen() + 1
 	var stream []int32
-	for int64(len(stream)) < want {
+	for int64(len(stream)) < n {
 		b, err := l.Next(3)
 		if err != nil {
 			t.Fatal(err)
@@ -228,7 +235,7 @@ func streamPass(t *testing.T, l *Loader) []int32 {
 			stream = append(stream, x...)
 		}
 	}
-	return stream[:want]
+	return stream[:n]
 }
 
 // docCounts splits a stream at EOT and counts each decoded document.
@@ -283,12 +290,20 @@ func TestMixtureEpochs(t *testing.T) {
 		t.Errorf("epoch %d after %d of %d tokens", l.Epoch(), l.Tokens(), l.PassTokens())
 	}
 	// The next pass has the same counts but a different order.
-	next := streamPass(t, l)
+	l.Reset()
+	two := streamTokens(t, l, 2*l.PassTokens())
 	if l.Epoch() < 1 {
 		t.Errorf("Epoch = %d after two passes", l.Epoch())
 	}
-	if slices.Equal(next[1:], stream[:len(stream)-1]) || slices.Equal(next, stream) {
+	next := two[len(stream):]
+	if !slices.Equal(two[:len(stream)], stream) {
+		t.Error("Reset did not restart the stream")
+	}
+	if slices.Equal(next, stream) {
 		t.Error("second pass repeats the first pass's order")
+	}
+	if c := docCounts(tok, next); c["<partial>"] != 0 || len(c) != 17 {
+		t.Errorf("second pass: %d distinct documents, partial %d", len(c), c["<partial>"])
 	}
 
 	// Same seed, same order; another seed, another order.
@@ -801,5 +816,52 @@ func TestPrepareCancelled(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
 		t.Errorf("cancelled Prepare left temporary files %v", left)
+	}
+}
+
+func TestLoaderSequenceLengths(t *testing.T) {
+	text, code, tok := corpus(t, 7, 3)
+	dir := t.TempDir()
+	m, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ValFraction: 0.3, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seqLen := range []int{1, 2, 13, 1000} {
+		l, err := OpenLoader(dir, SplitTrain, seqLen, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		two := streamTokens(t, l, 2*l.PassTokens())
+		for pass := 0; pass < 2; pass++ {
+			counts := docCounts(tok, two[int64(pass)*l.PassTokens():int64(pass+1)*l.PassTokens()])
+			if counts["<partial>"] != 0 {
+				t.Fatalf("seq-len %d: pass %d ends inside a document", seqLen, pass)
+			}
+			for d, c := range counts {
+				if want := map[bool]int{true: 4, false: 2}[strings.HasPrefix(d, "func")]; c != want {
+					t.Fatalf("seq-len %d pass %d: %q seen %d times, want %d", seqLen, pass, d, c, want)
+				}
+			}
+		}
+		l.Close()
+	}
+	if _, err := OpenLoader(dir, SplitVal, int(m.Tokens(SplitVal)), 0); !errors.Is(err, ErrEmptySplit) {
+		t.Errorf("val split shorter than a row: %v", err)
+	}
+	if l, err := OpenLoader(dir, SplitVal, int(m.Tokens(SplitVal))-1, 0); err != nil {
+		t.Errorf("val split of exactly one row: %v", err)
+	} else {
+		if b, err := l.Next(5); err != nil || int64(len(b)) != m.Tokens(SplitVal) {
+			t.Errorf("one-row val split gave %d tokens, %v", len(b), err)
+		}
+		l.Close()
+	}
+	if _, err := OpenLoader(dir, SplitTrain, 0, 0); err == nil {
+		t.Error("seq-len 0 accepted")
+	}
+	l, _ := OpenLoader(dir, SplitTrain, 4, 0)
+	defer l.Close()
+	if _, err := l.Next(0); err == nil {
+		t.Error("batch 0 accepted")
 	}
 }
