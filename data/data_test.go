@@ -1,6 +1,7 @@
 package data
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -864,4 +865,38 @@ func TestLoaderSequenceLengths(t *testing.T) {
 	if _, err := l.Next(0); err == nil {
 		t.Error("batch 0 accepted")
 	}
+}
+
+// FuzzTextDocuments cuts arbitrary text with small document sizes: the
+// documents concatenate to the input, none is empty, none exceeds the
+// maximum by more than a line, and valid UTF-8 is never cut inside a rune.
+func FuzzTextDocuments(f *testing.F) {
+	f.Add([]byte("a\n\nb\n\nc\n"), uint8(4), uint8(16))
+	f.Add([]byte("日本語日本語日本語日本語"), uint8(1), uint8(5))
+	f.Add([]byte("\n\n\n\n"), uint8(1), uint8(2))
+	f.Fuzz(func(t *testing.T, in []byte, target, maxDoc uint8) {
+		tg, mx := int(target%64)+1, int(maxDoc%64)+1
+		if len(in) == 0 {
+			return
+		}
+		var docs [][]byte
+		var st Stats
+		r := &docReader{ctx: context.Background(), st: &st, progress: func(int64) {},
+			fn: func(d []byte) error { docs = append(docs, bytes.Clone(d)); return nil }}
+		// bufio.NewReaderSize has a minimum size of 16.
+		if err := r.textSized(bufio.NewReaderSize(bytes.NewReader(in), 16), false, tg, mx); err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Join(docs, nil); !bytes.Equal(got, in) && !(len(docs) == 0 && len(bytes.TrimSpace(in)) == 0) {
+			t.Fatalf("documents %q do not concatenate to %q", docs, in)
+		}
+		for i, d := range docs {
+			if len(d) == 0 {
+				t.Fatalf("document %d is empty", i)
+			}
+			if utf8.Valid(in) && !utf8.Valid(d) {
+				t.Fatalf("document %d %q cuts a rune", i, d)
+			}
+		}
+	})
 }

@@ -290,6 +290,11 @@ func (r *docReader) file(path string) error {
 // text cuts a text stream into documents (see Documents); whole says the
 // stream is at most MaxWholeFile bytes and is one document.
 func (r *docReader) text(br *bufio.Reader, whole bool) error {
+	return r.textSized(br, whole, TargetDocBytes, MaxDocBytes)
+}
+
+// textSized is text with the document sizes as parameters (for tests).
+func (r *docReader) textSized(br *bufio.Reader, whole bool, target, maxDoc int) error {
 	doc := r.buf[:0]
 	defer func() { r.buf = doc[:0] }()
 	emitted := 0
@@ -304,9 +309,9 @@ func (r *docReader) text(br *bufio.Reader, whole bool) error {
 			blank := endLine && len(bytes.TrimSpace(line)) == 0
 			cut := -1
 			switch {
-			case blank && len(doc) >= TargetDocBytes, endLine && len(doc) >= MaxDocBytes:
+			case blank && len(doc) >= target, endLine && len(doc) >= maxDoc:
 				cut = len(doc)
-			case len(doc) >= MaxDocBytes:
+			case len(doc) >= maxDoc:
 				cut = runeBoundary(doc) // a very long line
 			}
 			if cut > 0 {
