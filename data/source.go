@@ -226,6 +226,7 @@ type countingReader struct {
 	f func(int64)
 }
 
+// Read reads from the underlying reader and reports the count.
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)

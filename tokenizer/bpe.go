@@ -71,6 +71,7 @@ type mergeEntry struct {
 
 type mergeHeap []mergeEntry
 
+// Len, Less, Swap, Push and Pop implement heap.Interface.
 func (h mergeHeap) Len() int { return len(h) }
 func (h mergeHeap) Less(i, j int) bool {
 	if h[i].rank != h[j].rank {

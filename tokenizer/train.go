@@ -264,6 +264,7 @@ type pairEntry struct {
 // pairHeap is a max-heap on count, then min on key.
 type pairHeap []pairEntry
 
+// Len, Less, Swap, Push and Pop implement heap.Interface.
 func (h pairHeap) Len() int { return len(h) }
 func (h pairHeap) Less(i, j int) bool {
 	if h[i].count != h[j].count {
