@@ -3,8 +3,10 @@
 // row-major float32 slices. Fast SIMD paths are chosen at run time, with a
 // portable fallback that is always tested against them.
 //
-// The matrix kernels (Gemm, Gemv, Dot, Axpy, the bf16 variants and the
-// pre-packed weights) split their work over a Pool of persistent workers;
-// Pool.Run is a parallel-for that other packages may use too. CPUFeatures
-// says which path this machine runs.
+// The matrix kernels (Gemm, GemmBatched, Gemv, the bf16 variants GemmBF16 and
+// GemvBF16, and GemmPacked over weights packed once by PackB) split their
+// work over a Pool of persistent workers; Pool.Run is a parallel-for that
+// other packages may use too. Sdot and Axpy are the vectorised level-1
+// kernels. CPUFeatures says which path this machine runs ("avx512", "avx2"
+// or "generic"; build with -tags purego to force the portable Go path).
 package compute
