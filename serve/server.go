@@ -146,6 +146,14 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 	if opt.SpecMaxBatch == 0 {
 		opt.SpecMaxBatch = 4
 	}
+	switch {
+	case opt.MaxBodyBytes < 1:
+		return nil, fmt.Errorf("serve: max body bytes must be >= 1, got %d", opt.MaxBodyBytes)
+	case opt.BodyTimeout < 0 || opt.DrainTimeout < 0:
+		return nil, fmt.Errorf("serve: timeouts must be positive, got body %v and drain %v", opt.BodyTimeout, opt.DrainTimeout)
+	case opt.DraftTokens < 1 || opt.SpecMaxBatch < 1:
+		return nil, fmt.Errorf("serve: draft tokens and speculation batch must be >= 1, got %d and %d", opt.DraftTokens, opt.SpecMaxBatch)
+	}
 	if opt.Draft != nil && opt.Draft.Context() < eng.Context() {
 		return nil, fmt.Errorf("serve: draft context %d is shorter than the model's %d", opt.Draft.Context(), eng.Context())
 	}
@@ -168,7 +176,7 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 	mux.HandleFunc("GET /v1/models/{id}", s.auth(s.handleModel))
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
-	for _, p := range []string{"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"} {
+	for _, p := range []string{"/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/models/{id}", "/health", "/metrics"} {
 		mux.HandleFunc(p, s.methodNotAllowed)
 	}
 	mux.HandleFunc("/", s.auth(s.notFound))
@@ -181,10 +189,10 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Run runs the scheduler until ctx is done; queued and running requests
-// then fail with 503.
+// then fail with 503. A Server runs once: call Run (or Serve) a single time.
 func (s *Server) Run(ctx context.Context) { s.sched.run(ctx) }
 
-// Serve serves HTTP on ln until ctx is done, then drains: it stops
+// Serve serves HTTP on ln and runs the scheduler until ctx is done, then drains: it stops
 // accepting connections, lets in-flight requests finish (up to
 // Options.DrainTimeout), stops the scheduler and returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
@@ -288,7 +296,7 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	allow := "POST"
-	if p := r.URL.Path; p == "/v1/models" || p == "/health" || p == "/metrics" {
+	if p := r.URL.Path; strings.HasPrefix(p, "/v1/models") || p == "/health" || p == "/metrics" {
 		allow = "GET, HEAD"
 	}
 	w.Header().Set("Allow", allow)

@@ -396,6 +396,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"huge body", "POST", "/v1/completions", `{"prompt":"` + strings.Repeat("y", 10000) + `"}`, 413, "exceeds"},
 		{"wrong method", "GET", "/v1/completions", ``, 405, "not allowed"},
 		{"wrong method models", "DELETE", "/v1/models", ``, 405, "not allowed"},
+		{"wrong method model", "DELETE", "/v1/models/moe", ``, 405, "not allowed"},
 		{"unknown path", "GET", "/v1/nothing", ``, 404, "no such endpoint"},
 		{"echo", "POST", "/v1/completions", `{"prompt":"hi","echo":true}`, 400, "echo"},
 		{"more sequences than the queue", "POST", "/v1/completions", `{"prompt":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q","r"],"n":16}`, 400, "queues at most"},
