@@ -900,3 +900,40 @@ func FuzzTextDocuments(f *testing.F) {
 		}
 	})
 }
+
+func TestCorruptManifest(t *testing.T) {
+	text, code, tok := corpus(t, 12, 5)
+	dir := t.TempDir()
+	if _, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, ManifestFile)
+	orig, _ := os.ReadFile(path)
+	edits := map[string][2]string{
+		"tokenizer":  {`"tokenizer": "`, `"tokenizer": "zz`},
+		"vocabulary": {`"token_bytes": 2`, `"token_bytes": 4`},
+		"shard":      {`"file": "text.train.000.tok"`, `"file": "../text.train.000.tok"`},
+		"add up":     {`"docs": 12`, `"docs": 13`},
+		"version":    {`"version": 1`, `"version": 7`},
+	}
+	for want, e := range edits {
+		if !bytes.Contains(orig, []byte(e[0])) {
+			t.Fatalf("manifest lacks %q", e[0])
+		}
+		writeFile(t, path, bytes.Replace(orig, []byte(e[0]), []byte(e[1]), 1))
+		if _, err := OpenLoader(dir, SplitTrain, 8, 0); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", want, err)
+		}
+	}
+	writeFile(t, path, orig[:len(orig)/2])
+	if _, err := OpenLoader(dir, SplitTrain, 8, 0); err == nil {
+		t.Error("truncated manifest accepted")
+	}
+	// Prepare recovers from a broken manifest by preparing again.
+	if _, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenLoader(dir, SplitTrain, 8, 0); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -145,10 +145,49 @@ func ReadManifest(dir string) (*Manifest, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("data manifest %s: %w", filepath.Join(dir, ManifestFile), err)
 	}
-	if m.Version != manifestVersion {
-		return nil, fmt.Errorf("data manifest %s: unsupported version %d", filepath.Join(dir, ManifestFile), m.Version)
+	if err := m.validate(); err != nil {
+		return nil, fmt.Errorf("data manifest %s: %w", filepath.Join(dir, ManifestFile), err)
 	}
 	return &m, nil
+}
+
+// validate checks a manifest read from disk before anything trusts it.
+func (m *Manifest) validate() error {
+	if m.Version != manifestVersion {
+		return fmt.Errorf("unsupported version %d", m.Version)
+	}
+	if _, err := hex.DecodeString(m.Tokenizer); err != nil || len(m.Tokenizer) != 64 {
+		return fmt.Errorf("bad tokenizer fingerprint %q", m.Tokenizer)
+	}
+	if m.VocabSize < 1 || m.VocabSize > tokenizer.MaxVocabSize || m.TokenBytes != TokenWidth(m.VocabSize) {
+		return fmt.Errorf("vocabulary size %d with %d-byte tokens", m.VocabSize, m.TokenBytes)
+	}
+	if m.EOT < 0 || int(m.EOT) >= m.VocabSize {
+		return fmt.Errorf("end-of-text id %d outside the vocabulary", m.EOT)
+	}
+	if len(m.Sources) == 0 {
+		return errors.New("no sources")
+	}
+	for _, s := range m.Sources {
+		if !validName(s.Name) || s.Epochs < 1 {
+			return fmt.Errorf("bad source %q (epochs %d)", s.Name, s.Epochs)
+		}
+		for _, sp := range []Split{s.Train, s.Val} {
+			var tokens, docs int64
+			for _, sh := range sp.Shards {
+				if sh.File == "" || sh.File != filepath.Base(sh.File) || sh.Tokens < 0 || sh.Docs < 0 {
+					return fmt.Errorf("source %s: bad shard entry %+v", s.Name, sh)
+				}
+				tokens += sh.Tokens
+				docs += sh.Docs
+			}
+			if tokens != sp.Tokens || docs != sp.Docs {
+				return fmt.Errorf("source %s: shard counts (%d tokens, %d docs) do not add up to the split's (%d, %d)",
+					s.Name, tokens, docs, sp.Tokens, sp.Docs)
+			}
+		}
+	}
+	return nil
 }
 
 // Prepare tokenizes sources into shards under dir and writes dir/manifest.json.
