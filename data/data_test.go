@@ -937,3 +937,32 @@ func TestCorruptManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestShardTokenOutsideVocabulary(t *testing.T) {
+	// A shard with a valid checksum but a token ≥ its vocabulary size (only
+	// a forged file can be like that) is refused on read.
+	path := filepath.Join(t.TempDir(), "s.tok")
+	sw, err := createShard(path, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw.vocab = 1 << 16 // forge: write a token the header's vocabulary excludes
+	if err := sw.addDoc([]int32{5, 4000, 7}); err != nil {
+		t.Fatal(err)
+	}
+	sw.vocab = 1000
+	if _, err := sw.close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenShard(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.ReadTokens(nil, 0, 1); err != nil {
+		t.Fatalf("in-vocabulary token refused: %v", err)
+	}
+	if _, err := s.ReadTokens(nil, 0, 3); !errors.Is(err, ErrCorruptShard) || !strings.Contains(err.Error(), "4000") {
+		t.Fatalf("token 4000 in a 1000-token shard: %v", err)
+	}
+}

@@ -372,13 +372,30 @@ func (s *Shard) readTokens(dst []int32, start, end int64, scratch *[]byte) ([]in
 			return dst, err
 		}
 	}
+	base := len(dst)
+	var bad uint32
 	if s.width == 2 {
 		for i := 0; i < n; i++ {
-			dst = append(dst, int32(binary.LittleEndian.Uint16(b[2*i:])))
+			v := binary.LittleEndian.Uint16(b[2*i:])
+			bad |= uint32(v) // checked below, off the per-token path
+			dst = append(dst, int32(v))
 		}
 	} else {
 		for i := 0; i < n; i++ {
-			dst = append(dst, int32(binary.LittleEndian.Uint32(b[4*i:])))
+			v := binary.LittleEndian.Uint32(b[4*i:])
+			bad |= v
+			dst = append(dst, int32(v))
+		}
+	}
+	// A token outside the vocabulary (which would index past an embedding
+	// table) can only come from a forged shard; the OR of all tokens bounds
+	// the largest, and the exact scan runs only when that bound is too big.
+	if int64(bad) >= int64(s.vocab) {
+		for i, t := range dst[base:] {
+			if t < 0 || int(t) >= s.vocab {
+				return dst[:base], fmt.Errorf("shard %s: %w: token %d at %d is outside the vocabulary of %d",
+					s.path, ErrCorruptShard, uint32(t), start+int64(i), s.vocab)
+			}
 		}
 	}
 	return dst, nil
