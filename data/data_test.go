@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -964,5 +965,58 @@ func TestShardTokenOutsideVocabulary(t *testing.T) {
 	}
 	if _, err := s.ReadTokens(nil, 0, 3); !errors.Is(err, ErrCorruptShard) || !strings.Contains(err.Error(), "4000") {
 		t.Fatalf("token 4000 in a 1000-token shard: %v", err)
+	}
+}
+
+func TestRestoreGarbageNeverPanics(t *testing.T) {
+	text, code, tok := corpus(t, 12, 5)
+	dir := t.TempDir()
+	if _, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ValFraction: 0.2, Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	for _, split := range []string{SplitTrain, SplitVal} {
+		l, err := OpenLoader(dir, split, 4, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Next(2)
+		good := l.State()
+		rng := rand.New(rand.NewPCG(11, 12))
+		vals := []int64{-1, 0, 1, 2, 3, 11, 12, 1 << 40, -1 << 40}
+		pick := func() int64 { return vals[rng.IntN(len(vals))] }
+		for i := 0; i < 500; i++ {
+			st := good
+			st.Cursors = slices.Clone(good.Cursors)
+			switch rng.IntN(6) {
+			case 0:
+				st.Source = int(pick())
+			case 1:
+				st.Doc = pick()
+			case 2:
+				st.Offset = pick()
+			case 3:
+				c := rng.IntN(len(st.Cursors))
+				st.Cursors[c] = Cursor{Epoch: int(pick()), Pos: pick()}
+			case 4:
+				st.Pass, st.RNG = pick(), uint64(pick())
+			case 5:
+				st.Carry, st.HasCarry = int32(pick()), true
+			}
+			if err := l.Restore(st); err != nil {
+				continue
+			}
+			for k := 0; k < 3; k++ {
+				b, err := l.Next(2)
+				if err != nil {
+					break
+				}
+				for _, id := range b {
+					if id < 0 || int(id) >= tok.VocabSize() {
+						t.Fatalf("restored state produced token %d outside the vocabulary", id)
+					}
+				}
+			}
+		}
+		l.Close()
 	}
 }

@@ -222,6 +222,9 @@ func (l *Loader) Restore(st LoaderState) error {
 			return fmt.Errorf("data loader: state cursor %d (%+v) out of range", i, c)
 		}
 	}
+	if st.HasCarry && (st.Carry < 0 || int(st.Carry) >= l.m.VocabSize) || st.Pass < 0 || st.Tokens < 0 {
+		return fmt.Errorf("data loader: state carry token %d, pass %d or tokens %d out of range", st.Carry, st.Pass, st.Tokens)
+	}
 	if st.Source >= len(l.sources) || st.Source >= 0 && (st.Doc < 0 || st.Doc >= l.sources[st.Source].docs || st.Offset < 0) {
 		return fmt.Errorf("data loader: state document (%d, %d) out of range", st.Source, st.Doc)
 	}
