@@ -58,8 +58,8 @@ func (t textTokenizer) TokenBytes(id int32) []byte {
 
 // NewFromModel returns a server for an infer.Model with a tokenizer,
 // filling in from it what opt leaves unset: the vocabulary size, EOT as the
-// stop token and empty-prompt start, <|end|> as the chat stop token, and moe's
-// chat template (infer.EncodeChat). draft, if non-nil, must share m's
+// stop token and empty-prompt start, <|end|> and the role markers as chat
+// stop tokens, and moe's chat template (infer.EncodeChat). draft, if non-nil, must share m's
 // tokenizer; it speculates for greedy requests.
 func NewFromModel(m, draft *infer.Model, opt Options) (*Server, error) {
 	if m == nil {
@@ -76,7 +76,14 @@ func NewFromModel(m, draft *infer.Model, opt Options) (*Server, error) {
 		opt.StopTokens = []int32{tok.EOT()}
 	}
 	if opt.ChatStopTokens == nil {
+		// <|end|> and EOT end a reply; so does a role marker, which can
+		// only mean the model has moved on to another turn.
 		opt.ChatStopTokens = infer.ChatStopTokens(tok)
+		for _, name := range []string{tokenizer.System, tokenizer.User, tokenizer.Assistant} {
+			if id, ok := tok.Special(name); ok {
+				opt.ChatStopTokens = append(opt.ChatStopTokens, id)
+			}
+		}
 	}
 	if opt.EmptyPrompt == 0 {
 		opt.EmptyPrompt = tok.EOT()

@@ -106,7 +106,7 @@ func TestRealModelBatchedMatchesSingleStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chatWant := referenceText(t, m, chatPrompt, 20, infer.ChatStopTokens(tok))
+	chatWant := referenceText(t, m, chatPrompt, 20, srv.opt.ChatStopTokens)
 
 	var wg sync.WaitGroup
 	for i, w := range wants {
