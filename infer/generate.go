@@ -74,6 +74,9 @@ type Result struct {
 	// TargetTouched sums, over verification passes, the routed experts each
 	// pass touched (all layers): the cost speculative decoding paid.
 	TargetTouched int
+	// DraftSeconds and VerifySeconds split a speculative run's time between
+	// the draft's forward passes and the target's verification passes.
+	DraftSeconds, VerifySeconds float64
 }
 
 // AcceptanceRate is Accepted/Proposed (0 when nothing was proposed).

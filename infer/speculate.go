@@ -239,6 +239,7 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 			dpending = nil
 		}
 		draftTime := time.Since(t0).Seconds()
+		res.DraftSeconds += draftTime
 
 		// Verify: the target scores its pending tokens and all K drafts in
 		// one pass; the last K+1 rows are p_1..p_{K+1}.
@@ -249,6 +250,7 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 			return fmt.Errorf("infer: verify: %w", err)
 		}
 		verifyTime := time.Since(t1).Seconds()
+		res.VerifySeconds += verifyTime
 		if first {
 			res.PrefillSeconds = time.Since(start).Seconds()
 			first = false

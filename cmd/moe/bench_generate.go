@@ -190,6 +190,10 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 			out["verify_experts_touched_per_round"] = float64(spec.TargetTouched) / float64(spec.Rounds)
 		}
 		out["draft"] = draftName
+		out["spec_seconds"] = spec.Seconds
+		out["spec_draft_seconds"] = spec.DraftSeconds
+		out["spec_verify_seconds"] = spec.VerifySeconds
+		out["plain_seconds"] = plain.Seconds
 	}
 	enc := json.NewEncoder(stdout)
 	if err := enc.Encode(out); err != nil {
