@@ -26,7 +26,7 @@ type kTuner struct {
 	k, kMin, kMax int
 	fixed         bool
 
-	alpha   float64 // EMA of per-token acceptance
+	alpha   float64   // EMA of per-token acceptance
 	tDraft  minWindow // seconds per draft forward
 	tVerify map[int]*minWindow
 
