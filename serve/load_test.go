@@ -26,6 +26,9 @@ import (
 // experts of width 1408, top-2 (the llama.cpp peer's mid-size model).
 var benchConfig = flag.String("serve.config", "tiny", "model config for the serve benchmarks: a preset name or \"mid\"")
 
+// benchThreads sets the compute threads of the benchmarks' model.
+var benchThreads = flag.Int("serve.threads", 0, "compute threads for the serve benchmarks (0 = all cores)")
+
 func benchCfg(b *testing.B) *config.Config {
 	if *benchConfig == "mid" {
 		return &config.Config{ModelType: "mixtral", VocabSize: 4096, HiddenSize: 512, IntermediateSize: 1408, NumLayers: 8,
@@ -204,7 +207,7 @@ func TestLoad200Clients(t *testing.T) {
 func BenchmarkServeThroughput(b *testing.B) {
 	cfg := benchCfg(b)
 	tok := testTokenizer(b)
-	pool := compute.NewPool(0)
+	pool := compute.NewPool(*benchThreads)
 	defer pool.Close()
 	m, err := infer.RandomModel(cfg, 1, pool)
 	if err != nil {
@@ -272,7 +275,7 @@ func BenchmarkServeThroughput(b *testing.B) {
 //	go test ./serve -run '^$' -bench DecodeStep
 func BenchmarkDecodeStep(b *testing.B) {
 	cfg := benchCfg(b)
-	pool := compute.NewPool(0)
+	pool := compute.NewPool(*benchThreads)
 	defer pool.Close()
 	m, err := infer.RandomModel(cfg, 1, pool)
 	if err != nil {
