@@ -232,6 +232,7 @@ func BenchmarkServeThroughput(b *testing.B) {
 			var mu sync.Mutex
 			var lat []time.Duration
 			var tokens atomic.Int64
+			before := scrape(b, cl, ts.url)
 			b.ResetTimer()
 			start := time.Now()
 			var wg sync.WaitGroup
@@ -264,8 +265,34 @@ func BenchmarkServeThroughput(b *testing.B) {
 			b.ReportMetric(pct(0.5), "p50-ms")
 			b.ReportMetric(pct(0.99), "p99-ms")
 			b.ReportMetric(0, "ns/op")
+			after := scrape(b, cl, ts.url)
+			if steps := after["moe_batch_size_count"] - before["moe_batch_size_count"]; steps > 0 {
+				b.ReportMetric((after["moe_batch_size_sum"]-before["moe_batch_size_sum"])/steps, "seqs/step")
+			}
 		})
 	}
+}
+
+// scrape reads the server's unlabelled metrics.
+func scrape(b *testing.B, cl *http.Client, url string) map[string]float64 {
+	res, err := cl.Get(url + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer res.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(val, &v); err == nil {
+			out[name] = v
+		}
+	}
+	return out
 }
 
 // BenchmarkDecodeStep times one batched decode step (one new token for each
