@@ -24,8 +24,10 @@ import (
 
 // Document sizes for splitting large text files (see Documents).
 const (
-	// MaxWholeFile is the largest text file that is one document.
-	MaxWholeFile = 64 << 10
+	// MaxWholeFile is the largest text file that is one document. It is small
+	// enough that a single modest text file (a few tens of KiB) still yields
+	// several documents, so that a one-file corpus has a validation split.
+	MaxWholeFile = 16 << 10
 	// TargetDocBytes is the size after which a large file's document ends at
 	// the next blank line.
 	TargetDocBytes = 8 << 10
