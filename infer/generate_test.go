@@ -352,16 +352,25 @@ func TestKTuner(t *testing.T) {
 	up := newKTuner(target, GenerateOptions{DraftTokens: 2, MaxDraftTokens: 8})
 	for i := 0; i < 40; i++ {
 		k := up.k
-		up.observe(k, k, 1e-4, 1e-3, k+1, 0, true)
+		up.observe(k, k, 1e-4, true, 1e-3, true, k+1, 0)
 	}
 	if up.k < 6 {
 		t.Fatalf("K stayed at %d with full acceptance", up.k)
 	}
 	down := newKTuner(target, GenerateOptions{DraftTokens: 6})
 	for i := 0; i < 40; i++ {
-		down.observe(down.k, 0, 5e-4, 1e-3*float64(down.k+1), down.k+1, 0, true)
+		down.observe(down.k, 0, 5e-4, true, 1e-3*float64(down.k+1), true, down.k+1, 0)
 	}
-	if down.k > 1 {
-		t.Fatalf("K stayed at %d with no acceptance", down.k)
+	// With nothing accepted speculation does not pay: K drops to 0 (plain
+	// decoding), with a probe at K = 1 every probeEvery steps.
+	zeros := 0
+	for i := 0; i < 2*probeEvery; i++ {
+		if down.k == 0 {
+			zeros++
+		}
+		down.observe(down.k, 0, 5e-4, true, 1e-3*float64(down.k+1), true, down.k+1, 0)
+	}
+	if zeros < 2*probeEvery-4 {
+		t.Fatalf("K was 0 in only %d of %d steps with no acceptance", zeros, 2*probeEvery)
 	}
 }

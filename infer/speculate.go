@@ -25,6 +25,7 @@ import (
 type kTuner struct {
 	k, kMin, kMax int
 	fixed         bool
+	plainSteps    int // steps in a row with K = 0
 
 	alpha   float64   // EMA of per-token acceptance
 	tDraft  minWindow // seconds per draft forward
@@ -36,6 +37,10 @@ type kTuner struct {
 }
 
 const emaW = 0.2
+
+// probeEvery is how many plain steps (K = 0) pass before the tuner tries
+// speculation again.
+const probeEvery = 16
 
 // minWindow keeps the last few timings of one operation; their minimum is
 // the estimate. Interference from other processes only ever adds time, so
@@ -72,7 +77,7 @@ func newKTuner(target *Model, opts GenerateOptions) *kTuner {
 		kMax = max(2*k, 8)
 	}
 	kMax = max(kMax, k)
-	t := &kTuner{k: k, kMin: 1, kMax: kMax, fixed: opts.FixedDraftTokens, alpha: 0.7, tVerify: map[int]*minWindow{}, calib: 1}
+	t := &kTuner{k: k, kMin: 0, kMax: kMax, fixed: opts.FixedDraftTokens, alpha: 0.7, tVerify: map[int]*minWindow{}, calib: 1}
 	cfg := target.Cfg
 	total := float64(len(target.W.Flat))
 	if cfg.IsMoE() {
@@ -131,18 +136,19 @@ func (t *kTuner) rate(k int) float64 {
 }
 
 // observe records one step: k proposed, acc accepted, the draft's time per
-// forward, the verification time of m rows and the experts it touched.
-// timed is false for a step whose passes also prefilled a prompt: its
-// times say nothing about drafting or verifying.
-func (t *kTuner) observe(k, acc int, draftPerTok, verify float64, m, touched int, timed bool) {
+// forward, the verification time of m rows and the experts it touched. A
+// timing taken while a pass also prefilled a prompt or caught up on
+// several tokens says nothing about drafting or verifying; draftTimed and
+// verifyTimed say which timings are clean.
+func (t *kTuner) observe(k, acc int, draftPerTok float64, draftTimed bool, verify float64, verifyTimed bool, m, touched int) {
 	if k > 0 {
 		t.alpha = (1-emaW)*t.alpha + emaW*float64(acc)/float64(k)
+		if draftTimed {
+			t.tDraft.add(draftPerTok)
+		}
 	}
-	if !timed {
+	if !verifyTimed {
 		return
-	}
-	if k > 0 {
-		t.tDraft.add(draftPerTok)
 	}
 	if t.E > 0 && touched > 0 {
 		pred := t.predictedTouched(m) / t.calib
@@ -158,6 +164,15 @@ func (t *kTuner) observe(k, acc int, draftPerTok, verify float64, m, touched int
 	w.add(verify)
 	if t.fixed || t.tDraft.n == 0 {
 		return
+	}
+	if t.k == 0 {
+		// Speculation is off; probe it now and then, since the acceptance
+		// rate is only measured while drafting.
+		if t.plainSteps++; t.plainSteps >= probeEvery {
+			t.plainSteps = 0
+			t.k = 1
+			return
+		}
 	}
 	best, bestR := t.k, t.rate(t.k)
 	for _, c := range []int{t.k - 1, t.k + 1} {
@@ -215,8 +230,9 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 		}
 		k = max(k, 0)
 
-		// Steps that also prefill a prompt are not timed for the tuner.
-		timed := len(tpending) == 1 && len(dpending) <= 2
+		// Passes that also prefill a prompt or catch up are not timed.
+		verifyTimed := len(tpending) == 1
+		draftTimed := len(dpending) <= 2
 
 		// Draft K tokens.
 		t0 := time.Now()
@@ -298,7 +314,7 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 		if k > 0 {
 			perTok = draftTime / float64(k)
 		}
-		tuner.observe(k, acc, perTok, verifyTime, k+1, st.TouchedTotal(), timed)
+		tuner.observe(k, acc, perTok, draftTimed, verifyTime, verifyTimed, k+1, st.TouchedTotal())
 		res.FinalDraftTokens = tuner.k
 
 		// Roll back both caches to the committed tokens.
