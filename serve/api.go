@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -110,6 +111,10 @@ type samplingFields struct {
 	Stream        bool            `json:"stream"`
 	StreamOptions *streamOptions  `json:"stream_options"`
 	User          string          `json:"user"`
+
+	PresencePenalty  *float64           `json:"presence_penalty"`
+	FrequencyPenalty *float64           `json:"frequency_penalty"`
+	LogitBias        map[string]float64 `json:"logit_bias"`
 }
 
 // completionRequest is the body of POST /v1/completions.
@@ -148,6 +153,29 @@ type genParams struct {
 	stop         []string
 	stream       bool
 	includeUsage bool
+	pen          *penalties // nil: none
+}
+
+// penalties adjust one sequence's logits before sampling, as OpenAI
+// defines them: logit[t] += bias[t] − presence·[count[t] > 0] −
+// frequency·count[t], where count[t] is how often t was generated so far.
+type penalties struct {
+	presence, frequency float32
+	bias                map[int32]float32
+}
+
+// apply adjusts logits in place for the tokens generated so far.
+func (p *penalties) apply(logits []float32, counts map[int32]int) {
+	for t, b := range p.bias {
+		if int(t) < len(logits) {
+			logits[t] += b
+		}
+	}
+	for t, c := range counts {
+		if int(t) < len(logits) && c > 0 {
+			logits[t] -= p.presence + p.frequency*float32(c)
+		}
+	}
 }
 
 // maxN caps "n" (choices per prompt).
@@ -155,6 +183,47 @@ const maxN = 16
 
 // maxStops caps the number of stop strings, as OpenAI does.
 const maxStops = 4
+
+// parsePenalties validates presence_penalty, frequency_penalty (each in
+// [-2, 2]) and logit_bias (token id → [-100, 100]).
+func (f *samplingFields) parsePenalties(vocab int) (*penalties, *apiError) {
+	pen := &penalties{}
+	any := false
+	for _, c := range []struct {
+		name string
+		v    *float64
+		dst  *float32
+	}{{"presence_penalty", f.PresencePenalty, &pen.presence}, {"frequency_penalty", f.FrequencyPenalty, &pen.frequency}} {
+		if c.v == nil {
+			continue
+		}
+		if *c.v < -2 || *c.v > 2 || *c.v != *c.v {
+			return nil, badRequest(c.name, "%s must be between -2 and 2, got %v", c.name, *c.v)
+		}
+		*c.dst = float32(*c.v)
+		any = any || *c.v != 0
+	}
+	for k, v := range f.LogitBias {
+		id, err := strconv.ParseInt(k, 10, 32)
+		if err != nil || id < 0 || (vocab > 0 && id >= int64(vocab)) {
+			return nil, badRequest("logit_bias", "logit_bias key %q is not a token id in [0, %d)", k, vocab)
+		}
+		if v < -100 || v > 100 || v != v {
+			return nil, badRequest("logit_bias", "logit_bias[%s] must be between -100 and 100, got %v", k, v)
+		}
+		if v != 0 {
+			if pen.bias == nil {
+				pen.bias = map[int32]float32{}
+			}
+			pen.bias[int32(id)] = float32(v)
+			any = true
+		}
+	}
+	if !any {
+		return nil, nil
+	}
+	return pen, nil
+}
 
 func (f *samplingFields) params(maxTokens *int) (genParams, *apiError) {
 	p := genParams{n: 1, sample: SampleOptions{Temperature: 1, TopP: 1}, stream: f.Stream}

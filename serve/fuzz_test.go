@@ -22,6 +22,7 @@ func FuzzRequests(f *testing.F) {
 		`{"messages":[{"role":"system","content":[{"type":"text","text":"be"}]},{"role":"user","content":null}],"stream":true}`,
 		`{"prompt":"","max_tokens":1,"top_p":0.5,"top_k":3,"seed":-4}`,
 		`{"prompt":"x","max_tokens":1e400}`,
+		`{"prompt":"x","max_tokens":5,"presence_penalty":1,"frequency_penalty":-0.5,"logit_bias":{"7":50,"8":-100}}`,
 		`{"prompt":"\ud800","stop":"\u0000"}`,
 		`null`, `[]`, `{`, ``, `{"messages":"hi"}`,
 	} {

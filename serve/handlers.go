@@ -59,6 +59,9 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, e := req.params(req.MaxTokens)
+	if e == nil {
+		p.pen, e = req.parsePenalties(s.opt.Vocab)
+	}
 	if e != nil {
 		s.writeError(w, endpoint, e)
 		return
@@ -92,6 +95,9 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		maxTok = req.MaxTokens
 	}
 	p, e := req.params(maxTok)
+	if e == nil {
+		p.pen, e = req.parsePenalties(s.opt.Vocab)
+	}
 	if e != nil {
 		s.writeError(w, endpoint, e)
 		return
@@ -199,7 +205,10 @@ func (s *Server) jobs(ctx context.Context, g *genRequest, arrived time.Time) ([]
 			j := &job{
 				ctx: jctx, prompt: prompt, maxTokens: mt, stopTokens: stops,
 				sampler: s.eng.NewSampler(so), greedy: so.Temperature == 0, sampleOpts: so, arrived: arrived,
-				out: &jobOut{notify: notify}, kv: len(prompt) + mt,
+				out: &jobOut{notify: notify}, kv: len(prompt) + mt, pen: g.p.pen,
+			}
+			if j.pen != nil {
+				j.counts = map[int32]int{}
 			}
 			out = append(out, &choice{index: len(out), j: j, cancel: cancel, ts: newTextStream(s.tok, g.p.stop)})
 		}

@@ -85,12 +85,14 @@ type job struct {
 	kv        int // KV positions reserved: len(prompt)+maxTokens
 	fed       int // prompt tokens already in seq
 	generated int
-	next      int32       // sampled token not yet fed
-	hist      []int32     // tokens in seq, kept only when a draft model is in use
-	tprob     ProbSampler // target sampler, for speculative sampling (nil when greedy)
-	dprob     ProbSampler // draft sampler, for speculative sampling (nil when greedy)
-	q         [][]float32 // draft distributions of the current proposals
-	specK     int         // current draft length (0: not yet set)
+	next      int32         // sampled token not yet fed
+	hist      []int32       // tokens in seq, kept only when a draft model is in use
+	tprob     ProbSampler   // target sampler, for speculative sampling (nil when greedy)
+	dprob     ProbSampler   // draft sampler, for speculative sampling (nil when greedy)
+	q         [][]float32   // draft distributions of the current proposals
+	specK     int           // current draft length (0: not yet set)
+	pen       *penalties    // presence/frequency penalties and logit bias, or nil
+	counts    map[int32]int // generated-token counts, kept when pen != nil
 	last      time.Time
 }
 
@@ -350,10 +352,17 @@ func (s *scheduler) sampleAll(batch []*job, logits [][]float32, ready []int) []i
 	out := s.sampled[:0]
 	out = append(out, make([]int32, len(ready))...)
 	s.sampled = out
+	sample := func(x int) {
+		j, l := batch[ready[x]], logits[ready[x]]
+		if j.pen != nil {
+			j.pen.apply(l, j.counts)
+		}
+		out[x] = j.sampler.Sample(l)
+	}
 	workers := min(runtime.GOMAXPROCS(0), len(ready)/4)
 	if workers <= 1 {
-		for x, i := range ready {
-			out[x] = batch[i].sampler.Sample(logits[i])
+		for x := range ready {
+			sample(x)
 		}
 		return out
 	}
@@ -361,8 +370,7 @@ func (s *scheduler) sampleAll(batch []*job, logits [][]float32, ready []int) []i
 	for w := range workers {
 		wg.Go(func() {
 			for x := w; x < len(ready); x += workers {
-				i := ready[x]
-				out[x] = batch[i].sampler.Sample(logits[i])
+				sample(x)
 			}
 		})
 	}
@@ -382,6 +390,9 @@ func (s *scheduler) accept(j *job, tok int32, now time.Time, free func(*job, str
 	}
 	j.last = now
 	s.m.generatedTokens.Add(1)
+	if j.counts != nil {
+		j.counts[tok]++
+	}
 	if slices.Contains(j.stopTokens, tok) {
 		free(j, finishStop, nil)
 		return

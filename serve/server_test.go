@@ -820,3 +820,65 @@ func TestJoinAndLeaveMidFlight(t *testing.T) {
 		t.Errorf("batch sizes: %d single, %d paired passes; want the short request paired for ~6 steps", ones, twos)
 	}
 }
+
+// TestPenaltiesAndLogitBias checks presence/frequency penalties and
+// logit_bias against a naive simulation of the fake model.
+func TestPenaltiesAndLogitBias(t *testing.T) {
+	eng := &fakeEngine{ctxLen: 64}
+	ts := startServer(t, eng, Options{})
+	simulate := func(prompt string, n int, pres, freq float32, bias map[int32]float32) string {
+		seq := fakeTok{}.Encode(prompt)
+		counts := map[int32]int{}
+		var out []byte
+		for range n {
+			l := eng.logits(seq)
+			for id, b := range bias {
+				l[id] += b
+			}
+			for id, c := range counts {
+				l[id] -= pres + freq*float32(c)
+			}
+			tok := argmax(l)
+			if tok == fakeEOT {
+				break
+			}
+			counts[tok]++
+			seq = append(seq, tok)
+			out = append(out, byte(tok))
+		}
+		return string(out)
+	}
+	for _, c := range []struct {
+		body       string
+		pres, freq float32
+		bias       map[int32]float32
+	}{
+		{`"presence_penalty":2`, 2, 0, nil},
+		{`"frequency_penalty":1.5`, 0, 1.5, nil},
+		{`"presence_penalty":-1,"frequency_penalty":0.7`, -1, 0.7, nil},
+		{`"logit_bias":{"122":100}`, 0, 0, map[int32]float32{'z': 100}},
+		{`"logit_bias":{"97":-100,"98":-100,"99":-100},"frequency_penalty":0.3`, 0, 0.3, map[int32]float32{'a': -100, 'b': -100, 'c': -100}},
+	} {
+		code, body := rawDo(t, ts, "POST", "/v1/completions", `{"prompt":"pen","max_tokens":40,"temperature":0,`+c.body+`}`, nil)
+		var cr completionResponse
+		if code != 200 || json.Unmarshal([]byte(body), &cr) != nil {
+			t.Fatalf("%s: %d %s", c.body, code, body)
+		}
+		if want := simulate("pen", 40, c.pres, c.freq, c.bias); cr.Choices[0].Text != want {
+			t.Errorf("%s: got %q, want %q", c.body, cr.Choices[0].Text, want)
+		}
+	}
+	if plain := greedyText("pen", 40, 0); simulate("pen", 40, 2, 0, nil) == plain {
+		t.Errorf("the presence penalty case does not change the output; the test proves nothing")
+	}
+	for _, c := range []struct{ body, substr string }{
+		{`"presence_penalty":3`, "presence_penalty"},
+		{`"frequency_penalty":"x"`, "frequency_penalty"},
+		{`"logit_bias":{"abc":1}`, "not a token id"},
+		{`"logit_bias":{"999999":1}`, "not a token id"},
+		{`"logit_bias":{"5":200}`, "between -100 and 100"},
+	} {
+		code, body := rawDo(t, ts, "POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],`+c.body+`}`, nil)
+		checkError(t, c.body, code, body, 400, c.substr)
+	}
+}

@@ -9,6 +9,9 @@ import (
 // jobs always, sampled jobs when the target's and the draft's samplers both
 // expose their distributions.
 func (s *scheduler) attachDraft(j *job) {
+	if j.pen != nil {
+		return // penalties change the target's distribution step by step
+	}
 	if !j.greedy {
 		tp, ok := j.sampler.(ProbSampler)
 		if !ok {
