@@ -22,13 +22,20 @@ import (
 
 // runImport implements `moe import`.
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("import", "--in FILE.gguf|HF_DIR --out RUNDIR [--tokenizer RUNDIR] [--force]", stderr)
+	fs := newFlagSet("import", "[--in] FILE.gguf|HF_DIR --out RUNDIR [--tokenizer RUNDIR] [--force]", stderr)
 	in := fs.String("in", "", "a .gguf file, or a Hugging Face directory with config.json and *.safetensors")
 	out := fs.String("out", "", "run directory to write (config.json, tokenizer.json, a checkpoint)")
 	tokDir := fs.String("tokenizer", "", "take the tokenizer from this run directory (or tokenizer.json) instead of the input")
 	force := fs.Bool("force", false, "write into an --out directory that already holds a checkpoint")
-	if _, err := parseFlags(fs, args); err != nil {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
 		return err
+	}
+	if len(pos) > 0 && *in == "" {
+		*in, pos = pos[0], pos[1:] // moe import FILE.gguf --out RUNDIR
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q (the input goes in --in or as the one positional argument)", pos[0])
 	}
 	if *in == "" || *out == "" {
 		return usagef("--in and --out are required")
