@@ -87,6 +87,9 @@ func Read(r io.ReaderAt, size int64) (*File, error) {
 	if f.Version, err = d.u32(); err != nil {
 		return nil, fmt.Errorf("gguf: reading version: %w", err)
 	}
+	if v := f.Version; v == 2<<24 || v == 3<<24 {
+		return nil, errors.New("gguf: big-endian GGUF files are not supported")
+	}
 	if f.Version != 2 && f.Version != 3 {
 		return nil, fmt.Errorf("gguf: unsupported version %d (want 2 or 3)", f.Version)
 	}

@@ -185,6 +185,7 @@ func TestReadErrors(t *testing.T) {
 	}{
 		{"bad magic", patch(0, 'G', 'G', 'U', 'X'), "bad magic"},
 		{"version 1", patch(4, le(1, 4)...), "version"},
+		{"big-endian", patch(4, 0, 0, 0, 3), "big-endian"},
 		{"empty", nil, "truncated"},
 		{"tensor count", patch(8, le(1<<40, 8)...), "tensor count"},
 		{"kv count", patch(16, le(1<<40, 8)...), "metadata count"},
