@@ -112,6 +112,13 @@ func TestExportImportCLI(t *testing.T) {
 	}
 	gen(q8) // quantized: must load and run
 
+	// A GGUF file re-exports at another type.
+	q4 := filepath.Join(tmp, "m-q4.gguf")
+	if code, _, errs := moeCLI("export", "--model", f32, "--out", q4, "--type", "q4_0"); code != 0 {
+		t.Fatalf("re-export gguf → q4_0: exit %d: %s", code, errs)
+	}
+	gen(q4)
+
 	// Hugging Face safetensors → run directory (tokenizer from the source run).
 	hf := filepath.Join(tmp, "hf")
 	if err := safetensors.SaveHF(context.Background(), hf, cfg, w2, safetensors.F32); err != nil {
