@@ -34,9 +34,10 @@ func (s *Stats) TouchedTotal() int {
 // scratch holds the activations of one Forward call, grown as needed.
 type scratch struct {
 	x, xn, qkv, att, o []float32
-	ffGU, ffH, ffO     []float32
-	gath, route        []float32
-	scores             []float32
+	ffn                ffnBuf
+	workers            []ffnBuf // per pool worker
+	expOut             []float32
+	route, scores      []float32
 	rowSeq, rowPos     []int32
 }
 
@@ -145,11 +146,11 @@ func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][
 		compute.RMSNorm(sc.xn, x, L.AttnNorm, rows, d, eps, nil)
 		F := &m.fused[l]
 		if F.qkv != nil {
-			m.linear(rows, qkvDim, d, sc.xn, d, F.qkv, sc.qkv, qkvDim)
+			m.linear(m.Pool, rows, qkvDim, d, sc.xn, d, F.qkv, sc.qkv, qkvDim)
 		} else {
-			m.linear(rows, qDim, d, sc.xn, d, L.Wq, sc.qkv, qkvDim)
-			m.linear(rows, kvDim, d, sc.xn, d, L.Wk, sc.qkv[qDim:], qkvDim)
-			m.linear(rows, kvDim, d, sc.xn, d, L.Wv, sc.qkv[qDim+kvDim:], qkvDim)
+			m.linear(m.Pool, rows, qDim, d, sc.xn, d, L.Wq, sc.qkv, qkvDim)
+			m.linear(m.Pool, rows, kvDim, d, sc.xn, d, L.Wk, sc.qkv[qDim:], qkvDim)
+			m.linear(m.Pool, rows, kvDim, d, sc.xn, d, L.Wv, sc.qkv[qDim+kvDim:], qkvDim)
 		}
 		for r := 0; r < rows; r++ {
 			p := int(rowPos[r])
@@ -161,12 +162,13 @@ func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][
 			copy(sq.v[l][p*kvDim:(p+1)*kvDim], row[qDim+kvDim:])
 		}
 		m.attention(seqs, l, rows, rowSeq, rowPos)
-		m.linear(rows, d, qDim, sc.att, qDim, L.Wo, sc.o, d)
+		m.linear(m.Pool, rows, d, qDim, sc.att, qDim, L.Wo, sc.o, d)
 		compute.Add(x, sc.o[:rows*d])
 
 		compute.RMSNorm(sc.xn, x, L.FFNNorm, rows, d, eps, nil)
 		if !cfg.IsMoE() {
-			m.swiglu(rows, sc.xn, F.gu, L.Gate, L.Up, L.Down, cfg.IntermediateSize, nil, nil, x)
+			m.swiglu(m.Pool, &sc.ffn, rows, sc.xn, F.gu, L.Gate, L.Up, L.Down, cfg.IntermediateSize)
+			compute.Add(x[:rows*d], sc.ffn.o)
 			continue
 		}
 		touched, counts := m.moe(l, rows, x)
@@ -196,7 +198,7 @@ func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][
 		compute.RMSNorm(sc.xn[j*d:(j+1)*d], x[pr*d:(pr+1)*d], m.W.FinalNorm, 1, d, eps, nil)
 	}
 	all := make([]float32, np*V)
-	m.linear(np, V, d, sc.xn, d, m.W.LMHead, all, V)
+	m.linear(m.Pool, np, V, d, sc.xn, d, m.W.LMHead, all, V)
 	j := 0
 	for i, s := range seqs {
 		n := len(tokens[i])
@@ -259,31 +261,28 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 	})
 }
 
-// swiglu adds down(silu(gate(xn)) ⊙ up(xn)) for rows rows of xn into dst, or
-// into dst[dstRows[i]] scaled by weights[i] when dstRows is set. gu, when
-// not nil, is the fused [gate; up] matrix, computed in one GEMM.
-func (m *Model) swiglu(rows int, xn, gu, gate, up, down []float32, ff int, dstRows []int32, weights []float32, dst []float32) {
+// ffnBuf holds the intermediate activations of one SwiGLU evaluation.
+type ffnBuf struct{ gath, gu, h, o []float32 }
+
+// swiglu computes down(silu(gate(xn)) ⊙ up(xn)) for rows rows of xn into
+// b.o, on pool. gu, when not nil, is the fused [gate; up] matrix, computed
+// in one GEMM.
+func (m *Model) swiglu(pool *compute.Pool, b *ffnBuf, rows int, xn, gu, gate, up, down []float32, ff int) {
 	d := m.Cfg.HiddenSize
-	sc := &m.sc
-	sc.ffGU = grow(sc.ffGU, rows*2*ff)
-	sc.ffH = grow(sc.ffH, rows*ff)
-	sc.ffO = grow(sc.ffO, rows*d)
+	b.gu = grow(b.gu, rows*2*ff)
+	b.h = grow(b.h, rows*ff)
+	b.o = grow(b.o, rows*d)
 	if gu != nil {
-		m.linear(rows, 2*ff, d, xn, d, gu, sc.ffGU, 2*ff)
+		m.linear(pool, rows, 2*ff, d, xn, d, gu, b.gu, 2*ff)
 	} else {
-		m.linear(rows, ff, d, xn, d, gate, sc.ffGU, 2*ff)
-		m.linear(rows, ff, d, xn, d, up, sc.ffGU[ff:], 2*ff)
+		m.linear(pool, rows, ff, d, xn, d, gate, b.gu, 2*ff)
+		m.linear(pool, rows, ff, d, xn, d, up, b.gu[ff:], 2*ff)
 	}
 	for r := 0; r < rows; r++ {
-		g := sc.ffGU[r*2*ff : (r+1)*2*ff]
-		compute.SwiGLU(sc.ffH[r*ff:(r+1)*ff], g[:ff], g[ff:])
+		g := b.gu[r*2*ff : (r+1)*2*ff]
+		compute.SwiGLU(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:])
 	}
-	m.linear(rows, d, ff, sc.ffH, ff, down, sc.ffO, d)
-	if dstRows == nil {
-		compute.Add(dst[:rows*d], sc.ffO)
-		return
-	}
-	compute.ScatterAddRows(dst, sc.ffO, dstRows, weights, d)
+	m.linear(pool, rows, d, ff, b.h, ff, down, b.o, d)
 }
 
 // routeRow picks the experts of one row from its router logits and writes
@@ -345,26 +344,60 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 			expW[e] = append(expW[e], wts[j])
 		}
 	}
-	// The shared expert sees every row, ungated; compute it before sc.xn is
-	// reused for gathered rows.
+	// The shared expert sees every row, ungated.
 	if cfg.SharedExpertIntermediateSize > 0 {
-		m.swiglu(rows, sc.xn, m.fused[l].sharedGU, L.SharedGate, L.SharedUp, L.SharedDown, cfg.SharedExpertIntermediateSize, nil, nil, x)
+		m.swiglu(m.Pool, &sc.ffn, rows, sc.xn, m.fused[l].sharedGU, L.SharedGate, L.SharedUp, L.SharedDown, cfg.SharedExpertIntermediateSize)
+		compute.Add(x[:rows*d], sc.ffn.o)
 	}
 	counts := make([]int, E)
-	touched := 0
-	ffe := cfg.ExpertSize()
+	var es []int
+	maxRows := 0
 	for e := 0; e < E; e++ {
-		n := len(expRows[e])
-		counts[e] = n
-		if n == 0 {
-			continue
+		counts[e] = len(expRows[e])
+		if counts[e] > 0 {
+			es = append(es, e)
+			maxRows = max(maxRows, counts[e])
 		}
-		touched++
-		sc.gath = grow(sc.gath, n*d)
-		compute.GatherRows(sc.gath, sc.xn, expRows[e], d)
-		m.swiglu(n, sc.gath, m.fused[l].expertGU[e], L.ExpertGate[e], L.ExpertUp[e], L.ExpertDown[e], ffe, expRows[e], expW[e], x)
 	}
-	return touched, counts
+	ffe := cfg.ExpertSize()
+	run := func(pool *compute.Pool, b *ffnBuf, e int) {
+		n := len(expRows[e])
+		b.gath = grow(b.gath, n*d)
+		compute.GatherRows(b.gath, sc.xn, expRows[e], d)
+		m.swiglu(pool, b, n, b.gath, m.fused[l].expertGU[e], L.ExpertGate[e], L.ExpertUp[e], L.ExpertDown[e], ffe)
+	}
+	nw := min(m.Pool.Threads(), len(es))
+	if nw < 2 || maxRows > 32 {
+		// One expert at a time, each GEMM split over the pool.
+		for _, e := range es {
+			run(m.Pool, &sc.ffn, e)
+			compute.ScatterAddRows(x, sc.ffn.o, expRows[e], expW[e], d)
+		}
+		return len(es), counts
+	}
+	// Few rows per expert (decode, verification): one expert per worker
+	// with single-threaded GEMMs, which needs far fewer hand-offs; the
+	// outputs are added in expert order, as above, so the result does not
+	// depend on the schedule.
+	for len(sc.workers) < nw {
+		sc.workers = append(sc.workers, ffnBuf{})
+	}
+	offs := make([]int, len(es)+1)
+	for i, e := range es {
+		offs[i+1] = offs[i] + len(expRows[e])*d
+	}
+	sc.expOut = grow(sc.expOut, offs[len(es)])
+	m.Pool.Run(nw, func(w int) {
+		b := &sc.workers[w]
+		for i := w; i < len(es); i += nw {
+			run(nil, b, es[i])
+			copy(sc.expOut[offs[i]:offs[i+1]], b.o)
+		}
+	})
+	for i, e := range es {
+		compute.ScatterAddRows(x, sc.expOut[offs[i]:offs[i+1]], expRows[e], expW[e], d)
+	}
+	return len(es), counts
 }
 
 // countRows adds one call's routing to the model's running totals.
@@ -391,15 +424,15 @@ func (m *Model) RoutingCounts() (perLayer [][]uint64, rows uint64) {
 	return perLayer, m.totalRows
 }
 
-// linear computes c = a·wᵀ for rows rows of a (stride lda) and the weight
+// linear computes, on pool, c = a·wᵀ for rows rows of a (stride lda) and the weight
 // matrix w (n×k, a view into the model's flat parameters), with the bf16
 // copy of w when the model has one.
-func (m *Model) linear(rows, n, k int, a []float32, lda int, w []float32, c []float32, ldc int) {
+func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int, w []float32, c []float32, ldc int) {
 	if m.bf != nil {
 		if off, ok := m.bfOff[&w[0]]; ok {
-			compute.GemmBF16(m.Pool, rows, n, k, 1, a, lda, m.bf[off:off+len(w)], k, 0, c, ldc)
+			compute.GemmBF16(pool, rows, n, k, 1, a, lda, m.bf[off:off+len(w)], k, 0, c, ldc)
 			return
 		}
 	}
-	compute.Gemm(m.Pool, false, true, rows, n, k, 1, a, lda, w, k, 0, c, ldc)
+	compute.Gemm(pool, false, true, rows, n, k, 1, a, lda, w, k, 0, c, ldc)
 }

@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -258,66 +259,71 @@ func refConfigs() map[string]*config.Config {
 // uneven chunks, and with several sequences in one batch.
 func TestForwardMatchesReference(t *testing.T) {
 	for name, cfg := range refConfigs() {
-		t.Run(name, func(t *testing.T) {
-			m := newTestModel(t, cfg, 7, 0.3)
-			r := rand.New(rand.NewPCG(3, 4))
-			toks := make([]int32, 23)
-			for i := range toks {
-				toks[i] = int32(r.IntN(cfg.VocabSize))
-			}
-			want := refForward(cfg, m.W, toks)
-			V := cfg.VocabSize
-			const tol = 2e-4
-
-			// One prefill with all logits.
-			s := m.NewSeq(0)
-			lg, err := m.Forward([]*Seq{s}, [][]int32{toks}, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for p := range toks {
-				if e := maxAbsDiff(lg[0][p*V:(p+1)*V], want[p]); e > tol {
-					t.Fatalf("prefill position %d: max |diff| %g", p, e)
-				}
-			}
-			// One token at a time, last logits only.
-			s1 := m.NewSeq(0)
-			for p, tok := range toks {
-				lg, err := m.Forward([]*Seq{s1}, [][]int32{{tok}}, false)
+		for _, threads := range []int{1, 2} {
+			t.Run(fmt.Sprintf("%s/threads%d", name, threads), func(t *testing.T) {
+				m, err := New(cfg, randomWeights(t, cfg, 7, 0.3), nil, compute.NewPool(threads))
 				if err != nil {
 					t.Fatal(err)
 				}
-				if e := maxAbsDiff(lg[0], want[p]); e > tol {
-					t.Fatalf("incremental position %d: max |diff| %g", p, e)
+				r := rand.New(rand.NewPCG(3, 4))
+				toks := make([]int32, 23)
+				for i := range toks {
+					toks[i] = int32(r.IntN(cfg.VocabSize))
 				}
-			}
-			// Three sequences in one batch, in uneven chunks, with a rollback.
-			a, b, c := m.NewSeq(0), m.NewSeq(0), m.NewSeq(0)
-			if _, err := m.Forward([]*Seq{a, b}, [][]int32{toks[:5], toks[:9]}, false); err != nil {
-				t.Fatal(err)
-			}
-			b.Truncate(6) // roll back three positions
-			if b.Len() != 6 || len(b.Tokens()) != 6 {
-				t.Fatalf("truncate: len %d", b.Len())
-			}
-			lg, err = m.Forward([]*Seq{a, b, c}, [][]int32{toks[5:12], toks[6:20], toks[:1]}, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			check := func(name string, got []float32, from int) {
-				for j := 0; j*V < len(got); j++ {
-					if e := maxAbsDiff(got[j*V:(j+1)*V], want[from+j]); e > tol {
-						t.Fatalf("batch %s position %d: max |diff| %g", name, from+j, e)
+				want := refForward(cfg, m.W, toks)
+				V := cfg.VocabSize
+				const tol = 2e-4
+
+				// One prefill with all logits.
+				s := m.NewSeq(0)
+				lg, err := m.Forward([]*Seq{s}, [][]int32{toks}, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for p := range toks {
+					if e := maxAbsDiff(lg[0][p*V:(p+1)*V], want[p]); e > tol {
+						t.Fatalf("prefill position %d: max |diff| %g", p, e)
 					}
 				}
-			}
-			check("a", lg[0], 5)
-			check("b", lg[1], 6)
-			check("c", lg[2], 0)
-			if got := b.Tokens(); len(got) != 20 || got[19] != toks[19] {
-				t.Fatalf("b tokens %v", got)
-			}
-		})
+				// One token at a time, last logits only.
+				s1 := m.NewSeq(0)
+				for p, tok := range toks {
+					lg, err := m.Forward([]*Seq{s1}, [][]int32{{tok}}, false)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if e := maxAbsDiff(lg[0], want[p]); e > tol {
+						t.Fatalf("incremental position %d: max |diff| %g", p, e)
+					}
+				}
+				// Three sequences in one batch, in uneven chunks, with a rollback.
+				a, b, c := m.NewSeq(0), m.NewSeq(0), m.NewSeq(0)
+				if _, err := m.Forward([]*Seq{a, b}, [][]int32{toks[:5], toks[:9]}, false); err != nil {
+					t.Fatal(err)
+				}
+				b.Truncate(6) // roll back three positions
+				if b.Len() != 6 || len(b.Tokens()) != 6 {
+					t.Fatalf("truncate: len %d", b.Len())
+				}
+				lg, err = m.Forward([]*Seq{a, b, c}, [][]int32{toks[5:12], toks[6:20], toks[:1]}, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				check := func(name string, got []float32, from int) {
+					for j := 0; j*V < len(got); j++ {
+						if e := maxAbsDiff(got[j*V:(j+1)*V], want[from+j]); e > tol {
+							t.Fatalf("batch %s position %d: max |diff| %g", name, from+j, e)
+						}
+					}
+				}
+				check("a", lg[0], 5)
+				check("b", lg[1], 6)
+				check("c", lg[2], 0)
+				if got := b.Tokens(); len(got) != 20 || got[19] != toks[19] {
+					t.Fatalf("b tokens %v", got)
+				}
+			})
+		}
 	}
 }
 
