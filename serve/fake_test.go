@@ -92,6 +92,7 @@ type fakeEngine struct {
 	calls     int
 	batches   []int // sequences per call
 	maxTokens int   // largest tokens in one call
+	fedTokens int   // tokens over all calls
 	overlap   bool  // set if Forward ran concurrently with itself
 	experts   [][]uint64
 }
@@ -119,6 +120,7 @@ func (e *fakeEngine) Forward(seqs []Seq, tokens [][]int32, all bool) ([][]float3
 	call := e.calls
 	e.batches = append(e.batches, len(seqs))
 	e.maxTokens = max(e.maxTokens, n)
+	e.fedTokens += n
 	if e.experts == nil {
 		e.experts = [][]uint64{make([]uint64, 4), make([]uint64, 4)}
 	}

@@ -77,6 +77,8 @@ type metrics struct {
 	stepTokens      atomic.Uint64
 	specProposed    atomic.Uint64
 	specAccepted    atomic.Uint64
+	prefixHitTokens atomic.Uint64
+	idleTokens      atomic.Int64
 
 	ttft      *histogram
 	perToken  *histogram
@@ -134,6 +136,8 @@ func (m *metrics) write(w io.Writer, experts [][]uint64, kvBudget, parallel int)
 	counter("moe_batch_step_tokens_total", "Tokens (prefill and decode) passed through batched forward passes.", m.stepTokens.Load())
 	counter("moe_speculative_proposed_tokens_total", "Draft tokens proposed by speculative decoding.", m.specProposed.Load())
 	counter("moe_speculative_accepted_tokens_total", "Draft tokens accepted by the target model.", m.specAccepted.Load())
+	counter("moe_prefix_cache_hit_tokens_total", "Prompt tokens served from a cached prefix instead of being recomputed.", m.prefixHitTokens.Load())
+	gauge("moe_prefix_cache_tokens", "KV-cache positions held by finished sequences kept for prefix reuse.", m.idleTokens.Load())
 	gauge("moe_queue_depth", "Requests waiting for a slot in the running batch.", m.queueDepth.Load())
 	gauge("moe_running_sequences", "Sequences in the running batch.", m.running.Load())
 	gauge("moe_parallel_limit", "Most sequences the running batch may hold (--parallel).", int64(parallel))

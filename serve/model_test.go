@@ -217,3 +217,40 @@ func serveOnLoopback(t testing.TB, srv *Server) *testServer {
 	t.Cleanup(func() { ts.stop(t) })
 	return ts
 }
+
+// TestRealModelChatTurnsReuseCache runs a two-turn chat: the second turn
+// resends the first, reuses its cache, and still equals single-stream
+// generation.
+func TestRealModelChatTurnsReuseCache(t *testing.T) {
+	tok := testTokenizer(t)
+	m := testModel(t, tok, 32, 2, 4, 128, 4)
+	srv, err := NewFromModel(m, nil, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := serveOnLoopback(t, srv)
+	c := client(ts, "")
+	msgs := []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("Answer."), openai.UserMessage("Who saw the light?")}
+	im := []infer.Message{{Role: "system", Content: "Answer."}, {Role: "user", Content: "Who saw the light?"}}
+	for turn := range 2 {
+		res, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
+			Model: "moe", Messages: msgs, MaxTokens: openai.Int(12), Temperature: openai.Float(0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prompt, err := infer.EncodeChat(tok, im, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := res.Choices[0].Message.Content
+		if want := referenceText(t, m, prompt, 12, srv.opt.ChatStopTokens); got != want {
+			t.Errorf("turn %d: served %q, single-stream %q", turn, got, want)
+		}
+		msgs = append(msgs, openai.AssistantMessage(got), openai.UserMessage("And then?"))
+		im = append(im, infer.Message{Role: "assistant", Content: got}, infer.Message{Role: "user", Content: "And then?"})
+	}
+	_, metrics := rawDo(t, ts, "GET", "/metrics", "", nil)
+	if v := metricValue(metrics, "moe_prefix_cache_hit_tokens_total"); v < 8 {
+		t.Errorf("second turn reused %v cached tokens; want the first turn's prompt", v)
+	}
+}

@@ -105,6 +105,7 @@ type schedulerConfig struct {
 	queueSize    int
 	draftTokens  int
 	specMaxBatch int // speculate only while the batch holds at most this many sequences
+	prefixCache  bool
 }
 
 // scheduler owns the engine: one goroutine admits queued jobs into the
@@ -122,6 +123,10 @@ type scheduler struct {
 
 	expertsMu sync.Mutex
 	experts   [][]uint64
+
+	// Prefix cache: finished sequences, oldest first (scheduler goroutine only).
+	idle       []idleSeq
+	idleTokens int
 
 	// Scratch owned by the scheduler goroutine.
 	ready   []int
@@ -181,6 +186,9 @@ func (s *scheduler) run(ctx context.Context) {
 	kvUsed := 0
 	free := func(j *job, finish string, err error) {
 		kvUsed -= j.kv
+		if err == nil || errors.Is(err, context.Canceled) {
+			s.keepIdle(j) // a consistent cache: its prefix may serve a later prompt
+		}
 		j.seq, j.draft = nil, nil
 		j.out.end(finish, err)
 	}
@@ -203,6 +211,8 @@ func (s *scheduler) run(ctx context.Context) {
 			default:
 				s.m.running.Store(0)
 				s.m.kvTokens.Store(0)
+				s.idle, s.idleTokens = nil, 0
+				s.m.idleTokens.Store(0)
 				return
 			}
 		}
@@ -238,10 +248,9 @@ func (s *scheduler) run(ctx context.Context) {
 				head = nil
 				continue
 			}
-			if kvUsed+head.kv > s.cfg.kvBudget {
+			if !s.place(head, s.cfg.kvBudget-kvUsed) {
 				break
 			}
-			head.seq = s.eng.NewSeq(head.kv)
 			if s.draft != nil {
 				s.attachDraft(head)
 			}
@@ -273,6 +282,94 @@ func (s *scheduler) run(ctx context.Context) {
 		s.m.kvTokens.Store(int64(kvUsed))
 		s.snapshotExperts()
 	}
+}
+
+// idleSeq is a finished sequence's cache kept for prefix reuse.
+type idleSeq struct {
+	seq  Seq
+	toks []int32 // the tokens seq holds
+}
+
+// keepIdle files j's sequence in the prefix cache (oldest first, at most
+// parallel entries) when the cache is on and the sequence is consistent.
+func (s *scheduler) keepIdle(j *job) {
+	if !s.cfg.prefixCache || j.seq == nil || j.seq.Len() != len(j.hist) || len(j.hist) == 0 {
+		return
+	}
+	s.idle = append(s.idle, idleSeq{seq: j.seq, toks: j.hist})
+	s.idleTokens += len(j.hist)
+	for len(s.idle) > s.cfg.parallel {
+		s.evictIdle(0)
+	}
+	s.m.idleTokens.Store(int64(s.idleTokens))
+}
+
+func (s *scheduler) evictIdle(i int) {
+	s.idleTokens -= len(s.idle[i].toks)
+	s.idle = slices.Delete(s.idle, i, i+1)
+}
+
+// place gives j a sequence if its reservation fits in room KV positions
+// together with the idle caches, evicting least recently used ones as
+// needed. It reuses the idle cache sharing the longest prefix with j's
+// prompt (truncated to that prefix; at least one prompt token is always
+// recomputed, for its logits). It reports false, changing nothing but
+// evictions, when j must wait.
+func (s *scheduler) place(j *job, room int) bool {
+	best, common := -1, 0
+	for i, c := range s.idle {
+		n := 0
+		for n < len(c.toks) && n < len(j.prompt)-1 && c.toks[n] == j.prompt[n] {
+			n++
+		}
+		if n > common {
+			best, common = i, n
+		}
+	}
+	reuse := 0
+	if best >= 0 {
+		reuse = len(s.idle[best].toks)
+	}
+	for s.idleTokens-reuse+j.kv > room && len(s.idle) > 0 {
+		victim := 0
+		if victim == best {
+			if len(s.idle) == 1 {
+				best, common, reuse = -1, 0, 0
+			} else {
+				victim = 1
+			}
+		}
+		s.evictIdle(victim)
+		if best > victim {
+			best--
+		}
+	}
+	s.m.idleTokens.Store(int64(s.idleTokens))
+	if s.idleTokens-reuse+j.kv > room {
+		return false
+	}
+	if best < 0 {
+		j.seq = s.eng.NewSeq(s.seqLen(j))
+		return true
+	}
+	c := s.idle[best]
+	s.evictIdle(best)
+	s.m.idleTokens.Store(int64(s.idleTokens))
+	c.seq.Truncate(common)
+	j.seq, j.fed = c.seq, common
+	j.hist = append(c.toks[:0:0], j.prompt[:common]...)
+	s.m.prefixHitTokens.Add(uint64(common))
+	return true
+}
+
+// seqLen is the capacity a new sequence is made with: the job's own
+// reservation, or the whole context when sequences may be reused by
+// longer prompts later (the engine's caches grow as tokens arrive).
+func (s *scheduler) seqLen(j *job) int {
+	if s.cfg.prefixCache {
+		return s.eng.Context()
+	}
+	return j.kv
 }
 
 // step runs one batched forward pass: the next decode token of every
@@ -326,7 +423,7 @@ func (s *scheduler) step(running []*job, free func(*job, string, error)) error {
 	now := time.Now()
 	ready := s.ready[:0] // batch indices that sample a token this step
 	for i, j := range batch {
-		if j.draft != nil {
+		if j.draft != nil || s.cfg.prefixCache {
 			j.hist = append(j.hist, toks[i]...)
 		}
 		if prefill[i] {

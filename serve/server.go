@@ -67,6 +67,11 @@ type Options struct {
 	// sampling (same output distribution) for sampled ones when both
 	// engines' samplers are ProbSamplers.
 	Draft Engine
+	// NoPrefixCache turns off reuse of finished sequences' KV caches for
+	// later prompts that start the same way (chat turns, shared system
+	// prompts). Cached sequences count toward KVTokens and are evicted
+	// least recently used first.
+	NoPrefixCache bool
 	// DraftTokens is how many tokens the draft proposes per step (default 4).
 	DraftTokens int
 	// SpecMaxBatch turns speculation off while more sequences than this are
@@ -166,7 +171,7 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 		sched: newScheduler(eng, opt.Draft, schedulerConfig{
 			parallel: opt.Parallel, kvBudget: opt.KVTokens, stepTokens: opt.StepTokens,
 			prefillChunk: opt.PrefillChunk, queueSize: opt.QueueSize, draftTokens: opt.DraftTokens,
-			specMaxBatch: opt.SpecMaxBatch,
+			specMaxBatch: opt.SpecMaxBatch, prefixCache: !opt.NoPrefixCache,
 		}, m, opt.Logger),
 	}
 	mux := http.NewServeMux()

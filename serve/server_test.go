@@ -882,3 +882,63 @@ func TestPenaltiesAndLogitBias(t *testing.T) {
 		checkError(t, c.body, code, body, 400, c.substr)
 	}
 }
+
+// TestPrefixCache checks that a prompt sharing a prefix with a finished
+// sequence reuses its cache: same output, fewer tokens computed.
+func TestPrefixCache(t *testing.T) {
+	system := "You are a careful assistant who answers briefly. "
+	run := func(opt Options) (hits float64, fed int, texts []string) {
+		eng := &fakeEngine{ctxLen: 256}
+		ts := startServer(t, eng, opt)
+		for _, q := range []string{"What is light?", "What is dark?", "What is light? Why?"} {
+			code, body := rawDo(t, ts, "POST", "/v1/completions", fmt.Sprintf(`{"prompt":%q,"max_tokens":12,"temperature":0}`, system+q), nil)
+			var cr completionResponse
+			if code != 200 || json.Unmarshal([]byte(body), &cr) != nil {
+				t.Fatalf("%d %s", code, body)
+			}
+			if want := greedyText(system+q, 12, 0); cr.Choices[0].Text != want {
+				t.Errorf("prompt %q: got %q want %q", q, cr.Choices[0].Text, want)
+			}
+			texts = append(texts, cr.Choices[0].Text)
+		}
+		_, m := rawDo(t, ts, "GET", "/metrics", "", nil)
+		eng.mu.Lock()
+		defer eng.mu.Unlock()
+		return metricValue(m, "moe_prefix_cache_hit_tokens_total"), eng.fedTokens, texts
+	}
+	hits, fed, _ := run(Options{})
+	noHits, noFed, _ := run(Options{NoPrefixCache: true})
+	// The second prompt takes over the first one's cache and shares the
+	// system prompt plus "What is " with it; the third then finds only the
+	// second's cache, sharing the same prefix (a cache has one owner).
+	wantHits := float64(2 * len(system+"What is "))
+	if hits != wantHits || noHits != 0 {
+		t.Errorf("prefix hits %v (want %v), %v without the cache", hits, wantHits, noHits)
+	}
+	if noFed-fed != int(wantHits) {
+		t.Errorf("tokens computed: %d with the cache, %d without; want %v fewer", fed, noFed, wantHits)
+	}
+}
+
+// TestPrefixCacheEviction fills a small KV budget with cached sequences
+// and checks that new requests evict them rather than wait forever.
+func TestPrefixCacheEviction(t *testing.T) {
+	eng := &fakeEngine{ctxLen: 64, perPass: 100 * time.Microsecond}
+	ts := startServer(t, eng, Options{Parallel: 2, KVTokens: 60})
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			prompt := fmt.Sprintf("%c%c prompt", 'a'+i%5, 'a'+i%3)
+			code, body := rawDo(t, ts, "POST", "/v1/completions", fmt.Sprintf(`{"prompt":%q,"max_tokens":18,"temperature":0}`, prompt), nil)
+			var cr completionResponse
+			if code != 200 || json.Unmarshal([]byte(body), &cr) != nil || cr.Choices[0].Text != greedyText(prompt, 18, 0) {
+				t.Errorf("%q: %d %s", prompt, code, body)
+			}
+		})
+	}
+	wg.Wait()
+	_, m := rawDo(t, ts, "GET", "/metrics", "", nil)
+	if v := metricValue(m, "moe_prefix_cache_tokens"); v <= 0 || v > 60 {
+		t.Errorf("prefix cache holds %v positions; want some, within the budget of 60", v)
+	}
+}

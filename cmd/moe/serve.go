@@ -31,6 +31,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	stepTokens := fs.Int("step-tokens", 512, "most tokens in one batched forward pass")
 	prefillChunk := fs.Int("prefill-chunk", 256, "most prompt tokens of one sequence per forward pass")
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes")
+	prefixCache := fs.Bool("prefix-cache", true, "reuse finished sequences' KV caches for prompts that start the same way")
 	drain := fs.Duration("drain-timeout", 60*time.Second, "on SIGTERM, how long to let in-flight requests finish")
 	name := fs.String("name", "", "model id reported by /v1/models (default: the model's file or directory name)")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
@@ -86,7 +87,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv, err := serve.NewFromModel(m, d, serve.Options{
 		ModelName: *name, APIKey: key, Parallel: *parallel, KVTokens: *kvTokens, QueueSize: *queue,
 		StepTokens: *stepTokens, PrefillChunk: *prefillChunk, MaxBodyBytes: *maxBody, DrainTimeout: *drain,
-		DraftTokens: *draftTokens, SpecMaxBatch: *specMax, Logger: log,
+		DraftTokens: *draftTokens, SpecMaxBatch: *specMax, NoPrefixCache: !*prefixCache, Logger: log,
 	})
 	if err != nil {
 		return err
