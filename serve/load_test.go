@@ -219,7 +219,12 @@ func BenchmarkServeThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	ts := serveOnLoopback(b, srv)
-	prompt := `[` + strings.TrimSuffix(strings.Repeat("17,", 24), ",") + `]`
+	// 24-token prompts that differ in their first token, so that the
+	// prefix cache saves nothing and every request pays its prefill.
+	promptFor := func(n int) string {
+		return fmt.Sprintf(`[%d,`, 100+n%3000) + strings.TrimSuffix(strings.Repeat("17,", 23), ",") + `]`
+	}
+	prompt := promptFor(-1)
 	const gen = 32
 	for _, clients := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
@@ -239,7 +244,7 @@ func BenchmarkServeThroughput(b *testing.B) {
 			for c := range clients {
 				wg.Go(func() {
 					for i := range b.N {
-						body := fmt.Sprintf(`{"prompt":%s,"max_tokens":%d,"temperature":1,"seed":%d}`, prompt, gen, c*1000+i)
+						body := fmt.Sprintf(`{"prompt":%s,"max_tokens":%d,"temperature":1,"seed":%d}`, promptFor(c*100+i), gen, c*1000+i)
 						t0 := time.Now()
 						n, err := completion(cl, ts.url, body, false)
 						if err != nil {
