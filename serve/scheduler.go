@@ -86,7 +86,7 @@ type job struct {
 	fed       int // prompt tokens already in seq
 	generated int
 	next      int32         // sampled token not yet fed
-	hist      []int32       // tokens in seq, kept only when a draft model is in use
+	hist      []int32       // tokens in seq, kept with a draft model or the prefix cache
 	tprob     ProbSampler   // target sampler, for speculative sampling (nil when greedy)
 	dprob     ProbSampler   // draft sampler, for speculative sampling (nil when greedy)
 	q         [][]float32   // draft distributions of the current proposals
