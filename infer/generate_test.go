@@ -370,7 +370,7 @@ func TestKTuner(t *testing.T) {
 		}
 		down.observe(down.k, 0, 5e-4, true, 1e-3*float64(down.k+1), true, down.k+1, 0)
 	}
-	if zeros < 2*probeEvery-4 {
+	if zeros < 2*probeEvery-8 {
 		t.Fatalf("K was 0 in only %d of %d steps with no acceptance", zeros, 2*probeEvery)
 	}
 }

@@ -11,8 +11,8 @@ import (
 // kTuner adapts the number K of draft tokens per speculative step. It keeps
 // running estimates of the acceptance rate α (an exponential average), of
 // the draft's time per proposed token and of the target's verification time
-// as a function of the batch m = K+1 (minima over recent steps), and each step moves K by at most one toward the value that
-// maximises expected tokens per second:
+// as a function of the batch m = K+1 (minima over recent steps), which give
+// a model of the expected tokens per second:
 //
 //	E[tokens](K) = (1 − α^(K+1)) / (1 − α)
 //	time(K)      = K·t_draft + t_verify(K+1)
@@ -21,7 +21,12 @@ import (
 // scaled from the nearest measured one by a cost model in weight floats read:
 // the non-expert weights plus one expert's weights for each expert the m
 // tokens touch (the expected union of experts, calibrated by the unions the
-// verification passes actually touched).
+// verification passes actually touched). It also measures the tokens per
+// second each K actually delivered over its last steps. After a K has run
+// minSteps steps, K moves by at most one toward the best neighbour: a
+// neighbour's measured rate when it has one, else the model's rate scaled by
+// the model's error at the current K. K = 0 is plain decoding, probed back to
+// K = 1 every probeEvery steps.
 type kTuner struct {
 	k, kMin, kMax int
 	fixed         bool
@@ -30,6 +35,7 @@ type kTuner struct {
 	alpha   float64   // EMA of per-token acceptance
 	tDraft  minWindow // seconds per draft forward
 	tVerify map[int]*minWindow
+	steps   map[int]*stepWindow // measured tokens and seconds per K
 
 	fixedW, expertW float64 // floats read: non-expert weights, one expert of one layer
 	layers, E, topk int
@@ -77,7 +83,7 @@ func newKTuner(target *Model, opts GenerateOptions) *kTuner {
 		kMax = max(2*k, 8)
 	}
 	kMax = max(kMax, k)
-	t := &kTuner{k: k, kMin: 0, kMax: kMax, fixed: opts.FixedDraftTokens, alpha: 0.7, tVerify: map[int]*minWindow{}, calib: 1}
+	t := &kTuner{k: k, kMin: 0, kMax: kMax, fixed: opts.FixedDraftTokens, alpha: 0.7, tVerify: map[int]*minWindow{}, steps: map[int]*stepWindow{}, calib: 1}
 	cfg := target.Cfg
 	total := float64(len(target.W.Flat))
 	if cfg.IsMoE() {
@@ -141,6 +147,14 @@ func (t *kTuner) rate(k int) float64 {
 // several tokens says nothing about drafting or verifying; draftTimed and
 // verifyTimed say which timings are clean.
 func (t *kTuner) observe(k, acc int, draftPerTok float64, draftTimed bool, verify float64, verifyTimed bool, m, touched int) {
+	if verifyTimed && (draftTimed || k == 0) {
+		w := t.steps[k]
+		if w == nil {
+			w = &stepWindow{}
+			t.steps[k] = w
+		}
+		w.add(float64(acc+1), float64(k)*draftPerTok+verify)
+	}
 	if k > 0 {
 		t.alpha = (1-emaW)*t.alpha + emaW*float64(acc)/float64(k)
 		if draftTimed {
@@ -174,16 +188,75 @@ func (t *kTuner) observe(k, acc int, draftPerTok float64, draftTimed bool, verif
 			return
 		}
 	}
-	best, bestR := t.k, t.rate(t.k)
+	if t.steps[t.k].count() < minSteps {
+		return // measure the current K first
+	}
+	best, bestR := t.k, t.estimate(t.k)
 	for _, c := range []int{t.k - 1, t.k + 1} {
 		if c < t.kMin || c > t.kMax {
 			continue
 		}
-		if r := t.rate(c); r > bestR*1.01 {
+		if r := t.estimate(c); r > bestR*1.02 {
 			best, bestR = c, r
 		}
 	}
 	t.k = best
+}
+
+// estimate returns the expected tokens per second with K = c: the measured
+// rate if c ran for a few recent steps, else the model's rate scaled by how
+// far the model is off at the current K.
+func (t *kTuner) estimate(c int) float64 {
+	if r, ok := t.steps[c].rate(); ok {
+		return r
+	}
+	model := t.rate(c)
+	if r, ok := t.steps[t.k].rate(); ok {
+		if mk := t.rate(t.k); mk > 0 {
+			return model * r / mk
+		}
+	}
+	return model
+}
+
+// minSteps is how many steps a K must run before its measured rate counts.
+const minSteps = 3
+
+// stepWindow keeps the tokens committed and seconds spent by the last steps
+// run with one K; their ratio is the measured rate. Real text is not an
+// i.i.d. sequence of acceptances (a draft can be wrong at one phase of a
+// repeated phrase), so the measured rate can differ from the model's.
+type stepWindow struct {
+	tok, sec [8]float64
+	n        int
+}
+
+func (w *stepWindow) add(tok, sec float64) {
+	w.tok[w.n%len(w.tok)] = tok
+	w.sec[w.n%len(w.sec)] = sec
+	w.n++
+}
+
+func (w *stepWindow) count() int {
+	if w == nil {
+		return 0
+	}
+	return w.n
+}
+
+func (w *stepWindow) rate() (float64, bool) {
+	if w.count() < minSteps {
+		return 0, false
+	}
+	var tok, sec float64
+	for i := 0; i < min(w.n, len(w.tok)); i++ {
+		tok += w.tok[i]
+		sec += w.sec[i]
+	}
+	if sec <= 0 {
+		return 0, false
+	}
+	return tok / sec, true
 }
 
 // speculate is speculative decoding with opts.Draft (Leviathan et al. 2023,
