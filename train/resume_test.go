@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 			os.Exit(3)
 		}
 		o.Out = os.Getenv(childEnv + "_OUT")
+		o.Resume = os.Getenv(childEnv+"_RESUME") != "" // Options.Resume is not in its JSON
 		if _, err := Run(context.Background(), o, nil, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -138,6 +139,9 @@ func TestSIGKILLAndResumeIsBitIdentical(t *testing.T) {
 		js, _ = json.Marshal(oo)
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), childEnv+"="+string(js), childEnv+"_OUT="+dir)
+		if resume {
+			cmd.Env = append(cmd.Env, childEnv+"_RESUME=1")
+		}
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {

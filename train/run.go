@@ -183,6 +183,14 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		}
 	}
 
+	// A fresh run must not land on another run's checkpoints: the newer
+	// steps would win over (and prune) the new run's.
+	if ck == nil {
+		if paths, err := checkpoint.List(opts.Out); err == nil && len(paths) > 0 {
+			return nil, fmt.Errorf("run directory %s already holds checkpoints (%s): pass --resume to continue that run, or choose a new --out", opts.Out, filepath.Base(paths[0]))
+		}
+	}
+
 	// The model config.
 	cfgPath := filepath.Join(opts.Out, ConfigFile)
 	var cfg *config.Config
@@ -437,9 +445,7 @@ func writeLossSVG(dir string, log *slog.Logger) {
 // (opts.Tokenizer), or one trained on the sources; it is saved into RUNDIR.
 func runTokenizer(ctx context.Context, opts Options, cfg *config.Config, sources []data.Source, log *slog.Logger) (*tokenizer.Tokenizer, error) {
 	path := filepath.Join(opts.Out, tokenizer.FileName)
-	if fileExists(path) {
-		return tokenizer.Load(path)
-	}
+	var want *tokenizer.Tokenizer // the --tokenizer one
 	if opts.Tokenizer != "" {
 		src := opts.Tokenizer
 		if st, err := os.Stat(src); err == nil && st.IsDir() {
@@ -449,7 +455,20 @@ func runTokenizer(ctx context.Context, opts Options, cfg *config.Config, sources
 		if err != nil {
 			return nil, fmt.Errorf("--tokenizer: %w", err)
 		}
-		return tok, tok.Save(path)
+		want = tok
+	}
+	if fileExists(path) {
+		tok, err := tokenizer.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		if want != nil && data.TokenizerFingerprint(want) != data.TokenizerFingerprint(tok) {
+			return nil, fmt.Errorf("--tokenizer %s differs from the tokenizer already in %s: choose a new --out", opts.Tokenizer, opts.Out)
+		}
+		return tok, nil
+	}
+	if want != nil {
+		return want, want.Save(path)
 	}
 	vs := opts.VocabSize
 	if vs == 0 {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	moedata "moe/data"
 	"moe/train"
 )
 
@@ -102,6 +103,17 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("--data SOURCE is required")
 	case o.Batch <= 0 || o.Steps < 0 || o.SeqLen < 0 || o.BatchTokens < 0 || o.MaxTime < 0:
 		return usagef("--batch must be positive and --steps, --seq-len, --batch-tokens, --max-time not negative")
+	}
+	// Check every source before the first log line, so that a missing or
+	// malformed one fails with exactly one line on stderr.
+	for _, spec := range o.Data {
+		src, err := moedata.ParseSource(spec)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(src.Path); err != nil {
+			return fmt.Errorf("data source %q: %w", spec, err)
+		}
 	}
 	level := slog.LevelInfo
 	progress := stderr
