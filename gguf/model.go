@@ -16,6 +16,18 @@ import (
 // Mixtral-style MoE models are "llama" with expert tensors.
 const Architecture = "llama"
 
+// ArchQwen2MoE is llama.cpp's qwen2moe architecture, which moe uses for
+// MoE models whose router weights are softmax probabilities that are not
+// renormalised after the top-k (expert-choice models at inference,
+// softmax_topk without norm_topk_prob): llama.cpp's llama architecture
+// always renormalises, its qwen2moe architecture does not.
+const ArchQwen2MoE = "qwen2moe"
+
+// shexpWidth is the width of the zero shared expert that a qwen2moe file
+// needs (llama.cpp requires the tensors); its down projection is zero, so it
+// adds nothing.
+const shexpWidth = 32
+
 // KeyMoEConfig is the metadata key holding moe's whole config.json, so that
 // a moe → GGUF → moe round trip restores the fields llama.cpp has no key for
 // (routing kind, capacity factor, loss coefficients, ...). llama.cpp ignores
@@ -98,6 +110,50 @@ func CheckLlamaCompatible(cfg *config.Config) error {
 	return nil
 }
 
+// CheckQwen2MoECompatible reports whether llama.cpp's qwen2moe architecture
+// computes the same function as moe for cfg: an MoE model whose every layer
+// is sparse, without a shared expert, with q width equal to the hidden size,
+// routing by softmax over all experts then top-k without renormalisation
+// (expert-choice models at inference; softmax_topk without norm_topk_prob).
+func CheckQwen2MoECompatible(cfg *config.Config) error {
+	if err := checkStructure(cfg); err != nil {
+		return err
+	}
+	switch {
+	case !cfg.IsMoE():
+		return errors.New("a dense model")
+	case cfg.SharedExpertIntermediateSize > 0:
+		return errors.New("an ungated shared expert (llama.cpp's qwen2moe gates it with a sigmoid)")
+	case cfg.NumHeads*cfg.HeadDimension() != cfg.HiddenSize:
+		return fmt.Errorf("query width %d differs from the hidden size %d", cfg.NumHeads*cfg.HeadDimension(), cfg.HiddenSize)
+	case cfg.Routing != config.RoutingExpertChoice && !(cfg.RouterOrder == config.RouterSoftmaxTopK && !cfg.NormTopKProb):
+		return errors.New("renormalised top-k routing")
+	}
+	for i := 0; i < cfg.NumLayers; i++ {
+		if !cfg.LayerIsMoE(i) {
+			return fmt.Errorf("layer %d is dense", i)
+		}
+	}
+	return nil
+}
+
+// exportArch picks the architecture for cfg: llama when llama.cpp's llama
+// graph matches moe, else qwen2moe when that one matches, else (with
+// allowInexact) llama.
+func exportArch(cfg *config.Config, allowInexact bool) (string, error) {
+	errLlama := CheckLlamaCompatible(cfg)
+	if errLlama == nil {
+		return Architecture, nil
+	}
+	if CheckQwen2MoECompatible(cfg) == nil {
+		return ArchQwen2MoE, nil
+	}
+	if allowInexact {
+		return Architecture, nil
+	}
+	return "", fmt.Errorf("llama.cpp cannot run this model exactly: %w (pass AllowInexact / --allow-inexact to write it anyway for moe)", errLlama)
+}
+
 // checkStructure rejects configs whose parameters GGUF's llama tensors
 // cannot hold at all.
 func checkStructure(cfg *config.Config) error {
@@ -168,9 +224,11 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 	if err := checkStructure(cfg); err != nil {
 		return nil, nil, fmt.Errorf("gguf: export: %w", err)
 	}
-	if err := CheckLlamaCompatible(cfg); err != nil && !opt.AllowInexact {
-		return nil, nil, fmt.Errorf("gguf: export: llama.cpp cannot run this model exactly: %w (pass AllowInexact / --allow-inexact to write it anyway for moe)", err)
+	arch, err := exportArch(cfg, opt.AllowInexact)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gguf: export: %w", err)
 	}
+	qwen := arch == ArchQwen2MoE
 	switch opt.Type {
 	case F32, F16, BF16, Q8_0, Q4_0:
 	default:
@@ -198,25 +256,29 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 	}
 	u32 := func(v int) uint32 { return uint32(v) }
 	kvs := []KV{
-		{"general.architecture", Architecture},
+		{"general.architecture", arch},
 		{"general.name", name},
 		{"general.file_type", fileType(opt.Type)},
 		{"general.quantization_version", uint32(2)},
-		{"llama.vocab_size", u32(cfg.VocabSize)},
-		{"llama.context_length", u32(cfg.MaxPositionEmbeddings)},
-		{"llama.embedding_length", u32(d)},
-		{"llama.block_count", u32(cfg.NumLayers)},
-		{"llama.feed_forward_length", u32(ff)},
-		{"llama.attention.head_count", u32(nh)},
-		{"llama.attention.head_count_kv", u32(nkv)},
-		{"llama.attention.key_length", u32(hd)},
-		{"llama.attention.value_length", u32(hd)},
-		{"llama.rope.dimension_count", u32(hd)},
-		{"llama.rope.freq_base", float32(model.RopeTheta(cfg))},
-		{"llama.attention.layer_norm_rms_epsilon", model.NormEps(cfg)},
+		{arch + ".vocab_size", u32(cfg.VocabSize)},
+		{arch + ".context_length", u32(cfg.MaxPositionEmbeddings)},
+		{arch + ".embedding_length", u32(d)},
+		{arch + ".block_count", u32(cfg.NumLayers)},
+		{arch + ".feed_forward_length", u32(ff)},
+		{arch + ".attention.head_count", u32(nh)},
+		{arch + ".attention.head_count_kv", u32(nkv)},
+		{arch + ".attention.key_length", u32(hd)},
+		{arch + ".attention.value_length", u32(hd)},
+		{arch + ".rope.dimension_count", u32(hd)},
+		{arch + ".rope.freq_base", float32(model.RopeTheta(cfg))},
+		{arch + ".attention.layer_norm_rms_epsilon", model.NormEps(cfg)},
 	}
 	if cfg.IsMoE() {
-		kvs = append(kvs, KV{"llama.expert_count", u32(cfg.NumExperts)}, KV{"llama.expert_used_count", u32(model.RoutedK(cfg))})
+		kvs = append(kvs, KV{arch + ".expert_count", u32(cfg.NumExperts)}, KV{arch + ".expert_used_count", u32(model.RoutedK(cfg))})
+	}
+	if qwen {
+		kvs = append(kvs, KV{arch + ".expert_feed_forward_length", u32(cfg.ExpertSize())},
+			KV{arch + ".expert_shared_feed_forward_length", uint32(shexpWidth)})
 	}
 	kvs = append(kvs, KV{KeyMoEConfig, string(cfgJSON)})
 	tkv, err := tokenizerKVs(tok, cfg.VocabSize)
@@ -250,8 +312,13 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 		l := &w.Layers[i]
 		p := fmt.Sprintf("blk.%d.", i)
 		add(p+"attn_norm.weight", l.AttnNorm, true, uint64(d))
-		lazy(p+"attn_q.weight", func() []float32 { return ropePermute(l.Wq, nh, hd, d, true) }, false, mat(nh*hd, d)...)
-		lazy(p+"attn_k.weight", func() []float32 { return ropePermute(l.Wk, nkv, hd, d, true) }, false, mat(nkv*hd, d)...)
+		if qwen { // NeoX RoPE, as moe's: no permutation
+			add(p+"attn_q.weight", l.Wq, false, mat(nh*hd, d)...)
+			add(p+"attn_k.weight", l.Wk, false, mat(nkv*hd, d)...)
+		} else {
+			lazy(p+"attn_q.weight", func() []float32 { return ropePermute(l.Wq, nh, hd, d, true) }, false, mat(nh*hd, d)...)
+			lazy(p+"attn_k.weight", func() []float32 { return ropePermute(l.Wk, nkv, hd, d, true) }, false, mat(nkv*hd, d)...)
+		}
 		add(p+"attn_v.weight", l.Wv, false, mat(nkv*hd, d)...)
 		add(p+"attn_output.weight", l.Wo, false, mat(d, nh*hd)...)
 		add(p+"ffn_norm.weight", l.FFNNorm, true, uint64(d))
@@ -267,6 +334,20 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 		lazy(p+"ffn_gate_exps.weight", func() []float32 { return concat(l.ExpertGate) }, false, uint64(d), uint64(fe), uint64(E))
 		lazy(p+"ffn_up_exps.weight", func() []float32 { return concat(l.ExpertUp) }, false, uint64(d), uint64(fe), uint64(E))
 		lazy(p+"ffn_down_exps.weight", func() []float32 { return concat(l.ExpertDown) }, false, uint64(fe), uint64(d), uint64(E))
+		if qwen {
+			// A shared expert that adds nothing: zero projections behind a
+			// gate of ones (the gate input is a sum of activations, never
+			// exactly zero in practice: llama.cpp computes sigmoid as silu(x)/x).
+			ones := make([]float32, d)
+			for j := range ones {
+				ones[j] = 1
+			}
+			zeros := make([]float32, shexpWidth*d)
+			add(p+"ffn_gate_inp_shexp.weight", ones, true, uint64(d))
+			add(p+"ffn_gate_shexp.weight", zeros, false, mat(shexpWidth, d)...)
+			add(p+"ffn_up_shexp.weight", zeros, false, mat(shexpWidth, d)...)
+			add(p+"ffn_down_shexp.weight", zeros, false, mat(d, shexpWidth)...)
+		}
 		if s := len(l.SharedGate) / d; s > 0 {
 			add(p+"ffn_gate_shexp.weight", l.SharedGate, false, mat(s, d)...)
 			add(p+"ffn_up_shexp.weight", l.SharedUp, false, mat(s, d)...)
@@ -274,7 +355,7 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 		}
 	}
 	add("output_norm.weight", w.FinalNorm, true, uint64(d))
-	if !cfg.TieWordEmbeddings {
+	if !cfg.TieWordEmbeddings || qwen { // qwen2moe requires output.weight
 		add("output.weight", w.LMHead, false, mat(V, d)...)
 	}
 	return kvs, tensors, nil
@@ -402,9 +483,13 @@ func LoadModel(path string) (*config.Config, *model.Weights, *tokenizer.Tokenize
 // reads every tensor, failing on any tensor it does not use.
 func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, error) {
 	arch, _ := f.Get("general.architecture")
-	if arch != Architecture {
-		return nil, nil, fmt.Errorf("gguf: architecture %v is not supported (moe reads %q)", arch, Architecture)
+	if arch != Architecture && arch != ArchQwen2MoE {
+		return nil, nil, fmt.Errorf("gguf: architecture %v is not supported (moe reads %q, and %q files it wrote)", arch, Architecture, ArchQwen2MoE)
 	}
+	if _, ok := f.Get(KeyMoEConfig); arch == ArchQwen2MoE && !ok {
+		return nil, nil, fmt.Errorf("gguf: qwen2moe files from other tools are not supported (their gated shared experts and biases have no place in moe)")
+	}
+	qwen := arch == ArchQwen2MoE
 	cfg, err := configFromFile(f)
 	if err != nil {
 		return nil, nil, err
@@ -453,8 +538,13 @@ func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, 
 		if err := errors.Join(steps...); err != nil {
 			return nil, nil, err
 		}
-		copy(l.Wq, ropePermute(tmpQ, nh, hd, d, false))
-		copy(l.Wk, ropePermute(tmpK, nkv, hd, d, false))
+		if qwen {
+			copy(l.Wq, tmpQ)
+			copy(l.Wk, tmpK)
+		} else {
+			copy(l.Wq, ropePermute(tmpQ, nh, hd, d, false))
+			copy(l.Wk, ropePermute(tmpK, nkv, hd, d, false))
+		}
 		if len(l.Router) == 0 {
 			ff := len(l.Gate) / d
 			if err := errors.Join(
@@ -483,6 +573,25 @@ func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, 
 			copy(l.ExpertUp[e], up[e*fe*d:(e+1)*fe*d])
 			copy(l.ExpertDown[e], down[e*fe*d:(e+1)*fe*d])
 		}
+		if qwen {
+			// The placeholder shared expert moe writes: its down projection
+			// must be zero, or the file computes something moe does not.
+			down := make([]float32, d*shexpWidth)
+			skip := make([]float32, shexpWidth*d)
+			if err := errors.Join(
+				read(p+"ffn_gate_inp_shexp.weight", make([]float32, d), uint64(d)),
+				read(p+"ffn_gate_shexp.weight", skip, mat(shexpWidth, d)...),
+				read(p+"ffn_up_shexp.weight", skip, mat(shexpWidth, d)...),
+				read(p+"ffn_down_shexp.weight", down, mat(d, shexpWidth)...),
+			); err != nil {
+				return nil, nil, err
+			}
+			for _, v := range down {
+				if v != 0 {
+					return nil, nil, fmt.Errorf("gguf: %sffn_down_shexp.weight is not zero: moe has no place for a gated shared expert", p)
+				}
+			}
+		}
 		if s := len(l.SharedGate) / d; s > 0 {
 			if err := errors.Join(
 				read(p+"ffn_gate_shexp.weight", l.SharedGate, mat(s, d)...),
@@ -498,6 +607,11 @@ func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, 
 	}
 	if !cfg.TieWordEmbeddings {
 		if err := read("output.weight", w.LMHead, mat(V, d)...); err != nil {
+			return nil, nil, err
+		}
+	} else if _, ok := f.Tensor("output.weight"); ok && qwen {
+		// qwen2moe needs output.weight even for tied embeddings: a copy.
+		if err := read("output.weight", make([]float32, V*d), mat(V, d)...); err != nil {
 			return nil, nil, err
 		}
 	}

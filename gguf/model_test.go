@@ -282,7 +282,35 @@ func TestInexactModels(t *testing.T) {
 	if err := CheckLlamaCompatible(ok); err != nil {
 		t.Errorf("softmax_topk with norm_topk_prob: %v", err)
 	}
-	for name, cfg := range map[string]*config.Config{"expert-choice": ec, "shared": sh, "softmax-topk": st} {
+	// Softmax weights without renormalisation are exact in llama.cpp's
+	// qwen2moe architecture: written as such, read back exactly.
+	for name, cfg := range map[string]*config.Config{"expert-choice": ec, "softmax-topk": st} {
+		w := randomWeights(t, cfg, 3)
+		path := exportTo(t, cfg, w, tok, ExportOptions{Type: F32})
+		f, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		arch, _ := f.Get("general.architecture")
+		k, _ := f.Get("qwen2moe.expert_used_count")
+		_, hasOut := f.Tensor("output.weight")
+		_, hasGate := f.Tensor("blk.1.ffn_gate_inp_shexp.weight")
+		f.Close()
+		if arch != ArchQwen2MoE || k != uint32(2) || !hasOut || !hasGate {
+			t.Errorf("%s: arch %v, k %v, output.weight %v, shared gate %v", name, arch, k, hasOut, hasGate)
+		}
+		cfg2, w2, _, err := LoadModel(path)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		sameConfig(t, cfg2, cfg)
+		if !equalF32(w2.Flat, w.Flat) {
+			t.Errorf("%s: weights differ after the qwen2moe round trip", name)
+		}
+	}
+	ecsh := testConfig(true, true)
+	ecsh.Routing, ecsh.SharedExpertIntermediateSize = config.RoutingExpertChoice, 48
+	for name, cfg := range map[string]*config.Config{"shared": sh, "expert-choice+shared": ecsh} {
 		w := randomWeights(t, cfg, 3)
 		path := filepath.Join(t.TempDir(), "m.gguf")
 		err := Export(context.Background(), path, cfg, w, tok, ExportOptions{})
