@@ -180,3 +180,60 @@ func TestChatCLI(t *testing.T) {
 		t.Fatalf("second turn reused nothing: %q", errb.String())
 	}
 }
+
+// TestBenchGenerateConfig runs the random-weight variant of bench generate
+// (--config / --draft-config) and its usage errors.
+func TestBenchGenerateConfig(t *testing.T) {
+	dir := t.TempDir()
+	tc, dc := smallCfg(true), smallCfg(false)
+	tc.VocabSize, dc.VocabSize = 300, 300
+	tp, dp := filepath.Join(dir, "t.json"), filepath.Join(dir, "d.json")
+	if err := tc.Save(tp); err != nil {
+		t.Fatal(err)
+	}
+	if err := dc.Save(dp); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd(t, "bench", "generate", "--config", tp, "--draft-config", dp, "--prompt-tokens", "8", "--gen-tokens", "8", "--runs", "1", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res["identical"] != true || res["decode_tokens_per_second"].(float64) <= 0 || res["prefill_tokens_per_second"].(float64) <= 0 {
+		t.Fatalf("bench output %s", out)
+	}
+	for _, args := range [][]string{
+		{"--prompt-tokens", "8"}, // neither --model nor --config
+		{"--config", tp, "--prompt-tokens", "40", "--gen-tokens", "40"}, // beyond the context of 48
+		{"--config", tp, "--gen-tokens", "0"},
+	} {
+		if code, _, errs := runCmd(t, append([]string{"bench", "generate"}, args...)...); code != 2 {
+			t.Errorf("%v: exit %d (%s), want 2", args, code, errs)
+		}
+	}
+}
+
+// TestChatDropsOldTurns checks that a conversation longer than the context
+// keeps going by dropping its oldest turns, and that a single message too
+// long for the context is an error.
+func TestChatDropsOldTurns(t *testing.T) {
+	tok := trainTok(t, strings.Repeat("Let there be light: and there was light. ", 30), 300)
+	dir := writeRunDir(t, smallCfg(false), tok, 5)
+	var out, errb bytes.Buffer
+	msg := "let there be light and there was light"
+	in := strings.NewReader(strings.Repeat(msg+"\n", 6))
+	if err := chatLoop(context.Background(), []string{"--model", dir, "--max-tokens", "6", "--temperature", "0"}, in, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 6 {
+		t.Fatalf("%d replies to 6 messages: %q", n, out.String())
+	}
+	long := strings.NewReader(strings.Repeat("light ", 80) + "\n")
+	err := chatLoop(context.Background(), []string{"--model", dir, "--quiet"}, long, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "context") {
+		t.Fatalf("over-long message: %v", err)
+	}
+}
