@@ -74,9 +74,10 @@ type ExportOptions struct {
 	Type GGMLType
 	// Name is general.name (default "moe").
 	Name string
-	// AllowInexact writes models that llama.cpp's llama architecture cannot
-	// run exactly (see CheckLlamaCompatible): moe reads them back
-	// exactly, llama.cpp refuses them or routes differently.
+	// AllowInexact writes models that neither llama.cpp architecture runs
+	// exactly (see CheckLlamaCompatible, CheckQwen2MoECompatible) as
+	// "llama": moe reads them back exactly, llama.cpp refuses them or
+	// routes differently.
 	AllowInexact bool
 }
 

@@ -24,7 +24,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	typ := fs.String("type", "f32", "weight type: f32, f16, bf16, q8_0 or q4_0 (norms and router stay f32)")
 	name := fs.String("name", "", "general.name stored in the file (default: the run directory's name)")
 	format := fs.String("format", "gguf", "gguf, or hf: a Hugging Face directory (config.json, model.safetensors, tokenizer.json) for --type f32, f16 or bf16")
-	inexact := fs.Bool("allow-inexact", false, "write a model llama.cpp cannot run exactly (expert choice, shared expert, non-renormalised top-k); moe still reads it back exactly")
+	inexact := fs.Bool("allow-inexact", false, "write a model llama.cpp cannot run exactly (an ungated shared expert); moe still reads it back exactly")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
