@@ -18,13 +18,11 @@ type kernels struct {
 	rowAxpy     func(ma, nv, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32)
 	rowAxpyRows int
 	// packBTrans packs an nr-column panel of a transposed B: dst[l*nr+j] =
-	// src[j*ld+l] for l < kc, j < nr; packANoTrans packs an mr-row panel of
-	// an untransposed A: dst[l*mr+i] = src[i*ld+l]. Either may be nil or
-	// return false (then the Go loop does it).
+	// src[j*ld+l] for l < kc, j < nr. It may be nil or return false (then
+	// the Go loop does it).
 	packBTrans func(kc int, src []float32, ld int, dst []float32) bool
 	// packBTransBF16 is packBTrans for bf16 B, widening to float32.
 	packBTransBF16 func(kc int, src []BF16, ld int, dst []float32) bool
-	packANoTrans   func(kc int, src []float32, ld int, dst []float32) bool
 	// microRows is micro over an unpacked A: a[i*lda+l] for the mr rows
 	// (nil if this path has none; then A is always packed).
 	microRows func(k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32, add bool)

@@ -204,9 +204,6 @@ func packA(ks *kernels, transA bool, a []float32, lda int, i0, rows, l0, kc int,
 			}
 			continue
 		}
-		if r == mr && ks.packANoTrans != nil && ks.packANoTrans(kc, a[base*lda+l0:(base+mr-1)*lda+l0+kc], lda, pd) {
-			continue
-		}
 		for i := 0; i < r; i++ {
 			src := a[(base+i)*lda+l0 : (base+i)*lda+l0+kc]
 			for l, v := range src {

@@ -124,9 +124,6 @@ func transpose16AVX512(n16 int, src *float32, ld int, dst *float32, ldd int)
 //go:noescape
 func transpose16BF16AVX512(n16 int, src *BF16, ld int, dst *float32, ldd int)
 
-//go:noescape
-func packANoTransAVX512(kc int, src *float32, idx *int32, dst *float32)
-
 type rowAxpyFn func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
 
 // rowAxpyFnsAVX512[ma][nv/4] is the rowAxpy kernel for ma rows and 16·nv columns.
@@ -213,19 +210,6 @@ var avx512Kernels = kernels{
 				d[j] = src[j*ld+l].Float32()
 			}
 		}
-		return true
-	},
-	packANoTrans: func(kc int, src []float32, ld int, dst []float32) bool {
-		if 4*11*ld > math.MaxInt32 {
-			return false
-		}
-		var idx [16]int32
-		for i := 0; i < 12; i++ {
-			idx[i] = int32(4 * i * ld)
-		}
-		_ = src[11*ld+kc-1]
-		_ = dst[12*kc-1]
-		packANoTransAVX512(kc, unsafe.SliceData(src), &idx[0], unsafe.SliceData(dst))
 		return true
 	},
 	dotNB: dotNBAVX512,

@@ -3817,29 +3817,6 @@ packbt_done:
 	VZEROUPPER
 	RET
 
-// func packANoTransAVX512(kc int, src *float32, idx *int32, dst *float32)
-TEXT ·packANoTransAVX512(SB), NOSPLIT, $0-32
-	MOVQ kc+0(FP), CX
-	MOVQ src+8(FP), SI
-	MOVQ idx+16(FP), AX
-	MOVQ dst+24(FP), DI
-	VMOVDQU32 (AX), Z30
-	MOVQ $0x0fff, AX
-	KMOVW AX, K3
-	TESTQ CX, CX
-	JE packan_done
-packan_loop:
-	KMOVW K3, K1
-	VGATHERDPS (SI)(Z30*1), K1, Z0
-	VMOVUPS Z0, K3, (DI)
-	ADDQ $4, SI
-	ADDQ $48, DI
-	DECQ CX
-	JNE packan_loop
-packan_done:
-	VZEROUPPER
-	RET
-
 // func transpose16AVX512(n16 int, src *float32, ld int, dst *float32, ldd int)
 TEXT ·transpose16AVX512(SB), NOSPLIT, $0-40
 	MOVQ n16+0(FP), CX

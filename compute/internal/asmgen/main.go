@@ -463,14 +463,10 @@ func (g *gen) rowAxpy(ma, nv int) {
 	g.p("\tRET")
 }
 
-// packs writes the two transposing packs, built on 16-lane gathers:
-// func packBTransAVX512(kc int, src *float32, idx *int32, dst *float32):
-//
-//	dst[l*32+j] = src[idx[j]/4 + l] for l < kc, j < 32 (idx[j] = 4·j·ldb);
-//
-// func packANoTransAVX512(kc int, src *float32, idx *int32, dst *float32):
-//
-//	dst[l*12+i] = src[idx[i]/4 + l] for l < kc, i < 12 (idx[i] = 4·i·lda).
+// packs writes the gather-based transposing pack used for the depth steps
+// left over after the 16×16 transposes:
+// func packBTransAVX512(kc int, src *float32, idx *int32, dst *float32)
+// sets dst[l*32+j] = src[idx[j]/4 + l] for l < kc, j < 32 (idx[j] = 4·j·ldb).
 func (g *gen) packs() {
 	g.p("")
 	g.p("// func packBTransAVX512(kc int, src *float32, idx *int32, dst *float32)")
@@ -495,29 +491,6 @@ func (g *gen) packs() {
 	g.p("\tDECQ CX")
 	g.p("\tJNE packbt_loop")
 	g.p("packbt_done:")
-	g.p("\tVZEROUPPER")
-	g.p("\tRET")
-	g.p("")
-	g.p("// func packANoTransAVX512(kc int, src *float32, idx *int32, dst *float32)")
-	g.p("TEXT ·packANoTransAVX512(SB), NOSPLIT, $0-32")
-	g.p("\tMOVQ kc+0(FP), CX")
-	g.p("\tMOVQ src+8(FP), SI")
-	g.p("\tMOVQ idx+16(FP), AX")
-	g.p("\tMOVQ dst+24(FP), DI")
-	g.p("\tVMOVDQU32 (AX), Z30")
-	g.p("\tMOVQ $0x0fff, AX")
-	g.p("\tKMOVW AX, K3")
-	g.p("\tTESTQ CX, CX")
-	g.p("\tJE packan_done")
-	g.p("packan_loop:")
-	g.p("\tKMOVW K3, K1")
-	g.p("\tVGATHERDPS (SI)(Z30*1), K1, Z0")
-	g.p("\tVMOVUPS Z0, K3, (DI)")
-	g.p("\tADDQ $4, SI")
-	g.p("\tADDQ $48, DI")
-	g.p("\tDECQ CX")
-	g.p("\tJNE packan_loop")
-	g.p("packan_done:")
 	g.p("\tVZEROUPPER")
 	g.p("\tRET")
 }
