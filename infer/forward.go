@@ -249,13 +249,13 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 			off := (h / group) * hd
 			sco := scores[:p+1]
 			for t := 0; t <= p; t++ {
-				sco[t] = compute.Sdot(q, kc[t*kvDim+off:t*kvDim+off+hd]) * scale
+				sco[t] = dot(q, kc[t*kvDim+off:t*kvDim+off+hd]) * scale
 			}
 			compute.SoftmaxRow(sco)
 			o := sc.att[r*qDim+h*hd : r*qDim+(h+1)*hd]
 			clear(o)
 			for t, a := range sco {
-				compute.Axpy(a, vc[t*kvDim+off:t*kvDim+off+hd], o)
+				axpy(a, vc[t*kvDim+off:t*kvDim+off+hd], o)
 			}
 		}
 	})
@@ -435,4 +435,37 @@ func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int,
 		}
 	}
 	compute.Gemm(pool, false, true, rows, n, k, 1, a, lda, w, k, 0, c, ldc)
+}
+
+// dot returns Σ a[i]·b[i] with four partial sums: head dimensions (32–128)
+// are too short for the vector kernels' setup to pay off.
+func dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// axpy does y[i] += a·x[i].
+func axpy(a float32, x, y []float32) {
+	y = y[:len(x)]
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		y[i] += a * x[i]
+		y[i+1] += a * x[i+1]
+		y[i+2] += a * x[i+2]
+		y[i+3] += a * x[i+3]
+	}
+	for ; i < len(x); i++ {
+		y[i] += a * x[i]
+	}
 }
