@@ -46,6 +46,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *format == "hf" {
+		// Transformers' Mixtral and Llama compute what llama.cpp's llama
+		// architecture computes: the same compatibility rule applies.
+		if err := gguf.CheckLlamaCompatible(cfg); err != nil && !*inexact {
+			return fmt.Errorf("export %s: Hugging Face's Mixtral/Llama cannot run this model exactly: %w (pass --allow-inexact to write it anyway)", *out, err)
+		}
 		return exportHF(ctx, *out, cfg, w, tok, t, stdout)
 	}
 	if *name == "" {
