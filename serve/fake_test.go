@@ -86,6 +86,7 @@ type fakeEngine struct {
 	perPass time.Duration // fixed cost of one forward pass
 	perTok  time.Duration // cost per token in a pass
 	failAt  int           // if > 0, the failAt-th Forward call fails
+	panicAt int           // if > 0, the panicAt-th Forward call panics
 
 	busy      atomic.Bool
 	mu        sync.Mutex
@@ -133,6 +134,9 @@ func (e *fakeEngine) Forward(seqs []Seq, tokens [][]int32, all bool) ([][]float3
 	e.mu.Unlock()
 	if e.failAt > 0 && call == e.failAt {
 		return nil, errors.New("fake: injected failure")
+	}
+	if e.panicAt > 0 && call == e.panicAt {
+		panic("fake: injected panic")
 	}
 	if d := e.perPass + time.Duration(n)*e.perTok; d > 0 {
 		time.Sleep(d)

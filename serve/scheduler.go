@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -407,7 +408,7 @@ func (s *scheduler) step(running []*job, free func(*job, string, error)) error {
 	for _, t := range toks {
 		ntok += len(t)
 	}
-	logits, err := s.eng.Forward(seqs, toks, false)
+	logits, err := s.forward(s.eng, seqs, toks, false)
 	if err == nil && len(logits) != len(batch) {
 		err = fmt.Errorf("engine returned %d logit rows for %d sequences", len(logits), len(batch))
 	}
@@ -500,4 +501,17 @@ func (s *scheduler) accept(j *job, tok int32, now time.Time, free func(*job, str
 		return
 	}
 	j.next = tok
+}
+
+// forward runs eng.Forward, turning a panic inside the engine into an
+// error so that one bad batch fails its requests (500) instead of the
+// server.
+func (s *scheduler) forward(eng Engine, seqs []Seq, toks [][]int32, all bool) (logits [][]float32, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("engine panicked", "panic", r, "stack", string(debug.Stack()))
+			logits, err = nil, fmt.Errorf("engine panic: %v", r)
+		}
+	}()
+	return eng.Forward(seqs, toks, all)
 }

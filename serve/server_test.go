@@ -642,12 +642,18 @@ func TestDrainOnShutdown(t *testing.T) {
 }
 
 func TestForwardErrorIs500(t *testing.T) {
-	ts := startServer(t, &fakeEngine{ctxLen: 64, failAt: 2}, Options{})
+	ts := startServer(t, &fakeEngine{ctxLen: 64, failAt: 2, panicAt: 10}, Options{})
 	code, body := rawDo(t, ts, "POST", "/v1/completions", `{"prompt":"abc","max_tokens":5}`, nil)
 	checkError(t, "forward failure", code, body, 500, "injected failure")
 	code, body = rawDo(t, ts, "POST", "/v1/completions", `{"prompt":"abc","max_tokens":5}`, nil)
 	if code != 200 {
 		t.Errorf("after a failure: %d %s", code, body)
+	}
+	// The second request makes calls 3-7, the third 8-12: the 10th panics.
+	code, body = rawDo(t, ts, "POST", "/v1/completions", `{"prompt":"abc","max_tokens":5}`, nil)
+	checkError(t, "engine panic", code, body, 500, "engine panic")
+	if code, body := rawDo(t, ts, "POST", "/v1/completions", `{"prompt":"abc","max_tokens":5}`, nil); code != 200 {
+		t.Errorf("after a panic: %d %s", code, body)
 	}
 }
 

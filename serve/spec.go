@@ -81,7 +81,7 @@ func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bo
 			}
 			seqs, toks, idx = append(seqs, j.draft), append(toks, t), append(idx, i)
 		}
-		logits, err := s.draft.Forward(seqs, toks, false)
+		logits, err := s.forward(s.draft, seqs, toks, false)
 		if err == nil && len(logits) != len(seqs) {
 			err = fmt.Errorf("draft returned %d logit rows for %d sequences", len(logits), len(seqs))
 		}
@@ -114,7 +114,7 @@ func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bo
 		base[i] = j.seq.Len()
 		toks[i] = append([]int32{j.next}, props[i]...)
 	}
-	logits, err := s.eng.Forward(seqs, toks, true)
+	logits, err := s.forward(s.eng, seqs, toks, true)
 	if err == nil && len(logits) != n {
 		err = fmt.Errorf("engine returned %d logit rows for %d sequences", len(logits), n)
 	}
