@@ -7,7 +7,7 @@ import (
 
 // runBench implements `moe bench KIND`: each kind prints one JSON object.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "--h" || args[0] == "help" {
 		io.WriteString(stderr, "usage: moe bench gemm|train|generate [flags] --json\n")
 		if len(args) == 0 {
 			return usagef("missing bench kind (gemm, train or generate)")
