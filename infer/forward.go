@@ -70,7 +70,29 @@ func (m *Model) Forward(seqs []*Seq, tokens [][]int32, allLogits bool) ([][]floa
 
 // ForwardStats is Forward that also reports which experts the call touched.
 func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][]float32, Stats, error) {
+	return m.ForwardLast(seqs, tokens, allLogits, nil)
+}
+
+// ForwardLast is ForwardStats where last, if not nil, says for each sequence
+// how many of its new positions, counted from the end, get logits (at least
+// 1, at most its new tokens): speculative verification that also prefills a
+// prompt needs the logits of the K+1 last positions only. With last nil,
+// allLogits chooses all or the last one as in Forward.
+func (m *Model) ForwardLast(seqs []*Seq, tokens [][]int32, allLogits bool, last []int) ([][]float32, Stats, error) {
 	var st Stats
+	if last != nil && len(last) != len(seqs) {
+		return nil, st, fmt.Errorf("infer: forward got %d sequences but %d logit counts", len(seqs), len(last))
+	}
+	nLogits := func(i int) int {
+		n := len(tokens[i])
+		switch {
+		case last != nil:
+			return min(max(last[i], 1), n)
+		case allLogits:
+			return n
+		}
+		return 1
+	}
 	if len(seqs) != len(tokens) {
 		return nil, st, fmt.Errorf("infer: forward got %d sequences but %d token lists", len(seqs), len(tokens))
 	}
@@ -184,12 +206,8 @@ func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][
 		if n == 0 {
 			continue
 		}
-		if allLogits {
-			for j := 0; j < n; j++ {
-				pick = append(pick, r+j)
-			}
-		} else {
-			pick = append(pick, r+n-1)
+		for j := n - nLogits(i); j < n; j++ {
+			pick = append(pick, r+j)
 		}
 		r += n
 	}
@@ -205,10 +223,7 @@ func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][
 		if n == 0 {
 			continue
 		}
-		k := 1
-		if allLogits {
-			k = n
-		}
+		k := nLogits(i)
 		out[i] = all[j*V : (j+k)*V : (j+k)*V]
 		j += k
 		s.tokens = append(s.tokens[:s.n], tokens[i]...)

@@ -496,3 +496,33 @@ func TestBF16MatchesRoundedReference(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardLast checks logits of the last n positions only.
+func TestForwardLast(t *testing.T) {
+	cfg := testConfig(true)
+	m := newTestModel(t, cfg, 4, 0.3)
+	toks := []int32{1, 2, 3, 4, 5, 6}
+	all, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	V := cfg.VocabSize
+	for _, n := range []int{1, 3, 6, 9} {
+		got, _, err := m.ForwardLast([]*Seq{m.NewSeq(0), m.NewSeq(0)}, [][]int32{toks, toks[:2]}, false, []int{n, n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := min(n, len(toks))
+		if len(got[0]) != want*V || len(got[1]) != min(n, 2)*V {
+			t.Fatalf("last %d: got %d and %d logits", n, len(got[0])/V, len(got[1])/V)
+		}
+		for i, v := range got[0] {
+			if d := v - all[0][(len(toks)-want)*V+i]; d > 1e-5 || d < -1e-5 {
+				t.Fatalf("last %d: logit %d differs", n, i)
+			}
+		}
+	}
+	if _, _, err := m.ForwardLast([]*Seq{m.NewSeq(0)}, [][]int32{toks}, false, []int{1, 2}); err == nil {
+		t.Fatal("mismatched last accepted")
+	}
+}

@@ -334,7 +334,7 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 		// one pass; the last K+1 rows are p_1..p_{K+1}.
 		t1 := time.Now()
 		batch := append(append([]int32(nil), tpending...), drafts...)
-		lg, st, err := m.ForwardStats([]*Seq{seq}, [][]int32{batch}, true)
+		lg, st, err := m.ForwardLast([]*Seq{seq}, [][]int32{batch}, true, []int{k + 1})
 		if err != nil {
 			return fmt.Errorf("infer: verify: %w", err)
 		}
@@ -344,7 +344,7 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 			res.PrefillSeconds = time.Since(start).Seconds()
 			first = false
 		}
-		rowsP := lg[0][(len(batch)-k-1)*V:]
+		rowsP := lg[0]
 		res.Rounds++
 		res.Proposed += k
 		res.TargetTouched += st.TouchedTotal()
