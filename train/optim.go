@@ -54,11 +54,20 @@ func (o *AdamW) parallel(n int, f func(c, s, e int)) {
 func (o *AdamW) GradNorm(g []float32) float64 {
 	parts := make([]float64, (len(g)+chunk-1)/chunk)
 	o.parallel(len(g), func(c, s, e int) {
-		var a float64
-		for _, x := range g[s:e] {
-			a += float64(x) * float64(x)
+		// Four accumulators break the add latency chain; the order is fixed.
+		x := g[s:e]
+		var a0, a1, a2, a3 float64
+		i := 0
+		for ; i+4 <= len(x); i += 4 {
+			a0 += float64(x[i]) * float64(x[i])
+			a1 += float64(x[i+1]) * float64(x[i+1])
+			a2 += float64(x[i+2]) * float64(x[i+2])
+			a3 += float64(x[i+3]) * float64(x[i+3])
 		}
-		parts[c] = a
+		for ; i < len(x); i++ {
+			a0 += float64(x[i]) * float64(x[i])
+		}
+		parts[c] = (a0 + a1) + (a2 + a3)
 	})
 	var sum float64
 	for _, p := range parts {
