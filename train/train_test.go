@@ -304,3 +304,19 @@ func TestMetricsResumeTruncatesLaterSteps(t *testing.T) {
 		t.Fatalf("SVG lacks curves or escaping:\n%s", svg)
 	}
 }
+
+func TestGradNormMatchesReferenceAcrossThreads(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 1))
+	g := make([]float32, 3*chunk+13)
+	var ref float64
+	for i := range g {
+		g[i] = float32(r.NormFloat64())
+		ref += float64(g[i]) * float64(g[i])
+	}
+	ref = math.Sqrt(ref)
+	n1 := (&AdamW{Threads: 1}).GradNorm(g)
+	n3 := (&AdamW{Threads: 3}).GradNorm(g)
+	if math.Abs(n1-ref) > 1e-9*ref || n1 != n3 {
+		t.Fatalf("norm %v (1 thread) %v (3 threads), reference %v", n1, n3, ref)
+	}
+}
