@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -278,6 +280,58 @@ wait:
 	}
 }
 
+func TestTrainInterrupt(t *testing.T) {
+	// Ctrl-C stops a run cleanly: exit 0, a checkpoint at the step reached.
+	run := filepath.Join(t.TempDir(), "run")
+	cmd := exec.Command(moeBin, append([]string{"train", "--config", testdata(t, "micro.json"), "--data", testdata(t, "corpus.txt"),
+		"--out", run, "--steps", "1000000", "--checkpoint-every", "0"}, trainArgs()...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if b, _ := os.ReadFile(filepath.Join(run, "metrics.jsonl")); bytes.Count(b, []byte("\n")) >= 3 {
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("train exited early: %v\n%s", err, stderr.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-exited
+			t.Fatalf("no metrics within 60 s")
+		}
+	}
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("after SIGINT: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		t.Fatal("train did not stop within 30 s of SIGINT")
+	}
+	recs := readMetrics(t, run)
+	last := int(number(t, recs[len(recs)-1], "step"))
+	name := fmt.Sprintf("checkpoint-%08d.moeckpt", last)
+	if _, err := os.Stat(filepath.Join(run, name)); err != nil {
+		t.Errorf("after SIGINT at step %d: no %s (have %v)", last, name, checkpoints(t, run))
+	}
+	// And it resumes from there.
+	ok(t, "train", "--out", run, "--resume", "--steps", strconv.Itoa(last+3), "--quiet")
+	if recs := readMetrics(t, run); int(number(t, recs[len(recs)-1], "step")) != last+3 {
+		t.Errorf("resume --steps %d ended at step %v", last+3, recs[len(recs)-1]["step"])
+	}
+}
+
 func TestEval(t *testing.T) {
 	base, _ := trained(t)
 	plain := testdata(t, "corpus.txt")
@@ -430,6 +484,19 @@ func TestExportImport(t *testing.T) {
 				t.Errorf("f32 round trip: eval loss %v, was %v", l2, loss)
 			}
 		}
+	}
+	// Hugging Face safetensors + config.json: out and back in.
+	hf := filepath.Join(dir, "hf")
+	ok(t, "export", "--model", base, "--out", hf, "--format", "hf")
+	for _, f := range []string{"config.json", "model.safetensors"} {
+		if _, err := os.Stat(filepath.Join(hf, f)); err != nil {
+			t.Errorf("--format hf: %v", err)
+		}
+	}
+	checkPlan(t, filepath.Join(hf, "config.json"))
+	ok(t, "import", "--in", hf, "--out", filepath.Join(dir, "imp-hf"))
+	if back := generate(t, append([]string{"--model", filepath.Join(dir, "imp-hf")}, prompt...)...); back["text"] != ref["text"] {
+		t.Errorf("safetensors round trip generates %q, the run directory %q", back["text"], ref["text"])
 	}
 	usage(t, "export", "--model", base, "--out", filepath.Join(dir, "x.gguf"), "--type", "q3_k")
 	notGGUF := writeFile(t, dir, "junk.gguf", "this is not a gguf file at all")
