@@ -247,6 +247,13 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 			log.Info("resuming", "checkpoint", path, "step", ck.Header.Step)
 		}
 	}
+	// A fresh fine-tune must not land on another run's checkpoints (the base
+	// model's own directory, say): their newer steps would win.
+	if ck == nil {
+		if paths, err := checkpoint.List(opts.Out); err == nil && len(paths) > 0 {
+			return nil, fmt.Errorf("run directory %s already holds checkpoints (%s): pass --resume to continue that fine-tune, or choose a new --out", opts.Out, filepath.Base(paths[0]))
+		}
+	}
 	// The base model and its tokenizer.
 	var cfg *config.Config
 	var base *model.Weights
