@@ -441,6 +441,14 @@ func TestFinetune(t *testing.T) {
 	generate(t, "--model", out, "--prompt", "Who made", "--max-tokens", "8", "--temperature", "0")
 	numbers(t, jsonObject(t, ok(t, "eval", "--model", out, "--data", testdata(t, "corpus.txt"), "--json").stdout), "loss")
 	ok(t, "export", "--model", out, "--out", filepath.Join(dir, "ft.gguf"))
+	// A fresh fine-tune into a directory holding checkpoints (the base run's,
+	// an older fine-tune's) is refused; --resume continues one.
+	fails(t, []string{"resume"}, "finetune", "--model", base, "--data", chat, "--out", base, "--steps", "2", "--quiet")
+	fails(t, []string{"resume"}, "finetune", "--model", base, "--data", chat, "--out", out, "--steps", "2", "--quiet")
+	ok(t, "finetune", "--model", base, "--data", chat, "--out", out, "--steps", "10", "--seq-len", "64", "--resume", "--quiet")
+	if cks := checkpoints(t, out); len(cks) == 0 || cks[len(cks)-1] != "checkpoint-00000010.moeckpt" {
+		t.Errorf("finetune --resume --steps 10: checkpoints %v", cks)
+	}
 	// Malformed chat data fails with the file named.
 	bad := writeFile(t, dir, "bad.jsonl", `{"messages":[{"role":"wizard","content":"x"}]}`+"\n")
 	fails(t, []string{"bad.jsonl"}, "finetune", "--model", base, "--data", bad, "--out", filepath.Join(dir, "ft2"), "--steps", "2", "--quiet")
