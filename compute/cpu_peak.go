@@ -76,6 +76,7 @@ func MeasurePeak(ctx context.Context, cores int) Peak {
 func MeasureBandwidth(ctx context.Context, p *Pool, bytes int, reps int) float64 {
 	n := max(bytes/4, 1<<16)
 	buf := make([]float32, n)
+	AdviseHugePages(buf)
 	for i := range buf {
 		buf[i] = 1
 	}

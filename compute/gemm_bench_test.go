@@ -37,7 +37,11 @@ func benchGemm(b *testing.B, ks *kernels, transA, transB, bf16 bool, m, n, k int
 	}
 	bms := make([]bmat, copies)
 	for i := range bms {
-		v := randSlice(r, k*n)
+		v := make([]float32, k*n)
+		AdviseHugePages(v)
+		for j := range v {
+			v[j] = float32(r.NormFloat64())
+		}
 		bms[i] = bmat{f32: v, ld: ldb, trans: transB || bf16}
 		if bf16 {
 			w := make([]BF16, len(v))

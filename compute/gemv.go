@@ -73,9 +73,12 @@ func gemmDot(ks *kernels, p *Pool, m, n, k int, alpha float32, a []float32, lda 
 		kb := max(16, (4096/ma)&^15) // depth block: ma·kb floats of A = 16 KB
 		groups := n / nb
 		rem := n - groups*nb
-		// Few enough B rows per task (about 12) that walking them in depth
-		// blocks keeps each row one prefetchable stream.
-		chunk := max(1, min(12/nb, groups/(8*threads)))
+		chunk := max(1, groups/(8*threads))
+		if kt > kb {
+			// Few enough B rows per task (about 12) that walking them in
+			// depth blocks keeps each row one prefetchable stream.
+			chunk = max(1, min(12/nb, chunk))
+		}
 		tasks := (groups + chunk - 1) / chunk
 		extra := 0
 		if rem > 0 {

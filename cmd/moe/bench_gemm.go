@@ -122,6 +122,7 @@ func runBenchGemm(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	bws := make([][]compute.BF16, copies)
 	for i := range copies {
 		tmp := make([]float32, *k**n)
+		compute.AdviseHugePages(tmp) // as NumPy does for its arrays
 		fill(tmp)
 		if *bf16 {
 			bws[i] = make([]compute.BF16, len(tmp))
