@@ -1,48 +1,69 @@
 #!/bin/sh
-# Train an 8-expert top-2 MoE (the `tiny` preset) and a dense model with the
-# same active parameters per token (one SwiGLU FFN twice an expert's width)
-# for the same number of steps on the same data, tokenizer and seed, and
-# print both validation losses.
+# Train an 8-expert top-2 MoE and a dense model with the same active
+# parameters per token (one SwiGLU FFN twice an expert's width) for the same
+# number of steps on the same data, tokenizer, batches and seed, and print
+# both validation losses.
 #
 #   examples/moe_vs_dense.sh [DATA] [STEPS]
 #
-# DATA defaults to the built-in corpus, STEPS to 300. Environment: MOE (the
-# binary, default: go run ./cmd/moe), THREADS (default 2), OUT (default a
-# temporary directory), BATCH (4), SEQ (256), LR (3e-3).
+# DATA defaults to ../shared/data/kjv.txt (or the built-in corpus when that
+# is absent), STEPS to 400. Environment:
+#   SIZE     small (default: d 128, 4 layers, experts of width 256 vs a dense
+#            FFN of 512) or tiny (the tiny preset: d 256, experts of 512 vs 1024)
+#   BATCH_TOKENS  tokens per optimizer step (default 4096 = 16 sequences of 128
+#            x 2 micro-batches); the MoE needs enough tokens per expert per step
+#   MOE (the binary; default: go build), THREADS (default 1 per run; the two
+#   runs go in parallel), OUT (default a temporary directory), LR (3e-3).
 set -eu
 cd "$(dirname "$0")/.."
-DATA=${1:-examples/data/kjv-genesis-exodus.txt}
-STEPS=${2:-300}
-THREADS=${THREADS:-2}
-BATCH=${BATCH:-4}
-SEQ=${SEQ:-256}
+DATA=${1:-../shared/data/kjv.txt}
+[ -e "$DATA" ] || DATA=examples/data/kjv-genesis-exodus.txt
+STEPS=${2:-400}
+SIZE=${SIZE:-small}
+THREADS=${THREADS:-1}
+BATCH_TOKENS=${BATCH_TOKENS:-4096}
 LR=${LR:-3e-3}
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 if [ -z "${MOE:-}" ]; then
 	go build -o "$OUT/moe" ./cmd/moe
 	MOE="$OUT/moe"
 fi
-mkdir -p "$OUT"
 
-# The MoE: tiny (d 256, 4 layers, 8 experts of width 512, top-2).
-# The dense twin: the same model with one FFN of width 2*512 = 1024, so the
-# FLOPs and parameters a token touches match (the MoE adds only its router).
-"$MOE" bench train --config tiny --steps 1 --batch 1 --seq-len 8 --save-config "$OUT/moe.json" --json >/dev/null
+# Start from the tiny preset's config.json (8 experts, top-2, vocab 4096).
+"$MOE" bench train --config tiny --steps 1 --batch 1 --seq-len 8 --save-config "$OUT/tiny.json" --json >/dev/null
+case "$SIZE" in
+small)
+	sed -e 's/"hidden_size": *256/"hidden_size": 128/' \
+	    -e 's/"num_attention_heads": *8/"num_attention_heads": 4/' \
+	    -e 's/"num_key_value_heads": *4/"num_key_value_heads": 2/' \
+	    -e 's/"intermediate_size": *512/"intermediate_size": 256/' "$OUT/tiny.json" >"$OUT/moe.json"
+	DENSE_FF=512 ;;
+tiny)
+	cp "$OUT/tiny.json" "$OUT/moe.json"
+	DENSE_FF=1024 ;;
+*)
+	echo "SIZE must be small or tiny" >&2; exit 2 ;;
+esac
+# The dense twin: no experts, one FFN of twice an expert's width, so the
+# parameters and FLOPs a token touches match (the MoE adds only its router).
 sed -e 's/"num_local_experts": *[0-9]*/"num_local_experts": 0/' \
     -e 's/"num_experts_per_tok": *[0-9]*/"num_experts_per_tok": 0/' \
-    -e 's/"intermediate_size": *512/"intermediate_size": 1024/' "$OUT/moe.json" >"$OUT/dense.json"
+    -e "s/\"intermediate_size\": *[0-9]*/\"intermediate_size\": $DENSE_FF/" "$OUT/moe.json" >"$OUT/dense.json"
 
-common="--data $DATA --steps $STEPS --batch $BATCH --seq-len $SEQ --lr $LR --warmup 30 --eval-every 0
-	--eval-tokens 65536 --checkpoint-every 0 --threads $THREADS --seed 1 --quiet --json"
-echo "training MoE (8 experts, top-2) for $STEPS steps..." >&2
-"$MOE" train --config "$OUT/moe.json" --out "$OUT/moe" $common >"$OUT/moe.result"
-echo "training dense (same active parameters) for $STEPS steps..." >&2
-"$MOE" train --config "$OUT/dense.json" --out "$OUT/dense" --tokenizer "$OUT/moe" $common >"$OUT/dense.result"
+# One tokenizer for both.
+"$MOE" train --config "$OUT/moe.json" --data "$DATA" --out "$OUT/tok" --steps 0 --quiet --json >/dev/null
+
+common="--data $DATA --tokenizer $OUT/tok --steps $STEPS --batch 16 --seq-len 128 --batch-tokens $BATCH_TOKENS
+	--lr $LR --warmup 30 --eval-every 100 --eval-tokens 65536 --checkpoint-every 0 --threads $THREADS --seed 1 --quiet --json"
+echo "training the $SIZE MoE (8 experts, top-2) and its dense twin for $STEPS steps in $OUT ..." >&2
+"$MOE" train --config "$OUT/moe.json" --out "$OUT/moe" $common >"$OUT/moe.result" &
+moe_pid=$!
+"$MOE" train --config "$OUT/dense.json" --out "$OUT/dense" $common >"$OUT/dense.result"
+wait $moe_pid
 
 val() { sed -e 's/.*"val_loss":\([-0-9.e+]*\).*/\1/' "$1"; }
 bpb() { sed -e 's/.*"val_bits_per_byte":\([-0-9.e+]*\).*/\1/' "$1"; }
-secs() { sed -e 's/.*"seconds":\([-0-9.e+]*\).*/\1/' "$1"; }
-printf 'model                      val_loss  bits/byte  seconds\n'
-printf 'MoE 8x top-2 (tiny)        %.4f    %.4f     %.0f\n' "$(val "$OUT/moe.result")" "$(bpb "$OUT/moe.result")" "$(secs "$OUT/moe.result")"
-printf 'dense, same active params  %.4f    %.4f     %.0f\n' "$(val "$OUT/dense.result")" "$(bpb "$OUT/dense.result")" "$(secs "$OUT/dense.result")"
-echo "runs in $OUT" >&2
+printf 'model (%s, %s steps x %s tokens)   val_loss  bits/byte\n' "$SIZE" "$STEPS" "$BATCH_TOKENS"
+printf 'MoE, 8 experts top-2              %.4f    %.4f\n' "$(val "$OUT/moe.result")" "$(bpb "$OUT/moe.result")"
+printf 'dense, same active parameters     %.4f    %.4f\n' "$(val "$OUT/dense.result")" "$(bpb "$OUT/dense.result")"
