@@ -355,3 +355,44 @@ func TestServeGGUFWithoutKey(t *testing.T) {
 		t.Errorf("no --api-key: /v1/models %d", code)
 	}
 }
+
+func TestFinetunedModelChats(t *testing.T) {
+	// A model fine-tuned on one fixed reply gives it back through the chat
+	// API (the fine-tune and the server share a chat template) and stops.
+	base, _ := trained(t)
+	dir := t.TempDir()
+	var b strings.Builder
+	for i := 0; i < 64; i++ {
+		msgs := []map[string]string{{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Hello there, friend."}}
+		if i%2 == 1 {
+			msgs = append([]map[string]string{{"role": "system", "content": "Be kind."}}, msgs...)
+		}
+		line, _ := json.Marshal(map[string]any{"messages": msgs})
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	chat := writeFile(t, dir, "hello.jsonl", b.String())
+	out := dir + "/ft"
+	ok(t, "finetune", "--model", base, "--data", chat, "--out", out, "--steps", "60", "--seq-len", "64", "--lr", "0.003", "--quiet")
+	s := startServer(t, "", "--model", out)
+	for _, msgs := range [][]map[string]string{
+		{{"role": "user", "content": "Say hello."}},
+		{{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Say hello."}},
+	} {
+		code, body := s.do(t, "POST", "/v1/chat/completions", map[string]any{"messages": msgs, "max_tokens": 24, "temperature": 0}, false)
+		var cc struct {
+			Choices []struct {
+				Message struct {
+					Content string `json:"content"`
+				} `json:"message"`
+				FinishReason string `json:"finish_reason"`
+			} `json:"choices"`
+		}
+		if code != 200 || json.Unmarshal(body, &cc) != nil || len(cc.Choices) != 1 {
+			t.Fatalf("chat: %d %s", code, body)
+		}
+		if c := cc.Choices[0]; c.Message.Content != "Hello there, friend." || c.FinishReason != "stop" {
+			t.Errorf("fine-tuned reply %q (finish %q), want %q (stop)", c.Message.Content, c.FinishReason, "Hello there, friend.")
+		}
+	}
+}
