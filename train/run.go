@@ -209,6 +209,9 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 	if err := model.Supported(cfg); err != nil {
 		return nil, fmt.Errorf("config %s: %w", opts.Config, err)
 	}
+	if err := checkMemory(cfg); err != nil {
+		return nil, fmt.Errorf("config %s: %w", opts.Config, err)
+	}
 
 	// The tokenizer.
 	tok, err := runTokenizer(ctx, opts, cfg, sources, log)
