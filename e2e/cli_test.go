@@ -68,6 +68,8 @@ func TestFailuresAreOneLine(t *testing.T) {
 	fails(t, []string{"epochs"}, append([]string{"train", "--config", micro, "--data", "c=" + corpus + "@0", "--out", dir + "/r2"}, trainArgs()...)...)
 	fails(t, []string{"seq-len"}, "train", "--config", micro, "--data", corpus, "--out", dir+"/r3", "--seq-len", "1000", "--quiet")
 	fails(t, []string{"vocab"}, append([]string{"train", "--config", micro, "--data", corpus, "--out", dir + "/r4", "--vocab-size", "100000"}, trainArgs()...)...)
+	// A preset far too big to train here fails with a message, not a crash.
+	fails(t, []string{"memory"}, "train", "--config", "gpt4", "--data", corpus, "--out", dir+"/r5", "--steps", "1")
 	fails(t, []string{"no-such-run"}, "eval", "--model", dir+"/no-such-run", "--data", corpus, "--json")
 	fails(t, []string{"no-such-run"}, "generate", "--model", dir+"/no-such-run", "--prompt", "x")
 	fails(t, []string{"no-such-run"}, "export", "--model", dir+"/no-such-run", "--out", dir+"/x.gguf")
