@@ -4,9 +4,9 @@ import (
 	"fmt"
 )
 
-// Blocking parameters of the packed GEMM (in elements). A kc×nr B
-// micro-panel and an mr×kc A micro-panel stay in L1 while a task's B columns
-// (kc × gemmTaskCols) stay in L2.
+// Blocking parameters of the packed GEMM (in elements). An mr×kc A
+// micro-panel stays in L1 and a task's B columns (kc × gemmTaskCols, 768 KB
+// at most) in the core's L2 while the task sweeps its rows.
 const (
 	gemmKC       = 512  // largest depth of one packed block
 	gemmNC       = 4096 // columns of B packed at once
@@ -156,7 +156,7 @@ func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha flo
 		scaleC(p, m, n, beta, c, ldc)
 		return
 	}
-	if m*n*k <= smallGemm {
+	if float64(m)*float64(n)*float64(k) <= smallGemm {
 		gemmSmall(transA, m, n, k, alpha, a, lda, b, beta, c, ldc)
 		return
 	}
