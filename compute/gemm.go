@@ -21,6 +21,10 @@ const (
 	// dotMaxM is the largest m for which op(B)=Bᵀ uses the dot kernels
 	// (no packing; B streamed once per 8 rows of A).
 	dotMaxM = 16
+	// dotMinK is the smallest depth for which the dot kernels pay: below
+	// it the horizontal sums cost as much as the products, and packing a
+	// short B is cheap.
+	dotMinK = 256
 	// rowAxpyMaxM is the largest m for which an untransposed fp32 B is
 	// streamed row by row (gemmRowAxpy) instead of packed.
 	rowAxpyMaxM = 16
@@ -163,7 +167,7 @@ func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha flo
 	if 2*float64(m)*float64(n)*float64(k) < gemmSerialFlops {
 		p = nil // waking workers would cost more than the product
 	}
-	if transA && m <= max(dotMaxM, rowAxpyMaxM) && (ks.dotNB(1) > 0 || ks.rowAxpy != nil) {
+	if transA && m <= max(dotMaxM, rowAxpyMaxM) && ((b.trans && (k >= dotMinK || m == 1 && k >= 64) && ks.dotNB(1) > 0) || (!b.trans && b.bf == nil && ks.rowAxpy != nil)) {
 		// Few rows of a transposed A: copy op(A) out (m·k floats, less
 		// than B) so the streaming small-M kernels apply.
 		buf := p.getBuf(m * k)
@@ -176,7 +180,7 @@ func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha flo
 		}
 		a, lda, transA = at, k, false
 	}
-	if b.trans && !transA && m <= dotMaxM && ks.dotNB(1) > 0 {
+	if b.trans && !transA && m <= dotMaxM && (k >= dotMinK || m == 1 && k >= 64) && ks.dotNB(1) > 0 {
 		gemmDot(ks, p, m, n, k, alpha, a, lda, b, beta, c, ldc)
 		return
 	}

@@ -130,8 +130,8 @@ func gemmDot(ks *kernels, p *Pool, m, n, k int, alpha float32, a []float32, lda 
 					arow := aRows[i*lda : i*lda+k]
 					for j := 0; j < nb; j++ {
 						s := sum16(o[(i*nb+j)*16 : (i*nb+j)*16+16])
-						for l := kt; l < k; l++ {
-							s += arow[l] * b.at(l, j0+j)
+						if kt < k {
+							s += tailDot(arow[kt:k], &b, j0+j, kt)
 						}
 						store(i, j0+j, s)
 					}
@@ -139,6 +139,16 @@ func gemmDot(ks *kernels, p *Pool, m, n, k int, alpha float32, a []float32, lda 
 			}
 		})
 	}
+}
+
+// tailDot returns Σ x[i]·B[j][l0+i] over row j of a transposed B (stored
+// n×k): the last k%16 terms of a dot-kernel product.
+func tailDot(x []float32, b *bmat, j, l0 int) float32 {
+	off := j*b.ld + l0
+	if b.bf != nil {
+		return dotBF16Generic(x, b.bf[off:off+len(x)])
+	}
+	return dotGeneric(x, b.f32[off:off+len(x)])
 }
 
 // sum16 adds 16 lanes pairwise (the same tree as a SIMD reduction).
