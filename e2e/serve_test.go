@@ -300,11 +300,18 @@ func TestServe(t *testing.T) {
 			t.Errorf("bad request %v: %d %s", bad, code, body)
 		}
 	}
-	// Concurrent requests all complete, each with the right text.
-	errs := make(chan error, 6)
-	for i := 0; i < 6; i++ {
+	// Concurrent requests with different prompts are batched together; each
+	// gets exactly the text moe generate gives it alone.
+	prompts := []string{"And God said", "In the beginning", "Abram went", "The LORD spake unto Moses", "Joseph", "Let there be"}
+	wants := map[string]string{}
+	for _, p := range prompts {
+		wants[p] = str(t, generate(t, "--model", base, "--prompt", p, "--max-tokens", "12", "--temperature", "0"), "text")
+	}
+	errs := make(chan error, 2*len(prompts))
+	for i := 0; i < 2*len(prompts); i++ {
+		p := prompts[i%len(prompts)]
 		go func() {
-			c := map[string]any{"model": model, "prompt": prompt, "max_tokens": 12, "temperature": 0}
+			c := map[string]any{"model": model, "prompt": p, "max_tokens": 12, "temperature": 0}
 			b, _ := json.Marshal(c)
 			req, _ := http.NewRequest("POST", s.url+"/v1/completions", bytes.NewReader(b))
 			req.Header.Set("Authorization", "Bearer "+s.key)
@@ -323,14 +330,14 @@ func TestServe(t *testing.T) {
 				errs <- fmt.Errorf("status %d, %v", resp.StatusCode, err)
 				return
 			}
-			if r.Choices[0].Text != want {
-				errs <- fmt.Errorf("concurrent text %q, want %q", r.Choices[0].Text, want)
+			if r.Choices[0].Text != wants[p] {
+				errs <- fmt.Errorf("concurrent request %q: text %q, alone %q", p, r.Choices[0].Text, wants[p])
 				return
 			}
 			errs <- nil
 		}()
 	}
-	for i := 0; i < 6; i++ {
+	for i := 0; i < 2*len(prompts); i++ {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
