@@ -25,9 +25,14 @@ const (
 	// it the horizontal sums cost as much as the products, and packing a
 	// short B is cheap.
 	dotMinK = 256
+	// swapMaxN is the largest n for which C = op(A)·op(B) is computed as
+	// Cᵀ = op(B)ᵀ·op(A)ᵀ with the small-M kernels (a 12×32 tile would
+	// mostly compute padding); with a transposed A, up to rowAxpyMaxM (the
+	// swapped product streams A in place instead of packing all of it).
+	swapMaxN = 8
 	// rowAxpyMaxM is the largest m for which an untransposed fp32 B is
 	// streamed row by row (gemmRowAxpy) instead of packed.
-	rowAxpyMaxM = 16
+	rowAxpyMaxM = 32
 )
 
 // CheckGemm returns an error naming the problem if the arguments of a Gemm
@@ -167,6 +172,10 @@ func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha flo
 	if 2*float64(m)*float64(n)*float64(k) < gemmSerialFlops {
 		p = nil // waking workers would cost more than the product
 	}
+	if (n <= swapMaxN || transA && n <= rowAxpyMaxM) && m > max(dotMaxM, rowAxpyMaxM) && b.bf == nil && (ks.dotNB(1) > 0 || ks.rowAxpy != nil) {
+		gemmSwapped(ks, p, transA, m, n, k, alpha, a, lda, b, beta, c, ldc)
+		return
+	}
 	if transA && m <= max(dotMaxM, rowAxpyMaxM) && ((b.trans && (k >= dotMinK || m == 1 && k >= 64) && ks.dotNB(1) > 0) || (!b.trans && b.bf == nil && ks.rowAxpy != nil)) {
 		// Few rows of a transposed A: copy op(A) out (m·k floats, less
 		// than B) so the streaming small-M kernels apply.
@@ -195,19 +204,24 @@ func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha flo
 // panels: dst[panel*kc*mr + l*mr + i], zero-padding the last panel.
 func packA(ks *kernels, transA bool, a []float32, lda int, i0, rows, l0, kc int, dst []float32) {
 	mr := ks.mr
+	if transA {
+		// Row by row of the stored A (k×m) across all the panels, so each
+		// row is read as one contiguous run.
+		np := (rows + mr - 1) / mr
+		for l := 0; l < kc; l++ {
+			src := a[(l0+l)*lda+i0 : (l0+l)*lda+i0+rows]
+			for pi := 0; pi < np; pi++ {
+				d := dst[pi*kc*mr+l*mr : pi*kc*mr+l*mr+mr]
+				r := copy(d, src[pi*mr:])
+				clear(d[r:])
+			}
+		}
+		return
+	}
 	for pi := 0; pi*mr < rows; pi++ {
 		pd := dst[pi*kc*mr : (pi+1)*kc*mr]
 		r := min(mr, rows-pi*mr)
 		base := i0 + pi*mr
-		if transA {
-			for l := 0; l < kc; l++ {
-				src := a[(l0+l)*lda+base : (l0+l)*lda+base+r]
-				d := pd[l*mr : l*mr+mr]
-				copy(d, src)
-				clear(d[r:])
-			}
-			continue
-		}
 		for i := 0; i < r; i++ {
 			src := a[(base+i)*lda+l0 : (base+i)*lda+l0+kc]
 			for l, v := range src {
@@ -473,4 +487,25 @@ func gemmRowAxpy(ks *kernels, p *Pool, m, n, k int, alpha float32, a []float32, 
 			}
 		}
 	})
+}
+
+// gemmSwapped computes C = alpha·op(A)·op(B) + beta·C for a very narrow C
+// (n <= swapMaxN, fp32 B) as T = alpha·op(B)ᵀ·op(A)ᵀ into an n×m scratch,
+// which the small-M paths handle well, then adds Tᵀ into C.
+func gemmSwapped(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float32, a []float32, lda int, b bmat, beta float32, c []float32, ldc int) {
+	buf := p.getBuf(n * m)
+	defer p.putBuf(buf)
+	t := (*buf)[:n*m]
+	// op(B)ᵀ is B as stored when transB, else Bᵀ; likewise for op(A)ᵀ.
+	gemm(ks, p, !b.trans, !transA, n, m, k, alpha, b.f32, b.ld, bmat{f32: a, ld: lda, trans: !transA}, 0, t, m)
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		for j := range row {
+			if beta == 0 {
+				row[j] = t[j*m+i]
+			} else {
+				row[j] = t[j*m+i] + beta*row[j]
+			}
+		}
+	}
 }

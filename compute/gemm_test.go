@@ -177,6 +177,13 @@ func TestGemmOddShapes(t *testing.T) {
 		{m: 65, n: 1000, k: 257, transA: true, transB: true, alpha: 1.5, beta: 2},
 		{m: 257, n: 257, k: 257, alpha: 1, pad: 1},
 		{m: 130, n: 4100, k: 40, alpha: 1, beta: 1}, // more than gemmNC columns
+		// Narrow C (n <= swapMaxN): computed transposed.
+		{m: 1000, n: 1, k: 1000, alpha: 1},
+		{m: 257, n: 3, k: 300, transB: true, alpha: 2, beta: 0.5, pad: 2},
+		{m: 100, n: 8, k: 65, transA: true, alpha: 1, beta: 1, pad: 1},
+		{m: 63, n: 5, k: 1000, transA: true, transB: true, alpha: -1, beta: 0},
+		{m: 300, n: 30, k: 100, transA: true, alpha: 1, beta: 2, pad: 3},
+		{m: 40, n: 17, k: 300, transA: true, transB: true, alpha: 1},
 	} {
 		cases = append(cases, tc)
 	}
