@@ -26,8 +26,8 @@ LR=${LR:-3e-3}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 if [ -z "${MOE:-}" ]; then
-	go build -o "$OUT/moe" ./cmd/moe
-	MOE="$OUT/moe"
+	go build -o "$OUT/bin/moe" ./cmd/moe # not $OUT/moe: that is the MoE's run directory
+	MOE="$OUT/bin/moe"
 fi
 
 # Start from the tiny preset's config.json (8 experts, top-2, vocab 4096).
