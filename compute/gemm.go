@@ -155,6 +155,15 @@ func gemmSmall(transA bool, m, n, k int, alpha float32, a []float32, lda int, b 
 	}
 }
 
+// useDot says whether a small-m product with a transposed B goes to the dot
+// kernels: for a deep enough k (the horizontal sums are amortised), for a
+// GEMV with k >= 64, and for tiny products (< 16 KFLOP), where it is cheap
+// either way and keeps the rounding of earlier releases (tiny models' tests
+// compare routing decisions bit for bit).
+func useDot(m, n, k int) bool {
+	return k >= dotMinK || m == 1 && k >= 64 || 2*m*n*k < 1<<14
+}
+
 // gemm is Gemm on a given kernel path, after argument checks.
 func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha float32, a []float32, lda int, b bmat, beta float32, c []float32, ldc int) {
 	_ = transB // carried by b.trans
@@ -176,7 +185,7 @@ func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha flo
 		gemmSwapped(ks, p, transA, m, n, k, alpha, a, lda, b, beta, c, ldc)
 		return
 	}
-	if transA && m <= max(dotMaxM, rowAxpyMaxM) && ((b.trans && (k >= dotMinK || m == 1 && k >= 64) && ks.dotNB(1) > 0) || (!b.trans && b.bf == nil && ks.rowAxpy != nil)) {
+	if transA && m <= max(dotMaxM, rowAxpyMaxM) && ((b.trans && useDot(m, n, k) && ks.dotNB(1) > 0) || (!b.trans && b.bf == nil && ks.rowAxpy != nil)) {
 		// Few rows of a transposed A: copy op(A) out (m·k floats, less
 		// than B) so the streaming small-M kernels apply.
 		buf := p.getBuf(m * k)
@@ -189,7 +198,7 @@ func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha flo
 		}
 		a, lda, transA = at, k, false
 	}
-	if b.trans && !transA && m <= dotMaxM && (k >= dotMinK || m == 1 && k >= 64) && ks.dotNB(1) > 0 {
+	if b.trans && !transA && m <= dotMaxM && useDot(m, n, k) && ks.dotNB(1) > 0 {
 		gemmDot(ks, p, m, n, k, alpha, a, lda, b, beta, c, ldc)
 		return
 	}
