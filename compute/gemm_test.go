@@ -117,7 +117,7 @@ func runGemmCase(t *testing.T, ks *kernels, p *Pool, tc gemmCase, seed uint64) [
 	if tc.transB {
 		br, bc = tc.n, tc.k
 	}
-	lda, ldb, ldc := ac+tc.pad, bc+tc.pad, tc.n+tc.pad
+	lda, ldb, ldc := max(ac+tc.pad, 1), max(bc+tc.pad, 1), max(tc.n+tc.pad, 1)
 	a := randSlice(r, max(ar*lda, 1))
 	b := randSlice(r, max(br*ldb, 1))
 	c := randSlice(r, max(tc.m*ldc, 1))
