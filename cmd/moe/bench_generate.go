@@ -42,7 +42,7 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 	runs := fs.Int("runs", 3, "decode runs (alternating plain and speculative); the best of each counts")
 	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
 	fs.Bool("json", true, "print one JSON object (always on)")
-	if _, err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsNoArgs(fs, args, ""); err != nil {
 		return err
 	}
 	if (*modelPath == "") == (*cfgName == "") {

@@ -34,7 +34,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
 	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
 	quiet := fs.Bool("quiet", false, "no prompt marker or statistics on stderr")
-	if _, err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsNoArgs(fs, args, "messages are read from stdin"); err != nil {
 		return err
 	}
 	if *modelPath == "" {

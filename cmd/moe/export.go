@@ -19,13 +19,13 @@ import (
 // runExport implements `moe export`.
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("export", "--model RUNDIR --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0] [--name NAME] [--allow-inexact] | --format hf --out DIR", stderr)
-	modelPath := fs.String("model", "", "model to export: a run directory (or a .gguf file to convert)")
+	modelPath := fs.String("model", "", "model to export: a run directory, a checkpoint file in one, or a .gguf file to convert")
 	out := fs.String("out", "", "GGUF file to write")
 	typ := fs.String("type", "f32", "weight type: f32, f16, bf16, q8_0 or q4_0 (norms and router stay f32)")
 	name := fs.String("name", "", "general.name stored in the file (default: the run directory's name)")
 	format := fs.String("format", "gguf", "gguf, or hf: a Hugging Face directory (config.json, model.safetensors, tokenizer.json) for --type f32, f16 or bf16")
 	inexact := fs.Bool("allow-inexact", false, "write a model llama.cpp cannot run exactly (an ungated shared expert); moe still reads it back exactly")
-	if _, err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsNoArgs(fs, args, "the weight type goes in --type"); err != nil {
 		return err
 	}
 	if *modelPath == "" || *out == "" {
@@ -54,7 +54,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return exportHF(ctx, *out, cfg, w, tok, t, stdout)
 	}
 	if *name == "" {
-		*name = strings.TrimSuffix(filepath.Base(filepath.Clean(*modelPath)), ".gguf")
+		*name = defaultExportName(*modelPath)
 	}
 	if err := gguf.Export(ctx, *out, cfg, w, tok, gguf.ExportOptions{Type: t, Name: *name, AllowInexact: *inexact}); err != nil {
 		return fmt.Errorf("export %s: %w", *out, err)
@@ -67,8 +67,23 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
+// defaultExportName is general.name for a model path: the run directory's
+// name (also for a checkpoint file inside it), or the .gguf file's name.
+func defaultExportName(path string) string {
+	p := filepath.Clean(path)
+	if strings.EqualFold(filepath.Ext(p), checkpoint.Ext) {
+		p = filepath.Dir(p)
+	}
+	base := filepath.Base(p)
+	if strings.EqualFold(filepath.Ext(base), ".gguf") {
+		base = base[:len(base)-len(".gguf")]
+	}
+	return base
+}
+
 // loadModelSource loads a model with its tokenizer from a run directory
-// (config, newest checkpoint, tokenizer.json) or a .gguf file.
+// (config, newest checkpoint, tokenizer.json), a checkpoint file inside one,
+// or a .gguf file.
 func loadModelSource(ctx context.Context, path string) (*config.Config, *model.Weights, *tokenizer.Tokenizer, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -84,14 +99,20 @@ func loadModelSource(ctx context.Context, path string) (*config.Config, *model.W
 		}
 		return cfg, w, tok, nil
 	}
+	dir := path
 	if !st.IsDir() {
-		return nil, nil, nil, fmt.Errorf("model %s: want a run directory or a .gguf file", path)
+		// A checkpoint file inside a run directory (as generate, eval and
+		// finetune accept): the tokenizer is its directory's.
+		if !strings.EqualFold(filepath.Ext(path), checkpoint.Ext) {
+			return nil, nil, nil, fmt.Errorf("model %s: want a run directory, a %s checkpoint file or a .gguf file", path, checkpoint.Ext)
+		}
+		dir = filepath.Dir(path)
 	}
 	cfg, w, err := checkpoint.LoadModel(path)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	tok, err := tokenizer.Load(filepath.Join(path, tokenizer.FileName))
+	tok, err := tokenizer.Load(filepath.Join(dir, tokenizer.FileName))
 	if err != nil {
 		return nil, nil, nil, err
 	}

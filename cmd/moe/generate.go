@@ -61,7 +61,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
 	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of streaming text")
-	if _, err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsNoArgs(fs, args, "the prompt goes in --prompt TEXT"); err != nil {
 		return err
 	}
 	if *modelPath == "" {

@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -78,6 +80,32 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// parseFlagsNoArgs is parseFlags for commands that take no positional
+// arguments: any it finds is a usage error naming them (a stray word must
+// not be silently ignored). hint, if not empty, is appended to the message.
+func parseFlagsNoArgs(fs *flag.FlagSet, args []string, hint string) error {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return nil
+	}
+	quoted := make([]string, len(pos))
+	for i, p := range pos {
+		quoted[i] = strconv.Quote(p)
+	}
+	word := "argument"
+	if len(pos) > 1 {
+		word = "arguments"
+	}
+	msg := fmt.Sprintf("unexpected %s %s: moe %s takes flags only", word, strings.Join(quoted, " "), fs.Name())
+	if hint != "" {
+		msg += " (" + hint + ")"
+	}
+	return usageError{errors.New(msg)}
 }
 
 func main() {

@@ -51,7 +51,11 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if set["gpu"] {
 		if _, err := plan.LookupGPU(*gpu); err != nil {
-			return usageError{err}
+			var names []string
+			for _, g := range plan.GPUs() {
+				names = append(names, g.Name)
+			}
+			return usagef("--gpu: unknown GPU %q (want one of %s)", *gpu, strings.Join(names, ", "))
 		}
 	}
 	cfg, err := config.Resolve(pos[0])

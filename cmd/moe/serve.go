@@ -35,7 +35,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	drain := fs.Duration("drain-timeout", 60*time.Second, "on SIGTERM, how long to let in-flight requests finish")
 	name := fs.String("name", "", "model id reported by /v1/models (default: the model's file or directory name)")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
-	if _, err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsNoArgs(fs, args, ""); err != nil {
 		return err
 	}
 	switch {
