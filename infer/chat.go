@@ -59,15 +59,21 @@ func EncodeChat(tok *tokenizer.Tokenizer, messages []Message, addAssistant bool)
 	return out, nil
 }
 
-// ChatStopTokens returns the tokens that end an assistant reply: <|end|> and
-// the end-of-text token.
-func ChatStopTokens(tok *tokenizer.Tokenizer) []int32 {
+// DefaultStopTokens returns the end-of-generation tokens Generate stops at
+// by default, as llama.cpp does with a GGUF's eos and eot ids: the
+// end-of-text token and, if the tokenizer has it, the chat end-of-turn
+// <|end|> (last).
+func DefaultStopTokens(tok *tokenizer.Tokenizer) []int32 {
 	stops := []int32{tok.EOT()}
 	if id, ok := tok.Special(tokenizer.End); ok {
 		stops = append(stops, id)
 	}
 	return stops
 }
+
+// ChatStopTokens returns the tokens that end an assistant reply: the
+// end-of-text token and <|end|> (last), the same set as DefaultStopTokens.
+func ChatStopTokens(tok *tokenizer.Tokenizer) []int32 { return DefaultStopTokens(tok) }
 
 // TextStream turns a stream of tokens into text that is safe to print: it
 // holds back the bytes of an incomplete UTF-8 character until the tokens

@@ -12,7 +12,7 @@ import (
 const (
 	StopLength  = "length"  // MaxTokens reached
 	StopString  = "stop"    // a stop sequence appeared
-	StopToken   = "eot"     // a stop token (end of text) was generated
+	StopToken   = "eot"     // a stop token (end of text or of a turn) was generated
 	StopContext = "context" // the sequence is full
 )
 
@@ -25,10 +25,12 @@ type GenerateOptions struct {
 	// strings; the text is cut before it. Needs the model's tokenizer.
 	Stop []string
 	// StopTokens end generation when generated (the token is kept in
-	// Result.Tokens but not in Result.Text). Nil means the tokenizer's
-	// end-of-text token, if there is a tokenizer.
+	// Result.Tokens but not in Result.Text). Nil means DefaultStopTokens of
+	// the model's tokenizer, if it has one: end-of-text and the chat
+	// end-of-turn <|end|>, the end-of-generation set llama.cpp stops at
+	// (an exported GGUF declares them as eos_token_id and eot_token_id).
 	StopTokens []int32
-	// IgnoreEOT disables the default end-of-text stop (benchmarks).
+	// IgnoreEOT disables the default stop tokens (benchmarks, --ignore-eos).
 	IgnoreEOT bool
 	// Sampling options; the draft samples with the same options.
 	Sampling SampleOptions
@@ -264,7 +266,7 @@ func (m *Model) Generate(ctx context.Context, prompt []int32, opts GenerateOptio
 		o.stops = append(o.stops, []byte(s))
 	}
 	if o.stopTokens == nil && m.Tok != nil && !opts.IgnoreEOT {
-		o.stopTokens = []int32{m.Tok.EOT()}
+		o.stopTokens = DefaultStopTokens(m.Tok)
 	}
 	pending := syncSeq(seq, prompt)
 	res.CachedTokens = len(prompt) - len(pending)

@@ -44,7 +44,9 @@ func loadModels(modelPath, draftPath string, pool *compute.Pool) (*infer.Model, 
 
 // runGenerate implements `moe generate`.
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("generate", "--model MODEL --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--draft MODEL --draft-tokens K] [--json]", stderr)
+	fs := newFlagSet("generate", "--model MODEL --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--draft MODEL --draft-tokens K] [--stop TEXT] [--ignore-eos] [--json]\n\n"+
+		"Generation ends at --max-tokens, at a --stop string, or at an end-of-generation token\n"+
+		"(<|endoftext|> or the chat end-of-turn <|end|>; --ignore-eos keeps going).", stderr)
 	modelPath := fs.String("model", "", "model: a run directory or a .gguf file")
 	prompt := fs.String("prompt", "", "prompt text")
 	maxTokens := fs.Int("max-tokens", 256, "most tokens to generate")
@@ -55,7 +57,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	draftPath := fs.String("draft", "", "draft model for speculative decoding (must share the tokenizer)")
 	draftTokens := fs.Int("draft-tokens", 4, "initial number of tokens the draft proposes per step (adapted at run time)")
 	fixedK := fs.Bool("fixed-draft-tokens", false, "do not adapt --draft-tokens")
-	ignoreEOT := fs.Bool("ignore-eot", false, "keep generating past the end-of-text token")
+	var ignoreEOS bool
+	fs.BoolVar(&ignoreEOS, "ignore-eos", false, "keep generating past end-of-generation tokens (by default generation stops at <|endoftext|> and <|end|>, as llama.cpp does)")
+	fs.BoolVar(&ignoreEOS, "ignore-eot", false, "the same as --ignore-eos")
 	var stops stringList
 	fs.Var(&stops, "stop", "stop when the text contains this string (repeatable)")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
@@ -91,7 +95,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(ids) > m.Context() {
 		return fmt.Errorf("prompt is %d tokens, longer than the model's context of %d tokens", len(ids), m.Context())
 	}
-	opts := infer.GenerateOptions{MaxTokens: *maxTokens, Stop: stops, IgnoreEOT: *ignoreEOT, Sampling: so,
+	opts := infer.GenerateOptions{MaxTokens: *maxTokens, Stop: stops, IgnoreEOT: ignoreEOS, Sampling: so,
 		Draft: d, DraftTokens: *draftTokens, FixedDraftTokens: *fixedK}
 	var emit func(int32) error
 	w := bufio.NewWriter(stdout)

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"moe/checkpoint"
+	"moe/gguf"
+	"moe/infer"
 	"moe/tokenizer"
 )
 
@@ -84,5 +88,61 @@ func TestExportCheckpointFile(t *testing.T) {
 	code, _, errs := moeCLI("export", "--model", other, "--out", filepath.Join(tmp, "x.gguf"))
 	if code != 1 || !strings.Contains(errs, "checkpoint file") {
 		t.Fatalf("export of %s: exit %d, stderr %q; want exit 1 naming the accepted kinds", other, code, errs)
+	}
+}
+
+// TestGGUFDeclaresStopTokens: an exported GGUF declares as eos and eot the
+// tokens moe generate stops at by default, so llama.cpp stops where moe does.
+func TestGGUFDeclaresStopTokens(t *testing.T) {
+	src, _, _ := interchangeRun(t)
+	out := filepath.Join(t.TempDir(), "m.gguf")
+	if code, _, errs := moeCLI("export", "--model", src, "--out", out); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errs)
+	}
+	tok, err := tokenizer.Load(filepath.Join(src, tokenizer.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var declared []int32
+	for _, key := range []string{"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"} {
+		v, ok := f.Get(key)
+		if !ok {
+			t.Fatalf("%s missing", key)
+		}
+		id, ok := v.(uint32)
+		if !ok {
+			t.Fatalf("%s = %v (%T), want a uint32", key, v, v)
+		}
+		declared = append(declared, int32(id))
+	}
+	if want := infer.DefaultStopTokens(tok); !slices.Equal(declared, want) {
+		t.Fatalf("GGUF eos, eot = %v; moe's default stop tokens are %v", declared, want)
+	}
+}
+
+// TestGenerateIgnoreEOSFlag: --ignore-eos and its older spelling --ignore-eot
+// both keep generation going to --max-tokens.
+func TestGenerateIgnoreEOSFlag(t *testing.T) {
+	src, _, _ := interchangeRun(t)
+	for _, flag := range []string{"--ignore-eos", "--ignore-eot"} {
+		code, out, errs := moeCLI("generate", "--model", src, "--prompt", "The cat", "--max-tokens", "6", "--json", flag)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", flag, code, errs)
+		}
+		var r struct {
+			Tokens     int    `json:"tokens"`
+			StopReason string `json:"stop_reason"`
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%s: %v: %s", flag, err, out)
+		}
+		if r.Tokens != 6 || r.StopReason != "length" {
+			t.Errorf("%s: %d tokens, stop %q; want 6 and length", flag, r.Tokens, r.StopReason)
+		}
 	}
 }

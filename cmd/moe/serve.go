@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"moe/compute"
+	"moe/infer"
 	"moe/serve"
 )
 
@@ -88,6 +89,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ModelName: *name, APIKey: key, Parallel: *parallel, KVTokens: *kvTokens, QueueSize: *queue,
 		StepTokens: *stepTokens, PrefillChunk: *prefillChunk, MaxBodyBytes: *maxBody, DrainTimeout: *drain,
 		DraftTokens: *draftTokens, SpecMaxBatch: *specMax, NoPrefixCache: !*prefixCache, Logger: log,
+		// Both endpoints stop at the end-of-generation tokens, as moe generate does.
+		StopTokens: infer.DefaultStopTokens(m.Tok),
 	})
 	if err != nil {
 		return err
