@@ -346,7 +346,11 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 	d, E, k := cfg.HiddenSize, cfg.NumExperts, m.moeK
 	sc := &m.sc
 	sc.route = grow(sc.route, rows*E)
-	compute.Gemm(m.Pool, false, true, rows, E, d, 1, sc.xn, d, L.Router, d, 0, sc.route, E)
+	if rt, ok := m.wt[keyOf(L.Router)]; ok && rows <= smallRows {
+		compute.Gemm(m.Pool, false, false, rows, E, d, 1, sc.xn, d, rt, E, 0, sc.route, E)
+	} else {
+		compute.Gemm(m.Pool, false, true, rows, E, d, 1, sc.xn, d, L.Router, d, 0, sc.route, E)
+	}
 	idx := make([]int32, k)
 	wts := make([]float32, k)
 	probs := make([]float32, E)
@@ -439,6 +443,11 @@ func (m *Model) RoutingCounts() (perLayer [][]uint64, rows uint64) {
 	return perLayer, m.totalRows
 }
 
+// smallRows is the most rows for which linear multiplies by the transposed
+// weight copies (decode steps, verification, small batches); prefill takes
+// the blocked GEMM over the matrices as stored.
+const smallRows = 32
+
 // linear computes, on pool, c = a·wᵀ for rows rows of a (stride lda) and the weight
 // matrix w (n×k, a view into the model's flat parameters), with the bf16
 // copy of w when the model has one.
@@ -448,6 +457,10 @@ func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int,
 			compute.GemmBF16(pool, rows, n, k, 1, a, lda, m.bf[off:off+len(w)], k, 0, c, ldc)
 			return
 		}
+	}
+	if wt, ok := m.wt[keyOf(w)]; ok && rows <= smallRows {
+		compute.Gemm(pool, false, false, rows, n, k, 1, a, lda, wt, n, 0, c, ldc)
+		return
 	}
 	compute.Gemm(pool, false, true, rows, n, k, 1, a, lda, w, k, 0, c, ldc)
 }

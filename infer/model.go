@@ -47,6 +47,13 @@ type Model struct {
 	bf    []compute.BF16
 	bfOff map[*float32]int
 
+	// wt holds, for each weight matrix the forward pass multiplies by (as
+	// its fused view when there is one), a transposed copy stored in×out,
+	// so that the small-M products of decoding and verification stream it
+	// with broadcast-FMA kernels (no horizontal sums, rounding independent
+	// of the number of rows). Nil when the model is too large to copy.
+	wt map[wKey][]float32
+
 	mu sync.Mutex // serialises Forward; guards sc
 	sc scratch
 
@@ -109,7 +116,113 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 		return nil, fmt.Errorf("infer: %w", err)
 	}
 	m.rope = rope
+	m.wt = transposedWeights(cfg, w, m.fused, pool)
 	return m, nil
+}
+
+// wKey identifies a weight view by its first element and length (a fused
+// view starts where its first part does).
+type wKey struct {
+	p *float32
+	n int
+}
+
+func keyOf(w []float32) wKey {
+	if len(w) == 0 {
+		return wKey{}
+	}
+	return wKey{&w[0], len(w)}
+}
+
+// maxTransposedFloats caps the weights copied by transposedWeights (4 GiB
+// of float32): larger models use the matrices as stored.
+const maxTransposedFloats = 1 << 30
+
+// transposedWeights returns in×out copies of the matrices the forward pass
+// multiplies by: per layer [wq;wk;wv] (or each), wo, and the (fused) FFN or
+// expert and shared-expert matrices, and the LM head.
+func transposedWeights(cfg *config.Config, w *model.Weights, fused []fusedViews, pool *compute.Pool) map[wKey][]float32 {
+	if len(w.Flat) > maxTransposedFloats {
+		return nil
+	}
+	type mat struct {
+		w    []float32
+		n, k int
+	}
+	d := cfg.HiddenSize
+	var mats []mat
+	add := func(v []float32, n, k int) {
+		if len(v) == n*k && n > 0 && k > 0 {
+			mats = append(mats, mat{v, n, k})
+		}
+	}
+	pair := func(f, a, b []float32, n, k int) {
+		if f != nil {
+			add(f, 2*n, k)
+			return
+		}
+		add(a, n, k)
+		add(b, n, k)
+	}
+	hd := cfg.HeadDimension()
+	qDim, kvDim := cfg.NumHeads*hd, cfg.KVHeads()*hd
+	for l := range w.Layers {
+		L := &w.Layers[l]
+		F := &fused[l]
+		if F.qkv != nil {
+			add(F.qkv, qDim+2*kvDim, d)
+		} else {
+			add(L.Wq, qDim, d)
+			add(L.Wk, kvDim, d)
+			add(L.Wv, kvDim, d)
+		}
+		add(L.Wo, d, qDim)
+		if !cfg.IsMoE() {
+			ff := cfg.IntermediateSize
+			pair(F.gu, L.Gate, L.Up, ff, d)
+			add(L.Down, d, ff)
+			continue
+		}
+		add(L.Router, cfg.NumExperts, d) // float32 even with UseBF16
+		ffe := cfg.ExpertSize()
+		for e := range L.ExpertDown {
+			pair(F.expertGU[e], L.ExpertGate[e], L.ExpertUp[e], ffe, d)
+			add(L.ExpertDown[e], d, ffe)
+		}
+		if sf := cfg.SharedExpertIntermediateSize; sf > 0 {
+			pair(F.sharedGU, L.SharedGate, L.SharedUp, sf, d)
+			add(L.SharedDown, d, sf)
+		}
+	}
+	add(w.LMHead, cfg.VocabSize, d)
+	out := make(map[wKey][]float32, len(mats))
+	ts := make([][]float32, len(mats))
+	for i, mt := range mats {
+		ts[i] = make([]float32, len(mt.w))
+	}
+	pool.Run(len(mats), func(i int) {
+		transpose(ts[i], mats[i].w, mats[i].n, mats[i].k)
+	})
+	for i, mt := range mats {
+		out[keyOf(mt.w)] = ts[i]
+	}
+	return out
+}
+
+// transpose writes the k×n transpose of the n×k row-major src into dst, in
+// 32×32 tiles.
+func transpose(dst, src []float32, n, k int) {
+	const t = 32
+	for i0 := 0; i0 < n; i0 += t {
+		for j0 := 0; j0 < k; j0 += t {
+			for i := i0; i < min(n, i0+t); i++ {
+				row := src[i*k : (i+1)*k]
+				for j := j0; j < min(k, j0+t); j++ {
+					dst[j*n+i] = row[j]
+				}
+			}
+		}
+	}
 }
 
 // Context returns the model's context length in tokens.

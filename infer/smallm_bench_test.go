@@ -1,0 +1,88 @@
+package infer
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"moe/compute"
+	"moe/config"
+)
+
+// BenchmarkSmallMPaths times one tiny forward pass of m rows (one sequence
+// of m tokens, or m sequences of one token for "seqs") with the transposed
+// weight copies and without, alternating blocks so both see the same load,
+// and reports the best per-pass time of each.
+func BenchmarkSmallMPaths(b *testing.B) {
+	cfg, _ := config.Preset("tiny")
+	pool := compute.NewPool(0)
+	defer pool.Close()
+	m, err := RandomModel(cfg, 1, pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wt := m.wt
+	const nseq = 16
+	seqs := make([]*Seq, nseq)
+	prompt := make([]int32, 64)
+	for i := range prompt {
+		prompt[i] = int32(i * 7 % cfg.VocabSize)
+	}
+	for i := range seqs {
+		seqs[i] = m.NewSeq(0)
+		if _, err := m.Forward(seqs[i:i+1], [][]int32{prompt}, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, mode := range []string{"one", "seqs"} {
+		for _, rows := range []int{1, 5, 9, 16} {
+			b.Run(fmt.Sprintf("%s/%d", mode, rows), func(b *testing.B) {
+				var ss []*Seq
+				var toks [][]int32
+				if mode == "one" {
+					ss = seqs[:1]
+					toks = [][]int32{make([]int32, rows)}
+				} else {
+					ss = seqs[:rows]
+					toks = make([][]int32, rows)
+					for i := range toks {
+						toks[i] = make([]int32, 1)
+					}
+				}
+				best := [2]float64{1e9, 1e9}
+				const block = 8
+				it := 0
+				for i := 0; i < b.N+1; i++ {
+					for v := 0; v < 2; v++ {
+						m.wt = wt
+						if v == 1 {
+							m.wt = nil
+						}
+						t := time.Now()
+						for j := 0; j < block; j++ {
+							it++
+							for r := range toks {
+								for c := range toks[r] {
+									toks[r][c] = int32((it*131 + r*17 + c*29) % cfg.VocabSize)
+								}
+							}
+							if _, err := m.Forward(ss, toks, mode == "one"); err != nil {
+								b.Fatal(err)
+							}
+							for _, s := range ss {
+								s.Truncate(64)
+							}
+						}
+						if per := time.Since(t).Seconds() / block; i > 0 && per < best[v] {
+							best[v] = per
+						}
+					}
+				}
+				m.wt = wt
+				b.ReportMetric(best[0]*1e3, "new-ms")
+				b.ReportMetric(best[1]*1e3, "old-ms")
+				b.ReportMetric(best[1]/best[0], "speedup")
+			})
+		}
+	}
+}

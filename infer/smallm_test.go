@@ -1,0 +1,159 @@
+package infer
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"moe/compute"
+	"moe/config"
+)
+
+// smallMConfig is large enough that the small-M products take the vector
+// kernels (several 64-column blocks and a column tail), with a shared
+// expert so that every transposed matrix kind is used.
+func smallMConfig() *config.Config {
+	c := testConfig(true)
+	c.VocabSize, c.HiddenSize, c.IntermediateSize = 203, 64, 88
+	c.NumHeads, c.NumKVHeads = 4, 2
+	c.SharedExpertIntermediateSize = 40
+	return c
+}
+
+// TestTransposedWeights checks that every matrix the small-M path uses has a
+// correct in×out copy, and that logits from it match the float64 reference
+// and the products over the matrices as stored.
+func TestTransposedWeights(t *testing.T) {
+	cfg := smallMConfig()
+	m := newTestModel(t, cfg, 5, 0.2)
+	if len(m.wt) == 0 {
+		t.Fatal("no transposed weights")
+	}
+	for _, L := range m.W.Layers {
+		for e, gu := range m.fused[0].expertGU {
+			_ = e
+			if _, ok := m.wt[keyOf(gu)]; !ok {
+				t.Fatal("expert [gate;up] not transposed")
+			}
+		}
+		wt, ok := m.wt[keyOf(L.Wo)]
+		if !ok {
+			t.Fatal("wo not transposed")
+		}
+		d := cfg.HiddenSize
+		for i := 0; i < d; i++ {
+			for j := 0; j < d; j++ {
+				if wt[j*d+i] != L.Wo[i*d+j] {
+					t.Fatalf("wo transpose wrong at %d,%d", i, j)
+				}
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	toks := make([]int32, 17)
+	for i := range toks {
+		toks[i] = int32(r.IntN(cfg.VocabSize))
+	}
+	want := refForward(cfg, m.W, toks)
+	V := cfg.VocabSize
+	got, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := m.wt
+	m.wt = nil
+	stored, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)
+	m.wt = saved
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range toks {
+		if e := maxAbsDiff(got[0][p*V:(p+1)*V], want[p]); e > 2e-4 {
+			t.Fatalf("position %d: max |diff| to reference %g", p, e)
+		}
+		for i := p * V; i < (p+1)*V; i++ {
+			if d := got[0][i] - stored[0][i]; d > 1e-4 || d < -1e-4 {
+				t.Fatalf("position %d: transposed %g vs stored %g", p, got[0][i], stored[0][i])
+			}
+		}
+	}
+}
+
+// TestLogitsIndependentOfRows checks that a position's logits are bit for
+// bit the same whether its pass had one row or up to 16 (speculative
+// verification of k drafts; a serving step batching many sequences), which
+// makes greedy speculative decoding exactly equal to plain decoding.
+func TestLogitsIndependentOfRows(t *testing.T) {
+	dense := testConfig(false)
+	dense.VocabSize, dense.HiddenSize, dense.IntermediateSize = 203, 64, 88
+	for name, cfg := range map[string]*config.Config{"smallm": smallMConfig(), "dense": dense} {
+		t.Run(name, func(t *testing.T) {
+			m, err := New(cfg, randomWeights(t, cfg, 9, 0.3), nil, compute.NewPool(2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(3, 3))
+			V := cfg.VocabSize
+			prompt := make([]int32, 20)
+			for i := range prompt {
+				prompt[i] = int32(r.IntN(V))
+			}
+			next := make([]int32, 16)
+			for i := range next {
+				next[i] = int32(r.IntN(V))
+			}
+			// Reference: one token per pass.
+			s := m.NewSeq(0)
+			if _, err := m.Forward([]*Seq{s}, [][]int32{prompt}, false); err != nil {
+				t.Fatal(err)
+			}
+			single := make([][]float32, len(next))
+			for i, tok := range next {
+				lg, err := m.Forward([]*Seq{s}, [][]int32{{tok}}, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				single[i] = append([]float32(nil), lg[0]...)
+			}
+			same := func(what string, got, want []float32) {
+				t.Helper()
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("%s: logit %d is %g in a batch, %g alone", what, i, got[i], want[i])
+					}
+				}
+			}
+			for _, k := range []int{2, 5, 9, 16} {
+				s.Truncate(len(prompt))
+				lg, err := m.Forward([]*Seq{s}, [][]int32{next[:k]}, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := 0; i < k; i++ {
+					same(fmt.Sprintf("%d rows, row %d", k, i), lg[0][i*V:(i+1)*V], single[i])
+				}
+			}
+			// 16 sequences with the same history (computed in passes of at
+			// most 20 rows, as above), one new token each.
+			seqs := make([]*Seq, 16)
+			toks := make([][]int32, 16)
+			for i := range seqs {
+				seqs[i] = m.NewSeq(0)
+				if _, err := m.Forward(seqs[i:i+1], [][]int32{prompt}, false); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := m.Forward(seqs[i:i+1], [][]int32{next[:i]}, false); err != nil {
+					t.Fatal(err)
+				}
+				toks[i] = next[i : i+1]
+			}
+			lg, err := m.Forward(seqs, toks, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range seqs {
+				same(fmt.Sprintf("sequence %d of 16", i), lg[i], single[i])
+			}
+		})
+	}
+}
