@@ -73,6 +73,11 @@ type Result struct {
 	// Seconds is the wall time of the whole call; PrefillSeconds of the
 	// first forward pass (the prompt), DecodeSeconds of the rest.
 	Seconds, PrefillSeconds, DecodeSeconds float64
+	// PrefillTokens counts the generated tokens the first forward pass
+	// produced: 1 in plain decoding, the accepted drafts plus one in
+	// speculative decoding (all of them when the output fits in the first
+	// round). The other len(Tokens)-PrefillTokens took DecodeSeconds.
+	PrefillTokens int
 	// TargetTouched sums, over verification passes, the routed experts each
 	// pass touched (all layers): the cost speculative decoding paid.
 	TargetTouched int
@@ -89,11 +94,14 @@ func (r *Result) AcceptanceRate() float64 {
 	return float64(r.Accepted) / float64(r.Proposed)
 }
 
-// TokensPerSecond is the generated tokens over the decode time (prefill
-// excluded); with a single generated token it uses the whole time.
+// TokensPerSecond is the decode speed: the tokens generated after the first
+// forward pass over the time they took (DecodeSeconds). When the first pass
+// produced every token (one token, or a speculative run whose output fit in
+// its first round) there is no decode time to speak of, and it is all the
+// generated tokens over the whole call (Seconds, prefill included).
 func (r *Result) TokensPerSecond() float64 {
-	if len(r.Tokens) > 1 && r.DecodeSeconds > 0 {
-		return float64(len(r.Tokens)-1) / r.DecodeSeconds
+	if n := len(r.Tokens) - r.PrefillTokens; n > 0 && r.DecodeSeconds > 0 {
+		return float64(n) / r.DecodeSeconds
 	}
 	if r.Seconds > 0 {
 		return float64(len(r.Tokens)) / r.Seconds
@@ -132,6 +140,11 @@ type output struct {
 	stopTokens []int32
 	maxTokens  int
 
+	// rounds, if set, counts speculative rounds; firstRound counts the
+	// tokens pushed while it is at most 1 (the prefill pass's tokens).
+	rounds     *int
+	firstRound int
+
 	tokens  []int32
 	text    []byte
 	ends    []int // text byte offset after each token
@@ -143,6 +156,9 @@ type output struct {
 // push adds a generated token; it returns true when generation must stop.
 func (o *output) push(tok int32) (bool, error) {
 	o.tokens = append(o.tokens, tok)
+	if o.rounds != nil && *o.rounds <= 1 {
+		o.firstRound = len(o.tokens)
+	}
 	for _, s := range o.stopTokens {
 		if tok == s {
 			o.ends = append(o.ends, len(o.text))
@@ -273,9 +289,12 @@ func (m *Model) Generate(ctx context.Context, prompt []int32, opts GenerateOptio
 
 	var err error
 	if opts.Draft != nil {
+		o.rounds = &res.Rounds
 		err = m.speculate(ctx, seq, prompt, pending, opts, o, &res, start)
+		res.PrefillTokens = o.firstRound
 	} else {
 		err = m.plain(ctx, seq, pending, opts, o, &res, start)
+		res.PrefillTokens = min(1, len(o.tokens))
 	}
 	res.Tokens = o.tokens
 	res.StopReason = o.reason

@@ -123,6 +123,8 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			"prompt_tokens":     res.PromptTokens,
 			"seconds":           res.Seconds,
 			"prefill_seconds":   res.PrefillSeconds,
+			"decode_seconds":    res.DecodeSeconds,
+			"decode_tokens":     len(res.Tokens) - res.PrefillTokens,
 			"tokens_per_second": res.TokensPerSecond(),
 			"stop_reason":       res.StopReason,
 		}
