@@ -285,6 +285,25 @@ func optS(v *string, def string) string {
 	return *v
 }
 
+// DefaultMaxPositionEmbeddings returns the max_position_embeddings that
+// Hugging Face transformers' configuration class for modelType uses when a
+// config.json leaves it out (LlamaConfig 2048; MistralConfig and
+// MixtralConfig 4096*32 = 131072; Qwen2MoeConfig and Qwen3MoeConfig 32768;
+// OlmoeConfig 4096; GptOssConfig 131072), and false for a type without one.
+func DefaultMaxPositionEmbeddings(modelType string) (int, bool) {
+	switch modelType {
+	case TypeLlama:
+		return 2048, true
+	case TypeMistral, TypeMixtral, TypeGPTOSS:
+		return 131072, true
+	case TypeQwen2MoE, TypeQwen3MoE:
+		return 32768, true
+	case TypeOLMoE:
+		return 4096, true
+	}
+	return 0, false
+}
+
 func (p *parser) build() *Config {
 	r, t := p.r, p.t
 	c := &Config{ModelType: t}
@@ -308,7 +327,11 @@ func (p *parser) build() *Config {
 		c.HiddenSize = p.need([]string{"hidden_size"}, r.HiddenSize)
 		c.NumLayers = p.need([]string{"num_hidden_layers"}, r.NumLayers)
 		c.NumHeads = p.need([]string{"num_attention_heads"}, r.NumHeads)
-		c.MaxPositionEmbeddings = p.need([]string{"max_position_embeddings"}, r.MaxPositionEmbeddings)
+		if def, ok := DefaultMaxPositionEmbeddings(t); ok {
+			c.MaxPositionEmbeddings = p.opt("max_position_embeddings", def, r.MaxPositionEmbeddings)
+		} else {
+			c.MaxPositionEmbeddings = p.need([]string{"max_position_embeddings"}, r.MaxPositionEmbeddings)
+		}
 		c.RMSNormEps = optF(r.RMSNormEps, 1e-6)
 		c.HiddenAct = optS(r.HiddenAct, "silu")
 		c.TieWordEmbeddings = optB(r.TieWordEmbeddings, false)
