@@ -206,7 +206,7 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	enc := json.NewEncoder(stdout)
 	if err := enc.Encode(out); err != nil {
-		return fmt.Errorf("bench generate: %w", err)
+		return fmt.Errorf("write JSON: %w", err)
 	}
 	return nil
 }

@@ -108,7 +108,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 		if len(prompt) >= m.Context() {
 			turns = turns[:len(turns)-1]
-			return fmt.Errorf("chat: message of %d tokens does not fit the context of %d tokens", len(prompt), m.Context())
+			return fmt.Errorf("message of %d tokens does not fit the context of %d tokens", len(prompt), m.Context())
 		}
 		ts := infer.NewTextStream(m.Tok)
 		opts := infer.GenerateOptions{MaxTokens: min(*maxTokens, m.Context()-len(prompt)), StopTokens: end,
@@ -123,10 +123,10 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		w.WriteString(ts.Flush())
 		fmt.Fprintln(w)
 		if ferr := w.Flush(); ferr != nil {
-			return fmt.Errorf("chat: write: %w", ferr)
+			return fmt.Errorf("write: %w", ferr)
 		}
 		if err != nil {
-			return fmt.Errorf("chat: %w", err)
+			return err
 		}
 		reply := res.Tokens
 		if n := len(reply); n > 0 && res.StopReason == infer.StopToken {
@@ -138,7 +138,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}
 	if err := in.Err(); err != nil {
-		return fmt.Errorf("chat: read stdin: %w", err)
+		return fmt.Errorf("read stdin: %w", err)
 	}
 	return nil
 }

@@ -49,7 +49,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// Transformers' Mixtral and Llama compute what llama.cpp's llama
 		// architecture computes: the same compatibility rule applies.
 		if err := gguf.CheckLlamaCompatible(cfg); err != nil && !*inexact {
-			return fmt.Errorf("export %s: Hugging Face's Mixtral/Llama cannot run this model exactly: %w (pass --allow-inexact to write it anyway)", *out, err)
+			return fmt.Errorf("%s: Hugging Face's Mixtral/Llama cannot run this model exactly: %w (pass --allow-inexact to write it anyway)", *out, err)
 		}
 		return exportHF(ctx, *out, cfg, w, tok, t, stdout)
 	}
@@ -57,11 +57,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		*name = defaultExportName(*modelPath)
 	}
 	if err := gguf.Export(ctx, *out, cfg, w, tok, gguf.ExportOptions{Type: t, Name: *name, AllowInexact: *inexact}); err != nil {
-		return fmt.Errorf("export %s: %w", *out, err)
+		return fmt.Errorf("writing %s: %w", *out, err)
 	}
 	st, err := os.Stat(*out)
 	if err != nil {
-		return fmt.Errorf("export: %w", err)
+		return fmt.Errorf("written file: %w", err)
 	}
 	fmt.Fprintf(stdout, "wrote %s (%s, %d parameters, %d bytes)\n", *out, t, len(w.Flat), st.Size())
 	return nil
@@ -129,10 +129,10 @@ func exportHF(ctx context.Context, dir string, cfg *config.Config, w *model.Weig
 	}
 	dtype := map[gguf.GGMLType]string{gguf.F32: safetensors.F32, gguf.F16: safetensors.F16, gguf.BF16: safetensors.BF16}[t]
 	if err := safetensors.SaveHF(ctx, dir, &c, w, dtype); err != nil {
-		return fmt.Errorf("export %s: %w", dir, err)
+		return fmt.Errorf("writing %s: %w", dir, err)
 	}
 	if err := safetensors.SaveHFTokenizer(dir, tok); err != nil {
-		return fmt.Errorf("export %s: %w", dir, err)
+		return fmt.Errorf("writing %s: %w", dir, err)
 	}
 	fmt.Fprintf(stdout, "wrote %s (Hugging Face %s, %s, %d parameters)\n", dir, c.ModelType, dtype, len(w.Flat))
 	return nil

@@ -114,7 +114,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			fmt.Fprintln(w)
 			w.Flush()
 		}
-		return fmt.Errorf("generate: %w", err)
+		return err
 	}
 	if *asJSON {
 		out := map[string]any{
@@ -141,7 +141,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	w.WriteString(ts.Flush())
 	fmt.Fprintln(w)
 	if err := w.Flush(); err != nil {
-		return fmt.Errorf("generate: write: %w", err)
+		return fmt.Errorf("write: %w", err)
 	}
 	fmt.Fprintf(stderr, "[%d prompt tokens, %d generated in %.2fs: %.1f tok/s decode, stop: %s", res.PromptTokens, len(res.Tokens), res.Seconds, res.TokensPerSecond(), res.StopReason)
 	if d != nil {

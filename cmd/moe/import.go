@@ -35,14 +35,18 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		*in, pos = pos[0], pos[1:] // moe import FILE.gguf --out RUNDIR
 	}
 	if len(pos) > 0 {
-		return usagef("unexpected argument %q (the input goes in --in or as the one positional argument)", pos[0])
+		q := make([]string, len(pos))
+		for i, p := range pos {
+			q[i] = fmt.Sprintf("%q", p)
+		}
+		return usagef("unexpected argument(s) %s (the input goes in --in or as the one positional argument)", strings.Join(q, " "))
 	}
 	if *in == "" || *out == "" {
 		return usagef("--in and --out are required")
 	}
 	st, err := os.Stat(*in)
 	if err != nil {
-		return fmt.Errorf("import: %w", err)
+		return fmt.Errorf("input: %w", err)
 	}
 	var (
 		cfg *config.Config
@@ -66,7 +70,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	default:
-		return fmt.Errorf("import %s: want a .gguf file or a directory with config.json and safetensors", *in)
+		return fmt.Errorf("%s: want a .gguf file or a directory with config.json and safetensors", *in)
 	}
 	if *tokDir != "" {
 		p := *tokDir
@@ -78,10 +82,10 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	if tok == nil {
-		return fmt.Errorf("import %s: the file has no tokenizer: pass --tokenizer RUNDIR", *in)
+		return fmt.Errorf("%s: the file has no tokenizer: pass --tokenizer RUNDIR", *in)
 	}
 	if tok.VocabSize() > cfg.VocabSize {
-		return fmt.Errorf("import: tokenizer has %d ids but the model embeds only %d", tok.VocabSize(), cfg.VocabSize)
+		return fmt.Errorf("tokenizer has %d ids but the model embeds only %d", tok.VocabSize(), cfg.VocabSize)
 	}
 	if err := saveImportedRun(*out, cfg, w, tok, *force); err != nil {
 		return err
@@ -94,12 +98,12 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // config.json, tokenizer.json and a weights-only checkpoint at step 0.
 func saveImportedRun(dir string, cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, force bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("import: %w", err)
+		return err
 	}
 	if existing, err := checkpoint.List(dir); err == nil && len(existing) > 0 && !force {
-		return fmt.Errorf("import: %s already holds checkpoints (pass --force to add one)", dir)
+		return fmt.Errorf("%s already holds checkpoints (pass --force to add one)", dir)
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("import: %w", err)
+		return err
 	}
 	if err := cfg.Save(filepath.Join(dir, "config.json")); err != nil {
 		return err
@@ -119,7 +123,7 @@ func saveImportedRun(dir string, cfg *config.Config, w *model.Weights, tok *toke
 func loadHFTokenizer(dir string) (*tokenizer.Tokenizer, error) {
 	path := filepath.Join(dir, "tokenizer.json")
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("import %s: no tokenizer.json: pass --tokenizer RUNDIR", dir)
+		return nil, fmt.Errorf("%s: no tokenizer.json: pass --tokenizer RUNDIR", dir)
 	}
 	var tc struct {
 		EOS json.RawMessage `json:"eos_token"`
@@ -138,7 +142,7 @@ func loadHFTokenizer(dir string) (*tokenizer.Tokenizer, error) {
 	}
 	tok, mismatches, err := safetensors.LoadHFTokenizer(path, eos)
 	if err != nil {
-		return nil, fmt.Errorf("import %s: %w (or pass --tokenizer RUNDIR)", dir, err)
+		return nil, fmt.Errorf("%s: %w (or pass --tokenizer RUNDIR)", dir, err)
 	}
 	if mismatches > 0 {
 		slog.Warn("tokenizer merge order differs from token ids; moe's rank-based BPE may split some words differently", "merges_out_of_order", mismatches)

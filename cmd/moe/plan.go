@@ -75,7 +75,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(r); err != nil {
-			return fmt.Errorf("plan: write JSON: %w", err)
+			return fmt.Errorf("write JSON: %w", err)
 		}
 		return nil
 	}

@@ -146,3 +146,30 @@ func TestGenerateIgnoreEOSFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestFailuresHaveOnePrefix: a failing command prints one line that starts
+// with "moe CMD:" once, not "moe CMD: CMD: ...".
+func TestFailuresHaveOnePrefix(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing")
+	for _, c := range []struct {
+		cmd  string
+		args []string
+	}{
+		{"import", []string{"--in", missing + ".gguf", "--out", filepath.Join(dir, "r")}},
+		{"import", []string{"--in", filepath.Join(dir), "--out", filepath.Join(dir, "r")}},
+		{"export", []string{"--model", missing, "--out", filepath.Join(dir, "x.gguf")}},
+		{"generate", []string{"--model", missing, "--prompt", "x"}},
+		{"chat", []string{"--model", missing}},
+		{"plan", []string{missing}},
+	} {
+		code, _, errs := moeCLI(append([]string{c.cmd}, c.args...)...)
+		if code != 1 || !strings.HasPrefix(errs, "moe "+c.cmd+": ") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+			t.Errorf("moe %s %v: exit %d, stderr %q; want exit 1 and one line", c.cmd, c.args, code, errs)
+			continue
+		}
+		if rest := strings.TrimPrefix(errs, "moe "+c.cmd+": "); strings.HasPrefix(rest, c.cmd+":") || strings.HasPrefix(rest, c.cmd+" ") {
+			t.Errorf("moe %s: doubled prefix: %q", c.cmd, errs)
+		}
+	}
+}
