@@ -120,10 +120,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if len(args) > 1 {
 			return run([]string{args[1], "--help"}, stdout, stderr)
 		}
-		printHelp(stdout)
 		if len(args) == 0 {
+			// No command is bad usage: the help goes to stderr, exit 2.
+			printHelp(stderr)
 			return 2
 		}
+		printHelp(stdout)
 		return 0
 	}
 	for _, c := range commands() {

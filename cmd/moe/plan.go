@@ -39,14 +39,22 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	for _, c := range []struct {
-		name string
-		bad  bool
+		name, want string
+		bad        bool
 	}{
-		{"gpus", *gpus < 1}, {"mfu", !(*mfu > 0 && *mfu <= 1)}, {"tokens", !(float64(tokens) > 0 && float64(tokens) < 1e30)},
-		{"price", !(*price >= 0 && *price < 1e9)}, {"context", *ctxLen < 1 || *ctxLen > 1<<30}, {"batch-tokens", !(float64(batch) > 0 && float64(batch) < 1e30)},
+		{"gpus", "at least 1", *gpus < 1},
+		{"mfu", "in (0, 1]", !(*mfu > 0 && *mfu <= 1)},
+		{"tokens", "positive, below 1e30", !(float64(tokens) > 0 && float64(tokens) < 1e30)},
+		{"price", "in [0, 1e9)", !(*price >= 0 && *price < 1e9)},
+		{"context", "in [1, 2^30]", *ctxLen < 1 || *ctxLen > 1<<30},
+		{"batch-tokens", "positive, below 1e30", !(float64(batch) > 0 && float64(batch) < 1e30)},
 	} {
 		if set[c.name] && c.bad {
-			return usagef("--%s: out of range", c.name)
+			got := fs.Lookup(c.name).Value.String()
+			if got == "" {
+				got = "0"
+			}
+			return usagef("--%s: out of range (want %s, got %s)", c.name, c.want, got)
 		}
 	}
 	if set["gpu"] {

@@ -173,3 +173,29 @@ func TestFailuresHaveOnePrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestUsageMessages: range errors say the range and the value; no command at
+// all is bad usage with the help on stderr.
+func TestUsageMessages(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"plan", "tiny", "--gpus", "0"}, "moe plan: --gpus: out of range (want at least 1, got 0)\n"},
+		{[]string{"plan", "tiny", "--mfu", "2"}, "moe plan: --mfu: out of range (want in (0, 1], got 2)\n"},
+		{[]string{"plan", "tiny", "--batch-tokens", "0"}, "moe plan: --batch-tokens: out of range (want positive, below 1e30, got 0)\n"},
+	} {
+		code, _, errs := moeCLI(c.args...)
+		if code != 2 || errs != c.want {
+			t.Errorf("moe %v: exit %d, stderr %q; want 2 and %q", c.args, code, errs, c.want)
+		}
+	}
+	code, out, errs := moeCLI()
+	if code != 2 || out != "" || !strings.Contains(errs, "usage: moe <command>") {
+		t.Errorf("moe with no command: exit %d, stdout %q, stderr %q; want exit 2 and the help on stderr", code, out, errs)
+	}
+	code, out, _ = moeCLI("help")
+	if code != 0 || !strings.Contains(out, "usage: moe <command>") {
+		t.Errorf("moe help: exit %d, stdout %q", code, out)
+	}
+}
