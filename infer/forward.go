@@ -180,7 +180,10 @@ func (m *Model) ForwardLast(seqs []*Seq, tokens [][]int32, allLogits bool, last 
 			m.rope.Apply(row[:qDim], nh, p)
 			m.rope.Apply(row[qDim:qDim+kvDim], nkv, p)
 			sq := seqs[rowSeq[r]]
-			copy(sq.k[l][p*kvDim:(p+1)*kvDim], row[qDim:qDim+kvDim])
+			kt := sq.k[l]
+			for i, v := range row[qDim : qDim+kvDim] {
+				kt[i*sq.cap+p] = v
+			}
 			copy(sq.v[l][p*kvDim:(p+1)*kvDim], row[qDim+kvDim:])
 		}
 		m.attention(seqs, l, rows, rowSeq, rowPos)
@@ -235,43 +238,44 @@ func (m *Model) ForwardLast(seqs []*Seq, tokens [][]int32, allLogits bool, last 
 
 // attention computes sc.att for every row: causal grouped-query attention of
 // each row's query heads against its sequence's cache up to its position.
+// Per (row, KV head) the scores of the head's query group against all
+// positions are one product with the transposed keys, and their outputs one
+// product with the values, both through the row-streaming small-M kernels;
+// each row's result depends only on its own position, not on the batch.
 func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 	cfg := m.Cfg
-	hd, nh := m.hd, cfg.NumHeads
-	group := nh / cfg.KVHeads()
+	hd, nh, nkv := m.hd, cfg.NumHeads, cfg.KVHeads()
+	group := nh / nkv
 	qDim, kvDim := nh*hd, m.kvDim
 	qkvDim := qDim + 2*kvDim
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	sc := &m.sc
-	work := rows * nh
+	work := rows * nkv
 	maxPos := 0
 	for r := 0; r < rows; r++ {
 		maxPos = max(maxPos, int(rowPos[r])+1)
 	}
-	// Split the (row, head) pairs into one chunk per worker, unless the
+	// Split the (row, KV head) pairs into chunks over the pool, unless the
 	// work is too small to be worth the hand-off.
-	chunks := min(m.Pool.Threads(), max(1, work*maxPos*hd/8192))
-	sc.scores = grow(sc.scores, chunks*maxPos)
+	chunks := min(m.Pool.Threads()*4, work, max(1, work*group*maxPos*hd/8192))
+	stride := group * maxPos
+	sc.scores = grow(sc.scores, chunks*stride)
 	per := (work + chunks - 1) / chunks
+	chunks = (work + per - 1) / per
 	m.Pool.Run(chunks, func(c int) {
-		scores := sc.scores[c*maxPos : (c+1)*maxPos]
+		scores := sc.scores[c*stride : (c+1)*stride]
 		for w := c * per; w < min(work, (c+1)*per); w++ {
-			r, h := w/nh, w%nh
-			p := int(rowPos[r])
+			r, g := w/nkv, w%nkv
+			P := int(rowPos[r]) + 1
 			s := seqs[rowSeq[r]]
-			kc, vc := s.k[l], s.v[l]
-			q := sc.qkv[r*qkvDim+h*hd : r*qkvDim+(h+1)*hd]
-			off := (h / group) * hd
-			sco := scores[:p+1]
-			for t := 0; t <= p; t++ {
-				sco[t] = dot(q, kc[t*kvDim+off:t*kvDim+off+hd]) * scale
+			q := sc.qkv[r*qkvDim+g*group*hd : r*qkvDim+(g+1)*group*hd]
+			sco := scores[:group*P]
+			compute.Gemm(nil, false, false, group, P, hd, scale, q, hd, s.k[l][g*hd*s.cap:], s.cap, 0, sco, P)
+			for j := 0; j < group; j++ {
+				compute.SoftmaxRow(sco[j*P : (j+1)*P])
 			}
-			compute.SoftmaxRow(sco)
-			o := sc.att[r*qDim+h*hd : r*qDim+(h+1)*hd]
-			clear(o)
-			for t, a := range sco {
-				axpy(a, vc[t*kvDim+off:t*kvDim+off+hd], o)
-			}
+			o := sc.att[r*qDim+g*group*hd : r*qDim+(g+1)*group*hd]
+			compute.Gemm(nil, false, false, group, hd, P, 1, sco, P, s.v[l][g*hd:], kvDim, 0, o, hd)
 		}
 	})
 }
@@ -448,6 +452,10 @@ func (m *Model) RoutingCounts() (perLayer [][]uint64, rows uint64) {
 // the blocked GEMM over the matrices as stored.
 const smallRows = 32
 
+// minSplitFloats is the smallest weight matrix (in floats) whose small-M
+// product linear splits over the pool.
+const minSplitFloats = 1 << 19
+
 // linear computes, on pool, c = a·wᵀ for rows rows of a (stride lda) and the weight
 // matrix w (n×k, a view into the model's flat parameters), with the bf16
 // copy of w when the model has one.
@@ -459,41 +467,21 @@ func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int,
 		}
 	}
 	if wt, ok := m.wt[keyOf(w)]; ok && rows <= smallRows {
-		compute.Gemm(pool, false, false, rows, n, k, 1, a, lda, wt, n, 0, c, ldc)
+		// Split the columns over the pool ourselves: the product is bound
+		// by reading wt, which two cores do faster than one even where
+		// compute's flop threshold would keep it serial. Every output's
+		// sum runs in the same order either way.
+		parts := min(pool.Threads(), n*k/minSplitFloats, n/64)
+		if parts < 2 {
+			compute.Gemm(nil, false, false, rows, n, k, 1, a, lda, wt, n, 0, c, ldc)
+			return
+		}
+		per := (n/parts + 63) &^ 63
+		pool.Run((n+per-1)/per, func(t int) {
+			j0, j1 := t*per, min(n, (t+1)*per)
+			compute.Gemm(nil, false, false, rows, j1-j0, k, 1, a, lda, wt[j0:], n, 0, c[j0:], ldc)
+		})
 		return
 	}
 	compute.Gemm(pool, false, true, rows, n, k, 1, a, lda, w, k, 0, c, ldc)
-}
-
-// dot returns Σ a[i]·b[i] with four partial sums: head dimensions (32–128)
-// are too short for the vector kernels' setup to pay off.
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-// axpy does y[i] += a·x[i].
-func axpy(a float32, x, y []float32) {
-	y = y[:len(x)]
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		y[i] += a * x[i]
-		y[i+1] += a * x[i+1]
-		y[i+2] += a * x[i+2]
-		y[i+3] += a * x[i+3]
-	}
-	for ; i < len(x); i++ {
-		y[i] += a * x[i]
-	}
 }

@@ -9,8 +9,10 @@ type Seq struct {
 	maxLen int
 	n      int
 	tokens []int32
-	// k and v hold, per layer, [capacity][KVHeads·HeadDim] floats; the first
-	// n positions are valid.
+	// k holds, per layer, the keys transposed: [KVHeads·HeadDim][capacity]
+	// floats (position fastest), so that a query's scores against every
+	// position are one row-streaming product; v holds the values as
+	// [capacity][KVHeads·HeadDim]. The first n positions are valid.
 	k, v [][]float32
 	cap  int
 }
@@ -79,7 +81,9 @@ func (s *Seq) reserve(n int) {
 	for l := range s.k {
 		nk := make([]float32, c*kv)
 		nv := make([]float32, c*kv)
-		copy(nk, s.k[l][:s.n*kv])
+		for i := 0; i < kv && s.n > 0; i++ {
+			copy(nk[i*c:i*c+s.n], s.k[l][i*s.cap:i*s.cap+s.n])
+		}
 		copy(nv, s.v[l][:s.n*kv])
 		s.k[l], s.v[l] = nk, nv
 	}
