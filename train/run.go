@@ -375,7 +375,9 @@ func (s *session) loop(ctx context.Context, ck *checkpoint.Checkpoint) (*Summary
 			TokensPerSecond: float64(stepTokens) / dt, ElapsedSeconds: time.Since(sessionStart).Seconds()}
 		sum.TrainLoss = res.Loss
 		note := ""
-		if (opts.EvalEvery > 0 && tr.Step%opts.EvalEvery == 0) || tr.Step == opts.Steps {
+		// The last step (by count or by --max-time) is always evaluated.
+		last := tr.Step == opts.Steps || (opts.MaxTime > 0 && time.Since(s.start) >= opts.MaxTime)
+		if (opts.EvalEvery > 0 && tr.Step%opts.EvalEvery == 0) || last {
 			ev, err := s.evaluate()
 			if err != nil {
 				return nil, err
