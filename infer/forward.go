@@ -3,6 +3,7 @@ package infer
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"moe/compute"
 	"moe/config"
@@ -398,24 +399,29 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 		}
 		return len(es), counts
 	}
-	// Few rows per expert (decode, verification): one expert per worker
-	// with single-threaded GEMMs, which needs far fewer hand-offs; the
-	// outputs are added in expert order, as above, so the result does not
-	// depend on the schedule.
-	for len(sc.workers) < nw {
+	// Few rows per expert (decode, verification): one task per expert
+	// with single-threaded GEMMs, which needs far fewer hand-offs; tasks
+	// are handed out busiest expert first so that the workers finish
+	// together. The outputs are added in expert order, as above, so the
+	// result does not depend on the schedule.
+	for len(sc.workers) < len(es) {
 		sc.workers = append(sc.workers, ffnBuf{})
 	}
 	offs := make([]int, len(es)+1)
 	for i, e := range es {
 		offs[i+1] = offs[i] + len(expRows[e])*d
 	}
+	order := make([]int, len(es))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return counts[es[b]] - counts[es[a]] })
 	sc.expOut = grow(sc.expOut, offs[len(es)])
-	m.Pool.Run(nw, func(w int) {
-		b := &sc.workers[w]
-		for i := w; i < len(es); i += nw {
-			run(nil, b, es[i])
-			copy(sc.expOut[offs[i]:offs[i+1]], b.o)
-		}
+	m.Pool.Run(len(es), func(t int) {
+		i := order[t]
+		b := &sc.workers[t]
+		run(nil, b, es[i])
+		copy(sc.expOut[offs[i]:offs[i+1]], b.o)
 	})
 	for i, e := range es {
 		compute.ScatterAddRows(x, sc.expOut[offs[i]:offs[i+1]], expRows[e], expW[e], d)
