@@ -26,6 +26,7 @@ type command struct {
 // commands lists the subcommands in the order help shows them.
 func commands() []command {
 	return []command{
+		{"demo", "the end-to-end demo: train the tiny MoE on the built-in corpus and print a sample", runDemo},
 		{"plan", "the model math: parameters, FLOPs, memory, time and cost", runPlan},
 		{"train", "train a model from a data mixture", runTrain},
 		{"eval", "loss, perplexity and bits per byte of a model on text", runEval},
