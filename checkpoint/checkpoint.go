@@ -45,6 +45,8 @@ import (
 
 	"moe/config"
 	"moe/model"
+
+	"moe/internal/atomicfile"
 )
 
 // Magic is the 8 bytes every checkpoint file starts with.
@@ -197,18 +199,12 @@ func WriteFile(path string, h Header, sections []Tensor) (err error) {
 	if err != nil {
 		return fmt.Errorf("checkpoint: encoding header: %w", err)
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := atomicfile.Create(path, 0o644)
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
+	defer f.Abort()
 	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
 	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	bw := bufio.NewWriterSize(io.MultiWriter(f, crc), 1<<20)
 	var pre [16]byte
@@ -239,21 +235,8 @@ func WriteFile(path string, h Header, sections []Tensor) (err error) {
 	if _, err := f.Write(sum[:]); err != nil {
 		return fmt.Errorf("checkpoint: writing %s: %w", tmp, err)
 	}
-	if err := f.Chmod(0o644); err != nil {
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("checkpoint: syncing %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("checkpoint: closing %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -9,7 +9,8 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"path/filepath"
+
+	"moe/internal/atomicfile"
 )
 
 // Shard file layout (all integers little-endian), see docs/data.md:
@@ -51,7 +52,7 @@ func TokenWidth(vocabSize int) int {
 // shardWriter writes one shard to a temporary file; Close makes it visible.
 type shardWriter struct {
 	path    string
-	f       *os.File
+	f       *atomicfile.File
 	w       *bufio.Writer
 	crc     hash.Hash32
 	width   int
@@ -63,7 +64,7 @@ type shardWriter struct {
 
 // createShard starts writing a shard at path for a vocabulary of vocab tokens.
 func createShard(path string, vocab int) (*shardWriter, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	f, err := atomicfile.Create(path, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create shard: %w", err)
 	}
@@ -118,14 +119,8 @@ func (sw *shardWriter) close() (uint32, error) {
 	if _, err := sw.f.WriteAt(hdr, 0); err != nil {
 		return 0, fmt.Errorf("write shard %s: %w", sw.path, err)
 	}
-	if err := sw.f.Sync(); err != nil {
-		return 0, fmt.Errorf("sync shard %s: %w", sw.path, err)
-	}
-	if err := sw.f.Close(); err != nil {
-		return 0, fmt.Errorf("close shard %s: %w", sw.path, err)
-	}
-	if err := os.Rename(sw.f.Name(), sw.path); err != nil {
-		return 0, fmt.Errorf("rename shard: %w", err)
+	if err := sw.f.Commit(); err != nil {
+		return 0, fmt.Errorf("shard %s: %w", sw.path, err)
 	}
 	sw.f = nil
 	return sum, nil
@@ -134,8 +129,7 @@ func (sw *shardWriter) close() (uint32, error) {
 // abort removes an unfinished shard's temporary file.
 func (sw *shardWriter) abort() {
 	if sw.f != nil {
-		sw.f.Close()
-		os.Remove(sw.f.Name())
+		sw.f.Abort()
 		sw.f = nil
 	}
 }

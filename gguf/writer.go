@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
+
+	"moe/internal/atomicfile"
 )
 
 // Tensor is one tensor to write: its name, dims (contiguous dimension
@@ -103,30 +103,16 @@ func Write(ctx context.Context, w io.Writer, kvs []KV, tensors []Tensor) error {
 
 // WriteFile writes a GGUF file atomically: to a temporary file in the same
 // directory, synced, then renamed over path.
-func WriteFile(ctx context.Context, path string, kvs []KV, tensors []Tensor) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+func WriteFile(ctx context.Context, path string, kvs []KV, tensors []Tensor) error {
+	f, err := atomicfile.Create(path, 0o644)
 	if err != nil {
 		return fmt.Errorf("gguf: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = Write(ctx, tmp, kvs, tensors); err != nil {
+	defer f.Abort()
+	if err := Write(ctx, f, kvs, tensors); err != nil {
 		return err
 	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("gguf: %w", err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("gguf: %w", err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("gguf: %w", err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("gguf: %w", err)
 	}
 	return nil

@@ -25,6 +25,8 @@ import (
 	"sort"
 
 	"moe/gguf"
+
+	"moe/internal/atomicfile"
 )
 
 // Data types this package converts to float32.
@@ -288,30 +290,16 @@ func Write(ctx context.Context, w io.Writer, tensors []Tensor, metadata map[stri
 
 // WriteFile writes a safetensors file atomically (temporary file, fsync,
 // rename).
-func WriteFile(ctx context.Context, path string, tensors []Tensor, metadata map[string]string) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+func WriteFile(ctx context.Context, path string, tensors []Tensor, metadata map[string]string) error {
+	f, err := atomicfile.Create(path, 0o644)
 	if err != nil {
 		return fmt.Errorf("safetensors: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = Write(ctx, tmp, tensors, metadata); err != nil {
+	defer f.Abort()
+	if err := Write(ctx, f, tensors, metadata); err != nil {
 		return err
 	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("safetensors: %w", err)
 	}
 	return nil
