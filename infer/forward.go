@@ -467,6 +467,19 @@ const minSplitFloats = 1 << 19
 // copy of w when the model has one.
 func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int, w []float32, c []float32, ldc int) {
 	if m.bf != nil {
+		if wt, ok := m.wtBF[keyOf(w)]; ok && rows <= smallRows {
+			parts := min(pool.Threads(), n*k/minSplitFloats, n/64)
+			if parts < 2 {
+				compute.GemmBF16T(rows, n, k, a, lda, wt, n, c, ldc)
+				return
+			}
+			per := (n/parts + 63) &^ 63
+			pool.Run((n+per-1)/per, func(t int) {
+				j0, j1 := t*per, min(n, (t+1)*per)
+				compute.GemmBF16T(rows, j1-j0, k, a, lda, wt[j0:], n, c[j0:], ldc)
+			})
+			return
+		}
 		if off, ok := m.bfOff[&w[0]]; ok {
 			compute.GemmBF16(pool, rows, n, k, 1, a, lda, m.bf[off:off+len(w)], k, 0, c, ldc)
 			return

@@ -53,6 +53,8 @@ type Model struct {
 	// with broadcast-FMA kernels (no horizontal sums, rounding independent
 	// of the number of rows). Nil when the model is too large to copy.
 	wt map[wKey][]float32
+	// wtBF holds bfloat16 copies of wt's matrices while UseBF16 is on.
+	wtBF map[wKey][]compute.BF16
 
 	mu sync.Mutex // serialises Forward; guards sc
 	sc scratch
@@ -298,7 +300,7 @@ func (m *Model) UseBF16(on bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !on {
-		m.bf, m.bfOff = nil, nil
+		m.bf, m.bfOff, m.wtBF = nil, nil, nil
 		return
 	}
 	if m.bf != nil {
@@ -315,6 +317,14 @@ func (m *Model) UseBF16(on bool) {
 		off += len(t)
 	})
 	m.bf, m.bfOff = bf, offs
+	if m.wt != nil {
+		m.wtBF = make(map[wKey][]compute.BF16, len(m.wt))
+		for k, t := range m.wt {
+			b := make([]compute.BF16, len(t))
+			compute.BF16FromFloat32(b, t)
+			m.wtBF[k] = b
+		}
+	}
 }
 
 // BF16 reports whether the model computes with bfloat16 weights.

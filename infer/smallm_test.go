@@ -3,6 +3,7 @@ package infer
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"moe/compute"
@@ -86,11 +87,17 @@ func TestTransposedWeights(t *testing.T) {
 func TestLogitsIndependentOfRows(t *testing.T) {
 	dense := testConfig(false)
 	dense.VocabSize, dense.HiddenSize, dense.IntermediateSize = 203, 64, 88
-	for name, cfg := range map[string]*config.Config{"smallm": smallMConfig(), "dense": dense} {
+	for name, cfg := range map[string]*config.Config{"smallm": smallMConfig(), "dense": dense, "smallm_bf16": smallMConfig()} {
 		t.Run(name, func(t *testing.T) {
 			m, err := New(cfg, randomWeights(t, cfg, 9, 0.3), nil, compute.NewPool(2))
 			if err != nil {
 				t.Fatal(err)
+			}
+			if strings.HasSuffix(name, "bf16") {
+				m.UseBF16(true)
+				if len(m.wtBF) == 0 {
+					t.Fatal("no bf16 transposed weights")
+				}
 			}
 			r := rand.New(rand.NewPCG(3, 3))
 			V := cfg.VocabSize
