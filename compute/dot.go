@@ -4,8 +4,8 @@ import "fmt"
 
 // Sdot returns Σ x[i]·y[i] over i < len(x) on the fastest path (AVX-512
 // with four accumulators where available). It panics with a descriptive
-// error if y is shorter than x. (Dot in elementwise.go is the plain serial
-// loop; Sdot is the vectorised one.)
+// error if y is shorter than x. (Dot in elementwise.go is the same function
+// under the name the elementwise API uses.)
 func Sdot(x, y []float32) float32 {
 	if len(y) < len(x) {
 		panic(fmt.Errorf("sdot: y has %d elements, x has %d", len(y), len(x)))

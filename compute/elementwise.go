@@ -453,18 +453,9 @@ func Add(dst, src []float32) {
 	}
 }
 
-// Dot returns Σ a_i·b_i accumulated in float32.
-func Dot(a, b []float32) float32 {
-	if len(a) == 0 {
-		return 0
-	}
-	_ = b[len(a)-1]
-	var s float32
-	for i, v := range a {
-		s += v * b[i]
-	}
-	return s
-}
+// Dot returns Σ a_i·b_i over i < len(a), accumulated in float32. It is Sdot
+// (the vectorised dot product); it panics if b is shorter than a.
+func Dot(a, b []float32) float32 { return Sdot(a, b) }
 
 // CrossEntropyLSE is the loss half of CrossEntropy: it returns the summed
 // loss and the number of counted rows, and saves each row's logsumexp in

@@ -689,3 +689,38 @@ func FuzzTopK(f *testing.F) {
 		}
 	})
 }
+
+// TestDotMatchesReference checks Dot (which is Sdot) against a float64 sum
+// for lengths that exercise the vector body and the scalar tail, and that a
+// short b panics instead of reading out of bounds.
+func TestDotMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	for _, n := range []int{0, 1, 3, 15, 16, 17, 63, 64, 65, 200} {
+		a := make([]float32, n)
+		b := make([]float32, n+2)
+		for i := range a {
+			a[i] = float32(rng.NormFloat64())
+		}
+		for i := range b {
+			b[i] = float32(rng.NormFloat64())
+		}
+		var want, mag float64
+		for i := range a {
+			want += float64(a[i]) * float64(b[i])
+			mag += math.Abs(float64(a[i]) * float64(b[i]))
+		}
+		got := Dot(a, b)
+		if d := math.Abs(float64(got) - want); d > 1e-5*(mag+1) {
+			t.Errorf("n=%d: Dot %g, float64 reference %g", n, got, want)
+		}
+		if s := Sdot(a, b); s != got {
+			t.Errorf("n=%d: Dot %g != Sdot %g", n, got, s)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Dot with a short b did not panic")
+		}
+	}()
+	Dot(make([]float32, 5), make([]float32, 4))
+}
