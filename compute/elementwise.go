@@ -229,7 +229,14 @@ func SoftmaxRow(x []float32) {
 	if len(x) == 0 {
 		return
 	}
-	m := x[0]
+	softmaxInPlace(x)
+}
+
+// softmaxInPlace replaces the non-empty x with its softmax and returns the
+// shift it used (the maximum, or the first NaN) and the sum of the shifted
+// exponentials.
+func softmaxInPlace(x []float32) (m, sum float32) {
+	m = x[0]
 	for _, v := range x[1:] {
 		if v > m || v != v {
 			m = v
@@ -238,11 +245,12 @@ func SoftmaxRow(x []float32) {
 			}
 		}
 	}
-	sum := expScale(x, x, m, 1)
+	sum = expScale(x, x, m, 1)
 	inv := 1 / sum
 	for i := range x {
 		x[i] *= inv
 	}
+	return m, sum
 }
 
 // SoftmaxBackward computes (overwriting) dx = y ⊙ (dy − Σ dy·y) for one
@@ -508,20 +516,7 @@ func SoftmaxRowLSE(x []float32) float32 {
 	if len(x) == 0 {
 		return float32(math.Inf(-1))
 	}
-	m := x[0]
-	for _, v := range x[1:] {
-		if v > m || v != v {
-			m = v
-			if v != v {
-				break
-			}
-		}
-	}
-	sum := expScale(x, x, m, 1)
-	inv := 1 / sum
-	for i := range x {
-		x[i] *= inv
-	}
+	m, sum := softmaxInPlace(x)
 	return m + float32(math.Log(float64(sum)))
 }
 
