@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"moe/config"
@@ -511,7 +512,7 @@ func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, 
 		if !ok {
 			return fmt.Errorf("gguf: missing tensor %q", name)
 		}
-		if !equalDims(t.Dims, dims) {
+		if !slices.Equal(t.Dims, dims) {
 			return fmt.Errorf("gguf: tensor %q has dims %v, the config needs %v", name, t.Dims, dims)
 		}
 		used[name] = true
@@ -622,18 +623,6 @@ func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, 
 		}
 	}
 	return cfg, w, nil
-}
-
-func equalDims(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // configFromFile returns the config stored under moe.config, or one built

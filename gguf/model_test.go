@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -223,10 +224,10 @@ func TestRopePermuteMatchesLlamaCpp(t *testing.T) {
 	}
 	wq, wk := randv(nh*hd*d), randv(nkv*hd*d)
 	gq, gk := ropePermute(wq, nh, hd, d, true), ropePermute(wk, nkv, hd, d, true)
-	if back := ropePermute(gq, nh, hd, d, false); !equalF32(back, wq) {
+	if back := ropePermute(gq, nh, hd, d, false); !slices.Equal(back, wq) {
 		t.Fatal("ropePermute back and forth is not the identity")
 	}
-	if equalF32(gq, wq) {
+	if slices.Equal(gq, wq) {
 		t.Fatal("ropePermute changed nothing")
 	}
 	proj := func(w, x []float32, head int) []float64 {
@@ -255,18 +256,6 @@ func TestRopePermuteMatchesLlamaCpp(t *testing.T) {
 			}
 		}
 	}
-}
-
-func equalF32(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestInexactModels(t *testing.T) {
@@ -304,7 +293,7 @@ func TestInexactModels(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		sameConfig(t, cfg2, cfg)
-		if !equalF32(w2.Flat, w.Flat) {
+		if !slices.Equal(w2.Flat, w.Flat) {
 			t.Errorf("%s: weights differ after the qwen2moe round trip", name)
 		}
 	}
@@ -323,7 +312,7 @@ func TestInexactModels(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		sameConfig(t, cfg2, cfg)
-		if !equalF32(w2.Flat, w.Flat) {
+		if !slices.Equal(w2.Flat, w.Flat) {
 			t.Errorf("%s: weights differ after round trip", name)
 		}
 	}

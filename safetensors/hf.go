@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"moe/config"
@@ -159,7 +160,7 @@ func LoadHF(ctx context.Context, dir string) (*config.Config, *model.Weights, er
 		if !ok {
 			return nil, nil, fmt.Errorf("import %s: missing tensor %q", dir, t.name)
 		}
-		if !equalShape(info.Shape, t.shape) {
+		if !slices.Equal(info.Shape, t.shape) {
 			return nil, nil, fmt.Errorf("import %s: tensor %q has shape %v, config.json needs %v", dir, t.name, info.Shape, t.shape)
 		}
 		data, err := set.Float32(t.name)
@@ -195,16 +196,4 @@ func SaveHF(ctx context.Context, dir string, cfg *config.Config, w *model.Weight
 		return err
 	}
 	return cfg.Save(filepath.Join(dir, "config.json"))
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
