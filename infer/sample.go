@@ -57,8 +57,9 @@ func (s *Sampler) Greedy() bool { return s.opts.Temperature == 0 }
 // Float64 returns a uniform number in [0,1) from the sampler's stream.
 func (s *Sampler) Float64() float64 { return s.rng.Float64() }
 
-// argmax returns the index of the largest value, the lowest on ties.
-func argmax(x []float32) int32 {
+// Argmax returns the index of the largest value, the lowest on ties (the
+// greedy choice over a row of logits). x must not be empty.
+func Argmax(x []float32) int32 {
 	best := 0
 	for i, v := range x {
 		if v > x[best] {
@@ -76,11 +77,11 @@ func (s *Sampler) Probs(logits, dst []float32) {
 	dst = dst[:len(logits)]
 	if s.opts.Temperature == 0 {
 		clear(dst)
-		dst[argmax(logits)] = 1
+		dst[Argmax(logits)] = 1
 		return
 	}
 	inv := 1 / s.opts.Temperature
-	mx := logits[argmax(logits)]
+	mx := logits[Argmax(logits)]
 	V := len(logits)
 	k := s.opts.TopK
 	if k <= 0 || k > V {
@@ -172,7 +173,7 @@ func (s *Sampler) SampleProbs(p []float32) int32 {
 // Sample draws the next token from logits.
 func (s *Sampler) Sample(logits []float32) int32 {
 	if s.opts.Temperature == 0 {
-		return argmax(logits)
+		return Argmax(logits)
 	}
 	s.buf = grow(s.buf, len(logits))
 	s.Probs(logits, s.buf)

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"moe/infer"
 )
 
 // fakeEOT is the fake tokenizer's end-of-text id; ids below 256 are bytes.
@@ -204,7 +206,7 @@ type fakeSampler struct {
 
 func (s *fakeSampler) Sample(l []float32) int32 {
 	if s.o.Temperature == 0 {
-		return argmax(l)
+		return infer.Argmax(l)
 	}
 	var w []float64
 	var z float64

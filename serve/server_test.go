@@ -17,6 +17,8 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
+	"moe/infer"
 )
 
 func client(ts *testServer, key string) openai.Client {
@@ -844,7 +846,7 @@ func TestPenaltiesAndLogitBias(t *testing.T) {
 			for id, c := range counts {
 				l[id] -= pres + freq*float32(c)
 			}
-			tok := argmax(l)
+			tok := infer.Argmax(l)
 			if tok == fakeEOT {
 				break
 			}

@@ -3,6 +3,8 @@ package serve
 import (
 	"fmt"
 	"time"
+
+	"moe/infer"
 )
 
 // attachDraft gives j a draft sequence when it can be speculated: greedy
@@ -94,7 +96,7 @@ func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bo
 		for x, i := range idx {
 			j := running[i]
 			if j.dprob == nil {
-				props[i] = append(props[i], argmax(logits[x]))
+				props[i] = append(props[i], infer.Argmax(logits[x]))
 				continue
 			}
 			if len(j.q) <= r {
@@ -216,15 +218,4 @@ func growF(b []float32, n int) []float32 {
 		return make([]float32, n)
 	}
 	return b[:n]
-}
-
-// argmax returns the index of the largest logit (the first on ties).
-func argmax(x []float32) int32 {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return int32(best)
 }
