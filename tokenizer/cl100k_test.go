@@ -105,10 +105,7 @@ func TestCL100KMatchesReference(t *testing.T) {
 	tok := mustCL100K(t)
 	ref := codec.NewCl100kBase()
 	inputs := slices.Clone(trickyStrings)
-	text, err := os.ReadFile("testdata/kjv_sample.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := kjvSample(t)
 	inputs = append(inputs, string(text[:20000]),
 		"package main\n\nfunc main() {\n\tfmt.Println(\"hi\")\n}\n",
 		strings.Repeat("!", 300), strings.Repeat(" ", 100)+"x", "1234567890123",
@@ -173,10 +170,7 @@ func pieces(s string) []string {
 
 func TestPiecesMatchRegexp(t *testing.T) {
 	inputs := slices.Clone(trickyStrings)
-	text, err := os.ReadFile("testdata/kjv_sample.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := kjvSample(t)
 	inputs = append(inputs, string(text[:20000]), "\n \n", "a \n \n b", "\t\n\t\n\tx", "x\u00a0\n\u3000y", "\x7f\x01", "'ſx 'Sx 'ſt")
 	alphabet := []rune(" \t\n\r\u00a0\u3000a'.1sx")
 	rng := rand.New(rand.NewPCG(9, 10))
@@ -237,28 +231,11 @@ func FuzzPieces(f *testing.F) {
 	})
 }
 
-func BenchmarkEncodeCL100K(b *testing.B) {
-	tok := mustCL100K(b)
-	text, err := os.ReadFile("testdata/kjv_sample.txt")
-	if err != nil {
-		b.Fatal(err)
-	}
-	tok.Encode(text)
-	b.SetBytes(int64(len(text)))
-	b.ResetTimer()
-	c0 := cpuTime()
-	for b.Loop() {
-		tok.Encode(text)
-	}
-	reportCPU(b, c0, int64(len(text)))
-}
+func BenchmarkEncodeCL100K(b *testing.B) { benchEncodeWarm(b, mustCL100K(b)) }
 
 func BenchmarkEncodeCL100KReference(b *testing.B) {
 	ref := codec.NewCl100kBase()
-	text, err := os.ReadFile("testdata/kjv_sample.txt")
-	if err != nil {
-		b.Fatal(err)
-	}
+	text := kjvSample(b)
 	b.SetBytes(int64(len(text)))
 	c0 := cpuTime()
 	for b.Loop() {
@@ -273,10 +250,7 @@ func BenchmarkEncodeCL100KReference(b *testing.B) {
 // distinct piece of the text is merged from bytes once per pass.
 func BenchmarkEncodeCL100KCold(b *testing.B) {
 	tok := mustCL100K(b)
-	text, err := os.ReadFile("testdata/kjv_sample.txt")
-	if err != nil {
-		b.Fatal(err)
-	}
+	text := kjvSample(b)
 	b.SetBytes(int64(len(text)))
 	c0 := cpuTime()
 	for b.Loop() {
