@@ -9,23 +9,42 @@ import (
 	"moe/config"
 )
 
-// benchDecode measures batch-1 decode: one token per Forward against a
-// cache of 64 tokens, rolled back each iteration.
-func benchDecode(b *testing.B, cfg *config.Config) {
+// benchModel returns a model of cfg with random weights (seed 1) on a pool
+// of all cores that is closed when b ends.
+func benchModel(b *testing.B, cfg *config.Config) *Model {
 	pool := compute.NewPool(0)
-	defer pool.Close()
+	b.Cleanup(pool.Close)
 	m, err := RandomModel(cfg, 1, pool)
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := m.NewSeq(0)
+	return m
+}
+
+// benchPrompt returns the 64-token prompt (token i = 7i mod V) that the
+// benchmarks prefill.
+func benchPrompt(vocab int) []int32 {
 	prompt := make([]int32, 64)
 	for i := range prompt {
-		prompt[i] = int32(i * 7 % cfg.VocabSize)
+		prompt[i] = int32(i * 7 % vocab)
 	}
-	if _, err := m.Forward([]*Seq{s}, [][]int32{prompt}, false); err != nil {
+	return prompt
+}
+
+// prefilledSeq returns a new sequence of m that holds benchPrompt.
+func prefilledSeq(b *testing.B, m *Model) *Seq {
+	s := m.NewSeq(0)
+	if _, err := m.Forward([]*Seq{s}, [][]int32{benchPrompt(m.Cfg.VocabSize)}, false); err != nil {
 		b.Fatal(err)
 	}
+	return s
+}
+
+// benchDecode measures batch-1 decode: one token per Forward against a
+// cache of 64 tokens, rolled back each iteration.
+func benchDecode(b *testing.B, cfg *config.Config) {
+	m := benchModel(b, cfg)
+	s := prefilledSeq(b, m)
 	// Warm up: touch every expert once.
 	for i := 0; i < 16; i++ {
 		m.Forward([]*Seq{s}, [][]int32{{int32(i)}}, false)
@@ -93,14 +112,7 @@ func BenchmarkDecodeMoEvsDenseRatio(b *testing.B) {
 			b.Fatal(err)
 		}
 		models[i] = m
-		seqs[i] = m.NewSeq(0)
-		prompt := make([]int32, 64)
-		for j := range prompt {
-			prompt[j] = int32(j * 7 % c.VocabSize)
-		}
-		if _, err := m.Forward([]*Seq{seqs[i]}, [][]int32{prompt}, false); err != nil {
-			b.Fatal(err)
-		}
+		seqs[i] = prefilledSeq(b, m)
 	}
 	const block = 16
 	best := [2]float64{1e9, 1e9}
@@ -128,20 +140,8 @@ func BenchmarkDecodeMoEvsDenseRatio(b *testing.B) {
 // (speculative verification of m-1 drafts), to compare with m = 1.
 func BenchmarkVerifyTiny(b *testing.B) {
 	cfg, _ := config.Preset("tiny")
-	pool := compute.NewPool(0)
-	defer pool.Close()
-	m, err := RandomModel(cfg, 1, pool)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := m.NewSeq(0)
-	prompt := make([]int32, 64)
-	for i := range prompt {
-		prompt[i] = int32(i * 7 % cfg.VocabSize)
-	}
-	if _, err := m.Forward([]*Seq{s}, [][]int32{prompt}, false); err != nil {
-		b.Fatal(err)
-	}
+	m := benchModel(b, cfg)
+	s := prefilledSeq(b, m)
 	for _, rows := range []int{1, 2, 5, 9} {
 		b.Run(fmt.Sprint(rows), func(b *testing.B) {
 			toks := make([]int32, rows)

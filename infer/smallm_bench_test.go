@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"moe/compute"
 	"moe/config"
 )
 
@@ -15,24 +14,12 @@ import (
 // and reports the best per-pass time of each.
 func BenchmarkSmallMPaths(b *testing.B) {
 	cfg, _ := config.Preset("tiny")
-	pool := compute.NewPool(0)
-	defer pool.Close()
-	m, err := RandomModel(cfg, 1, pool)
-	if err != nil {
-		b.Fatal(err)
-	}
+	m := benchModel(b, cfg)
 	wt := m.wt
 	const nseq = 16
 	seqs := make([]*Seq, nseq)
-	prompt := make([]int32, 64)
-	for i := range prompt {
-		prompt[i] = int32(i * 7 % cfg.VocabSize)
-	}
 	for i := range seqs {
-		seqs[i] = m.NewSeq(0)
-		if _, err := m.Forward(seqs[i:i+1], [][]int32{prompt}, false); err != nil {
-			b.Fatal(err)
-		}
+		seqs[i] = prefilledSeq(b, m)
 	}
 	for _, mode := range []string{"one", "seqs"} {
 		for _, rows := range []int{1, 5, 9, 16} {
