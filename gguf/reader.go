@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
+
+	"moe/internal/parsefile"
 )
 
 // File is a parsed GGUF file: its metadata and tensor infos, with the tensor
@@ -43,19 +44,9 @@ const (
 
 // Open opens and parses the GGUF file at path. Close releases it.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	gf, f, err := parsefile.Open("gguf", path, Read)
 	if err != nil {
-		return nil, fmt.Errorf("gguf: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("gguf: %w", err)
-	}
-	gf, err := Read(f, st.Size())
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	gf.closer = f
 	return gf, nil

@@ -27,6 +27,8 @@ import (
 	"moe/gguf"
 
 	"moe/internal/atomicfile"
+
+	"moe/internal/parsefile"
 )
 
 // Data types this package converts to float32.
@@ -78,19 +80,9 @@ type File struct {
 
 // Open opens and parses the safetensors file at path.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	sf, f, err := parsefile.Open("safetensors", path, Read)
 	if err != nil {
-		return nil, fmt.Errorf("safetensors: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("safetensors: %w", err)
-	}
-	sf, err := Read(f, st.Size())
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	sf.Path, sf.closer = path, f
 	return sf, nil
