@@ -4,6 +4,8 @@ import (
 	"math"
 
 	"moe/config"
+
+	"moe/internal/scratch"
 )
 
 // layerActs are the activations of one layer that the backward pass reads.
@@ -74,14 +76,6 @@ type acts struct {
 	loadCounts []float64 // [E]
 }
 
-// grow returns buf resized to n, reusing its storage when it is big enough.
-func grow[T any](buf []T, n int) []T {
-	if cap(buf) >= n {
-		return buf[:n]
-	}
-	return make([]T, n)
-}
-
 // maxAssignments bounds the token-expert assignments of one MoE layer for
 // N tokens under any routing this config can use.
 func maxAssignments(cfg *config.Config, N, k int) int {
@@ -115,7 +109,7 @@ func (m *Model) ensure(B, T, k int) {
 		a.layers = make([]layerActs, L)
 	}
 	for i := range a.res {
-		a.res[i] = grow(a.res[i], N*d)
+		a.res[i] = scratch.Grow(a.res[i], N*d)
 	}
 	E, ff, ffe, ffs := cfg.NumExperts, cfg.IntermediateSize, cfg.ExpertSize(), cfg.SharedExpertIntermediateSize
 	kk := a.k
@@ -123,67 +117,67 @@ func (m *Model) ensure(B, T, k int) {
 	a.maxA = A
 	for i := range a.layers {
 		la := &a.layers[i]
-		la.xn1 = grow(la.xn1, N*d)
-		la.rstd1 = grow(la.rstd1, N)
-		la.qkv = grow(la.qkv, N*qkvdim)
-		la.attLSE = grow(la.attLSE, B*nh*T)
-		la.ao = grow(la.ao, N*qdim)
-		la.mid = grow(la.mid, N*d)
-		la.xn2 = grow(la.xn2, N*d)
-		la.rstd2 = grow(la.rstd2, N)
+		la.xn1 = scratch.Grow(la.xn1, N*d)
+		la.rstd1 = scratch.Grow(la.rstd1, N)
+		la.qkv = scratch.Grow(la.qkv, N*qkvdim)
+		la.attLSE = scratch.Grow(la.attLSE, B*nh*T)
+		la.ao = scratch.Grow(la.ao, N*qdim)
+		la.mid = scratch.Grow(la.mid, N*d)
+		la.xn2 = scratch.Grow(la.xn2, N*d)
+		la.rstd2 = scratch.Grow(la.rstd2, N)
 		if !cfg.IsMoE() {
-			la.gu = grow(la.gu, N*2*ff)
-			la.h = grow(la.h, N*ff)
+			la.gu = scratch.Grow(la.gu, N*2*ff)
+			la.h = scratch.Grow(la.h, N*ff)
 			continue
 		}
-		la.rlog = grow(la.rlog, N*E)
-		la.rprob = grow(la.rprob, N*E)
-		la.lse = grow(la.lse, N)
-		la.sel = grow(la.sel, N*kk)
-		la.selW = grow(la.selW, N*kk)
-		la.keep = grow(la.keep, N*kk)
-		la.asTok = grow(la.asTok, A)
-		la.asW = grow(la.asW, A)
-		la.asSlot = grow(la.asSlot, A)
-		la.expOff = grow(la.expOff, E+1)
-		la.auxF = grow(la.auxF, E)
-		la.guA = grow(la.guA, A*2*ffe)
-		la.hA = grow(la.hA, A*ffe)
-		la.yA = grow(la.yA, A*d)
+		la.rlog = scratch.Grow(la.rlog, N*E)
+		la.rprob = scratch.Grow(la.rprob, N*E)
+		la.lse = scratch.Grow(la.lse, N)
+		la.sel = scratch.Grow(la.sel, N*kk)
+		la.selW = scratch.Grow(la.selW, N*kk)
+		la.keep = scratch.Grow(la.keep, N*kk)
+		la.asTok = scratch.Grow(la.asTok, A)
+		la.asW = scratch.Grow(la.asW, A)
+		la.asSlot = scratch.Grow(la.asSlot, A)
+		la.expOff = scratch.Grow(la.expOff, E+1)
+		la.auxF = scratch.Grow(la.auxF, E)
+		la.guA = scratch.Grow(la.guA, A*2*ffe)
+		la.hA = scratch.Grow(la.hA, A*ffe)
+		la.yA = scratch.Grow(la.yA, A*d)
 		if ffs > 0 {
-			la.guS = grow(la.guS, N*2*ffs)
-			la.hS = grow(la.hS, N*ffs)
+			la.guS = scratch.Grow(la.guS, N*2*ffs)
+			la.hS = scratch.Grow(la.hS, N*ffs)
 		}
 	}
-	a.xf = grow(a.xf, N*d)
-	a.rstdf = grow(a.rstdf, N)
-	a.logits = grow(a.logits, N*V)
-	a.dres = grow(a.dres, N*d)
-	a.dxn = grow(a.dxn, N*d)
-	a.dqkv = grow(a.dqkv, N*qkvdim)
-	a.dao = grow(a.dao, N*qdim)
-	a.dP = grow(a.dP, m.pool.Threads()*T*T)
-	a.scrP = grow(a.scrP, m.pool.Threads()*T*T)
+	a.xf = scratch.Grow(a.xf, N*d)
+	a.rstdf = scratch.Grow(a.rstdf, N)
+	a.logits = scratch.Grow(a.logits, N*V)
+	a.dres = scratch.Grow(a.dres, N*d)
+	a.dxn = scratch.Grow(a.dxn, N*d)
+	a.dqkv = scratch.Grow(a.dqkv, N*qkvdim)
+	a.dao = scratch.Grow(a.dao, N*qdim)
+	a.dP = scratch.Grow(a.dP, m.pool.Threads()*T*T)
+	a.scrP = scratch.Grow(a.scrP, m.pool.Threads()*T*T)
 	fmax := max(ff, ffs)
 	if cfg.IsMoE() {
 		fmax = ffs
 	}
-	a.dgu = grow(a.dgu, N*2*fmax)
-	a.dh = grow(a.dh, N*fmax)
+	a.dgu = scratch.Grow(a.dgu, N*2*fmax)
+	a.dh = scratch.Grow(a.dh, N*fmax)
 	if cfg.IsMoE() {
-		a.xA = grow(a.xA, A*d)
-		a.dyA = grow(a.dyA, A*d)
-		a.dxA = grow(a.dxA, A*d)
-		a.dguA = grow(a.dguA, A*2*ffe)
-		a.dhA = grow(a.dhA, A*ffe)
-		a.dz = grow(a.dz, N*E)
-		a.dw = grow(a.dw, N*E)
-		a.dp = grow(a.dp, N*E)
-		a.col = grow(a.col, N)
-		a.colIdx = grow(a.colIdx, N)
-		a.covered = grow(a.covered, N)
-		a.cnt = grow(a.cnt, E)
-		a.cur = grow(a.cur, E)
-		a.loadCounts = grow(a.loadCounts, E)
+		a.xA = scratch.Grow(a.xA, A*d)
+		a.dyA = scratch.Grow(a.dyA, A*d)
+		a.dxA = scratch.Grow(a.dxA, A*d)
+		a.dguA = scratch.Grow(a.dguA, A*2*ffe)
+		a.dhA = scratch.Grow(a.dhA, A*ffe)
+		a.dz = scratch.Grow(a.dz, N*E)
+		a.dw = scratch.Grow(a.dw, N*E)
+		a.dp = scratch.Grow(a.dp, N*E)
+		a.col = scratch.Grow(a.col, N)
+		a.colIdx = scratch.Grow(a.colIdx, N)
+		a.covered = scratch.Grow(a.covered, N)
+		a.cnt = scratch.Grow(a.cnt, E)
+		a.cur = scratch.Grow(a.cur, E)
+		a.loadCounts = scratch.Grow(a.loadCounts, E)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"math"
 
 	"moe/compute"
+
+	"moe/internal/scratch"
 )
 
 // Forward runs the model on B sequences of T tokens (tokens is [B·T],
@@ -101,10 +103,10 @@ func (m *Model) forwardFrom(from int, tokens, targets []int32, B, T int, opt For
 
 	m.state = fwdState{ok: true, tokens: tokens, targets: targets, B: B, T: T, opt: opt}
 	if targets != nil {
-		a.lse = grow(a.lse, N)
-		parts := grow(a.lossParts, numChunks(m.pool, N))
+		a.lse = scratch.Grow(a.lse, N)
+		parts := scratch.Grow(a.lossParts, numChunks(m.pool, N))
 		a.lossParts = parts
-		counts := grow(a.countParts, len(parts))
+		counts := scratch.Grow(a.countParts, len(parts))
 		a.countParts = counts
 		rowChunks(m.pool, N, func(c, r0, r1 int) {
 			// ForwardWith checked the targets, so this cannot fail.

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"moe/infer"
+
+	"moe/internal/scratch"
 )
 
 // attachDraft gives j a draft sequence when it can be speculated: greedy
@@ -102,7 +104,7 @@ func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bo
 			if len(j.q) <= r {
 				j.q = append(j.q, nil)
 			}
-			j.q[r] = growF(j.q[r], len(logits[x]))
+			j.q[r] = scratch.Grow(j.q[r], len(logits[x]))
 			j.dprob.Probs(logits[x], j.q[r])
 			props[i] = append(props[i], j.dprob.SampleProbs(j.q[r]))
 		}
@@ -154,7 +156,7 @@ func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bo
 				t = j.sampler.Sample(row)
 				agree = t == props[i][r]
 			default:
-				s.pbuf = growF(s.pbuf, v)
+				s.pbuf = scratch.Grow(s.pbuf, v)
 				j.tprob.Probs(row, s.pbuf)
 				t, agree = speculativeSample(j.tprob, s.pbuf, j.q[r], props[i][r])
 			}
@@ -210,12 +212,4 @@ func speculativeSample(s ProbSampler, p, q []float32, d int32) (int32, bool) {
 		return d, true
 	}
 	return s.SampleProbs(p), false
-}
-
-// growF returns b resized to n floats, reallocating only when it is too small.
-func growF(b []float32, n int) []float32 {
-	if cap(b) < n {
-		return make([]float32, n)
-	}
-	return b[:n]
 }
