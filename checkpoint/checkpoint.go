@@ -44,9 +44,8 @@ import (
 	"time"
 
 	"moe/config"
-	"moe/model"
-
 	"moe/internal/atomicfile"
+	"moe/model"
 )
 
 // Magic is the 8 bytes every checkpoint file starts with.

@@ -4,7 +4,6 @@ import (
 	"math"
 
 	"moe/config"
-
 	"moe/internal/scratch"
 )
 

@@ -5,7 +5,6 @@ import (
 	"math"
 
 	"moe/compute"
-
 	"moe/internal/scratch"
 )
 

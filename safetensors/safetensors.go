@@ -25,7 +25,6 @@ import (
 	"sort"
 
 	"moe/gguf"
-
 	"moe/internal/atomicfile"
 
 	"moe/internal/parsefile"

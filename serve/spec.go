@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"moe/infer"
-
 	"moe/internal/scratch"
 )
 
