@@ -462,20 +462,37 @@ const smallRows = 32
 // product linear splits over the pool.
 const minSplitFloats = 1 << 19
 
+// splitCols runs f over column ranges [j0, j1) of an n-column product with
+// an n×k weight matrix: serially for a small matrix, else in blocks of at
+// least 256 columns (multiples of 64), several per worker, so that a
+// worker descheduled by another process on a shared machine holds up
+// little of the product.
+func splitCols(pool *compute.Pool, n, k int, f func(j0, j1 int)) {
+	parts := 1
+	if n*k >= minSplitFloats {
+		parts = min(4*pool.Threads(), n/256)
+	}
+	if parts < 2 {
+		f(0, n)
+		return
+	}
+	per := (n/parts + 63) &^ 63
+	pool.Run((n+per-1)/per, func(t int) {
+		f(t*per, min(n, (t+1)*per))
+	})
+}
+
 // linear computes, on pool, c = a·wᵀ for rows rows of a (stride lda) and the weight
 // matrix w (n×k, a view into the model's flat parameters), with the bf16
-// copy of w when the model has one.
+// copy of w when the model has one. Up to smallRows rows it multiplies by
+// the transposed copy (wt or wtBF), split by columns over the pool for a
+// large matrix: the product is bound by reading the weights, which two
+// cores do faster than one even where compute's flop threshold would keep
+// it serial, and every output's sum runs in the same order either way.
 func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int, w []float32, c []float32, ldc int) {
 	if m.bf != nil {
 		if wt, ok := m.wtBF[keyOf(w)]; ok && rows <= smallRows {
-			parts := min(pool.Threads(), n*k/minSplitFloats, n/64)
-			if parts < 2 {
-				compute.GemmBF16T(rows, n, k, a, lda, wt, n, c, ldc)
-				return
-			}
-			per := (n/parts + 63) &^ 63
-			pool.Run((n+per-1)/per, func(t int) {
-				j0, j1 := t*per, min(n, (t+1)*per)
+			splitCols(pool, n, k, func(j0, j1 int) {
 				compute.GemmBF16T(rows, j1-j0, k, a, lda, wt[j0:], n, c[j0:], ldc)
 			})
 			return
@@ -486,18 +503,7 @@ func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int,
 		}
 	}
 	if wt, ok := m.wt[keyOf(w)]; ok && rows <= smallRows {
-		// Split the columns over the pool ourselves: the product is bound
-		// by reading wt, which two cores do faster than one even where
-		// compute's flop threshold would keep it serial. Every output's
-		// sum runs in the same order either way.
-		parts := min(pool.Threads(), n*k/minSplitFloats, n/64)
-		if parts < 2 {
-			compute.Gemm(nil, false, false, rows, n, k, 1, a, lda, wt, n, 0, c, ldc)
-			return
-		}
-		per := (n/parts + 63) &^ 63
-		pool.Run((n+per-1)/per, func(t int) {
-			j0, j1 := t*per, min(n, (t+1)*per)
+		splitCols(pool, n, k, func(j0, j1 int) {
 			compute.Gemm(nil, false, false, rows, j1-j0, k, 1, a, lda, wt[j0:], n, 0, c[j0:], ldc)
 		})
 		return
