@@ -20,11 +20,7 @@ func benchConfig() *config.Config {
 }
 
 func benchTrainStep(b *testing.B, cfg *config.Config, B, T int) {
-	m, err := New(cfg, compute.NewPool(0))
-	if err != nil {
-		b.Fatal(err)
-	}
-	m.Init(1)
+	m := initModel(b, cfg, compute.NewPool(0), 1)
 	r := rand.New(rand.NewPCG(1, 1))
 	tokens, targets := toyBatch(r, cfg.VocabSize, B, T)
 	if _, err := m.Forward(tokens, targets, B, T); err != nil { // warm up buffers

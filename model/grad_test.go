@@ -62,6 +62,18 @@ func routingKinds() []struct {
 	}
 }
 
+// initModel builds a model of cfg on pool (nil: serial) and initialises its
+// weights with seed.
+func initModel(t testing.TB, cfg *config.Config, pool *compute.Pool, seed uint64) *Model {
+	t.Helper()
+	m, err := New(cfg, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(seed)
+	return m
+}
+
 func toyBatch(r *rand.Rand, V, B, T int) (tokens, targets []int32) {
 	tokens = make([]int32, B*T)
 	targets = make([]int32, B*T)
@@ -95,12 +107,8 @@ func (m *Model) routingSignature() uint64 {
 func TestGradientsFiniteDifference(t *testing.T) {
 	for _, rk := range routingKinds() {
 		t.Run(rk.name, func(t *testing.T) {
-			m, err := New(rk.cfg, compute.NewPool(2))
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := initModel(t, rk.cfg, compute.NewPool(2), 7)
 			m.attnBlock = 2 // exercise the blocked causal GEMMs
-			m.Init(7)
 			r := rand.New(rand.NewPCG(1, 2))
 			const B, T = 2, 5
 			tokens, targets := toyBatch(r, rk.cfg.VocabSize, B, T)
@@ -184,11 +192,7 @@ func probeIdx(r *rand.Rand, n, k int) []int {
 
 func TestGradientAccumulates(t *testing.T) {
 	cfg := moeToy(nil)
-	m, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Init(3)
+	m := initModel(t, cfg, nil, 3)
 	r := rand.New(rand.NewPCG(5, 6))
 	tokens, targets := toyBatch(r, cfg.VocabSize, 2, 6)
 	run := func() {
@@ -221,11 +225,7 @@ func TestGradientAccumulates(t *testing.T) {
 
 func TestForwardRejectsBadInput(t *testing.T) {
 	cfg := toyConfig()
-	m, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Init(1)
+	m := initModel(t, cfg, nil, 1)
 	for _, c := range []struct {
 		name    string
 		tokens  []int32
@@ -273,12 +273,8 @@ func TestCausalRoutingIsCausal(t *testing.T) {
 	for _, rk := range routingKinds() {
 		t.Run(rk.name, func(t *testing.T) {
 			cfg := rk.cfg
-			m, err := New(cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := initModel(t, cfg, nil, 11)
 			m.attnBlock = 3
-			m.Init(11)
 			r := rand.New(rand.NewPCG(8, 9))
 			const T, P = 9, 5
 			tokens, _ := toyBatch(r, cfg.VocabSize, 1, T)
@@ -333,11 +329,7 @@ func TestPresetsSupported(t *testing.T) {
 func TestSlidingWindowLimitsAttention(t *testing.T) {
 	cfg := moeToy(nil)
 	cfg.NumLayers, cfg.SlidingWindow = 1, 2
-	m, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Init(5)
+	m := initModel(t, cfg, nil, 5)
 	const T = 5
 	tokens := []int32{1, 2, 3, 4, 5}
 	opt := ForwardOptions{Causal: true}
@@ -370,12 +362,8 @@ func TestDeterministic(t *testing.T) {
 	var grads [][]float32
 	var losses []float64
 	for range 2 {
-		m, err := New(cfg, pool)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := initModel(t, cfg, pool, 9)
 		m.attnBlock = 4
-		m.Init(9)
 		for range 2 {
 			st, err := m.Forward(tokens, targets, 3, 7)
 			if err != nil {
@@ -395,11 +383,7 @@ func TestDeterministic(t *testing.T) {
 
 func TestCausalKOverride(t *testing.T) {
 	cfg := moeToy(func(c *config.Config) { c.Routing = config.RoutingExpertChoice; c.CapacityFactor = 1.5 })
-	m, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Init(2)
+	m := initModel(t, cfg, nil, 2)
 	r := rand.New(rand.NewPCG(4, 4))
 	tokens, _ := toyBatch(r, cfg.VocabSize, 2, 5)
 	for _, k := range []int{0, 1, 3, 4, 9} {
@@ -424,11 +408,7 @@ func TestCausalKOverride(t *testing.T) {
 
 func TestExpertChoiceDroppedFrac(t *testing.T) {
 	cfg := moeToy(func(c *config.Config) { c.Routing = config.RoutingExpertChoice; c.CapacityFactor = 0.5 })
-	m, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Init(2)
+	m := initModel(t, cfg, nil, 2)
 	r := rand.New(rand.NewPCG(6, 6))
 	tokens, _ := toyBatch(r, cfg.VocabSize, 2, 5)
 	st, err := m.Forward(tokens, nil, 2, 5)
@@ -463,12 +443,8 @@ func TestLayerInputGradients(t *testing.T) {
 	for _, rk := range routingKinds() {
 		t.Run(rk.name, func(t *testing.T) {
 			cfg := rk.cfg
-			m, err := New(cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := initModel(t, cfg, nil, 17)
 			m.attnBlock = 2
-			m.Init(17)
 			r := rand.New(rand.NewPCG(10, 11))
 			const B, T = 2, 5
 			tokens, targets := toyBatch(r, cfg.VocabSize, B, T)
@@ -534,11 +510,7 @@ func TestInit(t *testing.T) {
 		c.HiddenSize = 64
 		c.NumLayers = 8
 	})
-	m, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Init(1)
+	m := initModel(t, cfg, nil, 1)
 	outStd := 0.02 / math.Sqrt(16)
 	m.W.Visit(cfg, func(name string, w []float32) {
 		var s, ss float64
@@ -563,8 +535,7 @@ func TestInit(t *testing.T) {
 			}
 		}
 	})
-	m2, _ := New(cfg, nil)
-	m2.Init(1)
+	m2 := initModel(t, cfg, nil, 1)
 	if !slices.Equal(m.W.Flat, m2.W.Flat) {
 		t.Error("Init is not deterministic")
 	}
