@@ -485,15 +485,17 @@ func splitCols(pool *compute.Pool, n, k int, f func(j0, j1 int)) {
 // linear computes, on pool, c = a·wᵀ for rows rows of a (stride lda) and the weight
 // matrix w (n×k, a view into the model's flat parameters), with the bf16
 // copy of w when the model has one. Up to smallRows rows it multiplies by
-// the transposed copy (wt or wtBF), split by columns over the pool for a
+// the packed panels (wp or wpBF), split by columns over the pool for a
 // large matrix: the product is bound by reading the weights, which two
 // cores do faster than one even where compute's flop threshold would keep
 // it serial, and every output's sum runs in the same order either way.
 func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int, w []float32, c []float32, ldc int) {
 	if m.bf != nil {
-		if wt, ok := m.wtBF[keyOf(w)]; ok && rows <= smallRows {
+		if wp, ok := m.wpBF[keyOf(w)]; ok && rows <= smallRows {
 			splitCols(pool, n, k, func(j0, j1 int) {
-				compute.GemmBF16T(rows, j1-j0, k, a, lda, wt[j0:], n, c[j0:], ldc)
+				for j := j0; j < j1; j += compute.PanelCols {
+					compute.GemmBF16T(rows, min(compute.PanelCols, n-j), k, a, lda, wp[j*k:], compute.PanelCols, c[j:], ldc)
+				}
 			})
 			return
 		}
@@ -502,9 +504,9 @@ func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int,
 			return
 		}
 	}
-	if wt, ok := m.wt[keyOf(w)]; ok && rows <= smallRows {
+	if wp, ok := m.wp[keyOf(w)]; ok && rows <= smallRows {
 		splitCols(pool, n, k, func(j0, j1 int) {
-			compute.Gemm(nil, false, false, rows, j1-j0, k, 1, a, lda, wt[j0:], n, 0, c[j0:], ldc)
+			compute.GemmPanels(rows, n, k, a, lda, wp, j0, j1, c, ldc)
 		})
 		return
 	}

@@ -47,14 +47,17 @@ type Model struct {
 	bf    []compute.BF16
 	bfOff map[*float32]int
 
-	// wt holds, for each weight matrix the forward pass multiplies by (as
-	// its fused view when there is one), a transposed copy stored in×out,
-	// so that the small-M products of decoding and verification stream it
-	// with broadcast-FMA kernels (no horizontal sums, rounding independent
-	// of the number of rows). Nil when the model is too large to copy.
-	wt map[wKey][]float32
-	// wtBF holds bfloat16 copies of wt's matrices while UseBF16 is on.
-	wtBF map[wKey][]compute.BF16
+	// wp holds, for each weight matrix the forward pass multiplies by (as
+	// its fused view when there is one) with at least 64 rows, a copy
+	// packed by compute.PackPanels: 64-column panels stored in×out, which
+	// the small-M products of decoding, verification and serving stream
+	// with broadcast-FMA kernels (no horizontal sums, each panel read front
+	// to back, rounding independent of the number of rows). wt holds the
+	// narrower ones (the routers) transposed, in×out. Both are nil when the
+	// model is too large to copy.
+	wp, wt map[wKey][]float32
+	// wpBF holds bfloat16 copies of wp's panels while UseBF16 is on.
+	wpBF map[wKey][]compute.BF16
 
 	mu sync.Mutex // serialises Forward; guards sc
 	sc scratch
@@ -118,7 +121,9 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 		return nil, fmt.Errorf("infer: %w", err)
 	}
 	m.rope = rope
-	m.wt = transposedWeights(cfg, w, m.fused, pool)
+	if len(w.Flat) <= maxTransposedFloats {
+		m.wp, m.wt = panelWeights(cfg, w, m.fused, pool)
+	}
 	return m, nil
 }
 
@@ -136,26 +141,15 @@ func keyOf(w []float32) wKey {
 	return wKey{&w[0], len(w)}
 }
 
-// maxTransposedFloats caps the weights copied by transposedWeights (4 GiB
-// of float32): larger models use the matrices as stored.
-const maxTransposedFloats = 1 << 30
-
-// transposedWeights returns in×out copies of the matrices the forward pass
-// multiplies by: per layer [wq;wk;wv] (or each), wo, and the (fused) FFN or
-// expert and shared-expert matrices, and the LM head.
-func transposedWeights(cfg *config.Config, w *model.Weights, fused []fusedViews, pool *compute.Pool) map[wKey][]float32 {
-	if len(w.Flat) > maxTransposedFloats {
-		return nil
-	}
-	type mat struct {
-		w    []float32
-		n, k int
-	}
+// forEachMatrix calls f with every weight matrix (n×k, stored out×in) the
+// forward pass multiplies by: per layer [wq;wk;wv] (or each), wo, the
+// router, the (fused) FFN or expert and shared-expert matrices; and the LM
+// head.
+func forEachMatrix(cfg *config.Config, w *model.Weights, fused []fusedViews, f func(v []float32, n, k int)) {
 	d := cfg.HiddenSize
-	var mats []mat
 	add := func(v []float32, n, k int) {
 		if len(v) == n*k && n > 0 && k > 0 {
-			mats = append(mats, mat{v, n, k})
+			f(v, n, k)
 		}
 	}
 	pair := func(f, a, b []float32, n, k int) {
@@ -197,18 +191,47 @@ func transposedWeights(cfg *config.Config, w *model.Weights, fused []fusedViews,
 		}
 	}
 	add(w.LMHead, cfg.VocabSize, d)
-	out := make(map[wKey][]float32, len(mats))
-	ts := make([][]float32, len(mats))
+}
+
+// maxTransposedFloats caps the weights copied by panelWeights (1 GiB of
+// float32): larger models use the matrices as stored.
+const maxTransposedFloats = 1 << 28
+
+// panelWeights returns compute.PackPanels copies of the matrices of
+// forEachMatrix that have at least 64 rows, and transposed (in×out) copies
+// of the others (the routers).
+func panelWeights(cfg *config.Config, w *model.Weights, fused []fusedViews, pool *compute.Pool) (panels, narrow map[wKey][]float32) {
+	type mat struct {
+		w    []float32
+		n, k int
+	}
+	var mats []mat
+	forEachMatrix(cfg, w, fused, func(v []float32, n, k int) { mats = append(mats, mat{v, n, k}) })
+	cp := make([][]float32, len(mats))
 	for i, mt := range mats {
-		ts[i] = make([]float32, len(mt.w))
+		if mt.n >= compute.PanelCols {
+			cp[i] = make([]float32, compute.PanelsLen(mt.n, mt.k))
+		} else {
+			cp[i] = make([]float32, mt.n*mt.k)
+		}
 	}
 	pool.Run(len(mats), func(i int) {
-		transpose(ts[i], mats[i].w, mats[i].n, mats[i].k)
+		mt := mats[i]
+		if mt.n >= compute.PanelCols {
+			_ = compute.PackPanels(cp[i], mt.w, mt.n, mt.k) // sizes are right by construction
+			return
+		}
+		transpose(cp[i], mt.w, mt.n, mt.k)
 	})
+	panels, narrow = map[wKey][]float32{}, map[wKey][]float32{}
 	for i, mt := range mats {
-		out[keyOf(mt.w)] = ts[i]
+		if mt.n >= compute.PanelCols {
+			panels[keyOf(mt.w)] = cp[i]
+		} else {
+			narrow[keyOf(mt.w)] = cp[i]
+		}
 	}
-	return out
+	return panels, narrow
 }
 
 // transpose writes the k×n transpose of the n×k row-major src into dst, in
@@ -300,7 +323,7 @@ func (m *Model) UseBF16(on bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !on {
-		m.bf, m.bfOff, m.wtBF = nil, nil, nil
+		m.bf, m.bfOff, m.wpBF = nil, nil, nil
 		return
 	}
 	if m.bf != nil {
@@ -317,12 +340,12 @@ func (m *Model) UseBF16(on bool) {
 		off += len(t)
 	})
 	m.bf, m.bfOff = bf, offs
-	if m.wt != nil {
-		m.wtBF = make(map[wKey][]compute.BF16, len(m.wt))
-		for k, t := range m.wt {
+	if m.wp != nil {
+		m.wpBF = make(map[wKey][]compute.BF16, len(m.wp))
+		for k, t := range m.wp {
 			b := make([]compute.BF16, len(t))
 			compute.BF16FromFloat32(b, t)
-			m.wtBF[k] = b
+			m.wpBF[k] = b
 		}
 	}
 }

@@ -10,12 +10,12 @@ import (
 
 // BenchmarkSmallMPaths times one tiny forward pass of m rows (one sequence
 // of m tokens, or m sequences of one token for "seqs") with the transposed
-// weight copies and without, alternating blocks so both see the same load,
+// weight copies (panels) and without, alternating blocks so both see the same load,
 // and reports the best per-pass time of each.
 func BenchmarkSmallMPaths(b *testing.B) {
 	cfg, _ := config.Preset("tiny")
 	m := benchModel(b, cfg)
-	wt := m.wt
+	wp, wt := m.wp, m.wt
 	const nseq = 16
 	seqs := make([]*Seq, nseq)
 	for i := range seqs {
@@ -41,9 +41,9 @@ func BenchmarkSmallMPaths(b *testing.B) {
 				it := 0
 				for i := 0; i < b.N+1; i++ {
 					for v := 0; v < 2; v++ {
-						m.wt = wt
+						m.wp, m.wt = wp, wt
 						if v == 1 {
-							m.wt = nil
+							m.wp, m.wt = nil, nil
 						}
 						t := time.Now()
 						for j := 0; j < block; j++ {
@@ -65,7 +65,7 @@ func BenchmarkSmallMPaths(b *testing.B) {
 						}
 					}
 				}
-				m.wt = wt
+				m.wp, m.wt = wp, wt
 				b.ReportMetric(best[0]*1e3, "new-ms")
 				b.ReportMetric(best[1]*1e3, "old-ms")
 				b.ReportMetric(best[1]/best[0], "speedup")

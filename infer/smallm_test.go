@@ -21,31 +21,43 @@ func smallMConfig() *config.Config {
 	return c
 }
 
-// TestTransposedWeights checks that every matrix the small-M path uses has a
-// correct in×out copy, and that logits from it match the float64 reference
+// TestTransposedWeights checks that the matrices the small-M path uses have
+// correct packed (panel) or transposed copies, and that logits from it match the float64 reference
 // and the products over the matrices as stored.
 func TestTransposedWeights(t *testing.T) {
 	cfg := smallMConfig()
 	m := newTestModel(t, cfg, 5, 0.2)
-	if len(m.wt) == 0 {
-		t.Fatal("no transposed weights")
+	if len(m.wp) == 0 || len(m.wt) == 0 {
+		t.Fatal("no packed weights")
 	}
-	for _, L := range m.W.Layers {
-		for e, gu := range m.fused[0].expertGU {
-			_ = e
-			if _, ok := m.wt[keyOf(gu)]; !ok {
-				t.Fatal("expert [gate;up] not transposed")
+	d := cfg.HiddenSize
+	for l, L := range m.W.Layers {
+		for _, gu := range m.fused[l].expertGU {
+			if _, ok := m.wp[keyOf(gu)]; !ok {
+				t.Fatal("expert [gate;up] not packed")
 			}
 		}
-		wt, ok := m.wt[keyOf(L.Wo)]
+		rt, ok := m.wt[keyOf(L.Router)]
 		if !ok {
-			t.Fatal("wo not transposed")
+			t.Fatal("router not transposed")
 		}
-		d := cfg.HiddenSize
-		for i := 0; i < d; i++ {
+		E := cfg.NumExperts
+		for e := 0; e < E; e++ {
 			for j := 0; j < d; j++ {
-				if wt[j*d+i] != L.Wo[i*d+j] {
-					t.Fatalf("wo transpose wrong at %d,%d", i, j)
+				if rt[j*E+e] != L.Router[e*d+j] {
+					t.Fatalf("router transpose wrong at %d,%d", e, j)
+				}
+			}
+		}
+		// [gate;up] of expert 0: 2·88 = 176 rows, so two full panels and
+		// a padded one.
+		gu := m.fused[l].expertGU[0]
+		wp := m.wp[keyOf(gu)]
+		n := 2 * cfg.ExpertSize()
+		for i := 0; i < n; i++ {
+			for j := 0; j < d; j++ {
+				if got := wp[(i/64)*64*d+j*64+i%64]; got != gu[i*d+j] {
+					t.Fatalf("panel copy wrong at %d,%d", i, j)
 				}
 			}
 		}
@@ -61,10 +73,10 @@ func TestTransposedWeights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	saved := m.wt
-	m.wt = nil
+	sp, st := m.wp, m.wt
+	m.wp, m.wt = nil, nil
 	stored, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)
-	m.wt = saved
+	m.wp, m.wt = sp, st
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +107,7 @@ func TestLogitsIndependentOfRows(t *testing.T) {
 			}
 			if strings.HasSuffix(name, "bf16") {
 				m.UseBF16(true)
-				if len(m.wtBF) == 0 {
+				if len(m.wpBF) == 0 {
 					t.Fatal("no bf16 transposed weights")
 				}
 			}
