@@ -40,6 +40,8 @@ type scratch struct {
 	expOut             []float32
 	route, scores      []float32
 	rowSeq, rowPos     []int32
+	// lowPrec is set for a forwardDraft call: bf16 small-M products.
+	lowPrec bool
 }
 
 func grow(b []float32, n int) []float32 {
@@ -80,6 +82,22 @@ func (m *Model) ForwardStats(seqs []*Seq, tokens [][]int32, allLogits bool) ([][
 // prompt needs the logits of the K+1 last positions only. With last nil,
 // allLogits chooses all or the last one as in Forward.
 func (m *Model) ForwardLast(seqs []*Seq, tokens [][]int32, allLogits bool, last []int) ([][]float32, Stats, error) {
+	return m.forward(seqs, tokens, allLogits, last, false)
+}
+
+// forwardDraft is Forward (last logits) for a draft model proposing tokens:
+// its small-M products read bfloat16 copies of the weights (built on first
+// use, half the draft's size) whether or not UseBF16 is on. Proposals only
+// need to be likely, not exact: the target's verification decides every
+// emitted token, so this halves the draft's memory traffic without
+// changing what speculative decoding outputs.
+func (m *Model) forwardDraft(seqs []*Seq, tokens [][]int32) ([][]float32, error) {
+	lg, _, err := m.forward(seqs, tokens, false, nil, true)
+	return lg, err
+}
+
+// forward is ForwardLast; lowPrec selects the bf16 small-M products.
+func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []int, lowPrec bool) ([][]float32, Stats, error) {
 	var st Stats
 	if last != nil && len(last) != len(seqs) {
 		return nil, st, fmt.Errorf("infer: forward got %d sequences but %d logit counts", len(seqs), len(last))
@@ -131,6 +149,10 @@ func (m *Model) ForwardLast(seqs []*Seq, tokens [][]int32, allLogits bool, last 
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if lowPrec && m.wpBF == nil {
+		m.buildPanelsBF16()
+	}
+	m.sc.lowPrec = lowPrec
 
 	d, hd := cfg.HiddenSize, m.hd
 	nh, nkv := cfg.NumHeads, cfg.KVHeads()
@@ -490,7 +512,7 @@ func splitCols(pool *compute.Pool, n, k int, f func(j0, j1 int)) {
 // cores do faster than one even where compute's flop threshold would keep
 // it serial, and every output's sum runs in the same order either way.
 func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int, w []float32, c []float32, ldc int) {
-	if m.bf != nil {
+	if m.bf != nil || m.sc.lowPrec {
 		if wp, ok := m.wpBF[keyOf(w)]; ok && rows <= smallRows {
 			splitCols(pool, n, k, func(j0, j1 int) {
 				for j := j0; j < j1; j += compute.PanelCols {
@@ -499,7 +521,7 @@ func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int,
 			})
 			return
 		}
-		if off, ok := m.bfOff[&w[0]]; ok {
+		if off, ok := m.bfOff[&w[0]]; ok && m.bf != nil {
 			compute.GemmBF16(pool, rows, n, k, 1, a, lda, m.bf[off:off+len(w)], k, 0, c, ldc)
 			return
 		}

@@ -340,13 +340,21 @@ func (m *Model) UseBF16(on bool) {
 		off += len(t)
 	})
 	m.bf, m.bfOff = bf, offs
-	if m.wp != nil {
-		m.wpBF = make(map[wKey][]compute.BF16, len(m.wp))
-		for k, t := range m.wp {
-			b := make([]compute.BF16, len(t))
-			compute.BF16FromFloat32(b, t)
-			m.wpBF[k] = b
-		}
+	if m.wpBF == nil {
+		m.buildPanelsBF16()
+	}
+}
+
+// buildPanelsBF16 makes wpBF, the bf16 copies of wp; m.mu must be held.
+func (m *Model) buildPanelsBF16() {
+	if m.wp == nil {
+		return
+	}
+	m.wpBF = make(map[wKey][]compute.BF16, len(m.wp))
+	for k, t := range m.wp {
+		b := make([]compute.BF16, len(t))
+		compute.BF16FromFloat32(b, t)
+		m.wpBF[k] = b
 	}
 }
 

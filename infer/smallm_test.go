@@ -176,3 +176,38 @@ func TestLogitsIndependentOfRows(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardDraftBF16 checks that a draft's proposal pass computes with
+// the bf16 panels (the same logits as the model under UseBF16) without
+// switching the model to bf16.
+func TestForwardDraftBF16(t *testing.T) {
+	cfg := smallMConfig()
+	m := newTestModel(t, cfg, 4, 0.3)
+	toks := []int32{3, 9, 27, 81, 40}
+	fp, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr, err := m.forwardDraft([]*Seq{m.NewSeq(0)}, [][]int32{toks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.BF16() {
+		t.Fatal("forwardDraft switched the model to bf16")
+	}
+	m.UseBF16(true)
+	bf, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	differs := false
+	for i := range bf[0] {
+		if dr[0][i] != bf[0][i] {
+			t.Fatalf("logit %d: draft pass %g, bf16 model %g", i, dr[0][i], bf[0][i])
+		}
+		differs = differs || fp[0][i] != bf[0][i]
+	}
+	if !differs {
+		t.Fatal("bf16 logits equal the float32 ones bit for bit: the draft pass did not use bf16")
+	}
+}

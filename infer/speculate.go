@@ -315,7 +315,7 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 		}
 		in := dpending
 		for i := 0; i < k; i++ {
-			lg, err := dm.Forward([]*Seq{dseq}, [][]int32{in}, false)
+			lg, err := dm.forwardDraft([]*Seq{dseq}, [][]int32{in})
 			if err != nil {
 				return fmt.Errorf("infer: draft: %w", err)
 			}
