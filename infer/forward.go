@@ -281,7 +281,10 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 	// Split the (row, KV head) pairs into chunks over the pool, unless the
 	// work is too small to be worth the hand-off.
 	chunks := min(m.Pool.Threads()*4, work, max(1, work*group*maxPos*hd/8192))
-	stride := group * maxPos
+	// Scores are computed for P rounded up to 16 positions (the key cache's
+	// capacity is a multiple of 16; the extra columns are ignored), so every
+	// column goes through the vector kernels.
+	stride := group * ((maxPos + 15) &^ 15)
 	sc.scores = grow(sc.scores, chunks*stride)
 	per := (work + chunks - 1) / chunks
 	chunks = (work + per - 1) / per
@@ -292,13 +295,14 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 			P := int(rowPos[r]) + 1
 			s := seqs[rowSeq[r]]
 			q := sc.qkv[r*qkvDim+g*group*hd : r*qkvDim+(g+1)*group*hd]
-			sco := scores[:group*P]
-			compute.Gemm(nil, false, false, group, P, hd, scale, q, hd, s.k[l][g*hd*s.cap:], s.cap, 0, sco, P)
+			Pn := (P + 15) &^ 15
+			sco := scores[:group*Pn]
+			compute.Gemm(nil, false, false, group, Pn, hd, scale, q, hd, s.k[l][g*hd*s.cap:], s.cap, 0, sco, Pn)
 			for j := 0; j < group; j++ {
-				compute.SoftmaxRow(sco[j*P : (j+1)*P])
+				compute.SoftmaxRow(sco[j*Pn : j*Pn+P])
 			}
 			o := sc.att[r*qDim+g*group*hd : r*qDim+(g+1)*group*hd]
-			compute.Gemm(nil, false, false, group, hd, P, 1, sco, P, s.v[l][g*hd:], kvDim, 0, o, hd)
+			compute.Gemm(nil, false, false, group, hd, P, 1, sco, Pn, s.v[l][g*hd:], kvDim, 0, o, hd)
 		}
 	})
 }

@@ -77,6 +77,7 @@ func (s *Seq) reserve(n int) {
 	c := max(n, 2*s.cap, 16)
 	c = min(c, s.maxLen)
 	c = max(c, n)
+	c = (c + 15) &^ 15 // attention reads key rows in whole 16-position vectors
 	kv := s.m.kvDim
 	for l := range s.k {
 		nk := make([]float32, c*kv)
