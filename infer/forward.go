@@ -40,7 +40,7 @@ type scratch struct {
 	expOut             []float32
 	route, scores      []float32
 	rowSeq, rowPos     []int32
-	// lowPrec is set for a forwardDraft call: bf16 small-M products.
+	// lowPrec is set for a forward call with lowPrec: bf16 small-M products.
 	lowPrec bool
 }
 
@@ -85,18 +85,11 @@ func (m *Model) ForwardLast(seqs []*Seq, tokens [][]int32, allLogits bool, last 
 	return m.forward(seqs, tokens, allLogits, last, false)
 }
 
-// forwardDraft is Forward (last logits) for a draft model proposing tokens:
-// its small-M products read bfloat16 copies of the weights (built on first
-// use, half the draft's size) whether or not UseBF16 is on. Proposals only
-// need to be likely, not exact: the target's verification decides every
-// emitted token, so this halves the draft's memory traffic without
-// changing what speculative decoding outputs.
-func (m *Model) forwardDraft(seqs []*Seq, tokens [][]int32) ([][]float32, error) {
-	lg, _, err := m.forward(seqs, tokens, false, nil, true)
-	return lg, err
-}
-
-// forward is ForwardLast; lowPrec selects the bf16 small-M products.
+// forward is ForwardLast; lowPrec makes the small-M products read bfloat16
+// copies of the weights (built on first use, half the model's size) whether
+// or not UseBF16 is on: a speculative draft proposes that way (see
+// draftLowPrec), which halves its memory traffic without changing what
+// speculative decoding outputs.
 func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []int, lowPrec bool) ([][]float32, Stats, error) {
 	var st Stats
 	if last != nil && len(last) != len(seqs) {
@@ -377,8 +370,8 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 	d, E, k := cfg.HiddenSize, cfg.NumExperts, m.moeK
 	sc := &m.sc
 	sc.route = grow(sc.route, rows*E)
-	if rt, ok := m.wt[keyOf(L.Router)]; ok && rows <= smallRows {
-		compute.Gemm(m.Pool, false, false, rows, E, d, 1, sc.xn, d, rt, E, 0, sc.route, E)
+	if rp, ok := m.wp[keyOf(L.Router)]; ok && rows <= smallRows {
+		compute.GemmPanels(rows, E, d, sc.xn, d, rp, 0, E, sc.route, E)
 	} else {
 		compute.Gemm(m.Pool, false, true, rows, E, d, 1, sc.xn, d, L.Router, d, 0, sc.route, E)
 	}

@@ -48,14 +48,13 @@ type Model struct {
 	bfOff map[*float32]int
 
 	// wp holds, for each weight matrix the forward pass multiplies by (as
-	// its fused view when there is one) with at least 64 rows, a copy
-	// packed by compute.PackPanels: 64-column panels stored in×out, which
-	// the small-M products of decoding, verification and serving stream
-	// with broadcast-FMA kernels (no horizontal sums, each panel read front
-	// to back, rounding independent of the number of rows). wt holds the
-	// narrower ones (the routers) transposed, in×out. Both are nil when the
-	// model is too large to copy.
-	wp, wt map[wKey][]float32
+	// its fused view when there is one), a copy packed by
+	// compute.PackPanels: 64-column panels stored in×out, which the small-M
+	// products of decoding, verification and serving stream with
+	// broadcast-FMA kernels (no horizontal sums, each panel read front to
+	// back, rounding independent of the number of rows). Nil when the model
+	// is too large to copy.
+	wp map[wKey][]float32
 	// wpBF holds bfloat16 copies of wp's panels while UseBF16 is on.
 	wpBF map[wKey][]compute.BF16
 
@@ -122,7 +121,7 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 	}
 	m.rope = rope
 	if len(w.Flat) <= maxTransposedFloats {
-		m.wp, m.wt = panelWeights(cfg, w, m.fused, pool)
+		m.wp = panelWeights(cfg, w, m.fused, pool)
 	}
 	return m, nil
 }
@@ -198,9 +197,8 @@ func forEachMatrix(cfg *config.Config, w *model.Weights, fused []fusedViews, f f
 const maxTransposedFloats = 1 << 28
 
 // panelWeights returns compute.PackPanels copies of the matrices of
-// forEachMatrix that have at least 64 rows, and transposed (in×out) copies
-// of the others (the routers).
-func panelWeights(cfg *config.Config, w *model.Weights, fused []fusedViews, pool *compute.Pool) (panels, narrow map[wKey][]float32) {
+// forEachMatrix (the routers, 8-odd columns, padded to one panel).
+func panelWeights(cfg *config.Config, w *model.Weights, fused []fusedViews, pool *compute.Pool) map[wKey][]float32 {
 	type mat struct {
 		w    []float32
 		n, k int
@@ -209,45 +207,16 @@ func panelWeights(cfg *config.Config, w *model.Weights, fused []fusedViews, pool
 	forEachMatrix(cfg, w, fused, func(v []float32, n, k int) { mats = append(mats, mat{v, n, k}) })
 	cp := make([][]float32, len(mats))
 	for i, mt := range mats {
-		if mt.n >= compute.PanelCols {
-			cp[i] = make([]float32, compute.PanelsLen(mt.n, mt.k))
-		} else {
-			cp[i] = make([]float32, mt.n*mt.k)
-		}
+		cp[i] = make([]float32, compute.PanelsLen(mt.n, mt.k))
 	}
 	pool.Run(len(mats), func(i int) {
-		mt := mats[i]
-		if mt.n >= compute.PanelCols {
-			_ = compute.PackPanels(cp[i], mt.w, mt.n, mt.k) // sizes are right by construction
-			return
-		}
-		transpose(cp[i], mt.w, mt.n, mt.k)
+		_ = compute.PackPanels(cp[i], mats[i].w, mats[i].n, mats[i].k) // sizes are right by construction
 	})
-	panels, narrow = map[wKey][]float32{}, map[wKey][]float32{}
+	panels := make(map[wKey][]float32, len(mats))
 	for i, mt := range mats {
-		if mt.n >= compute.PanelCols {
-			panels[keyOf(mt.w)] = cp[i]
-		} else {
-			narrow[keyOf(mt.w)] = cp[i]
-		}
+		panels[keyOf(mt.w)] = cp[i]
 	}
-	return panels, narrow
-}
-
-// transpose writes the k×n transpose of the n×k row-major src into dst, in
-// 32×32 tiles.
-func transpose(dst, src []float32, n, k int) {
-	const t = 32
-	for i0 := 0; i0 < n; i0 += t {
-		for j0 := 0; j0 < k; j0 += t {
-			for i := i0; i < min(n, i0+t); i++ {
-				row := src[i*k : (i+1)*k]
-				for j := j0; j < min(k, j0+t); j++ {
-					dst[j*n+i] = row[j]
-				}
-			}
-		}
-	}
+	return panels
 }
 
 // Context returns the model's context length in tokens.

@@ -15,7 +15,7 @@ import (
 func BenchmarkSmallMPaths(b *testing.B) {
 	cfg, _ := config.Preset("tiny")
 	m := benchModel(b, cfg)
-	wp, wt := m.wp, m.wt
+	wp := m.wp
 	const nseq = 16
 	seqs := make([]*Seq, nseq)
 	for i := range seqs {
@@ -41,9 +41,9 @@ func BenchmarkSmallMPaths(b *testing.B) {
 				it := 0
 				for i := 0; i < b.N+1; i++ {
 					for v := 0; v < 2; v++ {
-						m.wp, m.wt = wp, wt
+						m.wp = wp
 						if v == 1 {
-							m.wp, m.wt = nil, nil
+							m.wp = nil
 						}
 						t := time.Now()
 						for j := 0; j < block; j++ {
@@ -65,7 +65,7 @@ func BenchmarkSmallMPaths(b *testing.B) {
 						}
 					}
 				}
-				m.wp, m.wt = wp, wt
+				m.wp = wp
 				b.ReportMetric(best[0]*1e3, "new-ms")
 				b.ReportMetric(best[1]*1e3, "old-ms")
 				b.ReportMetric(best[1]/best[0], "speedup")

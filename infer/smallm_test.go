@@ -22,12 +22,12 @@ func smallMConfig() *config.Config {
 }
 
 // TestTransposedWeights checks that the matrices the small-M path uses have
-// correct packed (panel) or transposed copies, and that logits from it match the float64 reference
+// correct packed (panel) copies, and that logits from it match the float64 reference
 // and the products over the matrices as stored.
 func TestTransposedWeights(t *testing.T) {
 	cfg := smallMConfig()
 	m := newTestModel(t, cfg, 5, 0.2)
-	if len(m.wp) == 0 || len(m.wt) == 0 {
+	if len(m.wp) == 0 {
 		t.Fatal("no packed weights")
 	}
 	d := cfg.HiddenSize
@@ -37,15 +37,19 @@ func TestTransposedWeights(t *testing.T) {
 				t.Fatal("expert [gate;up] not packed")
 			}
 		}
-		rt, ok := m.wt[keyOf(L.Router)]
+		rp, ok := m.wp[keyOf(L.Router)]
 		if !ok {
-			t.Fatal("router not transposed")
+			t.Fatal("router not packed")
 		}
 		E := cfg.NumExperts
-		for e := 0; e < E; e++ {
-			for j := 0; j < d; j++ {
-				if rt[j*E+e] != L.Router[e*d+j] {
-					t.Fatalf("router transpose wrong at %d,%d", e, j)
+		for j := 0; j < d; j++ {
+			for e := 0; e < 64; e++ {
+				want := float32(0) // padding
+				if e < E {
+					want = L.Router[e*d+j]
+				}
+				if rp[j*64+e] != want {
+					t.Fatalf("router panel wrong at %d,%d", e, j)
 				}
 			}
 		}
@@ -73,10 +77,10 @@ func TestTransposedWeights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, st := m.wp, m.wt
-	m.wp, m.wt = nil, nil
+	sp := m.wp
+	m.wp = nil
 	stored, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)
-	m.wp, m.wt = sp, st
+	m.wp = sp
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,9 +181,9 @@ func TestLogitsIndependentOfRows(t *testing.T) {
 	}
 }
 
-// TestForwardDraftBF16 checks that a draft's proposal pass computes with
-// the bf16 panels (the same logits as the model under UseBF16) without
-// switching the model to bf16.
+// TestForwardDraftBF16 checks that a draft's low-precision proposal pass
+// computes with the bf16 panels (the same logits as the model under
+// UseBF16) without switching the model to bf16, and which drafts use it.
 func TestForwardDraftBF16(t *testing.T) {
 	cfg := smallMConfig()
 	m := newTestModel(t, cfg, 4, 0.3)
@@ -188,12 +192,12 @@ func TestForwardDraftBF16(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dr, err := m.forwardDraft([]*Seq{m.NewSeq(0)}, [][]int32{toks})
+	dr, _, err := m.forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, false, nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.BF16() {
-		t.Fatal("forwardDraft switched the model to bf16")
+		t.Fatal("a low-precision pass switched the model to bf16")
 	}
 	m.UseBF16(true)
 	bf, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, false)
@@ -209,5 +213,19 @@ func TestForwardDraftBF16(t *testing.T) {
 	}
 	if !differs {
 		t.Fatal("bf16 logits equal the float32 ones bit for bit: the draft pass did not use bf16")
+	}
+	// Which drafts propose in bf16: large enough, and not self-drafting.
+	big := testConfig(false)
+	big.VocabSize, big.HiddenSize, big.IntermediateSize = 2048, 128, 256
+	bm := newTestModel(t, big, 1, 0.1)
+	if len(bm.W.Flat) < minLowPrecDraft {
+		t.Fatalf("test draft too small: %d", len(bm.W.Flat))
+	}
+	self, err := New(big, bm.W, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if draftLowPrec(m, m) || !draftLowPrec(m, bm) || draftLowPrec(bm, self) || draftLowPrec(bm, m) {
+		t.Fatal("draftLowPrec: wrong choice")
 	}
 }

@@ -259,6 +259,23 @@ func (w *stepWindow) rate() (float64, bool) {
 	return tok / sec, true
 }
 
+// minLowPrecDraft is the smallest draft (in parameters) that proposes with
+// bf16 weights: 1 MiB of float32, about an L2 cache; a smaller draft stays
+// in cache between rounds and gains nothing from halving its bytes.
+const minLowPrecDraft = 1 << 18
+
+// draftLowPrec says whether draft dm proposes for target m with bf16
+// weights (forwardDraft): when it is large enough for its memory traffic
+// to matter, and unless it shares the target's weights (self-drafting,
+// where full precision makes every proposal the target's own choice).
+// Either way the target's verification decides every emitted token.
+func draftLowPrec(m, dm *Model) bool {
+	if len(dm.W.Flat) < minLowPrecDraft {
+		return false
+	}
+	return len(m.W.Flat) == 0 || &dm.W.Flat[0] != &m.W.Flat[0]
+}
+
 // speculate is speculative decoding with opts.Draft (Leviathan et al. 2023,
 // Chen et al. 2023). Invariant between steps: each model's cache holds the
 // committed context except its pending tokens, the last of which is the
@@ -268,6 +285,7 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 	if err := CheckDraft(m, dm); err != nil {
 		return fmt.Errorf("infer: %w", err)
 	}
+	lowPrec := draftLowPrec(m, dm)
 	dseq := opts.DraftSeq
 	if dseq == nil {
 		dseq = dm.NewSeq(seq.maxLen)
@@ -315,7 +333,7 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 		}
 		in := dpending
 		for i := 0; i < k; i++ {
-			lg, err := dm.forwardDraft([]*Seq{dseq}, [][]int32{in})
+			lg, _, err := dm.forward([]*Seq{dseq}, [][]int32{in}, false, nil, lowPrec)
 			if err != nil {
 				return fmt.Errorf("infer: draft: %w", err)
 			}
