@@ -17,6 +17,7 @@ import (
 	"moe/compute"
 	"moe/config"
 	"moe/data"
+	"moe/internal/atomicfile"
 	"moe/model"
 	"moe/tokenizer"
 )
@@ -431,7 +432,7 @@ func writeJSONAtomic(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // writeLossSVG redraws RUNDIR/loss.svg from metrics.jsonl.
@@ -441,7 +442,7 @@ func writeLossSVG(dir string, log *slog.Logger) {
 		log.Warn("loss curve", "err", err)
 		return
 	}
-	if err := writeFileAtomic(filepath.Join(dir, LossSVGFile), LossSVG(recs, "moe train: "+filepath.Base(dir))); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, LossSVGFile), LossSVG(recs, "moe train: "+filepath.Base(dir)), 0o644); err != nil {
 		log.Warn("loss curve", "err", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/xml"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -283,6 +284,12 @@ func TestMetricsResumeTruncatesLaterSteps(t *testing.T) {
 	}
 	ml.Write(Record{Step: 5, Tokens: 50, TrainLoss: math.NaN()})
 	ml.Close()
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o644 {
+		t.Fatalf("metrics file after resume: %v, %v", st, err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
+		t.Fatalf("resume rewrite left files behind: %v", ents)
+	}
 	recs, err := ReadMetrics(path)
 	if err != nil {
 		t.Fatal(err)
