@@ -7,6 +7,7 @@ import (
 
 	"moe/compute"
 	"moe/config"
+	scratchbuf "moe/internal/scratch"
 	"moe/model"
 )
 
@@ -44,19 +45,12 @@ type scratch struct {
 	lowPrec bool
 }
 
-func grow(b []float32, n int) []float32 {
-	if cap(b) < n {
-		return make([]float32, n)
-	}
-	return b[:n]
-}
+// grow reuses or allocates a float32 scratch buffer (scratchbuf.Grow); it
+// stays as a short name for the call sites in this package.
+func grow(b []float32, n int) []float32 { return scratchbuf.Grow(b, n) }
 
-func growI(b []int32, n int) []int32 {
-	if cap(b) < n {
-		return make([]int32, n)
-	}
-	return b[:n]
-}
+// growI is grow for int32 buffers.
+func growI(b []int32, n int) []int32 { return scratchbuf.Grow(b, n) }
 
 // Forward appends tokens[i] to seqs[i] for every i in one batched pass: all
 // rows of all sequences go through each weight matrix as one GEMM, attention
