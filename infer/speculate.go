@@ -378,26 +378,12 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 				next = ps.SampleProbs(p)
 				break
 			}
-			d := drafts[i]
-			q := qs[i]
-			if pd, qd := float64(p[d]), float64(q[d]); pd >= qd || ps.Float64()*qd < pd {
+			t, ok := SpeculativeAccept(ps, p, qs[i], drafts[i], resid)
+			if ok {
 				acc++
 				continue
 			}
-			var sum float64
-			for j := range p {
-				r := p[j] - q[j]
-				if r < 0 {
-					r = 0
-				}
-				resid[j] = r
-				sum += float64(r)
-			}
-			if sum > 0 {
-				next = ps.SampleProbs(resid)
-			} else {
-				next = ps.SampleProbs(p)
-			}
+			next = t
 			break
 		}
 		res.Accepted += acc
@@ -437,4 +423,44 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 			return o.flush(len(o.tokens), len(o.text))
 		}
 	}
+}
+
+// ProbDrawer is the randomness SpeculativeAccept needs: a uniform number in
+// [0,1) and a draw from a distribution. *Sampler implements it.
+type ProbDrawer interface {
+	// Float64 returns a uniform number in [0, 1).
+	Float64() float64
+	// SampleProbs draws an id from the (non-negative) distribution p.
+	SampleProbs(p []float32) int32
+}
+
+// SpeculativeAccept is one step of speculative sampling: a draft token d,
+// drawn from the draft's distribution q, is kept with probability
+// min(1, p[d]/q[d]) against the target's distribution p; otherwise the
+// result is drawn from the residual max(0, p−q), renormalised. Either way
+// the returned token is distributed exactly as p; accepted reports whether
+// it is d by acceptance. resid (len(p) floats) receives the residual and may
+// alias p, in which case p is overwritten. Sums are accumulated in float64.
+func SpeculativeAccept(r ProbDrawer, p, q []float32, d int32, resid []float32) (tok int32, accepted bool) {
+	pd, qd := float64(p[d]), float64(q[d])
+	// pd >= qd accepts with probability one, without a draw.
+	if qd > 0 && (pd >= qd || r.Float64()*qd < pd) {
+		return d, true
+	}
+	resid = resid[:len(p)]
+	var sum float64
+	for j := range p {
+		x := p[j] - q[j]
+		if x < 0 {
+			x = 0
+		}
+		resid[j] = x
+		sum += float64(x)
+	}
+	if sum <= 0 {
+		// p ≤ q everywhere means p == q up to rounding, and d would have
+		// been accepted with probability ~1.
+		return d, true
+	}
+	return r.SampleProbs(resid), false
 }

@@ -157,7 +157,7 @@ func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bo
 			default:
 				s.pbuf = scratch.Grow(s.pbuf, v)
 				j.tprob.Probs(row, s.pbuf)
-				t, agree = speculativeSample(j.tprob, s.pbuf, j.q[r], props[i][r])
+				t, agree = infer.SpeculativeAccept(j.tprob, s.pbuf, j.q[r], props[i][r], s.pbuf)
 			}
 			s.accept(j, t, now, free)
 			if j.seq == nil || !agree {
@@ -185,30 +185,4 @@ func (s *scheduler) speculate(running []*job, free func(*job, string, error)) bo
 		j.draft.Truncate(keep)
 	}
 	return true
-}
-
-// speculativeSample decides a draft token d drawn from q against the
-// target's distribution p: it keeps d with probability min(1, p[d]/q[d]),
-// and otherwise draws from the residual max(0, p−q) renormalised. The
-// result is distributed exactly as p. p is overwritten.
-func speculativeSample(s ProbSampler, p, q []float32, d int32) (int32, bool) {
-	pd, qd := float64(p[d]), float64(q[d])
-	if qd > 0 && s.Float64()*qd < pd {
-		return d, true
-	}
-	var total float32
-	for i := range p {
-		r := p[i] - q[i]
-		if r < 0 {
-			r = 0
-		}
-		p[i] = r
-		total += r
-	}
-	if total <= 0 {
-		// p ≤ q everywhere means p == q up to rounding, and d was accepted
-		// with probability ~1; fall back to d.
-		return d, true
-	}
-	return s.SampleProbs(p), false
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // TestSpeculativeSampleDistribution checks the accept/resample rule: a
-// token drawn from the draft's q and passed through speculativeSample is
+// token drawn from the draft's q and passed through infer.SpeculativeAccept is
 // distributed as the target's p (chi-square over 200k draws).
 func TestSpeculativeSampleDistribution(t *testing.T) {
 	p := []float32{0.05, 0.4, 0.1, 0.25, 0.2, 0}
@@ -24,7 +24,7 @@ func TestSpeculativeSampleDistribution(t *testing.T) {
 	for range n {
 		d := s.SampleProbs(q)
 		copy(buf, p)
-		tok, ok := speculativeSample(s, buf, q, d)
+		tok, ok := infer.SpeculativeAccept(s, buf, q, d, buf)
 		counts[tok]++
 		if ok {
 			accepted++
