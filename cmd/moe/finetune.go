@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
+	"math"
 	"time"
 
 	"moe/train"
@@ -40,8 +39,7 @@ func runFinetune(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.IntVar(&o.CheckpointEvery, "checkpoint-every", o.CheckpointEvery, "checkpoint every N steps (0 = only at the end)")
 	fs.IntVar(&o.EvalEvery, "eval-every", o.EvalEvery, "validation loss on held-out conversations every N steps")
 	fs.BoolVar(&o.Resume, "resume", false, "continue from RUNDIR2's last checkpoint")
-	fs.BoolVar(&jsonOut, "json", false, "print the summary as one JSON object")
-	fs.BoolVar(&quiet, "quiet", false, "no progress line and info logs")
+	outputFlags(fs, &jsonOut, &quiet)
 	if _, err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -59,26 +57,13 @@ func runFinetune(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return usagef("--batch must be positive; --steps, --seq-len, --max-time not negative")
 	}
 	o.Data = []string{data}
-	level := slog.LevelInfo
-	progress := stderr
-	if quiet {
-		level, progress = slog.LevelWarn, nil
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	sum, err := train.Finetune(ctx, o, progress, log)
-	if err != nil {
-		return err
-	}
-	if jsonOut {
-		b, err := json.Marshal(jsonSafe(sum))
-		if err != nil {
-			return err
+	return runAndReport(ctx, o, train.Finetune, jsonOut, quiet, stdout, stderr, func(sum *train.Summary) string {
+		val := valText(sum, false)
+		if !math.IsNaN(sum.ValLoss) {
+			val += " (assistant tokens)"
 		}
-		fmt.Fprintln(stdout, string(b))
-		return nil
-	}
-	fmt.Fprintf(stdout, "%s at step %d/%d (%s): train loss %.4f, val loss %.4f (assistant tokens)\ncheckpoint: %s\n",
-		sum.Stopped, sum.Step, sum.Steps, time.Duration(sum.Seconds*float64(time.Second)).Round(time.Second),
-		sum.TrainLoss, sum.ValLoss, sum.Checkpoint)
-	return nil
+		return fmt.Sprintf("%s at step %d/%d (%s): train loss %s, %s\ncheckpoint: %s\n",
+			sum.Stopped, sum.Step, sum.Steps, time.Duration(sum.Seconds*float64(time.Second)).Round(time.Second),
+			lossText(sum.TrainLoss, "no step yet"), val, sum.Checkpoint)
+	})
 }

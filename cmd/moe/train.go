@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"time"
 
@@ -54,8 +55,7 @@ func trainFlags(o *train.Options, data *sourceList, jsonOut *bool, quiet *bool, 
 	fs.IntVar(&o.Threads, "threads", o.Threads, "compute threads (0 = all cores); resume bit-exactly needs the same")
 	fs.StringVar(&o.SamplePrompt, "sample-prompt", o.SamplePrompt, "prompt of the sample printed at the end")
 	fs.IntVar(&o.SampleTokens, "sample-tokens", o.SampleTokens, "tokens of the sample printed at the end (0 = none)")
-	fs.BoolVar(jsonOut, "json", *jsonOut, "print the summary as one JSON object")
-	fs.BoolVar(quiet, "quiet", *quiet, "no progress line and info logs")
+	outputFlags(fs, jsonOut, quiet)
 	return fs
 }
 
@@ -74,6 +74,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := train.DefaultOptions()
+	nothingSaved := false
 	if o.Resume && o.Out != "" {
 		saved, err := train.ReadRunOptions(o.Out)
 		switch {
@@ -81,6 +82,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			base = saved
 		case errors.Is(err, os.ErrNotExist):
 			// Nothing saved yet: the flags must describe the run.
+			nothingSaved = true
 		default:
 			return err
 		}
@@ -99,6 +101,8 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch {
 	case o.Out == "":
 		return usagef("--out RUNDIR is required")
+	case len(o.Data) == 0 && nothingSaved:
+		return usagef("--resume: nothing to resume in %s (no %s); give --data SOURCE to start a new run there", o.Out, train.RunFile)
 	case len(o.Data) == 0:
 		return usagef("--data SOURCE is required")
 	case o.Batch <= 0 || o.Steps < 0 || o.SeqLen < 0 || o.BatchTokens < 0 || o.MaxTime < 0:
@@ -115,13 +119,38 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("data source %q: %w", spec, err)
 		}
 	}
+	return runAndReport(ctx, o, train.Run, jsonOut, quiet, stdout, stderr, func(sum *train.Summary) string {
+		text := fmt.Sprintf("%s at step %d/%d (%d tokens, %s): train loss %s, %s\ncheckpoint: %s\n",
+			sum.Stopped, sum.Step, sum.Steps, sum.Tokens, time.Duration(sum.Seconds*float64(time.Second)).Round(time.Second),
+			lossText(sum.TrainLoss, "no step yet"), valText(sum, true), sum.Checkpoint)
+		if sum.Sample != "" {
+			text += fmt.Sprintf("sample:\n%s\n", sum.Sample)
+		}
+		return text
+	})
+}
+
+// outputFlags binds the --json and --quiet flags of `moe train` and `moe
+// finetune`; the current values are the defaults.
+func outputFlags(fs *flag.FlagSet, jsonOut, quiet *bool) {
+	fs.BoolVar(jsonOut, "json", *jsonOut, "print the summary as one JSON object")
+	fs.BoolVar(quiet, "quiet", *quiet, "no progress line and info logs")
+}
+
+// runAndReport runs a training job (train.Run or train.Finetune) with a
+// text logger and a progress line on stderr (--quiet: warnings only, no
+// progress line), then prints its summary to stdout: one JSON object (NaN
+// losses as -1) with --json, otherwise what text returns.
+func runAndReport(ctx context.Context, o train.Options,
+	run func(context.Context, train.Options, io.Writer, *slog.Logger) (*train.Summary, error),
+	jsonOut, quiet bool, stdout, stderr io.Writer, text func(*train.Summary) string) error {
 	level := slog.LevelInfo
 	progress := stderr
 	if quiet {
 		level, progress = slog.LevelWarn, nil
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	sum, err := train.Run(ctx, o, progress, log)
+	sum, err := run(ctx, o, progress, log)
 	if err != nil {
 		return err
 	}
@@ -133,13 +162,29 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stdout, string(b))
 		return nil
 	}
-	fmt.Fprintf(stdout, "%s at step %d/%d (%d tokens, %s): train loss %.4f, val loss %.4f, val bits/byte %.4f\ncheckpoint: %s\n",
-		sum.Stopped, sum.Step, sum.Steps, sum.Tokens, time.Duration(sum.Seconds*float64(time.Second)).Round(time.Second),
-		sum.TrainLoss, sum.ValLoss, sum.ValBitsPerByte, sum.Checkpoint)
-	if sum.Sample != "" {
-		fmt.Fprintf(stdout, "sample:\n%s\n", sum.Sample)
-	}
+	fmt.Fprint(stdout, text(sum))
 	return nil
+}
+
+// lossText formats a loss with four decimals, or says none when it is NaN.
+func lossText(v float64, none string) string {
+	if math.IsNaN(v) {
+		return none
+	}
+	return fmt.Sprintf("%.4f", v)
+}
+
+// valText formats the validation part of a summary line: "val loss X" (and
+// ", val bits/byte Y" with bpb), or "no evaluation yet" when the run
+// stopped (e.g. on Ctrl-C) before its first evaluation.
+func valText(sum *train.Summary, bpb bool) string {
+	if math.IsNaN(sum.ValLoss) {
+		return "no evaluation yet"
+	}
+	if bpb {
+		return fmt.Sprintf("val loss %.4f, val bits/byte %s", sum.ValLoss, lossText(sum.ValBitsPerByte, "n/a"))
+	}
+	return fmt.Sprintf("val loss %.4f", sum.ValLoss)
 }
 
 // jsonSafe replaces the NaN losses of a summary (no evaluation yet) by -1.
