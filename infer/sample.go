@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"moe/compute"
 )
 
 // SampleOptions choose how the next token is drawn from the logits.
@@ -89,11 +91,10 @@ func (s *Sampler) Probs(logits, dst []float32) {
 	}
 	useP := s.opts.TopP > 0 && s.opts.TopP < 1
 	if k == V && !useP {
+		expShifted(logits, dst, mx, inv)
 		var sum float64
-		for i, v := range logits {
-			e := math.Exp(float64(v-mx) * inv)
-			dst[i] = float32(e)
-			sum += e
+		for _, e := range dst {
+			sum += float64(e)
 		}
 		scale := float32(1 / sum)
 		for i := range dst {
@@ -176,6 +177,27 @@ func (s *Sampler) Sample(logits []float32) int32 {
 		return Argmax(logits)
 	}
 	s.buf = grow(s.buf, len(logits))
+	if (s.opts.TopK <= 0 || s.opts.TopK >= len(logits)) && (s.opts.TopP <= 0 || s.opts.TopP >= 1) {
+		// Full vocabulary: SampleProbs renormalises, so the unnormalised
+		// exponentials are drawn from directly (same distribution as Probs).
+		expShifted(logits, s.buf, logits[Argmax(logits)], 1/s.opts.Temperature)
+		return s.SampleProbs(s.buf)
+	}
 	s.Probs(logits, s.buf)
 	return s.SampleProbs(s.buf)
+}
+
+// expShifted writes dst[i] = exp((logits[i] − mx)·inv) with compute's
+// vectorised float32 exponential (relative error below 3e-7).
+func expShifted(logits, dst []float32, mx float32, inv float64) {
+	dst = dst[:len(logits)]
+	if inv == 1 {
+		compute.ExpScale(dst, logits, mx, 1)
+		return
+	}
+	f := float32(inv)
+	for i, v := range logits {
+		dst[i] = (v - mx) * f
+	}
+	compute.ExpScale(dst, dst, 0, 1)
 }
