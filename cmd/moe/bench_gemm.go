@@ -65,7 +65,7 @@ func runBenchGemm(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	bandwidth := fs.Bool("bandwidth", false, "also measure memory read bandwidth (always done when m <= 16)")
 	coldMB := fs.Int("cold-mb", -1, "cycle through copies of B totalling at least this many MB, so B comes from memory as a model's weights do (-1: 512 when m <= 16, else 0)")
 	jsonOut := fs.Bool("json", false, "print one JSON object")
-	if _, err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsNoArgs(fs, args, "sizes go in --m, --n, --k"); err != nil {
 		return err
 	}
 	if *m <= 0 || *n <= 0 || *k <= 0 {

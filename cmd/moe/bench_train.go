@@ -43,7 +43,7 @@ func runBenchTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	saveConfig := fs.String("save-config", "", "also write the resolved config.json here (for benchmarks/train/torch_train.py)")
 	jsonOut := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed steps to this file")
-	if _, err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsNoArgs(fs, args, ""); err != nil {
 		return err
 	}
 	if *batch <= 0 || *steps <= 0 || *seqLen < 0 || *threads < 0 {

@@ -38,7 +38,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	maxTokens := fs.Int("max-tokens", 0, "evaluate only the first N predicted tokens (0 = all)")
 	threads := fs.Int("threads", 0, "compute threads (0 = all cores)")
 	routing := fs.String("routing", "causal", "MoE routing: causal (as in generation) or train (the batch routing used in training: capacity dropping, batch expert choice)")
-	if _, err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsNoArgs(fs, args, "the text goes in --data PATH"); err != nil {
 		return err
 	}
 	switch {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -40,10 +38,7 @@ func runFinetune(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.IntVar(&o.EvalEvery, "eval-every", o.EvalEvery, "validation loss on held-out conversations every N steps")
 	fs.BoolVar(&o.Resume, "resume", false, "continue from RUNDIR2's last checkpoint")
 	outputFlags(fs, &jsonOut, &quiet)
-	if _, err := parseFlags(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
+	if err := parseFlagsNoArgs(fs, args, "the conversations go in --data CHAT.jsonl"); err != nil {
 		return err
 	}
 	switch {

@@ -46,3 +46,33 @@ func TestSummaryTextWithoutEvaluation(t *testing.T) {
 		t.Fatalf("lossText: %q", got)
 	}
 }
+
+// TestStrayPositionalsRejected: eval, finetune, bench train and bench gemm
+// take flags only; a stray word is a one-line usage error (exit 2) naming
+// it, checked before any work. train takes positionals as data sources.
+func TestStrayPositionalsRejected(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"eval", "--model", "R", "--data", "d.txt", "extra"}, `"extra"`},
+		{[]string{"eval", "a.txt", "--model", "R", "b.txt"}, `"a.txt" "b.txt"`},
+		{[]string{"finetune", "--model", "R", "--data", "c.jsonl", "--out", "R2", "more.jsonl"}, `"more.jsonl"`},
+		{[]string{"bench", "train", "--config", "tiny", "5"}, `"5"`},
+		{[]string{"bench", "gemm", "--m", "4", "--n", "4", "--k", "4", "64"}, `"64"`},
+	} {
+		code, out, errs := moeCLI(c.args...)
+		if code != 2 || out != "" || !strings.Contains(errs, c.want) || !strings.Contains(errs, "takes flags only") {
+			t.Errorf("moe %v: exit %d, stdout %q, stderr %q; want exit 2 naming %s", c.args, code, out, errs, c.want)
+		}
+		if strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+			t.Errorf("moe %v: error is not one line: %q", c.args, errs)
+		}
+	}
+	// train still reads positionals as sources: a missing one is named as a
+	// data source (exit 1), not rejected as a stray argument.
+	code, _, errs := moeCLI("train", "--config", "tiny", "--out", t.TempDir(), "/nonexistent/corpus.txt")
+	if code != 1 || !strings.Contains(errs, `data source "/nonexistent/corpus.txt"`) {
+		t.Fatalf("train positional source: exit %d, stderr %q", code, errs)
+	}
+}
