@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -108,12 +107,7 @@ func runBenchTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	out := benchTrainResult{TokensPerSecond: float64(*batch*T**steps) / sec, Batch: *batch, SeqLen: T, Threads: pool.Threads(),
 		Steps: *steps, SecondsPerStep: sec / float64(*steps), OptimizerSeconds: optSec / float64(*steps), Params: n, Loss: loss, Config: *cfgName}
 	if *jsonOut {
-		b, err := json.Marshal(out)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, string(b))
-		return nil
+		return printJSON(stdout, out)
 	}
 	fmt.Fprintf(stdout, "%s: %.0f tokens/s training (batch %d × %d, %d threads, %.3f s/step of which AdamW %.3f s, %d params)\n",
 		*cfgName, out.TokensPerSecond, *batch, T, out.Threads, out.SecondsPerStep, out.OptimizerSeconds, n)

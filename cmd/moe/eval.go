@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -88,12 +87,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	out := evalResult{Loss: res.Loss, Perplexity: res.Perplexity(), BitsPerByte: res.BitsPerByte(), Tokens: res.Tokens,
 		Bytes: res.Bytes, SeqLen: T, Routing: *routing, Seconds: time.Since(t0).Seconds()}
 	if *jsonOut {
-		b, err := json.Marshal(out)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, string(b))
-		return nil
+		return printJSON(stdout, out)
 	}
 	fmt.Fprintf(stdout, "loss %.4f nats/token, perplexity %.2f, %.4f bits/byte (%d tokens, %d bytes, window %d, %s routing, %.1fs)\n",
 		out.Loss, out.Perplexity, out.BitsPerByte, out.Tokens, out.Bytes, T, *routing, out.Seconds)

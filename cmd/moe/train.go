@@ -155,14 +155,20 @@ func runAndReport(ctx context.Context, o train.Options,
 		return err
 	}
 	if jsonOut {
-		b, err := json.Marshal(jsonSafe(sum))
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, string(b))
-		return nil
+		return printJSON(stdout, jsonSafe(sum))
 	}
 	fmt.Fprint(stdout, text(sum))
+	return nil
+}
+
+// printJSON prints v to w as one line of JSON (the --json output of train,
+// finetune, eval and bench train).
+func printJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode JSON output: %w", err)
+	}
+	fmt.Fprintln(w, string(b))
 	return nil
 }
 
