@@ -217,9 +217,11 @@ func packA(ks *kernels, transA bool, a []float32, lda int, i0, rows, l0, kc int,
 		// Row by row of the stored A (k×m) across all the panels, so each
 		// row is read as one contiguous run.
 		np := (rows + mr - 1) / mr
+		full := rows / mr
 		for l := 0; l < kc; l++ {
 			src := a[(l0+l)*lda+i0 : (l0+l)*lda+i0+rows]
-			for pi := 0; pi < np; pi++ {
+			copyPanels(mr, full, src, dst[l*mr:], kc*mr)
+			for pi := full; pi < np; pi++ {
 				d := dst[pi*kc*mr+l*mr : pi*kc*mr+l*mr+mr]
 				r := copy(d, src[pi*mr:])
 				clear(d[r:])
@@ -353,9 +355,7 @@ func gemmBlockedPre(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float3
 					// than panel by panel down a large B).
 					for l := 0; l < kc; l++ {
 						src := b.f32[(pc+l)*b.ld+jc+j0*nr : (pc+l)*b.ld+jc+j1*nr]
-						for jp := j0; jp < j1; jp++ {
-							copy(bpack[jp*kc*nr+l*nr:jp*kc*nr+l*nr+nr], src[(jp-j0)*nr:])
-						}
+						copyPanels(nr, j1-j0, src, bpack[j0*kc*nr+l*nr:], kc*nr)
 					}
 					return
 				}
