@@ -238,21 +238,11 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
-	var ck *checkpoint.Checkpoint
-	if opts.Resume {
-		if path, err := checkpoint.Latest(opts.Out); err == nil {
-			if ck, err = checkpoint.ReadFile(path); err != nil {
-				return nil, err
-			}
-			log.Info("resuming", "checkpoint", path, "step", ck.Header.Step)
-		}
-	}
 	// A fresh fine-tune must not land on another run's checkpoints (the base
 	// model's own directory, say): their newer steps would win.
-	if ck == nil {
-		if paths, err := checkpoint.List(opts.Out); err == nil && len(paths) > 0 {
-			return nil, fmt.Errorf("run directory %s already holds checkpoints (%s): pass --resume to continue that fine-tune, or choose a new --out", opts.Out, filepath.Base(paths[0]))
-		}
+	ck, err := resumePoint(opts, "fine-tune", log)
+	if err != nil {
+		return nil, err
 	}
 	// The base model and its tokenizer.
 	var cfg *config.Config
@@ -260,7 +250,6 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 	if ck != nil {
 		cfg = ck.Header.Config
 	} else {
-		var err error
 		if cfg, base, err = checkpoint.LoadModel(opts.Config); err != nil {
 			return nil, fmt.Errorf("base model: %w", err)
 		}
@@ -289,18 +278,11 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 	if err := cfg.Save(filepath.Join(opts.Out, ConfigFile)); err != nil {
 		return nil, err
 	}
+	accum, err := resolveSeqLen(&opts, cfg)
+	if err != nil {
+		return nil, err
+	}
 	T := opts.SeqLen
-	if T == 0 {
-		T = min(cfg.MaxPositionEmbeddings, 256)
-	}
-	if T <= 0 || T > cfg.MaxPositionEmbeddings {
-		return nil, fmt.Errorf("seq-len %d must be in [1, max_position_embeddings %d]", T, cfg.MaxPositionEmbeddings)
-	}
-	opts.SeqLen = T
-	accum := 1
-	if opts.BatchTokens > 0 {
-		accum = max(1, (opts.BatchTokens+opts.Batch*T-1)/(opts.Batch*T))
-	}
 	if err := writeJSONAtomic(filepath.Join(opts.Out, RunFile), opts); err != nil {
 		return nil, fmt.Errorf("saving run options: %w", err)
 	}
@@ -334,11 +316,7 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	opt := NewAdamW(len(m.W.Flat), pool.Threads())
-	opt.Beta1, opt.Beta2, opt.WeightDecay, opt.GradClip = opts.Beta1, opts.Beta2, opts.WeightDecay, opts.GradClip
-	tr := &Trainer{Model: modelAdapter{m, false}, Opt: opt, Data: batches, B: opts.Batch, T: T, Accum: accum,
-		Schedule: Schedule{LR: opts.LR, MinLR: opts.MinLR, Warmup: opts.Warmup, Total: opts.Steps}}
-	rng := rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d)
+	opt, tr, rng := newRunTrainer(opts, m, pool.Threads(), batches, accum)
 	if ck != nil {
 		if err := restore(ck, m, opt, tr, batches, rng); err != nil {
 			return nil, err

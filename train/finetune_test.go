@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"moe/checkpoint"
@@ -124,6 +125,18 @@ func TestFinetuneLearnsReplies(t *testing.T) {
 	}
 	if _, err := tokenizer.Load(filepath.Join(ft.Out, tokenizer.FileName)); err != nil {
 		t.Fatal(err)
+	}
+	// A fresh fine-tune into a directory holding checkpoints (its own or the
+	// base run's) is refused, naming the job; a fresh run likewise.
+	for _, out := range []string{ft.Out, base} {
+		again := ft
+		again.Out = out
+		if _, err := Finetune(context.Background(), again, nil, quietLog()); err == nil || !strings.Contains(err.Error(), "already holds checkpoints") || !strings.Contains(err.Error(), "continue that fine-tune") {
+			t.Fatalf("fresh fine-tune into %s: %v", out, err)
+		}
+	}
+	if _, err := Run(context.Background(), o, nil, quietLog()); err == nil || !strings.Contains(err.Error(), "continue that run") {
+		t.Fatalf("fresh run into a run directory: %v", err)
 	}
 	// The data order resumes exactly.
 	b := &chatBatches{ex: make([]ChatExample, 7), B: 3, T: 4, seed: 5}

@@ -171,31 +171,17 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 	}
 
 	// A checkpoint to resume from.
-	var ck *checkpoint.Checkpoint
-	if opts.Resume {
-		path, err := checkpoint.Latest(opts.Out)
-		if err == nil {
-			if ck, err = checkpoint.ReadFile(path); err != nil {
-				return nil, err
-			}
-			log.Info("resuming", "checkpoint", path, "step", ck.Header.Step)
-		} else {
-			log.Info("no checkpoint to resume from; starting from scratch", "dir", opts.Out)
-		}
+	ck, err := resumePoint(opts, "run", log)
+	if err != nil {
+		return nil, err
 	}
-
-	// A fresh run must not land on another run's checkpoints: the newer
-	// steps would win over (and prune) the new run's.
-	if ck == nil {
-		if paths, err := checkpoint.List(opts.Out); err == nil && len(paths) > 0 {
-			return nil, fmt.Errorf("run directory %s already holds checkpoints (%s): pass --resume to continue that run, or choose a new --out", opts.Out, filepath.Base(paths[0]))
-		}
+	if opts.Resume && ck == nil {
+		log.Info("no checkpoint to resume from; starting from scratch", "dir", opts.Out)
 	}
 
 	// The model config.
 	cfgPath := filepath.Join(opts.Out, ConfigFile)
 	var cfg *config.Config
-	var err error
 	switch {
 	case ck != nil && ck.Header.Config != nil:
 		cfg = ck.Header.Config
@@ -227,18 +213,11 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 			return nil, err
 		}
 	}
+	accum, err := resolveSeqLen(&opts, cfg)
+	if err != nil {
+		return nil, err
+	}
 	T := opts.SeqLen
-	if T == 0 {
-		T = min(cfg.MaxPositionEmbeddings, 256)
-	}
-	if T <= 0 || (cfg.MaxPositionEmbeddings > 0 && T > cfg.MaxPositionEmbeddings) {
-		return nil, fmt.Errorf("seq-len %d must be in [1, max_position_embeddings %d]", T, cfg.MaxPositionEmbeddings)
-	}
-	opts.SeqLen = T
-	accum := 1
-	if opts.BatchTokens > 0 {
-		accum = max(1, (opts.BatchTokens+opts.Batch*T-1)/(opts.Batch*T))
-	}
 	if err := writeJSONAtomic(filepath.Join(opts.Out, RunFile), opts); err != nil {
 		return nil, fmt.Errorf("saving run options: %w", err)
 	}
@@ -269,11 +248,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	opt := NewAdamW(len(m.W.Flat), pool.Threads())
-	opt.Beta1, opt.Beta2, opt.WeightDecay, opt.GradClip = opts.Beta1, opts.Beta2, opts.WeightDecay, opts.GradClip
-	tr := &Trainer{Model: modelAdapter{m, false}, Opt: opt, Data: batches, B: opts.Batch, T: T, Accum: accum,
-		Schedule: Schedule{LR: opts.LR, MinLR: opts.MinLR, Warmup: opts.Warmup, Total: opts.Steps}}
-	rng := rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d)
+	opt, tr, rng := newRunTrainer(opts, m, pool.Threads(), batches, accum)
 	if ck != nil {
 		if err := restore(ck, m, opt, tr, batches, rng); err != nil {
 			return nil, err
@@ -311,6 +286,60 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		}
 	}
 	return sum, nil
+}
+
+// resumePoint returns the checkpoint in opts.Out to resume from: the latest
+// one with opts.Resume, nil for a fresh start (no --resume, or nothing saved
+// yet). A fresh start must not land on another run's checkpoints (the newer
+// steps would win over, and prune, the new run's): that is an error, whose
+// message names the job (what: "run", "fine-tune").
+func resumePoint(opts Options, what string, log *slog.Logger) (*checkpoint.Checkpoint, error) {
+	if opts.Resume {
+		if path, err := checkpoint.Latest(opts.Out); err == nil {
+			ck, err := checkpoint.ReadFile(path)
+			if err != nil {
+				return nil, err
+			}
+			log.Info("resuming", "checkpoint", path, "step", ck.Header.Step)
+			return ck, nil
+		}
+	}
+	if paths, err := checkpoint.List(opts.Out); err == nil && len(paths) > 0 {
+		return nil, fmt.Errorf("run directory %s already holds checkpoints (%s): pass --resume to continue that %s, or choose a new --out", opts.Out, filepath.Base(paths[0]), what)
+	}
+	return nil, nil
+}
+
+// resolveSeqLen sets opts.SeqLen (0: the model's context, at most 256),
+// checks it against cfg and returns how many micro-batches of
+// opts.Batch×SeqLen tokens one optimizer step accumulates for
+// opts.BatchTokens (1 when 0).
+func resolveSeqLen(opts *Options, cfg *config.Config) (int, error) {
+	T := opts.SeqLen
+	if T == 0 {
+		T = min(cfg.MaxPositionEmbeddings, 256)
+	}
+	if T <= 0 || (cfg.MaxPositionEmbeddings > 0 && T > cfg.MaxPositionEmbeddings) {
+		return 0, fmt.Errorf("seq-len %d must be in [1, max_position_embeddings %d]", T, cfg.MaxPositionEmbeddings)
+	}
+	opts.SeqLen = T
+	accum := 1
+	if opts.BatchTokens > 0 {
+		accum = max(1, (opts.BatchTokens+opts.Batch*T-1)/(opts.Batch*T))
+	}
+	return accum, nil
+}
+
+// newRunTrainer returns the AdamW optimizer (with opts' hyper-parameters), the
+// Trainer of m over data (micro-batches of opts.Batch×opts.SeqLen, accum per
+// step, opts' learning-rate schedule) and the run's RNG seeded from
+// opts.Seed.
+func newRunTrainer(opts Options, m *model.Model, threads int, data Batches, accum int) (*AdamW, *Trainer, *rand.PCG) {
+	opt := NewAdamW(len(m.W.Flat), threads)
+	opt.Beta1, opt.Beta2, opt.WeightDecay, opt.GradClip = opts.Beta1, opts.Beta2, opts.WeightDecay, opts.GradClip
+	tr := &Trainer{Model: modelAdapter{m, false}, Opt: opt, Data: data, B: opts.Batch, T: opts.SeqLen, Accum: accum,
+		Schedule: Schedule{LR: opts.LR, MinLR: opts.MinLR, Warmup: opts.Warmup, Total: opts.Steps}}
+	return opt, tr, rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d)
 }
 
 // session is a set-up training run: everything the step loop needs.
