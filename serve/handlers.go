@@ -205,7 +205,7 @@ func (s *Server) jobs(ctx context.Context, g *genRequest, arrived time.Time) ([]
 			j := &job{
 				ctx: jctx, prompt: prompt, maxTokens: mt, stopTokens: stops,
 				sampler: s.eng.NewSampler(so), greedy: so.Temperature == 0, sampleOpts: so, arrived: arrived,
-				out: &jobOut{notify: notify}, kv: len(prompt) + mt, pen: g.p.pen,
+				out: &jobOut{notify: notify, quiet: !g.p.stream && len(g.p.stop) == 0}, kv: len(prompt) + mt, pen: g.p.pen,
 			}
 			if j.pen != nil {
 				j.counts = map[int32]int{}

@@ -29,6 +29,9 @@ var benchConfig = flag.String("serve.config", "tiny", "model config for the serv
 // benchThreads sets the compute threads of the benchmarks' model.
 var benchThreads = flag.Int("serve.threads", 0, "compute threads for the serve benchmarks (0 = all cores)")
 
+// benchBF16 makes the benchmarks' model compute with bfloat16 weights.
+var benchBF16 = flag.Bool("serve.bf16", false, "serve benchmarks: bfloat16 weights (Model.UseBF16)")
+
 func benchCfg(b *testing.B) *config.Config {
 	if *benchConfig == "mid" {
 		return &config.Config{ModelType: "mixtral", VocabSize: 4096, HiddenSize: 512, IntermediateSize: 1408, NumLayers: 8,
@@ -213,6 +216,7 @@ func BenchmarkServeThroughput(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	m.UseBF16(*benchBF16)
 	m.Tok = tok
 	srv, err := NewFromModel(m, nil, Options{Parallel: 16, Logger: quietLogger()})
 	if err != nil {
@@ -313,6 +317,7 @@ func BenchmarkDecodeStep(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	m.UseBF16(*benchBF16)
 	eng := NewModelEngine(m)
 	for _, bs := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("batch=%d", bs), func(b *testing.B) {

@@ -33,6 +33,10 @@ type jobOut struct {
 	finish string
 	err    error
 	notify chan struct{} // shared by all jobs of one request; capacity 1
+	// quiet: push does not wake the handler, which reads all tokens once
+	// the job ends (non-streaming requests without stop strings: nothing
+	// to do per token, so no per-token goroutine wake-up).
+	quiet bool
 }
 
 func (o *jobOut) signal() {
@@ -46,7 +50,9 @@ func (o *jobOut) push(tok int32) {
 	o.mu.Lock()
 	o.tokens = append(o.tokens, tok)
 	o.mu.Unlock()
-	o.signal()
+	if !o.quiet {
+		o.signal()
+	}
 }
 
 func (o *jobOut) end(finish string, err error) {
