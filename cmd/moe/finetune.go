@@ -57,8 +57,8 @@ func runFinetune(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if !math.IsNaN(sum.ValLoss) {
 			val += " (assistant tokens)"
 		}
-		return fmt.Sprintf("%s at step %d/%d (%s): train loss %s, %s\ncheckpoint: %s\n",
+		return fmt.Sprintf("%s at step %d/%d (%s): %s, %s\ncheckpoint: %s\n",
 			sum.Stopped, sum.Step, sum.Steps, time.Duration(sum.Seconds*float64(time.Second)).Round(time.Second),
-			lossText(sum.TrainLoss, "no step yet"), val, sum.Checkpoint)
+			lossText("train loss", sum.TrainLoss, "no step yet"), val, sum.Checkpoint)
 	})
 }

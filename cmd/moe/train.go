@@ -120,9 +120,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	return runAndReport(ctx, o, train.Run, jsonOut, quiet, stdout, stderr, func(sum *train.Summary) string {
-		text := fmt.Sprintf("%s at step %d/%d (%d tokens, %s): train loss %s, %s\ncheckpoint: %s\n",
+		text := fmt.Sprintf("%s at step %d/%d (%d tokens, %s): %s, %s\ncheckpoint: %s\n",
 			sum.Stopped, sum.Step, sum.Steps, sum.Tokens, time.Duration(sum.Seconds*float64(time.Second)).Round(time.Second),
-			lossText(sum.TrainLoss, "no step yet"), valText(sum, true), sum.Checkpoint)
+			lossText("train loss", sum.TrainLoss, "no step yet"), valText(sum, true), sum.Checkpoint)
 		if sum.Sample != "" {
 			text += fmt.Sprintf("sample:\n%s\n", sum.Sample)
 		}
@@ -172,12 +172,13 @@ func printJSON(w io.Writer, v any) error {
 	return nil
 }
 
-// lossText formats a loss with four decimals, or says none when it is NaN.
-func lossText(v float64, none string) string {
+// lossText formats "name X" with four decimals, or returns none when v is
+// NaN.
+func lossText(name string, v float64, none string) string {
 	if math.IsNaN(v) {
 		return none
 	}
-	return fmt.Sprintf("%.4f", v)
+	return fmt.Sprintf("%s %.4f", name, v)
 }
 
 // valText formats the validation part of a summary line: "val loss X" (and
@@ -188,7 +189,7 @@ func valText(sum *train.Summary, bpb bool) string {
 		return "no evaluation yet"
 	}
 	if bpb {
-		return fmt.Sprintf("val loss %.4f, val bits/byte %s", sum.ValLoss, lossText(sum.ValBitsPerByte, "n/a"))
+		return fmt.Sprintf("val loss %.4f, %s", sum.ValLoss, lossText("val bits/byte", sum.ValBitsPerByte, "val bits/byte n/a"))
 	}
 	return fmt.Sprintf("val loss %.4f", sum.ValLoss)
 }

@@ -39,10 +39,10 @@ func TestSummaryTextWithoutEvaluation(t *testing.T) {
 	if got := valText(sum, false); got != "val loss 2.5000" {
 		t.Fatalf("valText: %q", got)
 	}
-	if got := lossText(nan, "no step yet"); got != "no step yet" {
+	if got := lossText("train loss", nan, "no step yet"); got != "no step yet" {
 		t.Fatalf("lossText(NaN): %q", got)
 	}
-	if got := lossText(3.25, "x"); got != "3.2500" {
+	if got := lossText("train loss", 3.25, "x"); got != "train loss 3.2500" {
 		t.Fatalf("lossText: %q", got)
 	}
 }
