@@ -179,7 +179,7 @@ func gemm(ks *kernels, p *Pool, transA bool, transB bool, m, n, k int, alpha flo
 		return
 	}
 	if 2*float64(m)*float64(n)*float64(k) < gemmSerialFlops {
-		p = nil // waking workers would cost more than the product
+		p = p.serial() // waking workers would cost more than the product
 	}
 	if (n <= swapMaxN || transA && n <= rowAxpyMaxM) && m > max(dotMaxM, rowAxpyMaxM) && b.bf == nil && (ks.dotNB(1) > 0 || ks.rowAxpy != nil) {
 		gemmSwapped(ks, p, transA, m, n, k, alpha, a, lda, b, beta, c, ldc)

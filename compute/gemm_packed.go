@@ -94,7 +94,7 @@ func gemmPacked(p *Pool, m int, alpha float32, a []float32, lda int, pb *PackedB
 		return
 	}
 	if 2*float64(m)*float64(pb.n)*float64(pb.k) < gemmSerialFlops {
-		p = nil
+		p = p.serial()
 	}
 	gemmBlockedPre(pb.ks, p, false, m, pb.n, pb.k, alpha, a, lda, bmat{}, pb, beta, c, ldc)
 }

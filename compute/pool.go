@@ -17,8 +17,62 @@ type Pool struct {
 	jobs    chan *job
 	closed  atomic.Bool
 	once    sync.Once
-	// bufs recycles GEMM packing buffers (*[]float32) between calls.
-	bufs sync.Pool
+	// bufs recycles GEMM packing buffers between calls; shared with ser.
+	bufs *bufList
+	// ser is a one-thread view of this pool sharing its buffers, for
+	// products too small to be worth waking the workers.
+	ser *Pool
+}
+
+// bufList is a free list of scratch buffers. Unlike a sync.Pool it
+// survives garbage collections, so a training step's GEMMs reuse the
+// previous step's buffers instead of allocating (and clearing) new ones.
+type bufList struct {
+	mu   sync.Mutex
+	free []*[]float32
+}
+
+// bufListMax bounds the buffers a free list keeps.
+const bufListMax = 64
+
+// get returns the smallest free buffer of capacity >= n, or nil.
+func (l *bufList) get(n int) *[]float32 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	best := -1
+	for i, b := range l.free {
+		if cap(*b) >= n && (best < 0 || cap(*b) < cap(*l.free[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	b := l.free[best]
+	last := len(l.free) - 1
+	l.free[best] = l.free[last]
+	l.free[last] = nil
+	l.free = l.free[:last]
+	return b
+}
+
+// put returns b to the list, dropping the smallest buffer when full.
+func (l *bufList) put(b *[]float32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.free) < bufListMax {
+		l.free = append(l.free, b)
+		return
+	}
+	small := 0
+	for i, f := range l.free {
+		if cap(*f) < cap(*l.free[small]) {
+			small = i
+		}
+	}
+	if cap(*l.free[small]) < cap(*b) {
+		l.free[small] = b
+	}
 }
 
 // job is one parallel-for: indices 0..n-1 handed out by an atomic counter.
@@ -51,7 +105,12 @@ func NewPool(n int) *Pool {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{threads: n, jobs: make(chan *job, 4*n)}
+	bl := &bufList{}
+	p := &Pool{threads: n, jobs: make(chan *job, 4*n), bufs: bl}
+	p.ser = &Pool{threads: 1, bufs: bl}
+	if n == 1 {
+		p.ser = p
+	}
 	for w := 1; w < n; w++ {
 		go p.worker()
 	}
@@ -113,19 +172,32 @@ func (p *Pool) Run(n int, f func(i int)) {
 
 // getBuf returns a scratch slice of at least n floats (contents undefined).
 func (p *Pool) getBuf(n int) *[]float32 {
-	if p != nil {
-		if b, ok := p.bufs.Get().(*[]float32); ok && cap(*b) >= n {
+	if p != nil && p.bufs != nil {
+		if b := p.bufs.get(n); b != nil {
 			*b = (*b)[:n]
 			return b
 		}
+		// Round up so that slightly larger requests later still fit.
+		c := n + n/4
+		b := make([]float32, n, c)
+		return &b
 	}
 	b := make([]float32, n)
 	return &b
 }
 
+// serial returns a one-thread view of p that shares its scratch buffers
+// (nil for a nil pool).
+func (p *Pool) serial() *Pool {
+	if p == nil || p.ser == nil {
+		return nil
+	}
+	return p.ser
+}
+
 // putBuf returns a buffer from getBuf for reuse.
 func (p *Pool) putBuf(b *[]float32) {
-	if p != nil {
-		p.bufs.Put(b)
+	if p != nil && p.bufs != nil {
+		p.bufs.put(b)
 	}
 }
