@@ -43,6 +43,7 @@ type Sampler struct {
 	rng  *rand.Rand
 	buf  []float32
 	ids  []int32
+	ex   []float64
 }
 
 // NewSampler returns a sampler for opts (see SampleOptions.Validate).
@@ -102,32 +103,53 @@ func (s *Sampler) Probs(logits, dst []float32) {
 		}
 		return
 	}
-	// Order ids by logit, descending, ties to the lower id.
-	s.ids = s.ids[:0]
-	for i := range logits {
-		s.ids = append(s.ids, int32(i))
-	}
-	slices.SortFunc(s.ids, func(a, b int32) int {
-		switch {
-		case logits[a] > logits[b]:
-			return -1
-		case logits[a] < logits[b]:
-			return 1
+	// Only the kept tokens are ordered (by logit, descending, ties to the
+	// lower id): the top k by a size-k heap, or for top-p alone the
+	// smallest prefix of that order above an exponential threshold whose
+	// mass already reaches TopP.
+	var total float64
+	s.ex = s.ex[:0]
+	if k < V {
+		s.ids = topKIDs(logits, k, s.ids[:0])
+		for _, id := range s.ids {
+			e := math.Exp(float64(logits[id]-mx) * inv)
+			s.ex = append(s.ex, e)
+			total += e
 		}
-		return int(a - b)
-	})
-	keep := s.ids[:k]
-	var sum float64
-	ex := make([]float64, k)
-	for j, id := range keep {
-		ex[j] = math.Exp(float64(logits[id]-mx) * inv)
-		sum += ex[j]
+	} else {
+		expShifted(logits, dst, mx, inv)
+		for _, e := range dst {
+			total += float64(e)
+		}
+		target := s.opts.TopP * total
+		for t := float32(1.0 / 16); ; t /= 16 {
+			if t < 1e-37 {
+				t = 0 // everything
+			}
+			s.ids = s.ids[:0]
+			var c float64
+			for i, e := range dst {
+				if e >= t {
+					s.ids = append(s.ids, int32(i))
+					c += float64(e)
+				}
+			}
+			if t == 0 || c > target*(1+1e-6) {
+				break
+			}
+		}
+		slices.SortFunc(s.ids, func(a, b int32) int { return order(logits, a, b) })
+		for _, id := range s.ids {
+			s.ex = append(s.ex, float64(dst[id]))
+		}
 	}
+	keep, ex := s.ids, s.ex
+	sum := total
 	if useP {
 		var cum float64
-		n := k
+		n := len(keep)
 		for j := range keep {
-			cum += ex[j] / sum
+			cum += ex[j] / total
 			if cum >= s.opts.TopP {
 				n = j + 1
 				break
@@ -143,6 +165,64 @@ func (s *Sampler) Probs(logits, dst []float32) {
 	for j, id := range keep {
 		dst[id] = float32(ex[j] / sum)
 	}
+}
+
+// order compares token ids a and b by logit, descending, ties to the lower
+// id (the order top-k and top-p keep tokens in).
+func order(logits []float32, a, b int32) int {
+	switch {
+	case logits[a] > logits[b]:
+		return -1
+	case logits[a] < logits[b]:
+		return 1
+	}
+	return int(a - b)
+}
+
+// topKIDs appends to ids the k (1 <= k <= len(logits)) first token ids in
+// order, sorted, selecting with a size-k heap whose root is the worst kept
+// id: O(V log k) instead of sorting the vocabulary.
+func topKIDs(logits []float32, k int, ids []int32) []int32 {
+	h := ids[:0]
+	// worse reports whether h[i] comes after h[j] in order.
+	worse := func(i, j int) bool { return order(logits, h[i], h[j]) > 0 }
+	down := func(i int) {
+		for {
+			w, l, r := i, 2*i+1, 2*i+2
+			if l < len(h) && worse(l, w) {
+				w = l
+			}
+			if r < len(h) && worse(r, w) {
+				w = r
+			}
+			if w == i {
+				return
+			}
+			h[i], h[w] = h[w], h[i]
+			i = w
+		}
+	}
+	for i := range logits {
+		id := int32(i)
+		if len(h) < k {
+			h = append(h, id)
+			for c := len(h) - 1; c > 0; {
+				p := (c - 1) / 2
+				if !worse(c, p) {
+					break
+				}
+				h[c], h[p] = h[p], h[c]
+				c = p
+			}
+			continue
+		}
+		if order(logits, id, h[0]) < 0 {
+			h[0] = id
+			down(0)
+		}
+	}
+	slices.SortFunc(h, func(a, b int32) int { return order(logits, a, b) })
+	return h
 }
 
 // SampleProbs draws an id from the distribution p (non-negative, summing to
