@@ -117,3 +117,24 @@ func TestSampleMatchesProbs(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSample times one draw over a 4096-token vocabulary per option set.
+func BenchmarkSample(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	logits := make([]float32, 4096)
+	for i := range logits {
+		logits[i] = float32(rng.NormFloat64() * 3)
+	}
+	for _, c := range []struct {
+		name string
+		o    SampleOptions
+	}{{"greedy", SampleOptions{}}, {"T1", SampleOptions{Temperature: 1}}, {"T0.7", SampleOptions{Temperature: 0.7}},
+		{"topk40", SampleOptions{Temperature: 1, TopK: 40}}, {"topp0.9", SampleOptions{Temperature: 1, TopP: 0.9}}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := NewSampler(c.o)
+			for range b.N {
+				s.Sample(logits)
+			}
+		})
+	}
+}
