@@ -13,6 +13,9 @@ const (
 	gemmMC       = 3072 // rows of A packed at once
 	gemmTaskCols = 384  // columns of C one task covers (at most)
 	gemmTaskRows = 96   // rows of C one task covers (at most)
+	// gemmDirectTA reads full panels of a transposed A in place (no
+	// packing) where the kernel path has a strided-A micro-kernel.
+	gemmDirectTA = true
 	// smallGemm is the m·n·k below which the plain loop beats packing.
 	smallGemm = 8 * 8 * 8
 	// gemmSerialFlops is the work below which a product runs on the
@@ -370,7 +373,11 @@ func gemmBlockedPre(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float3
 				// An untransposed A is read in place by microRows; only
 				// its ragged last panel is packed.
 				directA := !transA && ks.microRows != nil
-				if directA {
+				// A transposed A is read in place too where the path has
+				// a strided-A kernel (the dW = dYᵀ·X products).
+				microTA := microTAFor(ks)
+				directTA := transA && microTA != nil && gemmDirectTA
+				if directA || directTA {
 					if rem := mc % mr; rem != 0 {
 						lo := (npa - 1) * mr
 						packA(ks, transA, a, lda, ic+lo, rem, pc, kc, apack[lo*kc:])
@@ -403,14 +410,20 @@ func gemmBlockedPre(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float3
 						ap := apack[ip*kc*mr : (ip+1)*kc*mr]
 						i0 := ic + ip*mr
 						rows := min(mr, m-i0)
-						var arows []float32 // A in place (directA, full panel)
+						var arows, acols []float32 // A in place (full panel)
 						if directA && rows == mr {
 							arows = a[i0*lda+pc : (i0+mr-1)*lda+pc+kc]
 						}
+						if directTA && rows == mr {
+							acols = a[pc*lda+i0 : (pc+kc-1)*lda+i0+mr]
+						}
 						micro := func(c []float32, ldc int, add bool, bp []float32) {
-							if arows != nil {
+							switch {
+							case arows != nil:
 								ks.microRows(kc, arows, lda, bp, nr, c, ldc, alpha, add)
-							} else {
+							case acols != nil:
+								microTA(kc, acols, lda, bp, nr, c, ldc, alpha, add)
+							default:
 								ks.micro(kc, ap, bp, nr, c, ldc, alpha, add)
 							}
 						}

@@ -32,3 +32,23 @@ func copyPanels(w, np int, src, dst []float32, dstride int) {
 		copyPanelsGeneric(w, np, src, dst, dstride)
 	}
 }
+
+//go:noescape
+func sgemmKernelTAAVX512(k int, a, b *float32, ldb int, c *float32, ldc int, alpha float32, add int, lda int)
+
+// microTAFor returns the micro-kernel that reads a full mr-row panel of a
+// transposed A in place (a[l*lda+i], i < mr, l < k) for the kernel path
+// ks, or nil when ks has none. Its arithmetic matches ks.micro exactly, so
+// reading A in place instead of packing it changes no result bit.
+func microTAFor(ks *kernels) func(k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32, add bool) {
+	if ks != &avx512Kernels {
+		return nil
+	}
+	return func(k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32, add bool) {
+		ad := 0
+		if add {
+			ad = 1
+		}
+		sgemmKernelTAAVX512(k, unsafe.SliceData(a), unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, ad, lda)
+	}
+}
