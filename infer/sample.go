@@ -226,29 +226,67 @@ func topKIDs(logits []float32, k int, ids []int32) []int32 {
 }
 
 // SampleProbs draws an id from the distribution p (non-negative, summing to
-// about one; the total is renormalised).
+// about one; the total is renormalised; entries <= 0 are never drawn).
+// It sums p in blocks of sampleBlock entries, then walks whole blocks up to
+// the one holding the draw and scans only that one.
 func (s *Sampler) SampleProbs(p []float32) int32 {
 	var total float64
-	for _, v := range p {
-		total += float64(v)
+	for b := 0; b < len(p); b += sampleBlock {
+		total += blockSum(p[b:min(b+sampleBlock, len(p))])
 	}
 	u := s.rng.Float64() * total
 	var cum float64
 	last := int32(-1)
-	for i, v := range p {
-		if v <= 0 {
+	for b := 0; b < len(p); b += sampleBlock {
+		blk := p[b:min(b+sampleBlock, len(p))]
+		bs := blockSum(blk)
+		if u >= cum+bs {
+			cum += bs
+			for i := len(blk) - 1; i >= 0; i-- {
+				if blk[i] > 0 {
+					last = int32(b + i)
+					break
+				}
+			}
 			continue
 		}
-		cum += float64(v)
-		last = int32(i)
-		if u < cum {
-			return int32(i)
+		c := cum
+		for i, v := range blk {
+			if v <= 0 {
+				continue
+			}
+			c += float64(v)
+			last = int32(b + i)
+			if u < c {
+				return last
+			}
 		}
+		cum += bs // rounding left u past this block's entries: go on
 	}
 	if last < 0 {
 		return 0
 	}
 	return last
+}
+
+// sampleBlock is the block length SampleProbs sums p in.
+const sampleBlock = 32
+
+// blockSum returns the float64 sum of the positive entries of x (at most
+// sampleBlock), in four interleaved chains.
+func blockSum(x []float32) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += float64(max(x[i], 0))
+		s1 += float64(max(x[i+1], 0))
+		s2 += float64(max(x[i+2], 0))
+		s3 += float64(max(x[i+3], 0))
+	}
+	for ; i < len(x); i++ {
+		s0 += float64(max(x[i], 0))
+	}
+	return (s0 + s1) + (s2 + s3)
 }
 
 // Sample draws the next token from logits.

@@ -138,3 +138,37 @@ func BenchmarkSample(b *testing.B) {
 		})
 	}
 }
+
+// TestSampleProbsBlocks checks SampleProbs over several blocks, with zero
+// entries (never drawn) and unnormalised mass (chi-square over 200k draws).
+func TestSampleProbsBlocks(t *testing.T) {
+	p := make([]float32, 3*sampleBlock+5)
+	var total float64
+	for i := range p {
+		if i%3 != 0 {
+			p[i] = float32(1 + i%7)
+		}
+		total += float64(p[i])
+	}
+	s := NewSampler(SampleOptions{Temperature: 1, Seed: 9})
+	const n = 200000
+	counts := make([]float64, len(p))
+	for range n {
+		counts[s.SampleProbs(p)]++
+	}
+	chi := 0.0
+	for i, v := range p {
+		if v == 0 {
+			if counts[i] != 0 {
+				t.Fatalf("entry %d is 0 but was drawn %v times", i, counts[i])
+			}
+			continue
+		}
+		e := float64(v) / total * n
+		chi += (counts[i] - e) * (counts[i] - e) / e
+	}
+	// 67 degrees of freedom: P(chi² > 111) ≈ 0.001.
+	if chi > 111 {
+		t.Errorf("chi-square %.1f over 67 df", chi)
+	}
+}
