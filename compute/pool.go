@@ -33,19 +33,30 @@ type bufList struct {
 }
 
 // bufListMax bounds the buffers a free list keeps.
-const bufListMax = 64
+const bufListMax = 32
 
-// get returns the smallest free buffer of capacity >= n, or nil.
+// get returns the smallest free buffer of capacity >= n, or nil. When none
+// is large enough it drops the largest one (the caller allocates a larger
+// buffer that takes its place), so the list does not pile up small ones.
 func (l *bufList) get(n int) *[]float32 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	best := -1
+	best, largest := -1, -1
 	for i, b := range l.free {
 		if cap(*b) >= n && (best < 0 || cap(*b) < cap(*l.free[best])) {
 			best = i
 		}
+		if largest < 0 || cap(*b) > cap(*l.free[largest]) {
+			largest = i
+		}
 	}
 	if best < 0 {
+		if largest >= 0 {
+			last := len(l.free) - 1
+			l.free[largest] = l.free[last]
+			l.free[last] = nil
+			l.free = l.free[:last]
+		}
 		return nil
 	}
 	b := l.free[best]
