@@ -247,7 +247,8 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 }
 
 // attention computes sc.att for every row: causal grouped-query attention of
-// each row's query heads against its sequence's cache up to its position.
+// each row's query heads against its sequence's cache up to its position
+// (within the layer's sliding window, when the config has one).
 // Per (row, KV head) the scores of the head's query group against all
 // positions are one product with the transposed keys, and their outputs one
 // product with the values, both through the row-streaming small-M kernels;
@@ -259,6 +260,7 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 	qDim, kvDim := nh*hd, m.kvDim
 	qkvDim := qDim + 2*kvDim
 	scale := float32(1 / math.Sqrt(float64(hd)))
+	win := cfg.AttentionWindow(l)
 	sc := &m.sc
 	work := rows * nkv
 	maxPos := 0
@@ -285,6 +287,14 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 			Pn := (P + 15) &^ 15
 			sco := scores[:group*Pn]
 			compute.Gemm(nil, false, false, group, Pn, hd, scale, q, hd, s.k[l][g*hd*s.cap:], s.cap, 0, sco, Pn)
+			if lo := windowStart(P-1, win); lo > 0 {
+				// Sliding window: keys before lo get no weight.
+				for j := 0; j < group; j++ {
+					for i := range sco[j*Pn : j*Pn+lo] {
+						sco[j*Pn+i] = float32(math.Inf(-1))
+					}
+				}
+			}
 			for j := 0; j < group; j++ {
 				compute.SoftmaxRow(sco[j*Pn : j*Pn+P])
 			}
@@ -524,4 +534,14 @@ func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int,
 		return
 	}
 	compute.Gemm(pool, false, true, rows, n, k, 1, a, lda, w, k, 0, c, ldc)
+}
+
+// windowStart returns the first key position that the query at position t
+// attends to with a sliding window of win keys (0: full causal attention),
+// as the training forward pass does.
+func windowStart(t, win int) int {
+	if win > 0 && t >= win {
+		return t - win + 1
+	}
+	return 0
 }

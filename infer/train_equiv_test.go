@@ -11,10 +11,16 @@ import (
 // TestMatchesTrainingForward checks that the KV-cache forward pass gives the
 // training forward pass's logits (model.ForwardWith with the causal routing
 // + Logits) on the same weights, for dense, token-choice MoE (both router
-// orders, shared expert) and expert-choice MoE, with prefill, one token at
+// orders, shared expert), expert-choice MoE and a sliding window, with prefill, one token at
 // a time, and two sequences batched together.
 func TestMatchesTrainingForward(t *testing.T) {
-	for name, cfg := range refConfigs() {
+	cfgs := refConfigs()
+	// A sliding window shorter than the sequences, so that generation past
+	// the window is checked against the training forward's band.
+	sw := testConfig(true)
+	sw.SlidingWindow = 4
+	cfgs["moe_sliding_window"] = sw
+	for name, cfg := range cfgs {
 		t.Run(name, func(t *testing.T) {
 			tm, err := model.New(cfg, nil)
 			if err != nil {
