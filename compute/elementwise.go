@@ -236,7 +236,18 @@ func SoftmaxRow(x []float32) {
 // shift it used (the maximum, or the first NaN) and the sum of the shifted
 // exponentials.
 func softmaxInPlace(x []float32) (m, sum float32) {
-	m = x[0]
+	m = rowMax(x)
+	// Sum first, then store e^(x−m)·(1/sum): two vector exp passes beat
+	// one exp pass plus a scalar normalising loop, with the same bits.
+	sum = expScale(x, nil, m, 1)
+	expScale(x, x, m, 1/sum)
+	return m, sum
+}
+
+// rowMaxGeneric returns the largest element of a non-empty x, or the first
+// NaN.
+func rowMaxGeneric(x []float32) float32 {
+	m := x[0]
 	for _, v := range x[1:] {
 		if v > m || v != v {
 			m = v
@@ -245,23 +256,28 @@ func softmaxInPlace(x []float32) (m, sum float32) {
 			}
 		}
 	}
-	sum = expScale(x, x, m, 1)
-	inv := 1 / sum
-	for i := range x {
-		x[i] *= inv
-	}
-	return m, sum
+	return m
 }
 
 // SoftmaxBackward computes (overwriting) dx = y ⊙ (dy − Σ dy·y) for one
 // row, where y = softmax(x). dx may alias dy.
-func SoftmaxBackward(dx, dy, y []float32) {
-	var dot float32
-	for i, v := range y {
-		dot += dy[i] * v
+func SoftmaxBackward(dx, dy, y []float32) { SoftmaxBackwardScaled(dx, dy, y, 1) }
+
+// SoftmaxBackwardScaled computes (overwriting) dx = scale·y ⊙ (dy − Σ dy·y)
+// for one row, where y = softmax(x); dx and dy must be at least len(y)
+// long and dx may alias dy.
+func SoftmaxBackwardScaled(dx, dy, y []float32, scale float32) {
+	if len(y) == 0 {
+		return
 	}
+	dot := Sdot(y, dy)
+	softmaxBwdRow(dx[:len(y)], dy[:len(y)], y, dot, scale)
+}
+
+// softmaxBwdRowGeneric writes dx[i] = scale·y[i]·(dy[i] − dot).
+func softmaxBwdRowGeneric(dx, dy, y []float32, dot, scale float32) {
 	for i, v := range y {
-		dx[i] = v * (dy[i] - dot)
+		dx[i] = scale * (v * (dy[i] - dot))
 	}
 }
 

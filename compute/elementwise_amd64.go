@@ -15,6 +15,12 @@ var ewAVX512 = cpu.X86.HasAVX512F
 func expScaleAVX512(n int, x, y *float32, shift, scale float32, store int, acc *float32)
 
 //go:noescape
+func maxAVX512(n int, x *float32, acc *float32)
+
+//go:noescape
+func softmaxBwdAVX512(n int, dx, dy, y *float32, dot, scale float32)
+
+//go:noescape
 func swigluAVX512(n int, out, gate, up *float32)
 
 //go:noescape
@@ -60,4 +66,33 @@ func swigluBackward(dgate, dup, dout, gate, up []float32) {
 	n := len(gate) - 1
 	_, _, _, _ = dgate[n], dup[n], dout[n], up[n]
 	swigluBwdAVX512(len(gate), &dgate[0], &dup[0], &dout[0], &gate[0], &up[0])
+}
+
+// rowMax returns the largest element of a non-empty x (NaN handling: see
+// rowMaxGeneric; the AVX-512 path may instead return a finite value when x
+// holds a NaN, which the callers' exp pass still turns into a NaN sum).
+func rowMax(x []float32) float32 {
+	if !ewAVX512 || len(x) < 16 {
+		return rowMaxGeneric(x)
+	}
+	var acc [16]float32
+	maxAVX512(len(x), &x[0], &acc[0])
+	m := acc[0]
+	for _, v := range acc[1:] {
+		if v > m || v != v {
+			m = v
+		}
+	}
+	return m
+}
+
+// softmaxBwdRow writes dx[i] = scale·y[i]·(dy[i] − dot).
+func softmaxBwdRow(dx, dy, y []float32, dot, scale float32) {
+	if !ewAVX512 || len(y) == 0 {
+		softmaxBwdRowGeneric(dx, dy, y, dot, scale)
+		return
+	}
+	n := len(y) - 1
+	_, _ = dx[n], dy[n]
+	softmaxBwdAVX512(len(y), &dx[0], &dy[0], &y[0], dot, scale)
 }

@@ -221,3 +221,90 @@ btail:
 bdone:
 	VZEROUPPER
 	RET
+
+// func maxAVX512(n int, x *float32, acc *float32)
+// acc[0:16] = lane maxima of x (−Inf for lanes that saw nothing); n ≥ 1.
+// A NaN in x is not guaranteed to survive (the caller's exp pass turns it
+// into a NaN sum anyway).
+TEXT ·maxAVX512(SB), NOSPLIT, $0-24
+	MOVQ n+0(FP), CX
+	MOVQ x+8(FP), SI
+	MOVQ acc+16(FP), R9
+	MOVL $0xff800000, AX
+	VPBROADCASTD AX, Z5
+	VMOVAPS Z5, Z6
+
+mloop:
+	CMPQ CX, $32
+	JLT  mone
+	VMAXPS (SI), Z5, Z5
+	VMAXPS 64(SI), Z6, Z6
+	ADDQ $128, SI
+	SUBQ $32, CX
+	JMP  mloop
+
+mone:
+	VMAXPS Z6, Z5, Z5
+	CMPQ CX, $16
+	JLT  mtail
+	VMAXPS (SI), Z5, Z5
+	ADDQ $64, SI
+	SUBQ $16, CX
+
+mtail:
+	TESTQ CX, CX
+	JZ    mdone
+	MOVL  $1, AX
+	SHLL  CX, AX
+	DECL  AX
+	KMOVW AX, K1
+	VMOVAPS Z5, Z6
+	VMOVUPS (SI), K1, Z6
+	VMAXPS  Z6, Z5, Z5
+
+mdone:
+	VMOVUPS Z5, (R9)
+	VZEROUPPER
+	RET
+
+// func softmaxBwdAVX512(n int, dx, dy, y *float32, dot, scale float32)
+// dx[i] = scale·y[i]·(dy[i] − dot); dx may alias dy.
+TEXT ·softmaxBwdAVX512(SB), NOSPLIT, $0-40
+	MOVQ n+0(FP), CX
+	MOVQ dx+8(FP), DI
+	MOVQ dy+16(FP), DX
+	MOVQ y+24(FP), SI
+	VBROADCASTSS dot+32(FP), Z16
+	VBROADCASTSS scale+36(FP), Z17
+
+sloop:
+	CMPQ CX, $16
+	JLT  stail
+	VMOVUPS (DX), Z0
+	VSUBPS  Z16, Z0, Z0
+	VMULPS  (SI), Z0, Z0
+	VMULPS  Z17, Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JMP  sloop
+
+stail:
+	TESTQ CX, CX
+	JZ    sdone
+	MOVL  $1, AX
+	SHLL  CX, AX
+	DECL  AX
+	KMOVW AX, K1
+	VMOVUPS.Z (DX), K1, Z0
+	VMOVUPS.Z (SI), K1, Z1
+	VSUBPS  Z16, Z0, Z0
+	VMULPS  Z1, Z0, Z0
+	VMULPS  Z17, Z0, Z0
+	VMOVUPS Z0, K1, (DI)
+
+sdone:
+	VZEROUPPER
+	RET

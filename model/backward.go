@@ -151,10 +151,7 @@ func (m *Model) attentionBackward(l int) {
 			for t := 0; t < T; t++ {
 				lo := windowStart(t, win)
 				row := dP[t*T+lo : t*T+t+1]
-				compute.SoftmaxBackward(row, row, P[t*T+lo:t*T+t+1])
-				for i := range row {
-					row[i] *= scale
-				}
+				compute.SoftmaxBackwardScaled(row, row, P[t*T+lo:t*T+t+1], scale)
 				clear(dP[t*T : t*T+lo])
 				clear(dP[t*T+t+1 : (t+1)*T])
 			}

@@ -1,0 +1,99 @@
+package compute
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestRowMaxMatchesGeneric checks the vector row maximum against the scalar
+// one for every length up to 70 and the shared sizes, with the maximum at
+// every kind of position (vector body, second accumulator, masked tail).
+func TestRowMaxMatchesGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	sizes := slices.Clone(ewSizes)
+	for n := 1; n <= 70; n++ {
+		sizes = append(sizes, n)
+	}
+	for _, n := range sizes {
+		for trial := 0; trial < 4; trial++ {
+			x := randVec(r, n, 3)
+			for i := range x {
+				x[i] -= 100 // all negative: a zero-initialised lane would win
+			}
+			x[r.IntN(n)] = -50
+			want := rowMaxGeneric(x)
+			if got := rowMax(x); got != want || want != -50 {
+				t.Fatalf("n=%d: rowMax = %v, generic %v, want -50", n, got, want)
+			}
+		}
+	}
+}
+
+// TestSoftmaxBackwardScaledAgainstReference checks dx = s·y⊙(dy − Σdy·y)
+// against float64, in place and out of place, and SoftmaxBackward as s = 1.
+func TestSoftmaxBackwardScaledAgainstReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range append(slices.Clone(ewSizes), 16, 31, 32, 33) {
+		x := randVec(r, n, 2)
+		SoftmaxRow(x)
+		dy := randVec(r, n, 1)
+		for _, s := range []float32{1, 0.17677669} {
+			var dot float64
+			for i := range x {
+				dot += float64(dy[i]) * float64(x[i])
+			}
+			want := make([]float64, n)
+			for i := range x {
+				want[i] = float64(s) * float64(x[i]) * (float64(dy[i]) - dot)
+			}
+			dx := make([]float32, n)
+			SoftmaxBackwardScaled(dx, dy, x, s)
+			checkVec(t, "dx", dx, want, 1e-4, 1e-6)
+			inPlace := slices.Clone(dy)
+			SoftmaxBackwardScaled(inPlace, inPlace, x, s)
+			if !slices.Equal(inPlace, dx) {
+				t.Fatalf("n=%d: in-place result differs", n)
+			}
+			gen := make([]float32, n)
+			softmaxBwdRowGeneric(gen, dy, x, Sdot(x, dy), s)
+			if !slices.Equal(gen, dx) {
+				t.Fatalf("n=%d: vector kernel differs from the generic one", n)
+			}
+			if s == 1 {
+				plain := make([]float32, n)
+				SoftmaxBackward(plain, dy, x)
+				if !slices.Equal(plain, dx) {
+					t.Fatalf("n=%d: SoftmaxBackward differs from scale 1", n)
+				}
+			}
+		}
+	}
+}
+
+// TestSoftmaxRowLSEAgainstReference checks the softmax values and the
+// returned logsumexp against float64 on rows of every tail length.
+func TestSoftmaxRowLSEAgainstReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for n := 1; n <= 70; n++ {
+		x := randVec(r, n, 4)
+		m := math.Inf(-1)
+		for _, v := range x {
+			m = math.Max(m, float64(v))
+		}
+		var sum float64
+		for _, v := range x {
+			sum += math.Exp(float64(v) - m)
+		}
+		want := make([]float64, n)
+		for i, v := range x {
+			want[i] = math.Exp(float64(v)-m) / sum
+		}
+		lse := SoftmaxRowLSE(x)
+		checkVec(t, "softmax", x, want, 1e-5, 1e-7)
+		if !closeTo(lse, m+math.Log(sum), 1e-6, 1e-6) {
+			t.Fatalf("n=%d: lse %v, want %v", n, lse, m+math.Log(sum))
+		}
+	}
+}
