@@ -286,16 +286,13 @@ func LogSumExp(x []float32) float64 {
 	if len(x) == 0 {
 		return math.Inf(-1)
 	}
-	m := x[0]
-	for _, v := range x[1:] {
-		if v > m || v != v {
-			m = v
-			if v != v {
-				return math.NaN()
-			}
-		}
-	}
+	// A NaN anywhere makes the exp sum NaN; only an infinite maximum needs
+	// the scalar scan (NaN beats +Inf there).
+	m := rowMax(x)
 	if math.IsInf(float64(m), 0) {
+		if m = rowMaxGeneric(x); m != m {
+			return math.NaN()
+		}
 		return float64(m)
 	}
 	return float64(m) + math.Log(float64(expScale(x, nil, m, 1)))

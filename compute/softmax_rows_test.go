@@ -97,3 +97,40 @@ func TestSoftmaxRowLSEAgainstReference(t *testing.T) {
 		}
 	}
 }
+
+// TestLogSumExpVectorMax checks LogSumExp (vector maximum first) against
+// float64 and its non-finite cases on rows long enough for the vector path.
+func TestLogSumExpVectorMax(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, n := range []int{1, 15, 16, 17, 40, 257} {
+		x := randVec(r, n, 5)
+		m := math.Inf(-1)
+		for _, v := range x {
+			m = math.Max(m, float64(v))
+		}
+		var sum float64
+		for _, v := range x {
+			sum += math.Exp(float64(v) - m)
+		}
+		if got, want := LogSumExp(x), m+math.Log(sum); math.Abs(got-want) > 1e-5*math.Max(1, math.Abs(want)) {
+			t.Fatalf("n=%d: LogSumExp %v, want %v", n, got, want)
+		}
+		inf, nan := float32(math.Inf(1)), float32(math.NaN())
+		y := slices.Clone(x)
+		y[n/3] = inf
+		if got := LogSumExp(y); !math.IsInf(got, 1) {
+			t.Fatalf("n=%d: with +Inf got %v", n, got)
+		}
+		if n > 1 {
+			y[n-1] = nan
+			if got := LogSumExp(y); !math.IsNaN(got) {
+				t.Fatalf("n=%d: with +Inf and NaN got %v", n, got)
+			}
+		}
+		z := slices.Clone(x)
+		z[n/2] = nan
+		if got := LogSumExp(z); !math.IsNaN(got) {
+			t.Fatalf("n=%d: with NaN got %v", n, got)
+		}
+	}
+}
