@@ -58,6 +58,7 @@ type acts struct {
 
 	// Scratch shared by all layers.
 	dres, dxn  []float32 // [N,d]
+	normPart   []float32 // rmsNormBackward's per-block gain gradients
 	dqkv       []float32 // [N, qkvdim]
 	dao        []float32 // [N, qdim]
 	scrP, dP   []float32 // [threads, T, T] attention probabilities and their gradient
@@ -153,6 +154,7 @@ func (m *Model) ensure(B, T, k int) {
 	a.logits = scratch.Grow(a.logits, N*V)
 	a.dres = scratch.Grow(a.dres, N*d)
 	a.dxn = scratch.Grow(a.dxn, N*d)
+	a.normPart = scratch.Grow(a.normPart, (N+normBwdRows-1)/normBwdRows*d)
 	a.dqkv = scratch.Grow(a.dqkv, N*qkvdim)
 	a.dao = scratch.Grow(a.dao, N*qdim)
 	a.dP = scratch.Grow(a.dP, m.pool.Threads()*T*T)

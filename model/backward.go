@@ -36,7 +36,7 @@ func (m *Model) Backward() error {
 	compute.Gemm(m.pool, false, false, N, d, V, 1, dlogits, V, m.W.LMHead, d, 0, a.dxn, d)
 	clear(a.dres)
 	L := cfg.NumLayers
-	compute.RMSNormBackward(a.dres, m.G.FinalNorm, a.dxn, a.res[L], m.W.FinalNorm, a.rstdf, N, d)
+	rmsNormBackward(m.pool, a.dres, m.G.FinalNorm, a.dxn, a.res[L], m.W.FinalNorm, a.rstdf, N, d, a.normPart)
 	for l := L - 1; l >= 0; l-- {
 		if cfg.IsMoE() {
 			m.moeBackward(l)
@@ -62,7 +62,7 @@ func (m *Model) denseBackward(l int) {
 	N, d := a.B*a.T, cfg.HiddenSize
 	ffnBackward(m.pool, N, d, cfg.IntermediateSize, la.xn2, a.dres, m.wf[l].gu, W.Down, la.gu, la.h,
 		m.gf[l].gu, G.Down, a.dgu, a.dh, a.dxn, 0)
-	compute.RMSNormBackward(a.dres, G.FFNNorm, a.dxn, la.mid, W.FFNNorm, la.rstd2, N, d)
+	rmsNormBackward(m.pool, a.dres, G.FFNNorm, a.dxn, la.mid, W.FFNNorm, la.rstd2, N, d, a.normPart)
 }
 
 // ffnBackward back-propagates dy [n,d] through y = down(silu(gate(x)) ⊙
@@ -176,5 +176,5 @@ func (m *Model) attentionBackward(l int) {
 	})
 	compute.Gemm(m.pool, true, false, qkvdim, d, N, 1, dqkv, qkvdim, la.xn1, d, 1, m.gf[l].qkv, d)
 	compute.Gemm(m.pool, false, false, N, d, qkvdim, 1, dqkv, qkvdim, m.wf[l].qkv, d, 0, a.dxn, d)
-	compute.RMSNormBackward(a.dres, G.AttnNorm, a.dxn, a.res[l], W.AttnNorm, la.rstd1, N, d)
+	rmsNormBackward(m.pool, a.dres, G.AttnNorm, a.dxn, a.res[l], W.AttnNorm, la.rstd1, N, d, a.normPart)
 }

@@ -97,7 +97,7 @@ func (m *Model) forwardFrom(from int, tokens, targets []int32, B, T int, opt For
 	}
 
 	// Final norm and LM head.
-	compute.RMSNorm(a.xf, a.res[cfg.NumLayers], m.W.FinalNorm, N, d, m.eps, a.rstdf)
+	rmsNorm(m.pool, a.xf, a.res[cfg.NumLayers], m.W.FinalNorm, N, d, m.eps, a.rstdf)
 	compute.Gemm(m.pool, false, true, N, V, d, 1, a.xf, d, m.W.LMHead, d, 0, a.logits, V)
 
 	m.state = fwdState{ok: true, tokens: tokens, targets: targets, B: B, T: T, opt: opt}
@@ -140,7 +140,7 @@ func (m *Model) attentionForward(l int) {
 	qdim, kvdim := nh*hd, nkv*hd
 	qkvdim := qdim + 2*kvdim
 	x := a.res[l]
-	compute.RMSNorm(la.xn1, x, m.W.Layers[l].AttnNorm, N, d, m.eps, la.rstd1)
+	rmsNorm(m.pool, la.xn1, x, m.W.Layers[l].AttnNorm, N, d, m.eps, la.rstd1)
 	compute.Gemm(m.pool, false, true, N, qkvdim, d, 1, la.xn1, d, m.wf[l].qkv, d, 0, la.qkv, qkvdim)
 	rowChunks(m.pool, N, func(_, r0, r1 int) {
 		for i := r0; i < r1; i++ {
@@ -189,7 +189,7 @@ func (m *Model) denseForward(l int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	N, d := a.B*a.T, cfg.HiddenSize
-	compute.RMSNorm(la.xn2, la.mid, m.W.Layers[l].FFNNorm, N, d, m.eps, la.rstd2)
+	rmsNorm(m.pool, la.xn2, la.mid, m.W.Layers[l].FFNNorm, N, d, m.eps, la.rstd2)
 	out := a.res[l+1]
 	copy(out, la.mid)
 	ffnForward(m.pool, N, d, cfg.IntermediateSize, la.xn2, m.wf[l].gu, m.W.Layers[l].Down, la.gu, la.h, out, 1)

@@ -364,3 +364,36 @@ func rowChunks(p *compute.Pool, rows int, f func(c, r0, r1 int)) {
 
 // numChunks is the number of chunks rowChunks splits rows into.
 func numChunks(p *compute.Pool, rows int) int { return max(1, min(rows, 4*p.Threads())) }
+
+// rmsNorm is compute.RMSNorm with the rows spread over the pool (each row
+// is independent, so the result does not depend on the split).
+func rmsNorm(p *compute.Pool, out, x, g []float32, rows, d int, eps float32, rstd []float32) {
+	rowChunks(p, rows, func(_, r0, r1 int) {
+		compute.RMSNorm(out[r0*d:r1*d], x[r0*d:r1*d], g, r1-r0, d, eps, rstd[r0:r1])
+	})
+}
+
+// normBwdRows is the fixed row block of rmsNormBackward: the gain gradient
+// is summed per block and the blocks in order, so the bits do not depend on
+// the thread count.
+const normBwdRows = 64
+
+// rmsNormBackward is compute.RMSNormBackward with row blocks of
+// normBwdRows spread over the pool; part is scratch of at least
+// ceil(rows/normBwdRows)·d floats for the per-block gain gradients.
+func rmsNormBackward(p *compute.Pool, dx, dg, dout, x, g, rstd []float32, rows, d int, part []float32) {
+	nb := (rows + normBwdRows - 1) / normBwdRows
+	part = part[:nb*d]
+	parallelFor(p, nb, func(_, b int) {
+		r0, r1 := b*normBwdRows, min(rows, (b+1)*normBwdRows)
+		var pb []float32
+		if dg != nil {
+			pb = part[b*d : (b+1)*d]
+			clear(pb)
+		}
+		compute.RMSNormBackward(dx[r0*d:r1*d], pb, dout[r0*d:r1*d], x[r0*d:r1*d], g, rstd[r0:r1], r1-r0, d)
+	})
+	for b := 0; dg != nil && b < nb; b++ {
+		compute.Add(dg[:d], part[b*d:(b+1)*d])
+	}
+}

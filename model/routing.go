@@ -15,7 +15,7 @@ func (m *Model) moeForward(l int, opt ForwardOptions) (aux, zl float64, routed, 
 	la := &a.layers[l]
 	W := &m.W.Layers[l]
 	N, d, E, ffe := a.B*a.T, cfg.HiddenSize, cfg.NumExperts, cfg.ExpertSize()
-	compute.RMSNorm(la.xn2, la.mid, W.FFNNorm, N, d, m.eps, la.rstd2)
+	rmsNorm(m.pool, la.xn2, la.mid, W.FFNNorm, N, d, m.eps, la.rstd2)
 	compute.Gemm(m.pool, false, true, N, E, d, 1, la.xn2, d, W.Router, d, 0, la.rlog, E)
 	for t := 0; t < N; t++ {
 		z := la.rlog[t*E : (t+1)*E]
@@ -197,7 +197,7 @@ func (m *Model) moeBackward(l int) {
 		ffnBackward(m.pool, N, d, s, la.xn2, a.dres, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS,
 			m.gf[l].sharedGU, G.SharedDown, a.dgu, a.dh, dxn, 1)
 	}
-	compute.RMSNormBackward(a.dres, G.FFNNorm, dxn, la.mid, W.FFNNorm, la.rstd2, N, d)
+	rmsNormBackward(m.pool, a.dres, G.FFNNorm, dxn, la.mid, W.FFNNorm, la.rstd2, N, d, a.normPart)
 }
 
 // routerBackward turns a.dw (gradients of the combine weights, by
