@@ -287,7 +287,7 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 			Pn := (P + 15) &^ 15
 			sco := scores[:group*Pn]
 			compute.Gemm(nil, false, false, group, Pn, hd, scale, q, hd, s.k[l][g*hd*s.cap:], s.cap, 0, sco, Pn)
-			if lo := windowStart(P-1, win); lo > 0 {
+			if lo := model.WindowStart(P-1, win); lo > 0 {
 				// Sliding window: keys before lo get no weight.
 				for j := 0; j < group; j++ {
 					for i := range sco[j*Pn : j*Pn+lo] {
@@ -534,14 +534,4 @@ func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int,
 		return
 	}
 	compute.Gemm(pool, false, true, rows, n, k, 1, a, lda, w, k, 0, c, ldc)
-}
-
-// windowStart returns the first key position that the query at position t
-// attends to with a sliding window of win keys (0: full causal attention),
-// as the training forward pass does.
-func windowStart(t, win int) int {
-	if win > 0 && t >= win {
-		return t - win + 1
-	}
-	return 0
 }

@@ -131,7 +131,7 @@ func (m *Model) attentionBackward(l int) {
 				compute.Gemm(m.pool, false, true, r1-r0, r1, hd, scale, q[r0*qkvdim:], qkvdim, k, qkvdim, 0, P[r0*T:], T)
 			}
 			for t := 0; t < T; t++ {
-				lo := windowStart(t, win)
+				lo := WindowStart(t, win)
 				row := P[t*T : (t+1)*T]
 				clear(row[:lo])
 				compute.ExpScale(row[lo:t+1], row[lo:t+1], lse[t], 1)
@@ -149,7 +149,7 @@ func (m *Model) attentionBackward(l int) {
 			}
 			// dS = softmax backward, times the score scale.
 			for t := 0; t < T; t++ {
-				lo := windowStart(t, win)
+				lo := WindowStart(t, win)
 				row := dP[t*T+lo : t*T+t+1]
 				compute.SoftmaxBackwardScaled(row, row, P[t*T+lo:t*T+t+1], scale)
 				clear(dP[t*T : t*T+lo])

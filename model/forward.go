@@ -170,7 +170,7 @@ func (m *Model) attentionForward(l int) {
 		}
 		for t := 0; t < T; t++ {
 			row := P[t*T : (t+1)*T]
-			lo := windowStart(t, win)
+			lo := WindowStart(t, win)
 			clear(row[:lo])
 			lse[t] = compute.SoftmaxRowLSE(row[lo : t+1])
 			clear(row[t+1:])
@@ -212,9 +212,10 @@ func ffnForward(p *compute.Pool, n, d, f int, x, guW, down, gu, h, y []float32, 
 	compute.Gemm(p, false, true, n, d, f, 1, h, f, down, f, beta, y, d)
 }
 
-// windowStart returns the first key position query t attends to with a
-// sliding window of win keys (0 = full causal attention).
-func windowStart(t, win int) int {
+// WindowStart returns the first key position query t attends to with a
+// sliding window of win keys (0 = full causal attention). Training and
+// inference share it so that both see the same band.
+func WindowStart(t, win int) int {
 	if win > 0 && t >= win {
 		return t - win + 1
 	}
