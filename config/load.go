@@ -317,12 +317,6 @@ func (p *parser) build() *Config {
 		c.MaxPositionEmbeddings = p.need([]string{"max_position_embeddings"}, r.MaxPositionEmbeddings, r.NPositions)
 		c.RMSNormEps = optF(r.RMSNormEps, optF(r.LNEps, 1e-5))
 		c.HiddenAct = optS(r.HiddenAct, "gelu")
-		c.TieWordEmbeddings = optB(r.TieWordEmbeddings, true)
-		c.AttentionBias = optB(r.AttentionBias, true)
-		c.MLPBias = optB(r.MLPBias, true)
-		c.PlainMLP = optB(r.PlainMLP, true)
-		c.LayerNorm = optB(r.LayerNorm, true)
-		c.LearnedPositions = optB(r.LearnedPositions, true)
 	} else {
 		c.HiddenSize = p.need([]string{"hidden_size"}, r.HiddenSize)
 		c.NumLayers = p.need([]string{"num_hidden_layers"}, r.NumLayers)
@@ -334,13 +328,15 @@ func (p *parser) build() *Config {
 		}
 		c.RMSNormEps = optF(r.RMSNormEps, 1e-6)
 		c.HiddenAct = optS(r.HiddenAct, "silu")
-		c.TieWordEmbeddings = optB(r.TieWordEmbeddings, false)
-		c.AttentionBias = optB(r.AttentionBias, false)
-		c.MLPBias = optB(r.MLPBias, false)
-		c.PlainMLP = optB(r.PlainMLP, false)
-		c.LayerNorm = optB(r.LayerNorm, false)
-		c.LearnedPositions = optB(r.LearnedPositions, false)
 	}
+	// GPT-3 is the only type whose architecture defaults to tied embeddings,
+	// biases, a plain MLP, LayerNorm and learned positions.
+	c.TieWordEmbeddings = optB(r.TieWordEmbeddings, gpt)
+	c.AttentionBias = optB(r.AttentionBias, gpt)
+	c.MLPBias = optB(r.MLPBias, gpt)
+	c.PlainMLP = optB(r.PlainMLP, gpt)
+	c.LayerNorm = optB(r.LayerNorm, gpt)
+	c.LearnedPositions = optB(r.LearnedPositions, gpt)
 	c.NumKVHeads = p.opt("num_key_value_heads", c.NumHeads, r.NumKVHeads)
 	c.HeadDim = p.opt("head_dim", 0, r.HeadDim)
 	c.InitStd = optF(r.InitializerRange, 0.02)
