@@ -1,4 +1,4 @@
-module moe
+module github.com/moe-llm/moe
 
 go 1.26.8
 

@@ -43,9 +43,9 @@ import (
 	"strings"
 	"time"
 
-	"moe/config"
-	"moe/internal/atomicfile"
-	"moe/model"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/internal/atomicfile"
+	"github.com/moe-llm/moe/model"
 )
 
 // Magic is the 8 bytes every checkpoint file starts with.

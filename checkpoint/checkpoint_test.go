@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"moe/config"
-	"moe/model"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/model"
 )
 
 func microConfig() *config.Config {

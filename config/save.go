@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"moe/internal/atomicfile"
+	"github.com/moe-llm/moe/internal/atomicfile"
 )
 
 // savedConfig is what Save writes: the Config fields in the mixtral schema,

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // quiet discards Prepare's logs in tests.

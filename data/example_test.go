@@ -3,7 +3,7 @@ package data_test
 import (
 	"fmt"
 
-	"moe/data"
+	"github.com/moe-llm/moe/data"
 )
 
 func ExampleParseSource() {

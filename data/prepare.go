@@ -21,7 +21,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // ManifestFile is the name of the manifest Prepare writes into its directory.

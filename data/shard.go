@@ -10,7 +10,7 @@ import (
 	"io"
 	"os"
 
-	"moe/internal/atomicfile"
+	"github.com/moe-llm/moe/internal/atomicfile"
 )
 
 // Shard file layout (all integers little-endian), see docs/data.md:

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // errBudget stops a source's document walk once its byte budget is spent.

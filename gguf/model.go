@@ -8,9 +8,9 @@ import (
 	"slices"
 	"strings"
 
-	"moe/config"
-	"moe/model"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // Architecture is the llama.cpp architecture moe models are written as:

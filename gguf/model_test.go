@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"moe/config"
-	"moe/model"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 const sampleText = `The quick brown fox jumps over the lazy dog. It's 2026 and the dogs don't mind:

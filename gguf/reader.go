@@ -8,7 +8,7 @@ import (
 	"math"
 	"sort"
 
-	"moe/internal/parsefile"
+	"github.com/moe-llm/moe/internal/parsefile"
 )
 
 // File is a parsed GGUF file: its metadata and tensor infos, with the tensor

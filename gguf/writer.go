@@ -8,7 +8,7 @@ import (
 	"io"
 	"math"
 
-	"moe/internal/atomicfile"
+	"github.com/moe-llm/moe/internal/atomicfile"
 )
 
 // Tensor is one tensor to write: its name, dims (contiguous dimension

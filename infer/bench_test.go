@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"moe/compute"
-	"moe/config"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 )
 
 // benchModel returns a model of cfg with random weights (seed 1) on a pool
@@ -133,7 +133,7 @@ func BenchmarkDecodeMoEvsDenseRatio(b *testing.B) {
 	}
 	b.ReportMetric(best[0]*1e3, "moe-ms/tok")
 	b.ReportMetric(best[1]*1e3, "dense-ms/tok")
-	b.ReportMetric(best[0]/best[1], "moe/dense")
+	b.ReportMetric(best[0]/best[1], "github.com/moe-llm/moe/dense")
 }
 
 // BenchmarkVerifyTiny measures the tiny target scoring m tokens in one pass

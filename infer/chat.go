@@ -3,7 +3,7 @@ package infer
 import (
 	"fmt"
 
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // Message is one turn of a conversation.

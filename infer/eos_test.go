@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // TestGenerateStopsAtEndOfTurn: by default Generate stops at <|end|> (the

@@ -5,10 +5,10 @@ import (
 	"math"
 	"slices"
 
-	"moe/compute"
-	"moe/config"
-	scratchbuf "moe/internal/scratch"
-	"moe/model"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
+	scratchbuf "github.com/moe-llm/moe/internal/scratch"
+	"github.com/moe-llm/moe/model"
 )
 
 // Stats describes what one Forward call did.

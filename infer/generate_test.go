@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"moe/config"
+	"github.com/moe-llm/moe/config"
 )
 
 // chiSquareCritical approximates the 1−1e-4 quantile of χ²(df)

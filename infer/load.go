@@ -7,10 +7,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"moe/checkpoint"
-	"moe/compute"
-	"moe/gguf"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // loadRunDir loads a run directory (its newest checkpoint and its

@@ -15,10 +15,10 @@ import (
 	"strings"
 	"sync"
 
-	"moe/compute"
-	"moe/config"
-	"moe/model"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // Model is a model ready for inference: its config, weights, tokenizer and

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 
-	"moe/compute"
-	"moe/config"
-	"moe/model"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/model"
 )
 
 // RandomModel returns a model of cfg with random weights (normal(0, InitStd

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"moe/compute"
-	"moe/config"
-	"moe/model"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/model"
 )
 
 // testConfig returns a small config; moe selects a sparse FFN.

@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"moe/compute"
+	"github.com/moe-llm/moe/compute"
 )
 
 // SampleOptions choose how the next token is drawn from the logits.

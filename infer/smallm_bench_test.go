@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"moe/config"
+	"github.com/moe-llm/moe/config"
 )
 
 // BenchmarkSmallMPaths times one tiny forward pass of m rows (one sequence

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"moe/compute"
-	"moe/config"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 )
 
 // smallMConfig is large enough that the small-M products take the vector

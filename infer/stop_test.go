@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 func trainTestTok(t *testing.T) *tokenizer.Tokenizer {

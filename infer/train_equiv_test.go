@@ -4,8 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"moe/compute"
-	"moe/model"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/model"
 )
 
 // TestMatchesTrainingForward checks that the KV-cache forward pass gives the

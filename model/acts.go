@@ -3,8 +3,8 @@ package model
 import (
 	"math"
 
-	"moe/config"
-	"moe/internal/scratch"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/internal/scratch"
 )
 
 // layerActs are the activations of one layer that the backward pass reads.

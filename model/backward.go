@@ -4,7 +4,7 @@ import (
 	"errors"
 	"math"
 
-	"moe/compute"
+	"github.com/moe-llm/moe/compute"
 )
 
 // Backward back-propagates the loss of the last Forward (which must have had

@@ -4,8 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"moe/compute"
-	"moe/config"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 )
 
 // benchConfig is the MoE of the PyTorch comparison in NOTES.md: d 256, 4

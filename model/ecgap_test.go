@@ -8,8 +8,8 @@ import (
 	"runtime"
 	"testing"
 
-	"moe/compute"
-	"moe/config"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 )
 
 // corpus returns the bytes of the Go standard library's fmt and strings

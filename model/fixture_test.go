@@ -9,8 +9,8 @@ import (
 	"os"
 	"testing"
 
-	"moe/compute"
-	"moe/config"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 )
 
 // fixture is model/testdata/moe_fixture.bin, written by make_fixture.py

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 
-	"moe/compute"
-	"moe/internal/scratch"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/internal/scratch"
 )
 
 // Forward runs the model on B sequences of T tokens (tokens is [B·T],

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"moe/compute"
-	"moe/config"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 )
 
 // toyConfig is a small model whose gradients finite differences can check:

@@ -7,8 +7,8 @@ import (
 	"math/rand/v2"
 	"strings"
 
-	"moe/compute"
-	"moe/config"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 )
 
 // Stats reports one forward pass.

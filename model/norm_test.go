@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"moe/compute"
+	"github.com/moe-llm/moe/compute"
 )
 
 // TestPooledRMSNorm checks the pooled RMSNorm forward and backward against

@@ -3,8 +3,8 @@ package model
 import (
 	"math"
 
-	"moe/compute"
-	"moe/config"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 )
 
 // moeForward computes a.layers[l].mid → a.res[l+1] with a routed MoE FFN.

@@ -5,7 +5,7 @@ package model
 import (
 	"fmt"
 
-	"moe/config"
+	"github.com/moe-llm/moe/config"
 )
 
 // Layer holds one transformer block's parameters as views into a flat buffer.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"moe/config"
+	"github.com/moe-llm/moe/config"
 )
 
 // Check sets one figure of a published account beside the arithmetic.

@@ -9,7 +9,7 @@ import (
 	"math"
 	"strings"
 
-	"moe/config"
+	"github.com/moe-llm/moe/config"
 )
 
 // GPU is an accelerator's dense bf16 tensor throughput.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"moe/config"
+	"github.com/moe-llm/moe/config"
 )
 
 func mustConfig(t *testing.T, nameOrPath string) *config.Config {

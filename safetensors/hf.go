@@ -8,9 +8,9 @@ import (
 	"slices"
 	"strings"
 
-	"moe/config"
-	"moe/gguf"
-	"moe/model"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/model"
 )
 
 // naming is how a Hugging Face model type names its feed-forward tensors.

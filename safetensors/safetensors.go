@@ -24,10 +24,10 @@ import (
 	"path/filepath"
 	"sort"
 
-	"moe/gguf"
-	"moe/internal/atomicfile"
+	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/internal/atomicfile"
 
-	"moe/internal/parsefile"
+	"github.com/moe-llm/moe/internal/parsefile"
 )
 
 // Data types this package converts to float32.

@@ -12,10 +12,10 @@ import (
 	"strings"
 	"testing"
 
-	"moe/config"
-	"moe/gguf"
-	"moe/model"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // rawFile builds a safetensors file by hand from a header and data bytes.

@@ -9,8 +9,8 @@ import (
 	"sort"
 	"strings"
 
-	"moe/gguf"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // hfTokenizerJSON is the part of a Hugging Face tokenizer.json that a

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"moe/infer"
+	"github.com/moe-llm/moe/infer"
 )
 
 // fakeEOT is the fake tokenizer's end-of-text id; ids below 256 are bytes.

@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"moe/compute"
-	"moe/config"
-	"moe/infer"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/infer"
 )
 
 // benchConfig picks the model the benchmarks serve: a preset name, or

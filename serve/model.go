@@ -3,8 +3,8 @@ package serve
 import (
 	"fmt"
 
-	"moe/infer"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // modelEngine adapts an *infer.Model to Engine.

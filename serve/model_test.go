@@ -11,10 +11,10 @@ import (
 
 	"github.com/openai/openai-go/v3"
 
-	"moe/config"
-	"moe/infer"
-	"moe/model"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 const corpus = "In the beginning God created the heaven and the earth. And the earth was without form, and void; " +

@@ -18,7 +18,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
-	"moe/infer"
+	"github.com/moe-llm/moe/infer"
 )
 
 func client(ts *testServer, key string) openai.Client {

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"time"
 
-	"moe/infer"
-	"moe/internal/scratch"
+	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/internal/scratch"
 )
 
 // attachDraft gives j a draft sequence when it can be speculated: greedy

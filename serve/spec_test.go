@@ -7,7 +7,7 @@ import (
 
 	"github.com/openai/openai-go/v3"
 
-	"moe/infer"
+	"github.com/moe-llm/moe/infer"
 )
 
 // TestSpeculativeSampleDistribution checks the accept/resample rule: a

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 func ExampleTrain() {

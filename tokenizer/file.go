@@ -9,7 +9,7 @@ import (
 	"os"
 	"strconv"
 
-	"moe/internal/atomicfile"
+	"github.com/moe-llm/moe/internal/atomicfile"
 )
 
 // fileFormat and fileVersion identify a tokenizer.json written by Save.

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"moe/data"
+	"github.com/moe-llm/moe/data"
 )
 
 // loaderBatches adapts a data.Loader of the train split to Batches.

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"moe/data"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/data"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // SourceTokens tokenizes every document of src, each preceded by the

@@ -14,12 +14,12 @@ import (
 	"path/filepath"
 	"time"
 
-	"moe/checkpoint"
-	"moe/compute"
-	"moe/config"
-	"moe/infer"
-	"moe/model"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // ChatExample is one tokenized conversation in moe's chat template (see

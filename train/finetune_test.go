@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"moe/checkpoint"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 func writeChat(t *testing.T, n int) string {

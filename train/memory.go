@@ -3,8 +3,8 @@ package train
 import (
 	"fmt"
 
-	"moe/config"
-	"moe/model"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/model"
 )
 
 // trainingBytes estimates the memory a training run of cfg holds at the

@@ -10,7 +10,7 @@ import (
 	"os"
 	"strings"
 
-	"moe/internal/atomicfile"
+	"github.com/moe-llm/moe/internal/atomicfile"
 )
 
 // Record is one line of metrics.jsonl.

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 
-	"moe/checkpoint"
-	"moe/compute"
-	"moe/config"
-	"moe/infer"
-	"moe/model"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // modelAdapter presents a *model.Model as a Model for the loop. Stats.Loss

@@ -4,7 +4,7 @@ import (
 	"math"
 	"sync"
 
-	"moe/compute"
+	"github.com/moe-llm/moe/compute"
 )
 
 // chunk is the fixed work unit of the optimizer's parallel loops. Partial

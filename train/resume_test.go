@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"moe/checkpoint"
+	"github.com/moe-llm/moe/checkpoint"
 )
 
 // childEnv, when set, makes the test binary run one training job (the JSON

@@ -13,13 +13,13 @@ import (
 	"path/filepath"
 	"time"
 
-	"moe/checkpoint"
-	"moe/compute"
-	"moe/config"
-	"moe/data"
-	"moe/internal/atomicfile"
-	"moe/model"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/data"
+	"github.com/moe-llm/moe/internal/atomicfile"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // File names inside a run directory.

@@ -10,7 +10,7 @@ import (
 	"runtime"
 	"time"
 
-	"moe/compute"
+	"github.com/moe-llm/moe/compute"
 )
 
 // benchGemmResult is what `moe bench gemm --json` prints.

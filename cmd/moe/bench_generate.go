@@ -9,9 +9,9 @@ import (
 	"slices"
 	"time"
 
-	"moe/compute"
-	"moe/config"
-	"moe/infer"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/infer"
 )
 
 // benchText is the default prompt text of `moe bench generate` (Genesis 1,

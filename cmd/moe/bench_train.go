@@ -8,10 +8,10 @@ import (
 	"runtime/pprof"
 	"time"
 
-	"moe/compute"
-	"moe/config"
-	"moe/model"
-	"moe/train"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/train"
 )
 
 // benchTrainResult is what `moe bench train --json` prints.

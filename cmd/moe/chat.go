@@ -8,8 +8,8 @@ import (
 	"os"
 	"strings"
 
-	"moe/compute"
-	"moe/infer"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/infer"
 )
 
 // runChat implements `moe chat`: an interactive loop that reads one user

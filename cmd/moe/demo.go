@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"moe/train"
+	"github.com/moe-llm/moe/train"
 )
 
 // demoCorpus is the built-in public-domain corpus of the demo, relative to

@@ -6,11 +6,11 @@ import (
 	"io"
 	"time"
 
-	"moe/compute"
-	"moe/data"
-	"moe/infer"
-	"moe/model"
-	"moe/train"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/data"
+	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/train"
 )
 
 // evalResult is what `moe eval --json` prints.

@@ -8,12 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 
-	"moe/checkpoint"
-	"moe/config"
-	"moe/gguf"
-	"moe/model"
-	"moe/safetensors"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/safetensors"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // runExport implements `moe export`.

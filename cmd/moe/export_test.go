@@ -9,11 +9,11 @@ import (
 	"strings"
 	"testing"
 
-	"moe/checkpoint"
-	"moe/config"
-	"moe/model"
-	"moe/safetensors"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/safetensors"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // interchangeRun writes a run directory with a random-weight tiny MoE and a

@@ -7,7 +7,7 @@ import (
 	"math"
 	"time"
 
-	"moe/train"
+	"github.com/moe-llm/moe/train"
 )
 
 // runFinetune implements `moe finetune`: instruction fine-tuning on chat

@@ -9,8 +9,8 @@ import (
 	"io"
 	"strings"
 
-	"moe/compute"
-	"moe/infer"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/infer"
 )
 
 // stringList is a repeatable string flag.

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"moe/checkpoint"
-	"moe/config"
-	"moe/infer"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // writeRunDir writes a run directory with a random-weight model of cfg and

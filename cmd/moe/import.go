@@ -12,12 +12,12 @@ import (
 	"strings"
 	"time"
 
-	"moe/checkpoint"
-	"moe/config"
-	"moe/gguf"
-	"moe/model"
-	"moe/safetensors"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/safetensors"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // runImport implements `moe import`.

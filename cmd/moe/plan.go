@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"moe/config"
-	"moe/plan"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/plan"
 )
 
 // runPlan implements `moe plan CONFIG`: parameter counts, FLOPs, memory,

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"moe/checkpoint"
-	"moe/gguf"
-	"moe/infer"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // TestStrayPositionalsAreUsageErrors: a stray word on the command line of a

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"moe/compute"
-	"moe/infer"
-	"moe/serve"
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/serve"
 )
 
 // runServe implements `moe serve`.

@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"moe/checkpoint"
-	"moe/config"
-	"moe/infer"
-	"moe/tokenizer"
+	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // lockedBuffer is a bytes.Buffer safe for a writer and a poller.

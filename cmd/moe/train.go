@@ -12,8 +12,8 @@ import (
 	"os"
 	"time"
 
-	moedata "moe/data"
-	"moe/train"
+	moedata "github.com/moe-llm/moe/data"
+	"github.com/moe-llm/moe/train"
 )
 
 // sourceList is the repeatable --data flag.

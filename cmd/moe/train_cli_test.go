@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"moe/train"
+	"github.com/moe-llm/moe/train"
 )
 
 // TestTrainResumeNothingSaved: `moe train --out NEWDIR --resume` without
