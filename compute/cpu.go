@@ -5,7 +5,7 @@ package compute
 // portable Go path and the SIMD paths. A kernels value is immutable after
 // package initialisation.
 type kernels struct {
-	// name says which path this is ("avx512", "generic").
+	// name says which path this is ("avx512", "avx2", "generic").
 	name string
 	// mr×nr is the GEMM micro-kernel tile.
 	mr, nr int

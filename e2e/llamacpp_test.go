@@ -10,11 +10,16 @@ import (
 	"time"
 )
 
-// llamaSimple finds llama.cpp's llama-simple: $MOE_LLAMA_SIMPLE, or the
-// peer build NOTES.md describes. Outside checks run exported GGUF files
-// with llama.cpp; where it is built, so does this test.
+// llamaSimple finds llama.cpp's llama-simple: $MOE_LLAMA_SIMPLE, or
+// build/bin/llama-simple under $MOE_LLAMA_CPP (a llama.cpp tree built
+// beside the project). Outside checks run exported GGUF files with
+// llama.cpp; where it is built, so does this test.
 func llamaSimple() string {
-	for _, p := range []string{os.Getenv("MOE_LLAMA_SIMPLE"), "/work/peers/llama.cpp/build/bin/llama-simple"} {
+	var tree string
+	if d := os.Getenv("MOE_LLAMA_CPP"); d != "" {
+		tree = filepath.Join(d, "build", "bin", "llama-simple")
+	}
+	for _, p := range []string{os.Getenv("MOE_LLAMA_SIMPLE"), tree} {
 		if p == "" {
 			continue
 		}
@@ -28,7 +33,7 @@ func llamaSimple() string {
 func TestGGUFRunsInLlamaCpp(t *testing.T) {
 	bin := llamaSimple()
 	if bin == "" {
-		t.Skip("llama.cpp's llama-simple is not built here (set MOE_LLAMA_SIMPLE)")
+		t.Skip("llama.cpp's llama-simple is not built here (set MOE_LLAMA_CPP to a built llama.cpp tree, or MOE_LLAMA_SIMPLE)")
 	}
 	base, _ := trained(t)
 	dir := t.TempDir()

@@ -1,5 +1,5 @@
 // Package e2e drives the moe binary from the outside, only through the
-// surface /work/shared/CONTRACT.md names: subcommands, flags, exit statuses,
+// surface the project's outside contract names (docs/e2e.md): subcommands, flags, exit statuses,
 // JSON keys, files in a run directory and the HTTP API. TestMain builds the
 // binary once; every test runs it as a subprocess on micro models (d 32–64,
 // 1–2 layers, vocabulary 384, context 64) so that the package runs in well

@@ -6,8 +6,8 @@
 #
 #   examples/moe_vs_dense.sh [DATA] [STEPS]
 #
-# DATA defaults to ../shared/data/kjv.txt (or the built-in corpus when that
-# is absent), STEPS to 400. Environment:
+# DATA defaults to $KJV (a plain-text King James Bible; the built-in corpus when
+# unset or absent), STEPS to 400. Environment:
 #   SIZE     small (default: d 128, 4 layers, experts of width 256 vs a dense
 #            FFN of 512) or tiny (the tiny preset: d 256, experts of 512 vs 1024)
 #   BATCH_TOKENS  tokens per optimizer step (default 4096 = 16 sequences of 128
@@ -16,7 +16,7 @@
 #   runs go in parallel), OUT (default a temporary directory), LR (3e-3).
 set -eu
 cd "$(dirname "$0")/.."
-DATA=${1:-../shared/data/kjv.txt}
+DATA=${1:-${KJV:-examples/data/kjv-genesis-exodus.txt}}
 [ -e "$DATA" ] || DATA=examples/data/kjv-genesis-exodus.txt
 STEPS=${2:-400}
 SIZE=${SIZE:-small}

@@ -8,7 +8,7 @@ import (
 	"github.com/moe-llm/moe/config"
 )
 
-// benchConfig is the MoE of the PyTorch comparison in NOTES.md: d 256, 4
+// benchConfig is the MoE of the PyTorch comparison in docs/train.md: d 256, 4
 // layers, 8 experts top-2 (ff 512), vocab 4096.
 func benchConfig() *config.Config {
 	return &config.Config{
@@ -41,7 +41,7 @@ func benchTrainStep(b *testing.B, cfg *config.Config, B, T int) {
 	b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tokens/s")
 }
 
-// BenchmarkTrainStepMoE is forward+backward on the NOTES.md MoE at a
+// BenchmarkTrainStepMoE is forward+backward on that comparison MoE at a
 // batch of 8×256; tokens/s is the figure to compare.
 func BenchmarkTrainStepMoE(b *testing.B) { benchTrainStep(b, benchConfig(), 8, 256) }
 

@@ -5,7 +5,7 @@
 //
 // The server drives a model through the small Engine interface, so the HTTP
 // layer and the scheduler are tested against a fake engine as well as the
-// real infer.Model (see the adapter in cmd/moe).
+// real infer.Model (modelEngine in model.go).
 package serve
 
 // Seq is one sequence's KV cache inside an Engine.

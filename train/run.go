@@ -514,29 +514,7 @@ func runTokenizer(ctx context.Context, opts Options, cfg *config.Config, sources
 	}
 	log.Info("training tokenizer", "vocab_size", vs)
 	t0 := time.Now()
-	var derr error
-	docs := func(yield func([]byte) bool) {
-		stop := errors.New("stop")
-		for _, src := range sources {
-			_, err := data.Documents(ctx, src, func(doc []byte) error {
-				if !yield(doc) {
-					return stop
-				}
-				return nil
-			})
-			if err != nil && !errors.Is(err, stop) {
-				derr = err
-				return
-			}
-			if errors.Is(err, stop) {
-				return
-			}
-		}
-	}
-	tok, err := tokenizer.Train(ctx, docs, vs)
-	if derr != nil {
-		return nil, fmt.Errorf("reading data for the tokenizer: %w", derr)
-	}
+	tok, err := data.TrainTokenizer(ctx, sources, vs, 0)
 	if err != nil {
 		return nil, err
 	}
