@@ -109,7 +109,7 @@ func (t *table) write(b *strings.Builder) {
 			if i >= len(w) {
 				w = append(w, 0)
 			}
-			if n := len([]rune(c)); n > w[i] {
+			if n := width(c); n > w[i] {
 				w[i] = n
 			}
 		}
@@ -123,7 +123,7 @@ func (t *table) write(b *strings.Builder) {
 		}
 		line := t.indent
 		for i, c := range r {
-			pad := w[i] - len([]rune(c))
+			pad := w[i] - width(c)
 			if i == len(r)-1 {
 				pad = 0
 			}
@@ -150,16 +150,16 @@ func (t *table) write(b *strings.Builder) {
 	}
 }
 
-// wrapText splits s into lines of at most width runes at spaces (a longer
-// word stands alone on its line).
-func wrapText(s string, width int) []string {
+// wrapText splits s into lines of at most maxWidth columns at spaces (a
+// longer word stands alone on its line).
+func wrapText(s string, maxWidth int) []string {
 	var lines []string
 	line := ""
 	for _, word := range strings.Fields(s) {
 		switch {
 		case line == "":
 			line = word
-		case len([]rune(line))+1+len([]rune(word)) <= width:
+		case width(line)+1+width(word) <= maxWidth:
 			line += " " + word
 		default:
 			lines = append(lines, line)
@@ -167,6 +167,23 @@ func wrapText(s string, width int) []string {
 		}
 	}
 	return append(lines, line)
+}
+
+// width returns the terminal columns s takes: two for each East Asian wide
+// character (CJK ideographs, kana, Hangul, full-width forms), one for
+// every other rune.
+func width(s string) int {
+	n := 0
+	for _, r := range s {
+		switch {
+		case r >= 0x1100 && r <= 0x115f, r >= 0x2e80 && r <= 0xa4cf, r >= 0xac00 && r <= 0xd7a3,
+			r >= 0xf900 && r <= 0xfaff, r >= 0xfe30 && r <= 0xfe4f, r >= 0xff00 && r <= 0xff60, r >= 0xffe0 && r <= 0xffe6:
+			n += 2
+		default:
+			n++
+		}
+	}
+	return n
 }
 
 // duration formats seconds as days, hours or minutes.

@@ -252,19 +252,21 @@ func TestGPT4(t *testing.T) {
 		verdicts[c.Claim] = c.Verdict
 	}
 	for claim, prefix := range map[string]string{
-		"total parameters":               "ok",
-		"parameters used per token":      "ok",
-		"forward FLOPs per token":        "wrong",
-		"training compute":               "ok",
-		"GPU count":                      "ok",
-		"GPU count as sometimes quoted":  "wrong",
-		"training time":                  "ok",
-		"MFU":                            "ok",
-		"cost":                           "inconsistent",
-		"tokens per expert per batch":    "ok",
-		"GPT-3 size as sometimes quoted": "wrong",
-		"shared attention parameters":    "ok",
-		"2.15e25: count or rate":         "ok as a FLOP count",
+		"total parameters":                           "ok",
+		"parameters used per token":                  "ok",
+		"forward FLOPs per token":                    "wrong",
+		"training compute":                           "ok",
+		"GPU count":                                  "ok",
+		"GPU count as sometimes quoted":              "wrong",
+		"training time":                              "ok",
+		"MFU":                                        "ok",
+		"cost":                                       "inconsistent",
+		"tokens per expert per batch":                "ok",
+		"GPT-3 size as sometimes quoted":             "wrong",
+		"shared attention parameters":                "ok",
+		"2.15e25: count or rate":                     "ok as a FLOP count",
+		"attention parameters (Chinese translation)": "wrong: 亿 is 10^8, so 55 亿 is 5.50B, 10× below",
+		"cost of one hour (Chinese translation)":     "wrong: one hour of 25,000 A100s at $1 costs $25.0K",
 	} {
 		v, ok := verdicts[claim]
 		if !ok {
@@ -292,6 +294,25 @@ func TestGPT4(t *testing.T) {
 	other, _ := New(mustConfig(t, "mixtral-8x7b"), Options{})
 	if len(other.Checks) != 0 {
 		t.Error("checks on a non-gpt4 config")
+	}
+}
+
+// TestSlip: a power-of-ten slip is found whichever way it goes, and only
+// within the tolerance.
+func TestSlip(t *testing.T) {
+	for _, c := range []struct {
+		stated, computed float64
+		want             int
+	}{
+		{560e12, 560e9, 3}, {5.5e9, 55.5e9, -1}, {55e9, 55.5e9, 0}, {1e12, 175e9, 0},
+		{63e6, 25e3, 0}, {700e9, 560e9, 0}, {5.6e9, 560e9, -2}, {0, 1, 0},
+	} {
+		if got := slip(c.stated, c.computed, 0.05); got != c.want {
+			t.Errorf("slip(%g, %g) = %d, want %d", c.stated, c.computed, got, c.want)
+		}
+	}
+	if width("55 亿") != 5 || width("abc") != 3 {
+		t.Errorf("width: %d %d", width("55 亿"), width("abc"))
 	}
 }
 
