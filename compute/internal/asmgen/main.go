@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 )
 
 // gemmMR and gemmNR are the micro-kernel's tile: rows of A, columns of B.
@@ -54,10 +55,10 @@ func main() {
 	g.p("//go:build amd64 && !purego")
 	g.p("")
 	g.p("#include \"textflag.h\"")
-	g.sgemm(isaAVX512, false)
-	g.sgemm(isaAVX512, true)
-	g.sgemm(isaAVX2, false)
-	g.sgemm(isaAVX2, true)
+	g.sgemm(isaAVX512, aPacked)
+	g.sgemm(isaAVX512, aRows)
+	g.sgemm(isaAVX2, aPacked)
+	g.sgemm(isaAVX2, aRows)
 	for ma := 1; ma <= 8; ma++ {
 		g.dot(ma, false)
 		g.dot(ma, true)
@@ -75,6 +76,9 @@ func main() {
 	if err := os.WriteFile(*out, g.b.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
+	dir := filepath.Dir(*out)
+	writeFile(filepath.Join(dir, "gemm_pack_amd64.s"), (*gen).packKernels)
+	writeFile(filepath.Join(dir, "smallm_bf16_amd64.s"), (*gen).bf16RowKernels)
 }
 
 // isa describes a vector instruction set the GEMM micro-kernel is written
@@ -92,29 +96,49 @@ var (
 	isaAVX2   = isa{suffix: "AVX2", reg: "Y", width: 8, mr: 6, nr: 16, zero: "VPXOR"}
 )
 
+// aMode is how the GEMM micro-kernel reads A.
+type aMode int
+
+const (
+	aPacked aMode = iota // a packed panel: a[l*mr+i]
+	aRows                // mr rows read in place: a[i*lda+l]
+	aTrans               // a transposed A read in place: a[l*lda+i]
+)
+
 // sgemm writes, for instruction set is,
 // func sgemmKernel<ISA>(k int, a, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
 // C[0:mr, 0:nr] (row stride ldc) = alpha·Σ_l a[l*mr+i]·b[l*ldb+j] (+ C if add != 0),
-// and, with rowsA, the same over an unpacked A:
+// and, with mode aRows, the same over an unpacked A:
 // func sgemmKernelRows<ISA>(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
-// with a[i*lda+l] in place of the packed a[l*mr+i]. The tile is nr/width
+// with a[i*lda+l] in place of the packed a[l*mr+i]; with aTrans, over a
+// transposed A read in place:
+// func sgemmKernelTA<ISA>(k int, a *float32, b *float32, ldb int, c *float32, ldc int, alpha float32, add int, lda int)
+// with a[l*lda+i]. The three do the same arithmetic instruction for
+// instruction, so they give the same bits. The tile is nr/width
 // vectors wide; mr·nr/width accumulators, nr/width B registers and two
 // broadcast registers must fit in the register file.
-func (g *gen) sgemm(is isa, rowsA bool) {
+func (g *gen) sgemm(is isa, mode aMode) {
 	name, frame := "sgemmKernel"+is.suffix, 64
 	off := 0
 	abases := []string{"SI", "R10", "R11", "R12"}[:(is.mr+2)/3]
-	if rowsA {
+	rowsA := mode == aRows
+	switch mode {
+	case aRows:
 		name, frame, off = "sgemmKernelRows"+is.suffix, 72, 8
+	case aTrans:
+		name, frame = "sgemmKernelTA"+is.suffix, 72
 	}
 	nv := is.nr / is.width
 	vb := 4 * is.width // bytes per vector
 	nacc := is.mr * nv
 	R := func(i int) string { return fmt.Sprintf("%s%d", is.reg, i) }
 	g.p("")
-	if rowsA {
+	switch mode {
+	case aRows:
 		g.p("// func %s(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)", name)
-	} else {
+	case aTrans:
+		g.p("// func %s(k int, a *float32, b *float32, ldb int, c *float32, ldc int, alpha float32, add int, lda int)", name)
+	default:
 		g.p("// func %s(k int, a *float32, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)", name)
 	}
 	g.p("TEXT ·%s(SB), NOSPLIT, $0-%d", name, frame)
@@ -134,6 +158,10 @@ func (g *gen) sgemm(is isa, rowsA bool) {
 	g.p("\tMOVQ c+%d(FP), DI", 32+off)
 	g.p("\tMOVQ ldc+%d(FP), R9", 40+off)
 	g.p("\tSHLQ $2, R9")
+	if mode == aTrans {
+		g.p("\tMOVQ lda+64(FP), R10")
+		g.p("\tSHLQ $2, R10")
+	}
 	// Prefetch the C tile: its lines arrive while the loop runs.
 	g.p("\tMOVQ DI, AX")
 	for i := 0; i < is.mr; i++ {
@@ -163,11 +191,14 @@ func (g *gen) sgemm(is isa, rowsA bool) {
 			g.p("\tVFMADD231PS %s, %s, %s", R(nacc+v), t, R(i*nv+v))
 		}
 	}
-	if rowsA {
+	switch mode {
+	case aRows:
 		for _, b := range abases {
 			g.p("\tADDQ $4, %s", b)
 		}
-	} else {
+	case aTrans:
+		g.p("\tADDQ R10, SI")
+	default:
 		g.p("\tADDQ $%d, SI", 4*is.mr)
 	}
 	g.p("\tADDQ R8, DX")
