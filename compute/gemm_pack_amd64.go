@@ -4,9 +4,13 @@ package compute
 
 import "unsafe"
 
+// copyPanels12AVX: for p < np, copy(dst[p*dstride:p*dstride+12], src[p*12:p*12+12]).
+//
 //go:noescape
 func copyPanels12AVX(np int, src *float32, dst *float32, dstride int)
 
+// copyPanels32AVX: for p < np, copy(dst[p*dstride:p*dstride+32], src[p*32:p*32+32]).
+//
 //go:noescape
 func copyPanels32AVX(np int, src *float32, dst *float32, dstride int)
 
@@ -33,6 +37,9 @@ func copyPanels(w, np int, src, dst []float32, dstride int) {
 	}
 }
 
+// sgemmKernelTAAVX512: sgemmKernelAVX512 with a[l*lda+i] (a transposed A read
+// in place) in place of the packed a[l*12+i]; the same instructions otherwise.
+//
 //go:noescape
 func sgemmKernelTAAVX512(k int, a, b *float32, ldb int, c *float32, ldc int, alpha float32, add int, lda int)
 

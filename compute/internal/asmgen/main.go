@@ -79,6 +79,8 @@ func main() {
 	dir := filepath.Dir(*out)
 	writeFile(filepath.Join(dir, "gemm_pack_amd64.s"), (*gen).packKernels)
 	writeFile(filepath.Join(dir, "smallm_bf16_amd64.s"), (*gen).bf16RowKernels)
+	writeFile(filepath.Join(dir, "elementwise_amd64.s"), (*gen).elementwiseKernels)
+	writeFile(filepath.Join(dir, "adamw_amd64.s"), (*gen).adamw)
 }
 
 // isa describes a vector instruction set the GEMM micro-kernel is written
