@@ -193,7 +193,7 @@ func TestReadErrors(t *testing.T) {
 		{"string too long", patch(sOff+4, le(1<<50, 8)...), "truncated"},
 		{"bool 2", patch(bOff+4, 2), "bool"},
 		{"5 dims", patch(m, le(5, 4)...), "dimensions"},
-		{"unknown tensor type", patch(m+4+16, le(77, 4)...), "unknown type"},
+		{"unknown tensor type", patch(m+4+16, le(77, 4)...), `tensor "m" has unknown type ggml_type(77)`},
 		{"misaligned offset", patch(m+4+16+4, le(8, 8)...), "alignment"},
 		{"offset out of range", patch(m+4+16+4, le(1<<20, 8)...), "truncated"},
 		{"overlap", patch(q+4+16+4, le(0, 8)...), "overlaps"},
