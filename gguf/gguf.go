@@ -106,6 +106,20 @@ const (
 // lists them.
 var tensorTypes = []GGMLType{F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4}
 
+// otherTypeNames are ggml's names of the types moe does not know, so that
+// a file holding one is refused by the type's name.
+var otherTypeNames = map[GGMLType]string{16: "iq2_xxs", 17: "iq2_xs", 18: "iq3_xxs", 19: "iq1_s", 21: "iq3_s", 22: "iq2_s",
+	29: "iq1_m", 34: "tq1_0", 35: "tq2_0", 40: "nvfp4", 41: "q1_0", 42: "q2_0"}
+
+// typeName is t's name for messages: ggml's name also for types moe does
+// not know (iq2_xxs), or ggml_type(N).
+func typeName(t GGMLType) string {
+	if n, ok := otherTypeNames[t]; ok && !t.Known() {
+		return n
+	}
+	return t.String()
+}
+
 // typeNames returns the names of types, comma-separated.
 func typeNames(types []GGMLType) string {
 	names := make([]string, len(types))

@@ -186,6 +186,9 @@ func TestQuantizeFile(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.mix, err)
 		}
+		if _, _, _, err := ReadModel(ctx, out); err != nil { // moe loads every type it writes
+			t.Errorf("%s: %v", c.mix, err)
+		}
 		f, err := Open(out)
 		if err != nil {
 			t.Fatal(err)

@@ -157,7 +157,7 @@ func Read(r io.ReaderAt, size int64) (*File, error) {
 		}
 		t.Type = GGMLType(typ)
 		if !t.Type.Known() {
-			return nil, fmt.Errorf("gguf: tensor %q has unknown type %s", t.Name, t.Type)
+			return nil, fmt.Errorf("gguf: tensor %q has type %s, which moe does not support (it reads %s)", t.Name, typeName(t.Type), typeNames(tensorTypes))
 		}
 		if t.Offset, err = d.u64(); err != nil {
 			return nil, fmt.Errorf("gguf: tensor %q: %w", t.Name, err)
