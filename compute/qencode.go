@@ -538,13 +538,10 @@ func encodeQ3K(src []float32, dst []byte) {
 	for len(src) >= 256 {
 		x, b := src[:256], dst[:110]
 		clear(b)
-		var maxScale, amax float32
 		for j := 0; j < 16; j++ {
 			scales[j] = makeQ3Quants(4, x[16*j:16*j+16], L[16*j:16*j+16])
-			if a := abs32(scales[j]); a > amax {
-				amax, maxScale = a, scales[j]
-			}
 		}
+		maxScale, _ := absMax(scales[:])
 		sc := b[96:108]
 		if maxScale != 0 {
 			iscale := -32 / maxScale
@@ -709,13 +706,10 @@ func encodeQ6K(src []float32, dst []byte) {
 	for len(src) >= 256 {
 		x, b := src[:256], dst[:210]
 		clear(b)
-		var maxScale, maxAbs float32
 		for ib := 0; ib < 16; ib++ {
 			scales[ib] = makeQXQuants(32, x[16*ib:16*ib+16], L[16*ib:16*ib+16])
-			if a := abs32(scales[ib]); a > maxAbs {
-				maxAbs, maxScale = a, scales[ib]
-			}
 		}
+		maxScale, maxAbs := absMax(scales[:])
 		if maxAbs < groupMaxEps {
 			src, dst = src[256:], dst[210:]
 			continue
@@ -858,13 +852,10 @@ func encodeIQ4XS(src []float32, dst []byte) {
 		x, b := src[:256], dst[:136]
 		clear(b)
 		clear(L[:])
-		var maxScale, amaxScale float32
 		for ib := 0; ib < 8; ib++ {
 			scales[ib] = iq4Scale(x[32*ib:32*ib+32], L[32*ib:32*ib+32], 7)
-			if a := abs32(scales[ib]); a > amaxScale {
-				amaxScale, maxScale = a, scales[ib]
-			}
 		}
+		maxScale, _ := absMax(scales[:])
 		d := -maxScale / 32
 		putF16(b, d)
 		id := inv(d)
