@@ -506,7 +506,7 @@ func TestExportImport(t *testing.T) {
 	if back := generate(t, append([]string{"--model", filepath.Join(dir, "imp-hf")}, prompt...)...); back["text"] != ref["text"] {
 		t.Errorf("safetensors round trip generates %q, the run directory %q", back["text"], ref["text"])
 	}
-	usage(t, "export", "--model", base, "--out", filepath.Join(dir, "x.gguf"), "--type", "q3_k")
+	usage(t, "export", "--model", base, "--out", filepath.Join(dir, "x.gguf"), "--type", "q7_k")
 	notGGUF := writeFile(t, dir, "junk.gguf", "this is not a gguf file at all")
 	if r := moe(t, "generate", "--model", notGGUF, "--prompt", "x"); r.code != 1 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Errorf("junk .gguf:\n%v", r)

@@ -13,6 +13,9 @@ package gguf
 import (
 	"fmt"
 	"math"
+	"strings"
+
+	"github.com/moe-llm/moe/compute"
 )
 
 // Magic is the first four bytes of every GGUF file ("GGUF" little-endian).
@@ -73,91 +76,83 @@ func (t ValueType) size() int {
 	return 0
 }
 
-// GGMLType is the element type of a tensor (ggml_type).
-type GGMLType uint32
+// GGMLType is the element type of a tensor (ggml_type): compute.QType,
+// the one table of storage types and block layouts every package uses.
+type GGMLType = compute.QType
 
-// Tensor types this package encodes and decodes.
+// Tensor types (ggml's numbers). Every type listed in compute.QType has
+// its byte size validated when a file is read; the ones below are also
+// encoded and decoded (Encode, Decode).
 const (
-	F32  GGMLType = 0
-	F16  GGMLType = 1
-	Q4_0 GGMLType = 2
-	Q8_0 GGMLType = 8
-	BF16 GGMLType = 30
+	F32    = compute.QF32
+	F16    = compute.QF16
+	BF16   = compute.QBF16
+	Q4_0   = compute.QQ4_0
+	Q4_1   = compute.QQ4_1
+	Q5_0   = compute.QQ5_0
+	Q5_1   = compute.QQ5_1
+	Q8_0   = compute.QQ8_0
+	Q2_K   = compute.QQ2_K
+	Q3_K   = compute.QQ3_K
+	Q4_K   = compute.QQ4_K
+	Q5_K   = compute.QQ5_K
+	Q6_K   = compute.QQ6_K
+	IQ4_NL = compute.QIQ4_NL
+	IQ4_XS = compute.QIQ4_XS
+	MXFP4  = compute.QMXFP4
 )
 
-// typeTraits is the block size (elements) and block byte size of a type.
-type typeTraits struct {
-	name      string
-	blockSize int
-	typeSize  int
-}
+// tensorTypes are the types ParseType names, in the order its error
+// lists them.
+var tensorTypes = []GGMLType{F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4}
 
-// traits lists the ggml types this package knows. Types other packages
-// write but moe cannot decode are still listed so that their sizes can be
-// validated; Decode rejects them.
-var traits = map[GGMLType]typeTraits{
-	F32:  {"f32", 1, 4},
-	F16:  {"f16", 1, 2},
-	Q4_0: {"q4_0", 32, 18},
-	3:    {"q4_1", 32, 20},
-	6:    {"q5_0", 32, 22},
-	7:    {"q5_1", 32, 24},
-	Q8_0: {"q8_0", 32, 34},
-	9:    {"q8_1", 32, 36},
-	10:   {"q2_K", 256, 84},
-	11:   {"q3_K", 256, 110},
-	12:   {"q4_K", 256, 144},
-	13:   {"q5_K", 256, 176},
-	14:   {"q6_K", 256, 210},
-	15:   {"q8_K", 256, 292},
-	24:   {"i8", 1, 1},
-	25:   {"i16", 1, 2},
-	26:   {"i32", 1, 4},
-	27:   {"i64", 1, 8},
-	28:   {"f64", 1, 8},
-	BF16: {"bf16", 1, 2},
-}
+// otherTypeNames are ggml's names of the types moe does not know, so that
+// a file holding one is refused by the type's name.
+var otherTypeNames = map[GGMLType]string{16: "iq2_xxs", 17: "iq2_xs", 18: "iq3_xxs", 19: "iq1_s", 21: "iq3_s", 22: "iq2_s",
+	29: "iq1_m", 34: "tq1_0", 35: "tq2_0", 40: "nvfp4", 41: "q1_0", 42: "q2_0"}
 
-// String returns ggml's name of the type (f32, f16, q8_0, ...).
-func (t GGMLType) String() string {
-	if tr, ok := traits[t]; ok {
-		return tr.name
+// typeName is t's name for messages: ggml's name also for types moe does
+// not know (iq2_xxs), or ggml_type(N).
+func typeName(t GGMLType) string {
+	if n, ok := otherTypeNames[t]; ok && !t.Known() {
+		return n
 	}
-	return fmt.Sprintf("ggml_type(%d)", uint32(t))
+	return t.String()
 }
 
-// BlockSize returns the number of elements in one block of t (1 for plain
-// types, 32 for q8_0 and q4_0), or 0 for an unknown type.
-func (t GGMLType) BlockSize() int { return traits[t].blockSize }
+// typeNames returns the names of types, comma-separated.
+func typeNames(types []GGMLType) string {
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = strings.ToLower(t.String())
+	}
+	return strings.Join(names, ", ")
+}
 
-// ParseType returns the tensor type named s: f32, f16, bf16, q8_0 or q4_0.
+// ParseType returns the tensor type named s by ggml's name (f32, f16,
+// bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl,
+// iq4_xs, mxfp4), case-insensitively; the error for an unknown name lists
+// the known ones.
 func ParseType(s string) (GGMLType, error) {
-	switch s {
-	case "f32":
-		return F32, nil
-	case "f16":
-		return F16, nil
-	case "bf16":
-		return BF16, nil
-	case "q8_0":
-		return Q8_0, nil
-	case "q4_0":
-		return Q4_0, nil
+	for _, t := range tensorTypes {
+		if strings.EqualFold(s, t.String()) {
+			return t, nil
+		}
 	}
-	return 0, fmt.Errorf("gguf: unknown tensor type %q (want f32, f16, bf16, q8_0 or q4_0)", s)
+	return 0, fmt.Errorf("gguf: unknown tensor type %q (known: %s)", s, typeNames(tensorTypes))
 }
 
 // RowBytes returns the encoded byte size of n elements of type t, or an
 // error when t is unknown or n is not a whole number of blocks.
 func RowBytes(t GGMLType, n int64) (int64, error) {
-	tr, ok := traits[t]
-	if !ok {
-		return 0, fmt.Errorf("gguf: unknown tensor type %d", uint32(t))
+	if !t.Known() {
+		return 0, fmt.Errorf("gguf: unknown tensor type %s", t)
 	}
-	if n < 0 || n%int64(tr.blockSize) != 0 {
-		return 0, fmt.Errorf("gguf: %d elements is not a whole number of %s blocks of %d", n, tr.name, tr.blockSize)
+	bs := int64(t.BlockSize())
+	if n < 0 || n%bs != 0 {
+		return 0, fmt.Errorf("gguf: %d elements is not a whole number of %s blocks of %d", n, t, bs)
 	}
-	return n / int64(tr.blockSize) * int64(tr.typeSize), nil
+	return n / bs * int64(t.TypeSize()), nil
 }
 
 // TensorBytes returns the encoded size of a tensor of type t and dims

@@ -68,11 +68,16 @@ func HasChatTokens(tok *tokenizer.Tokenizer) bool {
 
 // ExportOptions controls Export.
 type ExportOptions struct {
-	// Type is the type of the weight matrices: F32 (the default), F16,
-	// BF16, Q8_0 or Q4_0. Norm gains and the router stay F32; a matrix whose
-	// rows are not a whole number of 32-element blocks falls back to F16
-	// for the quantized types.
+	// Type is the type of every weight matrix when Mix is unset: F32 (the
+	// default) or any type ParseType names. Norm gains and the router stay
+	// F32; a matrix whose rows are not whole blocks falls back as
+	// llama-quantize's rules say (q4_K to q5_0, ..., then F16).
 	Type GGMLType
+	// Mix, when its Name is set, chooses each tensor's type by
+	// llama-quantize's rules for that mix (q4_k_m: output Q6_K, some
+	// attention V and FFN down Q6_K, the rest Q4_K) and sets
+	// general.file_type to it.
+	Mix Mix
 	// Name is general.name (default "moe").
 	Name string
 	// AllowInexact writes models that neither llama.cpp architecture runs
@@ -196,21 +201,6 @@ func SlidingWindowMatters(cfg *config.Config) bool {
 	return len(cfg.LayerTypes) == 0 && cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings
 }
 
-// fileType returns general.file_type (llama_ftype) for weight type t.
-func fileType(t GGMLType) uint32 {
-	switch t {
-	case F16:
-		return 1
-	case Q4_0:
-		return 2
-	case Q8_0:
-		return 7
-	case BF16:
-		return 32
-	}
-	return 0
-}
-
 // Export writes the model as a GGUF file at path (atomically) in llama.cpp's
 // "llama" architecture, with tok as a "gpt2" byte-level BPE tokenizer.
 func Export(ctx context.Context, path string, cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, opt ExportOptions) error {
@@ -231,10 +221,11 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 		return nil, nil, fmt.Errorf("gguf: export: %w", err)
 	}
 	qwen := arch == ArchQwen2MoE
-	switch opt.Type {
-	case F32, F16, BF16, Q8_0, Q4_0:
-	default:
-		return nil, nil, fmt.Errorf("gguf: export: unsupported weight type %s", opt.Type)
+	mix := opt.Mix
+	if mix.Name == "" {
+		if mix, err = PureMix(opt.Type); err != nil {
+			return nil, nil, fmt.Errorf("gguf: export: %w", err)
+		}
 	}
 	if len(w.Layers) != cfg.NumLayers {
 		return nil, nil, fmt.Errorf("gguf: export: weights have %d layers, config %d", len(w.Layers), cfg.NumLayers)
@@ -260,7 +251,7 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 	kvs := []KV{
 		{"general.architecture", arch},
 		{"general.name", name},
-		{"general.file_type", fileType(opt.Type)},
+		{"general.file_type", mix.FileType},
 		{"general.quantization_version", uint32(2)},
 		{arch + ".vocab_size", u32(cfg.VocabSize)},
 		{arch + ".context_length", u32(cfg.MaxPositionEmbeddings)},
@@ -294,15 +285,14 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 	// vector when out == 0), stored as ggml dims [in, out(, n)].
 	// lazy computes a source (a permuted or stacked copy) only when the
 	// writer reaches the tensor, so that export holds one copy at a time.
+	// The types are chosen once every tensor is listed (the mix rules
+	// count attention-V tensors); keepF32 tensors stay F32.
+	var sources []func() []float32
+	var keep []bool
 	lazy := func(name string, src func() []float32, keepF32 bool, dims ...uint64) {
-		t := opt.Type
-		if keepF32 || len(dims) == 1 {
-			t = F32
-		}
-		if t.BlockSize() > 1 && dims[0]%uint64(t.BlockSize()) != 0 {
-			t = F16
-		}
-		tensors = append(tensors, Tensor{Name: name, Dims: dims, Type: t, Data: func() ([]byte, error) { return Encode(t, src()) }})
+		tensors = append(tensors, Tensor{Name: name, Dims: dims, Type: F32})
+		sources = append(sources, src)
+		keep = append(keep, keepF32)
 	}
 	add := func(name string, src []float32, keepF32 bool, dims ...uint64) {
 		lazy(name, func() []float32 { return src }, keepF32, dims...)
@@ -359,6 +349,26 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 	add("output_norm.weight", w.FinalNorm, true, uint64(d))
 	if !cfg.TieWordEmbeddings || qwen { // qwen2moe requires output.weight
 		add("output.weight", w.LMHead, false, mat(V, d)...)
+	}
+	mt := make([]MixTensor, len(tensors))
+	for i, t := range tensors {
+		mt[i] = MixTensor{Name: t.Name, Dims: t.Dims, Type: F32}
+	}
+	experts := 0
+	if cfg.IsMoE() {
+		experts = cfg.NumExperts
+	}
+	types, err := mix.TensorTypes(MixModel{Layers: cfg.NumLayers, Experts: experts, Heads: nh, KVHeads: nkv}, mt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gguf: export: %w", err)
+	}
+	for i := range tensors {
+		t, src := types[i], sources[i]
+		if keep[i] {
+			t = F32
+		}
+		tensors[i].Type = t
+		tensors[i].Data = func() ([]byte, error) { return Encode(t, src()) }
 	}
 	return kvs, tensors, nil
 }

@@ -3,6 +3,7 @@ package gguf
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -255,8 +256,11 @@ func TestCodecErrors(t *testing.T) {
 	if _, err := Encode(Q4_0, append(make([]float32, 31), float32(math.NaN()))); err == nil {
 		t.Error("q4_0 of NaN: no error")
 	}
-	if _, err := Encode(GGMLType(12), make([]float32, 256)); err == nil {
-		t.Error("encode to q4_K: no error")
+	if _, err := Encode(GGMLType(9), make([]float32, 256)); err == nil || !strings.Contains(err.Error(), "encoding to q8_1 is not supported") {
+		t.Errorf("encode to q8_1: %v", err)
+	}
+	if err := Decode(GGMLType(9), make([]byte, 36), make([]float32, 32)); err == nil || !strings.Contains(err.Error(), "decoding q8_1 tensors is not supported") {
+		t.Errorf("decode of q8_1: %v", err)
 	}
 	if err := Decode(F16, make([]byte, 3), make([]float32, 2)); err == nil {
 		t.Error("decode with wrong byte count: no error")

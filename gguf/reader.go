@@ -156,8 +156,8 @@ func Read(r io.ReaderAt, size int64) (*File, error) {
 			return nil, fmt.Errorf("gguf: tensor %q: %w", t.Name, err)
 		}
 		t.Type = GGMLType(typ)
-		if _, ok := traits[t.Type]; !ok {
-			return nil, fmt.Errorf("gguf: tensor %q has unknown type %d", t.Name, typ)
+		if !t.Type.Known() {
+			return nil, fmt.Errorf("gguf: tensor %q has type %s, which moe does not support (it reads %s)", t.Name, typeName(t.Type), typeNames(tensorTypes))
 		}
 		if t.Offset, err = d.u64(); err != nil {
 			return nil, fmt.Errorf("gguf: tensor %q: %w", t.Name, err)

@@ -18,10 +18,10 @@ import (
 
 // runExport implements `moe export`.
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("export", "--model RUNDIR --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0] [--name NAME] [--allow-inexact] | --format hf --out DIR", stderr)
+	fs := newFlagSet("export", "--model RUNDIR --out FILE.gguf [--type TYPE|MIX] [--name NAME] [--allow-inexact] | --format hf --out DIR", stderr)
 	modelPath := fs.String("model", "", "model to export: a run directory, a checkpoint file in one, or a .gguf file to convert")
 	out := fs.String("out", "", "GGUF file to write")
-	typ := fs.String("type", "f32", "weight type: f32, f16, bf16, q8_0 or q4_0 (norms and router stay f32)")
+	typ := fs.String("type", "f32", "weight type or llama.cpp mix, as moe quantize takes: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m, q6_k, iq4_nl, iq4_xs, mxfp4 (norms and router stay f32)")
 	name := fs.String("name", "", "general.name stored in the file (default: the run directory's name)")
 	format := fs.String("format", "gguf", "gguf, or hf: a Hugging Face directory (config.json, model.safetensors, tokenizer.json) for --type f32, f16 or bf16")
 	inexact := fs.Bool("allow-inexact", false, "write a model llama.cpp cannot run exactly (an ungated shared expert); moe still reads it back exactly")
@@ -31,10 +31,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *modelPath == "" || *out == "" {
 		return usagef("--model and --out are required")
 	}
-	t, err := gguf.ParseType(*typ)
+	mix, err := gguf.ParseMix(*typ)
 	if err != nil {
 		return usagef("--type: %v", err)
 	}
+	t := mix.Default
 	if *format != "gguf" && *format != "hf" {
 		return usagef("--format must be gguf or hf, not %q", *format)
 	}
@@ -56,14 +57,14 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *name == "" {
 		*name = defaultExportName(*modelPath)
 	}
-	if err := gguf.Export(ctx, *out, cfg, w, tok, gguf.ExportOptions{Type: t, Name: *name, AllowInexact: *inexact}); err != nil {
+	if err := gguf.Export(ctx, *out, cfg, w, tok, gguf.ExportOptions{Mix: mix, Name: *name, AllowInexact: *inexact}); err != nil {
 		return fmt.Errorf("writing %s: %w", *out, err)
 	}
 	st, err := os.Stat(*out)
 	if err != nil {
 		return fmt.Errorf("written file: %w", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s (%s, %d parameters, %d bytes)\n", *out, t, len(w.Flat), st.Size())
+	fmt.Fprintf(stdout, "wrote %s (%s, %d parameters, %d bytes)\n", *out, mix.Name, len(w.Flat), st.Size())
 	return nil
 }
 

@@ -155,7 +155,7 @@ func TestExportImportUsage(t *testing.T) {
 		code int
 	}{
 		{[]string{"export"}, 2},
-		{[]string{"export", "--model", "x", "--out", "y.gguf", "--type", "q5_k"}, 2},
+		{[]string{"export", "--model", "x", "--out", "y.gguf", "--type", "q7_k"}, 2},
 		{[]string{"export", "--model", filepath.Join(t.TempDir(), "missing"), "--out", "y.gguf"}, 1},
 		{[]string{"import", "--in", "x.gguf"}, 2},
 		{[]string{"import", "--in", filepath.Join(t.TempDir(), "missing.gguf"), "--out", t.TempDir()}, 1},

@@ -35,6 +35,7 @@ func commands() []command {
 		{"serve", "an OpenAI-compatible HTTP server with continuous batching", runServe},
 		{"finetune", "instruction fine-tuning on chat JSONL", runFinetune},
 		{"export", "write a model as GGUF", runExport},
+		{"quantize", "write a GGUF file or run directory as GGUF of another type or llama.cpp mix", runQuantize},
 		{"import", "read GGUF or safetensors + config.json into a run directory", runImport},
 		{"bench", "rerunnable measurements: gemm, train, generate", runBench},
 	}
