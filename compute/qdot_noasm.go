@@ -6,6 +6,10 @@ package compute
 const qAsm = false
 
 // qmatmulAsm has no assembly kernels to run here.
-func qmatmulAsm(t QType, rows int, act *qAct, w []byte, rb, ncol int, c []float32, ldc int) bool {
+func qmatmulAsm(t QType, sp *qSpec, rows int, act *qAct, w []byte, rb, ncol int, c []float32, ldc int) bool {
 	return false
 }
+
+// qReadBytes reads b (a plain pass over memory, to compare the kernels'
+// bandwidth with) and returns a value that depends on every byte.
+func qReadBytes(b []byte) uint64 { return qReadGo(b) }

@@ -220,7 +220,7 @@ func qmatmulCols(t QType, sp *qSpec, rows, k int, a []float32, lda int, act *qAc
 		qmatmulFloatGo(t, rows, k, a, lda, w, rb, ncol, c, ldc)
 		return
 	}
-	if useAsm && qmatmulAsm(t, rows, act, w, rb, ncol, c, ldc) {
+	if useAsm && qmatmulAsm(t, sp, rows, act, w, rb, ncol, c, ldc) {
 		return
 	}
 	switch sp.fam {
@@ -374,55 +374,61 @@ func qReduce(acc *[qLanes]float32) float32 {
 
 // qmatmulB32Go is the portable famB32 kernel.
 func qmatmulB32Go(sp *qSpec, rows int, act *qAct, w []byte, rb, ncol int, c []float32, ldc int) {
-	ts := rb / act.nb // bytes per block
-	lpb := qLanes / sp.bpg
 	facc := make([][qLanes]float32, rows)
-	var wq [4][32]uint8
-	var dw, mw [4]float32
-	var u [2][64]uint8
 	for j := 0; j < ncol; j++ {
 		row := w[j*rb : (j+1)*rb]
 		clear(facc)
 		for g := 0; g < act.groups; g++ {
-			nblk := min(sp.bpg, act.nb-g*sp.bpg)
-			for bi := 0; bi < nblk; bi++ {
-				b := g*sp.bpg + bi
-				dw[bi], mw[bi] = sp.decode32(row[b*ts:(b+1)*ts], &wq[bi])
-				if sp.halves == 1 {
-					copy(u[0][32*bi:], wq[bi][:])
-				} else {
-					copy(u[0][16*bi:16*bi+16], wq[bi][:16])
-					copy(u[1][16*bi:16*bi+16], wq[bi][16:])
-				}
-			}
-			for r := 0; r < rows; r++ {
-				aq := act.q[r*act.qStride+g*64*sp.halves:]
-				lan := act.lan[r*act.lStride+g*qLanes:]
-				ad := act.d[r*act.dStride+g*qLanes:]
-				fa := &facc[r]
-				for l := 0; l < nblk*lpb; l++ {
-					bi := l / lpb
-					var is int32
-					if !sp.hasMin {
-						is = lan[l]
-					}
-					for h := 0; h < sp.halves; h++ {
-						for t := 0; t < 4; t++ {
-							p := 64*h + 4*l + t
-							is += int32(u[h][4*l+t]) * int32(aq[p])
-						}
-					}
-					s := dw[bi] * ad[l]
-					fa[l] += float32(s * float32(is))
-					if sp.hasMin {
-						s2 := mw[bi] * ad[l]
-						fa[l] += float32(s2 * float32(lan[l]))
-					}
-				}
-			}
+			b32Group(sp, act, row, g, 0, facc)
 		}
 		for r := 0; r < rows; r++ {
 			c[r*ldc+j] = qReduce(&facc[r])
+		}
+	}
+}
+
+// b32Group adds group g of weight row `row` to the lanes facc of the
+// activation rows r0, r0+1, ....
+func b32Group(sp *qSpec, act *qAct, row []byte, g, r0 int, facc [][qLanes]float32) {
+	ts := len(row) / act.nb // bytes per block
+	lpb := qLanes / sp.bpg  // lanes per block
+	var wq [32]uint8
+	var dw, mw [4]float32
+	var u [2][64]uint8
+	nblk := min(sp.bpg, act.nb-g*sp.bpg)
+	for bi := 0; bi < nblk; bi++ {
+		b := g*sp.bpg + bi
+		dw[bi], mw[bi] = sp.decode32(row[b*ts:(b+1)*ts], &wq)
+		if sp.halves == 1 {
+			copy(u[0][32*bi:], wq[:])
+		} else {
+			copy(u[0][16*bi:16*bi+16], wq[:16])
+			copy(u[1][16*bi:16*bi+16], wq[16:])
+		}
+	}
+	for i := range facc {
+		r := r0 + i
+		aq := act.q[r*act.qStride+g*64*sp.halves:]
+		lan := act.lan[r*act.lStride+g*qLanes:]
+		ad := act.d[r*act.dStride+g*qLanes:]
+		fa := &facc[i]
+		for l := 0; l < nblk*lpb; l++ {
+			bi := l / lpb
+			var is int32
+			if !sp.hasMin {
+				is = lan[l]
+			}
+			for h := 0; h < sp.halves; h++ {
+				for t := 0; t < 4; t++ {
+					is += int32(u[h][4*l+t]) * int32(aq[64*h+4*l+t])
+				}
+			}
+			s := dw[bi] * ad[l]
+			fa[l] += float32(s * float32(is))
+			if sp.hasMin {
+				s2 := mw[bi] * ad[l]
+				fa[l] += float32(s2 * float32(lan[l]))
+			}
 		}
 	}
 }
@@ -543,4 +549,17 @@ func qmE8M0Half(e uint8) float32 {
 		return math.Float32frombits(0x00200000 << e)
 	}
 	return math.Float32frombits(uint32(e-1) << 23)
+}
+
+// qReadGo is the portable qReadBytes: the xor of b's bytes, 8 at a time.
+func qReadGo(b []byte) uint64 {
+	var x uint64
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x ^= uint64(le32(b[i:])) | uint64(le32(b[i+4:]))<<32
+	}
+	for ; i < len(b); i++ {
+		x ^= uint64(b[i]) << (8 * (i % 8))
+	}
+	return x
 }

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 )
 
 // gemmMR and gemmNR are the micro-kernel's tile: rows of A, columns of B.
@@ -75,6 +76,7 @@ func main() {
 	if err := os.WriteFile(*out, g.b.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
+	writeQdot(filepath.Join(filepath.Dir(*out), "qdot_amd64.s"))
 }
 
 // isa describes a vector instruction set the GEMM micro-kernel is written
