@@ -3,6 +3,7 @@
 package compute
 
 import (
+	"math"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -84,6 +85,42 @@ func qdotQ6_KR3AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, l
 //go:noescape
 func qdotQ6_KR4AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
 
+//go:noescape
+func qdotF32R1AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+
+//go:noescape
+func qdotF32R2AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+
+//go:noescape
+func qdotF32R3AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+
+//go:noescape
+func qdotF32R4AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+
+//go:noescape
+func qdotF16R1AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+
+//go:noescape
+func qdotF16R2AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+
+//go:noescape
+func qdotF16R3AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+
+//go:noescape
+func qdotF16R4AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+
+//go:noescape
+func qdotBF16R1AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+
+//go:noescape
+func qdotBF16R2AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+
+//go:noescape
+func qdotBF16R3AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+
+//go:noescape
+func qdotBF16R4AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+
 type qdotFn func(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
 
 // qdotRows is the most activation rows one kernel call takes.
@@ -157,6 +194,33 @@ func qmatmulAsm(t QType, sp *qSpec, rows int, act *qAct, w []byte, rb, ncol int,
 				}
 			}
 		}
+	}
+	return true
+}
+
+type qdotFloatFn func(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+
+// qdotFloatFns[t][R-1] is the float-weight kernel for type t and R rows.
+var qdotFloatFns = map[QType][qdotRows]qdotFloatFn{
+	QF32:  {qdotF32R1AVX512, qdotF32R2AVX512, qdotF32R3AVX512, qdotF32R4AVX512},
+	QF16:  {qdotF16R1AVX512, qdotF16R2AVX512, qdotF16R3AVX512, qdotF16R4AVX512},
+	QBF16: {qdotBF16R1AVX512, qdotBF16R2AVX512, qdotBF16R3AVX512, qdotBF16R4AVX512},
+}
+
+// qmatmulFloatAsm computes the ncol columns of a float-weight product
+// with the assembly kernels (hasAVX512: F for the arithmetic, BW for the
+// masks), the same operations as qmatmulFloatGo.
+func qmatmulFloatAsm(t QType, rows, k int, a []float32, lda int, w []byte, rb, ncol int, c []float32, ldc int) bool {
+	fns, ok := qdotFloatFns[t]
+	if !ok || !hasAVX512 || 4*lda > math.MaxInt32 {
+		return false
+	}
+	_ = w[ncol*rb-1]
+	for r0 := 0; r0 < rows; r0 += qdotRows {
+		nr := min(qdotRows, rows-r0)
+		_ = a[(r0+nr-1)*lda+k-1]
+		_ = c[(r0+nr-1)*ldc+ncol-1]
+		fns[nr-1](k/16, &w[0], rb, ncol, &a[r0*lda], 4*lda, k%16, &c[r0*ldc], 4*ldc)
 	}
 	return true
 }

@@ -217,6 +217,9 @@ func qmatmul(pool *Pool, t QType, rows, n, k int, a []float32, lda int, w []byte
 // qmatmulCols computes columns [0, ncol) of c from the ncol weight rows in w.
 func qmatmulCols(t QType, sp *qSpec, rows, k int, a []float32, lda int, act *qAct, w []byte, rb, ncol int, c []float32, ldc int, useAsm bool) {
 	if sp.fam == famFloat {
+		if useAsm && qmatmulFloatAsm(t, rows, k, a, lda, w, rb, ncol, c, ldc) {
+			return
+		}
 		qmatmulFloatGo(t, rows, k, a, lda, w, rb, ncol, c, ldc)
 		return
 	}

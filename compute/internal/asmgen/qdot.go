@@ -61,6 +61,11 @@ func writeQdot(path string) {
 			g.qdotKernel(t, r)
 		}
 	}
+	for _, ft := range []string{"F32", "F16", "BF16"} {
+		for r := 1; r <= qdotMaxRows; r++ {
+			g.qdotFloat(ft, r)
+		}
+	}
 	g.qread()
 	if err := os.WriteFile(path, g.b.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
@@ -216,16 +221,7 @@ func (g *gen) qdotKernel(t qdotType, R int) {
 	g.p("\tLEAQ (CX)(CX*2), DX")
 	addr := []string{"(AX)", "(AX)(CX*1)", "(AX)(CX*2)", "(AX)(DX*1)"}
 	for r := 0; r < R; r++ {
-		// qReduce: l+8, l+4, l+2, l+1.
-		g.p("\tVEXTRACTF64X4 $1, Z%d, Y8", r)
-		g.p("\tVADDPS Y8, Y%d, Y8", r)
-		g.p("\tVEXTRACTF128 $1, Y8, X9")
-		g.p("\tVADDPS X9, X8, X8")
-		g.p("\tVMOVHLPS X8, X8, X9")
-		g.p("\tVADDPS X9, X8, X8")
-		g.p("\tVMOVSHDUP X8, X9")
-		g.p("\tVADDSS X9, X8, X8")
-		g.p("\tVMOVSS X8, %s", addr[r])
+		g.reduce16(r, addr[r])
 	}
 	g.p("\tADDQ $4, AX")
 	g.p("\tJMP %s", next2)
@@ -523,4 +519,104 @@ func (g *gen) qread() {
 	g.p("\tMOVQ AX, ret+16(FP)")
 	g.p("\tVZEROUPPER")
 	g.p("\tRET")
+}
+
+// qdotFloat writes the float-weight kernel for R rows:
+// func qdot<T>R<R>AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
+// For each of ncol weight rows of 16·n16+rem elements (f32, f16 or bf16;
+// the next row rb bytes on) and R rows of a (lda bytes apart), lane l sums
+// a[i]·w[i] for i ≡ l (mod 16), multiply then add, in order; the lanes are
+// summed as qReduce does and stored at out (row r at out + r·ldo bytes,
+// the next column 4 bytes on).
+func (g *gen) qdotFloat(ft string, R int) {
+	name := fmt.Sprintf("qdot%sR%dAVX512", ft, R)
+	esz := map[string]int{"F32": 4, "F16": 2, "BF16": 2}[ft]
+	load := func(mask string) {
+		switch ft {
+		case "F32":
+			g.p("\tVMOVUPS%s (SI), %sZ12", maskSuffix(mask), mask)
+		case "F16":
+			g.p("\tVCVTPH2PS%s (SI), %sZ12", maskSuffix(mask), mask)
+		case "BF16":
+			g.p("\tVPMOVZXWD%s (SI), %sZ12", maskSuffix(mask), mask)
+			g.p("\tVPSLLD $16, Z12, Z12")
+		}
+	}
+	addr := []string{"(R8)", "(R8)(R11*1)", "(R8)(R11*2)", "(R8)(DX*1)"}
+	g.p("")
+	g.p("// func %s(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)", name)
+	g.p("TEXT ·%s(SB), NOSPLIT, $0-72", name)
+	g.p("\tMOVQ lda+40(FP), R11")
+	g.p("\tLEAQ (R11)(R11*2), DX")
+	g.p("\tMOVQ rem+48(FP), CX")
+	g.p("\tMOVL $1, AX")
+	g.p("\tSHLL CX, AX")
+	g.p("\tDECL AX")
+	g.p("\tKMOVW AX, K1")
+	g.p("%s_col:", name)
+	g.p("\tMOVQ w+8(FP), SI")
+	g.p("\tMOVQ a+32(FP), R8")
+	g.p("\tMOVQ n16+0(FP), BX")
+	for r := 0; r < R; r++ {
+		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
+	}
+	g.p("\tTESTQ BX, BX")
+	g.p("\tJZ %s_tail", name)
+	g.p("%s_loop:", name)
+	load("")
+	for r := 0; r < R; r++ {
+		g.p("\tVMULPS %s, Z12, Z%d", addr[r], 4+r)
+		g.p("\tVADDPS Z%d, Z%d, Z%d", 4+r, r, r)
+	}
+	g.p("\tADDQ $%d, SI", 16*esz)
+	g.p("\tADDQ $64, R8")
+	g.p("\tDECQ BX")
+	g.p("\tJNZ %s_loop", name)
+	g.p("%s_tail:", name)
+	g.p("\tCMPQ rem+48(FP), $0")
+	g.p("\tJEQ %s_red", name)
+	load("K1, ")
+	for r := 0; r < R; r++ {
+		g.p("\tVMULPS.Z %s, Z12, K1, Z%d", addr[r], 4+r)
+		g.p("\tVADDPS Z%d, Z%d, K1, Z%d", 4+r, r, r)
+	}
+	g.p("%s_red:", name)
+	g.p("\tMOVQ out+56(FP), AX")
+	g.p("\tMOVQ ldo+64(FP), CX")
+	g.p("\tLEAQ (CX)(CX*2), R9")
+	oaddr := []string{"(AX)", "(AX)(CX*1)", "(AX)(CX*2)", "(AX)(R9*1)"}
+	for r := 0; r < R; r++ {
+		g.reduce16(r, oaddr[r])
+	}
+	g.p("\tADDQ $4, AX")
+	g.p("\tMOVQ AX, out+56(FP)")
+	g.p("\tMOVQ w+8(FP), AX")
+	g.p("\tADDQ rb+16(FP), AX")
+	g.p("\tMOVQ AX, w+8(FP)")
+	g.p("\tDECQ ncol+24(FP)")
+	g.p("\tJNZ %s_col", name)
+	g.p("\tVZEROUPPER")
+	g.p("\tRET")
+}
+
+// maskSuffix is the zeroing suffix for a masked load.
+func maskSuffix(mask string) string {
+	if mask == "" {
+		return ""
+	}
+	return ".Z"
+}
+
+// reduce16 sums the 16 lanes of Z<r> as qReduce does (l+8, l+4, l+2, l+1)
+// and stores the sum at addr; it uses X8 and X9.
+func (g *gen) reduce16(r int, addr string) {
+	g.p("\tVEXTRACTF64X4 $1, Z%d, Y8", r)
+	g.p("\tVADDPS Y8, Y%d, Y8", r)
+	g.p("\tVEXTRACTF128 $1, Y8, X9")
+	g.p("\tVADDPS X9, X8, X8")
+	g.p("\tVMOVHLPS X8, X8, X9")
+	g.p("\tVADDPS X9, X8, X8")
+	g.p("\tVMOVSHDUP X8, X9")
+	g.p("\tVADDSS X9, X8, X8")
+	g.p("\tVMOVSS X8, %s", addr)
 }
