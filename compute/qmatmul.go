@@ -288,23 +288,36 @@ func quantizeActs(sp *qSpec, rows, k int, a []float32, lda int) *qAct {
 }
 
 // quantBlock quantizes x to q (x ≈ d·q, |q| <= 127, rounded to nearest,
-// halves away from zero) and returns d.
+// ties to even) and returns d.
 func quantBlock(x []float32, q []int8) float32 {
 	var amax float32
 	for _, v := range x {
-		amax = max(amax, float32(math.Abs(float64(v))))
+		if v < 0 {
+			v = -v
+		}
+		if v > amax {
+			amax = v
+		}
 	}
-	if amax == 0 || amax != amax {
+	if amax == 0 || amax > math.MaxFloat32 {
 		clear(q)
 		return 0
 	}
 	id := 127 / amax
 	for i, v := range x {
-		f := math.Round(float64(v * id))
-		q[i] = int8(max(-127, min(127, f)))
+		// |v·id| <= 127: adding 1.5·2^23 rounds it to an integer (ties to
+		// even) held in the low mantissa bits.
+		f := float32(v*id) + qRoundMagic
+		q[i] = int8(int32(math.Float32bits(f)) - qRoundMagicBits)
 	}
 	return amax / 127
 }
+
+// qRoundMagic is 1.5·2^23; qRoundMagicBits its bits.
+const (
+	qRoundMagic     = 12582912
+	qRoundMagicBits = 0x4B400000
+)
 
 // quantRowB32 fills one row's famB32 activation data.
 func quantRowB32(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) {

@@ -26,8 +26,8 @@ func TestQReadBytes(t *testing.T) {
 // and an LM head (32000×1024), on a pool of GOMAXPROCS threads. Weights
 // are cycled through copies totalling about 96 MiB so that they come
 // from memory, not cache. It reports GB/s of weight bytes and, for 1 row,
-// xread: that over the GB/s of a plain parallel read of the same copies,
-// timed in the same run.
+// xread: that over the GB/s of a plain parallel read of another copy of the
+// same bytes, interleaved with the products (same machine load).
 func BenchmarkQMatMul(b *testing.B) {
 	pool := NewPool(0)
 	defer pool.Close()
@@ -49,22 +49,27 @@ func BenchmarkQMatMul(b *testing.B) {
 					}
 					a := randActs(r, rows, k, k)
 					c := make([]float32, rows*n)
-					var readGBs float64
-					if rows == 1 {
-						readGBs = parallelReadGBs(pool, ws, rb)
-					}
 					size := len(ws[0])
 					b.SetBytes(int64(size))
 					b.ResetTimer()
-					start := time.Now()
+					var qt, rt time.Duration
 					for i := 0; i < b.N; i++ {
+						t0 := time.Now()
 						QMatMul(pool, ty, rows, n, k, a, k, ws[i%len(ws)], c, n)
+						qt += time.Since(t0)
+						if rows == 1 {
+							// A plain read of another copy, interleaved so
+							// that both see the same machine load.
+							b.StopTimer()
+							t1 := time.Now()
+							parallelRead(pool, ws[(i+len(ws)/2)%len(ws)], rb)
+							rt += time.Since(t1)
+							b.StartTimer()
+						}
 					}
-					el := time.Since(start).Seconds()
-					gbs := float64(b.N) * float64(size) / el / 1e9
-					b.ReportMetric(gbs, "GB/s")
+					b.ReportMetric(float64(b.N)*float64(size)/qt.Seconds()/1e9, "GB/s")
 					if rows == 1 {
-						b.ReportMetric(gbs/readGBs, "xread")
+						b.ReportMetric(rt.Seconds()/qt.Seconds(), "xread")
 					}
 				})
 			}
@@ -72,35 +77,48 @@ func BenchmarkQMatMul(b *testing.B) {
 	}
 }
 
-// parallelReadGBs times plain reads of the copies, split over the pool in
-// column chunks as QMatMul splits them, and returns GB/s.
-func parallelReadGBs(pool *Pool, ws [][]byte, rb int) float64 {
-	var sink uint64
-	chunk := max(1, (64<<10)/rb) * rb
-	sum := make([]uint64, 64)
-	read := func(w []byte) {
-		nch := (len(w) + chunk - 1) / chunk
-		pool.Run(nch, func(i int) {
-			x := qReadBytes(w[i*chunk : min(len(w), (i+1)*chunk)])
-			sum[i%64] ^= x
+// parallelRead reads w with qReadBytes, split over the pool in column
+// chunks as QMatMul splits its weights.
+func parallelRead(pool *Pool, w []byte, rb int) uint64 {
+	chunk := max(16, (64<<10)/rb) * rb
+	nch := (len(w) + chunk - 1) / chunk
+	var sum [64]uint64
+	pool.Run(nch, func(i int) {
+		sum[i%64] ^= qReadBytes(w[i*chunk : min(len(w), (i+1)*chunk)])
+	})
+	var x uint64
+	for _, s := range sum {
+		x ^= s
+	}
+	return x
+}
+
+// BenchmarkQMatMulPrefill compares, on one thread, QMatMul's int8 path for
+// 64 rows (prefill) with the float32 SGEMM over the same shape (what a
+// dequantize-then-Gemm prefill would at best reach), in GFLOP per CPU
+// second (time descheduled on a shared machine does not count).
+func BenchmarkQMatMulPrefill(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	n, k, rows := 2816, 1024, 64
+	a := randActs(r, rows, k, k)
+	c := make([]float32, rows*n)
+	perCPU := func(b *testing.B, f func()) {
+		c0, ok := ProcessCPUSeconds()
+		for i := 0; i < b.N; i++ {
+			f()
+		}
+		if c1, _ := ProcessCPUSeconds(); ok && c1 > c0 {
+			b.ReportMetric(float64(b.N)*2*float64(n*k*rows)/(c1-c0)/1e9, "GFLOP/cpus")
+		}
+	}
+	for _, ty := range []QType{QQ8_0, QQ4_0, QQ4_K, QQ6_K, QF16} {
+		w := randRows(r, ty, n, k)
+		b.Run(ty.String(), func(b *testing.B) {
+			perCPU(b, func() { QMatMul(nil, ty, rows, n, k, a, k, w, c, n) })
 		})
 	}
-	for _, w := range ws {
-		read(w)
-	}
-	best := 0.0
-	for rep := 0; rep < 3; rep++ {
-		start := time.Now()
-		var bytes int
-		for _, w := range ws {
-			read(w)
-			bytes += len(w)
-		}
-		best = max(best, float64(bytes)/time.Since(start).Seconds()/1e9)
-	}
-	for _, s := range sum {
-		sink ^= s
-	}
-	_ = sink
-	return best
+	wf := randActs(r, n, k, k)
+	b.Run("sgemm-f32", func(b *testing.B) {
+		perCPU(b, func() { Gemm(nil, false, true, rows, n, k, 1, a, k, wf, k, 0, c, n) })
+	})
 }
