@@ -3,6 +3,7 @@ package compute
 import (
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // Quantized matrix products: C = A·Wᵀ for a float32 A and a weight matrix W
@@ -195,7 +196,9 @@ func qmatmul(pool *Pool, t QType, rows, n, k int, a []float32, lda int, w []byte
 	rb, _ := t.RowBytes(k)
 	var act *qAct
 	if sp.fam != famFloat {
-		act = quantizeActs(sp, rows, k, a, lda)
+		buf := pool.getBuf(qActFloats(sp, rows, k))
+		defer pool.putBuf(buf)
+		act = quantizeActs(sp, rows, k, a, lda, *buf)
 	}
 	// Column chunks of about 64 KiB of weights (at least 16 columns), so
 	// that the pool balances and each chunk's weights stay in cache while
@@ -253,9 +256,8 @@ type qAct struct {
 	nb int
 }
 
-// quantizeActs quantizes rows of a for spec sp.
-func quantizeActs(sp *qSpec, rows, k int, a []float32, lda int) *qAct {
-	act := &qAct{}
+// qActLayout sets act's strides and group count for rows of k elements.
+func qActLayout(sp *qSpec, k int, act *qAct) {
 	switch sp.fam {
 	case famB32:
 		nb := k / 32
@@ -270,9 +272,23 @@ func quantizeActs(sp *qSpec, rows, k int, a []float32, lda int) *qAct {
 		act.lStride = act.groups * qLanes
 		act.dStride = act.groups
 	}
-	act.q = make([]int8, rows*act.qStride)
-	act.lan = make([]int32, rows*act.lStride)
-	act.d = make([]float32, rows*act.dStride)
+}
+
+// qActFloats is the float32 words quantizeActs needs for rows of k.
+func qActFloats(sp *qSpec, rows, k int) int {
+	var act qAct
+	qActLayout(sp, k, &act)
+	return rows * (act.qStride/4 + act.lStride + act.dStride)
+}
+
+// quantizeActs quantizes rows of a for spec sp into buf (qActFloats words).
+func quantizeActs(sp *qSpec, rows, k int, a []float32, lda int, buf []float32) *qAct {
+	act := &qAct{}
+	qActLayout(sp, k, act)
+	nq, nl := rows*act.qStride/4, rows*act.lStride
+	act.q = unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(buf))), 4*nq)
+	act.lan = unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(buf[nq:]))), nl)
+	act.d = buf[nq+nl : nq+nl+rows*act.dStride]
 	for r := 0; r < rows; r++ {
 		x := a[r*lda : r*lda+k]
 		q := act.q[r*act.qStride : (r+1)*act.qStride]
@@ -323,6 +339,11 @@ const (
 func quantRowB32(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) {
 	var blk [32]int8
 	lpb := qLanes / sp.bpg // lanes per block
+	if len(x)/32%sp.bpg != 0 {
+		// The partial last group's missing blocks read as zeros.
+		clear(q[len(q)-64*sp.halves:])
+		clear(d[len(d)-qLanes:])
+	}
 	for b := 0; b < len(x)/32; b++ {
 		db := quantBlock(x[32*b:32*b+32], blk[:])
 		g, bi := b/sp.bpg, b%sp.bpg

@@ -274,13 +274,11 @@ func splitNibbles(g *gen) {
 // halves4 loads the fp16 scales of 4 blocks (stride ts) into Z14's lanes
 // [d0×4, d1×4, d2×4, d3×4].
 func halves4(g *gen, ts int) {
-	g.p("\tMOVWQZX %d(SI), AX", 3*ts)
-	for i := 2; i >= 0; i-- {
-		g.p("\tSHLQ $16, AX")
-		g.p("\tMOVWQZX %d(SI), CX", i*ts)
-		g.p("\tORQ CX, AX")
+	g.p("\tMOVWLZX (SI), AX")
+	g.p("\tVMOVD AX, X14")
+	for i := 1; i < 4; i++ {
+		g.p("\tVPINSRW $%d, %d(SI), X14, X14", i, i*ts)
 	}
-	g.p("\tVMOVQ AX, X14")
 	g.p("\tVCVTPH2PS X14, X14")
 	g.p("\tVPERMD Z14, Z29, Z14")
 }
