@@ -86,6 +86,90 @@ func qdotQ6_KR3AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, l
 func qdotQ6_KR4AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
 
 //go:noescape
+func qdotQ4_1R1AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ4_1R2AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ4_1R3AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ4_1R4AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ5_0R1AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ5_0R2AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ5_0R3AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ5_0R4AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ5_1R1AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ5_1R2AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ5_1R3AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ5_1R4AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotMXFP4R1AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotMXFP4R2AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotMXFP4R3AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotMXFP4R4AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotIQ4_XSR1AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotIQ4_XSR2AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotIQ4_XSR3AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotIQ4_XSR4AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ3_KR1AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ3_KR2AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ3_KR3AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ3_KR4AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ2_KR1AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ2_KR2AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ2_KR3AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ2_KR4AVX512(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
 func qdotF32R1AVX512(n16 int, w *byte, rb int, ncol int, a *float32, lda int, rem int, out *float32, ldo int)
 
 //go:noescape
@@ -138,6 +222,13 @@ var qdotFns = map[QType][qdotRows]qdotFn{
 	QQ4_K:   {qdotQ4_KR1AVX512, qdotQ4_KR2AVX512, qdotQ4_KR3AVX512, qdotQ4_KR4AVX512},
 	QQ5_K:   {qdotQ5_KR1AVX512, qdotQ5_KR2AVX512, qdotQ5_KR3AVX512, qdotQ5_KR4AVX512},
 	QQ6_K:   {qdotQ6_KR1AVX512, qdotQ6_KR2AVX512, qdotQ6_KR3AVX512, qdotQ6_KR4AVX512},
+	QQ4_1:   {qdotQ4_1R1AVX512, qdotQ4_1R2AVX512, qdotQ4_1R3AVX512, qdotQ4_1R4AVX512},
+	QQ5_0:   {qdotQ5_0R1AVX512, qdotQ5_0R2AVX512, qdotQ5_0R3AVX512, qdotQ5_0R4AVX512},
+	QQ5_1:   {qdotQ5_1R1AVX512, qdotQ5_1R2AVX512, qdotQ5_1R3AVX512, qdotQ5_1R4AVX512},
+	QMXFP4:  {qdotMXFP4R1AVX512, qdotMXFP4R2AVX512, qdotMXFP4R3AVX512, qdotMXFP4R4AVX512},
+	QIQ4_XS: {qdotIQ4_XSR1AVX512, qdotIQ4_XSR2AVX512, qdotIQ4_XSR3AVX512, qdotIQ4_XSR4AVX512},
+	QQ3_K:   {qdotQ3_KR1AVX512, qdotQ3_KR2AVX512, qdotQ3_KR3AVX512, qdotQ3_KR4AVX512},
+	QQ2_K:   {qdotQ2_KR1AVX512, qdotQ2_KR2AVX512, qdotQ2_KR3AVX512, qdotQ2_KR4AVX512},
 }
 
 // qAsm says whether QMatMul has assembly kernels here: AVX-512 with VNNI

@@ -226,6 +226,9 @@ func randRows(r *rand.Rand, t QType, n, k int) []byte {
 			blk[0], blk[1] = byte(v), byte(v>>8)
 		case QMXFP4:
 			blk[0] = byte(118 + r.IntN(16))
+			if r.IntN(8) == 0 {
+				blk[0] = byte(r.IntN(3)) // the subnormal scales
+			}
 		default:
 			for _, off := range halves[t] {
 				putHalf(blk, off, randHalf(r, off > 0))

@@ -127,6 +127,58 @@ func (g *gen) qdotData() {
 	add("qk4and1", []uint16{0x3f3f, 0x3f3f, 0x0f0f, 0x0f0f, 0x3f3f, 0x3f3f, 0x0f0f, 0x0f0f})
 	add("qk4shr2", []uint16{0, 0, 6, 0, 0, 0, 6, 0})
 	add("qk4and2", []uint16{0, 0, 0x0303, 0x0303, 0, 0, 0x0303, 0x0303})
+	// Q2_K / Q3_K unit j: word w takes sub-block 2j+w/8 (lower half) or
+	// 8+2j+(w-16)/8 (upper half).
+	for j := 0; j < 4; j++ {
+		v = nil
+		for w := 0; w < 32; w++ {
+			if w < 16 {
+				v = append(v, uint16(2*j+w/8))
+			} else {
+				v = append(v, uint16(8+2*j+(w-16)/8))
+			}
+		}
+		add(fmt.Sprintf("qidxk3u%d", j), v)
+		cnt(fmt.Sprintf("qcntk3u%d", j), j, 4+j)
+	}
+	// Q3_K scale unpack.
+	add("qk3shr1", []uint16{0, 0, 0, 0, 4, 0, 4, 0})
+	add("qk3and1", []uint16{0x0f0f, 0x0f0f, 0x0f0f, 0x0f0f, 0x0f0f, 0x0f0f, 0x0f0f, 0x0f0f})
+	add("qk3shr2", []uint16{0, 0, 2, 0, 4, 0, 6, 0})
+	add("qk3and2", []uint16{0x0303, 0x0303, 0x0303, 0x0303, 0x0303, 0x0303, 0x0303, 0x0303})
+	add("qk3b32", []uint16{0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020, 0x2020})
+	// qidx4hi: dword lane l takes element 4+l/4.
+	v = nil
+	for l := 0; l < 16; l++ {
+		v = append(v, uint16(4+l/4), 0)
+	}
+	add("qidx4hi", v)
+	// IQ4_XS scales: shifts of scales_l and scales_h per sub-block, masks.
+	dw := func(name string, f func(i int) int) {
+		v = nil
+		for i := 0; i < 8; i++ {
+			v = append(v, uint16(f(i)), uint16(f(i)>>16))
+		}
+		add(name, v)
+	}
+	dw("qxsl", func(i int) int { return 4 * i })
+	dw("qxsh", func(i int) int { return 2 * i })
+	dw("qx15", func(int) int { return 15 })
+	dw("qx3", func(int) int { return 3 })
+	dw("qx32", func(int) int { return 32 })
+	// Q5_0 / Q5_1 fifth bits: byte j of each 128-bit lane takes byte j/8
+	// (low halves) or 2+j/8 (high halves) of the block's qh, tested
+	// against bit j%8.
+	bytesTab := func(name string, f func(j int) int) {
+		v = nil
+		for p := 0; p < 64; p += 2 {
+			v = append(v, uint16(f(p%16)|f((p+1)%16)<<8))
+		}
+		add(name, v)
+	}
+	bytesTab("q5lo", func(j int) int { return j / 8 })
+	bytesTab("q5hi", func(j int) int { return 2 + j/8 })
+	bytesTab("q5bit", func(j int) int { return 1 << (j % 8) })
 	for _, t := range tabs {
 		for i := 0; i < len(t.v); i += 4 {
 			var q uint64
@@ -273,14 +325,79 @@ func splitNibbles(g *gen) {
 
 // halves4 loads the fp16 scales of 4 blocks (stride ts) into Z14's lanes
 // [d0×4, d1×4, d2×4, d3×4].
-func halves4(g *gen, ts int) {
-	g.p("\tMOVWLZX (SI), AX")
-	g.p("\tVMOVD AX, X14")
+func halves4(g *gen, ts int) { halves4At(g, ts, 0, 14) }
+
+// halves4At loads the fp16 at offset off of 4 blocks (stride ts) into
+// Z<reg>'s lanes [v0×4, v1×4, v2×4, v3×4].
+func halves4At(g *gen, ts, off, reg int) {
+	g.p("\tMOVWLZX %d(SI), AX", off)
+	g.p("\tVMOVD AX, X%d", reg)
 	for i := 1; i < 4; i++ {
-		g.p("\tVPINSRW $%d, %d(SI), X14, X14", i, i*ts)
+		g.p("\tVPINSRW $%d, %d(SI), X%d, X%d", i, off+i*ts, reg, reg)
 	}
-	g.p("\tVCVTPH2PS X14, X14")
-	g.p("\tVPERMD Z14, Z29, Z14")
+	g.p("\tVCVTPH2PS X%d, X%d", reg, reg)
+	g.p("\tVPERMD Z%d, Z29, Z%d", reg, reg)
+}
+
+// fifthBits4 adds 16 to the nibbles in Z12 (low halves) and Z13 (high)
+// whose bit is set in their block's 32-bit qh (at offset off, stride ts).
+// Z20/Z21 hold q5lo/q5hi, Z22 q5bit, Z23 0x10 bytes.
+func fifthBits4(g *gen, ts, off int) {
+	g.p("\tMOVL %d(SI), AX", off)
+	g.p("\tVMOVD AX, X9")
+	for i := 1; i < 4; i++ {
+		g.p("\tVPINSRD $%d, %d(SI), X9, X9", i, off+i*ts)
+	}
+	g.p("\tVPERMD Z9, Z29, Z9")
+	for h := 0; h < 2; h++ {
+		g.p("\tVPSHUFB Z%d, Z9, Z10", 20+h)
+		g.p("\tVPTESTMB Z22, Z10, K3")
+		g.p("\tVPADDB Z23, Z%d, K3, Z%d", 12+h, 12+h)
+	}
+}
+
+// consts5 sets Z20..Z23 for fifthBits4.
+func consts5(g *gen) {
+	g.p("\tVMOVDQU32 q5lo<>(SB), Z20")
+	g.p("\tVMOVDQU32 q5hi<>(SB), Z21")
+	g.p("\tVMOVDQU32 q5bit<>(SB), Z22")
+	g.bcastByte(23, 0x10)
+}
+
+// tableZ28 puts a 16-byte table in every 128-bit lane of Z28.
+func tableZ28(g *gen, tab []byte) {
+	g.p("\tMOVQ $0x%016x, AX", le64(tab[:8]))
+	g.p("\tVMOVQ AX, X28")
+	g.p("\tMOVQ $0x%016x, AX", le64(tab[8:]))
+	g.p("\tVPINSRQ $1, AX, X28, X28")
+	g.p("\tVSHUFI64X2 $0, Z28, Z28, Z28")
+}
+
+// finB32Min is finB32 plus the min term (mw·da)·float(Σa), mw's lanes in
+// Z15 and Σa the lane words.
+func finB32Min(g *gen, r int) {
+	finB32("Z14")(g, r)
+	g.p("\tVCVTDQ2PS (DX), Z9")
+	g.p("\tVMULPS (DI), Z15, Z10")
+	g.p("\tVMULPS Z9, Z10, Z10")
+	g.p("\tVADDPS Z10, Z%d, Z%d", r, r)
+}
+
+// finOff is the k-quant float step for offset types: isum -= off·Σ
+// sc·bsum (Z17 the sub-block scales as dwords), then lanes +=
+// (d·da)·float(isum), d in Z18.
+func finOff(shift int) func(g *gen, r int) {
+	return func(g *gen, r int) {
+		a, f := 4+r, r
+		g.p("\tVPMULLD (DX), Z17, Z8")
+		g.p("\tVPSLLD $%d, Z8, Z8", shift)
+		g.p("\tVPSUBD Z8, Z%d, Z%d", a, a)
+		g.p("\tVCVTDQ2PS Z%d, Z%d", a, a)
+		g.p("\tVBROADCASTSS (DI), Z9")
+		g.p("\tVMULPS Z9, Z18, Z10")
+		g.p("\tVMULPS Z%d, Z10, Z10", a)
+		g.p("\tVADDPS Z10, Z%d, Z%d", f, f)
+	}
 }
 
 func qdotTypes() []qdotType {
@@ -326,12 +443,7 @@ func qdotTypes() []qdotType {
 	iq4.consts = func(g *gen) {
 		constsB32x4(g)
 		// ggml's IQ4_NL values + 128, in every 128-bit lane.
-		tab := []byte{1, 24, 45, 63, 79, 93, 106, 118, 129, 141, 153, 166, 181, 197, 217, 241}
-		g.p("\tMOVQ $0x%016x, AX", le64(tab[:8]))
-		g.p("\tVMOVQ AX, X28")
-		g.p("\tMOVQ $0x%016x, AX", le64(tab[8:]))
-		g.p("\tVPINSRQ $1, AX, X28, X28")
-		g.p("\tVSHUFI64X2 $0, Z28, Z28, Z28")
+		tableZ28(g, iq4Table)
 	}
 	iq4.prep = func(g *gen) {
 		nibbles4(g, 2, 18)
@@ -459,20 +571,216 @@ func qdotTypes() []qdotType {
 		},
 		rowChunk: rowK,
 		prep:     func(g *gen) {},
-		fin: func(g *gen, r int) {
-			a, f := 4+r, r
-			g.p("\tVPMULLD (DX), Z17, Z8")
-			g.p("\tVPSLLD $5, Z8, Z8")
-			g.p("\tVPSUBD Z8, Z%d, Z%d", a, a)
-			g.p("\tVCVTDQ2PS Z%d, Z%d", a, a)
-			g.p("\tVBROADCASTSS (DI), Z9")
-			g.p("\tVMULPS Z9, Z18, Z10")
-			g.p("\tVMULPS Z%d, Z10, Z10", a)
-			g.p("\tVADDPS Z10, Z%d, Z%d", f, f)
-		},
+		fin:      finOff(5),
 	}
-	return []qdotType{q8, q4, iq4, q4k, q5k, q6k}
+	rowB32Min := func(g *gen, r int) {
+		g.p("\tVPXORD Z%d, Z%d, Z%d", 4+r, 4+r, 4+r)
+		g.p("\tVPDPBUSD (CX), Z12, Z%d", 4+r)
+		g.p("\tVPDPBUSD 64(CX), Z13, Z%d", 4+r)
+	}
+	q41 := qdotType{
+		name: "Q4_1", wbytes: 80, qbytes: 128, dbytes: 64,
+		consts: constsB32x4,
+		prep: func(g *gen) {
+			nibbles4(g, 4, 20)
+			halves4(g, 20)
+			halves4At(g, 20, 2, 15)
+		},
+		row: rowB32Min,
+		fin: finB32Min,
+	}
+	q50 := qdotType{
+		name: "Q5_0", wbytes: 88, qbytes: 128, dbytes: 64,
+		consts: func(g *gen) { constsB32x4(g); consts5(g) },
+		prep: func(g *gen) {
+			nibbles4(g, 6, 22)
+			fifthBits4(g, 22, 2)
+			halves4(g, 22)
+		},
+		row: rowB32x4,
+		fin: finB32("Z14"),
+	}
+	q51 := qdotType{
+		name: "Q5_1", wbytes: 96, qbytes: 128, dbytes: 64,
+		consts: func(g *gen) { constsB32x4(g); consts5(g) },
+		prep: func(g *gen) {
+			nibbles4(g, 8, 24)
+			fifthBits4(g, 24, 4)
+			halves4(g, 24)
+			halves4At(g, 24, 2, 15)
+		},
+		row: rowB32Min,
+		fin: finB32Min,
+	}
+	mx := qdotType{
+		name: "MXFP4", wbytes: 68, qbytes: 128, dbytes: 64,
+		consts: func(g *gen) {
+			constsB32x4(g)
+			tableZ28(g, fp4Table)
+			g.p("\tMOVL $1, AX")
+			g.p("\tVPBROADCASTD AX, Z20")
+			g.p("\tMOVL $2, AX")
+			g.p("\tVPBROADCASTD AX, Z21")
+			g.p("\tMOVL $0x00200000, AX")
+			g.p("\tVPBROADCASTD AX, Z22")
+		},
+		prep: func(g *gen) {
+			nibbles4(g, 1, 17)
+			g.p("\tVPSHUFB Z12, Z28, Z12")
+			g.p("\tVPSHUFB Z13, Z28, Z13")
+			// e8m0 halved: e < 2 ? 0x00200000<<e : (e-1)<<23, as bits.
+			g.p("\tMOVBLZX (SI), AX")
+			g.p("\tVMOVD AX, X14")
+			for i := 1; i < 4; i++ {
+				g.p("\tVPINSRB $%d, %d(SI), X14, X14", i, 17*i)
+			}
+			g.p("\tVPMOVZXBD X14, X14")
+			g.p("\tVPSUBD X20, X14, X15")
+			g.p("\tVPSLLD $23, X15, X15")
+			g.p("\tVPSLLVD X14, X22, X16")
+			g.p("\tVPCMPUD $1, X21, X14, K2")
+			g.p("\tVPBLENDMD X16, X15, K2, X14")
+			g.p("\tVPERMD Z14, Z29, Z14")
+		},
+		row: rowB32x4,
+		fin: finB32("Z14"),
+	}
+	// IQ4_XS: table values +128 overflow vpmaddubsw's words, so the
+	// sub-scales multiply vpdpbusd's dwords (Z14: this chunk's lanes).
+	iq4xs := qdotType{
+		name: "IQ4_XS", wbytes: 136, qbytes: 256, dbytes: 4, chunks: 2,
+		consts: func(g *gen) {
+			g.bcastByte(30, 0x0f)
+			tableZ28(g, iq4Table)
+			g.p("\tVMOVDQU32 qidx4<>(SB), Z29")
+			g.p("\tVMOVDQU32 qidx4hi<>(SB), Z27")
+		},
+		prepChunk: func(g *gen, c int) {
+			if c == 0 {
+				g.p("\tMOVWLZX 2(SI), AX")
+				g.p("\tVPBROADCASTD AX, Y9")
+				g.p("\tVPSRLVD qxsh<>(SB), Y9, Y9")
+				g.p("\tVPANDD qx3<>(SB), Y9, Y9")
+				g.p("\tVPSLLD $4, Y9, Y9")
+				g.p("\tMOVL 4(SI), AX")
+				g.p("\tVPBROADCASTD AX, Y10")
+				g.p("\tVPSRLVD qxsl<>(SB), Y10, Y10")
+				g.p("\tVPANDD qx15<>(SB), Y10, Y10")
+				g.p("\tVPORD Y9, Y10, Y17")
+				g.p("\tVPSUBD qx32<>(SB), Y17, Y17")
+				g.p("\tVPBROADCASTW (SI), Y18")
+				g.p("\tVCVTPH2PS Y18, Z18")
+			}
+			g.p("\tVMOVDQU8 %d(SI), Z12", 8+64*c)
+			splitNibbles(g)
+			g.p("\tVPSHUFB Z12, Z28, Z12")
+			g.p("\tVPSHUFB Z13, Z28, Z13")
+			g.p("\tVPERMD Z17, Z%d, Z14", []int{29, 27}[c])
+		},
+		rowChunk: func(g *gen, c, r int) {
+			for h := 0; h < 2; h++ {
+				g.p("\tVPXORD Z8, Z8, Z8")
+				g.p("\tVPDPBUSD %d(CX), Z%d, Z8", 64*(2*c+h), 12+h)
+				g.p("\tVPMULLD Z14, Z8, Z8")
+				g.p("\tVPADDD Z8, Z%d, Z%d", 4+r, 4+r)
+			}
+		},
+		prep: func(g *gen) {},
+		fin:  finOff(7),
+	}
+	// Q2_K / Q3_K: unit j holds bits 2j..2j+1 of the 64 qs bytes (Z11).
+	constsK23 := func(g *gen) {
+		g.bcastByte(30, 0x0f)
+		g.bcastByte(22, 0x03)
+		g.bcastByte(28, 0x01)
+		for j := 0; j < 4; j++ {
+			g.p("\tVMOVDQU32 qidxk3u%d<>(SB), Z%d", j, 24+j)
+		}
+	}
+	lowBits := func(g *gen, c int) {
+		for h := 0; h < 2; h++ {
+			j := 2*c + h
+			g.p("\tVPSRLW $%d, Z11, Z%d", 2*j, 12+h)
+			g.p("\tVPANDD Z22, Z%d, Z%d", 12+h, 12+h)
+		}
+	}
+	q3k := qdotType{
+		name: "Q3_K", wbytes: 110, qbytes: 256, dbytes: 4, chunks: 2,
+		consts: func(g *gen) {
+			constsK23(g)
+			for j, reg := range []int{19, 20, 21, 23} {
+				g.p("\tVMOVDQU32 qcntk3u%d<>(SB), Z%d", j, reg)
+			}
+		},
+		prepChunk: func(g *gen, c int) {
+			if c == 0 {
+				g.p("\tVMOVQ 96(SI), X15")
+				g.p("\tVPINSRD $2, 104(SI), X15, X15")
+				g.p("\tVPSHUFD $0x44, X15, X8")
+				g.p("\tVPSRLVD qk3shr1<>(SB), X8, X8")
+				g.p("\tVPANDD qk3and1<>(SB), X8, X8")
+				g.p("\tVPSHUFD $0xaa, X15, X9")
+				g.p("\tVPSRLVD qk3shr2<>(SB), X9, X9")
+				g.p("\tVPANDD qk3and2<>(SB), X9, X9")
+				g.p("\tVPSLLD $4, X9, X9")
+				g.p("\tVPORD X9, X8, X15")
+				g.p("\tVPSUBB qk3b32<>(SB), X15, X15")
+				g.p("\tVPMOVSXBW X15, Y16")
+				g.p("\tVPMOVSXBD X15, Z17")
+				g.p("\tVPBROADCASTW 108(SI), Y18")
+				g.p("\tVCVTPH2PS Y18, Z18")
+				g.p("\tVMOVDQU8 32(SI), Z11")
+				g.p("\tVBROADCASTI64X4 (SI), Z31")
+			}
+			lowBits(g, c)
+			for h := 0; h < 2; h++ {
+				j := 2*c + h
+				g.p("\tVPSRLVW Z%d, Z31, Z9", []int{19, 20, 21, 23}[j])
+				g.p("\tVPANDD Z28, Z9, Z9")
+				g.p("\tVPSLLW $2, Z9, Z9")
+				g.p("\tVPORD Z9, Z%d, Z%d", 12+h, 12+h)
+				g.p("\tVPERMW Z16, Z%d, Z%d", 24+j, 14+h)
+			}
+		},
+		rowChunk: rowK,
+		prep:     func(g *gen) {},
+		fin:      finOff(2),
+	}
+	q2k := qdotType{
+		name: "Q2_K", wbytes: 84, qbytes: 256, dbytes: 4, chunks: 2,
+		consts: constsK23,
+		prepChunk: func(g *gen, c int) {
+			if c == 0 {
+				g.p("\tVMOVDQU (SI), X15")
+				g.p("\tVPANDD X30, X15, X8")
+				g.p("\tVPMOVZXBW X8, Y16")
+				g.p("\tVPSRLW $4, X15, X9")
+				g.p("\tVPANDD X30, X9, X9")
+				g.p("\tVPMOVZXBD X9, Z17")
+				g.p("\tVPBROADCASTW 80(SI), Y18")
+				g.p("\tVCVTPH2PS Y18, Z18")
+				g.p("\tVPBROADCASTW 82(SI), Y19")
+				g.p("\tVCVTPH2PS Y19, Z19")
+				g.p("\tVMOVDQU8 16(SI), Z11")
+			}
+			lowBits(g, c)
+			for h := 0; h < 2; h++ {
+				g.p("\tVPERMW Z16, Z%d, Z%d", 24+2*c+h, 14+h)
+			}
+		},
+		rowChunk: rowK,
+		prep:     func(g *gen) {},
+		fin:      finMin,
+	}
+	return []qdotType{q8, q4, iq4, q4k, q5k, q6k, q41, q50, q51, mx, iq4xs, q3k, q2k}
 }
+
+// iq4Table is ggml's IQ4_NL values plus 128; fp4Table its doubled e2m1
+// (MXFP4) values plus 16.
+var (
+	iq4Table = []byte{1, 24, 45, 63, 79, 93, 106, 118, 129, 141, 153, 166, 181, 197, 217, 241}
+	fp4Table = []byte{16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4}
+)
 
 func le64(b []byte) uint64 {
 	var v uint64
