@@ -284,6 +284,12 @@ func (g *gen) qdotKernel(t qdotType, R int) {
 	g.p("\tADDQ $%d, AX", 64*R)
 	g.p("%s:", next2)
 	g.p("\tMOVQ AX, out+80(FP)")
+	g.nextColumn(col)
+}
+
+// nextColumn ends a kernel's column loop: the next weight row (w += rb),
+// back to label col while ncol is not 0, then return.
+func (g *gen) nextColumn(col string) {
 	g.p("\tMOVQ w+8(FP), AX")
 	g.p("\tADDQ rb+16(FP), AX")
 	g.p("\tMOVQ AX, w+8(FP)")
@@ -896,13 +902,7 @@ func (g *gen) qdotFloat(ft string, R int) {
 	}
 	g.p("\tADDQ $4, AX")
 	g.p("\tMOVQ AX, out+56(FP)")
-	g.p("\tMOVQ w+8(FP), AX")
-	g.p("\tADDQ rb+16(FP), AX")
-	g.p("\tMOVQ AX, w+8(FP)")
-	g.p("\tDECQ ncol+24(FP)")
-	g.p("\tJNZ %s_col", name)
-	g.p("\tVZEROUPPER")
-	g.p("\tRET")
+	g.nextColumn(name + "_col")
 }
 
 // maskSuffix is the zeroing suffix for a masked load.
