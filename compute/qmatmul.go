@@ -304,9 +304,11 @@ func quantizeActs(sp *qSpec, rows, k int, a []float32, lda int, buf []float32) *
 }
 
 // quantBlock quantizes x to q (x ≈ d·q, |q| <= 127, rounded to nearest,
-// ties to even) and returns d.
+// ties to even) and returns d. A block holding an infinity or NaN gets
+// d = NaN, so that the outputs it reaches are NaN, not silently wrong.
 func quantBlock(x []float32, q []int8) float32 {
 	var amax float32
+	bad := false
 	for _, v := range x {
 		if v < 0 {
 			v = -v
@@ -314,10 +316,14 @@ func quantBlock(x []float32, q []int8) float32 {
 		if v > amax {
 			amax = v
 		}
+		bad = bad || v != v
 	}
-	if amax == 0 || amax > math.MaxFloat32 {
+	if amax == 0 || bad || amax > math.MaxFloat32 {
 		clear(q)
-		return 0
+		if amax == 0 && !bad {
+			return 0
+		}
+		return float32(math.NaN())
 	}
 	id := 127 / amax
 	for i, v := range x {

@@ -423,3 +423,45 @@ func TestQMatMulBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestQMatMulSpecialActivations checks that zero activations give exact
+// zeros and that an infinity or NaN in a row makes that row's outputs NaN
+// (±Inf or NaN for float weights: not a silently finite answer) without
+// touching the other rows.
+func TestQMatMulSpecialActivations(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, ty := range qTestTypes {
+		k := 256
+		if ty.BlockSize() == 32 {
+			k = 96
+		}
+		n := 19
+		w := randRows(r, ty, n, k)
+		a := randActs(r, 3, k, k)
+		clear(a[:k])
+		a[k+5] = float32(math.Inf(1))
+		for _, useAsm := range []bool{false, true} {
+			c := make([]float32, 3*n)
+			qmatmul(nil, ty, 3, n, k, a, k, w, c, n, useAsm)
+			for j := 0; j < n; j++ {
+				if c[j] != 0 {
+					t.Fatalf("%s asm=%v: zero row gives C[0][%d] = %v", ty, useAsm, j, c[j])
+				}
+				if v := float64(c[n+j]); !math.IsNaN(v) && !math.IsInf(v, 0) {
+					t.Fatalf("%s asm=%v: row with +Inf gives C[1][%d] = %v, want NaN (±Inf for float weights)", ty, useAsm, j, v)
+				}
+				if v := c[2*n+j]; math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					t.Fatalf("%s asm=%v: finite row gives C[2][%d] = %v", ty, useAsm, j, v)
+				}
+			}
+		}
+		a[k+5] = float32(math.NaN())
+		c := make([]float32, 3*n)
+		QMatMul(nil, ty, 3, n, k, a, k, w, c, n)
+		for j := 0; j < n; j++ {
+			if v := c[n+j]; !math.IsNaN(float64(v)) {
+				t.Fatalf("%s: row with NaN gives C[1][%d] = %v, want NaN", ty, j, v)
+			}
+		}
+	}
+}
