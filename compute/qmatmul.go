@@ -177,12 +177,12 @@ func QMatMul(pool *Pool, t QType, rows, n, k int, a []float32, lda int, w []byte
 	if err := CheckQMatMul(t, rows, n, k, a, lda, w, c, ldc); err != nil {
 		panic(err)
 	}
-	qmatmul(pool, t, rows, n, k, a, lda, w, c, ldc, qAsm)
+	qmatmul(pool, t, rows, n, k, a, lda, w, c, ldc, qBest)
 }
 
-// qmatmul is QMatMul on checked arguments; useAsm false forces the
-// portable kernels (the tests compare the two).
-func qmatmul(pool *Pool, t QType, rows, n, k int, a []float32, lda int, w []byte, c []float32, ldc int, useAsm bool) {
+// qmatmul is QMatMul on checked arguments with the kernel set ks (nil:
+// the portable kernels; the tests compare them all).
+func qmatmul(pool *Pool, t QType, rows, n, k int, a []float32, lda int, w []byte, c []float32, ldc int, ks *qKernels) {
 	if rows == 0 || n == 0 {
 		return
 	}
@@ -213,20 +213,20 @@ func qmatmul(pool *Pool, t QType, rows, n, k int, a []float32, lda int, w []byte
 	pool.Run(nch, func(ci int) {
 		j0 := ci * chunk
 		j1 := min(n, j0+chunk)
-		qmatmulCols(t, sp, rows, k, a, lda, act, w[j0*rb:j1*rb], rb, j1-j0, c[j0:], ldc, useAsm)
+		qmatmulCols(t, sp, rows, k, a, lda, act, w[j0*rb:j1*rb], rb, j1-j0, c[j0:], ldc, ks)
 	})
 }
 
 // qmatmulCols computes columns [0, ncol) of c from the ncol weight rows in w.
-func qmatmulCols(t QType, sp *qSpec, rows, k int, a []float32, lda int, act *qAct, w []byte, rb, ncol int, c []float32, ldc int, useAsm bool) {
+func qmatmulCols(t QType, sp *qSpec, rows, k int, a []float32, lda int, act *qAct, w []byte, rb, ncol int, c []float32, ldc int, ks *qKernels) {
 	if sp.fam == famFloat {
-		if useAsm && qmatmulFloatAsm(t, rows, k, a, lda, w, rb, ncol, c, ldc) {
+		if qmatmulFloatAsm(ks, t, rows, k, a, lda, w, rb, ncol, c, ldc) {
 			return
 		}
 		qmatmulFloatGo(t, rows, k, a, lda, w, rb, ncol, c, ldc)
 		return
 	}
-	if useAsm && qmatmulAsm(t, sp, rows, act, w, rb, ncol, c, ldc) {
+	if qmatmulAsm(ks, t, sp, rows, act, w, rb, ncol, c, ldc) {
 		return
 	}
 	switch sp.fam {
@@ -535,21 +535,7 @@ func qmatmulKGo(sp *qSpec, rows int, act *qAct, w []byte, rb, ncol int, c []floa
 func qmatmulFloatGo(t QType, rows, k int, a []float32, lda int, w []byte, rb, ncol int, c []float32, ldc int) {
 	wf := make([]float32, k)
 	for j := 0; j < ncol; j++ {
-		row := w[j*rb : (j+1)*rb]
-		switch t {
-		case QF32:
-			for i := range wf {
-				wf[i] = math.Float32frombits(le32(row[4*i:]))
-			}
-		case QF16:
-			for i := range wf {
-				wf[i] = qmHalf(le16(row[2*i:]))
-			}
-		case QBF16:
-			for i := range wf {
-				wf[i] = math.Float32frombits(uint32(le16(row[2*i:])) << 16)
-			}
-		}
+		floatRow(t, w[j*rb:(j+1)*rb], wf)
 		for r := 0; r < rows; r++ {
 			x := a[r*lda : r*lda+k]
 			var acc [qLanes]float32
@@ -557,6 +543,25 @@ func qmatmulFloatGo(t QType, rows, k int, a []float32, lda int, w []byte, rb, nc
 				acc[i%qLanes] += float32(v * wf[i])
 			}
 			c[r*ldc+j] = qReduce(&acc)
+		}
+	}
+}
+
+// floatRow widens len(dst) float weights of type t (F32, F16, BF16) from
+// src to dst.
+func floatRow(t QType, src []byte, dst []float32) {
+	switch t {
+	case QF32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(le32(src[4*i:]))
+		}
+	case QF16:
+		for i := range dst {
+			dst[i] = qmHalf(le16(src[2*i:]))
+		}
+	case QBF16:
+		for i := range dst {
+			dst[i] = math.Float32frombits(uint32(le16(src[2*i:])) << 16)
 		}
 	}
 }

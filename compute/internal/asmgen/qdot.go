@@ -66,6 +66,7 @@ func writeQdot(path string) {
 			g.qdotFloat(ft, r)
 		}
 	}
+	g.qdotAVX2All()
 	g.qread()
 	if err := os.WriteFile(path, g.b.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
@@ -918,6 +919,12 @@ func maskSuffix(mask string) string {
 func (g *gen) reduce16(r int, addr string) {
 	g.p("\tVEXTRACTF64X4 $1, Z%d, Y8", r)
 	g.p("\tVADDPS Y8, Y%d, Y8", r)
+	g.reduce8(addr)
+}
+
+// reduce8 finishes reduce16 from Y8 (lanes l and l+8 summed): l+4, l+2,
+// l+1, the sum stored at addr; it uses X8 and X9.
+func (g *gen) reduce8(addr string) {
 	g.p("\tVEXTRACTF128 $1, Y8, X9")
 	g.p("\tVADDPS X9, X8, X8")
 	g.p("\tVMOVHLPS X8, X8, X9")
