@@ -218,6 +218,15 @@ func qdotQ4_0AVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *
 func qdotQ4_KAVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
 
 //go:noescape
+func qdotQ5_KAVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotIQ4_NLAVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotMXFP4AVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
 func qdotQ6_KAVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
 
 //go:noescape
@@ -276,10 +285,13 @@ var qAVX512 = &qKernels{
 var qAVX2 = &qKernels{
 	name: "avx2",
 	quant: map[QType][]qdotFn{
-		QQ8_0: {qdotQ8_0AVX2},
-		QQ4_0: {qdotQ4_0AVX2},
-		QQ4_K: {qdotQ4_KAVX2},
-		QQ6_K: {qdotQ6_KAVX2},
+		QQ8_0:   {qdotQ8_0AVX2},
+		QQ4_0:   {qdotQ4_0AVX2},
+		QQ4_K:   {qdotQ4_KAVX2},
+		QQ6_K:   {qdotQ6_KAVX2},
+		QQ5_K:   {qdotQ5_KAVX2},
+		QIQ4_NL: {qdotIQ4_NLAVX2},
+		QMXFP4:  {qdotMXFP4AVX2},
 	},
 	float2: map[QType]qdotFloat2Fn{
 		QF32:  qdotF32AVX2,

@@ -26,7 +26,10 @@ func (g *gen) qdotAVX2All() {
 	}{
 		{"Q8_0", 0, g.avx2ConstsQ8, g.avx2GroupQ8, 68, 64, 64},
 		{"Q4_0", 0, g.avx2ConstsQ4, g.avx2GroupQ4, 72, 128, 64},
-		{"Q4_K", 32, g.avx2ConstsK, g.avx2GroupQ4K, 144, 256, 4},
+		{"Q4_K", 32, g.avx2ConstsK, func() { g.avx2GroupQ45K(false) }, 144, 256, 4},
+		{"Q5_K", 32, g.avx2ConstsQ5K, func() { g.avx2GroupQ45K(true) }, 176, 256, 4},
+		{"IQ4_NL", 0, func() { g.avx2ConstsTab(iq4Table) }, func() { g.avx2GroupTab(18, 2, true, g.avx2HalvesQ4) }, 72, 128, 64},
+		{"MXFP4", 0, func() { g.avx2ConstsTab(fp4Table) }, func() { g.avx2GroupTab(17, 1, false, g.avx2E8M0) }, 68, 128, 64},
 		{"Q6_K", 32, g.avx2ConstsK, g.avx2GroupQ6K, 210, 256, 4},
 	} {
 		name := fmt.Sprintf("qdot%sAVX2", t.name)
@@ -173,18 +176,19 @@ func (g *gen) avx2FinK() {
 	}
 }
 
-// avx2GroupQ4K: 8 sub-block scales and mins unpacked as the AVX-512
-// kernel does; ymm half h of unit u has the one sub-block 4(u/2)+u%2+2h.
-func (g *gen) avx2GroupQ4K() {
-	g.p("\tVMOVDQU 4(SI), X15")
-	g.p("\tVPSHUFD $0x98, X15, X8")
-	g.p("\tVPSRLVD qk4shr1<>(SB), X8, X8")
-	g.p("\tVPAND qk4and1<>(SB), X8, X8")
-	g.p("\tVPSHUFD $0x50, X15, X9")
-	g.p("\tVPSRLVD qk4shr2<>(SB), X9, X9")
-	g.p("\tVPAND qk4and2<>(SB), X9, X9")
-	g.p("\tVPSLLD $4, X9, X9")
-	g.p("\tVPOR X9, X8, X8")
+// avx2GroupQ45K: 8 sub-block scales and mins unpacked as the AVX-512
+// kernel does; ymm half h of unit u has the one sub-block 4(u/2)+u%2+2h
+// (Q5_K: its fifth bits are bit sub of qh, Y15 holding 0x10 bytes).
+func (g *gen) avx2GroupQ45K(five bool) {
+	g.p("\tVMOVDQU 4(SI), X8")
+	g.p("\tVPSHUFD $0x98, X8, X9")
+	g.p("\tVPSHUFD $0x50, X8, X10")
+	g.p("\tVPSRLVD qk4shr1<>(SB), X9, X9")
+	g.p("\tVPAND qk4and1<>(SB), X9, X9")
+	g.p("\tVPSRLVD qk4shr2<>(SB), X10, X10")
+	g.p("\tVPAND qk4and2<>(SB), X10, X10")
+	g.p("\tVPSLLD $4, X10, X10")
+	g.p("\tVPOR X10, X9, X8")
 	g.p("\tVPMOVZXBW X8, Y9")
 	g.p("\tVMOVDQU Y9, (SP)")
 	g.p("\tVPSRLDQ $8, X8, X10")
@@ -195,15 +199,30 @@ func (g *gen) avx2GroupQ4K() {
 	g.p("\tVCVTPH2PS X12, Y12")
 	g.p("\tVPXOR Y2, Y2, Y2")
 	g.p("\tVPXOR Y3, Y3, Y3")
+	qs := 16
+	if five {
+		qs = 48
+	}
 	for c := 0; c < 2; c++ {
 		for h := 0; h < 2; h++ {
-			g.p("\tVMOVDQU %d(SI), Y4", 16+64*c+32*h)
+			g.p("\tVMOVDQU %d(SI), Y4", qs+64*c+32*h)
 			g.p("\tVPSRLW $4, Y4, Y5")
 			g.p("\tVPAND Y14, Y4, Y4")
 			g.p("\tVPAND Y14, Y5, Y5")
 			for nib := 0; nib < 2; nib++ {
 				u := 2*c + nib
 				sub := 4*c + nib + 2*h
+				if five {
+					// bit sub of qh[i] → bit 4 of byte i.
+					g.p("\tVMOVDQU 16(SI), Y7")
+					if sub < 4 {
+						g.p("\tVPSLLW $%d, Y7, Y7", 4-sub)
+					} else if sub > 4 {
+						g.p("\tVPSRLW $%d, Y7, Y7", sub-4)
+					}
+					g.p("\tVPAND Y15, Y7, Y7")
+					g.p("\tVPOR Y7, Y%d, Y%d", 4+nib, 4+nib)
+				}
 				g.p("\tVPBROADCASTW %d(SP), Y6", 2*sub)
 				g.avx2Madd(4+nib, 64*u+32*h, 6, 2+h)
 			}
@@ -299,4 +318,95 @@ func (g *gen) qdotFloatAVX2(ft string) {
 	g.p("\tJNZ %s_loop", name)
 	g.avx2Store(name, "out+40(FP)", "red+48(FP)")
 	g.nextColumn(name + "_col")
+}
+
+func (g *gen) avx2ConstsQ5K() {
+	g.avx2ConstsK()
+	g.avx2Bcast(15, 0x10101010)
+}
+
+// avx2ConstsTab: Y12 1s, Y13 0x7f, Y14 0x0f bytes, Y15 1s as words, Y10
+// the value table in both 128-bit lanes, Y11 qidx4's first 8 dwords.
+func (g *gen) avx2ConstsTab(tab []byte) {
+	g.avx2Bcast(12, 0x01010101)
+	g.avx2Bcast(13, 0x7f7f7f7f)
+	g.avx2Bcast(14, 0x0f0f0f0f)
+	g.avx2Bcast(15, 0x00010001)
+	g.p("\tMOVQ $0x%016x, AX", le64(tab[:8]))
+	g.p("\tVMOVQ AX, X10")
+	g.p("\tMOVQ $0x%016x, AX", le64(tab[8:]))
+	g.p("\tVPINSRQ $1, AX, X10, X10")
+	g.p("\tVINSERTI128 $1, X10, Y10, Y10")
+	g.p("\tVMOVDQU qidx4<>(SB), Y11")
+}
+
+// avx2GroupTab is the 4-block group of the table types (IQ4_NL: block ts
+// 18, qs at 2, values up to 241 so split as 2·(u>>1) + (u&1); MXFP4: ts
+// 17, qs at 1, values up to 28), scales loaded by scales(hb) into X6.
+func (g *gen) avx2GroupTab(ts, qoff int, split bool, scales func(ts, hb int)) {
+	for hb := 0; hb < 2; hb++ {
+		g.p("\tVMOVDQU %d(SI), X4", qoff+2*ts*hb)
+		g.p("\tVINSERTI128 $1, %d(SI), Y4, Y4", qoff+2*ts*hb+ts)
+		g.p("\tVPSRLW $4, Y4, Y5")
+		g.p("\tVPAND Y14, Y4, Y4")
+		g.p("\tVPAND Y14, Y5, Y5")
+		g.p("\tVPSHUFB Y4, Y10, Y4")
+		g.p("\tVPSHUFB Y5, Y10, Y5")
+		if split {
+			// lo: Y4, hi: Y5 → Y6/Y7 their halves, Y4/Y5 their low bits.
+			for i := 0; i < 2; i++ {
+				g.p("\tVPSRLW $1, Y%d, Y%d", 4+i, 6+i)
+				g.p("\tVPAND Y13, Y%d, Y%d", 6+i, 6+i)
+				g.p("\tVPAND Y12, Y%d, Y%d", 4+i, 4+i)
+			}
+			// Word pairs of the halves reach 30480: widen each before adding.
+			g.p("\tVPMADDUBSW %d(CX), Y6, Y6", 32*hb)
+			g.p("\tVPMADDUBSW %d(CX), Y7, Y7", 64+32*hb)
+			g.p("\tVPMADDWD Y15, Y6, Y6")
+			g.p("\tVPMADDWD Y15, Y7, Y7")
+			g.p("\tVPADDD Y7, Y6, Y6")
+			g.p("\tVPSLLD $1, Y6, Y6")
+			g.p("\tVPMADDUBSW %d(CX), Y4, Y4", 32*hb)
+			g.p("\tVPMADDUBSW %d(CX), Y5, Y5", 64+32*hb)
+			g.p("\tVPADDW Y5, Y4, Y4")
+			g.p("\tVPMADDWD Y15, Y4, Y4")
+			g.p("\tVPADDD Y6, Y4, Y4")
+		} else {
+			g.p("\tVPMADDUBSW %d(CX), Y4, Y4", 32*hb)
+			g.p("\tVPMADDUBSW %d(CX), Y5, Y5", 64+32*hb)
+			g.p("\tVPADDW Y5, Y4, Y4")
+			g.p("\tVPMADDWD Y15, Y4, Y4")
+		}
+		g.p("\tVPADDD %d(DX), Y4, Y5", 32*hb)
+		g.p("\tVCVTDQ2PS Y5, Y5")
+		scales(ts, hb)
+		g.p("\tVPERMPS Y6, Y11, Y6")
+		g.avx2Fin32(hb)
+	}
+}
+
+// avx2HalvesQ4 loads the fp16 scales of blocks 2hb, 2hb+1 into X6.
+func (g *gen) avx2HalvesQ4(ts, hb int) {
+	g.p("\tMOVWLZX %d(SI), AX", 2*ts*hb)
+	g.p("\tVMOVD AX, X6")
+	g.p("\tVPINSRW $1, %d(SI), X6, X6", 2*ts*hb+ts)
+	g.p("\tVCVTPH2PS X6, X6")
+}
+
+// avx2E8M0 loads the e8m0 scales (halved) of blocks 2hb, 2hb+1 into X6:
+// e < 2 ? (e+1)<<21 (= 0x00200000<<e) : (e-1)<<23, as bits.
+func (g *gen) avx2E8M0(ts, hb int) {
+	g.p("\tMOVBLZX %d(SI), AX", 2*ts*hb)
+	g.p("\tMOVBLZX %d(SI), R8", 2*ts*hb+ts)
+	for _, r := range []string{"AX", "R8"} {
+		g.p("\tLEAL -1(%s), R9", r)
+		g.p("\tSHLL $23, R9")
+		g.p("\tLEAL 1(%s), R10", r)
+		g.p("\tSHLL $21, R10")
+		g.p("\tCMPL %s, $2", r)
+		g.p("\tCMOVLCS R10, R9")
+		g.p("\tMOVL R9, %s", r)
+	}
+	g.p("\tVMOVD AX, X6")
+	g.p("\tVPINSRD $1, R8, X6, X6")
 }
