@@ -25,11 +25,11 @@ func (g *gen) qdotAVX2All() {
 		db     int
 	}{
 		{"Q8_0", 0, g.avx2ConstsQ8, g.avx2GroupQ8, 68, 64, 64},
-		{"Q4_0", 0, g.avx2ConstsQ4, g.avx2GroupQ4, 72, 128, 64},
+		{"Q4_0", 0, func() { g.avx2ConstsTab(iq4Table) }, func() { g.avx2GroupTab(18, 2, false, false, g.avx2HalvesQ4) }, 72, 128, 64},
 		{"Q4_K", 32, g.avx2ConstsK, func() { g.avx2GroupQ45K(false) }, 144, 256, 4},
 		{"Q5_K", 32, g.avx2ConstsQ5K, func() { g.avx2GroupQ45K(true) }, 176, 256, 4},
-		{"IQ4_NL", 0, func() { g.avx2ConstsTab(iq4Table) }, func() { g.avx2GroupTab(18, 2, true, g.avx2HalvesQ4) }, 72, 128, 64},
-		{"MXFP4", 0, func() { g.avx2ConstsTab(fp4Table) }, func() { g.avx2GroupTab(17, 1, false, g.avx2E8M0) }, 68, 128, 64},
+		{"IQ4_NL", 0, func() { g.avx2ConstsTab(iq4Table) }, func() { g.avx2GroupTab(18, 2, true, true, g.avx2HalvesQ4) }, 72, 128, 64},
+		{"MXFP4", 0, func() { g.avx2ConstsTab(fp4Table) }, func() { g.avx2GroupTab(17, 1, true, false, g.avx2E8M0) }, 68, 128, 64},
 		{"Q6_K", 32, g.avx2ConstsK, g.avx2GroupQ6K, 210, 256, 4},
 	} {
 		name := fmt.Sprintf("qdot%sAVX2", t.name)
@@ -121,35 +121,6 @@ func (g *gen) avx2Fin32(b int) {
 	g.p("\tVMULPS %d(DI), Y6, Y6", 32*b)
 	g.p("\tVMULPS Y5, Y6, Y6")
 	g.p("\tVADDPS Y6, Y%d, Y%d", b, b)
-}
-
-func (g *gen) avx2ConstsQ4() {
-	g.p("\tVMOVDQU qidx4<>(SB), Y13")
-	g.avx2Bcast(14, 0x0f0f0f0f)
-	g.avx2Bcast(15, 0x00010001)
-}
-
-// avx2GroupQ4: ymm half hb holds blocks 2hb, 2hb+1 (lanes 4 per block).
-func (g *gen) avx2GroupQ4() {
-	for hb := 0; hb < 2; hb++ {
-		g.p("\tVMOVDQU %d(SI), X4", 2+36*hb)
-		g.p("\tVINSERTI128 $1, %d(SI), Y4, Y4", 20+36*hb)
-		g.p("\tVPSRLW $4, Y4, Y5")
-		g.p("\tVPAND Y14, Y4, Y4")
-		g.p("\tVPAND Y14, Y5, Y5")
-		g.p("\tVPMADDUBSW %d(CX), Y4, Y4", 32*hb)
-		g.p("\tVPMADDUBSW %d(CX), Y5, Y5", 64+32*hb)
-		g.p("\tVPADDW Y5, Y4, Y4")
-		g.p("\tVPMADDWD Y15, Y4, Y4")
-		g.p("\tVPADDD %d(DX), Y4, Y5", 32*hb)
-		g.p("\tVCVTDQ2PS Y5, Y5")
-		g.p("\tMOVWLZX %d(SI), AX", 36*hb)
-		g.p("\tVMOVD AX, X6")
-		g.p("\tVPINSRW $1, %d(SI), X6, X6", 36*hb+18)
-		g.p("\tVCVTPH2PS X6, X6")
-		g.p("\tVPERMPS Y6, Y13, Y6")
-		g.avx2Fin32(hb)
-	}
 }
 
 func (g *gen) avx2ConstsK() {
@@ -340,18 +311,23 @@ func (g *gen) avx2ConstsTab(tab []byte) {
 	g.p("\tVMOVDQU qidx4<>(SB), Y11")
 }
 
-// avx2GroupTab is the 4-block group of the table types (IQ4_NL: block ts
-// 18, qs at 2, values up to 241 so split as 2·(u>>1) + (u&1); MXFP4: ts
-// 17, qs at 1, values up to 28), scales loaded by scales(hb) into X6.
-func (g *gen) avx2GroupTab(ts, qoff int, split bool, scales func(ts, hb int)) {
+// avx2GroupTab is the 4-block group of the nibble types: Q4_0 (block ts
+// 18, qs at 2, nibbles as they are), IQ4_NL (ts 18, qs at 2, through its
+// table: values up to 241, so split as 2·(u>>1) + (u&1)) and MXFP4 (ts
+// 17, qs at 1, through its table: values up to 28); scales(ts, hb) loads
+// the two blocks' scales into X6. Lanes 4 per block, blocks 2hb, 2hb+1 in
+// ymm half hb.
+func (g *gen) avx2GroupTab(ts, qoff int, table, split bool, scales func(ts, hb int)) {
 	for hb := 0; hb < 2; hb++ {
 		g.p("\tVMOVDQU %d(SI), X4", qoff+2*ts*hb)
 		g.p("\tVINSERTI128 $1, %d(SI), Y4, Y4", qoff+2*ts*hb+ts)
 		g.p("\tVPSRLW $4, Y4, Y5")
 		g.p("\tVPAND Y14, Y4, Y4")
 		g.p("\tVPAND Y14, Y5, Y5")
-		g.p("\tVPSHUFB Y4, Y10, Y4")
-		g.p("\tVPSHUFB Y5, Y10, Y5")
+		if table {
+			g.p("\tVPSHUFB Y4, Y10, Y4")
+			g.p("\tVPSHUFB Y5, Y10, Y5")
+		}
 		if split {
 			// lo: Y4, hi: Y5 → Y6/Y7 their halves, Y4/Y5 their low bits.
 			for i := 0; i < 2; i++ {
@@ -360,22 +336,19 @@ func (g *gen) avx2GroupTab(ts, qoff int, split bool, scales func(ts, hb int)) {
 				g.p("\tVPAND Y12, Y%d, Y%d", 4+i, 4+i)
 			}
 			// Word pairs of the halves reach 30480: widen each before adding.
-			g.p("\tVPMADDUBSW %d(CX), Y6, Y6", 32*hb)
-			g.p("\tVPMADDUBSW %d(CX), Y7, Y7", 64+32*hb)
-			g.p("\tVPMADDWD Y15, Y6, Y6")
-			g.p("\tVPMADDWD Y15, Y7, Y7")
+			for i := 0; i < 2; i++ {
+				g.p("\tVPMADDUBSW %d(CX), Y%d, Y%d", 64*i+32*hb, 6+i, 6+i)
+				g.p("\tVPMADDWD Y15, Y%d, Y%d", 6+i, 6+i)
+			}
 			g.p("\tVPADDD Y7, Y6, Y6")
 			g.p("\tVPSLLD $1, Y6, Y6")
-			g.p("\tVPMADDUBSW %d(CX), Y4, Y4", 32*hb)
-			g.p("\tVPMADDUBSW %d(CX), Y5, Y5", 64+32*hb)
-			g.p("\tVPADDW Y5, Y4, Y4")
-			g.p("\tVPMADDWD Y15, Y4, Y4")
+		}
+		g.p("\tVPMADDUBSW %d(CX), Y4, Y4", 32*hb)
+		g.p("\tVPMADDUBSW %d(CX), Y5, Y5", 64+32*hb)
+		g.p("\tVPADDW Y5, Y4, Y4")
+		g.p("\tVPMADDWD Y15, Y4, Y4")
+		if split {
 			g.p("\tVPADDD Y6, Y4, Y4")
-		} else {
-			g.p("\tVPMADDUBSW %d(CX), Y4, Y4", 32*hb)
-			g.p("\tVPMADDUBSW %d(CX), Y5, Y5", 64+32*hb)
-			g.p("\tVPADDW Y5, Y4, Y4")
-			g.p("\tVPMADDWD Y15, Y4, Y4")
 		}
 		g.p("\tVPADDD %d(DX), Y4, Y5", 32*hb)
 		g.p("\tVCVTDQ2PS Y5, Y5")
