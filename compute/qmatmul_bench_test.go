@@ -41,7 +41,7 @@ func BenchmarkQMatMul(b *testing.B) {
 			for _, rows := range []int{1, 8, 64} {
 				b.Run(fmt.Sprintf("%s/%dx%d/rows%d", ty, n, k, rows), func(b *testing.B) {
 					if ws == nil {
-						one := randRows(r, ty, n, k)
+						one := benchRows(r, ty, n, k)
 						ws = make([][]byte, max(1, (96<<20)/len(one)))
 						for i := range ws {
 							ws[i] = append([]byte(nil), one...)
@@ -112,7 +112,7 @@ func BenchmarkQMatMulPrefill(b *testing.B) {
 		}
 	}
 	for _, ty := range []QType{QQ8_0, QQ4_0, QQ4_K, QQ6_K, QF16} {
-		w := randRows(r, ty, n, k)
+		w := benchRows(r, ty, n, k)
 		b.Run(ty.String(), func(b *testing.B) {
 			perCPU(b, func() { QMatMul(nil, ty, rows, n, k, a, k, w, c, n) })
 		})
@@ -121,4 +121,42 @@ func BenchmarkQMatMulPrefill(b *testing.B) {
 	b.Run("sgemm-f32", func(b *testing.B) {
 		perCPU(b, func() { Gemm(nil, false, true, rows, n, k, 1, a, k, wf, k, 0, c, n) })
 	})
+}
+
+// benchRows is randRows without the tests' subnormal MXFP4 scales, which
+// real files do not have and which slow float arithmetic down.
+func benchRows(r *rand.Rand, t QType, n, k int) []byte {
+	w := randRows(r, t, n, k)
+	if t == QMXFP4 {
+		for b := 0; b < len(w); b += t.TypeSize() {
+			w[b] = byte(118 + r.IntN(16))
+		}
+	}
+	return w
+}
+
+// BenchmarkQMatMulHot times QMatMul on one thread over a 512×1024 matrix
+// that stays in cache, in weight GB per CPU second (time descheduled on a
+// shared machine does not count): the kernels' own speed, which must stay
+// well above the memory bandwidth for decode to be bandwidth-bound.
+func BenchmarkQMatMulHot(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	n, k := 512, 1024
+	a := randActs(r, 8, k, k)
+	c := make([]float32, 8*n)
+	for _, ty := range qTestTypes {
+		w := benchRows(r, ty, n, k)
+		for _, rows := range []int{1, 4, 8} {
+			b.Run(fmt.Sprintf("%s/rows%d", ty, rows), func(b *testing.B) {
+				b.SetBytes(int64(len(w)))
+				c0, ok := ProcessCPUSeconds()
+				for i := 0; i < b.N; i++ {
+					QMatMul(nil, ty, rows, n, k, a, k, w, c, n)
+				}
+				if c1, _ := ProcessCPUSeconds(); ok && c1 > c0 {
+					b.ReportMetric(float64(b.N)*float64(len(w))/(c1-c0)/1e9, "GB/cpus")
+				}
+			})
+		}
+	}
 }
