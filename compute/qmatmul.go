@@ -307,24 +307,20 @@ func quantizeActs(sp *qSpec, rows, k int, a []float32, lda int, buf []float32) *
 // ties to even) and returns d. A block holding an infinity or NaN gets
 // d = NaN, so that the outputs it reaches are NaN, not silently wrong.
 func quantBlock(x []float32, q []int8) float32 {
-	var amax float32
-	bad := false
+	// The largest magnitude as bits (ordered as the floats are; above
+	// +Inf's bits is NaN), without data-dependent branches.
+	var m uint32
 	for _, v := range x {
-		if v < 0 {
-			v = -v
-		}
-		if v > amax {
-			amax = v
-		}
-		bad = bad || v != v
+		m = max(m, math.Float32bits(v)&^(1<<31))
 	}
-	if amax == 0 || bad || amax > math.MaxFloat32 {
+	if m == 0 || m >= 0x7f800000 {
 		clear(q)
-		if amax == 0 && !bad {
+		if m == 0 {
 			return 0
 		}
 		return float32(math.NaN())
 	}
+	amax := math.Float32frombits(m)
 	id := 127 / amax
 	for i, v := range x {
 		// |v·id| <= 127: adding 1.5·2^23 rounds it to an integer (ties to
@@ -348,37 +344,38 @@ func quantRowB32(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) {
 	if len(x)/32%sp.bpg != 0 {
 		// The partial last group's missing blocks read as zeros.
 		clear(q[len(q)-64*sp.halves:])
+		clear(lan[len(lan)-qLanes:])
 		clear(d[len(d)-qLanes:])
 	}
 	for b := 0; b < len(x)/32; b++ {
 		db := quantBlock(x[32*b:32*b+32], blk[:])
 		g, bi := b/sp.bpg, b%sp.bpg
 		gq := q[g*64*sp.halves:]
-		gd := d[g*qLanes:]
-		for l := bi * lpb; l < (bi+1)*lpb; l++ {
+		gl := lan[g*qLanes+bi*lpb : g*qLanes+(bi+1)*lpb]
+		gd := d[g*qLanes+bi*lpb : g*qLanes+(bi+1)*lpb]
+		for l := range gd {
 			gd[l] = db
 		}
+		// Lane sums over the positions each lane multiplies: 4 bytes of
+		// the block (Q8_0), or 4 of its first and 4 of its last 16.
 		if sp.halves == 1 {
 			copy(gq[32*bi:32*bi+32], blk[:])
+			for j := range gl {
+				gl[j] = int32(blk[4*j]) + int32(blk[4*j+1]) + int32(blk[4*j+2]) + int32(blk[4*j+3])
+			}
 		} else {
 			copy(gq[16*bi:16*bi+16], blk[:16])
 			copy(gq[64+16*bi:64+16*bi+16], blk[16:])
+			for j := range gl {
+				lo := int32(blk[4*j]) + int32(blk[4*j+1]) + int32(blk[4*j+2]) + int32(blk[4*j+3])
+				hi := int32(blk[16+4*j]) + int32(blk[17+4*j]) + int32(blk[18+4*j]) + int32(blk[19+4*j])
+				gl[j] = lo + hi
+			}
 		}
-	}
-	// Lane sums over the positions each lane multiplies.
-	for g := 0; g < len(lan)/qLanes; g++ {
-		gq := q[g*64*sp.halves:]
-		for l := 0; l < qLanes; l++ {
-			var s int32
-			for h := 0; h < sp.halves; h++ {
-				for t := 0; t < 4; t++ {
-					s += int32(gq[64*h+4*l+t])
-				}
+		if sp.off != 0 {
+			for j := range gl {
+				gl[j] *= -sp.off
 			}
-			if sp.off != 0 {
-				s *= -sp.off
-			}
-			lan[g*qLanes+l] = s
 		}
 	}
 }
@@ -388,14 +385,28 @@ func quantRowK(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) {
 	var blk [256]int8
 	for g := 0; g < len(x)/256; g++ {
 		d[g] = quantBlock(x[256*g:256*g+256], blk[:])
-		gq := q[256*g:]
-		for pos, e := range sp.perm {
-			gq[pos] = blk[e]
+		gq := q[256*g : 256*g+256]
+		// Every unit order moves runs of at least 16 elements.
+		for pos := 0; pos < 256; pos += 16 {
+			e := int(sp.perm[pos])
+			copy(gq[pos:pos+16], blk[e:e+16])
 		}
 		gl := lan[g*qLanes : g*qLanes+qLanes]
-		clear(gl)
-		for e, v := range blk {
-			gl[e/sp.sub] += int32(v)
+		var s16 [16]int32
+		for i := range s16 {
+			var s int32
+			for _, v := range blk[16*i : 16*i+16] {
+				s += int32(v)
+			}
+			s16[i] = s
+		}
+		if sp.sub == 16 {
+			copy(gl, s16[:])
+		} else {
+			for i := 0; i < 8; i++ {
+				gl[i] = s16[2*i] + s16[2*i+1]
+			}
+			clear(gl[8:])
 		}
 	}
 }
