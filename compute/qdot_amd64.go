@@ -227,6 +227,15 @@ func qdotIQ4_NLAVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan
 func qdotMXFP4AVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
 
 //go:noescape
+func qdotQ2_KAVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ3_KAVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotIQ4_XSAVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
 func qdotQ6_KAVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
 
 //go:noescape
@@ -292,6 +301,9 @@ var qAVX2 = &qKernels{
 		QQ5_K:   {qdotQ5_KAVX2},
 		QIQ4_NL: {qdotIQ4_NLAVX2},
 		QMXFP4:  {qdotMXFP4AVX2},
+		QQ2_K:   {qdotQ2_KAVX2},
+		QQ3_K:   {qdotQ3_KAVX2},
+		QIQ4_XS: {qdotIQ4_XSAVX2},
 	},
 	float2: map[QType]qdotFloat2Fn{
 		QF32:  qdotF32AVX2,

@@ -31,6 +31,9 @@ func (g *gen) qdotAVX2All() {
 		{"IQ4_NL", 0, func() { g.avx2ConstsTab(iq4Table) }, func() { g.avx2GroupTab(18, 2, true, true, g.avx2HalvesQ4) }, 72, 128, 64},
 		{"MXFP4", 0, func() { g.avx2ConstsTab(fp4Table) }, func() { g.avx2GroupTab(17, 1, true, false, g.avx2E8M0) }, 68, 128, 64},
 		{"Q6_K", 32, g.avx2ConstsK, g.avx2GroupQ6K, 210, 256, 4},
+		{"Q2_K", 32, g.avx2ConstsK23, g.avx2GroupQ2K, 84, 256, 4},
+		{"Q3_K", 32, g.avx2ConstsK23, g.avx2GroupQ3K, 110, 256, 4},
+		{"IQ4_XS", 32, g.avx2ConstsXS, g.avx2GroupXS, 136, 256, 4},
 	} {
 		name := fmt.Sprintf("qdot%sAVX2", t.name)
 		g.p("")
@@ -382,4 +385,181 @@ func (g *gen) avx2E8M0(ts, hb int) {
 	}
 	g.p("\tVMOVD AX, X6")
 	g.p("\tVPINSRD $1, R8, X6, X6")
+}
+
+// avx2ConstsK23: Y13 0x03, Y14 0x0f, Y15 0x04 bytes.
+func (g *gen) avx2ConstsK23() {
+	g.avx2Bcast(13, 0x03030303)
+	g.avx2Bcast(14, 0x0f0f0f0f)
+	g.avx2Bcast(15, 0x04040404)
+}
+
+// avx2Scale2 sets Y7's words to the scale words of sub-blocks sub (low
+// 128 bits) and sub+1 (high), from the 16 words at 0(SP).
+func (g *gen) avx2Scale2(sub int) {
+	g.p("\tVPBROADCASTW %d(SP), X7", 2*sub)
+	g.p("\tVPBROADCASTW %d(SP), X8", 2*sub+2)
+	g.p("\tVINSERTI128 $1, X8, Y7, Y7")
+}
+
+// avx2Units23 adds the 4 units of Q2_K / Q3_K (unit j: bits 2j of the 64
+// qs bytes at qoff; ymm half h: elements 128h+32j.., sub-blocks
+// 8h+2j, +1), with hbits(j, h) adding Q3_K's third bit to Y4.
+func (g *gen) avx2Units23(qoff int, hbits func(j, h int)) {
+	g.p("\tVPXOR Y2, Y2, Y2")
+	g.p("\tVPXOR Y3, Y3, Y3")
+	for h := 0; h < 2; h++ {
+		g.p("\tVMOVDQU %d(SI), Y12", qoff+32*h)
+		for j := 0; j < 4; j++ {
+			if j == 0 {
+				g.p("\tVPAND Y13, Y12, Y4")
+			} else {
+				g.p("\tVPSRLW $%d, Y12, Y4", 2*j)
+				g.p("\tVPAND Y13, Y4, Y4")
+			}
+			if hbits != nil {
+				hbits(j, h)
+			}
+			g.avx2Scale2(8*h + 2*j)
+			g.avx2Madd(4, 64*j+32*h, 7, 2+h)
+		}
+	}
+}
+
+// avx2GroupQ2K: scales low nibbles (words at 0(SP)), mins high nibbles
+// (dwords Y9/Y10), d Y11, dmin in X/Y5 at the end.
+func (g *gen) avx2GroupQ2K() {
+	g.p("\tVMOVDQU (SI), X8")
+	g.p("\tVPAND X14, X8, X9")
+	g.p("\tVPMOVZXBW X9, Y9")
+	g.p("\tVMOVDQU Y9, (SP)")
+	g.p("\tVPSRLW $4, X8, X8")
+	g.p("\tVPAND X14, X8, X8")
+	g.p("\tVPMOVZXBD X8, Y9")
+	g.p("\tVPSRLDQ $8, X8, X8")
+	g.p("\tVPMOVZXBD X8, Y10")
+	g.p("\tVPBROADCASTW 80(SI), X11")
+	g.p("\tVCVTPH2PS X11, Y11")
+	g.avx2Units23(16, nil)
+	g.avx2FinK()
+	// lanes -= (dmin·da)·float(m·bsum), Y7 = da from avx2FinK.
+	g.p("\tVPBROADCASTW 82(SI), X6")
+	g.p("\tVCVTPH2PS X6, Y6")
+	g.p("\tVMULPS Y7, Y6, Y6")
+	for h := 0; h < 2; h++ {
+		g.p("\tVPMULLD %d(DX), Y%d, Y%d", 32*h, 9+h, 9+h)
+		g.p("\tVCVTDQ2PS Y%d, Y%d", 9+h, 9+h)
+		g.p("\tVMULPS Y%d, Y6, Y5", 9+h)
+		g.p("\tVSUBPS Y5, Y%d, Y%d", h, h)
+	}
+}
+
+// avx2OffK subtracts off·sc·bsum from the integer lanes Y2/Y3, the
+// sub-block scales as dwords in Y9 (lanes 0..7) and Y10 (8..15).
+func (g *gen) avx2OffK(shift int) {
+	for h := 0; h < 2; h++ {
+		g.p("\tVPMULLD %d(DX), Y%d, Y%d", 32*h, 9+h, 9+h)
+		g.p("\tVPSLLD $%d, Y%d, Y%d", shift, 9+h, 9+h)
+		g.p("\tVPSUBD Y%d, Y%d, Y%d", 9+h, 2+h, 2+h)
+	}
+}
+
+// avx2GroupQ3K: the third bit of element (h, j, i) is bit 4h+j of hm[i].
+func (g *gen) avx2GroupQ3K() {
+	g.p("\tVMOVQ 96(SI), X8")
+	g.p("\tVPINSRD $2, 104(SI), X8, X8")
+	g.p("\tVPSHUFD $0x44, X8, X9")
+	g.p("\tVPSRLVD qk3shr1<>(SB), X9, X9")
+	g.p("\tVPAND qk3and1<>(SB), X9, X9")
+	g.p("\tVPSHUFD $0xaa, X8, X10")
+	g.p("\tVPSRLVD qk3shr2<>(SB), X10, X10")
+	g.p("\tVPAND qk3and2<>(SB), X10, X10")
+	g.p("\tVPSLLD $4, X10, X10")
+	g.p("\tVPOR X10, X9, X8")
+	g.p("\tVPSUBB qk3b32<>(SB), X8, X8")
+	g.p("\tVPMOVSXBW X8, Y9")
+	g.p("\tVMOVDQU Y9, (SP)")
+	g.p("\tVPMOVSXBD X8, Y9")
+	g.p("\tVPSRLDQ $8, X8, X8")
+	g.p("\tVPMOVSXBD X8, Y10")
+	g.p("\tVPBROADCASTW 108(SI), X11")
+	g.p("\tVCVTPH2PS X11, Y11")
+	g.avx2Units23(32, func(j, h int) {
+		b := 4*h + j
+		g.p("\tVMOVDQU (SI), Y5")
+		if b > 2 {
+			g.p("\tVPSRLW $%d, Y5, Y5", b-2)
+		} else if b < 2 {
+			g.p("\tVPSLLW $%d, Y5, Y5", 2-b)
+		}
+		g.p("\tVPAND Y15, Y5, Y5")
+		g.p("\tVPOR Y5, Y4, Y4")
+	})
+	g.avx2OffK(2)
+	g.avx2FinK()
+}
+
+// avx2ConstsXS: Y12 1s, Y13 0x7f, Y14 0x0f bytes, Y15 the IQ4_NL table
+// (+128) in both 128-bit lanes.
+func (g *gen) avx2ConstsXS() {
+	g.avx2Bcast(12, 0x01010101)
+	g.avx2Bcast(13, 0x7f7f7f7f)
+	g.avx2Bcast(14, 0x0f0f0f0f)
+	g.p("\tMOVQ $0x%016x, AX", le64(iq4Table[:8]))
+	g.p("\tVMOVQ AX, X15")
+	g.p("\tMOVQ $0x%016x, AX", le64(iq4Table[8:]))
+	g.p("\tVPINSRQ $1, AX, X15, X15")
+	g.p("\tVINSERTI128 $1, X15, Y15, Y15")
+}
+
+// avx2GroupXS: 8 scales (ls-32) as dwords in Y9 (Y10 = 0) and at 0(SP);
+// the table values (up to 241) split as 2·(u>>1) + (u&1), both parts
+// multiplied by the scale words (exact in integers).
+func (g *gen) avx2GroupXS() {
+	g.p("\tMOVWLZX 2(SI), AX")
+	g.p("\tVMOVD AX, X9")
+	g.p("\tVPBROADCASTD X9, Y9")
+	g.p("\tVPSRLVD qxsh<>(SB), Y9, Y9")
+	g.p("\tVPAND qx3<>(SB), Y9, Y9")
+	g.p("\tVPSLLD $4, Y9, Y9")
+	g.p("\tMOVL 4(SI), AX")
+	g.p("\tVMOVD AX, X10")
+	g.p("\tVPBROADCASTD X10, Y10")
+	g.p("\tVPSRLVD qxsl<>(SB), Y10, Y10")
+	g.p("\tVPAND qx15<>(SB), Y10, Y10")
+	g.p("\tVPOR Y10, Y9, Y9")
+	g.p("\tVPSUBD qx32<>(SB), Y9, Y9")
+	g.p("\tVMOVDQU Y9, (SP)")
+	g.p("\tVPXOR Y10, Y10, Y10")
+	g.p("\tVPBROADCASTW (SI), X11")
+	g.p("\tVCVTPH2PS X11, Y11")
+	g.p("\tVPXOR Y2, Y2, Y2")
+	g.p("\tVPXOR Y3, Y3, Y3")
+	for c := 0; c < 2; c++ {
+		for hh := 0; hh < 2; hh++ {
+			g.p("\tVMOVDQU %d(SI), Y4", 8+64*c+32*hh)
+			g.p("\tVPSRLW $4, Y4, Y5")
+			g.p("\tVPAND Y14, Y4, Y4")
+			g.p("\tVPAND Y14, Y5, Y5")
+			// Scale words of sub-blocks 4c+2hh (low 128 bits), +1 (high).
+			sub := 4*c + 2*hh
+			g.p("\tVPBROADCASTW %d(SP), X7", 4*sub)
+			g.p("\tVPBROADCASTW %d(SP), X8", 4*sub+4)
+			g.p("\tVINSERTI128 $1, X8, Y7, Y7")
+			for nib := 0; nib < 2; nib++ {
+				u, w := 2*c+nib, 4+nib
+				g.p("\tVPSHUFB Y%d, Y15, Y%d", w, w)
+				g.p("\tVPSRLW $1, Y%d, Y6", w)
+				g.p("\tVPAND Y13, Y6, Y6")
+				g.p("\tVPAND Y12, Y%d, Y%d", w, w)
+				g.p("\tVPMADDUBSW %d(CX), Y6, Y6", 64*u+32*hh)
+				g.p("\tVPMADDWD Y7, Y6, Y6")
+				g.p("\tVPSLLD $1, Y6, Y6")
+				g.p("\tVPADDD Y6, Y%d, Y%d", 2+hh, 2+hh)
+				g.avx2Madd(w, 64*u+32*hh, 7, 2+hh)
+			}
+		}
+	}
+	g.avx2OffK(7)
+	g.avx2FinK()
 }
