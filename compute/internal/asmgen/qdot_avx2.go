@@ -306,12 +306,17 @@ func (g *gen) avx2ConstsTab(tab []byte) {
 	g.avx2Bcast(13, 0x7f7f7f7f)
 	g.avx2Bcast(14, 0x0f0f0f0f)
 	g.avx2Bcast(15, 0x00010001)
-	g.p("\tMOVQ $0x%016x, AX", le64(tab[:8]))
-	g.p("\tVMOVQ AX, X10")
-	g.p("\tMOVQ $0x%016x, AX", le64(tab[8:]))
-	g.p("\tVPINSRQ $1, AX, X10, X10")
-	g.p("\tVINSERTI128 $1, X10, Y10, Y10")
+	g.avx2Table(10, tab)
 	g.p("\tVMOVDQU qidx4<>(SB), Y11")
+}
+
+// avx2Table puts a 16-byte table in both 128-bit lanes of Y<reg>.
+func (g *gen) avx2Table(reg int, tab []byte) {
+	g.p("\tMOVQ $0x%016x, AX", le64(tab[:8]))
+	g.p("\tVMOVQ AX, X%d", reg)
+	g.p("\tMOVQ $0x%016x, AX", le64(tab[8:]))
+	g.p("\tVPINSRQ $1, AX, X%d, X%d", reg, reg)
+	g.p("\tVINSERTI128 $1, X%d, Y%d, Y%d", reg, reg, reg)
 }
 
 // avx2GroupTab is the 4-block group of the nibble types: Q4_0 (block ts
@@ -505,11 +510,7 @@ func (g *gen) avx2ConstsXS() {
 	g.avx2Bcast(12, 0x01010101)
 	g.avx2Bcast(13, 0x7f7f7f7f)
 	g.avx2Bcast(14, 0x0f0f0f0f)
-	g.p("\tMOVQ $0x%016x, AX", le64(iq4Table[:8]))
-	g.p("\tVMOVQ AX, X15")
-	g.p("\tMOVQ $0x%016x, AX", le64(iq4Table[8:]))
-	g.p("\tVPINSRQ $1, AX, X15, X15")
-	g.p("\tVINSERTI128 $1, X15, Y15, Y15")
+	g.avx2Table(15, iq4Table)
 }
 
 // avx2GroupXS: 8 scales (ls-32) as dwords in Y9 (Y10 = 0) and at 0(SP);
