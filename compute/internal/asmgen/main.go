@@ -81,6 +81,7 @@ func main() {
 	writeFile(filepath.Join(dir, "smallm_bf16_amd64.s"), (*gen).bf16RowKernels)
 	writeFile(filepath.Join(dir, "elementwise_amd64.s"), (*gen).elementwiseKernels)
 	writeFile(filepath.Join(dir, "adamw_amd64.s"), (*gen).adamw)
+	writeQdot(filepath.Join(dir, "qdot_amd64.s"))
 }
 
 // isa describes a vector instruction set the GEMM micro-kernel is written
