@@ -105,12 +105,15 @@ func QMatMul(pool *Pool, t QType, rows, n, k int, a []float32, lda int, w []byte
 		Gemm(pool, false, true, rows, n, k, 1, a, lda, f, k, 0, c, ldc)
 		return
 	}
-	chunk := max(8, (1<<14)/max(k, 1)) &^ 7
-	tasks := (n + chunk - 1) / chunk
+	chunk := max(32, (1<<16)/max(k, 1)) &^ 31
+	tasks := min(pool.Threads(), (n+chunk-1)/chunk)
+	per := (n + tasks - 1) / tasks
 	pool.Run(tasks, func(i int) {
-		j0, j1 := i*chunk, min(n, (i+1)*chunk)
-		buf := make([]float32, (j1-j0)*k)
-		_ = Dequantize(t, w[j0*rb:j1*rb], buf) // sizes checked above
-		Gemm(nil, false, true, rows, j1-j0, k, 1, a, lda, buf, k, 0, c[j0:], ldc)
+		buf := make([]float32, chunk*k)
+		for j0 := i * per; j0 < min(n, (i+1)*per); j0 += chunk {
+			j1 := min(n, (i+1)*per, j0+chunk)
+			_ = Dequantize(t, w[j0*rb:j1*rb], buf[:(j1-j0)*k]) // sizes checked above
+			Gemm(nil, false, true, rows, j1-j0, k, 1, a, lda, buf, k, 0, c[j0:], ldc)
+		}
 	})
 }

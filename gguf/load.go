@@ -107,9 +107,6 @@ func (m *Mapped) Close() error {
 	return err
 }
 
-// File returns the parsed file (its metadata and tensor infos).
-func (m *Mapped) File() *File { return m.f }
-
 // each calls f with every matrix of the model.
 func (m *Mapped) each(f func(*Matrix)) {
 	f(&m.Embed)

@@ -35,7 +35,7 @@ func TestOpenModelInPlace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := m.File()
+		f := m.f
 		if !f.Mapped() {
 			t.Fatalf("%s: file not mapped", typ)
 		}

@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"encoding/binary"
 	"fmt"
 	"unsafe"
 
@@ -51,10 +52,12 @@ const (
 func newLinear(w []float32, n, k int) Linear { return Linear{n: n, k: k, f32: w} }
 
 // matrixLinear returns the Linear of a GGUF matrix, its bytes used in
-// place: an F32 matrix is viewed as float32 rows, any other type stays raw.
+// place: an F32 matrix is viewed as float32 rows (on a little-endian
+// machine, as GGUF stores them), any other type stays raw.
 func matrixLinear(x gguf.Matrix) Linear {
 	l := Linear{n: x.Rows, k: x.Cols, typ: x.Type, raw: x.Data}
-	if x.Type == compute.QF32 && len(x.Data) == 4*x.Rows*x.Cols && len(x.Data) > 0 &&
+	littleEndian := binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+	if x.Type == compute.QF32 && littleEndian && len(x.Data) == 4*x.Rows*x.Cols && len(x.Data) > 0 &&
 		uintptr(unsafe.Pointer(unsafe.SliceData(x.Data)))%4 == 0 {
 		l.f32 = unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(x.Data))), x.Rows*x.Cols)
 		l.raw = nil
