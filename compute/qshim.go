@@ -100,7 +100,7 @@ func QMatMul(pool *Pool, t QType, rows, n, k int, a []float32, lda int, w []byte
 	if rows <= 0 || n <= 0 {
 		return
 	}
-	if t == QF32 && uintptr(unsafe.Pointer(&w[0]))%4 == 0 {
+	if t == QF32 && rows > 32 && uintptr(unsafe.Pointer(&w[0]))%4 == 0 {
 		f := unsafe.Slice((*float32)(unsafe.Pointer(&w[0])), n*k)
 		Gemm(pool, false, true, rows, n, k, 1, a, lda, f, k, 0, c, ldc)
 		return
@@ -113,7 +113,15 @@ func QMatMul(pool *Pool, t QType, rows, n, k int, a []float32, lda int, w []byte
 		for j0 := i * per; j0 < min(n, (i+1)*per); j0 += chunk {
 			j1 := min(n, (i+1)*per, j0+chunk)
 			_ = Dequantize(t, w[j0*rb:j1*rb], buf[:(j1-j0)*k]) // sizes checked above
-			Gemm(nil, false, true, rows, j1-j0, k, 1, a, lda, buf, k, 0, c[j0:], ldc)
+			if rows > 32 {
+				Gemm(nil, false, true, rows, j1-j0, k, 1, a, lda, buf, k, 0, c[j0:], ldc)
+				continue
+			}
+			// Up to 32 rows, one row at a time: each row's result does
+			// not depend on the others.
+			for r := 0; r < rows; r++ {
+				Gemm(nil, false, true, 1, j1-j0, k, 1, a[r*lda:], lda, buf, k, 0, c[r*ldc+j0:], ldc)
+			}
 		}
 	})
 }

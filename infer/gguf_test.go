@@ -158,3 +158,52 @@ func TestRoPEGrowsWithUse(t *testing.T) {
 		}
 	}
 }
+
+// TestGGUFLogitsIndependentOfRowsAndThreads checks, for matrices in their
+// stored types, what TestLogitsIndependentOfRows checks for float32 ones: a
+// position's logits are bit for bit the same whether its pass had one row
+// or up to 16, and whatever the number of threads.
+func TestGGUFLogitsIndependentOfRowsAndThreads(t *testing.T) {
+	tok := trainTestTok(t)
+	for _, typ := range []gguf.GGMLType{gguf.F16, gguf.Q8_0, gguf.Q4_0} {
+		t.Run(typ.String(), func(t *testing.T) {
+			cfg := ggufTestConfig(tok.VocabSize(), false)
+			path := filepath.Join(t.TempDir(), "m.gguf")
+			if err := gguf.Export(context.Background(), path, cfg, randomWeights(t, cfg, 8, 0.2), tok, gguf.ExportOptions{Type: typ}); err != nil {
+				t.Fatal(err)
+			}
+			toks := make([]int32, 16)
+			for i := range toks {
+				toks[i] = int32(i*37+5) % int32(cfg.VocabSize)
+			}
+			run := func(threads, step int) []float32 {
+				pool := compute.NewPool(threads)
+				defer pool.Close()
+				m, err := Load(path, pool)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close()
+				s := m.NewSeq(0)
+				var all []float32
+				for i := 0; i < len(toks); i += step {
+					lg, err := m.Forward([]*Seq{s}, [][]int32{toks[i:min(i+step, len(toks))]}, true)
+					if err != nil {
+						t.Fatal(err)
+					}
+					all = append(all, lg[0]...)
+				}
+				return all
+			}
+			want := run(1, 1)
+			for _, c := range [][2]int{{2, 1}, {1, 16}, {2, 16}, {2, 5}} {
+				got := run(c[0], c[1])
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("%d threads, %d rows per pass: logit %d is %v, one row on one thread gives %v", c[0], c[1], i, got[i], want[i])
+					}
+				}
+			}
+		})
+	}
+}

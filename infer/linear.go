@@ -1,7 +1,6 @@
 package infer
 
 import (
-	"encoding/binary"
 	"fmt"
 	"unsafe"
 
@@ -11,10 +10,10 @@ import (
 
 // Linear is one weight matrix of the forward pass: n outputs of k inputs,
 // stored out×in (n rows of k) as ggml and GGUF store it, in the type it is
-// stored in. A float32 matrix (a run directory's weights, or an F32 tensor
-// of a GGUF file) may carry a copy packed in panels for small products and,
-// in low-precision modes, bfloat16 copies; any other type is raw bytes of a
-// compute.QType, used in place from the mapped file. mul is the one place
+// stored in. A float32 matrix (a run directory's weights) may carry a copy
+// packed in panels for small products and, in low-precision modes,
+// bfloat16 copies; a GGUF matrix is raw bytes of a compute.QType (F32
+// included), used in place from the mapped file. mul is the one place
 // that decides which kernel multiplies by it.
 type Linear struct {
 	n, k int
@@ -52,17 +51,11 @@ const (
 func newLinear(w []float32, n, k int) Linear { return Linear{n: n, k: k, f32: w} }
 
 // matrixLinear returns the Linear of a GGUF matrix, its bytes used in
-// place: an F32 matrix is viewed as float32 rows (on a little-endian
-// machine, as GGUF stores them), any other type stays raw.
+// place in their stored type (F32 included: compute.QMatMul keeps each
+// row's result independent of the others, which a float32 matrix without
+// panels would not).
 func matrixLinear(x gguf.Matrix) Linear {
-	l := Linear{n: x.Rows, k: x.Cols, typ: x.Type, raw: x.Data}
-	littleEndian := binary.NativeEndian.Uint16([]byte{1, 0}) == 1
-	if x.Type == compute.QF32 && littleEndian && len(x.Data) == 4*x.Rows*x.Cols && len(x.Data) > 0 &&
-		uintptr(unsafe.Pointer(unsafe.SliceData(x.Data)))%4 == 0 {
-		l.f32 = unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(x.Data))), x.Rows*x.Cols)
-		l.raw = nil
-	}
-	return l
+	return Linear{n: x.Rows, k: x.Cols, typ: x.Type, raw: x.Data}
 }
 
 // pack builds the float32 panels (a no-op for a raw matrix).
