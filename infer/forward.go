@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -136,6 +137,9 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil, st, errors.New("infer: forward on a closed model")
+	}
 	switch {
 	case m.bf16:
 		m.sc.prec = precBF16

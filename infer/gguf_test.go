@@ -111,6 +111,12 @@ func TestGGUFInPlace(t *testing.T) {
 			if err != nil || len(fw.Flat) != len(w2.Flat) || maxDiff32(fw.Flat, w2.Flat) != 0 {
 				t.Fatalf("Float32Weights: %v", err)
 			}
+			if err := m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.Forward([]*Seq{s}, [][]int32{{1}}, false); err == nil {
+				t.Fatal("forward on a closed model did not fail")
+			}
 		})
 	}
 }

@@ -58,8 +58,9 @@ type Model struct {
 	file *gguf.Mapped
 	path string
 
-	// bf16 is set by UseBF16; bfPanels once the bfloat16 panels exist.
-	bf16, bfPanels bool
+	// bf16 is set by UseBF16; bfPanels once the bfloat16 panels exist;
+	// closed by Close.
+	bf16, bfPanels, closed bool
 
 	mu sync.Mutex // serialises Forward; guards sc
 	sc scratch
@@ -261,12 +262,16 @@ func (m *Model) sharesWeights(o *Model) bool {
 	return unsafe.SliceData(a.raw) == unsafe.SliceData(b.raw)
 }
 
-// Close releases the mapped file of a GGUF model (a no-op for a run
-// directory's). The model must not be used afterwards.
+// Close releases the mapped file of a GGUF model, after any Forward in
+// progress; a later Forward fails. It is a no-op for a run directory's
+// model and safe to call more than once.
 func (m *Model) Close() error {
 	if m == nil || m.file == nil {
 		return nil
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
 	err := m.file.Close()
 	m.file = nil
 	return err
