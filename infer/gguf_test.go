@@ -213,3 +213,46 @@ func TestGGUFLogitsIndependentOfRowsAndThreads(t *testing.T) {
 		})
 	}
 }
+
+// TestGGUFSpeculativeExact checks that greedy speculative decoding of a
+// GGUF model in its stored type, drafted by a q4_0 copy of it, gives the
+// tokens plain greedy decoding gives.
+func TestGGUFSpeculativeExact(t *testing.T) {
+	tok := trainTestTok(t)
+	cfg := ggufTestConfig(tok.VocabSize(), false)
+	w := randomWeights(t, cfg, 11, 0.2)
+	dir := t.TempDir()
+	load := func(name string, typ gguf.GGMLType) *Model {
+		path := filepath.Join(dir, name)
+		if err := gguf.Export(context.Background(), path, cfg, w, tok, gguf.ExportOptions{Type: typ}); err != nil {
+			t.Fatal(err)
+		}
+		pool := compute.NewPool(2)
+		m, err := Load(path, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close(); pool.Close() })
+		return m
+	}
+	target, draft := load("t.gguf", gguf.Q8_0), load("d.gguf", gguf.Q4_0)
+	prompt := []int32{5, 17, 3, 200, 41}
+	opts := GenerateOptions{MaxTokens: 24, IgnoreEOT: true}
+	plain, err := target.Generate(context.Background(), prompt, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Draft = draft
+	spec, err := target.Generate(context.Background(), prompt, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Rounds == 0 || len(spec.Tokens) != len(plain.Tokens) {
+		t.Fatalf("speculative: %d rounds, %d tokens; plain %d tokens", spec.Rounds, len(spec.Tokens), len(plain.Tokens))
+	}
+	for i := range plain.Tokens {
+		if spec.Tokens[i] != plain.Tokens[i] {
+			t.Fatalf("token %d: speculative %d, plain %d", i, spec.Tokens[i], plain.Tokens[i])
+		}
+	}
+}
