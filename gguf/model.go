@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 
 	"github.com/moe-llm/moe/config"
@@ -390,9 +389,10 @@ func concat(parts [][]float32) []float32 {
 // cols) between Hugging Face's rotate_half RoPE layout, where row i of a
 // head pairs with row i+hd/2, and llama.cpp's normal RoPE layout, where rows
 // 2i and 2i+1 pair (convert_hf_to_gguf's permute). toGGUF selects the
-// direction.
-func ropePermute(src []float32, nHeads, hd, cols int, toGGUF bool) []float32 {
-	dst := make([]float32, len(src))
+// direction. A row is cols elements of T (floats, or a quantized row's
+// bytes).
+func ropePermute[T any](src []T, nHeads, hd, cols int, toGGUF bool) []T {
+	dst := make([]T, len(src))
 	half := hd / 2
 	for h := 0; h < nHeads; h++ {
 		for i := 0; i < half; i++ {
@@ -491,146 +491,58 @@ func LoadModel(path string) (*config.Config, *model.Weights, *tokenizer.Tokenize
 	return cfg, w, tok, nil
 }
 
-// readWeights builds the config (from moe.config, else the llama.* keys) and
-// reads every tensor, failing on any tensor it does not use.
+// readWeights builds the config (from moe.config, else the llama.* keys)
+// and decodes every tensor to float32, failing on any tensor it does not
+// use.
 func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, error) {
-	arch, _ := f.Get("general.architecture")
-	if arch != Architecture && arch != ArchQwen2MoE {
-		return nil, nil, fmt.Errorf("gguf: architecture %v is not supported (moe reads %q, and %q files it wrote)", arch, Architecture, ArchQwen2MoE)
-	}
-	if _, ok := f.Get(KeyMoEConfig); arch == ArchQwen2MoE && !ok {
-		return nil, nil, fmt.Errorf("gguf: qwen2moe files from other tools are not supported (their gated shared experts and biases have no place in moe)")
-	}
-	qwen := arch == ArchQwen2MoE
-	cfg, err := configFromFile(f)
+	mm, err := mapModel(f)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := checkStructure(cfg); err != nil {
-		return nil, nil, fmt.Errorf("gguf: %w", err)
-	}
+	cfg := mm.Cfg
 	w, err := model.NewWeights(cfg, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("gguf: %w", err)
 	}
-	used := map[string]bool{}
-	read := func(name string, dst []float32, dims ...uint64) error {
+	dec := func(dst []float32, x Matrix) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		t, ok := f.Tensor(name)
-		if !ok {
-			return fmt.Errorf("gguf: missing tensor %q", name)
+		if err := Decode(GGMLType(x.Type), x.Data, dst); err != nil {
+			return fmt.Errorf("gguf: tensor %q: %w", x.Name, err)
 		}
-		if !slices.Equal(t.Dims, dims) {
-			return fmt.Errorf("gguf: tensor %q has dims %v, the config needs %v", name, t.Dims, dims)
-		}
-		used[name] = true
-		return f.ReadFloat32(name, dst)
+		return nil
 	}
-	mat := func(out, in int) []uint64 { return []uint64{uint64(in), uint64(out)} }
-	d, hd := cfg.HiddenSize, cfg.HeadDimension()
-	nh, nkv, V := cfg.NumHeads, cfg.KVHeads(), cfg.VocabSize
-	if err := read("token_embd.weight", w.Embed, mat(V, d)...); err != nil {
-		return nil, nil, err
+	ffn := func(gate, up, down []float32, x ExpertMatrices) error {
+		return errors.Join(dec(gate, x.Gate), dec(up, x.Up), dec(down, x.Down))
+	}
+	errs := []error{dec(w.Embed, mm.Embed)}
+	copy(w.FinalNorm, mm.FinalNorm)
+	if !cfg.TieWordEmbeddings {
+		errs = append(errs, dec(w.LMHead, mm.Output))
 	}
 	for i := range w.Layers {
-		l := &w.Layers[i]
-		p := fmt.Sprintf("blk.%d.", i)
-		tmpQ := make([]float32, len(l.Wq))
-		tmpK := make([]float32, len(l.Wk))
-		steps := []error{
-			read(p+"attn_norm.weight", l.AttnNorm, uint64(d)),
-			read(p+"attn_q.weight", tmpQ, mat(nh*hd, d)...),
-			read(p+"attn_k.weight", tmpK, mat(nkv*hd, d)...),
-			read(p+"attn_v.weight", l.Wv, mat(nkv*hd, d)...),
-			read(p+"attn_output.weight", l.Wo, mat(d, nh*hd)...),
-			read(p+"ffn_norm.weight", l.FFNNorm, uint64(d)),
-		}
-		if err := errors.Join(steps...); err != nil {
-			return nil, nil, err
-		}
-		if qwen {
-			copy(l.Wq, tmpQ)
-			copy(l.Wk, tmpK)
-		} else {
-			copy(l.Wq, ropePermute(tmpQ, nh, hd, d, false))
-			copy(l.Wk, ropePermute(tmpK, nkv, hd, d, false))
-		}
-		if len(l.Router) == 0 {
-			ff := len(l.Gate) / d
-			if err := errors.Join(
-				read(p+"ffn_gate.weight", l.Gate, mat(ff, d)...),
-				read(p+"ffn_up.weight", l.Up, mat(ff, d)...),
-				read(p+"ffn_down.weight", l.Down, mat(d, ff)...),
-			); err != nil {
-				return nil, nil, err
-			}
+		l, x := &w.Layers[i], &mm.Layers[i]
+		copy(l.AttnNorm, x.AttnNorm)
+		copy(l.FFNNorm, x.FFNNorm)
+		errs = append(errs, dec(l.Wq, x.Q), dec(l.Wk, x.K), dec(l.Wv, x.V), dec(l.Wo, x.O))
+		if !cfg.IsMoE() {
+			errs = append(errs, ffn(l.Gate, l.Up, l.Down, x.FFN))
 			continue
 		}
-		E, fe := cfg.NumExperts, cfg.ExpertSize()
-		gate := make([]float32, E*fe*d)
-		up := make([]float32, E*fe*d)
-		down := make([]float32, E*fe*d)
-		if err := errors.Join(
-			read(p+"ffn_gate_inp.weight", l.Router, mat(E, d)...),
-			read(p+"ffn_gate_exps.weight", gate, uint64(d), uint64(fe), uint64(E)),
-			read(p+"ffn_up_exps.weight", up, uint64(d), uint64(fe), uint64(E)),
-			read(p+"ffn_down_exps.weight", down, uint64(fe), uint64(d), uint64(E)),
-		); err != nil {
+		errs = append(errs, dec(l.Router, x.Router))
+		for e := range x.Experts {
+			errs = append(errs, ffn(l.ExpertGate[e], l.ExpertUp[e], l.ExpertDown[e], x.Experts[e]))
+		}
+		if len(l.SharedGate) > 0 {
+			errs = append(errs, ffn(l.SharedGate, l.SharedUp, l.SharedDown, x.Shared))
+		}
+		if err := errors.Join(errs...); err != nil {
 			return nil, nil, err
 		}
-		for e := 0; e < E; e++ {
-			copy(l.ExpertGate[e], gate[e*fe*d:(e+1)*fe*d])
-			copy(l.ExpertUp[e], up[e*fe*d:(e+1)*fe*d])
-			copy(l.ExpertDown[e], down[e*fe*d:(e+1)*fe*d])
-		}
-		if qwen {
-			// The placeholder shared expert moe writes: its down projection
-			// must be zero, or the file computes something moe does not.
-			down := make([]float32, d*shexpWidth)
-			skip := make([]float32, shexpWidth*d)
-			if err := errors.Join(
-				read(p+"ffn_gate_inp_shexp.weight", make([]float32, d), uint64(d)),
-				read(p+"ffn_gate_shexp.weight", skip, mat(shexpWidth, d)...),
-				read(p+"ffn_up_shexp.weight", skip, mat(shexpWidth, d)...),
-				read(p+"ffn_down_shexp.weight", down, mat(d, shexpWidth)...),
-			); err != nil {
-				return nil, nil, err
-			}
-			for _, v := range down {
-				if v != 0 {
-					return nil, nil, fmt.Errorf("gguf: %sffn_down_shexp.weight is not zero: moe has no place for a gated shared expert", p)
-				}
-			}
-		}
-		if s := len(l.SharedGate) / d; s > 0 {
-			if err := errors.Join(
-				read(p+"ffn_gate_shexp.weight", l.SharedGate, mat(s, d)...),
-				read(p+"ffn_up_shexp.weight", l.SharedUp, mat(s, d)...),
-				read(p+"ffn_down_shexp.weight", l.SharedDown, mat(d, s)...),
-			); err != nil {
-				return nil, nil, err
-			}
-		}
 	}
-	if err := read("output_norm.weight", w.FinalNorm, uint64(d)); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
-	}
-	if !cfg.TieWordEmbeddings {
-		if err := read("output.weight", w.LMHead, mat(V, d)...); err != nil {
-			return nil, nil, err
-		}
-	} else if _, ok := f.Tensor("output.weight"); ok && qwen {
-		// qwen2moe needs output.weight even for tied embeddings: a copy.
-		if err := read("output.weight", make([]float32, V*d), mat(V, d)...); err != nil {
-			return nil, nil, err
-		}
-	}
-	for _, t := range f.Tensors {
-		if !used[t.Name] {
-			return nil, nil, fmt.Errorf("gguf: tensor %q has no place in the moe model (unsupported feature)", t.Name)
-		}
 	}
 	return cfg, w, nil
 }

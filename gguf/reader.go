@@ -12,7 +12,9 @@ import (
 )
 
 // File is a parsed GGUF file: its metadata and tensor infos, with the tensor
-// data read on demand from the underlying reader.
+// data read on demand from the underlying reader, or, for a file from Open
+// on a platform that can, used in place from a read-only memory mapping
+// (TensorBytes).
 type File struct {
 	// Version is the file's GGUF version (2 or 3).
 	Version uint32
@@ -29,8 +31,12 @@ type File struct {
 
 	r      io.ReaderAt
 	closer io.Closer
-	keys   map[string]int
-	names  map[string]int
+	// data is the whole file mapped read-only (nil when not mapped), and
+	// unmap releases it.
+	data  []byte
+	unmap func() error
+	keys  map[string]int
+	names map[string]int
 }
 
 // Limits on header contents, far above anything real, so that a corrupt or
@@ -42,24 +48,39 @@ const (
 	maxArrayDepth  = 4
 )
 
-// Open opens and parses the GGUF file at path. Close releases it.
+// Open opens and parses the GGUF file at path and maps it read-only into
+// memory where the platform allows (see Mapped and TensorBytes); where
+// mapping fails the tensors are read through the file. Close releases it.
 func Open(path string) (*File, error) {
 	gf, f, err := parsefile.Open("gguf", path, Read)
 	if err != nil {
 		return nil, err
 	}
 	gf.closer = f
+	if data, unmap, err := mapFile(f, gf.Size); err == nil {
+		gf.data, gf.unmap = data, unmap
+	}
 	return gf, nil
 }
 
-// Close closes the file opened by Open; it is a no-op for Read's files.
+// Mapped reports whether the file's bytes are memory-mapped, so that
+// TensorBytes returns views into the file rather than copies.
+func (f *File) Mapped() bool { return f.data != nil }
+
+// Close unmaps and closes the file opened by Open; it is a no-op for Read's
+// files. Every slice TensorBytes returned from the mapping becomes invalid:
+// touching one after Close faults.
 func (f *File) Close() error {
-	if f.closer == nil {
-		return nil
+	var errs []error
+	if f.unmap != nil {
+		errs = append(errs, f.unmap())
+		f.data, f.unmap = nil, nil
 	}
-	err := f.closer.Close()
-	f.closer = nil
-	return err
+	if f.closer != nil {
+		errs = append(errs, f.closer.Close())
+		f.closer = nil
+	}
+	return errors.Join(errs...)
 }
 
 // Read parses a GGUF file of size bytes from r, validating the header, every
@@ -229,6 +250,24 @@ func (f *File) TensorData(t *TensorInfo) ([]byte, error) {
 	return buf, nil
 }
 
+// TensorBytes returns the raw encoded bytes of t: a read-only view into the
+// mapping when the file is mapped (valid until Close; writing to it faults),
+// else a copy read from the file as TensorData does.
+func (f *File) TensorBytes(t *TensorInfo) ([]byte, error) {
+	if f.data == nil {
+		return f.TensorData(t)
+	}
+	n, err := t.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("gguf: tensor %q: %w", t.Name, err)
+	}
+	off := f.DataOffset + int64(t.Offset)
+	if off < 0 || n < 0 || off > int64(len(f.data)) || n > int64(len(f.data))-off {
+		return nil, fmt.Errorf("gguf: file truncated: tensor %q needs bytes [%d,%d) of a %d-byte file", t.Name, off, off+n, len(f.data))
+	}
+	return f.data[off : off+n : off+n], nil
+}
+
 // ReadFloat32 reads tensor name and decodes it to float32 into dst, which
 // must have exactly the tensor's element count.
 func (f *File) ReadFloat32(name string, dst []float32) error {
@@ -239,7 +278,7 @@ func (f *File) ReadFloat32(name string, dst []float32) error {
 	if t.Elements() != int64(len(dst)) {
 		return fmt.Errorf("gguf: tensor %q has %d elements (dims %v), want %d", name, t.Elements(), t.Dims, len(dst))
 	}
-	raw, err := f.TensorData(t)
+	raw, err := f.TensorBytes(t)
 	if err != nil {
 		return err
 	}

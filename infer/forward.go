@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -41,8 +42,8 @@ type scratch struct {
 	expOut             []float32
 	route, scores      []float32
 	rowSeq, rowPos     []int32
-	// lowPrec is set for a forward call with lowPrec: bf16 small-M products.
-	lowPrec bool
+	// prec is the precision of the current call's products.
+	prec precision
 }
 
 // grow reuses or allocates a float32 scratch buffer (scratchbuf.Grow); it
@@ -136,10 +137,21 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if lowPrec && m.wpBF == nil {
-		m.buildPanelsBF16()
+	if m.closed {
+		return nil, st, errors.New("infer: forward on a closed model")
 	}
-	m.sc.lowPrec = lowPrec
+	switch {
+	case m.bf16:
+		m.sc.prec = precBF16
+	case lowPrec:
+		if !m.bfPanels {
+			m.buildBF16(false)
+		}
+		m.sc.prec = precDraft
+	default:
+		m.sc.prec = precFull
+	}
+	prec := m.sc.prec
 
 	d, hd := cfg.HiddenSize, m.hd
 	nh, nkv := cfg.NumHeads, cfg.KVHeads()
@@ -158,14 +170,21 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 	sc.rowPos = growI(sc.rowPos, rows)
 	rowSeq, rowPos := sc.rowSeq, sc.rowPos
 	r := 0
+	maxLen := 0
 	for i, s := range seqs {
 		s.reserve(s.n + len(tokens[i]))
+		maxLen = max(maxLen, s.n+len(tokens[i]))
 		for j, t := range tokens[i] {
-			copy(x[r*d:(r+1)*d], m.W.Embed[int(t)*d:(int(t)+1)*d])
+			if err := m.embed.row(int(t), x[r*d:(r+1)*d]); err != nil {
+				return nil, st, err
+			}
 			rowSeq[r] = int32(i)
 			rowPos[r] = int32(s.n + j)
 			r++
 		}
+	}
+	if err := m.growRoPE(maxLen); err != nil {
+		return nil, st, err
 	}
 	eps := model.NormEps(cfg)
 	if cfg.IsMoE() {
@@ -173,17 +192,10 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 		st.ExpertRows = make([][]int, cfg.NumLayers)
 	}
 
-	for l := range m.W.Layers {
-		L := &m.W.Layers[l]
-		compute.RMSNorm(sc.xn, x, L.AttnNorm, rows, d, eps, nil)
-		F := &m.fused[l]
-		if F.qkv != nil {
-			m.linear(m.Pool, rows, qkvDim, d, sc.xn, d, F.qkv, sc.qkv, qkvDim)
-		} else {
-			m.linear(m.Pool, rows, qDim, d, sc.xn, d, L.Wq, sc.qkv, qkvDim)
-			m.linear(m.Pool, rows, kvDim, d, sc.xn, d, L.Wk, sc.qkv[qDim:], qkvDim)
-			m.linear(m.Pool, rows, kvDim, d, sc.xn, d, L.Wv, sc.qkv[qDim+kvDim:], qkvDim)
-		}
+	for l := range m.layers {
+		L := &m.layers[l]
+		compute.RMSNorm(sc.xn, x, L.attnNorm, rows, d, eps, nil)
+		L.qkv.mul(m.Pool, prec, rows, sc.xn, d, sc.qkv, qkvDim)
 		for r := 0; r < rows; r++ {
 			p := int(rowPos[r])
 			row := sc.qkv[r*qkvDim : (r+1)*qkvDim]
@@ -197,12 +209,12 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 			copy(sq.v[l][p*kvDim:(p+1)*kvDim], row[qDim+kvDim:])
 		}
 		m.attention(seqs, l, rows, rowSeq, rowPos)
-		m.linear(m.Pool, rows, d, qDim, sc.att, qDim, L.Wo, sc.o, d)
+		L.o.mul(m.Pool, prec, rows, sc.att, qDim, sc.o, d)
 		compute.Add(x, sc.o[:rows*d])
 
-		compute.RMSNorm(sc.xn, x, L.FFNNorm, rows, d, eps, nil)
+		compute.RMSNorm(sc.xn, x, L.ffnNorm, rows, d, eps, nil)
 		if !cfg.IsMoE() {
-			m.swiglu(m.Pool, &sc.ffn, rows, sc.xn, F.gu, L.Gate, L.Up, L.Down, cfg.IntermediateSize)
+			m.swiglu(m.Pool, &sc.ffn, rows, sc.xn, &L.ffn)
 			compute.Add(x[:rows*d], sc.ffn.o)
 			continue
 		}
@@ -226,10 +238,10 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 	}
 	np := len(pick)
 	for j, pr := range pick {
-		compute.RMSNorm(sc.xn[j*d:(j+1)*d], x[pr*d:(pr+1)*d], m.W.FinalNorm, 1, d, eps, nil)
+		compute.RMSNorm(sc.xn[j*d:(j+1)*d], x[pr*d:(pr+1)*d], m.finalNorm, 1, d, eps, nil)
 	}
 	all := make([]float32, np*V)
-	m.linear(m.Pool, np, V, d, sc.xn, d, m.W.LMHead, all, V)
+	m.lmHead.mul(m.Pool, prec, np, sc.xn, d, all, V)
 	j := 0
 	for i, s := range seqs {
 		n := len(tokens[i])
@@ -308,24 +320,18 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 type ffnBuf struct{ gath, gu, h, o []float32 }
 
 // swiglu computes down(silu(gate(xn)) ⊙ up(xn)) for rows rows of xn into
-// b.o, on pool. gu, when not nil, is the fused [gate; up] matrix, computed
-// in one GEMM.
-func (m *Model) swiglu(pool *compute.Pool, b *ffnBuf, rows int, xn, gu, gate, up, down []float32, ff int) {
-	d := m.Cfg.HiddenSize
+// b.o, on pool.
+func (m *Model) swiglu(pool *compute.Pool, b *ffnBuf, rows int, xn []float32, w *ffnWeights) {
+	d, ff := m.Cfg.HiddenSize, w.width
 	b.gu = grow(b.gu, rows*2*ff)
 	b.h = grow(b.h, rows*ff)
 	b.o = grow(b.o, rows*d)
-	if gu != nil {
-		m.linear(pool, rows, 2*ff, d, xn, d, gu, b.gu, 2*ff)
-	} else {
-		m.linear(pool, rows, ff, d, xn, d, gate, b.gu, 2*ff)
-		m.linear(pool, rows, ff, d, xn, d, up, b.gu[ff:], 2*ff)
-	}
+	w.gu.mul(pool, m.sc.prec, rows, xn, d, b.gu, 2*ff)
 	for r := 0; r < rows; r++ {
 		g := b.gu[r*2*ff : (r+1)*2*ff]
 		compute.SwiGLU(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:])
 	}
-	m.linear(pool, rows, d, ff, b.h, ff, down, b.o, d)
+	w.down.mul(pool, m.sc.prec, rows, b.h, ff, b.o, d)
 }
 
 // routeRow picks the experts of one row from its router logits and writes
@@ -370,15 +376,11 @@ func (m *Model) routeRow(logits []float32, idx []int32, w []float32, probs []flo
 // expert.
 func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 	cfg := m.Cfg
-	L := &m.W.Layers[l]
+	L := &m.layers[l]
 	d, E, k := cfg.HiddenSize, cfg.NumExperts, m.moeK
 	sc := &m.sc
 	sc.route = grow(sc.route, rows*E)
-	if rp, ok := m.wp[keyOf(L.Router)]; ok && rows <= smallRows {
-		compute.GemmPanels(rows, E, d, sc.xn, d, rp, 0, E, sc.route, E)
-	} else {
-		compute.Gemm(m.Pool, false, true, rows, E, d, 1, sc.xn, d, L.Router, d, 0, sc.route, E)
-	}
+	L.router.mul(m.Pool, precFull, rows, sc.xn, d, sc.route, E) // routing stays float32
 	idx := make([]int32, k)
 	wts := make([]float32, k)
 	probs := make([]float32, E)
@@ -393,7 +395,7 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 	}
 	// The shared expert sees every row, ungated.
 	if cfg.SharedExpertIntermediateSize > 0 {
-		m.swiglu(m.Pool, &sc.ffn, rows, sc.xn, m.fused[l].sharedGU, L.SharedGate, L.SharedUp, L.SharedDown, cfg.SharedExpertIntermediateSize)
+		m.swiglu(m.Pool, &sc.ffn, rows, sc.xn, &L.shared)
 		compute.Add(x[:rows*d], sc.ffn.o)
 	}
 	counts := make([]int, E)
@@ -406,12 +408,11 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 			maxRows = max(maxRows, counts[e])
 		}
 	}
-	ffe := cfg.ExpertSize()
 	run := func(pool *compute.Pool, b *ffnBuf, e int) {
 		n := len(expRows[e])
 		b.gath = grow(b.gath, n*d)
 		compute.GatherRows(b.gath, sc.xn, expRows[e], d)
-		m.swiglu(pool, b, n, b.gath, m.fused[l].expertGU[e], L.ExpertGate[e], L.ExpertUp[e], L.ExpertDown[e], ffe)
+		m.swiglu(pool, b, n, b.gath, &L.experts[e])
 	}
 	nw := min(m.Pool.Threads(), len(es))
 	if nw < 2 || maxRows > 32 {
@@ -476,13 +477,13 @@ func (m *Model) RoutingCounts() (perLayer [][]uint64, rows uint64) {
 	return perLayer, m.totalRows
 }
 
-// smallRows is the most rows for which linear multiplies by the transposed
+// smallRows is the most rows for which Linear.mul multiplies by the packed
 // weight copies (decode steps, verification, small batches); prefill takes
 // the blocked GEMM over the matrices as stored.
 const smallRows = 32
 
 // minSplitFloats is the smallest weight matrix (in floats) whose small-M
-// product linear splits over the pool.
+// product Linear.mul splits over the pool.
 const minSplitFloats = 1 << 19
 
 // splitCols runs f over column ranges [j0, j1) of an n-column product with
@@ -503,35 +504,4 @@ func splitCols(pool *compute.Pool, n, k int, f func(j0, j1 int)) {
 	pool.Run((n+per-1)/per, func(t int) {
 		f(t*per, min(n, (t+1)*per))
 	})
-}
-
-// linear computes, on pool, c = a·wᵀ for rows rows of a (stride lda) and the weight
-// matrix w (n×k, a view into the model's flat parameters), with the bf16
-// copy of w when the model has one. Up to smallRows rows it multiplies by
-// the packed panels (wp or wpBF), split by columns over the pool for a
-// large matrix: the product is bound by reading the weights, which two
-// cores do faster than one even where compute's flop threshold would keep
-// it serial, and every output's sum runs in the same order either way.
-func (m *Model) linear(pool *compute.Pool, rows, n, k int, a []float32, lda int, w []float32, c []float32, ldc int) {
-	if m.bf != nil || m.sc.lowPrec {
-		if wp, ok := m.wpBF[keyOf(w)]; ok && rows <= smallRows {
-			splitCols(pool, n, k, func(j0, j1 int) {
-				for j := j0; j < j1; j += compute.PanelCols {
-					compute.GemmBF16T(rows, min(compute.PanelCols, n-j), k, a, lda, wp[j*k:], compute.PanelCols, c[j:], ldc)
-				}
-			})
-			return
-		}
-		if off, ok := m.bfOff[&w[0]]; ok && m.bf != nil {
-			compute.GemmBF16(pool, rows, n, k, 1, a, lda, m.bf[off:off+len(w)], k, 0, c, ldc)
-			return
-		}
-	}
-	if wp, ok := m.wp[keyOf(w)]; ok && rows <= smallRows {
-		splitCols(pool, n, k, func(j0, j1 int) {
-			compute.GemmPanels(rows, n, k, a, lda, wp, j0, j1, c, ldc)
-		})
-		return
-	}
-	compute.Gemm(pool, false, true, rows, n, k, 1, a, lda, w, k, 0, c, ldc)
 }

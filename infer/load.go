@@ -42,18 +42,21 @@ func loadRunDir(path string, pool *compute.Pool) (*Model, error) {
 	return m, nil
 }
 
-// loadGGUF loads a .gguf file (weights dequantised to float32).
+// loadGGUF opens a .gguf file for inference: it is mapped read-only and
+// its matrices are multiplied in their stored types, in place.
 func loadGGUF(path string, pool *compute.Pool) (*Model, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("infer: model %s does not exist", path)
 	}
-	cfg, w, tok, err := gguf.LoadModel(path)
+	mm, err := gguf.OpenModel(path)
 	if err != nil {
 		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
 	}
-	m, err := New(cfg, w, tok, pool)
+	m, err := newMapped(mm, pool)
 	if err != nil {
+		mm.Close()
 		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
 	}
+	m.path = path
 	return m, nil
 }

@@ -10,13 +10,17 @@
 package infer
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/tokenizer"
 )
@@ -26,7 +30,8 @@ import (
 type Model struct {
 	// Cfg describes the architecture.
 	Cfg *config.Config
-	// W holds the parameters (read only here).
+	// W holds the float32 parameters of a model made by New (read only
+	// here); it is nil for a GGUF file, whose matrices are used in place.
 	W *model.Weights
 	// Tok turns text into token ids and back; it may be nil for a model used
 	// only on token ids (tests, benchmarks).
@@ -37,26 +42,25 @@ type Model struct {
 	ctxLen    int
 	hd, kvDim int
 	moeK      int
-	rope      *compute.RoPE
+	// rope holds the RoPE tables for the first ropeLen positions, those
+	// sequences have reached so far (grown by forward, up to ctxLen).
+	rope    *compute.RoPE
+	ropeLen int
 
-	fused []fusedViews // per layer
+	// The weights as the forward pass multiplies by them.
+	embed     Linear
+	lmHead    *Linear // &embed when the embeddings are tied
+	finalNorm []float32
+	layers    []layerWeights
 
-	// bf, when set, is a bfloat16 copy of W.Flat that the matrix products
-	// read instead (half the memory traffic); bfOff maps the first element
-	// of each weight view to its offset in Flat.
-	bf    []compute.BF16
-	bfOff map[*float32]int
+	// file is the mapped GGUF file the raw matrices point into (nil for a
+	// run directory); path is where the model was loaded from.
+	file *gguf.Mapped
+	path string
 
-	// wp holds, for each weight matrix the forward pass multiplies by (as
-	// its fused view when there is one), a copy packed by
-	// compute.PackPanels: 64-column panels stored in×out, which the small-M
-	// products of decoding, verification and serving stream with
-	// broadcast-FMA kernels (no horizontal sums, each panel read front to
-	// back, rounding independent of the number of rows). Nil when the model
-	// is too large to copy.
-	wp map[wKey][]float32
-	// wpBF holds bfloat16 copies of wp's panels while UseBF16 is on.
-	wpBF map[wKey][]compute.BF16
+	// bf16 is set by UseBF16; bfPanels once the bfloat16 panels exist;
+	// closed by Close.
+	bf16, bfPanels, closed bool
 
 	mu sync.Mutex // serialises Forward; guards sc
 	sc scratch
@@ -90,11 +94,100 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 	if cfg == nil || w == nil {
 		return nil, errors.New("infer: nil config or weights")
 	}
-	if err := supported(cfg); err != nil {
-		return nil, fmt.Errorf("infer: unsupported model: %w", err)
+	m, err := newModel(cfg, tok, pool)
+	if err != nil {
+		return nil, err
 	}
 	if n := model.NumParams(cfg); len(w.Flat) != n {
 		return nil, fmt.Errorf("infer: weights hold %d floats, the config needs %d", len(w.Flat), n)
+	}
+	m.W = w
+	d := cfg.HiddenSize
+	m.embed = newLinear(w.Embed, cfg.VocabSize, d)
+	m.lmHead = &m.embed
+	if len(w.LMHead) == 0 || &w.LMHead[0] != &w.Embed[0] {
+		head := newLinear(w.LMHead, cfg.VocabSize, d)
+		m.lmHead = &head
+	}
+	m.finalNorm = w.FinalNorm
+	ffn := func(gate, up, down []float32, width int) ffnWeights {
+		return ffnWeights{gu: fuseFloat32(w.Flat, d, gate, up), down: newLinear(down, d, width), width: width}
+	}
+	m.layers = make([]layerWeights, len(w.Layers))
+	for l := range w.Layers {
+		L, W := &m.layers[l], &w.Layers[l]
+		L.attnNorm, L.ffnNorm = W.AttnNorm, W.FFNNorm
+		L.qkv = fuseFloat32(w.Flat, d, W.Wq, W.Wk, W.Wv)
+		L.o = newLinear(W.Wo, d, cfg.NumHeads*m.hd)
+		if !cfg.IsMoE() {
+			L.ffn = ffn(W.Gate, W.Up, W.Down, cfg.IntermediateSize)
+			continue
+		}
+		L.router = newLinear(W.Router, cfg.NumExperts, d)
+		L.experts = make([]ffnWeights, len(W.ExpertGate))
+		for e := range L.experts {
+			L.experts[e] = ffn(W.ExpertGate[e], W.ExpertUp[e], W.ExpertDown[e], cfg.ExpertSize())
+		}
+		if s := cfg.SharedExpertIntermediateSize; s > 0 {
+			L.shared = ffn(W.SharedGate, W.SharedUp, W.SharedDown, s)
+		}
+	}
+	if len(w.Flat) <= maxTransposedFloats {
+		var ls []*Linear
+		m.forEachLinear(func(l *Linear, _ bool) { ls = append(ls, l) })
+		pool.Run(len(ls), func(i int) { ls[i].pack() })
+	}
+	return m, nil
+}
+
+// newMapped prepares a GGUF model opened by gguf.OpenModel, its matrices
+// used in place; the Model owns mm and closes it in Close.
+func newMapped(mm *gguf.Mapped, pool *compute.Pool) (*Model, error) {
+	cfg := mm.Cfg
+	m, err := newModel(cfg, mm.Tok, pool)
+	if err != nil {
+		return nil, err
+	}
+	m.file = mm
+	m.embed = matrixLinear(mm.Embed)
+	m.lmHead = &m.embed
+	if unsafe.SliceData(mm.Output.Data) != unsafe.SliceData(mm.Embed.Data) {
+		head := matrixLinear(mm.Output)
+		m.lmHead = &head
+	}
+	m.finalNorm = mm.FinalNorm
+	ffn := func(x gguf.ExpertMatrices) ffnWeights {
+		return ffnWeights{gu: fuseMatrices(x.Gate, x.Up), down: matrixLinear(x.Down), width: x.Gate.Rows}
+	}
+	m.layers = make([]layerWeights, len(mm.Layers))
+	for l := range mm.Layers {
+		L, X := &m.layers[l], &mm.Layers[l]
+		L.attnNorm, L.ffnNorm = X.AttnNorm, X.FFNNorm
+		L.qkv = fuseMatrices(X.Q, X.K, X.V)
+		L.o = matrixLinear(X.O)
+		if !cfg.IsMoE() {
+			L.ffn = ffn(X.FFN)
+			continue
+		}
+		L.router = matrixLinear(X.Router)
+		L.experts = make([]ffnWeights, len(X.Experts))
+		for e := range L.experts {
+			L.experts[e] = ffn(X.Experts[e])
+		}
+		if X.Shared.Gate.Rows > 0 {
+			L.shared = ffn(X.Shared)
+		}
+	}
+	// A Model dropped without Close still releases its mapping.
+	runtime.AddCleanup(m, func(f *gguf.Mapped) { f.Close() }, mm)
+	return m, nil
+}
+
+// newModel checks cfg and tok and sets up what every model has but its
+// weights.
+func newModel(cfg *config.Config, tok *tokenizer.Tokenizer, pool *compute.Pool) (*Model, error) {
+	if err := supported(cfg); err != nil {
+		return nil, fmt.Errorf("infer: unsupported model: %w", err)
 	}
 	if tok != nil && tok.VocabSize() > cfg.VocabSize {
 		return nil, fmt.Errorf("infer: tokenizer has %d tokens but the model's vocab_size is %d", tok.VocabSize(), cfg.VocabSize)
@@ -102,7 +195,6 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 	hd := cfg.HeadDimension()
 	m := &Model{
 		Cfg:    cfg,
-		W:      w,
 		Tok:    tok,
 		Pool:   pool,
 		ctxLen: cfg.MaxPositionEmbeddings,
@@ -114,109 +206,88 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 	for l := range m.routed {
 		m.routed[l] = make([]uint64, max(cfg.NumExperts, 0))
 	}
-	m.fused = makeFused(cfg, w)
-	rope, err := compute.NewRoPE(hd, m.ctxLen, model.RopeTheta(cfg))
-	if err != nil {
-		return nil, fmt.Errorf("infer: %w", err)
-	}
-	m.rope = rope
-	if len(w.Flat) <= maxTransposedFloats {
-		m.wp = panelWeights(cfg, w, m.fused, pool)
+	if err := m.growRoPE(min(m.ctxLen, initialRoPE)); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-// wKey identifies a weight view by its first element and length (a fused
-// view starts where its first part does).
-type wKey struct {
-	p *float32
-	n int
+// initialRoPE is the number of positions whose RoPE tables a new model
+// builds; forward grows them as sequences get longer, so that a file
+// claiming a huge context costs nothing until it is used.
+const initialRoPE = 1024
+
+// growRoPE makes the RoPE tables cover at least n positions (at most the
+// context): positions past the tables would be computed on the fly with
+// the same values, so growing changes no result, only the time.
+func (m *Model) growRoPE(n int) error {
+	if m.rope != nil && m.ropeLen >= n {
+		return nil
+	}
+	size := n
+	if m.rope != nil {
+		size = min(max(n, 2*m.ropeLen), m.ctxLen)
+	}
+	rope, err := compute.NewRoPE(m.hd, size, model.RopeTheta(m.Cfg))
+	if err != nil {
+		return fmt.Errorf("infer: %w", err)
+	}
+	m.rope, m.ropeLen = rope, size
+	return nil
 }
 
-func keyOf(w []float32) wKey {
-	if len(w) == 0 {
-		return wKey{}
+// forEachLinear calls f with every matrix the forward pass multiplies by
+// (the LM head once even when tied), and whether it is a router.
+func (m *Model) forEachLinear(f func(l *Linear, router bool)) {
+	for l := range m.layers {
+		m.layers[l].forEach(f)
 	}
-	return wKey{&w[0], len(w)}
+	f(m.lmHead, false)
 }
 
-// forEachMatrix calls f with every weight matrix (n×k, stored out×in) the
-// forward pass multiplies by: per layer [wq;wk;wv] (or each), wo, the
-// router, the (fused) FFN or expert and shared-expert matrices; and the LM
-// head.
-func forEachMatrix(cfg *config.Config, w *model.Weights, fused []fusedViews, f func(v []float32, n, k int)) {
-	d := cfg.HiddenSize
-	add := func(v []float32, n, k int) {
-		if len(v) == n*k && n > 0 && k > 0 {
-			f(v, n, k)
-		}
-	}
-	pair := func(f, a, b []float32, n, k int) {
-		if f != nil {
-			add(f, 2*n, k)
-			return
-		}
-		add(a, n, k)
-		add(b, n, k)
-	}
-	hd := cfg.HeadDimension()
-	qDim, kvDim := cfg.NumHeads*hd, cfg.KVHeads()*hd
-	for l := range w.Layers {
-		L := &w.Layers[l]
-		F := &fused[l]
-		if F.qkv != nil {
-			add(F.qkv, qDim+2*kvDim, d)
-		} else {
-			add(L.Wq, qDim, d)
-			add(L.Wk, kvDim, d)
-			add(L.Wv, kvDim, d)
-		}
-		add(L.Wo, d, qDim)
-		if !cfg.IsMoE() {
-			ff := cfg.IntermediateSize
-			pair(F.gu, L.Gate, L.Up, ff, d)
-			add(L.Down, d, ff)
-			continue
-		}
-		add(L.Router, cfg.NumExperts, d) // float32 even with UseBF16
-		ffe := cfg.ExpertSize()
-		for e := range L.ExpertDown {
-			pair(F.expertGU[e], L.ExpertGate[e], L.ExpertUp[e], ffe, d)
-			add(L.ExpertDown[e], d, ffe)
-		}
-		if sf := cfg.SharedExpertIntermediateSize; sf > 0 {
-			pair(F.sharedGU, L.SharedGate, L.SharedUp, sf, d)
-			add(L.SharedDown, d, sf)
-		}
-	}
-	add(w.LMHead, cfg.VocabSize, d)
-}
-
-// maxTransposedFloats caps the weights copied by panelWeights (1 GiB of
+// maxTransposedFloats caps the weights copied into panels (1 GiB of
 // float32): larger models use the matrices as stored.
 const maxTransposedFloats = 1 << 28
 
-// panelWeights returns compute.PackPanels copies of the matrices of
-// forEachMatrix (the routers, 8-odd columns, padded to one panel).
-func panelWeights(cfg *config.Config, w *model.Weights, fused []fusedViews, pool *compute.Pool) map[wKey][]float32 {
-	type mat struct {
-		w    []float32
-		n, k int
+// NumParams returns the model's parameter count.
+func (m *Model) NumParams() int { return model.NumParams(m.Cfg) }
+
+// sharesWeights reports whether m and o multiply by the same weights
+// (a model used as its own draft).
+func (m *Model) sharesWeights(o *Model) bool {
+	a, b := m.lmHead, o.lmHead
+	if a.f32 != nil || b.f32 != nil {
+		return unsafe.SliceData(a.f32) == unsafe.SliceData(b.f32)
 	}
-	var mats []mat
-	forEachMatrix(cfg, w, fused, func(v []float32, n, k int) { mats = append(mats, mat{v, n, k}) })
-	cp := make([][]float32, len(mats))
-	for i, mt := range mats {
-		cp[i] = make([]float32, compute.PanelsLen(mt.n, mt.k))
+	return unsafe.SliceData(a.raw) == unsafe.SliceData(b.raw)
+}
+
+// Close releases the mapped file of a GGUF model, after any Forward in
+// progress; a later Forward fails. It is a no-op for a run directory's
+// model and safe to call more than once.
+func (m *Model) Close() error {
+	if m == nil || m.file == nil {
+		return nil
 	}
-	pool.Run(len(mats), func(i int) {
-		_ = compute.PackPanels(cp[i], mats[i].w, mats[i].n, mats[i].k) // sizes are right by construction
-	})
-	panels := make(map[wKey][]float32, len(mats))
-	for i, mt := range mats {
-		panels[keyOf(mt.w)] = cp[i]
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	err := m.file.Close()
+	m.file = nil
+	return err
+}
+
+// Float32Weights returns the model's parameters as float32: W for a model
+// made by New, else the GGUF file decoded afresh (a full-size copy).
+func (m *Model) Float32Weights(ctx context.Context) (*model.Weights, error) {
+	if m.W != nil {
+		return m.W, nil
 	}
-	return panels
+	_, w, _, err := gguf.ReadModel(ctx, m.path)
+	if err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
+	}
+	return w, nil
 }
 
 // Context returns the model's context length in tokens.
@@ -231,57 +302,6 @@ func Load(path string, pool *compute.Pool) (*Model, error) {
 	return loadRunDir(path, pool)
 }
 
-// fusedViews are views over parameter tensors that lie next to each other in
-// the flat layout, so that one GEMM computes several projections: [wq; wk;
-// wv] and each [gate; up] pair. A nil view means the tensors are not
-// adjacent and are used one by one.
-type fusedViews struct {
-	qkv, gu, sharedGU []float32
-	expertGU          [][]float32
-}
-
-// adjacent returns the view over parts laid out back to back in flat from
-// offset off, or nil if they are not.
-func adjacent(flat []float32, off int, parts ...[]float32) []float32 {
-	pos := off
-	for _, p := range parts {
-		if len(p) == 0 || pos < 0 || pos+len(p) > len(flat) || &flat[pos] != &p[0] {
-			return nil
-		}
-		pos += len(p)
-	}
-	return flat[off:pos:pos]
-}
-
-// makeFused finds the fused views of every layer of w.
-func makeFused(cfg *config.Config, w *model.Weights) []fusedViews {
-	offs := map[string]int{}
-	off := 0
-	w.Visit(cfg, func(name string, t []float32) {
-		offs[name] = off
-		off += len(t)
-	})
-	fv := make([]fusedViews, len(w.Layers))
-	for l := range w.Layers {
-		L := &w.Layers[l]
-		p := fmt.Sprintf("layers.%d.", l)
-		f := &fv[l]
-		f.qkv = adjacent(w.Flat, offs[p+"wq"], L.Wq, L.Wk, L.Wv)
-		if !cfg.IsMoE() {
-			f.gu = adjacent(w.Flat, offs[p+"gate"], L.Gate, L.Up)
-			continue
-		}
-		f.expertGU = make([][]float32, cfg.NumExperts)
-		for e := range f.expertGU {
-			f.expertGU[e] = adjacent(w.Flat, offs[fmt.Sprintf("%sexpert.%d.gate", p, e)], L.ExpertGate[e], L.ExpertUp[e])
-		}
-		if L.SharedGate != nil {
-			f.sharedGU = adjacent(w.Flat, offs[p+"shared.gate"], L.SharedGate, L.SharedUp)
-		}
-	}
-	return fv
-}
-
 // UseBF16 makes the forward pass read bfloat16 copies of the weight
 // matrices (the router stays float32), halving the memory traffic of
 // decoding at the cost of rounding the weights to 8 bits of mantissa; the
@@ -292,40 +312,27 @@ func (m *Model) UseBF16(on bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !on {
-		m.bf, m.bfOff, m.wpBF = nil, nil, nil
+		m.forEachLinear(func(l *Linear, _ bool) { l.dropBF16() })
+		m.bf16, m.bfPanels = false, false
 		return
 	}
-	if m.bf != nil {
+	if m.bf16 {
 		return
 	}
-	bf := make([]compute.BF16, len(m.W.Flat))
-	compute.BF16FromFloat32(bf, m.W.Flat)
-	offs := map[*float32]int{}
-	off := 0
-	m.W.Visit(m.Cfg, func(_ string, t []float32) {
-		if len(t) > 0 {
-			offs[&t[0]] = off
+	m.buildBF16(true)
+	m.bf16 = true
+}
+
+// buildBF16 makes the bfloat16 panels of every matrix but the routers, and
+// with all the bfloat16 copies of the whole matrices; m.mu must be held.
+func (m *Model) buildBF16(all bool) {
+	m.forEachLinear(func(l *Linear, router bool) {
+		if !router {
+			l.packBF16(all)
 		}
-		off += len(t)
 	})
-	m.bf, m.bfOff = bf, offs
-	if m.wpBF == nil {
-		m.buildPanelsBF16()
-	}
+	m.bfPanels = true
 }
 
-// buildPanelsBF16 makes wpBF, the bf16 copies of wp; m.mu must be held.
-func (m *Model) buildPanelsBF16() {
-	if m.wp == nil {
-		return
-	}
-	m.wpBF = make(map[wKey][]compute.BF16, len(m.wp))
-	for k, t := range m.wp {
-		b := make([]compute.BF16, len(t))
-		compute.BF16FromFloat32(b, t)
-		m.wpBF[k] = b
-	}
-}
-
-// BF16 reports whether the model computes with bfloat16 weights.
-func (m *Model) BF16() bool { return m.bf != nil }
+// BF16 reports whether UseBF16 is on (it changes only float32 matrices).
+func (m *Model) BF16() bool { return m.bf16 }

@@ -403,15 +403,25 @@ func TestStatsTouched(t *testing.T) {
 	}
 }
 
-// TestFusedViews checks that the fused [wq;wk;wv] and [gate;up] views are
-// found in the standard layout, and that the unfused fallback computes the
-// same logits.
+// TestFusedViews checks that the fused [wq;wk;wv] and [gate;up] matrices
+// are found in the standard layout, and that the same matrices held as
+// separate blocks compute the same logits.
 func TestFusedViews(t *testing.T) {
 	for name, cfg := range refConfigs() {
 		m := newTestModel(t, cfg, 1, 0.3)
-		for l, f := range m.fused {
-			if f.qkv == nil || (cfg.IsMoE() && f.expertGU[0] == nil) || (!cfg.IsMoE() && f.gu == nil) || (cfg.SharedExpertIntermediateSize > 0 && f.sharedGU == nil) {
-				t.Fatalf("%s layer %d: fused views missing", name, l)
+		for l := range m.layers {
+			L := &m.layers[l]
+			ok := len(L.qkv) == 1 && L.qkv.rows() == (cfg.NumHeads+2*cfg.KVHeads())*cfg.HeadDimension()
+			if cfg.IsMoE() {
+				ok = ok && len(L.experts[0].gu) == 1 && L.experts[0].gu.rows() == 2*cfg.ExpertSize()
+			} else {
+				ok = ok && len(L.ffn.gu) == 1
+			}
+			if cfg.SharedExpertIntermediateSize > 0 {
+				ok = ok && len(L.shared.gu) == 1
+			}
+			if !ok {
+				t.Fatalf("%s layer %d: fused matrices missing", name, l)
 			}
 		}
 		toks := []int32{1, 5, 2, 7, 3}
@@ -419,16 +429,36 @@ func TestFusedViews(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for l := range m.fused {
-			m.fused[l] = fusedViews{expertGU: make([][]float32, cfg.NumExperts)}
+		d := cfg.HiddenSize
+		split := func(parts ...[]float32) stacked {
+			s := make(stacked, len(parts))
+			for i, p := range parts {
+				s[i] = newLinear(p, len(p)/d, d)
+				s[i].pack()
+			}
+			return s
+		}
+		for l := range m.layers {
+			L, W := &m.layers[l], &m.W.Layers[l]
+			L.qkv = split(W.Wq, W.Wk, W.Wv)
+			if !cfg.IsMoE() {
+				L.ffn.gu = split(W.Gate, W.Up)
+				continue
+			}
+			for e := range L.experts {
+				L.experts[e].gu = split(W.ExpertGate[e], W.ExpertUp[e])
+			}
+			if cfg.SharedExpertIntermediateSize > 0 {
+				L.shared.gu = split(W.SharedGate, W.SharedUp)
+			}
 		}
 		b, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i := range a[0] {
-			if d := a[0][i] - b[0][i]; d > 1e-4 || d < -1e-4 {
-				t.Fatalf("%s: unfused logit %d differs: %g vs %g", name, i, b[0][i], a[0][i])
+			if a[0][i] != b[0][i] {
+				t.Fatalf("%s: logit %d of separate blocks differs: %g vs %g", name, i, b[0][i], a[0][i])
 			}
 		}
 	}

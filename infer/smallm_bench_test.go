@@ -15,7 +15,6 @@ import (
 func BenchmarkSmallMPaths(b *testing.B) {
 	cfg, _ := config.Preset("tiny")
 	m := benchModel(b, cfg)
-	wp := m.wp
 	const nseq = 16
 	seqs := make([]*Seq, nseq)
 	for i := range seqs {
@@ -41,9 +40,9 @@ func BenchmarkSmallMPaths(b *testing.B) {
 				it := 0
 				for i := 0; i < b.N+1; i++ {
 					for v := 0; v < 2; v++ {
-						m.wp = wp
+						restore := func() {}
 						if v == 1 {
-							m.wp = nil
+							restore = m.panelsOff()
 						}
 						t := time.Now()
 						for j := 0; j < block; j++ {
@@ -60,12 +59,12 @@ func BenchmarkSmallMPaths(b *testing.B) {
 								s.Truncate(64)
 							}
 						}
+						restore()
 						if per := time.Since(t).Seconds() / block; i > 0 && per < best[v] {
 							best[v] = per
 						}
 					}
 				}
-				m.wp = wp
 				b.ReportMetric(best[0]*1e3, "new-ms")
 				b.ReportMetric(best[1]*1e3, "old-ms")
 				b.ReportMetric(best[1]/best[0], "speedup")

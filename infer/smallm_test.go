@@ -27,18 +27,15 @@ func smallMConfig() *config.Config {
 func TestTransposedWeights(t *testing.T) {
 	cfg := smallMConfig()
 	m := newTestModel(t, cfg, 5, 0.2)
-	if len(m.wp) == 0 {
-		t.Fatal("no packed weights")
-	}
 	d := cfg.HiddenSize
 	for l, L := range m.W.Layers {
-		for _, gu := range m.fused[l].expertGU {
-			if _, ok := m.wp[keyOf(gu)]; !ok {
-				t.Fatal("expert [gate;up] not packed")
+		for _, ex := range m.layers[l].experts {
+			if len(ex.gu) != 1 || ex.gu[0].panels == nil {
+				t.Fatal("expert [gate;up] not fused and packed")
 			}
 		}
-		rp, ok := m.wp[keyOf(L.Router)]
-		if !ok {
+		rp := m.layers[l].router.panels
+		if rp == nil {
 			t.Fatal("router not packed")
 		}
 		E := cfg.NumExperts
@@ -55,8 +52,8 @@ func TestTransposedWeights(t *testing.T) {
 		}
 		// [gate;up] of expert 0: 2·88 = 176 rows, so two full panels and
 		// a padded one.
-		gu := m.fused[l].expertGU[0]
-		wp := m.wp[keyOf(gu)]
+		gu := m.layers[l].experts[0].gu[0].f32
+		wp := m.layers[l].experts[0].gu[0].panels
 		n := 2 * cfg.ExpertSize()
 		for i := 0; i < n; i++ {
 			for j := 0; j < d; j++ {
@@ -77,10 +74,9 @@ func TestTransposedWeights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := m.wp
-	m.wp = nil
+	restore := m.panelsOff()
 	stored, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)
-	m.wp = sp
+	restore()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +107,7 @@ func TestLogitsIndependentOfRows(t *testing.T) {
 			}
 			if strings.HasSuffix(name, "bf16") {
 				m.UseBF16(true)
-				if len(m.wpBF) == 0 {
+				if m.layers[0].qkv[0].panelsBF == nil {
 					t.Fatal("no bf16 transposed weights")
 				}
 			}

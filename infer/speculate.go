@@ -85,7 +85,7 @@ func newKTuner(target *Model, opts GenerateOptions) *kTuner {
 	kMax = max(kMax, k)
 	t := &kTuner{k: k, kMin: 0, kMax: kMax, fixed: opts.FixedDraftTokens, alpha: 0.7, tVerify: map[int]*minWindow{}, steps: map[int]*stepWindow{}, calib: 1}
 	cfg := target.Cfg
-	total := float64(len(target.W.Flat))
+	total := float64(target.NumParams())
 	if cfg.IsMoE() {
 		t.layers, t.E, t.topk = cfg.NumLayers, cfg.NumExperts, target.moeK
 		t.expertW = float64(3 * cfg.ExpertSize() * cfg.HiddenSize)
@@ -270,10 +270,10 @@ const minLowPrecDraft = 1 << 18
 // where full precision makes every proposal the target's own choice).
 // Either way the target's verification decides every emitted token.
 func draftLowPrec(m, dm *Model) bool {
-	if len(dm.W.Flat) < minLowPrecDraft {
+	if dm.NumParams() < minLowPrecDraft {
 		return false
 	}
-	return len(m.W.Flat) == 0 || &dm.W.Flat[0] != &m.W.Flat[0]
+	return !dm.sharesWeights(m)
 }
 
 // speculate is speculative decoding with opts.Draft (Leviathan et al. 2023,

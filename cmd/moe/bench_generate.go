@@ -72,6 +72,7 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 			return usagef("--draft needs --model; use --draft-config with --config")
 		}
 	}
+	defer closeModels(m, d)
 	if *draftCfg != "" {
 		if d != nil {
 			return usagef("give at most one of --draft and --draft-config")
@@ -170,7 +171,7 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 		"gen_tokens":                len(plain.Tokens),
 		"threads":                   pool.Threads(),
 		"model":                     modelName,
-		"total_params":              len(m.W.Flat),
+		"total_params":              m.NumParams(),
 		"bf16":                      *bf16,
 		"runs":                      *runs,
 		"temperature":               *temp,

@@ -53,6 +53,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return err
 	}
+	defer closeModels(m, d)
 	useBF16(*bf16, m, d)
 	// The conversation is kept as tokens, turn by turn, so that the reply's
 	// own tokens (not a re-encoding of its text) stay in the cache.

@@ -57,6 +57,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	defer im.Close()
 	if im.Tok == nil {
 		return fmt.Errorf("model %s has no tokenizer", *modelPath)
 	}
@@ -64,7 +65,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	copy(m.W.Flat, im.W.Flat)
+	w, err := im.Float32Weights(ctx)
+	if err != nil {
+		return err
+	}
+	copy(m.W.Flat, w.Flat)
 	T := *seqLen
 	if T == 0 {
 		T = im.Cfg.MaxPositionEmbeddings

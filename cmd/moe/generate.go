@@ -27,6 +27,7 @@ func loadModels(modelPath, draftPath string, pool *compute.Pool) (*infer.Model, 
 		return nil, nil, err
 	}
 	if m.Tok == nil {
+		m.Close()
 		return nil, nil, fmt.Errorf("model %s has no tokenizer", modelPath)
 	}
 	if draftPath == "" {
@@ -34,12 +35,20 @@ func loadModels(modelPath, draftPath string, pool *compute.Pool) (*infer.Model, 
 	}
 	d, err := infer.Load(draftPath, pool)
 	if err != nil {
+		m.Close()
 		return nil, nil, fmt.Errorf("draft: %w", err)
 	}
 	if err := infer.CheckDraft(m, d); err != nil {
+		closeModels(m, d)
 		return nil, nil, fmt.Errorf("draft %s cannot draft for %s: %w", draftPath, modelPath, err)
 	}
 	return m, d, nil
+}
+
+// closeModels releases the models loadModels returned (d may be nil).
+func closeModels(m, d *infer.Model) {
+	m.Close()
+	d.Close()
 }
 
 // runGenerate implements `moe generate`.
@@ -90,6 +99,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	defer closeModels(m, d)
 	useBF16(*bf16, m, d)
 	ids := m.Tok.Encode([]byte(*prompt))
 	if len(ids) > m.Context() {
