@@ -75,6 +75,20 @@ type Config struct {
 	// moe: capacity factor; 0 means dropless token-choice. For expert choice
 	// each expert takes C = tokens*CapacityFactor/NumExperts tokens.
 	CapacityFactor float64 `json:"moe_capacity_factor,omitempty"`
+	// ScoringFunc turns router logits into expert scores (scoring_func):
+	// ScoringSoftmax (default, "" too) or ScoringSigmoid.
+	ScoringFunc string `json:"scoring_func,omitempty"`
+	// TopKMethod is how token choice selects experts (topk_method):
+	// TopKGreedy (default, "" too) or TopKNoAuxTC, which adds a per-expert
+	// bias to the scores for selection only (loss-free balancing).
+	TopKMethod string `json:"topk_method,omitempty"`
+	// RoutedScalingFactor multiplies the routed experts' combine weights
+	// (routed_scaling_factor); 0 means 1.
+	RoutedScalingFactor float64 `json:"routed_scaling_factor,omitempty"`
+	// moe: step γ of loss-free balancing: after every optimizer step each
+	// expert's selection bias moves by γ·sign(mean load − its load); 0 means
+	// DefaultRouterBiasUpdateRate.
+	RouterBiasUpdateRate float64 `json:"moe_router_bias_update_rate,omitempty"`
 	// moe: coefficient of the ST-MoE router z-loss.
 	RouterZLossCoef float64 `json:"moe_router_z_loss_coef,omitempty"`
 	// moe: initialisation standard deviation (default 0.02).

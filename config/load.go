@@ -121,6 +121,9 @@ type rawConfig struct {
 	SharedExpertIntermediateSize *intField  `json:"shared_expert_intermediate_size"`
 	RouterAuxLossCoef            *float64   `json:"router_aux_loss_coef"`
 	NormTopKProb                 *bool      `json:"norm_topk_prob"`
+	ScoringFunc                  *string    `json:"scoring_func"`
+	TopKMethod                   *string    `json:"topk_method"`
+	RoutedScalingFactor          *float64   `json:"routed_scaling_factor"`
 	DecoderSparseStep            *intField  `json:"decoder_sparse_step"`
 	MLPOnlyLayers                []intField `json:"mlp_only_layers"`
 	SlidingWindow                *intField  `json:"sliding_window"`
@@ -150,6 +153,7 @@ type rawConfig struct {
 	RouterOrder      *string  `json:"moe_router_order"`
 	CapacityFactor   *float64 `json:"moe_capacity_factor"`
 	RouterZLossCoef  *float64 `json:"moe_router_z_loss_coef"`
+	BiasUpdateRate   *float64 `json:"moe_router_bias_update_rate"`
 }
 
 // Parse decodes a config.json held in memory; see Load.
@@ -342,6 +346,10 @@ func (p *parser) build() *Config {
 	c.InitStd = optF(r.InitializerRange, 0.02)
 	c.RouterAuxLossCoef = optF(r.RouterAuxLossCoef, 0)
 	c.NormTopKProb = optB(r.NormTopKProb, false)
+	c.ScoringFunc = optS(r.ScoringFunc, "")
+	c.TopKMethod = optS(r.TopKMethod, "")
+	c.RoutedScalingFactor = optF(r.RoutedScalingFactor, 0)
+	c.RouterBiasUpdateRate = optF(r.BiasUpdateRate, 0)
 	c.QKVBias = optB(r.QKVBias, false)
 	c.QKNorm = optB(r.QKNorm, false)
 	c.QKNormPerHead = optB(r.QKNormPerHead, false)

@@ -175,6 +175,8 @@ func checkStructure(cfg *config.Config) error {
 	add(cfg.LearnedPositions, "learned positions")
 	add(cfg.HiddenAct != "" && cfg.HiddenAct != "silu" && cfg.HiddenAct != "swish", "activation "+cfg.HiddenAct)
 	add(SlidingWindowMatters(cfg), "sliding-window attention")
+	add(cfg.SigmoidScoring() || cfg.HasRouterScoreBias() || cfg.RoutedScale() != 1,
+		"sigmoid router scores, selection biases or routed_scaling_factor (DeepSeek-V3 routing)")
 	if len(bad) > 0 {
 		return fmt.Errorf("the model has %s, which GGUF's llama architecture cannot express", strings.Join(bad, ", "))
 	}

@@ -271,6 +271,19 @@ func TestInexactModels(t *testing.T) {
 	if err := CheckLlamaCompatible(ok); err != nil {
 		t.Errorf("softmax_topk with norm_topk_prob: %v", err)
 	}
+	for _, mut := range []func(c *config.Config){
+		func(c *config.Config) { c.ScoringFunc = config.ScoringSigmoid },
+		func(c *config.Config) { c.TopKMethod = config.TopKNoAuxTC },
+		func(c *config.Config) { c.RoutedScalingFactor = 2.5 },
+	} {
+		c := testConfig(true, true)
+		mut(c)
+		for _, check := range []func(*config.Config) error{CheckLlamaCompatible, CheckQwen2MoECompatible} {
+			if err := check(c); err == nil || !strings.Contains(err.Error(), "DeepSeek-V3 routing") {
+				t.Errorf("scoring %q topk %q scale %v: err = %v", c.ScoringFunc, c.TopKMethod, c.RoutedScalingFactor, err)
+			}
+		}
+	}
 	// Softmax weights without renormalisation are exact in llama.cpp's
 	// qwen2moe architecture: written as such, read back exactly.
 	for name, cfg := range map[string]*config.Config{"expert-choice": ec, "softmax-topk": st} {

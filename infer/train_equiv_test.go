@@ -32,6 +32,13 @@ func TestMatchesTrainingForward(t *testing.T) {
 			for i := range tm.W.Flat {
 				tm.W.Flat[i] *= 10
 			}
+			// Selection biases (noaux_tc) start at 0: make them matter.
+			br := rand.New(rand.NewPCG(7, 7))
+			for _, l := range tm.W.Layers {
+				for e := range l.RouterScoreBias {
+					l.RouterScoreBias[e] = float32(br.NormFloat64() * 0.3)
+				}
+			}
 			const B, T = 2, 17
 			r := rand.New(rand.NewPCG(1, 2))
 			toks := make([]int32, B*T)

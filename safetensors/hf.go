@@ -71,6 +71,10 @@ func hfTensors(cfg *config.Config, w *model.Weights, nm naming) []hfTensor {
 			continue
 		}
 		add(p+nm.router+".weight", l.Router, int64(cfg.NumExperts), d)
+		if l.RouterScoreBias != nil {
+			// DeepSeek-V3's name for the noaux_tc selection bias.
+			add(p+nm.router+".e_score_correction_bias", l.RouterScoreBias, int64(cfg.NumExperts))
+		}
 		for e := range l.ExpertGate {
 			q := p + fmt.Sprintf(nm.expert, e)
 			fe := rows(l.ExpertGate[e])

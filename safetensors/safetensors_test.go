@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -329,5 +330,39 @@ func TestHFTokenizerHandBuilt(t *testing.T) {
 	os.WriteFile(path, data, 0o644)
 	if _, _, err := LoadHFTokenizer(path, "<|end_of_text|>"); err == nil || !strings.Contains(err.Error(), "Unigram") {
 		t.Errorf("unigram: err = %v", err)
+	}
+}
+
+// TestHFRoundTripSigmoidRouting checks that DeepSeek-V3 routing survives
+// export and import: scoring_func, topk_method and routed_scaling_factor in
+// config.json and the selection biases as e_score_correction_bias.
+func TestHFRoundTripSigmoidRouting(t *testing.T) {
+	cfg := testConfig(config.TypeMixtral)
+	cfg.ScoringFunc, cfg.TopKMethod, cfg.NormTopKProb, cfg.RoutedScalingFactor = config.ScoringSigmoid, config.TopKNoAuxTC, true, 2.5
+	cfg.RouterBiasUpdateRate = 0.003
+	w := randomWeights(t, cfg)
+	dir := t.TempDir()
+	if err := SaveHF(context.Background(), dir, cfg, w, F32); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ok := f.Tensors["model.layers.1.block_sparse_moe.gate.e_score_correction_bias"]
+	f.Close()
+	if !ok {
+		t.Fatal("e_score_correction_bias not exported")
+	}
+	cfg2, w2, err := LoadHF(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg2.ScoringFunc != cfg.ScoringFunc || cfg2.TopKMethod != cfg.TopKMethod ||
+		cfg2.RoutedScalingFactor != cfg.RoutedScalingFactor || cfg2.RouterBiasUpdateRate != cfg.RouterBiasUpdateRate {
+		t.Fatalf("routing config after the round trip: %+v", cfg2)
+	}
+	if !slices.Equal(w2.Flat, w.Flat) || !slices.Equal(w2.Layers[1].RouterScoreBias, w.Layers[1].RouterScoreBias) {
+		t.Fatal("weights or selection biases differ after the round trip")
 	}
 }

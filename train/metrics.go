@@ -25,6 +25,7 @@ type Record struct {
 	ZLoss           float64     `json:"z_loss"`
 	GradNorm        float64     `json:"grad_norm"`
 	ExpertLoad      [][]float64 `json:"expert_load,omitempty"`
+	RoutedLoad      [][]float64 `json:"routed_load,omitempty"` // before capacity dropping
 	DroppedFrac     float64     `json:"dropped_frac"`
 	TokensPerSecond float64     `json:"tokens_per_second"`
 	ElapsedSeconds  float64     `json:"elapsed_seconds"`

@@ -35,7 +35,13 @@ func (a modelAdapter) Forward(tok, tgt []int32, B, T int) (Stats, error) {
 		return Stats{}, err
 	}
 	return Stats{Loss: st.CELoss, Targets: st.Targets, AuxLoss: st.AuxLoss, ZLoss: st.ZLoss,
-		ExpertLoad: st.ExpertLoad, DroppedFrac: st.DroppedFrac}, nil
+		ExpertLoad: st.ExpertLoad, RoutedLoad: st.RoutedLoad, DroppedFrac: st.DroppedFrac}, nil
+}
+
+// BalanceLoad moves the routers' selection biases (topk_method noaux_tc)
+// by the config's moe_router_bias_update_rate; see model.BalanceRouters.
+func (a modelAdapter) BalanceLoad(load [][]float64) error {
+	return a.m.BalanceRouters(load, a.m.Cfg.BiasUpdateRate())
 }
 
 // NewModel wraps a *model.Model as a Model for Trainer and Evaluate. causal

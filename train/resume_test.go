@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/model"
 )
 
 // childEnv, when set, makes the test binary run one training job (the JSON
@@ -44,10 +45,16 @@ func TestMain(m *testing.M) {
 // microOptions is a run of a ~70k-parameter MoE on the demo corpus that
 // takes about a second.
 func microOptions(t *testing.T, out string) Options {
+	return microOptionsWith(t, out, `"router_aux_loss_coef":0.01`)
+}
+
+// microOptionsWith is microOptions with extra config.json fields (the
+// routing's) in place of the aux-loss coefficient.
+func microOptionsWith(t *testing.T, out, routing string) Options {
 	t.Helper()
 	cfg := `{"model_type":"mixtral","vocab_size":384,"hidden_size":32,"intermediate_size":48,"num_hidden_layers":2,
 "num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":32,"rope_theta":10000,"rms_norm_eps":1e-5,
-"tie_word_embeddings":true,"num_local_experts":4,"num_experts_per_tok":2,"router_aux_loss_coef":0.01,
+"tie_word_embeddings":true,"num_local_experts":4,"num_experts_per_tok":2,` + routing + `,
 "moe_router_z_loss_coef":0.001,"moe_capacity_factor":1.25}`
 	dir := t.TempDir()
 	cp := filepath.Join(dir, "micro.json")
@@ -219,9 +226,49 @@ func TestSIGKILLAndResumeIsBitIdentical(t *testing.T) {
 }
 
 func TestInterruptSavesAndResumesExactly(t *testing.T) {
-	ref := t.TempDir()
-	o := microOptions(t, ref)
+	o := microOptions(t, "")
 	o.Steps = 12
+	interruptAndResume(t, o)
+}
+
+// TestLossFreeBalancingResumesExactly runs sigmoid routing with
+// loss-free balancing: the selection biases move during training, are
+// saved in the checkpoint's weights, and an interrupted run resumes to the
+// same bits.
+func TestLossFreeBalancingResumesExactly(t *testing.T) {
+	o := microOptionsWith(t, "", `"scoring_func":"sigmoid","topk_method":"noaux_tc","norm_topk_prob":true,
+"routed_scaling_factor":1.5,"moe_router_bias_update_rate":0.01`)
+	o.Steps = 12
+	ck := interruptAndResume(t, o)
+	cfg := ck.Header.Config
+	if !cfg.HasRouterScoreBias() || !cfg.SigmoidScoring() {
+		t.Fatalf("checkpoint config lost the routing: %+v", cfg)
+	}
+	w, err := model.NewWeights(cfg, ck.Section(checkpoint.SectionWeights))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l, layer := range w.Layers {
+		moved := 0
+		for _, b := range layer.RouterScoreBias {
+			// Sign steps of 0.01 from 0: every bias is a multiple of it.
+			if b != 0 {
+				moved++
+			}
+		}
+		if len(layer.RouterScoreBias) != 4 || moved == 0 {
+			t.Fatalf("layer %d selection biases %v: not saved or never moved", l, layer.RouterScoreBias)
+		}
+	}
+}
+
+// interruptAndResume runs o (in a temporary directory) uninterrupted, then
+// again interrupted after five steps, stopped by --max-time and resumed,
+// and checks both end in the same bits; it returns the final checkpoint.
+func interruptAndResume(t *testing.T, o Options) *checkpoint.Checkpoint {
+	t.Helper()
+	ref := t.TempDir()
+	o.Out = ref
 	if _, err := Run(context.Background(), o, nil, quietLog()); err != nil {
 		t.Fatal(err)
 	}
@@ -262,5 +309,7 @@ func TestInterruptSavesAndResumesExactly(t *testing.T) {
 	if sum, err = Run(context.Background(), o, nil, quietLog()); err != nil || sum.Stopped != "done" {
 		t.Fatalf("resumed: %+v, %v", sum, err)
 	}
-	sameBits(t, "after Ctrl-C", want, finalState(t, dir))
+	got := finalState(t, dir)
+	sameBits(t, "after Ctrl-C", want, got)
+	return got
 }

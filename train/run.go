@@ -401,7 +401,7 @@ func (s *session) loop(ctx context.Context, ck *checkpoint.Checkpoint) (*Summary
 		}
 		dt := time.Since(t0).Seconds()
 		rec := Record{Step: res.Step, Tokens: res.Tokens, TrainLoss: res.Loss, LR: res.LR, AuxLoss: res.AuxLoss, ZLoss: res.ZLoss,
-			GradNorm: res.GradNorm, ExpertLoad: res.ExpertLoad, DroppedFrac: res.Dropped,
+			GradNorm: res.GradNorm, ExpertLoad: res.ExpertLoad, RoutedLoad: res.RoutedLoad, DroppedFrac: res.Dropped,
 			TokensPerSecond: float64(stepTokens) / dt, ElapsedSeconds: time.Since(sessionStart).Seconds()}
 		sum.TrainLoss = res.Loss
 		note := ""

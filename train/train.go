@@ -27,8 +27,18 @@ type Stats struct {
 	// ExpertLoad is, per MoE layer, the fraction of routed assignments each
 	// expert received; nil for dense models.
 	ExpertLoad [][]float64
+	// RoutedLoad is, per MoE layer, the fraction of token-choice
+	// selections (before capacity dropping) each expert received.
+	RoutedLoad [][]float64
 	// DroppedFrac is the fraction of routed assignments dropped by capacity.
 	DroppedFrac float64
+}
+
+// LoadBalancer is a Model with router selection biases (loss-free
+// balancing): after each optimizer step the loop hands it the step's mean
+// RoutedLoad.
+type LoadBalancer interface {
+	BalanceLoad(load [][]float64) error
 }
 
 // Model is what the loop needs of a model: a flat parameter vector and a
@@ -68,6 +78,7 @@ type StepResult struct {
 	LR         float64
 	GradNorm   float64
 	ExpertLoad [][]float64
+	RoutedLoad [][]float64 // mean over the step's micro-batches
 	Dropped    float64
 }
 
@@ -131,30 +142,44 @@ func (t *Trainer) TrainStep(ctx context.Context) (StepResult, error) {
 		res.AuxLoss += st.AuxLoss / float64(accum)
 		res.ZLoss += st.ZLoss / float64(accum)
 		res.Dropped += st.DroppedFrac / float64(accum)
-		if st.ExpertLoad != nil {
-			if res.ExpertLoad == nil {
-				res.ExpertLoad = make([][]float64, len(st.ExpertLoad))
-				for i, l := range st.ExpertLoad {
-					res.ExpertLoad[i] = make([]float64, len(l))
-				}
-			}
-			for i, l := range st.ExpertLoad {
-				for e, f := range l {
-					if i < len(res.ExpertLoad) && e < len(res.ExpertLoad[i]) {
-						res.ExpertLoad[i][e] += f / float64(accum)
-					}
-				}
-			}
-		}
+		res.ExpertLoad = addLoad(res.ExpertLoad, st.ExpertLoad, 1/float64(accum))
+		res.RoutedLoad = addLoad(res.RoutedLoad, st.RoutedLoad, 1/float64(accum))
 	}
 	res.LR = t.Schedule.At(t.Step + 1)
 	u0 := time.Now()
 	res.GradNorm = t.Opt.Update(t.Model.Params(), t.Model.Grads(), t.Model.NoDecay(), res.LR, 1/float64(accum))
+	if lb, ok := t.Model.(LoadBalancer); ok && res.RoutedLoad != nil {
+		if err := lb.BalanceLoad(res.RoutedLoad); err != nil {
+			return res, fmt.Errorf("train: balancing the routers: %w", err)
+		}
+	}
 	t.LastUpdateSeconds = time.Since(u0).Seconds()
 	t.Step++
 	t.Tokens += int64(accum * t.B * t.T)
 	res.Tokens = t.Tokens
 	return res, nil
+}
+
+// addLoad adds w·l to the per-layer loads acc (allocated on first use, in
+// l's shape) and returns acc.
+func addLoad(acc, l [][]float64, w float64) [][]float64 {
+	if l == nil {
+		return acc
+	}
+	if acc == nil {
+		acc = make([][]float64, len(l))
+		for i, r := range l {
+			acc[i] = make([]float64, len(r))
+		}
+	}
+	for i, r := range l {
+		for e, f := range r {
+			if i < len(acc) && e < len(acc[i]) {
+				acc[i][e] += w * f
+			}
+		}
+	}
+	return acc
 }
 
 // EvalResult is a model's loss on some text.
