@@ -18,6 +18,7 @@ type Record struct {
 	Step            int         `json:"step"`
 	Tokens          int64       `json:"tokens"`
 	TrainLoss       float64     `json:"train_loss"`
+	BatchTokens     int         `json:"batch_tokens,omitempty"` // this step's training tokens
 	LR              float64     `json:"lr"`
 	ValLoss         *float64    `json:"val_loss,omitempty"`
 	ValBitsPerByte  *float64    `json:"val_bits_per_byte,omitempty"`

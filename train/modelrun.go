@@ -54,6 +54,18 @@ type trainState struct {
 	Accum int `json:"accum"`
 	B     int `json:"batch"`
 	T     int `json:"seq_len"`
+	// The batch-size ramp, when the run has one.
+	RampStart  int   `json:"batch_tokens_start,omitempty"`
+	RampTokens int64 `json:"batch_ramp_tokens,omitempty"`
+}
+
+// state returns the trainer's shape as the checkpoint records it.
+func (t *Trainer) state() trainState {
+	ts := trainState{Accum: t.Accum, B: t.B, T: t.T}
+	if t.Ramp != nil {
+		ts.RampStart, ts.RampTokens = t.Ramp.Start, t.Ramp.Tokens
+	}
+	return ts
 }
 
 // saveCheckpoint writes the run's state as RUNDIR/checkpoint-STEP.moeckpt.
@@ -66,7 +78,7 @@ func saveCheckpoint(opts Options, cfg *config.Config, m *model.Model, opt *AdamW
 	if err != nil {
 		return "", fmt.Errorf("checkpoint: rng: %w", err)
 	}
-	ts, _ := json.Marshal(trainState{Accum: tr.Accum, B: tr.B, T: tr.T})
+	ts, _ := json.Marshal(tr.state())
 	h := checkpoint.Header{
 		Step: tr.Step, Tokens: tr.Tokens, Seed: opts.Seed, Threads: threads, Config: cfg,
 		Loader: ls, RNG: rs, Train: ts,
@@ -100,9 +112,9 @@ func restore(ck *checkpoint.Checkpoint, m *model.Model, opt *AdamW, tr *Trainer,
 		if err := json.Unmarshal(h.Train, &ts); err != nil {
 			return fmt.Errorf("checkpoint %s: train state: %w", ck.Path, err)
 		}
-		if ts.B != tr.B || ts.T != tr.T || ts.Accum != tr.Accum {
-			return fmt.Errorf("checkpoint %s was written with batch %d × seq-len %d × %d micro-batches; this run has %d × %d × %d",
-				ck.Path, ts.B, ts.T, ts.Accum, tr.B, tr.T, tr.Accum)
+		if want := tr.state(); ts != want {
+			return fmt.Errorf("checkpoint %s was written with batch %d × seq-len %d × %d micro-batches (ramp from %d tokens over %d); this run has %d × %d × %d (ramp from %d over %d)",
+				ck.Path, ts.B, ts.T, ts.Accum, ts.RampStart, ts.RampTokens, want.B, want.T, want.Accum, want.RampStart, want.RampTokens)
 		}
 	}
 	if err := b.Restore(h.Loader); err != nil {

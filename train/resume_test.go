@@ -231,6 +231,54 @@ func TestInterruptSavesAndResumesExactly(t *testing.T) {
 	interruptAndResume(t, o)
 }
 
+// TestBatchRampResumesExactly interrupts a run in the middle of its batch
+// ramp: the resumed run takes the same step sizes and ends in the same bits,
+// and every step's size is the ramp's rule.
+func TestBatchRampResumesExactly(t *testing.T) {
+	o := microOptions(t, "")
+	o.Steps, o.BatchTokensStart, o.BatchTokens, o.BatchRampTokens = 16, 64, 256, 2048
+	dir := t.TempDir()
+	o.Out = dir
+	ck, stoppedAt := interruptAndResumeIn(t, o)
+	ramp := BatchRamp{Start: 64, End: 256, Tokens: 2048, Micro: 64}
+	recs, err := ReadMetrics(filepath.Join(dir, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c int64
+	rampEnd := 0
+	for i, r := range recs {
+		want := ramp.Accum(c) * 64
+		if r.BatchTokens != want {
+			t.Fatalf("step %d took %d tokens, the ramp says %d", i+1, r.BatchTokens, want)
+		}
+		if c < ramp.Tokens {
+			rampEnd = i + 1
+		}
+		c += int64(want)
+	}
+	if ck.Header.Tokens != c || recs[0].BatchTokens != 64 || recs[len(recs)-1].BatchTokens != 256 {
+		t.Fatalf("run consumed %d tokens (metrics: %d), first step %d, last %d", ck.Header.Tokens, c, recs[0].BatchTokens, recs[len(recs)-1].BatchTokens)
+	}
+	if stoppedAt >= rampEnd {
+		t.Fatalf("interrupted at step %d, after the ramp ended (step %d): not a mid-ramp resume", stoppedAt, rampEnd)
+	}
+	t.Logf("interrupted at step %d of a ramp ending at step %d", stoppedAt, rampEnd)
+}
+
+func TestBatchRampLongerThanRun(t *testing.T) {
+	o := microOptions(t, t.TempDir())
+	o.Steps, o.BatchTokensStart, o.BatchTokens, o.BatchRampTokens = 4, 64, 256, 1<<20
+	_, err := Run(context.Background(), o, nil, quietLog())
+	if err == nil || !strings.Contains(err.Error(), "longer than the run") {
+		t.Fatalf("err = %v", err)
+	}
+	o.BatchTokensStart, o.BatchRampTokens = 512, 100
+	if _, err := Run(context.Background(), o, nil, quietLog()); err == nil || !strings.Contains(err.Error(), "batch ramp") {
+		t.Fatalf("start above --batch-tokens: err = %v", err)
+	}
+}
+
 // TestLossFreeBalancingResumesExactly runs sigmoid routing with
 // loss-free balancing: the selection biases move during training, are
 // saved in the checkpoint's weights, and an interrupted run resumes to the
@@ -267,6 +315,16 @@ func TestLossFreeBalancingResumesExactly(t *testing.T) {
 // and checks both end in the same bits; it returns the final checkpoint.
 func interruptAndResume(t *testing.T, o Options) *checkpoint.Checkpoint {
 	t.Helper()
+	o.Out = t.TempDir()
+	ck, _ := interruptAndResumeIn(t, o)
+	return ck
+}
+
+// interruptAndResumeIn is interruptAndResume with the interrupted run in
+// o.Out; it also returns the step the interruption stopped at.
+func interruptAndResumeIn(t *testing.T, o Options) (*checkpoint.Checkpoint, int) {
+	t.Helper()
+	dir := o.Out
 	ref := t.TempDir()
 	o.Out = ref
 	if _, err := Run(context.Background(), o, nil, quietLog()); err != nil {
@@ -275,7 +333,6 @@ func interruptAndResume(t *testing.T, o Options) *checkpoint.Checkpoint {
 	want := finalState(t, ref)
 
 	// Ctrl-C after a few steps: a checkpoint of the last whole step is saved.
-	dir := t.TempDir()
 	o.Out = dir
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -296,6 +353,7 @@ func interruptAndResume(t *testing.T, o Options) *checkpoint.Checkpoint {
 		t.Fatalf("interrupted run: %+v", sum)
 	}
 	ck := finalState(t, dir)
+	stoppedAt := sum.Step
 	if ck.Header.Step != sum.Step {
 		t.Fatalf("checkpoint at step %d, summary says %d", ck.Header.Step, sum.Step)
 	}
@@ -311,5 +369,5 @@ func interruptAndResume(t *testing.T, o Options) *checkpoint.Checkpoint {
 	}
 	got := finalState(t, dir)
 	sameBits(t, "after Ctrl-C", want, got)
-	return got
+	return got, stoppedAt
 }

@@ -48,6 +48,11 @@ type Options struct {
 	// BatchTokens is the number of tokens per optimizer step; micro-batches
 	// of Batch×SeqLen are accumulated up to it (0: one micro-batch).
 	BatchTokens int `json:"batch_tokens"`
+	// BatchTokensStart and BatchRampTokens ramp the tokens per step up
+	// linearly from BatchTokensStart to BatchTokens over the first
+	// BatchRampTokens training tokens (see BatchRamp; 0: no ramp).
+	BatchTokensStart int   `json:"batch_tokens_start,omitempty"`
+	BatchRampTokens  int64 `json:"batch_ramp_tokens,omitempty"`
 	// SeqLen is the training context (0: the config's, at most 256).
 	SeqLen int `json:"seq_len"`
 	// Batch is the number of sequences per micro-batch.
@@ -140,6 +145,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("val fraction %g must be in (0,1)", o.ValFraction)
 	case o.EvalEvery < 0 || o.EvalTokens < 0 || o.CheckpointEvery < 0 || o.Threads < 0 || o.MaxTime < 0:
 		return errors.New("eval-every, eval-tokens, checkpoint-every, threads and max-time must not be negative")
+	case (o.BatchTokensStart != 0 || o.BatchRampTokens != 0) &&
+		(o.BatchTokensStart <= 0 || o.BatchRampTokens <= 0 || o.BatchTokens <= 0 || o.BatchTokensStart > o.BatchTokens):
+		return fmt.Errorf("batch ramp: --batch-tokens-start %d and --batch-ramp-tokens %d must both be positive, with --batch-tokens %d set and at least the start",
+			o.BatchTokensStart, o.BatchRampTokens, o.BatchTokens)
 	}
 	return nil
 }
@@ -217,6 +226,10 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
+	ramp, err := opts.batchRamp()
+	if err != nil {
+		return nil, err
+	}
 	T := opts.SeqLen
 	if err := writeJSONAtomic(filepath.Join(opts.Out, RunFile), opts); err != nil {
 		return nil, fmt.Errorf("saving run options: %w", err)
@@ -249,6 +262,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		return nil, err
 	}
 	opt, tr, rng := newRunTrainer(opts, m, pool.Threads(), batches, accum)
+	tr.Ramp = ramp
 	if ck != nil {
 		if err := restore(ck, m, opt, tr, batches, rng); err != nil {
 			return nil, err
@@ -330,6 +344,20 @@ func resolveSeqLen(opts *Options, cfg *config.Config) (int, error) {
 	return accum, nil
 }
 
+// batchRamp returns the run's batch-size ramp (nil without one), after
+// resolveSeqLen; a ramp the run's steps never finish is an error.
+func (o *Options) batchRamp() (*BatchRamp, error) {
+	if o.BatchRampTokens == 0 {
+		return nil, nil
+	}
+	r := &BatchRamp{Start: o.BatchTokensStart, End: o.BatchTokens, Tokens: o.BatchRampTokens, Micro: o.Batch * o.SeqLen}
+	if n := r.RunTokens(o.Steps); n < r.Tokens {
+		return nil, fmt.Errorf("--batch-ramp-tokens %d is longer than the run: its %d steps consume only %d tokens, so the batch would never reach --batch-tokens %d (shorten the ramp or add steps)",
+			r.Tokens, o.Steps, n, r.End)
+	}
+	return r, nil
+}
+
 // newRunTrainer returns the AdamW optimizer (with opts' hyper-parameters), the
 // Trainer of m over data (micro-batches of opts.Batch×opts.SeqLen, accum per
 // step, opts' learning-rate schedule) and the run's RNG seeded from
@@ -376,7 +404,7 @@ func (s *session) loop(ctx context.Context, ck *checkpoint.Checkpoint) (*Summary
 	save := func() (string, error) {
 		return saveCheckpoint(opts, s.cfg, s.m, s.opt, tr, s.batches, s.rng, s.threads)
 	}
-	stepTokens := max(1, tr.Accum) * tr.B * tr.T
+	startTokens := tr.Tokens
 	sum := &Summary{Steps: opts.Steps, Stopped: "done", ValLoss: math.NaN(), ValBitsPerByte: math.NaN(), TrainLoss: math.NaN()}
 	bar := NewProgress(s.progress, opts.Steps)
 	startStep, lastSaved := tr.Step, tr.Step
@@ -391,6 +419,7 @@ func (s *session) loop(ctx context.Context, ck *checkpoint.Checkpoint) (*Summary
 			break
 		}
 		t0 := time.Now()
+		before := tr.Tokens
 		res, err := tr.TrainStep(ctx)
 		if err != nil {
 			if ctx.Err() != nil { // interrupted inside the step: its work was discarded
@@ -402,7 +431,7 @@ func (s *session) loop(ctx context.Context, ck *checkpoint.Checkpoint) (*Summary
 		dt := time.Since(t0).Seconds()
 		rec := Record{Step: res.Step, Tokens: res.Tokens, TrainLoss: res.Loss, LR: res.LR, AuxLoss: res.AuxLoss, ZLoss: res.ZLoss,
 			GradNorm: res.GradNorm, ExpertLoad: res.ExpertLoad, RoutedLoad: res.RoutedLoad, DroppedFrac: res.Dropped,
-			TokensPerSecond: float64(stepTokens) / dt, ElapsedSeconds: time.Since(sessionStart).Seconds()}
+			BatchTokens: int(res.Tokens - before), TokensPerSecond: float64(res.Tokens-before) / dt, ElapsedSeconds: time.Since(sessionStart).Seconds()}
 		sum.TrainLoss = res.Loss
 		note := ""
 		// The last step (by count or by --max-time) is always evaluated.
@@ -433,7 +462,7 @@ func (s *session) loop(ctx context.Context, ck *checkpoint.Checkpoint) (*Summary
 		done := tr.Step - startStep
 		elapsed := time.Since(sessionStart)
 		eta := time.Duration(float64(elapsed) / float64(done) * float64(opts.Steps-tr.Step))
-		tps := float64(done*stepTokens) / elapsed.Seconds()
+		tps := float64(tr.Tokens-startTokens) / elapsed.Seconds()
 		bar.Update(tr.Step, res.Loss, tps, eta, note, note != "" || tr.Step == opts.Steps)
 	}
 	bar.Done()

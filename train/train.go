@@ -82,7 +82,8 @@ type StepResult struct {
 	Dropped    float64
 }
 
-// Trainer runs optimizer steps of Accum micro-batches of B×T tokens.
+// Trainer runs optimizer steps of Accum micro-batches of B×T tokens, or of
+// Ramp.Accum(Tokens) micro-batches when Ramp is set.
 type Trainer struct {
 	Model    Model
 	Opt      *AdamW
@@ -90,6 +91,9 @@ type Trainer struct {
 	Data     Batches
 	B, T     int
 	Accum    int
+	// Ramp, when not nil, sets each step's micro-batches from the tokens
+	// consumed so far (batch-size ramp-up); Accum is then its final value.
+	Ramp *BatchRamp
 	// Step is the number of optimizer steps done; Tokens the tokens consumed.
 	Step   int
 	Tokens int64
@@ -100,13 +104,21 @@ type Trainer struct {
 	tok, tgt []int32
 }
 
+// StepAccum returns the micro-batches of the next step.
+func (t *Trainer) StepAccum() int {
+	if t.Ramp != nil {
+		return t.Ramp.Accum(t.Tokens)
+	}
+	return max(1, t.Accum)
+}
+
 // TrainStep runs one optimizer step: Accum forward/backward passes, gradient
 // averaging and clipping, and the AdamW update.
 func (t *Trainer) TrainStep(ctx context.Context) (StepResult, error) {
 	if t.B <= 0 || t.T <= 0 {
 		return StepResult{}, fmt.Errorf("train: bad micro-batch %d×%d", t.B, t.T)
 	}
-	accum := max(1, t.Accum)
+	accum := t.StepAccum()
 	if len(t.tok) != t.B*t.T {
 		t.tok = make([]int32, t.B*t.T)
 		t.tgt = make([]int32, t.B*t.T)

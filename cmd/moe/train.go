@@ -34,6 +34,8 @@ func trainFlags(o *train.Options, data *sourceList, jsonOut *bool, quiet *bool, 
 	fs.IntVar(&o.Steps, "steps", o.Steps, "optimizer steps (the length of the cosine schedule)")
 	fs.DurationVar(&o.MaxTime, "max-time", o.MaxTime, "stop cleanly with a checkpoint after this wall time (e.g. 5m); 0 = no limit")
 	fs.IntVar(&o.BatchTokens, "batch-tokens", o.BatchTokens, "tokens per optimizer step; micro-batches of batch×seq-len are accumulated up to it (0 = one micro-batch)")
+	fs.IntVar(&o.BatchTokensStart, "batch-tokens-start", o.BatchTokensStart, "ramp the tokens per step up linearly from this to --batch-tokens over --batch-ramp-tokens training tokens (whole micro-batches, rounded up)")
+	fs.Int64Var(&o.BatchRampTokens, "batch-ramp-tokens", o.BatchRampTokens, "length of the batch-size ramp in training tokens (with --batch-tokens-start; must end within the run)")
 	fs.IntVar(&o.SeqLen, "seq-len", o.SeqLen, "training sequence length (0 = the config's context, at most 256)")
 	fs.IntVar(&o.Batch, "batch", o.Batch, "sequences per micro-batch")
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "random seed (initialisation, validation split, data order)")
