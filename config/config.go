@@ -43,8 +43,11 @@ type Config struct {
 	HeadDim               int     `json:"head_dim,omitempty"`
 	MaxPositionEmbeddings int     `json:"max_position_embeddings"`
 	RopeTheta             float64 `json:"rope_theta"`
-	RMSNormEps            float64 `json:"rms_norm_eps"`
-	TieWordEmbeddings     bool    `json:"tie_word_embeddings"`
+	// RopeScaling stretches RoPE to a longer context (rope_scaling); nil
+	// means none.
+	RopeScaling       *RopeScaling `json:"rope_scaling,omitempty"`
+	RMSNormEps        float64      `json:"rms_norm_eps"`
+	TieWordEmbeddings bool         `json:"tie_word_embeddings"`
 
 	// NumExperts is the number of routed experts per MoE layer; 0 means a
 	// dense SwiGLU feed-forward (num_local_experts / num_experts in JSON).
@@ -177,6 +180,10 @@ func (c *Config) Clone() *Config {
 	}
 	if c.MLPOnlyLayers == nil {
 		d.MLPOnlyLayers = nil
+	}
+	if c.RopeScaling != nil {
+		rs := *c.RopeScaling
+		d.RopeScaling = &rs
 	}
 	return &d
 }

@@ -97,21 +97,22 @@ func Resolve(nameOrPath string) (*Config, error) {
 type rawConfig struct {
 	ModelType *string `json:"model_type"`
 
-	VocabSize             *intField `json:"vocab_size"`
-	HiddenSize            *intField `json:"hidden_size"`
-	IntermediateSize      *intField `json:"intermediate_size"`
-	NumLayers             *intField `json:"num_hidden_layers"`
-	NumHeads              *intField `json:"num_attention_heads"`
-	NumKVHeads            *intField `json:"num_key_value_heads"`
-	HeadDim               *intField `json:"head_dim"`
-	MaxPositionEmbeddings *intField `json:"max_position_embeddings"`
-	RopeTheta             *float64  `json:"rope_theta"`
-	RMSNormEps            *float64  `json:"rms_norm_eps"`
-	TieWordEmbeddings     *bool     `json:"tie_word_embeddings"`
-	HiddenAct             *string   `json:"hidden_act"`
-	InitializerRange      *float64  `json:"initializer_range"`
-	AttentionBias         *bool     `json:"attention_bias"`
-	MLPBias               *bool     `json:"mlp_bias"`
+	VocabSize             *intField       `json:"vocab_size"`
+	HiddenSize            *intField       `json:"hidden_size"`
+	IntermediateSize      *intField       `json:"intermediate_size"`
+	NumLayers             *intField       `json:"num_hidden_layers"`
+	NumHeads              *intField       `json:"num_attention_heads"`
+	NumKVHeads            *intField       `json:"num_key_value_heads"`
+	HeadDim               *intField       `json:"head_dim"`
+	MaxPositionEmbeddings *intField       `json:"max_position_embeddings"`
+	RopeTheta             *float64        `json:"rope_theta"`
+	RopeScaling           *rawRopeScaling `json:"rope_scaling"`
+	RMSNormEps            *float64        `json:"rms_norm_eps"`
+	TieWordEmbeddings     *bool           `json:"tie_word_embeddings"`
+	HiddenAct             *string         `json:"hidden_act"`
+	InitializerRange      *float64        `json:"initializer_range"`
+	AttentionBias         *bool           `json:"attention_bias"`
+	MLPBias               *bool           `json:"mlp_bias"`
 
 	NumLocalExperts              *intField  `json:"num_local_experts"`
 	NumExperts                   *intField  `json:"num_experts"`
@@ -344,6 +345,7 @@ func (p *parser) build() *Config {
 	c.NumKVHeads = p.opt("num_key_value_heads", c.NumHeads, r.NumKVHeads)
 	c.HeadDim = p.opt("head_dim", 0, r.HeadDim)
 	c.InitStd = optF(r.InitializerRange, 0.02)
+	c.RopeScaling = p.ropeScaling(r.RopeScaling)
 	c.RouterAuxLossCoef = optF(r.RouterAuxLossCoef, 0)
 	c.NormTopKProb = optB(r.NormTopKProb, false)
 	c.ScoringFunc = optS(r.ScoringFunc, "")

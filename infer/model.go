@@ -115,7 +115,7 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 		m.routed[l] = make([]uint64, max(cfg.NumExperts, 0))
 	}
 	m.fused = makeFused(cfg, w)
-	rope, err := compute.NewRoPE(hd, m.ctxLen, model.RopeTheta(cfg))
+	rope, err := model.NewRoPE(cfg, m.ctxLen)
 	if err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
 	}

@@ -46,7 +46,7 @@ func (m *Model) ForwardWith(tokens, targets []int32, B, T int, opt ForwardOption
 	}
 	m.ensure(B, T, routedK(cfg, opt))
 	if m.rope == nil || m.ropeLen() < T {
-		r, err := compute.NewRoPE(cfg.HeadDimension(), max(T, 64), RopeTheta(cfg))
+		r, err := NewRoPE(cfg, max(T, 64))
 		if err != nil {
 			return Stats{}, fmt.Errorf("model: %w", err)
 		}

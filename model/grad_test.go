@@ -59,6 +59,9 @@ func routingKinds() []struct {
 			return c
 		}(), ForwardOptions{}},
 		{"shared_expert", moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 5; c.ExpertsPerToken = 1 }), ForwardOptions{}},
+		{"rope_yarn", moeToy(func(c *config.Config) {
+			c.RopeScaling = &config.RopeScaling{Type: config.RopeYaRN, Factor: 4, OriginalMaxPositionEmbeddings: 16}
+		}), ForwardOptions{}},
 		{"sigmoid", moeToy(func(c *config.Config) { c.ScoringFunc = config.ScoringSigmoid }), ForwardOptions{}},
 		{"sigmoid_norm_scaled", moeToy(func(c *config.Config) {
 			c.ScoringFunc, c.NormTopKProb, c.RoutedScalingFactor = config.ScoringSigmoid, true, 2.5

@@ -211,6 +211,12 @@ func Supported(cfg *config.Config) error {
 	if cfg.RMSNormEps < 0 || cfg.RopeTheta < 0 || cfg.CapacityFactor < 0 || cfg.RouterAuxLossCoef < 0 || cfg.RouterZLossCoef < 0 {
 		return errors.New("model: rms_norm_eps, rope_theta, capacity factor and loss coefficients must not be negative")
 	}
+	if err := cfg.ValidateScoring(); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	if err := cfg.ValidateRopeScaling(); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
 	if !cfg.IsMoE() {
 		if cfg.IntermediateSize <= 0 {
 			return fmt.Errorf("model: intermediate_size = %d must be positive", cfg.IntermediateSize)
@@ -231,9 +237,6 @@ func Supported(cfg *config.Config) error {
 	case config.RoutingExpertChoice:
 	default:
 		return fmt.Errorf("model: unknown routing %q (want %q or %q)", cfg.Routing, config.RoutingTokenChoice, config.RoutingExpertChoice)
-	}
-	if err := cfg.ValidateScoring(); err != nil {
-		return fmt.Errorf("model: %w", err)
 	}
 	switch cfg.RouterOrder {
 	case "", config.RouterTopKSoftmax, config.RouterSoftmaxTopK:

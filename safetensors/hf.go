@@ -199,5 +199,19 @@ func SaveHF(ctx context.Context, dir string, cfg *config.Config, w *model.Weight
 	if err := WriteFile(ctx, filepath.Join(dir, "model.safetensors"), ts, map[string]string{"format": "pt"}); err != nil {
 		return err
 	}
-	return cfg.Save(filepath.Join(dir, "config.json"))
+	return hfConfig(cfg).Save(filepath.Join(dir, "config.json"))
+}
+
+// hfConfig is cfg as transformers reads it: static NTK-aware RoPE scaling,
+// which transformers has no rope_type for, becomes the raised rope_theta
+// θ·s^(d/(d−2)) it amounts to (the same frequencies, see model.RopeFreqs).
+func hfConfig(cfg *config.Config) *config.Config {
+	rs := cfg.RopeScaling
+	if rs == nil || rs.Type != config.RopeNTK {
+		return cfg
+	}
+	c := cfg.Clone()
+	c.RopeTheta = model.RopeBase(cfg)
+	c.RopeScaling = nil
+	return c
 }

@@ -366,3 +366,42 @@ func TestHFRoundTripSigmoidRouting(t *testing.T) {
 		t.Fatal("weights or selection biases differ after the round trip")
 	}
 }
+
+// TestHFRopeScaling checks config.json's rope_scaling on export and import:
+// YaRN is written under transformers' names and read back; static
+// NTK-aware scaling, which transformers has no rope_type for, is written as
+// the raised rope_theta with the same frequencies.
+func TestHFRopeScaling(t *testing.T) {
+	for _, rs := range []*config.RopeScaling{
+		{Type: config.RopeYaRN, Factor: 4, OriginalMaxPositionEmbeddings: 32},
+		{Type: config.RopeNTK, Factor: 4},
+	} {
+		cfg := testConfig(config.TypeMixtral)
+		cfg.RopeScaling = rs
+		dir := t.TempDir()
+		if err := SaveHF(context.Background(), dir, cfg, randomWeights(t, cfg), F32); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg2, _, err := LoadHF(context.Background(), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := model.RopeFreqs(cfg)
+		got, _ := model.RopeFreqs(cfg2)
+		for i := range want {
+			if math.Abs(got[i]-want[i]) > 1e-12*want[i] {
+				t.Fatalf("%s: frequency %d after the round trip %v, want %v", rs.Type, i, got[i], want[i])
+			}
+		}
+		if rs.Type == config.RopeYaRN && (!strings.Contains(string(raw), `"rope_type": "yarn"`) || cfg2.RopeScaling == nil || *cfg2.RopeScaling != *rs) {
+			t.Fatalf("yarn: config.json %s read back %+v", raw, cfg2.RopeScaling)
+		}
+		if rs.Type == config.RopeNTK && (cfg2.RopeScaling != nil || strings.Contains(string(raw), "rope_scaling")) {
+			t.Fatalf("ntk: exported as %s", raw)
+		}
+	}
+}

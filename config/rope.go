@@ -1,0 +1,104 @@
+package config
+
+import (
+	"fmt"
+	"math"
+)
+
+// RoPE scaling kinds (rope_scaling.rope_type).
+const (
+	// RopeLinear divides every frequency by the factor (position
+	// interpolation, Chen et al. 2023; HF "linear").
+	RopeLinear = "linear"
+	// RopeNTK raises the base to base·factor^(d/(d−2)) (static NTK-aware
+	// scaling, bloc97; moe's name: HF only has the dynamic variant).
+	RopeNTK = "ntk"
+	// RopeYaRN interpolates the low frequencies, keeps the high ones and
+	// scales attention (Peng et al. 2023; HF "yarn").
+	RopeYaRN = "yarn"
+)
+
+// RopeScaling is Hugging Face's rope_scaling object: how RoPE stretches to
+// a context longer than the one a model was trained at.
+type RopeScaling struct {
+	// Type is RopeLinear, RopeNTK or RopeYaRN (rope_type; older configs
+	// say "type").
+	Type string `json:"rope_type"`
+	// Factor is the context stretch, > 1.
+	Factor float64 `json:"factor"`
+	// OriginalMaxPositionEmbeddings is the context the model was trained at
+	// before scaling (YaRN's correction range; 0: max_position_embeddings).
+	OriginalMaxPositionEmbeddings int `json:"original_max_position_embeddings,omitempty"`
+	// BetaFast and BetaSlow bound YaRN's ramp in rotations (0: 32 and 1).
+	BetaFast float64 `json:"beta_fast,omitempty"`
+	BetaSlow float64 `json:"beta_slow,omitempty"`
+	// Mscale and MscaleAllDim shape YaRN's attention factor (DeepSeek);
+	// AttentionFactor, when set, is that factor itself.
+	Mscale          float64 `json:"mscale,omitempty"`
+	MscaleAllDim    float64 `json:"mscale_all_dim,omitempty"`
+	AttentionFactor float64 `json:"attention_factor,omitempty"`
+}
+
+// ValidateRopeScaling checks rope_scaling: a known type and a factor > 1.
+func (c *Config) ValidateRopeScaling() error {
+	s := c.RopeScaling
+	if s == nil {
+		return nil
+	}
+	switch s.Type {
+	case RopeLinear, RopeNTK, RopeYaRN:
+	default:
+		return fmt.Errorf("rope_scaling.rope_type: unknown %q (want %q, %q or %q)", s.Type, RopeLinear, RopeNTK, RopeYaRN)
+	}
+	if !(s.Factor > 1) || math.IsInf(s.Factor, 0) {
+		return fmt.Errorf("rope_scaling.factor: must be a finite number > 1 (got %v): a factor ≤ 1 does not extend the context", s.Factor)
+	}
+	if s.OriginalMaxPositionEmbeddings < 0 || s.OriginalMaxPositionEmbeddings > maxContext {
+		return fmt.Errorf("rope_scaling.original_max_position_embeddings: %d out of range", s.OriginalMaxPositionEmbeddings)
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{
+		{"beta_fast", s.BetaFast}, {"beta_slow", s.BetaSlow}, {"mscale", s.Mscale},
+		{"mscale_all_dim", s.MscaleAllDim}, {"attention_factor", s.AttentionFactor},
+	} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
+			return fmt.Errorf("rope_scaling.%s: must be a finite non-negative number (got %v)", f.name, f.v)
+		}
+	}
+	return nil
+}
+
+// rawRopeScaling is rope_scaling as config.json files write it.
+type rawRopeScaling struct {
+	Type                          *string   `json:"type"`
+	RopeType                      *string   `json:"rope_type"`
+	Factor                        *float64  `json:"factor"`
+	OriginalMaxPositionEmbeddings *intField `json:"original_max_position_embeddings"`
+	BetaFast                      *float64  `json:"beta_fast"`
+	BetaSlow                      *float64  `json:"beta_slow"`
+	Mscale                        *float64  `json:"mscale"`
+	MscaleAllDim                  *float64  `json:"mscale_all_dim"`
+	AttentionFactor               *float64  `json:"attention_factor"`
+}
+
+// ropeScaling maps a raw rope_scaling; nil and the "default" type mean none.
+func (p *parser) ropeScaling(r *rawRopeScaling) *RopeScaling {
+	if r == nil {
+		return nil
+	}
+	t := optS(r.RopeType, optS(r.Type, ""))
+	if t == "" || t == "default" {
+		return nil
+	}
+	if r.Factor == nil {
+		p.fail("rope_scaling.factor: missing")
+	}
+	return &RopeScaling{
+		Type: t, Factor: optF(r.Factor, 0),
+		OriginalMaxPositionEmbeddings: p.opt("rope_scaling.original_max_position_embeddings", 0, r.OriginalMaxPositionEmbeddings),
+		BetaFast:                      optF(r.BetaFast, 0), BetaSlow: optF(r.BetaSlow, 0),
+		Mscale: optF(r.Mscale, 0), MscaleAllDim: optF(r.MscaleAllDim, 0), AttentionFactor: optF(r.AttentionFactor, 0),
+	}
+}
