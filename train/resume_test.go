@@ -12,11 +12,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/model"
 )
 
@@ -370,4 +372,48 @@ func interruptAndResumeIn(t *testing.T, o Options) (*checkpoint.Checkpoint, int)
 	got := finalState(t, dir)
 	sameBits(t, "after Ctrl-C", want, got)
 	return got, stoppedAt
+}
+
+// TestResumeFromExtendsContext trains a 32-token-context run, then starts
+// a new run from it at seq-len 64 with YaRN: the new run's config has the
+// longer context and rope_scaling (factor 2 over the original 32), starts
+// from the old weights (a 0-step run saves them unchanged and evaluates
+// them on 64-token windows), and trains on.
+func TestResumeFromExtendsContext(t *testing.T) {
+	base := microOptions(t, t.TempDir())
+	base.Steps = 4
+	if _, err := Run(context.Background(), base, nil, quietLog()); err != nil {
+		t.Fatal(err)
+	}
+	old := finalState(t, base.Out)
+
+	ext := base
+	ext.Out, ext.ResumeFrom, ext.SeqLen, ext.RopeScaling, ext.Steps = t.TempDir(), base.Out, 64, config.RopeYaRN, 0
+	ext.BatchTokens = 0
+	sum, err := Run(context.Background(), ext, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.IsNaN(sum.ValLoss) {
+		t.Fatal("a 0-step extension reported no validation loss")
+	}
+	ck := finalState(t, ext.Out)
+	cfg := ck.Header.Config
+	if cfg.MaxPositionEmbeddings != 64 || cfg.RopeScaling == nil || *cfg.RopeScaling != (config.RopeScaling{Type: config.RopeYaRN, Factor: 2, OriginalMaxPositionEmbeddings: 32}) {
+		t.Fatalf("extended config: max %d, rope_scaling %+v", cfg.MaxPositionEmbeddings, cfg.RopeScaling)
+	}
+	w0, w1 := old.Section(checkpoint.SectionWeights), ck.Section(checkpoint.SectionWeights)
+	if !slices.Equal(w0, w1) {
+		t.Fatal("the extended run does not start from the old weights")
+	}
+	ext.Out, ext.Steps = t.TempDir(), 3
+	sum, err = Run(context.Background(), ext, nil, quietLog())
+	if err != nil || sum.Step != 3 {
+		t.Fatalf("extension training: %+v, %v", sum, err)
+	}
+	bad := ext
+	bad.Out, bad.SeqLen = t.TempDir(), 32
+	if _, err := Run(context.Background(), bad, nil, quietLog()); err == nil || !strings.Contains(err.Error(), "--rope-scaling") {
+		t.Fatalf("rope scaling without a longer context: err = %v", err)
+	}
 }

@@ -90,6 +90,16 @@ type Options struct {
 	SampleTokens int    `json:"sample_tokens"`
 	// Resume continues from the last checkpoint in Out.
 	Resume bool `json:"-"`
+	// ResumeFrom starts this run from the weights of another run's newest
+	// checkpoint (its config and, unless Tokenizer is set, its tokenizer)
+	// with a fresh optimizer and schedule: continued pre-training, and with
+	// a SeqLen above that run's context, context extension.
+	ResumeFrom string `json:"resume_from,omitempty"`
+	// RopeScaling, with ResumeFrom and a longer SeqLen, sets the extended
+	// model's rope_scaling: config.RopeLinear, RopeNTK or RopeYaRN with
+	// factor SeqLen / the old context and original_max_position_embeddings
+	// the old context. Empty keeps plain RoPE (extrapolation).
+	RopeScaling string `json:"rope_scaling,omitempty"`
 }
 
 // DefaultOptions returns the defaults of `moe train`.
@@ -191,9 +201,14 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 	// The model config.
 	cfgPath := filepath.Join(opts.Out, ConfigFile)
 	var cfg *config.Config
+	var from *checkpoint.Checkpoint // the run extended (ResumeFrom)
 	switch {
 	case ck != nil && ck.Header.Config != nil:
 		cfg = ck.Header.Config
+	case opts.ResumeFrom != "":
+		// Also when resuming before this run's first checkpoint: the
+		// weights come from the other run again.
+		from, cfg, err = extendFrom(&opts, log)
 	case opts.Resume && fileExists(cfgPath):
 		cfg, err = config.Load(cfgPath)
 	default:
@@ -273,6 +288,13 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		}
 	} else {
 		m.Init(opts.Seed)
+		if from != nil {
+			w := from.Section(checkpoint.SectionWeights)
+			if len(w) != len(m.W.Flat) {
+				return nil, fmt.Errorf("--resume-from %s: checkpoint holds %d weights, the model needs %d", opts.ResumeFrom, len(w), len(m.W.Flat))
+			}
+			copy(m.W.Flat, w)
+		}
 	}
 	log.Info("training", "config", opts.Config, "params", len(m.W.Flat), "layers", cfg.NumLayers, "experts", cfg.NumExperts,
 		"batch", opts.Batch, "seq_len", T, "accum", accum, "steps", opts.Steps, "threads", pool.Threads(),
@@ -300,6 +322,47 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		}
 	}
 	return sum, nil
+}
+
+// extendFrom reads the newest checkpoint of opts.ResumeFrom and returns it
+// with its config, adapted to opts: a SeqLen above its context raises
+// max_position_embeddings to it, with opts.RopeScaling's rope_scaling
+// (factor new/old). The run's tokenizer is the old run's unless
+// opts.Tokenizer names one.
+func extendFrom(opts *Options, log *slog.Logger) (*checkpoint.Checkpoint, *config.Config, error) {
+	path, err := checkpoint.Latest(opts.ResumeFrom)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--resume-from %s: %w", opts.ResumeFrom, err)
+	}
+	ck, err := checkpoint.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--resume-from: %w", err)
+	}
+	if ck.Header.Config == nil {
+		return nil, nil, fmt.Errorf("--resume-from: checkpoint %s has no config", path)
+	}
+	cfg := ck.Header.Config.Clone()
+	old := cfg.MaxPositionEmbeddings
+	if opts.Tokenizer == "" {
+		opts.Tokenizer = opts.ResumeFrom
+	}
+	if opts.SeqLen > old {
+		cfg.MaxPositionEmbeddings = opts.SeqLen
+		if opts.RopeScaling != "" {
+			if cfg.RopeScaling != nil {
+				return nil, nil, fmt.Errorf("--rope-scaling: %s already has rope_scaling %q; extending it twice is not supported", opts.ResumeFrom, cfg.RopeScaling.Type)
+			}
+			cfg.RopeScaling = &config.RopeScaling{Type: opts.RopeScaling, Factor: float64(opts.SeqLen) / float64(old), OriginalMaxPositionEmbeddings: old}
+		}
+	} else if opts.RopeScaling != "" {
+		return nil, nil, fmt.Errorf("--rope-scaling %s needs --seq-len above the context of %s (%d)", opts.RopeScaling, opts.ResumeFrom, old)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("--resume-from %s: extended config: %w", opts.ResumeFrom, err)
+	}
+	log.Info("starting from another run", "checkpoint", path, "step", ck.Header.Step, "context", old,
+		"new_context", cfg.MaxPositionEmbeddings, "rope_scaling", opts.RopeScaling)
+	return ck, cfg, nil
 }
 
 // resumePoint returns the checkpoint in opts.Out to resume from: the latest
@@ -466,6 +529,17 @@ func (s *session) loop(ctx context.Context, ck *checkpoint.Checkpoint) (*Summary
 		bar.Update(tr.Step, res.Loss, tps, eta, note, note != "" || tr.Step == opts.Steps)
 	}
 	bar.Done()
+	if tr.Step == startStep && sum.Stopped == "done" {
+		// No step to take (--steps 0 or already there): evaluate the model
+		// as it is, e.g. an extended model before any training.
+		ev, err := s.evaluate()
+		if err != nil {
+			return nil, err
+		}
+		if ev.Tokens > 0 {
+			sum.ValLoss, sum.ValBitsPerByte = ev.Loss, ev.BitsPerByte()
+		}
+	}
 	sum.Step, sum.Tokens = tr.Step, tr.Tokens
 	sum.Checkpoint = filepath.Join(opts.Out, checkpoint.FileName(tr.Step))
 	if tr.Step != lastSaved || !fileExists(sum.Checkpoint) {

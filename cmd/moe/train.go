@@ -42,6 +42,8 @@ func trainFlags(o *train.Options, data *sourceList, jsonOut *bool, quiet *bool, 
 	fs.IntVar(&o.CheckpointEvery, "checkpoint-every", o.CheckpointEvery, "save a checkpoint every N steps (0 = only at the end)")
 	fs.IntVar(&o.KeepCheckpoints, "keep-checkpoints", o.KeepCheckpoints, "number of newest checkpoints to keep")
 	fs.BoolVar(&o.Resume, "resume", o.Resume, "continue from RUNDIR's last checkpoint with the run's saved settings")
+	fs.StringVar(&o.ResumeFrom, "resume-from", o.ResumeFrom, "start from the weights (config, tokenizer) of another run's newest checkpoint, with a fresh optimizer; a --seq-len above its context extends the context")
+	fs.StringVar(&o.RopeScaling, "rope-scaling", o.RopeScaling, "with --resume-from and a longer --seq-len: linear, ntk or yarn RoPE scaling by new/old context (empty: plain RoPE)")
 	fs.Float64Var(&o.LR, "lr", o.LR, "peak learning rate")
 	fs.Float64Var(&o.MinLR, "min-lr", o.MinLR, "learning rate at the end of the cosine decay")
 	fs.IntVar(&o.Warmup, "warmup", o.Warmup, "linear warmup steps")
