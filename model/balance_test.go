@@ -114,3 +114,61 @@ func TestBalanceRoutersRejectsBadLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCountRoutes checks the per-source counts against the routing the
+// forward recorded, for token choice (with capacity dropping: counts are
+// selections) and expert choice.
+func TestCountRoutes(t *testing.T) {
+	for _, cfg := range []*config.Config{
+		moeToy(func(c *config.Config) { c.CapacityFactor = 0.75 }),
+		moeToy(func(c *config.Config) { c.Routing, c.CapacityFactor = config.RoutingExpertChoice, 1.5 }),
+	} {
+		m := initModel(t, cfg, nil, 3)
+		r := rand.New(rand.NewPCG(2, 2))
+		tokens, targets := toyBatch(r, cfg.VocabSize, 2, 5)
+		src := []int16{0, 0, 1, 1, 1, 0, 1, 0, 1, 1}
+		counts := make([][][]uint64, cfg.NumLayers)
+		for l := range counts {
+			counts[l] = [][]uint64{make([]uint64, 4), make([]uint64, 4)}
+		}
+		if err := m.CountRoutes(src, counts); err == nil {
+			t.Fatal("CountRoutes before a forward accepted")
+		}
+		if _, err := m.Forward(tokens, targets, 2, 5); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.CountRoutes(src, counts); err != nil {
+			t.Fatal(err)
+		}
+		for l := range counts {
+			la := &m.a.layers[l]
+			want := [2][4]uint64{}
+			if la.k > 0 {
+				for i, e := range la.sel[:10*la.k] {
+					want[src[i/la.k]][e]++
+				}
+			} else {
+				for e := 0; e < 4; e++ {
+					for _, tk := range la.asTok[la.expOff[e]:la.expOff[e+1]] {
+						want[src[tk]][e]++
+					}
+				}
+			}
+			var total uint64
+			for s := range want {
+				for e := range want[s] {
+					total += counts[l][s][e]
+					if counts[l][s][e] != want[s][e] {
+						t.Fatalf("%s layer %d source %d expert %d: %d, want %d", cfg.Routing, l, s, e, counts[l][s][e], want[s][e])
+					}
+				}
+			}
+			if exp := uint64(10 * cfg.ExpertsPerToken); la.k > 0 && total != exp {
+				t.Fatalf("layer %d: %d selections counted, want %d (dropped ones included)", l, total, exp)
+			}
+		}
+		if err := m.CountRoutes([]int16{0, 2, 0, 0, 0, 0, 0, 0, 0, 0}, counts); err == nil || !strings.Contains(err.Error(), "source 2") {
+			t.Errorf("out-of-range source: %v", err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -534,6 +535,56 @@ func (m *Model) BalanceRouters(load [][]float64, rate float64) error {
 			case f > mean:
 				b[e] -= g
 			}
+		}
+	}
+	return nil
+}
+
+// CountRoutes adds the routing of the last forward to per-source counts:
+// for every MoE layer l, token t and expert e the token was routed to
+// (token choice: its selections, before capacity dropping; expert choice:
+// the experts that took it), counts[l][src[t]][e]++. src gives each of the
+// B·T tokens' source index; counts is [layers][sources][experts]. It is
+// cheap: one pass over the selections. Call it after Forward, before
+// Backward.
+func (m *Model) CountRoutes(src []int16, counts [][][]uint64) error {
+	cfg, a := m.Cfg, &m.a
+	if !cfg.IsMoE() {
+		return nil
+	}
+	if !m.state.ok {
+		return errors.New("model: CountRoutes needs a forward (and no backward since)")
+	}
+	N, E := m.state.B*m.state.T, cfg.NumExperts
+	if len(src) != N {
+		return fmt.Errorf("model: %d token sources for %d tokens", len(src), N)
+	}
+	if len(counts) != cfg.NumLayers {
+		return fmt.Errorf("model: route counts for %d layers, the model has %d", len(counts), cfg.NumLayers)
+	}
+	for l := range counts {
+		for s, c := range counts[l] {
+			if len(c) != E {
+				return fmt.Errorf("model: route counts of layer %d source %d have %d experts, the model %d", l, s, len(c), E)
+			}
+		}
+	}
+	for _, s := range src {
+		if s < 0 || int(s) >= len(counts[0]) {
+			return fmt.Errorf("model: token source %d outside [0, %d)", s, len(counts[0]))
+		}
+	}
+	for l := range counts {
+		la := &a.layers[l]
+		if la.k == 0 {
+			for i, t := range la.asTok[:la.expOff[E]] {
+				counts[l][src[t]][la.asSlot[i]%int32(E)]++
+			}
+			continue
+		}
+		k := la.k
+		for i, e := range la.sel[:N*k] {
+			counts[l][src[i/k]][e]++
 		}
 	}
 	return nil

@@ -114,6 +114,10 @@ func sameBits(t *testing.T, what string, a, b *checkpoint.Checkpoint) {
 	if string(a.Header.Loader) != string(b.Header.Loader) {
 		t.Fatalf("%s: data positions differ:\n%s\n%s", what, a.Header.Loader, b.Header.Loader)
 	}
+	// The trainer state, routing telemetry included.
+	if string(a.Header.Train) != string(b.Header.Train) {
+		t.Fatalf("%s: train states differ:\n%s\n%s", what, a.Header.Train, b.Header.Train)
+	}
 }
 
 func TestSIGKILLAndResumeIsBitIdentical(t *testing.T) {

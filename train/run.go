@@ -278,6 +278,13 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 	}
 	opt, tr, rng := newRunTrainer(opts, m, pool.Threads(), batches, accum)
 	tr.Ramp = ramp
+	if cfg.IsMoE() {
+		names := make([]string, len(man.Sources))
+		for i, sm := range man.Sources {
+			names[i] = sourceName(sm.Name, i)
+		}
+		tr.Roles = NewExpertRoles(names, cfg.NumLayers, cfg.NumExperts)
+	}
 	if ck != nil {
 		if err := restore(ck, m, opt, tr, batches, rng); err != nil {
 			return nil, err

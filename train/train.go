@@ -34,6 +34,18 @@ type Stats struct {
 	DroppedFrac float64
 }
 
+// SourcedBatches is Batches that know which data source each token of the
+// last Next came from (an index into the run's source names).
+type SourcedBatches interface {
+	TokenSources() []int16
+}
+
+// RouteCounter is a Model that can add the routing of its last Forward to
+// per-source counts [layers][sources][experts] (see model.CountRoutes).
+type RouteCounter interface {
+	CountRoutes(src []int16, counts [][][]uint64) error
+}
+
 // LoadBalancer is a Model with router selection biases (loss-free
 // balancing): after each optimizer step the loop hands it the step's mean
 // RoutedLoad.
@@ -91,6 +103,9 @@ type Trainer struct {
 	Data     Batches
 	B, T     int
 	Accum    int
+	// Roles, when not nil, collects per-source routing telemetry (when the
+	// data knows its sources and the model counts routes).
+	Roles *ExpertRoles
 	// Ramp, when not nil, sets each step's micro-batches from the tokens
 	// consumed so far (batch-size ramp-up); Accum is then its final value.
 	Ramp *BatchRamp
@@ -102,6 +117,7 @@ type Trainer struct {
 	LastUpdateSeconds float64
 
 	tok, tgt []int32
+	step     *ExpertRoles // this step's routings, added to Roles when it completes
 }
 
 // StepAccum returns the micro-batches of the next step.
@@ -130,6 +146,19 @@ func (t *Trainer) TrainStep(ctx context.Context) (StepResult, error) {
 	}
 	t.Model.ZeroGrad()
 	res := StepResult{Step: t.Step + 1}
+	sb, _ := t.Data.(SourcedBatches)
+	rc, _ := t.Model.(RouteCounter)
+	counting := t.Roles != nil && sb != nil && rc != nil
+	if counting {
+		if t.step == nil {
+			t.step = NewExpertRoles(t.Roles.Sources, len(t.Roles.Counts), len(t.Roles.Counts[0][0]))
+		}
+		for _, ls := range t.step.Counts {
+			for _, c := range ls {
+				clear(c)
+			}
+		}
+	}
 	for a := 0; a < accum; a++ {
 		if err := ctx.Err(); err != nil {
 			if rerr := t.Data.Restore(before); rerr != nil {
@@ -146,6 +175,11 @@ func (t *Trainer) TrainStep(ctx context.Context) (StepResult, error) {
 		}
 		if math.IsNaN(st.Loss) || math.IsInf(st.Loss, 0) {
 			return res, fmt.Errorf("train: loss is %v at step %d (lower --lr?)", st.Loss, t.Step+1)
+		}
+		if counting {
+			if err := rc.CountRoutes(sb.TokenSources(), t.step.Counts); err != nil {
+				return res, fmt.Errorf("train: routing telemetry: %w", err)
+			}
 		}
 		if err := t.Model.Backward(); err != nil {
 			return res, fmt.Errorf("train: backward: %w", err)
@@ -168,6 +202,15 @@ func (t *Trainer) TrainStep(ctx context.Context) (StepResult, error) {
 	t.LastUpdateSeconds = time.Since(u0).Seconds()
 	t.Step++
 	t.Tokens += int64(accum * t.B * t.T)
+	if counting {
+		for l, ls := range t.step.Counts {
+			for s, c := range ls {
+				for e, v := range c {
+					t.Roles.Counts[l][s][e] += v
+				}
+			}
+		}
+	}
 	res.Tokens = t.Tokens
 	return res, nil
 }
