@@ -544,7 +544,8 @@ func (m *Model) BalanceRouters(load [][]float64, rate float64) error {
 // for every MoE layer l, token t and expert e the token was routed to
 // (token choice: its selections, before capacity dropping; expert choice:
 // the experts that took it), counts[l][src[t]][e]++. src gives each of the
-// B·T tokens' source index; counts is [layers][sources][experts]. It is
+// B·T tokens' source index (negative: not counted, e.g. padding); counts is
+// [layers][sources][experts]. It is
 // cheap: one pass over the selections. Call it after Forward, before
 // Backward.
 func (m *Model) CountRoutes(src []int16, counts [][][]uint64) error {
@@ -570,7 +571,7 @@ func (m *Model) CountRoutes(src []int16, counts [][][]uint64) error {
 		}
 	}
 	for _, s := range src {
-		if s < 0 || int(s) >= len(counts[0]) {
+		if int(s) >= len(counts[0]) {
 			return fmt.Errorf("model: token source %d outside [0, %d)", s, len(counts[0]))
 		}
 	}
@@ -578,13 +579,17 @@ func (m *Model) CountRoutes(src []int16, counts [][][]uint64) error {
 		la := &a.layers[l]
 		if la.k == 0 {
 			for i, t := range la.asTok[:la.expOff[E]] {
-				counts[l][src[t]][la.asSlot[i]%int32(E)]++
+				if s := src[t]; s >= 0 {
+					counts[l][s][la.asSlot[i]%int32(E)]++
+				}
 			}
 			continue
 		}
 		k := la.k
 		for i, e := range la.sel[:N*k] {
-			counts[l][src[i/k]][e]++
+			if s := src[i/k]; s >= 0 {
+				counts[l][s][e]++
+			}
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package train
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -218,6 +219,46 @@ func ReadExpertRoles(dir string) (*ExpertRoles, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return ts.Roles, nil
+}
+
+// countingModel is a Model that adds the routing of every Forward's
+// targeted tokens to roles under one source.
+type countingModel struct {
+	Model
+	rc     RouteCounter
+	roles  *ExpertRoles
+	source int16
+	src    []int16
+}
+
+func (c *countingModel) Forward(tok, tgt []int32, B, T int) (Stats, error) {
+	st, err := c.Model.Forward(tok, tgt, B, T)
+	if err != nil {
+		return st, err
+	}
+	c.src = c.src[:0]
+	for _, y := range tgt {
+		s := c.source
+		if y < 0 {
+			s = -1 // padding of the last batch
+		}
+		c.src = append(c.src, s)
+	}
+	return st, c.rc.CountRoutes(c.src, c.roles.Counts)
+}
+
+// EvaluateRoles is Evaluate that also adds the routing of every evaluated
+// token to roles under source (an index into roles.Sources). m must count
+// routes (a model from NewModel).
+func EvaluateRoles(ctx context.Context, m Model, roles *ExpertRoles, source int, ids []int32, B, T, maxTokens int, bytesOf func(int32) int) (EvalResult, error) {
+	rc, ok := m.(RouteCounter)
+	if !ok {
+		return EvalResult{}, errors.New("eval: the model cannot count routes")
+	}
+	if source < 0 || source >= len(roles.Sources) {
+		return EvalResult{}, fmt.Errorf("eval: source %d outside the %d named", source, len(roles.Sources))
+	}
+	return Evaluate(ctx, &countingModel{Model: m, rc: rc, roles: roles, source: int16(source)}, ids, B, T, maxTokens, bytesOf)
 }
 
 // sourceName is the display name of a data source spec's index i.

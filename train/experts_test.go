@@ -2,12 +2,16 @@ package train
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/model"
 )
 
 // TestExpertRolesTelemetry trains on two named sources and checks the
@@ -95,5 +99,39 @@ func TestExpertRolesTelemetry(t *testing.T) {
 	// 2 layers × 2 sources × 16 px + 3 gaps; 4 experts × 16 px + 2 gaps.
 	if r := img.Bounds(); r.Dx() != 2*2*16+3*8 || r.Dy() != 4*16+2*8 {
 		t.Fatalf("heat map %v", r)
+	}
+}
+
+// TestEvaluateRoles counts the routing of held-out tokens under their
+// source: tokens × k per layer, the padding of the last batch excluded.
+func TestEvaluateRoles(t *testing.T) {
+	cfg := &config.Config{ModelType: "mixtral", VocabSize: 16, HiddenSize: 8, IntermediateSize: 8, NumLayers: 2,
+		NumHeads: 2, MaxPositionEmbeddings: 16, NumExperts: 4, ExpertsPerToken: 2, RopeTheta: 10000}
+	m, err := model.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(1)
+	roles := NewExpertRoles([]string{"a", "b"}, 2, 4)
+	ids := make([]int32, 30)
+	for i := range ids {
+		ids[i] = int32(i % 16)
+	}
+	// 29 predicted tokens in windows of 8, batches of 2: the last batch pads.
+	if _, err := EvaluateRoles(context.Background(), NewModel(m, true), roles, 1, ids, 2, 8, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	for l := range roles.Counts {
+		var a, b uint64
+		for e := 0; e < 4; e++ {
+			a += roles.Counts[l][0][e]
+			b += roles.Counts[l][1][e]
+		}
+		if a != 0 || b != 29*2 {
+			t.Fatalf("layer %d: %d routings under a, %d under b; want 0 and %d", l, a, b, 29*2)
+		}
+	}
+	if _, err := EvaluateRoles(context.Background(), NewModel(m, true), roles, 2, ids, 2, 8, 0, nil); err == nil {
+		t.Fatal("source 2 of 2 accepted")
 	}
 }
