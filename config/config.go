@@ -183,6 +183,10 @@ func (c *Config) Clone() *Config {
 	}
 	if c.RopeScaling != nil {
 		rs := *c.RopeScaling
+		if rs.Truncate != nil {
+			t := *rs.Truncate
+			rs.Truncate = &t
+		}
 		d.RopeScaling = &rs
 	}
 	return &d

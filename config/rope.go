@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // RoPE scaling kinds (rope_scaling.rope_type).
@@ -17,6 +18,11 @@ const (
 	// scales attention (Peng et al. 2023; HF "yarn").
 	RopeYaRN = "yarn"
 )
+
+// hfOnlyRopeTypes are transformers' rope_type values moe reads (so that
+// `moe plan` works on such configs) but does not implement: a model with one
+// is refused by model.Supported.
+var hfOnlyRopeTypes = []string{"dynamic", "llama3", "longrope"}
 
 // RopeScaling is Hugging Face's rope_scaling object: how RoPE stretches to
 // a context longer than the one a model was trained at.
@@ -37,6 +43,22 @@ type RopeScaling struct {
 	Mscale          float64 `json:"mscale,omitempty"`
 	MscaleAllDim    float64 `json:"mscale_all_dim,omitempty"`
 	AttentionFactor float64 `json:"attention_factor,omitempty"`
+	// Truncate, when false, keeps YaRN's correction range fractional
+	// instead of flooring and ceiling it (gpt-oss); nil means true.
+	Truncate *bool `json:"truncate,omitempty"`
+}
+
+// YaRNTruncate reports whether YaRN's correction range is rounded out to
+// whole dimensions (transformers' default).
+func (s *RopeScaling) YaRNTruncate() bool { return s.Truncate == nil || *s.Truncate }
+
+// RopeScalingImplemented reports a rope_scaling type moe reads but does
+// not compute (transformers' dynamic, llama3 and longrope).
+func (c *Config) RopeScalingImplemented() error {
+	if s := c.RopeScaling; s != nil && slices.Contains(hfOnlyRopeTypes, s.Type) {
+		return fmt.Errorf("rope_scaling.rope_type %q is not implemented (moe computes %q, %q and %q)", s.Type, RopeLinear, RopeNTK, RopeYaRN)
+	}
+	return nil
 }
 
 // ValidateRopeScaling checks rope_scaling: a known type and a factor > 1.
@@ -48,6 +70,9 @@ func (c *Config) ValidateRopeScaling() error {
 	switch s.Type {
 	case RopeLinear, RopeNTK, RopeYaRN:
 	default:
+		if slices.Contains(hfOnlyRopeTypes, s.Type) {
+			return nil
+		}
 		return fmt.Errorf("rope_scaling.rope_type: unknown %q (want %q, %q or %q)", s.Type, RopeLinear, RopeNTK, RopeYaRN)
 	}
 	if !(s.Factor > 1) || math.IsInf(s.Factor, 0) {
@@ -81,6 +106,7 @@ type rawRopeScaling struct {
 	Mscale                        *float64  `json:"mscale"`
 	MscaleAllDim                  *float64  `json:"mscale_all_dim"`
 	AttentionFactor               *float64  `json:"attention_factor"`
+	Truncate                      *bool     `json:"truncate"`
 }
 
 // ropeScaling maps a raw rope_scaling; nil and the "default" type mean none.
@@ -92,7 +118,7 @@ func (p *parser) ropeScaling(r *rawRopeScaling) *RopeScaling {
 	if t == "" || t == "default" {
 		return nil
 	}
-	if r.Factor == nil {
+	if r.Factor == nil && !slices.Contains(hfOnlyRopeTypes, t) {
 		p.fail("rope_scaling.factor: missing")
 	}
 	return &RopeScaling{
@@ -100,5 +126,6 @@ func (p *parser) ropeScaling(r *rawRopeScaling) *RopeScaling {
 		OriginalMaxPositionEmbeddings: p.opt("rope_scaling.original_max_position_embeddings", 0, r.OriginalMaxPositionEmbeddings),
 		BetaFast:                      optF(r.BetaFast, 0), BetaSlow: optF(r.BetaSlow, 0),
 		Mscale: optF(r.Mscale, 0), MscaleAllDim: optF(r.MscaleAllDim, 0), AttentionFactor: optF(r.AttentionFactor, 0),
+		Truncate: r.Truncate,
 	}
 }

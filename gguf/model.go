@@ -176,8 +176,8 @@ func checkStructure(cfg *config.Config) error {
 	add(cfg.HiddenAct != "" && cfg.HiddenAct != "silu" && cfg.HiddenAct != "swish", "activation "+cfg.HiddenAct)
 	add(SlidingWindowMatters(cfg), "sliding-window attention")
 	if rs := cfg.RopeScaling; rs != nil {
-		add(rs.Mscale != 0 || rs.MscaleAllDim != 0 || rs.AttentionFactor != 0,
-			"a YaRN attention factor of its own (mscale, mscale_all_dim, attention_factor)")
+		add(rs.Mscale != 0 || rs.MscaleAllDim != 0 || rs.AttentionFactor != 0 || !rs.YaRNTruncate(),
+			"a YaRN attention factor of its own (mscale, mscale_all_dim, attention_factor) or an untruncated YaRN range")
 	}
 	add(cfg.SigmoidScoring() || cfg.HasRouterScoreBias() || cfg.RoutedScale() != 1,
 		"sigmoid router scores, selection biases or routed_scaling_factor (DeepSeek-V3 routing)")

@@ -217,6 +217,9 @@ func Supported(cfg *config.Config) error {
 	if err := cfg.ValidateRopeScaling(); err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
+	if err := cfg.RopeScalingImplemented(); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
 	if !cfg.IsMoE() {
 		if cfg.IntermediateSize <= 0 {
 			return fmt.Errorf("model: intermediate_size = %d must be positive", cfg.IntermediateSize)

@@ -20,7 +20,7 @@ import (
 //     frequencies over the dimensions whose wavelengths make between
 //     beta_fast (32) and beta_slow (1) turns in the original context
 //     (original_max_position_embeddings, else max_position_embeddings;
-//     bounds floored and ceiled), and attention factor 0.1·ln s + 1, or
+//     bounds floored and ceiled unless truncate is false), and attention factor 0.1·ln s + 1, or
 //     mscale(s, mscale)/mscale(s, mscale_all_dim) when both are set, or
 //     attention_factor.
 func RopeFreqs(cfg *config.Config) (invFreq []float64, attn float64) {
@@ -56,8 +56,11 @@ func RopeFreqs(cfg *config.Config) (invFreq []float64, attn float64) {
 		corr := func(n float64) float64 {
 			return float64(d) * math.Log(float64(orig)/(n*2*math.Pi)) / (2 * math.Log(RopeTheta(cfg)))
 		}
-		lo := math.Max(math.Floor(corr(fast)), 0)
-		hi := math.Min(math.Ceil(corr(slow)), float64(d-1))
+		lo, hi := corr(fast), corr(slow)
+		if rs.YaRNTruncate() {
+			lo, hi = math.Floor(lo), math.Ceil(hi)
+		}
+		lo, hi = math.Max(lo, 0), math.Min(hi, float64(d-1))
 		if lo == hi {
 			hi += 0.001
 		}
@@ -96,6 +99,9 @@ func RopeBase(cfg *config.Config) float64 {
 // for positions [0, maxPos): what training and inference both rotate by.
 func NewRoPE(cfg *config.Config, maxPos int) (*compute.RoPE, error) {
 	if err := cfg.ValidateRopeScaling(); err != nil {
+		return nil, err
+	}
+	if err := cfg.RopeScalingImplemented(); err != nil {
 		return nil, err
 	}
 	d := cfg.HeadDimension()

@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -80,8 +81,11 @@ func hfInvFreq(cfg *config.Config) ([]float64, float64) {
 	findCorrectionDim := func(numRotations float64) float64 {
 		return (float64(dim) * math.Log(orig/(numRotations*2*math.Pi))) / (2 * math.Log(base))
 	}
-	low := math.Max(math.Floor(findCorrectionDim(betaFast)), 0)
-	high := math.Min(math.Ceil(findCorrectionDim(betaSlow)), float64(dim-1))
+	low, high := findCorrectionDim(betaFast), findCorrectionDim(betaSlow)
+	if rs.Truncate == nil || *rs.Truncate {
+		low, high = math.Floor(low), math.Ceil(high)
+	}
+	low, high = math.Max(low, 0), math.Min(high, float64(dim-1))
 	if low == high {
 		high += 0.001
 	}
@@ -113,6 +117,7 @@ func TestRopeScalingMatchesHF(t *testing.T) {
 		"yarn_betas":    ropeConfig(64, 1024, &config.RopeScaling{Type: config.RopeYaRN, Factor: 4, OriginalMaxPositionEmbeddings: 256, BetaFast: 16, BetaSlow: 2}),
 		"yarn_deepseek": ropeConfig(64, 163840, &config.RopeScaling{Type: config.RopeYaRN, Factor: 40, OriginalMaxPositionEmbeddings: 4096, Mscale: 1, MscaleAllDim: 0.707}),
 		"yarn_attn":     ropeConfig(32, 1024, &config.RopeScaling{Type: config.RopeYaRN, Factor: 2, AttentionFactor: 1.25}),
+		"yarn_gpt_oss":  ropeConfig(64, 131072, &config.RopeScaling{Type: config.RopeYaRN, Factor: 32, OriginalMaxPositionEmbeddings: 4096, BetaFast: 32, BetaSlow: 1, Truncate: new(bool)}),
 	}
 	for name, cfg := range cases {
 		got, attn := RopeFreqs(cfg)
@@ -158,6 +163,18 @@ func TestRopeScalingMatchesHF(t *testing.T) {
 	}
 }
 
+// TestYaRNTruncate checks that truncate: false (gpt-oss) changes the
+// frequencies (the correction range stays fractional).
+func TestYaRNTruncate(t *testing.T) {
+	rs := &config.RopeScaling{Type: config.RopeYaRN, Factor: 32, OriginalMaxPositionEmbeddings: 4096}
+	a, _ := RopeFreqs(ropeConfig(64, 131072, rs))
+	rs.Truncate = new(bool)
+	b, _ := RopeFreqs(ropeConfig(64, 131072, rs))
+	if slices.Equal(a, b) {
+		t.Fatal("truncate: false gives the truncated frequencies")
+	}
+}
+
 func TestRopeScalingRejectsBadFactor(t *testing.T) {
 	for _, f := range []float64{1, 0.5, 0, -2, math.Inf(1)} {
 		cfg := ropeConfig(64, 1024, &config.RopeScaling{Type: config.RopeYaRN, Factor: f})
@@ -168,8 +185,13 @@ func TestRopeScalingRejectsBadFactor(t *testing.T) {
 			t.Errorf("factor %v: Supported accepted it", f)
 		}
 	}
-	cfg := ropeConfig(64, 1024, &config.RopeScaling{Type: "longrope", Factor: 4})
-	if _, err := NewRoPE(cfg, 16); err == nil || !strings.Contains(err.Error(), "rope_type") {
-		t.Errorf("unknown type: err = %v", err)
+	for _, typ := range []string{"longrope", "llama3", "dynamic", "su"} {
+		cfg := ropeConfig(64, 1024, &config.RopeScaling{Type: typ, Factor: 4})
+		if _, err := NewRoPE(cfg, 16); err == nil || !strings.Contains(err.Error(), "rope_type") {
+			t.Errorf("%s: err = %v", typ, err)
+		}
+		if err := Supported(cfg); err == nil {
+			t.Errorf("%s: Supported accepted it", typ)
+		}
 	}
 }
