@@ -128,8 +128,10 @@ func (t *Trainer) StepAccum() int {
 	return max(1, t.Accum)
 }
 
-// TrainStep runs one optimizer step: Accum forward/backward passes, gradient
-// averaging and clipping, and the AdamW update.
+// TrainStep runs one optimizer step: StepAccum() forward/backward passes
+// (counting each pass's routing per source when Roles is set), gradient
+// averaging and clipping, the AdamW update, and for a LoadBalancer model
+// the loss-free balancing update with the step's mean routed load.
 func (t *Trainer) TrainStep(ctx context.Context) (StepResult, error) {
 	if t.B <= 0 || t.T <= 0 {
 		return StepResult{}, fmt.Errorf("train: bad micro-batch %d×%d", t.B, t.T)
