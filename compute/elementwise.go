@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"errors"
 	"fmt"
 	"math"
 )
@@ -63,13 +64,15 @@ func RMSNormBackward(dx, dg, dout, x, g, rstd []float32, rows, d int) {
 // RoPE holds the cos/sin tables of rotary position embeddings in the
 // Hugging Face "rotate_half" (NeoX) convention: within a head of dimension
 // hd, element i < hd/2 is paired with i+hd/2 and both are rotated by the
-// angle pos·theta^(−2i/hd).
+// angle pos·invFreq[i] (invFreq[i] = theta^(−2i/hd) unscaled), then scaled
+// by the attention factor (1 except for YaRN).
 type RoPE struct {
-	hd     int
-	theta  float64
-	maxPos int
-	cos    []float32 // [maxPos, hd/2]
-	sin    []float32 // [maxPos, hd/2]
+	hd      int
+	invFreq []float64 // [hd/2]
+	attn    float64   // multiplies cos and sin
+	maxPos  int
+	cos     []float32 // [maxPos, hd/2]
+	sin     []float32 // [maxPos, hd/2]
 }
 
 // NewRoPE precomputes the tables for head dimension hd (even) and positions
@@ -78,19 +81,43 @@ func NewRoPE(hd, maxPos int, theta float64) (*RoPE, error) {
 	if hd <= 0 || hd%2 != 0 {
 		return nil, fmt.Errorf("rope: head dimension %d must be positive and even", hd)
 	}
-	if maxPos < 0 {
-		return nil, fmt.Errorf("rope: negative max position %d", maxPos)
-	}
 	if !(theta > 0) {
 		return nil, fmt.Errorf("rope: theta %v must be positive", theta)
 	}
-	h := hd / 2
-	r := &RoPE{hd: hd, theta: theta, maxPos: maxPos, cos: make([]float32, maxPos*h), sin: make([]float32, maxPos*h)}
+	inv := make([]float64, hd/2)
+	for i := range inv {
+		inv[i] = math.Pow(theta, -2*float64(i)/float64(hd))
+	}
+	return NewRoPEFreqs(inv, maxPos, 1)
+}
+
+// NewRoPEFreqs precomputes the tables for the inverse frequencies invFreq
+// (one per rotated pair, head dimension 2·len(invFreq)) and an attention
+// factor that multiplies cos and sin (YaRN's; 1 otherwise): the form every
+// RoPE scaling takes (see model.RopeFreqs).
+func NewRoPEFreqs(invFreq []float64, maxPos int, attn float64) (*RoPE, error) {
+	if len(invFreq) == 0 {
+		return nil, errors.New("rope: no frequencies")
+	}
+	if maxPos < 0 {
+		return nil, fmt.Errorf("rope: negative max position %d", maxPos)
+	}
+	if !(attn > 0) || math.IsInf(attn, 0) {
+		return nil, fmt.Errorf("rope: attention factor %v must be positive and finite", attn)
+	}
+	for i, f := range invFreq {
+		if !(f > 0) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("rope: inverse frequency %d is %v, must be positive and finite", i, f)
+		}
+	}
+	h := len(invFreq)
+	r := &RoPE{hd: 2 * h, invFreq: append([]float64(nil), invFreq...), attn: attn, maxPos: maxPos,
+		cos: make([]float32, maxPos*h), sin: make([]float32, maxPos*h)}
 	for p := 0; p < maxPos; p++ {
 		for i := 0; i < h; i++ {
-			s, c := math.Sincos(r.angle(p, i))
-			r.cos[p*h+i] = float32(c)
-			r.sin[p*h+i] = float32(s)
+			c, s := r.cosSin(p, i)
+			r.cos[p*h+i] = c
+			r.sin[p*h+i] = s
 		}
 	}
 	return r, nil
@@ -99,8 +126,13 @@ func NewRoPE(hd, maxPos int, theta float64) (*RoPE, error) {
 // HeadDim returns the head dimension the tables were built for.
 func (r *RoPE) HeadDim() int { return r.hd }
 
-func (r *RoPE) angle(pos, i int) float64 {
-	return float64(pos) * math.Pow(r.theta, -2*float64(i)/float64(r.hd))
+// cosSin returns attn·cos and attn·sin of the angle of pair i at pos.
+func (r *RoPE) cosSin(pos, i int) (float32, float32) {
+	s, c := math.Sincos(float64(pos) * r.invFreq[i])
+	if r.attn != 1 {
+		s, c = s*r.attn, c*r.attn
+	}
+	return float32(c), float32(s)
 }
 
 // Apply rotates x in place: x holds heads consecutive vectors of length hd,
@@ -125,8 +157,7 @@ func (r *RoPE) rotate(x []float32, heads, pos int, sign float32) {
 			if cs != nil {
 				c, s = cs[i], sn[i]
 			} else {
-				s64, c64 := math.Sincos(r.angle(pos, i))
-				c, s = float32(c64), float32(s64)
+				c, s = r.cosSin(pos, i)
 			}
 			s *= sign
 			a, b := v[i], v[i+h]

@@ -43,8 +43,11 @@ type Config struct {
 	HeadDim               int     `json:"head_dim,omitempty"`
 	MaxPositionEmbeddings int     `json:"max_position_embeddings"`
 	RopeTheta             float64 `json:"rope_theta"`
-	RMSNormEps            float64 `json:"rms_norm_eps"`
-	TieWordEmbeddings     bool    `json:"tie_word_embeddings"`
+	// RopeScaling stretches RoPE to a longer context (rope_scaling); nil
+	// means none.
+	RopeScaling       *RopeScaling `json:"rope_scaling,omitempty"`
+	RMSNormEps        float64      `json:"rms_norm_eps"`
+	TieWordEmbeddings bool         `json:"tie_word_embeddings"`
 
 	// NumExperts is the number of routed experts per MoE layer; 0 means a
 	// dense SwiGLU feed-forward (num_local_experts / num_experts in JSON).
@@ -75,6 +78,20 @@ type Config struct {
 	// moe: capacity factor; 0 means dropless token-choice. For expert choice
 	// each expert takes C = tokens*CapacityFactor/NumExperts tokens.
 	CapacityFactor float64 `json:"moe_capacity_factor,omitempty"`
+	// ScoringFunc turns router logits into expert scores (scoring_func):
+	// ScoringSoftmax (default, "" too) or ScoringSigmoid.
+	ScoringFunc string `json:"scoring_func,omitempty"`
+	// TopKMethod is how token choice selects experts (topk_method):
+	// TopKGreedy (default, "" too) or TopKNoAuxTC, which adds a per-expert
+	// bias to the scores for selection only (loss-free balancing).
+	TopKMethod string `json:"topk_method,omitempty"`
+	// RoutedScalingFactor multiplies the routed experts' combine weights
+	// (routed_scaling_factor); 0 means 1.
+	RoutedScalingFactor float64 `json:"routed_scaling_factor,omitempty"`
+	// moe: step γ of loss-free balancing: after every optimizer step each
+	// expert's selection bias moves by γ·sign(mean load − its load); 0 means
+	// DefaultRouterBiasUpdateRate.
+	RouterBiasUpdateRate float64 `json:"moe_router_bias_update_rate,omitempty"`
 	// moe: coefficient of the ST-MoE router z-loss.
 	RouterZLossCoef float64 `json:"moe_router_z_loss_coef,omitempty"`
 	// moe: initialisation standard deviation (default 0.02).
@@ -163,6 +180,14 @@ func (c *Config) Clone() *Config {
 	}
 	if c.MLPOnlyLayers == nil {
 		d.MLPOnlyLayers = nil
+	}
+	if c.RopeScaling != nil {
+		rs := *c.RopeScaling
+		if rs.Truncate != nil {
+			t := *rs.Truncate
+			rs.Truncate = &t
+		}
+		d.RopeScaling = &rs
 	}
 	return &d
 }

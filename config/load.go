@@ -97,21 +97,22 @@ func Resolve(nameOrPath string) (*Config, error) {
 type rawConfig struct {
 	ModelType *string `json:"model_type"`
 
-	VocabSize             *intField `json:"vocab_size"`
-	HiddenSize            *intField `json:"hidden_size"`
-	IntermediateSize      *intField `json:"intermediate_size"`
-	NumLayers             *intField `json:"num_hidden_layers"`
-	NumHeads              *intField `json:"num_attention_heads"`
-	NumKVHeads            *intField `json:"num_key_value_heads"`
-	HeadDim               *intField `json:"head_dim"`
-	MaxPositionEmbeddings *intField `json:"max_position_embeddings"`
-	RopeTheta             *float64  `json:"rope_theta"`
-	RMSNormEps            *float64  `json:"rms_norm_eps"`
-	TieWordEmbeddings     *bool     `json:"tie_word_embeddings"`
-	HiddenAct             *string   `json:"hidden_act"`
-	InitializerRange      *float64  `json:"initializer_range"`
-	AttentionBias         *bool     `json:"attention_bias"`
-	MLPBias               *bool     `json:"mlp_bias"`
+	VocabSize             *intField       `json:"vocab_size"`
+	HiddenSize            *intField       `json:"hidden_size"`
+	IntermediateSize      *intField       `json:"intermediate_size"`
+	NumLayers             *intField       `json:"num_hidden_layers"`
+	NumHeads              *intField       `json:"num_attention_heads"`
+	NumKVHeads            *intField       `json:"num_key_value_heads"`
+	HeadDim               *intField       `json:"head_dim"`
+	MaxPositionEmbeddings *intField       `json:"max_position_embeddings"`
+	RopeTheta             *float64        `json:"rope_theta"`
+	RopeScaling           *rawRopeScaling `json:"rope_scaling"`
+	RMSNormEps            *float64        `json:"rms_norm_eps"`
+	TieWordEmbeddings     *bool           `json:"tie_word_embeddings"`
+	HiddenAct             *string         `json:"hidden_act"`
+	InitializerRange      *float64        `json:"initializer_range"`
+	AttentionBias         *bool           `json:"attention_bias"`
+	MLPBias               *bool           `json:"mlp_bias"`
 
 	NumLocalExperts              *intField  `json:"num_local_experts"`
 	NumExperts                   *intField  `json:"num_experts"`
@@ -121,6 +122,9 @@ type rawConfig struct {
 	SharedExpertIntermediateSize *intField  `json:"shared_expert_intermediate_size"`
 	RouterAuxLossCoef            *float64   `json:"router_aux_loss_coef"`
 	NormTopKProb                 *bool      `json:"norm_topk_prob"`
+	ScoringFunc                  *string    `json:"scoring_func"`
+	TopKMethod                   *string    `json:"topk_method"`
+	RoutedScalingFactor          *float64   `json:"routed_scaling_factor"`
 	DecoderSparseStep            *intField  `json:"decoder_sparse_step"`
 	MLPOnlyLayers                []intField `json:"mlp_only_layers"`
 	SlidingWindow                *intField  `json:"sliding_window"`
@@ -150,6 +154,7 @@ type rawConfig struct {
 	RouterOrder      *string  `json:"moe_router_order"`
 	CapacityFactor   *float64 `json:"moe_capacity_factor"`
 	RouterZLossCoef  *float64 `json:"moe_router_z_loss_coef"`
+	BiasUpdateRate   *float64 `json:"moe_router_bias_update_rate"`
 }
 
 // Parse decodes a config.json held in memory; see Load.
@@ -340,8 +345,13 @@ func (p *parser) build() *Config {
 	c.NumKVHeads = p.opt("num_key_value_heads", c.NumHeads, r.NumKVHeads)
 	c.HeadDim = p.opt("head_dim", 0, r.HeadDim)
 	c.InitStd = optF(r.InitializerRange, 0.02)
+	c.RopeScaling = p.ropeScaling(r.RopeScaling)
 	c.RouterAuxLossCoef = optF(r.RouterAuxLossCoef, 0)
 	c.NormTopKProb = optB(r.NormTopKProb, false)
+	c.ScoringFunc = optS(r.ScoringFunc, "")
+	c.TopKMethod = optS(r.TopKMethod, "")
+	c.RoutedScalingFactor = optF(r.RoutedScalingFactor, 0)
+	c.RouterBiasUpdateRate = optF(r.BiasUpdateRate, 0)
 	c.QKVBias = optB(r.QKVBias, false)
 	c.QKNorm = optB(r.QKNorm, false)
 	c.QKNormPerHead = optB(r.QKNormPerHead, false)

@@ -118,6 +118,12 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("moe_router_order: unknown %q (want %q or %q)", c.RouterOrder, RouterSoftmaxTopK, RouterTopKSoftmax)
 	}
+	if err := c.ValidateScoring(); err != nil {
+		return err
+	}
+	if err := c.ValidateRopeScaling(); err != nil {
+		return err
+	}
 	// A rough size bound so that exact integer counts cannot overflow.
 	d := float64(c.HiddenSize)
 	attn := float64(c.HeadDimension()) * float64(c.NumHeads+c.KVHeads()) * 2 * d

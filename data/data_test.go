@@ -1020,3 +1020,76 @@ func TestRestoreGarbageNeverPanics(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestLoaderSources checks Loader.Sources: every token of a code document
+// (and its end-of-text) is attributed to the code source, every text token
+// to the text source, also for the carried token that starts each row and
+// across a Restore.
+func TestLoaderSources(t *testing.T) {
+	text, code, tok := corpus(t, 12, 5)
+	dir := t.TempDir()
+	if _, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ShardTokens: 40, Workers: 2, Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := OpenLoader(dir, SplitTrain, 16, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var stream []int32
+	var srcs []int16
+	for b := 0; b < 12; b++ {
+		if b == 6 { // a restored loader carries the source of its carry token
+			st := l.State()
+			l2, err := OpenLoader(dir, SplitTrain, 16, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l2.Close()
+			if err := l2.Restore(st); err != nil {
+				t.Fatal(err)
+			}
+			l = l2
+		}
+		rows, err := l.Next(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := l.Sources()
+		if len(s) != len(rows) {
+			t.Fatalf("%d sources for %d tokens", len(s), len(rows))
+		}
+		for r := 0; r < 2; r++ {
+			row, rs := rows[r*17:(r+1)*17], s[r*17:(r+1)*17]
+			if len(stream) > 0 {
+				if rs[0] != srcs[len(srcs)-1] || row[0] != stream[len(stream)-1] {
+					t.Fatalf("batch %d row %d: carried token %d from source %d, previous row ended %d from %d", b, r, row[0], rs[0], stream[len(stream)-1], srcs[len(srcs)-1])
+				}
+				row, rs = row[1:], rs[1:]
+			}
+			stream = append(stream, row...)
+			srcs = append(srcs, rs...)
+		}
+	}
+	start, docs, codeDocs := 0, 0, 0
+	for i, id := range stream {
+		if id != tok.EOT() {
+			continue
+		}
+		want := int16(0)
+		if strings.HasPrefix(string(tok.Decode(stream[start:i])), "func") {
+			want = 1
+			codeDocs++
+		}
+		for j := start; j <= i; j++ {
+			if srcs[j] != want && start > 0 { // the first segment may be a partial document
+				t.Fatalf("token %d of document %q attributed to source %d, want %d", j-start, tok.Decode(stream[start:i]), srcs[j], want)
+			}
+		}
+		docs++
+		start = i + 1
+	}
+	if docs < 5 || codeDocs == 0 || codeDocs == docs {
+		t.Fatalf("%d documents, %d of them code: the test saw too little", docs, codeDocs)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/bits"
 	"path/filepath"
 	"sort"
@@ -32,6 +33,8 @@ type LoaderState struct {
 	// HasCarry is false at the very start.
 	Carry    int32 `json:"carry"`
 	HasCarry bool  `json:"has_carry"`
+	// CarrySource is the source (manifest order) Carry came from.
+	CarrySource int `json:"carry_source,omitempty"`
 	// Tokens is the number of tokens consumed from the stream so far.
 	Tokens int64 `json:"tokens"`
 }
@@ -88,7 +91,13 @@ type Loader struct {
 	// docs per pass, for progress.
 	passDocs int64
 	scratch  []byte
+	// srcs is the source of each token the last Next returned.
+	srcs []int16
 }
+
+// Sources returns, for each token the last Next returned, the index in
+// Manifest().Sources of the source it came from (valid until the next call).
+func (l *Loader) Sources() []int16 { return l.srcs }
 
 // OpenLoader opens split (SplitTrain or SplitVal) of the data prepared in
 // dir, producing rows of seqLen+1 tokens. All shards are opened and verified.
@@ -102,6 +111,9 @@ func OpenLoader(dir string, split string, seqLen int, seed uint64) (*Loader, err
 	m, err := ReadManifest(dir)
 	if err != nil {
 		return nil, fmt.Errorf("data loader: %w", err)
+	}
+	if len(m.Sources) > math.MaxInt16 {
+		return nil, fmt.Errorf("data loader: %d sources, at most %d", len(m.Sources), math.MaxInt16)
 	}
 	l := &Loader{dir: dir, split: split, seqLen: seqLen, seed: seed, m: m}
 	var total int64
@@ -222,8 +234,9 @@ func (l *Loader) Restore(st LoaderState) error {
 			return fmt.Errorf("data loader: state cursor %d (%+v) out of range", i, c)
 		}
 	}
-	if st.HasCarry && (st.Carry < 0 || int(st.Carry) >= l.m.VocabSize) || st.Pass < 0 || st.Tokens < 0 {
-		return fmt.Errorf("data loader: state carry token %d, pass %d or tokens %d out of range", st.Carry, st.Pass, st.Tokens)
+	if st.HasCarry && (st.Carry < 0 || int(st.Carry) >= l.m.VocabSize) || st.Pass < 0 || st.Tokens < 0 ||
+		st.CarrySource < 0 || st.CarrySource >= len(l.sources) {
+		return fmt.Errorf("data loader: state carry token %d (source %d), pass %d or tokens %d out of range", st.Carry, st.CarrySource, st.Pass, st.Tokens)
 	}
 	if st.Source >= len(l.sources) || st.Source >= 0 && (st.Doc < 0 || st.Doc >= l.sources[st.Source].docs || st.Offset < 0) {
 		return fmt.Errorf("data loader: state document (%d, %d) out of range", st.Source, st.Doc)
@@ -276,16 +289,19 @@ func (l *Loader) Next(batch int) ([]int32, error) {
 	}
 	row := l.seqLen + 1
 	out := make([]int32, 0, batch*row)
+	l.srcs = l.srcs[:0]
 	for r := 0; r < batch; r++ {
 		save := l.State()
 		start := len(out)
 		if l.st.HasCarry {
 			out = append(out, l.st.Carry)
+			l.srcs = append(l.srcs, int16(l.st.CarrySource))
 		}
 		var err error
 		out, err = l.fill(out, start+row)
 		if err != nil {
 			out = out[:start]
+			l.srcs = l.srcs[:start]
 			if errors.Is(err, io.EOF) {
 				l.st = save
 				if r == 0 {
@@ -296,6 +312,7 @@ func (l *Loader) Next(batch int) ([]int32, error) {
 			return nil, err
 		}
 		l.st.Carry, l.st.HasCarry = out[len(out)-1], true
+		l.st.CarrySource = int(l.srcs[len(l.srcs)-1])
 	}
 	return out, nil
 }
@@ -318,6 +335,9 @@ func (l *Loader) fill(out []int32, n int) ([]int32, error) {
 		to := min(de, from+int64(n-len(out)))
 		if out, err = sh.readTokens(out, from, to, &l.scratch); err != nil {
 			return out, err
+		}
+		for range to - from {
+			l.srcs = append(l.srcs, int16(l.st.Source))
 		}
 		l.st.Tokens += to - from
 		if to == de {

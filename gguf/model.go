@@ -179,6 +179,12 @@ func checkStructure(cfg *config.Config) error {
 	add(cfg.LearnedPositions, "learned positions")
 	add(cfg.HiddenAct != "" && cfg.HiddenAct != "silu" && cfg.HiddenAct != "swish", "activation "+cfg.HiddenAct)
 	add(SlidingWindowMatters(cfg), "sliding-window attention")
+	if rs := cfg.RopeScaling; rs != nil {
+		add(rs.Mscale != 0 || rs.MscaleAllDim != 0 || rs.AttentionFactor != 0 || !rs.YaRNTruncate(),
+			"a YaRN attention factor of its own (mscale, mscale_all_dim, attention_factor) or an untruncated YaRN range")
+	}
+	add(cfg.SigmoidScoring() || cfg.HasRouterScoreBias() || cfg.RoutedScale() != 1,
+		"sigmoid router scores, selection biases or routed_scaling_factor (DeepSeek-V3 routing)")
 	if len(bad) > 0 {
 		return fmt.Errorf("the model has %s, which GGUF's llama architecture cannot express", strings.Join(bad, ", "))
 	}
@@ -186,6 +192,30 @@ func checkStructure(cfg *config.Config) error {
 		return fmt.Errorf("head dimension %d must be positive and even for RoPE", hd)
 	}
 	return nil
+}
+
+// ropeScalingKVs returns the {arch}.rope.scaling.* keys llama.cpp reads for
+// linear and YaRN scaling (NTK-aware scaling is the base, see model.RopeBase).
+func ropeScalingKVs(arch string, cfg *config.Config) []KV {
+	rs := cfg.RopeScaling
+	if rs == nil || rs.Type == config.RopeNTK {
+		return nil
+	}
+	kvs := []KV{{arch + ".rope.scaling.type", rs.Type}, {arch + ".rope.scaling.factor", float32(rs.Factor)}}
+	if rs.Type == config.RopeYaRN {
+		orig := rs.OriginalMaxPositionEmbeddings
+		if orig == 0 {
+			orig = cfg.MaxPositionEmbeddings
+		}
+		kvs = append(kvs, KV{arch + ".rope.scaling.original_context_length", uint32(orig)})
+		if rs.BetaFast != 0 {
+			kvs = append(kvs, KV{arch + ".rope.scaling.yarn_beta_fast", float32(rs.BetaFast)})
+		}
+		if rs.BetaSlow != 0 {
+			kvs = append(kvs, KV{arch + ".rope.scaling.yarn_beta_slow", float32(rs.BetaSlow)})
+		}
+	}
+	return kvs
 }
 
 // SlidingWindowMatters reports whether cfg restricts attention to a window
@@ -262,9 +292,10 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 		{arch + ".attention.key_length", u32(hd)},
 		{arch + ".attention.value_length", u32(hd)},
 		{arch + ".rope.dimension_count", u32(hd)},
-		{arch + ".rope.freq_base", float32(model.RopeTheta(cfg))},
+		{arch + ".rope.freq_base", float32(model.RopeBase(cfg))},
 		{arch + ".attention.layer_norm_rms_epsilon", model.NormEps(cfg)},
 	}
+	kvs = append(kvs, ropeScalingKVs(arch, cfg)...)
 	if cfg.IsMoE() {
 		kvs = append(kvs, KV{arch + ".expert_count", u32(cfg.NumExperts)}, KV{arch + ".expert_used_count", u32(model.RoutedK(cfg))})
 	}
@@ -592,8 +623,14 @@ func configFromFile(f *File) (*config.Config, error) {
 		}
 		return def
 	}
+	var rs *config.RopeScaling
 	if v, ok := f.Get("llama.rope.scaling.type"); ok && v != "none" && v != "" {
-		return nil, fmt.Errorf("gguf: RoPE scaling %v is not supported", v)
+		if v != config.RopeLinear && v != config.RopeYaRN {
+			return nil, fmt.Errorf("gguf: RoPE scaling %v is not supported (linear and yarn are)", v)
+		}
+		rs = &config.RopeScaling{Type: v.(string), Factor: getf("llama.rope.scaling.factor", 0),
+			OriginalMaxPositionEmbeddings: geti("llama.rope.scaling.original_context_length", 0),
+			BetaFast:                      getf("llama.rope.scaling.yarn_beta_fast", 0), BetaSlow: getf("llama.rope.scaling.yarn_beta_slow", 0)}
 	}
 	cfg := &config.Config{
 		ModelType:             config.TypeLlama,
@@ -607,6 +644,7 @@ func configFromFile(f *File) (*config.Config, error) {
 		NumExperts:            geti("llama.expert_count", 0),
 		ExpertsPerToken:       geti("llama.expert_used_count", 0),
 		HiddenAct:             "silu",
+		RopeScaling:           rs,
 	}
 	cfg.NumKVHeads = geti("llama.attention.head_count_kv", cfg.NumHeads)
 	if err != nil {

@@ -271,6 +271,19 @@ func TestInexactModels(t *testing.T) {
 	if err := CheckLlamaCompatible(ok); err != nil {
 		t.Errorf("softmax_topk with norm_topk_prob: %v", err)
 	}
+	for _, mut := range []func(c *config.Config){
+		func(c *config.Config) { c.ScoringFunc = config.ScoringSigmoid },
+		func(c *config.Config) { c.TopKMethod = config.TopKNoAuxTC },
+		func(c *config.Config) { c.RoutedScalingFactor = 2.5 },
+	} {
+		c := testConfig(true, true)
+		mut(c)
+		for _, check := range []func(*config.Config) error{CheckLlamaCompatible, CheckQwen2MoECompatible} {
+			if err := check(c); err == nil || !strings.Contains(err.Error(), "DeepSeek-V3 routing") {
+				t.Errorf("scoring %q topk %q scale %v: err = %v", c.ScoringFunc, c.TopKMethod, c.RoutedScalingFactor, err)
+			}
+		}
+	}
 	// Softmax weights without renormalisation are exact in llama.cpp's
 	// qwen2moe architecture: written as such, read back exactly.
 	for name, cfg := range map[string]*config.Config{"expert-choice": ec, "softmax-topk": st} {
@@ -464,4 +477,67 @@ func countMultiByte(tok *tokenizer.Tokenizer) int {
 		}
 	}
 	return n
+}
+
+// TestRopeScalingKeys checks the rope.scaling.* keys as llama.cpp names
+// them: YaRN and linear scaling are written and read back from the llama.*
+// keys alone (no moe.config), NTK-aware scaling becomes the raised base.
+func TestRopeScalingKeys(t *testing.T) {
+	tok := testTokenizer(t)
+	for _, rs := range []*config.RopeScaling{
+		{Type: config.RopeYaRN, Factor: 4, OriginalMaxPositionEmbeddings: 32, BetaFast: 16, BetaSlow: 2},
+		{Type: config.RopeLinear, Factor: 2},
+		{Type: config.RopeNTK, Factor: 4},
+	} {
+		cfg := testConfig(true, false)
+		cfg.RopeScaling = rs
+		kvs, tensors, err := exportParts(cfg, randomWeights(t, cfg, 4), tok, ExportOptions{Type: F32})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]any{}
+		var kept []KV
+		for _, kv := range kvs {
+			got[kv.Key] = kv.Value
+			if kv.Key != KeyMoEConfig {
+				kept = append(kept, kv)
+			}
+		}
+		switch rs.Type {
+		case config.RopeYaRN:
+			if got["llama.rope.scaling.type"] != "yarn" || got["llama.rope.scaling.factor"] != float32(4) ||
+				got["llama.rope.scaling.original_context_length"] != uint32(32) ||
+				got["llama.rope.scaling.yarn_beta_fast"] != float32(16) || got["llama.rope.scaling.yarn_beta_slow"] != float32(2) {
+				t.Fatalf("yarn keys: %v", got)
+			}
+		case config.RopeLinear:
+			if got["llama.rope.scaling.type"] != "linear" || got["llama.rope.scaling.factor"] != float32(2) {
+				t.Fatalf("linear keys: %v", got)
+			}
+		case config.RopeNTK:
+			want := float32(10000 * math.Pow(4, 16.0/14))
+			if _, ok := got["llama.rope.scaling.type"]; ok || got["llama.rope.freq_base"] != want {
+				t.Fatalf("ntk: type %v, freq_base %v want %v", got["llama.rope.scaling.type"], got["llama.rope.freq_base"], want)
+			}
+		}
+		path := filepath.Join(t.TempDir(), "r.gguf")
+		if err := WriteFile(context.Background(), path, kept, tensors); err != nil {
+			t.Fatal(err)
+		}
+		cfg2, _, _, err := LoadModel(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs.Type == config.RopeNTK {
+			continue // read back as the plain raised base
+		}
+		if cfg2.RopeScaling == nil || *cfg2.RopeScaling != *rs {
+			t.Errorf("%s: read back %+v", rs.Type, cfg2.RopeScaling)
+		}
+	}
+	cfg := testConfig(true, false)
+	cfg.RopeScaling = &config.RopeScaling{Type: config.RopeYaRN, Factor: 40, Mscale: 1, MscaleAllDim: 0.7}
+	if err := CheckLlamaCompatible(cfg); err == nil || !strings.Contains(err.Error(), "mscale") {
+		t.Errorf("yarn with mscale: err = %v", err)
+	}
 }

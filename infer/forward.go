@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/moe-llm/moe/compute"
-	"github.com/moe-llm/moe/config"
 	scratchbuf "github.com/moe-llm/moe/internal/scratch"
 	"github.com/moe-llm/moe/model"
 )
@@ -334,41 +333,11 @@ func (m *Model) swiglu(pool *compute.Pool, b *ffnBuf, rows int, xn []float32, w 
 	w.down.mul(pool, m.sc.prec, rows, b.h, ff, b.o, d)
 }
 
-// routeRow picks the experts of one row from its router logits and writes
-// their indices and weights into idx and w (length k). It implements the
-// inference rule of every routing kind: token choice in either score order,
-// and for expert-choice models the causal rule (top-k of the softmax with
-// k = max(1, round(CapacityFactor)), weights not renormalised). Ties go to
-// the lower expert index.
-func (m *Model) routeRow(logits []float32, idx []int32, w []float32, probs []float32) {
-	cfg := m.Cfg
-	softFirst := cfg.Routing == config.RoutingExpertChoice || cfg.RouterOrder == config.RouterSoftmaxTopK
-	src := logits
-	if softFirst {
-		copy(probs, logits)
-		compute.SoftmaxRow(probs)
-		src = probs
-	}
-	compute.TopK(src, len(idx), idx)
-	for j, e := range idx {
-		w[j] = src[e]
-	}
-	switch {
-	case cfg.Routing == config.RoutingExpertChoice:
-		// the softmax scores as they are
-	case softFirst:
-		if cfg.NormTopKProb {
-			var s float32
-			for _, v := range w {
-				s += v
-			}
-			for j := range w {
-				w[j] /= s
-			}
-		}
-	default:
-		compute.SoftmaxRow(w)
-	}
+// routeRow picks the experts of one row of layer l from its router logits
+// and writes their indices and weights into idx and w (length k): the
+// training model's inference rule, model.RouteRow. probs is scratch of 2·E.
+func (m *Model) routeRow(l int, logits []float32, idx []int32, w []float32, probs []float32) {
+	model.RouteRow(m.Cfg, logits, m.layers[l].scoreBias, probs, idx, w)
 }
 
 // moe runs the sparse feed-forward of layer l over the rows of sc.xn and adds
@@ -383,11 +352,11 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 	L.router.mul(m.Pool, precFull, rows, sc.xn, d, sc.route, E) // routing stays float32
 	idx := make([]int32, k)
 	wts := make([]float32, k)
-	probs := make([]float32, E)
+	probs := make([]float32, 2*E)
 	expRows := make([][]int32, E)
 	expW := make([][]float32, E)
 	for r := 0; r < rows; r++ {
-		m.routeRow(sc.route[r*E:(r+1)*E], idx, wts, probs)
+		m.routeRow(l, sc.route[r*E:(r+1)*E], idx, wts, probs)
 		for j, e := range idx {
 			expRows[e] = append(expRows[e], int32(r))
 			expW[e] = append(expW[e], wts[j])

@@ -217,6 +217,7 @@ type layerWeights struct {
 	o                 Linear
 	ffn               ffnWeights // dense layers
 	router            Linear     // MoE layers: always multiplied in float32
+	scoreBias         []float32  // per-expert selection bias (loss-free balancing); nil: none
 	experts           []ffnWeights
 	shared            ffnWeights // width 0: none
 }

@@ -124,6 +124,7 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 			continue
 		}
 		L.router = newLinear(W.Router, cfg.NumExperts, d)
+		L.scoreBias = W.RouterScoreBias
 		L.experts = make([]ffnWeights, len(W.ExpertGate))
 		for e := range L.experts {
 			L.experts[e] = ffn(W.ExpertGate[e], W.ExpertUp[e], W.ExpertDown[e], cfg.ExpertSize())
@@ -228,7 +229,7 @@ func (m *Model) growRoPE(n int) error {
 	if m.rope != nil {
 		size = min(max(n, 2*m.ropeLen), m.ctxLen)
 	}
-	rope, err := compute.NewRoPE(m.hd, size, model.RopeTheta(m.Cfg))
+	rope, err := model.NewRoPE(m.Cfg, size)
 	if err != nil {
 		return fmt.Errorf("infer: %w", err)
 	}

@@ -173,16 +173,26 @@ func refForward(cfg *config.Config, w *model.Weights, toks []int32) [][]float64 
 				E := cfg.NumExperts
 				lg := lin(xn, L.Router, E)
 				sm := softmax(lg)
+				sig := cfg.SigmoidScoring()
+				if sig {
+					for i, v := range lg {
+						sm[i] = 1 / (1 + math.Exp(-v))
+					}
+				}
 				ec := cfg.Routing == config.RoutingExpertChoice
 				src := lg
-				if ec || cfg.RouterOrder == config.RouterSoftmaxTopK {
+				if ec || sig || cfg.RouterOrder == config.RouterSoftmaxTopK {
 					src = sm
+				}
+				key := append([]float64(nil), src...)
+				for i, b := range L.RouterScoreBias {
+					key[i] += float64(b)
 				}
 				ids := make([]int, E)
 				for i := range ids {
 					ids[i] = i
 				}
-				sort.SliceStable(ids, func(a, b int) bool { return src[ids[a]] > src[ids[b]] })
+				sort.SliceStable(ids, func(a, b int) bool { return key[ids[a]] > key[ids[b]] })
 				k := InferenceExperts(cfg)
 				ids = ids[:k]
 				wts := make([]float64, k)
@@ -191,7 +201,7 @@ func refForward(cfg *config.Config, w *model.Weights, toks []int32) [][]float64 
 				}
 				switch {
 				case ec:
-				case cfg.RouterOrder == config.RouterSoftmaxTopK:
+				case sig || cfg.RouterOrder == config.RouterSoftmaxTopK:
 					if cfg.NormTopKProb {
 						var s float64
 						for _, v := range wts {
@@ -203,6 +213,9 @@ func refForward(cfg *config.Config, w *model.Weights, toks []int32) [][]float64 
 					}
 				default:
 					wts = softmax(wts)
+				}
+				for j := range wts {
+					wts[j] *= cfg.RoutedScale()
 				}
 				y = make([]float64, d)
 				for j, e := range ids {
@@ -250,8 +263,14 @@ func refConfigs() map[string]*config.Config {
 	st2.RouterOrder, st2.ExpertsPerToken = config.RouterSoftmaxTopK, 3
 	ec := testConfig(true)
 	ec.Routing, ec.CapacityFactor = config.RoutingExpertChoice, 1.4
+	sg := testConfig(true)
+	sg.ScoringFunc, sg.TopKMethod, sg.NormTopKProb, sg.RoutedScalingFactor = config.ScoringSigmoid, config.TopKNoAuxTC, true, 2.5
+	sg.SharedExpertIntermediateSize = 8
+	sec := testConfig(true)
+	sec.ScoringFunc, sec.Routing, sec.CapacityFactor = config.ScoringSigmoid, config.RoutingExpertChoice, 1.4
 	return map[string]*config.Config{"dense": dense, "dense_tied_mha": tied, "moe_topk_softmax": tk,
-		"moe_softmax_topk_norm_shared": st, "moe_softmax_topk_k3": st2, "moe_expert_choice": ec}
+		"moe_softmax_topk_norm_shared": st, "moe_softmax_topk_k3": st2, "moe_expert_choice": ec,
+		"moe_sigmoid_noaux_tc_scaled_shared": sg, "moe_sigmoid_expert_choice": sec}
 }
 
 // TestForwardMatchesReference checks the cached, batched forward pass

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/model"
 )
 
@@ -20,6 +21,10 @@ func TestMatchesTrainingForward(t *testing.T) {
 	sw := testConfig(true)
 	sw.SlidingWindow = 4
 	cfgs["moe_sliding_window"] = sw
+	// YaRN: the KV-cache forward's RoPE tables come from the same config.
+	yarn := testConfig(true)
+	yarn.RopeScaling = &config.RopeScaling{Type: config.RopeYaRN, Factor: 4, OriginalMaxPositionEmbeddings: 8}
+	cfgs["moe_rope_yarn"] = yarn
 	for name, cfg := range cfgs {
 		t.Run(name, func(t *testing.T) {
 			tm, err := model.New(cfg, nil)
@@ -31,6 +36,13 @@ func TestMatchesTrainingForward(t *testing.T) {
 			// are far from uniform.
 			for i := range tm.W.Flat {
 				tm.W.Flat[i] *= 10
+			}
+			// Selection biases (noaux_tc) start at 0: make them matter.
+			br := rand.New(rand.NewPCG(7, 7))
+			for _, l := range tm.W.Layers {
+				for e := range l.RouterScoreBias {
+					l.RouterScoreBias[e] = float32(br.NormFloat64() * 0.3)
+				}
 			}
 			const B, T = 2, 17
 			r := rand.New(rand.NewPCG(1, 2))

@@ -20,16 +20,14 @@ type layerActs struct {
 
 	// MoE routing.
 	rlog  []float32 // [N,E] router logits
-	rprob []float32 // [N,E] softmax over all experts
+	score []float32 // [N,E] expert scores: softmax over all experts, or σ(logit)
+	ssum  []float32 // [N] Σ of each token's sigmoid scores (sigmoid scoring)
 	lse   []float32 // [N] logsumexp of the router logits
 	k     int       // experts per token of token-choice routing (0: expert choice)
 	sel   []int32   // [N·k] chosen experts, best first
 	selW  []float32 // [N·k] their combine weights
 	keep  []bool    // [N·k] false when dropped for capacity
-	// tkSoftmax: weights are a softmax over the top-k logits; otherwise
-	// they are the full-softmax probabilities, renormalised when norm.
-	tkSoftmax, norm bool
-	auxF            []float32 // [E] fraction of routed assignments per expert
+	auxF  []float32 // [E] fraction of routed assignments per expert
 	// Assignments grouped by expert: expert e owns [expOff[e], expOff[e+1]).
 	asTok  []int32   // token row of each assignment
 	asW    []float32 // combine weight
@@ -67,7 +65,8 @@ type acts struct {
 	dxA        []float32 // [A, d]
 	dguA, dhA  []float32 // [A, 2·ffe], [A, ffe]
 	dz, dw     []float32 // [N,E] router logit grads, combine-weight grads
-	dp         []float32 // [N,E] router prob grads
+	dp         []float32 // [N,E] router score grads
+	key        []float32 // [E] selection key (scores plus bias)
 	col        []float32 // [N] one expert's scores (expert choice)
 	colIdx     []int32   // [N]
 	covered    []bool    // [N] tokens some expert took (expert choice)
@@ -131,7 +130,8 @@ func (m *Model) ensure(B, T, k int) {
 			continue
 		}
 		la.rlog = scratch.Grow(la.rlog, N*E)
-		la.rprob = scratch.Grow(la.rprob, N*E)
+		la.score = scratch.Grow(la.score, N*E)
+		la.ssum = scratch.Grow(la.ssum, N)
 		la.lse = scratch.Grow(la.lse, N)
 		la.sel = scratch.Grow(la.sel, N*kk)
 		la.selW = scratch.Grow(la.selW, N*kk)
@@ -174,6 +174,7 @@ func (m *Model) ensure(B, T, k int) {
 		a.dz = scratch.Grow(a.dz, N*E)
 		a.dw = scratch.Grow(a.dw, N*E)
 		a.dp = scratch.Grow(a.dp, N*E)
+		a.key = scratch.Grow(a.key, E)
 		a.col = scratch.Grow(a.col, N)
 		a.colIdx = scratch.Grow(a.colIdx, N)
 		a.covered = scratch.Grow(a.covered, N)

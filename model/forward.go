@@ -46,7 +46,7 @@ func (m *Model) ForwardWith(tokens, targets []int32, B, T int, opt ForwardOption
 	}
 	m.ensure(B, T, routedK(cfg, opt))
 	if m.rope == nil || m.ropeLen() < T {
-		r, err := compute.NewRoPE(cfg.HeadDimension(), max(T, 64), RopeTheta(cfg))
+		r, err := NewRoPE(cfg, max(T, 64))
 		if err != nil {
 			return Stats{}, fmt.Errorf("model: %w", err)
 		}
@@ -73,6 +73,7 @@ func (m *Model) forwardFrom(from int, tokens, targets []int32, B, T int, opt For
 	st := Stats{}
 	if cfg.IsMoE() {
 		st.ExpertLoad = make([][]float64, cfg.NumLayers)
+		st.RoutedLoad = make([][]float64, cfg.NumLayers)
 	}
 	var routed, dropped int
 	for l := from; l < cfg.NumLayers; l++ {
@@ -84,6 +85,10 @@ func (m *Model) forwardFrom(from int, tokens, targets []int32, B, T int, opt For
 			routed += r
 			dropped += dr
 			st.ExpertLoad[l] = append([]float64(nil), a.loadCounts...)
+			st.RoutedLoad[l] = make([]float64, cfg.NumExperts)
+			for e, f := range a.layers[l].auxF {
+				st.RoutedLoad[l][e] = float64(f)
+			}
 		} else {
 			m.denseForward(l)
 		}

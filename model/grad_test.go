@@ -59,6 +59,29 @@ func routingKinds() []struct {
 			return c
 		}(), ForwardOptions{}},
 		{"shared_expert", moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 5; c.ExpertsPerToken = 1 }), ForwardOptions{}},
+		{"rope_yarn", moeToy(func(c *config.Config) {
+			c.RopeScaling = &config.RopeScaling{Type: config.RopeYaRN, Factor: 4, OriginalMaxPositionEmbeddings: 16}
+		}), ForwardOptions{}},
+		{"sigmoid", moeToy(func(c *config.Config) { c.ScoringFunc = config.ScoringSigmoid }), ForwardOptions{}},
+		{"sigmoid_norm_scaled", moeToy(func(c *config.Config) {
+			c.ScoringFunc, c.NormTopKProb, c.RoutedScalingFactor = config.ScoringSigmoid, true, 2.5
+		}), ForwardOptions{}},
+		{"sigmoid_noaux_tc_shared", moeToy(func(c *config.Config) {
+			c.ScoringFunc, c.TopKMethod, c.NormTopKProb = config.ScoringSigmoid, config.TopKNoAuxTC, true
+			c.SharedExpertIntermediateSize, c.MoEIntermediateSize = 5, 3
+		}), ForwardOptions{}},
+		{"sigmoid_noaux_tc_capacity", moeToy(func(c *config.Config) {
+			c.ScoringFunc, c.TopKMethod, c.CapacityFactor = config.ScoringSigmoid, config.TopKNoAuxTC, 0.75
+		}), ForwardOptions{}},
+		{"softmax_noaux_tc_scaled", moeToy(func(c *config.Config) {
+			c.RouterOrder, c.TopKMethod, c.RoutedScalingFactor = config.RouterSoftmaxTopK, config.TopKNoAuxTC, 1.5
+		}), ForwardOptions{}},
+		{"sigmoid_expert_choice", moeToy(func(c *config.Config) {
+			c.ScoringFunc, c.Routing, c.CapacityFactor = config.ScoringSigmoid, config.RoutingExpertChoice, 1.5
+		}), ForwardOptions{}},
+		{"sigmoid_expert_choice_causal", moeToy(func(c *config.Config) {
+			c.ScoringFunc, c.Routing, c.CapacityFactor = config.ScoringSigmoid, config.RoutingExpertChoice, 1.5
+		}), ForwardOptions{Causal: true}},
 	}
 }
 
@@ -71,6 +94,14 @@ func initModel(t testing.TB, cfg *config.Config, pool *compute.Pool, seed uint64
 		t.Fatal(err)
 	}
 	m.Init(seed)
+	// Selection biases start at 0; give them values of the size of the
+	// score gaps so that they change which experts are chosen.
+	r := rand.New(rand.NewPCG(seed, 77))
+	for _, l := range m.W.Layers {
+		for e := range l.RouterScoreBias {
+			l.RouterScoreBias[e] = float32(r.NormFloat64() * 0.2)
+		}
+	}
 	return m
 }
 
@@ -285,10 +316,14 @@ func TestCausalRoutingIsCausal(t *testing.T) {
 			if cfg.IsMoE() {
 				la := &m.a.layers[1]
 				k := RoutedK(cfg)
-				sel, w, probs := make([]int32, k), make([]float32, k), make([]float32, cfg.NumExperts)
+				sel, w, probs := make([]int32, k), make([]float32, k), make([]float32, 2*cfg.NumExperts)
 				for tok := 0; tok < T; tok++ {
-					Route(cfg, la.rlog[tok*cfg.NumExperts:(tok+1)*cfg.NumExperts], probs, sel, w)
-					if !slices.Equal(sel, la.sel[tok*k:(tok+1)*k]) || !slices.Equal(w, la.selW[tok*k:(tok+1)*k]) {
+					RouteRow(cfg, la.rlog[tok*cfg.NumExperts:(tok+1)*cfg.NumExperts], m.W.Layers[1].RouterScoreBias, probs, sel, w)
+					want := slices.Clone(la.selW[tok*k : (tok+1)*k])
+					for j := range want {
+						want[j] *= float32(cfg.RoutedScale())
+					}
+					if !slices.Equal(sel, la.sel[tok*k:(tok+1)*k]) || !slices.Equal(w, want) {
 						t.Fatalf("token %d: Route gives %v %v, forward %v %v", tok, sel, w, la.sel[tok*k:(tok+1)*k], la.selW[tok*k:(tok+1)*k])
 					}
 				}

@@ -30,6 +30,11 @@ type Stats struct {
 	// processed (not dropped) token-expert assignments that went to the
 	// expert; nil for dense models, nil rows for dense layers.
 	ExpertLoad [][]float64
+	// RoutedLoad is, per layer and expert, the fraction of the layer's
+	// routed assignments (token-choice selections before capacity
+	// dropping) that chose the expert: what loss-free balancing
+	// (BalanceRouters) evens out. Nil like ExpertLoad.
+	RoutedLoad [][]float64
 	// DroppedFrac is, for token choice, the fraction of assignments dropped
 	// for exceeding expert capacity (training routing with CapacityFactor >
 	// 0); for expert choice (batch routing), the fraction of tokens that no
@@ -68,6 +73,7 @@ type Model struct {
 	gf      []fused // per layer, views over G
 	rope    *compute.RoPE
 	ropeMax int
+	rt      router // the per-token routing rule of Cfg
 	// attnBlock is the row block of the causal attention GEMMs: only
 	// blocks on or below the diagonal are computed. 128 beat 64 by ~4% on
 	// bench train tiny (T = 256, head dim 32: fewer, larger shallow GEMMs
@@ -205,6 +211,15 @@ func Supported(cfg *config.Config) error {
 	if cfg.RMSNormEps < 0 || cfg.RopeTheta < 0 || cfg.CapacityFactor < 0 || cfg.RouterAuxLossCoef < 0 || cfg.RouterZLossCoef < 0 {
 		return errors.New("model: rms_norm_eps, rope_theta, capacity factor and loss coefficients must not be negative")
 	}
+	if err := cfg.ValidateScoring(); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	if err := cfg.ValidateRopeScaling(); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	if err := cfg.RopeScalingImplemented(); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
 	if !cfg.IsMoE() {
 		if cfg.IntermediateSize <= 0 {
 			return fmt.Errorf("model: intermediate_size = %d must be positive", cfg.IntermediateSize)
@@ -249,6 +264,7 @@ func New(cfg *config.Config, pool *compute.Pool) (*Model, error) {
 		return nil, fmt.Errorf("model: gradients: %w", err)
 	}
 	m := &Model{Cfg: cfg, W: w, G: g, pool: pool, eps: NormEps(cfg), attnBlock: 128}
+	m.rt = newRouter(cfg)
 	m.wf = fusedViews(cfg, w)
 	m.gf = fusedViews(cfg, g)
 	if cfg.IsMoE() {
@@ -289,7 +305,8 @@ func fusedViews(cfg *config.Config, w *Weights) []fused {
 
 // Init fills the parameters deterministically from seed: normal(0, std)
 // with std = InitStd (0.02 when unset), output projections (wo and every
-// down projection) scaled by 1/sqrt(2·NumLayers), norm gains 1.
+// down projection) scaled by 1/sqrt(2·NumLayers), norm gains 1, router
+// selection biases 0.
 func (m *Model) Init(seed uint64) {
 	std := m.Cfg.InitStd
 	if std <= 0 {
@@ -303,6 +320,9 @@ func (m *Model) Init(seed uint64) {
 			for i := range t {
 				t[i] = 1
 			}
+			return
+		case strings.HasSuffix(name, "score_bias"):
+			clear(t) // balanced until training says otherwise
 			return
 		case strings.HasSuffix(name, "wo") || strings.HasSuffix(name, "down"):
 			fillNormal(r, t, outStd)

@@ -1,11 +1,120 @@
 package model
 
 import (
+	"errors"
+	"fmt"
 	"math"
 
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
 )
+
+// The MoE feed-forward in named steps, in the manner of llm.c:
+//
+//	forward:  routerScores → tokenChoiceRoute | expertChoiceRoute → balanceLoss → expertsForward → combine
+//	backward: combineBackward → expertsBackward → routeBackward → balanceBackward → scoresBackward
+//
+// Routing fills, per layer, the assignments grouped by expert (asTok, asW,
+// asSlot over expOff); the expert and combine steps only read those.
+
+// router is one config's per-token routing rule. Training (tokenChoiceRoute)
+// and inference (RouteRow) share it, so both pick the same experts with the
+// same weights.
+type router struct {
+	sigmoid   bool    // scores are σ(z); otherwise softmax(z)
+	tkSoftmax bool    // weights are a softmax over the chosen logits (Mixtral order)
+	norm      bool    // the chosen scores are renormalised to sum 1
+	scale     float32 // routed_scaling_factor, applied to the combine weights
+}
+
+func newRouter(cfg *config.Config) router {
+	ec := cfg.Routing == config.RoutingExpertChoice
+	sig := cfg.SigmoidScoring()
+	return router{
+		sigmoid:   sig,
+		tkSoftmax: !ec && !sig && cfg.RouterOrder != config.RouterSoftmaxTopK,
+		norm:      !ec && cfg.NormTopKProb,
+		scale:     float32(cfg.RoutedScale()),
+	}
+}
+
+// scores writes the expert scores of one token's router logits z into s:
+// σ(z) elementwise, or softmax(z).
+func (r router) scores(z, s []float32) {
+	if r.sigmoid {
+		for e, v := range z {
+			s[e] = compute.Sigmoid(v)
+		}
+		return
+	}
+	copy(s, z)
+	compute.SoftmaxRow(s)
+}
+
+// pick chooses len(sel) experts for one token from its logits z and scores
+// s and writes their weights, before routed_scaling_factor, into w. The
+// selection key is the logits in Mixtral order and the scores otherwise,
+// plus bias when it is not nil (key is then scratch of len(z)). The weights
+// never see the bias: a softmax over the chosen logits (Mixtral order), or
+// the chosen scores, renormalised to sum 1 when norm.
+func (r router) pick(z, s, bias, key []float32, sel []int32, w []float32) {
+	src := s
+	if r.tkSoftmax {
+		src = z
+	}
+	if bias != nil {
+		key = key[:len(src)]
+		for e, v := range src {
+			key[e] = v + bias[e]
+		}
+		src = key
+	}
+	compute.TopK(src, len(sel), sel)
+	if r.tkSoftmax {
+		for j, e := range sel {
+			w[j] = z[e]
+		}
+		compute.SoftmaxRow(w)
+		return
+	}
+	var sum float32
+	for j, e := range sel {
+		w[j] = s[e]
+		sum += w[j]
+	}
+	if r.norm {
+		for j := range w {
+			w[j] /= sum
+		}
+	}
+}
+
+// RouteRow computes the inference routing of one token, the rule a causal
+// forward (ForwardOptions{Causal: true}) applies, from its router logits z
+// [E] and its layer's selection bias (Layer.RouterScoreBias: nil unless
+// topk_method is noaux_tc). It writes the chosen experts, best first, into
+// sel and their combine weights (routed_scaling_factor applied) into w,
+// both of length at least RoutedK(cfg), and returns k. scratch holds at
+// least 2·E floats.
+//
+// Token choice scores the experts by softmax or sigmoid (scoring_func),
+// selects the top k by logit (Mixtral order) or by score (softmax_topk
+// order, and always with sigmoid) plus the bias, and weights them by a
+// softmax over the chosen logits or by the chosen scores (renormalised with
+// norm_topk_prob). Expert-choice models use the causal rule: the top
+// max(1, round(CapacityFactor)) scores, not renormalised. Ties go to the
+// lower expert index.
+func RouteRow(cfg *config.Config, z, bias, scratch []float32, sel []int32, w []float32) int {
+	k, E := RoutedK(cfg), len(z)
+	r := newRouter(cfg)
+	s := scratch[:E]
+	r.scores(z, s)
+	r.pick(z, s, bias, scratch[E:2*E], sel[:k], w[:k])
+	for j := range w[:k] {
+		w[j] *= r.scale
+	}
+	return k
+}
 
 // moeForward computes a.layers[l].mid → a.res[l+1] with a routed MoE FFN.
 // It returns the unscaled load-balancing and z losses of the layer and the
@@ -13,126 +122,183 @@ import (
 func (m *Model) moeForward(l int, opt ForwardOptions) (aux, zl float64, routed, dropped int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
-	W := &m.W.Layers[l]
-	N, d, E, ffe := a.B*a.T, cfg.HiddenSize, cfg.NumExperts, cfg.ExpertSize()
-	rmsNorm(m.pool, la.xn2, la.mid, W.FFNNorm, N, d, m.eps, la.rstd2)
-	compute.Gemm(m.pool, false, true, N, E, d, 1, la.xn2, d, W.Router, d, 0, la.rlog, E)
+	rmsNorm(m.pool, la.xn2, la.mid, m.W.Layers[l].FFNNorm, a.B*a.T, cfg.HiddenSize, m.eps, la.rstd2)
+	zl = m.routerScores(l)
+	if cfg.Routing == config.RoutingExpertChoice && !opt.Causal {
+		routed, dropped = m.expertChoiceRoute(l)
+	} else {
+		routed, dropped = m.tokenChoiceRoute(l, opt)
+	}
+	aux = m.balanceLoss(l)
+	m.expertsForward(l)
+	m.combine(l)
+	return aux, zl, routed, dropped
+}
+
+// routerScores computes layer l's router logits, their scores (softmax or
+// sigmoid) and logsumexps, and returns the mean squared logsumexp (the
+// unscaled z-loss).
+func (m *Model) routerScores(l int) (zl float64) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	N, d, E := a.B*a.T, cfg.HiddenSize, cfg.NumExperts
+	compute.Gemm(m.pool, false, true, N, E, d, 1, la.xn2, d, m.W.Layers[l].Router, d, 0, la.rlog, E)
 	for t := 0; t < N; t++ {
 		z := la.rlog[t*E : (t+1)*E]
 		lse := compute.LogSumExp(z)
 		la.lse[t] = float32(lse)
 		zl += lse * lse
-		p := la.rprob[t*E : (t+1)*E]
-		copy(p, z)
-		compute.SoftmaxRow(p)
+		m.rt.scores(z, la.score[t*E:(t+1)*E])
 	}
-	zl /= float64(N)
+	return zl / float64(N)
+}
 
+// expertChoiceRoute lets each expert of layer l take its top-C tokens of
+// the batch by score, C = ceil(N·CapacityFactor/E), weighted by those
+// scores. It returns the tokens routed (N) and the tokens no expert took
+// (they pass through on the residual alone).
+func (m *Model) expertChoiceRoute(l int) (routed, dropped int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	N, E := a.B*a.T, cfg.NumExperts
+	clear(la.auxF)
+	la.k = 0
+	C := min(N, int(math.Ceil(float64(N)*expertChoiceCF(cfg)/float64(E))))
+	off := 0
+	for e := 0; e < E; e++ {
+		la.expOff[e] = off
+		for t := 0; t < N; t++ {
+			a.col[t] = la.score[t*E+e]
+		}
+		n := compute.TopK(a.col[:N], C, a.colIdx)
+		for j := 0; j < n; j++ {
+			t := a.colIdx[j]
+			la.asTok[off] = t
+			la.asW[off] = m.rt.scale * la.score[int(t)*E+e]
+			la.asSlot[off] = t*int32(E) + int32(e)
+			off++
+		}
+		a.cnt[e] = n
+		la.auxF[e] = float32(n)
+	}
+	la.expOff[E] = off
+	covered := a.covered[:N]
+	clear(covered)
+	for _, t := range la.asTok[:off] {
+		covered[t] = true
+	}
+	for _, c := range covered {
+		if !c {
+			dropped++
+		}
+	}
+	return N, dropped
+}
+
+// tokenChoiceRoute sends each token of layer l to its k experts (the
+// router rule, with the layer's selection bias when it has one), drops
+// assignments beyond an expert's capacity ceil(N·k·CapacityFactor/E) when
+// the training routing has a capacity factor, and groups the kept
+// assignments by expert. It returns the assignments routed and dropped.
+func (m *Model) tokenChoiceRoute(l int, opt ForwardOptions) (routed, dropped int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	N, E := a.B*a.T, cfg.NumExperts
+	k := routedK(cfg, opt)
+	la.k = k
+	bias := m.W.Layers[l].RouterScoreBias
+	for t := 0; t < N; t++ {
+		m.rt.pick(la.rlog[t*E:(t+1)*E], la.score[t*E:(t+1)*E], bias, a.key,
+			la.sel[t*k:(t+1)*k], la.selW[t*k:(t+1)*k])
+	}
 	cnt := a.cnt
 	clear(cnt)
 	clear(la.auxF)
-	if cfg.Routing == config.RoutingExpertChoice && !opt.Causal {
-		// Each expert takes its top-C tokens of the batch by softmax score.
-		la.k = 0
-		C := min(N, int(math.Ceil(float64(N)*expertChoiceCF(cfg)/float64(E))))
-		off := 0
-		for e := 0; e < E; e++ {
-			la.expOff[e] = off
-			for t := 0; t < N; t++ {
-				a.col[t] = la.rprob[t*E+e]
-			}
-			n := compute.TopK(a.col[:N], C, a.colIdx)
-			for j := 0; j < n; j++ {
-				t := a.colIdx[j]
-				la.asTok[off] = t
-				la.asW[off] = la.rprob[int(t)*E+e]
-				la.asSlot[off] = t*int32(E) + int32(e)
-				off++
-			}
-			cnt[e] = n
-			la.auxF[e] = float32(n)
+	capOn := cfg.CapacityFactor > 0 && !opt.Causal && cfg.Routing != config.RoutingExpertChoice
+	C := int(math.Ceil(float64(N*k) * cfg.CapacityFactor / float64(E)))
+	for i, e := range la.sel[:N*k] {
+		la.auxF[e]++
+		if capOn && cnt[e] >= C {
+			la.keep[i] = false
+			dropped++
+			continue
 		}
-		la.expOff[E] = off
-		// Tokens no expert took pass through with only the residual: report
-		// them as dropped.
-		covered := a.covered[:N]
-		clear(covered)
-		for _, t := range la.asTok[:off] {
-			covered[t] = true
-		}
-		routed = N
-		for _, c := range covered {
-			if !c {
-				dropped++
-			}
-		}
-	} else {
-		k := routedK(cfg, opt)
-		la.k = k
-		ec := cfg.Routing == config.RoutingExpertChoice
-		la.tkSoftmax = !ec && cfg.RouterOrder != config.RouterSoftmaxTopK
-		la.norm = !ec && cfg.NormTopKProb
-		for t := 0; t < N; t++ {
-			routeToken(la.tkSoftmax, la.norm, la.rlog[t*E:(t+1)*E], la.rprob[t*E:(t+1)*E],
-				la.sel[t*k:(t+1)*k], la.selW[t*k:(t+1)*k])
-		}
-		capOn := cfg.CapacityFactor > 0 && !opt.Causal && !ec
-		C := int(math.Ceil(float64(N*k) * cfg.CapacityFactor / float64(E)))
-		for i, e := range la.sel[:N*k] {
-			la.auxF[e]++
-			if capOn && cnt[e] >= C {
-				la.keep[i] = false
-				dropped++
-				continue
-			}
-			la.keep[i] = true
-			cnt[e]++
-		}
-		routed = N * k
-		off := 0
-		for e := 0; e < E; e++ {
-			la.expOff[e] = off
-			off += cnt[e]
-		}
-		la.expOff[E] = off
-		cur := a.cur
-		copy(cur, la.expOff[:E])
-		for i, e := range la.sel[:N*k] {
-			if !la.keep[i] {
-				continue
-			}
-			t := int32(i / k)
-			p := cur[e]
-			cur[e]++
-			la.asTok[p] = t
-			la.asW[p] = la.selW[i]
-			la.asSlot[p] = t*int32(E) + e
-		}
+		la.keep[i] = true
+		cnt[e]++
 	}
-	A := la.expOff[E]
-	// Load statistics and the load-balancing loss E·Σ f_i·P_i, with f the
-	// fraction of routed (pre-drop) assignments and P the mean router prob.
+	off := 0
+	for e := 0; e < E; e++ {
+		la.expOff[e] = off
+		off += cnt[e]
+	}
+	la.expOff[E] = off
+	cur := a.cur
+	copy(cur, la.expOff[:E])
+	for i, e := range la.sel[:N*k] {
+		if !la.keep[i] {
+			continue
+		}
+		t := int32(i / k)
+		p := cur[e]
+		cur[e]++
+		la.asTok[p] = t
+		la.asW[p] = m.rt.scale * la.selW[i]
+		la.asSlot[p] = t*int32(E) + e
+	}
+	return N * k, dropped
+}
+
+// balanceLoss turns layer l's selection counts (la.auxF) into fractions f
+// of the routed (pre-drop) assignments, records the processed load per
+// expert, and returns the Switch load-balancing loss E·Σ f_e·P_e, with P_e
+// the mean normalised score (the softmax, or σ(z)/Σσ(z) for sigmoid
+// scoring).
+func (m *Model) balanceLoss(l int) (aux float64) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	N, E := a.B*a.T, cfg.NumExperts
 	var tot float32
 	for _, f := range la.auxF {
 		tot += f
 	}
+	if m.rt.sigmoid {
+		for t := 0; t < N; t++ {
+			var s float32
+			for _, v := range la.score[t*E : (t+1)*E] {
+				s += v
+			}
+			la.ssum[t] = s
+		}
+	}
+	A := la.expOff[E]
 	for e := 0; e < E; e++ {
 		if tot > 0 {
 			la.auxF[e] /= tot
 		}
 		var P float64
 		for t := 0; t < N; t++ {
-			P += float64(la.rprob[t*E+e])
+			if m.rt.sigmoid {
+				P += float64(la.score[t*E+e]) / float64(la.ssum[t])
+			} else {
+				P += float64(la.score[t*E+e])
+			}
 		}
 		aux += float64(la.auxF[e]) * P / float64(N)
 		a.loadCounts[e] = 0
 		if A > 0 {
-			a.loadCounts[e] = float64(cnt[e]) / float64(A)
+			a.loadCounts[e] = float64(a.cnt[e]) / float64(A)
 		}
 	}
-	aux *= float64(E)
+	return aux * float64(E)
+}
 
-	// Experts: gather each expert's rows, one GEMM chain per expert.
+// expertsForward gathers each expert's rows of layer l and runs its SwiGLU,
+// one GEMM chain per expert.
+func (m *Model) expertsForward(l int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	d, E, ffe := cfg.HiddenSize, cfg.NumExperts, cfg.ExpertSize()
+	W := &m.W.Layers[l]
 	parallelFor(m.pool, E, func(_, e int) {
 		off, n := la.expOff[e], la.expOff[e+1]-la.expOff[e]
 		if n == 0 {
@@ -143,13 +309,19 @@ func (m *Model) moeForward(l int, opt ForwardOptions) (aux, zl float64, routed, 
 		ffnForward(m.pool, n, d, ffe, xe, m.wf[l].expertGU[e], W.ExpertDown[e],
 			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe], la.yA[off*d:(off+n)*d], 0)
 	})
+}
+
+// combine writes a.res[l+1] = mid + Σ w·expert outputs + the shared expert.
+func (m *Model) combine(l int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	N, d, A := a.B*a.T, cfg.HiddenSize, la.expOff[cfg.NumExperts]
 	out := a.res[l+1]
 	copy(out, la.mid)
 	compute.ScatterAddRows(out, la.yA[:A*d], la.asTok[:A], la.asW[:A], d)
 	if s := cfg.SharedExpertIntermediateSize; s > 0 {
-		ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS, out, 1)
+		ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, m.W.Layers[l].SharedDown, la.guS, la.hS, out, 1)
 	}
-	return aux, zl, routed, dropped
 }
 
 // moeBackward back-propagates a.dres (the gradient of a.res[l+1]) through
@@ -158,150 +330,267 @@ func (m *Model) moeBackward(l int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	W, G := &m.W.Layers[l], &m.G.Layers[l]
-	N, d, E, ffe := a.B*a.T, cfg.HiddenSize, cfg.NumExperts, cfg.ExpertSize()
-	dxn := a.dxn
-	clear(dxn)
-	A := la.expOff[E]
-	dw := a.dw[:N*E]
-	clear(dw)
+	N, d, E := a.B*a.T, cfg.HiddenSize, cfg.NumExperts
+	clear(a.dxn)
+	m.combineBackward(l)
+	m.expertsBackward(l)
+	m.routeBackward(l)
+	m.balanceBackward(l)
+	m.scoresBackward(l)
+	compute.Gemm(m.pool, true, false, E, d, N, 1, a.dz, E, la.xn2, d, 1, G.Router, d)
+	compute.Gemm(m.pool, false, false, N, d, E, 1, a.dz, E, W.Router, d, 1, a.dxn, d)
+	if s := cfg.SharedExpertIntermediateSize; s > 0 {
+		ffnBackward(m.pool, N, d, s, la.xn2, a.dres, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS,
+			m.gf[l].sharedGU, G.SharedDown, a.dgu, a.dh, a.dxn, 1)
+	}
+	rmsNormBackward(m.pool, a.dres, G.FFNNorm, a.dxn, la.mid, W.FFNNorm, la.rstd2, N, d, a.normPart)
+}
+
+// combineBackward splits the output gradient a.dres over the assignments:
+// a.dw[token·E+expert] = dres·y (the combine weight's gradient) and a.dyA =
+// w·dres (each expert output's gradient).
+func (m *Model) combineBackward(l int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	N, d, E := a.B*a.T, cfg.HiddenSize, cfg.NumExperts
+	clear(a.dw[:N*E])
+	parallelFor(m.pool, E, func(_, e int) {
+		off, end := la.expOff[e], la.expOff[e+1]
+		for i := off; i < end; i++ {
+			t := int(la.asTok[i])
+			dr := a.dres[t*d : t*d+d]
+			a.dw[la.asSlot[i]] = compute.Dot(dr, la.yA[i*d:i*d+d])
+			w := la.asW[i]
+			dyr := a.dyA[i*d : i*d+d]
+			for c, v := range dr {
+				dyr[c] = w * v
+			}
+		}
+	})
+}
+
+// expertsBackward back-propagates a.dyA through each expert's SwiGLU,
+// adding the weight gradients and scattering the input gradients into
+// a.dxn.
+func (m *Model) expertsBackward(l int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	d, E, ffe := cfg.HiddenSize, cfg.NumExperts, cfg.ExpertSize()
+	W, G := &m.W.Layers[l], &m.G.Layers[l]
 	parallelFor(m.pool, E, func(_, e int) {
 		off, n := la.expOff[e], la.expOff[e+1]-la.expOff[e]
 		if n == 0 {
 			return
 		}
-		rows := la.asTok[off : off+n]
-		dy := a.dyA[off*d : (off+n)*d]
-		for j, t := range rows {
-			i := off + j
-			dr := a.dres[int(t)*d : int(t)*d+d]
-			dw[la.asSlot[i]] = compute.Dot(dr, la.yA[i*d:i*d+d])
-			w := la.asW[i]
-			dyr := dy[j*d : j*d+d]
-			for c, v := range dr {
-				dyr[c] = w * v
-			}
-		}
 		xe := a.xA[off*d : (off+n)*d]
-		compute.GatherRows(xe, la.xn2, rows, d)
-		ffnBackward(m.pool, n, d, ffe, xe, dy, m.wf[l].expertGU[e], W.ExpertDown[e],
+		compute.GatherRows(xe, la.xn2, la.asTok[off:off+n], d)
+		ffnBackward(m.pool, n, d, ffe, xe, a.dyA[off*d:(off+n)*d], m.wf[l].expertGU[e], W.ExpertDown[e],
 			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe],
 			m.gf[l].expertGU[e], G.ExpertDown[e],
 			a.dguA[off*2*ffe:(off+n)*2*ffe], a.dhA[off*ffe:(off+n)*ffe], a.dxA[off*d:(off+n)*d], 0)
 	})
-	compute.ScatterAddRows(dxn, a.dxA[:A*d], la.asTok[:A], nil, d)
-
-	m.routerBackward(l)
-	compute.Gemm(m.pool, true, false, E, d, N, 1, a.dz, E, la.xn2, d, 1, G.Router, d)
-	compute.Gemm(m.pool, false, false, N, d, E, 1, a.dz, E, W.Router, d, 1, dxn, d)
-	if s := cfg.SharedExpertIntermediateSize; s > 0 {
-		ffnBackward(m.pool, N, d, s, la.xn2, a.dres, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS,
-			m.gf[l].sharedGU, G.SharedDown, a.dgu, a.dh, dxn, 1)
-	}
-	rmsNormBackward(m.pool, a.dres, G.FFNNorm, dxn, la.mid, W.FFNNorm, la.rstd2, N, d, a.normPart)
+	A := la.expOff[E]
+	compute.ScatterAddRows(a.dxn, a.dxA[:A*d], la.asTok[:A], nil, d)
 }
 
-// routerBackward turns a.dw (gradients of the combine weights, by
-// token·E+expert) plus the aux and z losses into a.dz, the gradient of the
-// router logits.
-func (m *Model) routerBackward(l int) {
+// routeBackward turns a.dw (gradients of the combine weights, by
+// token·E+expert) into a.dp, the gradient of the scores, and for Mixtral
+// order (weights a softmax over the chosen logits) directly into a.dz, the
+// gradient of the logits. The selection itself, and its bias, have no
+// gradient.
+func (m *Model) routeBackward(l int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	N, E := a.B*a.T, cfg.NumExperts
 	dz, dp, dw := a.dz[:N*E], a.dp[:N*E], a.dw[:N*E]
 	clear(dz)
+	for i := range dw {
+		dw[i] *= m.rt.scale // the weights before routed_scaling_factor
+	}
 	if la.k == 0 {
-		copy(dp, dw) // expert choice: weights are the probabilities themselves
-	} else {
-		clear(dp)
-		k := la.k
-		for t := 0; t < N; t++ {
-			sel := la.sel[t*k : (t+1)*k]
-			w := la.selW[t*k : (t+1)*k]
-			var s float32 // Σ w_j·dw_j
+		copy(dp, dw) // expert choice: the weights are the scores themselves
+		return
+	}
+	clear(dp)
+	k := la.k
+	for t := 0; t < N; t++ {
+		sel := la.sel[t*k : (t+1)*k]
+		w := la.selW[t*k : (t+1)*k]
+		var s float32 // Σ w_j·dw_j
+		for j, e := range sel {
+			s += w[j] * dw[t*E+int(e)]
+		}
+		switch {
+		case m.rt.tkSoftmax: // w = softmax(z_sel)
 			for j, e := range sel {
-				s += w[j] * dw[t*E+int(e)]
+				dz[t*E+int(e)] += w[j] * (dw[t*E+int(e)] - s)
 			}
-			switch {
-			case la.tkSoftmax: // w = softmax(z_sel)
-				for j, e := range sel {
-					dz[t*E+int(e)] += w[j] * (dw[t*E+int(e)] - s)
-				}
-			case la.norm: // w_j = p_j / Σ p_sel
-				var S float32
-				for _, e := range sel {
-					S += la.rprob[t*E+int(e)]
-				}
-				for _, e := range sel {
-					dp[t*E+int(e)] += (dw[t*E+int(e)] - s) / S
-				}
-			default: // w_j = p_j
-				for _, e := range sel {
-					dp[t*E+int(e)] += dw[t*E+int(e)]
-				}
+		case m.rt.norm: // w_j = s_j / Σ s_sel
+			var S float32
+			for _, e := range sel {
+				S += la.score[t*E+int(e)]
+			}
+			for _, e := range sel {
+				dp[t*E+int(e)] += (dw[t*E+int(e)] - s) / S
+			}
+		default: // w_j = s_j
+			for _, e := range sel {
+				dp[t*E+int(e)] += dw[t*E+int(e)]
 			}
 		}
 	}
-	nm := float64(m.nMoE)
-	auxC := float32(cfg.RouterAuxLossCoef * float64(E) / (float64(N) * nm))
-	zC := float32(cfg.RouterZLossCoef * 2 / (float64(N) * nm))
+}
+
+// balanceBackward adds the load-balancing loss's gradient to a.dp: f is
+// constant, so ∂/∂P_e = coef·E·f_e/(N·layers) on every token's normalised
+// score, taken back through σ/Σσ for sigmoid scoring.
+func (m *Model) balanceBackward(l int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	N, E := a.B*a.T, cfg.NumExperts
+	auxC := float32(cfg.RouterAuxLossCoef * float64(E) / (float64(N) * float64(m.nMoE)))
+	if auxC == 0 {
+		return
+	}
 	for t := 0; t < N; t++ {
-		p := la.rprob[t*E : (t+1)*E]
-		dpt := dp[t*E : (t+1)*E]
-		if auxC != 0 {
+		dpt := a.dp[t*E : (t+1)*E]
+		if !m.rt.sigmoid {
 			for e := range dpt {
 				dpt[e] += auxC * la.auxF[e]
 			}
+			continue
 		}
-		dzt := dz[t*E : (t+1)*E]
+		// q = s/S: ∂q_e/∂s_j = (δ_ej − q_e)/S.
+		s, S := la.score[t*E:(t+1)*E], la.ssum[t]
+		var gq float32 // Σ g_e·q_e
+		for e, v := range s {
+			gq += auxC * la.auxF[e] * v / S
+		}
+		for e := range dpt {
+			dpt[e] += (auxC*la.auxF[e] - gq) / S
+		}
+	}
+}
+
+// scoresBackward takes a.dp back through the scores (softmax or sigmoid)
+// into a.dz and adds the z-loss gradient 2·coef·lse·softmax(z)/(N·layers).
+func (m *Model) scoresBackward(l int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	N, E := a.B*a.T, cfg.NumExperts
+	zC := float32(cfg.RouterZLossCoef * 2 / (float64(N) * float64(m.nMoE)))
+	for t := 0; t < N; t++ {
+		s := la.score[t*E : (t+1)*E]
+		dpt := a.dp[t*E : (t+1)*E]
+		dzt := a.dz[t*E : (t+1)*E]
+		zt := zC * la.lse[t]
+		if m.rt.sigmoid {
+			z := la.rlog[t*E : (t+1)*E]
+			for e, v := range s {
+				dzt[e] += dpt[e] * v * (1 - v)
+				if zt != 0 {
+					dzt[e] += zt * float32(math.Exp(float64(z[e]-la.lse[t])))
+				}
+			}
+			continue
+		}
 		var dot float32
-		for e, v := range p {
+		for e, v := range s {
 			dot += dpt[e] * v
 		}
-		zt := zC * la.lse[t]
-		for e, v := range p {
+		for e, v := range s {
 			dzt[e] += v*(dpt[e]-dot) + zt*v
 		}
 	}
 }
 
-// Route computes the causal (inference) routing of one token from its
-// router logits z [E], the same rule ForwardOptions{Causal: true} applies:
-// it writes the chosen experts, best first, into sel and their combine
-// weights into w (both of length at least RoutedK(cfg)) and returns k. probs
-// is scratch of length E and receives softmax(z). Token-choice uses
-// RouterOrder and NormTopKProb; expert-choice models use the top
-// max(1, round(CapacityFactor)) softmax scores, not renormalised.
-func Route(cfg *config.Config, z, probs []float32, sel []int32, w []float32) int {
-	k := RoutedK(cfg)
-	ec := cfg.Routing == config.RoutingExpertChoice
-	copy(probs, z)
-	compute.SoftmaxRow(probs[:len(z)])
-	routeToken(!ec && cfg.RouterOrder != config.RouterSoftmaxTopK, !ec && cfg.NormTopKProb, z, probs, sel[:k], w[:k])
-	return k
+// BalanceRouters applies one step of auxiliary-loss-free balancing
+// (DeepSeek-V3) to every layer with a selection bias: each expert's bias
+// moves by rate·sign(1/E − load[l][e]), so an underloaded expert becomes
+// likelier to be chosen and an overloaded one less. load[l] is the
+// fraction of layer l's token-choice selections (before capacity dropping)
+// that went to each expert over the optimizer step: Stats.RoutedLoad,
+// averaged over the step's micro-batches. Models without a bias ignore it.
+func (m *Model) BalanceRouters(load [][]float64, rate float64) error {
+	if !m.Cfg.HasRouterScoreBias() {
+		return nil
+	}
+	E := m.Cfg.NumExperts
+	if len(load) != m.Cfg.NumLayers {
+		return fmt.Errorf("model: router load for %d layers, the model has %d", len(load), m.Cfg.NumLayers)
+	}
+	mean, g := 1/float64(E), float32(rate)
+	for l, ld := range load {
+		b := m.W.Layers[l].RouterScoreBias
+		if b == nil {
+			continue
+		}
+		if len(ld) != E {
+			return fmt.Errorf("model: router load of layer %d has %d experts, the model %d", l, len(ld), E)
+		}
+		for e, f := range ld {
+			switch {
+			case f < mean:
+				b[e] += g
+			case f > mean:
+				b[e] -= g
+			}
+		}
+	}
+	return nil
 }
 
-// routeToken picks len(sel) experts for one token. With tkSoftmax the
-// weights are a softmax over the chosen logits (Mixtral); otherwise they are
-// the chosen softmax probabilities p, renormalised to sum 1 when norm.
-func routeToken(tkSoftmax, norm bool, z, p []float32, sel []int32, w []float32) {
-	k := len(sel)
-	if tkSoftmax {
-		compute.TopK(z, k, sel)
-		for j, e := range sel {
-			w[j] = z[e]
+// CountRoutes adds the routing of the last forward to per-source counts:
+// for every MoE layer l, token t and expert e the token was routed to
+// (token choice: its selections, before capacity dropping; expert choice:
+// the experts that took it), counts[l][src[t]][e]++. src gives each of the
+// B·T tokens' source index (negative: not counted, e.g. padding); counts is
+// [layers][sources][experts]. It is
+// cheap: one pass over the selections. Call it after Forward, before
+// Backward.
+func (m *Model) CountRoutes(src []int16, counts [][][]uint64) error {
+	cfg, a := m.Cfg, &m.a
+	if !cfg.IsMoE() {
+		return nil
+	}
+	if !m.state.ok {
+		return errors.New("model: CountRoutes needs a forward (and no backward since)")
+	}
+	N, E := m.state.B*m.state.T, cfg.NumExperts
+	if len(src) != N {
+		return fmt.Errorf("model: %d token sources for %d tokens", len(src), N)
+	}
+	if len(counts) != cfg.NumLayers {
+		return fmt.Errorf("model: route counts for %d layers, the model has %d", len(counts), cfg.NumLayers)
+	}
+	for l := range counts {
+		for s, c := range counts[l] {
+			if len(c) != E {
+				return fmt.Errorf("model: route counts of layer %d source %d have %d experts, the model %d", l, s, len(c), E)
+			}
 		}
-		compute.SoftmaxRow(w)
-		return
 	}
-	compute.TopK(p, k, sel)
-	var s float32
-	for j, e := range sel {
-		w[j] = p[e]
-		s += w[j]
-	}
-	if norm {
-		for j := range w {
-			w[j] /= s
+	for _, s := range src {
+		if int(s) >= len(counts[0]) {
+			return fmt.Errorf("model: token source %d outside [0, %d)", s, len(counts[0]))
 		}
 	}
+	for l := range counts {
+		la := &a.layers[l]
+		if la.k == 0 {
+			for i, t := range la.asTok[:la.expOff[E]] {
+				if s := src[t]; s >= 0 {
+					counts[l][s][la.asSlot[i]%int32(E)]++
+				}
+			}
+			continue
+		}
+		k := la.k
+		for i, e := range la.sel[:N*k] {
+			if s := src[i/k]; s >= 0 {
+				counts[l][s][e]++
+			}
+		}
+	}
+	return nil
 }

@@ -25,13 +25,18 @@ type Layer struct {
 	Down []float32 // [d, ff]
 
 	// Sparse MoE feed-forward.
-	Router     []float32   // [E, d]
-	ExpertGate [][]float32 // E × [ffe, d]
-	ExpertUp   [][]float32 // E × [ffe, d]
-	ExpertDown [][]float32 // E × [d, ffe]
-	SharedGate []float32   // [ffs, d] or nil
-	SharedUp   []float32   // [ffs, d] or nil
-	SharedDown []float32   // [d, ffs] or nil
+	Router []float32 // [E, d]
+	// RouterScoreBias is the per-expert selection bias of loss-free
+	// balancing (topk_method noaux_tc; HF e_score_correction_bias), or nil.
+	// It gets no gradient: training moves it after each optimizer step
+	// (Model.BalanceRouters).
+	RouterScoreBias []float32   // [E]
+	ExpertGate      [][]float32 // E × [ffe, d]
+	ExpertUp        [][]float32 // E × [ffe, d]
+	ExpertDown      [][]float32 // E × [d, ffe]
+	SharedGate      []float32   // [ffs, d] or nil
+	SharedUp        []float32   // [ffs, d] or nil
+	SharedDown      []float32   // [d, ffs] or nil
 }
 
 // Weights is a model's parameters: named views into one flat []float32, so
@@ -112,6 +117,9 @@ func walk(cfg *config.Config, w *Weights, f func(name string, dst *[]float32, si
 			continue
 		}
 		f(p+"router", &l.Router, cfg.NumExperts*d, false)
+		if cfg.HasRouterScoreBias() {
+			f(p+"router_score_bias", &l.RouterScoreBias, cfg.NumExperts, true)
+		}
 		ffe := cfg.ExpertSize()
 		if len(l.ExpertGate) != cfg.NumExperts {
 			l.ExpertGate = make([][]float32, cfg.NumExperts)

@@ -62,6 +62,10 @@ type Options struct {
 	Context int
 	// BatchTokens is the global batch size in tokens.
 	BatchTokens float64
+	// BatchTokensStart and BatchRampTokens describe a batch-size ramp: the
+	// batch grows linearly from BatchTokensStart to BatchTokens over the
+	// first BatchRampTokens training tokens (0: no ramp).
+	BatchTokensStart, BatchRampTokens float64
 }
 
 // DefaultOptions returns the assumptions moe plans cfg with. For the gpt4
@@ -133,8 +137,23 @@ func (o Options) validate() error {
 		return fmt.Errorf("--context: must be in [1, 2^30] (got %d)", o.Context)
 	case !(o.BatchTokens > 0 && o.BatchTokens < 1e30):
 		return fmt.Errorf("--batch-tokens: must be positive (got %v)", o.BatchTokens)
+	case (o.BatchTokensStart != 0 || o.BatchRampTokens != 0) && !(o.BatchTokensStart > 0 && o.BatchTokensStart <= o.BatchTokens && o.BatchRampTokens > 0):
+		return fmt.Errorf("--batch-tokens-start %v and --batch-ramp-tokens %v: both must be positive, the start at most --batch-tokens %v", o.BatchTokensStart, o.BatchRampTokens, o.BatchTokens)
+	case o.BatchRampTokens > o.Tokens:
+		return fmt.Errorf("--batch-ramp-tokens: the ramp (%v tokens) is longer than the run (%v tokens)", o.BatchRampTokens, o.Tokens)
 	}
 	return nil
+}
+
+// RampPoint is one point of a batch-size ramp.
+type RampPoint struct {
+	// Consumed is the training tokens seen before the step.
+	Consumed float64 `json:"consumed_tokens"`
+	// BatchTokens is the batch at that point.
+	BatchTokens float64 `json:"batch_tokens"`
+	// TokensPerExpert is what each expert of one MoE layer processes per
+	// step with balanced routing.
+	TokensPerExpert float64 `json:"tokens_per_expert"`
 }
 
 // Params is an exact parameter count by part. Each field counts all layers.
@@ -353,6 +372,12 @@ type Report struct {
 	// batch for a dense model).
 	TokensPerExpertPerBatch float64 `json:"tokens_per_expert_per_batch"`
 
+	// Ramp is the batch-size ramp at 0, ¼, ½, ¾ and all of its length, when
+	// there is one; RampSteps is the optimizer steps it takes,
+	// ∫dτ/batch(τ) = R·ln(end/start)/(end−start) (R when start = end).
+	Ramp      []RampPoint `json:"batch_ramp,omitempty"`
+	RampSteps float64     `json:"batch_ramp_steps,omitempty"`
+
 	// Checks sets each figure of a published account beside the arithmetic
 	// (the gpt4 preset only).
 	Checks []Check `json:"checks,omitempty"`
@@ -467,9 +492,23 @@ func newReport(cfg *config.Config, o Options) *Report {
 	r.TrainDays = r.TrainSeconds / 86400
 	r.GPUHours = r.TrainSeconds / 3600 * float64(o.GPUs)
 	r.CostUSD = r.GPUHours * o.PricePerGPUHour
-	r.TokensPerExpertPerBatch = o.BatchTokens
-	if cfg.IsMoE() {
-		r.TokensPerExpertPerBatch = o.BatchTokens * EffectiveExpertsPerToken(cfg) / float64(cfg.NumExperts)
+	perExpert := func(batch float64) float64 {
+		if cfg.IsMoE() {
+			return batch * EffectiveExpertsPerToken(cfg) / float64(cfg.NumExperts)
+		}
+		return batch
+	}
+	r.TokensPerExpertPerBatch = perExpert(o.BatchTokens)
+	if R := o.BatchRampTokens; R > 0 {
+		s0, s1 := o.BatchTokensStart, o.BatchTokens
+		for _, f := range []float64{0, 0.25, 0.5, 0.75, 1} {
+			b := s0 + (s1-s0)*f
+			r.Ramp = append(r.Ramp, RampPoint{Consumed: f * R, BatchTokens: b, TokensPerExpert: perExpert(b)})
+		}
+		r.RampSteps = R / s0
+		if s1 != s0 {
+			r.RampSteps = R * math.Log(s1/s0) / (s1 - s0)
+		}
 	}
 	return r
 }

@@ -462,3 +462,40 @@ func FuzzPlan(f *testing.F) {
 		}
 	})
 }
+
+// TestBatchRamp checks the ramp's points (tokens per expert per step =
+// batch·k/E) and its step count against stepping through the ramp.
+func TestBatchRamp(t *testing.T) {
+	cfg, _ := config.Preset("mixtral-8x7b")
+	r, err := New(cfg, Options{Tokens: 1e12, BatchTokens: 4e6, BatchTokensStart: 1e6, BatchRampTokens: 1e11})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Ramp) != 5 {
+		t.Fatalf("%d ramp points", len(r.Ramp))
+	}
+	for i, p := range r.Ramp {
+		b := 1e6 + 3e6*float64(i)/4
+		if p.BatchTokens != b || p.Consumed != 1e11*float64(i)/4 || p.TokensPerExpert != b*2/8 {
+			t.Errorf("point %d: %+v, want batch %v and %v per expert", i, p, b, b*2/8)
+		}
+	}
+	// Step through the ramp: each step takes the batch of the tokens seen.
+	steps, seen := 0.0, 0.0
+	for seen < 1e11 {
+		seen += 1e6 + 3e6*seen/1e11
+		steps++
+	}
+	if math.Abs(r.RampSteps-steps)/steps > 1e-3 {
+		t.Errorf("ramp steps %v, stepping gives %v", r.RampSteps, steps)
+	}
+	for _, bad := range []Options{
+		{Tokens: 1e9, BatchTokens: 4e6, BatchTokensStart: 1e6, BatchRampTokens: 2e9},
+		{Tokens: 1e12, BatchTokens: 4e6, BatchTokensStart: 8e6, BatchRampTokens: 1e9},
+		{Tokens: 1e12, BatchTokens: 4e6, BatchTokensStart: 1e6},
+	} {
+		if _, err := New(cfg, bad); err == nil || !strings.Contains(err.Error(), "ramp") {
+			t.Errorf("%+v: err = %v", bad, err)
+		}
+	}
+}

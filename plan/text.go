@@ -83,6 +83,16 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	t.add(fmt.Sprintf("batch of %s tokens", HumanCount(r.BatchTokens)), HumanCount(r.TokensPerExpertPerBatch), per)
 	t.write(&b)
+	if len(r.Ramp) > 0 {
+		fmt.Fprintf(&b, "\nbatch ramp: %s → %s tokens over the first %s tokens (~%s optimizer steps)\n",
+			HumanCount(r.Ramp[0].BatchTokens), HumanCount(r.BatchTokens), HumanCount(r.Ramp[len(r.Ramp)-1].Consumed), HumanCount(r.RampSteps))
+		t = &table{indent: "  "}
+		t.add("tokens seen", "batch tokens", "tokens per expert per step")
+		for _, p := range r.Ramp {
+			t.add(HumanCount(p.Consumed), HumanCount(p.BatchTokens), HumanCount(p.TokensPerExpert))
+		}
+		t.write(&b)
+	}
 
 	if len(r.Checks) > 0 {
 		b.WriteString("\nchecks against the published account\n")

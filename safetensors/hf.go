@@ -71,6 +71,10 @@ func hfTensors(cfg *config.Config, w *model.Weights, nm naming) []hfTensor {
 			continue
 		}
 		add(p+nm.router+".weight", l.Router, int64(cfg.NumExperts), d)
+		if l.RouterScoreBias != nil {
+			// DeepSeek-V3's name for the noaux_tc selection bias.
+			add(p+nm.router+".e_score_correction_bias", l.RouterScoreBias, int64(cfg.NumExperts))
+		}
 		for e := range l.ExpertGate {
 			q := p + fmt.Sprintf(nm.expert, e)
 			fe := rows(l.ExpertGate[e])
@@ -195,5 +199,19 @@ func SaveHF(ctx context.Context, dir string, cfg *config.Config, w *model.Weight
 	if err := WriteFile(ctx, filepath.Join(dir, "model.safetensors"), ts, map[string]string{"format": "pt"}); err != nil {
 		return err
 	}
-	return cfg.Save(filepath.Join(dir, "config.json"))
+	return hfConfig(cfg).Save(filepath.Join(dir, "config.json"))
+}
+
+// hfConfig is cfg as transformers reads it: static NTK-aware RoPE scaling,
+// which transformers has no rope_type for, becomes the raised rope_theta
+// θ·s^(d/(d−2)) it amounts to (the same frequencies, see model.RopeFreqs).
+func hfConfig(cfg *config.Config) *config.Config {
+	rs := cfg.RopeScaling
+	if rs == nil || rs.Type != config.RopeNTK {
+		return cfg
+	}
+	c := cfg.Clone()
+	c.RopeTheta = model.RopeBase(cfg)
+	c.RopeScaling = nil
+	return c
 }

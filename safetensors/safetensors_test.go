@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -329,5 +330,78 @@ func TestHFTokenizerHandBuilt(t *testing.T) {
 	os.WriteFile(path, data, 0o644)
 	if _, _, err := LoadHFTokenizer(path, "<|end_of_text|>"); err == nil || !strings.Contains(err.Error(), "Unigram") {
 		t.Errorf("unigram: err = %v", err)
+	}
+}
+
+// TestHFRoundTripSigmoidRouting checks that DeepSeek-V3 routing survives
+// export and import: scoring_func, topk_method and routed_scaling_factor in
+// config.json and the selection biases as e_score_correction_bias.
+func TestHFRoundTripSigmoidRouting(t *testing.T) {
+	cfg := testConfig(config.TypeMixtral)
+	cfg.ScoringFunc, cfg.TopKMethod, cfg.NormTopKProb, cfg.RoutedScalingFactor = config.ScoringSigmoid, config.TopKNoAuxTC, true, 2.5
+	cfg.RouterBiasUpdateRate = 0.003
+	w := randomWeights(t, cfg)
+	dir := t.TempDir()
+	if err := SaveHF(context.Background(), dir, cfg, w, F32); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ok := f.Tensors["model.layers.1.block_sparse_moe.gate.e_score_correction_bias"]
+	f.Close()
+	if !ok {
+		t.Fatal("e_score_correction_bias not exported")
+	}
+	cfg2, w2, err := LoadHF(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg2.ScoringFunc != cfg.ScoringFunc || cfg2.TopKMethod != cfg.TopKMethod ||
+		cfg2.RoutedScalingFactor != cfg.RoutedScalingFactor || cfg2.RouterBiasUpdateRate != cfg.RouterBiasUpdateRate {
+		t.Fatalf("routing config after the round trip: %+v", cfg2)
+	}
+	if !slices.Equal(w2.Flat, w.Flat) || !slices.Equal(w2.Layers[1].RouterScoreBias, w.Layers[1].RouterScoreBias) {
+		t.Fatal("weights or selection biases differ after the round trip")
+	}
+}
+
+// TestHFRopeScaling checks config.json's rope_scaling on export and import:
+// YaRN is written under transformers' names and read back; static
+// NTK-aware scaling, which transformers has no rope_type for, is written as
+// the raised rope_theta with the same frequencies.
+func TestHFRopeScaling(t *testing.T) {
+	for _, rs := range []*config.RopeScaling{
+		{Type: config.RopeYaRN, Factor: 4, OriginalMaxPositionEmbeddings: 32},
+		{Type: config.RopeNTK, Factor: 4},
+	} {
+		cfg := testConfig(config.TypeMixtral)
+		cfg.RopeScaling = rs
+		dir := t.TempDir()
+		if err := SaveHF(context.Background(), dir, cfg, randomWeights(t, cfg), F32); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg2, _, err := LoadHF(context.Background(), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := model.RopeFreqs(cfg)
+		got, _ := model.RopeFreqs(cfg2)
+		for i := range want {
+			if math.Abs(got[i]-want[i]) > 1e-12*want[i] {
+				t.Fatalf("%s: frequency %d after the round trip %v, want %v", rs.Type, i, got[i], want[i])
+			}
+		}
+		if rs.Type == config.RopeYaRN && (!strings.Contains(string(raw), `"rope_type": "yarn"`) || cfg2.RopeScaling == nil || *cfg2.RopeScaling != *rs) {
+			t.Fatalf("yarn: config.json %s read back %+v", raw, cfg2.RopeScaling)
+		}
+		if rs.Type == config.RopeNTK && (cfg2.RopeScaling != nil || strings.Contains(string(raw), "rope_scaling")) {
+			t.Fatalf("ntk: exported as %s", raw)
+		}
 	}
 }

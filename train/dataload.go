@@ -9,10 +9,15 @@ import (
 
 // loaderBatches adapts a data.Loader of the train split to Batches.
 type loaderBatches struct {
-	l *data.Loader
-	B int
-	T int
+	l   *data.Loader
+	B   int
+	T   int
+	src []int16 // source of each input token of the last Next
 }
+
+// TokenSources returns the source index of each input token of the last
+// Next (B·T of them).
+func (b *loaderBatches) TokenSources() []int16 { return b.src }
 
 // openTrainBatches opens the train split of a prepared data directory.
 func openTrainBatches(dir string, _ *data.Manifest, B, T int, seed uint64) (*loaderBatches, error) {
@@ -33,10 +38,15 @@ func (b *loaderBatches) Next(tok, tgt []int32) error {
 	if len(rows) != b.B*(T+1) {
 		return fmt.Errorf("data loader returned %d tokens, want %d", len(rows), b.B*(T+1))
 	}
+	srcs := b.l.Sources()
+	if len(b.src) != b.B*T {
+		b.src = make([]int16, b.B*T)
+	}
 	for r := 0; r < b.B; r++ {
 		row := rows[r*(T+1) : (r+1)*(T+1)]
 		copy(tok[r*T:(r+1)*T], row[:T])
 		copy(tgt[r*T:(r+1)*T], row[1:])
+		copy(b.src[r*T:(r+1)*T], srcs[r*(T+1):r*(T+1)+T])
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ type Record struct {
 	Step            int         `json:"step"`
 	Tokens          int64       `json:"tokens"`
 	TrainLoss       float64     `json:"train_loss"`
+	BatchTokens     int         `json:"batch_tokens,omitempty"` // this step's training tokens
 	LR              float64     `json:"lr"`
 	ValLoss         *float64    `json:"val_loss,omitempty"`
 	ValBitsPerByte  *float64    `json:"val_bits_per_byte,omitempty"`
@@ -25,6 +26,7 @@ type Record struct {
 	ZLoss           float64     `json:"z_loss"`
 	GradNorm        float64     `json:"grad_norm"`
 	ExpertLoad      [][]float64 `json:"expert_load,omitempty"`
+	RoutedLoad      [][]float64 `json:"routed_load,omitempty"` // before capacity dropping
 	DroppedFrac     float64     `json:"dropped_frac"`
 	TokensPerSecond float64     `json:"tokens_per_second"`
 	ElapsedSeconds  float64     `json:"elapsed_seconds"`

@@ -35,7 +35,18 @@ func (a modelAdapter) Forward(tok, tgt []int32, B, T int) (Stats, error) {
 		return Stats{}, err
 	}
 	return Stats{Loss: st.CELoss, Targets: st.Targets, AuxLoss: st.AuxLoss, ZLoss: st.ZLoss,
-		ExpertLoad: st.ExpertLoad, DroppedFrac: st.DroppedFrac}, nil
+		ExpertLoad: st.ExpertLoad, RoutedLoad: st.RoutedLoad, DroppedFrac: st.DroppedFrac}, nil
+}
+
+// BalanceLoad moves the routers' selection biases (topk_method noaux_tc)
+// by the config's moe_router_bias_update_rate; see model.BalanceRouters.
+func (a modelAdapter) BalanceLoad(load [][]float64) error {
+	return a.m.BalanceRouters(load, a.m.Cfg.BiasUpdateRate())
+}
+
+// CountRoutes adds the last forward's routing to per-source counts.
+func (a modelAdapter) CountRoutes(src []int16, counts [][][]uint64) error {
+	return a.m.CountRoutes(src, counts)
 }
 
 // NewModel wraps a *model.Model as a Model for Trainer and Evaluate. causal
@@ -48,6 +59,31 @@ type trainState struct {
 	Accum int `json:"accum"`
 	B     int `json:"batch"`
 	T     int `json:"seq_len"`
+	// The batch-size ramp, when the run has one.
+	RampStart  int   `json:"batch_tokens_start,omitempty"`
+	RampTokens int64 `json:"batch_ramp_tokens,omitempty"`
+	// Roles is the per-source routing telemetry so far.
+	Roles *ExpertRoles `json:"expert_roles,omitempty"`
+}
+
+// shape is the part of a trainState a resumed run must match.
+type shape struct {
+	Accum, B, T int
+	RampStart   int
+	RampTokens  int64
+}
+
+func (ts trainState) shape() shape {
+	return shape{ts.Accum, ts.B, ts.T, ts.RampStart, ts.RampTokens}
+}
+
+// state returns the trainer's state as the checkpoint records it.
+func (t *Trainer) state() trainState {
+	ts := trainState{Accum: t.Accum, B: t.B, T: t.T, Roles: t.Roles}
+	if t.Ramp != nil {
+		ts.RampStart, ts.RampTokens = t.Ramp.Start, t.Ramp.Tokens
+	}
+	return ts
 }
 
 // saveCheckpoint writes the run's state as RUNDIR/checkpoint-STEP.moeckpt.
@@ -60,7 +96,7 @@ func saveCheckpoint(opts Options, cfg *config.Config, m *model.Model, opt *AdamW
 	if err != nil {
 		return "", fmt.Errorf("checkpoint: rng: %w", err)
 	}
-	ts, _ := json.Marshal(trainState{Accum: tr.Accum, B: tr.B, T: tr.T})
+	ts, _ := json.Marshal(tr.state())
 	h := checkpoint.Header{
 		Step: tr.Step, Tokens: tr.Tokens, Seed: opts.Seed, Threads: threads, Config: cfg,
 		Loader: ls, RNG: rs, Train: ts,
@@ -94,10 +130,20 @@ func restore(ck *checkpoint.Checkpoint, m *model.Model, opt *AdamW, tr *Trainer,
 		if err := json.Unmarshal(h.Train, &ts); err != nil {
 			return fmt.Errorf("checkpoint %s: train state: %w", ck.Path, err)
 		}
-		if ts.B != tr.B || ts.T != tr.T || ts.Accum != tr.Accum {
-			return fmt.Errorf("checkpoint %s was written with batch %d × seq-len %d × %d micro-batches; this run has %d × %d × %d",
-				ck.Path, ts.B, ts.T, ts.Accum, tr.B, tr.T, tr.Accum)
+		if want := tr.state(); ts.shape() != want.shape() {
+			return fmt.Errorf("checkpoint %s was written with batch %d × seq-len %d × %d micro-batches (ramp from %d tokens over %d); this run has %d × %d × %d (ramp from %d over %d)",
+				ck.Path, ts.B, ts.T, ts.Accum, ts.RampStart, ts.RampTokens, want.B, want.T, want.Accum, want.RampStart, want.RampTokens)
 		}
+	}
+	if tr.Roles != nil && ts.Roles != nil {
+		if err := ts.Roles.check(); err != nil || len(ts.Roles.Counts) != len(tr.Roles.Counts) ||
+			len(ts.Roles.Sources) != len(tr.Roles.Sources) || ts.Roles.Experts() != tr.Roles.Experts() {
+			if err == nil {
+				err = fmt.Errorf("%d layers × %d sources × %d experts", len(ts.Roles.Counts), len(ts.Roles.Sources), ts.Roles.Experts())
+			}
+			return fmt.Errorf("checkpoint %s: routing telemetry does not fit this run: %w", ck.Path, err)
+		}
+		tr.Roles = ts.Roles
 	}
 	if err := b.Restore(h.Loader); err != nil {
 		return fmt.Errorf("checkpoint %s: data position: %w", ck.Path, err)

@@ -12,11 +12,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/model"
 )
 
 // childEnv, when set, makes the test binary run one training job (the JSON
@@ -44,10 +47,16 @@ func TestMain(m *testing.M) {
 // microOptions is a run of a ~70k-parameter MoE on the demo corpus that
 // takes about a second.
 func microOptions(t *testing.T, out string) Options {
+	return microOptionsWith(t, out, `"router_aux_loss_coef":0.01`)
+}
+
+// microOptionsWith is microOptions with extra config.json fields (the
+// routing's) in place of the aux-loss coefficient.
+func microOptionsWith(t *testing.T, out, routing string) Options {
 	t.Helper()
 	cfg := `{"model_type":"mixtral","vocab_size":384,"hidden_size":32,"intermediate_size":48,"num_hidden_layers":2,
 "num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":32,"rope_theta":10000,"rms_norm_eps":1e-5,
-"tie_word_embeddings":true,"num_local_experts":4,"num_experts_per_tok":2,"router_aux_loss_coef":0.01,
+"tie_word_embeddings":true,"num_local_experts":4,"num_experts_per_tok":2,` + routing + `,
 "moe_router_z_loss_coef":0.001,"moe_capacity_factor":1.25}`
 	dir := t.TempDir()
 	cp := filepath.Join(dir, "micro.json")
@@ -104,6 +113,10 @@ func sameBits(t *testing.T, what string, a, b *checkpoint.Checkpoint) {
 	}
 	if string(a.Header.Loader) != string(b.Header.Loader) {
 		t.Fatalf("%s: data positions differ:\n%s\n%s", what, a.Header.Loader, b.Header.Loader)
+	}
+	// The trainer state, routing telemetry included.
+	if string(a.Header.Train) != string(b.Header.Train) {
+		t.Fatalf("%s: train states differ:\n%s\n%s", what, a.Header.Train, b.Header.Train)
 	}
 }
 
@@ -219,16 +232,113 @@ func TestSIGKILLAndResumeIsBitIdentical(t *testing.T) {
 }
 
 func TestInterruptSavesAndResumesExactly(t *testing.T) {
-	ref := t.TempDir()
-	o := microOptions(t, ref)
+	o := microOptions(t, "")
 	o.Steps = 12
+	interruptAndResume(t, o)
+}
+
+// TestBatchRampResumesExactly interrupts a run in the middle of its batch
+// ramp: the resumed run takes the same step sizes and ends in the same bits,
+// and every step's size is the ramp's rule.
+func TestBatchRampResumesExactly(t *testing.T) {
+	o := microOptions(t, "")
+	o.Steps, o.BatchTokensStart, o.BatchTokens, o.BatchRampTokens = 16, 64, 256, 2048
+	dir := t.TempDir()
+	o.Out = dir
+	ck, stoppedAt := interruptAndResumeIn(t, o)
+	ramp := BatchRamp{Start: 64, End: 256, Tokens: 2048, Micro: 64}
+	recs, err := ReadMetrics(filepath.Join(dir, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c int64
+	rampEnd := 0
+	for i, r := range recs {
+		want := ramp.Accum(c) * 64
+		if r.BatchTokens != want {
+			t.Fatalf("step %d took %d tokens, the ramp says %d", i+1, r.BatchTokens, want)
+		}
+		if c < ramp.Tokens {
+			rampEnd = i + 1
+		}
+		c += int64(want)
+	}
+	if ck.Header.Tokens != c || recs[0].BatchTokens != 64 || recs[len(recs)-1].BatchTokens != 256 {
+		t.Fatalf("run consumed %d tokens (metrics: %d), first step %d, last %d", ck.Header.Tokens, c, recs[0].BatchTokens, recs[len(recs)-1].BatchTokens)
+	}
+	if stoppedAt >= rampEnd {
+		t.Fatalf("interrupted at step %d, after the ramp ended (step %d): not a mid-ramp resume", stoppedAt, rampEnd)
+	}
+	t.Logf("interrupted at step %d of a ramp ending at step %d", stoppedAt, rampEnd)
+}
+
+func TestBatchRampLongerThanRun(t *testing.T) {
+	o := microOptions(t, t.TempDir())
+	o.Steps, o.BatchTokensStart, o.BatchTokens, o.BatchRampTokens = 4, 64, 256, 1<<20
+	_, err := Run(context.Background(), o, nil, quietLog())
+	if err == nil || !strings.Contains(err.Error(), "longer than the run") {
+		t.Fatalf("err = %v", err)
+	}
+	o.BatchTokensStart, o.BatchRampTokens = 512, 100
+	if _, err := Run(context.Background(), o, nil, quietLog()); err == nil || !strings.Contains(err.Error(), "batch ramp") {
+		t.Fatalf("start above --batch-tokens: err = %v", err)
+	}
+}
+
+// TestLossFreeBalancingResumesExactly runs sigmoid routing with
+// loss-free balancing: the selection biases move during training, are
+// saved in the checkpoint's weights, and an interrupted run resumes to the
+// same bits.
+func TestLossFreeBalancingResumesExactly(t *testing.T) {
+	o := microOptionsWith(t, "", `"scoring_func":"sigmoid","topk_method":"noaux_tc","norm_topk_prob":true,
+"routed_scaling_factor":1.5,"moe_router_bias_update_rate":0.01`)
+	o.Steps = 12
+	ck := interruptAndResume(t, o)
+	cfg := ck.Header.Config
+	if !cfg.HasRouterScoreBias() || !cfg.SigmoidScoring() {
+		t.Fatalf("checkpoint config lost the routing: %+v", cfg)
+	}
+	w, err := model.NewWeights(cfg, ck.Section(checkpoint.SectionWeights))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l, layer := range w.Layers {
+		moved := 0
+		for _, b := range layer.RouterScoreBias {
+			// Sign steps of 0.01 from 0: every bias is a multiple of it.
+			if b != 0 {
+				moved++
+			}
+		}
+		if len(layer.RouterScoreBias) != 4 || moved == 0 {
+			t.Fatalf("layer %d selection biases %v: not saved or never moved", l, layer.RouterScoreBias)
+		}
+	}
+}
+
+// interruptAndResume runs o (in a temporary directory) uninterrupted, then
+// again interrupted after five steps, stopped by --max-time and resumed,
+// and checks both end in the same bits; it returns the final checkpoint.
+func interruptAndResume(t *testing.T, o Options) *checkpoint.Checkpoint {
+	t.Helper()
+	o.Out = t.TempDir()
+	ck, _ := interruptAndResumeIn(t, o)
+	return ck
+}
+
+// interruptAndResumeIn is interruptAndResume with the interrupted run in
+// o.Out; it also returns the step the interruption stopped at.
+func interruptAndResumeIn(t *testing.T, o Options) (*checkpoint.Checkpoint, int) {
+	t.Helper()
+	dir := o.Out
+	ref := t.TempDir()
+	o.Out = ref
 	if _, err := Run(context.Background(), o, nil, quietLog()); err != nil {
 		t.Fatal(err)
 	}
 	want := finalState(t, ref)
 
 	// Ctrl-C after a few steps: a checkpoint of the last whole step is saved.
-	dir := t.TempDir()
 	o.Out = dir
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -249,6 +359,7 @@ func TestInterruptSavesAndResumesExactly(t *testing.T) {
 		t.Fatalf("interrupted run: %+v", sum)
 	}
 	ck := finalState(t, dir)
+	stoppedAt := sum.Step
 	if ck.Header.Step != sum.Step {
 		t.Fatalf("checkpoint at step %d, summary says %d", ck.Header.Step, sum.Step)
 	}
@@ -262,5 +373,51 @@ func TestInterruptSavesAndResumesExactly(t *testing.T) {
 	if sum, err = Run(context.Background(), o, nil, quietLog()); err != nil || sum.Stopped != "done" {
 		t.Fatalf("resumed: %+v, %v", sum, err)
 	}
-	sameBits(t, "after Ctrl-C", want, finalState(t, dir))
+	got := finalState(t, dir)
+	sameBits(t, "after Ctrl-C", want, got)
+	return got, stoppedAt
+}
+
+// TestResumeFromExtendsContext trains a 32-token-context run, then starts
+// a new run from it at seq-len 64 with YaRN: the new run's config has the
+// longer context and rope_scaling (factor 2 over the original 32), starts
+// from the old weights (a 0-step run saves them unchanged and evaluates
+// them on 64-token windows), and trains on.
+func TestResumeFromExtendsContext(t *testing.T) {
+	base := microOptions(t, t.TempDir())
+	base.Steps = 4
+	if _, err := Run(context.Background(), base, nil, quietLog()); err != nil {
+		t.Fatal(err)
+	}
+	old := finalState(t, base.Out)
+
+	ext := base
+	ext.Out, ext.ResumeFrom, ext.SeqLen, ext.RopeScaling, ext.Steps = t.TempDir(), base.Out, 64, config.RopeYaRN, 0
+	ext.BatchTokens = 0
+	sum, err := Run(context.Background(), ext, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.IsNaN(sum.ValLoss) {
+		t.Fatal("a 0-step extension reported no validation loss")
+	}
+	ck := finalState(t, ext.Out)
+	cfg := ck.Header.Config
+	if cfg.MaxPositionEmbeddings != 64 || cfg.RopeScaling == nil || *cfg.RopeScaling != (config.RopeScaling{Type: config.RopeYaRN, Factor: 2, OriginalMaxPositionEmbeddings: 32}) {
+		t.Fatalf("extended config: max %d, rope_scaling %+v", cfg.MaxPositionEmbeddings, cfg.RopeScaling)
+	}
+	w0, w1 := old.Section(checkpoint.SectionWeights), ck.Section(checkpoint.SectionWeights)
+	if !slices.Equal(w0, w1) {
+		t.Fatal("the extended run does not start from the old weights")
+	}
+	ext.Out, ext.Steps = t.TempDir(), 3
+	sum, err = Run(context.Background(), ext, nil, quietLog())
+	if err != nil || sum.Step != 3 {
+		t.Fatalf("extension training: %+v, %v", sum, err)
+	}
+	bad := ext
+	bad.Out, bad.SeqLen = t.TempDir(), 32
+	if _, err := Run(context.Background(), bad, nil, quietLog()); err == nil || !strings.Contains(err.Error(), "--rope-scaling") {
+		t.Fatalf("rope scaling without a longer context: err = %v", err)
+	}
 }

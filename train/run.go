@@ -48,6 +48,11 @@ type Options struct {
 	// BatchTokens is the number of tokens per optimizer step; micro-batches
 	// of Batch×SeqLen are accumulated up to it (0: one micro-batch).
 	BatchTokens int `json:"batch_tokens"`
+	// BatchTokensStart and BatchRampTokens ramp the tokens per step up
+	// linearly from BatchTokensStart to BatchTokens over the first
+	// BatchRampTokens training tokens (see BatchRamp; 0: no ramp).
+	BatchTokensStart int   `json:"batch_tokens_start,omitempty"`
+	BatchRampTokens  int64 `json:"batch_ramp_tokens,omitempty"`
 	// SeqLen is the training context (0: the config's, at most 256).
 	SeqLen int `json:"seq_len"`
 	// Batch is the number of sequences per micro-batch.
@@ -85,6 +90,16 @@ type Options struct {
 	SampleTokens int    `json:"sample_tokens"`
 	// Resume continues from the last checkpoint in Out.
 	Resume bool `json:"-"`
+	// ResumeFrom starts this run from the weights of another run's newest
+	// checkpoint (its config and, unless Tokenizer is set, its tokenizer)
+	// with a fresh optimizer and schedule: continued pre-training, and with
+	// a SeqLen above that run's context, context extension.
+	ResumeFrom string `json:"resume_from,omitempty"`
+	// RopeScaling, with ResumeFrom and a longer SeqLen, sets the extended
+	// model's rope_scaling: config.RopeLinear, RopeNTK or RopeYaRN with
+	// factor SeqLen / the old context and original_max_position_embeddings
+	// the old context. Empty keeps plain RoPE (extrapolation).
+	RopeScaling string `json:"rope_scaling,omitempty"`
 }
 
 // DefaultOptions returns the defaults of `moe train`.
@@ -140,6 +155,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("val fraction %g must be in (0,1)", o.ValFraction)
 	case o.EvalEvery < 0 || o.EvalTokens < 0 || o.CheckpointEvery < 0 || o.Threads < 0 || o.MaxTime < 0:
 		return errors.New("eval-every, eval-tokens, checkpoint-every, threads and max-time must not be negative")
+	case (o.BatchTokensStart != 0 || o.BatchRampTokens != 0) &&
+		(o.BatchTokensStart <= 0 || o.BatchRampTokens <= 0 || o.BatchTokens <= 0 || o.BatchTokensStart > o.BatchTokens):
+		return fmt.Errorf("batch ramp: --batch-tokens-start %d and --batch-ramp-tokens %d must both be positive, with --batch-tokens %d set and at least the start",
+			o.BatchTokensStart, o.BatchRampTokens, o.BatchTokens)
 	}
 	return nil
 }
@@ -182,9 +201,14 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 	// The model config.
 	cfgPath := filepath.Join(opts.Out, ConfigFile)
 	var cfg *config.Config
+	var from *checkpoint.Checkpoint // the run extended (ResumeFrom)
 	switch {
 	case ck != nil && ck.Header.Config != nil:
 		cfg = ck.Header.Config
+	case opts.ResumeFrom != "":
+		// Also when resuming before this run's first checkpoint: the
+		// weights come from the other run again.
+		from, cfg, err = extendFrom(&opts, log)
 	case opts.Resume && fileExists(cfgPath):
 		cfg, err = config.Load(cfgPath)
 	default:
@@ -214,6 +238,10 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		}
 	}
 	accum, err := resolveSeqLen(&opts, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ramp, err := opts.batchRamp()
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +277,14 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		return nil, err
 	}
 	opt, tr, rng := newRunTrainer(opts, m, pool.Threads(), batches, accum)
+	tr.Ramp = ramp
+	if cfg.IsMoE() {
+		names := make([]string, len(man.Sources))
+		for i, sm := range man.Sources {
+			names[i] = sourceName(sm.Name, i)
+		}
+		tr.Roles = NewExpertRoles(names, cfg.NumLayers, cfg.NumExperts)
+	}
 	if ck != nil {
 		if err := restore(ck, m, opt, tr, batches, rng); err != nil {
 			return nil, err
@@ -259,6 +295,13 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		}
 	} else {
 		m.Init(opts.Seed)
+		if from != nil {
+			w := from.Section(checkpoint.SectionWeights)
+			if len(w) != len(m.W.Flat) {
+				return nil, fmt.Errorf("--resume-from %s: checkpoint holds %d weights, the model needs %d", opts.ResumeFrom, len(w), len(m.W.Flat))
+			}
+			copy(m.W.Flat, w)
+		}
 	}
 	log.Info("training", "config", opts.Config, "params", len(m.W.Flat), "layers", cfg.NumLayers, "experts", cfg.NumExperts,
 		"batch", opts.Batch, "seq_len", T, "accum", accum, "steps", opts.Steps, "threads", pool.Threads(),
@@ -286,6 +329,47 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		}
 	}
 	return sum, nil
+}
+
+// extendFrom reads the newest checkpoint of opts.ResumeFrom and returns it
+// with its config, adapted to opts: a SeqLen above its context raises
+// max_position_embeddings to it, with opts.RopeScaling's rope_scaling
+// (factor new/old). The run's tokenizer is the old run's unless
+// opts.Tokenizer names one.
+func extendFrom(opts *Options, log *slog.Logger) (*checkpoint.Checkpoint, *config.Config, error) {
+	path, err := checkpoint.Latest(opts.ResumeFrom)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--resume-from %s: %w", opts.ResumeFrom, err)
+	}
+	ck, err := checkpoint.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--resume-from: %w", err)
+	}
+	if ck.Header.Config == nil {
+		return nil, nil, fmt.Errorf("--resume-from: checkpoint %s has no config", path)
+	}
+	cfg := ck.Header.Config.Clone()
+	old := cfg.MaxPositionEmbeddings
+	if opts.Tokenizer == "" {
+		opts.Tokenizer = opts.ResumeFrom
+	}
+	if opts.SeqLen > old {
+		cfg.MaxPositionEmbeddings = opts.SeqLen
+		if opts.RopeScaling != "" {
+			if cfg.RopeScaling != nil {
+				return nil, nil, fmt.Errorf("--rope-scaling: %s already has rope_scaling %q; extending it twice is not supported", opts.ResumeFrom, cfg.RopeScaling.Type)
+			}
+			cfg.RopeScaling = &config.RopeScaling{Type: opts.RopeScaling, Factor: float64(opts.SeqLen) / float64(old), OriginalMaxPositionEmbeddings: old}
+		}
+	} else if opts.RopeScaling != "" {
+		return nil, nil, fmt.Errorf("--rope-scaling %s needs --seq-len above the context of %s (%d)", opts.RopeScaling, opts.ResumeFrom, old)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("--resume-from %s: extended config: %w", opts.ResumeFrom, err)
+	}
+	log.Info("starting from another run", "checkpoint", path, "step", ck.Header.Step, "context", old,
+		"new_context", cfg.MaxPositionEmbeddings, "rope_scaling", opts.RopeScaling)
+	return ck, cfg, nil
 }
 
 // resumePoint returns the checkpoint in opts.Out to resume from: the latest
@@ -328,6 +412,20 @@ func resolveSeqLen(opts *Options, cfg *config.Config) (int, error) {
 		accum = max(1, (opts.BatchTokens+opts.Batch*T-1)/(opts.Batch*T))
 	}
 	return accum, nil
+}
+
+// batchRamp returns the run's batch-size ramp (nil without one), after
+// resolveSeqLen; a ramp the run's steps never finish is an error.
+func (o *Options) batchRamp() (*BatchRamp, error) {
+	if o.BatchRampTokens == 0 {
+		return nil, nil
+	}
+	r := &BatchRamp{Start: o.BatchTokensStart, End: o.BatchTokens, Tokens: o.BatchRampTokens, Micro: o.Batch * o.SeqLen}
+	if n := r.RunTokens(o.Steps); n < r.Tokens {
+		return nil, fmt.Errorf("--batch-ramp-tokens %d is longer than the run: its %d steps consume only %d tokens, so the batch would never reach --batch-tokens %d (shorten the ramp or add steps)",
+			r.Tokens, o.Steps, n, r.End)
+	}
+	return r, nil
 }
 
 // newRunTrainer returns the AdamW optimizer (with opts' hyper-parameters), the
@@ -376,7 +474,7 @@ func (s *session) loop(ctx context.Context, ck *checkpoint.Checkpoint) (*Summary
 	save := func() (string, error) {
 		return saveCheckpoint(opts, s.cfg, s.m, s.opt, tr, s.batches, s.rng, s.threads)
 	}
-	stepTokens := max(1, tr.Accum) * tr.B * tr.T
+	startTokens := tr.Tokens
 	sum := &Summary{Steps: opts.Steps, Stopped: "done", ValLoss: math.NaN(), ValBitsPerByte: math.NaN(), TrainLoss: math.NaN()}
 	bar := NewProgress(s.progress, opts.Steps)
 	startStep, lastSaved := tr.Step, tr.Step
@@ -391,6 +489,7 @@ func (s *session) loop(ctx context.Context, ck *checkpoint.Checkpoint) (*Summary
 			break
 		}
 		t0 := time.Now()
+		before := tr.Tokens
 		res, err := tr.TrainStep(ctx)
 		if err != nil {
 			if ctx.Err() != nil { // interrupted inside the step: its work was discarded
@@ -401,8 +500,8 @@ func (s *session) loop(ctx context.Context, ck *checkpoint.Checkpoint) (*Summary
 		}
 		dt := time.Since(t0).Seconds()
 		rec := Record{Step: res.Step, Tokens: res.Tokens, TrainLoss: res.Loss, LR: res.LR, AuxLoss: res.AuxLoss, ZLoss: res.ZLoss,
-			GradNorm: res.GradNorm, ExpertLoad: res.ExpertLoad, DroppedFrac: res.Dropped,
-			TokensPerSecond: float64(stepTokens) / dt, ElapsedSeconds: time.Since(sessionStart).Seconds()}
+			GradNorm: res.GradNorm, ExpertLoad: res.ExpertLoad, RoutedLoad: res.RoutedLoad, DroppedFrac: res.Dropped,
+			BatchTokens: int(res.Tokens - before), TokensPerSecond: float64(res.Tokens-before) / dt, ElapsedSeconds: time.Since(sessionStart).Seconds()}
 		sum.TrainLoss = res.Loss
 		note := ""
 		// The last step (by count or by --max-time) is always evaluated.
@@ -433,10 +532,21 @@ func (s *session) loop(ctx context.Context, ck *checkpoint.Checkpoint) (*Summary
 		done := tr.Step - startStep
 		elapsed := time.Since(sessionStart)
 		eta := time.Duration(float64(elapsed) / float64(done) * float64(opts.Steps-tr.Step))
-		tps := float64(done*stepTokens) / elapsed.Seconds()
+		tps := float64(tr.Tokens-startTokens) / elapsed.Seconds()
 		bar.Update(tr.Step, res.Loss, tps, eta, note, note != "" || tr.Step == opts.Steps)
 	}
 	bar.Done()
+	if tr.Step == startStep && sum.Stopped == "done" {
+		// No step to take (--steps 0 or already there): evaluate the model
+		// as it is, e.g. an extended model before any training.
+		ev, err := s.evaluate()
+		if err != nil {
+			return nil, err
+		}
+		if ev.Tokens > 0 {
+			sum.ValLoss, sum.ValBitsPerByte = ev.Loss, ev.BitsPerByte()
+		}
+	}
 	sum.Step, sum.Tokens = tr.Step, tr.Tokens
 	sum.Checkpoint = filepath.Join(opts.Out, checkpoint.FileName(tr.Step))
 	if tr.Step != lastSaved || !fileExists(sum.Checkpoint) {

@@ -27,8 +27,30 @@ type Stats struct {
 	// ExpertLoad is, per MoE layer, the fraction of routed assignments each
 	// expert received; nil for dense models.
 	ExpertLoad [][]float64
+	// RoutedLoad is, per MoE layer, the fraction of token-choice
+	// selections (before capacity dropping) each expert received.
+	RoutedLoad [][]float64
 	// DroppedFrac is the fraction of routed assignments dropped by capacity.
 	DroppedFrac float64
+}
+
+// SourcedBatches is Batches that know which data source each token of the
+// last Next came from (an index into the run's source names).
+type SourcedBatches interface {
+	TokenSources() []int16
+}
+
+// RouteCounter is a Model that can add the routing of its last Forward to
+// per-source counts [layers][sources][experts] (see model.CountRoutes).
+type RouteCounter interface {
+	CountRoutes(src []int16, counts [][][]uint64) error
+}
+
+// LoadBalancer is a Model with router selection biases (loss-free
+// balancing): after each optimizer step the loop hands it the step's mean
+// RoutedLoad.
+type LoadBalancer interface {
+	BalanceLoad(load [][]float64) error
 }
 
 // Model is what the loop needs of a model: a flat parameter vector and a
@@ -68,10 +90,12 @@ type StepResult struct {
 	LR         float64
 	GradNorm   float64
 	ExpertLoad [][]float64
+	RoutedLoad [][]float64 // mean over the step's micro-batches
 	Dropped    float64
 }
 
-// Trainer runs optimizer steps of Accum micro-batches of B×T tokens.
+// Trainer runs optimizer steps of Accum micro-batches of B×T tokens, or of
+// Ramp.Accum(Tokens) micro-batches when Ramp is set.
 type Trainer struct {
 	Model    Model
 	Opt      *AdamW
@@ -79,6 +103,12 @@ type Trainer struct {
 	Data     Batches
 	B, T     int
 	Accum    int
+	// Roles, when not nil, collects per-source routing telemetry (when the
+	// data knows its sources and the model counts routes).
+	Roles *ExpertRoles
+	// Ramp, when not nil, sets each step's micro-batches from the tokens
+	// consumed so far (batch-size ramp-up); Accum is then its final value.
+	Ramp *BatchRamp
 	// Step is the number of optimizer steps done; Tokens the tokens consumed.
 	Step   int
 	Tokens int64
@@ -87,15 +117,26 @@ type Trainer struct {
 	LastUpdateSeconds float64
 
 	tok, tgt []int32
+	step     *ExpertRoles // this step's routings, added to Roles when it completes
 }
 
-// TrainStep runs one optimizer step: Accum forward/backward passes, gradient
-// averaging and clipping, and the AdamW update.
+// StepAccum returns the micro-batches of the next step.
+func (t *Trainer) StepAccum() int {
+	if t.Ramp != nil {
+		return t.Ramp.Accum(t.Tokens)
+	}
+	return max(1, t.Accum)
+}
+
+// TrainStep runs one optimizer step: StepAccum() forward/backward passes
+// (counting each pass's routing per source when Roles is set), gradient
+// averaging and clipping, the AdamW update, and for a LoadBalancer model
+// the loss-free balancing update with the step's mean routed load.
 func (t *Trainer) TrainStep(ctx context.Context) (StepResult, error) {
 	if t.B <= 0 || t.T <= 0 {
 		return StepResult{}, fmt.Errorf("train: bad micro-batch %d×%d", t.B, t.T)
 	}
-	accum := max(1, t.Accum)
+	accum := t.StepAccum()
 	if len(t.tok) != t.B*t.T {
 		t.tok = make([]int32, t.B*t.T)
 		t.tgt = make([]int32, t.B*t.T)
@@ -107,6 +148,19 @@ func (t *Trainer) TrainStep(ctx context.Context) (StepResult, error) {
 	}
 	t.Model.ZeroGrad()
 	res := StepResult{Step: t.Step + 1}
+	sb, _ := t.Data.(SourcedBatches)
+	rc, _ := t.Model.(RouteCounter)
+	counting := t.Roles != nil && sb != nil && rc != nil
+	if counting {
+		if t.step == nil {
+			t.step = NewExpertRoles(t.Roles.Sources, len(t.Roles.Counts), len(t.Roles.Counts[0][0]))
+		}
+		for _, ls := range t.step.Counts {
+			for _, c := range ls {
+				clear(c)
+			}
+		}
+	}
 	for a := 0; a < accum; a++ {
 		if err := ctx.Err(); err != nil {
 			if rerr := t.Data.Restore(before); rerr != nil {
@@ -124,6 +178,11 @@ func (t *Trainer) TrainStep(ctx context.Context) (StepResult, error) {
 		if math.IsNaN(st.Loss) || math.IsInf(st.Loss, 0) {
 			return res, fmt.Errorf("train: loss is %v at step %d (lower --lr?)", st.Loss, t.Step+1)
 		}
+		if counting {
+			if err := rc.CountRoutes(sb.TokenSources(), t.step.Counts); err != nil {
+				return res, fmt.Errorf("train: routing telemetry: %w", err)
+			}
+		}
 		if err := t.Model.Backward(); err != nil {
 			return res, fmt.Errorf("train: backward: %w", err)
 		}
@@ -131,30 +190,53 @@ func (t *Trainer) TrainStep(ctx context.Context) (StepResult, error) {
 		res.AuxLoss += st.AuxLoss / float64(accum)
 		res.ZLoss += st.ZLoss / float64(accum)
 		res.Dropped += st.DroppedFrac / float64(accum)
-		if st.ExpertLoad != nil {
-			if res.ExpertLoad == nil {
-				res.ExpertLoad = make([][]float64, len(st.ExpertLoad))
-				for i, l := range st.ExpertLoad {
-					res.ExpertLoad[i] = make([]float64, len(l))
-				}
-			}
-			for i, l := range st.ExpertLoad {
-				for e, f := range l {
-					if i < len(res.ExpertLoad) && e < len(res.ExpertLoad[i]) {
-						res.ExpertLoad[i][e] += f / float64(accum)
-					}
-				}
-			}
-		}
+		res.ExpertLoad = addLoad(res.ExpertLoad, st.ExpertLoad, 1/float64(accum))
+		res.RoutedLoad = addLoad(res.RoutedLoad, st.RoutedLoad, 1/float64(accum))
 	}
 	res.LR = t.Schedule.At(t.Step + 1)
 	u0 := time.Now()
 	res.GradNorm = t.Opt.Update(t.Model.Params(), t.Model.Grads(), t.Model.NoDecay(), res.LR, 1/float64(accum))
+	if lb, ok := t.Model.(LoadBalancer); ok && res.RoutedLoad != nil {
+		if err := lb.BalanceLoad(res.RoutedLoad); err != nil {
+			return res, fmt.Errorf("train: balancing the routers: %w", err)
+		}
+	}
 	t.LastUpdateSeconds = time.Since(u0).Seconds()
 	t.Step++
 	t.Tokens += int64(accum * t.B * t.T)
+	if counting {
+		for l, ls := range t.step.Counts {
+			for s, c := range ls {
+				for e, v := range c {
+					t.Roles.Counts[l][s][e] += v
+				}
+			}
+		}
+	}
 	res.Tokens = t.Tokens
 	return res, nil
+}
+
+// addLoad adds w·l to the per-layer loads acc (allocated on first use, in
+// l's shape) and returns acc.
+func addLoad(acc, l [][]float64, w float64) [][]float64 {
+	if l == nil {
+		return acc
+	}
+	if acc == nil {
+		acc = make([][]float64, len(l))
+		for i, r := range l {
+			acc[i] = make([]float64, len(r))
+		}
+	}
+	for i, r := range l {
+		for e, f := range r {
+			if i < len(acc) && e < len(acc[i]) {
+				acc[i][e] += w * f
+			}
+		}
+	}
+	return acc
 }
 
 // EvalResult is a model's loss on some text.

@@ -327,3 +327,35 @@ func TestGradNormMatchesReferenceAcrossThreads(t *testing.T) {
 		t.Fatalf("norm %v (1 thread) %v (3 threads), reference %v", n1, n3, ref)
 	}
 }
+
+// TestBatchRampRule checks the documented rule: ⌈(start + (end−start)·
+// min(1, consumed/ramp)) / micro⌉ micro-batches, at least one.
+func TestBatchRampRule(t *testing.T) {
+	r := BatchRamp{Start: 100, End: 1000, Tokens: 3000, Micro: 128}
+	for _, c := range []struct {
+		consumed int64
+		want     int
+	}{
+		{0, 1},       // 100 tokens → 1 micro-batch
+		{1000, 4},    // 400 → ⌈3.125⌉
+		{1500, 5},    // 550 → ⌈4.297⌉
+		{2999, 8},    // 999.7 → ⌈7.81⌉
+		{3000, 8},    // 1000 → ⌈7.8125⌉
+		{1 << 40, 8}, // after the ramp
+	} {
+		if got := r.Accum(c.consumed); got != c.want {
+			t.Errorf("Accum(%d) = %d, want %d", c.consumed, got, c.want)
+		}
+	}
+	if got := (BatchRamp{Start: 1, End: 1, Micro: 64}).Accum(0); got != 1 {
+		t.Errorf("tiny target: %d micro-batches, want 1", got)
+	}
+	// RunTokens walks the same steps.
+	var c int64
+	for s := 0; s < 20; s++ {
+		c += int64(r.Accum(c) * r.Micro)
+	}
+	if got := r.RunTokens(20); got != c {
+		t.Errorf("RunTokens(20) = %d, stepping gives %d", got, c)
+	}
+}

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -36,5 +39,35 @@ func TestBenchGemm(t *testing.T) {
 		if !errors.As(err, &ue) {
 			t.Errorf("args %v: err = %v, want a usage error", args, err)
 		}
+	}
+}
+
+// TestBenchTrainMFU runs a small `moe bench train --json` and checks the
+// MFU fields: a positive float32 peak, model FLOPs per token above 6× the
+// matmul parameters a token passes through, and MFU = tokens/s × FLOPs
+// per token / peak, in (0, 1).
+func TestBenchTrainMFU(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "c.json")
+	js := `{"model_type":"mixtral","vocab_size":64,"hidden_size":32,"intermediate_size":48,"num_hidden_layers":2,
+"num_attention_heads":4,"max_position_embeddings":16,"num_local_experts":4,"num_experts_per_tok":2}`
+	if err := os.WriteFile(cfg, []byte(js), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runBenchTrain(context.Background(), []string{"--config", cfg, "--steps", "1", "--batch", "2", "--threads", "2", "--json"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var r benchTrainResult
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	// Per layer: q,k,v,o 4·32·32 and two of four experts 2·3·32·48; the LM head 64·32.
+	matmul := 2*(4*32*32+2*3*32*48) + 64*32
+	if r.Precision != "float32" || r.PeakGFLOPS <= 0 || r.TrainFLOPsPerToken < 6*float64(matmul) {
+		t.Fatalf("precision %q, peak %v GFLOP/s, %v FLOPs per token (matmul params %d)", r.Precision, r.PeakGFLOPS, r.TrainFLOPsPerToken, matmul)
+	}
+	want := r.TokensPerSecond * r.TrainFLOPsPerToken / (r.PeakGFLOPS * 1e9)
+	if r.MFU <= 0 || r.MFU >= 1 || math.Abs(r.MFU-want) > 1e-12*want {
+		t.Fatalf("MFU %v, want %v in (0, 1)", r.MFU, want)
 	}
 }

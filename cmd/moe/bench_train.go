@@ -11,6 +11,7 @@ import (
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/plan"
 	"github.com/moe-llm/moe/train"
 )
 
@@ -28,6 +29,16 @@ type benchTrainResult struct {
 	Params           int     `json:"params"`
 	Loss             float64 `json:"loss"`
 	Config           string  `json:"config"`
+	// Precision is the arithmetic of the matmuls (float32: bf16 training is
+	// not implemented yet).
+	Precision string `json:"precision"`
+	// TrainFLOPsPerToken is 3× the forward FLOPs per token at this
+	// sequence length (moe plan's count: forward + backward).
+	TrainFLOPsPerToken float64 `json:"train_flops_per_token"`
+	// PeakGFLOPS is this machine's float32 peak for the threads used,
+	// measured (compute.MeasurePeak); MFU is the model FLOPs achieved over it.
+	PeakGFLOPS float64 `json:"peak_gflops"`
+	MFU        float64 `json:"mfu"`
 }
 
 // runBenchTrain implements `moe bench train`: forward + backward + AdamW
@@ -105,11 +116,23 @@ func runBenchTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	sec := time.Since(t0).Seconds()
 	out := benchTrainResult{TokensPerSecond: float64(*batch*T**steps) / sec, Batch: *batch, SeqLen: T, Threads: pool.Threads(),
-		Steps: *steps, SecondsPerStep: sec / float64(*steps), OptimizerSeconds: optSec / float64(*steps), Params: n, Loss: loss, Config: *cfgName}
+		Steps: *steps, SecondsPerStep: sec / float64(*steps), OptimizerSeconds: optSec / float64(*steps), Params: n, Loss: loss, Config: *cfgName,
+		Precision: "float32"}
+	if r, err := plan.New(cfg, plan.Options{Context: T}); err == nil {
+		out.TrainFLOPsPerToken = 3 * r.ForwardFLOPsPerToken
+		out.PeakGFLOPS = compute.MeasurePeak(ctx, pool.Threads()).GFLOPS
+		if out.PeakGFLOPS > 0 {
+			out.MFU = out.TokensPerSecond * out.TrainFLOPsPerToken / (out.PeakGFLOPS * 1e9)
+		}
+	}
 	if *jsonOut {
 		return printJSON(stdout, out)
 	}
 	fmt.Fprintf(stdout, "%s: %.0f tokens/s training (batch %d × %d, %d threads, %.3f s/step of which AdamW %.3f s, %d params)\n",
 		*cfgName, out.TokensPerSecond, *batch, T, out.Threads, out.SecondsPerStep, out.OptimizerSeconds, n)
+	if out.PeakGFLOPS > 0 {
+		fmt.Fprintf(stdout, "  MFU %.1f%%: %.2f GFLOP/s of model FLOPs (%.3g per token, 3× forward) against a measured %s peak of %.0f GFLOP/s\n",
+			100*out.MFU, out.TokensPerSecond*out.TrainFLOPsPerToken/1e9, out.TrainFLOPsPerToken, out.Precision, out.PeakGFLOPS)
+	}
 	return nil
 }

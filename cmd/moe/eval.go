@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/moe-llm/moe/compute"
@@ -28,9 +31,12 @@ type evalResult struct {
 // runEval implements `moe eval`: the model's cross-entropy on a text, as
 // loss (nats/token), perplexity and bits per byte of text.
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("eval", "--model MODEL --data PATH [--json]", stderr)
+	fs := newFlagSet("eval", "--model MODEL --data [NAME=]PATH... [--experts [--png FILE]] [--json]", stderr)
 	modelPath := fs.String("model", "", "model: a run directory or a checkpoint file")
-	dataPath := fs.String("data", "", "text to evaluate on: a text file, a directory or a .jsonl file with a \"text\" field")
+	var sources sourceList
+	fs.Var(&sources, "data", "text to evaluate on: a text file, a directory or a .jsonl file with a \"text\" field, optionally NAME=PATH; repeatable (each is evaluated on its own)")
+	experts := fs.Bool("experts", false, "also report which experts each --data source's tokens chose (table, and a heat map in --png)")
+	pngPath := fs.String("png", "", "heat map of --experts (default: experts-eval.png in the run directory, or in the current one)")
 	jsonOut := fs.Bool("json", false, "print one JSON object")
 	seqLen := fs.Int("seq-len", 0, "window length in tokens (0 = the model's context)")
 	batch := fs.Int("batch", 4, "windows per forward pass")
@@ -43,7 +49,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	switch {
 	case *modelPath == "":
 		return usagef("--model is required")
-	case *dataPath == "":
+	case len(sources) == 0:
 		return usagef("--data is required")
 	case *batch <= 0 || *seqLen < 0 || *maxTokens < 0 || *threads < 0:
 		return usagef("--batch must be positive; --seq-len, --max-tokens and --threads not negative")
@@ -77,24 +83,79 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if T > im.Cfg.MaxPositionEmbeddings {
 		return usagef("--seq-len %d exceeds the model's context %d", T, im.Cfg.MaxPositionEmbeddings)
 	}
-	src, err := data.ParseSource(*dataPath)
-	if err != nil {
-		return err
+	if *experts && !im.Cfg.IsMoE() {
+		return usagef("--experts: %s is a dense model", *modelPath)
 	}
-	ids, _, err := train.SourceTokens(ctx, im.Tok, src)
-	if err != nil {
-		return err
+	var names []string
+	var srcs []data.Source
+	for i, spec := range sources {
+		src, err := data.ParseSource(spec)
+		if err != nil {
+			return err
+		}
+		srcs = append(srcs, src)
+		name := src.Name
+		if !strings.Contains(spec, "=") || name == "" {
+			name = fmt.Sprintf("%d:%s", i, filepath.Base(src.Path))
+		}
+		names = append(names, name)
 	}
-	res, err := train.Evaluate(ctx, train.NewModel(m, *routing == "causal"), ids, *batch, T, *maxTokens, train.TextBytes(im.Tok))
-	if err != nil {
-		return err
+	var roles *train.ExpertRoles
+	if *experts {
+		roles = train.NewExpertRoles(names, im.Cfg.NumLayers, im.Cfg.NumExperts)
 	}
-	out := evalResult{Loss: res.Loss, Perplexity: res.Perplexity(), BitsPerByte: res.BitsPerByte(), Tokens: res.Tokens,
-		Bytes: res.Bytes, SeqLen: T, Routing: *routing, Seconds: time.Since(t0).Seconds()}
+	tm := train.NewModel(m, *routing == "causal")
+	var outs []evalResult
+	for i, src := range srcs {
+		ids, _, err := train.SourceTokens(ctx, im.Tok, src)
+		if err != nil {
+			return err
+		}
+		var res train.EvalResult
+		if roles != nil {
+			res, err = train.EvaluateRoles(ctx, tm, roles, i, ids, *batch, T, *maxTokens, train.TextBytes(im.Tok))
+		} else {
+			res, err = train.Evaluate(ctx, tm, ids, *batch, T, *maxTokens, train.TextBytes(im.Tok))
+		}
+		if err != nil {
+			return err
+		}
+		outs = append(outs, evalResult{Loss: res.Loss, Perplexity: res.Perplexity(), BitsPerByte: res.BitsPerByte(), Tokens: res.Tokens,
+			Bytes: res.Bytes, SeqLen: T, Routing: *routing, Seconds: time.Since(t0).Seconds()})
+	}
+	path := *pngPath
+	if path == "" {
+		path = "experts-eval.png"
+		if st, err := os.Stat(*modelPath); err == nil && st.IsDir() {
+			path = filepath.Join(*modelPath, path)
+		}
+	}
 	if *jsonOut {
-		return printJSON(stdout, out)
+		if len(outs) == 1 && roles == nil {
+			return printJSON(stdout, outs[0])
+		}
+		if roles != nil {
+			if err := writeExpertRoles(roles, path, io.Discard); err != nil {
+				return err
+			}
+		}
+		return printJSON(stdout, struct {
+			Sources []string           `json:"sources"`
+			Results []evalResult       `json:"results"`
+			Experts *train.ExpertRoles `json:"experts,omitempty"`
+		}{names, outs, roles})
 	}
-	fmt.Fprintf(stdout, "loss %.4f nats/token, perplexity %.2f, %.4f bits/byte (%d tokens, %d bytes, window %d, %s routing, %.1fs)\n",
-		out.Loss, out.Perplexity, out.BitsPerByte, out.Tokens, out.Bytes, T, *routing, out.Seconds)
-	return nil
+	for i, out := range outs {
+		prefix := ""
+		if len(outs) > 1 {
+			prefix = names[i] + ": "
+		}
+		fmt.Fprintf(stdout, "%sloss %.4f nats/token, perplexity %.2f, %.4f bits/byte (%d tokens, %d bytes, window %d, %s routing, %.1fs)\n",
+			prefix, out.Loss, out.Perplexity, out.BitsPerByte, out.Tokens, out.Bytes, T, *routing, out.Seconds)
+	}
+	if roles == nil {
+		return nil
+	}
+	fmt.Fprintln(stdout)
+	return writeExpertRoles(roles, path, stdout)
 }

@@ -30,6 +30,7 @@ func commands() []command {
 		{"plan", "the model math: parameters, FLOPs, memory, time and cost", runPlan},
 		{"train", "train a model from a data mixture", runTrain},
 		{"eval", "loss, perplexity and bits per byte of a model on text", runEval},
+		{"experts", "which experts each data source's tokens chose in training: table and heat map", runExperts},
 		{"generate", "generate text (KV cache, sampling, speculative decoding)", runGenerate},
 		{"chat", "an interactive chat that keeps the conversation's cache", runChat},
 		{"serve", "an OpenAI-compatible HTTP server with continuous batching", runServe},

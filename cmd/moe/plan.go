@@ -16,7 +16,7 @@ import (
 // runPlan implements `moe plan CONFIG`: parameter counts, FLOPs, memory,
 // training time and cost, as a table or --json.
 func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("plan", "CONFIG [--json] [--gpu a100|h100] [--gpus N] [--mfu F] [--tokens N] [--price USD_PER_GPU_HOUR] [--context N] [--batch-tokens N]\n\n"+
+	fs := newFlagSet("plan", "CONFIG [--json] [--gpu a100|h100] [--gpus N] [--mfu F] [--tokens N] [--price USD_PER_GPU_HOUR] [--context N] [--batch-tokens N] [--batch-tokens-start N --batch-ramp-tokens T]\n\n"+
 		"CONFIG is a config.json, a directory holding one, or a preset: "+strings.Join(config.PresetNames(), ", ")+".\n"+
 		"Unset flags take the preset's published setup (gpt4, gpt3) or: 1024 H100s, 40% MFU, $2/GPU-hour,\n"+
 		"20 training tokens per active parameter, 4M-token batches, the config's context length.", stderr)
@@ -24,11 +24,13 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	gpu := fs.String("gpu", "", "GPU type: a100 (312 TFLOP/s) or h100 (989 TFLOP/s dense bf16)")
 	gpus := fs.Int("gpus", 0, "number of GPUs")
 	mfu := fs.Float64("mfu", 0, "model FLOPs utilisation, in (0, 1]")
-	var tokens, batch siFloat
+	var tokens, batch, batchStart, rampTokens siFloat
 	fs.Var(&tokens, "tokens", "training tokens (e.g. 13T, 300B or 1.3e13)")
 	price := fs.Float64("price", 0, "USD per GPU-hour (default: the GPU's, a100 $1, h100 $2)")
 	ctxLen := fs.Int("context", 0, "context length for FLOPs and KV cache")
 	fs.Var(&batch, "batch-tokens", "global batch size in tokens (e.g. 60M)")
+	fs.Var(&batchStart, "batch-tokens-start", "batch ramp: the batch at the start (grows linearly to --batch-tokens)")
+	fs.Var(&rampTokens, "batch-ramp-tokens", "batch ramp: its length in training tokens (e.g. 12B)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -72,6 +74,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	r, err := plan.New(cfg, plan.Options{
 		GPU: *gpu, GPUs: *gpus, MFU: *mfu, Tokens: float64(tokens), PricePerGPUHour: *price, Context: *ctxLen, BatchTokens: float64(batch),
+		BatchTokensStart: float64(batchStart), BatchRampTokens: float64(rampTokens),
 	})
 	if err != nil {
 		return err
