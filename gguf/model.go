@@ -11,6 +11,7 @@ import (
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
 
 // Architecture is the llama.cpp architecture moe models are written as:
@@ -49,11 +50,9 @@ const (
 // moe's tokenizer implements (Llama 3 uses the same one).
 const preTokenizer = "llama-bpe"
 
-// ChatTemplate is moe's chat format (see infer.EncodeChat) as a Jinja
-// template, for llama.cpp's and Hugging Face's chat front ends: each turn is
-// <|role|> content <|end|>, and a reply starts after <|assistant|>.
-const ChatTemplate = "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endfor %}" +
-	"{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+// ChatTemplate is moe's chat format (see chattmpl.Moe) as a Jinja
+// template, written to exported files as tokenizer.chat_template.
+const ChatTemplate = chattmpl.Moe
 
 // HasChatTokens reports whether tok has the special tokens of moe's chat
 // format.

@@ -1,0 +1,198 @@
+package chattmpl
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type fixtureCase struct {
+	Name string `json:"name"`
+	File string `json:"file"`
+	BOS  string `json:"bos_token"`
+	EOS  string `json:"eos_token"`
+}
+
+type fixtures struct {
+	Now           string        `json:"now"`
+	Templates     []fixtureCase `json:"templates"`
+	Conversations []struct {
+		Name     string    `json:"name"`
+		Messages []Message `json:"messages"`
+	} `json:"conversations"`
+}
+
+type render struct {
+	Text  *string `json:"text"`
+	Error string  `json:"error"`
+}
+
+func loadFixtures(t *testing.T) (fixtures, map[string]map[string]render) {
+	t.Helper()
+	var f fixtures
+	b, err := os.ReadFile(filepath.Join("testdata", "cases.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	var want map[string]map[string]render
+	if b, err = os.ReadFile(filepath.Join("testdata", "expected.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	return f, want
+}
+
+func parseCase(t *testing.T, c fixtureCase, now time.Time) *Template {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("testdata", c.File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm, err := Parse(c.File, string(src), Options{BOS: c.BOS, EOS: c.EOS, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatalf("%s: %v", c.Name, err)
+	}
+	return tm
+}
+
+// TestRenderMatchesJinja2 demands byte identity with Python jinja2's render
+// (testdata/render.py, transformers' environment) for every template and
+// conversation, with and without the generation prompt.
+func TestRenderMatchesJinja2(t *testing.T) {
+	f, want := loadFixtures(t)
+	now, err := time.Parse("2006-01-02T15:04:05", f.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range f.Templates {
+		t.Run(c.Name, func(t *testing.T) {
+			tm := parseCase(t, c, now)
+			for _, conv := range f.Conversations {
+				for _, gen := range []bool{true, false} {
+					key := conv.Name + "/nogen"
+					if gen {
+						key = conv.Name + "/gen"
+					}
+					exp, ok := want[c.Name][key]
+					if !ok {
+						t.Fatalf("%s: no expected render", key)
+					}
+					got, err := tm.Render(conv.Messages, gen)
+					if exp.Text == nil {
+						if err == nil || !strings.Contains(err.Error(), exp.Error) || !strings.Contains(err.Error(), c.File) {
+							t.Errorf("%s: error %v, want one naming %s and saying %q", key, err, c.File, exp.Error)
+						}
+						continue
+					}
+					if err != nil {
+						t.Errorf("%s: %v", key, err)
+						continue
+					}
+					if got != *exp.Text {
+						t.Errorf("%s: render differs from jinja2\n got: %q\nwant: %q", key, got, *exp.Text)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestEndMarkers(t *testing.T) {
+	f, _ := loadFixtures(t)
+	want := map[string][]string{
+		"mixtral":               {"</s>"},
+		"mixtral-v0.1-original": {"</s>"},
+		"mistral-nemo":          {"</s>"},
+		"qwen2.5":               {"<|im_end|>"},
+		"qwen3":                 {"<|im_end|>"},
+		"deepseek-v3.1":         {"<｜end▁of▁sentence｜>"},
+		"granite-3.3":           {"<|end_of_text|>"},
+		"granite-4.0":           {"<|end_of_text|>"},
+		"gpt-oss":               {"<|return|>", "<|call|>"},
+		"llama-3.1":             {"<|eot_id|>", "<|eom_id|>"},
+		"chatml":                {"<|im_end|>"},
+	}
+	for _, c := range f.Templates {
+		tm := parseCase(t, c, time.Now())
+		if got := tm.EndMarkers(); strings.Join(got, " ") != strings.Join(want[c.Name], " ") {
+			t.Errorf("%s: end markers %q, want %q", c.Name, got, want[c.Name])
+		}
+	}
+	moe, err := Parse("moe", Moe, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := moe.EndMarkers(); len(got) != 1 || got[0] != "<|end|>" {
+		t.Errorf("moe template: end markers %q, want [<|end|>]", got)
+	}
+}
+
+func TestMoeTemplate(t *testing.T) {
+	tm, err := Parse("moe", Moe, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tm.Render([]Message{{Role: "system", Content: "s"}, {Role: "user", Content: "u <|end|>"}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "<|system|>s<|end|><|user|>u <|end|><|end|><|assistant|>"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestParseErrorsNameTheTemplate(t *testing.T) {
+	for _, src := range []string{"{% for m in messages %}{{ m.content }}", "{{ messages[0].content ", "", "  \n"} {
+		_, err := Parse("model.gguf tokenizer.chat_template", src, Options{})
+		if err == nil || !strings.Contains(err.Error(), "model.gguf tokenizer.chat_template") {
+			t.Errorf("%q: error %v, want one naming the template", src, err)
+		}
+	}
+	tm, err := Parse("t.jinja", "{{ raise_exception('no tools here') }}", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tm.Render(nil, true); err == nil || !strings.Contains(err.Error(), "t.jinja") || !strings.Contains(err.Error(), "no tools here") {
+		t.Errorf("raise_exception: error %v", err)
+	}
+}
+
+func TestFromTokenizerConfig(t *testing.T) {
+	cfg := `{"bos_token": {"content": "<s>", "lstrip": false}, "eos_token": "</s>",
+		"chat_template": [{"name": "tool_use", "template": "TOOLS"}, {"name": "default", "template": "{{ bos_token }}{{ messages[0].content }}{{ eos_token }}"}]}`
+	tm, err := FromTokenizerConfig("dir/tokenizer_config.json", []byte(cfg), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tm.Render([]Message{{Role: "user", Content: "x"}}, false)
+	if err != nil || got != "<s>x</s>" {
+		t.Errorf("render %q, %v; want <s>x</s>", got, err)
+	}
+	if !strings.Contains(tm.Name(), "default") {
+		t.Errorf("name %q does not say which template", tm.Name())
+	}
+	tm, err = FromTokenizerConfig("c", []byte(`{"eos_token": "</s>"}`), Options{})
+	if tm != nil || err != nil {
+		t.Errorf("no chat_template: got %v, %v; want nil, nil", tm, err)
+	}
+	for _, bad := range []string{`{"chat_template": [{"name": "rag", "template": "x"}]}`, `{"chat_template": 3}`, `{`, `{"chat_template": "x", "eos_token": 5}`} {
+		if _, err := FromTokenizerConfig("c.json", []byte(bad), Options{}); err == nil || !strings.Contains(err.Error(), "c.json") {
+			t.Errorf("%s: error %v, want one naming the file", bad, err)
+		}
+	}
+}
+
+func TestStrftime(t *testing.T) {
+	tm := time.Date(2026, time.March, 5, 15, 4, 9, 0, time.UTC)
+	if got, want := strftime(tm, "%Y-%m-%d %H:%M:%S %I%p %B %b %A %a %j %y %% %d %q"), "2026-03-05 15:04:09 03PM March Mar Thursday Thu 064 26 % 05 %q"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
