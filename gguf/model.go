@@ -718,6 +718,10 @@ func configFromFile(f *File) (*config.Config, error) {
 	return cfg, nil
 }
 
+// AsInt converts an integer metadata value (any width, signed or not) to
+// int; false for another type or a value outside the int32 range.
+func AsInt(v any) (int, bool) { return asInt(v) }
+
 // asInt converts any integer metadata value to int.
 func asInt(v any) (int, bool) {
 	switch x := v.(type) {

@@ -56,6 +56,9 @@ type Options struct {
 	StopTokens []int32
 	// ChatStopTokens also end generation in the chat endpoint (typically <|end|>).
 	ChatStopTokens []int32
+	// ChatStops are stop strings of the chat endpoint: the chat template's
+	// end markers that are not special tokens.
+	ChatStops []string
 	// EmptyPrompt is the token a completion with an empty prompt starts
 	// from (typically EOT); -1 answers such requests 400.
 	EmptyPrompt int32

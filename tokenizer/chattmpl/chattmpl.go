@@ -21,9 +21,13 @@ import (
 
 // Moe is moe's own chat format as a template: each turn is the role's
 // special token (<|system|>, <|user|>, <|assistant|>), the content and
-// <|end|>; the generation prompt is <|assistant|>. Models moe trains carry
-// it (exported GGUF files as tokenizer.chat_template).
-const Moe = "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endfor %}" +
+// <|end|>; the generation prompt is <|assistant|>. Another role raises an
+// error. Models moe trains carry it (exported GGUF files as
+// tokenizer.chat_template, Hugging Face directories in
+// tokenizer_config.json).
+const Moe = "{% for message in messages %}" +
+	"{% if message['role'] not in ['system', 'user', 'assistant'] %}{{ raise_exception('moe chat: role ' + message['role'] + ' is not system, user or assistant') }}{% endif %}" +
+	"{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endfor %}" +
 	"{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
 
 // MaxSourceBytes bounds a template's source (real ones are under 20 KB).

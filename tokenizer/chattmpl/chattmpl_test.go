@@ -196,3 +196,13 @@ func TestStrftime(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+func TestMoeTemplateRejectsUnknownRoles(t *testing.T) {
+	tm, err := Parse("moe", Moe, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tm.Render([]Message{{Role: "robot", Content: "x"}}, false); err == nil || !strings.Contains(err.Error(), "robot") {
+		t.Errorf("role robot: error %v", err)
+	}
+}
