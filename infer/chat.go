@@ -160,28 +160,43 @@ func DefaultStopTokens(tok *tokenizer.Tokenizer) []int32 {
 func ChatStopTokens(tok *tokenizer.Tokenizer) []int32 { return DefaultStopTokens(tok) }
 
 // StopTokens returns the tokens at which generation stops by default, as
-// llama.cpp stops at a file's end-of-generation tokens: the tokenizer's
-// DefaultStopTokens, the file's own (m.EndTokens: eos, eot, eom) and the
-// chat template's end markers that are special tokens (<|im_end|>,
-// <|eot_id|>, <|return|>, ...). Nil without a tokenizer.
+// llama.cpp stops at a file's end-of-generation tokens: end-of-text, the
+// file's own (m.EndTokens: eos, eot, eom) and the chat template's end
+// markers that are special tokens (<|im_end|>, <|eot_id|>, <|return|>,
+// ...); without a template, the tokenizer's DefaultStopTokens (moe's
+// <|end|>). A harmony template (gpt-oss) ends replies at <|return|> and
+// <|call|> only: its <|end|> closes one message of a reply, and llama.cpp
+// drops it from the end-of-generation set too. Nil without a tokenizer.
 func (m *Model) StopTokens() []int32 {
 	if m.Tok == nil {
 		return nil
 	}
-	stops := DefaultStopTokens(m.Tok)
+	stops := []int32{m.Tok.EOT()}
 	add := func(id int32) {
 		if !slices.Contains(stops, id) {
 			stops = append(stops, id)
 		}
 	}
+	if m.Template == nil {
+		for _, id := range DefaultStopTokens(m.Tok) {
+			add(id)
+		}
+	}
 	for _, id := range m.EndTokens {
 		add(id)
 	}
-	if m.Template != nil {
-		for _, s := range m.Template.EndMarkers() {
-			if id, ok := m.Tok.Special(s); ok {
-				add(id)
-			}
+	if m.Template == nil {
+		return stops
+	}
+	markers := m.Template.EndMarkers()
+	for _, s := range markers {
+		if id, ok := m.Tok.Special(s); ok {
+			add(id)
+		}
+	}
+	if slices.Contains(markers, "<|return|>") {
+		if end, ok := m.Tok.Special("<|end|>"); ok {
+			stops = slices.DeleteFunc(stops, func(id int32) bool { return id == end })
 		}
 	}
 	return stops

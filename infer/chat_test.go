@@ -10,6 +10,7 @@ import (
 
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
 
 // chatMLTok is a byte-level tokenizer with ChatML's special tokens (and
@@ -165,4 +166,35 @@ func modelForcing(t *testing.T, tok *tokenizer.Tokenizer, prompt []int32, target
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestStopTokensHarmony: with gpt-oss's harmony template generation ends at
+// <|return|> and <|call|>, not at the <|end|> that closes the analysis
+// message, even where the file names <|end|> its eot token.
+func TestStopTokensHarmony(t *testing.T) {
+	vocab := make([][]byte, 256)
+	for i := range vocab {
+		vocab[i] = []byte{byte(i)}
+	}
+	tok, err := tokenizer.New(vocab, map[string]int32{tokenizer.EndOfText: 256, "<|start|>": 257, "<|end|>": 258, "<|return|>": 259, "<|call|>": 260, "<|message|>": 261})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join("..", "tokenizer", "chattmpl", "testdata", "gpt-oss.jinja"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := chattmpl.Parse("gpt-oss.jinja", string(src), chattmpl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Model{Tok: tok, Template: tmpl, EndTokens: []int32{259, 258}}
+	if got := m.StopTokens(); !slices.Equal(got, []int32{256, 259, 260}) {
+		t.Fatalf("harmony stop tokens %v, want [256 259 260] (no <|end|>)", got)
+	}
+	// moe's own format (no template, or its template) stops at <|end|>.
+	m = &Model{Tok: tok}
+	if got := m.StopTokens(); !slices.Equal(got, []int32{256, 258}) {
+		t.Fatalf("moe stop tokens %v, want [256 258]", got)
+	}
 }
