@@ -128,21 +128,6 @@ func chatExample(tok *tokenizer.Tokenizer, tmpl *chattmpl.Template, msgs []infer
 	return ex, nil
 }
 
-// saveChatTemplate writes tmpl into the run directory dir as a
-// tokenizer_config.json (chat_template, bos_token, eos_token), where
-// loading the fine-tuned model finds it.
-func saveChatTemplate(dir string, tmpl *chattmpl.Template) error {
-	doc := map[string]any{"chat_template": tmpl.Source()}
-	if o := tmpl.Options(); o.BOS != "" || o.EOS != "" {
-		doc["bos_token"], doc["eos_token"] = o.BOS, o.EOS
-	}
-	data, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
-		return fmt.Errorf("chat template: %w", err)
-	}
-	return tokenizer.WriteFileAtomic(filepath.Join(dir, chattmpl.ConfigFileName), append(data, '\n'))
-}
-
 // commonPrefix returns the length of the common prefix of a and b.
 func commonPrefix(a, b []int32) int {
 	n := 0
@@ -358,7 +343,7 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 		return nil, fmt.Errorf("base model: %w", err)
 	}
 	if tmpl != nil {
-		if err := saveChatTemplate(opts.Out, tmpl); err != nil {
+		if err := chattmpl.SaveConfig(opts.Out, tmpl); err != nil {
 			return nil, err
 		}
 	}

@@ -206,3 +206,26 @@ func TestMoeTemplateRejectsUnknownRoles(t *testing.T) {
 		t.Errorf("role robot: error %v", err)
 	}
 }
+
+func TestSaveConfigRoundTrip(t *testing.T) {
+	tm, err := Parse("src", "{{ bos_token }}{{ messages[0].content }}{{ eos_token }}", Options{BOS: "<s>", EOS: "</s>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := SaveConfig(dir, tm); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, ConfigFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := FromTokenizerConfig("saved", data, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := back.Render([]Message{{Role: "user", Content: "x"}}, false)
+	if err != nil || got != "<s>x</s>" || back.Source() != tm.Source() {
+		t.Errorf("round trip: %q, %v, source %q", got, err, back.Source())
+	}
+}

@@ -3,6 +3,9 @@ package chattmpl
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+
+	"github.com/moe-llm/moe/internal/atomicfile"
 )
 
 // ConfigFileName is the Hugging Face file that carries a model's chat
@@ -81,4 +84,22 @@ func tokenString(raw json.RawMessage) (string, error) {
 		return "", fmt.Errorf("must be a string or an object with a content string")
 	}
 	return *obj.Content, nil
+}
+
+// SaveConfig writes t into dir as a tokenizer_config.json (chat_template,
+// and bos_token/eos_token when set) that FromTokenizerConfig reads back:
+// how a run directory keeps the chat template of the model it came from.
+func SaveConfig(dir string, t *Template) error {
+	doc := map[string]any{"chat_template": t.src}
+	if t.opt.BOS != "" {
+		doc["bos_token"] = t.opt.BOS
+	}
+	if t.opt.EOS != "" {
+		doc["eos_token"] = t.opt.EOS
+	}
+	data, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return fmt.Errorf("chat template %s: %w", t.name, err)
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, ConfigFileName), append(data, '\n'), 0o644)
 }
