@@ -58,7 +58,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	draftTokens := fs.Int("draft-tokens", 4, "initial number of tokens the draft proposes per step (adapted at run time)")
 	fixedK := fs.Bool("fixed-draft-tokens", false, "do not adapt --draft-tokens")
 	var ignoreEOS bool
-	fs.BoolVar(&ignoreEOS, "ignore-eos", false, "keep generating past end-of-generation tokens (by default generation stops at <|endoftext|> and <|end|>, as llama.cpp does)")
+	fs.BoolVar(&ignoreEOS, "ignore-eos", false, "keep generating past end-of-generation tokens (by default generation stops at end of text and end of turn: the file's eos/eot/eom and its chat template's end markers, as llama.cpp does)")
 	fs.BoolVar(&ignoreEOS, "ignore-eot", false, "the same as --ignore-eos")
 	var stops stringList
 	fs.Var(&stops, "stop", "stop when the text contains this string (repeatable)")
