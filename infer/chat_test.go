@@ -9,23 +9,16 @@ import (
 	"testing"
 
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/internal/testtok"
 	"github.com/moe-llm/moe/tokenizer"
 	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
 
 // chatMLTok is a byte-level tokenizer with ChatML's special tokens (and
-// moe's end-of-text).
+// moe's end-of-text): <|endoftext|> 256, <|im_start|> 257, <|im_end|> 258,
+// <|eom|> 259.
 func chatMLTok(t *testing.T) *tokenizer.Tokenizer {
-	t.Helper()
-	vocab := make([][]byte, 256)
-	for i := range vocab {
-		vocab[i] = []byte{byte(i)}
-	}
-	tok, err := tokenizer.New(vocab, map[string]int32{tokenizer.EndOfText: 256, "<|im_start|>": 257, "<|im_end|>": 258, "<|eom|>": 259})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return testtok.Bytes(t, "<|im_start|>", "<|im_end|>", "<|eom|>")
 }
 
 const chatML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
@@ -172,14 +165,7 @@ func modelForcing(t *testing.T, tok *tokenizer.Tokenizer, prompt []int32, target
 // <|return|> and <|call|>, not at the <|end|> that closes the analysis
 // message, even where the file names <|end|> its eot token.
 func TestStopTokensHarmony(t *testing.T) {
-	vocab := make([][]byte, 256)
-	for i := range vocab {
-		vocab[i] = []byte{byte(i)}
-	}
-	tok, err := tokenizer.New(vocab, map[string]int32{tokenizer.EndOfText: 256, "<|start|>": 257, "<|end|>": 258, "<|return|>": 259, "<|call|>": 260, "<|message|>": 261})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := testtok.Bytes(t, "<|start|>", "<|end|>", "<|return|>", "<|call|>", "<|message|>")
 	src, err := os.ReadFile(filepath.Join("..", "tokenizer", "chattmpl", "testdata", "gpt-oss.jinja"))
 	if err != nil {
 		t.Fatal(err)

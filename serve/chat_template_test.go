@@ -9,7 +9,7 @@ import (
 	"github.com/openai/openai-go/v3"
 
 	"github.com/moe-llm/moe/infer"
-	"github.com/moe-llm/moe/tokenizer"
+	"github.com/moe-llm/moe/internal/testtok"
 	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
 
@@ -19,14 +19,7 @@ import (
 // a marker the vocabulary lacks (<end>), as a stop string. The reply is
 // what single-stream generation with the same prompt and stops writes.
 func TestChatUsesModelTemplate(t *testing.T) {
-	vocab := make([][]byte, 256)
-	for i := range vocab {
-		vocab[i] = []byte{byte(i)}
-	}
-	tok, err := tokenizer.New(vocab, map[string]int32{tokenizer.EndOfText: 256, "<|im_start|>": 257, "<|im_end|>": 258})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := testtok.Bytes(t, "<|im_start|>", "<|im_end|>")
 	for _, c := range []struct {
 		name, src string
 		stopID    int32

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/internal/testtok"
 	"github.com/moe-llm/moe/tokenizer"
 	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
@@ -159,25 +160,11 @@ func TestFinetuneLearnsReplies(t *testing.T) {
 	}
 }
 
-// chatMLTok is a byte-level tokenizer with ChatML's special tokens.
-func chatMLTok(t *testing.T) *tokenizer.Tokenizer {
-	t.Helper()
-	vocab := make([][]byte, 256)
-	for i := range vocab {
-		vocab[i] = []byte{byte(i)}
-	}
-	tok, err := tokenizer.New(vocab, map[string]int32{tokenizer.EndOfText: 256, "<|im_start|>": 257, "<|im_end|>": 258})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 // TestLoadChatWithModelTemplate masks a ChatML conversation with two
 // replies: exactly each reply, its <|im_end|> and the newline the template
 // writes after it are learned; the role headers and the other turns are not.
 func TestLoadChatWithModelTemplate(t *testing.T) {
-	tok := chatMLTok(t)
+	tok := testtok.Bytes(t, "<|im_start|>", "<|im_end|>")
 	const chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 	tmpl, err := chattmpl.Parse("chatml", chatml, chattmpl.Options{})
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moe-llm/moe/tokenizer"
+	"github.com/moe-llm/moe/internal/testtok"
 	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
 
@@ -19,14 +19,7 @@ import (
 // with it and reuses the cache of the earlier turns; a template that does
 // not parse stops chat with an error naming the file.
 func TestChatWithModelTemplate(t *testing.T) {
-	vocab := make([][]byte, 256)
-	for i := range vocab {
-		vocab[i] = []byte{byte(i)}
-	}
-	tok, err := tokenizer.New(vocab, map[string]int32{tokenizer.EndOfText: 256, "<|im_start|>": 257, "<|im_end|>": 258})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := testtok.Bytes(t, "<|im_start|>", "<|im_end|>")
 	cfg := smallCfg(true)
 	cfg.MaxPositionEmbeddings = 256
 	dir := writeRunDir(t, cfg, tok, 3)
