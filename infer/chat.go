@@ -161,9 +161,9 @@ func ChatStopTokens(tok *tokenizer.Tokenizer) []int32 { return DefaultStopTokens
 
 // StopTokens returns the tokens at which generation stops by default, as
 // llama.cpp stops at a file's end-of-generation tokens: end-of-text, the
-// file's own (m.EndTokens: eos, eot, eom) and the chat template's end
-// markers that are special tokens (<|im_end|>, <|eot_id|>, <|return|>,
-// ...); without a template, the tokenizer's DefaultStopTokens (moe's
+// file's own (m.EndTokens: eos, eot, eom), and the chat template's end
+// markers and eos token that are special tokens (<|im_end|>, <|eot_id|>,
+// <|return|>, ...); without a template, the tokenizer's DefaultStopTokens (moe's
 // <|end|>). A harmony template (gpt-oss) ends replies at <|return|> and
 // <|call|> only: its <|end|> closes one message of a reply, and llama.cpp
 // drops it from the end-of-generation set too. Nil without a tokenizer.
@@ -189,6 +189,9 @@ func (m *Model) StopTokens() []int32 {
 		return stops
 	}
 	markers := m.Template.EndMarkers()
+	if eos := m.Template.Options().EOS; eos != "" {
+		markers = append(markers, eos) // tokenizer_config.json's eos_token
+	}
 	for _, s := range markers {
 		if id, ok := m.Tok.Special(s); ok {
 			add(id)

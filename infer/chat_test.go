@@ -46,6 +46,14 @@ func TestReadChatFromTokenizerConfig(t *testing.T) {
 	if got := m.StopTokens(); !slices.Equal(got, []int32{256, 258}) {
 		t.Fatalf("stop tokens %v, want [256 258]", got)
 	}
+	// tokenizer_config.json's eos_token stops too.
+	eos, err := chattmpl.FromTokenizerConfig("c", []byte(`{"eos_token": "<|eom|>", "chat_template": "x"}`), chattmpl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (&Model{Tok: tok, Template: eos}).StopTokens(); !slices.Equal(got, []int32{256, 259}) {
+		t.Fatalf("stop tokens with eos_token <|eom|>: %v, want [256 259]", got)
+	}
 	// A template that does not parse is an error naming the file.
 	os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(`{"chat_template": "{% for m in messages %}"}`), 0o644)
 	if _, _, err := ReadChat(dir, tok); err == nil || !strings.Contains(err.Error(), "tokenizer_config.json") {
