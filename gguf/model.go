@@ -79,6 +79,10 @@ type ExportOptions struct {
 	// "llama": moe reads them back exactly, llama.cpp refuses them or
 	// routes differently.
 	AllowInexact bool
+	// ChatTemplate is the tokenizer.chat_template to write: the model's
+	// own. Empty means moe's (ChatTemplate) when the tokenizer has its
+	// chat tokens, else none.
+	ChatTemplate string
 }
 
 // CheckLlamaCompatible reports whether llama.cpp's "llama" architecture
@@ -287,6 +291,10 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 		return nil, nil, fmt.Errorf("gguf: export: %w", err)
 	}
 	kvs = append(kvs, tkv...)
+	if opt.ChatTemplate != "" {
+		kvs = slices.DeleteFunc(kvs, func(kv KV) bool { return kv.Key == "tokenizer.chat_template" })
+		kvs = append(kvs, KV{"tokenizer.chat_template", opt.ChatTemplate})
+	}
 
 	var tensors []Tensor
 	// add appends one tensor whose source is an HF (out, in) matrix (or a

@@ -6,10 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/infer"
 	"github.com/moe-llm/moe/internal/testtok"
 	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
@@ -56,5 +59,43 @@ func TestChatWithModelTemplate(t *testing.T) {
 	err = chatLoop(context.Background(), []string{"--model", dir, "--quiet"}, strings.NewReader("hi\n"), &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), chattmpl.ConfigFileName) {
 		t.Fatalf("broken template: %v", err)
+	}
+}
+
+// TestExportKeepsChatTemplate: a run directory carrying its own chat
+// template exports it as the GGUF's tokenizer.chat_template, which chat
+// then uses from the GGUF.
+func TestExportKeepsChatTemplate(t *testing.T) {
+	tok := testtok.Bytes(t, "<|im_start|>", "<|im_end|>")
+	cfg := smallCfg(false)
+	cfg.MaxPositionEmbeddings = 128
+	dir := writeRunDir(t, cfg, tok, 2)
+	const src = "{% for m in messages %}{{ '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+	tmpl, err := chattmpl.Parse("chatml", src, chattmpl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chattmpl.SaveConfig(dir, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "m.gguf")
+	if code, _, errs := moeCLI("export", "--model", dir, "--out", out, "--allow-inexact"); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errs)
+	}
+	f, err := gguf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := f.Get("tokenizer.chat_template")
+	f.Close()
+	if v != src {
+		t.Fatalf("exported tokenizer.chat_template %q, want the run's %q", v, src)
+	}
+	m, err := infer.Load(out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids, strs := m.ChatStops(m.Template); !slices.Contains(ids, 258) || len(strs) != 0 {
+		t.Fatalf("chat stops of the exported model: %v %q, want <|im_end|> (258)", ids, strs)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/moe-llm/moe/checkpoint"
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/infer"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
@@ -56,7 +57,16 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *name == "" {
 		*name = defaultExportName(*modelPath)
 	}
-	if err := gguf.Export(ctx, *out, cfg, w, tok, gguf.ExportOptions{Type: t, Name: *name, AllowInexact: *inexact}); err != nil {
+	// The model's own chat template goes with it.
+	tmpl, _, err := infer.ReadChat(*modelPath, tok)
+	if err != nil {
+		return err
+	}
+	eo := gguf.ExportOptions{Type: t, Name: *name, AllowInexact: *inexact}
+	if tmpl != nil {
+		eo.ChatTemplate = tmpl.Source()
+	}
+	if err := gguf.Export(ctx, *out, cfg, w, tok, eo); err != nil {
 		return fmt.Errorf("writing %s: %w", *out, err)
 	}
 	st, err := os.Stat(*out)
