@@ -98,4 +98,13 @@ func TestExportKeepsChatTemplate(t *testing.T) {
 	if ids, strs := m.ChatStops(m.Template); !slices.Contains(ids, 258) || len(strs) != 0 {
 		t.Fatalf("chat stops of the exported model: %v %q, want <|im_end|> (258)", ids, strs)
 	}
+	// A Hugging Face export carries it in tokenizer_config.json.
+	hf := filepath.Join(t.TempDir(), "hf")
+	if code, _, errs := moeCLI("export", "--model", dir, "--out", hf, "--format", "hf", "--allow-inexact"); code != 0 {
+		t.Fatalf("export --format hf: exit %d: %s", code, errs)
+	}
+	back, _, err := infer.ReadChat(hf, tok)
+	if err != nil || back == nil || back.Source() != src {
+		t.Fatalf("HF export's chat template: %v, %v", back, err)
+	}
 }

@@ -229,3 +229,29 @@ func TestSaveConfigRoundTrip(t *testing.T) {
 		t.Errorf("round trip: %q, %v, source %q", got, err, back.Source())
 	}
 }
+
+func TestSetConfigTemplateKeepsOtherFields(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ConfigFileName)
+	if err := os.WriteFile(path, []byte(`{"tokenizer_class": "X", "eos_token": "<|endoftext|>", "chat_template": "old"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tm, err := Parse("new", "{{ eos_token }}", Options{EOS: "</s>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SetConfigTemplate(dir, tm); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	var doc map[string]string
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["chat_template"] != "{{ eos_token }}" || doc["tokenizer_class"] != "X" || doc["eos_token"] != "<|endoftext|>" {
+		t.Errorf("tokenizer_config.json now %v", doc)
+	}
+	if err := SetConfigTemplate(t.TempDir(), tm); err == nil {
+		t.Error("no tokenizer_config.json to update: no error")
+	}
+}

@@ -3,6 +3,7 @@ package chattmpl
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/moe-llm/moe/internal/atomicfile"
@@ -90,13 +91,36 @@ func tokenString(raw json.RawMessage) (string, error) {
 // and bos_token/eos_token when set) that FromTokenizerConfig reads back:
 // how a run directory keeps the chat template of the model it came from.
 func SaveConfig(dir string, t *Template) error {
-	doc := map[string]any{"chat_template": t.src}
+	doc := map[string]any{}
 	if t.opt.BOS != "" {
 		doc["bos_token"] = t.opt.BOS
 	}
 	if t.opt.EOS != "" {
 		doc["eos_token"] = t.opt.EOS
 	}
+	return saveConfig(dir, doc, t)
+}
+
+// SetConfigTemplate sets the chat template in dir's existing
+// tokenizer_config.json, keeping its other fields (its bos and eos tokens
+// name the tokenizer's own).
+func SetConfigTemplate(dir string, t *Template) error {
+	path := filepath.Join(dir, ConfigFileName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("chat template: %w", err)
+	}
+	doc := map[string]any{}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return saveConfig(dir, doc, t)
+}
+
+// saveConfig sets t's source in doc and writes it as dir's
+// tokenizer_config.json.
+func saveConfig(dir string, doc map[string]any, t *Template) error {
+	doc["chat_template"] = t.src
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return fmt.Errorf("chat template %s: %w", t.name, err)
