@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/moe-llm/moe/gguf"
@@ -93,18 +94,27 @@ func hasSpecial(tok *tokenizer.Tokenizer, s string) bool {
 }
 
 // contentMarker stands for message i's content in a probe render.
-func contentMarker(i int) string { return fmt.Sprintf("\x00moe-content-%d\x00", i) }
+func contentMarker(i int) string { return markerPrefix + strconv.Itoa(i) + "\x00" }
 
-// nextMarker finds the first content marker in s: the message index and
-// the position, or -1.
+const markerPrefix = "\x00moe-content-"
+
+// nextMarker finds the first content marker in s: the message index (of
+// n) and the position, or -1.
 func nextMarker(s string, n int) (int, int) {
-	best, at := -1, -1
-	for i := 0; i < n; i++ {
-		if j := strings.Index(s, contentMarker(i)); j >= 0 && (at < 0 || j < at) {
-			best, at = i, j
+	for from := 0; ; {
+		j := strings.Index(s[from:], markerPrefix)
+		if j < 0 {
+			return -1, -1
 		}
+		at := from + j
+		rest := s[at+len(markerPrefix):]
+		if k := strings.IndexByte(rest, 0); k > 0 {
+			if i, err := strconv.Atoi(rest[:k]); err == nil && i >= 0 && i < n {
+				return i, at
+			}
+		}
+		from = at + 1
 	}
-	return best, at
 }
 
 // MoeTemplate returns moe's own chat template for tok, which must have the
