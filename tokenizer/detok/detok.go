@@ -107,13 +107,7 @@ func (s *Stream) Push(id int32) string {
 	if len(s.stops) == 0 {
 		return s.release(len(s.pending), false)
 	}
-	cut := -1
-	for _, st := range s.stops {
-		if j := bytes.Index(s.pending, st); j >= 0 && (cut < 0 || j < cut) {
-			cut = j
-		}
-	}
-	if cut >= 0 {
+	if cut := s.firstStop(); cut >= 0 {
 		s.reason = String
 		out := s.release(cut, false)
 		s.pending, s.raw = s.pending[:0], s.raw[:0]
@@ -146,12 +140,32 @@ func (s *Stream) release(n int, withRaw bool) string {
 
 // Flush ends the stream and returns what is held back: text that might
 // have begun a stop string, and bytes that never formed a whole UTF-8
-// character (passed through as they are). After a stop it returns "".
+// character (passed through as they are), cut before a stop string they
+// complete. After a stop it returns "".
 func (s *Stream) Flush() string {
 	if s.reason != Running {
 		return ""
 	}
-	return s.release(len(s.pending), true)
+	s.pending = append(s.pending, s.raw...)
+	s.raw = s.raw[:0]
+	if cut := s.firstStop(); cut >= 0 {
+		s.reason = String
+		out := s.release(cut, false)
+		s.pending = s.pending[:0]
+		return out
+	}
+	return s.release(len(s.pending), false)
+}
+
+// firstStop returns where the earliest stop string in pending begins, or -1.
+func (s *Stream) firstStop() int {
+	cut := -1
+	for _, st := range s.stops {
+		if j := bytes.Index(s.pending, st); j >= 0 && (cut < 0 || j < cut) {
+			cut = j
+		}
+	}
+	return cut
 }
 
 // Stopped reports whether, and why, the stream has stopped.

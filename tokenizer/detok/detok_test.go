@@ -92,21 +92,42 @@ func TestStopTokenAndControlTokens(t *testing.T) {
 	}
 }
 
+// reference is the naive detokenizer: after each token, if the text so far
+// holds a stop string, the text is cut before the earliest one and that is
+// the end (a stop ends generation as soon as it is complete, as llama.cpp's
+// server checks); otherwise the whole text.
+func reference(v vocab, ids []int32, stops []string) (string, bool) {
+	var all []byte
+	for _, id := range ids {
+		all = append(all, v[id]...)
+		cut := -1
+		for _, st := range stops {
+			if st == "" {
+				continue
+			}
+			if j := bytes.Index(all, []byte(st)); j >= 0 && (cut < 0 || j < cut) {
+				cut = j
+			}
+		}
+		if cut >= 0 {
+			return string(all[:cut]), true
+		}
+	}
+	return string(all), false
+}
+
 // TestMatchesReference pushes random token streams and compares the
-// released text with a naive reference: the whole text, cut before the
-// earliest stop string.
+// released text with the naive reference.
 func TestMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	alphabet := []string{"a", "b", "<", "|", ">", "\xc3", "\xa9", "\xe6\x97", "\xa5", " ", "<ctl>", "ab", "|>"}
 	v := pieces(alphabet...)
-	stops := []string{"<|>", "ab|", "é"}
+	stops := []string{"<|>", "ab|", "é", "|>"} // "|>" ends inside "<|>"
 	for trial := 0; trial < 3000; trial++ {
 		n := r.IntN(12)
 		ids := make([]int32, n)
-		var all []byte
 		for i := range ids {
 			ids[i] = int32(r.IntN(len(v)))
-			all = append(all, v[ids[i]]...)
 		}
 		use := stops[:r.IntN(len(stops)+1)]
 		s := New(v.text, Options{Stops: use})
@@ -118,21 +139,12 @@ func TestMatchesReference(t *testing.T) {
 			}
 		}
 		got = append(got, s.Flush()...)
-		want := all
-		cut := -1
-		for _, st := range use {
-			if j := bytes.Index(all, []byte(st)); j >= 0 && (cut < 0 || j < cut) {
-				cut = j
-			}
-		}
-		if cut >= 0 {
-			want = all[:cut]
-		}
-		if !bytes.Equal(got, want) {
+		want, stopped := reference(v, ids, use)
+		if string(got) != want {
 			t.Fatalf("ids %v stops %q: got %q, want %q", ids, use, got, want)
 		}
-		if (cut >= 0) != (s.Stopped() == String) {
-			t.Fatalf("ids %v stops %q: stopped %v, cut %d", ids, use, s.Stopped(), cut)
+		if stopped != (s.Stopped() == String) {
+			t.Fatalf("ids %v stops %q: stopped %v, reference %v", ids, use, s.Stopped(), stopped)
 		}
 	}
 }
@@ -147,4 +159,40 @@ func TestTextDropsSpecials(t *testing.T) {
 	if string(tt(0)) != "a" || tt(2) != nil {
 		t.Errorf("Text: %q %q", tt(0), tt(2))
 	}
+}
+
+// FuzzStream checks the released text against the reference for
+// arbitrary token streams: data is cut into tokens of 1-3 bytes (so
+// characters split across tokens) and the stop strings are valid UTF-8, as
+// JSON and flags give them.
+func FuzzStream(f *testing.F) {
+	f.Add([]byte("ab|<|>é"), "<|>", "b|")
+	f.Add([]byte("\xe6\x97\xa5x\xff"), "x", "")
+	f.Add([]byte("\xed367\xe0"), "67é", "7")
+	f.Fuzz(func(t *testing.T, data []byte, stop1, stop2 string) {
+		if !utf8.ValidString(stop1) || !utf8.ValidString(stop2) {
+			return
+		}
+		var v vocab
+		var ids []int32
+		for len(data) > 0 {
+			n := min(len(data), int(data[0]%3)+1)
+			ids = append(ids, int32(len(v)))
+			v = append(v, data[:n])
+			data = data[n:]
+		}
+		stops := []string{stop1, stop2}
+		s := New(v.text, Options{Stops: stops})
+		var got []byte
+		for _, id := range ids {
+			got = append(got, s.Push(id)...)
+			if s.Stopped() != Running {
+				break
+			}
+		}
+		got = append(got, s.Flush()...)
+		if want, _ := reference(v, ids, stops); string(got) != want {
+			t.Fatalf("tokens %q stops %q: got %q, want %q", v, stops, got, want)
+		}
+	})
 }
