@@ -116,6 +116,20 @@ func reference(v vocab, ids []int32, stops []string) (string, bool) {
 	return string(all), false
 }
 
+// pushAll streams ids through a Stream until it stops and returns all it
+// released, Flush included.
+func pushAll(v vocab, ids []int32, stops []string) ([]byte, *Stream) {
+	s := New(v.text, Options{Stops: stops})
+	var got []byte
+	for _, id := range ids {
+		got = append(got, s.Push(id)...)
+		if s.Stopped() != Running {
+			break
+		}
+	}
+	return append(got, s.Flush()...), s
+}
+
 // TestMatchesReference pushes random token streams and compares the
 // released text with the naive reference.
 func TestMatchesReference(t *testing.T) {
@@ -130,15 +144,7 @@ func TestMatchesReference(t *testing.T) {
 			ids[i] = int32(r.IntN(len(v)))
 		}
 		use := stops[:r.IntN(len(stops)+1)]
-		s := New(v.text, Options{Stops: use})
-		var got []byte
-		for _, id := range ids {
-			got = append(got, s.Push(id)...)
-			if s.Stopped() != Running {
-				break
-			}
-		}
-		got = append(got, s.Flush()...)
+		got, s := pushAll(v, ids, use)
 		want, stopped := reference(v, ids, use)
 		if string(got) != want {
 			t.Fatalf("ids %v stops %q: got %q, want %q", ids, use, got, want)
@@ -182,15 +188,7 @@ func FuzzStream(f *testing.F) {
 			data = data[n:]
 		}
 		stops := []string{stop1, stop2}
-		s := New(v.text, Options{Stops: stops})
-		var got []byte
-		for _, id := range ids {
-			got = append(got, s.Push(id)...)
-			if s.Stopped() != Running {
-				break
-			}
-		}
-		got = append(got, s.Flush()...)
+		got, _ := pushAll(v, ids, stops)
 		if want, _ := reference(v, ids, stops); string(got) != want {
 			t.Fatalf("tokens %q stops %q: got %q, want %q", v, stops, got, want)
 		}
