@@ -13,6 +13,7 @@ import (
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/tokenizer"
 	"github.com/moe-llm/moe/tokenizer/chattmpl"
+	"github.com/moe-llm/moe/tokenizer/detok"
 )
 
 // Message is one turn of a conversation.
@@ -307,4 +308,34 @@ func (m *Model) ChatStops(t *chattmpl.Template) ([]int32, []string) {
 		}
 	}
 	return ids, strs
+}
+
+// ReplyText returns how the tokens of one assistant reply written with
+// template t become text: the tokenizer's bytes with control tokens
+// dropped, and for a harmony template (gpt-oss, whose replies are
+// analysis and final channel messages) only the final channel's text. It
+// may hold state: call it once per reply.
+func (m *Model) ReplyText(t *chattmpl.Template) detok.TokenText {
+	if m.Tok == nil {
+		return func(int32) []byte { return nil }
+	}
+	text := detok.Text(m.Tok)
+	if t == nil || !slices.Contains(t.EndMarkers(), "<|return|>") {
+		return text
+	}
+	var h detok.Harmony
+	ids := map[string]*int32{"<|start|>": &h.Start, "<|channel|>": &h.Channel, "<|message|>": &h.Message}
+	for name, p := range ids {
+		id, ok := m.Tok.Special(name)
+		if !ok {
+			return text // not harmony's vocabulary
+		}
+		*p = id
+	}
+	for _, name := range []string{"<|end|>", "<|return|>", "<|call|>"} {
+		if id, ok := m.Tok.Special(name); ok {
+			h.Ends = append(h.Ends, id)
+		}
+	}
+	return h.Final(text)
 }

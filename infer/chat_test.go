@@ -12,6 +12,7 @@ import (
 	"github.com/moe-llm/moe/internal/testtok"
 	"github.com/moe-llm/moe/tokenizer"
 	"github.com/moe-llm/moe/tokenizer/chattmpl"
+	"github.com/moe-llm/moe/tokenizer/detok"
 )
 
 // chatMLTok is a byte-level tokenizer with ChatML's special tokens (and
@@ -173,7 +174,7 @@ func modelForcing(t *testing.T, tok *tokenizer.Tokenizer, prompt []int32, target
 // <|return|> and <|call|>, not at the <|end|> that closes the analysis
 // message, even where the file names <|end|> its eot token.
 func TestStopTokensHarmony(t *testing.T) {
-	tok := testtok.Bytes(t, "<|start|>", "<|end|>", "<|return|>", "<|call|>", "<|message|>")
+	tok := testtok.Bytes(t, "<|start|>", "<|end|>", "<|return|>", "<|call|>", "<|message|>", "<|channel|>")
 	src, err := os.ReadFile(filepath.Join("..", "tokenizer", "chattmpl", "testdata", "gpt-oss.jinja"))
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +186,23 @@ func TestStopTokensHarmony(t *testing.T) {
 	m := &Model{Tok: tok, Template: tmpl, EndTokens: []int32{259, 258}}
 	if got := m.StopTokens(); !slices.Equal(got, []int32{256, 259, 260}) {
 		t.Fatalf("harmony stop tokens %v, want [256 259 260] (no <|end|>)", got)
+	}
+	// A reply's text is its final channel: the analysis is dropped.
+	sp := func(name string) int32 { id, _ := tok.Special(name); return id }
+	var reply []int32
+	reply = append(append(reply, sp("<|channel|>")), tok.Encode([]byte("analysis"))...)
+	reply = append(append(reply, sp("<|message|>")), tok.Encode([]byte("Think."))...)
+	reply = append(reply, sp("<|end|>"), sp("<|start|>"))
+	reply = append(append(reply, tok.Encode([]byte("assistant"))...), sp("<|channel|>"))
+	reply = append(append(reply, tok.Encode([]byte("final"))...), sp("<|message|>"))
+	reply = append(append(reply, tok.Encode([]byte("It is 4."))...), sp("<|return|>"))
+	s := detok.New(m.ReplyText(tmpl), detok.Options{StopTokens: m.StopTokens()})
+	var text strings.Builder
+	for _, id := range reply {
+		text.WriteString(s.Push(id))
+	}
+	if text.String() != "It is 4." || s.Stopped() != detok.Token {
+		t.Fatalf("harmony reply text %q (stopped %v), want %q", text.String(), s.Stopped(), "It is 4.")
 	}
 	// moe's own format (no template, or its template) stops at <|end|>.
 	m = &Model{Tok: tok}

@@ -42,6 +42,9 @@ type GenerateOptions struct {
 	// tokens) in the text, as llama.cpp's llama-simple prints them; chat
 	// and the server drop them.
 	KeepSpecial bool
+	// TokenText, if set, is how generated tokens become text instead (chat
+	// passes ReplyText, which keeps only a harmony reply's final channel).
+	TokenText detok.TokenText
 	// Sampling options; the draft samples with the same options.
 	Sampling SampleOptions
 
@@ -177,6 +180,9 @@ func newOutput(m *Model, emit func(int32) error, opts GenerateOptions) *output {
 		if opts.KeepSpecial {
 			text = m.Tok.TokenBytes
 		}
+	}
+	if opts.TokenText != nil {
+		text = opts.TokenText
 	}
 	o.ds = detok.New(text, detok.Options{Stops: opts.Stop, StopTokens: stopTokens})
 	return o

@@ -213,7 +213,11 @@ func (s *Server) jobs(ctx context.Context, g *genRequest, arrived time.Time) ([]
 			if j.pen != nil {
 				j.counts = map[int32]int{}
 			}
-			out = append(out, &choice{index: len(out), j: j, cancel: cancel, ts: detok.New(s.tok.TokenBytes, detok.Options{Stops: stopStrs})})
+			text := s.tok.TokenBytes
+			if g.chat && s.opt.ChatText != nil {
+				text = s.opt.ChatText()
+			}
+			out = append(out, &choice{index: len(out), j: j, cancel: cancel, ts: detok.New(text, detok.Options{Stops: stopStrs})})
 		}
 	}
 	return out, nil

@@ -93,6 +93,9 @@ func NewFromModel(m, draft *infer.Model, opt Options) (*Server, error) {
 		if opt.ChatStops == nil {
 			opt.ChatStops = strs
 		}
+		if opt.ChatText == nil {
+			opt.ChatText = func() func(int32) []byte { return m.ReplyText(tmpl) }
+		}
 		if opt.ChatTemplate == nil {
 			opt.ChatTemplate = func(msgs []Message) ([]int32, error) {
 				im := make([]infer.Message, len(msgs))

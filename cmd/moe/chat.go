@@ -110,7 +110,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return fmt.Errorf("message of %d tokens does not fit the context of %d tokens", len(prompt), m.Context())
 		}
 		opts := infer.GenerateOptions{MaxTokens: min(*maxTokens, m.Context()-len(prompt)), StopTokens: stopIDs, Stop: stopStrs,
-			Sampling: so, Seq: seq, Draft: d, DraftSeq: dseq, DraftTokens: *draftTokens,
+			Sampling: so, Seq: seq, Draft: d, DraftSeq: dseq, DraftTokens: *draftTokens, TokenText: m.ReplyText(tmpl),
 			Text: func(s string) error {
 				if _, err := w.WriteString(s); err != nil {
 					return err

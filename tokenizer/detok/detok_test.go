@@ -194,3 +194,23 @@ func FuzzStream(f *testing.F) {
 		}
 	})
 }
+
+func TestHarmonyFinal(t *testing.T) {
+	// 0 <|start|>, 1 <|channel|>, 2 <|message|>, 3 <|end|>, 4 <|return|>.
+	v := pieces("<ctl>", "<ctl>", "<ctl>", "<ctl>", "<ctl>", "analysis", "final", "assistant", "Let me think.", "The answer", " is 4.")
+	h := Harmony{Start: 0, Channel: 1, Message: 2, Ends: []int32{3, 4}}
+	reply := []int32{1, 5, 2, 8, 3, 0, 7, 1, 6, 2, 9, 10, 4}
+	s := New(h.Final(v.text), Options{StopTokens: []int32{4}})
+	var got strings.Builder
+	for _, id := range reply {
+		got.WriteString(s.Push(id))
+	}
+	if got.String() != "The answer is 4." || s.Stopped() != Token {
+		t.Errorf("final text %q (stopped %v), want %q", got.String(), s.Stopped(), "The answer is 4.")
+	}
+	// A model that writes no channel markers is passed through.
+	s = New(h.Final(v.text), Options{})
+	if out := s.Push(9) + s.Push(10); out != "The answer is 4." {
+		t.Errorf("plain text %q", out)
+	}
+}
