@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
 
 // Architecture is the llama.cpp architecture moe models are written as:
@@ -48,11 +50,9 @@ const (
 // moe's tokenizer implements (Llama 3 uses the same one).
 const preTokenizer = "llama-bpe"
 
-// ChatTemplate is moe's chat format (see infer.EncodeChat) as a Jinja
-// template, for llama.cpp's and Hugging Face's chat front ends: each turn is
-// <|role|> content <|end|>, and a reply starts after <|assistant|>.
-const ChatTemplate = "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endfor %}" +
-	"{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+// ChatTemplate is moe's chat format (see chattmpl.Moe) as a Jinja
+// template, written to exported files as tokenizer.chat_template.
+const ChatTemplate = chattmpl.Moe
 
 // HasChatTokens reports whether tok has the special tokens of moe's chat
 // format.
@@ -84,6 +84,10 @@ type ExportOptions struct {
 	// "llama": moe reads them back exactly, llama.cpp refuses them or
 	// routes differently.
 	AllowInexact bool
+	// ChatTemplate is the tokenizer.chat_template to write: the model's
+	// own. Empty means moe's (ChatTemplate) when the tokenizer has its
+	// chat tokens, else none.
+	ChatTemplate string
 }
 
 // CheckLlamaCompatible reports whether llama.cpp's "llama" architecture
@@ -309,6 +313,10 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 		return nil, nil, fmt.Errorf("gguf: export: %w", err)
 	}
 	kvs = append(kvs, tkv...)
+	if opt.ChatTemplate != "" {
+		kvs = slices.DeleteFunc(kvs, func(kv KV) bool { return kv.Key == "tokenizer.chat_template" })
+		kvs = append(kvs, KV{"tokenizer.chat_template", opt.ChatTemplate})
+	}
 
 	var tensors []Tensor
 	// add appends one tensor whose source is an HF (out, in) matrix (or a
@@ -678,6 +686,10 @@ func configFromFile(f *File) (*config.Config, error) {
 	}
 	return cfg, nil
 }
+
+// AsInt converts an integer metadata value (any width, signed or not) to
+// int; false for another type or a value outside the int32 range.
+func AsInt(v any) (int, bool) { return asInt(v) }
 
 // asInt converts any integer metadata value to int.
 func asInt(v any) (int, bool) {

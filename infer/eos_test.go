@@ -25,31 +25,9 @@ func TestGenerateStopsAtEndOfTurn(t *testing.T) {
 	if got := ChatStopTokens(tok); !slices.Equal(got, DefaultStopTokens(tok)) {
 		t.Fatalf("ChatStopTokens = %v differs from DefaultStopTokens", got)
 	}
-	cfg := testConfig(false)
-	cfg.VocabSize = tok.VocabSize()
-	w := randomWeights(t, cfg, 3, 0.2)
-	m, err := New(cfg, w, tok, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	prompt := tok.Encode([]byte("the cat sat on"))
 	ctx := context.Background()
-	first, err := m.Generate(ctx, prompt, GenerateOptions{MaxTokens: 1, IgnoreEOT: true}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := first.Tokens[0]
-	if a == end || a == tok.EOT() {
-		t.Fatalf("random model already picks stop token %d first; choose another seed", a)
-	}
-	d := cfg.HiddenSize
-	for i := 0; i < d; i++ {
-		w.LMHead[int(end)*d+i] = 2 * w.LMHead[int(a)*d+i]
-	}
-	m, err = New(cfg, w, tok, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := modelForcing(t, tok, prompt, end)
 	var emitted []int32
 	res, err := m.Generate(ctx, prompt, GenerateOptions{MaxTokens: 10}, func(id int32) error { emitted = append(emitted, id); return nil })
 	if err != nil {
@@ -59,7 +37,7 @@ func TestGenerateStopsAtEndOfTurn(t *testing.T) {
 		t.Fatalf("default stop: tokens %v, reason %q, text %q, emitted %v; want [%d] (<|end|>), %q, no text", res.Tokens, res.StopReason, res.Text, emitted, end, StopToken)
 	}
 	// A draft does not change where generation stops.
-	draft, err := New(cfg, randomWeights(t, cfg, 4, 0.2), tok, nil)
+	draft, err := New(m.Cfg, randomWeights(t, m.Cfg, 4, 0.2), tok, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/moe-llm/moe/tokenizer/detok"
 )
 
 // Stop reasons reported in Result.StopReason.
@@ -25,13 +27,24 @@ type GenerateOptions struct {
 	// strings; the text is cut before it. Needs the model's tokenizer.
 	Stop []string
 	// StopTokens end generation when generated (the token is kept in
-	// Result.Tokens but not in Result.Text). Nil means DefaultStopTokens of
-	// the model's tokenizer, if it has one: end-of-text and the chat
-	// end-of-turn <|end|>, the end-of-generation set llama.cpp stops at
-	// (an exported GGUF declares them as eos_token_id and eot_token_id).
+	// Result.Tokens but not in Result.Text). Nil means the model's
+	// StopTokens: end-of-text, the end of a turn (<|end|>, the file's
+	// eot/eom ids, the chat template's end markers), the
+	// end-of-generation set llama.cpp stops at.
 	StopTokens []int32
 	// IgnoreEOT disables the default stop tokens (benchmarks, --ignore-eos).
 	IgnoreEOT bool
+	// Text, if set, is called with the generated text as it becomes final
+	// (whole UTF-8 characters, control tokens dropped, nothing that may
+	// begin a stop string); together the pieces are Result.Text.
+	Text func(text string) error
+	// KeepSpecial keeps the strings of special tokens (other than the stop
+	// tokens) in the text, as llama.cpp's llama-simple prints them; chat
+	// and the server drop them.
+	KeepSpecial bool
+	// TokenText, if set, is how generated tokens become text instead (chat
+	// passes ReplyText, which keeps only a harmony reply's final channel).
+	TokenText detok.TokenText
 	// Sampling options; the draft samples with the same options.
 	Sampling SampleOptions
 
@@ -59,8 +72,9 @@ type GenerateOptions struct {
 type Result struct {
 	// Tokens are the generated tokens, a final stop token included.
 	Tokens []int32
-	// Text is the generated text without stop tokens and cut before a stop
-	// sequence (empty without a tokenizer).
+	// Text is the generated text: stop tokens and (unless KeepSpecial)
+	// other control tokens dropped, cut before a stop sequence (empty
+	// without a tokenizer).
 	Text string
 	// StopReason says why generation ended (StopLength, ...).
 	StopReason string
@@ -130,15 +144,16 @@ func CheckDraft(target, draft *Model) error {
 	return nil
 }
 
-// output tracks generated tokens: stop tokens, stop strings, and which
-// tokens are safe to stream (a token that might begin a stop string is held
-// back until it cannot).
+// output tracks generated tokens: it feeds them to the detokenizer (the one
+// path from tokens to text: stop tokens, stop strings, control tokens,
+// incomplete UTF-8) and emits each token once all its text is final (a
+// token that might begin a stop string is held back until it cannot).
 type output struct {
-	m          *Model
-	emit       func(int32) error
-	stops      [][]byte
-	stopTokens []int32
-	maxTokens  int
+	m         *Model
+	emit      func(int32) error
+	onText    func(string) error
+	ds        *detok.Stream
+	maxTokens int
 
 	// rounds, if set, counts speculative rounds; firstRound counts the
 	// tokens pushed while it is at most 1 (the prefill pass's tokens).
@@ -146,11 +161,31 @@ type output struct {
 	firstRound int
 
 	tokens  []int32
-	text    []byte
-	ends    []int // text byte offset after each token
+	ends    []int  // token-text bytes pushed up to and including each token
+	text    []byte // the released text
 	emitted int
 	reason  string
-	cut     int // text length to report
+}
+
+// newOutput returns the tracker for one Generate call.
+func newOutput(m *Model, emit func(int32) error, opts GenerateOptions) *output {
+	o := &output{m: m, emit: emit, onText: opts.Text, maxTokens: opts.MaxTokens}
+	stopTokens := opts.StopTokens
+	if stopTokens == nil && !opts.IgnoreEOT {
+		stopTokens = m.StopTokens()
+	}
+	text := detok.TokenText(func(int32) []byte { return nil })
+	if m.Tok != nil {
+		text = detok.Text(m.Tok)
+		if opts.KeepSpecial {
+			text = m.Tok.TokenBytes
+		}
+	}
+	if opts.TokenText != nil {
+		text = opts.TokenText
+	}
+	o.ds = detok.New(text, detok.Options{Stops: opts.Stop, StopTokens: stopTokens})
+	return o
 }
 
 // push adds a generated token; it returns true when generation must stop.
@@ -159,65 +194,57 @@ func (o *output) push(tok int32) (bool, error) {
 	if o.rounds != nil && *o.rounds <= 1 {
 		o.firstRound = len(o.tokens)
 	}
-	for _, s := range o.stopTokens {
-		if tok == s {
-			o.ends = append(o.ends, len(o.text))
-			o.reason = StopToken
-			return true, o.flush(len(o.tokens)-1, len(o.text))
-		}
+	if err := o.release(o.ds.Push(tok)); err != nil {
+		return true, err
 	}
-	if o.m.Tok != nil {
-		o.text = append(o.text, o.m.Tok.TokenBytes(tok)...)
-	}
-	o.ends = append(o.ends, len(o.text))
-	// A stop string can only end inside the newest token's bytes.
-	from := 0
-	if len(o.ends) > 1 {
-		from = o.ends[len(o.ends)-2]
-	}
-	best := -1
-	for _, s := range o.stops {
-		lo := max(0, from-len(s)+1)
-		if i := bytes.Index(o.text[lo:], s); i >= 0 && (best < 0 || lo+i < best) {
-			best = lo + i
-		}
-	}
-	if best >= 0 {
+	o.ends = append(o.ends, o.ds.Pushed())
+	switch o.ds.Stopped() {
+	case detok.Token:
+		o.reason = StopToken
+		return true, o.emitTo(len(o.tokens) - 1)
+	case detok.String:
 		o.reason = StopString
-		// Emit the tokens that end before the stop string begins.
-		n := o.emitted
-		for n < len(o.tokens) && o.ends[n] <= best {
-			n++
-		}
-		return true, o.flush(n, best)
 	}
-	// Hold back tokens whose bytes overlap a suffix that begins a stop string.
-	hold := len(o.text)
-	for _, s := range o.stops {
-		for l := min(len(s)-1, len(o.text)); l > 0; l-- {
-			if bytes.HasSuffix(o.text, s[:l]) {
-				hold = min(hold, len(o.text)-l)
-				break
-			}
-		}
-	}
+	// Emit the tokens whose text has all been released.
 	n := o.emitted
-	for n < len(o.tokens) && o.ends[n] <= hold {
+	for n < len(o.tokens) && o.ends[n] <= o.ds.Released() {
 		n++
 	}
-	if err := o.flush(n, len(o.text)); err != nil {
+	if err := o.emitTo(n); err != nil || o.reason != "" {
 		return true, err
 	}
 	if o.maxTokens > 0 && len(o.tokens) >= o.maxTokens {
-		o.reason = StopLength
-		return true, o.flush(len(o.tokens), len(o.text))
+		return true, o.stop(StopLength)
 	}
 	return false, nil
 }
 
-// flush emits tokens up to index n and sets the reported text length.
-func (o *output) flush(n, cut int) error {
-	o.cut = cut
+// stop ends generation for reason: the text held back is final and every
+// token is emitted.
+func (o *output) stop(reason string) error {
+	o.reason = reason
+	if err := o.release(o.ds.Flush()); err != nil {
+		return err
+	}
+	return o.emitTo(len(o.tokens))
+}
+
+// release appends final text and hands it to the text callback.
+func (o *output) release(s string) error {
+	if s == "" {
+		return nil
+	}
+	o.text = append(o.text, s...)
+	if o.onText != nil {
+		if err := o.onText(s); err != nil {
+			return fmt.Errorf("infer: text: %w", err)
+		}
+	}
+	return nil
+}
+
+// emitTo emits tokens up to index n.
+func (o *output) emitTo(n int) error {
 	for ; o.emitted < n; o.emitted++ {
 		if o.emit != nil {
 			if err := o.emit(o.tokens[o.emitted]); err != nil {
@@ -271,19 +298,12 @@ func (m *Model) Generate(ctx context.Context, prompt []int32, opts GenerateOptio
 			return res, fmt.Errorf("infer: prompt token %d out of range [0,%d)", t, m.Cfg.VocabSize)
 		}
 	}
-	o := &output{m: m, emit: emit, maxTokens: opts.MaxTokens, stopTokens: opts.StopTokens}
-	for _, s := range opts.Stop {
-		if s == "" {
-			continue
-		}
-		if m.Tok == nil {
+	for _, st := range opts.Stop {
+		if st != "" && m.Tok == nil {
 			return res, errors.New("infer: stop sequences need a tokenizer")
 		}
-		o.stops = append(o.stops, []byte(s))
 	}
-	if o.stopTokens == nil && m.Tok != nil && !opts.IgnoreEOT {
-		o.stopTokens = DefaultStopTokens(m.Tok)
-	}
+	o := newOutput(m, emit, opts)
 	pending := syncSeq(seq, prompt)
 	res.CachedTokens = len(prompt) - len(pending)
 
@@ -298,9 +318,7 @@ func (m *Model) Generate(ctx context.Context, prompt []int32, opts GenerateOptio
 	}
 	res.Tokens = o.tokens
 	res.StopReason = o.reason
-	if m.Tok != nil {
-		res.Text = string(o.text[:o.cut])
-	}
+	res.Text = string(o.text)
 	res.Seconds = time.Since(start).Seconds()
 	res.DecodeSeconds = res.Seconds - res.PrefillSeconds
 	return res, err
@@ -324,8 +342,7 @@ func (m *Model) plain(ctx context.Context, seq *Seq, pending []int32, opts Gener
 			return err
 		}
 		if seq.Len() >= seq.maxLen {
-			o.reason = StopContext
-			return o.flush(len(o.tokens), len(o.text))
+			return o.stop(StopContext)
 		}
 		logits, err = m.Forward([]*Seq{seq}, [][]int32{{tok}}, false)
 		if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
 
 // Model is a model ready for inference: its config, weights, tokenizer and
@@ -36,6 +37,12 @@ type Model struct {
 	// Tok turns text into token ids and back; it may be nil for a model used
 	// only on token ids (tests, benchmarks).
 	Tok *tokenizer.Tokenizer
+	// Template is the chat template the model's file carries (nil: moe's
+	// own, if the tokenizer has its chat tokens); see ChatTemplate.
+	Template *chattmpl.Template
+	// EndTokens are the end-of-generation ids the file declares (eos, eot,
+	// eom); see StopTokens.
+	EndTokens []int32
 	// Pool runs the kernels; nil means the calling goroutine.
 	Pool *compute.Pool
 
@@ -297,10 +304,18 @@ func (m *Model) Context() int { return m.ctxLen }
 // Load reads a model for inference from path: a run directory (config,
 // checkpoint and tokenizer, as `moe train` writes it) or a .gguf file.
 func Load(path string, pool *compute.Pool) (*Model, error) {
+	load := loadRunDir
 	if strings.HasSuffix(strings.ToLower(path), ".gguf") {
-		return loadGGUF(path, pool)
+		load = loadGGUF
 	}
-	return loadRunDir(path, pool)
+	m, err := load(path, pool)
+	if err != nil {
+		return nil, err
+	}
+	if m.Template, m.EndTokens, err = ReadChat(path, m.Tok); err != nil {
+		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
+	}
+	return m, nil
 }
 
 // UseBF16 makes the forward pass read bfloat16 copies of the weight

@@ -419,8 +419,7 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 			}
 		}
 		if seq.Len() >= seq.maxLen {
-			o.reason = StopContext
-			return o.flush(len(o.tokens), len(o.text))
+			return o.stop(StopContext)
 		}
 	}
 }

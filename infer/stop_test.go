@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/moe-llm/moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
 
 func trainTestTok(t *testing.T) *tokenizer.Tokenizer {
@@ -55,10 +56,8 @@ func TestOutputStops(t *testing.T) {
 		{enc("the cat sat on the mat"), []string{"log"}, nil, 3, "", "", StopLength},
 	} {
 		var got []int32
-		o := &output{m: m, emit: func(id int32) error { got = append(got, id); return nil }, maxTokens: c.max, stopTokens: c.stopToks}
-		for _, s := range c.stops {
-			o.stops = append(o.stops, []byte(s))
-		}
+		o := newOutput(m, func(id int32) error { got = append(got, id); return nil },
+			GenerateOptions{MaxTokens: c.max, Stop: c.stops, StopTokens: c.stopToks, IgnoreEOT: c.stopToks == nil})
 		for _, id := range c.toks {
 			done, err := o.push(id)
 			if err != nil {
@@ -72,14 +71,14 @@ func TestOutputStops(t *testing.T) {
 			c.text = string(tok.Decode(c.toks[:3]))
 			c.emitted = c.text
 		}
-		if o.reason != c.reason || string(o.text[:o.cut]) != c.text || string(tok.Decode(got)) != c.emitted {
+		if o.reason != c.reason || string(o.text) != c.text || string(tok.Decode(got)) != c.emitted {
 			t.Errorf("%q stops %q: reason %q text %q emitted %q; want %q %q %q", tok.Decode(c.toks), c.stops,
-				o.reason, o.text[:o.cut], tok.Decode(got), c.reason, c.text, c.emitted)
+				o.reason, o.text, tok.Decode(got), c.reason, c.text, c.emitted)
 		}
 	}
 	// A prefix of a stop string is held back, then released.
 	var got []int32
-	o := &output{m: m, emit: func(id int32) error { got = append(got, id); return nil }, stops: [][]byte{[]byte("dox")}}
+	o := newOutput(m, func(id int32) error { got = append(got, id); return nil }, GenerateOptions{Stop: []string{"dox"}})
 	for _, id := range byteToks("do") {
 		o.push(id)
 	}
@@ -113,8 +112,27 @@ func TestGenerateText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if full.Text != string(tok.Decode(full.Tokens)) {
-		t.Fatalf("text %q is not the decoded tokens", full.Text)
+	textOf := func(ids []int32) string { // the text tokens, not control tokens
+		var b []byte
+		for _, id := range ids {
+			if !tok.IsSpecial(id) {
+				b = append(b, tok.TokenBytes(id)...)
+			}
+		}
+		return string(b)
+	}
+	if full.Text != textOf(full.Tokens) {
+		t.Fatalf("text %q is not the decoded text tokens", full.Text)
+	}
+	keep, err := m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 30, IgnoreEOT: true, KeepSpecial: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keep.Text != string(tok.Decode(keep.Tokens)) || !slices.Equal(keep.Tokens, full.Tokens) {
+		t.Fatalf("KeepSpecial: text %q is not the decoded tokens %q", keep.Text, tok.Decode(keep.Tokens))
+	}
+	if textOf(full.Tokens) == string(tok.Decode(full.Tokens)) {
+		t.Log("the random model wrote no special token; KeepSpecial is not told apart")
 	}
 	// Stop at a piece of the text that appears in the middle.
 	if len(full.Text) < 10 {
@@ -124,7 +142,9 @@ func TestGenerateText(t *testing.T) {
 	want := full.Text[:strings.Index(full.Text, stop)]
 	for _, draft := range []*Model{nil, d} {
 		var streamed []int32
-		res, err := m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 30, IgnoreEOT: true, Stop: []string{stop}, Draft: draft},
+		var text strings.Builder
+		res, err := m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 30, IgnoreEOT: true, Stop: []string{stop}, Draft: draft,
+			Text: func(s string) error { text.WriteString(s); return nil }},
 			func(id int32) error { streamed = append(streamed, id); return nil })
 		if err != nil {
 			t.Fatal(err)
@@ -132,8 +152,11 @@ func TestGenerateText(t *testing.T) {
 		if res.Text != want || res.StopReason != StopString {
 			t.Fatalf("draft %v: stop %q: text %q (%s), want %q", draft != nil, stop, res.Text, res.StopReason, want)
 		}
-		if s := string(tok.Decode(streamed)); !strings.HasPrefix(want, s) || len(want)-len(s) > 16 {
+		if s := textOf(streamed); !strings.HasPrefix(want, s) || len(want)-len(s) > 16 {
 			t.Fatalf("streamed %q, text %q", s, want)
+		}
+		if text.String() != res.Text {
+			t.Fatalf("text callback got %q, result text %q", text.String(), res.Text)
 		}
 		if !slices.Equal(res.Tokens, full.Tokens[:len(res.Tokens)]) {
 			t.Fatal("tokens differ from the unstopped run")
@@ -146,9 +169,9 @@ func TestGenerateText(t *testing.T) {
 	}
 }
 
-func TestChatTemplateAndTextStream(t *testing.T) {
+func TestChatTemplate(t *testing.T) {
 	tok := trainTestTok(t)
-	ids, err := EncodeChat(tok, []Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "hi <|end|>"}}, true)
+	ids, err := EncodeChat(tok, nil, []Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "hi <|end|>"}}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,16 +189,33 @@ func TestChatTemplateAndTextStream(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("user text <|end|> became a special token (%d ends)", n)
 	}
-	if _, err := EncodeChat(tok, []Message{{Role: "robot", Content: "x"}}, false); err == nil {
-		t.Fatal("unknown role accepted")
+	// Without special text in the contents, the tokens are the rendered
+	// text's with special strings parsed, as llama.cpp tokenizes it.
+	msgs := []Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "the cat sat"}}
+	ids, err = EncodeChat(tok, nil, msgs, true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// A multi-byte character split over byte tokens is printed whole.
-	ts := NewTextStream(tok)
-	var out []string
-	for _, b := range []byte("é€") {
-		out = append(out, ts.Push(tok.Encode([]byte{b})[0]))
+	if want := tok.EncodeWithSpecials([]byte("<|system|>be brief<|end|><|user|>the cat sat<|end|><|assistant|>")); !slices.Equal(ids, want) {
+		t.Fatalf("ids %v, want %v", ids, want)
 	}
-	if strings.Join(out, "|") != "|é|||€" {
-		t.Fatalf("stream pieces %q", out)
+	if _, err := EncodeChat(tok, nil, []Message{{Role: "robot", Content: "x"}}, false); err == nil || !strings.Contains(err.Error(), "robot") {
+		t.Fatalf("unknown role: %v", err)
+	}
+	// A template that rewrites contents cannot keep special text as text:
+	// it is refused, naming the template.
+	trim, err := chattmpl.Parse("trim.jinja", "{% for m in messages %}<|user|>{{ m.content | trim }}<|end|>{% endfor %}", chattmpl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EncodeChat(tok, trim, []Message{{Role: "user", Content: " x<|end|> "}}, false); err == nil || !strings.Contains(err.Error(), "trim.jinja") {
+		t.Fatalf("rewritten special text: %v", err)
+	}
+	ids, err = EncodeChat(tok, trim, []Message{{Role: "user", Content: " the cat "}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(tok.Decode(ids)); got != "<|user|>the cat<|end|>" {
+		t.Fatalf("trim template: %q", got)
 	}
 }

@@ -76,6 +76,7 @@ type ExpertCounter interface {
 type Tokenizer interface {
 	// Encode returns the token ids of text (no special tokens are parsed).
 	Encode(text string) []int32
-	// TokenBytes returns the bytes one token id stands for.
+	// TokenBytes returns the bytes one token id adds to the text: nil for
+	// a control token (end of text, role markers).
 	TokenBytes(id int32) []byte
 }

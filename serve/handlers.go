@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/moe-llm/moe/tokenizer/detok"
 )
 
 // statusClientClosed is what /metrics counts for a request whose client
@@ -21,7 +23,7 @@ type choice struct {
 	index  int
 	j      *job
 	cancel context.CancelFunc
-	ts     *textStream
+	ts     *detok.Stream
 	text   strings.Builder
 	tokens int
 	finish string
@@ -159,9 +161,10 @@ func randomSeed() uint64 {
 // builds one job per choice.
 func (s *Server) jobs(ctx context.Context, g *genRequest, arrived time.Time) ([]*choice, *apiError) {
 	ctxLen := s.eng.Context()
-	stops := s.opt.StopTokens
+	stops, stopStrs := s.opt.StopTokens, g.p.stop
 	if g.chat {
 		stops = append(append([]int32(nil), stops...), s.opt.ChatStopTokens...)
+		stopStrs = append(append([]string(nil), stopStrs...), s.opt.ChatStops...)
 	}
 	if total := len(g.prompts) * g.p.n; total > s.opt.QueueSize {
 		return nil, badRequest("n", "the request asks for %d sequences (prompts × n); this server queues at most %d", total, s.opt.QueueSize)
@@ -205,12 +208,16 @@ func (s *Server) jobs(ctx context.Context, g *genRequest, arrived time.Time) ([]
 			j := &job{
 				ctx: jctx, prompt: prompt, maxTokens: mt, stopTokens: stops,
 				sampler: s.eng.NewSampler(so), greedy: so.Temperature == 0, sampleOpts: so, arrived: arrived,
-				out: &jobOut{notify: notify, quiet: !g.p.stream && len(g.p.stop) == 0}, kv: len(prompt) + mt, pen: g.p.pen,
+				out: &jobOut{notify: notify, quiet: !g.p.stream && len(stopStrs) == 0}, kv: len(prompt) + mt, pen: g.p.pen,
 			}
 			if j.pen != nil {
 				j.counts = map[int32]int{}
 			}
-			out = append(out, &choice{index: len(out), j: j, cancel: cancel, ts: newTextStream(s.tok, g.p.stop)})
+			text := s.tok.TokenBytes
+			if g.chat && s.opt.ChatText != nil {
+				text = s.opt.ChatText()
+			}
+			out = append(out, &choice{index: len(out), j: j, cancel: cancel, ts: detok.New(text, detok.Options{Stops: stopStrs})})
 		}
 	}
 	return out, nil
@@ -277,16 +284,15 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 			var delta strings.Builder
 			for _, t := range toks {
 				c.tokens++
-				txt, stopped := c.ts.add(t)
-				delta.WriteString(txt)
-				if stopped {
+				delta.WriteString(c.ts.Push(t))
+				if c.ts.Stopped() != detok.Running {
 					c.cancel()
 					done, finish, err = true, finishStop, nil
 					break
 				}
 			}
 			if done && err == nil {
-				delta.WriteString(c.ts.flush())
+				delta.WriteString(c.ts.Flush())
 			}
 			if done && err != nil {
 				if r.Context().Err() != nil {

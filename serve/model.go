@@ -58,9 +58,11 @@ func (t textTokenizer) TokenBytes(id int32) []byte {
 
 // NewFromModel returns a server for an infer.Model with a tokenizer,
 // filling in from it what opt leaves unset: the vocabulary size, EOT as the
-// stop token and empty-prompt start, <|end|> and the role markers as chat
-// stop tokens, and moe's chat template (infer.EncodeChat). draft, if non-nil, must share m's
-// tokenizer; it speculates for greedy requests.
+// stop token and empty-prompt start, and the model's chat template
+// (m.ChatTemplate: the file's own, or moe's) with the tokens and strings
+// that end a reply (infer's ChatStops, and moe's role markers, which can
+// only mean the model has moved on to another turn). draft, if non-nil,
+// must share m's tokenizer; it speculates for greedy requests.
 func NewFromModel(m, draft *infer.Model, opt Options) (*Server, error) {
 	if m == nil {
 		return nil, fmt.Errorf("serve: nil model")
@@ -75,29 +77,36 @@ func NewFromModel(m, draft *infer.Model, opt Options) (*Server, error) {
 	if opt.StopTokens == nil {
 		opt.StopTokens = []int32{tok.EOT()}
 	}
-	if opt.ChatStopTokens == nil {
-		// <|end|> and EOT end a reply; so does a role marker, which can
-		// only mean the model has moved on to another turn.
-		opt.ChatStopTokens = infer.ChatStopTokens(tok)
-		for _, name := range []string{tokenizer.System, tokenizer.User, tokenizer.Assistant} {
-			if id, ok := tok.Special(name); ok {
-				opt.ChatStopTokens = append(opt.ChatStopTokens, id)
-			}
-		}
-	}
 	if opt.EmptyPrompt == 0 {
 		opt.EmptyPrompt = tok.EOT()
 	}
-	if opt.ChatTemplate == nil {
-		if _, ok := tok.Special(tokenizer.End); ok {
+	if tmpl, err := m.ChatTemplate(); err == nil {
+		ids, strs := m.ChatStops(tmpl)
+		if opt.ChatStopTokens == nil {
+			opt.ChatStopTokens = ids
+			for _, name := range []string{tokenizer.System, tokenizer.User, tokenizer.Assistant} {
+				if id, ok := tok.Special(name); ok {
+					opt.ChatStopTokens = append(opt.ChatStopTokens, id)
+				}
+			}
+		}
+		if opt.ChatStops == nil {
+			opt.ChatStops = strs
+		}
+		if opt.ChatText == nil {
+			opt.ChatText = func() func(int32) []byte { return m.ReplyText(tmpl) }
+		}
+		if opt.ChatTemplate == nil {
 			opt.ChatTemplate = func(msgs []Message) ([]int32, error) {
 				im := make([]infer.Message, len(msgs))
 				for i, x := range msgs {
 					im[i] = infer.Message{Role: x.Role, Content: x.Content}
 				}
-				return infer.EncodeChat(tok, im, true)
+				return infer.EncodeChat(tok, tmpl, im, true)
 			}
 		}
+	} else if opt.ChatStopTokens == nil {
+		opt.ChatStopTokens = m.StopTokens()
 	}
 	if draft != nil {
 		if err := infer.CheckDraft(m, draft); err != nil {

@@ -102,7 +102,7 @@ func TestRealModelBatchedMatchesSingleStream(t *testing.T) {
 		wants = append(wants, want{p, referenceText(t, m, tok.Encode([]byte(p)), 10+3*i, eot)})
 	}
 	msgs := []infer.Message{{Role: "system", Content: "Answer."}, {Role: "user", Content: "What was good?"}}
-	chatPrompt, err := infer.EncodeChat(tok, msgs, true)
+	chatPrompt, err := infer.EncodeChat(tok, nil, msgs, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestRealModelChatTurnsReuseCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		prompt, err := infer.EncodeChat(tok, im, true)
+		prompt, err := infer.EncodeChat(tok, nil, im, true)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -56,6 +56,13 @@ type Options struct {
 	StopTokens []int32
 	// ChatStopTokens also end generation in the chat endpoint (typically <|end|>).
 	ChatStopTokens []int32
+	// ChatStops are stop strings of the chat endpoint: the chat template's
+	// end markers that are not special tokens.
+	ChatStops []string
+	// ChatText, if set, returns for each chat reply how its tokens become
+	// text (default: Tokenizer.TokenBytes); a harmony model's keeps only
+	// the final channel.
+	ChatText func() func(id int32) []byte
 	// EmptyPrompt is the token a completion with an empty prompt starts
 	// from (typically EOT); -1 answers such requests 400.
 	EmptyPrompt int32

@@ -19,6 +19,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/tokenizer/detok"
 )
 
 func client(ts *testServer, key string) openai.Client {
@@ -709,21 +710,21 @@ func metricValue(text, name string) float64 {
 	return -1
 }
 
-// splitTok splits every byte into its own token, so multi-byte characters
-// arrive in pieces.
+// TestTextStreamUTF8AndStops: fakeTok makes every byte its own token, so
+// multi-byte characters arrive in pieces through the server's detokenizer.
 func TestTextStreamUTF8AndStops(t *testing.T) {
 	text := "héllo wörld — ok"
 	ids := fakeTok{}.Encode(text)
-	ts := newTextStream(fakeTok{}, nil)
+	ts := detok.New(fakeTok{}.TokenBytes, detok.Options{})
 	var out strings.Builder
 	for _, id := range ids {
-		s, _ := ts.add(id)
+		s := ts.Push(id)
 		if !utf8Valid(s) {
 			t.Fatalf("emitted invalid UTF-8 %q", s)
 		}
 		out.WriteString(s)
 	}
-	out.WriteString(ts.flush())
+	out.WriteString(ts.Flush())
 	if out.String() != text {
 		t.Errorf("got %q want %q", out.String(), text)
 	}
@@ -736,18 +737,17 @@ func TestTextStreamUTF8AndStops(t *testing.T) {
 		{[]string{"ok!"}, text},
 		{[]string{"—", "h"}, ""},
 	} {
-		ts := newTextStream(fakeTok{}, c.stops)
+		ts := detok.New(fakeTok{}.TokenBytes, detok.Options{Stops: c.stops})
 		var out strings.Builder
 		stopped := false
 		for _, id := range ids {
-			s, st := ts.add(id)
-			out.WriteString(s)
-			if st {
+			out.WriteString(ts.Push(id))
+			if ts.Stopped() != detok.Running {
 				stopped = true
 				break
 			}
 		}
-		out.WriteString(ts.flush())
+		out.WriteString(ts.Flush())
 		if out.String() != c.want || stopped != (c.want != text) {
 			t.Errorf("stops %q: got %q (stopped %v), want %q", c.stops, out.String(), stopped, c.want)
 		}

@@ -20,11 +20,13 @@ import (
 	"github.com/moe-llm/moe/infer"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
 
-// ChatExample is one tokenized conversation in moe's chat template (see
-// infer.EncodeChat): Targets[i] says whether token i is trained on, i.e. is
-// part of an assistant reply (its content and the closing <|end|>).
+// ChatExample is one tokenized conversation in the model's chat template
+// (see infer.EncodeChat): Targets[i] says whether token i is trained on,
+// i.e. is part of an assistant reply (its content and what closes it, such
+// as <|end|> or <|im_end|>; not the role header before it).
 type ChatExample struct {
 	IDs     []int32
 	Targets []bool
@@ -36,9 +38,16 @@ type chatLine struct {
 }
 
 // LoadChat reads a chat JSONL file: one {"messages": [{"role", "content"}]}
-// object per line (blank lines are skipped). Conversations without an
-// assistant turn are an error, as are unknown roles and malformed lines.
-func LoadChat(path string, tok *tokenizer.Tokenizer) ([]ChatExample, error) {
+// object per line (blank lines are skipped), rendered with tmpl (nil:
+// moe's own template). Conversations without an assistant turn are an
+// error, as are roles the template refuses and malformed lines.
+func LoadChat(path string, tok *tokenizer.Tokenizer, tmpl *chattmpl.Template) ([]ChatExample, error) {
+	if tmpl == nil {
+		var err error
+		if tmpl, err = infer.MoeTemplate(tok); err != nil {
+			return nil, fmt.Errorf("chat data: %w", err)
+		}
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("chat data: %w", err)
@@ -59,23 +68,9 @@ func LoadChat(path string, tok *tokenizer.Tokenizer) ([]ChatExample, error) {
 		if len(cl.Messages) == 0 {
 			return nil, fmt.Errorf("chat data %s:%d: no \"messages\"", path, line)
 		}
-		var ex ChatExample
-		assistant := false
-		for _, msg := range cl.Messages {
-			ids, err := infer.EncodeChat(tok, []infer.Message{msg}, false)
-			if err != nil {
-				return nil, fmt.Errorf("chat data %s:%d: %w", path, line, err)
-			}
-			train := msg.Role == "assistant"
-			assistant = assistant || train
-			for i, id := range ids {
-				ex.IDs = append(ex.IDs, id)
-				// The role token is given; the reply and its <|end|> are learned.
-				ex.Targets = append(ex.Targets, train && i > 0)
-			}
-		}
-		if !assistant {
-			return nil, fmt.Errorf("chat data %s:%d: conversation has no assistant message to learn", path, line)
+		ex, err := chatExample(tok, tmpl, cl.Messages)
+		if err != nil {
+			return nil, fmt.Errorf("chat data %s:%d: %w", path, line, err)
 		}
 		out = append(out, ex)
 	}
@@ -86,6 +81,60 @@ func LoadChat(path string, tok *tokenizer.Tokenizer) ([]ChatExample, error) {
 		return nil, fmt.Errorf("chat data %s: no conversations", path)
 	}
 	return out, nil
+}
+
+// chatExample tokenizes one conversation as inference would (the whole
+// rendered text) and marks each assistant reply: the tokens between the
+// conversation up to it with the generation prompt (what the model is
+// given) and the conversation up to and including it (what it must write).
+// Both renders must be prefixes of the whole one, up to a token merged
+// across the boundary (which is then learned); a template that renders
+// history differently from the finished conversation cannot be masked and
+// is refused.
+func chatExample(tok *tokenizer.Tokenizer, tmpl *chattmpl.Template, msgs []infer.Message) (ChatExample, error) {
+	ids, err := infer.EncodeChat(tok, tmpl, msgs, false)
+	if err != nil {
+		return ChatExample{}, err
+	}
+	ex := ChatExample{IDs: ids, Targets: make([]bool, len(ids))}
+	assistant := false
+	for k, m := range msgs {
+		if m.Role != "assistant" {
+			continue
+		}
+		assistant = true
+		given, err := infer.EncodeChat(tok, tmpl, msgs[:k], true)
+		if err != nil {
+			return ChatExample{}, err
+		}
+		written, err := infer.EncodeChat(tok, tmpl, msgs[:k+1], false)
+		if err != nil {
+			return ChatExample{}, err
+		}
+		from, to := commonPrefix(given, ids), commonPrefix(written, ids)
+		if from < len(given)-1 || to < len(written)-1 {
+			return ChatExample{}, fmt.Errorf("chat template %s renders the conversation before message %d differently from the whole conversation, so its reply cannot be masked", tmpl.Name(), k)
+		}
+		if to <= from {
+			return ChatExample{}, fmt.Errorf("message %d (assistant) adds no tokens under chat template %s", k, tmpl.Name())
+		}
+		for i := from; i < to; i++ {
+			ex.Targets[i] = true
+		}
+	}
+	if !assistant {
+		return ChatExample{}, errors.New("conversation has no assistant message to learn")
+	}
+	return ex, nil
+}
+
+// commonPrefix returns the length of the common prefix of a and b.
+func commonPrefix(a, b []int32) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
 }
 
 func bytesTrimSpace(b []byte) []byte {
@@ -287,8 +336,19 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 		return nil, fmt.Errorf("saving run options: %w", err)
 	}
 
+	// The base model's chat template (moe's own when it has none), which
+	// the fine-tuned model keeps.
+	tmpl, _, err := infer.ReadChat(opts.Config, tok)
+	if err != nil {
+		return nil, fmt.Errorf("base model: %w", err)
+	}
+	if tmpl != nil {
+		if err := chattmpl.SaveConfig(opts.Out, tmpl); err != nil {
+			return nil, err
+		}
+	}
 	// The conversations.
-	all, err := LoadChat(opts.Data[0], tok)
+	all, err := LoadChat(opts.Data[0], tok, tmpl)
 	if err != nil {
 		return nil, err
 	}

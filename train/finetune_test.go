@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/internal/testtok"
 	"github.com/moe-llm/moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
 
 func writeChat(t *testing.T, n int) string {
@@ -39,7 +41,7 @@ func TestLoadChatMasksAssistantTokensOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex, err := LoadChat(writeChat(t, 3), tok)
+	ex, err := LoadChat(writeChat(t, 3), tok, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,11 +82,11 @@ func TestLoadChatMasksAssistantTokensOnly(t *testing.T) {
 	}
 	bad := filepath.Join(t.TempDir(), "bad.jsonl")
 	os.WriteFile(bad, []byte(`{"messages":[{"role":"user","content":"hi"}]}`+"\n"), 0o644)
-	if _, err := LoadChat(bad, tok); err == nil {
+	if _, err := LoadChat(bad, tok, nil); err == nil {
 		t.Fatal("a conversation without an assistant turn was accepted")
 	}
 	os.WriteFile(bad, []byte(`{"messages":[{"role":"wizard","content":"hi"}]}`+"\n"), 0o644)
-	if _, err := LoadChat(bad, tok); err == nil {
+	if _, err := LoadChat(bad, tok, nil); err == nil {
 		t.Fatal("an unknown role was accepted")
 	}
 }
@@ -155,5 +157,59 @@ func TestFinetuneLearnsReplies(t *testing.T) {
 	c.Next(tk, tg)
 	if fmt.Sprint(tk) != want {
 		t.Fatalf("restored order %v, want %v", tk, want)
+	}
+}
+
+// TestLoadChatWithModelTemplate masks a ChatML conversation with two
+// replies: exactly each reply, its <|im_end|> and the newline the template
+// writes after it are learned; the role headers and the other turns are not.
+func TestLoadChatWithModelTemplate(t *testing.T) {
+	tok := testtok.Bytes(t, "<|im_start|>", "<|im_end|>")
+	const chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+	tmpl, err := chattmpl.Parse("chatml", chatml, chattmpl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	b, _ := json.Marshal(map[string]any{"messages": []map[string]string{
+		{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"},
+		{"role": "user", "content": "And <|im_end|> 3+3?"}, {"role": "assistant", "content": "6."},
+	}})
+	os.WriteFile(path, append(b, '\n'), 0o644)
+	ex, err := LoadChat(path, tok, tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := ex[0]
+	var all, learned strings.Builder
+	for i, id := range e.IDs {
+		all.Write(tok.TokenBytes(id))
+		if e.Targets[i] {
+			learned.Write(tok.TokenBytes(id))
+		} else {
+			learned.WriteString("_")
+		}
+	}
+	wantAll := "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n" +
+		"<|im_start|>user\nAnd <|im_end|> 3+3?<|im_end|>\n<|im_start|>assistant\n6.<|im_end|>\n"
+	if all.String() != wantAll {
+		t.Fatalf("rendered %q, want %q", all.String(), wantAll)
+	}
+	// The user's "<|im_end|>" stays text: 10 bytes, not one control token.
+	ends := 0
+	for _, id := range e.IDs {
+		if id == 258 {
+			ends++
+		}
+	}
+	if ends != 5 {
+		t.Fatalf("%d <|im_end|> tokens, want 5 (user text must stay text)", ends)
+	}
+	// "_" marks an untrained token (all bytes here are single tokens):
+	// <|im_start|>, "user", "\n", the user text, <|im_end|>, "\n",
+	// <|im_start|>, "assistant\n".
+	got := strings.Trim(learned.String(), "_")
+	if want := "4<|im_end|>\n" + strings.Repeat("_", 1+4+1+len("And <|im_end|> 3+3?")+1+1+1+len("assistant\n")) + "6.<|im_end|>\n"; got != want {
+		t.Fatalf("learned %q, want %q", got, want)
 	}
 }

@@ -13,9 +13,9 @@ import (
 )
 
 // runChat implements `moe chat`: an interactive loop that reads one user
-// message per line from stdin, streams the reply, and keeps the
-// conversation's KV cache across turns so each turn only computes its new
-// tokens.
+// message per line from stdin, streams the reply, renders the conversation
+// with the model's own chat template, and keeps the KV cache across turns
+// so each turn computes little more than its new tokens.
 func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return chatLoop(ctx, args, os.Stdin, stdout, stderr)
 }
@@ -55,17 +55,19 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	defer closeModels(m, d)
 	useBF16(*bf16, m, d)
-	// The conversation is kept as tokens, turn by turn, so that the reply's
-	// own tokens (not a re-encoding of its text) stay in the cache.
-	var sys []int32
-	if *system != "" {
-		if sys, err = infer.EncodeChat(m.Tok, []infer.Message{{Role: "system", Content: *system}}, false); err != nil {
-			return err
-		}
+	tmpl, err := m.ChatTemplate()
+	if err != nil {
+		return err
 	}
-	end := infer.ChatStopTokens(m.Tok)
-	endTok := end[len(end)-1]
-	var turns [][]int32 // user turn + <|assistant|> + reply + <|end|>, alternating
+	stopIDs, stopStrs := m.ChatStops(tmpl)
+	// The conversation is rendered whole each turn with the model's
+	// template; the sequence keeps the cache of the tokens that still
+	// match, so a turn computes little more than its new tokens.
+	var sys []infer.Message
+	if *system != "" {
+		sys = []infer.Message{{Role: "system", Content: *system}}
+	}
+	var turns []infer.Message // user, assistant, user, ...
 	seq := m.NewSeq(0)
 	var dseq *infer.Seq
 	if d != nil {
@@ -89,39 +91,35 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			turns = turns[:0]
 			continue
 		}
-		user, err := infer.EncodeChat(m.Tok, []infer.Message{{Role: "user", Content: line}}, true)
+		turns = append(turns, infer.Message{Role: "user", Content: line})
+		build := func() ([]int32, error) {
+			return m.EncodeChat(append(append([]infer.Message(nil), sys...), turns...), true)
+		}
+		prompt, err := build()
 		if err != nil {
 			return err
 		}
-		turns = append(turns, user)
-		// Drop the oldest turns until the prompt leaves room for a reply.
-		build := func() []int32 {
-			p := append([]int32(nil), sys...)
-			for _, t := range turns {
-				p = append(p, t...)
+		// Drop the oldest exchanges until the prompt leaves room for a reply.
+		for len(prompt)+*maxTokens > m.Context() && len(turns) > 2 {
+			turns = turns[2:]
+			if prompt, err = build(); err != nil {
+				return err
 			}
-			return p
-		}
-		prompt := build()
-		for len(prompt)+*maxTokens > m.Context() && len(turns) > 1 {
-			turns = turns[1:]
-			prompt = build()
 		}
 		if len(prompt) >= m.Context() {
 			turns = turns[:len(turns)-1]
 			return fmt.Errorf("message of %d tokens does not fit the context of %d tokens", len(prompt), m.Context())
 		}
-		ts := infer.NewTextStream(m.Tok)
-		opts := infer.GenerateOptions{MaxTokens: min(*maxTokens, m.Context()-len(prompt)), StopTokens: end,
-			Sampling: so, Seq: seq, Draft: d, DraftSeq: dseq, DraftTokens: *draftTokens}
+		opts := infer.GenerateOptions{MaxTokens: min(*maxTokens, m.Context()-len(prompt)), StopTokens: stopIDs, Stop: stopStrs,
+			Sampling: so, Seq: seq, Draft: d, DraftSeq: dseq, DraftTokens: *draftTokens, TokenText: m.ReplyText(tmpl),
+			Text: func(s string) error {
+				if _, err := w.WriteString(s); err != nil {
+					return err
+				}
+				return w.Flush()
+			}}
 		opts.Sampling.Seed = *seed + uint64(turn)
-		res, err := m.Generate(ctx, prompt, opts, func(tok int32) error {
-			if _, err := w.WriteString(ts.Push(tok)); err != nil {
-				return err
-			}
-			return w.Flush()
-		})
-		w.WriteString(ts.Flush())
+		res, err := m.Generate(ctx, prompt, opts, nil)
 		fmt.Fprintln(w)
 		if ferr := w.Flush(); ferr != nil {
 			return fmt.Errorf("write: %w", ferr)
@@ -129,11 +127,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		if err != nil {
 			return err
 		}
-		reply := res.Tokens
-		if n := len(reply); n > 0 && res.StopReason == infer.StopToken {
-			reply = reply[:n-1]
-		}
-		turns[len(turns)-1] = append(append(user, reply...), endTok)
+		turns = append(turns, infer.Message{Role: "assistant", Content: res.Text})
 		if !*quiet {
 			fmt.Fprintf(stderr, "[%d tokens, %.1f tok/s, %d of %d prompt tokens reused from the cache]\n", len(res.Tokens), res.TokensPerSecond(), res.CachedTokens, res.PromptTokens)
 		}

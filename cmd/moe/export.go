@@ -11,9 +11,11 @@ import (
 	"github.com/moe-llm/moe/checkpoint"
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/infer"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
 
 // runExport implements `moe export`.
@@ -46,18 +48,27 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	// The model's own chat template goes with it.
+	tmpl, _, err := infer.ReadChat(*modelPath, tok)
+	if err != nil {
+		return err
+	}
 	if *format == "hf" {
 		// Transformers' Mixtral and Llama compute what llama.cpp's llama
 		// architecture computes: the same compatibility rule applies.
 		if err := gguf.CheckLlamaCompatible(cfg); err != nil && !*inexact {
 			return fmt.Errorf("%s: Hugging Face's Mixtral/Llama cannot run this model exactly: %w (pass --allow-inexact to write it anyway)", *out, err)
 		}
-		return exportHF(ctx, *out, cfg, w, tok, t, stdout)
+		return exportHF(ctx, *out, cfg, w, tok, tmpl, t, stdout)
 	}
 	if *name == "" {
 		*name = defaultExportName(*modelPath)
 	}
-	if err := gguf.Export(ctx, *out, cfg, w, tok, gguf.ExportOptions{Mix: mix, Name: *name, AllowInexact: *inexact}); err != nil {
+	eo := gguf.ExportOptions{Mix: mix, Name: *name, AllowInexact: *inexact}
+	if tmpl != nil {
+		eo.ChatTemplate = tmpl.Source()
+	}
+	if err := gguf.Export(ctx, *out, cfg, w, tok, eo); err != nil {
 		return fmt.Errorf("writing %s: %w", *out, err)
 	}
 	st, err := os.Stat(*out)
@@ -122,8 +133,9 @@ func loadModelSource(ctx context.Context, path string) (*config.Config, *model.W
 
 // exportHF writes a Hugging Face checkpoint directory: config.json (model
 // type llama for dense models, the config's own type otherwise),
-// model.safetensors and tokenizer.json.
-func exportHF(ctx context.Context, dir string, cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, t gguf.GGMLType, stdout io.Writer) error {
+// model.safetensors, tokenizer.json and tokenizer_config.json, with the
+// model's own chat template tmpl when it has one (else moe's).
+func exportHF(ctx context.Context, dir string, cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, tmpl *chattmpl.Template, t gguf.GGMLType, stdout io.Writer) error {
 	c := *cfg
 	if !c.IsMoE() && c.ModelType == config.TypeMixtral {
 		c.ModelType = config.TypeLlama
@@ -134,6 +146,11 @@ func exportHF(ctx context.Context, dir string, cfg *config.Config, w *model.Weig
 	}
 	if err := safetensors.SaveHFTokenizer(dir, tok); err != nil {
 		return fmt.Errorf("writing %s: %w", dir, err)
+	}
+	if tmpl != nil {
+		if err := chattmpl.SetConfigTemplate(dir, tmpl); err != nil {
+			return fmt.Errorf("writing %s: %w", dir, err)
+		}
 	}
 	fmt.Fprintf(stdout, "wrote %s (Hugging Face %s, %s, %d parameters)\n", dir, c.ModelType, dtype, len(w.Flat))
 	return nil

@@ -11,9 +11,11 @@ import (
 
 	"github.com/moe-llm/moe/checkpoint"
 	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/infer"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
 
 // interchangeRun writes a run directory with a random-weight tiny MoE and a
@@ -146,6 +148,17 @@ func TestExportImportCLI(t *testing.T) {
 	}
 	if got := gen(hf2Run); got != want {
 		t.Errorf("generate from the HF export/import: %q, want %q", got, want)
+	}
+	// Imports keep the chat template the file carries (moe's own here).
+	for _, run := range []string{imp, hf2Run} {
+		tok, err := tokenizer.Load(filepath.Join(run, tokenizer.FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl, _, err := infer.ReadChat(run, tok)
+		if err != nil || tmpl == nil || tmpl.Source() != chattmpl.Moe {
+			t.Errorf("%s: chat template %v, %v; want moe's", run, tmpl, err)
+		}
 	}
 }
 

@@ -67,7 +67,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	draftTokens := fs.Int("draft-tokens", 4, "initial number of tokens the draft proposes per step (adapted at run time)")
 	fixedK := fs.Bool("fixed-draft-tokens", false, "do not adapt --draft-tokens")
 	var ignoreEOS bool
-	fs.BoolVar(&ignoreEOS, "ignore-eos", false, "keep generating past end-of-generation tokens (by default generation stops at <|endoftext|> and <|end|>, as llama.cpp does)")
+	fs.BoolVar(&ignoreEOS, "ignore-eos", false, "keep generating past end-of-generation tokens (by default generation stops at end of text and end of turn: the file's eos/eot/eom and its chat template's end markers, as llama.cpp does)")
 	fs.BoolVar(&ignoreEOS, "ignore-eot", false, "the same as --ignore-eos")
 	var stops stringList
 	fs.Var(&stops, "stop", "stop when the text contains this string (repeatable)")
@@ -105,20 +105,19 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(ids) > m.Context() {
 		return fmt.Errorf("prompt is %d tokens, longer than the model's context of %d tokens", len(ids), m.Context())
 	}
+	// Special tokens print as their strings, as llama.cpp's llama-simple prints them.
 	opts := infer.GenerateOptions{MaxTokens: *maxTokens, Stop: stops, IgnoreEOT: ignoreEOS, Sampling: so,
-		Draft: d, DraftTokens: *draftTokens, FixedDraftTokens: *fixedK}
-	var emit func(int32) error
+		Draft: d, DraftTokens: *draftTokens, FixedDraftTokens: *fixedK, KeepSpecial: true}
 	w := bufio.NewWriter(stdout)
-	ts := infer.NewTextStream(m.Tok)
 	if !*asJSON {
-		emit = func(tok int32) error {
-			if _, err := w.WriteString(ts.Push(tok)); err != nil {
+		opts.Text = func(s string) error {
+			if _, err := w.WriteString(s); err != nil {
 				return err
 			}
 			return w.Flush()
 		}
 	}
-	res, err := m.Generate(ctx, ids, opts, emit)
+	res, err := m.Generate(ctx, ids, opts, nil)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			fmt.Fprintln(w)
@@ -148,7 +147,6 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		enc := json.NewEncoder(stdout)
 		return enc.Encode(out)
 	}
-	w.WriteString(ts.Flush())
 	fmt.Fprintln(w)
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("write: %w", err)

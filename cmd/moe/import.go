@@ -15,9 +15,11 @@ import (
 	"github.com/moe-llm/moe/checkpoint"
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/infer"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
+	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
 
 // runImport implements `moe import`.
@@ -87,8 +89,20 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if tok.VocabSize() > cfg.VocabSize {
 		return fmt.Errorf("tokenizer has %d ids but the model embeds only %d", tok.VocabSize(), cfg.VocabSize)
 	}
+	// The model's chat template goes with it (with its own tokenizer).
+	var tmpl *chattmpl.Template
+	if *tokDir == "" {
+		if tmpl, _, err = infer.ReadChat(*in, tok); err != nil {
+			return err
+		}
+	}
 	if err := saveImportedRun(*out, cfg, w, tok, *force); err != nil {
 		return err
+	}
+	if tmpl != nil {
+		if err := chattmpl.SaveConfig(*out, tmpl); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stdout, "imported %s into %s (%d parameters)\n", *in, *out, len(w.Flat))
 	return nil

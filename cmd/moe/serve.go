@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/moe-llm/moe/compute"
-	"github.com/moe-llm/moe/infer"
 	"github.com/moe-llm/moe/serve"
 )
 
@@ -91,7 +90,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		StepTokens: *stepTokens, PrefillChunk: *prefillChunk, MaxBodyBytes: *maxBody, DrainTimeout: *drain,
 		DraftTokens: *draftTokens, SpecMaxBatch: *specMax, NoPrefixCache: !*prefixCache, Logger: log,
 		// Both endpoints stop at the end-of-generation tokens, as moe generate does.
-		StopTokens: infer.DefaultStopTokens(m.Tok),
+		StopTokens: m.StopTokens(),
 	})
 	if err != nil {
 		return err
