@@ -236,6 +236,15 @@ func qdotQ3_KAVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *
 func qdotIQ4_XSAVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
 
 //go:noescape
+func qdotQ4_1AVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ5_0AVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
+func qdotQ5_1AVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
+
+//go:noescape
 func qdotQ6_KAVX2(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)
 
 //go:noescape
@@ -304,6 +313,9 @@ var qAVX2 = &qKernels{
 		QQ2_K:   {qdotQ2_KAVX2},
 		QQ3_K:   {qdotQ3_KAVX2},
 		QIQ4_XS: {qdotIQ4_XSAVX2},
+		QQ4_1:   {qdotQ4_1AVX2},
+		QQ5_0:   {qdotQ5_0AVX2},
+		QQ5_1:   {qdotQ5_1AVX2},
 	},
 	float2: map[QType]qdotFloat2Fn{
 		QF32:  qdotF32AVX2,

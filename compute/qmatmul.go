@@ -132,6 +132,16 @@ var (
 // QMatMulSupported reports whether QMatMul computes with weights of type t.
 func QMatMulSupported(t QType) bool { return qSpecs[t] != nil }
 
+// QMatMulKernels names the kernels QMatMul runs on this machine: "avx512"
+// (AVX-512 with VNNI), "avx2" or "generic" (portable Go; also with -tags
+// purego).
+func QMatMulKernels() string {
+	if qBest == nil {
+		return "generic"
+	}
+	return qBest.name
+}
+
 // CheckQMatMul reports whether QMatMul's arguments are consistent, naming
 // the first problem.
 func CheckQMatMul(t QType, rows, n, k int, a []float32, lda int, w []byte, c []float32, ldc int) error {

@@ -3,17 +3,18 @@
 of its mixes on a few small models laid out as moe's export lays them out
 (llama architecture, Mixtral-style experts), for gguf's TestMixMatchesLlamaQuantize.
 
-llama.cpp is found through MOE_LLAMA_CPP (a source tree with its tools built
-under build/bin); gguf-py is read from it to write the input models and read
-the quantized files:
+llama.cpp is found through MOE_LLAMA_CPP (a source tree built under
+build/bin): the quantizing is llama_model_quantize from build/bin/libllama.so
+(what llama-quantize calls; no importance matrix), through ctypes; gguf-py is
+read from the tree to write the input models and read the quantized files:
 
     MOE_LLAMA_CPP=/path/to/llama.cpp python3 gguf/testdata/gen_mix_types.py
 
 The input weights are zero: only the type choices are recorded.
 """
+import ctypes
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -25,12 +26,36 @@ if not root:
 sys.path.insert(0, os.path.join(root, "gguf-py"))
 import gguf  # noqa: E402
 
-quantize = os.path.join(root, "build", "bin", "llama-quantize")
-if not os.path.exists(quantize):
-    sys.exit("no " + quantize + " (build llama.cpp first)")
+libpath = os.path.join(root, "build", "bin", "libllama.so")
+if not os.path.exists(libpath):
+    sys.exit("no " + libpath + " (build llama.cpp first)")
 
-MIXES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m",
-         "q5_k_s", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs", "mxfp4_moe", "f16", "bf16"]
+
+class QuantizeParams(ctypes.Structure):  # llama_model_quantize_params (include/llama.h)
+    _fields_ = [("nthread", ctypes.c_int32), ("ftype", ctypes.c_int), ("output_tensor_type", ctypes.c_int),
+                ("token_embedding_type", ctypes.c_int), ("allow_requantize", ctypes.c_bool),
+                ("quantize_output_tensor", ctypes.c_bool), ("only_copy", ctypes.c_bool), ("pure", ctypes.c_bool),
+                ("keep_split", ctypes.c_bool), ("dry_run", ctypes.c_bool), ("imatrix", ctypes.c_void_p),
+                ("kv_overrides", ctypes.c_void_p), ("tt_overrides", ctypes.c_void_p), ("prune_layers", ctypes.c_void_p)]
+
+
+lib = ctypes.CDLL(libpath)
+lib.llama_model_quantize_default_params.restype = QuantizeParams
+lib.llama_model_quantize.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(QuantizeParams)]
+lib.llama_model_quantize.restype = ctypes.c_uint32
+lib.llama_backend_init()
+
+# mix name -> llama_ftype (include/llama.h)
+MIXES = {"q4_0": 2, "q4_1": 3, "q5_0": 8, "q5_1": 9, "q8_0": 7, "q2_k": 10, "q3_k_s": 11, "q3_k_m": 12, "q3_k_l": 13,
+         "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18, "iq4_nl": 25, "iq4_xs": 30,
+         "mxfp4_moe": 38, "f16": 1, "bf16": 32}
+
+
+def quantize(src, dst, ftype):
+    params = lib.llama_model_quantize_default_params()
+    params.nthread = 1
+    params.ftype = ftype
+    return lib.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params))
 
 # name, layers, experts (0: dense), d, heads, kv heads, ffn width, tied embeddings
 MODELS = [
@@ -90,7 +115,7 @@ def write_model(path, layers, experts, d, heads, kv, ff, tied):
     return ts
 
 
-out = {"generator": "gguf/testdata/gen_mix_types.py (llama-quantize, no importance matrix)", "models": []}
+out = {"generator": "gguf/testdata/gen_mix_types.py (llama_model_quantize, no importance matrix)", "models": []}
 with tempfile.TemporaryDirectory() as tmp:
     for name, layers, experts, d, heads, kv, ff, tied in MODELS:
         src = os.path.join(tmp, name + ".gguf")
@@ -99,10 +124,9 @@ with tempfile.TemporaryDirectory() as tmp:
                  "tensors": [{"name": n, "dims": list(reversed(s))} for n, s in ts], "mixes": {}}
         for mix in MIXES:
             dst = os.path.join(tmp, name + "-" + mix + ".gguf")
-            r = subprocess.run([quantize, src, dst, mix.upper(), "1"], capture_output=True, text=True)
-            if r.returncode != 0:
-                entry["mixes"][mix] = {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
-                print(name, mix, "failed:", entry["mixes"][mix]["error"], file=sys.stderr)
+            if quantize(src, dst, MIXES[mix]) != 0:
+                entry["mixes"][mix] = {"error": "llama_model_quantize failed (see its log above)"}
+                print(name, mix, "failed", file=sys.stderr)
                 continue
             rd = gguf.GGUFReader(dst)
             types = {t.name: t.tensor_type.name.lower() for t in rd.tensors}

@@ -25,11 +25,14 @@ func (g *gen) qdotAVX2All() {
 		db     int
 	}{
 		{"Q8_0", 0, g.avx2ConstsQ8, g.avx2GroupQ8, 68, 64, 64},
-		{"Q4_0", 0, func() { g.avx2ConstsTab(iq4Table) }, func() { g.avx2GroupTab(18, 2, false, false, g.avx2HalvesQ4) }, 72, 128, 64},
+		{"Q4_0", 0, func() { g.avx2ConstsTab(nil) }, func() { g.avx2GroupTab(18, 2, false, false, 0, 0, g.avx2HalvesQ4) }, 72, 128, 64},
+		{"Q4_1", 0, func() { g.avx2ConstsTab(nil) }, func() { g.avx2GroupTab(20, 4, false, false, 0, 2, g.avx2HalvesQ4) }, 80, 128, 64},
+		{"Q5_0", 0, func() { g.avx2ConstsTab(nil) }, func() { g.avx2GroupTab(22, 6, false, false, 2, 0, g.avx2HalvesQ4) }, 88, 128, 64},
+		{"Q5_1", 0, func() { g.avx2ConstsTab(nil) }, func() { g.avx2GroupTab(24, 8, false, false, 4, 2, g.avx2HalvesQ4) }, 96, 128, 64},
 		{"Q4_K", 32, g.avx2ConstsK, func() { g.avx2GroupQ45K(false) }, 144, 256, 4},
 		{"Q5_K", 32, g.avx2ConstsQ5K, func() { g.avx2GroupQ45K(true) }, 176, 256, 4},
-		{"IQ4_NL", 0, func() { g.avx2ConstsTab(iq4Table) }, func() { g.avx2GroupTab(18, 2, true, true, g.avx2HalvesQ4) }, 72, 128, 64},
-		{"MXFP4", 0, func() { g.avx2ConstsTab(fp4Table) }, func() { g.avx2GroupTab(17, 1, true, false, g.avx2E8M0) }, 68, 128, 64},
+		{"IQ4_NL", 0, func() { g.avx2ConstsTab(iq4Table) }, func() { g.avx2GroupTab(18, 2, true, true, 0, 0, g.avx2HalvesQ4) }, 72, 128, 64},
+		{"MXFP4", 0, func() { g.avx2ConstsTab(fp4Table) }, func() { g.avx2GroupTab(17, 1, true, false, 0, 0, g.avx2E8M0) }, 68, 128, 64},
 		{"Q6_K", 32, g.avx2ConstsK, g.avx2GroupQ6K, 210, 256, 4},
 		{"Q2_K", 32, g.avx2ConstsK23, g.avx2GroupQ2K, 84, 256, 4},
 		{"Q3_K", 32, g.avx2ConstsK23, g.avx2GroupQ3K, 110, 256, 4},
@@ -300,13 +303,18 @@ func (g *gen) avx2ConstsQ5K() {
 }
 
 // avx2ConstsTab: Y12 1s, Y13 0x7f, Y14 0x0f bytes, Y15 1s as words, Y10
-// the value table in both 128-bit lanes, Y11 qidx4's first 8 dwords.
+// the value table in both 128-bit lanes (no table: 0x10 bytes, for the
+// fifth bits), Y11 qidx4's first 8 dwords.
 func (g *gen) avx2ConstsTab(tab []byte) {
 	g.avx2Bcast(12, 0x01010101)
 	g.avx2Bcast(13, 0x7f7f7f7f)
 	g.avx2Bcast(14, 0x0f0f0f0f)
 	g.avx2Bcast(15, 0x00010001)
-	g.avx2Table(10, tab)
+	if tab == nil {
+		g.avx2Bcast(10, 0x10101010)
+	} else {
+		g.avx2Table(10, tab)
+	}
 	g.p("\tVMOVDQU qidx4<>(SB), Y11")
 }
 
@@ -319,19 +327,35 @@ func (g *gen) avx2Table(reg int, tab []byte) {
 	g.p("\tVINSERTI128 $1, X%d, Y%d, Y%d", reg, reg, reg)
 }
 
-// avx2GroupTab is the 4-block group of the nibble types: Q4_0 (block ts
-// 18, qs at 2, nibbles as they are), IQ4_NL (ts 18, qs at 2, through its
-// table: values up to 241, so split as 2·(u>>1) + (u&1)) and MXFP4 (ts
-// 17, qs at 1, through its table: values up to 28); scales(ts, hb) loads
-// the two blocks' scales into X6. Lanes 4 per block, blocks 2hb, 2hb+1 in
-// ymm half hb.
-func (g *gen) avx2GroupTab(ts, qoff int, table, split bool, scales func(ts, hb int)) {
+// avx2GroupTab is the 4-block group of the nibble types: Q4_0, Q4_1,
+// Q5_0, Q5_1 (nibbles as they are; qh > 0: the blocks' 32 fifth bits at
+// that offset; mins > 0: the fp16 min at that offset, added as
+// (m·da)·float(Σa) with Σa the lane words), IQ4_NL (through its table:
+// values up to 241, so split as 2·(u>>1) + (u&1)) and MXFP4 (through its
+// table: values up to 28). Blocks are ts bytes with the quants at qoff;
+// scales(ts, hb) loads the two blocks' scales into X6. Lanes 4 per block,
+// blocks 2hb, 2hb+1 in ymm half hb.
+func (g *gen) avx2GroupTab(ts, qoff int, table, split bool, qh, mins int, scales func(ts, hb int)) {
 	for hb := 0; hb < 2; hb++ {
 		g.p("\tVMOVDQU %d(SI), X4", qoff+2*ts*hb)
 		g.p("\tVINSERTI128 $1, %d(SI), Y4, Y4", qoff+2*ts*hb+ts)
 		g.p("\tVPSRLW $4, Y4, Y5")
 		g.p("\tVPAND Y14, Y4, Y4")
 		g.p("\tVPAND Y14, Y5, Y5")
+		if qh > 0 {
+			// Byte j of the low (high) nibbles takes bit j (16+j) of its
+			// block's qh as 0x10.
+			g.p("\tVPBROADCASTD %d(SI), X8", qh+2*ts*hb)
+			g.p("\tVPBROADCASTD %d(SI), X9", qh+2*ts*hb+ts)
+			g.p("\tVINSERTI128 $1, X9, Y8, Y8")
+			for i, pat := range []string{"q5lo", "q5hi"} {
+				g.p("\tVPSHUFB %s<>(SB), Y8, Y9", pat)
+				g.p("\tVPAND q5bit<>(SB), Y9, Y9")
+				g.p("\tVPCMPEQB q5bit<>(SB), Y9, Y9")
+				g.p("\tVPAND Y10, Y9, Y9")
+				g.p("\tVPOR Y9, Y%d, Y%d", 4+i, 4+i)
+			}
+		}
 		if table {
 			g.p("\tVPSHUFB Y4, Y10, Y4")
 			g.p("\tVPSHUFB Y5, Y10, Y5")
@@ -358,19 +382,34 @@ func (g *gen) avx2GroupTab(ts, qoff int, table, split bool, scales func(ts, hb i
 		if split {
 			g.p("\tVPADDD Y6, Y4, Y4")
 		}
-		g.p("\tVPADDD %d(DX), Y4, Y5", 32*hb)
-		g.p("\tVCVTDQ2PS Y5, Y5")
+		if mins > 0 {
+			g.p("\tVCVTDQ2PS Y4, Y5")
+		} else {
+			g.p("\tVPADDD %d(DX), Y4, Y5", 32*hb)
+			g.p("\tVCVTDQ2PS Y5, Y5")
+		}
 		scales(ts, hb)
 		g.p("\tVPERMPS Y6, Y11, Y6")
 		g.avx2Fin32(hb)
+		if mins > 0 {
+			g.avx2HalvesAt(ts, hb, mins)
+			g.p("\tVPERMPS Y6, Y11, Y6")
+			g.p("\tVMULPS %d(DI), Y6, Y6", 32*hb)
+			g.p("\tVCVTDQ2PS %d(DX), Y5", 32*hb)
+			g.p("\tVMULPS Y5, Y6, Y6")
+			g.p("\tVADDPS Y6, Y%d, Y%d", hb, hb)
+		}
 	}
 }
 
 // avx2HalvesQ4 loads the fp16 scales of blocks 2hb, 2hb+1 into X6.
-func (g *gen) avx2HalvesQ4(ts, hb int) {
-	g.p("\tMOVWLZX %d(SI), AX", 2*ts*hb)
+func (g *gen) avx2HalvesQ4(ts, hb int) { g.avx2HalvesAt(ts, hb, 0) }
+
+// avx2HalvesAt loads the fp16 at offset off of blocks 2hb, 2hb+1 into X6.
+func (g *gen) avx2HalvesAt(ts, hb, off int) {
+	g.p("\tMOVWLZX %d(SI), AX", off+2*ts*hb)
 	g.p("\tVMOVD AX, X6")
-	g.p("\tVPINSRW $1, %d(SI), X6, X6", 2*ts*hb+ts)
+	g.p("\tVPINSRW $1, %d(SI), X6, X6", off+2*ts*hb+ts)
 	g.p("\tVCVTPH2PS X6, X6")
 }
 
