@@ -86,17 +86,19 @@ type SpecStep struct {
 // union of the experts its rows pick, E·(1 − (1 − k/E)^m) per layer,
 // calibrated by the unions the passes actually touched.
 //
-// It starts with a few plain steps (the price of plain decoding), then
-// speculates with K. After a K has run minSteps steps, K moves by at most
-// one toward the best neighbour, or to 0 when plain decoding delivered more
-// tokens per second than K does. While K = 0 it probes the last K again
+// It starts speculating with K; once K has run minSteps timed steps it
+// runs minSteps plain ones (the price of plain decoding) unless plain steps
+// were already measured, and keeps whichever delivered more tokens per
+// second. From then on, after a K has run minSteps steps, K moves by at
+// most one toward the best neighbour, or to 0 when plain decoding
+// delivered more tokens per second than K does. While K = 0 it probes the last K again
 // after probeEvery plain steps, and doubles that wait (up to maxProbeWait)
 // each time the probe does not pay, so that speculation which does not pay
 // costs little more than the probes.
 type SpecPolicy struct {
 	k, k0, kMax int
 	fixed       bool
-	warm        bool // measuring plain decoding before the first K
+	warm        bool // measuring plain decoding to compare lastK with
 	plainSteps  int  // steps in a row with K = 0
 	lastK       int  // K to probe when K = 0
 	probeWait   int  // plain steps before the next probe
@@ -137,9 +139,6 @@ func NewSpecPolicy(o SpecPolicyOptions) *SpecPolicy {
 	kMax = max(kMax, k)
 	p := &SpecPolicy{k: k, k0: k, lastK: k, kMax: kMax, fixed: o.Fixed, alpha: 0.7, probeWait: probeEvery,
 		seqs: 1, tVerify: map[int]*minWindow{}, steps: map[int]*stepWindow{}, cost: o.Cost, calib: 1}
-	if !o.Fixed {
-		p.k, p.warm = 0, true
-	}
 	return p
 }
 
@@ -187,9 +186,11 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 	if p.k == 0 {
 		p.plainSteps++
 		if p.warm {
-			if p.steps[0].count() >= minSteps {
+			if plain, ok := p.steps[0].rate(); ok {
 				p.warm = false
-				p.start(p.k0)
+				if r, ok := p.steps[p.lastK].rate(); ok && r > plain*1.02 {
+					p.k, p.plainSteps = p.lastK, 0
+				}
 			}
 			return
 		}
@@ -203,7 +204,15 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 		return // measure the current K first
 	}
 	cur := p.estimate(p.k)
-	if plain, ok := p.steps[0].rate(); ok && plain > cur*1.02 {
+	plain, ok := p.steps[0].rate()
+	if !ok {
+		// Plain decoding has not been measured yet: measure it, then
+		// come back to K if K was faster.
+		p.lastK, p.warm = p.k, true
+		p.k, p.plainSteps = 0, 0
+		return
+	}
+	if plain > cur*1.02 {
 		// Speculation delivers fewer tokens per second than plain decoding.
 		p.lastK = p.k
 		if p.probing {
