@@ -405,6 +405,38 @@ func TestSpecPolicy(t *testing.T) {
 	if down.K() != 0 && down.probing == false {
 		t.Fatalf("K = %d outside a probe", down.K())
 	}
+	// With shadow acceptance (a cheap drafter proposing, unverified, in
+	// plain steps) the policy probes only when the shadow says it would
+	// pay: never at shadow acceptance 0, and at the usual wait at 1.
+	for _, c := range []struct {
+		hit       int
+		minProbes int
+		maxProbes int
+	}{{0, 0, 0}, {1, 1, 1 << 30}} {
+		pol := NewSpecPolicy(SpecPolicyOptions{K: 4, Cost: cost})
+		for pol.K() != 0 || pol.warm { // back off first, as above
+			k := pol.K()
+			if k == 0 {
+				pol.Observe(SpecStep{K: 0, Seqs: 1, Tokens: 1, Rows: 1, VerifySeconds: plain, Timed: true})
+				continue
+			}
+			pol.Observe(SpecStep{K: k, Seqs: 1, Proposed: k, Tokens: 1, Rows: k + 1, DraftSeconds: 1e-6, VerifySeconds: 2 * plain, Timed: true})
+		}
+		probes := 0
+		for i := 0; i < 3*probeEvery; i++ {
+			k := pol.K()
+			if k > 0 {
+				probes++
+				// A probe that pays (every proposal accepted, cheap) keeps K.
+				pol.Observe(SpecStep{K: k, Seqs: 1, Proposed: k, Accepted: k, Tokens: k + 1, Rows: k + 1, DraftSeconds: 1e-6, VerifySeconds: 1.5 * plain, Timed: true})
+				continue
+			}
+			pol.Observe(SpecStep{K: 0, Seqs: 1, Tokens: 1, Rows: 1, VerifySeconds: plain, Timed: true, ShadowProposed: 1, ShadowAccepted: c.hit})
+		}
+		if probes < c.minProbes || probes > c.maxProbes {
+			t.Fatalf("shadow acceptance %d: %d speculative steps, want %d..%d", c.hit, probes, c.minProbes, c.maxProbes)
+		}
+	}
 	// Same acceptance with cheap verification: speculation pays and stays.
 	cheap := NewSpecPolicy(SpecPolicyOptions{K: 4, Cost: cost})
 	specSteps := 0

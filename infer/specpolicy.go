@@ -68,6 +68,13 @@ type SpecStep struct {
 	// Timed says the timings are clean: false when a pass also prefilled a
 	// prompt or the draft caught up on many tokens.
 	Timed bool
+	// ShadowProposed and ShadowAccepted count, in a plain step, proposals
+	// a cheap drafter (prompt lookup) made without their being verified,
+	// and how many of them were the token the target then produced: an
+	// unbiased estimate of the acceptance of the first proposal (exact
+	// for greedy decoding; p(d) when sampling), free of verification
+	// cost. The policy uses it to decide when to probe speculation again.
+	ShadowProposed, ShadowAccepted int
 }
 
 // SpecPolicy chooses the draft length K of speculative decoding, K = 0
@@ -94,16 +101,21 @@ type SpecStep struct {
 // delivered more tokens per second than K does. While K = 0 it probes the last K again
 // after probeEvery plain steps, and doubles that wait (up to maxProbeWait)
 // each time the probe does not pay, so that speculation which does not pay
-// costs little more than the probes.
+// costs little more than the probes. A cheap drafter (prompt lookup) can
+// also propose during plain steps without verification (SpecStep's shadow
+// counts): then a probe happens only when the acceptance those proposals
+// would have had makes speculation look worth it.
 type SpecPolicy struct {
-	k, k0, kMax int
-	fixed       bool
-	warm        bool // measuring plain decoding to compare lastK with
-	plainSteps  int  // steps in a row with K = 0
-	lastK       int  // K to probe when K = 0
-	probeWait   int  // plain steps before the next probe
-	probing     bool // K was set by a probe and has not yet paid
-	seqs        int  // sequences per step, last seen
+	k, kMax    int
+	fixed      bool
+	warm       bool    // measuring plain decoding to compare lastK with
+	plainSteps int     // steps in a row with K = 0
+	lastK      int     // K to probe when K = 0
+	probeWait  int     // plain steps before the next probe
+	probing    bool    // K was set by a probe and has not yet paid
+	shadow     float64 // EMA of shadow acceptance (plain steps)
+	shadowN    int     // shadow observations since the last speculative step
+	seqs       int     // sequences per step, last seen
 
 	alpha   float64   // EMA of per-token acceptance
 	tDraft  minWindow // seconds per draft pass
@@ -137,7 +149,7 @@ func NewSpecPolicy(o SpecPolicyOptions) *SpecPolicy {
 		kMax = max(2*k, 8)
 	}
 	kMax = max(kMax, k)
-	p := &SpecPolicy{k: k, k0: k, lastK: k, kMax: kMax, fixed: o.Fixed, alpha: 0.7, probeWait: probeEvery,
+	p := &SpecPolicy{k: k, lastK: k, kMax: kMax, fixed: o.Fixed, alpha: 0.7, probeWait: probeEvery,
 		seqs: 1, tVerify: map[int]*minWindow{}, steps: map[int]*stepWindow{}, cost: o.Cost, calib: 1}
 	return p
 }
@@ -155,6 +167,15 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 	}
 	if s.Seqs > 0 {
 		p.seqs = s.Seqs
+	}
+	if s.ShadowProposed > 0 {
+		a := float64(s.ShadowAccepted) / float64(s.ShadowProposed)
+		if p.shadowN == 0 {
+			p.shadow = a
+		} else {
+			p.shadow = (1-emaW)*p.shadow + emaW*a
+		}
+		p.shadowN++
 	}
 	if !s.Timed {
 		return
@@ -195,7 +216,14 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 			return
 		}
 		if p.plainSteps >= p.probeWait {
+			if p.shadowN >= minShadow && !p.shadowPays() {
+				// The shadow acceptance says speculation would not pay:
+				// keep decoding plainly, without the cost of a probe.
+				p.plainSteps = 0
+				return
+			}
 			p.probing = true
+			p.shadowN = 0
 			p.start(p.lastK)
 		}
 		return
@@ -246,6 +274,25 @@ func (p *SpecPolicy) window(k int) *stepWindow {
 		p.steps[k] = w
 	}
 	return w
+}
+
+// minShadow is how many shadow observations the policy needs before it
+// trusts them over a probe.
+const minShadow = 8
+
+// shadowPays says whether speculating with the last K at the shadow
+// acceptance would beat the measured plain rate by a margin, by the
+// model's rate with α = the shadow estimate.
+func (p *SpecPolicy) shadowPays() bool {
+	plain, ok := p.steps[0].rate()
+	if !ok {
+		return true
+	}
+	saved := p.alpha
+	p.alpha = p.shadow
+	r := p.rate(p.lastK)
+	p.alpha = saved
+	return r > 1.1*plain
 }
 
 // start switches to K = k (≥ 1) with a fresh measurement of its rate.

@@ -83,6 +83,16 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 			}
 		}
 		draftTime := time.Since(t0).Seconds()
+		// A plain step with a cheap drafter: propose anyway, unverified,
+		// and count whether the proposal was the token produced.
+		var shadow int32 = -1
+		if kp == 0 {
+			if ng, ok := dr.(*NgramDrafter); ok {
+				if d, _, _ := ng.Propose(committed, 1); len(d) > 0 {
+					shadow = d[0]
+				}
+			}
+		}
 
 		// Verify: the target scores its pending tokens and all drafts in
 		// one pass; the last len(drafts)+1 rows are p_1..p_{K+1}.
@@ -106,9 +116,16 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 			res.VerifySeconds += verifyTime
 			res.TargetTouched += st.TouchedTotal()
 		}
-		pol.Observe(SpecStep{K: kp, Seqs: 1, Proposed: len(drafts), Accepted: acc, Tokens: acc + 1, Rows: len(batch),
+		ss := SpecStep{K: kp, Seqs: 1, Proposed: len(drafts), Accepted: acc, Tokens: acc + 1, Rows: len(batch),
 			Touched: st.TouchedTotal(), DraftSeconds: draftTime, VerifySeconds: verifyTime,
-			Timed: steps > 1 && len(tpending) == 1 && draftTimed})
+			Timed: steps > 1 && len(tpending) == 1 && draftTimed}
+		if shadow >= 0 {
+			ss.ShadowProposed = 1
+			if shadow == next {
+				ss.ShadowAccepted = 1
+			}
+		}
+		pol.Observe(ss)
 		res.FinalDraftTokens = pol.K()
 
 		// Roll the target's cache back to the committed tokens.

@@ -73,12 +73,36 @@ func (s *scheduler) decode(running []*job, free func(*job, string, error)) error
 		s.speculate(running, pol, free)
 		return nil
 	}
+	// With prompt lookup, plain steps still propose (unverified, ~free)
+	// and count whether the proposal was the token produced: the policy's
+	// shadow acceptance.
+	var shadow []int32
+	if ok && s.cfg.ngram {
+		shadow = make([]int32, len(running))
+		for i, j := range running {
+			shadow[i] = -1
+			ctx := append(j.hist, j.next)
+			if d, _, _ := j.ngram.Propose(ctx, 1); len(d) > 0 {
+				shadow[i] = d[0]
+			}
+			j.hist = ctx[:len(ctx)-1]
+		}
+	}
 	t := time.Now()
 	gen := s.m.generatedTokens.Load()
 	err := s.step(running, free)
 	if ok && err == nil {
-		pol.Observe(infer.SpecStep{Seqs: len(running), Tokens: int(s.m.generatedTokens.Load() - gen), Rows: len(running),
-			Touched: s.touched(), VerifySeconds: time.Since(t).Seconds(), Timed: true})
+		st := infer.SpecStep{Seqs: len(running), Tokens: int(s.m.generatedTokens.Load() - gen), Rows: len(running),
+			Touched: s.touched(), VerifySeconds: time.Since(t).Seconds(), Timed: true}
+		for i, j := range running {
+			if shadow != nil && shadow[i] >= 0 && j.seq != nil {
+				st.ShadowProposed++
+				if j.next == shadow[i] {
+					st.ShadowAccepted++
+				}
+			}
+		}
+		pol.Observe(st)
 	}
 	return err
 }
