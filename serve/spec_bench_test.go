@@ -3,6 +3,7 @@ package serve
 import (
 	"flag"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,10 +14,11 @@ import (
 )
 
 var (
-	benchModel = flag.String("serve.model", "", "BenchmarkServeSpeculation: the target model (a run directory or .gguf)")
-	benchDraft = flag.String("serve.draft", "ngram", "BenchmarkServeSpeculation: a draft model, or ngram for prompt lookup")
-	benchTemp  = flag.Float64("serve.temperature", 0, "BenchmarkServeSpeculation: sampling temperature")
-	benchGen   = flag.Int("serve.gen", 64, "BenchmarkServeSpeculation: tokens generated per request")
+	benchModel  = flag.String("serve.model", "", "BenchmarkServeSpeculation: the target model (a run directory or .gguf)")
+	benchDraft  = flag.String("serve.draft", "ngram", "BenchmarkServeSpeculation: a draft model, or ngram for prompt lookup")
+	benchTemp   = flag.Float64("serve.temperature", 0, "BenchmarkServeSpeculation: sampling temperature")
+	benchGen    = flag.Int("serve.gen", 64, "BenchmarkServeSpeculation: tokens generated per request")
+	benchRounds = flag.Int("serve.rounds", 6, "BenchmarkServeSpeculation: turns of each server (alternating, the order swapped every round)")
 )
 
 // specBenchPrompts are the prompts of BenchmarkServeSpeculation (Genesis,
@@ -34,9 +36,12 @@ var specBenchPrompts = []string{
 
 // BenchmarkServeSpeculation compares aggregate tokens per second of a
 // trained model served with speculation (-serve.draft) and without, at 1,
-// 4 and 16 concurrent clients: the two servers take turns (off, on, off,
-// on, ...; b.N requests per client per turn) so that both see the same
-// machine load. It reports tok/s of each and on/off.
+// 4 and 16 concurrent clients: the two servers take turns (off, on, on,
+// off, off, on, ...; b.N requests per client per turn) so that both see
+// the same machine load. It reports tok/s of each over all turns, on/off
+// of those totals, and the median over rounds of each round's on/off
+// (robust to a burst of load from other processes in one turn), and
+// on/off of tokens per CPU second of the process (user + system).
 //
 //	go test ./serve -run '^$' -bench ServeSpeculation -benchtime 3x -serve.model runs/tiny -serve.draft ngram
 func BenchmarkServeSpeculation(b *testing.B) {
@@ -76,9 +81,10 @@ func BenchmarkServeSpeculation(b *testing.B) {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			cl := loadClient(clients)
 			defer cl.CloseIdleConnections()
-			var sec [2]float64
+			var sec, cpu [2]float64
 			var tok [2]int64
-			turn := func(on bool, n int) {
+			turn := func(on bool, n int) float64 {
+				c0 := cpuSeconds()
 				ts := servers[on]
 				var tokens atomic.Int64
 				start := time.Now()
@@ -102,18 +108,28 @@ func BenchmarkServeSpeculation(b *testing.B) {
 				if on {
 					x = 1
 				}
-				sec[x] += time.Since(start).Seconds()
+				el := time.Since(start).Seconds()
+				sec[x] += el
+				cpu[x] += cpuSeconds() - c0
 				tok[x] += tokens.Load()
+				return float64(tokens.Load()) / el
 			}
 			turn(false, 1) // warm up both
 			turn(true, 1)
-			sec, tok = [2]float64{}, [2]int64{}
+			sec, cpu, tok = [2]float64{}, [2]float64{}, [2]int64{}
 			before := scrape(b, cl, servers[true].url)
 			b.ResetTimer()
-			for r := 0; r < 3; r++ {
-				turn(false, b.N)
-				turn(true, b.N)
+			var ratios []float64
+			for r := 0; r < *benchRounds; r++ {
+				var off, on float64
+				if r%2 == 0 {
+					off, on = turn(false, b.N), turn(true, b.N)
+				} else {
+					on, off = turn(true, b.N), turn(false, b.N)
+				}
+				ratios = append(ratios, on/off)
 			}
+			sort.Float64s(ratios)
 			b.StopTimer()
 			after := scrape(b, cl, servers[true].url)
 			if tok[1] > 0 {
@@ -126,6 +142,13 @@ func BenchmarkServeSpeculation(b *testing.B) {
 			b.ReportMetric(off, "off-tok/s")
 			b.ReportMetric(on, "on-tok/s")
 			b.ReportMetric(on/off, "on/off")
+			if cpu[0] > 0 && cpu[1] > 0 {
+				// Tokens per CPU second: what a CPU-bound server delivers
+				// when it has the cores to itself, and far less disturbed by
+				// other processes than the wall clock.
+				b.ReportMetric((float64(tok[1])/cpu[1])/(float64(tok[0])/cpu[0]), "cpu-on/off")
+			}
+			b.ReportMetric((ratios[(len(ratios)-1)/2]+ratios[len(ratios)/2])/2, "median-on/off")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
