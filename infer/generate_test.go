@@ -431,7 +431,7 @@ func TestSpecPolicy(t *testing.T) {
 				pol.Observe(SpecStep{K: k, Seqs: 1, Proposed: k, Accepted: k, Tokens: k + 1, Rows: k + 1, DraftSeconds: 1e-6, VerifySeconds: 1.5 * plain, Timed: true})
 				continue
 			}
-			pol.Observe(SpecStep{K: 0, Seqs: 1, Tokens: 1, Rows: 1, VerifySeconds: plain, Timed: true, ShadowProposed: 1, ShadowAccepted: c.hit})
+			pol.Observe(SpecStep{K: 0, Seqs: 1, Tokens: 1, Rows: 1, VerifySeconds: plain, Timed: true, ShadowAsked: 1, ShadowProposed: 1, ShadowAccepted: c.hit})
 		}
 		if probes < c.minProbes || probes > c.maxProbes {
 			t.Fatalf("shadow acceptance %d: %d speculative steps, want %d..%d", c.hit, probes, c.minProbes, c.maxProbes)

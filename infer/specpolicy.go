@@ -68,13 +68,15 @@ type SpecStep struct {
 	// Timed says the timings are clean: false when a pass also prefilled a
 	// prompt or the draft caught up on many tokens.
 	Timed bool
-	// ShadowProposed and ShadowAccepted count, in a plain step, proposals
-	// a cheap drafter (prompt lookup) made without their being verified,
-	// and how many of them were the token the target then produced: an
-	// unbiased estimate of the acceptance of the first proposal (exact
-	// for greedy decoding; p(d) when sampling), free of verification
-	// cost. The policy uses it to decide when to probe speculation again.
-	ShadowProposed, ShadowAccepted int
+	// ShadowAsked, ShadowProposed and ShadowAccepted count, in a plain
+	// step, the sequences whose cheap drafter (prompt lookup) was asked
+	// for a proposal without its being verified, how many proposed, and
+	// how many proposals were the token the target then produced: an
+	// unbiased estimate of the acceptance of the first proposal (exact for
+	// greedy decoding; p(d) when sampling) and of how often there is one,
+	// free of verification cost. The policy uses them to decide when to
+	// probe speculation again.
+	ShadowAsked, ShadowProposed, ShadowAccepted int
 }
 
 // SpecPolicy chooses the draft length K of speculative decoding, K = 0
@@ -114,6 +116,7 @@ type SpecPolicy struct {
 	probeWait  int     // plain steps before the next probe
 	probing    bool    // K was set by a probe and has not yet paid
 	shadow     float64 // EMA of shadow acceptance (plain steps)
+	shadowF    float64 // EMA of the share of shadow asks that proposed
 	shadowN    int     // shadow observations since the last speculative step
 	seqs       int     // sequences per step, last seen
 
@@ -168,12 +171,17 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 	if s.Seqs > 0 {
 		p.seqs = s.Seqs
 	}
-	if s.ShadowProposed > 0 {
-		a := float64(s.ShadowAccepted) / float64(s.ShadowProposed)
+	if s.ShadowAsked > 0 {
+		f := float64(s.ShadowProposed) / float64(s.ShadowAsked)
+		a := p.shadow
+		if s.ShadowProposed > 0 {
+			a = float64(s.ShadowAccepted) / float64(s.ShadowProposed)
+		}
 		if p.shadowN == 0 {
-			p.shadow = a
+			p.shadow, p.shadowF = a, f
 		} else {
 			p.shadow = (1-emaW)*p.shadow + emaW*a
+			p.shadowF = (1-emaW)*p.shadowF + emaW*f
 		}
 		p.shadowN++
 	}
@@ -280,18 +288,22 @@ func (p *SpecPolicy) window(k int) *stepWindow {
 // trusts them over a probe.
 const minShadow = 8
 
-// shadowPays says whether speculating with the last K at the shadow
-// acceptance would beat the measured plain rate by a margin, by the
-// model's rate with α = the shadow estimate.
+// shadowPays says whether speculating with the last K would beat the
+// measured plain rate by a margin, by the model with α = the shadow
+// acceptance, where a share f = shadowF of the steps propose (the others
+// are plain steps): (f·E[tokens] + 1 − f) / (f·time(K) + (1 − f)/plain).
 func (p *SpecPolicy) shadowPays() bool {
 	plain, ok := p.steps[0].rate()
 	if !ok {
 		return true
 	}
-	saved := p.alpha
-	p.alpha = p.shadow
-	r := p.rate(p.lastK)
-	p.alpha = saved
+	a := min(p.shadow, 0.999)
+	k := p.lastK
+	n := float64(p.seqs)
+	tokens := n * (1 - math.Pow(a, float64(k+1))) / (1 - a)
+	cost := float64(k)*p.tDraft.min() + p.verifyTime(p.seqs*(k+1))
+	f := p.shadowF
+	r := (f*tokens + (1-f)*n) / (f*cost + (1-f)*n/plain)
 	return r > 1.1*plain
 }
 

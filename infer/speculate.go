@@ -86,11 +86,10 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 		// A plain step with a cheap drafter: propose anyway, unverified,
 		// and count whether the proposal was the token produced.
 		var shadow int32 = -1
-		if kp == 0 {
-			if ng, ok := dr.(*NgramDrafter); ok {
-				if d, _, _ := ng.Propose(committed, 1); len(d) > 0 {
-					shadow = d[0]
-				}
+		ng, asked := dr.(*NgramDrafter)
+		if asked = asked && kp == 0; asked {
+			if d, _, _ := ng.Propose(committed, 1); len(d) > 0 {
+				shadow = d[0]
 			}
 		}
 
@@ -119,6 +118,9 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 		ss := SpecStep{K: kp, Seqs: 1, Proposed: len(drafts), Accepted: acc, Tokens: acc + 1, Rows: len(batch),
 			Touched: st.TouchedTotal(), DraftSeconds: draftTime, VerifySeconds: verifyTime,
 			Timed: steps > 1 && len(tpending) == 1 && draftTimed}
+		if asked {
+			ss.ShadowAsked = 1
+		}
 		if shadow >= 0 {
 			ss.ShadowProposed = 1
 			if shadow == next {

@@ -95,6 +95,9 @@ func (s *scheduler) decode(running []*job, free func(*job, string, error)) error
 		st := infer.SpecStep{Seqs: len(running), Tokens: int(s.m.generatedTokens.Load() - gen), Rows: len(running),
 			Touched: s.touched(), VerifySeconds: time.Since(t).Seconds(), Timed: true}
 		for i, j := range running {
+			if shadow != nil && j.seq != nil {
+				st.ShadowAsked++
+			}
 			if shadow != nil && shadow[i] >= 0 && j.seq != nil {
 				st.ShadowProposed++
 				if j.next == shadow[i] {
