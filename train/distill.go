@@ -161,16 +161,14 @@ func Distill(ctx context.Context, o DistillOptions, progress io.Writer, log *slo
 			break
 		}
 		for b := range windows {
-			w := ids[rng.IntN(split-T):][:T]
-			if o.Generate > 0 {
-				res, err := target.Generate(ctx, w[:T-o.Generate], infer.GenerateOptions{MaxTokens: o.Generate, IgnoreEOT: true,
-					Sampling: infer.SampleOptions{Temperature: 1, Seed: rng.Uint64()}}, nil)
-				if err != nil {
-					return nil, fmt.Errorf("distill: target generation: %w", err)
-				}
-				w = append(append([]int32(nil), w[:T-o.Generate]...), res.Tokens...)
+			windows[b] = ids[rng.IntN(split-T):][:T]
+		}
+		if o.Generate > 0 {
+			if err := continueBatch(ctx, target, seqs, windows, T-o.Generate, rng); err != nil {
+				return nil, err
 			}
-			windows[b] = w
+		}
+		for b, w := range windows {
 			copy(tokens[b*T:], w)
 			seqs[b].Reset()
 		}
@@ -226,6 +224,36 @@ func Distill(ctx context.Context, o DistillOptions, progress io.Writer, log *slo
 	}
 	log.Info("distilled", "steps", sum.Steps, "kl", sum.KL, "acceptance_before", sum.AcceptBefore, "acceptance_after", sum.AcceptAfter, "checkpoint", sum.Checkpoint)
 	return sum, nil
+}
+
+// continueBatch replaces each window's tokens from position keep on by the
+// target's own continuation of windows[b][:keep], sampled at temperature 1,
+// all sequences advancing together (one batched pass per token).
+func continueBatch(ctx context.Context, target *infer.Model, seqs []*infer.Seq, windows [][]int32, keep int, rng *rand.Rand) error {
+	in := make([][]int32, len(windows))
+	smp := make([]*infer.Sampler, len(windows))
+	for b, w := range windows {
+		windows[b] = append(make([]int32, 0, len(w)), w[:keep]...)
+		in[b] = windows[b]
+		seqs[b].Reset()
+		smp[b] = infer.NewSampler(infer.SampleOptions{Temperature: 1, Seed: rng.Uint64()})
+	}
+	T := cap(windows[0])
+	for len(windows[0]) < T {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		lg, err := target.Forward(seqs, in, false)
+		if err != nil {
+			return fmt.Errorf("distill: target generation: %w", err)
+		}
+		for b := range windows {
+			t := smp[b].Sample(lg[b])
+			windows[b] = append(windows[b], t)
+			in[b] = windows[b][len(windows[b])-1:]
+		}
+	}
+	return nil
 }
 
 func (o *DistillOptions) validate() error {

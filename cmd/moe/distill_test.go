@@ -54,6 +54,16 @@ func TestDistillCLI(t *testing.T) {
 	if a["text"] == nil || a["text"] != b["text"] {
 		t.Fatalf("greedy text with the distilled draft %q, without %q", b["text"], a["text"])
 	}
+	// --generate: the target's own sampled continuations (batched) as data.
+	code, stdout, errs = runCmd(t, "distill", "--target", target, "--draft", draft, "--data", data, "--out", filepath.Join(t.TempDir(), "gen"),
+		"--steps", "30", "--batch", "4", "--seq-len", "32", "--generate", "16", "--lr", "3e-3", "--warmup", "5", "--eval-prompts", "2", "--eval-tokens", "8", "--json", "--quiet")
+	var gen struct {
+		KL      float64 `json:"kl"`
+		KLFirst float64 `json:"kl_first"`
+	}
+	if code != 0 || json.Unmarshal([]byte(stdout), &gen) != nil || !(gen.KL < gen.KLFirst) {
+		t.Fatalf("--generate: exit %d, %s %s", code, stdout, errs)
+	}
 	// Usage errors name the flag.
 	for _, c := range []struct {
 		args []string
