@@ -212,8 +212,10 @@ func benchModels(modelPath, cfgName string, draftPaths []string, draftCfg string
 		drafts = append(drafts, &benchDraft{name: p, m: d})
 	}
 	if draftCfg != "" {
-		if len(draftPaths) > 0 {
-			return nil, nil, usagef("give at most one of --draft and --draft-config")
+		for _, d := range drafts {
+			if d.m != nil {
+				return nil, nil, usagef("give at most one of --draft MODEL and --draft-config (--draft ngram goes with either)")
+			}
 		}
 		cfg, err := config.Resolve(draftCfg)
 		if err != nil {

@@ -228,7 +228,7 @@ func TestBenchGenerateConfig(t *testing.T) {
 	if err := dc.Save(dp); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs := runCmd(t, "bench", "generate", "--config", tp, "--draft-config", dp, "--prompt-tokens", "8", "--gen-tokens", "8", "--runs", "1", "--json")
+	code, out, errs := runCmd(t, "bench", "generate", "--config", tp, "--draft-config", dp, "--draft", "ngram", "--prompt-tokens", "8", "--gen-tokens", "8", "--runs", "1", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -239,7 +239,11 @@ func TestBenchGenerateConfig(t *testing.T) {
 	if res["identical"] != true || res["decode_tokens_per_second"].(float64) <= 0 || res["prefill_tokens_per_second"].(float64) <= 0 {
 		t.Fatalf("bench output %s", out)
 	}
+	if per, _ := res["drafts"].([]any); len(per) != 2 {
+		t.Fatalf("want the ngram and the --draft-config draft reported: %s", out)
+	}
 	for _, args := range [][]string{
+		{"--config", tp, "--draft", "some/model"}, // a model draft needs --model
 		{"--prompt-tokens", "8"}, // neither --model nor --config
 		{"--config", tp, "--prompt-tokens", "40", "--gen-tokens", "40"}, // beyond the context of 48
 		{"--config", tp, "--gen-tokens", "0"},
