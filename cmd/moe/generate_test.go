@@ -243,8 +243,8 @@ func TestBenchGenerateConfig(t *testing.T) {
 		t.Fatalf("want the ngram and the --draft-config draft reported: %s", out)
 	}
 	for _, args := range [][]string{
-		{"--config", tp, "--draft", "some/model"}, // a model draft needs --model
-		{"--prompt-tokens", "8"}, // neither --model nor --config
+		{"--config", tp, "--draft", "some/model"},                       // a model draft needs --model
+		{"--prompt-tokens", "8"},                                        // neither --model nor --config
 		{"--config", tp, "--prompt-tokens", "40", "--gen-tokens", "40"}, // beyond the context of 48
 		{"--config", tp, "--gen-tokens", "0"},
 	} {
