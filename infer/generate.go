@@ -51,6 +51,9 @@ type GenerateOptions struct {
 	// Draft, if set, proposes tokens for speculative decoding. It must share
 	// the target's tokenizer (vocabulary).
 	Draft *Model
+	// Drafter, if set, proposes tokens instead of Draft (e.g. an
+	// NgramDrafter: prompt lookup, no model).
+	Drafter Drafter
 	// DraftTokens is the initial number K of tokens the draft proposes per
 	// step (default 4); K adapts at run time unless FixedDraftTokens.
 	DraftTokens int
@@ -308,7 +311,7 @@ func (m *Model) Generate(ctx context.Context, prompt []int32, opts GenerateOptio
 	res.CachedTokens = len(prompt) - len(pending)
 
 	var err error
-	if opts.Draft != nil {
+	if opts.Draft != nil || opts.Drafter != nil {
 		o.rounds = &res.Rounds
 		err = m.speculate(ctx, seq, prompt, pending, opts, o, &res, start)
 		res.PrefillTokens = o.firstRound

@@ -164,12 +164,27 @@ func specPair(t *testing.T) (*Model, *Model) {
 // TestSpeculativeDistribution samples the first two tokens many times with
 // speculative decoding (K = 2, so both the acceptance chain and the bonus
 // token are exercised) and checks with a chi-square test that their joint
-// distribution is the target's, while the draft's own is not.
+// distribution is the target's, while the draft's own is not: with the
+// model draft, and with prompt lookup (its proposals are point masses; the
+// prompt ends in a repeat, so it proposes "4 6" every time).
 func TestSpeculativeDistribution(t *testing.T) {
 	target, draft := specPair(t)
-	prompt := []int32{3, 1, 4}
-	for _, so := range []SampleOptions{{Temperature: 1}, {Temperature: 1.5, TopP: 0.95, TopK: 5}} {
-		t.Run(fmt.Sprintf("T%v_p%v_k%d", so.Temperature, so.TopP, so.TopK), func(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		prompt []int32
+		ngram  bool
+	}{{"model", []int32{3, 1, 4}, false}, {"ngram", []int32{0, 6, 4, 6}, true}} {
+		for _, so := range []SampleOptions{{Temperature: 1}, {Temperature: 1.5, TopP: 0.95, TopK: 5}} {
+			t.Run(fmt.Sprintf("%s_T%v_p%v_k%d", c.name, so.Temperature, so.TopP, so.TopK), func(t *testing.T) {
+				testSpeculativeDistribution(t, target, draft, c.prompt, c.ngram, so)
+			})
+		}
+	}
+}
+
+func testSpeculativeDistribution(t *testing.T, target, draft *Model, prompt []int32, ngram bool, so SampleOptions) {
+	{
+		{
 			joint := func(m *Model) map[string]float64 {
 				V := m.Cfg.VocabSize
 				s := NewSampler(so)
@@ -198,11 +213,17 @@ func TestSpeculativeDistribution(t *testing.T) {
 				return out
 			}
 			want, draftDist := joint(target), joint(draft)
+			if ngram {
+				draftDist = map[string]float64{"4 6": 1}
+			}
 			const n = 6000
 			counts := map[string]int{}
 			proposed, accepted := 0, 0
 			for i := 0; i < n; i++ {
 				opts := GenerateOptions{MaxTokens: 3, Draft: draft, DraftTokens: 2, FixedDraftTokens: true}
+				if ngram {
+					opts.Draft, opts.Drafter = nil, &NgramDrafter{}
+				}
 				opts.Sampling = so
 				opts.Sampling.Seed = uint64(i)
 				res, err := target.Generate(context.Background(), prompt, opts, nil)
@@ -229,7 +250,7 @@ func TestSpeculativeDistribution(t *testing.T) {
 			if accepted == 0 || accepted == proposed {
 				t.Fatalf("degenerate acceptance %d/%d", accepted, proposed)
 			}
-		})
+		}
 	}
 }
 
@@ -345,32 +366,91 @@ func TestGenerateSeqReuse(t *testing.T) {
 	}
 }
 
-// TestKTuner checks that K grows when drafts are always accepted and cheap,
-// and shrinks when they are always rejected.
-func TestKTuner(t *testing.T) {
+// TestSpecPolicy checks that K grows when drafts are always accepted and
+// cheap, and that the policy falls back to plain decoding when
+// verification is made expensive, probing again less and less often.
+func TestSpecPolicy(t *testing.T) {
 	target, _ := specPair(t)
-	up := newKTuner(target, GenerateOptions{DraftTokens: 2, MaxDraftTokens: 8})
-	for i := 0; i < 40; i++ {
-		k := up.k
-		up.observe(k, k, 1e-4, true, 1e-3, true, k+1, 0)
+	cost := target.VerifyCost()
+	const plain = 1e-3 // seconds per plain step
+	up := NewSpecPolicy(SpecPolicyOptions{K: 2, MaxK: 8, Cost: cost})
+	for i := 0; i < 60; i++ {
+		k := up.K()
+		// Every proposal accepted; a pass of m rows costs 1 + m/10 plain steps.
+		up.Observe(SpecStep{K: k, Seqs: 1, Proposed: k, Accepted: k, Tokens: k + 1, Rows: k + 1,
+			DraftSeconds: 1e-5 * float64(k), VerifySeconds: plain * (1 + float64(k+1)/10), Timed: true})
 	}
-	if up.k < 6 {
-		t.Fatalf("K stayed at %d with full acceptance", up.k)
+	if up.K() < 6 {
+		t.Fatalf("K stayed at %d with full acceptance and cheap verification", up.K())
 	}
-	down := newKTuner(target, GenerateOptions{DraftTokens: 6})
-	for i := 0; i < 40; i++ {
-		down.observe(down.k, 0, 5e-4, true, 1e-3*float64(down.k+1), true, down.k+1, 0)
-	}
-	// With nothing accepted speculation does not pay: K drops to 0 (plain
-	// decoding), with a probe at K = 1 every probeEvery steps.
-	zeros := 0
-	for i := 0; i < 2*probeEvery; i++ {
-		if down.k == 0 {
-			zeros++
+	// Half the proposals accepted, but verifying costs 4 plain steps (a
+	// fake: e.g. the union of experts of a wide MoE): plain decoding wins.
+	down := NewSpecPolicy(SpecPolicyOptions{K: 4, Cost: cost})
+	plainSteps := 0
+	const n = 400
+	for i := 0; i < n; i++ {
+		k := down.K()
+		if k == 0 {
+			plainSteps++
+			down.Observe(SpecStep{K: 0, Seqs: 1, Tokens: 1, Rows: 1, VerifySeconds: plain, Timed: true})
+			continue
 		}
-		down.observe(down.k, 0, 5e-4, true, 1e-3*float64(down.k+1), true, down.k+1, 0)
+		down.Observe(SpecStep{K: k, Seqs: 1, Proposed: k, Accepted: k / 2, Tokens: k/2 + 1, Rows: k + 1,
+			DraftSeconds: 1e-6, VerifySeconds: 4 * plain, Timed: true})
 	}
-	if zeros < 2*probeEvery-8 {
-		t.Fatalf("K was 0 in only %d of %d steps with no acceptance", zeros, 2*probeEvery)
+	// The probes cost at most minSteps steps each, every 16, 32, 64, ... steps.
+	if plainSteps < n*9/10 {
+		t.Fatalf("plain decoding in only %d of %d steps although verification costs 4 plain steps", plainSteps, n)
+	}
+	if down.K() != 0 && down.probing == false {
+		t.Fatalf("K = %d outside a probe", down.K())
+	}
+	// With shadow acceptance (a cheap drafter proposing, unverified, in
+	// plain steps) the policy probes only when the shadow says it would
+	// pay: never at shadow acceptance 0, and at the usual wait at 1.
+	for _, c := range []struct {
+		hit       int
+		minProbes int
+		maxProbes int
+	}{{0, 0, 0}, {1, 1, 1 << 30}} {
+		pol := NewSpecPolicy(SpecPolicyOptions{K: 4, Cost: cost})
+		for pol.K() != 0 || pol.warm { // back off first, as above
+			k := pol.K()
+			if k == 0 {
+				pol.Observe(SpecStep{K: 0, Seqs: 1, Tokens: 1, Rows: 1, VerifySeconds: plain, Timed: true})
+				continue
+			}
+			pol.Observe(SpecStep{K: k, Seqs: 1, Proposed: k, Tokens: 1, Rows: k + 1, DraftSeconds: 1e-6, VerifySeconds: 2 * plain, Timed: true})
+		}
+		probes := 0
+		for i := 0; i < 3*probeEvery; i++ {
+			k := pol.K()
+			if k > 0 {
+				probes++
+				// A probe that pays (every proposal accepted, cheap) keeps K.
+				pol.Observe(SpecStep{K: k, Seqs: 1, Proposed: k, Accepted: k, Tokens: k + 1, Rows: k + 1, DraftSeconds: 1e-6, VerifySeconds: 1.5 * plain, Timed: true})
+				continue
+			}
+			pol.Observe(SpecStep{K: 0, Seqs: 1, Tokens: 1, Rows: 1, VerifySeconds: plain, Timed: true, ShadowAsked: 1, ShadowProposed: 1, ShadowAccepted: c.hit})
+		}
+		if probes < c.minProbes || probes > c.maxProbes {
+			t.Fatalf("shadow acceptance %d: %d speculative steps, want %d..%d", c.hit, probes, c.minProbes, c.maxProbes)
+		}
+	}
+	// Same acceptance with cheap verification: speculation pays and stays.
+	cheap := NewSpecPolicy(SpecPolicyOptions{K: 4, Cost: cost})
+	specSteps := 0
+	for i := 0; i < n; i++ {
+		k := cheap.K()
+		if k == 0 {
+			cheap.Observe(SpecStep{K: 0, Seqs: 1, Tokens: 1, Rows: 1, VerifySeconds: plain, Timed: true})
+			continue
+		}
+		specSteps++
+		cheap.Observe(SpecStep{K: k, Seqs: 1, Proposed: k, Accepted: k / 2, Tokens: k/2 + 1, Rows: k + 1,
+			DraftSeconds: 1e-6, VerifySeconds: 1.2 * plain, Timed: true})
+	}
+	if specSteps < n*9/10 {
+		t.Fatalf("speculated in only %d of %d steps although it pays", specSteps, n)
 	}
 }

@@ -21,17 +21,42 @@ func (m *Model) Backward() error {
 	if st.targets == nil {
 		return errors.New("model: Backward after a Forward without targets")
 	}
-	st.ok = false
-	cfg, a := m.Cfg, &m.a
-	N, d, V := st.B*st.T, cfg.HiddenSize, cfg.VocabSize
 	var scale float32
 	if st.count > 0 {
 		scale = 1 / float32(st.count)
 	}
-	dlogits := a.logits[:N*V]
-	rowChunks(m.pool, N, func(_, r0, r1 int) {
-		compute.CrossEntropyBackward(dlogits[r0*V:r1*V], dlogits[r0*V:r1*V], a.lse[r0:r1], st.targets[r0:r1], r1-r0, V, scale)
+	a, V := &m.a, m.Cfg.VocabSize
+	return m.backward(func(dlogits []float32) error {
+		rowChunks(m.pool, st.B*st.T, func(_, r0, r1 int) {
+			compute.CrossEntropyBackward(dlogits[r0*V:r1*V], dlogits[r0*V:r1*V], a.lse[r0:r1], st.targets[r0:r1], r1-r0, V, scale)
+		})
+		return nil
 	})
+}
+
+// BackwardLogits is Backward for a loss of the caller's: grad receives the
+// last Forward's logits ([B·T·V], as Logits returns them) and overwrites
+// them with the gradient of the loss with respect to them; the gradients
+// of the router losses are added as in Backward. The last Forward need not
+// have had targets (distillation trains on a teacher's distributions).
+func (m *Model) BackwardLogits(grad func(logits []float32) error) error {
+	if !m.state.ok {
+		return errors.New("model: BackwardLogits without a preceding Forward")
+	}
+	return m.backward(grad)
+}
+
+// backward consumes the forward state: grad turns the logits into their
+// gradient, which is back-propagated through the network into G.
+func (m *Model) backward(grad func(dlogits []float32) error) error {
+	st := &m.state
+	st.ok = false
+	cfg, a := m.Cfg, &m.a
+	N, d, V := st.B*st.T, cfg.HiddenSize, cfg.VocabSize
+	dlogits := a.logits[:N*V]
+	if err := grad(dlogits); err != nil {
+		return err
+	}
 	compute.Gemm(m.pool, true, false, V, d, N, 1, dlogits, V, a.xf, d, 1, m.G.LMHead, d)
 	compute.Gemm(m.pool, false, false, N, d, V, 1, dlogits, V, m.W.LMHead, d, 0, a.dxn, d)
 	clear(a.dres)

@@ -9,7 +9,8 @@ import (
 
 // modelEngine adapts an *infer.Model to Engine.
 type modelEngine struct {
-	m *infer.Model
+	m       *infer.Model
+	touched int // routed experts the last pass touched
 }
 
 // NewModelEngine returns an Engine that runs m.
@@ -28,8 +29,17 @@ func (e *modelEngine) Forward(seqs []Seq, tokens [][]int32, allLogits bool) ([][
 		}
 		ss[i] = is
 	}
-	return e.m.Forward(ss, tokens, allLogits)
+	logits, st, err := e.m.ForwardStats(ss, tokens, allLogits)
+	e.touched = st.TouchedTotal()
+	return logits, err
 }
+
+// LastTouched returns the routed experts (all layers) the last Forward
+// touched: the speculation policy prices verification with it.
+func (e *modelEngine) LastTouched() int { return e.touched }
+
+// VerifyCost returns the model's cost model for the speculation policy.
+func (e *modelEngine) VerifyCost() infer.CostModel { return e.m.VerifyCost() }
 
 func (e *modelEngine) NewSampler(o SampleOptions) Sampler {
 	return infer.NewSampler(infer.SampleOptions{Temperature: o.Temperature, TopP: o.TopP, TopK: o.TopK, Seed: o.Seed})

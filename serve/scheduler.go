@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/moe-llm/moe/infer"
 )
 
 // Finish reasons, as OpenAI spells them.
@@ -92,12 +94,13 @@ type job struct {
 	kv        int // KV positions reserved: len(prompt)+maxTokens
 	fed       int // prompt tokens already in seq
 	generated int
-	next      int32         // sampled token not yet fed
-	hist      []int32       // tokens in seq, kept with a draft model or the prefix cache
-	tprob     ProbSampler   // target sampler, for speculative sampling (nil when greedy)
-	dprob     ProbSampler   // draft sampler, for speculative sampling (nil when greedy)
-	q         [][]float32   // draft distributions of the current proposals
-	specK     int           // current draft length (0: not yet set)
+	next      int32       // sampled token not yet fed
+	hist      []int32     // tokens in seq, kept with a draft model or the prefix cache
+	tprob     ProbSampler // target sampler, for speculative sampling (nil when greedy)
+	dprob     ProbSampler // draft sampler, for speculative sampling (nil when greedy)
+	q         [][]float32 // draft distributions of the current proposals
+	spec      bool        // eligible for speculation (attachDraft)
+	ngram     *infer.NgramDrafter
 	pen       *penalties    // presence/frequency penalties and logit bias, or nil
 	counts    map[int32]int // generated-token counts, kept when pen != nil
 	last      time.Time
@@ -111,7 +114,8 @@ type schedulerConfig struct {
 	prefillChunk int // most prompt tokens of one sequence per pass
 	queueSize    int
 	draftTokens  int
-	specMaxBatch int // speculate only while the batch holds at most this many sequences
+	specMaxBatch int  // speculate only while the batch holds at most this many sequences
+	ngram        bool // speculate with prompt lookup (no draft model)
 	prefixCache  bool
 }
 
@@ -139,6 +143,11 @@ type scheduler struct {
 	ready   []int
 	sampled []int32
 	pbuf    []float32
+	rbuf    []float32
+	cbuf    []int32
+
+	// Draft-length policies by batch size (speculation only).
+	policies map[int]*infer.SpecPolicy
 }
 
 func newScheduler(eng, draft Engine, cfg schedulerConfig, m *metrics, log *slog.Logger) *scheduler {
@@ -258,7 +267,7 @@ func (s *scheduler) run(ctx context.Context) {
 			if !s.place(head, s.cfg.kvBudget-kvUsed) {
 				break
 			}
-			if s.draft != nil {
+			if s.specOn() {
 				s.attachDraft(head)
 			}
 			kvUsed += head.kv
@@ -279,10 +288,8 @@ func (s *scheduler) run(ctx context.Context) {
 		if len(running) == 0 {
 			continue
 		}
-		if s.draft == nil || !s.speculate(running, free) {
-			if err := s.step(running, free); err != nil {
-				s.log.Error("forward pass failed", "err", err, "batch", len(running))
-			}
+		if err := s.decode(running, free); err != nil {
+			s.log.Error("forward pass failed", "err", err, "batch", len(running))
 		}
 		running = slices.DeleteFunc(running, func(j *job) bool { return j.seq == nil })
 		s.m.running.Store(int64(len(running)))
@@ -430,7 +437,7 @@ func (s *scheduler) step(running []*job, free func(*job, string, error)) error {
 	now := time.Now()
 	ready := s.ready[:0] // batch indices that sample a token this step
 	for i, j := range batch {
-		if j.draft != nil || s.cfg.prefixCache {
+		if j.spec || s.cfg.prefixCache {
 			j.hist = append(j.hist, toks[i]...)
 		}
 		if prefill[i] {

@@ -74,12 +74,19 @@ type Options struct {
 	// sampling (same output distribution) for sampled ones when both
 	// engines' samplers are ProbSamplers.
 	Draft Engine
+	// NgramDraft speculates with prompt lookup (infer.NgramDrafter) instead
+	// of a draft model: proposals copied from earlier in the prompt and the
+	// text so far, verified like a draft model's.
+	NgramDraft bool
 	// NoPrefixCache turns off reuse of finished sequences' KV caches for
 	// later prompts that start the same way (chat turns, shared system
 	// prompts). Cached sequences count toward KVTokens and are evicted
 	// least recently used first.
 	NoPrefixCache bool
-	// DraftTokens is how many tokens the draft proposes per step (default 4).
+	// DraftTokens is how many tokens the draft first proposes per step
+	// (default 4); a policy per batch size adapts it (up to twice that) to
+	// the measured acceptance and price of verification, down to plain
+	// decoding when speculating does not pay.
 	DraftTokens int
 	// SpecMaxBatch turns speculation off while more sequences than this are
 	// running (default 4): batching already amortises the weight reads, and
@@ -178,7 +185,7 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 		sched: newScheduler(eng, opt.Draft, schedulerConfig{
 			parallel: opt.Parallel, kvBudget: opt.KVTokens, stepTokens: opt.StepTokens,
 			prefillChunk: opt.PrefillChunk, queueSize: opt.QueueSize, draftTokens: opt.DraftTokens,
-			specMaxBatch: opt.SpecMaxBatch, prefixCache: !opt.NoPrefixCache,
+			specMaxBatch: opt.SpecMaxBatch, prefixCache: !opt.NoPrefixCache, ngram: opt.NgramDraft && opt.Draft == nil,
 		}, m, opt.Logger),
 	}
 	mux := http.NewServeMux()

@@ -2,8 +2,13 @@ package serve
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"math"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 
@@ -91,5 +96,91 @@ func TestRealModelSpeculativeSampling(t *testing.T) {
 		}
 		t.Logf("%s draft: %d tokens, %v/%v proposals accepted", c.name, total, acc, prop)
 		ts.stop(t)
+	}
+}
+
+// TestRealModelNgramSpeculative serves greedy requests with prompt lookup
+// (no draft model), alone and four at a time: the text must equal plain
+// greedy decoding, and the drafter must have proposed (the prompts repeat
+// themselves; random-weight text rarely repeats, so little is accepted and
+// the policy soon falls back to plain steps). A sampled request
+// through the same path must come back in full.
+func TestRealModelNgramSpeculative(t *testing.T) {
+	tok := testTokenizer(t)
+	m := testModel(t, tok, 32, 2, 4, 160, 1)
+	srv, err := NewFromModel(m, nil, Options{NgramDraft: true, DraftTokens: 4, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := serveOnLoopback(t, srv)
+	cl := client(ts, "")
+	prompts := []string{"And God said, Let there be light. And God said, Let there", "the earth the earth the earth the", "abc abc abc", "In the beginning"}
+	complete := func(p string, temp float64) *openai.Completion {
+		res, err := cl.Completions.New(context.Background(), openai.CompletionNewParams{Model: "moe",
+			Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(p)}, MaxTokens: openai.Int(40), Temperature: openai.Float(temp)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for _, p := range prompts {
+		want := referenceText(t, m, tok.Encode([]byte(p)), 40, []int32{tok.EOT()})
+		if got := complete(p, 0).Choices[0].Text; got != want {
+			t.Errorf("prompt lookup %q, plain %q", got, want)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, p := range prompts {
+		wg.Go(func() {
+			want := referenceText(t, m, tok.Encode([]byte(p)), 40, []int32{tok.EOT()})
+			if got := complete(p, 0).Choices[0].Text; got != want {
+				t.Errorf("batched prompt lookup %q, plain %q", got, want)
+			}
+		})
+	}
+	wg.Wait()
+	if res := complete(prompts[0], 0.8); res.Usage.CompletionTokens < 1 || res.Choices[0].FinishReason == "length" && res.Usage.CompletionTokens != 40 {
+		t.Errorf("sampled: %d tokens, finish %s", res.Usage.CompletionTokens, res.Choices[0].FinishReason)
+	}
+	_, metrics := rawDo(t, ts, "GET", "/metrics", "", nil)
+	prop, acc := metricValue(metrics, "moe_speculative_proposed_tokens_total"), metricValue(metrics, "moe_speculative_accepted_tokens_total")
+	if prop <= 0 {
+		t.Errorf("prompt lookup proposed nothing")
+	}
+	t.Logf("prompt lookup: %v of %v proposals accepted", acc, prop)
+}
+
+// TestNgramPolicyBacksOff serves a greedy request with prompt lookup on a
+// fake engine whose passes cost 2 ms per token, so verifying K proposals
+// costs K+1 plain steps, while the fake's text rarely repeats: the policy
+// must fall back to plain steps and only probe now and then. Without it
+// (K = 4 every step) the target would be fed ~4 rejected proposals per
+// token; the bound allows the probes (≤ 4 proposals for ≤ 3 steps each, at
+// doubling intervals).
+func TestNgramPolicyBacksOff(t *testing.T) {
+	eng := &fakeEngine{ctxLen: 512, perTok: 2 * time.Millisecond}
+	ts := startServer(t, eng, Options{NgramDraft: true, DraftTokens: 4})
+	prompt := strings.Repeat("abcdefgh", 4)
+	const n = 200
+	code, body := rawDo(t, ts, "POST", "/v1/completions", fmt.Sprintf(`{"prompt":%q,"max_tokens":%d,"temperature":0}`, prompt, n), nil)
+	var cr completionResponse
+	if code != 200 || json.Unmarshal([]byte(body), &cr) != nil {
+		t.Fatalf("%d %s", code, body)
+	}
+	if want := greedyText(prompt, n, 0); cr.Choices[0].Text != want {
+		t.Fatalf("prompt lookup output %q, want %q", cr.Choices[0].Text, want)
+	}
+	_, m := rawDo(t, ts, "GET", "/metrics", "", nil)
+	prop, acc := metricValue(m, "moe_speculative_proposed_tokens_total"), metricValue(m, "moe_speculative_accepted_tokens_total")
+	eng.mu.Lock()
+	fed := eng.fedTokens
+	eng.mu.Unlock()
+	wasted := fed - len(prompt) - n
+	t.Logf("proposed %v, accepted %v; target fed %d tokens for %d prompt + %d generated", prop, acc, fed, len(prompt), n)
+	if prop <= 0 {
+		t.Fatalf("no probe: nothing proposed")
+	}
+	if wasted > n*35/100 {
+		t.Fatalf("target verified %d rejected tokens for %d generated: the policy did not back off", wasted, n)
 	}
 }

@@ -100,15 +100,22 @@ func saveCheckpoint(opts Options, cfg *config.Config, m *model.Model, opt *AdamW
 	h := checkpoint.Header{
 		Step: tr.Step, Tokens: tr.Tokens, Seed: opts.Seed, Threads: threads, Config: cfg,
 		Loader: ls, RNG: rs, Train: ts,
-		Optimizer: checkpoint.Optimizer{Beta1: opt.Beta1, Beta2: opt.Beta2, Eps: opt.Eps, WeightDecay: opt.WeightDecay,
-			GradClip: opt.GradClip, Step: opt.Step},
-		Schedule: checkpoint.Schedule{LR: tr.Schedule.LR, MinLR: tr.Schedule.MinLR, WarmupSteps: tr.Schedule.Warmup, TotalSteps: tr.Schedule.Total},
 	}
-	return checkpoint.Save(opts.Out, h, []checkpoint.Tensor{
+	return saveModelState(opts.Out, h, m, opt, tr.Schedule, opts.KeepCheckpoints)
+}
+
+// saveModelState writes a checkpoint of h.Step into dir with the
+// optimizer's hyper-parameters and moments, the schedule and the weights
+// (checkpoint.Save keeps the newest keep).
+func saveModelState(dir string, h checkpoint.Header, m *model.Model, opt *AdamW, sched Schedule, keep int) (string, error) {
+	h.Optimizer = checkpoint.Optimizer{Beta1: opt.Beta1, Beta2: opt.Beta2, Eps: opt.Eps, WeightDecay: opt.WeightDecay,
+		GradClip: opt.GradClip, Step: opt.Step}
+	h.Schedule = checkpoint.Schedule{LR: sched.LR, MinLR: sched.MinLR, WarmupSteps: sched.Warmup, TotalSteps: sched.Total}
+	return checkpoint.Save(dir, h, []checkpoint.Tensor{
 		{Name: checkpoint.SectionWeights, Data: m.W.Flat},
 		{Name: checkpoint.SectionAdamM, Data: opt.M},
 		{Name: checkpoint.SectionAdamV, Data: opt.V},
-	}, opts.KeepCheckpoints)
+	}, keep)
 }
 
 // restore loads a checkpoint's state into the model, optimizer, trainer,

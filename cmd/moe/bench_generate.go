@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"time"
 
@@ -23,23 +24,26 @@ const benchText = "In the beginning God created the heaven and the earth. And th
 	"And the evening and the morning were the first day. "
 
 // runBenchGenerate implements `moe bench generate`: prefill and decode speed
-// of a model, and with --draft the speculative decode speed beside plain
-// decoding of the same prompt (greedy, so the texts must be identical).
+// of a model, and with --draft (a model or ngram, repeatable) the
+// speculative decode speed of each draft beside plain decoding of the same
+// prompt.
 func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench generate", "--model MODEL [--draft MODEL] [--prompt-tokens N] [--gen-tokens N] [--threads T] --json", stderr)
+	fs := newFlagSet("bench generate", "--model MODEL [--draft MODEL|ngram ...] [--prompt-tokens N] [--gen-tokens N] [--threads T] --json", stderr)
 	modelPath := fs.String("model", "", "model: a run directory or a .gguf file")
 	cfgName := fs.String("config", "", "instead of --model: a config path or preset, with random weights")
-	draftPath := fs.String("draft", "", "draft model for speculative decoding")
+	var draftPaths stringList
+	fs.Var(&draftPaths, "draft", "draft for speculative decoding: a model sharing the tokenizer, or ngram for prompt lookup (repeatable: each is measured)")
 	draftCfg := fs.String("draft-config", "", "instead of --draft: a config path or preset, with random weights")
 	promptTokens := fs.Int("prompt-tokens", 128, "prompt length in tokens")
 	genTokens := fs.Int("gen-tokens", 128, "tokens to generate")
 	draftTokens := fs.Int("draft-tokens", 4, "initial draft tokens per step (adapted)")
-	fixedK := fs.Bool("fixed-draft-tokens", false, "do not adapt --draft-tokens")
+	fixedK := fs.Bool("fixed-draft-tokens", false, "do not adapt --draft-tokens (and never fall back to plain steps)")
 	prompt := fs.String("prompt", "", "prompt text (default: a built-in passage), cut or repeated to --prompt-tokens")
+	promptFile := fs.String("prompt-file", "", "read the prompt text from this file (like --prompt)")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
 	temp := fs.Float64("temperature", 0, "sampling temperature (0 = greedy; then the speculative text must equal the plain one)")
 	seed := fs.Uint64("seed", 0, "sampling seed")
-	runs := fs.Int("runs", 3, "decode runs (alternating plain and speculative); the best of each counts")
+	runs := fs.Int("runs", 3, "decode runs (alternating plain and each draft); the best of each counts")
 	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
 	fs.Bool("json", true, "print one JSON object (always on)")
 	if err := parseFlagsNoArgs(fs, args, ""); err != nil {
@@ -51,92 +55,52 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 	if *promptTokens < 1 || *genTokens < 1 || *draftTokens < 1 || *runs < 1 {
 		return usagef("--prompt-tokens, --gen-tokens, --draft-tokens and --runs must be at least 1")
 	}
-	modelName, draftName := *modelPath+*cfgName, *draftPath+*draftCfg
-	pool := compute.NewPool(*threads)
-	defer pool.Close()
-	var m, d *infer.Model
-	var err error
-	if *modelPath != "" {
-		if m, d, err = loadModels(*modelPath, *draftPath, pool); err != nil {
-			return err
-		}
-	} else {
-		cfg, err := config.Resolve(*cfgName)
+	if *prompt != "" && *promptFile != "" {
+		return usagef("give at most one of --prompt and --prompt-file")
+	}
+	if *promptFile != "" {
+		b, err := os.ReadFile(*promptFile)
 		if err != nil {
-			return err
+			return fmt.Errorf("--prompt-file: %w", err)
 		}
-		if m, err = infer.RandomModel(cfg, 1, pool); err != nil {
-			return err
-		}
-		if *draftPath != "" {
-			return usagef("--draft needs --model; use --draft-config with --config")
-		}
-	}
-	defer closeModels(m, d)
-	if *draftCfg != "" {
-		if d != nil {
-			return usagef("give at most one of --draft and --draft-config")
-		}
-		cfg, err := config.Resolve(*draftCfg)
-		if err != nil {
-			return err
-		}
-		if d, err = infer.RandomModel(cfg, 2, pool); err != nil {
-			return err
-		}
-		if err := infer.CheckDraft(m, d); err != nil {
-			return err
-		}
-	}
-	useBF16(*bf16, m, d)
-	if *promptTokens+*genTokens > m.Context() {
-		return usagef("--prompt-tokens + --gen-tokens = %d exceeds the model's context of %d", *promptTokens+*genTokens, m.Context())
-	}
-	ids := benchPrompt(m, *prompt, *promptTokens)
-
-	// Warm up: touch the weights (first use of fresh memory is slow).
-	warm := m.NewSeq(0)
-	if _, err := m.Forward([]*infer.Seq{warm}, [][]int32{ids}, false); err != nil {
-		return err
-	}
-	if d != nil {
-		if _, err := d.Forward([]*infer.Seq{d.NewSeq(0)}, [][]int32{ids}, false); err != nil {
-			return err
-		}
-	}
-	// Prefill: best of two.
-	prefill := 0.0
-	var seq *infer.Seq
-	for i := 0; i < 2; i++ {
-		seq = m.NewSeq(0)
-		t := time.Now()
-		if _, err := m.Forward([]*infer.Seq{seq}, [][]int32{ids}, false); err != nil {
-			return err
-		}
-		if s := time.Since(t).Seconds(); prefill == 0 || s < prefill {
-			prefill = s
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	// Decode: greedy, the prompt already in the cache (each run rolls the
-	// caches back to it). With a draft, plain and speculative runs
-	// alternate so that both see the same machine load; the best run of
-	// each counts.
-	var dseq *infer.Seq
-	if d != nil {
-		dseq = d.NewSeq(0)
-		if _, err := d.Forward([]*infer.Seq{dseq}, [][]int32{ids}, false); err != nil {
-			return err
-		}
+		*prompt = string(b)
 	}
 	so := infer.SampleOptions{Temperature: *temp, Seed: *seed}
 	if err := so.Validate(); err != nil {
 		return usagef("%v", err)
 	}
-	var plain, spec infer.Result
-	plainTPS, specTPS := 0.0, 0.0
+	pool := compute.NewPool(*threads)
+	defer pool.Close()
+	m, drafts, err := benchModels(*modelPath, *cfgName, draftPaths, *draftCfg, pool)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, d := range drafts {
+			d.m.Close()
+		}
+		m.Close()
+	}()
+	for _, d := range drafts {
+		useBF16(*bf16, d.m)
+	}
+	useBF16(*bf16, m)
+	if *promptTokens+*genTokens > m.Context() {
+		return usagef("--prompt-tokens + --gen-tokens = %d exceeds the model's context of %d", *promptTokens+*genTokens, m.Context())
+	}
+	ids := benchPrompt(m, *prompt, *promptTokens)
+	prefill, seq, err := benchPrefill(m, drafts, ids)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Decode, the prompt already in the caches (each run rolls them back
+	// to it). Plain and speculative runs alternate so that all see the
+	// same machine load; the best run of each counts.
+	var plain infer.Result
+	plainTPS := 0.0
 	for r := 0; r < *runs; r++ {
 		seq.Truncate(len(ids))
 		res, err := m.Generate(ctx, ids, infer.GenerateOptions{MaxTokens: *genTokens, IgnoreEOT: true, Seq: seq, Sampling: so}, nil)
@@ -146,22 +110,27 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 		if tps := float64(len(res.Tokens)) / res.Seconds; tps > plainTPS {
 			plain, plainTPS = res, tps
 		}
-		if d == nil {
-			continue
-		}
-		seq.Truncate(len(ids))
-		dseq.Truncate(len(ids))
-		res, err = m.Generate(ctx, ids, infer.GenerateOptions{MaxTokens: *genTokens, IgnoreEOT: true, Seq: seq, Sampling: so,
-			Draft: d, DraftSeq: dseq, DraftTokens: *draftTokens, FixedDraftTokens: *fixedK}, nil)
-		if err != nil {
-			return err
-		}
-		if *temp == 0 && !slices.Equal(res.Tokens, plain.Tokens) {
-			spec, specTPS = res, -1 // a mismatch is reported whatever the speed
-			break
-		}
-		if tps := float64(len(res.Tokens)) / res.Seconds; tps > specTPS {
-			spec, specTPS = res, tps
+		for _, d := range drafts {
+			if d.tps < 0 {
+				continue // its text differed: reported as it is
+			}
+			seq.Truncate(len(ids))
+			opts := infer.GenerateOptions{MaxTokens: *genTokens, IgnoreEOT: true, Seq: seq, Sampling: so,
+				Draft: d.m, DraftSeq: d.seq, Drafter: d.drafter, DraftTokens: *draftTokens, FixedDraftTokens: *fixedK}
+			if d.seq != nil {
+				d.seq.Truncate(len(ids))
+			}
+			res, err := m.Generate(ctx, ids, opts, nil)
+			if err != nil {
+				return err
+			}
+			if *temp == 0 && !slices.Equal(res.Tokens, plain.Tokens) {
+				d.res, d.tps = res, -1 // a mismatch is reported whatever the speed
+				continue
+			}
+			if tps := float64(len(res.Tokens)) / res.Seconds; tps > d.tps {
+				d.res, d.tps = res, tps
+			}
 		}
 	}
 	out := map[string]any{
@@ -170,46 +139,185 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 		"prompt_tokens":             len(ids),
 		"gen_tokens":                len(plain.Tokens),
 		"threads":                   pool.Threads(),
-		"model":                     modelName,
+		"model":                     *modelPath + *cfgName,
 		"total_params":              m.NumParams(),
 		"bf16":                      *bf16,
 		"runs":                      *runs,
 		"temperature":               *temp,
 	}
-	if d != nil {
-		// Draft alone, for its cost per token.
-		dseq.Truncate(len(ids))
-		dgen, err := d.Generate(ctx, ids, infer.GenerateOptions{MaxTokens: *genTokens, IgnoreEOT: true, Seq: dseq}, nil)
+	// Time of one plain decode step: the prompt was cached but for its last
+	// token, so the first token came from a one-token pass as well.
+	plainStep := plain.Seconds / float64(max(1, len(plain.Tokens)))
+	var per []map[string]any
+	for _, d := range drafts {
+		o, err := d.report(ctx, m, ids, *genTokens, plain, plainTPS, plainStep, *temp == 0)
 		if err != nil {
 			return err
 		}
-		out["decode_tokens_per_second"] = specTPS
+		per = append(per, o)
+	}
+	if len(per) > 0 {
+		// The first draft's figures at the top level (the contract's
+		// fields), every draft's under "drafts".
+		for k, v := range per[0] {
+			out[k] = v
+		}
 		out["plain_decode_tokens_per_second"] = plainTPS
-		out["draft_decode_tokens_per_second"] = float64(len(dgen.Tokens)) / dgen.Seconds
-		out["speedup"] = specTPS / plainTPS
-		out["proposed"] = spec.Proposed
-		out["accepted"] = spec.Accepted
-		out["acceptance_rate"] = spec.AcceptanceRate()
-		out["rounds"] = spec.Rounds
-		out["draft_tokens_final"] = spec.FinalDraftTokens
-		if *temp == 0 {
-			out["identical"] = slices.Equal(spec.Tokens, plain.Tokens)
-		}
-		out["verify_experts_touched_per_round"] = 0.0
-		if spec.Rounds > 0 {
-			out["verify_experts_touched_per_round"] = float64(spec.TargetTouched) / float64(spec.Rounds)
-		}
-		out["draft"] = draftName
-		out["spec_seconds"] = spec.Seconds
-		out["spec_draft_seconds"] = spec.DraftSeconds
-		out["spec_verify_seconds"] = spec.VerifySeconds
 		out["plain_seconds"] = plain.Seconds
+		out["drafts"] = per
 	}
 	enc := json.NewEncoder(stdout)
 	if err := enc.Encode(out); err != nil {
 		return fmt.Errorf("write JSON: %w", err)
 	}
 	return nil
+}
+
+// benchDraft is one draft measured by bench generate: a model (m, with
+// its sequence) or a model-free drafter.
+type benchDraft struct {
+	name    string
+	m       *infer.Model
+	seq     *infer.Seq
+	drafter infer.Drafter
+	res     infer.Result // best run
+	tps     float64      // its tokens per second; -1: text differed
+}
+
+// benchModels loads the target (a model or a random-weight config) and
+// the drafts: each --draft (a model or ngram) and --draft-config.
+func benchModels(modelPath, cfgName string, draftPaths []string, draftCfg string, pool *compute.Pool) (*infer.Model, []*benchDraft, error) {
+	var m *infer.Model
+	var err error
+	if modelPath != "" {
+		if m, _, err = loadModels(modelPath, "", pool); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		cfg, err := config.Resolve(cfgName)
+		if err != nil {
+			return nil, nil, err
+		}
+		if m, err = infer.RandomModel(cfg, 1, pool); err != nil {
+			return nil, nil, err
+		}
+	}
+	var drafts []*benchDraft
+	for _, p := range draftPaths {
+		if p == ngramDraft {
+			drafts = append(drafts, &benchDraft{name: p, drafter: drafterFor(p)})
+			continue
+		}
+		if modelPath == "" {
+			return nil, nil, usagef("--draft MODEL needs --model; use --draft-config with --config")
+		}
+		d, err := loadDraft(m, modelPath, p, pool)
+		if err != nil {
+			return nil, nil, err
+		}
+		drafts = append(drafts, &benchDraft{name: p, m: d})
+	}
+	if draftCfg != "" {
+		for _, d := range drafts {
+			if d.m != nil {
+				return nil, nil, usagef("give at most one of --draft MODEL and --draft-config (--draft ngram goes with either)")
+			}
+		}
+		cfg, err := config.Resolve(draftCfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		d, err := infer.RandomModel(cfg, 2, pool)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := infer.CheckDraft(m, d); err != nil {
+			return nil, nil, err
+		}
+		drafts = append(drafts, &benchDraft{name: draftCfg, m: d})
+	}
+	return m, drafts, nil
+}
+
+// benchPrefill warms the models up (first use of fresh memory is slow),
+// times the prefill of ids (best of two) and returns the seconds and the
+// target's sequence holding ids; each draft model gets a sequence holding
+// them too.
+func benchPrefill(m *infer.Model, drafts []*benchDraft, ids []int32) (float64, *infer.Seq, error) {
+	if _, err := m.Forward([]*infer.Seq{m.NewSeq(0)}, [][]int32{ids}, false); err != nil {
+		return 0, nil, err
+	}
+	prefill := 0.0
+	var seq *infer.Seq
+	for i := 0; i < 2; i++ {
+		seq = m.NewSeq(0)
+		t := time.Now()
+		if _, err := m.Forward([]*infer.Seq{seq}, [][]int32{ids}, false); err != nil {
+			return 0, nil, err
+		}
+		if s := time.Since(t).Seconds(); prefill == 0 || s < prefill {
+			prefill = s
+		}
+	}
+	for _, d := range drafts {
+		if d.m == nil {
+			continue
+		}
+		d.seq = d.m.NewSeq(0)
+		if _, err := d.m.Forward([]*infer.Seq{d.seq}, [][]int32{ids}, false); err != nil {
+			return 0, nil, err
+		}
+	}
+	return prefill, seq, nil
+}
+
+// report returns d's figures: speed and speedup over plain decoding,
+// acceptance, mean accepted length (drafts accepted per verification
+// round), the verification pass's cost relative to a plain step, the
+// experts it touched, and whether the greedy text was identical.
+func (d *benchDraft) report(ctx context.Context, m *infer.Model, ids []int32, gen int, plain infer.Result, plainTPS, plainStep float64, greedy bool) (map[string]any, error) {
+	r := d.res
+	kind := "model"
+	if d.m == nil {
+		kind = d.name
+	}
+	o := map[string]any{
+		"draft":                            d.name,
+		"draft_kind":                       kind,
+		"decode_tokens_per_second":         d.tps,
+		"speedup":                          d.tps / plainTPS,
+		"proposed":                         r.Proposed,
+		"accepted":                         r.Accepted,
+		"acceptance_rate":                  r.AcceptanceRate(),
+		"rounds":                           r.Rounds,
+		"draft_tokens_final":               r.FinalDraftTokens,
+		"spec_seconds":                     r.Seconds,
+		"spec_draft_seconds":               r.DraftSeconds,
+		"spec_verify_seconds":              r.VerifySeconds,
+		"mean_accepted_length":             0.0,
+		"verify_cost_vs_plain_step":        0.0,
+		"verify_experts_touched_per_round": 0.0,
+	}
+	if greedy {
+		o["identical"] = slices.Equal(r.Tokens, plain.Tokens)
+	}
+	if r.Rounds > 0 {
+		o["mean_accepted_length"] = float64(r.Accepted) / float64(r.Rounds)
+		o["verify_experts_touched_per_round"] = float64(r.TargetTouched) / float64(r.Rounds)
+		if plainStep > 0 {
+			o["verify_cost_vs_plain_step"] = r.VerifySeconds / float64(r.Rounds) / plainStep
+		}
+	}
+	if d.m != nil {
+		// The draft alone, for its cost per token.
+		d.seq.Truncate(len(ids))
+		dgen, err := d.m.Generate(ctx, ids, infer.GenerateOptions{MaxTokens: gen, IgnoreEOT: true, Seq: d.seq}, nil)
+		if err != nil {
+			return nil, err
+		}
+		o["draft_decode_tokens_per_second"] = float64(len(dgen.Tokens)) / dgen.Seconds
+	}
+	return o, nil
 }
 
 // benchPrompt returns n prompt tokens: the text (or the built-in passage)

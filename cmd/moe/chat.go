@@ -21,7 +21,7 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("chat", "--model MODEL [--system TEXT] [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--draft MODEL]", stderr)
+	fs := newFlagSet("chat", "--model MODEL [--system TEXT] [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--draft MODEL|ngram]", stderr)
 	modelPath := fs.String("model", "", "model: a run directory or a .gguf file")
 	system := fs.String("system", "", "system message that opens the conversation")
 	maxTokens := fs.Int("max-tokens", 256, "most tokens per reply")
@@ -29,7 +29,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	topK := fs.Int("top-k", 40, "keep only the K most likely tokens (0 = all)")
 	topP := fs.Float64("top-p", 0.95, "nucleus sampling mass")
 	seed := fs.Uint64("seed", 0, "random seed")
-	draftPath := fs.String("draft", "", "draft model for speculative decoding")
+	draftPath := fs.String("draft", "", "speculative decoding: a draft model sharing the tokenizer, or ngram for prompt lookup (no model)")
 	draftTokens := fs.Int("draft-tokens", 4, "initial draft tokens per step")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
 	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
@@ -111,7 +111,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return fmt.Errorf("message of %d tokens does not fit the context of %d tokens", len(prompt), m.Context())
 		}
 		opts := infer.GenerateOptions{MaxTokens: min(*maxTokens, m.Context()-len(prompt)), StopTokens: stopIDs, Stop: stopStrs,
-			Sampling: so, Seq: seq, Draft: d, DraftSeq: dseq, DraftTokens: *draftTokens, TokenText: m.ReplyText(tmpl),
+			Sampling: so, Seq: seq, Draft: d, DraftSeq: dseq, Drafter: drafterFor(*draftPath), DraftTokens: *draftTokens, TokenText: m.ReplyText(tmpl),
 			Text: func(s string) error {
 				if _, err := w.WriteString(s); err != nil {
 					return err

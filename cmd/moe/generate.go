@@ -19,8 +19,14 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-// loadModels loads the target model and, if draftPath is set, the draft,
-// checking that they share a tokenizer. (moe serve uses it too.)
+// ngramDraft is the --draft value that selects prompt-lookup drafting
+// (infer.NgramDrafter) instead of a draft model; a model directory named
+// ngram is still reachable as ./ngram.
+const ngramDraft = "ngram"
+
+// loadModels loads the target model and, if draftPath names a model, the
+// draft, checking that they share a tokenizer. (moe chat, serve and bench
+// generate use it too.)
 func loadModels(modelPath, draftPath string, pool *compute.Pool) (*infer.Model, *infer.Model, error) {
 	m, err := infer.Load(modelPath, pool)
 	if err != nil {
@@ -30,19 +36,37 @@ func loadModels(modelPath, draftPath string, pool *compute.Pool) (*infer.Model, 
 		m.Close()
 		return nil, nil, fmt.Errorf("model %s has no tokenizer", modelPath)
 	}
-	if draftPath == "" {
-		return m, nil, nil
+	d, err := loadDraft(m, modelPath, draftPath, pool)
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	return m, d, nil
+}
+
+// loadDraft loads the draft model draftPath for m (nil for none or ngram).
+func loadDraft(m *infer.Model, modelPath, draftPath string, pool *compute.Pool) (*infer.Model, error) {
+	if draftPath == "" || draftPath == ngramDraft {
+		return nil, nil
 	}
 	d, err := infer.Load(draftPath, pool)
 	if err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("draft: %w", err)
+		return nil, fmt.Errorf("draft: %w", err)
 	}
 	if err := infer.CheckDraft(m, d); err != nil {
-		closeModels(m, d)
-		return nil, nil, fmt.Errorf("draft %s cannot draft for %s: %w", draftPath, modelPath, err)
+		d.Close()
+		return nil, fmt.Errorf("draft %s cannot draft for %s: %w", draftPath, modelPath, err)
 	}
-	return m, d, nil
+	return d, nil
+}
+
+// drafterFor returns the model-free drafter --draft names (prompt lookup
+// for ngram), or nil.
+func drafterFor(draftPath string) infer.Drafter {
+	if draftPath == ngramDraft {
+		return &infer.NgramDrafter{}
+	}
+	return nil
 }
 
 // closeModels releases the models loadModels returned (d may be nil).
@@ -53,7 +77,7 @@ func closeModels(m, d *infer.Model) {
 
 // runGenerate implements `moe generate`.
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("generate", "--model MODEL --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--draft MODEL --draft-tokens K] [--stop TEXT] [--ignore-eos] [--json]\n\n"+
+	fs := newFlagSet("generate", "--model MODEL --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--draft MODEL|ngram --draft-tokens K] [--stop TEXT] [--ignore-eos] [--json]\n\n"+
 		"Generation ends at --max-tokens, at a --stop string, or at an end-of-generation token\n"+
 		"(<|endoftext|> or the chat end-of-turn <|end|>; --ignore-eos keeps going).", stderr)
 	modelPath := fs.String("model", "", "model: a run directory or a .gguf file")
@@ -63,7 +87,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	topK := fs.Int("top-k", 0, "keep only the K most likely tokens (0 = all)")
 	topP := fs.Float64("top-p", 1, "nucleus sampling: keep the most likely tokens up to this probability mass")
 	seed := fs.Uint64("seed", 0, "random seed for sampling")
-	draftPath := fs.String("draft", "", "draft model for speculative decoding (must share the tokenizer)")
+	draftPath := fs.String("draft", "", "speculative decoding: a draft model sharing the tokenizer, or ngram for prompt lookup (no model)")
 	draftTokens := fs.Int("draft-tokens", 4, "initial number of tokens the draft proposes per step (adapted at run time)")
 	fixedK := fs.Bool("fixed-draft-tokens", false, "do not adapt --draft-tokens")
 	var ignoreEOS bool
@@ -107,7 +131,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	// Special tokens print as their strings, as llama.cpp's llama-simple prints them.
 	opts := infer.GenerateOptions{MaxTokens: *maxTokens, Stop: stops, IgnoreEOT: ignoreEOS, Sampling: so,
-		Draft: d, DraftTokens: *draftTokens, FixedDraftTokens: *fixedK, KeepSpecial: true}
+		Draft: d, Drafter: drafterFor(*draftPath), DraftTokens: *draftTokens, FixedDraftTokens: *fixedK, KeepSpecial: true}
 	w := bufio.NewWriter(stdout)
 	if !*asJSON {
 		opts.Text = func(s string) error {
@@ -137,7 +161,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			"tokens_per_second": res.TokensPerSecond(),
 			"stop_reason":       res.StopReason,
 		}
-		if d != nil {
+		if *draftPath != "" {
 			out["proposed"] = res.Proposed
 			out["accepted"] = res.Accepted
 			out["acceptance_rate"] = res.AcceptanceRate()
@@ -152,7 +176,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("write: %w", err)
 	}
 	fmt.Fprintf(stderr, "[%d prompt tokens, %d generated in %.2fs: %.1f tok/s decode, stop: %s", res.PromptTokens, len(res.Tokens), res.Seconds, res.TokensPerSecond(), res.StopReason)
-	if d != nil {
+	if *draftPath != "" {
 		fmt.Fprintf(stderr, "; draft proposed %d, accepted %d (%.0f%%), final K %d", res.Proposed, res.Accepted, 100*res.AcceptanceRate(), res.FinalDraftTokens)
 	}
 	fmt.Fprintln(stderr, "]")

@@ -100,6 +100,24 @@ func TestGenerateCLI(t *testing.T) {
 			t.Fatalf("JSON lacks %q: %s", k, out)
 		}
 	}
+	// Prompt lookup (--draft ngram, no model) keeps the greedy text too.
+	code, out, errs = runCmd(t, "generate", "--model", target, "--prompt", "In the beginning God created the heaven and the earth. In the beginning", "--max-tokens", "12", "--json", "--ignore-eot")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var plain2, ngram map[string]any
+	json.Unmarshal([]byte(out), &plain2)
+	code, out, errs = runCmd(t, "generate", "--model", target, "--prompt", "In the beginning God created the heaven and the earth. In the beginning", "--max-tokens", "12", "--json", "--ignore-eot",
+		"--draft", "ngram", "--draft-tokens", "3", "--fixed-draft-tokens")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if err := json.Unmarshal([]byte(out), &ngram); err != nil {
+		t.Fatal(err)
+	}
+	if ngram["text"] != plain2["text"] || ngram["proposed"].(float64) == 0 {
+		t.Fatalf("greedy text with --draft ngram %q (%v proposed) differs from %q", ngram["text"], ngram["proposed"], plain2["text"])
+	}
 	// Streaming text equals the JSON text.
 	code, out, errs = runCmd(t, "generate", "--model", target, "--prompt", "In the beginning", "--max-tokens", "12", "--ignore-eot")
 	j1, _ := json.Marshal(out) // JSON turns invalid UTF-8 into U+FFFD
@@ -146,7 +164,7 @@ func TestGenerateCLI(t *testing.T) {
 	}
 
 	// bench generate prints the contract's fields.
-	code, out, errs = runCmd(t, "bench", "generate", "--model", target, "--draft", draft, "--prompt-tokens", "8", "--gen-tokens", "8", "--json")
+	code, out, errs = runCmd(t, "bench", "generate", "--model", target, "--draft", draft, "--draft", "ngram", "--prompt-tokens", "8", "--gen-tokens", "8", "--json")
 	if code != 0 {
 		t.Fatalf("bench: exit %d: %s", code, errs)
 	}
@@ -156,6 +174,22 @@ func TestGenerateCLI(t *testing.T) {
 	}
 	if bench["prefill_tokens_per_second"].(float64) <= 0 || bench["decode_tokens_per_second"].(float64) <= 0 || bench["identical"] != true {
 		t.Fatalf("bench output %s", out)
+	}
+	// Each draft is reported on its own.
+	per, _ := bench["drafts"].([]any)
+	if len(per) != 2 {
+		t.Fatalf("bench reports %d drafts, want 2: %s", len(per), out)
+	}
+	for i, kind := range []string{"model", "ngram"} {
+		d := per[i].(map[string]any)
+		if d["draft_kind"] != kind || d["identical"] != true || d["speedup"].(float64) <= 0 {
+			t.Fatalf("draft %d: %v", i, d)
+		}
+		for _, k := range []string{"acceptance_rate", "mean_accepted_length", "verify_cost_vs_plain_step"} {
+			if _, ok := d[k]; !ok {
+				t.Fatalf("draft %d lacks %q: %v", i, k, d)
+			}
+		}
 	}
 }
 
@@ -194,7 +228,7 @@ func TestBenchGenerateConfig(t *testing.T) {
 	if err := dc.Save(dp); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs := runCmd(t, "bench", "generate", "--config", tp, "--draft-config", dp, "--prompt-tokens", "8", "--gen-tokens", "8", "--runs", "1", "--json")
+	code, out, errs := runCmd(t, "bench", "generate", "--config", tp, "--draft-config", dp, "--draft", "ngram", "--prompt-tokens", "8", "--gen-tokens", "8", "--runs", "1", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -205,8 +239,12 @@ func TestBenchGenerateConfig(t *testing.T) {
 	if res["identical"] != true || res["decode_tokens_per_second"].(float64) <= 0 || res["prefill_tokens_per_second"].(float64) <= 0 {
 		t.Fatalf("bench output %s", out)
 	}
+	if per, _ := res["drafts"].([]any); len(per) != 2 {
+		t.Fatalf("want the ngram and the --draft-config draft reported: %s", out)
+	}
 	for _, args := range [][]string{
-		{"--prompt-tokens", "8"}, // neither --model nor --config
+		{"--config", tp, "--draft", "some/model"},                       // a model draft needs --model
+		{"--prompt-tokens", "8"},                                        // neither --model nor --config
 		{"--config", tp, "--prompt-tokens", "40", "--gen-tokens", "40"}, // beyond the context of 48
 		{"--config", tp, "--gen-tokens", "0"},
 	} {

@@ -35,6 +35,7 @@ func commands() []command {
 		{"chat", "an interactive chat that keeps the conversation's cache", runChat},
 		{"serve", "an OpenAI-compatible HTTP server with continuous batching", runServe},
 		{"finetune", "instruction fine-tuning on chat JSONL", runFinetune},
+		{"distill", "train a speculative-decoding draft on a target's own distributions", runDistill},
 		{"export", "write a model as GGUF", runExport},
 		{"quantize", "write a GGUF file or run directory as GGUF of another type or llama.cpp mix", runQuantize},
 		{"import", "read GGUF or safetensors + config.json into a run directory", runImport},

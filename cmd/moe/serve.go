@@ -17,10 +17,10 @@ import (
 
 // runServe implements `moe serve`.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("serve", "--model MODEL [--draft MODEL] [--addr 127.0.0.1:8080] [--api-key KEY] [--parallel N]", stderr)
+	fs := newFlagSet("serve", "--model MODEL [--draft MODEL|ngram] [--addr 127.0.0.1:8080] [--api-key KEY] [--parallel N]", stderr)
 	modelPath := fs.String("model", "", "model: a run directory or a .gguf file")
-	draftPath := fs.String("draft", "", "draft model for speculative decoding (must share the tokenizer)")
-	draftTokens := fs.Int("draft-tokens", 4, "tokens the draft proposes per step")
+	draftPath := fs.String("draft", "", "speculative decoding: a draft model sharing the tokenizer, or ngram for prompt lookup (no model)")
+	draftTokens := fs.Int("draft-tokens", 4, "tokens the draft first proposes per step (adapted per batch size, down to plain steps when speculation does not pay)")
 	specMax := fs.Int("spec-max-batch", 4, "speculate only while at most this many sequences are running")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (loopback unless told otherwise)")
 	apiKey := fs.String("api-key", "", "require Authorization: Bearer KEY on every /v1 call")
@@ -88,7 +88,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv, err := serve.NewFromModel(m, d, serve.Options{
 		ModelName: *name, APIKey: key, Parallel: *parallel, KVTokens: *kvTokens, QueueSize: *queue,
 		StepTokens: *stepTokens, PrefillChunk: *prefillChunk, MaxBodyBytes: *maxBody, DrainTimeout: *drain,
-		DraftTokens: *draftTokens, SpecMaxBatch: *specMax, NoPrefixCache: !*prefixCache, Logger: log,
+		NgramDraft: *draftPath == ngramDraft, DraftTokens: *draftTokens, SpecMaxBatch: *specMax, NoPrefixCache: !*prefixCache, Logger: log,
 		// Both endpoints stop at the end-of-generation tokens, as moe generate does.
 		StopTokens: m.StopTokens(),
 	})

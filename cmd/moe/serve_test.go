@@ -85,8 +85,9 @@ func TestServeCommand(t *testing.T) {
 	var stderr lockedBuffer
 	exit := make(chan int, 1)
 	go func() {
-		// run installs the SIGTERM handler that `moe serve` drains on.
-		exit <- run([]string{"serve", "--model", dir, "--addr", "127.0.0.1:0", "--api-key", "k3y", "--parallel", "4"}, io.Discard, &stderr)
+		// run installs the SIGTERM handler that `moe serve` drains on. The
+		// server speculates with prompt lookup (--draft ngram, no model).
+		exit <- run([]string{"serve", "--model", dir, "--draft", "ngram", "--addr", "127.0.0.1:0", "--api-key", "k3y", "--parallel", "4"}, io.Discard, &stderr)
 	}()
 	urlRE := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`)
 	var base string

@@ -1,0 +1,443 @@
+package infer
+
+import "math"
+
+// CostModel prices a verification pass in weight floats read, the measure
+// a memory-bound forward pass costs: the non-expert weights once, plus one
+// routed expert's weights for every distinct expert the pass's rows touch.
+// It only extrapolates from measured passes to untried sizes; measured
+// times always win.
+type CostModel struct {
+	// FixedWeights is the floats every pass reads (attention, dense
+	// layers, embeddings, LM head, shared experts).
+	FixedWeights float64
+	// ExpertWeights is the floats of one routed expert of one layer.
+	ExpertWeights float64
+	// Layers, Experts and TopK describe the routed layers (Experts = 0 for
+	// a dense model).
+	Layers, Experts, TopK int
+}
+
+// VerifyCost returns the cost model of m's forward passes.
+func (m *Model) VerifyCost() CostModel {
+	cfg := m.Cfg
+	total := float64(m.NumParams())
+	if !cfg.IsMoE() {
+		return CostModel{FixedWeights: total}
+	}
+	ew := float64(3 * cfg.ExpertSize() * cfg.HiddenSize)
+	return CostModel{
+		FixedWeights:  total - ew*float64(cfg.NumLayers*cfg.NumExperts),
+		ExpertWeights: ew,
+		Layers:        cfg.NumLayers, Experts: cfg.NumExperts, TopK: m.moeK,
+	}
+}
+
+// SpecPolicyOptions configure a SpecPolicy.
+type SpecPolicyOptions struct {
+	// K is the first draft length tried (default 4).
+	K int
+	// MaxK bounds K (default max(2·K, 8)).
+	MaxK int
+	// Fixed keeps K at K: no adaptation and no fallback to plain decoding.
+	Fixed bool
+	// Cost prices verification passes of untried sizes.
+	Cost CostModel
+}
+
+// SpecStep is what one decoding step did, as SpecPolicy.Observe takes it.
+// A plain step (no proposals) is a step too: it measures the price of
+// plain decoding.
+type SpecStep struct {
+	// K is the draft length the policy gave for the step (SpecPolicy.K).
+	K int
+	// Seqs is the number of sequences the step advanced (1 in Generate).
+	Seqs int
+	// Proposed and Accepted count draft tokens over all sequences.
+	Proposed, Accepted int
+	// Tokens is the number of tokens the step committed.
+	Tokens int
+	// Rows is the number of positions in the verification pass.
+	Rows int
+	// Touched is the number of routed experts (all layers) the pass
+	// touched, 0 if unknown.
+	Touched int
+	// DraftSeconds and VerifySeconds are the step's drafting and
+	// verification times.
+	DraftSeconds, VerifySeconds float64
+	// Timed says the timings are clean: false when a pass also prefilled a
+	// prompt or the draft caught up on many tokens.
+	Timed bool
+	// ShadowAsked, ShadowProposed and ShadowAccepted count, in a plain
+	// step, the sequences whose cheap drafter (prompt lookup) was asked
+	// for a proposal without its being verified, how many proposed, and
+	// how many proposals were the token the target then produced: an
+	// unbiased estimate of the acceptance of the first proposal (exact for
+	// greedy decoding; p(d) when sampling) and of how often there is one,
+	// free of verification cost. The policy uses them to decide when to
+	// probe speculation again.
+	ShadowAsked, ShadowProposed, ShadowAccepted int
+}
+
+// SpecPolicy chooses the draft length K of speculative decoding, K = 0
+// being plain decoding, by measured cost. It keeps running estimates of the
+// acceptance rate α (an exponential average), of the draft's time per
+// proposal, of the verification time as a function of the rows m in the
+// pass (minima over recent passes), and of the tokens per second each K
+// actually delivered over its last steps. For K without recent steps it uses
+// the model
+//
+//	E[tokens](K) = n·(1 − α^(K+1)) / (1 − α)
+//	time(K)      = K·t_draft + t_verify(n·(K+1))
+//
+// for n sequences, where t_verify of an untried size is scaled from the
+// nearest measured one by CostModel: an MoE verification pass touches the
+// union of the experts its rows pick, E·(1 − (1 − k/E)^m) per layer,
+// calibrated by the unions the passes actually touched.
+//
+// It starts speculating with K; once K has run minSteps timed steps it
+// runs minSteps plain ones (the price of plain decoding) unless plain steps
+// were already measured, and keeps whichever delivered more tokens per
+// second. From then on, after a K has run minSteps steps, K moves by at
+// most one toward the best neighbour, or to 0 when plain decoding
+// delivered more tokens per second than K does. While K = 0 it probes the last K again
+// after probeEvery plain steps, and doubles that wait (up to maxProbeWait)
+// each time the probe does not pay, so that speculation which does not pay
+// costs little more than the probes. A cheap drafter (prompt lookup) can
+// also propose during plain steps without verification (SpecStep's shadow
+// counts): then a probe happens only when the acceptance those proposals
+// would have had makes speculation look worth it.
+type SpecPolicy struct {
+	k, kMax    int
+	fixed      bool
+	warm       bool    // measuring plain decoding to compare lastK with
+	plainSteps int     // steps in a row with K = 0
+	lastK      int     // K to probe when K = 0
+	probeWait  int     // plain steps before the next probe
+	probing    bool    // K was set by a probe and has not yet paid
+	shadow     float64 // EMA of shadow acceptance (plain steps)
+	shadowF    float64 // EMA of the share of shadow asks that proposed
+	shadowN    int     // shadow observations since the last speculative step
+	seqs       int     // sequences per step, last seen
+
+	alpha   float64   // EMA of per-token acceptance
+	tDraft  minWindow // seconds per draft pass
+	tVerify map[int]*minWindow
+	steps   map[int]*stepWindow // measured tokens and seconds per K
+
+	cost  CostModel
+	calib float64 // observed / predicted touched experts
+}
+
+const emaW = 0.2
+
+// probeEvery is how many plain steps (K = 0) pass before the policy first
+// tries speculation again; maxProbeWait bounds the doubled wait.
+const (
+	probeEvery   = 16
+	maxProbeWait = 256
+)
+
+// minSteps is how many steps a K must run before its measured rate counts.
+const minSteps = 3
+
+// NewSpecPolicy returns a policy for the given options.
+func NewSpecPolicy(o SpecPolicyOptions) *SpecPolicy {
+	k := o.K
+	if k <= 0 {
+		k = 4
+	}
+	kMax := o.MaxK
+	if kMax <= 0 {
+		kMax = max(2*k, 8)
+	}
+	kMax = max(kMax, k)
+	p := &SpecPolicy{k: k, lastK: k, kMax: kMax, fixed: o.Fixed, alpha: 0.7, probeWait: probeEvery,
+		seqs: 1, tVerify: map[int]*minWindow{}, steps: map[int]*stepWindow{}, cost: o.Cost, calib: 1}
+	return p
+}
+
+// K returns the draft length for the next step; 0 means plain decoding.
+func (p *SpecPolicy) K() int { return p.k }
+
+// Acceptance returns the running estimate of the per-proposal acceptance.
+func (p *SpecPolicy) Acceptance() float64 { return p.alpha }
+
+// Observe records one step and adapts K.
+func (p *SpecPolicy) Observe(s SpecStep) {
+	if s.Proposed > 0 {
+		p.alpha = (1-emaW)*p.alpha + emaW*float64(s.Accepted)/float64(s.Proposed)
+	}
+	if s.Seqs > 0 {
+		p.seqs = s.Seqs
+	}
+	if s.ShadowAsked > 0 {
+		f := float64(s.ShadowProposed) / float64(s.ShadowAsked)
+		a := p.shadow
+		if s.ShadowProposed > 0 {
+			a = float64(s.ShadowAccepted) / float64(s.ShadowProposed)
+		}
+		if p.shadowN == 0 {
+			p.shadow, p.shadowF = a, f
+		} else {
+			p.shadow = (1-emaW)*p.shadow + emaW*a
+			p.shadowF = (1-emaW)*p.shadowF + emaW*f
+		}
+		p.shadowN++
+	}
+	if !s.Timed {
+		return
+	}
+	if s.K > 0 && s.Proposed > 0 {
+		p.tDraft.add(s.DraftSeconds / float64(s.K))
+	}
+	w := p.window(s.K)
+	w.add(float64(s.Tokens), s.DraftSeconds+s.VerifySeconds)
+	if s.K > 0 && s.Proposed == 0 {
+		// Nothing to propose (a prompt-lookup draft without a match): the
+		// step was a plain one, which keeps the plain rate current.
+		p.window(0).add(float64(s.Tokens), s.DraftSeconds+s.VerifySeconds)
+	}
+	if p.cost.Experts > 0 && s.Touched > 0 {
+		if pred := p.predictedTouched(s.Rows) / p.calib; pred > 0 {
+			p.calib = (1-emaW)*p.calib + emaW*float64(s.Touched)/pred
+		}
+	}
+	v, ok := p.tVerify[s.Rows]
+	if !ok {
+		v = &minWindow{}
+		p.tVerify[s.Rows] = v
+	}
+	v.add(s.VerifySeconds)
+	if p.fixed || s.K != p.k {
+		return
+	}
+	if p.k == 0 {
+		p.plainSteps++
+		if p.warm {
+			if plain, ok := p.steps[0].rate(); ok {
+				p.warm = false
+				if r, ok := p.steps[p.lastK].rate(); ok && r > plain*1.02 {
+					p.k, p.plainSteps = p.lastK, 0
+				}
+			}
+			return
+		}
+		if p.plainSteps >= p.probeWait {
+			if p.shadowN >= minShadow && !p.shadowPays() {
+				// The shadow acceptance says speculation would not pay:
+				// keep decoding plainly, without the cost of a probe.
+				p.plainSteps = 0
+				return
+			}
+			p.probing = true
+			p.shadowN = 0
+			p.start(p.lastK)
+		}
+		return
+	}
+	if p.steps[p.k].count() < minSteps {
+		return // measure the current K first
+	}
+	cur := p.estimate(p.k)
+	plain, ok := p.steps[0].rate()
+	if !ok {
+		// Plain decoding has not been measured yet: measure it, then
+		// come back to K if K was faster.
+		p.lastK, p.warm = p.k, true
+		p.k, p.plainSteps = 0, 0
+		return
+	}
+	if plain > cur*1.02 {
+		// Speculation delivers fewer tokens per second than plain decoding.
+		p.lastK = p.k
+		if p.probing {
+			p.probeWait = min(2*p.probeWait, maxProbeWait)
+		}
+		p.probing = false
+		p.k, p.plainSteps = 0, 0
+		return
+	}
+	if p.probing {
+		p.probing = false
+		p.probeWait = probeEvery
+	}
+	best, bestR := p.k, cur
+	for _, c := range []int{p.k - 1, p.k + 1} {
+		if c < 1 || c > p.kMax {
+			continue
+		}
+		if r := p.estimate(c); r > bestR*1.02 {
+			best, bestR = c, r
+		}
+	}
+	p.k = best
+}
+
+// window returns the step window of K = k.
+func (p *SpecPolicy) window(k int) *stepWindow {
+	w := p.steps[k]
+	if w == nil {
+		w = &stepWindow{}
+		p.steps[k] = w
+	}
+	return w
+}
+
+// minShadow is how many shadow observations the policy needs before it
+// trusts them over a probe.
+const minShadow = 8
+
+// shadowPays says whether speculating with the last K would beat the
+// measured plain rate by a margin, by the model with α = the shadow
+// acceptance, where a share f = shadowF of the steps propose (the others
+// are plain steps): (f·E[tokens] + 1 − f) / (f·time(K) + (1 − f)/plain).
+func (p *SpecPolicy) shadowPays() bool {
+	plain, ok := p.steps[0].rate()
+	if !ok {
+		return true
+	}
+	a := min(p.shadow, 0.999)
+	k := p.lastK
+	n := float64(p.seqs)
+	tokens := n * (1 - math.Pow(a, float64(k+1))) / (1 - a)
+	cost := float64(k)*p.tDraft.min() + p.verifyTime(p.seqs*(k+1))
+	f := p.shadowF
+	r := (f*tokens + (1-f)*n) / (f*cost + (1-f)*n/plain)
+	return r > 1.1*plain
+}
+
+// start switches to K = k (≥ 1) with a fresh measurement of its rate.
+func (p *SpecPolicy) start(k int) {
+	p.k, p.plainSteps = max(k, 1), 0
+	delete(p.steps, p.k)
+}
+
+// predictedTouched is the expected number of routed experts (all layers) m
+// rows touch if each picks TopK of Experts at random, times the calibration.
+func (p *SpecPolicy) predictedTouched(m int) float64 {
+	c := p.cost
+	if c.Experts == 0 {
+		return 0
+	}
+	q := 1 - math.Pow(1-float64(c.TopK)/float64(c.Experts), float64(m))
+	return p.calib * float64(c.Layers) * float64(c.Experts) * q
+}
+
+func (p *SpecPolicy) units(m int) float64 {
+	return p.cost.FixedWeights + p.cost.ExpertWeights*p.predictedTouched(m)
+}
+
+// verifyTime estimates the verification time of m rows.
+func (p *SpecPolicy) verifyTime(m int) float64 {
+	if v, ok := p.tVerify[m]; ok {
+		return v.min()
+	}
+	best, bestD := 0, math.MaxInt
+	for mm := range p.tVerify {
+		d := mm - m
+		if d < 0 {
+			d = -d
+		}
+		if d < bestD || (d == bestD && mm < best) {
+			best, bestD = mm, d
+		}
+	}
+	if bestD == math.MaxInt {
+		return 0
+	}
+	if u := p.units(best); u > 0 {
+		return p.tVerify[best].min() * p.units(m) / u
+	}
+	return p.tVerify[best].min()
+}
+
+// rate is the model's tokens per second with K = k.
+func (p *SpecPolicy) rate(k int) float64 {
+	a := min(p.alpha, 0.999)
+	n := float64(p.seqs)
+	tokens := n * (1 - math.Pow(a, float64(k+1))) / (1 - a)
+	cost := float64(k)*p.tDraft.min() + p.verifyTime(p.seqs*(k+1))
+	if cost <= 0 {
+		return 0
+	}
+	return tokens / cost
+}
+
+// estimate returns the expected tokens per second with K = c: the measured
+// rate if c ran for a few recent steps, else the model's rate scaled by how
+// far the model is off at the current K.
+func (p *SpecPolicy) estimate(c int) float64 {
+	if r, ok := p.steps[c].rate(); ok {
+		return r
+	}
+	model := p.rate(c)
+	if r, ok := p.steps[p.k].rate(); ok {
+		if mk := p.rate(p.k); mk > 0 {
+			return model * r / mk
+		}
+	}
+	return model
+}
+
+// minWindow keeps the last few timings of one operation; their minimum is
+// the estimate. Interference from other processes only ever adds time, so
+// the minimum of recent runs tracks the operation's own cost better than a
+// mean, while the window still follows real changes (a longer context).
+type minWindow struct {
+	vals [12]float64
+	n    int // observations so far
+}
+
+func (w *minWindow) add(v float64) {
+	w.vals[w.n%len(w.vals)] = v
+	w.n++
+}
+
+func (w *minWindow) min() float64 {
+	if w.n == 0 {
+		return 0
+	}
+	m := w.vals[0]
+	for _, v := range w.vals[1:min(w.n, len(w.vals))] {
+		m = min(m, v)
+	}
+	return m
+}
+
+// stepWindow keeps the tokens committed and seconds spent by the last steps
+// run with one K; their ratio is the measured rate. Real text is not an
+// i.i.d. sequence of acceptances (a draft can be wrong at one phase of a
+// repeated phrase), so the measured rate can differ from the model's.
+type stepWindow struct {
+	tok, sec [8]float64
+	n        int
+}
+
+func (w *stepWindow) add(tok, sec float64) {
+	w.tok[w.n%len(w.tok)] = tok
+	w.sec[w.n%len(w.sec)] = sec
+	w.n++
+}
+
+func (w *stepWindow) count() int {
+	if w == nil {
+		return 0
+	}
+	return w.n
+}
+
+func (w *stepWindow) rate() (float64, bool) {
+	if w.count() < minSteps {
+		return 0, false
+	}
+	var tok, sec float64
+	for i := 0; i < min(w.n, len(w.tok)); i++ {
+		tok += w.tok[i]
+		sec += w.sec[i]
+	}
+	if sec <= 0 {
+		return 0, false
+	}
+	return tok / sec, true
+}
