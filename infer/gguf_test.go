@@ -83,8 +83,27 @@ func TestGGUFInPlace(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e := maxDiff32(got[0], want[0]); e > 2e-4 {
-				t.Fatalf("prefill logits differ from the float32 decode by %g", e)
+			// Block-quantized weights multiply activations quantized to 8
+			// bits per block (as llama.cpp does), so their logits differ
+			// from the float32 decode by that rounding, relative to the
+			// logits' scale; float types take the activations as they are.
+			// (On these 64-wide random layers that is up to ~5% of the
+			// largest logit at one entry and well under 1% on average; a
+			// wrong matrix or row would be off by the logits' own size.)
+			tol, meanTol := 2e-4, 2e-4
+			if c.typ.BlockSize() > 1 {
+				var scale float64
+				for _, v := range want[0] {
+					scale = max(scale, math.Abs(float64(v)))
+				}
+				tol, meanTol = 0.08*scale, 0.01*scale
+			}
+			var sum float64
+			for i := range want[0] {
+				sum += math.Abs(float64(got[0][i]) - float64(want[0][i]))
+			}
+			if e, mean := maxDiff32(got[0], want[0]), sum/float64(len(want[0])); e > tol || mean > meanTol {
+				t.Fatalf("prefill logits differ from the float32 decode by %g at most, %g on average (tolerances %g, %g)", e, mean, tol, meanTol)
 			}
 			if c.typ == gguf.F32 {
 				ref := refForward(cfg, w, toks)
@@ -103,8 +122,8 @@ func TestGGUFInPlace(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if e := maxDiff32(a[0], b[0]); e > 2e-4 {
-					t.Fatalf("decode step %d: logits differ by %g", i, e)
+				if e := maxDiff32(a[0], b[0]); e > tol {
+					t.Fatalf("decode step %d: logits differ by %g (tolerance %g)", i, e, tol)
 				}
 			}
 			fw, err := m.Float32Weights(context.Background())
