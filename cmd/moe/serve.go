@@ -33,6 +33,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	prefillChunk := fs.Int("prefill-chunk", 256, "most prompt tokens of one sequence per forward pass")
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes")
 	prefixCache := fs.Bool("prefix-cache", true, "reuse finished sequences' KV caches for prompts that start the same way")
+	maxConns := fs.Int("max-conns", 512, "most open client connections; more are answered 503 and closed")
+	bodyTimeout := fs.Duration("body-timeout", 30*time.Second, "time a client has to send a request body")
 	drain := fs.Duration("drain-timeout", 60*time.Second, "on SIGTERM, how long to let in-flight requests finish")
 	name := fs.String("name", "", "model id reported by /v1/models (default: the model's file or directory name)")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
@@ -56,8 +58,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("--draft-tokens must be at least 1, got %d", *draftTokens)
 	case *specMax < 1:
 		return usagef("--spec-max-batch must be at least 1, got %d", *specMax)
-	case *drain <= 0:
-		return usagef("--drain-timeout must be positive")
+	case *drain <= 0 || *bodyTimeout <= 0:
+		return usagef("--drain-timeout and --body-timeout must be positive")
+	case *maxConns < 1:
+		return usagef("--max-conns must be at least 1, got %d", *maxConns)
 	case *apiKey != "" && *apiKeyFile != "":
 		return usagef("give --api-key or --api-key-file, not both")
 	}
@@ -88,6 +92,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv, err := serve.NewFromModel(m, d, serve.Options{
 		ModelName: *name, APIKey: key, Parallel: *parallel, KVTokens: *kvTokens, QueueSize: *queue,
 		StepTokens: *stepTokens, PrefillChunk: *prefillChunk, MaxBodyBytes: *maxBody, DrainTimeout: *drain,
+		MaxConns: *maxConns, BodyTimeout: *bodyTimeout,
 		DraftTokens: *draftTokens, SpecMaxBatch: *specMax, NoPrefixCache: !*prefixCache, Logger: log,
 		// Both endpoints stop at the end-of-generation tokens, as moe generate does.
 		StopTokens: infer.DefaultStopTokens(m.Tok),
