@@ -67,6 +67,13 @@ const (
 // maxHeader bounds the header length a reader accepts.
 const maxHeader = 64 << 20
 
+// maxSections and maxSectionValues bound a header's section list: a
+// checkpoint holds three sections, and 2^40 float32s are 4 TiB.
+const (
+	maxSections      = 1 << 10
+	maxSectionValues = 1 << 40
+)
+
 // Optimizer holds the AdamW hyper-parameters of a run.
 type Optimizer struct {
 	Beta1       float64 `json:"beta1"`
@@ -340,9 +347,19 @@ func readHeader(r io.Reader, crc hash.Hash32, path string) (*Header, int64, erro
 	if err := json.Unmarshal(hdr[:hl], &h); err != nil {
 		return nil, 0, fmt.Errorf("checkpoint %s: corrupt header: %w", path, err)
 	}
+	if len(h.Sections) > maxSections {
+		return nil, 0, fmt.Errorf("checkpoint %s: corrupt header: %d sections (at most %d)", path, len(h.Sections), maxSections)
+	}
 	for _, s := range h.Sections {
-		if s.Count < 0 {
+		// The bound keeps 4*Count and the sum over sections far from
+		// overflow; the file size check then bounds what is allocated.
+		if s.Count < 0 || s.Count > maxSectionValues {
 			return nil, 0, fmt.Errorf("checkpoint %s: corrupt header: section %q has %d values", path, s.Name, s.Count)
+		}
+	}
+	if h.Config != nil {
+		if err := h.Config.Validate(); err != nil {
+			return nil, 0, fmt.Errorf("checkpoint %s: header config: %w", path, err)
 		}
 	}
 	return &h, int64(16 + len(hdr)), nil
@@ -426,9 +443,34 @@ func LoadModel(path string) (*config.Config, *model.Weights, error) {
 	if flat == nil {
 		return nil, nil, fmt.Errorf("checkpoint %s: no %q section", file, SectionWeights)
 	}
+	if want := model.NumParams(cfg); len(flat) != want {
+		return nil, nil, fmt.Errorf("checkpoint %s: the %q section has %d values, its config needs %d", file, SectionWeights, len(flat), want)
+	}
 	w, err := model.NewWeights(cfg, flat)
 	if err != nil {
 		return nil, nil, fmt.Errorf("checkpoint %s: %w", file, err)
 	}
+	if err := CheckFinite(cfg, w); err != nil {
+		return nil, nil, fmt.Errorf("checkpoint %s: %w", file, err)
+	}
 	return cfg, w, nil
+}
+
+// CheckFinite returns an error naming the first tensor of w that holds a
+// NaN or an infinity (a diverged run or a corrupt file: such weights make
+// every output NaN).
+func CheckFinite(cfg *config.Config, w *model.Weights) error {
+	var err error
+	w.Visit(cfg, func(name string, t []float32) {
+		if err != nil {
+			return
+		}
+		for i, x := range t {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				err = fmt.Errorf("weights: tensor %s holds %v at index %d (diverged or corrupt weights)", name, x, i)
+				return
+			}
+		}
+	})
+	return err
 }

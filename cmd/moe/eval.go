@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/moe-llm/moe/compute"
@@ -13,16 +14,18 @@ import (
 	"github.com/moe-llm/moe/train"
 )
 
-// evalResult is what `moe eval --json` prints.
+// evalResult is what `moe eval --json` prints. A non-finite loss (a
+// diverged model) is printed as null losses and an error.
 type evalResult struct {
-	Loss        float64 `json:"loss"`
-	Perplexity  float64 `json:"perplexity"`
-	BitsPerByte float64 `json:"bits_per_byte"`
-	Tokens      int     `json:"tokens"`
-	Bytes       int     `json:"bytes"`
-	SeqLen      int     `json:"seq_len"`
-	Routing     string  `json:"routing"`
-	Seconds     float64 `json:"seconds"`
+	Loss        *float64 `json:"loss"`
+	Perplexity  *float64 `json:"perplexity"`
+	BitsPerByte *float64 `json:"bits_per_byte"`
+	Tokens      int      `json:"tokens"`
+	Bytes       int      `json:"bytes"`
+	SeqLen      int      `json:"seq_len"`
+	Routing     string   `json:"routing"`
+	Seconds     float64  `json:"seconds"`
+	Error       string   `json:"error,omitempty"`
 }
 
 // runEval implements `moe eval`: the model's cross-entropy on a text, as
@@ -84,12 +87,24 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	out := evalResult{Loss: res.Loss, Perplexity: res.Perplexity(), BitsPerByte: res.BitsPerByte(), Tokens: res.Tokens,
-		Bytes: res.Bytes, SeqLen: T, Routing: *routing, Seconds: time.Since(t0).Seconds()}
+	out := evalResult{Tokens: res.Tokens, Bytes: res.Bytes, SeqLen: T, Routing: *routing, Seconds: time.Since(t0).Seconds()}
+	var bad error
+	if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
+		bad = fmt.Errorf("the loss is %v over %d tokens: the model's outputs are not finite (diverged or corrupt weights)", res.Loss, res.Tokens)
+		out.Error = bad.Error()
+	} else {
+		out.Loss, out.Perplexity, out.BitsPerByte = new(res.Loss), new(res.Perplexity()), new(res.BitsPerByte())
+	}
 	if *jsonOut {
-		return printJSON(stdout, out)
+		if err := printJSON(stdout, out); err != nil {
+			return err
+		}
+		return bad
+	}
+	if bad != nil {
+		return bad
 	}
 	fmt.Fprintf(stdout, "loss %.4f nats/token, perplexity %.2f, %.4f bits/byte (%d tokens, %d bytes, window %d, %s routing, %.1fs)\n",
-		out.Loss, out.Perplexity, out.BitsPerByte, out.Tokens, out.Bytes, T, *routing, out.Seconds)
+		*out.Loss, *out.Perplexity, *out.BitsPerByte, out.Tokens, out.Bytes, T, *routing, out.Seconds)
 	return nil
 }
