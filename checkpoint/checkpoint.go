@@ -288,6 +288,37 @@ func Latest(dir string) (string, error) {
 	return paths[0], nil
 }
 
+// ReadResumable reads dir's newest checkpoint that verifies, for resuming
+// a run. A newer one that does not (a crash mid-write on a filesystem
+// without atomic rename, a flipped bit) is renamed to NAME.corrupt (kept
+// for inspection, no longer listed) and reported in skipped. With no
+// checkpoint files it returns nil and no error; when none verifies, the
+// newest one's error.
+func ReadResumable(dir string) (ck *Checkpoint, skipped []error, err error) {
+	paths, err := List(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range paths {
+		ck, err := ReadFile(p)
+		if err == nil {
+			return ck, skipped, nil
+		}
+		if len(skipped) == len(paths)-1 {
+			// The oldest is bad too: leave the files as they are.
+			if len(skipped) > 0 {
+				return nil, skipped, fmt.Errorf("checkpoint: no checkpoint in %s verifies (newest: %w)", dir, skipped[0])
+			}
+			return nil, nil, err
+		}
+		if rerr := os.Rename(p, p+".corrupt"); rerr != nil {
+			return nil, skipped, fmt.Errorf("checkpoint: setting aside corrupt %s: %w", p, rerr)
+		}
+		skipped = append(skipped, err)
+	}
+	return nil, nil, nil
+}
+
 // Resolve turns a run directory into its newest checkpoint file; a path
 // that is a file is returned unchanged.
 func Resolve(path string) (string, error) {

@@ -126,3 +126,46 @@ func TestNonFiniteWeightsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestReadResumableFallsBack corrupts the newest checkpoint: the previous
+// one is read, the corrupt one is set aside (renamed, no longer listed) and
+// reported.
+func TestReadResumableFallsBack(t *testing.T) {
+	dir := t.TempDir()
+	for _, s := range []int{1, 2, 3} {
+		writeSample(t, dir, s) // keeps the newest two: 3 and 2
+	}
+	newest := filepath.Join(dir, FileName(3))
+	b, err := os.ReadFile(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(newest, flip(b, len(b)-40), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ck, skipped, err := ReadResumable(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Header.Step != 2 {
+		t.Errorf("resumed from step %d, want 2", ck.Header.Step)
+	}
+	if len(skipped) != 1 || !strings.Contains(skipped[0].Error(), newest) || !strings.Contains(skipped[0].Error(), "checksum") {
+		t.Errorf("skipped %v, want the corrupt %s", skipped, newest)
+	}
+	if _, err := os.Stat(newest + ".corrupt"); err != nil {
+		t.Errorf("corrupt checkpoint not kept aside: %v", err)
+	}
+	if paths, _ := List(dir); len(paths) != 1 || filepath.Base(paths[0]) != FileName(2) {
+		t.Errorf("List after the fallback: %v", paths)
+	}
+	// All corrupt: an error naming the newest; none at all: nil.
+	b2, _ := os.ReadFile(filepath.Join(dir, FileName(2)))
+	os.WriteFile(filepath.Join(dir, FileName(2)), b2[:100], 0o644)
+	if _, _, err := ReadResumable(dir); err == nil || !strings.Contains(err.Error(), FileName(2)) {
+		t.Errorf("all corrupt: %v", err)
+	}
+	if ck, _, err := ReadResumable(t.TempDir()); ck != nil || err != nil {
+		t.Errorf("empty dir: %v %v", ck, err)
+	}
+}
