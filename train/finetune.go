@@ -283,6 +283,9 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 		return nil, err
 	}
 	T := opts.SeqLen
+	if err := checkMemory(cfg, opts, "fine-tuning"); err != nil {
+		return nil, err
+	}
 	if err := writeJSONAtomic(filepath.Join(opts.Out, RunFile), opts); err != nil {
 		return nil, fmt.Errorf("saving run options: %w", err)
 	}

@@ -196,7 +196,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 	if err := model.Supported(cfg); err != nil {
 		return nil, fmt.Errorf("config %s: %w", opts.Config, err)
 	}
-	if err := checkMemory(cfg); err != nil {
+	if err := checkMemory(cfg, opts, "training"); err != nil {
 		return nil, fmt.Errorf("config %s: %w", opts.Config, err)
 	}
 

@@ -10,6 +10,7 @@ import (
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/data"
 	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/internal/memest"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/train"
 )
@@ -63,11 +64,6 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if im.Tok == nil {
 		return fmt.Errorf("model %s has no tokenizer", *modelPath)
 	}
-	m, err := model.New(im.Cfg, pool)
-	if err != nil {
-		return err
-	}
-	copy(m.W.Flat, im.W.Flat)
 	T := *seqLen
 	if T == 0 {
 		T = im.Cfg.MaxPositionEmbeddings
@@ -75,6 +71,17 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if T > im.Cfg.MaxPositionEmbeddings {
 		return usagef("--seq-len %d exceeds the model's context %d", T, im.Cfg.MaxPositionEmbeddings)
 	}
+	// The loaded weights are resident already; the model copy, its
+	// gradient buffer and the activations must still fit.
+	if err := memest.CheckLoaded(memest.Eval(im.Cfg, *batch, T, pool.Threads()), 4*memest.Params(im.Cfg), "eval",
+		fmt.Sprintf("lower --batch (%d) or --seq-len (%d)", *batch, T)); err != nil {
+		return err
+	}
+	m, err := model.New(im.Cfg, pool)
+	if err != nil {
+		return err
+	}
+	copy(m.W.Flat, im.W.Flat)
 	src, err := data.ParseSource(*dataPath)
 	if err != nil {
 		return err

@@ -52,3 +52,28 @@ func TestEvalNaNLoss(t *testing.T) {
 		t.Errorf("eval --json of a diverged model: exit %d, %v; want exit 1, loss null and an error", code, v)
 	}
 }
+
+// TestMemoryRefusals checks that commands whose flags imply more memory
+// than the machine has refuse at once, naming the estimate and the flag.
+func TestMemoryRefusals(t *testing.T) {
+	dir, text := overflowingRun(t)
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"train", "--config", "tiny", "--out", t.TempDir(), "--data", text, "--batch", "100000000"}, "--batch"},
+		{[]string{"eval", "--model", dir, "--data", text, "--batch", "100000000", "--max-tokens", "5000"}, "--batch"},
+		{[]string{"serve", "--model", dir, "--queue", "4000000000", "--addr", "127.0.0.1:0"}, "--queue"},
+		{[]string{"serve", "--model", dir, "--kv-tokens", "2000000000000", "--addr", "127.0.0.1:0"}, "--kv-tokens"},
+	} {
+		code, _, errs := moeCLI(c.args...)
+		if code == 0 || !strings.Contains(errs, c.flag) || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+			t.Errorf("moe %s: exit %d, stderr %q; want one line naming %s", strings.Join(c.args, " "), code, errs, c.flag)
+		}
+		if c.args[0] != "serve" || c.flag != "--queue" {
+			if !strings.Contains(errs, "needs about") || !strings.Contains(errs, "available") {
+				t.Errorf("moe %s: %q lacks the estimate", strings.Join(c.args, " "), errs)
+			}
+		}
+	}
+}

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/internal/memest"
 	"github.com/moe-llm/moe/serve"
 )
 
@@ -48,8 +50,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("--parallel must be at least 1, got %d", *parallel)
 	case *kvTokens < 0:
 		return usagef("--kv-tokens must be >= 0, got %d", *kvTokens)
-	case *queue < 1:
-		return usagef("--queue must be at least 1, got %d", *queue)
+	case *queue < 1 || *queue > serve.MaxQueueSize:
+		return usagef("--queue must be in [1, %d], got %d", serve.MaxQueueSize, *queue)
 	case *stepTokens < 1 || *prefillChunk < 1:
 		return usagef("--step-tokens and --prefill-chunk must be at least 1")
 	case *maxBody < 1024:
@@ -87,6 +89,29 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer pool.Close()
 	m, d, err := loadModels(*modelPath, *draftPath, pool)
 	if err != nil {
+		return err
+	}
+	// The weights are loaded; the KV-cache budget (over all running and
+	// prefix-cached sequences) and the queue must still fit. The default
+	// budget shrinks to what fits; an explicit one that does not is refused.
+	budget := *kvTokens
+	if budget == 0 {
+		budget = *parallel * m.Context()
+	}
+	var draftCfg *config.Config
+	if d != nil {
+		draftCfg = d.Cfg
+	}
+	need := memest.Inference(m.Cfg, draftCfg, 0, budget, *parallel, *queue)
+	if *kvTokens == 0 {
+		perTok := memest.Inference(m.Cfg, draftCfg, 0, 1, 0, 0).KVCache
+		if fit, ok := memest.FitKVTokens(need, perTok); ok && fit < budget && fit >= m.Context() {
+			log.Warn("the default KV-cache budget (parallel × context) does not fit in memory; lowering it", "kv_tokens", fit, "default", budget)
+			*kvTokens, budget = fit, fit
+			need = memest.Inference(m.Cfg, draftCfg, 0, budget, *parallel, *queue)
+		}
+	}
+	if err := memest.Check(need, "serve", fmt.Sprintf("lower --kv-tokens (%d), --parallel (%d) or --queue (%d)", budget, *parallel, *queue)); err != nil {
 		return err
 	}
 	srv, err := serve.NewFromModel(m, d, serve.Options{
