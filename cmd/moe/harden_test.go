@@ -77,3 +77,74 @@ func TestMemoryRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestHFStaleAndForeignFiles checks that export --format hf does not leave
+// old shards that import would load instead of the new weights, and that
+// import and export refuse to overwrite an unrelated config.json or
+// tokenizer.json unless --force.
+func TestHFStaleAndForeignFiles(t *testing.T) {
+	src, cfg, flat := interchangeRun(t)
+	tmp := t.TempDir()
+	// An older sharded export of other weights.
+	old := filepath.Join(tmp, "hf")
+	if code, _, errs := moeCLI("export", "--model", src, "--out", old, "--format", "hf"); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errs)
+	}
+	if err := os.Rename(filepath.Join(old, "model.safetensors"), filepath.Join(old, "model-00001-of-00001.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(old, "model.safetensors.index.json"), []byte(`{"metadata":{},"weight_map":{"model.embed_tokens.weight":"model-00001-of-00001.safetensors"}}`), 0o644)
+	// New weights exported over it.
+	for i := range flat {
+		flat[i] = -flat[i]
+	}
+	if _, err := checkpoint.Save(src, checkpoint.Header{Step: 5, Config: cfg}, []checkpoint.Tensor{{Name: checkpoint.SectionWeights, Data: flat}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := moeCLI("export", "--model", src, "--out", old, "--format", "hf")
+	if code == 0 || !strings.Contains(errs, "model.safetensors.index.json") || !strings.Contains(errs, "--force") {
+		t.Errorf("export over shards: exit %d, %q; want a refusal naming the index and --force", code, errs)
+	}
+	if code, _, errs := moeCLI("export", "--model", src, "--out", old, "--format", "hf", "--force"); code != 0 {
+		t.Fatalf("export --force: exit %d: %s", code, errs)
+	}
+	for _, stale := range []string{"model.safetensors.index.json", "model-00001-of-00001.safetensors"} {
+		if _, err := os.Stat(filepath.Join(old, stale)); !os.IsNotExist(err) {
+			t.Errorf("%s left behind (%v)", stale, err)
+		}
+	}
+	imp := filepath.Join(tmp, "imp")
+	if code, _, errs := moeCLI("import", "--in", old, "--out", imp); code != 0 {
+		t.Fatalf("import: exit %d: %s", code, errs)
+	}
+	_, w, err := checkpoint.LoadModel(imp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range flat {
+		if w.Flat[i] != flat[i] {
+			t.Fatalf("import loaded old weights: weight %d = %v, want %v", i, w.Flat[i], flat[i])
+		}
+	}
+
+	// A folder with someone else's config.json and tokenizer.json.
+	for _, cmd := range [][]string{
+		{"export", "--model", src, "--format", "hf", "--out"},
+		{"import", "--in", old, "--out"},
+	} {
+		dir := t.TempDir()
+		mine := []byte(`{"not":"a model"}`)
+		os.WriteFile(filepath.Join(dir, "config.json"), mine, 0o644)
+		os.WriteFile(filepath.Join(dir, "tokenizer.json"), mine, 0o644)
+		code, _, errs := moeCLI(append(cmd, dir)...)
+		if code == 0 || !strings.Contains(errs, "config.json") || !strings.Contains(errs, "--force") {
+			t.Errorf("%s into a foreign folder: exit %d, %q", cmd[0], code, errs)
+		}
+		if b, _ := os.ReadFile(filepath.Join(dir, "config.json")); string(b) != string(mine) {
+			t.Errorf("%s overwrote an unrelated config.json", cmd[0])
+		}
+		if code, _, errs := moeCLI(append(append(cmd, dir), "--force")...); code != 0 {
+			t.Errorf("%s --force: exit %d: %s", cmd[0], code, errs)
+		}
+	}
+}
