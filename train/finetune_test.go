@@ -157,3 +157,28 @@ func TestFinetuneLearnsReplies(t *testing.T) {
 		t.Fatalf("restored order %v, want %v", tk, want)
 	}
 }
+
+// TestUsableChatDropsCutConversations checks that a conversation whose
+// assistant tokens all fall past the first T+1 tokens is dropped (it would
+// train with loss 0), one cut after an assistant token is kept and counted.
+func TestUsableChatDropsCutConversations(t *testing.T) {
+	mk := func(n, firstTarget int) ChatExample {
+		ex := ChatExample{IDs: make([]int32, n), Targets: make([]bool, n)}
+		for i := firstTarget; i < n; i++ {
+			ex.Targets[i] = true
+		}
+		return ex
+	}
+	all := []ChatExample{mk(6, 3), mk(20, 4), mk(20, 8), mk(20, 7)} // 8: just past the row; 7: its last target
+	const T = 7                                                     // a row trains on tokens 1..7
+	kept, cut, dropped := usableChat(all, T)
+	if len(kept) != 3 || cut != 2 || dropped != 1 {
+		t.Errorf("kept %d, cut %d, dropped %d; want 3, 2, 1", len(kept), cut, dropped)
+	}
+	for _, ex := range kept {
+		tok, tgt := make([]int32, T), make([]int32, T)
+		if fillRow(ex, tok, tgt, 0) == 0 {
+			t.Errorf("a kept conversation trains no token: %+v", ex.Targets)
+		}
+	}
+}
