@@ -45,6 +45,7 @@ import (
 
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/internal/atomicfile"
+	"github.com/moe-llm/moe/internal/memest"
 	"github.com/moe-llm/moe/model"
 )
 
@@ -462,6 +463,23 @@ func LoadModel(path string) (*config.Config, *model.Weights, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Check what the header implies before reading anything large.
+	h, err := ReadHeader(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	if h.Config == nil {
+		return nil, nil, fmt.Errorf("checkpoint %s: header has no model config", file)
+	}
+	want := model.NumParams(h.Config)
+	for _, s := range h.Sections {
+		if s.Name == SectionWeights && s.Count != want {
+			return nil, nil, fmt.Errorf("checkpoint %s: the %q section has %d values, its config needs %d", file, SectionWeights, s.Count, want)
+		}
+	}
+	if err := memest.CheckWeights(h.Config, "loading "+file); err != nil {
+		return nil, nil, err
+	}
 	ck, err := read(file, func(name string) bool { return name == SectionWeights })
 	if err != nil {
 		return nil, nil, err
@@ -473,9 +491,6 @@ func LoadModel(path string) (*config.Config, *model.Weights, error) {
 	flat := ck.Section(SectionWeights)
 	if flat == nil {
 		return nil, nil, fmt.Errorf("checkpoint %s: no %q section", file, SectionWeights)
-	}
-	if want := model.NumParams(cfg); len(flat) != want {
-		return nil, nil, fmt.Errorf("checkpoint %s: the %q section has %d values, its config needs %d", file, SectionWeights, len(flat), want)
 	}
 	w, err := model.NewWeights(cfg, flat)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/internal/memest"
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/model"
 )
@@ -136,6 +137,9 @@ func LoadHF(ctx context.Context, dir string) (*config.Config, *model.Weights, er
 	}
 	if err := checkSupported(cfg); err != nil {
 		return nil, nil, fmt.Errorf("import %s: %w", dir, err)
+	}
+	if err := memest.CheckWeights(cfg, "import "+dir); err != nil {
+		return nil, nil, err
 	}
 	set, err := OpenDir(dir)
 	if err != nil {

@@ -207,6 +207,12 @@ func Check(e Estimate, what, hint string) error {
 	return check(e, avail, src, what, hint)
 }
 
+// CheckWeights refuses to load cfg's weights as float32 when they alone
+// exceed the available memory; what names the source.
+func CheckWeights(cfg *config.Config, what string) error {
+	return Check(Estimate{Weights: mul(4, Params(cfg))}, what, "use a machine with more memory, or a quantized GGUF of the model")
+}
+
 // CheckLoaded is Check for a command that has already loaded resident
 // bytes of the estimate (the weights): only the rest must still fit.
 func CheckLoaded(e Estimate, resident int64, what, hint string) error {
