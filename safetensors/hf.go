@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/moe-llm/moe/config"
-	"github.com/moe-llm/moe/internal/memest"
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/internal/memest"
 	"github.com/moe-llm/moe/model"
 )
 
