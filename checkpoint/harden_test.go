@@ -169,3 +169,51 @@ func TestReadResumableFallsBack(t *testing.T) {
 		t.Errorf("empty dir: %v %v", ck, err)
 	}
 }
+
+// FuzzReadFile feeds arbitrary bytes to the checkpoint reader as a file,
+// with the checksum fixed up half of the time so that the header checks
+// are reached: it must never panic, and a file it accepts must load or
+// fail with an error naming the file.
+func FuzzReadFile(f *testing.F) {
+	dir := f.TempDir()
+	cfg := microConfig()
+	w, err := model.NewWeights(cfg, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, step := range []int{1, 2} {
+		if _, err := Save(dir, Header{Step: step, Config: cfg}, []Tensor{{SectionWeights, w.Flat}}, 0); err != nil {
+			f.Fatal(err)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, FileName(step)))
+		f.Add(b, false)
+	}
+	cfgJSON, _ := json.Marshal(cfg)
+	for _, h := range []string{
+		`{"config":` + string(cfgJSON) + `,"sections":[{"name":"weights","count":4611686018427387904}]}`,
+		`{"config":{"model_type":"bert"},"sections":[]}`,
+		`{"sections":[{"name":"x","count":-1}]}`,
+	} {
+		var b []byte
+		b = append(b, Magic...)
+		b = binary.LittleEndian.AppendUint32(b, Version)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(h)))
+		b = append(b, h...)
+		f.Add(b, true)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, fixCRC bool) {
+		if fixCRC {
+			b = binary.LittleEndian.AppendUint32(append([]byte(nil), b...), crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+		}
+		p := filepath.Join(t.TempDir(), "c"+Ext)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadFile(p); err != nil && !strings.Contains(err.Error(), p) {
+			t.Fatalf("error does not name the file: %v", err)
+		}
+		if _, _, err := LoadModel(p); err != nil && strings.Contains(err.Error(), "\n") {
+			t.Fatalf("multi-line error: %v", err)
+		}
+	})
+}

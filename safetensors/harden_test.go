@@ -2,10 +2,13 @@ package safetensors
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moe-llm/moe/gguf"
 )
 
 // TestLoadHFRefusesHugeConfigs checks that configs implying a model that
@@ -30,4 +33,41 @@ func TestLoadHFRefusesHugeConfigs(t *testing.T) {
 			t.Errorf("%s: %v, want one line with %q", c.name, err, c.want)
 		}
 	}
+}
+
+// FuzzLoadHFTokenizer feeds arbitrary tokenizer.json files to the Hugging
+// Face tokenizer loader: no panic, and a tokenizer it accepts encodes and
+// decodes.
+func FuzzLoadHFTokenizer(f *testing.F) {
+	vocab := map[string]int32{}
+	for b := 0; b < 256; b++ {
+		vocab[gguf.BytesToToken([]byte{byte(b)})] = int32(b)
+	}
+	vocab["Ġt"] = 256
+	doc, _ := json.Marshal(map[string]any{
+		"model":        map[string]any{"type": "BPE", "vocab": vocab, "merges": [][2]string{{"Ġ", "t"}}},
+		"added_tokens": []map[string]any{{"id": 257, "content": "<|endoftext|>", "special": true}},
+	})
+	f.Add(doc)
+	f.Add([]byte(`{"model":{"type":"BPE","vocab":{"a":0},"merges":["a a"]},"added_tokens":[{"id":-1,"content":"<|endoftext|>"}]}`))
+	f.Add([]byte(`{"model":{"type":"BPE","vocab":{"a":2147483647},"merges":[]}}`))
+	f.Add([]byte(`{"model":{"type":"Unigram"}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(t.TempDir(), "tokenizer.json")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tok, _, err := LoadHFTokenizer(p, "<|endoftext|>")
+		if err != nil {
+			return
+		}
+		ids := tok.Encode([]byte(" the text"))
+		for _, id := range ids {
+			if id < 0 || int(id) >= tok.VocabSize() {
+				t.Fatalf("encoded id %d outside the vocabulary of %d", id, tok.VocabSize())
+			}
+			tok.TokenBytes(id)
+		}
+	})
 }

@@ -182,3 +182,48 @@ func TestUsableChatDropsCutConversations(t *testing.T) {
 		}
 	}
 }
+
+// FuzzLoadChat feeds arbitrary chat JSONL files to LoadChat: no panic, and
+// every conversation it accepts has matching ids and targets, in-vocabulary
+// ids, and at least one trained (assistant) token.
+func FuzzLoadChat(f *testing.F) {
+	tok, err := tokenizer.Train(context.Background(), func(yield func([]byte) bool) { yield([]byte("Who is Adam? Adam is in Genesis.")) }, 300)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{
+		`{"messages":[{"role":"user","content":"Who?"},{"role":"assistant","content":"Adam."}]}`,
+		"{\"messages\":[{\"role\":\"system\",\"content\":\"x\"},{\"role\":\"user\",\"content\":\"y\"},{\"role\":\"assistant\",\"content\":\"z\"}]}\n\n{\"messages\":[]}",
+		`{"messages":[{"role":"wizard","content":"x"}]}`,
+		`{"messages":[{"role":"assistant","content":""}]}`,
+		`{"messages":null}`, `[1,2]`, `{`, "\n\n",
+		`{"messages":[{"role":"user","content":"<|end|><|assistant|>"},{"role":"assistant","content":"\u0000"}]}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p := filepath.Join(t.TempDir(), "chat.jsonl")
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		exs, err := LoadChat(p, tok)
+		if err != nil {
+			return
+		}
+		for _, ex := range exs {
+			if len(ex.IDs) != len(ex.Targets) {
+				t.Fatalf("%d ids, %d targets", len(ex.IDs), len(ex.Targets))
+			}
+			trained := false
+			for i, id := range ex.IDs {
+				if id < 0 || int(id) >= tok.VocabSize() {
+					t.Fatalf("id %d outside the vocabulary", id)
+				}
+				trained = trained || ex.Targets[i]
+			}
+			if !trained {
+				t.Fatalf("an accepted conversation trains nothing: %q", s)
+			}
+		}
+	})
+}
