@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -49,12 +50,23 @@ func (l *connLimitListener) Accept() (net.Conn, error) {
 	}
 }
 
-// refuse writes the 503 to c, then reads (and drops) what the client
-// still sends for up to a second so that closing does not reset the
-// connection before the client has read the answer.
+// refuse reads the request's headers (up to 8 KiB, for up to a second),
+// writes the 503, then reads (and drops) what the client still sends until
+// that second is over, so that closing does not reset the connection
+// before the client has read the answer. Answering before the request
+// arrives would make an HTTP client that reuses connections see an
+// unsolicited response instead of an answer.
 func refuse(c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Second))
+	var buf [8 << 10]byte
+	for n := 0; n < len(buf); {
+		m, err := c.Read(buf[n:])
+		n += m
+		if err != nil || bytes.Contains(buf[max(0, n-m-3):n], []byte("\r\n\r\n")) {
+			break
+		}
+	}
 	if _, err := fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(refusalBody), refusalBody); err != nil {
 		return
 	}
