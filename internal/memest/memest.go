@@ -42,6 +42,11 @@ func (e Estimate) Total() int64 {
 // String renders e as "12.3 GiB (weights …, optimizer …, …)", leaving out
 // zero parts.
 func (e Estimate) String() string {
+	return Bytes(e.Total()) + " (" + e.parts() + ")"
+}
+
+// parts lists the non-zero parts: "weights 1.0 GiB, optimizer 3.0 GiB".
+func (e Estimate) parts() string {
 	var parts []string
 	for _, p := range []struct {
 		name string
@@ -51,7 +56,7 @@ func (e Estimate) String() string {
 			parts = append(parts, p.name+" "+Bytes(p.v))
 		}
 	}
-	return Bytes(e.Total()) + " (" + strings.Join(parts, ", ") + ")"
+	return strings.Join(parts, ", ")
 }
 
 // Bytes formats n in binary units.
@@ -227,7 +232,7 @@ func check(e Estimate, avail int64, src, what, hint string) error {
 	if float64(e.Total()) <= Headroom*float64(avail) {
 		return nil
 	}
-	return fmt.Errorf("%s needs about %s but %s is available (%s): %s", what, e, Bytes(avail), src, hint)
+	return fmt.Errorf("%s needs about %s of memory (%s) but %s is available (%s): %s", what, Bytes(e.Total()), e.parts(), Bytes(avail), src, hint)
 }
 
 // FitKVTokens returns how many KV-cache positions fit beside the rest of
