@@ -218,3 +218,45 @@ func TestOptionLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestConnCapAnswersHTTPClients fills the connection cap: an ordinary HTTP
+// client then gets a 503 it can parse (not a reset or an answer before
+// its request), and once the holders hang up their slots serve again.
+func TestConnCapAnswersHTTPClients(t *testing.T) {
+	ts := startServer(t, &fakeEngine{ctxLen: 32}, Options{BodyTimeout: 10 * time.Second, MaxConns: 4})
+	addr := strings.TrimPrefix(ts.url, "http://")
+	var conns []net.Conn
+	for range 4 {
+		conns = append(conns, stalledClient(t, addr, "/v1/completions", ""))
+	}
+	time.Sleep(100 * time.Millisecond)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	res, err := client.Post(ts.url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"hi","max_tokens":2}`))
+	if err != nil {
+		t.Fatalf("client over the cap: %v, want a 503 answer", err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	checkError(t, "over the cap", res.StatusCode, string(b), 503, "too many open connections")
+	if res.Header.Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res, err := client.Post(ts.url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"hi","max_tokens":2}`))
+		if err == nil {
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("slots not freed 5 s after their clients hung up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
