@@ -243,9 +243,13 @@ func FitKVTokens(e Estimate, perToken int64) (n int, ok bool) {
 	if err != nil {
 		return 0, false
 	}
+	return fitKV(e, perToken, avail), true
+}
+
+func fitKV(e Estimate, perToken, avail int64) int {
 	e.KVCache = 0
 	room := Headroom*float64(avail) - float64(e.Total())
-	return int(max(0, min(room/float64(max(perToken, 1)), math.MaxInt32))), true
+	return int(max(0, min(room/float64(max(perToken, 1)), math.MaxInt32)))
 }
 
 // Available returns the memory this process may still use: /proc/meminfo's

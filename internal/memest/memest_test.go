@@ -133,3 +133,21 @@ func TestAvailableReadsMeminfo(t *testing.T) {
 		t.Error("no MemAvailable line: no error")
 	}
 }
+
+// TestFitKV checks the KV positions that fit: what the headroom leaves
+// after the other parts, whatever KV the estimate held, and never negative.
+func TestFitKV(t *testing.T) {
+	e := Estimate{Weights: 100 << 20, KVCache: 1 << 40, Scratch: 4 << 20}
+	const per = 64 << 10
+	avail := int64(1 << 30)
+	want := int((0.9*float64(avail) - float64(104<<20)) / per)
+	if got := fitKV(e, per, avail); got != want {
+		t.Errorf("fitKV = %d, want %d", got, want)
+	}
+	if err := check(Estimate{Weights: e.Weights, Scratch: e.Scratch, KVCache: int64(want) * per}, avail, "test", "serve", "x"); err != nil {
+		t.Errorf("the fitted budget is refused: %v", err)
+	}
+	if got := fitKV(e, per, 50<<20); got != 0 {
+		t.Errorf("no room: fitKV = %d, want 0", got)
+	}
+}
