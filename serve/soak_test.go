@@ -54,7 +54,8 @@ func BenchmarkSoak(b *testing.B) {
 		mu        sync.Mutex
 		latencies []time.Duration
 		good      atomic.Int64
-		goodFail  atomic.Int64
+		goodFail  atomic.Int64 // failed other than by the connection cap
+		good503   atomic.Int64 // refused by the connection cap (retried at once)
 		bad       atomic.Int64
 		wg        sync.WaitGroup
 	)
@@ -89,6 +90,8 @@ func BenchmarkSoak(b *testing.B) {
 			mu.Lock()
 			latencies = append(latencies, time.Since(start))
 			mu.Unlock()
+		case err == nil && code == 503:
+			good503.Add(1)
 		default:
 			goodFail.Add(1)
 		}
@@ -179,10 +182,14 @@ func BenchmarkSoak(b *testing.B) {
 	b.ReportMetric(float64(good.Load())/dur.Seconds(), "good-req/s")
 	b.ReportMetric(p99.Seconds()*1000, "good-p99-ms")
 	b.ReportMetric(float64(goodFail.Load()), "good-failed")
+	b.ReportMetric(float64(good503.Load()), "good-503")
 	b.ReportMetric(float64(bad.Load()), "bad-requests")
 	b.ReportMetric(float64(maxFDs), "max-fds")
 	b.ReportMetric(float64(maxRSS)/(1<<20), "max-RSS-MiB")
 	b.Logf("after the clients stopped: fds %d → %d, goroutines %d → %d", fds0, fds1, gr0, gr1)
+	if n := goodFail.Load(); n > 0 {
+		b.Errorf("%d well-behaved requests failed other than by a 503 of the connection cap", n)
+	}
 	if fds1 > fds0+16 || gr1 > gr0+64 {
 		b.Errorf("resources grew: fds %d → %d, goroutines %d → %d", fds0, fds1, gr0, gr1)
 	}
