@@ -45,6 +45,7 @@ import (
 
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/internal/atomicfile"
+	"github.com/moe-llm/moe/internal/memest"
 	"github.com/moe-llm/moe/model"
 )
 
@@ -66,6 +67,13 @@ const (
 
 // maxHeader bounds the header length a reader accepts.
 const maxHeader = 64 << 20
+
+// maxSections and maxSectionValues bound a header's section list: a
+// checkpoint holds three sections, and 2^40 float32s are 4 TiB.
+const (
+	maxSections      = 1 << 10
+	maxSectionValues = 1 << 40
+)
 
 // Optimizer holds the AdamW hyper-parameters of a run.
 type Optimizer struct {
@@ -281,6 +289,37 @@ func Latest(dir string) (string, error) {
 	return paths[0], nil
 }
 
+// ReadResumable reads dir's newest checkpoint that verifies, for resuming
+// a run. A newer one that does not (a crash mid-write on a filesystem
+// without atomic rename, a flipped bit) is renamed to NAME.corrupt (kept
+// for inspection, no longer listed) and reported in skipped. With no
+// checkpoint files it returns nil and no error; when none verifies, the
+// newest one's error.
+func ReadResumable(dir string) (ck *Checkpoint, skipped []error, err error) {
+	paths, err := List(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range paths {
+		ck, err := ReadFile(p)
+		if err == nil {
+			return ck, skipped, nil
+		}
+		if len(skipped) == len(paths)-1 {
+			// The oldest is bad too: leave the files as they are.
+			if len(skipped) > 0 {
+				return nil, skipped, fmt.Errorf("checkpoint: no checkpoint in %s verifies (newest: %w)", dir, skipped[0])
+			}
+			return nil, nil, err
+		}
+		if rerr := os.Rename(p, p+".corrupt"); rerr != nil {
+			return nil, skipped, fmt.Errorf("checkpoint: setting aside corrupt %s: %w", p, rerr)
+		}
+		skipped = append(skipped, err)
+	}
+	return nil, nil, nil
+}
+
 // Resolve turns a run directory into its newest checkpoint file; a path
 // that is a file is returned unchanged.
 func Resolve(path string) (string, error) {
@@ -340,9 +379,19 @@ func readHeader(r io.Reader, crc hash.Hash32, path string) (*Header, int64, erro
 	if err := json.Unmarshal(hdr[:hl], &h); err != nil {
 		return nil, 0, fmt.Errorf("checkpoint %s: corrupt header: %w", path, err)
 	}
+	if len(h.Sections) > maxSections {
+		return nil, 0, fmt.Errorf("checkpoint %s: corrupt header: %d sections (at most %d)", path, len(h.Sections), maxSections)
+	}
 	for _, s := range h.Sections {
-		if s.Count < 0 {
+		// The bound keeps 4*Count and the sum over sections far from
+		// overflow; the file size check then bounds what is allocated.
+		if s.Count < 0 || s.Count > maxSectionValues {
 			return nil, 0, fmt.Errorf("checkpoint %s: corrupt header: section %q has %d values", path, s.Name, s.Count)
+		}
+	}
+	if h.Config != nil {
+		if err := h.Config.Validate(); err != nil {
+			return nil, 0, fmt.Errorf("checkpoint %s: header config: %w", path, err)
 		}
 	}
 	return &h, int64(16 + len(hdr)), nil
@@ -414,6 +463,23 @@ func LoadModel(path string) (*config.Config, *model.Weights, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Check what the header implies before reading anything large.
+	h, err := ReadHeader(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	if h.Config == nil {
+		return nil, nil, fmt.Errorf("checkpoint %s: header has no model config", file)
+	}
+	want := model.NumParams(h.Config)
+	for _, s := range h.Sections {
+		if s.Name == SectionWeights && s.Count != want {
+			return nil, nil, fmt.Errorf("checkpoint %s: the %q section has %d values, its config needs %d", file, SectionWeights, s.Count, want)
+		}
+	}
+	if err := memest.CheckWeights(h.Config, "loading "+file); err != nil {
+		return nil, nil, err
+	}
 	ck, err := read(file, func(name string) bool { return name == SectionWeights })
 	if err != nil {
 		return nil, nil, err
@@ -430,5 +496,27 @@ func LoadModel(path string) (*config.Config, *model.Weights, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("checkpoint %s: %w", file, err)
 	}
+	if err := CheckFinite(cfg, w); err != nil {
+		return nil, nil, fmt.Errorf("checkpoint %s: %w", file, err)
+	}
 	return cfg, w, nil
+}
+
+// CheckFinite returns an error naming the first tensor of w that holds a
+// NaN or an infinity (a diverged run or a corrupt file: such weights make
+// every output NaN).
+func CheckFinite(cfg *config.Config, w *model.Weights) error {
+	var err error
+	w.Visit(cfg, func(name string, t []float32) {
+		if err != nil {
+			return
+		}
+		for i, x := range t {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				err = fmt.Errorf("weights: tensor %s holds %v at index %d (diverged or corrupt weights)", name, x, i)
+				return
+			}
+		}
+	})
+	return err
 }

@@ -42,7 +42,9 @@ func writeSample(t *testing.T, dir string, step int) (Header, []Tensor) {
 		Optimizer: Optimizer{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, GradClip: 1, Step: step},
 		Schedule:  Schedule{LR: 1e-3, MinLR: 1e-4, WarmupSteps: 10, TotalSteps: 100},
 	}
-	secs := []Tensor{{SectionWeights, randVec(r, n)}, {SectionAdamM, randVec(r, n)}, {SectionAdamV, randVec(r, n)}}
+	weights := randVec(r, n)
+	weights[0] = 0.5 // LoadModel refuses non-finite weights; the moments keep their NaN
+	secs := []Tensor{{SectionWeights, weights}, {SectionAdamM, randVec(r, n)}, {SectionAdamV, randVec(r, n)}}
 	if _, err := Save(dir, h, secs, 2); err != nil {
 		t.Fatal(err)
 	}

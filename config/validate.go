@@ -5,16 +5,21 @@ import (
 	"math"
 )
 
-// Upper bounds that keep every count the plan computes far from int64
-// overflow; real models are orders of magnitude below them.
+// Upper bounds far above every released model (the largest have ~126
+// layers, 25,600-wide hidden states, 384 experts, 262,144-token
+// vocabularies and 10M-token contexts) but low enough that a config can
+// neither overflow the counts the plan computes nor make a loader allocate
+// per-layer or per-position tables without bound before the weights are
+// checked. The implied parameter bytes are checked against the machine's
+// memory separately (internal/memest).
 const (
-	maxDim       = 1 << 22 // hidden, feed-forward and head widths
+	maxDim       = 1 << 18 // hidden, feed-forward and head widths
 	maxVocab     = 1 << 24
-	maxLayers    = 1 << 14
-	maxHeads     = 1 << 14
-	maxExperts   = 1 << 16
-	maxContext   = 1 << 30
-	maxParamsEst = 1e16
+	maxLayers    = 1 << 10
+	maxHeads     = 1 << 12
+	maxExperts   = 1 << 12
+	maxContext   = 1 << 24
+	maxParamsEst = 1e13
 )
 
 // Validate checks that c describes a model moe can reason about. Each error

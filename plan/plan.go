@@ -7,9 +7,11 @@ package plan
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 
 	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/internal/memest"
 )
 
 // GPU is an accelerator's dense bf16 tensor throughput.
@@ -66,6 +68,10 @@ type Options struct {
 	// batch grows linearly from BatchTokensStart to BatchTokens over the
 	// first BatchRampTokens training tokens (0: no ramp).
 	BatchTokensStart, BatchRampTokens float64
+	// LocalBatch and LocalSeqLen are the micro-batch of a `moe train` run
+	// on this machine, for LocalTrainMemory (defaults: moe train's, 8
+	// sequences of min(context, 256) tokens).
+	LocalBatch, LocalSeqLen int
 }
 
 // DefaultOptions returns the assumptions moe plans cfg with. For the gpt4
@@ -115,6 +121,12 @@ func (o Options) withDefaults(cfg *config.Config) Options {
 	}
 	if o.BatchTokens == 0 {
 		o.BatchTokens = d.BatchTokens
+	}
+	if o.LocalBatch == 0 {
+		o.LocalBatch = 8
+	}
+	if o.LocalSeqLen == 0 {
+		o.LocalSeqLen = min(cfg.MaxPositionEmbeddings, 256)
 	}
 	return o
 }
@@ -355,6 +367,13 @@ type Report struct {
 	// weights; GPUsForTrainState likewise for TrainMemoryBytes.
 	GPUsForBF16Weights int `json:"gpus_for_bf16_weights"`
 	GPUsForTrainState  int `json:"gpus_for_train_state"`
+	// LocalTrainMemory is what `moe train` on this machine's CPUs checks
+	// against the available memory before it starts: float32 weights,
+	// gradients, AdamW moments and one LocalBatch×LocalSeqLen micro-batch's
+	// activations.
+	LocalTrainMemory memest.Estimate `json:"local_train_memory"`
+	LocalBatch       int             `json:"local_batch"`
+	LocalSeqLen      int             `json:"local_seq_len"`
 
 	GPU             string  `json:"gpu"`
 	GPUPeakFLOPS    float64 `json:"gpu_peak_flops"`
@@ -485,6 +504,8 @@ func newReport(cfg *config.Config, o Options) *Report {
 		r.WeightBytes[f.name] = float64(p.Total) * f.bytes
 	}
 	r.TrainMemoryBytes = float64(p.Total) * trainBytesPerParam
+	r.LocalBatch, r.LocalSeqLen = o.LocalBatch, o.LocalSeqLen
+	r.LocalTrainMemory = memest.Train(cfg, o.LocalBatch, o.LocalSeqLen, runtime.GOMAXPROCS(0))
 	r.GPUsForBF16Weights = int(math.Ceil(r.WeightBytes["bf16"] / gpu.MemoryBytes))
 	r.GPUsForTrainState = int(math.Ceil(r.TrainMemoryBytes / gpu.MemoryBytes))
 

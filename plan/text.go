@@ -69,6 +69,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	t.write(&b)
 	fmt.Fprintf(&b, "  80 GB %ss to hold: bf16 weights %s, training state %s (activations not counted)\n",
 		strings.ToUpper(r.GPU), thousands(int64(r.GPUsForBF16Weights)), thousands(int64(r.GPUsForTrainState)))
+	fmt.Fprintf(&b, "  moe train here (--batch %d --seq-len %d): %s\n", r.LocalBatch, r.LocalSeqLen, r.LocalTrainMemory)
 	b.WriteString("\n")
 
 	t = &table{indent: "  "}

@@ -2,6 +2,7 @@ package safetensors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/internal/memest"
 	"github.com/moe-llm/moe/model"
 )
 
@@ -140,6 +142,9 @@ func LoadHF(ctx context.Context, dir string) (*config.Config, *model.Weights, er
 	if err := checkSupported(cfg); err != nil {
 		return nil, nil, fmt.Errorf("import %s: %w", dir, err)
 	}
+	if err := memest.CheckWeights(cfg, "import "+dir); err != nil {
+		return nil, nil, err
+	}
 	set, err := OpenDir(dir)
 	if err != nil {
 		return nil, nil, err
@@ -183,6 +188,49 @@ func LoadHF(ctx context.Context, dir string) (*config.Config, *model.Weights, er
 		}
 	}
 	return cfg, w, nil
+}
+
+// PrepareHFDir makes dir ready for SaveHF: files there that would outlive
+// the export and be read back instead of (or with) its model.safetensors
+// (model.safetensors.index.json, other *.safetensors shards) are removed
+// with force and refused without. So is a config.json or tokenizer.json in
+// a folder with no safetensors, which is not a model folder (e.g. --out .).
+func PrepareHFDir(dir string, force bool) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("safetensors: %w", err)
+	}
+	var stale, foreign []string
+	model := false
+	for _, e := range ents {
+		switch n := e.Name(); {
+		case n == IndexName, strings.HasSuffix(n, ".safetensors") && n != "model.safetensors":
+			stale = append(stale, n)
+			model = model || n != IndexName
+		case n == "model.safetensors":
+			model = true
+		case n == "config.json", n == "tokenizer.json":
+			foreign = append(foreign, n)
+		}
+	}
+	if model {
+		foreign = nil // an (older) model folder: its config and tokenizer are replaced
+	}
+	if len(foreign) > 0 && !force {
+		return fmt.Errorf("%s holds %s but no safetensors: not a model folder, refusing to overwrite (pass --force)", dir, strings.Join(foreign, " and "))
+	}
+	if len(stale) > 0 && !force {
+		return fmt.Errorf("%s holds %s from another export, which would be loaded instead of the new model.safetensors (pass --force to remove them)", dir, strings.Join(stale, ", "))
+	}
+	for _, n := range stale {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("safetensors: removing stale %w", err)
+		}
+	}
+	return nil
 }
 
 // SaveHF writes cfg and w as a Hugging Face checkpoint directory:

@@ -147,6 +147,7 @@ type chatMessageIn struct {
 // genParams are validated generation settings of one request.
 type genParams struct {
 	maxTokens    int // 0: not given
+	maxField     string
 	sample       SampleOptions
 	seeded       bool
 	n            int
@@ -225,11 +226,13 @@ func (f *samplingFields) parsePenalties(vocab int) (*penalties, *apiError) {
 	return pen, nil
 }
 
-func (f *samplingFields) params(maxTokens *int) (genParams, *apiError) {
-	p := genParams{n: 1, sample: SampleOptions{Temperature: 1, TopP: 1}, stream: f.Stream}
+// params validates the sampling fields; maxTokens is the request's
+// token limit, named maxField ("max_tokens" or "max_completion_tokens").
+func (f *samplingFields) params(maxTokens *int, maxField string) (genParams, *apiError) {
+	p := genParams{n: 1, sample: SampleOptions{Temperature: 1, TopP: 1}, stream: f.Stream, maxField: maxField}
 	if maxTokens != nil {
 		if *maxTokens < 1 {
-			return p, badRequest("max_tokens", "max_tokens must be at least 1, got %d", *maxTokens)
+			return p, badRequest(maxField, "%s must be at least 1, got %d", maxField, *maxTokens)
 		}
 		p.maxTokens = *maxTokens
 	}

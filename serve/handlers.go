@@ -60,7 +60,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, endpoint, badRequest("suffix", "suffix is not supported"))
 		return
 	}
-	p, e := req.params(req.MaxTokens)
+	p, e := req.params(req.MaxTokens, "max_tokens")
 	if e == nil {
 		p.pen, e = req.parsePenalties(s.opt.Vocab)
 	}
@@ -92,11 +92,11 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, endpoint, badRequest("tools", "tools are not supported"))
 		return
 	}
-	maxTok := req.MaxCompletionTokens
+	maxTok, maxField := req.MaxCompletionTokens, "max_completion_tokens"
 	if maxTok == nil {
-		maxTok = req.MaxTokens
+		maxTok, maxField = req.MaxTokens, "max_tokens"
 	}
-	p, e := req.params(maxTok)
+	p, e := req.params(maxTok, maxField)
 	if e == nil {
 		p.pen, e = req.parsePenalties(s.opt.Vocab)
 	}
@@ -189,12 +189,13 @@ func (s *Server) jobs(ctx context.Context, g *genRequest, arrived time.Time) ([]
 		mt := g.p.maxTokens
 		if mt == 0 {
 			mt = min(g.defaultMax(len(prompt)), ctxLen-len(prompt))
-		} else if len(prompt)+mt > ctxLen {
-			return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", param: "max_tokens", code: "context_length_exceeded",
-				message: fmt.Sprintf("the prompt (%d tokens) plus max_tokens (%d) exceeds this model's context of %d tokens", len(prompt), mt, ctxLen)}
+		} else if mt > ctxLen-len(prompt) { // not len+mt > ctxLen: that can overflow
+			return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", param: g.p.maxField, code: "context_length_exceeded",
+				message: fmt.Sprintf("the prompt (%d tokens) plus %s (%d) exceeds this model's context of %d tokens", len(prompt), g.p.maxField, mt, ctxLen)}
 		}
+		// Both terms are now at most ctxLen: the sum cannot overflow.
 		if kv := len(prompt) + mt; kv > s.opt.KVTokens {
-			return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", param: "max_tokens", code: "context_length_exceeded",
+			return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", param: g.p.maxField, code: "context_length_exceeded",
 				message: fmt.Sprintf("the request needs %d KV-cache positions; this server's budget is %d", kv, s.opt.KVTokens)}
 		}
 		for k := 0; k < g.p.n; k++ {

@@ -79,6 +79,8 @@ type metrics struct {
 	specAccepted    atomic.Uint64
 	prefixHitTokens atomic.Uint64
 	idleTokens      atomic.Int64
+	connsOpen       atomic.Int64
+	connsRejected   atomic.Uint64
 
 	ttft      *histogram
 	perToken  *histogram
@@ -102,7 +104,7 @@ func (m *metrics) request(endpoint string, status int) {
 }
 
 // write renders all metrics in the Prometheus text exposition format.
-func (m *metrics) write(w io.Writer, experts [][]uint64, kvBudget, parallel int) {
+func (m *metrics) write(w io.Writer, experts [][]uint64, kvBudget, parallel, maxConns int) {
 	m.mu.Lock()
 	keys := make([][2]string, 0, len(m.requests))
 	for k := range m.requests {
@@ -141,6 +143,9 @@ func (m *metrics) write(w io.Writer, experts [][]uint64, kvBudget, parallel int)
 	gauge("moe_queue_depth", "Requests waiting for a slot in the running batch.", m.queueDepth.Load())
 	gauge("moe_running_sequences", "Sequences in the running batch.", m.running.Load())
 	gauge("moe_parallel_limit", "Most sequences the running batch may hold (--parallel).", int64(parallel))
+	gauge("moe_connections_open", "Open client connections.", m.connsOpen.Load())
+	gauge("moe_connections_limit", "Most open client connections (--max-conns).", int64(maxConns))
+	counter("moe_connections_rejected_total", "Connections answered 503 and closed because --max-conns were open.", m.connsRejected.Load())
 	gauge("moe_kv_tokens_reserved", "KV-cache positions reserved by running sequences.", m.kvTokens.Load())
 	gauge("moe_kv_tokens_budget", "KV-cache positions the server may reserve (--kv-tokens).", int64(kvBudget))
 	m.ttft.write(w, "moe_time_to_first_token_seconds", "Time from request arrival to its first generated token.")

@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
@@ -47,6 +48,14 @@ type Options struct {
 	MaxBodyBytes int64
 	// BodyTimeout bounds the time to receive a request body (default 30s).
 	BodyTimeout time.Duration
+	// HeaderTimeout bounds the time to receive a request's headers
+	// (default 10s).
+	HeaderTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long (default 120s).
+	IdleTimeout time.Duration
+	// MaxConns caps open client connections; connections beyond it are
+	// answered 503 and closed at once, and counted in /metrics (default 512).
+	MaxConns int
 	// DrainTimeout bounds how long shutdown waits for in-flight requests
 	// (default 60s).
 	DrainTimeout time.Duration
@@ -96,6 +105,11 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// MaxQueueSize is the largest Options.QueueSize: the queue is allocated
+// up front (8 bytes a slot), and a million waiting sequences is far more
+// than any model serves before clients time out.
+const MaxQueueSize = 1 << 20
+
 // Server is an OpenAI-compatible HTTP server over one Engine.
 type Server struct {
 	eng      Engine
@@ -104,7 +118,8 @@ type Server struct {
 	sched    *scheduler
 	m        *metrics
 	log      *slog.Logger
-	mux      *http.ServeMux
+	handler  http.Handler
+	bodies   bodyReaders
 	draining atomic.Bool
 	started  int64
 }
@@ -136,8 +151,8 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 	if opt.QueueSize == 0 {
 		opt.QueueSize = 256
 	}
-	if opt.QueueSize < 1 {
-		return nil, fmt.Errorf("serve: queue size must be >= 1, got %d", opt.QueueSize)
+	if opt.QueueSize < 1 || opt.QueueSize > MaxQueueSize {
+		return nil, fmt.Errorf("serve: queue size must be in [1, %d], got %d (--queue)", MaxQueueSize, opt.QueueSize)
 	}
 	if opt.StepTokens == 0 {
 		opt.StepTokens = 512
@@ -159,6 +174,15 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 	if opt.DrainTimeout == 0 {
 		opt.DrainTimeout = 60 * time.Second
 	}
+	if opt.HeaderTimeout == 0 {
+		opt.HeaderTimeout = 10 * time.Second
+	}
+	if opt.IdleTimeout == 0 {
+		opt.IdleTimeout = 120 * time.Second
+	}
+	if opt.MaxConns == 0 {
+		opt.MaxConns = 512
+	}
 	if opt.DraftTokens == 0 {
 		opt.DraftTokens = 4
 	}
@@ -168,8 +192,11 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 	switch {
 	case opt.MaxBodyBytes < 1:
 		return nil, fmt.Errorf("serve: max body bytes must be >= 1, got %d", opt.MaxBodyBytes)
-	case opt.BodyTimeout < 0 || opt.DrainTimeout < 0:
-		return nil, fmt.Errorf("serve: timeouts must be positive, got body %v and drain %v", opt.BodyTimeout, opt.DrainTimeout)
+	case opt.BodyTimeout < 0 || opt.DrainTimeout < 0 || opt.HeaderTimeout < 0 || opt.IdleTimeout < 0:
+		return nil, fmt.Errorf("serve: timeouts must be positive, got body %v, drain %v, header %v and idle %v",
+			opt.BodyTimeout, opt.DrainTimeout, opt.HeaderTimeout, opt.IdleTimeout)
+	case opt.MaxConns < 1:
+		return nil, fmt.Errorf("serve: max connections must be >= 1, got %d", opt.MaxConns)
 	case opt.DraftTokens < 1 || opt.SpecMaxBatch < 1:
 		return nil, fmt.Errorf("serve: draft tokens and speculation batch must be >= 1, got %d and %d", opt.DraftTokens, opt.SpecMaxBatch)
 	}
@@ -199,13 +226,35 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 		mux.HandleFunc(p, s.methodNotAllowed)
 	}
 	mux.HandleFunc("/", s.auth(s.notFound))
-	s.mux = mux
+	s.handler = s.guard(mux)
 	return s, nil
 }
 
 // Handler returns the server's HTTP handler. Requests that need the model
 // only complete while Run is running.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// guard bounds every request body, on every path: it must arrive within
+// BodyTimeout (the deadline stays set for the bytes net/http discards
+// after a handler that did not read them), and a request whose handler
+// does not read its body closes the connection after the answer instead
+// of waiting for that body.
+func (s *Server) guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opt.BodyTimeout))
+			if !readsBody(r) {
+				w.Header().Set("Connection", "close")
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// readsBody reports whether r goes to a handler that reads its body.
+func readsBody(r *http.Request) bool {
+	return r.Method == http.MethodPost && (r.URL.Path == "/v1/completions" || r.URL.Path == "/v1/chat/completions")
+}
 
 // Run runs the scheduler until ctx is done; queued and running requests
 // then fail with 503. A Server runs once: call Run (or Serve) a single time.
@@ -222,13 +271,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.Run(schedCtx)
 	}()
 	hs := &http.Server{
-		Handler:           s.mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.opt.HeaderTimeout,
+		IdleTimeout:       s.opt.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- hs.Serve(&connLimitListener{Listener: ln, max: int64(s.opt.MaxConns), m: s.m}) }()
 	var err error
 	select {
 	case err = <-errc:
@@ -237,6 +286,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	case <-ctx.Done():
 		s.draining.Store(true)
+		s.bodies.cut() // a stalled body must not hold the drain up
 		s.log.Info("draining in-flight requests", "timeout", s.opt.DrainTimeout)
 		dctx, cancel := context.WithTimeout(context.Background(), s.opt.DrainTimeout)
 		if e := hs.Shutdown(dctx); e != nil {
@@ -283,10 +333,15 @@ func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
 	if s.opt.APIKey == "" {
 		return h
 	}
-	want := []byte("Bearer " + s.opt.APIKey)
+	// Compare SHA-256 digests, not the strings: ConstantTimeCompare
+	// returns at once on a length mismatch, which would leak the key's
+	// length; the digests always have the same length.
+	want := sha256.Sum256([]byte("Bearer " + s.opt.APIKey))
 	return func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		got := r.Header.Get("Authorization")
+		if !keyMatches(got, want) {
+			// The body is not read: answer at once and close.
+			w.Header().Set("Connection", "close")
 			msg := "missing API key: send Authorization: Bearer <key>"
 			if len(got) > 0 {
 				msg = "invalid API key"
@@ -296,6 +351,14 @@ func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// keyMatches reports whether the Authorization header got hashes to want,
+// in time independent of both got's and the key's content and length
+// (beyond hashing got).
+func keyMatches(got string, want [sha256.Size]byte) bool {
+	g := sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(g[:], want[:]) == 1
 }
 
 func endpointOf(r *http.Request) string {
@@ -354,7 +417,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	s.m.request("/metrics", http.StatusOK)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	s.m.write(w, s.sched.expertCounts(), s.opt.KVTokens, s.opt.Parallel)
+	s.m.write(w, s.sched.expertCounts(), s.opt.KVTokens, s.opt.Parallel, s.opt.MaxConns)
 }
 
 // decodeBody reads r's JSON body into v, capped at MaxBodyBytes.
@@ -366,14 +429,20 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiE
 			message: fmt.Sprintf("Content-Type must be application/json, got %q", ct)}
 	}
 	// A body must arrive within BodyTimeout (no slow-loris holding a
-	// handler); the deadline is lifted afterwards so long streams live on.
+	// handler); the deadline is lifted after a complete body so long
+	// streams live on, and kept after a failed one so that net/http's
+	// discarding of the rest cannot wait forever. A drain cuts the read.
 	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Now().Add(s.opt.BodyTimeout))
+	s.bodies.start(rc, time.Now().Add(s.opt.BodyTimeout))
 	body := http.MaxBytesReader(w, r.Body, s.opt.MaxBodyBytes)
 	b, err := io.ReadAll(body)
-	rc.SetReadDeadline(time.Time{})
+	s.bodies.finish(rc, err == nil)
 	if err != nil {
+		w.Header().Set("Connection", "close")
 		var ne net.Error
+		if s.draining.Load() {
+			return &apiError{status: http.StatusServiceUnavailable, typ: "server_error", message: "server is shutting down"}
+		}
 		if errors.As(err, &ne) && ne.Timeout() {
 			return &apiError{status: http.StatusRequestTimeout, typ: "invalid_request_error", message: fmt.Sprintf("request body not received within %v", s.opt.BodyTimeout)}
 		}

@@ -305,7 +305,11 @@ func distillDraft(o DistillOptions, target *infer.Model, pool *compute.Pool) (*m
 		cc.VocabSize = target.Cfg.VocabSize
 		cfg = &cc
 	}
-	if err := checkMemory(cfg); err != nil {
+	seqLen := o.SeqLen
+	if seqLen == 0 {
+		seqLen = min(128, cfg.MaxPositionEmbeddings)
+	}
+	if err := checkMemory(cfg, Options{Batch: o.Batch, SeqLen: seqLen, Threads: pool.Threads()}, "distillation"); err != nil {
 		return nil, nil, fmt.Errorf("distill: %w", err)
 	}
 	m, err := model.New(cfg, pool)

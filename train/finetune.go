@@ -165,6 +165,28 @@ func fillRow(ex ChatExample, tok, tgt []int32, pad int32) int {
 	return n
 }
 
+// usableChat drops the conversations whose first T+1 tokens (what a row
+// of a T-token batch trains on) hold no assistant token: cut there, they
+// would train nothing (a loss-0 step). It returns the rest, how many of
+// them are cut, and how many were dropped.
+func usableChat(all []ChatExample, T int) (kept []ChatExample, cut, dropped int) {
+	for _, ex := range all {
+		trained := false
+		for j := 1; j < min(len(ex.IDs), T+1) && !trained; j++ {
+			trained = ex.Targets[j]
+		}
+		switch {
+		case !trained:
+			dropped++
+			continue
+		case len(ex.IDs) > T+1:
+			cut++
+		}
+		kept = append(kept, ex)
+	}
+	return kept, cut, dropped
+}
+
 // chatBatches serves conversations, one per row, in a fresh seeded
 // permutation every epoch.
 type chatBatches struct {
@@ -332,6 +354,9 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 		return nil, err
 	}
 	T := opts.SeqLen
+	if err := checkMemory(cfg, opts, "fine-tuning"); err != nil {
+		return nil, err
+	}
 	if err := writeJSONAtomic(filepath.Join(opts.Out, RunFile), opts); err != nil {
 		return nil, fmt.Errorf("saving run options: %w", err)
 	}
@@ -352,12 +377,15 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	all, truncated, skipped := usableChat(all, T)
+	if skipped > 0 {
+		log.Warn("conversations cut at seq-len+1 tokens before any assistant token are skipped", "count", skipped, "seq_len", T)
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("%s: no conversation has an assistant token within the first %d tokens (raise --seq-len)", opts.Data[0], T+1)
+	}
 	var trainEx, valEx []ChatExample
-	truncated := 0
 	for i, ex := range all {
-		if len(ex.IDs) > T+1 {
-			truncated++
-		}
 		if len(all) >= 20 && i%20 == 19 {
 			valEx = append(valEx, ex)
 		} else {

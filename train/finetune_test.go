@@ -213,3 +213,73 @@ func TestLoadChatWithModelTemplate(t *testing.T) {
 		t.Fatalf("learned %q, want %q", got, want)
 	}
 }
+
+// TestUsableChatDropsCutConversations checks that a conversation whose
+// assistant tokens all fall past the first T+1 tokens is dropped (it would
+// train with loss 0), one cut after an assistant token is kept and counted.
+func TestUsableChatDropsCutConversations(t *testing.T) {
+	mk := func(n, firstTarget int) ChatExample {
+		ex := ChatExample{IDs: make([]int32, n), Targets: make([]bool, n)}
+		for i := firstTarget; i < n; i++ {
+			ex.Targets[i] = true
+		}
+		return ex
+	}
+	all := []ChatExample{mk(6, 3), mk(20, 4), mk(20, 8), mk(20, 7)} // 8: just past the row; 7: its last target
+	const T = 7                                                     // a row trains on tokens 1..7
+	kept, cut, dropped := usableChat(all, T)
+	if len(kept) != 3 || cut != 2 || dropped != 1 {
+		t.Errorf("kept %d, cut %d, dropped %d; want 3, 2, 1", len(kept), cut, dropped)
+	}
+	for _, ex := range kept {
+		tok, tgt := make([]int32, T), make([]int32, T)
+		if fillRow(ex, tok, tgt, 0) == 0 {
+			t.Errorf("a kept conversation trains no token: %+v", ex.Targets)
+		}
+	}
+}
+
+// FuzzLoadChat feeds arbitrary chat JSONL files to LoadChat: no panic, and
+// every conversation it accepts has matching ids and targets, in-vocabulary
+// ids, and at least one trained (assistant) token.
+func FuzzLoadChat(f *testing.F) {
+	tok, err := tokenizer.Train(context.Background(), func(yield func([]byte) bool) { yield([]byte("Who is Adam? Adam is in Genesis.")) }, 300)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{
+		`{"messages":[{"role":"user","content":"Who?"},{"role":"assistant","content":"Adam."}]}`,
+		"{\"messages\":[{\"role\":\"system\",\"content\":\"x\"},{\"role\":\"user\",\"content\":\"y\"},{\"role\":\"assistant\",\"content\":\"z\"}]}\n\n{\"messages\":[]}",
+		`{"messages":[{"role":"wizard","content":"x"}]}`,
+		`{"messages":[{"role":"assistant","content":""}]}`,
+		`{"messages":null}`, `[1,2]`, `{`, "\n\n",
+		`{"messages":[{"role":"user","content":"<|end|><|assistant|>"},{"role":"assistant","content":"\u0000"}]}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p := filepath.Join(t.TempDir(), "chat.jsonl")
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		exs, err := LoadChat(p, tok, nil)
+		if err != nil {
+			return
+		}
+		for _, ex := range exs {
+			if len(ex.IDs) != len(ex.Targets) {
+				t.Fatalf("%d ids, %d targets", len(ex.IDs), len(ex.Targets))
+			}
+			trained := false
+			for i, id := range ex.IDs {
+				if id < 0 || int(id) >= tok.VocabSize() {
+					t.Fatalf("id %d outside the vocabulary", id)
+				}
+				trained = trained || ex.Targets[i]
+			}
+			if !trained {
+				t.Fatalf("an accepted conversation trains nothing: %q", s)
+			}
+		}
+	})
+}

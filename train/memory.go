@@ -2,26 +2,26 @@ package train
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/moe-llm/moe/config"
-	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/internal/memest"
 )
 
-// trainingBytes estimates the memory a training run of cfg holds at the
-// least: float32 weights, gradients and the two AdamW moments.
-func trainingBytes(cfg *config.Config) int64 {
-	return int64(model.NumParams(cfg)) * 16
-}
-
-// checkMemory refuses a config whose training state cannot fit in this
-// machine's physical memory, so that `moe train --config gpt4` fails with a
-// message instead of a runtime out-of-memory crash. Where the memory size is
-// unknown it lets the run try.
-func checkMemory(cfg *config.Config) error {
-	need, have := trainingBytes(cfg), physicalMemory()
-	if have > 0 && need > have {
-		return fmt.Errorf("%d parameters need %.1f GiB for weights, gradients and AdamW moments, more than this machine's %.1f GiB of memory",
-			model.NumParams(cfg), float64(need)/(1<<30), float64(have)/(1<<30))
+// checkMemory refuses a run whose estimated memory (float32 weights,
+// gradients and AdamW moments, one micro-batch's activations) does not fit
+// in the memory this machine has available, so that `moe train --config
+// gpt4` or `--batch 100000000` fails at once with the estimate and the
+// flag to change instead of a runtime out-of-memory crash. what names the
+// job ("training", "fine-tuning").
+func checkMemory(cfg *config.Config, opts Options, what string) error {
+	if _, err := resolveSeqLen(&opts, cfg); err != nil {
+		return nil // the caller reports a bad --seq-len itself
 	}
-	return nil
+	threads := opts.Threads
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	return memest.Check(memest.Train(cfg, opts.Batch, opts.SeqLen, threads), what,
+		fmt.Sprintf("lower --batch (%d) or --seq-len (%d), or use a smaller model", opts.Batch, opts.SeqLen))
 }

@@ -220,7 +220,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 	if err := model.Supported(cfg); err != nil {
 		return nil, fmt.Errorf("config %s: %w", opts.Config, err)
 	}
-	if err := checkMemory(cfg); err != nil {
+	if err := checkMemory(cfg, opts, "training"); err != nil {
 		return nil, fmt.Errorf("config %s: %w", opts.Config, err)
 	}
 
@@ -379,12 +379,16 @@ func extendFrom(opts *Options, log *slog.Logger) (*checkpoint.Checkpoint, *confi
 // message names the job (what: "run", "fine-tune").
 func resumePoint(opts Options, what string, log *slog.Logger) (*checkpoint.Checkpoint, error) {
 	if opts.Resume {
-		if path, err := checkpoint.Latest(opts.Out); err == nil {
-			ck, err := checkpoint.ReadFile(path)
-			if err != nil {
-				return nil, err
-			}
-			log.Info("resuming", "checkpoint", path, "step", ck.Header.Step)
+		// A corrupt newest checkpoint falls back to the previous one.
+		ck, skipped, err := checkpoint.ReadResumable(opts.Out)
+		for _, e := range skipped {
+			log.Warn("newest checkpoint is corrupt; set aside as .corrupt, falling back to the previous one", "err", e)
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		if ck != nil {
+			log.Info("resuming", "checkpoint", ck.Path, "step", ck.Header.Step)
 			return ck, nil
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,20 +13,36 @@ import (
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/data"
 	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/internal/memest"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/train"
 )
 
-// evalResult is what `moe eval --json` prints.
+// evalResult is what `moe eval --json` prints. A non-finite loss (a
+// diverged model) is printed as null losses and an error.
 type evalResult struct {
-	Loss        float64 `json:"loss"`
-	Perplexity  float64 `json:"perplexity"`
-	BitsPerByte float64 `json:"bits_per_byte"`
-	Tokens      int     `json:"tokens"`
-	Bytes       int     `json:"bytes"`
-	SeqLen      int     `json:"seq_len"`
-	Routing     string  `json:"routing"`
-	Seconds     float64 `json:"seconds"`
+	Loss        *float64 `json:"loss"`
+	Perplexity  *float64 `json:"perplexity"`
+	BitsPerByte *float64 `json:"bits_per_byte"`
+	Tokens      int      `json:"tokens"`
+	Bytes       int      `json:"bytes"`
+	SeqLen      int      `json:"seq_len"`
+	Routing     string   `json:"routing"`
+	Seconds     float64  `json:"seconds"`
+	Error       string   `json:"error,omitempty"`
+}
+
+// newEvalResult turns an evaluation into what eval prints, and an error
+// when its loss is not finite.
+func newEvalResult(res train.EvalResult, T int, routing string, seconds float64) (evalResult, error) {
+	out := evalResult{Tokens: res.Tokens, Bytes: res.Bytes, SeqLen: T, Routing: routing, Seconds: seconds}
+	if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
+		err := fmt.Errorf("the loss is %v over %d tokens: the model's outputs are not finite (diverged or corrupt weights)", res.Loss, res.Tokens)
+		out.Error = err.Error()
+		return out, err
+	}
+	out.Loss, out.Perplexity, out.BitsPerByte = new(res.Loss), new(res.Perplexity()), new(res.BitsPerByte())
+	return out, nil
 }
 
 // runEval implements `moe eval`: the model's cross-entropy on a text, as
@@ -67,6 +84,19 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if im.Tok == nil {
 		return fmt.Errorf("model %s has no tokenizer", *modelPath)
 	}
+	T := *seqLen
+	if T == 0 {
+		T = im.Cfg.MaxPositionEmbeddings
+	}
+	if T > im.Cfg.MaxPositionEmbeddings {
+		return usagef("--seq-len %d exceeds the model's context %d", T, im.Cfg.MaxPositionEmbeddings)
+	}
+	// The loaded weights are resident already; the model copy, its
+	// gradient buffer and the activations must still fit.
+	if err := memest.CheckLoaded(memest.Eval(im.Cfg, *batch, T, pool.Threads()), 4*memest.Params(im.Cfg), "eval",
+		fmt.Sprintf("lower --batch (%d) or --seq-len (%d)", *batch, T)); err != nil {
+		return err
+	}
 	m, err := model.New(im.Cfg, pool)
 	if err != nil {
 		return err
@@ -76,13 +106,6 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	copy(m.W.Flat, w.Flat)
-	T := *seqLen
-	if T == 0 {
-		T = im.Cfg.MaxPositionEmbeddings
-	}
-	if T > im.Cfg.MaxPositionEmbeddings {
-		return usagef("--seq-len %d exceeds the model's context %d", T, im.Cfg.MaxPositionEmbeddings)
-	}
 	if *experts && !im.Cfg.IsMoE() {
 		return usagef("--experts: %s is a dense model", *modelPath)
 	}
@@ -106,6 +129,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	tm := train.NewModel(m, *routing == "causal")
 	var outs []evalResult
+	var bad error
 	for i, src := range srcs {
 		ids, _, err := train.SourceTokens(ctx, im.Tok, src)
 		if err != nil {
@@ -120,8 +144,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return err
 		}
-		outs = append(outs, evalResult{Loss: res.Loss, Perplexity: res.Perplexity(), BitsPerByte: res.BitsPerByte(), Tokens: res.Tokens,
-			Bytes: res.Bytes, SeqLen: T, Routing: *routing, Seconds: time.Since(t0).Seconds()})
+		out, err := newEvalResult(res, T, *routing, time.Since(t0).Seconds())
+		if err != nil && bad == nil {
+			bad = err
+		}
+		outs = append(outs, out)
 	}
 	path := *pngPath
 	if path == "" {
@@ -132,18 +159,27 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *jsonOut {
 		if len(outs) == 1 && roles == nil {
-			return printJSON(stdout, outs[0])
+			if err := printJSON(stdout, outs[0]); err != nil {
+				return err
+			}
+			return bad
 		}
 		if roles != nil {
 			if err := writeExpertRoles(roles, path, io.Discard); err != nil {
 				return err
 			}
 		}
-		return printJSON(stdout, struct {
+		if err := printJSON(stdout, struct {
 			Sources []string           `json:"sources"`
 			Results []evalResult       `json:"results"`
 			Experts *train.ExpertRoles `json:"experts,omitempty"`
-		}{names, outs, roles})
+		}{names, outs, roles}); err != nil {
+			return err
+		}
+		return bad
+	}
+	if bad != nil {
+		return bad
 	}
 	for i, out := range outs {
 		prefix := ""
@@ -151,7 +187,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			prefix = names[i] + ": "
 		}
 		fmt.Fprintf(stdout, "%sloss %.4f nats/token, perplexity %.2f, %.4f bits/byte (%d tokens, %d bytes, window %d, %s routing, %.1fs)\n",
-			prefix, out.Loss, out.Perplexity, out.BitsPerByte, out.Tokens, out.Bytes, T, *routing, out.Seconds)
+			prefix, *out.Loss, *out.Perplexity, *out.BitsPerByte, out.Tokens, out.Bytes, T, *routing, out.Seconds)
 	}
 	if roles == nil {
 		return nil

@@ -20,12 +20,13 @@ import (
 
 // runExport implements `moe export`.
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("export", "--model RUNDIR --out FILE.gguf [--type TYPE|MIX] [--name NAME] [--allow-inexact] | --format hf --out DIR", stderr)
+	fs := newFlagSet("export", "--model RUNDIR --out FILE.gguf [--type TYPE|MIX] [--name NAME] [--allow-inexact] | --format hf --out DIR [--force]", stderr)
 	modelPath := fs.String("model", "", "model to export: a run directory, a checkpoint file in one, or a .gguf file to convert")
 	out := fs.String("out", "", "GGUF file to write")
 	typ := fs.String("type", "f32", "weight type or llama.cpp mix, as moe quantize takes: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m, q6_k, iq4_nl, iq4_xs, mxfp4 (norms and router stay f32)")
 	name := fs.String("name", "", "general.name stored in the file (default: the run directory's name)")
 	format := fs.String("format", "gguf", "gguf, or hf: a Hugging Face directory (config.json, model.safetensors, tokenizer.json) for --type f32, f16 or bf16")
+	force := fs.Bool("force", false, "with --format hf: remove another export's shards and index in --out, or write into a folder whose config.json/tokenizer.json are not a model's")
 	inexact := fs.Bool("allow-inexact", false, "write a model llama.cpp cannot run exactly (an ungated shared expert); moe still reads it back exactly")
 	if err := parseFlagsNoArgs(fs, args, "the weight type goes in --type"); err != nil {
 		return err
@@ -58,6 +59,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// architecture computes: the same compatibility rule applies.
 		if err := gguf.CheckLlamaCompatible(cfg); err != nil && !*inexact {
 			return fmt.Errorf("%s: Hugging Face's Mixtral/Llama cannot run this model exactly: %w (pass --allow-inexact to write it anyway)", *out, err)
+		}
+		if err := safetensors.PrepareHFDir(*out, *force); err != nil {
+			return err
 		}
 		return exportHF(ctx, *out, cfg, w, tok, tmpl, t, stdout)
 	}

@@ -10,7 +10,9 @@ import (
 	"strings"
 
 	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/internal/memest"
 )
 
 // stringList is a repeatable string flag.
@@ -128,6 +130,16 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	ids := m.Tok.Encode([]byte(*prompt))
 	if len(ids) > m.Context() {
 		return fmt.Errorf("prompt is %d tokens, longer than the model's context of %d tokens", len(ids), m.Context())
+	}
+	// The weights are loaded; the KV cache of prompt+max-tokens positions
+	// (at most the context) must still fit, for the draft too.
+	kv := min(len(ids)+min(*maxTokens, m.Context()), m.Context())
+	var draftCfg *config.Config
+	if d != nil {
+		draftCfg = d.Cfg
+	}
+	if err := memest.Check(memest.Inference(m.Cfg, draftCfg, 0, kv, 1, 0), "generate", fmt.Sprintf("lower --max-tokens (%d)", *maxTokens)); err != nil {
+		return err
 	}
 	// Special tokens print as their strings, as llama.cpp's llama-simple prints them.
 	opts := infer.GenerateOptions{MaxTokens: *maxTokens, Stop: stops, IgnoreEOT: ignoreEOS, Sampling: so,

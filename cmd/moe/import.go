@@ -28,7 +28,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	in := fs.String("in", "", "a .gguf file, or a Hugging Face directory with config.json and *.safetensors")
 	out := fs.String("out", "", "run directory to write (config.json, tokenizer.json, a checkpoint)")
 	tokDir := fs.String("tokenizer", "", "take the tokenizer from this run directory (or tokenizer.json) instead of the input")
-	force := fs.Bool("force", false, "write into an --out directory that already holds a checkpoint")
+	force := fs.Bool("force", false, "write into an --out directory that already holds a checkpoint, or an unrelated config.json/tokenizer.json")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -114,10 +114,19 @@ func saveImportedRun(dir string, cfg *config.Config, w *model.Weights, tok *toke
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if existing, err := checkpoint.List(dir); err == nil && len(existing) > 0 && !force {
-		return fmt.Errorf("%s already holds checkpoints (pass --force to add one)", dir)
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+	existing, err := checkpoint.List(dir)
+	switch {
+	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return err
+	case len(existing) > 0 && !force:
+		return fmt.Errorf("%s already holds checkpoints (pass --force to add one)", dir)
+	case len(existing) == 0 && !force:
+		// No checkpoint: a config.json or tokenizer.json there is not a run's.
+		for _, n := range []string{"config.json", tokenizer.FileName} {
+			if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
+				return fmt.Errorf("%s holds a %s but no moe checkpoint: not a run directory, refusing to overwrite it (pass --force)", dir, n)
+			}
+		}
 	}
 	if err := cfg.Save(filepath.Join(dir, "config.json")); err != nil {
 		return err

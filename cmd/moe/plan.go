@@ -31,6 +31,8 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Var(&batch, "batch-tokens", "global batch size in tokens (e.g. 60M)")
 	fs.Var(&batchStart, "batch-tokens-start", "batch ramp: the batch at the start (grows linearly to --batch-tokens)")
 	fs.Var(&rampTokens, "batch-ramp-tokens", "batch ramp: its length in training tokens (e.g. 12B)")
+	localBatch := fs.Int("batch", 0, "moe train's --batch, for the local memory estimate (default 8)")
+	localSeq := fs.Int("seq-len", 0, "moe train's --seq-len, for the local memory estimate (default min(context, 256))")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -50,6 +52,8 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		{"price", "in [0, 1e9)", !(*price >= 0 && *price < 1e9)},
 		{"context", "in [1, 2^30]", *ctxLen < 1 || *ctxLen > 1<<30},
 		{"batch-tokens", "positive, below 1e30", !(float64(batch) > 0 && float64(batch) < 1e30)},
+		{"batch", "at least 1", *localBatch < 1},
+		{"seq-len", "at least 1", *localSeq < 1},
 	} {
 		if set[c.name] && c.bad {
 			got := fs.Lookup(c.name).Value.String()
@@ -75,6 +79,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	r, err := plan.New(cfg, plan.Options{
 		GPU: *gpu, GPUs: *gpus, MFU: *mfu, Tokens: float64(tokens), PricePerGPUHour: *price, Context: *ctxLen, BatchTokens: float64(batch),
 		BatchTokensStart: float64(batchStart), BatchRampTokens: float64(rampTokens),
+		LocalBatch: *localBatch, LocalSeqLen: *localSeq,
 	})
 	if err != nil {
 		return err

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/internal/memest"
 	"github.com/moe-llm/moe/serve"
 )
 
@@ -32,6 +34,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	prefillChunk := fs.Int("prefill-chunk", 256, "most prompt tokens of one sequence per forward pass")
 	maxBody := fs.Int64("max-body", 1<<20, "largest request body in bytes")
 	prefixCache := fs.Bool("prefix-cache", true, "reuse finished sequences' KV caches for prompts that start the same way")
+	maxConns := fs.Int("max-conns", 512, "most open client connections; more are answered 503 and closed")
+	bodyTimeout := fs.Duration("body-timeout", 30*time.Second, "time a client has to send a request body")
 	drain := fs.Duration("drain-timeout", 60*time.Second, "on SIGTERM, how long to let in-flight requests finish")
 	name := fs.String("name", "", "model id reported by /v1/models (default: the model's file or directory name)")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
@@ -45,8 +49,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("--parallel must be at least 1, got %d", *parallel)
 	case *kvTokens < 0:
 		return usagef("--kv-tokens must be >= 0, got %d", *kvTokens)
-	case *queue < 1:
-		return usagef("--queue must be at least 1, got %d", *queue)
+	case *queue < 1 || *queue > serve.MaxQueueSize:
+		return usagef("--queue must be in [1, %d], got %d", serve.MaxQueueSize, *queue)
 	case *stepTokens < 1 || *prefillChunk < 1:
 		return usagef("--step-tokens and --prefill-chunk must be at least 1")
 	case *maxBody < 1024:
@@ -55,8 +59,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("--draft-tokens must be at least 1, got %d", *draftTokens)
 	case *specMax < 1:
 		return usagef("--spec-max-batch must be at least 1, got %d", *specMax)
-	case *drain <= 0:
-		return usagef("--drain-timeout must be positive")
+	case *drain <= 0 || *bodyTimeout <= 0:
+		return usagef("--drain-timeout and --body-timeout must be positive")
+	case *maxConns < 1:
+		return usagef("--max-conns must be at least 1, got %d", *maxConns)
 	case *apiKey != "" && *apiKeyFile != "":
 		return usagef("give --api-key or --api-key-file, not both")
 	}
@@ -84,10 +90,34 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// The weights are loaded; the KV-cache budget (over all running and
+	// prefix-cached sequences) and the queue must still fit. The default
+	// budget shrinks to what fits; an explicit one that does not is refused.
+	budget := *kvTokens
+	if budget == 0 {
+		budget = *parallel * m.Context()
+	}
+	var draftCfg *config.Config
+	if d != nil {
+		draftCfg = d.Cfg
+	}
+	need := memest.Inference(m.Cfg, draftCfg, 0, budget, *parallel, *queue)
+	if *kvTokens == 0 {
+		perTok := memest.Inference(m.Cfg, draftCfg, 0, 1, 0, 0).KVCache
+		if fit, ok := memest.FitKVTokens(need, perTok); ok && fit < budget && fit >= m.Context() {
+			log.Warn("the default KV-cache budget (parallel × context) does not fit in memory; lowering it", "kv_tokens", fit, "default", budget)
+			*kvTokens, budget = fit, fit
+			need = memest.Inference(m.Cfg, draftCfg, 0, budget, *parallel, *queue)
+		}
+	}
+	if err := memest.Check(need, "serve", fmt.Sprintf("lower --kv-tokens (%d), --parallel (%d) or --queue (%d)", budget, *parallel, *queue)); err != nil {
+		return err
+	}
 	defer closeModels(m, d)
 	srv, err := serve.NewFromModel(m, d, serve.Options{
 		ModelName: *name, APIKey: key, Parallel: *parallel, KVTokens: *kvTokens, QueueSize: *queue,
 		StepTokens: *stepTokens, PrefillChunk: *prefillChunk, MaxBodyBytes: *maxBody, DrainTimeout: *drain,
+		MaxConns: *maxConns, BodyTimeout: *bodyTimeout,
 		NgramDraft: *draftPath == ngramDraft, DraftTokens: *draftTokens, SpecMaxBatch: *specMax, NoPrefixCache: !*prefixCache, Logger: log,
 		// Both endpoints stop at the end-of-generation tokens, as moe generate does.
 		StopTokens: m.StopTokens(),

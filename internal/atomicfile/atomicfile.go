@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 // File is a temporary file that replaces its destination on Commit. Write to
@@ -22,10 +24,14 @@ type File struct {
 }
 
 // Create starts an atomic write of path: it creates a temporary file named
-// ".<base>.tmp*" next to path with permissions perm (exactly, not masked by
-// the umask).
+// ".<base>.tmp-<pid>-<random>" next to path with permissions perm (exactly,
+// not masked by the umask). It first removes the temporary files that
+// writers killed mid-write (SIGKILL, power loss) left in that directory:
+// those of this naming whose process no longer exists.
 func Create(path string, perm os.FileMode) (*File, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	dir := filepath.Dir(path)
+	RemoveStale(dir)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-"+strconv.Itoa(os.Getpid())+"-*")
 	if err != nil {
 		return nil, fmt.Errorf("create temporary file for %s: %w", path, err)
 	}
@@ -91,4 +97,47 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("write %s: %w", f.Name(), err)
 	}
 	return f.Commit()
+}
+
+// RemoveStale removes dir's temporary files of this package's naming whose
+// writing process has exited (best effort: errors are ignored, and a file
+// whose process cannot be checked is kept). It returns the removed paths.
+func RemoveStale(dir string) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var removed []string
+	for _, e := range ents {
+		pid, ok := tempPID(e.Name())
+		if !ok || !e.Type().IsRegular() || pid == os.Getpid() || processAlive(pid) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if os.Remove(p) == nil {
+			removed = append(removed, p)
+		}
+	}
+	return removed
+}
+
+// tempPID parses the writer's pid out of a temporary file name
+// ".<base>.tmp-<pid>-<digits>".
+func tempPID(name string) (int, bool) {
+	if !strings.HasPrefix(name, ".") {
+		return 0, false
+	}
+	i := strings.LastIndex(name, ".tmp-")
+	if i < 1 {
+		return 0, false
+	}
+	pidStr, rnd, ok := strings.Cut(name[i+len(".tmp-"):], "-")
+	if !ok || rnd == "" || strings.Trim(rnd, "0123456789") != "" {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(pidStr)
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, true
 }
