@@ -1,0 +1,41 @@
+#!/bin/sh
+# Decode and prefill speed of moe beside llama.cpp on the same GGUF files,
+# same thread count, interleaved so both see the same machine load.
+#
+#   MOE_LLAMA_CPP=/path/to/llama.cpp benchmarks/gguf/compare.sh FILE.gguf...
+#
+# Environment: THREADS (default 2), PP (prompt tokens, default 512), TG
+# (generated tokens, default 128), ROUNDS (default 2; the best of each side
+# counts), MOE (the moe binary; default: go build). llama.cpp's llama-bench
+# must be built under $MOE_LLAMA_CPP/build/bin. Prints one line per file:
+# moe and llama.cpp tokens/s for decode (tg) and prefill (pp) and the ratios.
+set -eu
+: "${MOE_LLAMA_CPP:?set MOE_LLAMA_CPP to a llama.cpp tree built under build/bin}"
+THREADS=${THREADS:-2}
+PP=${PP:-512}
+TG=${TG:-128}
+ROUNDS=${ROUNDS:-2}
+cd "$(dirname "$0")/../.."
+if [ -z "${MOE:-}" ]; then
+	MOE=$(mktemp -d)/moe
+	go build -o "$MOE" ./cmd/moe
+fi
+bench="$MOE_LLAMA_CPP/build/bin/llama-bench"
+best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
+printf '%-28s %10s %10s %7s %10s %10s %7s\n' file moe_tg llama_tg ratio moe_pp llama_pp ratio
+for f in "$@"; do
+	mtg=0 mpp=0 ltg=0 lpp=0
+	r=0
+	while [ $r -lt "$ROUNDS" ]; do
+		out=$("$MOE" bench generate --model "$f" --prompt-tokens "$PP" --gen-tokens "$TG" --threads "$THREADS" --runs 1 --json)
+		mtg=$(best "$mtg" "$(echo "$out" | sed -n 's/.*"decode_tokens_per_second": *\([0-9.e+]*\).*/\1/p')")
+		mpp=$(best "$mpp" "$(echo "$out" | sed -n 's/.*"prefill_tokens_per_second": *\([0-9.e+]*\).*/\1/p')")
+		lout=$("$bench" -m "$f" -t "$THREADS" -p "$PP" -n "$TG" -r 1 -o csv 2>/dev/null)
+		ltg=$(best "$ltg" "$(echo "$lout" | awk -F, -v tg="$TG" 'NR==1 { for (i = 1; i <= NF; i++) { if ($i == "\"n_gen\"") g = i; if ($i == "\"avg_ts\"") s = i } next } { v = $g; gsub(/"/, "", v); if (v == tg) { t = $s; gsub(/"/, "", t); print t } }')")
+		lpp=$(best "$lpp" "$(echo "$lout" | awk -F, -v pp="$PP" 'NR==1 { for (i = 1; i <= NF; i++) { if ($i == "\"n_prompt\"") p = i; if ($i == "\"n_gen\"") g = i; if ($i == "\"avg_ts\"") s = i } next } { v = $p; gsub(/"/, "", v); w = $g; gsub(/"/, "", w); if (v == pp && w == 0) { t = $s; gsub(/"/, "", t); print t } }')")
+		r=$((r + 1))
+	done
+	printf '%-28s %10.1f %10.1f %6.2fx %10.1f %10.1f %6.2fx\n' "$(basename "$f")" "$mtg" "$ltg" \
+		"$(awk -v a="$mtg" -v b="$ltg" 'BEGIN { print (b > 0 ? a / b : 0) }')" "$mpp" "$lpp" \
+		"$(awk -v a="$mpp" -v b="$lpp" 'BEGIN { print (b > 0 ? a / b : 0) }')"
+done
