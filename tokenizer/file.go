@@ -32,6 +32,9 @@ type fileJSON struct {
 
 // Save writes the tokenizer to path atomically (temporary file, fsync, rename).
 func (t *Tokenizer) Save(path string) error {
+	if t.spec != nil {
+		return fmt.Errorf("tokenizer: save %s: a %s vocabulary read from a model file has no moe-bpe form; keep the model's own tokenizer file", path, t.spec.Model)
+	}
 	f := fileJSON{
 		Format:    fileFormat,
 		Version:   fileVersion,

@@ -88,8 +88,12 @@ type Tokenizer struct {
 // allowed for holes) and special tokens. It validates that every single byte
 // is present, that tokens are unique and that special ids do not collide.
 func newTokenizer(vocab [][]byte, specials map[string]int32, pattern string) (*Tokenizer, error) {
+	var pre *preTokenizer
 	if pattern != PatternCL100K {
-		return nil, fmt.Errorf("tokenizer: unknown pre-tokenizer pattern %q", pattern)
+		var err error
+		if pre, err = preTokenizerNamed(pattern); err != nil {
+			return nil, err
+		}
 	}
 	t := &Tokenizer{
 		vocab:       vocab,
@@ -98,6 +102,8 @@ func newTokenizer(vocab [][]byte, specials map[string]int32, pattern string) (*T
 		specialByID: make(map[int32]string, len(specials)),
 		pattern:     pattern,
 		cache:       make(map[string][]int32),
+		pre:         pre,
+		sanitize:    pre != nil,
 	}
 	for i := range t.byteID {
 		t.byteID[i] = -1
@@ -187,10 +193,11 @@ func (t *Tokenizer) Special(name string) (int32, bool) {
 	return id, ok
 }
 
-// IsSpecial reports whether id is a special token.
+// IsSpecial reports whether id is a control (or unknown) token: one that
+// prints as nothing unless asked (see Piece). moe's own special tokens are
+// control tokens; user-defined tokens of a file vocabulary are not.
 func (t *Tokenizer) IsSpecial(id int32) bool {
-	_, ok := t.specialByID[id]
-	return ok
+	return t.Attr(id)&(AttrControl|AttrUnknown) != 0
 }
 
 // Pattern returns the name of the pre-tokenizer the vocabulary uses.
@@ -232,7 +239,7 @@ func (t *Tokenizer) Encode(s []byte) []int32 {
 
 // AppendEncode appends the encoding of s (as Encode) to dst and returns it.
 func (t *Tokenizer) AppendEncode(dst []int32, s []byte) []int32 {
-	if t.kind == kindRank {
+	if t.kind == kindRank && t.pre == nil {
 		for len(s) > 0 {
 			n := nextPiece(s)
 			dst = t.appendPiece(dst, s[:n])
@@ -274,6 +281,10 @@ func (t *Tokenizer) tokenize(dst []int32, s []byte, addSpecial, parseSpecial boo
 		case kindSPM:
 			dst = t.spmEncode(dst, text, t.spmSpacePrefix && prevSpecial)
 		case kindRank:
+			if t.pre != nil {
+				dst = t.bpeEncode(dst, text)
+				break
+			}
 			for len(text) > 0 {
 				n := nextPiece(text)
 				dst = t.appendPiece(dst, text[:n])
