@@ -196,3 +196,236 @@ func SaveHFTokenizer(dir string, tok *tokenizer.Tokenizer) error {
 	cfgDoc, _ := json.MarshalIndent(tc, "", "  ")
 	return tokenizer.WriteFileAtomic(filepath.Join(dir, "tokenizer_config.json"), cfgDoc)
 }
+
+// hfVocabJSON is the part of a Hugging Face tokenizer.json that NewFromSpec
+// needs.
+type hfVocabJSON struct {
+	Model struct {
+		Type         string           `json:"type"`
+		Vocab        map[string]int32 `json:"vocab"`
+		Merges       json.RawMessage  `json:"merges"`
+		ByteFallback bool             `json:"byte_fallback"`
+		IgnoreMerges bool             `json:"ignore_merges"`
+	} `json:"model"`
+	AddedTokens []struct {
+		ID      int32  `json:"id"`
+		Content string `json:"content"`
+		Special bool   `json:"special"`
+		LStrip  bool   `json:"lstrip"`
+		RStrip  bool   `json:"rstrip"`
+	} `json:"added_tokens"`
+	PreTokenizer json.RawMessage `json:"pre_tokenizer"`
+}
+
+// hfPreTokenizer is one Hugging Face pre-tokenizer (possibly a Sequence).
+type hfPreTokenizer struct {
+	Type          string           `json:"type"`
+	Pretokenizers []hfPreTokenizer `json:"pretokenizers"`
+	Pattern       struct {
+		Regex string `json:"Regex"`
+	} `json:"pattern"`
+	UseRegex *bool `json:"use_regex"`
+}
+
+// hfSplitPres maps the Split regexes of Hugging Face byte-level tokenizers
+// to the llama.cpp pre-tokenizer that implements them.
+var hfSplitPres = map[string]string{
+	`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`:                                                                                                                                                                "llama-bpe",
+	`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`:                                                                                                                                                                     "qwen2",
+	`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`: "gpt-4o",
+}
+
+// hfPreName returns the llama.cpp pre-tokenizer name for a byte-level
+// tokenizer.json pre_tokenizer.
+func hfPreName(raw json.RawMessage) (string, error) {
+	var p hfPreTokenizer
+	if len(raw) == 0 || string(raw) == "null" || json.Unmarshal(raw, &p) != nil {
+		return "", errors.New("pre_tokenizer is missing or not an object")
+	}
+	steps := []hfPreTokenizer{p}
+	if p.Type == "Sequence" {
+		steps = p.Pretokenizers
+	}
+	var split string
+	byteLevel, byteLevelRegex := false, false
+	for _, s := range steps {
+		switch s.Type {
+		case "Split":
+			if split != "" {
+				return "", errors.New("pre_tokenizer has more than one Split; moe does not know this pre-tokenizer")
+			}
+			split = s.Pattern.Regex
+		case "ByteLevel":
+			byteLevel = true
+			byteLevelRegex = s.UseRegex == nil || *s.UseRegex
+		default:
+			return "", fmt.Errorf("pre_tokenizer step %q is not supported", s.Type)
+		}
+	}
+	switch {
+	case !byteLevel:
+		return "", errors.New("pre_tokenizer has no ByteLevel step (moe reads byte-level BPE tokenizer.json)")
+	case split == "" && byteLevelRegex:
+		return "gpt-2", nil
+	case split != "" && !byteLevelRegex:
+		if name, ok := hfSplitPres[split]; ok {
+			return name, nil
+		}
+		return "", fmt.Errorf("pre_tokenizer Split regex %q is not one moe knows", split)
+	}
+	return "", errors.New("pre_tokenizer combination of Split and ByteLevel is not one moe knows")
+}
+
+// LoadHFVocab reads a Hugging Face tokenizer.json (and, when present, the
+// tokenizer_config.json beside it for bos/eos and add_bos_token /
+// add_eos_token) of a byte-level BPE model (GPT-2, Llama 3, Qwen2, OLMoE,
+// gpt-oss style) into a tokenizer that encodes as llama.cpp does for the
+// converted GGUF.
+func LoadHFVocab(path string) (*tokenizer.Tokenizer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer.json: %w", err)
+	}
+	var hf hfVocabJSON
+	if err := json.Unmarshal(data, &hf); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if hf.Model.Type != "BPE" {
+		return nil, fmt.Errorf("%s: tokenizer model %q is not supported (moe reads BPE)", path, hf.Model.Type)
+	}
+	if hf.Model.ByteFallback {
+		return nil, fmt.Errorf("%s: SentencePiece-style BPE (byte_fallback) tokenizer.json is not supported yet; use the model's GGUF", path)
+	}
+	pre, err := hfPreName(hf.PreTokenizer)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	spec := tokenizer.NewSpec(tokenizer.ModelBPE)
+	spec.Pre = pre
+	spec.IgnoreMerges = hf.Model.IgnoreMerges
+	n := 0
+	for _, id := range hf.Model.Vocab {
+		n = max(n, int(id)+1)
+	}
+	for _, a := range hf.AddedTokens {
+		n = max(n, int(a.ID)+1)
+	}
+	if n > tokenizer.MaxVocabSize {
+		return nil, fmt.Errorf("%s: token ids reach %d, more than %d", path, n, tokenizer.MaxVocabSize)
+	}
+	spec.Tokens = make([]string, n)
+	spec.Types = make([]int32, n)
+	for i := range spec.Types {
+		spec.Types[i] = tokenizer.TypeUnused
+	}
+	for text, id := range hf.Model.Vocab {
+		if id < 0 {
+			return nil, fmt.Errorf("%s: token %q has id %d", path, text, id)
+		}
+		spec.Tokens[id], spec.Types[id] = text, tokenizer.TypeNormal
+	}
+	byText := map[string]int32{}
+	for _, a := range hf.AddedTokens {
+		if a.ID < 0 {
+			return nil, fmt.Errorf("%s: added token %q has id %d", path, a.Content, a.ID)
+		}
+		typ := tokenizer.TypeUserDefined
+		if a.Special {
+			typ = tokenizer.TypeControl
+		}
+		spec.Tokens[a.ID], spec.Types[a.ID] = a.Content, typ
+		byText[a.Content] = a.ID
+	}
+	for id, s := range spec.Tokens {
+		if s == "" {
+			spec.Tokens[id] = fmt.Sprintf("[PAD%d]", id) // llama.cpp's converter fills holes like this
+		}
+	}
+	merges, err := parseMerges(hf.Model.Merges)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	spec.Merges = merges
+	if err := readHFTokenizerConfig(filepath.Join(filepath.Dir(path), "tokenizer_config.json"), spec, byText); err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.NewFromSpec(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return tok, nil
+}
+
+// readHFTokenizerConfig sets the special ids and add_bos/add_eos of spec
+// from tokenizer_config.json when the file exists.
+func readHFTokenizerConfig(path string, spec *tokenizer.Spec, byText map[string]int32) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("tokenizer_config.json: %w", err)
+	}
+	var tc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &tc); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for key, dst := range map[string]*int32{"bos_token": &spec.BOS, "eos_token": &spec.EOS, "pad_token": &spec.PAD, "unk_token": &spec.UNK} {
+		raw, ok := tc[key]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			var obj struct {
+				Content string `json:"content"`
+			}
+			if err := json.Unmarshal(raw, &obj); err != nil {
+				return fmt.Errorf("%s: %s is neither a string nor {content}", path, key)
+			}
+			s = obj.Content
+		}
+		id, ok := byText[s]
+		if !ok {
+			return fmt.Errorf("%s: %s %q is not an added token of tokenizer.json", path, key, s)
+		}
+		*dst = id
+	}
+	for key, dst := range map[string]*bool{"add_bos_token": &spec.AddBOS, "add_eos_token": &spec.AddEOS} {
+		if raw, ok := tc[key]; ok {
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return fmt.Errorf("%s: %s is not a bool", path, key)
+			}
+		}
+	}
+	return nil
+}
+
+// OpenTokenizer loads only the tokenizer of any model moe reads: a .gguf
+// file (vocab-only files included), a run directory (moe's tokenizer.json)
+// or a Hugging Face directory (tokenizer.json, tokenizer_config.json).
+func OpenTokenizer(path string) (*tokenizer.Tokenizer, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	if !st.IsDir() {
+		if strings.HasSuffix(path, ".json") {
+			path = filepath.Dir(path)
+		} else {
+			return gguf.ReadTokenizer(path)
+		}
+	}
+	file := filepath.Join(path, tokenizer.FileName)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("model: %s has no tokenizer: %w", path, err)
+	}
+	var head struct {
+		Format string `json:"format"`
+	}
+	if json.Unmarshal(data, &head) == nil && head.Format != "" {
+		return tokenizer.Load(file)
+	}
+	return LoadHFVocab(file)
+}

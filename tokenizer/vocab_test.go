@@ -163,7 +163,21 @@ func TestSpecErrors(t *testing.T) {
 	if _, err := NewFromSpec(spec); err == nil || !strings.Contains(err.Error(), "bos") {
 		t.Errorf("bos out of range: %v", err)
 	}
-	if err := smallBPE(t, "gpt-2", false).Save(t.TempDir() + "/t.json"); err == nil {
-		t.Error("Save of a file vocabulary should fail")
+}
+
+func TestSpecSaveLoad(t *testing.T) {
+	for _, tok := range []*Tokenizer{smallBPE(t, "gpt-2", true), smallSPM(t)} {
+		path := t.TempDir() + "/t.json"
+		if err := tok.Save(path); err != nil {
+			t.Fatal(err)
+		}
+		back, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := []byte("hello <s>wd hé helloo")
+		if a, b := back.Tokenize(in, true, true), tok.Tokenize(in, true, true); !slices.Equal(a, b) || back.VocabSize() != tok.VocabSize() {
+			t.Errorf("after Save/Load: %v, want %v", a, b)
+		}
 	}
 }

@@ -36,6 +36,7 @@ func commands() []command {
 		{"finetune", "instruction fine-tuning on chat JSONL", runFinetune},
 		{"export", "write a model as GGUF", runExport},
 		{"import", "read GGUF or safetensors + config.json into a run directory", runImport},
+		{"tokenize", "print the token ids and pieces of a text with a model's tokenizer", runTokenize},
 		{"bench", "rerunnable measurements: gemm, train, generate", runBench},
 	}
 }
