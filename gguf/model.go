@@ -403,6 +403,9 @@ func ropePermute(src []float32, nHeads, hd, cols int, toGGUF bool) []float32 {
 // tokenizerKVs returns the tokenizer.ggml.* metadata for tok, padded with
 // unused placeholder tokens to the model's vocabSize.
 func tokenizerKVs(tok *tokenizer.Tokenizer, vocabSize int) ([]KV, error) {
+	if spec := tok.Spec(); spec != nil {
+		return SpecKVs(spec, vocabSize) // a vocabulary read from a model file goes back as read
+	}
 	if tok.VocabSize() > vocabSize {
 		return nil, fmt.Errorf("tokenizer has %d ids but the model embeds only %d", tok.VocabSize(), vocabSize)
 	}

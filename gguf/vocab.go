@@ -152,3 +152,57 @@ func readTokenizer(f *File) (*tokenizer.Tokenizer, error) {
 	}
 	return tok, nil
 }
+
+// SpecKVs returns the tokenizer.ggml.* metadata that stores spec as
+// llama.cpp's converter does, padded with unused tokens to vocabSize rows.
+func SpecKVs(spec *tokenizer.Spec, vocabSize int) ([]KV, error) {
+	n := len(spec.Tokens)
+	if n > vocabSize {
+		return nil, fmt.Errorf("tokenizer has %d tokens but the model embeds only %d", n, vocabSize)
+	}
+	tokens := make([]string, vocabSize)
+	types := make([]int32, vocabSize)
+	copy(tokens, spec.Tokens)
+	for id := range types {
+		switch {
+		case id >= n:
+			tokens[id], types[id] = fmt.Sprintf("[PAD%d]", id), tokenizer.TypeUnused
+		case spec.Types != nil:
+			types[id] = spec.Types[id]
+		default:
+			types[id] = tokenizer.TypeNormal
+		}
+	}
+	kvs := []KV{{"tokenizer.ggml.tokens", tokens}, {"tokenizer.ggml.token_type", types}}
+	switch spec.Model {
+	case tokenizer.ModelBPE:
+		merges := make([]string, len(spec.Merges))
+		for i, m := range spec.Merges {
+			merges[i] = m[0] + " " + m[1]
+		}
+		pre := spec.Pre
+		if pre == "" {
+			pre = "default"
+		}
+		kvs = append([]KV{{"tokenizer.ggml.model", "gpt2"}, {"tokenizer.ggml.pre", pre}}, kvs...)
+		kvs = append(kvs, KV{"tokenizer.ggml.merges", merges})
+	case tokenizer.ModelSPM:
+		scores := make([]float32, vocabSize)
+		copy(scores, spec.Scores)
+		kvs = append([]KV{{"tokenizer.ggml.model", "llama"}, {"tokenizer.ggml.pre", "default"}}, kvs...)
+		kvs = append(kvs, KV{"tokenizer.ggml.scores", scores}, KV{"tokenizer.ggml.add_space_prefix", spec.AddSpacePrefix})
+	default:
+		return nil, fmt.Errorf("tokenizer model %q cannot be written to GGUF", spec.Model)
+	}
+	for _, p := range []struct {
+		key string
+		id  int32
+	}{{"bos_token_id", spec.BOS}, {"eos_token_id", spec.EOS}, {"eot_token_id", spec.EOT}, {"eom_token_id", spec.EOM},
+		{"unknown_token_id", spec.UNK}, {"padding_token_id", spec.PAD}} {
+		if p.id != tokenizer.NoToken {
+			kvs = append(kvs, KV{"tokenizer.ggml." + p.key, uint32(p.id)})
+		}
+	}
+	kvs = append(kvs, KV{"tokenizer.ggml.add_bos_token", spec.AddBOS}, KV{"tokenizer.ggml.add_eos_token", spec.AddEOS})
+	return kvs, nil
+}

@@ -95,3 +95,43 @@ func TestLlamaCppVocabs(t *testing.T) {
 	}
 	fmt.Fprintf(os.Stderr, "llama.cpp vocabularies matched: %d\n", tested)
 }
+
+// TestSpecKVsRoundTrip writes llama.cpp's test vocabularies back with
+// SpecKVs (vocab-only files) and checks that they read back to tokenizers
+// that encode alike.
+func TestSpecKVsRoundTrip(t *testing.T) {
+	root := os.Getenv("MOE_LLAMA_CPP")
+	if root == "" {
+		t.Skip("MOE_LLAMA_CPP is not set (a llama.cpp source tree with models/ggml-vocab-*.gguf)")
+	}
+	for _, name := range []string{"llama-spm", "deepseek-llm", "phi-3", "gpt-2"} {
+		path := filepath.Join(root, "models", "ggml-vocab-"+name+".gguf")
+		tok, err := ReadTokenizer(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kvs, err := SpecKVs(tok.Spec(), len(tok.Spec().Tokens)+3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kvs = append(kvs, KV{"general.name", tok.Spec().Name})
+		out := filepath.Join(t.TempDir(), name+".gguf")
+		if err := WriteFile(t.Context(), out, kvs, nil); err != nil {
+			t.Fatal(err)
+		}
+		back, err := ReadTokenizer(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts, _ := llamaVocabTests(t, path)
+		for _, s := range texts {
+			in := []byte(s + " <s> <|endoftext|>")
+			if a, b := back.Tokenize(in, true, true), tok.Tokenize(in, true, true); !slices.Equal(a, b) {
+				t.Fatalf("%s: %q: %v after the round trip, %v before", name, s, a, b)
+			}
+		}
+		if back.VocabSize() != tok.VocabSize() {
+			t.Errorf("%s: vocab %d, want %d", name, back.VocabSize(), tok.VocabSize())
+		}
+	}
+}
