@@ -2,11 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
-	"strings"
-	"unicode"
 	"unicode/utf8"
-
-	"github.com/dlclark/regexp2/v2"
 )
 
 // This file holds the pre-tokenizers that GGUF's tokenizer.ggml.pre names.
@@ -53,18 +49,24 @@ func (p *preTokenizer) run(s []byte, k int, fn func([]byte)) {
 		fn(s)
 		return
 	}
+	if f, ok := p.stages[k].(nextFunc); ok {
+		for len(s) > 0 {
+			n := f(s)
+			p.run(s[:n], k+1, fn)
+			s = s[n:]
+		}
+		return
+	}
 	p.stages[k].split(s, func(piece []byte) { p.run(piece, k+1, fn) })
 }
 
-// Patterns of llama.cpp's pre-tokenizers that moe runs with regexp2.
+// Patterns of llama.cpp's DeepSeek pre-tokenizers; the hand-written stages
+// take their character sets from them.
 const (
-	reGPT2 = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)`
-
 	reDeepseekLLMLetters = "\\s?[A-Za-z\u00B5\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u01BA\u01BC-\u01BF\u01C4-\u0293\u0295-\u02AF\u0370-\u0373\u0376\u0377\u037B-\u037D\u037F\u0386\u0388-\u038A\u038C\u038E-\u03A1\u03A3-\u03F5\u03F7-\u0481\u048A-\u052F\u0531-\u0556\u10A0-\u10C5\u13A0-\u13F5\u13F8-\u13FD\u1C90-\u1CBA\u1CBD-\u1CBF\u1D00-\u1D2B\u1D6B-\u1D77\u1D79-\u1D9A\u1E00-\u1F15\u1F18-\u1F1D\u1F20-\u1F45\u1F48-\u1F4D\u1F50-\u1F57\u1F59\u1F5B\u1F5D\u1F5F-\u1F7D\u1F80-\u1FB4\u1FB6-\u1FBC\u1FBE\u1FC2-\u1FC4\u1FC6-\u1FCC\u1FD0-\u1FD3\u1FD6-\u1FDB\u1FE0-\u1FEC\u1FF2-\u1FF4\u1FF6-\u1FFC\u2102\u2107\u210A-\u2113\u2115\u2119-\u211D\u2124\u2126\u2128\u212A-\u212D\u212F-\u2134\u2139\u213C-\u213F\u2145-\u2149\u214E\u2183\u2184\u2C00-\u2C7B\u2C7E-\u2CE4\u2CEB-\u2CEE\u2CF2\u2CF3\uA640-\uA66D\uA680-\uA69B\uA722-\uA76F\uA771-\uA787\uA78B-\uA78E\uAB70-\uABBF\uFB00-\uFB06\uFB13-\uFB17\uFF21-\uFF3A\uFF41-\uFF5A\U00010400-\U0001044F\U000104B0-\U000104D3\U000104D8-\U000104FB\U00010C80-\U00010CB2\U00010CC0-\U00010CF2\U000118A0-\U000118DF\U0001E900-\U0001E943]+"
 	reDeepseekLLMPunct   = "\\s?[!-/:-~\uFF01-\uFF0F\uFF1A-\uFF5E\u2018-\u201F\u3000-\u3002]+"
 	reCJK                = "[\u4E00-\u9FA5\u0800-\u4E00\uAC00-\uD7FF]+"
 	reDeepseekV3CJK      = "[\u4E00-\u9FA5\u3040-\u309F\u30A0-\u30FF]+"
-	reDeepseekV3Main     = `[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_` + "`" + `{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 )
 
 // preTokenizerNamed builds the pre-tokenizer llama.cpp uses for a
@@ -74,10 +76,7 @@ func preTokenizerNamed(name string) (*preTokenizer, error) {
 	if name == "" {
 		p.name = "default"
 	}
-	var exprs []string // regexp2 stages, or nil for a hand-written list
 	switch name {
-	case "", "default":
-		exprs = []string{`[\p{P}\$\+<=>\^~\|]+`, reGPT2, `\p{N}+`, `[0-9][0-9][0-9]`}
 	case "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano":
 		p.stages = []stage{nextFunc(nextPieceLlama3)}
 		p.ignoreMerges = true
@@ -92,27 +91,10 @@ func preTokenizerNamed(name string) (*preTokenizer, error) {
 		p.stages = []stage{nextFunc(nextDigit), nextFunc(nextPieceGPT2)}
 	case "gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2":
 		p.stages = []stage{nextFunc(nextPieceO200K)}
-	case "deepseek-llm":
-		exprs = []string{"[\r\n]", reDeepseekLLMLetters, reDeepseekLLMPunct, `\s+$`, reCJK, `\p{N}+`}
-	case "deepseek-v3", "hunyuan-dense", "joyai-llm":
-		exprs = []string{`\p{N}{1,3}`, reDeepseekV3CJK, reDeepseekV3Main}
-	case "deepseek-coder":
-		exprs = []string{"[\r\n]", `\s?\p{L}+`, `\s?\p{P}+`, reCJK, `\p{N}`}
-	case "falcon":
-		exprs = []string{`[\p{P}\$\+<=>\^~\|` + "`" + `]+`, reGPT2, `[0-9][0-9][0-9]`}
 	default:
-		return nil, fmt.Errorf("tokenizer: unknown pre-tokenizer %q (tokenizer.ggml.pre)", name)
-	}
-	for _, e := range exprs {
-		if e == reGPT2 {
-			p.stages = append(p.stages, nextFunc(nextPieceGPT2))
-			continue
+		if p.stages = handStages(name); p.stages == nil {
+			return nil, fmt.Errorf("tokenizer: unknown pre-tokenizer %q (tokenizer.ggml.pre)", name)
 		}
-		st, err := newRegexStage(e)
-		if err != nil {
-			return nil, fmt.Errorf("tokenizer: pre-tokenizer %q: %w", name, err)
-		}
-		p.stages = append(p.stages, st)
 	}
 	return p, nil
 }
@@ -135,140 +117,6 @@ func Split(name string, s []byte, fn func(piece []byte)) error {
 	}
 	p.each(s, fn)
 	return nil
-}
-
-// regexStage runs a llama.cpp pattern with regexp2.
-type regexStage struct {
-	re       *regexp2.Regexp
-	collapse bool
-}
-
-// Collapsed category characters, as llama.cpp's unicode_regex_split.
-const (
-	colOther  = 0xD0
-	colNumber = 0xD1
-	colLetter = 0xD2
-	colPunct  = 0xD3
-	colMark   = 0xD4
-	colSymbol = 0xD5
-)
-
-// categorySets are what llama.cpp substitutes for \p{...} in a collapsed
-// pattern: the category's stand-in character and its ASCII members.
-var categorySets = map[string]string{
-	`\p{N}`:  `\u00D10-9`,
-	`\p{L}`:  `\u00D2A-Za-z`,
-	`\p{P}`:  `\u00D3!-#%-*,-/:-;?-@\[-\]_\{\}`,
-	`\p{M}`:  `\u00D4`,
-	`\p{S}`:  `\u00D5\$\+<->\^` + "`" + `\|`,
-	`\p{Lu}`: `\u00D2A-Za-z`, `\p{Ll}`: `\u00D2A-Za-z`, `\p{Lt}`: `\u00D2A-Za-z`,
-	`\p{Lm}`: `\u00D2A-Za-z`, `\p{Lo}`: `\u00D2A-Za-z`,
-}
-
-// newRegexStage compiles a llama.cpp pattern for regexp2: with \p{...}
-// categories it is rewritten for the collapsed text; "$" (end of the piece
-// in C++'s ECMAScript grammar) becomes \z.
-func newRegexStage(expr string) (regexStage, error) {
-	collapse := false
-	for k := range categorySets {
-		if strings.Contains(expr, k) {
-			collapse = true
-		}
-	}
-	var sb strings.Builder
-	inside := false
-	for i := 0; i < len(expr); i++ {
-		c := expr[i]
-		switch {
-		case c == '\\' && i+1 < len(expr) && expr[i+1] == 'p' && collapse:
-			j := strings.IndexByte(expr[i:], '}')
-			set, ok := categorySets[expr[i:i+j+1]]
-			if j < 0 || !ok {
-				return regexStage{}, fmt.Errorf("unsupported category in %q", expr)
-			}
-			if !inside {
-				sb.WriteString("[" + set + "]")
-			} else {
-				sb.WriteString(set)
-			}
-			i += j
-		case c == '\\' && i+1 < len(expr):
-			sb.WriteByte(c)
-			sb.WriteByte(expr[i+1])
-			i++
-		case c == '[':
-			inside = true
-			sb.WriteByte(c)
-		case c == ']':
-			inside = false
-			sb.WriteByte(c)
-		case c == '$' && !inside:
-			sb.WriteString(`\z`)
-		default:
-			sb.WriteByte(c)
-		}
-	}
-	re, err := regexp2.Compile(sb.String(), regexp2.None)
-	if err != nil {
-		return regexStage{}, err
-	}
-	return regexStage{re: re, collapse: collapse}, nil
-}
-
-// collapseRune is llama.cpp's stand-in for a non-ASCII character.
-func collapseRune(r rune) rune {
-	switch {
-	case isSpaceRune(r):
-		return 0x0B
-	case unicode.IsLetter(r):
-		return colLetter
-	case unicode.IsNumber(r):
-		return colNumber
-	case unicode.IsPunct(r):
-		return colPunct
-	case unicode.IsMark(r):
-		return colMark
-	case unicode.IsSymbol(r):
-		return colSymbol
-	}
-	return colOther
-}
-
-// isSpaceRune is llama.cpp's (and Go's) whitespace set.
-func isSpaceRune(r rune) bool { return unicode.IsSpace(r) }
-
-func (st regexStage) split(s []byte, emit func([]byte)) {
-	runes := make([]rune, 0, len(s))
-	offs := make([]int, 0, len(s)+1)
-	for i := 0; i < len(s); {
-		r, w := utf8.DecodeRune(s[i:])
-		if r >= utf8.RuneSelf {
-			if st.collapse {
-				r = collapseRune(r)
-			} else if isSpaceRune(r) {
-				r = 0x0B
-			}
-		}
-		runes = append(runes, r)
-		offs = append(offs, i)
-		i += w
-	}
-	offs = append(offs, len(s))
-	last := 0
-	m, err := st.re.FindRunesMatch(runes)
-	for ; m != nil && err == nil; m, err = st.re.FindNextMatch(m) {
-		if m.RuneLength == 0 {
-			continue
-		}
-		if m.RuneIndex > last {
-			emit(s[offs[last]:offs[m.RuneIndex]])
-		}
-		emit(s[offs[m.RuneIndex]:offs[m.RuneIndex+m.RuneLength]])
-		last = m.RuneIndex + m.RuneLength
-	}
-	if last < len(runes) {
-		emit(s[offs[last]:])
-	}
 }
 
 // llamaUTF8 returns s as llama.cpp sees it before pre-tokenizing: each byte
