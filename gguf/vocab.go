@@ -174,8 +174,30 @@ func SpecKVs(spec *tokenizer.Spec, vocabSize int) ([]KV, error) {
 		}
 	}
 	kvs := []KV{{"tokenizer.ggml.tokens", tokens}, {"tokenizer.ggml.token_type", types}}
-	switch spec.Model {
-	case tokenizer.ModelBPE:
+	switch {
+	case spec.Model == tokenizer.ModelBPE && spec.SpaceMarks:
+		// llama.cpp has no merge-list SentencePiece model: write "llama"
+		// with each token scored by the first merge that makes it, which
+		// merges alike when every multi-character token has a merge (as in
+		// vocabularies converted from SentencePiece).
+		scores := make([]float32, vocabSize)
+		for i := range scores {
+			scores[i] = -1e9
+		}
+		first := map[string]int{}
+		for r, m := range spec.Merges {
+			if _, ok := first[m[0]+m[1]]; !ok {
+				first[m[0]+m[1]] = r
+			}
+		}
+		for id, tok := range spec.Tokens {
+			if r, ok := first[tok]; ok {
+				scores[id] = -float32(r)
+			}
+		}
+		kvs = append([]KV{{"tokenizer.ggml.model", "llama"}, {"tokenizer.ggml.pre", "default"}}, kvs...)
+		kvs = append(kvs, KV{"tokenizer.ggml.scores", scores}, KV{"tokenizer.ggml.add_space_prefix", spec.AddSpacePrefix})
+	case spec.Model == tokenizer.ModelBPE:
 		merges := make([]string, len(spec.Merges))
 		for i, m := range spec.Merges {
 			merges[i] = m[0] + " " + m[1]
@@ -186,7 +208,7 @@ func SpecKVs(spec *tokenizer.Spec, vocabSize int) ([]KV, error) {
 		}
 		kvs = append([]KV{{"tokenizer.ggml.model", "gpt2"}, {"tokenizer.ggml.pre", pre}}, kvs...)
 		kvs = append(kvs, KV{"tokenizer.ggml.merges", merges})
-	case tokenizer.ModelSPM:
+	case spec.Model == tokenizer.ModelSPM:
 		scores := make([]float32, vocabSize)
 		copy(scores, spec.Scores)
 		kvs = append([]KV{{"tokenizer.ggml.model", "llama"}, {"tokenizer.ggml.pre", "default"}}, kvs...)

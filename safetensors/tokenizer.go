@@ -206,7 +206,9 @@ type hfVocabJSON struct {
 		Merges       json.RawMessage  `json:"merges"`
 		ByteFallback bool             `json:"byte_fallback"`
 		IgnoreMerges bool             `json:"ignore_merges"`
+		UnkToken     *string          `json:"unk_token"`
 	} `json:"model"`
+	Normalizer  json.RawMessage `json:"normalizer"`
 	AddedTokens []struct {
 		ID      int32  `json:"id"`
 		Content string `json:"content"`
@@ -276,11 +278,75 @@ func hfPreName(raw json.RawMessage) (string, error) {
 	return "", errors.New("pre_tokenizer combination of Split and ByteLevel is not one moe knows")
 }
 
+// hfNormalizer is one Hugging Face normalizer (possibly a Sequence).
+type hfNormalizer struct {
+	Type        string         `json:"type"`
+	Normalizers []hfNormalizer `json:"normalizers"`
+	Prepend     string         `json:"prepend"`
+	Pattern     struct {
+		String string `json:"String"`
+	} `json:"pattern"`
+	Content string `json:"content"`
+}
+
+// hfSpaceMarks checks that a byte_fallback BPE turns spaces into U+2581
+// (a Replace normalizer or a Metaspace pre-tokenizer) and reports whether
+// it prefixes the text with one.
+func hfSpaceMarks(normRaw, preRaw json.RawMessage) (prefix bool, err error) {
+	const mark = "\u2581"
+	replace := false
+	if len(normRaw) > 0 && string(normRaw) != "null" {
+		var n hfNormalizer
+		if err := json.Unmarshal(normRaw, &n); err != nil {
+			return false, errors.New("normalizer is not an object")
+		}
+		steps := []hfNormalizer{n}
+		if n.Type == "Sequence" {
+			steps = n.Normalizers
+		}
+		for _, st := range steps {
+			switch {
+			case st.Type == "Prepend" && st.Prepend == mark:
+				prefix = true
+			case st.Type == "Replace" && st.Pattern.String == " " && st.Content == mark:
+				replace = true
+			default:
+				return false, fmt.Errorf("normalizer step %q is not supported", st.Type)
+			}
+		}
+	}
+	if len(preRaw) > 0 && string(preRaw) != "null" {
+		var p struct {
+			Type           string `json:"type"`
+			Replacement    string `json:"replacement"`
+			PrependScheme  string `json:"prepend_scheme"`
+			AddPrefixSpace *bool  `json:"add_prefix_space"`
+			Split          *bool  `json:"split"`
+		}
+		if err := json.Unmarshal(preRaw, &p); err != nil || p.Type != "Metaspace" || p.Replacement != mark {
+			return false, errors.New("a byte_fallback BPE needs no pre_tokenizer or a Metaspace one with U+2581")
+		}
+		if p.Split != nil && *p.Split {
+			return false, errors.New("Metaspace with split=true is not supported")
+		}
+		if p.PrependScheme == "first" {
+			return false, errors.New(`Metaspace prepend_scheme "first" is not supported (moe prefixes every text fragment, as llama.cpp)`)
+		}
+		replace = true
+		prefix = p.PrependScheme == "always" || p.PrependScheme == "" && (p.AddPrefixSpace == nil || *p.AddPrefixSpace)
+	}
+	if !replace {
+		return false, errors.New("byte_fallback BPE without a space-to-U+2581 normalizer or Metaspace pre-tokenizer is not supported")
+	}
+	return prefix, nil
+}
+
 // LoadHFVocab reads a Hugging Face tokenizer.json (and, when present, the
 // tokenizer_config.json beside it for bos/eos and add_bos_token /
-// add_eos_token) of a byte-level BPE model (GPT-2, Llama 3, Qwen2, OLMoE,
-// gpt-oss style) into a tokenizer that encodes as llama.cpp does for the
-// converted GGUF.
+// add_eos_token) of a BPE model: byte-level (GPT-2, Llama 3, Qwen2, OLMoE,
+// gpt-oss style) or SentencePiece-like with byte_fallback (Mistral,
+// Mixtral). Byte-level ones encode as llama.cpp does for the converted
+// GGUF; byte_fallback ones as Hugging Face's BPE.
 func LoadHFVocab(path string) (*tokenizer.Tokenizer, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -293,16 +359,21 @@ func LoadHFVocab(path string) (*tokenizer.Tokenizer, error) {
 	if hf.Model.Type != "BPE" {
 		return nil, fmt.Errorf("%s: tokenizer model %q is not supported (moe reads BPE)", path, hf.Model.Type)
 	}
-	if hf.Model.ByteFallback {
-		return nil, fmt.Errorf("%s: SentencePiece-style BPE (byte_fallback) tokenizer.json is not supported yet; use the model's GGUF", path)
-	}
-	pre, err := hfPreName(hf.PreTokenizer)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
 	spec := tokenizer.NewSpec(tokenizer.ModelBPE)
-	spec.Pre = pre
 	spec.IgnoreMerges = hf.Model.IgnoreMerges
+	if hf.Model.ByteFallback {
+		prefix, err := hfSpaceMarks(hf.Normalizer, hf.PreTokenizer)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		spec.SpaceMarks, spec.AddSpacePrefix = true, prefix
+	} else {
+		pre, err := hfPreName(hf.PreTokenizer)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		spec.Pre = pre
+	}
 	n := 0
 	for _, id := range hf.Model.Vocab {
 		n = max(n, int(id)+1)
@@ -323,6 +394,16 @@ func LoadHFVocab(path string) (*tokenizer.Tokenizer, error) {
 			return nil, fmt.Errorf("%s: token %q has id %d", path, text, id)
 		}
 		spec.Tokens[id], spec.Types[id] = text, tokenizer.TypeNormal
+		if spec.SpaceMarks && len(text) == 6 && strings.HasPrefix(text, "<0x") && strings.HasSuffix(text, ">") {
+			spec.Types[id] = tokenizer.TypeByte
+		}
+	}
+	if u := hf.Model.UnkToken; u != nil {
+		id, ok := hf.Model.Vocab[*u]
+		if !ok {
+			return nil, fmt.Errorf("%s: unk_token %q is not in the vocabulary", path, *u)
+		}
+		spec.UNK, spec.Types[id] = id, tokenizer.TypeUnknown
 	}
 	byText := map[string]int32{}
 	for _, a := range hf.AddedTokens {

@@ -41,26 +41,80 @@ func (t *Tokenizer) appendSymbol(dst []int32, s int32) []int32 {
 		return append(dst, s)
 	}
 	for _, b := range t.symBytes(s) {
-		if id := t.byteID[b]; id >= 0 {
-			dst = append(dst, id)
-		}
+		dst = t.appendFallbackByte(dst, b)
 	}
 	return dst
 }
 
-// mergePiece appends the merge-list BPE encoding of piece p.
+// mergePiece appends the merge-list BPE encoding of piece p: one symbol
+// per byte, or per UTF-8 character for SentencePiece-style vocabularies.
 func (t *Tokenizer) mergePiece(dst []int32, p []byte) []int32 {
-	if len(p) > shortPiece {
-		return t.mergePieceHeap(dst, p)
-	}
 	var sbuf [shortPiece]int32
+	syms := sbuf[:0]
+	if t.spaceMarks {
+		for i := 0; i < len(p); {
+			w := min(utf8Len(p[i]), len(p)-i)
+			syms = append(syms, t.charSymbol(p, i, w))
+			i += w
+		}
+	} else {
+		for _, b := range p {
+			syms = append(syms, t.byteSym[b])
+		}
+	}
+	if len(syms) > shortPiece {
+		syms = t.mergeSymsHeap(syms)
+	} else {
+		syms = t.mergeSyms(syms)
+	}
+	for _, s := range syms {
+		if s < 0 { // a character with no symbol: its bytes fall back
+			off, w := int(-s-1)>>3, int(-s-1)&7
+			for _, b := range p[off : off+w] {
+				dst = t.appendFallbackByte(dst, b)
+			}
+			continue
+		}
+		dst = t.appendSymbol(dst, s)
+	}
+	return dst
+}
+
+// charSymbol returns the symbol of the character p[i:i+w]: its token, a
+// merge-only symbol, or -(i<<3|w)-1 for a character that is neither (it
+// takes part in no merge and falls back to bytes).
+func (t *Tokenizer) charSymbol(p []byte, i, w int) int32 {
+	c := p[i : i+w]
+	if id, ok := t.ranks[string(c)]; ok {
+		return id
+	}
+	if id, ok := t.extra[string(c)]; ok {
+		return id
+	}
+	return int32(-(i<<3 | w) - 1)
+}
+
+// appendFallbackByte appends the token of byte b (byte-level or <0xNN>),
+// the unknown token when there is none for a SentencePiece-style
+// vocabulary, and nothing for a byte-level one (as llama.cpp).
+func (t *Tokenizer) appendFallbackByte(dst []int32, b byte) []int32 {
+	if id := t.byteID[b]; id >= 0 {
+		return append(dst, id)
+	}
+	if t.spaceMarks && t.spec.UNK != NoToken {
+		return append(dst, t.spec.UNK)
+	}
+	return dst
+}
+
+// mergeSyms merges a short symbol list in place with a quadratic scan.
+func (t *Tokenizer) mergeSyms(syms []int32) []int32 {
+	if len(syms) < 2 {
+		return syms
+	}
 	var rbuf [shortPiece]uint32
 	var resbuf [shortPiece]int32
-	syms := sbuf[:len(p)]
-	for i, b := range p {
-		syms[i] = t.byteSym[b]
-	}
-	ranks, res := rbuf[:len(p)-1], resbuf[:len(p)-1]
+	ranks, res := rbuf[:len(syms)-1], resbuf[:len(syms)-1]
 	for i := range ranks {
 		ranks[i], res[i] = t.pairRank(syms[i], syms[i+1])
 	}
@@ -85,24 +139,20 @@ func (t *Tokenizer) mergePiece(dst []int32, p []byte) []int32 {
 			ranks[bi-1], res[bi-1] = t.pairRank(syms[bi-1], syms[bi])
 		}
 	}
-	for _, s := range syms {
-		dst = t.appendSymbol(dst, s)
-	}
-	return dst
+	return syms
 }
 
-// mergePieceHeap is mergePiece for long pieces: symbols form a linked list
-// indexed by their first byte and candidate merges sit in a min-heap
-// ordered by (rank, position).
-func (t *Tokenizer) mergePieceHeap(dst []int32, p []byte) []int32 {
-	n := len(p)
+// mergeSymsHeap merges a long symbol list: symbols form a linked list and
+// candidate merges sit in a min-heap ordered by (rank, position).
+func (t *Tokenizer) mergeSymsHeap(sym []int32) []int32 {
+	n := len(sym)
 	next := make([]int32, n)
 	prev := make([]int32, n)
 	stamp := make([]int32, n)
-	sym := make([]int32, n)
+	alive := make([]bool, n)
 	h := make(mergeHeap, 0, n)
 	for i := range n {
-		next[i], prev[i], sym[i] = int32(i+1), int32(i-1), t.byteSym[p[i]]
+		next[i], prev[i], alive[i] = int32(i+1), int32(i-1), true
 	}
 	push := func(i int32) {
 		stamp[i]++
@@ -123,12 +173,12 @@ func (t *Tokenizer) mergePieceHeap(dst []int32, p []byte) []int32 {
 	for h.Len() > 0 {
 		e := heap.Pop(&h).(mergeEntry)
 		i := e.pos
-		if e.stamp != stamp[i] || sym[i] < 0 {
+		if e.stamp != stamp[i] || !alive[i] {
 			continue
 		}
 		j := next[i]
 		_, res := t.pairRank(sym[i], sym[j])
-		sym[i], sym[j] = res, -1
+		sym[i], alive[j] = res, false
 		stamp[j]++
 		next[i] = next[j]
 		if next[j] < int32(n) {
@@ -139,8 +189,9 @@ func (t *Tokenizer) mergePieceHeap(dst []int32, p []byte) []int32 {
 			push(prev[i])
 		}
 	}
+	out := sym[:0]
 	for i := int32(0); i < int32(n); i = next[i] {
-		dst = t.appendSymbol(dst, sym[i])
+		out = append(out, sym[i])
 	}
-	return dst
+	return out
 }

@@ -26,6 +26,14 @@ func (t *Tokenizer) initSPM(spec *Spec) error {
 	t.pattern = "spm"
 	t.spmSpacePrefix = spec.AddSpacePrefix
 	t.scores = spec.Scores
+	t.initSPMTexts(spec)
+	return nil
+}
+
+// initSPMTexts sets up the token texts of a SentencePiece-style
+// vocabulary: lookup by text (U+2581 for spaces), bytes for decoding, and
+// the <0xNN> byte-fallback tokens.
+func (t *Tokenizer) initSPMTexts(spec *Spec) {
 	for id, s := range spec.Tokens {
 		t.ranks[s] = int32(id) // llama.cpp: the last id with a text wins
 		a := t.attrs[id]
@@ -45,7 +53,6 @@ func (t *Tokenizer) initSPM(spec *Spec) error {
 			t.byteID[b] = id
 		}
 	}
-	return nil
 }
 
 // utf8Len is the length of the UTF-8 sequence a lead byte announces (1 for
@@ -62,6 +69,29 @@ func utf8Len(b byte) int {
 		return 4
 	}
 	return 1
+}
+
+// escapeSpaces returns frag with spaces as U+2581, prefixed by one when
+// prefix is set.
+func escapeSpaces(frag []byte, prefix bool) string {
+	var sb strings.Builder
+	sb.Grow(len(frag) + len(frag)/4 + 3)
+	if prefix {
+		sb.WriteString(spaceMark)
+	}
+	for len(frag) > 0 {
+		i := 0
+		for i < len(frag) && frag[i] != ' ' {
+			i++
+		}
+		sb.Write(frag[:i])
+		if i < len(frag) {
+			sb.WriteString(spaceMark)
+			i++
+		}
+		frag = frag[i:]
+	}
+	return sb.String()
 }
 
 // spmBigram is a candidate merge of symbol left with its successor.
@@ -94,24 +124,7 @@ func (h *spmHeap) Pop() any {
 // spmEncode appends the encoding of one text fragment; prefix adds the
 // leading space of add_space_prefix.
 func (t *Tokenizer) spmEncode(dst []int32, frag []byte, prefix bool) []int32 {
-	var sb strings.Builder
-	sb.Grow(len(frag) + len(frag)/4 + 3)
-	if prefix {
-		sb.WriteString(spaceMark)
-	}
-	for len(frag) > 0 {
-		i := 0
-		for i < len(frag) && frag[i] != ' ' {
-			i++
-		}
-		sb.Write(frag[:i])
-		if i < len(frag) {
-			sb.WriteString(spaceMark)
-			i++
-		}
-		frag = frag[i:]
-	}
-	text := sb.String()
+	text := escapeSpaces(frag, prefix)
 	if text == "" {
 		return dst
 	}

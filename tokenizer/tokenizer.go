@@ -76,9 +76,11 @@ type Tokenizer struct {
 	// ignoreMerges: a piece that is a token encodes as it; sanitize:
 	// invalid UTF-8 becomes U+FFFD before pre-tokenizing (llama.cpp).
 	ignoreMerges, sanitize bool
-	bos, eos, eotTurn      int32
-	eog                    []int32
-	addBOS, addEOS         bool
+	// spaceMarks: SentencePiece-like merge-list BPE (Spec.SpaceMarks).
+	spaceMarks        bool
+	bos, eos, eotTurn int32
+	eog               []int32
+	addBOS, addEOS    bool
 
 	mu    sync.RWMutex
 	cache map[string][]int32
@@ -291,6 +293,12 @@ func (t *Tokenizer) tokenize(dst []int32, s []byte, addSpecial, parseSpecial boo
 				text = text[n:]
 			}
 		default:
+			if t.spaceMarks {
+				if text := escapeSpaces(text, t.spmSpacePrefix && prevSpecial); text != "" {
+					dst = t.mergePiece(dst, []byte(text))
+				}
+				break
+			}
 			dst = t.bpeEncode(dst, text)
 		}
 		prevSpecial = false

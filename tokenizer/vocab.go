@@ -107,6 +107,12 @@ type Spec struct {
 	// IgnoreMerges makes a BPE piece that is itself a token encode as
 	// that token without merging (llama.cpp sets it for llama3's family).
 	IgnoreMerges bool
+	// SpaceMarks makes a BPE model SentencePiece-like (Hugging Face BPE
+	// with byte_fallback, as Mistral's tokenizer.json): tokens are plain
+	// UTF-8 with U+2581 for spaces, each text fragment is one piece whose
+	// symbols start as characters, and characters without a token fall
+	// back to the <0xNN> byte tokens. Pre is unused.
+	SpaceMarks bool
 }
 
 // NewSpec returns a Spec of the given model with every special id absent
@@ -285,37 +291,44 @@ func (t *Tokenizer) markStrip(name string) {
 	}
 }
 
-// initMerges sets up merge-list byte-level BPE.
+// initMerges sets up merge-list BPE: byte-level, or SentencePiece-like
+// with spec.SpaceMarks.
 func (t *Tokenizer) initMerges(spec *Spec) error {
-	pre, err := preTokenizerNamed(spec.Pre)
-	if err != nil {
-		return err
-	}
 	t.kind = kindMerges
-	t.pre = pre
-	t.pattern = pre.name
-	t.ignoreMerges = spec.IgnoreMerges || pre.ignoreMerges
-	t.sanitize = true
+	t.ignoreMerges = spec.IgnoreMerges
 	n := len(spec.Tokens)
-	for id, s := range spec.Tokens {
-		a := t.attrs[id]
-		b, err := ByteLevelDecode(s)
+	decode := ByteLevelDecode
+	if spec.SpaceMarks {
+		t.spaceMarks = true
+		t.spmSpacePrefix = spec.AddSpacePrefix
+		t.pattern = "spm-bpe"
+		decode = func(s string) ([]byte, error) { return []byte(s), nil }
+		t.initSPMTexts(spec)
+	} else {
+		pre, err := preTokenizerNamed(spec.Pre)
 		if err != nil {
-			b = nil
+			return err
 		}
-		if b != nil {
-			// llama.cpp looks tokens up by text; the last id with a text wins.
-			t.ranks[string(b)] = int32(id)
-		}
-		switch {
-		case a&AttrNormal != 0 && b != nil:
-			t.vocab[id] = b
-		case a&(AttrControl|AttrUserDefined|AttrUnknown) != 0:
-			t.vocab[id] = []byte(s)
-		case a&AttrByte != 0:
-			t.vocab[id] = byteTokenValue(s)
-		default:
-			if a&AttrNormal != 0 {
+		t.pre = pre
+		t.pattern = pre.name
+		t.ignoreMerges = t.ignoreMerges || pre.ignoreMerges
+		t.sanitize = true
+		for id, s := range spec.Tokens {
+			a := t.attrs[id]
+			b, err := ByteLevelDecode(s)
+			if err != nil {
+				b = nil
+			}
+			if b != nil {
+				// llama.cpp looks tokens up by text; the last id with a text wins.
+				t.ranks[string(b)] = int32(id)
+			}
+			switch {
+			case a&AttrNormal != 0 && b != nil:
+				t.vocab[id] = b
+			case a&AttrByte != 0:
+				t.vocab[id] = byteTokenValue(s)
+			case a&(AttrControl|AttrUserDefined|AttrUnknown|AttrNormal) != 0:
 				t.vocab[id] = []byte(s)
 			}
 		}
@@ -337,16 +350,18 @@ func (t *Tokenizer) initMerges(spec *Spec) error {
 		t.syms = append(t.syms, append([]byte(nil), b...))
 		return id
 	}
-	for b := range 256 {
-		t.byteSym[b] = symOf([]byte{byte(b)})
-		if id, ok := t.ranks[string([]byte{byte(b)})]; ok {
-			t.byteID[b] = id
+	if !spec.SpaceMarks {
+		for b := range 256 {
+			t.byteSym[b] = symOf([]byte{byte(b)})
+			if id, ok := t.ranks[string([]byte{byte(b)})]; ok {
+				t.byteID[b] = id
+			}
 		}
 	}
 	t.merges = make(map[uint64]uint64, len(spec.Merges))
 	for rank, m := range spec.Merges {
-		l, err1 := ByteLevelDecode(m[0])
-		r, err2 := ByteLevelDecode(m[1])
+		l, err1 := decode(m[0])
+		r, err2 := decode(m[1])
 		if err1 != nil || err2 != nil || len(l) == 0 || len(r) == 0 {
 			continue // no piece's symbols can ever match it (llama.cpp keeps it, unused)
 		}
@@ -463,4 +478,6 @@ func (t *Tokenizer) Specials() SpecialIDs {
 
 // AddSpacePrefix reports whether encoding prefixes text with a space (SPM
 // vocabularies): a detokenizer drops the first piece's leading space.
-func (t *Tokenizer) AddSpacePrefix() bool { return t.kind == kindSPM && t.spmSpacePrefix }
+func (t *Tokenizer) AddSpacePrefix() bool {
+	return (t.kind == kindSPM || t.spaceMarks) && t.spmSpacePrefix
+}

@@ -181,3 +181,51 @@ func TestSpecSaveLoad(t *testing.T) {
 		}
 	}
 }
+
+// smallSPMBPE is a hand-made SentencePiece-like merge-list BPE (Hugging
+// Face BPE with byte_fallback): "eo" is a token but no merge makes it.
+func smallSPMBPE(t *testing.T) *Tokenizer {
+	t.Helper()
+	spec := NewSpec(ModelBPE)
+	spec.SpaceMarks, spec.AddSpacePrefix, spec.AddBOS = true, true, true
+	spec.BOS, spec.EOS, spec.UNK = 1, 2, 0
+	spec.Tokens = []string{"<unk>", "<s>", "</s>"}
+	spec.Types = []int32{TypeUnknown, TypeControl, TypeControl}
+	for b := range 256 {
+		spec.Tokens = append(spec.Tokens, fmt.Sprintf("<0x%02X>", b))
+		spec.Types = append(spec.Types, TypeByte)
+	}
+	for _, s := range []string{"▁", "h", "e", "l", "o", "▁h", "ll", "▁he", "llo", "▁hello", "eo"} { // ids 259..269
+		spec.Tokens = append(spec.Tokens, s)
+		spec.Types = append(spec.Types, TypeNormal)
+	}
+	spec.Merges = [][2]string{{"▁", "h"}, {"l", "l"}, {"▁h", "e"}, {"ll", "o"}, {"▁he", "llo"}}
+	tok, err := NewFromSpec(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestSPMLikeBPEHandMade(t *testing.T) {
+	tok := smallSPMBPE(t)
+	byteTok := func(b byte) int32 { return 3 + int32(b) }
+	for _, c := range []struct {
+		in   string
+		want []int32
+	}{
+		{"hello", []int32{1, 268}},
+		// "eo" is a token, but no merge makes it: e and o stay apart.
+		{"heo", []int32{1, 266, 263}},
+		{"hé", []int32{1, 264, byteTok(0xC3), byteTok(0xA9)}},
+		{"hello hello", []int32{1, 268, 268}},
+		{strings.Repeat("l", 70), append([]int32{1, 259}, slices.Repeat([]int32{265}, 35)...)},
+	} {
+		if got := tok.Tokenize([]byte(c.in), true, true); !slices.Equal(got, c.want) {
+			t.Errorf("Tokenize(%q) = %v, want %v", c.in, got, c.want)
+		}
+	}
+	if got := string(tok.Piece(268, false)); got != " hello" || !tok.AddSpacePrefix() {
+		t.Errorf("Piece(268) = %q", got)
+	}
+}
