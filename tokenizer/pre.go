@@ -37,6 +37,19 @@ type preTokenizer struct {
 	stages []stage
 	// ignoreMerges: a piece that is a token encodes as that token.
 	ignoreMerges bool
+	// cleanSpaces: detokenizing removes the space before . , ! ? and some
+	// contractions (llama.cpp's clean_spaces, Hugging Face's
+	// clean_up_tokenization_spaces).
+	cleanSpaces bool
+}
+
+// noCleanSpaces are the pre-tokenizers for which llama.cpp turns
+// clean_spaces off.
+var noCleanSpaces = map[string]bool{
+	"deepseek-llm": true, "deepseek-coder": true, "deepseek-v3": true, "hunyuan-dense": true, "joyai-llm": true,
+	"command-r": true, "qwen2": true, "deepseek-r1-qwen": true, "kormo": true, "f2llmv2": true, "hunyuan": true,
+	"solar-open": true, "smollm": true, "gpt-4o": true, "llama4": true, "kanana2": true, "talkie": true, "minimax-m2": true,
+	"trillion": true, "granite-docling": true,
 }
 
 // each calls fn with every piece of s in order.
@@ -72,7 +85,7 @@ const (
 // preTokenizerNamed builds the pre-tokenizer llama.cpp uses for a
 // tokenizer.ggml.pre value.
 func preTokenizerNamed(name string) (*preTokenizer, error) {
-	p := &preTokenizer{name: name}
+	p := &preTokenizer{name: name, cleanSpaces: !noCleanSpaces[name]}
 	if name == "" {
 		p.name = "default"
 	}

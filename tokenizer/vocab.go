@@ -481,3 +481,78 @@ func (t *Tokenizer) Specials() SpecialIDs {
 func (t *Tokenizer) AddSpacePrefix() bool {
 	return (t.kind == kindSPM || t.spaceMarks) && t.spmSpacePrefix
 }
+
+// Detokenize turns ids into text as llama.cpp's llama_detokenize: the
+// Piece of each id (control tokens' text only with unparseSpecial); with
+// removeSpecial a leading BOS and trailing EOS that the vocabulary adds are
+// dropped; a vocabulary that prefixes text with a space loses one leading
+// space from the first piece; and for the byte-level vocabularies where
+// llama.cpp cleans spaces, " ." " ," " !" " ?" lose their space and so do
+// " 's" " 'm" " 're" " 've" and a lone apostrophe between spaces.
+func (t *Tokenizer) Detokenize(ids []int32, removeSpecial, unparseSpecial bool) []byte {
+	removeSpace := t.AddSpacePrefix()
+	if removeSpecial && t.addBOS && len(ids) > 0 && ids[0] == t.bos {
+		removeSpace = false
+		ids = ids[1:]
+	}
+	if removeSpecial && t.addEOS && len(ids) > 0 && ids[len(ids)-1] == t.eos {
+		ids = ids[:len(ids)-1]
+	}
+	var out []byte
+	for i, id := range ids {
+		p := t.Piece(id, unparseSpecial)
+		if i == 0 && removeSpace && len(p) > 0 && p[0] == ' ' {
+			p = p[1:]
+		}
+		out = append(out, p...)
+	}
+	if t.pre != nil && t.pre.cleanSpaces && t.spec != nil {
+		out = cleanSpaces(out)
+	}
+	return out
+}
+
+// cleanSpaces is llama.cpp's clean_spaces pass over detokenized text,
+// done in place in the same three passes.
+func cleanSpaces(text []byte) []byte {
+	// " ?", " !", " .", " ," lose the space.
+	total := min(len(text), 1)
+	for i := 1; i < len(text); i++ {
+		x := text[i]
+		if text[i-1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ',') {
+			total--
+		}
+		text[total] = x
+		total++
+	}
+	text = text[:total]
+	// A lone apostrophe between spaces loses both spaces.
+	total = min(len(text), 1)
+	for i := 1; i < len(text); i++ {
+		x := text[i]
+		if x == '\'' && i+1 < len(text) && text[i-1] == ' ' && text[i+1] == ' ' {
+			total--
+			i++
+			text[i] = 0
+		}
+		text[total] = x
+		total++
+	}
+	text = text[:total]
+	// " 's", " 'm", " 're", " 've" lose the space.
+	total = min(len(text), 1)
+	for i := 1; i < len(text); i++ {
+		x := text[i]
+		if text[i-1] == ' ' && x == '\'' && i+1 < len(text) {
+			switch x1 := text[i+1]; {
+			case x1 == 's' || x1 == 'm':
+				total--
+			case i+2 < len(text) && (x1 == 'r' || x1 == 'v') && text[i+2] == 'e':
+				total--
+			}
+		}
+		text[total] = x
+		total++
+	}
+	return text[:total]
+}

@@ -229,3 +229,37 @@ func TestSPMLikeBPEHandMade(t *testing.T) {
 		t.Errorf("Piece(268) = %q", got)
 	}
 }
+
+func TestDetokenize(t *testing.T) {
+	spm := smallSPM(t)
+	for _, c := range []struct {
+		ids                   []int32
+		removeSpecial, unpars bool
+		want                  string
+	}{
+		{[]int32{272, 259, 264}, false, false, "hello w"},
+		// As llama.cpp: only the first token loses its leading space, and
+		// dropping BOS turns the removal off.
+		{[]int32{1, 272}, false, false, " hello"},
+		{[]int32{1, 272}, true, false, " hello"},
+		{[]int32{1, 272}, false, true, "<s> hello"},
+		{[]int32{3 + 0xC3, 3 + 0xA9}, false, false, "é"},
+	} {
+		if got := string(spm.Detokenize(c.ids, c.removeSpecial, c.unpars)); got != c.want {
+			t.Errorf("SPM Detokenize(%v, %v, %v) = %q, want %q", c.ids, c.removeSpecial, c.unpars, got, c.want)
+		}
+	}
+	bpe := smallBPE(t, "gpt-2", false) // gpt-2 cleans spaces
+	for in, want := range map[string]string{
+		"hello , wow .":     "hello, wow.",
+		"a ' b":             "a'b",
+		"it 's we 're x 'd": "it's we're x 'd",
+	} {
+		if got := string(bpe.Detokenize(bpe.Encode([]byte(in)), false, false)); got != want {
+			t.Errorf("gpt-2 Detokenize(Encode(%q)) = %q, want %q", in, got, want)
+		}
+	}
+	if got := string(smallBPE(t, "qwen2", false).Detokenize(bpe.Encode([]byte("a , b")), false, false)); got != "a , b" {
+		t.Errorf("qwen2 does not clean spaces: %q", got)
+	}
+}
