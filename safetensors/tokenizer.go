@@ -134,6 +134,9 @@ func parseMerges(raw json.RawMessage) ([][2]string, error) {
 // cl100k pre-tokenizer) into dir, with a tokenizer_config.json naming the
 // end-of-text token.
 func SaveHFTokenizer(dir string, tok *tokenizer.Tokenizer) error {
+	if spec := tok.Spec(); spec != nil {
+		return saveHFSpec(dir, spec)
+	}
 	vocab := map[string]int32{}
 	type added struct {
 		ID         int32  `json:"id"`
@@ -509,4 +512,108 @@ func OpenTokenizer(path string) (*tokenizer.Tokenizer, error) {
 		return tokenizer.Load(file)
 	}
 	return LoadHFVocab(file)
+}
+
+// hfAdded is a tokenizer.json added token.
+type hfAdded struct {
+	ID         int32  `json:"id"`
+	Content    string `json:"content"`
+	SingleWord bool   `json:"single_word"`
+	LStrip     bool   `json:"lstrip"`
+	RStrip     bool   `json:"rstrip"`
+	Normalized bool   `json:"normalized"`
+	Special    bool   `json:"special"`
+}
+
+// saveHFSpec writes a vocabulary read from a model file as tokenizer.json
+// and tokenizer_config.json: byte-level BPE with the pre-tokenizer's split
+// regex, or SentencePiece-like BPE with byte fallback. SPM vocabularies
+// (scores, no merges) have no such form.
+func saveHFSpec(dir string, spec *tokenizer.Spec) error {
+	if spec.Model != tokenizer.ModelBPE {
+		return fmt.Errorf("tokenizer.json: a %s vocabulary (scores, no merge list) cannot be written as Hugging Face BPE; export GGUF", spec.Model)
+	}
+	vocab := map[string]int32{}
+	var adds []hfAdded
+	for id, text := range spec.Tokens {
+		typ := tokenizer.TypeNormal
+		if spec.Types != nil {
+			typ = spec.Types[id]
+		}
+		switch typ {
+		case tokenizer.TypeUnused:
+			continue
+		case tokenizer.TypeControl, tokenizer.TypeUnknown:
+			adds = append(adds, hfAdded{ID: int32(id), Content: text, Special: true})
+		case tokenizer.TypeUserDefined:
+			adds = append(adds, hfAdded{ID: int32(id), Content: text})
+		}
+		vocab[text] = int32(id)
+	}
+	merges := make([]string, len(spec.Merges))
+	for i, m := range spec.Merges {
+		merges[i] = m[0] + " " + m[1]
+	}
+	model := map[string]any{
+		"type": "BPE", "dropout": nil, "continuing_subword_prefix": nil, "end_of_word_suffix": nil,
+		"fuse_unk": false, "byte_fallback": spec.SpaceMarks, "ignore_merges": spec.IgnoreMerges, "vocab": vocab, "merges": merges,
+		"unk_token": nil,
+	}
+	doc := map[string]any{"version": "1.0", "truncation": nil, "padding": nil, "added_tokens": adds, "model": model}
+	if spec.UNK != tokenizer.NoToken {
+		model["unk_token"] = spec.Tokens[spec.UNK]
+	}
+	if spec.SpaceMarks {
+		steps := []any{map[string]any{"type": "Replace", "pattern": map[string]string{"String": " "}, "content": "\u2581"}}
+		if spec.AddSpacePrefix {
+			steps = append([]any{map[string]any{"type": "Prepend", "prepend": "\u2581"}}, steps...)
+		}
+		doc["normalizer"] = map[string]any{"type": "Sequence", "normalizers": steps}
+		doc["pre_tokenizer"] = nil
+		doc["decoder"] = map[string]any{"type": "Sequence", "decoders": []any{
+			map[string]any{"type": "Replace", "pattern": map[string]string{"String": "\u2581"}, "content": " "},
+			map[string]any{"type": "ByteFallback"}, map[string]any{"type": "Fuse"},
+		}}
+	} else {
+		byteLevel := map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}
+		doc["normalizer"] = nil
+		doc["decoder"] = map[string]any{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}
+		if spec.Pre == "gpt-2" {
+			byteLevel["use_regex"] = true
+			doc["pre_tokenizer"] = byteLevel
+		} else {
+			split := ""
+			for re, name := range hfSplitPres {
+				if name == spec.Pre {
+					split = re
+				}
+			}
+			if split == "" {
+				return fmt.Errorf("tokenizer.json: moe has no Hugging Face form of pre-tokenizer %q", spec.Pre)
+			}
+			doc["pre_tokenizer"] = map[string]any{"type": "Sequence", "pretokenizers": []any{
+				map[string]any{"type": "Split", "pattern": map[string]string{"Regex": split}, "behavior": "Isolated", "invert": false},
+				byteLevel,
+			}}
+		}
+	}
+	data, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("tokenizer.json: %w", err)
+	}
+	if err := tokenizer.WriteFileAtomic(filepath.Join(dir, "tokenizer.json"), data); err != nil {
+		return err
+	}
+	tc := map[string]any{"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": spec.AddBOS, "add_eos_token": spec.AddEOS,
+		"clean_up_tokenization_spaces": false}
+	for key, id := range map[string]int32{"bos_token": spec.BOS, "eos_token": spec.EOS, "pad_token": spec.PAD, "unk_token": spec.UNK} {
+		if id != tokenizer.NoToken {
+			tc[key] = spec.Tokens[id]
+		}
+	}
+	cfgDoc, err := json.MarshalIndent(tc, "", "  ")
+	if err != nil {
+		return fmt.Errorf("tokenizer_config.json: %w", err)
+	}
+	return tokenizer.WriteFileAtomic(filepath.Join(dir, "tokenizer_config.json"), cfgDoc)
 }

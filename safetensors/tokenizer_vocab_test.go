@@ -175,3 +175,39 @@ func TestHFSentencePieceLikeToGGUF(t *testing.T) {
 		}
 	}
 }
+
+// TestSaveHFSpecRoundTrip writes file vocabularies back as tokenizer.json
+// and checks that they read back to tokenizers that encode alike.
+func TestSaveHFSpecRoundTrip(t *testing.T) {
+	llama3 := `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	legacy := map[string]any{"type": "Sequence", "normalizers": []any{
+		map[string]any{"type": "Prepend", "prepend": "▁"},
+		map[string]any{"type": "Replace", "pattern": map[string]any{"String": " "}, "content": "▁"},
+	}}
+	tc := map[string]any{"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>"}
+	for _, src := range []string{
+		writeHFDir(t, byteLevelDoc(llama3), map[string]any{"eos_token": "<|eot|>"}),
+		writeHFDir(t, mistralLike(nil, legacy), tc),
+	} {
+		tok, err := LoadHFVocab(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := SaveHFTokenizer(dir, tok); err != nil {
+			t.Fatal(err)
+		}
+		back, err := LoadHFVocab(filepath.Join(dir, "tokenizer.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"hello wow helloo", "hé llo <tool>x</s>", "lllll heo"} {
+			if a, b := back.Tokenize([]byte(s), true, true), tok.Tokenize([]byte(s), true, true); !slices.Equal(a, b) {
+				t.Errorf("%q: %v after the round trip, %v before", s, a, b)
+			}
+		}
+		if back.EOT() != tok.EOT() || back.VocabSize() != tok.VocabSize() {
+			t.Errorf("eot %d vocab %d, want %d %d", back.EOT(), back.VocabSize(), tok.EOT(), tok.VocabSize())
+		}
+	}
+}
