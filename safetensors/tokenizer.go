@@ -138,23 +138,14 @@ func SaveHFTokenizer(dir string, tok *tokenizer.Tokenizer) error {
 		return saveHFSpec(dir, spec)
 	}
 	vocab := map[string]int32{}
-	type added struct {
-		ID         int32  `json:"id"`
-		Content    string `json:"content"`
-		SingleWord bool   `json:"single_word"`
-		LStrip     bool   `json:"lstrip"`
-		RStrip     bool   `json:"rstrip"`
-		Normalized bool   `json:"normalized"`
-		Special    bool   `json:"special"`
-	}
-	var adds []added
+	var adds []hfAdded
 	for id := int32(0); id < int32(tok.VocabSize()); id++ {
 		b := tok.TokenBytes(id)
 		switch {
 		case b == nil:
 		case tok.IsSpecial(id):
 			vocab[string(b)] = id
-			adds = append(adds, added{ID: id, Content: string(b), Special: true})
+			adds = append(adds, hfAdded{ID: id, Content: string(b), Special: true})
 		default:
 			vocab[gguf.BytesToToken(b)] = id
 		}
