@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -133,5 +134,33 @@ func TestSpecKVsRoundTrip(t *testing.T) {
 		if back.VocabSize() != tok.VocabSize() {
 			t.Errorf("%s: vocab %d, want %d", name, back.VocabSize(), tok.VocabSize())
 		}
+	}
+}
+
+// BenchmarkLlamaCppVocabEncode reports encoding speed (MB/s; the BPE piece
+// cache warm after the first run) of llama.cpp's test vocabularies on their
+// own test texts repeated, without BOS/EOS.
+func BenchmarkLlamaCppVocabEncode(b *testing.B) {
+	root := os.Getenv("MOE_LLAMA_CPP")
+	if root == "" {
+		b.Skip("MOE_LLAMA_CPP is not set (a llama.cpp source tree with models/ggml-vocab-*.gguf)")
+	}
+	for _, name := range []string{"gpt-2", "llama-spm", "deepseek-llm", "deepseek-coder", "starcoder", "falcon"} {
+		path := filepath.Join(root, "models", "ggml-vocab-"+name+".gguf")
+		inp, err := os.ReadFile(path + ".inp")
+		if err != nil {
+			b.Fatal(err)
+		}
+		text := bytes.Repeat(bytes.ReplaceAll(inp, []byte("\n__ggml_vocab_test__\n"), []byte("\n")), 20)
+		tok, err := ReadTokenizer(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				tok.Tokenize(text, false, false)
+			}
+		})
 	}
 }

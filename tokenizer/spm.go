@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"container/heap"
 	"fmt"
 	"strings"
 )
@@ -101,24 +100,52 @@ type spmBigram struct {
 	size        int32
 }
 
+// spmHeap is a binary max-heap of bigrams: highest score first, then
+// leftmost (typed, so pushing does not allocate).
 type spmHeap []spmBigram
 
-// Len, Less, Swap, Push and Pop implement heap.Interface: highest score
-// first, then leftmost.
-func (h spmHeap) Len() int { return len(h) }
-func (h spmHeap) Less(i, j int) bool {
+func (h spmHeap) before(i, j int) bool {
 	if h[i].score != h[j].score {
 		return h[i].score > h[j].score
 	}
 	return h[i].left < h[j].left
 }
-func (h spmHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *spmHeap) Push(x any)   { *h = append(*h, x.(spmBigram)) }
-func (h *spmHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+
+func (h *spmHeap) push(b spmBigram) {
+	*h = append(*h, b)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !q.before(i, p) {
+			break
+		}
+		q[i], q[p] = q[p], q[i]
+		i = p
+	}
+}
+
+func (h *spmHeap) pop() spmBigram {
+	q := *h
+	top := q[0]
+	n := len(q) - 1
+	q[0] = q[n]
+	q = q[:n]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < n && q.before(l, m) {
+			m = l
+		}
+		if r := l + 1; r < n && q.before(r, m) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	*h = q
+	return top
 }
 
 // spmEncode appends the encoding of one text fragment; prefix adds the
@@ -157,13 +184,13 @@ func (t *Tokenizer) spmEncode(dst []int32, frag []byte, prefix bool) []int32 {
 		if t.scores != nil {
 			score = t.scores[id]
 		}
-		heap.Push(&h, spmBigram{score: score, left: l, right: r, size: sz})
+		h.push(spmBigram{score: score, left: l, right: r, size: sz})
 	}
 	for i := int32(1); i < int32(len(start)); i++ {
 		try(i-1, i)
 	}
-	for h.Len() > 0 {
-		b := heap.Pop(&h).(spmBigram)
+	for len(h) > 0 {
+		b := h.pop()
 		l, r := b.left, b.right
 		if size[l] == 0 || size[r] == 0 || size[l]+size[r] != b.size {
 			continue
