@@ -424,6 +424,9 @@ func LoadHFVocab(path string) (*tokenizer.Tokenizer, error) {
 	if err := readHFTokenizerConfig(filepath.Join(filepath.Dir(path), "tokenizer_config.json"), spec, byText); err != nil {
 		return nil, err
 	}
+	if id, ok := byText[tokenizer.EndOfText]; ok && spec.EOS == tokenizer.NoToken {
+		spec.EOS = id // no tokenizer_config.json: GPT-2's convention
+	}
 	tok, err := tokenizer.NewFromSpec(spec)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -185,3 +185,61 @@ func BenchmarkPreTokenizers(b *testing.B) {
 }
 
 func BenchmarkEncodeO200K(b *testing.B) { benchEncodeWarm(b, mustO200K(b)) }
+
+// o200kMerges is o200k_base as a merge-list vocabulary (the merges derived
+// from the ranks, as Hugging Face's converter does), read through
+// NewFromSpec like a GGUF or tokenizer.json vocabulary.
+var o200kMerges = sync.OnceValues(func() (*Tokenizer, error) {
+	rank, err := o200k()
+	if err != nil {
+		return nil, err
+	}
+	spec := NewSpec(ModelBPE)
+	spec.Pre, spec.IgnoreMerges, spec.EOS = "gpt-4o", true, 199999
+	spec.Tokens = make([]string, 200019)
+	spec.Types = make([]int32, len(spec.Tokens))
+	for id := range spec.Tokens {
+		switch b := rank.TokenBytes(int32(id)); {
+		case rank.IsSpecial(int32(id)):
+			spec.Tokens[id], spec.Types[id] = string(b), TypeControl
+		case b != nil:
+			spec.Tokens[id], spec.Types[id] = ByteLevelEncode(b), TypeNormal
+		default:
+			spec.Tokens[id], spec.Types[id] = fmt.Sprintf("[PAD%d]", id), TypeUnused
+		}
+	}
+	for _, m := range rank.Merges() {
+		spec.Merges = append(spec.Merges, [2]string{ByteLevelEncode(rank.TokenBytes(m[0])), ByteLevelEncode(rank.TokenBytes(m[1]))})
+	}
+	return NewFromSpec(spec)
+})
+
+// TestO200KMergeListMatchesRanks checks the merge-list engine at scale:
+// o200k as merges encodes the mixed text as the rank-based o200k does.
+func TestO200KMergeListMatchesRanks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds o200k's merge list (a few seconds)")
+	}
+	rank := mustO200K(t)
+	merges, err := o200kMerges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := []byte(mixedText(t, 13) + strings.Repeat("abc", 200) + strings.Repeat(" ", 300))
+	if got, want := merges.Encode(text), rank.Encode(text); !slices.Equal(got, want) {
+		for i := range min(len(got), len(want)) {
+			if got[i] != want[i] {
+				t.Fatalf("token %d: merges %d, ranks %d", i, got[i], want[i])
+			}
+		}
+		t.Fatalf("%d tokens, ranks %d", len(got), len(want))
+	}
+}
+
+func BenchmarkEncodeO200KMergeList(b *testing.B) {
+	tok, err := o200kMerges()
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchEncodeWarm(b, tok)
+}

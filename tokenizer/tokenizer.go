@@ -186,7 +186,9 @@ func (t *Tokenizer) computeSize() {
 	t.size = n
 }
 
-// EOT returns the id of the end-of-text token that separates documents.
+// EOT returns the id of the end-of-text token that separates documents:
+// for a vocabulary read from a model file its EOS (else EOT) token, or
+// NoToken when it names neither.
 func (t *Tokenizer) EOT() int32 { return t.eot }
 
 // Special returns the id of the named special token, e.g. "<|user|>".
