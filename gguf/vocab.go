@@ -203,8 +203,11 @@ func SpecKVs(spec *tokenizer.Spec, vocabSize int) ([]KV, error) {
 			merges[i] = m[0] + " " + m[1]
 		}
 		pre := spec.Pre
-		if pre == "" {
+		switch pre {
+		case "":
 			pre = "default"
+		case "o200k":
+			pre = "gpt-4o" // llama.cpp's name (it runs its own approximation of the pattern)
 		}
 		kvs = append([]KV{{"tokenizer.ggml.model", "gpt2"}, {"tokenizer.ggml.pre", pre}}, kvs...)
 		kvs = append(kvs, KV{"tokenizer.ggml.merges", merges})

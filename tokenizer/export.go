@@ -19,7 +19,7 @@ func New(vocab [][]byte, specials map[string]int32) (*Tokenizer, error) {
 
 // NewRanked builds a rank-based (tiktoken-style) tokenizer like New but
 // with the pre-tokenizer named pre (a tokenizer.ggml.pre name such as
-// "gpt-4o" for o200k_base). Invalid UTF-8 is replaced by U+FFFD before
+// "o200k" for o200k_base). Invalid UTF-8 is replaced by U+FFFD before
 // pre-tokenizing, as tiktoken-go and llama.cpp do.
 func NewRanked(vocab [][]byte, specials map[string]int32, pre string) (*Tokenizer, error) {
 	if pre == PatternCL100K {

@@ -17,7 +17,7 @@ import (
 const o200kRanks = 199998
 
 // o200k builds o200k_base from the vocabulary embedded in tiktoken-go, the
-// reference, with the gpt-4o pre-tokenizer.
+// reference, with the o200k pre-tokenizer.
 var o200k = sync.OnceValues(func() (*Tokenizer, error) {
 	ref := codec.NewO200kBase()
 	vocab := make([][]byte, o200kRanks)
@@ -28,7 +28,7 @@ var o200k = sync.OnceValues(func() (*Tokenizer, error) {
 		}
 		vocab[id] = []byte(s)
 	}
-	return NewRanked(vocab, map[string]int32{EndOfText: 199999, "<|endofprompt|>": 200018}, "gpt-4o")
+	return NewRanked(vocab, map[string]int32{EndOfText: 199999, "<|endofprompt|>": 200018}, "o200k")
 })
 
 func mustO200K(t testing.TB) *Tokenizer {
@@ -107,7 +107,7 @@ func TestHandWrittenPreTokenizersMatchRegexp(t *testing.T) {
 		i = j - 997
 	}
 	for _, c := range []struct{ pre, pattern string }{
-		{"gpt-4o", o200kPattern}, {"llama-bpe", llama3}, {"qwen2", qwen2}, {"gpt-2", gpt2},
+		{"o200k", o200kPattern}, {"llama-bpe", llama3}, {"qwen2", qwen2}, {"gpt-2", gpt2},
 	} {
 		for _, s := range chunks {
 			if got, want := splitPieces(t, c.pre, s), regexpPieces(t, c.pattern, s); !slices.Equal(got, want) {
@@ -137,7 +137,7 @@ func TestO200KMatchesTiktoken(t *testing.T) {
 		want := refEncode(t, ref, s)
 		got := tok.Encode([]byte(s))
 		if !slices.Equal(got, want) {
-			t.Fatalf("Encode(%q) =\n%v, tiktoken-go\n%v\npieces %q", s, got, want, splitPieces(t, "gpt-4o", strings.ToValidUTF8(s, "\uFFFD")))
+			t.Fatalf("Encode(%q) =\n%v, tiktoken-go\n%v\npieces %q", s, got, want, splitPieces(t, "o200k", strings.ToValidUTF8(s, "\uFFFD")))
 		}
 	}
 	t.Logf("%d bytes, %d tokens", len(text), len(tok.Encode([]byte(text))))
@@ -153,7 +153,7 @@ func FuzzO200KPieces(f *testing.F) {
 		if !utf8.ValidString(s) {
 			return
 		}
-		if got, want := splitPieces(t, "gpt-4o", s), regexpPieces(t, o200kPattern, s); !slices.Equal(got, want) {
+		if got, want := splitPieces(t, "o200k", s), regexpPieces(t, o200kPattern, s); !slices.Equal(got, want) {
 			t.Fatalf("pieces(%q) = %q, regexp %q", s, got, want)
 		}
 	})
@@ -195,7 +195,7 @@ var o200kMerges = sync.OnceValues(func() (*Tokenizer, error) {
 		return nil, err
 	}
 	spec := NewSpec(ModelBPE)
-	spec.Pre, spec.IgnoreMerges, spec.EOS = "gpt-4o", true, 199999
+	spec.Pre, spec.IgnoreMerges, spec.EOS = "o200k", true, 199999
 	spec.Tokens = make([]string, 200019)
 	spec.Types = make([]int32, len(spec.Tokens))
 	for id := range spec.Tokens {

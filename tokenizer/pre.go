@@ -48,7 +48,7 @@ type preTokenizer struct {
 var noCleanSpaces = map[string]bool{
 	"deepseek-llm": true, "deepseek-coder": true, "deepseek-v3": true, "hunyuan-dense": true, "joyai-llm": true,
 	"command-r": true, "qwen2": true, "deepseek-r1-qwen": true, "kormo": true, "f2llmv2": true, "hunyuan": true,
-	"solar-open": true, "smollm": true, "gpt-4o": true, "llama4": true, "kanana2": true, "talkie": true, "minimax-m2": true,
+	"solar-open": true, "smollm": true, "gpt-4o": true, "o200k": true, "llama4": true, "kanana2": true, "talkie": true, "minimax-m2": true,
 	"trillion": true, "granite-docling": true,
 }
 
@@ -103,6 +103,10 @@ func preTokenizerNamed(name string) (*preTokenizer, error) {
 	case "starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b", "mellum2":
 		p.stages = []stage{nextFunc(nextDigit), nextFunc(nextPieceGPT2)}
 	case "gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2":
+		p.stages = []stage{nextFunc(nextPieceGPT4o)}
+	case "o200k":
+		// Not a llama.cpp name: GPT-4o's pattern with its real semantics
+		// (tiktoken, Hugging Face), for tiktoken files and tokenizer.json.
 		p.stages = []stage{nextFunc(nextPieceO200K)}
 	default:
 		if p.stages = handStages(name); p.stages == nil {
@@ -116,7 +120,7 @@ func preTokenizerNamed(name string) (*preTokenizer, error) {
 // family (aliases omitted).
 func PreTokenizers() []string {
 	return []string{"default", "gpt-2", "llama-bpe", "qwen2", "olmo", "mpt", "starcoder", "refact", "command-r",
-		"falcon", "deepseek-llm", "deepseek-coder", "deepseek-v3", "gpt-4o", "dbrx"}
+		"falcon", "deepseek-llm", "deepseek-coder", "deepseek-v3", "gpt-4o", "o200k", "dbrx"}
 }
 
 // Split calls fn with the pieces the named pre-tokenizer makes of s (s

@@ -100,14 +100,27 @@ func o200kRuneClass(r rune) uint8 {
 }
 
 // o200kAt returns the classes and width of the character at s[i]; invalid
-// bytes are one-byte punctuation.
-func o200kAt(s []byte, i int) (uint8, int) {
+// bytes are one-byte punctuation. With llama, non-ASCII characters get
+// llama.cpp's collapsed classes: every letter is both upper and lower, and
+// marks are not letters.
+func o200kAt(s []byte, i int, llama bool) (uint8, int) {
 	if b := s[i]; b < utf8.RuneSelf {
 		return o200kASCII[b], 1
 	}
 	r, w := utf8.DecodeRune(s[i:])
 	if r == utf8.RuneError && w == 1 {
 		return 0, 1
+	}
+	if llama {
+		switch {
+		case unicode.IsSpace(r):
+			return oSpace, w
+		case unicode.IsLetter(r):
+			return oUpper | oLower | oLetter, w
+		case unicode.IsNumber(r):
+			return oNumber, w
+		}
+		return 0, w
 	}
 	return o200kRuneClass(r), w
 }
@@ -116,10 +129,10 @@ func o200kAt(s []byte, i int) (uint8, int) {
 func o200kPrefix(c uint8) bool { return c&(oNL|oLetter|oNumber) == 0 }
 
 // o200kWord1 matches [upper]*[lower]+ at s[i:] and returns its end, or -1.
-func o200kWord1(s []byte, i int) int {
+func o200kWord1(s []byte, i int, llama bool) int {
 	lastLower, lastW := -1, 0 // last character of the upper run that is also lower
 	for i < len(s) {
-		c, w := o200kAt(s, i)
+		c, w := o200kAt(s, i, llama)
 		if c&oUpper == 0 {
 			break
 		}
@@ -129,8 +142,8 @@ func o200kWord1(s []byte, i int) int {
 		i += w
 	}
 	if i < len(s) {
-		if c, _ := o200kAt(s, i); c&oLower != 0 {
-			return o200kRun(s, i, oLower)
+		if c, _ := o200kAt(s, i, llama); c&oLower != 0 {
+			return o200kRun(s, i, oLower, llama)
 		}
 	}
 	if lastLower < 0 {
@@ -141,19 +154,19 @@ func o200kWord1(s []byte, i int) int {
 }
 
 // o200kWord2 matches [upper]+[lower]* at s[i:] and returns its end, or -1.
-func o200kWord2(s []byte, i int) int {
-	e := o200kRun(s, i, oUpper)
+func o200kWord2(s []byte, i int, llama bool) int {
+	e := o200kRun(s, i, oUpper, llama)
 	if e == i {
 		return -1
 	}
-	return o200kRun(s, e, oLower)
+	return o200kRun(s, e, oLower, llama)
 }
 
 // o200kRun returns the end of the run of characters with a class in mask
 // starting at s[i].
-func o200kRun(s []byte, i int, mask uint8) int {
+func o200kRun(s []byte, i int, mask uint8, llama bool) int {
 	for i < len(s) {
-		c, w := o200kAt(s, i)
+		c, w := o200kAt(s, i, llama)
 		if c&mask == 0 {
 			break
 		}
@@ -170,28 +183,36 @@ func o200kRun(s []byte, i int, mask uint8) int {
 //	|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
 //
 // with a backtracking regex engine's semantics (tiktoken's, Hugging Face's).
-func nextPieceO200K(s []byte) int {
-	c0, w0 := o200kAt(s, 0)
+func nextPieceO200K(s []byte) int { return nextPieceO200KAs(s, false) }
+
+// nextPieceGPT4o is llama.cpp's version of the same pattern (its "gpt-4o"
+// pre-tokenizer): run over collapsed text, a non-ASCII letter counts as
+// both upper and lower case, marks are not letters, and contractions match
+// in ASCII case only.
+func nextPieceGPT4o(s []byte) int { return nextPieceO200KAs(s, true) }
+
+func nextPieceO200KAs(s []byte, llama bool) int {
+	c0, w0 := o200kAt(s, 0, llama)
 	word := func(end int) int {
 		if end < len(s) && s[end] == '\'' && end+1 < len(s) {
-			end += contraction(s[end:], true)
+			end += contraction(s[end:], !llama)
 		}
 		return end
 	}
-	for _, f := range [...]func([]byte, int) int{o200kWord1, o200kWord2} {
+	for _, f := range [...]func([]byte, int, bool) int{o200kWord1, o200kWord2} {
 		if o200kPrefix(c0) {
-			if e := f(s, w0); e > 0 {
+			if e := f(s, w0, llama); e > 0 {
 				return word(e)
 			}
 		}
-		if e := f(s, 0); e > 0 {
+		if e := f(s, 0, llama); e > 0 {
 			return word(e)
 		}
 	}
 	if c0&oNumber != 0 {
 		i := w0
 		for k := 1; k < 3 && i < len(s); k++ {
-			c, w := o200kAt(s, i)
+			c, w := o200kAt(s, i, llama)
 			if c&oNumber == 0 {
 				break
 			}
@@ -205,14 +226,14 @@ func nextPieceO200K(s []byte) int {
 	if isOther(c0) {
 		start = 0
 	} else if s[0] == ' ' && len(s) > 1 {
-		if c, _ := o200kAt(s, 1); isOther(c) {
+		if c, _ := o200kAt(s, 1, llama); isOther(c) {
 			start = 1
 		}
 	}
 	if start >= 0 {
 		i := start
 		for i < len(s) {
-			c, w := o200kAt(s, i)
+			c, w := o200kAt(s, i, llama)
 			if !isOther(c) {
 				break
 			}

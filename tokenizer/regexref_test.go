@@ -30,6 +30,7 @@ var llamaPatterns = map[string][]string{
 	"deepseek-llm":   {"[\r\n]", reDeepseekLLMLetters, reDeepseekLLMPunct, `\s+$`, reCJK, `\p{N}+`},
 	"deepseek-v3":    {`\p{N}{1,3}`, reDeepseekV3CJK, reDeepseekV3Main},
 	"deepseek-coder": {"[\r\n]", `\s?\p{L}+`, `\s?\p{P}+`, reCJK, `\p{N}`},
+	"gpt-4o":         {`[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`},
 }
 
 // regexPreTokenizer builds the reference pre-tokenizer from llamaPatterns.
@@ -201,6 +202,32 @@ func TestLlamaStagesMatchRegexp(t *testing.T) {
 				}
 				t.Fatalf("%s: %d pieces, regexp %d", name, len(got), len(want))
 			}
+		}
+	}
+}
+
+// TestGPT4oLlamaDiffersFromO200K pins where llama.cpp's gpt-4o departs
+// from the o200k pattern: a combining mark is not a letter, and a
+// non-ASCII letter is both cases.
+func TestGPT4oLlamaDiffersFromO200K(t *testing.T) {
+	for _, c := range []struct {
+		in          string
+		llama, real []string
+	}{
+		{"e\u0301cole", []string{"e", "\u0301cole"}, []string{"e\u0301cole"}},
+		{"aÉb", []string{"aÉb"}, []string{"a", "Éb"}},
+		{"x'ſ", []string{"x", "'ſ"}, []string{"x'ſ"}},
+	} {
+		var ref []string
+		regexPreTokenizer(t, "gpt-4o").each([]byte(c.in), func(p []byte) { ref = append(ref, string(p)) })
+		if !slices.Equal(ref, c.llama) {
+			t.Errorf("reference gpt-4o %q = %q, want %q", c.in, ref, c.llama)
+		}
+		if got := splitPieces(t, "gpt-4o", c.in); !slices.Equal(got, c.llama) {
+			t.Errorf("gpt-4o %q = %q, want %q", c.in, got, c.llama)
+		}
+		if got := splitPieces(t, "o200k", c.in); !slices.Equal(got, c.real) {
+			t.Errorf("o200k %q = %q, want %q", c.in, got, c.real)
 		}
 	}
 }
