@@ -186,21 +186,40 @@ func BenchmarkPreTokenizers(b *testing.B) {
 
 func BenchmarkEncodeO200K(b *testing.B) { benchEncodeWarm(b, mustO200K(b)) }
 
-// o200kMerges is o200k_base as a merge-list vocabulary (the merges derived
-// from the ranks, as Hugging Face's converter does), read through
-// NewFromSpec like a GGUF or tokenizer.json vocabulary.
-var o200kMerges = sync.OnceValues(func() (*Tokenizer, error) {
-	rank, err := o200k()
+// o200kMergeList returns o200k_base as a merge-list vocabulary (the
+// merges derived from the ranks, as Hugging Face's converter does), read
+// through NewFromSpec like a GGUF or tokenizer.json vocabulary. With text,
+// only the tokens that are substrings of its pieces are kept (all that BPE
+// can reach on it), which keeps deriving the merges fast.
+func o200kMergeList(rank *Tokenizer, text []byte) (*Tokenizer, error) {
+	vocab := make([][]byte, o200kRanks)
+	if text == nil {
+		copy(vocab, rank.vocab)
+	} else {
+		Split("o200k", llamaUTF8(text), func(p []byte) {
+			for i := range p {
+				for j := i + 1; j <= len(p); j++ {
+					if id, ok := rank.ranks[string(p[i:j])]; ok {
+						vocab[id] = rank.vocab[id]
+					}
+				}
+			}
+		})
+		for b := range 256 {
+			vocab[rank.byteID[b]] = rank.vocab[rank.byteID[b]]
+		}
+	}
+	sub, err := NewRanked(vocab, map[string]int32{EndOfText: 199999}, "o200k")
 	if err != nil {
 		return nil, err
 	}
 	spec := NewSpec(ModelBPE)
 	spec.Pre, spec.IgnoreMerges, spec.EOS = "o200k", true, 199999
-	spec.Tokens = make([]string, 200019)
+	spec.Tokens = make([]string, 200000)
 	spec.Types = make([]int32, len(spec.Tokens))
 	for id := range spec.Tokens {
-		switch b := rank.TokenBytes(int32(id)); {
-		case rank.IsSpecial(int32(id)):
+		switch b := sub.TokenBytes(int32(id)); {
+		case sub.IsSpecial(int32(id)):
 			spec.Tokens[id], spec.Types[id] = string(b), TypeControl
 		case b != nil:
 			spec.Tokens[id], spec.Types[id] = ByteLevelEncode(b), TypeNormal
@@ -208,24 +227,21 @@ var o200kMerges = sync.OnceValues(func() (*Tokenizer, error) {
 			spec.Tokens[id], spec.Types[id] = fmt.Sprintf("[PAD%d]", id), TypeUnused
 		}
 	}
-	for _, m := range rank.Merges() {
-		spec.Merges = append(spec.Merges, [2]string{ByteLevelEncode(rank.TokenBytes(m[0])), ByteLevelEncode(rank.TokenBytes(m[1]))})
+	for _, m := range sub.Merges() {
+		spec.Merges = append(spec.Merges, [2]string{ByteLevelEncode(sub.TokenBytes(m[0])), ByteLevelEncode(sub.TokenBytes(m[1]))})
 	}
 	return NewFromSpec(spec)
-})
+}
 
 // TestO200KMergeListMatchesRanks checks the merge-list engine at scale:
 // o200k as merges encodes the mixed text as the rank-based o200k does.
 func TestO200KMergeListMatchesRanks(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds o200k's merge list (a few seconds)")
-	}
 	rank := mustO200K(t)
-	merges, err := o200kMerges()
+	text := []byte(mixedText(t, 13) + strings.Repeat("abc", 200) + strings.Repeat(" ", 300))
+	merges, err := o200kMergeList(rank, text)
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := []byte(mixedText(t, 13) + strings.Repeat("abc", 200) + strings.Repeat(" ", 300))
 	if got, want := merges.Encode(text), rank.Encode(text); !slices.Equal(got, want) {
 		for i := range min(len(got), len(want)) {
 			if got[i] != want[i] {
@@ -237,7 +253,7 @@ func TestO200KMergeListMatchesRanks(t *testing.T) {
 }
 
 func BenchmarkEncodeO200KMergeList(b *testing.B) {
-	tok, err := o200kMerges()
+	tok, err := o200kMergeList(mustO200K(b), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
