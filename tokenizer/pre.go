@@ -49,7 +49,7 @@ var noCleanSpaces = map[string]bool{
 	"deepseek-llm": true, "deepseek-coder": true, "deepseek-v3": true, "hunyuan-dense": true, "joyai-llm": true,
 	"command-r": true, "qwen2": true, "deepseek-r1-qwen": true, "kormo": true, "f2llmv2": true, "hunyuan": true,
 	"solar-open": true, "smollm": true, "gpt-4o": true, "o200k": true, "llama4": true, "kanana2": true, "talkie": true, "minimax-m2": true,
-	"trillion": true, "granite-docling": true,
+	"trillion": true, "granite-docling": true, "grok-2": true, "bailingmoe": true, "bailingmoe2": true, "llada-moe": true,
 }
 
 // each calls fn with every piece of s in order.
@@ -95,7 +95,8 @@ func preTokenizerNamed(name string) (*preTokenizer, error) {
 		p.ignoreMerges = true
 	case "dbrx", "smaug-bpe", "glm4", "chatglm-bpe":
 		p.stages = []stage{nextFunc(nextPieceLlama3)}
-	case "qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "stablelm2", "hunyuan", "solar-open", "megrez":
+	case "qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "stablelm2", "hunyuan", "solar-open", "megrez", "grok-2",
+		"bailingmoe", "bailingmoe2", "llada-moe": // Ling's pattern differs in form only (checked in tests)
 		p.stages = []stage{nextFunc(nextPieceQwen2)}
 	case "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum",
 		"modern-bert", "mpt", "olmo", "jais", "trillion", "granite-docling", "exaone4", "jina-v1-en", "jina-v2-code", "roberta-bpe":
