@@ -88,7 +88,10 @@ func ReadVocab(f *File) (*tokenizer.Spec, error) {
 		}
 		mv, ok := f.Get("tokenizer.ggml.merges")
 		merges, isStr := mv.([]string)
-		if !ok || !isStr {
+		if !ok && pre == "kimi-k2" {
+			merges, isStr = nil, true // llama.cpp lets Kimi-K2 go without merges
+		}
+		if !isStr {
 			return nil, fmt.Errorf("gguf: tokenizer.ggml.merges is missing or not a string array")
 		}
 		spec.Merges = make([][2]string, len(merges))

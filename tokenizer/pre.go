@@ -49,7 +49,7 @@ var noCleanSpaces = map[string]bool{
 	"deepseek-llm": true, "deepseek-coder": true, "deepseek-v3": true, "hunyuan-dense": true, "joyai-llm": true,
 	"command-r": true, "qwen2": true, "deepseek-r1-qwen": true, "kormo": true, "f2llmv2": true, "hunyuan": true,
 	"solar-open": true, "smollm": true, "gpt-4o": true, "o200k": true, "llama4": true, "kanana2": true, "talkie": true, "minimax-m2": true,
-	"trillion": true, "granite-docling": true, "grok-2": true, "bailingmoe": true, "bailingmoe2": true, "llada-moe": true,
+	"trillion": true, "granite-docling": true, "grok-2": true, "bailingmoe": true, "bailingmoe2": true, "llada-moe": true, "kimi-k2": true,
 }
 
 // each calls fn with every piece of s in order.
@@ -105,6 +105,8 @@ func preTokenizerNamed(name string) (*preTokenizer, error) {
 		p.stages = []stage{nextFunc(nextDigit), nextFunc(nextPieceGPT2)}
 	case "gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2":
 		p.stages = []stage{nextFunc(nextPieceGPT4o)}
+	case "kimi-k2":
+		p.stages = []stage{nextFunc(nextPieceKimiK2)}
 	case "o200k":
 		// Not a llama.cpp name: GPT-4o's pattern with its real semantics
 		// (tiktoken, Hugging Face), for tiktoken files and tokenizer.json.
@@ -121,7 +123,7 @@ func preTokenizerNamed(name string) (*preTokenizer, error) {
 // family (aliases omitted).
 func PreTokenizers() []string {
 	return []string{"default", "gpt-2", "llama-bpe", "qwen2", "olmo", "mpt", "starcoder", "refact", "command-r",
-		"falcon", "deepseek-llm", "deepseek-coder", "deepseek-v3", "gpt-4o", "o200k", "dbrx"}
+		"falcon", "deepseek-llm", "deepseek-coder", "deepseek-v3", "gpt-4o", "o200k", "kimi-k2", "dbrx"}
 }
 
 // Split calls fn with the pieces the named pre-tokenizer makes of s (s

@@ -271,3 +271,62 @@ func whitespacePiece(s []byte) int {
 		return end - lastW
 	}
 }
+
+// isHan reports llama.cpp's Han ranges (CJK Unified Ideographs, extensions
+// A–F, compatibility ideographs and their supplement).
+func isHan(r rune) bool {
+	switch {
+	case 0x4E00 <= r && r <= 0x9FFF, 0x3400 <= r && r <= 0x4DBF, 0x20000 <= r && r <= 0x2A6DF,
+		0x2A700 <= r && r <= 0x2EBEF, 0xF900 <= r && r <= 0xFAFF, 0x2F800 <= r && r <= 0x2FA1F:
+		return true
+	}
+	return false
+}
+
+// kimiAt returns the class of the character at s[i] for Kimi-K2's splitter:
+// like classAt, with Han characters apart (han).
+func kimiAt(s []byte, i int) (cls uint8, w int, han bool) {
+	c, w, r := classAt(s, i)
+	return c, w, c == clsLetter && isHan(r)
+}
+
+// nextPieceKimiK2 is llama.cpp's Kimi-K2 splitter (its own simplification
+// of the pattern): Han runs, then words of non-Han letters (any case) with
+// an optional leading non-letter, non-number and an optional ASCII-case
+// contraction, then cl100k's number, punctuation and whitespace rules.
+func nextPieceKimiK2(s []byte) int {
+	c0, w0, han0 := kimiAt(s, 0)
+	if han0 {
+		i := w0
+		for i < len(s) {
+			_, w, han := kimiAt(s, i)
+			if !han {
+				break
+			}
+			i += w
+		}
+		return i
+	}
+	i := -1
+	if c0 == clsLetter {
+		i = 0
+	} else if c0 != clsNL && c0 != clsNumber && w0 < len(s) {
+		if c1, _, han1 := kimiAt(s, w0); c1 == clsLetter && !han1 {
+			i = w0
+		}
+	}
+	if i >= 0 {
+		for i < len(s) {
+			c, w, han := kimiAt(s, i)
+			if c != clsLetter || han {
+				break
+			}
+			i += w
+		}
+		if i+1 < len(s) && s[i] == '\'' {
+			i += contraction(s[i:], false)
+		}
+		return i
+	}
+	return nextPieceCL(s, 3, false)
+}

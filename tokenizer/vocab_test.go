@@ -263,3 +263,22 @@ func TestDetokenize(t *testing.T) {
 		t.Errorf("qwen2 does not clean spaces: %q", got)
 	}
 }
+
+func TestKimiK2Pieces(t *testing.T) {
+	for in, want := range map[string][]string{
+		"你好world":          {"你好", "world"},
+		"Hello你好 x":        {"Hello", "你好", " x"},
+		" HELLOworld's!\n": {" HELLOworld's", "!\n"},
+		"1234567":          {"123", "456", "7"},
+		"a\u0301b":         {"a", "\u0301b"},
+		"  \n\nx  y":       {"  \n\n", "x", " ", " y"},
+	} {
+		var got []string
+		if err := Split("kimi-k2", []byte(in), func(p []byte) { got = append(got, string(p)) }); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("kimi-k2 %q = %q, want %q", in, got, want)
+		}
+	}
+}
