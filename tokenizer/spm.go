@@ -54,20 +54,12 @@ func (t *Tokenizer) initSPMTexts(spec *Spec) {
 	}
 }
 
-// utf8Len is the length of the UTF-8 sequence a lead byte announces (1 for
-// continuation and invalid bytes), as llama.cpp's unicode_len_utf8.
+// utf8Len is the length of the UTF-8 sequence a byte's high nibble
+// announces, as llama.cpp's unicode_len_utf8: 1 for ASCII and continuation
+// bytes, 2 for 0xC0–0xDF, 3 for 0xE0–0xEF, 4 for 0xF0–0xFF (so an invalid
+// 0xF8–0xFF byte takes the next three bytes with it into one symbol).
 func utf8Len(b byte) int {
-	switch {
-	case b < 0xC0:
-		return 1
-	case b < 0xE0:
-		return 2
-	case b < 0xF0:
-		return 3
-	case b < 0xF8:
-		return 4
-	}
-	return 1
+	return int([16]uint8{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4}[b>>4])
 }
 
 // escapeSpaces returns frag with spaces as U+2581, prefixed by one when

@@ -61,6 +61,9 @@ func TestSPMHandMade(t *testing.T) {
 		// Without parse_special, <s> is text: he (-4) loses to ll (-3).
 		{"<s>hello", false, false, []int32{259, byteTok('<'), byteTok('s'), byteTok('>'), 269, 271}},
 		{"", true, false, []int32{1}},
+		// As llama.cpp, a 0xF8-0xFF byte starts a 4-byte symbol: it takes the
+		// U+2581 after it into its byte fallback.
+		{"\xfe hello", false, false, []int32{259, byteTok(0xFE), byteTok(0xE2), byteTok(0x96), byteTok(0x81), 269, 271}},
 	} {
 		if got := tok.Tokenize([]byte(c.in), c.addSpecial, c.parseSpc); !slices.Equal(got, c.want) {
 			t.Errorf("Tokenize(%q, %v, %v) = %v, want %v", c.in, c.addSpecial, c.parseSpc, got, c.want)
