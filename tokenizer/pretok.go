@@ -90,16 +90,7 @@ func nextPieceCL(s []byte, maxDigits int, fold bool) int {
 	case clsLetter:
 		return letters(s, w0)
 	case clsNumber:
-		// \p{N}{1,3}
-		i := w0
-		for k := 1; k < maxDigits && i < len(s); k++ {
-			c, w, _ := classAt(s, i)
-			if c != clsNumber {
-				break
-			}
-			i += w
-		}
-		return i
+		return numberPiece(s, w0, maxDigits)
 	case clsOther, clsSpace:
 		// [^\r\n\p{L}\p{N}]?\p{L}+
 		if w0 < len(s) {
@@ -108,7 +99,29 @@ func nextPieceCL(s []byte, maxDigits int, fold bool) int {
 			}
 		}
 	}
-	// ' ?[^\s\p{L}\p{N}]+[\r\n]*'
+	if n := punctPiece(s, c0); n > 0 {
+		return n
+	}
+	return whitespacePiece(s)
+}
+
+// numberPiece matches \p{N}{1,maxDigits} at a number character s[0] of
+// width w0.
+func numberPiece(s []byte, w0, maxDigits int) int {
+	i := w0
+	for k := 1; k < maxDigits && i < len(s); k++ {
+		c, w, _ := classAt(s, i)
+		if c != clsNumber {
+			break
+		}
+		i += w
+	}
+	return i
+}
+
+// punctPiece matches ' ?[^\s\p{L}\p{N}]+[\r\n]*' at s[0] (of class c0)
+// and returns its length, or 0.
+func punctPiece(s []byte, c0 uint8) int {
 	start := -1
 	if c0 == clsOther {
 		start = 0
@@ -117,21 +130,21 @@ func nextPieceCL(s []byte, maxDigits int, fold bool) int {
 			start = 1
 		}
 	}
-	if start >= 0 {
-		i := start
-		for i < len(s) {
-			c, w, _ := classAt(s, i)
-			if c != clsOther {
-				break
-			}
-			i += w
-		}
-		for i < len(s) && (s[i] == '\r' || s[i] == '\n') {
-			i++
-		}
-		return i
+	if start < 0 {
+		return 0
 	}
-	return whitespacePiece(s)
+	i := start
+	for i < len(s) {
+		c, w, _ := classAt(s, i)
+		if c != clsOther {
+			break
+		}
+		i += w
+	}
+	for i < len(s) && (s[i] == '\r' || s[i] == '\n') {
+		i++
+	}
+	return i
 }
 
 // letters returns the end of the run of letters starting at s[i].

@@ -328,5 +328,11 @@ func nextPieceKimiK2(s []byte) int {
 		}
 		return i
 	}
-	return nextPieceCL(s, 3, false)
+	if c0 == clsNumber {
+		return numberPiece(s, w0, 3)
+	}
+	if n := punctPiece(s, c0); n > 0 {
+		return n
+	}
+	return whitespacePiece(s) // c0 is whitespace: Han letters were taken above
 }

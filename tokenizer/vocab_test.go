@@ -270,6 +270,7 @@ func TestDetokenize(t *testing.T) {
 func TestKimiK2Pieces(t *testing.T) {
 	for in, want := range map[string][]string{
 		"你好world":          {"你好", "world"},
+		"9! 中東":            {"9", "!", " ", "中東"},
 		"Hello你好 x":        {"Hello", "你好", " x"},
 		" HELLOworld's!\n": {" HELLOworld's", "!\n"},
 		"1234567":          {"123", "456", "7"},
