@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,14 +17,7 @@ import (
 // can reach, merges derived from the ranks) are written as vocab-only GGUFs
 // naming each pre-tokenizer, and moe tokenize must give llama-tokenize's ids.
 func TestPreTokenizersMatchLlamaTokenize(t *testing.T) {
-	root := os.Getenv("MOE_LLAMA_CPP")
-	if root == "" {
-		t.Skip("MOE_LLAMA_CPP is not set (a llama.cpp tree built under build/bin)")
-	}
-	bin := filepath.Join(root, "build", "bin", "llama-tokenize")
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("MOE_LLAMA_CPP=%s has no build/bin/llama-tokenize", root)
-	}
+	_, bin := llamaTokenize(t)
 	text := strings.Join(crossTexts, "\n") + " nai\u0308ve Cafe\u0301 re\u0301sume\u0301s Zoe\u0308 HTTPServer isOK DON'T e\u0301cole aÉb 東京は日本 1234567 ~a `x` x'ſ\n\n  "
 	ref := codec.NewO200kBase()
 	const n = 199998
@@ -97,17 +88,7 @@ func TestPreTokenizersMatchLlamaTokenize(t *testing.T) {
 		if err := gguf.WriteFile(t.Context(), path, append([]gguf.KV{{Key: "general.architecture", Value: "llama"}}, kvs...), nil); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, "-m", path, "-f", file, "--ids", "--log-disable", "--no-escape")
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("%s: %v: %s", bin, err, errb.String())
-		}
-		var got, merr bytes.Buffer
-		if code := run([]string{"tokenize", "--model", path, "--file", file, "--ids"}, &got, &merr); code != 0 {
-			t.Fatalf("moe tokenize: %s", merr.String())
-		}
-		if g, w := strings.TrimSpace(got.String()), lastLine(out.String()); g != w {
+		if g, w := bothTokenize(t, bin, path, file); g != w {
 			t.Errorf("pre %s:\nmoe        %s\nllama.cpp  %s", pre, g, w)
 		}
 	}
