@@ -452,6 +452,9 @@ func ropePermute[T any](src []T, nHeads, hd, cols int, toGGUF bool) []T {
 // tokenizerKVs returns the tokenizer.ggml.* metadata for tok, padded with
 // unused placeholder tokens to the model's vocabSize.
 func tokenizerKVs(tok *tokenizer.Tokenizer, vocabSize int) ([]KV, error) {
+	if spec := tok.Spec(); spec != nil {
+		return SpecKVs(spec, vocabSize) // a vocabulary read from a model file goes back as read
+	}
 	if tok.VocabSize() > vocabSize {
 		return nil, fmt.Errorf("tokenizer has %d ids but the model embeds only %d", tok.VocabSize(), vocabSize)
 	}
@@ -718,71 +721,4 @@ func asInt(v any) (int, bool) {
 		return int(x), true
 	}
 	return 0, false
-}
-
-// readTokenizer builds a moe tokenizer from tokenizer.ggml.* metadata of the
-// "gpt2" (byte-level BPE) model; nil when the file has no tokenizer.
-func readTokenizer(f *File) (*tokenizer.Tokenizer, error) {
-	mv, ok := f.Get("tokenizer.ggml.model")
-	if !ok {
-		return nil, nil
-	}
-	if mv != "gpt2" {
-		return nil, fmt.Errorf("gguf: tokenizer model %v is not supported (moe reads byte-level BPE, \"gpt2\"); import with --tokenizer", mv)
-	}
-	tv, _ := f.Get("tokenizer.ggml.tokens")
-	tokens, ok := tv.([]string)
-	if !ok || len(tokens) == 0 {
-		return nil, errors.New("gguf: tokenizer.ggml.tokens is missing or not a string array")
-	}
-	var types []int32
-	if v, ok := f.Get("tokenizer.ggml.token_type"); ok {
-		if types, ok = v.([]int32); !ok || len(types) != len(tokens) {
-			return nil, fmt.Errorf("gguf: tokenizer.ggml.token_type must be %d int32 values", len(tokens))
-		}
-	}
-	var vocab [][]byte
-	specials := map[string]int32{}
-	for id, s := range tokens {
-		typ := tokenNormal
-		if types != nil {
-			typ = types[id]
-		}
-		switch typ {
-		case tokenUnused:
-			continue
-		case tokenControl, tokenUserDefined, tokenUnknown:
-			if _, dup := specials[s]; dup {
-				return nil, fmt.Errorf("gguf: special token %q appears twice", s)
-			}
-			specials[s] = int32(id)
-			continue
-		}
-		b, err := TokenToBytes(s)
-		if err != nil {
-			return nil, fmt.Errorf("gguf: token %d: %w", id, err)
-		}
-		for len(vocab) <= id {
-			vocab = append(vocab, nil)
-		}
-		vocab[id] = b
-	}
-	if _, ok := specials[tokenizer.EndOfText]; !ok {
-		// Name the end-of-sequence token <|endoftext|>, as moe calls it.
-		eos, ok := f.Get("tokenizer.ggml.eos_token_id")
-		id, isInt := asInt(eos)
-		if !ok || !isInt || id < 0 || id >= len(tokens) {
-			return nil, fmt.Errorf("gguf: tokenizer has no %s and no valid eos_token_id", tokenizer.EndOfText)
-		}
-		if _, special := specials[tokens[id]]; !special {
-			return nil, fmt.Errorf("gguf: eos token %d (%q) is not a control token", id, tokens[id])
-		}
-		delete(specials, tokens[id])
-		specials[tokenizer.EndOfText] = int32(id)
-	}
-	tok, err := tokenizer.New(vocab, specials)
-	if err != nil {
-		return nil, fmt.Errorf("gguf: tokenizer: %w", err)
-	}
-	return tok, nil
 }

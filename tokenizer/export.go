@@ -1,6 +1,9 @@
 package tokenizer
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // This file holds the accessors the interchange formats (GGUF, Hugging Face
 // tokenizer.json) need: a constructor from raw token bytes and the merge list
@@ -12,6 +15,17 @@ import "math"
 // as Load does.
 func New(vocab [][]byte, specials map[string]int32) (*Tokenizer, error) {
 	return newTokenizer(vocab, specials, PatternCL100K)
+}
+
+// NewRanked builds a rank-based (tiktoken-style) tokenizer like New but
+// with the pre-tokenizer named pre (a tokenizer.ggml.pre name such as
+// "o200k" for o200k_base). Invalid UTF-8 is replaced by U+FFFD before
+// pre-tokenizing, as tiktoken-go and llama.cpp do.
+func NewRanked(vocab [][]byte, specials map[string]int32, pre string) (*Tokenizer, error) {
+	if pre == PatternCL100K {
+		return nil, fmt.Errorf("tokenizer: use New for cl100k")
+	}
+	return newTokenizer(vocab, specials, pre)
 }
 
 // NumMergeable returns the length of the mergeable-token table: every id

@@ -26,12 +26,28 @@ type fileJSON struct {
 	Version   int              `json:"version"`
 	Pattern   string           `json:"pattern"`
 	VocabSize int              `json:"vocab_size"`
-	Specials  map[string]int32 `json:"specials"`
-	Tokens    []string         `json:"tokens"`
+	Specials  map[string]int32 `json:"specials,omitempty"`
+	Tokens    []string         `json:"tokens,omitempty"`
+	// Spec (version 2) is a vocabulary read from a model file (GGUF,
+	// Hugging Face), kept as read.
+	Spec *Spec `json:"spec,omitempty"`
 }
+
+// specVersion marks a file holding a model file's vocabulary (Spec).
+const specVersion = 2
 
 // Save writes the tokenizer to path atomically (temporary file, fsync, rename).
 func (t *Tokenizer) Save(path string) error {
+	if t.spec != nil {
+		data, err := json.Marshal(&fileJSON{Format: fileFormat, Version: specVersion, Pattern: t.pattern, VocabSize: t.VocabSize(), Spec: t.spec})
+		if err != nil {
+			return fmt.Errorf("tokenizer: encode %s: %w", path, err)
+		}
+		if err := WriteFileAtomic(path, data); err != nil {
+			return fmt.Errorf("tokenizer: save: %w", err)
+		}
+		return nil
+	}
 	f := fileJSON{
 		Format:    fileFormat,
 		Version:   fileVersion,
@@ -67,6 +83,16 @@ func Load(path string) (*Tokenizer, error) {
 	}
 	if f.Format != fileFormat {
 		return nil, fmt.Errorf("tokenizer: load %s: format %q, want %q", path, f.Format, fileFormat)
+	}
+	if f.Version == specVersion && f.Spec != nil {
+		t, err := NewFromSpec(f.Spec)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", path, err)
+		}
+		if f.VocabSize != t.VocabSize() {
+			return nil, fmt.Errorf("tokenizer: load %s: vocab_size %d but the tokens give %d", path, f.VocabSize, t.VocabSize())
+		}
+		return t, nil
 	}
 	if f.Version != fileVersion {
 		return nil, fmt.Errorf("tokenizer: load %s: unsupported version %d", path, f.Version)

@@ -65,11 +65,24 @@ func classAt(s []byte, i int) (cls uint8, w int, r rune) {
 }
 
 // nextPiece returns the length of the first pre-token of s (len(s) > 0).
-func nextPiece(s []byte) int {
+func nextPiece(s []byte) int { return nextPieceCL(s, 3, true) }
+
+// nextPieceLlama3 is llama.cpp's Llama 3 pre-tokenizer (llama-bpe): cl100k
+// with contractions matched in ASCII case only.
+func nextPieceLlama3(s []byte) int { return nextPieceCL(s, 3, false) }
+
+// nextPieceQwen2 is llama.cpp's Qwen2 pre-tokenizer: Llama 3's with one
+// digit per number piece (\p{N} instead of \p{N}{1,3}).
+func nextPieceQwen2(s []byte) int { return nextPieceCL(s, 1, false) }
+
+// nextPieceCL returns the length of the first piece of the cl100k family:
+// maxDigits is the longest number piece and fold says whether the
+// contractions use Unicode case folding (tiktoken) or ASCII case (llama.cpp).
+func nextPieceCL(s []byte, maxDigits int, fold bool) int {
 	c0, w0, _ := classAt(s, 0)
 	// (?i:'s|'t|'re|'ve|'m|'ll|'d)
 	if s[0] == '\'' && len(s) > 1 {
-		if n := contraction(s); n > 0 {
+		if n := contraction(s, fold); n > 0 {
 			return n
 		}
 	}
@@ -77,16 +90,7 @@ func nextPiece(s []byte) int {
 	case clsLetter:
 		return letters(s, w0)
 	case clsNumber:
-		// \p{N}{1,3}
-		i := w0
-		for k := 1; k < 3 && i < len(s); k++ {
-			c, w, _ := classAt(s, i)
-			if c != clsNumber {
-				break
-			}
-			i += w
-		}
-		return i
+		return numberPiece(s, w0, maxDigits)
 	case clsOther, clsSpace:
 		// [^\r\n\p{L}\p{N}]?\p{L}+
 		if w0 < len(s) {
@@ -95,7 +99,29 @@ func nextPiece(s []byte) int {
 			}
 		}
 	}
-	// ' ?[^\s\p{L}\p{N}]+[\r\n]*'
+	if n := punctPiece(s, c0); n > 0 {
+		return n
+	}
+	return whitespacePiece(s)
+}
+
+// numberPiece matches \p{N}{1,maxDigits} at a number character s[0] of
+// width w0.
+func numberPiece(s []byte, w0, maxDigits int) int {
+	i := w0
+	for k := 1; k < maxDigits && i < len(s); k++ {
+		c, w, _ := classAt(s, i)
+		if c != clsNumber {
+			break
+		}
+		i += w
+	}
+	return i
+}
+
+// punctPiece matches ' ?[^\s\p{L}\p{N}]+[\r\n]*' at s[0] (of class c0)
+// and returns its length, or 0.
+func punctPiece(s []byte, c0 uint8) int {
 	start := -1
 	if c0 == clsOther {
 		start = 0
@@ -104,41 +130,21 @@ func nextPiece(s []byte) int {
 			start = 1
 		}
 	}
-	if start >= 0 {
-		i := start
-		for i < len(s) {
-			c, w, _ := classAt(s, i)
-			if c != clsOther {
-				break
-			}
-			i += w
-		}
-		for i < len(s) && (s[i] == '\r' || s[i] == '\n') {
-			i++
-		}
-		return i
+	if start < 0 {
+		return 0
 	}
-	// Whitespace run W = s[:end].
-	end, lastNL, lastW := 0, -1, 0
-	for end < len(s) {
-		c, w, _ := classAt(s, end)
-		if c != clsSpace && c != clsNL {
+	i := start
+	for i < len(s) {
+		c, w, _ := classAt(s, i)
+		if c != clsOther {
 			break
 		}
-		if c == clsNL {
-			lastNL = end
-		}
-		lastW = w
-		end += w
+		i += w
 	}
-	switch {
-	case lastNL >= 0: // \s*[\r\n]+
-		return lastNL + 1
-	case end == len(s) || end == lastW: // \s+(?!\S) at the end, or a lone \s+
-		return end
-	default: // \s+(?!\S): leave the last space to prefix the next word
-		return end - lastW
+	for i < len(s) && (s[i] == '\r' || s[i] == '\n') {
+		i++
 	}
+	return i
 }
 
 // letters returns the end of the run of letters starting at s[i].
@@ -162,13 +168,19 @@ func letters(s []byte, i int) int {
 }
 
 // contraction matches (?i:'s|'t|'re|'ve|'m|'ll|'d) where s[0] is an apostrophe and
-// returns its length or 0. Case folding follows Unicode simple folding, under
-// which 's' also matches U+017F LATIN SMALL LETTER LONG S.
-func contraction(s []byte) int {
+// returns its length or 0. With fold, case folding follows Unicode simple
+// folding, under which 's' also matches U+017F LATIN SMALL LETTER LONG S;
+// without, only ASCII case is ignored (llama.cpp).
+func contraction(s []byte, fold bool) int {
 	_, w1, r1 := classAt(s, 1)
 	switch r1 {
-	case 's', 'S', 'ſ', 't', 'T', 'm', 'M', 'd', 'D':
+	case 's', 'S', 't', 'T', 'm', 'M', 'd', 'D':
 		return 1 + w1
+	case 'ſ':
+		if fold {
+			return 1 + w1
+		}
+		return 0
 	}
 	if len(s) < 3 {
 		return 0

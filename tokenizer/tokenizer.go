@@ -11,7 +11,6 @@
 package tokenizer
 
 import (
-	"bytes"
 	"fmt"
 	"sort"
 	"sync"
@@ -51,10 +50,37 @@ type Tokenizer struct {
 	specials    map[string]int32
 	specialList []string
 	specialByID map[int32]string
-	// specialFirst is the first byte shared by all special tokens, or -1.
-	specialFirst int
-	eot          int32
-	pattern      string
+	eot         int32
+	pattern     string
+
+	// Vocabularies from model files (see NewFromSpec); spec is nil for
+	// moe's own tokenizers, which encode by rank (kindRank).
+	size int // VocabSize
+	kind kind
+	spec *Spec
+	pre  *preTokenizer
+	// attrs[id] is the token's kind; partition lists the special ids
+	// matched in text, longest first.
+	attrs     []Attr
+	partition []int32
+	// Merge-list BPE: merges maps (left, right) symbols to rank<<32 |
+	// result; byteSym[b] is the symbol of byte b; symbols from
+	// len(vocab) up are merge results that are not tokens (syms, extra).
+	merges  map[uint64]uint64
+	byteSym [256]int32
+	syms    [][]byte
+	extra   map[string]int32
+	// SPM: scores by id and whether text gets a leading space.
+	scores         []float32
+	spmSpacePrefix bool
+	// ignoreMerges: a piece that is a token encodes as it; sanitize:
+	// invalid UTF-8 becomes U+FFFD before pre-tokenizing (llama.cpp).
+	ignoreMerges, sanitize bool
+	// spaceMarks: SentencePiece-like merge-list BPE (Spec.SpaceMarks).
+	spaceMarks        bool
+	bos, eos, eotTurn int32
+	eog               []int32
+	addBOS, addEOS    bool
 
 	mu    sync.RWMutex
 	cache map[string][]int32
@@ -64,8 +90,12 @@ type Tokenizer struct {
 // allowed for holes) and special tokens. It validates that every single byte
 // is present, that tokens are unique and that special ids do not collide.
 func newTokenizer(vocab [][]byte, specials map[string]int32, pattern string) (*Tokenizer, error) {
+	var pre *preTokenizer
 	if pattern != PatternCL100K {
-		return nil, fmt.Errorf("tokenizer: unknown pre-tokenizer pattern %q", pattern)
+		var err error
+		if pre, err = preTokenizerNamed(pattern); err != nil {
+			return nil, err
+		}
 	}
 	t := &Tokenizer{
 		vocab:       vocab,
@@ -74,6 +104,8 @@ func newTokenizer(vocab [][]byte, specials map[string]int32, pattern string) (*T
 		specialByID: make(map[int32]string, len(specials)),
 		pattern:     pattern,
 		cache:       make(map[string][]int32),
+		pre:         pre,
+		sanitize:    pre != nil,
 	}
 	for i := range t.byteID {
 		t.byteID[i] = -1
@@ -122,36 +154,41 @@ func newTokenizer(vocab [][]byte, specials map[string]int32, pattern string) (*T
 		}
 		return a < b
 	})
-	t.specialFirst = -1
+	t.partition = make([]int32, len(t.specialList))
 	for i, name := range t.specialList {
-		if i == 0 {
-			t.specialFirst = int(name[0])
-		} else if int(name[0]) != t.specialFirst {
-			t.specialFirst = -1
-			break
-		}
+		t.partition[i] = specials[name]
 	}
 	eot, ok := t.specials[EndOfText]
 	if !ok {
 		return nil, fmt.Errorf("tokenizer: no %s special token", EndOfText)
 	}
 	t.eot = eot
+	t.computeSize()
 	return t, nil
 }
 
 // VocabSize returns one more than the largest token id (mergeable or special):
 // the number of rows an embedding table needs.
-func (t *Tokenizer) VocabSize() int {
+func (t *Tokenizer) VocabSize() int { return t.size }
+
+// computeSize sets size from the vocabulary and the special ids; unused
+// placeholder tokens at the end of a file vocabulary do not count.
+func (t *Tokenizer) computeSize() {
 	n := len(t.vocab)
 	for _, id := range t.specials {
 		if int(id) >= n {
 			n = int(id) + 1
 		}
 	}
-	return n
+	for t.attrs != nil && n > 0 && n <= len(t.attrs) && t.attrs[n-1] == AttrUnused {
+		n--
+	}
+	t.size = n
 }
 
-// EOT returns the id of the end-of-text token that separates documents.
+// EOT returns the id of the end-of-text token that separates documents:
+// for a vocabulary read from a model file its EOS (else EOT) token, or
+// NoToken when it names neither.
 func (t *Tokenizer) EOT() int32 { return t.eot }
 
 // Special returns the id of the named special token, e.g. "<|user|>".
@@ -160,10 +197,11 @@ func (t *Tokenizer) Special(name string) (int32, bool) {
 	return id, ok
 }
 
-// IsSpecial reports whether id is a special token.
+// IsSpecial reports whether id is a control (or unknown) token: one that
+// prints as nothing unless asked (see Piece). moe's own special tokens are
+// control tokens; user-defined tokens of a file vocabulary are not.
 func (t *Tokenizer) IsSpecial(id int32) bool {
-	_, ok := t.specialByID[id]
-	return ok
+	return t.Attr(id)&(AttrControl|AttrUnknown) != 0
 }
 
 // Pattern returns the name of the pre-tokenizer the vocabulary uses.
@@ -196,78 +234,115 @@ func (t *Tokenizer) Decode(ids []int32) []byte {
 	return out
 }
 
-// Encode tokenizes plain text: special token strings in s are encoded as
-// ordinary text, never as special tokens.
+// Encode tokenizes plain text: control token strings in s are encoded as
+// ordinary text, never as special tokens (user-defined tokens of a file
+// vocabulary are still matched, as llama.cpp does). No BOS/EOS is added.
 func (t *Tokenizer) Encode(s []byte) []int32 {
 	return t.AppendEncode(make([]int32, 0, len(s)/3+1), s)
 }
 
 // AppendEncode appends the encoding of s (as Encode) to dst and returns it.
 func (t *Tokenizer) AppendEncode(dst []int32, s []byte) []int32 {
-	for len(s) > 0 {
-		n := nextPiece(s)
-		dst = t.appendPiece(dst, s[:n])
-		s = s[n:]
+	if t.kind == kindRank && t.pre == nil {
+		for len(s) > 0 {
+			n := nextPiece(s)
+			dst = t.appendPiece(dst, s[:n])
+			s = s[n:]
+		}
+		return dst
+	}
+	return t.tokenize(dst, s, false, false)
+}
+
+// EncodeWithSpecials tokenizes s, turning every occurrence of a special
+// token string (e.g. "<|endoftext|>") into its id. Special tokens are
+// matched longest first over the whole text, as llama.cpp does; no BOS/EOS
+// is added.
+func (t *Tokenizer) EncodeWithSpecials(s []byte) []int32 {
+	return t.tokenize(make([]int32, 0, len(s)/3+1), s, false, true)
+}
+
+// Tokenize encodes s as llama.cpp's llama_tokenize: addSpecial adds BOS and
+// EOS where the vocabulary asks for them, parseSpecial matches control
+// tokens in the text (user-defined tokens are always matched).
+func (t *Tokenizer) Tokenize(s []byte, addSpecial, parseSpecial bool) []int32 {
+	return t.tokenize(make([]int32, 0, len(s)/3+2), s, addSpecial, parseSpecial)
+}
+
+func (t *Tokenizer) tokenize(dst []int32, s []byte, addSpecial, parseSpecial bool) []int32 {
+	if addSpecial && t.addBOS {
+		dst = append(dst, t.bos)
+	}
+	prevSpecial := true // SPM: text after a special token gets the space prefix
+	for _, f := range t.partitionSpecials(s, parseSpecial) {
+		if f.id >= 0 {
+			dst = append(dst, f.id)
+			prevSpecial = true
+			continue
+		}
+		text := s[f.start:f.end]
+		switch t.kind {
+		case kindSPM:
+			dst = t.spmEncode(dst, text, t.spmSpacePrefix && prevSpecial)
+		case kindRank:
+			if t.pre != nil {
+				dst = t.bpeEncode(dst, text)
+				break
+			}
+			for len(text) > 0 {
+				n := nextPiece(text)
+				dst = t.appendPiece(dst, text[:n])
+				text = text[n:]
+			}
+		default:
+			if t.spaceMarks {
+				if text := escapeSpaces(text, t.spmSpacePrefix && prevSpecial); text != "" {
+					dst = t.mergePiece(dst, []byte(text))
+				}
+				break
+			}
+			dst = t.bpeEncode(dst, text)
+		}
+		prevSpecial = false
+	}
+	if addSpecial && t.addEOS {
+		dst = append(dst, t.eos)
 	}
 	return dst
 }
 
-// EncodeWithSpecials tokenizes s, turning every occurrence of a special token
-// string (e.g. "<|endoftext|>") into its special id. At one position the
-// longest matching special wins. It runs in time linear in len(s).
-func (t *Tokenizer) EncodeWithSpecials(s []byte) []int32 {
-	out := make([]int32, 0, len(s)/3+1)
-	start := 0
-	for i := 0; i < len(s); {
-		j := t.nextSpecialStart(s, i)
-		if j < 0 {
-			break
-		}
-		matched := false
-		for _, name := range t.specialList {
-			if len(s)-j >= len(name) && string(s[j:j+len(name)]) == name {
-				out = t.AppendEncode(out, s[start:j])
-				out = append(out, t.specials[name])
-				i = j + len(name)
-				start = i
-				matched = true
-				break
+// bpeEncode appends the merge-list BPE encoding of a text fragment.
+func (t *Tokenizer) bpeEncode(dst []int32, text []byte) []int32 {
+	if t.sanitize {
+		text = llamaUTF8(text)
+	}
+	if len(t.pre.stages) == 1 {
+		if f, ok := t.pre.stages[0].(nextFunc); ok {
+			for len(text) > 0 {
+				n := f(text)
+				dst = t.appendPiece(dst, text[:n])
+				text = text[n:]
 			}
-		}
-		if !matched {
-			i = j + 1
+			return dst
 		}
 	}
-	return t.AppendEncode(out, s[start:])
-}
-
-// nextSpecialStart returns the first position ≥ i whose byte starts some
-// special token, or -1.
-func (t *Tokenizer) nextSpecialStart(s []byte, i int) int {
-	if t.specialFirst >= 0 {
-		k := bytes.IndexByte(s[i:], byte(t.specialFirst))
-		if k < 0 {
-			return -1
-		}
-		return i + k
-	}
-	for ; i < len(s); i++ {
-		for _, name := range t.specialList {
-			if s[i] == name[0] {
-				return i
-			}
-		}
-	}
-	return -1
+	t.pre.each(text, func(p []byte) { dst = t.appendPiece(dst, p) })
+	return dst
 }
 
 // appendPiece appends the BPE encoding of one pre-tokenized piece.
 func (t *Tokenizer) appendPiece(dst []int32, p []byte) []int32 {
-	if len(p) == 1 {
-		return append(dst, t.byteID[p[0]])
-	}
-	if id, ok := t.ranks[string(p)]; ok {
-		return append(dst, id)
+	if t.kind == kindRank {
+		if len(p) == 1 {
+			return append(dst, t.byteID[p[0]])
+		}
+		if id, ok := t.ranks[string(p)]; ok {
+			return append(dst, id)
+		}
+	} else if t.ignoreMerges {
+		if id, ok := t.ranks[string(p)]; ok {
+			return append(dst, id)
+		}
 	}
 	t.mu.RLock()
 	ids, ok := t.cache[string(p)]
@@ -276,7 +351,11 @@ func (t *Tokenizer) appendPiece(dst []int32, p []byte) []int32 {
 		return append(dst, ids...)
 	}
 	start := len(dst)
-	dst = t.bytePairMerge(dst, p)
+	if t.kind == kindRank {
+		dst = t.bytePairMerge(dst, p)
+	} else {
+		dst = t.mergePiece(dst, p)
+	}
 	if len(p) <= 256 {
 		ids := append([]int32(nil), dst[start:]...)
 		t.mu.Lock()

@@ -39,6 +39,7 @@ func commands() []command {
 		{"export", "write a model as GGUF", runExport},
 		{"quantize", "write a GGUF file or run directory as GGUF of another type or llama.cpp mix", runQuantize},
 		{"import", "read GGUF or safetensors + config.json into a run directory", runImport},
+		{"tokenize", "print the token ids and pieces of a text with a model's tokenizer", runTokenize},
 		{"bench", "rerunnable measurements: gemm, train, generate", runBench},
 	}
 }
