@@ -219,6 +219,11 @@ type layerWeights struct {
 	router            Linear     // MoE layers: always multiplied in float32
 	experts           []ffnWeights
 	shared            ffnWeights // width 0: none
+	// Pieces of GGUF families beyond a Mixtral-style layer (nil: none):
+	// q/k RMSNorm gains (per head when shorter than the projection), the
+	// q/k/v biases as one [q; k; v] vector, the shared expert's sigmoid
+	// gate.
+	qNorm, kNorm, qkvBias, shGate []float32
 }
 
 // forEach calls f with every matrix of the layer the forward pass
