@@ -36,7 +36,8 @@ func TestFamilyConfig(t *testing.T) {
 		}},
 		{"granitemoe", func(c *config.Config) bool {
 			return c.ModelType == config.TypeGraniteMoE && c.EmbeddingMultiplier == 6 && c.ResidualMultiplier == 0.5 &&
-				float32(c.AttentionMultiplier) == 0.15 && c.LogitsScaling == 4 && c.RouterOrder == config.RouterTopKSoftmax
+				float32(c.AttentionMultiplier) == 0.15 && c.LogitsScaling == 4 && c.RouterOrder == config.RouterTopKSoftmax &&
+				c.SharedExpertIntermediateSize == 32 && !c.SharedExpertGate
 		}},
 	} {
 		mm, err := OpenModel(familyFixture(c.arch, "q8_0"))

@@ -291,14 +291,18 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 					out[i] += w * y[i]
 				}
 			}
-			if r.shared {
-				gi := r.must(b("ffn_gate_inp_shexp.weight"))
-				var s float64
-				for i := range h {
-					s += gi[i] * h[i]
+			if sg := r.tensor(b("ffn_gate_shexp.weight")); sg != nil {
+				// The shared expert: sigmoid-gated (qwen2moe), else plain.
+				gate := 1.0
+				if r.shared {
+					gi := r.must(b("ffn_gate_inp_shexp.weight"))
+					var s float64
+					for i := range h {
+						s += gi[i] * h[i]
+					}
+					gate = 1 / (1 + math.Exp(-s))
 				}
-				gate := 1 / (1 + math.Exp(-s))
-				y := ffn64(r.must(b("ffn_gate_shexp.weight")), r.must(b("ffn_up_shexp.weight")), r.must(b("ffn_down_shexp.weight")), h)
+				y := ffn64(sg, r.must(b("ffn_up_shexp.weight")), r.must(b("ffn_down_shexp.weight")), h)
 				for i := range out {
 					out[i] += gate * y[i]
 				}

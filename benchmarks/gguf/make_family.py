@@ -27,10 +27,11 @@ SHAPES = {
     "qwen3moe": dict(d=64, heads=4, kv=2, hd=32, ff=96, eff=32, experts=4, topk=2, tied=True),
     # full-width q/k norms (kv heads = heads), untied output.
     "olmoe": dict(d=64, heads=4, kv=4, hd=16, ff=32, eff=None, experts=4, topk=2, tied=False),
-    # q/k/v biases, gated shared expert.
+    # q/k/v biases, sigmoid-gated shared expert.
     "qwen2moe": dict(d=64, heads=4, kv=2, hd=16, ff=96, eff=32, shff=48, experts=4, topk=2, tied=False),
     # embedding/residual/attention/logit scales, NORM RoPE, tied.
-    "granitemoe": dict(d=64, heads=4, kv=2, hd=16, ff=32, eff=None, experts=4, topk=2, tied=True),
+    # with the optional ungated shared expert.
+    "granitemoe": dict(d=64, heads=4, kv=2, hd=16, ff=32, eff=None, shff=32, experts=4, topk=2, tied=True),
 }
 
 
@@ -159,7 +160,8 @@ def main():
         add(name(T.FFN_DOWN_EXP, i), mat(d, eff, E))
         if "shff" in s:
             sh = s["shff"]
-            add(name(T.FFN_GATE_INP_SHEXP, i), rng.standard_normal(d) / np.sqrt(d), False)
+            if arch == "qwen2moe":
+                add(name(T.FFN_GATE_INP_SHEXP, i), rng.standard_normal(d) / np.sqrt(d), False)
             add(name(T.FFN_GATE_SHEXP, i), mat(sh, d))
             add(name(T.FFN_UP_SHEXP, i), mat(sh, d))
             add(name(T.FFN_DOWN_SHEXP, i), mat(d, sh))
