@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,5 +73,14 @@ func TestFamilyBadShape(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), `"`+name+`"`) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s with doubled dims: got %v, want a one-line error naming it", name, err)
 		}
+	}
+}
+
+// TestFamilyNotTrainable checks that reading a family file as moe training
+// weights (import, eval) fails naming what the training model lacks.
+func TestFamilyNotTrainable(t *testing.T) {
+	_, _, _, err := ReadModel(context.Background(), familyFixture("qwen3moe", "f32"))
+	if err == nil || !strings.Contains(err.Error(), "inference only") || !strings.Contains(err.Error(), "q/k norms") {
+		t.Fatalf("got %v, want an error saying the file runs for inference only (q/k norms)", err)
 	}
 }
