@@ -76,7 +76,11 @@ func TestFamiliesGenerate(t *testing.T) {
 			if !strings.Contains(r.stderr, "16 generated") {
 				t.Errorf("%s %s: generate did not report 16 tokens: %s", arch, typ, r)
 			}
-			if bin == "" || typ == "q8_0" { // q8_0 parts at near-ties: both round activations, differently
+			if bin == "" || typ == "q8_0" {
+				// llama-simple computes attention with an f16 KV cache
+				// (flash attention), which parts from moe's float32 at a
+				// near-tie in olmoe's q8_0 text after 7 tokens; with an f32
+				// cache llama.cpp's logits match moe's to 1.6e-7.
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
