@@ -358,7 +358,10 @@ func quantRowB32(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) {
 		clear(d[len(d)-qLanes:])
 	}
 	for b := 0; b < len(x)/32; b++ {
-		db := quantBlock(x[32*b:32*b+32], blk[:])
+		// The block's scale is rounded to float16 as ggml stores it in
+		// its q8_0/q8_1 activation blocks, so that products agree with
+		// llama.cpp's to float32 rounding rather than to 8-bit noise.
+		db := roundF16(quantBlock(x[32*b:32*b+32], blk[:]))
 		g, bi := b/sp.bpg, b%sp.bpg
 		gq := q[g*64*sp.halves:]
 		gl := lan[g*qLanes+bi*lpb : g*qLanes+(bi+1)*lpb]

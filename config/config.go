@@ -29,7 +29,7 @@ const (
 // moe reads; fields that only moe uses are documented as such.
 type Config struct {
 	// ModelType is the Hugging Face model_type: llama, mistral, mixtral,
-	// qwen2_moe, qwen3_moe, olmoe, gpt_oss, or gpt3 for the GPT-3 family.
+	// qwen2_moe, qwen3_moe, olmoe, granitemoe, gpt_oss, or gpt3 for the GPT-3 family.
 	ModelType string `json:"model_type"`
 	// Name is a human label (a preset name or the file it came from).
 	Name string `json:"-"`
@@ -136,6 +136,16 @@ type Config struct {
 	// LearnedPositions adds a learned absolute position embedding table of
 	// MaxPositionEmbeddings rows instead of RoPE (GPT-3).
 	LearnedPositions bool `json:"moe_learned_positions,omitempty"`
+
+	// Granite's scales (granitemoe); 0 means unset. EmbeddingMultiplier
+	// scales the token embeddings, ResidualMultiplier each block's output
+	// before it is added to the residual stream, AttentionMultiplier
+	// replaces 1/sqrt(head_dim) as the attention score scale, and the
+	// logits are divided by LogitsScaling.
+	EmbeddingMultiplier float64 `json:"embedding_multiplier,omitempty"`
+	ResidualMultiplier  float64 `json:"residual_multiplier,omitempty"`
+	AttentionMultiplier float64 `json:"attention_multiplier,omitempty"`
+	LogitsScaling       float64 `json:"logits_scaling,omitempty"`
 }
 
 // LayerIsMoE reports whether layer i (0-based) has a sparse MoE feed-forward,

@@ -23,7 +23,9 @@ const (
 	TypeQwen2MoE = "qwen2_moe"
 	TypeQwen3MoE = "qwen3_moe"
 	TypeOLMoE    = "olmoe"
-	TypeGPTOSS   = "gpt_oss"
+	// TypeGraniteMoE is IBM's Granite MoE (GraniteMoeForCausalLM).
+	TypeGraniteMoE = "granitemoe"
+	TypeGPTOSS     = "gpt_oss"
 	// TypeGPT3 is the GPT-3 family: learned positions, LayerNorm, biases,
 	// a two-matrix GELU MLP. It reads llama-style or GPT-2-style field names.
 	TypeGPT3 = "gpt3"
@@ -31,7 +33,7 @@ const (
 
 // ModelTypes returns the model_type values Load accepts, sorted.
 func ModelTypes() []string {
-	t := []string{TypeLlama, TypeMistral, TypeMixtral, TypeQwen2MoE, TypeQwen3MoE, TypeOLMoE, TypeGPTOSS, TypeGPT3}
+	t := []string{TypeLlama, TypeMistral, TypeMixtral, TypeQwen2MoE, TypeQwen3MoE, TypeOLMoE, TypeGraniteMoE, TypeGPTOSS, TypeGPT3}
 	sort.Strings(t)
 	return t
 }
@@ -155,6 +157,12 @@ type rawConfig struct {
 	CapacityFactor   *float64 `json:"moe_capacity_factor"`
 	RouterZLossCoef  *float64 `json:"moe_router_z_loss_coef"`
 	BiasUpdateRate   *float64 `json:"moe_router_bias_update_rate"`
+
+	// Granite's scales.
+	EmbeddingMultiplier *float64 `json:"embedding_multiplier"`
+	ResidualMultiplier  *float64 `json:"residual_multiplier"`
+	AttentionMultiplier *float64 `json:"attention_multiplier"`
+	LogitsScaling       *float64 `json:"logits_scaling"`
 }
 
 // Parse decodes a config.json held in memory; see Load.
@@ -305,6 +313,8 @@ func DefaultMaxPositionEmbeddings(modelType string) (int, bool) {
 		return 32768, true
 	case TypeOLMoE:
 		return 4096, true
+	case TypeGraniteMoE:
+		return 2048, true
 	}
 	return 0, false
 }
@@ -363,6 +373,10 @@ func (p *parser) build() *Config {
 	c.RouterOrder = optS(r.RouterOrder, "")
 	c.CapacityFactor = optF(r.CapacityFactor, 0)
 	c.RouterZLossCoef = optF(r.RouterZLossCoef, 0)
+	c.EmbeddingMultiplier = optF(r.EmbeddingMultiplier, 0)
+	c.ResidualMultiplier = optF(r.ResidualMultiplier, 0)
+	c.AttentionMultiplier = optF(r.AttentionMultiplier, 0)
+	c.LogitsScaling = optF(r.LogitsScaling, 0)
 	c.DecoderSparseStep = p.opt("decoder_sparse_step", 0, r.DecoderSparseStep)
 	for _, l := range r.MLPOnlyLayers {
 		c.MLPOnlyLayers = append(c.MLPOnlyLayers, int(l))
@@ -440,6 +454,9 @@ func (p *parser) build() *Config {
 		c.RopeTheta = optF(r.RopeTheta, 10000)
 		c.QKNorm = optB(r.QKNorm, true)
 		defOrder = RouterSoftmaxTopK
+	case TypeGraniteMoE:
+		c.RopeTheta = optF(r.RopeTheta, 10000)
+		defOrder = RouterTopKSoftmax
 	case TypeGPTOSS:
 		c.RopeTheta = optF(r.RopeTheta, 150000)
 		c.AttentionBias = optB(r.AttentionBias, true)

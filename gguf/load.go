@@ -48,6 +48,15 @@ type LayerMatrices struct {
 	Router  Matrix
 	Experts []ExpertMatrices
 	Shared  ExpertMatrices
+	// QNorm and KNorm are the q/k RMSNorm gains (width head_dim, or the
+	// whole projection); nil when the model has none.
+	QNorm, KNorm []float32
+	// QBias, KBias and VBias are the q/k/v projection biases; nil when
+	// the model has none.
+	QBias, KBias, VBias []float32
+	// SharedGateInp is the shared expert's sigmoid gate (hidden wide); nil
+	// when the shared expert is ungated.
+	SharedGateInp []float32
 }
 
 // Mapped is a GGUF model opened for inference: its config and tokenizer,
@@ -95,6 +104,32 @@ func OpenModel(path string) (*Mapped, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return m, nil
+}
+
+// familyLayer reads the tensors of one layer of a family file that a
+// Mixtral-style layer does not have: q/k norms, q/k/v biases, the shared
+// expert's gate.
+func familyLayer(L *LayerMatrices, fam *family, cfg *config.Config, p string, vec func(string, int) ([]float32, error)) error {
+	hd := cfg.HeadDimension()
+	qDim, kvDim := cfg.NumHeads*hd, cfg.KVHeads()*hd
+	var errs [6]error
+	if cfg.QKNorm {
+		qn, kn := qDim, kvDim
+		if cfg.QKNormPerHead {
+			qn, kn = hd, hd
+		}
+		L.QNorm, errs[0] = vec(p+"attn_q_norm.weight", qn)
+		L.KNorm, errs[1] = vec(p+"attn_k_norm.weight", kn)
+	}
+	if cfg.QKVBias {
+		L.QBias, errs[2] = vec(p+"attn_q.bias", qDim)
+		L.KBias, errs[3] = vec(p+"attn_k.bias", kvDim)
+		L.VBias, errs[4] = vec(p+"attn_v.bias", kvDim)
+	}
+	if fam.sharedGate {
+		L.SharedGateInp, errs[5] = vec(p+"ffn_gate_inp_shexp.weight", cfg.HiddenSize)
+	}
+	return errors.Join(errs[:]...)
 }
 
 // Close releases the file; the matrices' bytes become invalid.
@@ -169,21 +204,36 @@ const mapRegion = 1
 // is mapped), failing on any tensor that is missing, misshapen or has no
 // place in the model.
 func mapModel(f *File) (*Mapped, error) {
-	arch, _ := f.Get("general.architecture")
-	if arch != Architecture && arch != ArchQwen2MoE {
-		return nil, fmt.Errorf("gguf: architecture %v is not supported (moe reads %q, and %q files it wrote)", arch, Architecture, ArchQwen2MoE)
+	arch, ok := f.Get("general.architecture")
+	if !ok {
+		return nil, errors.New("gguf: missing metadata \"general.architecture\"")
 	}
-	if _, ok := f.Get(KeyMoEConfig); arch == ArchQwen2MoE && !ok {
-		return nil, fmt.Errorf("gguf: qwen2moe files from other tools are not supported (their gated shared experts and biases have no place in moe)")
+	_, moeFile := f.Get(KeyMoEConfig)
+	// fam is the family of a file of another MoE architecture; nil for
+	// llama files and the qwen2moe files moe itself writes.
+	var fam *family
+	if arch != Architecture && (arch != ArchQwen2MoE || !moeFile) {
+		name, _ := arch.(string)
+		if fam = lookupFamily(name); fam == nil {
+			return nil, fmt.Errorf("gguf: architecture %q is not supported (moe reads %s)", fmt.Sprint(arch), architectures())
+		}
 	}
-	qwen := arch == ArchQwen2MoE
-	cfg, err := configFromFile(f)
-	if err != nil {
-		return nil, err
+	qwen := arch == ArchQwen2MoE && fam == nil
+	var cfg *config.Config
+	var err error
+	if fam != nil {
+		if cfg, err = familyConfig(f, fam); err != nil {
+			return nil, err
+		}
+	} else {
+		if cfg, err = configFromFile(f); err != nil {
+			return nil, err
+		}
+		if err := checkStructure(cfg); err != nil {
+			return nil, fmt.Errorf("gguf: %w", err)
+		}
 	}
-	if err := checkStructure(cfg); err != nil {
-		return nil, fmt.Errorf("gguf: %w", err)
-	}
+	permute := fam == nil && !qwen || fam != nil && fam.permuteQK
 	region := mapRegion // of the views into the file
 	if !f.Mapped() {
 		region = 0 // separate copies: never fused
@@ -266,7 +316,12 @@ func mapModel(f *File) (*Mapped, error) {
 		if err := errors.Join(errs[:]...); err != nil {
 			return nil, err
 		}
-		if !qwen {
+		if fam != nil {
+			if err := familyLayer(L, fam, cfg, p, vec); err != nil {
+				return nil, err
+			}
+		}
+		if permute {
 			// llama.cpp's q and k rows pair 2i with 2i+1 (its RoPE);
 			// moe's pair i with i+hd/2: a copy of both in moe's order, in
 			// one allocation so that they can be fused.

@@ -542,6 +542,9 @@ func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, 
 		return nil, nil, err
 	}
 	cfg := mm.Cfg
+	if err := model.Supported(cfg); err != nil {
+		return nil, nil, fmt.Errorf("gguf: the %s model runs for inference only, not as moe weights: %w", cfg.ModelType, err)
+	}
 	w, err := model.NewWeights(cfg, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("gguf: %w", err)
@@ -603,69 +606,39 @@ func configFromFile(f *File) (*config.Config, error) {
 		}
 		return cfg, nil
 	}
-	var err error
-	geti := func(key string, def int) int {
-		v, ok := f.Get(key)
-		if !ok {
-			if def < 0 && err == nil {
-				err = fmt.Errorf("gguf: missing metadata %q", key)
-			}
-			return max(def, 0)
-		}
-		n, ok := asInt(v)
-		if !ok && err == nil {
-			err = fmt.Errorf("gguf: metadata %q is %T, want an integer", key, v)
-		}
-		return n
-	}
-	getf := func(key string, def float64) float64 {
-		v, ok := f.Get(key)
-		if !ok {
-			return def
-		}
-		switch x := v.(type) {
-		case float32:
-			return float64(x)
-		case float64:
-			return x
-		}
-		if err == nil {
-			err = fmt.Errorf("gguf: metadata %q is %T, want a float", key, v)
-		}
-		return def
-	}
+	k := newKeyReader(f, Architecture)
 	var rs *config.RopeScaling
 	if v, ok := f.Get("llama.rope.scaling.type"); ok && v != "none" && v != "" {
 		if v != config.RopeLinear && v != config.RopeYaRN {
 			return nil, fmt.Errorf("gguf: RoPE scaling %v is not supported (linear and yarn are)", v)
 		}
-		rs = &config.RopeScaling{Type: v.(string), Factor: getf("llama.rope.scaling.factor", 0),
-			OriginalMaxPositionEmbeddings: geti("llama.rope.scaling.original_context_length", 0),
-			BetaFast:                      getf("llama.rope.scaling.yarn_beta_fast", 0), BetaSlow: getf("llama.rope.scaling.yarn_beta_slow", 0)}
+		rs = &config.RopeScaling{Type: v.(string), Factor: k.float("rope.scaling.factor", 0),
+			OriginalMaxPositionEmbeddings: k.int("rope.scaling.original_context_length", 0),
+			BetaFast:                      k.float("rope.scaling.yarn_beta_fast", 0), BetaSlow: k.float("rope.scaling.yarn_beta_slow", 0)}
 	}
 	cfg := &config.Config{
 		ModelType:             config.TypeLlama,
-		HiddenSize:            geti("llama.embedding_length", -1),
-		IntermediateSize:      geti("llama.feed_forward_length", -1),
-		NumLayers:             geti("llama.block_count", -1),
-		NumHeads:              geti("llama.attention.head_count", -1),
-		MaxPositionEmbeddings: geti("llama.context_length", 2048),
-		RopeTheta:             getf("llama.rope.freq_base", 10000),
-		RMSNormEps:            getf("llama.attention.layer_norm_rms_epsilon", 1e-5),
-		NumExperts:            geti("llama.expert_count", 0),
-		ExpertsPerToken:       geti("llama.expert_used_count", 0),
+		HiddenSize:            k.int("embedding_length", -1),
+		IntermediateSize:      k.int("feed_forward_length", -1),
+		NumLayers:             k.int("block_count", -1),
+		NumHeads:              k.int("attention.head_count", -1),
+		MaxPositionEmbeddings: k.int("context_length", 2048),
+		RopeTheta:             k.float("rope.freq_base", 10000),
+		RMSNormEps:            k.float("attention.layer_norm_rms_epsilon", 1e-5),
+		NumExperts:            k.int("expert_count", 0),
+		ExpertsPerToken:       k.int("expert_used_count", 0),
 		HiddenAct:             "silu",
 		RopeScaling:           rs,
 	}
-	cfg.NumKVHeads = geti("llama.attention.head_count_kv", cfg.NumHeads)
-	if err != nil {
-		return nil, err
+	cfg.NumKVHeads = k.int("attention.head_count_kv", cfg.NumHeads)
+	if k.err != nil {
+		return nil, k.err
 	}
 	if cfg.NumHeads > 0 {
-		if hd := geti("llama.attention.key_length", cfg.HiddenSize/cfg.NumHeads); hd != cfg.HiddenSize/cfg.NumHeads {
+		if hd := k.int("attention.key_length", cfg.HiddenSize/cfg.NumHeads); hd != cfg.HiddenSize/cfg.NumHeads {
 			cfg.HeadDim = hd
 		}
-		if rd := geti("llama.rope.dimension_count", cfg.HeadDimension()); rd != cfg.HeadDimension() {
+		if rd := k.int("rope.dimension_count", cfg.HeadDimension()); rd != cfg.HeadDimension() {
 			return nil, fmt.Errorf("gguf: partial RoPE (%d of %d dims) is not supported", rd, cfg.HeadDimension())
 		}
 	}
@@ -681,8 +654,8 @@ func configFromFile(f *File) (*config.Config, error) {
 	cfg.VocabSize = int(emb.Dims[1])
 	_, hasOut := f.Tensor("output.weight")
 	cfg.TieWordEmbeddings = !hasOut
-	if err != nil {
-		return nil, err
+	if k.err != nil {
+		return nil, k.err
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gguf: model metadata: %w", err)

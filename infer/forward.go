@@ -182,6 +182,7 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 			r++
 		}
 	}
+	scaleBy(x[:rows*d], m.embScale)
 	if err := m.growRoPE(maxLen); err != nil {
 		return nil, st, err
 	}
@@ -198,6 +199,16 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 		for r := 0; r < rows; r++ {
 			p := int(rowPos[r])
 			row := sc.qkv[r*qkvDim : (r+1)*qkvDim]
+			if L.qkvBias != nil {
+				compute.Add(row, L.qkvBias)
+			}
+			if L.qNorm != nil {
+				// q/k RMSNorm before RoPE, per head when the gain is
+				// head_dim wide, else over the whole projection.
+				q, k := row[:qDim], row[qDim:qDim+kvDim]
+				compute.RMSNorm(q, q, L.qNorm, qDim/len(L.qNorm), len(L.qNorm), eps, nil)
+				compute.RMSNorm(k, k, L.kNorm, kvDim/len(L.kNorm), len(L.kNorm), eps, nil)
+			}
 			m.rope.Apply(row[:qDim], nh, p)
 			m.rope.Apply(row[qDim:qDim+kvDim], nkv, p)
 			sq := seqs[rowSeq[r]]
@@ -209,11 +220,13 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 		}
 		m.attention(seqs, l, rows, rowSeq, rowPos)
 		L.o.mul(m.Pool, prec, rows, sc.att, qDim, sc.o, d)
+		scaleBy(sc.o[:rows*d], m.resScale)
 		compute.Add(x, sc.o[:rows*d])
 
 		compute.RMSNorm(sc.xn, x, L.ffnNorm, rows, d, eps, nil)
 		if !cfg.IsMoE() {
 			m.swiglu(m.Pool, &sc.ffn, rows, sc.xn, &L.ffn)
+			scaleBy(sc.ffn.o[:rows*d], m.resScale)
 			compute.Add(x[:rows*d], sc.ffn.o)
 			continue
 		}
@@ -241,6 +254,9 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 	}
 	all := make([]float32, np*V)
 	m.lmHead.mul(m.Pool, prec, np, sc.xn, d, all, V)
+	if m.logitScale != 0 {
+		scaleBy(all, 1/m.logitScale)
+	}
 	j := 0
 	for i, s := range seqs {
 		n := len(tokens[i])
@@ -271,6 +287,9 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 	qDim, kvDim := nh*hd, m.kvDim
 	qkvDim := qDim + 2*kvDim
 	scale := float32(1 / math.Sqrt(float64(hd)))
+	if m.attnScale != 0 {
+		scale = m.attnScale
+	}
 	win := cfg.AttentionWindow(l)
 	sc := &m.sc
 	work := rows * nkv
@@ -350,6 +369,11 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 	sc := &m.sc
 	sc.route = grow(sc.route, rows*E)
 	L.router.mul(m.Pool, precFull, rows, sc.xn, d, sc.route, E) // routing stays float32
+	// rs is the residual scale of the block's output (Granite).
+	rs := float32(1)
+	if m.resScale != 0 {
+		rs = m.resScale
+	}
 	idx := make([]int32, k)
 	wts := make([]float32, k)
 	probs := make([]float32, 2*E)
@@ -359,12 +383,22 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 		m.routeRow(l, sc.route[r*E:(r+1)*E], idx, wts, probs)
 		for j, e := range idx {
 			expRows[e] = append(expRows[e], int32(r))
-			expW[e] = append(expW[e], wts[j])
+			expW[e] = append(expW[e], wts[j]*rs)
 		}
 	}
-	// The shared expert sees every row, ungated.
+	// The shared expert sees every row, gated by sigmoid(shGate·x) when
+	// the model has the gate.
 	if cfg.SharedExpertIntermediateSize > 0 {
 		m.swiglu(m.Pool, &sc.ffn, rows, sc.xn, &L.shared)
+		for r := 0; r < rows; r++ {
+			g := rs
+			if L.shGate != nil {
+				g *= compute.Sigmoid(compute.Dot(sc.xn[r*d:(r+1)*d], L.shGate))
+			}
+			if g != 1 {
+				scaleBy(sc.ffn.o[r*d:(r+1)*d], g)
+			}
+		}
 		compute.Add(x[:rows*d], sc.ffn.o)
 	}
 	counts := make([]int, E)
@@ -473,4 +507,14 @@ func splitCols(pool *compute.Pool, n, k int, f func(j0, j1 int)) {
 	pool.Run((n+per-1)/per, func(t int) {
 		f(t*per, min(n, (t+1)*per))
 	})
+}
+
+// scaleBy multiplies x by s in place; s = 0 means unset (no change).
+func scaleBy(x []float32, s float32) {
+	if s == 0 || s == 1 {
+		return
+	}
+	for i := range x {
+		x[i] *= s
+	}
 }

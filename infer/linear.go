@@ -220,6 +220,11 @@ type layerWeights struct {
 	scoreBias         []float32  // per-expert selection bias (loss-free balancing); nil: none
 	experts           []ffnWeights
 	shared            ffnWeights // width 0: none
+	// Pieces of GGUF families beyond a Mixtral-style layer (nil: none):
+	// q/k RMSNorm gains (per head when shorter than the projection), the
+	// q/k/v biases as one [q; k; v] vector, the shared expert's sigmoid
+	// gate.
+	qNorm, kNorm, qkvBias, shGate []float32
 }
 
 // forEach calls f with every matrix of the layer the forward pass

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
@@ -72,15 +73,27 @@ type Model struct {
 	mu sync.Mutex // serialises Forward; guards sc
 	sc scratch
 
+	// Granite's scales as the forward pass applies them; 0 means unset
+	// (no scaling, 1/sqrt(head_dim) for attention).
+	embScale, resScale, attnScale, logitScale float32
+
 	statsMu   sync.Mutex
 	routed    [][]uint64
 	totalRows uint64
 }
 
 // supported reports configs this forward pass cannot run: those the model
-// package rejects, and a missing context length.
-func supported(cfg *config.Config) error {
-	if err := model.Supported(cfg); err != nil {
+// package rejects, and a missing context length. For a GGUF file
+// (fromFile) the pieces that only this inference pass runs are allowed:
+// q/k norms, q/k/v biases, a gated shared expert and Granite's scales.
+func supported(cfg *config.Config, fromFile bool) error {
+	c := cfg
+	if fromFile {
+		c = cfg.Clone()
+		c.QKNorm, c.QKNormPerHead, c.QKVBias, c.SharedExpertGate = false, false, false, false
+		c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling = 0, 0, 0, 0
+	}
+	if err := model.Supported(c); err != nil {
 		return err
 	}
 	if cfg.MaxPositionEmbeddings <= 0 {
@@ -101,7 +114,7 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 	if cfg == nil || w == nil {
 		return nil, errors.New("infer: nil config or weights")
 	}
-	m, err := newModel(cfg, tok, pool)
+	m, err := newModel(cfg, tok, pool, false)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +165,7 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 // used in place; the Model owns mm and closes it in Close.
 func newMapped(mm *gguf.Mapped, pool *compute.Pool) (*Model, error) {
 	cfg := mm.Cfg
-	m, err := newModel(cfg, mm.Tok, pool)
+	m, err := newModel(cfg, mm.Tok, pool, true)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +185,10 @@ func newMapped(mm *gguf.Mapped, pool *compute.Pool) (*Model, error) {
 		L, X := &m.layers[l], &mm.Layers[l]
 		L.attnNorm, L.ffnNorm = X.AttnNorm, X.FFNNorm
 		L.qkv = fuseMatrices(X.Q, X.K, X.V)
+		L.qNorm, L.kNorm, L.shGate = X.QNorm, X.KNorm, X.SharedGateInp
+		if X.QBias != nil {
+			L.qkvBias = slices.Concat(X.QBias, X.KBias, X.VBias)
+		}
 		L.o = matrixLinear(X.O)
 		if !cfg.IsMoE() {
 			L.ffn = ffn(X.FFN)
@@ -192,9 +209,9 @@ func newMapped(mm *gguf.Mapped, pool *compute.Pool) (*Model, error) {
 }
 
 // newModel checks cfg and tok and sets up what every model has but its
-// weights.
-func newModel(cfg *config.Config, tok *tokenizer.Tokenizer, pool *compute.Pool) (*Model, error) {
-	if err := supported(cfg); err != nil {
+// weights; fromFile allows what only GGUF files have (see supported).
+func newModel(cfg *config.Config, tok *tokenizer.Tokenizer, pool *compute.Pool, fromFile bool) (*Model, error) {
+	if err := supported(cfg, fromFile); err != nil {
 		return nil, fmt.Errorf("infer: unsupported model: %w", err)
 	}
 	if tok != nil && tok.VocabSize() > cfg.VocabSize {
@@ -210,6 +227,11 @@ func newModel(cfg *config.Config, tok *tokenizer.Tokenizer, pool *compute.Pool) 
 		kvDim:  cfg.KVHeads() * hd,
 		moeK:   InferenceExperts(cfg),
 		routed: make([][]uint64, cfg.NumLayers),
+
+		embScale:   float32(cfg.EmbeddingMultiplier),
+		resScale:   float32(cfg.ResidualMultiplier),
+		attnScale:  float32(cfg.AttentionMultiplier),
+		logitScale: float32(cfg.LogitsScaling),
 	}
 	for l := range m.routed {
 		m.routed[l] = make([]uint64, max(cfg.NumExperts, 0))

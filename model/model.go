@@ -177,6 +177,8 @@ func Supported(cfg *config.Config) error {
 		return errors.New("model: LayerNorm is not supported, only RMSNorm")
 	case cfg.LearnedPositions:
 		return errors.New("model: learned position embeddings are not supported, only RoPE")
+	case cfg.EmbeddingMultiplier != 0 || cfg.ResidualMultiplier != 0 || cfg.AttentionMultiplier != 0 || cfg.LogitsScaling != 0:
+		return errors.New("model: Granite's embedding, residual, attention and logit scales are not supported")
 	case cfg.HiddenAct != "" && cfg.HiddenAct != "silu" && cfg.HiddenAct != "swish":
 		return fmt.Errorf("model: activation %q is not supported, only silu (SwiGLU)", cfg.HiddenAct)
 	case cfg.DecoderSparseStep > 1 || len(cfg.MLPOnlyLayers) > 0:

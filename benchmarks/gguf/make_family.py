@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Write a small random-weight GGUF of one of llama.cpp's MoE architectures
+(qwen3moe, olmoe, qwen2moe, granitemoe) with llama.cpp's own gguf-py, in the
+tensor names, shapes and metadata keys its converter writes for that family,
+for moe's tests (infer/testdata/family/) and for side-by-side runs against
+llama.cpp (llama-simple -m FILE -n 32 PROMPT).
+
+  MOE_LLAMA_CPP=/path/to/llama.cpp /usr/bin/python3 benchmarks/gguf/make_family.py \\
+      --arch qwen3moe --out infer/testdata/family/qwen3moe-f32.gguf [--type f32|q8_0]
+
+The weights are laid out as the file stores them (q and k rows of granitemoe
+in llama.cpp's NORM RoPE order, as its converter permutes them), so the
+file defines the model: moe's test recomputes it from the file in float64.
+The tokenizer is a tiny byte-level BPE ("gpt2" model, llama-bpe
+pre-tokenizer): the 256 byte symbols, three merges (Ġt, he, Ġthe) and
+<|endoftext|> as the control token for bos and eos. Needs numpy.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+# arch -> shape and the family's extra pieces.
+SHAPES = {
+    # per-head q/k norms, head_dim 32 != d/heads, renormalised top-k.
+    "qwen3moe": dict(d=64, heads=4, kv=2, hd=32, ff=96, eff=32, experts=4, topk=2, tied=True),
+    # full-width q/k norms (kv heads = heads), untied output.
+    "olmoe": dict(d=64, heads=4, kv=4, hd=16, ff=32, eff=None, experts=4, topk=2, tied=False),
+    # q/k/v biases, sigmoid-gated shared expert.
+    "qwen2moe": dict(d=64, heads=4, kv=2, hd=16, ff=96, eff=32, shff=48, experts=4, topk=2, tied=False),
+    # embedding/residual/attention/logit scales, NORM RoPE, tied.
+    # with the optional ungated shared expert.
+    "granitemoe": dict(d=64, heads=4, kv=2, hd=16, ff=32, eff=None, shff=32, experts=4, topk=2, tied=True),
+}
+
+
+def byte_symbols():
+    """GPT-2's byte-to-unicode map: printable bytes as themselves, the rest
+    shifted to code points from 256."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    m = dict(zip(bs, cs))
+    return [chr(m[b]) for b in range(256)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", required=True, choices=sorted(SHAPES))
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--type", default="f32", choices=["f32", "q8_0"])
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+
+    root = os.environ.get("MOE_LLAMA_CPP")
+    if not root:
+        sys.exit("set MOE_LLAMA_CPP to a llama.cpp source tree (its gguf-py is used)")
+    sys.path.insert(0, os.path.join(root, "gguf-py"))
+    import gguf
+    from gguf import GGMLQuantizationType as Q
+    from gguf import MODEL_TENSOR as T
+
+    arch = args.arch
+    s = SHAPES[arch]
+    rng = np.random.default_rng(args.seed)
+    march = next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch)
+    allowed = set(gguf.MODEL_TENSORS[march])
+
+    w = gguf.GGUFWriter(args.out, arch)
+    w.add_name(f"moe-test-{arch}")
+    w.add_type(gguf.GGUFType.MODEL)
+
+    # Tokenizer: bytes, three merges, one control token.
+    toks = byte_symbols() + ["Ġt", "he", "Ġthe", "<|endoftext|>"]
+    types = [gguf.TokenType.NORMAL] * (len(toks) - 1) + [gguf.TokenType.CONTROL]
+    eos = len(toks) - 1
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("llama-bpe")
+    w.add_token_list(toks)
+    w.add_token_types(types)
+    w.add_token_merges(["Ġ t", "h e", "Ġt he"])
+    w.add_bos_token_id(eos)
+    w.add_eos_token_id(eos)
+    w.add_add_bos_token(False)
+    V = len(toks)
+
+    d, H, KV, hd, L, E = s["d"], s["heads"], s["kv"], s["hd"], args.layers, s["experts"]
+    eff = s["eff"] or s["ff"]
+    w.add_context_length(256)
+    w.add_embedding_length(d)
+    w.add_block_count(L)
+    w.add_feed_forward_length(s["ff"])
+    w.add_head_count(H)
+    w.add_head_count_kv(KV)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_expert_count(E)
+    w.add_expert_used_count(s["topk"])
+    w.add_file_type(gguf.LlamaFileType.ALL_F32 if args.type == "f32" else gguf.LlamaFileType.MOSTLY_Q8_0)
+    if hd != d // H:
+        w.add_key_length(hd)
+        w.add_value_length(hd)
+    w.add_rope_dimension_count(hd)
+    if s["eff"]:
+        w.add_expert_feed_forward_length(s["eff"])
+    if "shff" in s:
+        w.add_expert_shared_feed_forward_length(s["shff"])
+    if arch == "granitemoe":
+        w.add_embedding_scale(6.0)
+        w.add_residual_scale(0.5)
+        w.add_attention_scale(0.15)
+        w.add_logit_scale(4.0)
+
+    def name(t, bid=None, suffix="weight"):
+        assert t in allowed, f"{arch} has no {t}"
+        n = gguf.TENSOR_NAMES[t]
+        return (n.format(bid=bid) if bid is not None else n) + "." + suffix
+
+    def add(nm, a, quant=True):
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        if quant and args.type == "q8_0" and a.ndim >= 2 and a.shape[-1] % 32 == 0:
+            w.add_tensor(nm, gguf.quants.quantize(a, Q.Q8_0), raw_dtype=Q.Q8_0)
+        else:
+            w.add_tensor(nm, a)
+
+    def mat(rows, cols, *lead, scale=1.0):
+        return rng.standard_normal((*lead, rows, cols)) * (scale / np.sqrt(cols))
+
+    def gain(n):
+        return 1.0 + 0.2 * rng.standard_normal(n)
+
+    add(name(T.TOKEN_EMBD), rng.standard_normal((V, d)))
+    for i in range(L):
+        add(name(T.ATTN_NORM, i), gain(d), False)
+        add(name(T.ATTN_Q, i), mat(H * hd, d))
+        add(name(T.ATTN_K, i), mat(KV * hd, d))
+        add(name(T.ATTN_V, i), mat(KV * hd, d))
+        if arch == "qwen2moe":
+            add(name(T.ATTN_Q, i, "bias"), 0.5 * rng.standard_normal(H * hd), False)
+            add(name(T.ATTN_K, i, "bias"), 0.5 * rng.standard_normal(KV * hd), False)
+            add(name(T.ATTN_V, i, "bias"), 0.5 * rng.standard_normal(KV * hd), False)
+        if arch == "qwen3moe":
+            add(name(T.ATTN_Q_NORM, i), gain(hd), False)
+            add(name(T.ATTN_K_NORM, i), gain(hd), False)
+        if arch == "olmoe":
+            add(name(T.ATTN_Q_NORM, i), gain(H * hd), False)
+            add(name(T.ATTN_K_NORM, i), gain(KV * hd), False)
+        add(name(T.ATTN_OUT, i), mat(d, H * hd))
+        add(name(T.FFN_NORM, i), gain(d), False)
+        add(name(T.FFN_GATE_INP, i), mat(E, d, scale=2.0), False)
+        add(name(T.FFN_GATE_EXP, i), mat(eff, d, E))
+        add(name(T.FFN_UP_EXP, i), mat(eff, d, E))
+        add(name(T.FFN_DOWN_EXP, i), mat(d, eff, E))
+        if "shff" in s:
+            sh = s["shff"]
+            if arch == "qwen2moe":
+                add(name(T.FFN_GATE_INP_SHEXP, i), rng.standard_normal(d) / np.sqrt(d), False)
+            add(name(T.FFN_GATE_SHEXP, i), mat(sh, d))
+            add(name(T.FFN_UP_SHEXP, i), mat(sh, d))
+            add(name(T.FFN_DOWN_SHEXP, i), mat(d, sh))
+    add(name(T.OUTPUT_NORM), gain(d), False)
+    if not s["tied"]:
+        add(name(T.OUTPUT), mat(V, d, scale=4.0))
+
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+if __name__ == "__main__":
+    main()
