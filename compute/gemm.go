@@ -389,20 +389,7 @@ func gemmBlockedPre(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float3
 						packA(ks, transA, a, lda, ic+lo, hi-lo, pc, kc, apack[lo*kc:])
 					})
 				}
-				// Tasks: rowsPer A panels × colsPer B panels.
-				rowsPer := max(1, gemmTaskRows/mr)
-				colsPer := max(1, gemmTaskCols/nr)
-				rowTasks := (npa + rowsPer - 1) / rowsPer
-				colTasks := (npb + colsPer - 1) / colsPer
-				// Make sure every thread gets work on small problems.
-				for rowTasks*colTasks < 2*threads && colsPer > 1 {
-					colsPer = (colsPer + 1) / 2
-					colTasks = (npb + colsPer - 1) / colsPer
-				}
-				for rowTasks*colTasks < 2*threads && rowsPer > 1 {
-					rowsPer = (rowsPer + 1) / 2
-					rowTasks = (npa + rowsPer - 1) / rowsPer
-				}
+				rowsPer, colsPer, rowTasks, colTasks := tileTasks(npa, npb, mr, nr, threads)
 				p.Run(rowTasks*colTasks, func(t int) {
 					ct, rt := t/rowTasks, t%rowTasks
 					var tmp []float32 // an edge tile, allocated on first use
@@ -439,21 +426,44 @@ func gemmBlockedPre(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float3
 								tmp = make([]float32, mr*nr)
 							}
 							micro(tmp, nr, false, bp)
-							for i := 0; i < rows; i++ {
-								crow := c[(i0+i)*ldc+j0 : (i0+i)*ldc+j0+cols]
-								trow := tmp[i*nr : i*nr+cols]
-								if add {
-									for j, v := range trow {
-										crow[j] += v
-									}
-								} else {
-									copy(crow, trow)
-								}
-							}
+							storeEdge(tmp, nr, rows, cols, c[i0*ldc+j0:], ldc, add)
 						}
 					}
 				})
 			}
+		}
+	}
+}
+
+// tileTasks shares the npa×npb tiles of a block out as rowTasks×colTasks
+// tasks of rowsPer A panels × colsPer B panels (at most gemmTaskRows ×
+// gemmTaskCols elements), halving them until every thread gets work.
+func tileTasks(npa, npb, mr, nr, threads int) (rowsPer, colsPer, rowTasks, colTasks int) {
+	rowsPer, colsPer = max(1, gemmTaskRows/mr), max(1, gemmTaskCols/nr)
+	rowTasks, colTasks = (npa+rowsPer-1)/rowsPer, (npb+colsPer-1)/colsPer
+	for rowTasks*colTasks < 2*threads && colsPer > 1 {
+		colsPer = (colsPer + 1) / 2
+		colTasks = (npb + colsPer - 1) / colsPer
+	}
+	for rowTasks*colTasks < 2*threads && rowsPer > 1 {
+		rowsPer = (rowsPer + 1) / 2
+		rowTasks = (npa + rowsPer - 1) / rowsPer
+	}
+	return rowsPer, colsPer, rowTasks, colTasks
+}
+
+// storeEdge copies (or adds, when add) the rows×cols corner of an edge
+// tile computed into tmp (row stride nr) into C.
+func storeEdge(tmp []float32, nr, rows, cols int, c []float32, ldc int, add bool) {
+	for i := 0; i < rows; i++ {
+		crow := c[i*ldc : i*ldc+cols]
+		trow := tmp[i*nr : i*nr+cols]
+		if add {
+			for j, v := range trow {
+				crow[j] += v
+			}
+		} else {
+			copy(crow, trow)
 		}
 	}
 }

@@ -82,6 +82,7 @@ func main() {
 	writeFile(filepath.Join(dir, "elementwise_amd64.s"), (*gen).elementwiseKernels)
 	writeFile(filepath.Join(dir, "adamw_amd64.s"), (*gen).adamw)
 	writeQdot(filepath.Join(dir, "qdot_amd64.s"))
+	writeFile(filepath.Join(dir, "gemm_bf16_amd64.s"), (*gen).bf16GemmKernels)
 }
 
 // isa describes a vector instruction set the GEMM micro-kernel is written

@@ -1,0 +1,288 @@
+package compute
+
+import (
+	"math"
+	"unsafe"
+)
+
+// GemmBF16Mixed is Gemm with bf16 inputs: C = alpha·op(A)·op(B) + beta·C
+// where every element of A and B is first rounded to bfloat16 (nearest,
+// ties to even; float32 denormals become zero) and the products are accumulated in float32, two depths at
+// a time, the way the AVX-512 BF16 dot-product instruction (VDPBF16PS) does
+// it: for each output, acc starts at zero and for l = 0, 2, 4, … takes
+// acc += a[l+1]·b[l+1], then acc += a[l]·b[l] (each rounded to float32,
+// denormal inputs and results flushed to zero), an odd k padded with a zero
+// pair; then C = alpha·acc (+ beta·C), blocked over depth as Gemm is. C,
+// alpha and beta stay float32. It is the matmul of bf16 mixed-precision
+// training: master weights and accumulation stay float32. Where the CPU
+// lacks AVX512_BF16 a portable Go kernel gives the same bits (slowly).
+// The result does not depend on the pool's thread count.
+//
+// Inconsistent shapes panic with CheckGemm's error before memory is touched.
+func GemmBF16Mixed(p *Pool, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if err := CheckGemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
+		panic(err)
+	}
+	gemmMixed(defaultMixedMicro, p, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// HasBF16Kernels reports whether GemmBF16Mixed runs on the AVX-512 BF16
+// instructions here (false: the portable kernel, same results, slower).
+func HasBF16Kernels() bool { return hasBF16Mixed }
+
+// mixedMicro computes the mixedMR×mixedNR tile C = alpha·acc (+ C when
+// add) over kp packed depth pairs (a: kp×mixedMR pairs, b: kp×mixedNR).
+type mixedMicro func(kp int, a, b []uint32, c []float32, ldc int, alpha float32, add bool)
+
+// The mixed-precision micro-kernel's tile and depth block (even).
+const (
+	mixedMR = 12
+	mixedNR = 32
+	mixedKC = 512
+)
+
+// dpbf16 is one lane of VDPBF16PS: acc + a.hi·b.hi, then + a.lo·b.lo,
+// each an FMA rounded to nearest float32, denormal inputs and results
+// flushed to zero. The products of two bf16 values are exact in float64,
+// and float64 holds the sum with double rounding that is harmless for
+// float32 operands (53 ≥ 2·24+2).
+func dpbf16(acc float32, a, b uint32) float32 {
+	acc = fmaFTZ(acc, bf16DAZ(a>>16), bf16DAZ(b>>16))
+	return fmaFTZ(acc, bf16DAZ(a&0xffff), bf16DAZ(b&0xffff))
+}
+
+// bf16DAZ widens the bf16 bits h to float64, a denormal as zero.
+func bf16DAZ(h uint32) float64 {
+	f := math.Float32frombits(h << 16)
+	if h&0x7f80 == 0 {
+		f = 0
+	}
+	return float64(f)
+}
+
+// fmaFTZ returns float32(acc + x·y) with a denormal result flushed to zero
+// (keeping its sign).
+func fmaFTZ(acc float32, x, y float64) float32 {
+	s := float32(float64(acc) + x*y)
+	if b := math.Float32bits(s); b&0x7f800000 == 0 {
+		return math.Float32frombits(b & 0x80000000)
+	}
+	return s
+}
+
+// microBF16Generic is the portable mixedMicro (sbgemmKernelAVX512's twin).
+func microBF16Generic(kp int, a, b []uint32, c []float32, ldc int, alpha float32, add bool) {
+	var acc [mixedMR * mixedNR]float32
+	for p := 0; p < kp; p++ {
+		ap := a[p*mixedMR : p*mixedMR+mixedMR]
+		bp := b[p*mixedNR : p*mixedNR+mixedNR]
+		for i, av := range ap {
+			row := acc[i*mixedNR : i*mixedNR+mixedNR]
+			for j, bv := range bp {
+				row[j] = dpbf16(row[j], av, bv)
+			}
+		}
+	}
+	for i := 0; i < mixedMR; i++ {
+		crow := c[i*ldc : i*ldc+mixedNR]
+		for j, v := range acc[i*mixedNR : i*mixedNR+mixedNR] {
+			v = float32(alpha * v)
+			if add {
+				v += crow[j]
+			}
+			crow[j] = v
+		}
+	}
+}
+
+// bf16Pair packs x (depth l) and y (depth l+1) as rounded bf16 halves.
+func bf16Pair(x, y float32) uint32 { return bf16DAZBits(x) | bf16DAZBits(y)<<16 }
+
+// bf16DAZBits is ToBF16 as the mixed product rounds its inputs (the
+// conversion instruction's rule): zeros and denormals become a zero of the
+// same sign, NaNs stay quiet NaNs, the rest round to nearest even.
+func bf16DAZBits(x float32) uint32 {
+	u := math.Float32bits(x)
+	switch {
+	case u&0x7f800000 == 0:
+		return u >> 16 & 0x8000
+	case u&0x7fffffff > 0x7f800000:
+		return u>>16 | 0x40
+	}
+	return (u + 0x7fff + u>>16&1) >> 16
+}
+
+// packAMixed packs rows [i0, i0+rows) × depth [l0, l0+kc) of op(A) into
+// mixedMR-row panels of depth pairs: dst[panel*kp*MR + q*MR + i] holds
+// depths l0+2q and l0+2q+1 of row i (zero past kc and past rows).
+func packAMixed(transA bool, a []float32, lda int, i0, rows, l0, kc int, dst []uint32) {
+	kp := (kc + 1) / 2
+	for pi := 0; pi*mixedMR < rows; pi++ {
+		pd := dst[pi*kp*mixedMR : (pi+1)*kp*mixedMR]
+		r := min(mixedMR, rows-pi*mixedMR)
+		base := i0 + pi*mixedMR
+		if r < mixedMR {
+			clear(pd)
+		}
+		if transA {
+			for q := 0; q < kp; q++ {
+				l := l0 + 2*q
+				x := a[l*lda+base : l*lda+base+r]
+				d := pd[q*mixedMR : q*mixedMR+r]
+				if 2*q+1 < kc {
+					y := a[(l+1)*lda+base : (l+1)*lda+base+r]
+					for i := range d {
+						d[i] = bf16Pair(x[i], y[i])
+					}
+				} else {
+					for i := range d {
+						d[i] = bf16DAZBits(x[i])
+					}
+				}
+			}
+			continue
+		}
+		for i := 0; i < r; i++ {
+			src := a[(base+i)*lda+l0 : (base+i)*lda+l0+kc]
+			q := 0
+			for ; 2*q+1 < kc; q++ {
+				pd[q*mixedMR+i] = bf16Pair(src[2*q], src[2*q+1])
+			}
+			if q < kp {
+				pd[q*mixedMR+i] = bf16DAZBits(src[2*q])
+			}
+		}
+	}
+}
+
+// packBMixed packs columns [j0, j0+cols) (cols <= mixedNR) × depth [l0,
+// l0+kc) of op(B) into dst[q*NR + j] = depths l0+2q, l0+2q+1 of column j
+// (zero past kc and past cols).
+func packBMixed(transB bool, b []float32, ldb int, j0, cols, l0, kc int, dst []uint32) {
+	kp := (kc + 1) / 2
+	dst = dst[:kp*mixedNR]
+	if cols < mixedNR {
+		clear(dst)
+	}
+	if transB {
+		for j := 0; j < cols; j++ {
+			src := b[(j0+j)*ldb+l0 : (j0+j)*ldb+l0+kc]
+			q := 0
+			for ; 2*q+1 < kc; q++ {
+				dst[q*mixedNR+j] = bf16Pair(src[2*q], src[2*q+1])
+			}
+			if q < kp {
+				dst[q*mixedNR+j] = bf16DAZBits(src[2*q])
+			}
+		}
+		return
+	}
+	for q := 0; q < kp; q++ {
+		l := l0 + 2*q
+		x := b[l*ldb+j0 : l*ldb+j0+cols]
+		d := dst[q*mixedNR : q*mixedNR+cols]
+		if 2*q+1 < kc {
+			y := b[(l+1)*ldb+j0 : (l+1)*ldb+j0+cols]
+			for j := range d {
+				d[j] = bf16Pair(x[j], y[j])
+			}
+		} else {
+			for j := range d {
+				d[j] = bf16DAZBits(x[j])
+			}
+		}
+	}
+}
+
+// mixedKCFor returns the depth block for depth k: equal even blocks of at
+// most mixedKC.
+func mixedKCFor(k int) int {
+	blocks := (k + mixedKC - 1) / mixedKC
+	kc := (k + blocks - 1) / blocks
+	return kc + kc&1
+}
+
+// u32Buf returns pool scratch of n uint32 (a float32 buffer reinterpreted)
+// and the buffer to hand back.
+func u32Buf(p *Pool, n int) ([]uint32, *[]float32) {
+	buf := p.getBuf(max(n, 1))
+	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*buf))), n), buf
+}
+
+// gemmMixed is GemmBF16Mixed on a given micro-kernel, after argument checks:
+// blocks of gemmNC columns and mixedKCFor(k) depth, B packed once per block
+// (in parallel), then per gemmMC rows A packed and the tiles shared out as
+// tasks. Every tile is computed the same way whatever the thread count.
+func gemmMixed(micro mixedMicro, p *Pool, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if alpha == 0 || k == 0 {
+		scaleC(p, m, n, beta, c, ldc)
+		return
+	}
+	if 2*float64(m)*float64(n)*float64(k) < gemmSerialFlops {
+		p = p.serial()
+	}
+	if beta != 0 && beta != 1 {
+		scaleC(p, m, n, beta, c, ldc)
+	}
+	const mr, nr = mixedMR, mixedNR
+	kcMax := mixedKCFor(k)
+	kpMax := kcMax / 2
+	ncMax, mcMax := min(n, gemmNC), min(m, gemmMC)
+	bpack, bbuf := u32Buf(p, (ncMax+nr-1)/nr*kpMax*nr)
+	defer p.putBuf(bbuf)
+	apack, abuf := u32Buf(p, (mcMax+mr-1)/mr*kpMax*mr)
+	defer p.putBuf(abuf)
+	threads := p.Threads()
+	for jc := 0; jc < n; jc += gemmNC {
+		nc := min(gemmNC, n-jc)
+		npb := (nc + nr - 1) / nr
+		for pc := 0; pc < k; pc += kcMax {
+			kc := min(kcMax, k-pc)
+			kp := (kc + 1) / 2
+			add := beta != 0 || pc > 0
+			chunk := max(1, npb/(4*threads))
+			p.Run((npb+chunk-1)/chunk, func(t int) {
+				for jp := t * chunk; jp < min(npb, (t+1)*chunk); jp++ {
+					packBMixed(transB, b, ldb, jc+jp*nr, min(nr, nc-jp*nr), pc, kc, bpack[jp*kp*nr:])
+				}
+			})
+			for ic := 0; ic < m; ic += gemmMC {
+				mc := min(gemmMC, m-ic)
+				npa := (mc + mr - 1) / mr
+				achunk := max(1, npa/(4*threads))
+				p.Run((npa+achunk-1)/achunk, func(t int) {
+					lo := t * achunk * mr
+					hi := min(mc, (t+1)*achunk*mr)
+					packAMixed(transA, a, lda, ic+lo, hi-lo, pc, kc, apack[lo*kp:])
+				})
+				rowsPer, colsPer, rowTasks, colTasks := tileTasks(npa, npb, mr, nr, threads)
+				p.Run(rowTasks*colTasks, func(t int) {
+					ct, rt := t/rowTasks, t%rowTasks
+					var tmp []float32
+					for ip := rt * rowsPer; ip < min(npa, (rt+1)*rowsPer); ip++ {
+						ap := apack[ip*kp*mr : (ip+1)*kp*mr]
+						i0 := ic + ip*mr
+						rows := min(mr, m-i0)
+						for jp := ct * colsPer; jp < min(npb, (ct+1)*colsPer); jp++ {
+							bp := bpack[jp*kp*nr : (jp+1)*kp*nr]
+							j0 := jc + jp*nr
+							cols := min(nr, n-j0)
+							if rows == mr && cols == nr {
+								micro(kp, ap, bp, c[i0*ldc+j0:(i0+mr-1)*ldc+j0+nr], ldc, alpha, add)
+								continue
+							}
+							if tmp == nil {
+								tmp = make([]float32, mr*nr)
+							}
+							micro(kp, ap, bp, tmp, nr, alpha, false)
+							storeEdge(tmp, nr, rows, cols, c[i0*ldc+j0:], ldc, add)
+						}
+					}
+				})
+			}
+		}
+	}
+}
