@@ -198,3 +198,19 @@ func BenchmarkGemmBF16MixedVsF32(b *testing.B) {
 		})
 	}
 }
+
+// TestMeasurePeakBF16: where the CPU has AVX-512 BF16 the bf16 peak counts
+// twice the FLOPs per instruction of the float32 probe, so its FLOP/cycle is
+// at least the float32 one; elsewhere it is the float32 peak.
+func TestMeasurePeakBF16(t *testing.T) {
+	f32, bf := MeasurePeak(t.Context(), 2), MeasurePeakBF16(t.Context(), 2)
+	if bf.GFLOPS <= 0 || bf.Cores != 2 || math.Abs(bf.GFLOPS-2*bf.ClockGHz*bf.FlopsPerCycle) > 1e-9*bf.GFLOPS {
+		t.Fatalf("implausible bf16 peak %+v", bf)
+	}
+	if hasBF16Mixed && bf.FlopsPerCycle < f32.FlopsPerCycle {
+		t.Fatalf("bf16 %v FLOP/cycle below float32 %v", bf.FlopsPerCycle, f32.FlopsPerCycle)
+	}
+	if !hasBF16Mixed && bf.FlopsPerCycle != f32.FlopsPerCycle {
+		t.Fatalf("no BF16: bf16 peak %+v should be the float32 one %+v", bf, f32)
+	}
+}
