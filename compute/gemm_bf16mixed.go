@@ -23,7 +23,7 @@ func GemmBF16Mixed(p *Pool, transA, transB bool, m, n, k int, alpha float32, a [
 	if err := CheckGemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
 		panic(err)
 	}
-	gemmMixed(defaultMixedMicro, p, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	gemmMixed(defaultMixed, p, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // HasBF16Kernels reports whether GemmBF16Mixed runs on the AVX-512 BF16
@@ -112,45 +112,98 @@ func bf16DAZBits(x float32) uint32 {
 	return (u + 0x7fff + u>>16&1) >> 16
 }
 
-// packAMixed packs rows [i0, i0+rows) × depth [l0, l0+kc) of op(A) into
-// mixedMR-row panels of depth pairs: dst[panel*kp*MR + q*MR + i] holds
-// depths l0+2q and l0+2q+1 of row i (zero past kc and past rows).
-func packAMixed(transA bool, a []float32, lda int, i0, rows, l0, kc int, dst []uint32) {
+// mixedKernels is one implementation of the mixed GEMM's inner loops: the
+// portable Go one or the AVX-512 BF16 one, which give the same bits.
+type mixedKernels struct {
+	// micro is the tile over packed A and B panels.
+	micro mixedMicro
+	// microRows is micro over a row-major pair copy of A: row i's pairs at
+	// a[i*lda:], the mixedMR rows in place of a packed panel.
+	microRows func(kp int, a []uint32, lda int, b []uint32, c []float32, ldc int, alpha float32, add bool)
+	// cvtRow sets dst[q] = bf16Pair(src[2q], src[2q+1]) for q < len(src)/2
+	// (len(src) even).
+	cvtRow func(src []float32, dst []uint32)
+	// cvtPairs sets dst[j] = bf16Pair(x[j], y[j]) for j < len(x).
+	cvtPairs func(x, y []float32, dst []uint32)
+}
+
+// genericMixed is the portable mixedKernels.
+var genericMixed = mixedKernels{micro: microBF16Generic, microRows: microRowsBF16Generic, cvtRow: cvtRowGeneric, cvtPairs: cvtPairsGeneric}
+
+// microRowsBF16Generic packs the rows into a panel and runs
+// microBF16Generic.
+func microRowsBF16Generic(kp int, a []uint32, lda int, b []uint32, c []float32, ldc int, alpha float32, add bool) {
+	panel := make([]uint32, kp*mixedMR)
+	panelFromRows(a, lda, kp, mixedMR, panel)
+	microBF16Generic(kp, panel, b, c, ldc, alpha, add)
+}
+
+// panelFromRows copies rows (<= mixedMR) rows of kp pairs (stride lda) into
+// a packed panel dst[q*MR+i], zero-padding the missing rows.
+func panelFromRows(a []uint32, lda, kp, rows int, dst []uint32) {
+	dst = dst[:kp*mixedMR]
+	if rows < mixedMR {
+		clear(dst)
+	}
+	for i := 0; i < rows; i++ {
+		for q, v := range a[i*lda : i*lda+kp] {
+			dst[q*mixedMR+i] = v
+		}
+	}
+}
+
+func cvtRowGeneric(src []float32, dst []uint32) {
+	for q := range len(src) / 2 {
+		dst[q] = bf16Pair(src[2*q], src[2*q+1])
+	}
+}
+
+func cvtPairsGeneric(x, y []float32, dst []uint32) {
+	y = y[:len(x)]
+	dst = dst[:len(x)]
+	for j := range x {
+		dst[j] = bf16Pair(x[j], y[j])
+	}
+}
+
+// convertRows writes the pairs of rows [i0, i0+rows) × depth [l0, l0+kc)
+// of an untransposed A into dst, row i at dst[i*kp:] (an odd kc's last
+// pair has a zero high half).
+func convertRows(ks *mixedKernels, a []float32, lda int, i0, rows, l0, kc int, dst []uint32) {
 	kp := (kc + 1) / 2
-	for pi := 0; pi*mixedMR < rows; pi++ {
-		pd := dst[pi*kp*mixedMR : (pi+1)*kp*mixedMR]
-		r := min(mixedMR, rows-pi*mixedMR)
-		base := i0 + pi*mixedMR
-		if r < mixedMR {
-			clear(pd)
+	for i := 0; i < rows; i++ {
+		src := a[(i0+i)*lda+l0 : (i0+i)*lda+l0+kc]
+		d := dst[i*kp : (i+1)*kp]
+		ks.cvtRow(src[:kc&^1], d)
+		if kc&1 == 1 {
+			d[kp-1] = bf16DAZBits(src[kc-1])
 		}
-		if transA {
-			for q := 0; q < kp; q++ {
-				l := l0 + 2*q
-				x := a[l*lda+base : l*lda+base+r]
-				d := pd[q*mixedMR : q*mixedMR+r]
-				if 2*q+1 < kc {
-					y := a[(l+1)*lda+base : (l+1)*lda+base+r]
-					for i := range d {
-						d[i] = bf16Pair(x[i], y[i])
-					}
-				} else {
-					for i := range d {
-						d[i] = bf16DAZBits(x[i])
-					}
-				}
+	}
+}
+
+// packATransMixed packs rows [i0, i0+rows) × depth [l0, l0+kc) of op(A) =
+// Aᵀ (A stored k×m) into mixedMR-row panels of depth pairs:
+// dst[panel*kp*MR + q*MR + i] holds depths l0+2q and l0+2q+1 of row i
+// (zero past kc and past rows). Each pair of stored rows is converted in
+// one run across all the panels.
+func packATransMixed(ks *mixedKernels, a []float32, lda int, i0, rows, l0, kc int, dst []uint32) {
+	kp := (kc + 1) / 2
+	np := (rows + mixedMR - 1) / mixedMR
+	tmp := make([]uint32, rows)
+	for q := 0; q < kp; q++ {
+		l := l0 + 2*q
+		x := a[l*lda+i0 : l*lda+i0+rows]
+		if 2*q+1 < kc {
+			ks.cvtPairs(x, a[(l+1)*lda+i0:(l+1)*lda+i0+rows], tmp)
+		} else {
+			for i, v := range x {
+				tmp[i] = bf16DAZBits(v)
 			}
-			continue
 		}
-		for i := 0; i < r; i++ {
-			src := a[(base+i)*lda+l0 : (base+i)*lda+l0+kc]
-			q := 0
-			for ; 2*q+1 < kc; q++ {
-				pd[q*mixedMR+i] = bf16Pair(src[2*q], src[2*q+1])
-			}
-			if q < kp {
-				pd[q*mixedMR+i] = bf16DAZBits(src[2*q])
-			}
+		for pi := 0; pi < np; pi++ {
+			d := dst[pi*kp*mixedMR+q*mixedMR : pi*kp*mixedMR+q*mixedMR+mixedMR]
+			r := copy(d, tmp[pi*mixedMR:])
+			clear(d[r:])
 		}
 	}
 }
@@ -158,21 +211,18 @@ func packAMixed(transA bool, a []float32, lda int, i0, rows, l0, kc int, dst []u
 // packBMixed packs columns [j0, j0+cols) (cols <= mixedNR) × depth [l0,
 // l0+kc) of op(B) into dst[q*NR + j] = depths l0+2q, l0+2q+1 of column j
 // (zero past kc and past cols).
-func packBMixed(transB bool, b []float32, ldb int, j0, cols, l0, kc int, dst []uint32) {
+func packBMixed(ks *mixedKernels, transB bool, b []float32, ldb int, j0, cols, l0, kc int, dst []uint32) {
 	kp := (kc + 1) / 2
 	dst = dst[:kp*mixedNR]
 	if cols < mixedNR {
 		clear(dst)
 	}
 	if transB {
+		var tmp [mixedKC / 2]uint32
 		for j := 0; j < cols; j++ {
-			src := b[(j0+j)*ldb+l0 : (j0+j)*ldb+l0+kc]
-			q := 0
-			for ; 2*q+1 < kc; q++ {
-				dst[q*mixedNR+j] = bf16Pair(src[2*q], src[2*q+1])
-			}
-			if q < kp {
-				dst[q*mixedNR+j] = bf16DAZBits(src[2*q])
+			convertRows(ks, b, ldb, j0+j, 1, l0, kc, tmp[:kp])
+			for q, v := range tmp[:kp] {
+				dst[q*mixedNR+j] = v
 			}
 		}
 		return
@@ -182,13 +232,10 @@ func packBMixed(transB bool, b []float32, ldb int, j0, cols, l0, kc int, dst []u
 		x := b[l*ldb+j0 : l*ldb+j0+cols]
 		d := dst[q*mixedNR : q*mixedNR+cols]
 		if 2*q+1 < kc {
-			y := b[(l+1)*ldb+j0 : (l+1)*ldb+j0+cols]
-			for j := range d {
-				d[j] = bf16Pair(x[j], y[j])
-			}
+			ks.cvtPairs(x, b[(l+1)*ldb+j0:(l+1)*ldb+j0+cols], d)
 		} else {
-			for j := range d {
-				d[j] = bf16DAZBits(x[j])
+			for j, v := range x {
+				d[j] = bf16DAZBits(v)
 			}
 		}
 	}
@@ -213,7 +260,7 @@ func u32Buf(p *Pool, n int) ([]uint32, *[]float32) {
 // blocks of gemmNC columns and mixedKCFor(k) depth, B packed once per block
 // (in parallel), then per gemmMC rows A packed and the tiles shared out as
 // tasks. Every tile is computed the same way whatever the thread count.
-func gemmMixed(micro mixedMicro, p *Pool, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -235,6 +282,14 @@ func gemmMixed(micro mixedMicro, p *Pool, transA, transB bool, m, n, k int, alph
 	defer p.putBuf(bbuf)
 	apack, abuf := u32Buf(p, (mcMax+mr-1)/mr*kpMax*mr)
 	defer p.putBuf(abuf)
+	// An untransposed A is converted to rows of pairs that the micro-kernel
+	// reads in place (its ragged last panel is packed from them).
+	var arows []uint32
+	if !transA {
+		var rbuf *[]float32
+		arows, rbuf = u32Buf(p, mcMax*kpMax)
+		defer p.putBuf(rbuf)
+	}
 	threads := p.Threads()
 	for jc := 0; jc < n; jc += gemmNC {
 		nc := min(gemmNC, n-jc)
@@ -246,7 +301,7 @@ func gemmMixed(micro mixedMicro, p *Pool, transA, transB bool, m, n, k int, alph
 			chunk := max(1, npb/(4*threads))
 			p.Run((npb+chunk-1)/chunk, func(t int) {
 				for jp := t * chunk; jp < min(npb, (t+1)*chunk); jp++ {
-					packBMixed(transB, b, ldb, jc+jp*nr, min(nr, nc-jp*nr), pc, kc, bpack[jp*kp*nr:])
+					packBMixed(ks, transB, b, ldb, jc+jp*nr, min(nr, nc-jp*nr), pc, kc, bpack[jp*kp*nr:])
 				}
 			})
 			for ic := 0; ic < m; ic += gemmMC {
@@ -256,7 +311,15 @@ func gemmMixed(micro mixedMicro, p *Pool, transA, transB bool, m, n, k int, alph
 				p.Run((npa+achunk-1)/achunk, func(t int) {
 					lo := t * achunk * mr
 					hi := min(mc, (t+1)*achunk*mr)
-					packAMixed(transA, a, lda, ic+lo, hi-lo, pc, kc, apack[lo*kp:])
+					if transA {
+						packATransMixed(ks, a, lda, ic+lo, hi-lo, pc, kc, apack[lo*kp:])
+						return
+					}
+					convertRows(ks, a, lda, ic+lo, hi-lo, pc, kc, arows[lo*kp:])
+					if hi == mc && mc%mr != 0 {
+						last := (npa - 1) * mr
+						panelFromRows(arows[last*kp:], kp, kp, mc-last, apack[last*kp:])
+					}
 				})
 				rowsPer, colsPer, rowTasks, colTasks := tileTasks(npa, npb, mr, nr, threads)
 				p.Run(rowTasks*colTasks, func(t int) {
@@ -266,6 +329,13 @@ func gemmMixed(micro mixedMicro, p *Pool, transA, transB bool, m, n, k int, alph
 						ap := apack[ip*kp*mr : (ip+1)*kp*mr]
 						i0 := ic + ip*mr
 						rows := min(mr, m-i0)
+						micro := ks.micro
+						if !transA && rows == mr {
+							ar := arows[ip*mr*kp : (ip+1)*mr*kp]
+							micro = func(kp int, _, b []uint32, c []float32, ldc int, alpha float32, add bool) {
+								ks.microRows(kp, ar, kp, b, c, ldc, alpha, add)
+							}
+						}
 						for jp := ct * colsPer; jp < min(npb, (ct+1)*colsPer); jp++ {
 							bp := bpack[jp*kp*nr : (jp+1)*kp*nr]
 							j0 := jc + jp*nr

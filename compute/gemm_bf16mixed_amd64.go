@@ -14,6 +14,22 @@ import (
 //go:noescape
 func sbgemmKernelAVX512(kp int, a, b *uint32, c *float32, ldc int, alpha float32, add int)
 
+// sbgemmKernelRowsAVX512 is sbgemmKernelAVX512 reading row i's pairs at
+// a[i*lda+p] (a row-major pair copy of A) in place of a packed panel.
+//
+//go:noescape
+func sbgemmKernelRowsAVX512(kp int, a *uint32, lda int, b *uint32, c *float32, ldc int, alpha float32, add int)
+
+// bf16CvtRowAVX512 sets dst[q] = bf16Pair(src[2q], src[2q+1]) for q < n/2
+// (n a multiple of 32); bf16CvtPairsAVX512 sets dst[j] = bf16Pair(x[j],
+// y[j]) for j < n (n a multiple of 16). Both round as bf16DAZBits.
+//
+//go:noescape
+func bf16CvtRowAVX512(n int, src *float32, dst *uint32)
+
+//go:noescape
+func bf16CvtPairsAVX512(n int, x, y *float32, dst *uint32)
+
 // dpbf16LoopAVX512 runs n×16 independent zmm VDPBF16PS (1024 FLOP each
 // iteration), the bf16 peak probe.
 //
@@ -23,13 +39,16 @@ func dpbf16LoopAVX512(n int)
 // hasBF16Mixed says whether this CPU and OS run the AVX-512 BF16 kernels.
 var hasBF16Mixed = hasAVX512 && cpu.X86.HasAVX512BF16
 
-// defaultMixedMicro is the micro-kernel GemmBF16Mixed uses here.
-var defaultMixedMicro = func() mixedMicro {
+// defaultMixed is the kernel set GemmBF16Mixed uses here.
+var defaultMixed = func() *mixedKernels {
 	if hasBF16Mixed {
-		return microBF16AVX512
+		return &avx512Mixed
 	}
-	return microBF16Generic
+	return &genericMixed
 }()
+
+// avx512Mixed is the AVX-512 BF16 kernel set.
+var avx512Mixed = mixedKernels{micro: microBF16AVX512, microRows: microRowsBF16AVX512, cvtRow: cvtRowAVX512, cvtPairs: cvtPairsAVX512}
 
 // microBF16AVX512 is the mixedMicro on sbgemmKernelAVX512.
 func microBF16AVX512(kp int, a, b []uint32, c []float32, ldc int, alpha float32, add bool) {
@@ -40,11 +59,50 @@ func microBF16AVX512(kp int, a, b []uint32, c []float32, ldc int, alpha float32,
 	_ = a[kp*mixedMR-1]
 	_ = b[kp*mixedNR-1]
 	_ = c[(mixedMR-1)*ldc+mixedNR-1]
-	ad := 0
-	if add {
-		ad = 1
+	sbgemmKernelAVX512(kp, unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), ldc, alpha, boolInt(add))
+}
+
+// microRowsBF16AVX512 is microRows on sbgemmKernelRowsAVX512.
+func microRowsBF16AVX512(kp int, a []uint32, lda int, b []uint32, c []float32, ldc int, alpha float32, add bool) {
+	if kp == 0 {
+		microRowsBF16Generic(kp, a, lda, b, c, ldc, alpha, add)
+		return
 	}
-	sbgemmKernelAVX512(kp, unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), ldc, alpha, ad)
+	_ = a[(mixedMR-1)*lda+kp-1]
+	_ = b[kp*mixedNR-1]
+	_ = c[(mixedMR-1)*ldc+mixedNR-1]
+	sbgemmKernelRowsAVX512(kp, unsafe.SliceData(a), lda, unsafe.SliceData(b), unsafe.SliceData(c), ldc, alpha, boolInt(add))
+}
+
+// boolInt is 1 for true, 0 for false.
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// cvtRowAVX512 is cvtRow: bf16CvtRowAVX512 over whole 32-float blocks,
+// the portable loop for the rest.
+func cvtRowAVX512(src []float32, dst []uint32) {
+	n := len(src) &^ 31
+	if n > 0 {
+		_ = dst[n/2-1]
+		bf16CvtRowAVX512(n, unsafe.SliceData(src), unsafe.SliceData(dst))
+	}
+	cvtRowGeneric(src[n:], dst[n/2:])
+}
+
+// cvtPairsAVX512 is cvtPairs: bf16CvtPairsAVX512 over whole 16-float
+// blocks, the portable loop for the rest.
+func cvtPairsAVX512(x, y []float32, dst []uint32) {
+	n := len(x) &^ 15
+	if n > 0 {
+		_ = y[n-1]
+		_ = dst[n-1]
+		bf16CvtPairsAVX512(n, unsafe.SliceData(x), unsafe.SliceData(y), unsafe.SliceData(dst))
+	}
+	cvtPairsGeneric(x[n:], y[n:], dst[n:])
 }
 
 // probeBF16 runs n iterations of 16 independent zmm VDPBF16PS and returns
@@ -58,11 +116,11 @@ func probeBF16(n int) (flops float64, ok bool) {
 	return float64(n) * 16 * 64, true
 }
 
-// fastMixedMicro returns the AVX-512 BF16 micro-kernel, or nil where the
-// CPU lacks it.
-func fastMixedMicro() mixedMicro {
+// fastMixed returns the AVX-512 BF16 kernel set, or nil where the CPU
+// lacks it.
+func fastMixed() *mixedKernels {
 	if hasBF16Mixed {
-		return microBF16AVX512
+		return &avx512Mixed
 	}
 	return nil
 }

@@ -34,7 +34,7 @@ func randPairs(r *rand.Rand, n int) []uint32 {
 // The AVX-512 BF16 micro-kernel gives the bits of its portable twin,
 // including cancellation, wide exponent ranges and denormals.
 func TestMixedMicroMatchesGeneric(t *testing.T) {
-	fast := fastMixedMicro()
+	fast := fastMixed()
 	if fast == nil {
 		t.Skip("CPU lacks AVX512_BF16 (or purego build): only the portable kernel runs here")
 	}
@@ -49,7 +49,7 @@ func TestMixedMicroMatchesGeneric(t *testing.T) {
 			}
 			c1 := append([]float32(nil), c0...)
 			microBF16Generic(kp, a, b, c0, ldc, 0.75, add)
-			fast(kp, a, b, c1, ldc, 0.75, add)
+			fast.micro(kp, a, b, c1, ldc, 0.75, add)
 			for i := range c0 {
 				if math.Float32bits(c0[i]) != math.Float32bits(c1[i]) {
 					t.Fatalf("kp=%d add=%v: element %d: generic %g (%08x), avx512 %g (%08x)", kp, add, i, c0[i], math.Float32bits(c0[i]), c1[i], math.Float32bits(c1[i]))
@@ -88,7 +88,7 @@ func randMat(r *rand.Rand, n int) []float32 {
 }
 
 // runMixed runs one case on micro with a pool of threads threads.
-func runMixed(micro mixedMicro, threads int, tc mixedCase, a, b, c []float32) []float32 {
+func runMixed(ks *mixedKernels, threads int, tc mixedCase, a, b, c []float32) []float32 {
 	lda, ldb := tc.k, tc.n
 	if tc.ta {
 		lda = tc.m
@@ -99,7 +99,7 @@ func runMixed(micro mixedMicro, threads int, tc mixedCase, a, b, c []float32) []
 	out := append([]float32(nil), c...)
 	p := NewPool(threads)
 	defer p.Close()
-	gemmMixed(micro, p, tc.ta, tc.tb, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, out, tc.n)
+	gemmMixed(ks, p, tc.ta, tc.tb, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, out, tc.n)
 	return out
 }
 
@@ -110,13 +110,13 @@ func runMixed(micro mixedMicro, threads int, tc mixedCase, a, b, c []float32) []
 // independent of the thread count.
 func TestGemmBF16MixedReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	micros := map[string]mixedMicro{"generic": microBF16Generic}
-	if fast := fastMixedMicro(); fast != nil {
+	micros := map[string]*mixedKernels{"generic": &genericMixed}
+	if fast := fastMixed(); fast != nil {
 		micros["avx512"] = fast
 	}
 	for _, tc := range mixedCases() {
 		a, b, c := randMat(r, tc.m*tc.k), randMat(r, tc.k*tc.n), randMat(r, tc.m*tc.n)
-		want := runMixed(microBF16Generic, 1, tc, a, b, c)
+		want := runMixed(&genericMixed, 1, tc, a, b, c)
 		for i := 0; i < tc.m; i++ {
 			for j := 0; j < tc.n; j++ {
 				var s, mag float64
@@ -139,9 +139,9 @@ func TestGemmBF16MixedReference(t *testing.T) {
 				}
 			}
 		}
-		for name, micro := range micros {
+		for name, ks := range micros {
 			for _, th := range []int{1, 3, 8} {
-				got := runMixed(micro, th, tc, a, b, c)
+				got := runMixed(ks, th, tc, a, b, c)
 				for i := range got {
 					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 						t.Fatalf("%+v %s threads=%d: element %d = %g, portable 1-thread %g", tc, name, th, i, got[i], want[i])
@@ -212,5 +212,58 @@ func TestMeasurePeakBF16(t *testing.T) {
 	}
 	if !hasBF16Mixed && bf.FlopsPerCycle != f32.FlopsPerCycle {
 		t.Fatalf("no BF16: bf16 peak %+v should be the float32 one %+v", bf, f32)
+	}
+}
+
+// specialFloats returns n floats mixing normal values, exact rounding
+// ties, denormals, signed zeros, infinities, NaNs and values that round up
+// to infinity.
+func specialFloats(r *rand.Rand, n int) []float32 {
+	special := []uint32{0, 0x80000000, 0x00000001, 0x807fffff, 0x007fffff, 0x00800000, 0x7f800000, 0xff800000,
+		0x7fc00000, 0x7f800001, 0xffbfffff, 0x7f7fffff, 0x7f7f8000, 0x3f808000, 0x3f818000, 0x3f80c000, 0xbf807fff}
+	out := make([]float32, n)
+	for i := range out {
+		if r.IntN(4) == 0 {
+			out[i] = math.Float32frombits(special[r.IntN(len(special))])
+		} else {
+			out[i] = math.Float32frombits(r.Uint32())
+		}
+	}
+	return out
+}
+
+// The AVX-512 conversions give the bits of the portable ones on special
+// values and every length (vector blocks and tails).
+func TestMixedConvertMatchesGeneric(t *testing.T) {
+	fast := fastMixed()
+	if fast == nil {
+		t.Skip("CPU lacks AVX512_BF16 (or purego build): only the portable conversions run here")
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{0, 2, 16, 30, 32, 64, 66, 200} {
+		x, y := specialFloats(r, n), specialFloats(r, n)
+		w, g := make([]uint32, n), make([]uint32, n)
+		genericMixed.cvtPairs(x, y, w)
+		fast.cvtPairs(x, y, g)
+		for j := range w {
+			if w[j] != g[j] {
+				t.Fatalf("cvtPairs n=%d: [%d] (%08x, %08x) -> %08x, portable %08x", n, j, math.Float32bits(x[j]), math.Float32bits(y[j]), g[j], w[j])
+			}
+		}
+		clear(w)
+		clear(g)
+		genericMixed.cvtRow(x, w)
+		fast.cvtRow(x, g)
+		for q := 0; q < n/2; q++ {
+			if w[q] != g[q] {
+				t.Fatalf("cvtRow n=%d: [%d] (%08x, %08x) -> %08x, portable %08x", n, q, math.Float32bits(x[2*q]), math.Float32bits(x[2*q+1]), g[q], w[q])
+			}
+		}
+	}
+	// The rounding rule itself: ties to even, denormals to signed zero.
+	for in, want := range map[uint32]uint32{0x3f808000: 0x3f80, 0x3f818000: 0x3f82, 0x3f80c000: 0x3f81, 0x807fffff: 0x8000, 0x7f7fffff: 0x7f80, 0x7f800001: 0x7fc0} {
+		if got := bf16DAZBits(math.Float32frombits(in)); got != want {
+			t.Errorf("bf16DAZBits(%08x) = %04x, want %04x", in, got, want)
+		}
 	}
 }
