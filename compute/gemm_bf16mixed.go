@@ -189,7 +189,13 @@ func convertRows(ks *mixedKernels, a []float32, lda int, i0, rows, l0, kc int, d
 func packATransMixed(ks *mixedKernels, a []float32, lda int, i0, rows, l0, kc int, dst []uint32) {
 	kp := (kc + 1) / 2
 	np := (rows + mixedMR - 1) / mixedMR
-	tmp := make([]uint32, rows)
+	var stack [256]uint32
+	tmp := stack[:0]
+	if rows <= len(stack) {
+		tmp = stack[:rows]
+	} else {
+		tmp = make([]uint32, rows)
+	}
 	for q := 0; q < kp; q++ {
 		l := l0 + 2*q
 		x := a[l*lda+i0 : l*lda+i0+rows]
@@ -329,11 +335,15 @@ func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alph
 						ap := apack[ip*kp*mr : (ip+1)*kp*mr]
 						i0 := ic + ip*mr
 						rows := min(mr, m-i0)
-						micro := ks.micro
+						var ar []uint32 // A's pair rows in place (full panel)
 						if !transA && rows == mr {
-							ar := arows[ip*mr*kp : (ip+1)*mr*kp]
-							micro = func(kp int, _, b []uint32, c []float32, ldc int, alpha float32, add bool) {
-								ks.microRows(kp, ar, kp, b, c, ldc, alpha, add)
+							ar = arows[ip*mr*kp : (ip+1)*mr*kp]
+						}
+						micro := func(c []float32, ldc int, add bool, bp []uint32) {
+							if ar != nil {
+								ks.microRows(kp, ar, kp, bp, c, ldc, alpha, add)
+							} else {
+								ks.micro(kp, ap, bp, c, ldc, alpha, add)
 							}
 						}
 						for jp := ct * colsPer; jp < min(npb, (ct+1)*colsPer); jp++ {
@@ -341,13 +351,13 @@ func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alph
 							j0 := jc + jp*nr
 							cols := min(nr, n-j0)
 							if rows == mr && cols == nr {
-								micro(kp, ap, bp, c[i0*ldc+j0:(i0+mr-1)*ldc+j0+nr], ldc, alpha, add)
+								micro(c[i0*ldc+j0:(i0+mr-1)*ldc+j0+nr], ldc, add, bp)
 								continue
 							}
 							if tmp == nil {
 								tmp = make([]float32, mr*nr)
 							}
-							micro(kp, ap, bp, tmp, nr, alpha, false)
+							micro(tmp, nr, false, bp)
 							storeEdge(tmp, nr, rows, cols, c[i0*ldc+j0:], ldc, add)
 						}
 					}
