@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/model"
 )
@@ -456,5 +457,22 @@ func TestBF16ResumesExactly(t *testing.T) {
 	f32.Precision = "fp8"
 	if _, err := Run(context.Background(), f32, nil, quietLog()); err == nil || !strings.Contains(err.Error(), "--precision") {
 		t.Fatalf("--precision fp8: err = %v", err)
+	}
+}
+
+// TestBF16WarnsWithoutKernels: --precision bf16 logs a warning exactly
+// where the CPU (or a purego build) lacks the AVX-512 BF16 kernels, and
+// trains either way.
+func TestBF16WarnsWithoutKernels(t *testing.T) {
+	o := microOptions(t, t.TempDir())
+	o.Steps, o.Precision, o.EvalEvery = 2, "bf16", 0
+	var logs strings.Builder
+	sum, err := Run(context.Background(), o, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil || sum.Step != 2 {
+		t.Fatalf("run: %+v, %v", sum, err)
+	}
+	warned := strings.Contains(logs.String(), "lacks AVX512_BF16")
+	if warned != !compute.HasBF16Kernels() {
+		t.Fatalf("warning logged %v, kernels present %v:\n%s", warned, compute.HasBF16Kernels(), logs.String())
 	}
 }
