@@ -414,20 +414,7 @@ func gemmBlockedPre(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float3
 								ks.micro(kc, ap, bp, nr, c, ldc, alpha, add)
 							}
 						}
-						for jp := ct * colsPer; jp < min(npb, (ct+1)*colsPer); jp++ {
-							bp := bpack[jp*kc*nr : (jp+1)*kc*nr]
-							j0 := jc + jp*nr
-							cols := min(nr, n-j0)
-							if rows == mr && cols == nr {
-								micro(c[i0*ldc+j0:(i0+mr-1)*ldc+j0+nr], ldc, add, bp)
-								continue
-							}
-							if tmp == nil {
-								tmp = make([]float32, mr*nr)
-							}
-							micro(tmp, nr, false, bp)
-							storeEdge(tmp, nr, rows, cols, c[i0*ldc+j0:], ldc, add)
-						}
+						sweepPanels(bpack, kc*nr, ct*colsPer, min(npb, (ct+1)*colsPer), jc, n, i0, rows, mr, nr, c, ldc, add, &tmp, micro)
 					}
 				})
 			}
@@ -450,6 +437,27 @@ func tileTasks(npa, npb, mr, nr, threads int) (rowsPer, colsPer, rowTasks, colTa
 		rowTasks = (npa + rowsPer - 1) / rowsPer
 	}
 	return rowsPer, colsPer, rowTasks, colTasks
+}
+
+// sweepPanels runs micro for one A panel (rows <= mr rows of C from i0)
+// over the B panels [jp0, jp1) of bpack (panel elements each, nr columns
+// from jc): full tiles straight into C, edge tiles into *tmp (allocated on
+// first use) and then copied or added into C.
+func sweepPanels[P float32 | uint32](bpack []P, panel, jp0, jp1, jc, n, i0, rows, mr, nr int, c []float32, ldc int, add bool, tmp *[]float32, micro func(c []float32, ldc int, add bool, bp []P)) {
+	for jp := jp0; jp < jp1; jp++ {
+		bp := bpack[jp*panel : (jp+1)*panel]
+		j0 := jc + jp*nr
+		cols := min(nr, n-j0)
+		if rows == mr && cols == nr {
+			micro(c[i0*ldc+j0:(i0+mr-1)*ldc+j0+nr], ldc, add, bp)
+			continue
+		}
+		if *tmp == nil {
+			*tmp = make([]float32, mr*nr)
+		}
+		micro(*tmp, nr, false, bp)
+		storeEdge(*tmp, nr, rows, cols, c[i0*ldc+j0:], ldc, add)
+	}
 }
 
 // storeEdge copies (or adds, when add) the rows×cols corner of an edge

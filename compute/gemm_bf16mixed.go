@@ -346,20 +346,7 @@ func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alph
 								ks.micro(kp, ap, bp, c, ldc, alpha, add)
 							}
 						}
-						for jp := ct * colsPer; jp < min(npb, (ct+1)*colsPer); jp++ {
-							bp := bpack[jp*kp*nr : (jp+1)*kp*nr]
-							j0 := jc + jp*nr
-							cols := min(nr, n-j0)
-							if rows == mr && cols == nr {
-								micro(c[i0*ldc+j0:(i0+mr-1)*ldc+j0+nr], ldc, add, bp)
-								continue
-							}
-							if tmp == nil {
-								tmp = make([]float32, mr*nr)
-							}
-							micro(tmp, nr, false, bp)
-							storeEdge(tmp, nr, rows, cols, c[i0*ldc+j0:], ldc, add)
-						}
+						sweepPanels(bpack, kp*nr, ct*colsPer, min(npb, (ct+1)*colsPer), jc, n, i0, rows, mr, nr, c, ldc, add, &tmp, micro)
 					}
 				})
 			}
