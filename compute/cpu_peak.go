@@ -30,6 +30,25 @@ type Peak struct {
 // so other load on the machine only makes it slower to finish, not wrong).
 // Where the loops are unavailable it falls back to a nominal 3 GHz × 32.
 func MeasurePeak(ctx context.Context, cores int) Peak {
+	return measurePeak(ctx, cores, probeFMA, "independent zmm FMAs")
+}
+
+// MeasurePeakBF16 is MeasurePeak for the bf16 matmuls of GemmBF16Mixed: the
+// throughput of independent 512-bit VDPBF16PS (each lane two bf16 products
+// added into float32: 4 FLOP), twice the float32 rate where the CPU runs
+// them at the FMA rate. Without AVX-512 BF16 it is the float32 peak (the
+// portable kernel runs on the float32 units).
+func MeasurePeakBF16(ctx context.Context, cores int) Peak {
+	if !hasBF16Mixed {
+		pk := MeasurePeak(ctx, cores)
+		pk.Method = "no AVX-512 BF16 here: the float32 peak (" + pk.Method + ")"
+		return pk
+	}
+	return measurePeak(ctx, cores, probeBF16, "independent zmm VDPBF16PS")
+}
+
+// measurePeak is MeasurePeak with the FLOP probe given (what names it).
+func measurePeak(ctx context.Context, cores int, probe func(n int) (float64, bool), what string) Peak {
 	if cores <= 0 {
 		cores = runtime.GOMAXPROCS(0)
 	}
@@ -47,7 +66,7 @@ func MeasurePeak(ctx context.Context, cores int) Peak {
 		return top
 	}
 	hz := best(func() (float64, bool) { return probeCycles(1 << 18) })
-	flops := best(func() (float64, bool) { return probeFMA(1 << 13) })
+	flops := best(func() (float64, bool) { return probe(1 << 13) })
 	if hz == 0 || flops == 0 {
 		pk := Peak{Cores: cores, ClockGHz: hz / 1e9, FlopsPerCycle: 32, Method: "nominal: cores × 3 GHz × 32 FLOP/cycle (no probe on this path)"}
 		if pk.ClockGHz == 0 {
@@ -64,7 +83,7 @@ func MeasurePeak(ctx context.Context, cores int) Peak {
 		Cores:         cores,
 		ClockGHz:      hz / 1e9,
 		FlopsPerCycle: fpc,
-		Method:        "cores × measured clock (dependent add chain) × measured FLOP/cycle (independent zmm FMAs, rounded to a power of 2)",
+		Method:        "cores × measured clock (dependent add chain) × measured FLOP/cycle (" + what + ", rounded to a power of 2)",
 	}
 }
 

@@ -389,20 +389,7 @@ func gemmBlockedPre(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float3
 						packA(ks, transA, a, lda, ic+lo, hi-lo, pc, kc, apack[lo*kc:])
 					})
 				}
-				// Tasks: rowsPer A panels × colsPer B panels.
-				rowsPer := max(1, gemmTaskRows/mr)
-				colsPer := max(1, gemmTaskCols/nr)
-				rowTasks := (npa + rowsPer - 1) / rowsPer
-				colTasks := (npb + colsPer - 1) / colsPer
-				// Make sure every thread gets work on small problems.
-				for rowTasks*colTasks < 2*threads && colsPer > 1 {
-					colsPer = (colsPer + 1) / 2
-					colTasks = (npb + colsPer - 1) / colsPer
-				}
-				for rowTasks*colTasks < 2*threads && rowsPer > 1 {
-					rowsPer = (rowsPer + 1) / 2
-					rowTasks = (npa + rowsPer - 1) / rowsPer
-				}
+				rowsPer, colsPer, rowTasks, colTasks := tileTasks(npa, npb, mr, nr, threads)
 				p.Run(rowTasks*colTasks, func(t int) {
 					ct, rt := t/rowTasks, t%rowTasks
 					var tmp []float32 // an edge tile, allocated on first use
@@ -427,33 +414,64 @@ func gemmBlockedPre(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float3
 								ks.micro(kc, ap, bp, nr, c, ldc, alpha, add)
 							}
 						}
-						for jp := ct * colsPer; jp < min(npb, (ct+1)*colsPer); jp++ {
-							bp := bpack[jp*kc*nr : (jp+1)*kc*nr]
-							j0 := jc + jp*nr
-							cols := min(nr, n-j0)
-							if rows == mr && cols == nr {
-								micro(c[i0*ldc+j0:(i0+mr-1)*ldc+j0+nr], ldc, add, bp)
-								continue
-							}
-							if tmp == nil {
-								tmp = make([]float32, mr*nr)
-							}
-							micro(tmp, nr, false, bp)
-							for i := 0; i < rows; i++ {
-								crow := c[(i0+i)*ldc+j0 : (i0+i)*ldc+j0+cols]
-								trow := tmp[i*nr : i*nr+cols]
-								if add {
-									for j, v := range trow {
-										crow[j] += v
-									}
-								} else {
-									copy(crow, trow)
-								}
-							}
-						}
+						sweepPanels(bpack, kc*nr, ct*colsPer, min(npb, (ct+1)*colsPer), jc, n, i0, rows, mr, nr, c, ldc, add, &tmp, micro)
 					}
 				})
 			}
+		}
+	}
+}
+
+// tileTasks shares the npa×npb tiles of a block out as rowTasks×colTasks
+// tasks of rowsPer A panels × colsPer B panels (at most gemmTaskRows ×
+// gemmTaskCols elements), halving them until every thread gets work.
+func tileTasks(npa, npb, mr, nr, threads int) (rowsPer, colsPer, rowTasks, colTasks int) {
+	rowsPer, colsPer = max(1, gemmTaskRows/mr), max(1, gemmTaskCols/nr)
+	rowTasks, colTasks = (npa+rowsPer-1)/rowsPer, (npb+colsPer-1)/colsPer
+	for rowTasks*colTasks < 2*threads && colsPer > 1 {
+		colsPer = (colsPer + 1) / 2
+		colTasks = (npb + colsPer - 1) / colsPer
+	}
+	for rowTasks*colTasks < 2*threads && rowsPer > 1 {
+		rowsPer = (rowsPer + 1) / 2
+		rowTasks = (npa + rowsPer - 1) / rowsPer
+	}
+	return rowsPer, colsPer, rowTasks, colTasks
+}
+
+// sweepPanels runs micro for one A panel (rows <= mr rows of C from i0)
+// over the B panels [jp0, jp1) of bpack (panel elements each, nr columns
+// from jc): full tiles straight into C, edge tiles into *tmp (allocated on
+// first use) and then copied or added into C.
+func sweepPanels[P float32 | uint32](bpack []P, panel, jp0, jp1, jc, n, i0, rows, mr, nr int, c []float32, ldc int, add bool, tmp *[]float32, micro func(c []float32, ldc int, add bool, bp []P)) {
+	for jp := jp0; jp < jp1; jp++ {
+		bp := bpack[jp*panel : (jp+1)*panel]
+		j0 := jc + jp*nr
+		cols := min(nr, n-j0)
+		if rows == mr && cols == nr {
+			micro(c[i0*ldc+j0:(i0+mr-1)*ldc+j0+nr], ldc, add, bp)
+			continue
+		}
+		if *tmp == nil {
+			*tmp = make([]float32, mr*nr)
+		}
+		micro(*tmp, nr, false, bp)
+		storeEdge(*tmp, nr, rows, cols, c[i0*ldc+j0:], ldc, add)
+	}
+}
+
+// storeEdge copies (or adds, when add) the rows×cols corner of an edge
+// tile computed into tmp (row stride nr) into C.
+func storeEdge(tmp []float32, nr, rows, cols int, c []float32, ldc int, add bool) {
+	for i := 0; i < rows; i++ {
+		crow := c[i*ldc : i*ldc+cols]
+		trow := tmp[i*nr : i*nr+cols]
+		if add {
+			for j, v := range trow {
+				crow[j] += v
+			}
+		} else {
+			copy(crow, trow)
 		}
 	}
 }

@@ -57,8 +57,8 @@ func (m *Model) backward(grad func(dlogits []float32) error) error {
 	if err := grad(dlogits); err != nil {
 		return err
 	}
-	compute.Gemm(m.pool, true, false, V, d, N, 1, dlogits, V, a.xf, d, 1, m.G.LMHead, d)
-	compute.Gemm(m.pool, false, false, N, d, V, 1, dlogits, V, m.W.LMHead, d, 0, a.dxn, d)
+	m.gemm(m.pool, true, false, V, d, N, 1, dlogits, V, a.xf, d, 1, m.G.LMHead, d)
+	m.gemm(m.pool, false, false, N, d, V, 1, dlogits, V, m.W.LMHead, d, 0, a.dxn, d)
 	clear(a.dres)
 	L := cfg.NumLayers
 	rmsNormBackward(m.pool, a.dres, m.G.FinalNorm, a.dxn, a.res[L], m.W.FinalNorm, a.rstdf, N, d, a.normPart)
@@ -85,7 +85,7 @@ func (m *Model) denseBackward(l int) {
 	la := &a.layers[l]
 	W, G := &m.W.Layers[l], &m.G.Layers[l]
 	N, d := a.B*a.T, cfg.HiddenSize
-	ffnBackward(m.pool, N, d, cfg.IntermediateSize, la.xn2, a.dres, m.wf[l].gu, W.Down, la.gu, la.h,
+	m.ffnBackward(m.pool, N, d, cfg.IntermediateSize, la.xn2, a.dres, m.wf[l].gu, W.Down, la.gu, la.h,
 		m.gf[l].gu, G.Down, a.dgu, a.dh, a.dxn, 0)
 	rmsNormBackward(m.pool, a.dres, G.FFNNorm, a.dxn, la.mid, W.FFNNorm, la.rstd2, N, d, a.normPart)
 }
@@ -93,12 +93,12 @@ func (m *Model) denseBackward(l int) {
 // ffnBackward back-propagates dy [n,d] through y = down(silu(gate(x)) ⊙
 // up(x)): it adds the weight gradients to dGU ([2f,d]) and dDown ([d,f]) and
 // writes dx = beta·dx + ∂/∂x, using dgu [n,2f] and dh [n,f] as scratch.
-func ffnBackward(p *compute.Pool, n, d, f int, x, dy, guW, down, gu, h, dGU, dDown, dgu, dh, dx []float32, beta float32) {
+func (m *Model) ffnBackward(p *compute.Pool, n, d, f int, x, dy, guW, down, gu, h, dGU, dDown, dgu, dh, dx []float32, beta float32) {
 	if n == 0 {
 		return
 	}
-	compute.Gemm(p, false, false, n, f, d, 1, dy, d, down, f, 0, dh, f)
-	compute.Gemm(p, true, false, d, f, n, 1, dy, d, h, f, 1, dDown, f)
+	m.gemm(p, false, false, n, f, d, 1, dy, d, down, f, 0, dh, f)
+	m.gemm(p, true, false, d, f, n, 1, dy, d, h, f, 1, dDown, f)
 	rowChunks(p, n, func(_, r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			g := gu[r*2*f : (r+1)*2*f]
@@ -106,8 +106,8 @@ func ffnBackward(p *compute.Pool, n, d, f int, x, dy, guW, down, gu, h, dGU, dDo
 			compute.SwiGLUBackward(dg[:f], dg[f:], dh[r*f:(r+1)*f], g[:f], g[f:])
 		}
 	})
-	compute.Gemm(p, true, false, 2*f, d, n, 1, dgu, 2*f, x, d, 1, dGU, d)
-	compute.Gemm(p, false, false, n, d, 2*f, 1, dgu, 2*f, guW, d, beta, dx, d)
+	m.gemm(p, true, false, 2*f, d, n, 1, dgu, 2*f, x, d, 1, dGU, d)
+	m.gemm(p, false, false, n, d, 2*f, 1, dgu, 2*f, guW, d, beta, dx, d)
 }
 
 // attentionBackward back-propagates a.dres (the gradient of
@@ -128,8 +128,8 @@ func (m *Model) attentionBackward(l int) {
 	win := cfg.AttentionWindow(l)
 
 	// Output projection: mid = x + ao·Woᵀ.
-	compute.Gemm(m.pool, true, false, d, qdim, N, 1, a.dres, d, la.ao, qdim, 1, G.Wo, qdim)
-	compute.Gemm(m.pool, false, false, N, qdim, d, 1, a.dres, d, W.Wo, qdim, 0, a.dao, qdim)
+	m.gemm(m.pool, true, false, d, qdim, N, 1, a.dres, d, la.ao, qdim, 1, G.Wo, qdim)
+	m.gemm(m.pool, false, false, N, qdim, d, 1, a.dres, d, W.Wo, qdim, 0, a.dao, qdim)
 
 	dqkv := a.dqkv[:N*qkvdim]
 	clear(dqkv)
@@ -153,7 +153,7 @@ func (m *Model) attentionBackward(l int) {
 			lse := la.attLSE[(b*nh+h)*T : (b*nh+h+1)*T]
 			for r0 := 0; r0 < T; r0 += m.attnBlock {
 				r1 := min(T, r0+m.attnBlock)
-				compute.Gemm(m.pool, false, true, r1-r0, r1, hd, scale, q[r0*qkvdim:], qkvdim, k, qkvdim, 0, P[r0*T:], T)
+				m.attnGemm(m.pool, false, true, r1-r0, r1, hd, scale, q[r0*qkvdim:], qkvdim, k, qkvdim, 0, P[r0*T:], T)
 			}
 			for t := 0; t < T; t++ {
 				lo := WindowStart(t, win)
@@ -165,12 +165,12 @@ func (m *Model) attentionBackward(l int) {
 			// dP = dO·Vᵀ (lower triangle by row blocks).
 			for r0 := 0; r0 < T; r0 += m.attnBlock {
 				r1 := min(T, r0+m.attnBlock)
-				compute.Gemm(m.pool, false, true, r1-r0, r1, hd, 1, do[r0*qdim:], qdim, v, qkvdim, 0, dP[r0*T:], T)
+				m.attnGemm(m.pool, false, true, r1-r0, r1, hd, 1, do[r0*qdim:], qdim, v, qkvdim, 0, dP[r0*T:], T)
 			}
 			// dV += Pᵀ·dO: rows [c0,c1) of dV see rows i ≥ c0 of P.
 			for c0 := 0; c0 < T; c0 += m.attnBlock {
 				c1 := min(T, c0+m.attnBlock)
-				compute.Gemm(m.pool, true, false, c1-c0, hd, T-c0, 1, P[c0*T+c0:], T, do[c0*qdim:], qdim, 1, dv[c0*qkvdim:], qkvdim)
+				m.attnGemm(m.pool, true, false, c1-c0, hd, T-c0, 1, P[c0*T+c0:], T, do[c0*qdim:], qdim, 1, dv[c0*qkvdim:], qkvdim)
 			}
 			// dS = softmax backward, times the score scale.
 			for t := 0; t < T; t++ {
@@ -183,11 +183,11 @@ func (m *Model) attentionBackward(l int) {
 			// dQ = dS·K; dK += dSᵀ·Q.
 			for r0 := 0; r0 < T; r0 += m.attnBlock {
 				r1 := min(T, r0+m.attnBlock)
-				compute.Gemm(m.pool, false, false, r1-r0, hd, r1, 1, dP[r0*T:], T, k, qkvdim, 0, dq[r0*qkvdim:], qkvdim)
+				m.attnGemm(m.pool, false, false, r1-r0, hd, r1, 1, dP[r0*T:], T, k, qkvdim, 0, dq[r0*qkvdim:], qkvdim)
 			}
 			for c0 := 0; c0 < T; c0 += m.attnBlock {
 				c1 := min(T, c0+m.attnBlock)
-				compute.Gemm(m.pool, true, false, c1-c0, hd, T-c0, 1, dP[c0*T+c0:], T, q[c0*qkvdim:], qkvdim, 1, dk[c0*qkvdim:], qkvdim)
+				m.attnGemm(m.pool, true, false, c1-c0, hd, T-c0, 1, dP[c0*T+c0:], T, q[c0*qkvdim:], qkvdim, 1, dk[c0*qkvdim:], qkvdim)
 			}
 		}
 	})
@@ -199,7 +199,7 @@ func (m *Model) attentionBackward(l int) {
 			m.rope.Backward(row[qdim:qdim+kvdim], nkv, pos)
 		}
 	})
-	compute.Gemm(m.pool, true, false, qkvdim, d, N, 1, dqkv, qkvdim, la.xn1, d, 1, m.gf[l].qkv, d)
-	compute.Gemm(m.pool, false, false, N, d, qkvdim, 1, dqkv, qkvdim, m.wf[l].qkv, d, 0, a.dxn, d)
+	m.gemm(m.pool, true, false, qkvdim, d, N, 1, dqkv, qkvdim, la.xn1, d, 1, m.gf[l].qkv, d)
+	m.gemm(m.pool, false, false, N, d, qkvdim, 1, dqkv, qkvdim, m.wf[l].qkv, d, 0, a.dxn, d)
 	rmsNormBackward(m.pool, a.dres, G.AttnNorm, a.dxn, a.res[l], W.AttnNorm, la.rstd1, N, d, a.normPart)
 }

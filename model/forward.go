@@ -103,7 +103,7 @@ func (m *Model) forwardFrom(from int, tokens, targets []int32, B, T int, opt For
 
 	// Final norm and LM head.
 	rmsNorm(m.pool, a.xf, a.res[cfg.NumLayers], m.W.FinalNorm, N, d, m.eps, a.rstdf)
-	compute.Gemm(m.pool, false, true, N, V, d, 1, a.xf, d, m.W.LMHead, d, 0, a.logits, V)
+	m.gemm(m.pool, false, true, N, V, d, 1, a.xf, d, m.W.LMHead, d, 0, a.logits, V)
 
 	m.state = fwdState{ok: true, tokens: tokens, targets: targets, B: B, T: T, opt: opt}
 	if targets != nil {
@@ -146,7 +146,7 @@ func (m *Model) attentionForward(l int) {
 	qkvdim := qdim + 2*kvdim
 	x := a.res[l]
 	rmsNorm(m.pool, la.xn1, x, m.W.Layers[l].AttnNorm, N, d, m.eps, la.rstd1)
-	compute.Gemm(m.pool, false, true, N, qkvdim, d, 1, la.xn1, d, m.wf[l].qkv, d, 0, la.qkv, qkvdim)
+	m.gemm(m.pool, false, true, N, qkvdim, d, 1, la.xn1, d, m.wf[l].qkv, d, 0, la.qkv, qkvdim)
 	rowChunks(m.pool, N, func(_, r0, r1 int) {
 		for i := r0; i < r1; i++ {
 			row := la.qkv[i*qkvdim : (i+1)*qkvdim]
@@ -171,7 +171,7 @@ func (m *Model) attentionForward(l int) {
 		out := la.ao[b*T*qdim+h*hd:]
 		for r0 := 0; r0 < T; r0 += m.attnBlock {
 			r1 := min(T, r0+m.attnBlock)
-			compute.Gemm(m.pool, false, true, r1-r0, r1, hd, scale, q[r0*qkvdim:], qkvdim, k, qkvdim, 0, P[r0*T:], T)
+			m.attnGemm(m.pool, false, true, r1-r0, r1, hd, scale, q[r0*qkvdim:], qkvdim, k, qkvdim, 0, P[r0*T:], T)
 		}
 		for t := 0; t < T; t++ {
 			row := P[t*T : (t+1)*T]
@@ -182,11 +182,11 @@ func (m *Model) attentionForward(l int) {
 		}
 		for r0 := 0; r0 < T; r0 += m.attnBlock {
 			r1 := min(T, r0+m.attnBlock)
-			compute.Gemm(m.pool, false, false, r1-r0, hd, r1, 1, P[r0*T:], T, v, qkvdim, 0, out[r0*qdim:], qdim)
+			m.attnGemm(m.pool, false, false, r1-r0, hd, r1, 1, P[r0*T:], T, v, qkvdim, 0, out[r0*qdim:], qdim)
 		}
 	})
 	copy(la.mid, x)
-	compute.Gemm(m.pool, false, true, N, d, qdim, 1, la.ao, qdim, m.W.Layers[l].Wo, qdim, 1, la.mid, d)
+	m.gemm(m.pool, false, true, N, d, qdim, 1, la.ao, qdim, m.W.Layers[l].Wo, qdim, 1, la.mid, d)
 }
 
 // denseForward computes a.layers[l].mid → a.res[l+1] with a SwiGLU FFN.
@@ -197,24 +197,24 @@ func (m *Model) denseForward(l int) {
 	rmsNorm(m.pool, la.xn2, la.mid, m.W.Layers[l].FFNNorm, N, d, m.eps, la.rstd2)
 	out := a.res[l+1]
 	copy(out, la.mid)
-	ffnForward(m.pool, N, d, cfg.IntermediateSize, la.xn2, m.wf[l].gu, m.W.Layers[l].Down, la.gu, la.h, out, 1)
+	m.ffnForward(m.pool, N, d, cfg.IntermediateSize, la.xn2, m.wf[l].gu, m.W.Layers[l].Down, la.gu, la.h, out, 1)
 }
 
 // ffnForward computes y = beta·y + down(silu(gate(x)) ⊙ up(x)) for n rows,
 // with gu the fused [gate; up] weights [2f, d], saving gu(x) [n,2f] and the
 // SwiGLU output h [n,f].
-func ffnForward(p *compute.Pool, n, d, f int, x, guW, down, gu, h, y []float32, beta float32) {
+func (m *Model) ffnForward(p *compute.Pool, n, d, f int, x, guW, down, gu, h, y []float32, beta float32) {
 	if n == 0 {
 		return
 	}
-	compute.Gemm(p, false, true, n, 2*f, d, 1, x, d, guW, d, 0, gu, 2*f)
+	m.gemm(p, false, true, n, 2*f, d, 1, x, d, guW, d, 0, gu, 2*f)
 	rowChunks(p, n, func(_, r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			row := gu[r*2*f : (r+1)*2*f]
 			compute.SwiGLU(h[r*f:(r+1)*f], row[:f], row[f:])
 		}
 	})
-	compute.Gemm(p, false, true, n, d, f, 1, h, f, down, f, beta, y, d)
+	m.gemm(p, false, true, n, d, f, 1, h, f, down, f, beta, y, d)
 }
 
 // WindowStart returns the first key position query t attends to with a

@@ -83,7 +83,8 @@ type Model struct {
 	// input during Backward.
 	layerGradHook func(l int, dx []float32)
 	eps           float32
-	nMoE          int // number of MoE layers
+	precision     Precision // arithmetic of the matmuls (SetPrecision)
+	nMoE          int       // number of MoE layers
 	state         fwdState
 	a             acts
 }

@@ -142,7 +142,7 @@ func (m *Model) routerScores(l int) (zl float64) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	N, d, E := a.B*a.T, cfg.HiddenSize, cfg.NumExperts
-	compute.Gemm(m.pool, false, true, N, E, d, 1, la.xn2, d, m.W.Layers[l].Router, d, 0, la.rlog, E)
+	m.gemm(m.pool, false, true, N, E, d, 1, la.xn2, d, m.W.Layers[l].Router, d, 0, la.rlog, E)
 	for t := 0; t < N; t++ {
 		z := la.rlog[t*E : (t+1)*E]
 		lse := compute.LogSumExp(z)
@@ -306,7 +306,7 @@ func (m *Model) expertsForward(l int) {
 		}
 		xe := a.xA[off*d : (off+n)*d]
 		compute.GatherRows(xe, la.xn2, la.asTok[off:off+n], d)
-		ffnForward(m.pool, n, d, ffe, xe, m.wf[l].expertGU[e], W.ExpertDown[e],
+		m.ffnForward(m.pool, n, d, ffe, xe, m.wf[l].expertGU[e], W.ExpertDown[e],
 			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe], la.yA[off*d:(off+n)*d], 0)
 	})
 }
@@ -320,7 +320,7 @@ func (m *Model) combine(l int) {
 	copy(out, la.mid)
 	compute.ScatterAddRows(out, la.yA[:A*d], la.asTok[:A], la.asW[:A], d)
 	if s := cfg.SharedExpertIntermediateSize; s > 0 {
-		ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, m.W.Layers[l].SharedDown, la.guS, la.hS, out, 1)
+		m.ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, m.W.Layers[l].SharedDown, la.guS, la.hS, out, 1)
 	}
 }
 
@@ -337,10 +337,10 @@ func (m *Model) moeBackward(l int) {
 	m.routeBackward(l)
 	m.balanceBackward(l)
 	m.scoresBackward(l)
-	compute.Gemm(m.pool, true, false, E, d, N, 1, a.dz, E, la.xn2, d, 1, G.Router, d)
-	compute.Gemm(m.pool, false, false, N, d, E, 1, a.dz, E, W.Router, d, 1, a.dxn, d)
+	m.gemm(m.pool, true, false, E, d, N, 1, a.dz, E, la.xn2, d, 1, G.Router, d)
+	m.gemm(m.pool, false, false, N, d, E, 1, a.dz, E, W.Router, d, 1, a.dxn, d)
 	if s := cfg.SharedExpertIntermediateSize; s > 0 {
-		ffnBackward(m.pool, N, d, s, la.xn2, a.dres, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS,
+		m.ffnBackward(m.pool, N, d, s, la.xn2, a.dres, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS,
 			m.gf[l].sharedGU, G.SharedDown, a.dgu, a.dh, a.dxn, 1)
 	}
 	rmsNormBackward(m.pool, a.dres, G.FFNNorm, a.dxn, la.mid, W.FFNNorm, la.rstd2, N, d, a.normPart)
@@ -384,7 +384,7 @@ func (m *Model) expertsBackward(l int) {
 		}
 		xe := a.xA[off*d : (off+n)*d]
 		compute.GatherRows(xe, la.xn2, la.asTok[off:off+n], d)
-		ffnBackward(m.pool, n, d, ffe, xe, a.dyA[off*d:(off+n)*d], m.wf[l].expertGU[e], W.ExpertDown[e],
+		m.ffnBackward(m.pool, n, d, ffe, xe, a.dyA[off*d:(off+n)*d], m.wf[l].expertGU[e], W.ExpertDown[e],
 			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe],
 			m.gf[l].expertGU[e], G.ExpertDown[e],
 			a.dguA[off*2*ffe:(off+n)*2*ffe], a.dhA[off*ffe:(off+n)*ffe], a.dxA[off*d:(off+n)*d], 0)

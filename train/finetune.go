@@ -405,6 +405,7 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 		return nil, err
 	}
 	opt, tr, rng := newRunTrainer(opts, m, pool.Threads(), batches, accum)
+	warnPrecision(m, log)
 	if ck != nil {
 		if err := restore(ck, m, opt, tr, batches, rng); err != nil {
 			return nil, err

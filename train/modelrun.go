@@ -64,6 +64,8 @@ type trainState struct {
 	RampTokens int64 `json:"batch_ramp_tokens,omitempty"`
 	// Roles is the per-source routing telemetry so far.
 	Roles *ExpertRoles `json:"expert_roles,omitempty"`
+	// Precision is the matmul arithmetic ("bf16"; empty: float32).
+	Precision string `json:"precision,omitempty"`
 }
 
 // shape is the part of a trainState a resumed run must match.
@@ -96,7 +98,11 @@ func saveCheckpoint(opts Options, cfg *config.Config, m *model.Model, opt *AdamW
 	if err != nil {
 		return "", fmt.Errorf("checkpoint: rng: %w", err)
 	}
-	ts, _ := json.Marshal(tr.state())
+	st := tr.state()
+	if m.Precision() != model.F32 {
+		st.Precision = m.Precision().String()
+	}
+	ts, _ := json.Marshal(st)
 	h := checkpoint.Header{
 		Step: tr.Step, Tokens: tr.Tokens, Seed: opts.Seed, Threads: threads, Config: cfg,
 		Loader: ls, RNG: rs, Train: ts,
@@ -141,6 +147,9 @@ func restore(ck *checkpoint.Checkpoint, m *model.Model, opt *AdamW, tr *Trainer,
 			return fmt.Errorf("checkpoint %s was written with batch %d × seq-len %d × %d micro-batches (ramp from %d tokens over %d); this run has %d × %d × %d (ramp from %d over %d)",
 				ck.Path, ts.B, ts.T, ts.Accum, ts.RampStart, ts.RampTokens, want.B, want.T, want.Accum, want.RampStart, want.RampTokens)
 		}
+	}
+	if got, _ := model.ParsePrecision(ts.Precision); got != m.Precision() {
+		return fmt.Errorf("checkpoint %s was trained with --precision %s; this run has --precision %s (resume with the checkpoint's)", ck.Path, got, m.Precision())
 	}
 	if tr.Roles != nil && ts.Roles != nil {
 		if err := ts.Roles.check(); err != nil || len(ts.Roles.Counts) != len(tr.Roles.Counts) ||

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/moe-llm/moe/checkpoint"
+	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/model"
 )
@@ -419,5 +420,59 @@ func TestResumeFromExtendsContext(t *testing.T) {
 	bad.Out, bad.SeqLen = t.TempDir(), 32
 	if _, err := Run(context.Background(), bad, nil, quietLog()); err == nil || !strings.Contains(err.Error(), "--rope-scaling") {
 		t.Fatalf("rope scaling without a longer context: err = %v", err)
+	}
+}
+
+// TestBF16ResumesExactly: a --precision bf16 run interrupted and resumed
+// ends in the bits of an uninterrupted one, its checkpoint records the
+// precision, its weights differ from a float32 run's (the matmuls really
+// round their inputs), and resuming it as float32 is refused.
+func TestBF16ResumesExactly(t *testing.T) {
+	o := microOptions(t, "")
+	o.Steps, o.Precision = 12, "bf16"
+	ck := interruptAndResume(t, o)
+	var ts trainState
+	if err := json.Unmarshal(ck.Header.Train, &ts); err != nil || ts.Precision != "bf16" {
+		t.Fatalf("checkpoint train state %s (%v): want precision bf16", ck.Header.Train, err)
+	}
+	f32 := microOptions(t, t.TempDir())
+	f32.Steps = 12
+	if _, err := Run(context.Background(), f32, nil, quietLog()); err != nil {
+		t.Fatal(err)
+	}
+	w32, w16 := finalState(t, f32.Out).Section(checkpoint.SectionWeights), ck.Section(checkpoint.SectionWeights)
+	differ := 0
+	for i := range w32 {
+		if w32[i] != w16[i] {
+			differ++
+		}
+	}
+	if differ < len(w32)/2 {
+		t.Fatalf("only %d of %d weights differ between float32 and bf16 runs", differ, len(w32))
+	}
+	f32.Resume, f32.Steps, f32.Precision = true, 14, "bf16"
+	if _, err := Run(context.Background(), f32, nil, quietLog()); err == nil || !strings.Contains(err.Error(), "--precision float32") {
+		t.Fatalf("resuming a float32 run as bf16: err = %v", err)
+	}
+	f32.Precision = "fp8"
+	if _, err := Run(context.Background(), f32, nil, quietLog()); err == nil || !strings.Contains(err.Error(), "--precision") {
+		t.Fatalf("--precision fp8: err = %v", err)
+	}
+}
+
+// TestBF16WarnsWithoutKernels: --precision bf16 logs a warning exactly
+// where the CPU (or a purego build) lacks the AVX-512 BF16 kernels, and
+// trains either way.
+func TestBF16WarnsWithoutKernels(t *testing.T) {
+	o := microOptions(t, t.TempDir())
+	o.Steps, o.Precision, o.EvalEvery = 2, "bf16", 0
+	var logs strings.Builder
+	sum, err := Run(context.Background(), o, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil || sum.Step != 2 {
+		t.Fatalf("run: %+v, %v", sum, err)
+	}
+	warned := strings.Contains(logs.String(), "lacks AVX512_BF16")
+	if warned != !compute.HasBF16Kernels() {
+		t.Fatalf("warning logged %v, kernels present %v:\n%s", warned, compute.HasBF16Kernels(), logs.String())
 	}
 }

@@ -100,6 +100,11 @@ type Options struct {
 	// factor SeqLen / the old context and original_max_position_embeddings
 	// the old context. Empty keeps plain RoPE (extrapolation).
 	RopeScaling string `json:"rope_scaling,omitempty"`
+	// Precision is the arithmetic of the model's matmuls: "float32" (or
+	// empty) or "bf16" (inputs rounded to bfloat16, float32 accumulation,
+	// master weights and optimizer state; see model.BF16). A resume must
+	// use the checkpoint's.
+	Precision string `json:"precision,omitempty"`
 }
 
 // DefaultOptions returns the defaults of `moe train`.
@@ -140,6 +145,9 @@ type Summary struct {
 
 // validate checks options for values that make no sense.
 func (o *Options) validate() error {
+	if _, err := model.ParsePrecision(o.Precision); err != nil {
+		return fmt.Errorf("--precision: %w", err)
+	}
 	switch {
 	case o.Out == "":
 		return errors.New("no run directory (--out)")
@@ -277,6 +285,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 		return nil, err
 	}
 	opt, tr, rng := newRunTrainer(opts, m, pool.Threads(), batches, accum)
+	warnPrecision(m, log)
 	tr.Ramp = ramp
 	if cfg.IsMoE() {
 		names := make([]string, len(man.Sources))
@@ -437,11 +446,21 @@ func (o *Options) batchRamp() (*BatchRamp, error) {
 // step, opts' learning-rate schedule) and the run's RNG seeded from
 // opts.Seed.
 func newRunTrainer(opts Options, m *model.Model, threads int, data Batches, accum int) (*AdamW, *Trainer, *rand.PCG) {
+	prec, _ := model.ParsePrecision(opts.Precision) // validated
+	m.SetPrecision(prec)
 	opt := NewAdamW(len(m.W.Flat), threads)
 	opt.Beta1, opt.Beta2, opt.WeightDecay, opt.GradClip = opts.Beta1, opts.Beta2, opts.WeightDecay, opts.GradClip
 	tr := &Trainer{Model: modelAdapter{m, false}, Opt: opt, Data: data, B: opts.Batch, T: opts.SeqLen, Accum: accum,
 		Schedule: Schedule{LR: opts.LR, MinLR: opts.MinLR, Warmup: opts.Warmup, Total: opts.Steps}}
 	return opt, tr, rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d)
+}
+
+// warnPrecision warns when bf16 matmuls run on the portable kernel (a CPU
+// without AVX512_BF16): the same results, much more slowly.
+func warnPrecision(m *model.Model, log *slog.Logger) {
+	if m.Precision() == model.BF16 && !compute.HasBF16Kernels() {
+		log.Warn("--precision bf16: this CPU lacks AVX512_BF16; the matmuls run on the portable Go kernel (same results, much slower than float32)")
+	}
 }
 
 // session is a set-up training run: everything the step loop needs.

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -47,12 +45,7 @@ func TestBenchGemm(t *testing.T) {
 // matmul parameters a token passes through, and MFU = tokens/s × FLOPs
 // per token / peak, in (0, 1).
 func TestBenchTrainMFU(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "c.json")
-	js := `{"model_type":"mixtral","vocab_size":64,"hidden_size":32,"intermediate_size":48,"num_hidden_layers":2,
-"num_attention_heads":4,"max_position_embeddings":16,"num_local_experts":4,"num_experts_per_tok":2}`
-	if err := os.WriteFile(cfg, []byte(js), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := benchTrainConfig(t)
 	var out bytes.Buffer
 	if err := runBenchTrain(context.Background(), []string{"--config", cfg, "--steps", "1", "--batch", "2", "--threads", "2", "--json"}, &out, io.Discard); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"time"
 
 	"github.com/moe-llm/moe/compute"
@@ -29,14 +30,30 @@ type benchTrainResult struct {
 	Params           int     `json:"params"`
 	Loss             float64 `json:"loss"`
 	Config           string  `json:"config"`
-	// Precision is the arithmetic of the matmuls (float32: bf16 training is
-	// not implemented yet).
+	// Precision is the arithmetic of the matmuls of the fields above (the
+	// first of --precision's).
 	Precision string `json:"precision"`
 	// TrainFLOPsPerToken is 3× the forward FLOPs per token at this
 	// sequence length (moe plan's count: forward + backward).
 	TrainFLOPsPerToken float64 `json:"train_flops_per_token"`
 	// PeakGFLOPS is this machine's float32 peak for the threads used,
 	// measured (compute.MeasurePeak); MFU is the model FLOPs achieved over it.
+	PeakGFLOPS float64 `json:"peak_gflops"`
+	MFU        float64 `json:"mfu"`
+	// Precisions has one entry per precision timed, in --precision's order
+	// (both: float32 then bf16, alternated round by round).
+	Precisions []benchPrecision `json:"precisions"`
+}
+
+// benchPrecision is the throughput of one precision over the rounds.
+type benchPrecision struct {
+	Precision string `json:"precision"`
+	// TokensPerSecond is the best round's; Median the median round's.
+	TokensPerSecond       float64   `json:"tokens_per_second"`
+	MedianTokensPerSecond float64   `json:"median_tokens_per_second"`
+	Rounds                []float64 `json:"rounds_tokens_per_second"`
+	// PeakGFLOPS is this precision's measured peak (compute.MeasurePeak,
+	// compute.MeasurePeakBF16) and MFU the best round's model FLOPs over it.
 	PeakGFLOPS float64 `json:"peak_gflops"`
 	MFU        float64 `json:"mfu"`
 }
@@ -49,15 +66,27 @@ func runBenchTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	threads := fs.Int("threads", 0, "compute threads (0 = all cores)")
 	batch := fs.Int("batch", 8, "sequences per step")
 	seqLen := fs.Int("seq-len", 0, "tokens per sequence (0 = the config's context)")
-	steps := fs.Int("steps", 5, "timed steps (after one warm-up step)")
+	steps := fs.Int("steps", 5, "timed steps per round (after one warm-up step per precision)")
+	precision := fs.String("precision", "float32", "matmul arithmetic: float32, bf16, or both (alternated round by round in the same model)")
+	rounds := fs.Int("rounds", 1, "timed rounds per precision (best and median reported)")
 	saveConfig := fs.String("save-config", "", "also write the resolved config.json here (for benchmarks/train/torch_train.py)")
 	jsonOut := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed steps to this file")
 	if err := parseFlagsNoArgs(fs, args, ""); err != nil {
 		return err
 	}
-	if *batch <= 0 || *steps <= 0 || *seqLen < 0 || *threads < 0 {
-		return usagef("--batch and --steps must be positive; --seq-len and --threads not negative")
+	if *batch <= 0 || *steps <= 0 || *rounds <= 0 || *seqLen < 0 || *threads < 0 {
+		return usagef("--batch, --steps and --rounds must be positive; --seq-len and --threads not negative")
+	}
+	var precs []model.Precision
+	if *precision == "both" {
+		precs = []model.Precision{model.F32, model.BF16}
+	} else {
+		p, err := model.ParsePrecision(*precision)
+		if err != nil {
+			return usagef("--precision: %v (or both)", err)
+		}
+		precs = []model.Precision{p}
 	}
 	cfg, err := config.Resolve(*cfgName)
 	if err != nil {
@@ -90,8 +119,14 @@ func runBenchTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	opt := train.NewAdamW(len(m.W.Flat), pool.Threads())
 	tr := &train.Trainer{Model: train.NewModel(m, false), Opt: opt, Data: &train.RandomBatches{V: cfg.VocabSize},
 		Schedule: train.Schedule{LR: 1e-3, MinLR: 1e-4, Warmup: 10, Total: 1000}, B: *batch, T: T, Accum: 1}
-	if _, err := tr.TrainStep(ctx); err != nil { // warm-up: allocations, page faults
-		return err
+	for _, p := range precs {
+		if p == model.BF16 && !compute.HasBF16Kernels() {
+			fmt.Fprintln(stderr, "warning: this CPU lacks AVX512_BF16; bf16 matmuls run on the portable Go kernel (much slower)")
+		}
+		m.SetPrecision(p)
+		if _, err := tr.TrainStep(ctx); err != nil { // warm-up: allocations, page faults
+			return err
+		}
 	}
 	var loss, optSec float64
 	if *cpuProfile != "" {
@@ -105,34 +140,74 @@ func runBenchTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		defer pprof.StopCPUProfile()
 	}
-	t0 := time.Now()
-	for i := 0; i < *steps; i++ {
-		res, err := tr.TrainStep(ctx)
-		if err != nil {
-			return err
+	tps := make([][]float64, len(precs))
+	var firstSec float64 // seconds of the first precision's timed steps
+	for r := 0; r < *rounds; r++ {
+		for pi, p := range precs {
+			m.SetPrecision(p)
+			t0 := time.Now()
+			for i := 0; i < *steps; i++ {
+				res, err := tr.TrainStep(ctx)
+				if err != nil {
+					return err
+				}
+				if pi == 0 {
+					loss = res.Loss
+					optSec += tr.LastUpdateSeconds
+				}
+			}
+			sec := time.Since(t0).Seconds()
+			if pi == 0 {
+				firstSec += sec
+			}
+			tps[pi] = append(tps[pi], float64(*batch*T**steps)/sec)
 		}
-		loss = res.Loss
-		optSec += tr.LastUpdateSeconds
 	}
-	sec := time.Since(t0).Seconds()
-	out := benchTrainResult{TokensPerSecond: float64(*batch*T**steps) / sec, Batch: *batch, SeqLen: T, Threads: pool.Threads(),
-		Steps: *steps, SecondsPerStep: sec / float64(*steps), OptimizerSeconds: optSec / float64(*steps), Params: n, Loss: loss, Config: *cfgName,
-		Precision: "float32"}
-	if r, err := plan.New(cfg, plan.Options{Context: T}); err == nil {
+	nFirst := float64(*steps * *rounds)
+	out := benchTrainResult{Batch: *batch, SeqLen: T, Threads: pool.Threads(),
+		Steps: *steps, SecondsPerStep: firstSec / nFirst, OptimizerSeconds: optSec / nFirst, Params: n, Loss: loss, Config: *cfgName,
+		Precision: precs[0].String()}
+	r, planErr := plan.New(cfg, plan.Options{Context: T})
+	if planErr == nil {
 		out.TrainFLOPsPerToken = 3 * r.ForwardFLOPsPerToken
-		out.PeakGFLOPS = compute.MeasurePeak(ctx, pool.Threads()).GFLOPS
-		if out.PeakGFLOPS > 0 {
-			out.MFU = out.TokensPerSecond * out.TrainFLOPsPerToken / (out.PeakGFLOPS * 1e9)
-		}
 	}
+	for pi, p := range precs {
+		bp := benchPrecision{Precision: p.String(), Rounds: tps[pi]}
+		sorted := slices.Sorted(slices.Values(tps[pi]))
+		bp.TokensPerSecond = sorted[len(sorted)-1]
+		bp.MedianTokensPerSecond = sorted[len(sorted)/2]
+		if len(sorted)%2 == 0 {
+			bp.MedianTokensPerSecond = (sorted[len(sorted)/2-1] + sorted[len(sorted)/2]) / 2
+		}
+		if planErr == nil {
+			if p == model.BF16 {
+				bp.PeakGFLOPS = compute.MeasurePeakBF16(ctx, pool.Threads()).GFLOPS
+			} else {
+				bp.PeakGFLOPS = compute.MeasurePeak(ctx, pool.Threads()).GFLOPS
+			}
+			if bp.PeakGFLOPS > 0 {
+				bp.MFU = bp.TokensPerSecond * out.TrainFLOPsPerToken / (bp.PeakGFLOPS * 1e9)
+			}
+		}
+		out.Precisions = append(out.Precisions, bp)
+	}
+	out.TokensPerSecond = out.Precisions[0].TokensPerSecond
+	out.PeakGFLOPS, out.MFU = out.Precisions[0].PeakGFLOPS, out.Precisions[0].MFU
 	if *jsonOut {
 		return printJSON(stdout, out)
 	}
-	fmt.Fprintf(stdout, "%s: %.0f tokens/s training (batch %d × %d, %d threads, %.3f s/step of which AdamW %.3f s, %d params)\n",
-		*cfgName, out.TokensPerSecond, *batch, T, out.Threads, out.SecondsPerStep, out.OptimizerSeconds, n)
-	if out.PeakGFLOPS > 0 {
-		fmt.Fprintf(stdout, "  MFU %.1f%%: %.2f GFLOP/s of model FLOPs (%.3g per token, 3× forward) against a measured %s peak of %.0f GFLOP/s\n",
-			100*out.MFU, out.TokensPerSecond*out.TrainFLOPsPerToken/1e9, out.TrainFLOPsPerToken, out.Precision, out.PeakGFLOPS)
+	for _, bp := range out.Precisions {
+		fmt.Fprintf(stdout, "%s %s: %.0f tokens/s training, best of %d rounds (median %.0f; batch %d × %d, %d threads, %d params)\n",
+			*cfgName, bp.Precision, bp.TokensPerSecond, len(bp.Rounds), bp.MedianTokensPerSecond, *batch, T, out.Threads, n)
+		if bp.PeakGFLOPS > 0 {
+			fmt.Fprintf(stdout, "  MFU %.1f%%: %.2f GFLOP/s of model FLOPs (%.3g per token, 3× forward) against a measured %s peak of %.0f GFLOP/s\n",
+				100*bp.MFU, bp.TokensPerSecond*out.TrainFLOPsPerToken/1e9, out.TrainFLOPsPerToken, bp.Precision, bp.PeakGFLOPS)
+		}
 	}
+	if len(out.Precisions) == 2 {
+		a, b := out.Precisions[0], out.Precisions[1]
+		fmt.Fprintf(stdout, "  %s/%s: best %.2f×, median %.2f×\n", b.Precision, a.Precision, b.TokensPerSecond/a.TokensPerSecond, b.MedianTokensPerSecond/a.MedianTokensPerSecond)
+	}
+	fmt.Fprintf(stdout, "  %s: %.3f s/step of which AdamW %.3f s\n", out.Precision, out.SecondsPerStep, out.OptimizerSeconds)
 	return nil
 }

@@ -57,6 +57,7 @@ func trainFlags(o *train.Options, data *sourceList, jsonOut *bool, quiet *bool, 
 	fs.IntVar(&o.VocabSize, "vocab-size", o.VocabSize, "size of the BPE tokenizer to train (0 = the config's vocab_size)")
 	fs.StringVar(&o.Tokenizer, "tokenizer", o.Tokenizer, "use another run's tokenizer (its RUNDIR or tokenizer.json) instead of training one")
 	fs.IntVar(&o.Threads, "threads", o.Threads, "compute threads (0 = all cores); resume bit-exactly needs the same")
+	fs.StringVar(&o.Precision, "precision", o.Precision, "matmul arithmetic: float32, or bf16 (bf16 inputs on AVX-512 BF16 dot products, float32 accumulation, master weights and AdamW state); saved with the run")
 	fs.StringVar(&o.SamplePrompt, "sample-prompt", o.SamplePrompt, "prompt of the sample printed at the end")
 	fs.IntVar(&o.SampleTokens, "sample-tokens", o.SampleTokens, "tokens of the sample printed at the end (0 = none)")
 	outputFlags(fs, jsonOut, quiet)

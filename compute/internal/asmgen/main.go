@@ -82,6 +82,7 @@ func main() {
 	writeFile(filepath.Join(dir, "elementwise_amd64.s"), (*gen).elementwiseKernels)
 	writeFile(filepath.Join(dir, "adamw_amd64.s"), (*gen).adamw)
 	writeQdot(filepath.Join(dir, "qdot_amd64.s"))
+	writeFile(filepath.Join(dir, "gemm_bf16_amd64.s"), (*gen).bf16GemmKernels)
 }
 
 // isa describes a vector instruction set the GEMM micro-kernel is written
@@ -148,12 +149,7 @@ func (g *gen) sgemm(is isa, mode aMode) {
 	g.p("\tMOVQ k+0(FP), CX")
 	g.p("\tMOVQ a+8(FP), SI")
 	if rowsA {
-		g.p("\tMOVQ lda+16(FP), R13")
-		g.p("\tSHLQ $2, R13")
-		g.p("\tLEAQ (R13)(R13*2), AX")
-		for i := 1; i < len(abases); i++ {
-			g.p("\tLEAQ (%s)(AX*1), %s", abases[i-1], abases[i])
-		}
+		g.rowBases(abases)
 	}
 	g.p("\tMOVQ b+%d(FP), DX", 16+off)
 	g.p("\tMOVQ ldb+%d(FP), R8", 24+off)
@@ -236,6 +232,17 @@ func (g *gen) sgemm(is isa, mode aMode) {
 	}
 	g.p("\tVZEROUPPER")
 	g.p("\tRET")
+}
+
+// rowBases loads the row stride lda+16(FP) (4-byte elements) into R13 as
+// bytes and points bases[1:] 3, 6, 9 rows past bases[0] (see rowAddr).
+func (g *gen) rowBases(bases []string) {
+	g.p("\tMOVQ lda+16(FP), R13")
+	g.p("\tSHLQ $2, R13")
+	g.p("\tLEAQ (R13)(R13*2), AX")
+	for i := 1; i < len(bases); i++ {
+		g.p("\tLEAQ (%s)(AX*1), %s", bases[i-1], bases[i])
+	}
 }
 
 // rowAddr returns the address of row r (0-based) of a matrix whose row

@@ -1,0 +1,355 @@
+package compute
+
+import (
+	"math"
+	"unsafe"
+)
+
+// GemmBF16Mixed is Gemm with bf16 inputs: C = alpha·op(A)·op(B) + beta·C
+// where every element of A and B is first rounded to bfloat16 (nearest,
+// ties to even; float32 denormals become zero) and the products are accumulated in float32, two depths at
+// a time, the way the AVX-512 BF16 dot-product instruction (VDPBF16PS) does
+// it: for each output, acc starts at zero and for l = 0, 2, 4, … takes
+// acc += a[l+1]·b[l+1], then acc += a[l]·b[l] (each rounded to float32,
+// denormal inputs and results flushed to zero), an odd k padded with a zero
+// pair; then C = alpha·acc (+ beta·C), blocked over depth as Gemm is. C,
+// alpha and beta stay float32. It is the matmul of bf16 mixed-precision
+// training: master weights and accumulation stay float32. Where the CPU
+// lacks AVX512_BF16 a portable Go kernel gives the same bits (slowly).
+// The result does not depend on the pool's thread count.
+//
+// Inconsistent shapes panic with CheckGemm's error before memory is touched.
+func GemmBF16Mixed(p *Pool, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if err := CheckGemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
+		panic(err)
+	}
+	gemmMixed(defaultMixed, p, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// HasBF16Kernels reports whether GemmBF16Mixed runs on the AVX-512 BF16
+// instructions here (false: the portable kernel, same results, slower).
+func HasBF16Kernels() bool { return hasBF16Mixed }
+
+// mixedMicro computes the mixedMR×mixedNR tile C = alpha·acc (+ C when
+// add) over kp packed depth pairs (a: kp×mixedMR pairs, b: kp×mixedNR).
+type mixedMicro func(kp int, a, b []uint32, c []float32, ldc int, alpha float32, add bool)
+
+// The mixed-precision micro-kernel's tile and depth block (even).
+const (
+	mixedMR = 12
+	mixedNR = 32
+	mixedKC = 512
+)
+
+// dpbf16 is one lane of VDPBF16PS: acc + a.hi·b.hi, then + a.lo·b.lo,
+// each an FMA rounded to nearest float32, denormal inputs and results
+// flushed to zero. The products of two bf16 values are exact in float64,
+// and float64 holds the sum with double rounding that is harmless for
+// float32 operands (53 ≥ 2·24+2).
+func dpbf16(acc float32, a, b uint32) float32 {
+	acc = fmaFTZ(acc, bf16DAZ(a>>16), bf16DAZ(b>>16))
+	return fmaFTZ(acc, bf16DAZ(a&0xffff), bf16DAZ(b&0xffff))
+}
+
+// bf16DAZ widens the bf16 bits h to float64, a denormal as zero.
+func bf16DAZ(h uint32) float64 {
+	f := math.Float32frombits(h << 16)
+	if h&0x7f80 == 0 {
+		f = 0
+	}
+	return float64(f)
+}
+
+// fmaFTZ returns float32(acc + x·y) with a denormal result flushed to zero
+// (keeping its sign).
+func fmaFTZ(acc float32, x, y float64) float32 {
+	s := float32(float64(acc) + x*y)
+	if b := math.Float32bits(s); b&0x7f800000 == 0 {
+		return math.Float32frombits(b & 0x80000000)
+	}
+	return s
+}
+
+// microBF16Generic is the portable mixedMicro (sbgemmKernelAVX512's twin).
+func microBF16Generic(kp int, a, b []uint32, c []float32, ldc int, alpha float32, add bool) {
+	var acc [mixedMR * mixedNR]float32
+	for p := 0; p < kp; p++ {
+		ap := a[p*mixedMR : p*mixedMR+mixedMR]
+		bp := b[p*mixedNR : p*mixedNR+mixedNR]
+		for i, av := range ap {
+			row := acc[i*mixedNR : i*mixedNR+mixedNR]
+			for j, bv := range bp {
+				row[j] = dpbf16(row[j], av, bv)
+			}
+		}
+	}
+	for i := 0; i < mixedMR; i++ {
+		crow := c[i*ldc : i*ldc+mixedNR]
+		for j, v := range acc[i*mixedNR : i*mixedNR+mixedNR] {
+			v = float32(alpha * v)
+			if add {
+				v += crow[j]
+			}
+			crow[j] = v
+		}
+	}
+}
+
+// bf16Pair packs x (depth l) and y (depth l+1) as rounded bf16 halves.
+func bf16Pair(x, y float32) uint32 { return bf16DAZBits(x) | bf16DAZBits(y)<<16 }
+
+// bf16DAZBits is ToBF16 as the mixed product rounds its inputs (the
+// conversion instruction's rule): zeros and denormals become a zero of the
+// same sign, NaNs stay quiet NaNs, the rest round to nearest even.
+func bf16DAZBits(x float32) uint32 {
+	u := math.Float32bits(x)
+	switch {
+	case u&0x7f800000 == 0:
+		return u >> 16 & 0x8000
+	case u&0x7fffffff > 0x7f800000:
+		return u>>16 | 0x40
+	}
+	return (u + 0x7fff + u>>16&1) >> 16
+}
+
+// mixedKernels is one implementation of the mixed GEMM's inner loops: the
+// portable Go one or the AVX-512 BF16 one, which give the same bits.
+type mixedKernels struct {
+	// micro is the tile over packed A and B panels.
+	micro mixedMicro
+	// microRows is micro over a row-major pair copy of A: row i's pairs at
+	// a[i*lda:], the mixedMR rows in place of a packed panel.
+	microRows func(kp int, a []uint32, lda int, b []uint32, c []float32, ldc int, alpha float32, add bool)
+	// cvtRow sets dst[q] = bf16Pair(src[2q], src[2q+1]) for q < len(src)/2
+	// (len(src) even).
+	cvtRow func(src []float32, dst []uint32)
+	// cvtPairs sets dst[j] = bf16Pair(x[j], y[j]) for j < len(x).
+	cvtPairs func(x, y []float32, dst []uint32)
+}
+
+// genericMixed is the portable mixedKernels.
+var genericMixed = mixedKernels{micro: microBF16Generic, microRows: microRowsBF16Generic, cvtRow: cvtRowGeneric, cvtPairs: cvtPairsGeneric}
+
+// microRowsBF16Generic packs the rows into a panel and runs
+// microBF16Generic.
+func microRowsBF16Generic(kp int, a []uint32, lda int, b []uint32, c []float32, ldc int, alpha float32, add bool) {
+	panel := make([]uint32, kp*mixedMR)
+	panelFromRows(a, lda, kp, mixedMR, panel)
+	microBF16Generic(kp, panel, b, c, ldc, alpha, add)
+}
+
+// panelFromRows copies rows (<= mixedMR) rows of kp pairs (stride lda) into
+// a packed panel dst[q*MR+i], zero-padding the missing rows.
+func panelFromRows(a []uint32, lda, kp, rows int, dst []uint32) {
+	dst = dst[:kp*mixedMR]
+	if rows < mixedMR {
+		clear(dst)
+	}
+	for i := 0; i < rows; i++ {
+		for q, v := range a[i*lda : i*lda+kp] {
+			dst[q*mixedMR+i] = v
+		}
+	}
+}
+
+func cvtRowGeneric(src []float32, dst []uint32) {
+	for q := range len(src) / 2 {
+		dst[q] = bf16Pair(src[2*q], src[2*q+1])
+	}
+}
+
+func cvtPairsGeneric(x, y []float32, dst []uint32) {
+	y = y[:len(x)]
+	dst = dst[:len(x)]
+	for j := range x {
+		dst[j] = bf16Pair(x[j], y[j])
+	}
+}
+
+// convertRows writes the pairs of rows [i0, i0+rows) × depth [l0, l0+kc)
+// of an untransposed A into dst, row i at dst[i*kp:] (an odd kc's last
+// pair has a zero high half).
+func convertRows(ks *mixedKernels, a []float32, lda int, i0, rows, l0, kc int, dst []uint32) {
+	kp := (kc + 1) / 2
+	for i := 0; i < rows; i++ {
+		src := a[(i0+i)*lda+l0 : (i0+i)*lda+l0+kc]
+		d := dst[i*kp : (i+1)*kp]
+		ks.cvtRow(src[:kc&^1], d)
+		if kc&1 == 1 {
+			d[kp-1] = bf16DAZBits(src[kc-1])
+		}
+	}
+}
+
+// packATransMixed packs rows [i0, i0+rows) × depth [l0, l0+kc) of op(A) =
+// Aᵀ (A stored k×m) into mixedMR-row panels of depth pairs:
+// dst[panel*kp*MR + q*MR + i] holds depths l0+2q and l0+2q+1 of row i
+// (zero past kc and past rows). Each pair of stored rows is converted in
+// one run across all the panels.
+func packATransMixed(ks *mixedKernels, a []float32, lda int, i0, rows, l0, kc int, dst []uint32) {
+	kp := (kc + 1) / 2
+	np := (rows + mixedMR - 1) / mixedMR
+	var stack [256]uint32
+	tmp := stack[:0]
+	if rows <= len(stack) {
+		tmp = stack[:rows]
+	} else {
+		tmp = make([]uint32, rows)
+	}
+	for q := 0; q < kp; q++ {
+		l := l0 + 2*q
+		x := a[l*lda+i0 : l*lda+i0+rows]
+		if 2*q+1 < kc {
+			ks.cvtPairs(x, a[(l+1)*lda+i0:(l+1)*lda+i0+rows], tmp)
+		} else {
+			for i, v := range x {
+				tmp[i] = bf16DAZBits(v)
+			}
+		}
+		for pi := 0; pi < np; pi++ {
+			d := dst[pi*kp*mixedMR+q*mixedMR : pi*kp*mixedMR+q*mixedMR+mixedMR]
+			r := copy(d, tmp[pi*mixedMR:])
+			clear(d[r:])
+		}
+	}
+}
+
+// packBMixed packs columns [j0, j0+cols) (cols <= mixedNR) × depth [l0,
+// l0+kc) of op(B) into dst[q*NR + j] = depths l0+2q, l0+2q+1 of column j
+// (zero past kc and past cols).
+func packBMixed(ks *mixedKernels, transB bool, b []float32, ldb int, j0, cols, l0, kc int, dst []uint32) {
+	kp := (kc + 1) / 2
+	dst = dst[:kp*mixedNR]
+	if cols < mixedNR {
+		clear(dst)
+	}
+	if transB {
+		var tmp [mixedKC / 2]uint32
+		for j := 0; j < cols; j++ {
+			convertRows(ks, b, ldb, j0+j, 1, l0, kc, tmp[:kp])
+			for q, v := range tmp[:kp] {
+				dst[q*mixedNR+j] = v
+			}
+		}
+		return
+	}
+	for q := 0; q < kp; q++ {
+		l := l0 + 2*q
+		x := b[l*ldb+j0 : l*ldb+j0+cols]
+		d := dst[q*mixedNR : q*mixedNR+cols]
+		if 2*q+1 < kc {
+			ks.cvtPairs(x, b[(l+1)*ldb+j0:(l+1)*ldb+j0+cols], d)
+		} else {
+			for j, v := range x {
+				d[j] = bf16DAZBits(v)
+			}
+		}
+	}
+}
+
+// mixedKCFor returns the depth block for depth k: equal even blocks of at
+// most mixedKC.
+func mixedKCFor(k int) int {
+	blocks := (k + mixedKC - 1) / mixedKC
+	kc := (k + blocks - 1) / blocks
+	return kc + kc&1
+}
+
+// u32Buf returns pool scratch of n uint32 (a float32 buffer reinterpreted)
+// and the buffer to hand back.
+func u32Buf(p *Pool, n int) ([]uint32, *[]float32) {
+	buf := p.getBuf(max(n, 1))
+	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*buf))), n), buf
+}
+
+// gemmMixed is GemmBF16Mixed on a given micro-kernel, after argument checks:
+// blocks of gemmNC columns and mixedKCFor(k) depth, B packed once per block
+// (in parallel), then per gemmMC rows A packed and the tiles shared out as
+// tasks. Every tile is computed the same way whatever the thread count.
+func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if alpha == 0 || k == 0 {
+		scaleC(p, m, n, beta, c, ldc)
+		return
+	}
+	if 2*float64(m)*float64(n)*float64(k) < gemmSerialFlops {
+		p = p.serial()
+	}
+	if beta != 0 && beta != 1 {
+		scaleC(p, m, n, beta, c, ldc)
+	}
+	const mr, nr = mixedMR, mixedNR
+	kcMax := mixedKCFor(k)
+	kpMax := kcMax / 2
+	ncMax, mcMax := min(n, gemmNC), min(m, gemmMC)
+	bpack, bbuf := u32Buf(p, (ncMax+nr-1)/nr*kpMax*nr)
+	defer p.putBuf(bbuf)
+	apack, abuf := u32Buf(p, (mcMax+mr-1)/mr*kpMax*mr)
+	defer p.putBuf(abuf)
+	// An untransposed A is converted to rows of pairs that the micro-kernel
+	// reads in place (its ragged last panel is packed from them).
+	var arows []uint32
+	if !transA {
+		var rbuf *[]float32
+		arows, rbuf = u32Buf(p, mcMax*kpMax)
+		defer p.putBuf(rbuf)
+	}
+	threads := p.Threads()
+	for jc := 0; jc < n; jc += gemmNC {
+		nc := min(gemmNC, n-jc)
+		npb := (nc + nr - 1) / nr
+		for pc := 0; pc < k; pc += kcMax {
+			kc := min(kcMax, k-pc)
+			kp := (kc + 1) / 2
+			add := beta != 0 || pc > 0
+			chunk := max(1, npb/(4*threads))
+			p.Run((npb+chunk-1)/chunk, func(t int) {
+				for jp := t * chunk; jp < min(npb, (t+1)*chunk); jp++ {
+					packBMixed(ks, transB, b, ldb, jc+jp*nr, min(nr, nc-jp*nr), pc, kc, bpack[jp*kp*nr:])
+				}
+			})
+			for ic := 0; ic < m; ic += gemmMC {
+				mc := min(gemmMC, m-ic)
+				npa := (mc + mr - 1) / mr
+				achunk := max(1, npa/(4*threads))
+				p.Run((npa+achunk-1)/achunk, func(t int) {
+					lo := t * achunk * mr
+					hi := min(mc, (t+1)*achunk*mr)
+					if transA {
+						packATransMixed(ks, a, lda, ic+lo, hi-lo, pc, kc, apack[lo*kp:])
+						return
+					}
+					convertRows(ks, a, lda, ic+lo, hi-lo, pc, kc, arows[lo*kp:])
+					if hi == mc && mc%mr != 0 {
+						last := (npa - 1) * mr
+						panelFromRows(arows[last*kp:], kp, kp, mc-last, apack[last*kp:])
+					}
+				})
+				rowsPer, colsPer, rowTasks, colTasks := tileTasks(npa, npb, mr, nr, threads)
+				p.Run(rowTasks*colTasks, func(t int) {
+					ct, rt := t/rowTasks, t%rowTasks
+					var tmp []float32
+					for ip := rt * rowsPer; ip < min(npa, (rt+1)*rowsPer); ip++ {
+						ap := apack[ip*kp*mr : (ip+1)*kp*mr]
+						i0 := ic + ip*mr
+						rows := min(mr, m-i0)
+						var ar []uint32 // A's pair rows in place (full panel)
+						if !transA && rows == mr {
+							ar = arows[ip*mr*kp : (ip+1)*mr*kp]
+						}
+						micro := func(c []float32, ldc int, add bool, bp []uint32) {
+							if ar != nil {
+								ks.microRows(kp, ar, kp, bp, c, ldc, alpha, add)
+							} else {
+								ks.micro(kp, ap, bp, c, ldc, alpha, add)
+							}
+						}
+						sweepPanels(bpack, kp*nr, ct*colsPer, min(npb, (ct+1)*colsPer), jc, n, i0, rows, mr, nr, c, ldc, add, &tmp, micro)
+					}
+				})
+			}
+		}
+	}
+}

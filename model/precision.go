@@ -1,0 +1,68 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/moe-llm/moe/compute"
+)
+
+// Precision is the arithmetic of a model's matmuls. Parameters, gradients,
+// activations and accumulation stay float32 either way.
+type Precision int
+
+const (
+	// F32 multiplies float32 inputs (the default).
+	F32 Precision = iota
+	// BF16 rounds the inputs of every matmul with a weight matrix (the
+	// q/k/v and output projections, router, experts, dense and shared
+	// FFNs, LM head) to bfloat16 in the forward pass and in both backward
+	// products (input and weight gradients), accumulating in float32
+	// (compute.GemmBF16Mixed, on the AVX-512 BF16 dot-product instructions
+	// where the CPU has them): mixed-precision training with float32
+	// master weights. The attention score and value products (activation
+	// × activation, k or n = the head dimension) stay float32: at head dim
+	// 32 their bf16 packing costs more than the faster products save.
+	BF16
+)
+
+// String returns the flag spelling: "float32" or "bf16".
+func (p Precision) String() string {
+	if p == BF16 {
+		return "bf16"
+	}
+	return "float32"
+}
+
+// ParsePrecision parses a --precision value: "float32" (or "fp32", "f32",
+// "") or "bf16".
+func ParsePrecision(s string) (Precision, error) {
+	switch s {
+	case "", "float32", "fp32", "f32":
+		return F32, nil
+	case "bf16", "bfloat16":
+		return BF16, nil
+	}
+	return F32, fmt.Errorf("precision %q: want float32 or bf16", s)
+}
+
+// SetPrecision selects the arithmetic of every matmul of Forward and
+// Backward from the next call on.
+func (m *Model) SetPrecision(p Precision) { m.precision = p }
+
+// Precision returns the arithmetic of the model's matmuls.
+func (m *Model) Precision() Precision { return m.precision }
+
+// attnGemm is the float32 compute.Gemm of the attention score and value
+// products, whatever the precision (see BF16).
+func (m *Model) attnGemm(p *compute.Pool, transA, transB bool, rows, cols, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	compute.Gemm(p, transA, transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// gemm is compute.Gemm in the model's precision.
+func (m *Model) gemm(p *compute.Pool, transA, transB bool, rows, cols, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m.precision == BF16 {
+		compute.GemmBF16Mixed(p, transA, transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	compute.Gemm(p, transA, transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}

@@ -1,0 +1,78 @@
+package model
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
+)
+
+// lossAndGrad runs one forward and backward pass at precision p on a fresh
+// model of cfg with a pool of threads threads.
+func lossAndGrad(t *testing.T, cfg *config.Config, p Precision, threads int, tokens, targets []int32, B, T int) (float64, []float32) {
+	t.Helper()
+	pool := compute.NewPool(threads)
+	defer pool.Close()
+	m := initModel(t, cfg, pool, 5)
+	m.SetPrecision(p)
+	st, err := m.Forward(tokens, targets, B, T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	return st.Loss, slices.Clone(m.G.Flat)
+}
+
+// TestBF16Precision: bf16 matmuls change the loss and gradients (they
+// really round), but only at bf16's relative precision (the loss within
+// 1%, the gradient's direction within a cosine of 0.999 of float32's), and
+// the gradients do not depend on the thread count.
+func TestBF16Precision(t *testing.T) {
+	cfg := toyConfig()
+	cfg.HiddenSize, cfg.IntermediateSize, cfg.VocabSize, cfg.InitStd = 32, 48, 50, 0.1
+	r := rand.New(rand.NewPCG(1, 9))
+	const B, T = 3, 40
+	tokens, targets := toyBatch(r, cfg.VocabSize, B, T)
+	l32, g32 := lossAndGrad(t, cfg, F32, 2, tokens, targets, B, T)
+	l16, g16 := lossAndGrad(t, cfg, BF16, 2, tokens, targets, B, T)
+	if l16 == l32 || slices.Equal(g16, g32) {
+		t.Fatalf("bf16 gave float32's loss %v and gradients: the matmuls did not round", l32)
+	}
+	if math.Abs(l16-l32) > 0.01*math.Abs(l32) {
+		t.Fatalf("bf16 loss %v vs float32 %v: more than 1%% apart", l16, l32)
+	}
+	var dot, n32, n16 float64
+	for i := range g32 {
+		dot += float64(g32[i]) * float64(g16[i])
+		n32 += float64(g32[i]) * float64(g32[i])
+		n16 += float64(g16[i]) * float64(g16[i])
+	}
+	if cos := dot / math.Sqrt(n32*n16); !(cos > 0.999) {
+		t.Fatalf("bf16 gradient cosine to float32's %v", cos)
+	}
+	moe := moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 5 })
+	tokens, targets = toyBatch(r, moe.VocabSize, B, T)
+	la, ga := lossAndGrad(t, moe, BF16, 1, tokens, targets, B, T)
+	lb, gb := lossAndGrad(t, moe, BF16, 3, tokens, targets, B, T)
+	// The loss's float64 reduction may differ in its last bit with the
+	// thread count (as in float32); every gradient bit may not.
+	if math.Abs(la-lb) > 1e-12*math.Abs(la) || !slices.Equal(ga, gb) {
+		t.Fatalf("bf16 MoE with 1 and 3 threads: losses %v, %v; gradients equal %v", la, lb, slices.Equal(ga, gb))
+	}
+}
+
+func TestParsePrecision(t *testing.T) {
+	for s, want := range map[string]Precision{"": F32, "float32": F32, "fp32": F32, "bf16": BF16, "bfloat16": BF16} {
+		if p, err := ParsePrecision(s); err != nil || p != want {
+			t.Errorf("ParsePrecision(%q) = %v, %v; want %v", s, p, err, want)
+		}
+	}
+	if _, err := ParsePrecision("fp8"); err == nil {
+		t.Error("ParsePrecision(fp8): no error")
+	}
+}
