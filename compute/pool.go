@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Pool is a persistent set of worker goroutines that kernels split their
@@ -129,8 +130,42 @@ func NewPool(n int) *Pool {
 }
 
 func (p *Pool) worker() {
-	for j := range p.jobs {
+	for {
+		// Spin a little for the next job, then sleep until one comes.
+		p.await(func() bool { return len(p.jobs) > 0 })
+		j, ok := <-p.jobs
+		if !ok {
+			return
+		}
 		j.work()
+	}
+}
+
+// spinTime is how long a worker waiting for a job, and a caller waiting for
+// its job's last index, poll before they block. Decoding runs a few hundred
+// products per token, each of tens to hundreds of microseconds; waking a
+// parked goroutine takes about as long, so without the spin the caller
+// does most of each product alone (as ggml's threads, which poll between
+// graph nodes). A spinning worker takes a CPU only while products keep
+// coming, and yields to other goroutines as it spins.
+const spinTime = 200 * time.Microsecond
+
+// await polls ready for up to spinTime, yielding the processor now and
+// then, and reports whether it became true.
+func (p *Pool) await(ready func() bool) bool {
+	var start time.Time
+	for i := 0; ; i++ {
+		if ready() {
+			return true
+		}
+		if i&255 == 255 {
+			if start.IsZero() {
+				start = time.Now()
+			} else if time.Since(start) > spinTime {
+				return false
+			}
+			runtime.Gosched()
+		}
 	}
 }
 
@@ -178,7 +213,9 @@ func (p *Pool) Run(n int, f func(i int)) {
 		}
 	}
 	j.work()
-	<-j.done
+	if !p.await(func() bool { return j.pending.Load() == 0 }) {
+		<-j.done
+	}
 }
 
 // getBuf returns a scratch slice of at least n floats (contents undefined).

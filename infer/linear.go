@@ -234,21 +234,60 @@ func (L *layerWeights) forEach(f func(l *Linear, router bool)) {
 		f(&L.qkv[i], false)
 	}
 	f(&L.o, false)
-	ffn := func(w *ffnWeights) {
-		if w.width == 0 {
-			return
-		}
-		for i := range w.gu {
-			f(&w.gu[i], false)
-		}
-		f(&w.down, false)
-	}
-	ffn(&L.ffn)
+	ffn := func(x *Linear) { f(x, false) }
+	L.ffn.forEach(ffn)
 	if L.router.n > 0 {
 		f(&L.router, true)
 	}
 	for e := range L.experts {
-		ffn(&L.experts[e])
+		L.experts[e].forEach(ffn)
 	}
-	ffn(&L.shared)
+	L.shared.forEach(ffn)
+}
+
+// forEach calls f with each matrix of the FFN (none when its width is 0).
+func (w *ffnWeights) forEach(f func(l *Linear)) {
+	if w.width == 0 {
+		return
+	}
+	for i := range w.gu {
+		f(&w.gu[i])
+	}
+	f(&w.down)
+}
+
+// bytes returns the bytes one product by l reads at full precision: the
+// stored matrix of a raw Linear, the float32 panels or rows otherwise.
+func (l *Linear) bytes() int64 {
+	if l.raw != nil {
+		return int64(len(l.raw))
+	}
+	if l.panels != nil {
+		return 4 * int64(len(l.panels))
+	}
+	return 4 * int64(len(l.f32))
+}
+
+// ActiveWeightBytes returns the weight bytes one decoded token reads on
+// average: every dense matrix, the LM head, and of each MoE layer's
+// experts the fraction ExpertsPerToken / NumExperts (the embedding row and
+// the norms are left out). Times the decode rate it is the memory traffic
+// decoding needs, to set beside the machine's read bandwidth.
+func (m *Model) ActiveWeightBytes() int64 {
+	var dense int64
+	var expert float64
+	k := float64(InferenceExperts(m.Cfg))
+	for l := range m.layers {
+		L := &m.layers[l]
+		var all, ex int64
+		L.forEach(func(x *Linear, _ bool) { all += x.bytes() })
+		for e := range L.experts {
+			L.experts[e].forEach(func(x *Linear) { ex += x.bytes() })
+		}
+		dense += all - ex
+		if n := len(L.experts); n > 0 {
+			expert += float64(ex) * min(k, float64(n)) / float64(n)
+		}
+	}
+	return dense + m.lmHead.bytes() + int64(expert)
 }

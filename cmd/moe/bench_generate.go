@@ -45,6 +45,7 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 	seed := fs.Uint64("seed", 0, "sampling seed")
 	runs := fs.Int("runs", 3, "decode runs (alternating plain and each draft); the best of each counts")
 	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the decode runs to this file")
 	fs.Bool("json", true, "print one JSON object (always on)")
 	if err := parseFlagsNoArgs(fs, args, ""); err != nil {
 		return err
@@ -99,6 +100,13 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 	// Decode, the prompt already in the caches (each run rolls them back
 	// to it). Plain and speculative runs alternate so that all see the
 	// same machine load; the best run of each counts.
+	stopProfile := func() {}
+	if *cpuProfile != "" {
+		if stopProfile, err = startCPUProfile(*cpuProfile); err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	var plain infer.Result
 	plainTPS := 0.0
 	for r := 0; r < *runs; r++ {
@@ -133,6 +141,7 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 			}
 		}
 	}
+	stopProfile()
 	out := map[string]any{
 		"prefill_tokens_per_second": float64(len(ids)) / prefill,
 		"decode_tokens_per_second":  plainTPS,
@@ -144,6 +153,15 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 		"bf16":                      *bf16,
 		"runs":                      *runs,
 		"temperature":               *temp,
+	}
+	// Decode reads the active weights once per token: beside the read
+	// bandwidth measured now, that says how close to the memory limit it runs.
+	active := m.ActiveWeightBytes()
+	out["active_weight_bytes_per_token"] = active
+	out["decode_bytes_per_second"] = float64(active) * plainTPS
+	if bw := compute.MeasureBandwidth(ctx, pool, 1<<30, 5); bw > 0 {
+		out["memory_bandwidth"] = bw
+		out["bandwidth_fraction"] = float64(active) * plainTPS / bw
 	}
 	// Time of one plain decode step: the prompt was cached but for its last
 	// token, so the first token came from a one-token pass as well.
