@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/serve/loadgen"
 )
 
@@ -29,6 +30,7 @@ func runBenchServe(ctx context.Context, args []string, stdout, stderr io.Writer)
 	requests := fs.Int("requests", 2, "requests each client sends, one after another")
 	prompt := fs.String("prompt", "The quick brown fox jumps over the lazy dog", "prompt (each client appends its number)")
 	modelName := fs.String("model", "", "the requests' model field")
+	utf8Model := fs.String("valid-utf8", "", "ban (logit_bias -100) the tokens of this model's vocabulary that are not valid UTF-8 alone, so the text stays valid UTF-8 (llama-server b9749 fails requests whose text is not)")
 	jsonOut := fs.Bool("json", false, "print one JSON object")
 	if err := parseFlagsNoArgs(fs, args, "the server goes in --url"); err != nil {
 		return err
@@ -48,6 +50,13 @@ func runBenchServe(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return usagef("--tokens and --requests must be positive (got %d, %d)", *tokens, *requests)
 	}
 	opt := loadgen.Options{URL: *url, Model: *modelName, Prompt: *prompt, Tokens: *tokens, Requests: *requests}
+	if *utf8Model != "" {
+		tok, err := safetensors.OpenTokenizer(*utf8Model)
+		if err != nil {
+			return fmt.Errorf("bench serve --valid-utf8: %w", err)
+		}
+		opt.LogitBias = loadgen.PartialUTF8(tok.VocabSize(), tok.TokenBytes)
+	}
 	out := benchServeResult{URL: *url, Tokens: *tokens}
 	for _, c := range levels {
 		r, err := loadgen.Run(ctx, opt, c)

@@ -14,9 +14,11 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Options describe one measurement.
@@ -38,6 +40,8 @@ type Options struct {
 	Requests int
 	// Timeout bounds each request.
 	Timeout time.Duration
+	// LogitBias is sent as each request's logit_bias (token id → bias).
+	LogitBias map[int32]float64
 }
 
 // Result is one concurrency level's measurement.
@@ -121,22 +125,30 @@ func Run(ctx context.Context, opt Options, clients int) (Result, error) {
 // complete sends one greedy completion request and returns the number of
 // tokens the server says it generated.
 func complete(ctx context.Context, hc *http.Client, opt Options, prompt string) (int, error) {
-	body, err := json.Marshal(map[string]any{
+	req := map[string]any{
 		"model": opt.Model, "prompt": prompt, "max_tokens": opt.Tokens,
 		"temperature": 0, "ignore_eos": true, "stream": false,
-	})
+	}
+	if len(opt.LogitBias) > 0 {
+		bias := make(map[string]float64, len(opt.LogitBias))
+		for id, b := range opt.LogitBias {
+			bias[strconv.Itoa(int(id))] = b
+		}
+		req["logit_bias"] = bias
+	}
+	body, err := json.Marshal(req)
 	if err != nil {
 		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 	defer cancel()
 	url := strings.TrimSuffix(opt.URL, "/") + "/v1/completions"
-	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 	if err != nil {
 		return 0, fmt.Errorf("loadgen: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(hreq)
 	if err != nil {
 		return 0, fmt.Errorf("loadgen: POST %s: %w", url, err)
 	}
@@ -160,4 +172,19 @@ func complete(ctx context.Context, hc *http.Client, opt Options, prompt string) 
 		return 0, fmt.Errorf("loadgen: the server generated %d tokens where %d were asked for with ignore_eos (it must honour ignore_eos and report usage)", n, opt.Tokens)
 	}
 	return res.Usage.CompletionTokens, nil
+}
+
+// PartialUTF8 returns the ids below vocab whose bytes are not valid UTF-8
+// on their own (byte-fallback and split-character tokens of byte-level
+// vocabularies), as a logit_bias of -100 each: banning them keeps the
+// generated text valid UTF-8, which some servers need to answer at all
+// (llama-server b9749 fails a request whose text is not valid UTF-8).
+func PartialUTF8(vocab int, tokenBytes func(int32) []byte) map[int32]float64 {
+	bias := map[int32]float64{}
+	for id := int32(0); int(id) < vocab; id++ {
+		if b := tokenBytes(id); len(b) > 0 && !utf8.Valid(b) {
+			bias[id] = -100
+		}
+	}
+	return bias
 }

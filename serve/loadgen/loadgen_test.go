@@ -17,15 +17,19 @@ func fakeServer(t *testing.T, short bool) (*httptest.Server, *[]string, *sync.Mu
 	var prompts []string
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
-			Prompt    string `json:"prompt"`
-			MaxTokens int    `json:"max_tokens"`
-			IgnoreEOS bool   `json:"ignore_eos"`
+			Prompt    string             `json:"prompt"`
+			MaxTokens int                `json:"max_tokens"`
+			IgnoreEOS bool               `json:"ignore_eos"`
+			LogitBias map[string]float64 `json:"logit_bias"`
 		}
 		if r.URL.Path != "/v1/completions" || json.NewDecoder(r.Body).Decode(&req) != nil || !req.IgnoreEOS {
 			http.Error(w, "bad request", 400)
 			return
 		}
 		mu.Lock()
+		if req.LogitBias["7"] == -100 {
+			req.Prompt += " [biased]"
+		}
 		prompts = append(prompts, req.Prompt)
 		mu.Unlock()
 		n := req.MaxTokens
@@ -70,5 +74,22 @@ func TestRunRefusesShortGenerations(t *testing.T) {
 func TestRunRefusesBadOptions(t *testing.T) {
 	if _, err := Run(context.Background(), Options{URL: "http://127.0.0.1:1", Tokens: 0, Requests: 1}, 1); err == nil {
 		t.Fatal("tokens 0 accepted")
+	}
+}
+
+func TestPartialUTF8(t *testing.T) {
+	pieces := [][]byte{[]byte("a"), {0xe2, 0x82}, []byte("€"), {0xff}, nil}
+	bias := PartialUTF8(len(pieces), func(id int32) []byte { return pieces[id] })
+	if len(bias) != 2 || bias[1] != -100 || bias[3] != -100 {
+		t.Fatalf("bias %v, want ids 1 and 3 at -100", bias)
+	}
+	ts, prompts, mu := fakeServer(t, false)
+	if _, err := Run(context.Background(), Options{URL: ts.URL, Prompt: "p", Tokens: 2, Requests: 1, LogitBias: map[int32]float64{7: -100}}, 1); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if (*prompts)[1] != "p (0) [biased]" {
+		t.Fatalf("logit_bias not sent: %v", *prompts)
 	}
 }
