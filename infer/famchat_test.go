@@ -1,0 +1,81 @@
+package infer
+
+import (
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/moe-llm/moe/compute"
+)
+
+// TestFamilyChatSpecials checks, on each family fixture (its real chat
+// template, bos/eos ids and add_bos_token as make_family.py writes them),
+// BOS and end-of-generation as llama.cpp handles them: a vocabulary that
+// adds BOS gets exactly one, whether or not its template writes bos_token
+// (llama.cpp drops the template's, then tokenizing adds it); one that does
+// not add BOS keeps what the template writes; the chat tokens are the
+// tokens of the rendered prompt text as generate encodes it; and
+// generation stops at the file's eos and at the tokens llama.cpp treats as
+// end of generation by their text.
+func TestFamilyChatSpecials(t *testing.T) {
+	pool := compute.NewPool(1)
+	defer pool.Close()
+	msgs := []Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hello"},
+		{Role: "assistant", Content: "Hi."}, {Role: "user", Content: "the other"}}
+	for _, c := range []struct {
+		arch    string
+		addBOS  bool
+		first   string   // the prompt's first token
+		textBOS string   // what the rendered text starts with
+		stops   []string // the end-of-generation tokens, by text
+	}{
+		{"qwen3moe", false, "<|im_start|>", "<|im_start|>", []string{"<|endoftext|>", "<|im_end|>"}},
+		{"qwen2moe", false, "<|im_start|>", "<|im_start|>", []string{"<|endoftext|>", "<|im_end|>"}},
+		{"olmoe", false, "<|endoftext|>", "<|endoftext|><|system|>", []string{"<|endoftext|>"}},
+		{"granitemoe", true, "<|end_of_text|>", "<|start_of_role|>", []string{"<|end_of_text|>", "<|endoftext|>"}},
+		{"llama", true, "<s>", " [INST]", []string{"</s>"}},
+	} {
+		m, err := Load(filepath.Join("testdata", "family", c.arch+"-f32.gguf"), pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		sp := m.Tok.Specials()
+		if sp.AddBOS != c.addBOS {
+			t.Errorf("%s: add_bos %v, want %v", c.arch, sp.AddBOS, c.addBOS)
+		}
+		text, err := m.ChatPrompt(msgs, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(text, c.textBOS) {
+			t.Errorf("%s: prompt text starts %q, want %q", c.arch, text[:min(len(text), 20)], c.textBOS)
+		}
+		ids, err := m.EncodeChat(msgs, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(m.Tok.TokenBytes(ids[0])); got != c.first {
+			t.Errorf("%s: first chat token %q, want %q", c.arch, got, c.first)
+		}
+		if len(ids) > 1 && ids[1] == sp.BOS {
+			t.Errorf("%s: the chat prompt starts with BOS twice", c.arch)
+		}
+		if gen := m.EncodePrompt(text); !slices.Equal(gen, ids) {
+			t.Errorf("%s: chat tokens %v differ from generate's encoding of the rendered prompt %v", c.arch, ids, gen)
+		}
+		if gen := m.EncodePrompt("Hello"); (gen[0] == sp.BOS) != c.addBOS {
+			t.Errorf("%s: generate's prompt starts with %q (add_bos %v)", c.arch, m.Tok.TokenBytes(gen[0]), c.addBOS)
+		}
+		var stops []string
+		for _, id := range m.StopTokens() {
+			stops = append(stops, string(m.Tok.TokenBytes(id)))
+		}
+		sort.Strings(stops)
+		if !slices.Equal(stops, c.stops) {
+			t.Errorf("%s: stop tokens %q, want %q", c.arch, stops, c.stops)
+		}
+	}
+}
