@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -251,4 +252,80 @@ func llamaServer(t *testing.T, bin, model string) string {
 			t.Fatalf("llama-server did not become healthy:\n%s", log.String())
 		}
 	}
+}
+
+// TestFamiliesEval runs `moe eval` on each family fixture (f32 and q8_0),
+// with moe's windows and with --llama-perplexity, which scores the second
+// half of each whole chunk (BOS first where the vocabulary adds it): the
+// counts follow from the token count `moe tokenize` gives. Where llama.cpp's
+// llama-perplexity is built, its perplexity on the same file and text
+// (f32 KV cache) is within 0.5% of moe's.
+func TestFamiliesEval(t *testing.T) {
+	corpus, err := os.ReadFile(testdata(t, "corpus.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(corpus[:3000])
+	text = text[:strings.LastIndexByte(text, '\n')+1]
+	file := writeFile(t, t.TempDir(), "text.txt", text)
+	peer := ""
+	if root := os.Getenv("MOE_LLAMA_CPP"); root != "" {
+		p := filepath.Join(root, "build", "bin", "llama-perplexity")
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			peer = p
+		}
+	}
+	if peer == "" {
+		t.Log("llama.cpp's llama-perplexity is not built here: moe side only (set MOE_LLAMA_CPP to a built llama.cpp tree)")
+	}
+	const T = 128
+	for _, fam := range familyChats {
+		for _, typ := range []string{"f32", "q8_0"} {
+			g := familyFile(t, fam.arch, typ)
+			win := jsonObject(t, ok(t, "eval", "--model", g, "--data", file, "--seq-len", fmt.Sprint(T), "--json").stdout)
+			ppl := jsonObject(t, ok(t, "eval", "--model", g, "--data", file, "--seq-len", fmt.Sprint(T), "--llama-perplexity", "--json").stdout)
+			var ids struct {
+				IDs []int32 `json:"ids"`
+			}
+			if err := json.Unmarshal([]byte(ok(t, "tokenize", "--model", g, "--file", file, "--json").stdout), &ids); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := number(t, ppl, "tokens"), float64(len(ids.IDs)/T*(T-T/2-1)); got != want {
+				t.Errorf("%s %s: --llama-perplexity scored %v tokens, want %v (%d tokens in chunks of %d)", fam.arch, typ, got, want, len(ids.IDs), T)
+			}
+			if got := number(t, win, "tokens"); got < float64(len(ids.IDs)-2) || got > float64(len(ids.IDs)+1) {
+				t.Errorf("%s %s: eval scored %v tokens of %d", fam.arch, typ, got, len(ids.IDs))
+			}
+			if peer == "" {
+				continue
+			}
+			out := runToolAll(t, peer, "-m", g, "-f", file, "-c", fmt.Sprint(T), "-b", fmt.Sprint(T), "-t", "2", "-ctk", "f32", "-ctv", "f32")
+			i := strings.LastIndex(out, "Final estimate: PPL = ")
+			if i < 0 {
+				t.Fatalf("%s %s: llama-perplexity printed no estimate:\n%s", fam.arch, typ, out)
+			}
+			var want float64
+			if _, err := fmt.Sscanf(out[i:], "Final estimate: PPL = %g", &want); err != nil {
+				t.Fatal(err)
+			}
+			got := number(t, ppl, "perplexity")
+			t.Logf("%s %s: perplexity moe %.6g, llama.cpp %.6g (%+.3f%%)", fam.arch, typ, got, want, 100*(got/want-1))
+			if math.Abs(got/want-1) > 0.005 {
+				t.Errorf("%s %s: perplexity moe %.6g, llama.cpp %.6g: more than 0.5%% apart", fam.arch, typ, got, want)
+			}
+		}
+	}
+}
+
+// runToolAll runs a llama.cpp tool with a one-minute limit and returns its
+// stdout and stderr together (llama-perplexity logs its result on stderr).
+func runToolAll(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }

@@ -1,6 +1,8 @@
 package infer
 
 import (
+	"context"
+	"math"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -76,6 +78,61 @@ func TestFamilyChatSpecials(t *testing.T) {
 		sort.Strings(stops)
 		if !slices.Equal(stops, c.stops) {
 			t.Errorf("%s: stop tokens %q, want %q", c.arch, stops, c.stops)
+		}
+	}
+}
+
+// TestScoreMatchesReference: Score's cross-entropy sum on a family file
+// equals the float64 reference forward's (familyRef), and
+// PerplexityChunks cuts whole chunks whose first token is BOS exactly
+// where the vocabulary adds it.
+func TestScoreMatchesReference(t *testing.T) {
+	pool := compute.NewPool(2)
+	defer pool.Close()
+	toks := []int32{84, 258, 39, 101, 3, 200, 257, 17, 66, 120}
+	for _, arch := range familyFixtures {
+		path := filepath.Join("testdata", "family", arch+"-f32.gguf")
+		m, err := Load(path, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		want := 0.0
+		logits := newFamilyRef(t, path, arch).forward(toks)
+		const from = 3
+		for p := from; p+1 < len(toks); p++ {
+			mx := math.Inf(-1)
+			for _, v := range logits[p] {
+				mx = math.Max(mx, v)
+			}
+			s := 0.0
+			for _, v := range logits[p] {
+				s += math.Exp(v - mx)
+			}
+			want += mx + math.Log(s) - logits[p][toks[p+1]]
+		}
+		var seen []int32
+		got, n, err := m.Score(context.Background(), [][]int32{toks}, from, func(id int32) { seen = append(seen, id) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != len(toks)-1-from || !slices.Equal(seen, toks[from+1:]) {
+			t.Fatalf("%s: scored %d targets %v, want %v", arch, n, seen, toks[from+1:])
+		}
+		if math.Abs(got-want) > 1e-4*math.Abs(want) {
+			t.Errorf("%s: cross-entropy sum %.6f, float64 reference %.6f", arch, got, want)
+		}
+
+		chunks, err := m.PerplexityChunks(append(toks, toks...), 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := m.Tok.Specials()
+		if len(chunks) != 2 || len(chunks[1]) != 8 || (chunks[1][0] == sp.BOS) != sp.AddBOS || !slices.Equal(chunks[1][1:], append(toks, toks...)[9:16]) {
+			t.Errorf("%s: chunks %v (add_bos %v)", arch, chunks, sp.AddBOS)
+		}
+		if _, err := m.PerplexityChunks(toks, 8); err == nil {
+			t.Errorf("%s: 10 tokens made chunks of 8 (llama-perplexity needs two chunks' worth)", arch)
 		}
 	}
 }
