@@ -18,18 +18,21 @@ import (
 // familyChat is one family fixture of infer/testdata/family (written by
 // benchmarks/gguf/make_family.py with the family's real chat template) and
 // the control tokens its vocabulary has, which `moe generate` prints as
-// text and chat drops.
+// text and chat drops, and what llama-simple prints before a prompt's
+// text (the BOS piece where the vocabulary adds BOS, SentencePiece's
+// space prefix).
 type familyChat struct {
-	arch     string
-	specials []string
+	arch         string
+	specials     []string
+	promptPrefix string
 }
 
 var familyChats = []familyChat{
-	{"qwen3moe", []string{"<|endoftext|>", "<|im_start|>", "<|im_end|>"}},
-	{"olmoe", []string{"<|endoftext|>"}},
-	{"qwen2moe", []string{"<|endoftext|>", "<|im_start|>", "<|im_end|>"}},
-	{"granitemoe", []string{"<|endoftext|>", "<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"}},
-	{"llama", []string{"<s>", "</s>"}},
+	{"qwen3moe", []string{"<|endoftext|>", "<|im_start|>", "<|im_end|>"}, ""},
+	{"olmoe", []string{"<|endoftext|>"}, ""},
+	{"qwen2moe", []string{"<|endoftext|>", "<|im_start|>", "<|im_end|>"}, ""},
+	{"granitemoe", []string{"<|endoftext|>", "<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"}, "<|end_of_text|>"},
+	{"llama", []string{"<s>", "</s>"}, "<s> "},
 }
 
 // familyFile returns the absolute path of a family fixture.
