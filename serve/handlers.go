@@ -203,6 +203,9 @@ func (s *Server) jobs(ctx context.Context, g *genRequest, arrived time.Time) ([]
 		stops = append(append([]int32(nil), stops...), s.opt.ChatStopTokens...)
 		stopStrs = append(append([]string(nil), stopStrs...), s.opt.ChatStops...)
 	}
+	if g.p.ignoreEOS {
+		stops = nil
+	}
 	if total := len(g.prompts) * g.p.n; total > s.opt.QueueSize {
 		return nil, badRequest("n", "the request asks for %d sequences (prompts × n); this server queues at most %d", total, s.opt.QueueSize)
 	}
