@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // familyChat is one family fixture of infer/testdata/family (written by
@@ -186,6 +187,16 @@ func TestFamiliesChatServe(t *testing.T) {
 					if want := applyTemplate(t, base, msgs); got != want {
 						t.Errorf("%d-message prompt: moe %q, llama.cpp %q", len(msgs), got, want)
 					}
+					// The greedy reply too, where it is text (random
+					// weights may write bytes that are not UTF-8, which
+					// the two servers replace differently).
+					want := chatReply(t, base, msgs, n)
+					mine := chatReply(t, srv.url, msgs, n)
+					if strings.ContainsRune(mine+want, utf8.RuneError) {
+						t.Logf("%s, %d messages: reply is not all text (moe %q, llama.cpp %q)", fam.arch, len(msgs), mine, want)
+					} else if mine != want {
+						t.Errorf("%d-message chat reply: moe %q, llama.cpp %q", len(msgs), mine, want)
+					}
 				}
 			}
 
@@ -230,7 +241,7 @@ func llamaServer(t *testing.T, bin, model string) string {
 	t.Helper()
 	port := freePort(t)
 	var log bytes.Buffer
-	cmd := exec.Command(bin, "-m", model, "--jinja", "--host", "127.0.0.1", "--port", fmt.Sprint(port), "-c", "256", "-t", "1", "--no-webui")
+	cmd := exec.Command(bin, "-m", model, "--jinja", "--host", "127.0.0.1", "--port", fmt.Sprint(port), "-c", "256", "-t", "1", "--no-webui", "-ctk", "f32", "-ctv", "f32")
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
