@@ -136,3 +136,27 @@ func TestScoreMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestGenerateStopsAtTextEOG: a model over the qwen2moe fixture's
+// vocabulary, whose eos is <|endoftext|>, stops by default at <|im_end|>,
+// which llama.cpp counts as end of generation by its text alone.
+func TestGenerateStopsAtTextEOG(t *testing.T) {
+	f, err := Load(filepath.Join("testdata", "family", "qwen2moe-f32.gguf"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	imEnd, ok := f.Tok.Special("<|im_end|>")
+	if !ok || f.Tok.Specials().EOS == imEnd {
+		t.Fatalf("fixture: <|im_end|> %d (found %v), eos %d", imEnd, ok, f.Tok.Specials().EOS)
+	}
+	prompt := f.EncodePrompt("the other")
+	m := modelForcing(t, f.Tok, prompt, imEnd)
+	res, err := m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 8}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Tokens, []int32{imEnd}) || res.StopReason != StopToken || res.Text != "" {
+		t.Fatalf("tokens %v, reason %q, text %q; want [%d] (<|im_end|>), %q", res.Tokens, res.StopReason, res.Text, imEnd, StopToken)
+	}
+}
