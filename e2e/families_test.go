@@ -175,74 +175,82 @@ func TestFamiliesChatServe(t *testing.T) {
 	simple := llamaSimple()
 	const n = 12
 	for _, fam := range familyChats {
-		t.Run(fam.arch, func(t *testing.T) {
-			g := familyFile(t, fam.arch, "f32")
-			srv := startServer(t, "", "--model", g)
-			p1 := applyTemplate(t, srv.url, famOneTurn)
-			p2 := applyTemplate(t, srv.url, famTwoTurns)
-			for _, want := range []string{"You are terse.", "Hello there", "Hi. What is it?", "And the other"} {
-				if !strings.Contains(p2, want) {
-					t.Fatalf("rendered prompt lacks %q: %q", want, p2)
+		for _, typ := range []string{"f32", "q8_0"} {
+			t.Run(fam.arch+"-"+typ, func(t *testing.T) {
+				g := familyFile(t, fam.arch, typ)
+				// llama.cpp's peers run the f32 files: with q8_0 weights its
+				// f16 intermediate rounding parts from moe's at near-ties.
+				peer, simple := peer, simple
+				if typ != "f32" {
+					peer, simple = "", ""
 				}
-			}
-			if peer != "" {
-				base := llamaServer(t, peer, g)
-				for i, msgs := range [][]map[string]string{famOneTurn, famTwoTurns} {
-					got := []string{p1, p2}[i]
-					if want := applyTemplate(t, base, msgs); got != want {
-						t.Errorf("%d-message prompt: moe %q, llama.cpp %q", len(msgs), got, want)
+				srv := startServer(t, "", "--model", g)
+				p1 := applyTemplate(t, srv.url, famOneTurn)
+				p2 := applyTemplate(t, srv.url, famTwoTurns)
+				for _, want := range []string{"You are terse.", "Hello there", "Hi. What is it?", "And the other"} {
+					if !strings.Contains(p2, want) {
+						t.Fatalf("rendered prompt lacks %q: %q", want, p2)
 					}
 				}
-			}
+				if peer != "" {
+					base := llamaServer(t, peer, g)
+					for i, msgs := range [][]map[string]string{famOneTurn, famTwoTurns} {
+						got := []string{p1, p2}[i]
+						if want := applyTemplate(t, base, msgs); got != want {
+							t.Errorf("%d-message prompt: moe %q, llama.cpp %q", len(msgs), got, want)
+						}
+					}
+				}
 
-			// One turn: moe chat, the chat endpoint, the completions
-			// endpoint and moe generate on the rendered prompt agree.
-			cmd := exec.Command(moeBin, "chat", "--model", g, "--system", famSystem["content"], "--temperature", "0", "--max-tokens", fmt.Sprint(n), "--quiet")
-			cmd.Stdin = strings.NewReader(famUser1["content"] + "\n")
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("moe chat: %v", err)
-			}
-			chat := strings.TrimSuffix(string(out), "\n")
-			served := chatReply(t, srv.url, famOneTurn, n)
-			if served != asJSONText(t, chat) {
-				t.Errorf("one turn: moe chat %q, serve's chat completion %q", chat, served)
-			}
-			for turn, c := range []struct {
-				prompt string
-				msgs   []map[string]string
-			}{{p1, famOneTurn}, {p2, famTwoTurns}} {
-				reply := chatReply(t, srv.url, c.msgs, n)
-				if comp := completion(t, srv.url, c.prompt, n); comp != reply {
-					t.Errorf("turn %d: chat completion %q, completion of the rendered prompt %q", turn+1, reply, comp)
+				// One turn: moe chat, the chat endpoint, the completions
+				// endpoint and moe generate on the rendered prompt agree.
+				cmd := exec.Command(moeBin, "chat", "--model", g, "--system", famSystem["content"], "--temperature", "0", "--max-tokens", fmt.Sprint(n), "--quiet")
+				cmd.Stdin = strings.NewReader(famUser1["content"] + "\n")
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("moe chat: %v", err)
 				}
-				r := ok(t, "generate", "--model", g, "--prompt", c.prompt, "--max-tokens", fmt.Sprint(n), "--temperature", "0")
-				gen := strings.TrimSuffix(r.stdout, "\n")
-				if simple != "" {
-					// llama-simple prints the prompt's tokens (BOS, and
-					// SentencePiece's space prefix at the start and after
-					// each special token) and then the same greedy text.
-					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-					out, err := exec.CommandContext(ctx, simple, "-m", g, "-n", fmt.Sprint(n), c.prompt).Output()
-					cancel()
-					if err != nil {
-						t.Fatalf("llama-simple: %v", err)
+				chat := strings.TrimSuffix(string(out), "\n")
+				served := chatReply(t, srv.url, famOneTurn, n)
+				if served != asJSONText(t, chat) {
+					t.Errorf("one turn: moe chat %q, serve's chat completion %q", chat, served)
+				}
+				for turn, c := range []struct {
+					prompt string
+					msgs   []map[string]string
+				}{{p1, famOneTurn}, {p2, famTwoTurns}} {
+					reply := chatReply(t, srv.url, c.msgs, n)
+					if comp := completion(t, srv.url, c.prompt, n); comp != reply {
+						t.Errorf("turn %d: chat completion %q, completion of the rendered prompt %q", turn+1, reply, comp)
 					}
-					got := strings.TrimSuffix(string(out), "\n")
-					unspaced := func(s string) string { return strings.ReplaceAll(s, " ", "") }
-					if !strings.HasSuffix(got, gen) || unspaced(got[:len(got)-len(gen)]) != unspaced(fam.promptPrefix+c.prompt) {
-						t.Errorf("turn %d: llama-simple on the rendered prompt %q, moe %q", turn+1, got, fam.promptPrefix+c.prompt+gen)
+					r := ok(t, "generate", "--model", g, "--prompt", c.prompt, "--max-tokens", fmt.Sprint(n), "--temperature", "0")
+					gen := strings.TrimSuffix(r.stdout, "\n")
+					if simple != "" {
+						// llama-simple prints the prompt's tokens (BOS, and
+						// SentencePiece's space prefix at the start and after
+						// each special token) and then the same greedy text.
+						ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+						out, err := exec.CommandContext(ctx, simple, "-m", g, "-n", fmt.Sprint(n), c.prompt).Output()
+						cancel()
+						if err != nil {
+							t.Fatalf("llama-simple: %v", err)
+						}
+						got := strings.TrimSuffix(string(out), "\n")
+						unspaced := func(s string) string { return strings.ReplaceAll(s, " ", "") }
+						if !strings.HasSuffix(got, gen) || unspaced(got[:len(got)-len(gen)]) != unspaced(fam.promptPrefix+c.prompt) {
+							t.Errorf("turn %d: llama-simple on the rendered prompt %q, moe %q", turn+1, got, fam.promptPrefix+c.prompt+gen)
+						}
 					}
+					for _, s := range fam.specials { // generate prints control tokens, chat drops them
+						gen = strings.ReplaceAll(gen, s, "")
+					}
+					if asJSONText(t, gen) != reply {
+						t.Errorf("turn %d: chat completion %q, moe generate on the rendered prompt %q", turn+1, reply, gen)
+					}
+					t.Logf("%s %s turn %d: %d-byte prompt, reply %q", fam.arch, typ, turn+1, len(c.prompt), reply)
 				}
-				for _, s := range fam.specials { // generate prints control tokens, chat drops them
-					gen = strings.ReplaceAll(gen, s, "")
-				}
-				if asJSONText(t, gen) != reply {
-					t.Errorf("turn %d: chat completion %q, moe generate on the rendered prompt %q", turn+1, reply, gen)
-				}
-				t.Logf("%s turn %d: %d-byte prompt, reply %q", fam.arch, turn+1, len(c.prompt), reply)
-			}
-		})
+			})
+		}
 	}
 }
 
