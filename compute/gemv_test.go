@@ -118,7 +118,7 @@ func TestGemmBF16(t *testing.T) {
 
 // TestDotAxpy checks the vector kernels over lengths around the SIMD
 // block sizes against float64.
-func TestSdotAxpy(t *testing.T) {
+func TestDotAxpy(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 6))
 	for _, ks := range paths() {
 		for _, n := range []int{0, 1, 3, 17, 63, 64, 65, 257, 1000} {
