@@ -119,10 +119,7 @@ func (m *Model) attentionBackward(l int) {
 	W, G := &m.W.Layers[l], &m.G.Layers[l]
 	B, T := a.B, a.T
 	N := B * T
-	d, hd := cfg.HiddenSize, cfg.HeadDimension()
-	nh, nkv := cfg.NumHeads, cfg.KVHeads()
-	qdim, kvdim := nh*hd, nkv*hd
-	qkvdim := qdim + 2*kvdim
+	d, hd, nh, nkv, qdim, kvdim, qkvdim := attnSizes(cfg)
 	group := nh / nkv
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	win := cfg.AttentionWindow(l)

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/internal/scratch"
 )
 
@@ -134,16 +135,24 @@ func (m *Model) forwardFrom(from int, tokens, targets []int32, B, T int, opt For
 
 func (m *Model) ropeLen() int { return m.ropeMax }
 
+// attnSizes returns cfg's attention sizes: the model width d, the head
+// dimension hd, the query and key/value heads nh and nkv, and the widths of
+// a row of queries (nh·hd), of keys or values (nkv·hd) and of the fused
+// [q; k; v] row.
+func attnSizes(cfg *config.Config) (d, hd, nh, nkv, qdim, kvdim, qkvdim int) {
+	d, hd = cfg.HiddenSize, cfg.HeadDimension()
+	nh, nkv = cfg.NumHeads, cfg.KVHeads()
+	qdim, kvdim = nh*hd, nkv*hd
+	return d, hd, nh, nkv, qdim, kvdim, qdim + 2*kvdim
+}
+
 // attentionForward computes a.res[l] → a.layers[l].mid.
 func (m *Model) attentionForward(l int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	B, T := a.B, a.T
 	N := B * T
-	d, hd := cfg.HiddenSize, cfg.HeadDimension()
-	nh, nkv := cfg.NumHeads, cfg.KVHeads()
-	qdim, kvdim := nh*hd, nkv*hd
-	qkvdim := qdim + 2*kvdim
+	d, hd, nh, nkv, qdim, kvdim, qkvdim := attnSizes(cfg)
 	x := a.res[l]
 	rmsNorm(m.pool, la.xn1, x, m.W.Layers[l].AttnNorm, N, d, m.eps, la.rstd1)
 	m.gemm(m.pool, false, true, N, qkvdim, d, 1, la.xn1, d, m.wf[l].qkv, d, 0, la.qkv, qkvdim)
