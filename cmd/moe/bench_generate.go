@@ -224,8 +224,8 @@ func benchGenerateReport(ctx context.Context, o *benchGenerateOptions, pool *com
 		per = append(per, r)
 	}
 	if len(per) > 0 {
-		// The first draft's figures at the top level (the contract's
-		// fields), every draft's under "drafts".
+		// The first draft's figures at the top level (the fields
+		// docs/generate.md lists), every draft's under "drafts".
 		for k, v := range per[0] {
 			out[k] = v
 		}
