@@ -1,10 +1,10 @@
-package apisurface
+package repocheck
 
 import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
+	pathpkg "path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -45,43 +45,27 @@ type pkgInfo struct {
 // unless uncalled lists it, and for an entry of uncalled that is used or no
 // longer exists. Methods are not checked (interfaces call them).
 func TestEveryExportHasACaller(t *testing.T) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
 	fset := token.NewFileSet()
 	pkgs := map[string]*pkgInfo{} // by import path relative to the module
 	used := map[string]bool{}     // "rel.Name" used from another package
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if n := d.Name(); path != root && (strings.HasPrefix(n, ".") || n == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+	root := repoRoot(t)
+	walkRepo(t, root, ".go", func(path, rel string) error {
+		if strings.HasSuffix(path, "_test.go") {
 			return nil
 		}
 		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(root, filepath.Dir(path))
-		rel = filepath.ToSlash(rel)
-		p := pkgs[rel]
+		dir := pathpkg.Dir(rel)
+		p := pkgs[dir]
 		if p == nil {
 			p = &pkgInfo{exported: map[string]token.Position{}, local: map[string]bool{}}
-			pkgs[rel] = p
+			pkgs[dir] = p
 		}
-		scan(fset, f, rel, p, used)
+		scan(fset, f, p, used)
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if len(pkgs) < 10 {
 		t.Fatalf("found only %d packages under %s", len(pkgs), root)
 	}
@@ -118,7 +102,7 @@ func TestEveryExportHasACaller(t *testing.T) {
 // scan records f's exported top-level names in p, the names f uses
 // unqualified in p.local, and the names it uses from the module's other
 // packages in used (as "rel.Name").
-func scan(fset *token.FileSet, f *ast.File, rel string, p *pkgInfo, used map[string]bool) {
+func scan(fset *token.FileSet, f *ast.File, p *pkgInfo, used map[string]bool) {
 	decl := map[*ast.Ident]bool{} // declaring identifiers and field selectors: no uses
 	for _, d := range f.Decls {
 		switch d := d.(type) {
