@@ -155,9 +155,9 @@ func (r *RoPE) rotate(x []float32, heads, pos int, sign float32) {
 // Sigmoid returns 1/(1+e^−x) in float32, stable for large |x|.
 func Sigmoid(x float32) float32 {
 	if x >= 0 {
-		return 1 / (1 + exp32(-x))
+		return 1 / (1 + Exp32(-x))
 	}
-	e := exp32(x)
+	e := Exp32(x)
 	return e / (1 + e)
 }
 
@@ -202,13 +202,13 @@ func expScaleGeneric(x, y []float32, shift, scale float32) float32 {
 	var s float32
 	if y == nil || len(x) == 0 {
 		for _, v := range x {
-			s += exp32(v - shift)
+			s += Exp32(v - shift)
 		}
 		return s
 	}
 	_ = y[len(x)-1]
 	for i, v := range x {
-		e := exp32(v - shift)
+		e := Exp32(v - shift)
 		s += e
 		y[i] = scale * e
 	}

@@ -11,8 +11,8 @@ import (
 // ewAVX512 selects the AVX-512 element-wise kernels (set once at start-up).
 var ewAVX512 = cpu.X86.HasAVX512F
 
-// expScaleAVX512: for i < n, e := exp32(x[i]-shift); acc[i%16] += e; if store != 0 { y[i] = scale*e }
-// (acc[0:16] holds lane sums; exp32 is the portable twin of its vector e^x).
+// expScaleAVX512: for i < n, e := Exp32(x[i]-shift); acc[i%16] += e; if store != 0 { y[i] = scale*e }
+// (acc[0:16] holds lane sums; Exp32 is the portable twin of its vector e^x).
 //
 //go:noescape
 func expScaleAVX512(n int, x, y *float32, shift, scale float32, store int, acc *float32)

@@ -2,12 +2,12 @@ package compute
 
 import "math"
 
-// exp32 returns e^x in float32 with a relative error below 3e-7 (about two
+// Exp32 returns e^x in float32 with a relative error below 3e-7 (about two
 // ulp), several times faster than math.Exp: range reduction x = n·ln2 + r
 // with |r| ≤ ln2/2, a degree-7 polynomial for e^r and an exponent-bit
 // scale. It overflows to +Inf above ~88.72, returns 0 below ~−103.97
 // (subnormal results go through math.Exp) and propagates NaN.
-func exp32(x float32) float32 {
+func Exp32(x float32) float32 {
 	switch {
 	case x != x:
 		return x

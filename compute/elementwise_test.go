@@ -506,24 +506,24 @@ func TestExp32(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	var worst float64
 	check := func(x float32) {
-		got := float64(exp32(x))
+		got := float64(Exp32(x))
 		want := math.Exp(float64(x))
 		if want > math.MaxFloat32 {
 			if !math.IsInf(got, 1) {
-				t.Fatalf("exp32(%v) = %v, want +Inf", x, got)
+				t.Fatalf("Exp32(%v) = %v, want +Inf", x, got)
 			}
 			return
 		}
 		if want < 1.2e-38 { // subnormal range: absolute error
 			if math.Abs(got-want) > 1.5e-45 {
-				t.Fatalf("exp32(%v) = %v, want %v", x, got, want)
+				t.Fatalf("Exp32(%v) = %v, want %v", x, got, want)
 			}
 			return
 		}
 		rel := math.Abs(got-want) / want
 		worst = math.Max(worst, rel)
 		if rel > 3e-7 {
-			t.Fatalf("exp32(%v) = %v, want %v (rel %.3g)", x, got, want, rel)
+			t.Fatalf("Exp32(%v) = %v, want %v (rel %.3g)", x, got, want, rel)
 		}
 	}
 	for i := 0; i < 200000; i++ {
@@ -533,11 +533,11 @@ func TestExp32(t *testing.T) {
 	for _, x := range []float32{0, -0, 1, -1, 88.72, 88.73, -87.33, -87.34, -103.9, -104, 1e-8, -1e-8} {
 		check(x)
 	}
-	if v := exp32(float32(math.NaN())); v == v {
-		t.Fatal("exp32(NaN) is not NaN")
+	if v := Exp32(float32(math.NaN())); v == v {
+		t.Fatal("Exp32(NaN) is not NaN")
 	}
-	if exp32(float32(math.Inf(-1))) != 0 || !math.IsInf(float64(exp32(float32(math.Inf(1)))), 1) {
-		t.Fatal("exp32(±Inf) wrong")
+	if Exp32(float32(math.Inf(-1))) != 0 || !math.IsInf(float64(Exp32(float32(math.Inf(1)))), 1) {
+		t.Fatal("Exp32(±Inf) wrong")
 	}
 	t.Logf("worst relative error %.3g", worst)
 }
@@ -547,7 +547,7 @@ func BenchmarkExp32(b *testing.B) {
 	var s float32
 	for b.Loop() {
 		for _, v := range x {
-			s += exp32(v)
+			s += Exp32(v)
 		}
 	}
 	_ = s

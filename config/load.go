@@ -457,9 +457,9 @@ func (p *parser) buildExperts(c *Config) {
 // buildTypeDefaults sets the per-type architecture facts that the HF
 // config.json leaves implicit: RoPE base, biases and norms, router order.
 func (p *parser) buildTypeDefaults(c *Config) {
-	r := p.r
+	r, t := p.r, p.t
 	defOrder := ""
-	switch p.t {
+	switch t {
 	case TypeLlama:
 		c.RopeTheta = optF(r.RopeTheta, 10000)
 	case TypeMistral:

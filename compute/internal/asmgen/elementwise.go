@@ -2,7 +2,7 @@ package main
 
 // elementwiseKernels fills elementwise_amd64.s: AVX-512 element-wise
 // kernels over float32 rows with a vectorised e^x (the same range reduction
-// and degree-7 polynomial as compute.exp32, with VSCALEFPS for the 2^n
+// and degree-7 polynomial as compute.Exp32, with VSCALEFPS for the 2^n
 // scale), used by softmax, logsumexp, cross-entropy and SwiGLU. Each is
 // tested against its portable Go twin.
 func (g *gen) elementwiseKernels() {
@@ -51,7 +51,7 @@ func (g *gen) loadExpConsts() {
 
 // expZ0 replaces Z0 with e^Z0, using Z1 and Z2. The clamps keep a NaN in
 // Z0 (it is the second source, which MIN/MAX return when either is NaN).
-// Go: exp32 in compute/elementwise_exp.go, lane by lane.
+// Go: Exp32 in compute/elementwise_exp.go, lane by lane.
 func (g *gen) expZ0() {
 	g.p("\tVMINPS Z0, Z30, Z0")
 	g.p("\tVMAXPS Z0, Z31, Z0")
