@@ -3,6 +3,7 @@ package gguf
 import (
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"unsafe"
 
@@ -73,6 +74,8 @@ type Mapped struct {
 	Layers        []LayerMatrices
 
 	f *File
+	// closer releases what a NewMapped model's matrices view.
+	closer io.Closer
 }
 
 // OpenModel opens the GGUF model at path for inference: the file is mapped
@@ -134,11 +137,18 @@ func familyLayer(L *LayerMatrices, fam *family, cfg *config.Config, p string, ve
 
 // Close releases the file; the matrices' bytes become invalid.
 func (m *Mapped) Close() error {
-	if m == nil || m.f == nil {
+	if m == nil {
 		return nil
 	}
-	err := m.f.Close()
-	m.f = nil
+	var err error
+	if m.f != nil {
+		err = m.f.Close()
+		m.f = nil
+	}
+	if m.closer != nil {
+		err = errors.Join(err, m.closer.Close())
+		m.closer = nil
+	}
 	return err
 }
 

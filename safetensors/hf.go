@@ -103,8 +103,19 @@ func hfTensors(cfg *config.Config, w *model.Weights, nm naming) []hfTensor {
 
 // checkSupported rejects configs moe's model cannot run or whose extra
 // parameters have no place in model.Weights.
-func checkSupported(cfg *config.Config) error {
-	if err := model.Supported(cfg); err != nil {
+func checkSupported(cfg *config.Config) error { return checkFeatures(cfg, false) }
+
+// checkFeatures rejects configs that moe cannot run. mapped allows what
+// only inference from mapped weights runs (gguf.Mapped): q/k norms, q/k/v
+// biases, a gated shared expert and Granite's scales.
+func checkFeatures(cfg *config.Config, mapped bool) error {
+	c := cfg
+	if mapped {
+		c = cfg.Clone()
+		c.QKNorm, c.QKNormPerHead, c.QKVBias, c.SharedExpertGate = false, false, false, false
+		c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling = 0, 0, 0, 0
+	}
+	if err := model.Supported(c); err != nil {
 		return err
 	}
 	var bad []string
@@ -112,13 +123,13 @@ func checkSupported(cfg *config.Config) error {
 		on   bool
 		what string
 	}{
-		{cfg.QKVBias || cfg.MLPBias || cfg.ExpertBias || cfg.RouterBias, "biases"},
-		{cfg.SharedExpertGate, "a gated shared expert"},
-		{cfg.PlainMLP, "a plain MLP"},
-		{cfg.LayerNorm, "LayerNorm"},
-		{cfg.LearnedPositions, "learned positions"},
-		{gguf.SlidingWindowMatters(cfg), "sliding-window attention shorter than the context"},
-		{cfg.HiddenAct != "" && cfg.HiddenAct != "silu" && cfg.HiddenAct != "swish", "activation " + cfg.HiddenAct},
+		{c.QKVBias || c.MLPBias || c.ExpertBias || c.RouterBias, "biases"},
+		{c.SharedExpertGate, "a gated shared expert"},
+		{c.PlainMLP, "a plain MLP"},
+		{c.LayerNorm, "LayerNorm"},
+		{c.LearnedPositions, "learned positions"},
+		{gguf.SlidingWindowMatters(c), "sliding-window attention shorter than the context"},
+		{c.HiddenAct != "" && c.HiddenAct != "silu" && c.HiddenAct != "swish", "activation " + c.HiddenAct},
 	} {
 		if f.on {
 			bad = append(bad, f.what)
