@@ -163,6 +163,10 @@ type rawConfig struct {
 	ResidualMultiplier  *float64 `json:"residual_multiplier"`
 	AttentionMultiplier *float64 `json:"attention_multiplier"`
 	LogitsScaling       *float64 `json:"logits_scaling"`
+
+	// SharedIntermediateSize is Granite-MoE-shared's name for
+	// shared_expert_intermediate_size.
+	SharedIntermediateSize *intField `json:"shared_intermediate_size"`
 }
 
 // Parse decodes a config.json held in memory; see Load.
@@ -435,7 +439,7 @@ func (p *parser) buildExperts(c *Config) {
 		optS(r.Routing, "") != RoutingExpertChoice {
 		p.fail("%s: missing (%s is %d)", topkName, expertsName, c.NumExperts)
 	}
-	c.SharedExpertIntermediateSize = p.opt("shared_expert_intermediate_size", 0, r.SharedExpertIntermediateSize)
+	c.SharedExpertIntermediateSize = p.opt("shared_expert_intermediate_size", 0, r.SharedExpertIntermediateSize, r.SharedIntermediateSize)
 
 	switch t {
 	case TypeQwen2MoE, TypeQwen3MoE:

@@ -43,9 +43,9 @@ var (
 		gate: "gate_proj.weight", up: "up_proj.weight", down: "down_proj.weight"}
 	// hfLayouts are the model types OpenMapped reads.
 	hfLayouts = map[string]hfLayout{
-		config.TypeLlama:   mixtralLayout,
-		config.TypeMistral: mixtralLayout,
-		config.TypeMixtral: mixtralLayout,
+		config.TypeLlama:    mixtralLayout,
+		config.TypeMistral:  mixtralLayout,
+		config.TypeMixtral:  mixtralLayout,
 		config.TypeQwen3MoE: qwenLayout,
 		config.TypeOLMoE:    qwenLayout,
 		config.TypeQwen2MoE: {router: qwenLayout.router, expert: qwenLayout.expert, gate: qwenLayout.gate, up: qwenLayout.up,
@@ -251,7 +251,7 @@ func (h *hfMapper) ffn(prefix, gate, up, down string, width, d int) (gguf.Expert
 	x.Gate, errs[0] = h.mat(prefix+gate, width, d)
 	x.Up, errs[1] = h.mat(prefix+up, width, d)
 	x.Down, errs[2] = h.mat(prefix+down, d, width)
-	return x, errors.Join(errs[:]...)
+	return x, firstErr(errs[:]...)
 }
 
 // stacked reads n experts (n 0: one, without the expert axis) from a
@@ -306,7 +306,7 @@ func (h *hfMapper) fill(m *gguf.Mapped, lay hfLayout) error {
 			L.KBias, errs[9] = h.vec(a+"k_proj.bias", int64(kvDim))
 			L.VBias, errs[10] = h.vec(a+"v_proj.bias", int64(kvDim))
 		}
-		if err := errors.Join(errs[:]...); err != nil {
+		if err := firstErr(errs[:]...); err != nil {
 			return err
 		}
 		if err := h.fillFFN(L, cfg, lay, p); err != nil {
@@ -379,4 +379,14 @@ func (h *hfMapper) fillFFN(L *gguf.LayerMatrices, cfg *config.Config, lay hfLayo
 		L.SharedGateInp, err = h.vec(p+lay.sharedGate, 1, int64(d))
 	}
 	return err
+}
+
+// firstErr returns the first non-nil error: one line, naming one tensor.
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

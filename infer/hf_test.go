@@ -1,0 +1,479 @@
+package infer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/safetensors"
+	"github.com/moe-llm/moe/tokenizer"
+)
+
+// hfTestNames is the Hugging Face naming of each family's feed-forward
+// tensors (relative to model.layers.N.), written here from the families'
+// modeling code independently of safetensors' table.
+var hfTestNames = map[string]struct {
+	router, expert, gate, up, down string
+	// stacked: Granite's input_linear [E, 2ff, d] (gate rows, then up
+	// rows) and output_linear [E, d, ff], and the shared expert's
+	// shared_mlp.input_linear [2s, d] and output_linear [d, s].
+	stacked            bool
+	shared, sharedGate string
+}{
+	config.TypeMixtral:    {router: "block_sparse_moe.gate.weight", expert: "block_sparse_moe.experts.%d.", gate: "w1", up: "w3", down: "w2"},
+	config.TypeQwen3MoE:   {router: "mlp.gate.weight", expert: "mlp.experts.%d.", gate: "gate_proj", up: "up_proj", down: "down_proj"},
+	config.TypeOLMoE:      {router: "mlp.gate.weight", expert: "mlp.experts.%d.", gate: "gate_proj", up: "up_proj", down: "down_proj"},
+	config.TypeQwen2MoE:   {router: "mlp.gate.weight", expert: "mlp.experts.%d.", gate: "gate_proj", up: "up_proj", down: "down_proj", shared: "mlp.shared_expert.", sharedGate: "mlp.shared_expert_gate.weight"},
+	config.TypeGraniteMoE: {router: "block_sparse_moe.router.layer.weight", stacked: true},
+}
+
+// hfTestConfig is cfg as the family's own config.json spells it.
+func hfTestConfig(cfg *config.Config) map[string]any {
+	c := map[string]any{
+		"model_type": cfg.ModelType, "vocab_size": cfg.VocabSize, "hidden_size": cfg.HiddenSize,
+		"intermediate_size": cfg.IntermediateSize, "num_hidden_layers": cfg.NumLayers,
+		"num_attention_heads": cfg.NumHeads, "num_key_value_heads": cfg.KVHeads(),
+		"max_position_embeddings": cfg.MaxPositionEmbeddings, "rms_norm_eps": cfg.RMSNormEps,
+		"rope_theta": cfg.RopeTheta, "tie_word_embeddings": cfg.TieWordEmbeddings, "hidden_act": "silu",
+		"num_experts_per_tok": cfg.ExpertsPerToken, "norm_topk_prob": cfg.NormTopKProb,
+	}
+	if cfg.HeadDim > 0 {
+		c["head_dim"] = cfg.HeadDim
+	}
+	switch cfg.ModelType {
+	case config.TypeQwen2MoE, config.TypeQwen3MoE, config.TypeOLMoE:
+		c["num_experts"] = cfg.NumExperts
+	default:
+		c["num_local_experts"] = cfg.NumExperts
+	}
+	if cfg.MoEIntermediateSize > 0 {
+		c["moe_intermediate_size"] = cfg.MoEIntermediateSize
+	}
+	switch {
+	case cfg.SharedExpertIntermediateSize == 0:
+	case cfg.ModelType == config.TypeGraniteMoE:
+		c["shared_intermediate_size"] = cfg.SharedExpertIntermediateSize
+	default:
+		c["shared_expert_intermediate_size"] = cfg.SharedExpertIntermediateSize
+	}
+	if cfg.ModelType == config.TypeGraniteMoE {
+		c["embedding_multiplier"], c["residual_multiplier"] = cfg.EmbeddingMultiplier, cfg.ResidualMultiplier
+		c["attention_multiplier"], c["logits_scaling"] = cfg.AttentionMultiplier, cfg.LogitsScaling
+	}
+	return c
+}
+
+// floats decodes matrices stacked in order to one float32 slice.
+func floats(t *testing.T, ms ...gguf.Matrix) []float32 {
+	t.Helper()
+	var out []float32
+	for _, m := range ms {
+		v := make([]float32, m.Rows*m.Cols)
+		if err := compute.Dequantize(m.Type, m.Data, v); err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		out = append(out, v...)
+	}
+	return out
+}
+
+// writeHFFromGGUF writes the GGUF model at path as a Hugging Face
+// directory of dtype (sharded in two files when shard), and returns it.
+// The matrices are taken as gguf.OpenModel returns them: q and k rows are
+// already in rotate-half order, which is Hugging Face's.
+func writeHFFromGGUF(t *testing.T, path, dtype string, shard bool) string {
+	t.Helper()
+	mm, err := gguf.OpenModel(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mm.Close()
+	cfg := mm.Cfg
+	names, ok := hfTestNames[cfg.ModelType]
+	if !ok {
+		t.Fatalf("no Hugging Face names for %s", cfg.ModelType)
+	}
+	d := int64(cfg.HiddenSize)
+	// f is the raw file of a family whose q/k rows the converter permutes.
+	var f *gguf.File
+	if raw, _ := gguf.Open(path); raw != nil {
+		defer raw.Close()
+		if a, _ := raw.Get("general.architecture"); a == "llama" || a == "granitemoe" {
+			f = raw
+		}
+	}
+	var ts []safetensors.Tensor
+	add := func(name string, v []float32, shape ...int64) {
+		ts = append(ts, safetensors.Tensor{Name: name, DType: dtype, Shape: shape, Data: v})
+	}
+	mat := func(name string, m gguf.Matrix) { add(name, floats(t, m), int64(m.Rows), int64(m.Cols)) }
+	add("model.embed_tokens.weight", floats(t, mm.Embed), int64(cfg.VocabSize), d)
+	for i, L := range mm.Layers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		add(p+"input_layernorm.weight", L.AttnNorm, d)
+		add(p+"post_attention_layernorm.weight", L.FFNNorm, d)
+		q, k := floats(t, L.Q), floats(t, L.K)
+		if f != nil {
+			// llama.cpp's converter stores these families' q and k rows
+			// permuted for its RoPE; Hugging Face's order is the inverse.
+			q = hfUnpermute(t, f, fmt.Sprintf("blk.%d.attn_q.weight", i), cfg.NumHeads)
+			k = hfUnpermute(t, f, fmt.Sprintf("blk.%d.attn_k.weight", i), cfg.KVHeads())
+			if maxDiff32(q, floats(t, L.Q)) != 0 || maxDiff32(k, floats(t, L.K)) != 0 {
+				t.Fatalf("layer %d: gguf.OpenModel's q/k rows are not Hugging Face's order", i)
+			}
+		}
+		add(p+"self_attn.q_proj.weight", q, int64(L.Q.Rows), d)
+		add(p+"self_attn.k_proj.weight", k, int64(L.K.Rows), d)
+		mat(p+"self_attn.v_proj.weight", L.V)
+		mat(p+"self_attn.o_proj.weight", L.O)
+		if L.QNorm != nil {
+			add(p+"self_attn.q_norm.weight", L.QNorm, int64(len(L.QNorm)))
+			add(p+"self_attn.k_norm.weight", L.KNorm, int64(len(L.KNorm)))
+		}
+		if L.QBias != nil {
+			add(p+"self_attn.q_proj.bias", L.QBias, int64(len(L.QBias)))
+			add(p+"self_attn.k_proj.bias", L.KBias, int64(len(L.KBias)))
+			add(p+"self_attn.v_proj.bias", L.VBias, int64(len(L.VBias)))
+		}
+		mat(p+names.router, L.Router)
+		E, fe := int64(len(L.Experts)), int64(L.Experts[0].Gate.Rows)
+		if names.stacked {
+			var gu, dn []float32
+			for _, x := range L.Experts {
+				gu = append(gu, floats(t, x.Gate, x.Up)...)
+				dn = append(dn, floats(t, x.Down)...)
+			}
+			add(p+"block_sparse_moe.input_linear.weight", gu, E, 2*fe, d)
+			add(p+"block_sparse_moe.output_linear.weight", dn, E, d, fe)
+		} else {
+			for e, x := range L.Experts {
+				q := p + fmt.Sprintf(names.expert, e)
+				mat(q+names.gate+".weight", x.Gate)
+				mat(q+names.up+".weight", x.Up)
+				mat(q+names.down+".weight", x.Down)
+			}
+		}
+		if s := L.Shared; s.Gate.Rows > 0 && names.stacked {
+			add(p+"shared_mlp.input_linear.weight", floats(t, s.Gate, s.Up), 2*int64(s.Gate.Rows), d)
+			mat(p+"shared_mlp.output_linear.weight", s.Down)
+		} else if s.Gate.Rows > 0 {
+			if names.shared == "" {
+				t.Fatalf("%s: a shared expert without a Hugging Face name", cfg.ModelType)
+			}
+			mat(p+names.shared+"gate_proj.weight", L.Shared.Gate)
+			mat(p+names.shared+"up_proj.weight", L.Shared.Up)
+			mat(p+names.shared+"down_proj.weight", L.Shared.Down)
+		}
+		if L.SharedGateInp != nil {
+			add(p+names.sharedGate, L.SharedGateInp, 1, d)
+		}
+	}
+	add("model.norm.weight", mm.FinalNorm, d)
+	if !cfg.TieWordEmbeddings {
+		add("lm_head.weight", floats(t, mm.Output), int64(cfg.VocabSize), d)
+	}
+
+	dir := t.TempDir()
+	ctx := context.Background()
+	writeJSON := func(name string, v any) {
+		data, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if shard {
+		half := len(ts) / 2
+		wm := map[string]string{}
+		for i, part := range [][]safetensors.Tensor{ts[:half], ts[half:]} {
+			file := fmt.Sprintf("model-%05d-of-00002.safetensors", i+1)
+			if err := safetensors.WriteFile(ctx, filepath.Join(dir, file), part, nil); err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range part {
+				wm[x.Name] = file
+			}
+		}
+		writeJSON(safetensors.IndexName, map[string]any{"metadata": map[string]any{}, "weight_map": wm})
+	} else if err := safetensors.WriteFile(ctx, filepath.Join(dir, "model.safetensors"), ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	writeJSON("config.json", hfTestConfig(cfg))
+	writeHFTokenizer(t, dir, path, mm.Tok)
+	return dir
+}
+
+// hfUnpermute reads the q or k projection name of heads heads from f and
+// undoes llama.cpp's converter permutation: its row h·hd + 2i + j is
+// Hugging Face's row h·hd + j·hd/2 + i.
+func hfUnpermute(t *testing.T, f *gguf.File, name string, heads int) []float32 {
+	t.Helper()
+	info, ok := f.Tensor(name)
+	if !ok {
+		t.Fatalf("no %s", name)
+	}
+	cols, rows := int(info.Dims[0]), int(info.Dims[1])
+	src := make([]float32, rows*cols)
+	if err := f.ReadFloat32(name, src); err != nil {
+		t.Fatal(err)
+	}
+	hd := rows / heads
+	dst := make([]float32, len(src))
+	for h := 0; h < heads; h++ {
+		for i := 0; i < hd/2; i++ {
+			for j := 0; j < 2; j++ {
+				from, to := h*hd+2*i+j, h*hd+j*hd/2+i
+				copy(dst[to*cols:(to+1)*cols], src[from*cols:(from+1)*cols])
+			}
+		}
+	}
+	return dst
+}
+
+// writeHFTokenizer writes tok as tokenizer.json and tokenizer_config.json
+// with the GGUF file's chat template. A SentencePiece vocabulary (scores,
+// no merges) has no Hugging Face BPE form: its tokens are written as a
+// byte-fallback BPE without merges, enough for models compared by ids.
+func writeHFTokenizer(t *testing.T, dir, path string, tok *tokenizer.Tokenizer) {
+	t.Helper()
+	spec := *tok.Spec()
+	if spec.Model == tokenizer.ModelSPM {
+		spec.Model, spec.SpaceMarks, spec.Scores = tokenizer.ModelBPE, true, nil
+	}
+	bpe, err := tokenizer.NewFromSpec(&spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := safetensors.SaveHFTokenizer(dir, bpe); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	src, ok := f.Get("tokenizer.chat_template")
+	if !ok {
+		return
+	}
+	name := filepath.Join(dir, "tokenizer_config.json")
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tc map[string]any
+	if err := json.Unmarshal(data, &tc); err != nil {
+		t.Fatal(err)
+	}
+	tc["chat_template"] = src
+	if data, err = json.Marshal(tc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// greedyLogits runs prompt through m, then n greedy steps, returning every
+// step's logits and the chosen tokens.
+func greedyLogits(t *testing.T, m *Model, prompt []int32, n int) ([][]float32, []int32) {
+	t.Helper()
+	s := m.NewSeq(0)
+	out, err := m.Forward([]*Seq{s}, [][]int32{prompt}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all [][]float32
+	var toks []int32
+	for {
+		logits := append([]float32(nil), out[0]...)
+		all = append(all, logits)
+		best := int32(0)
+		for i, v := range logits {
+			if v > logits[best] {
+				best = int32(i)
+			}
+		}
+		toks = append(toks, best)
+		if len(toks) == n {
+			return all, toks
+		}
+		if out, err = m.Forward([]*Seq{s}, [][]int32{{best}}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestHFDirMatchesGGUF writes each family fixture as a Hugging Face
+// directory and checks that infer.Load of it computes the GGUF file's
+// logits and greedy tokens, and reads its chat template.
+func TestHFDirMatchesGGUF(t *testing.T) {
+	pool := compute.NewPool(2)
+	defer pool.Close()
+	prompt := []int32{84, 258, 39, 101, 3, 200}
+	for i, arch := range familyFixtures {
+		t.Run(arch, func(t *testing.T) {
+			path := filepath.Join("testdata", "family", arch+"-f32.gguf")
+			dir := writeHFFromGGUF(t, path, safetensors.F32, i%2 == 1)
+			want, err := Load(path, pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer want.Close()
+			got, err := Load(dir, pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Close()
+			if got.Cfg.ModelType != want.Cfg.ModelType || got.Cfg.NormTopKProb != want.Cfg.NormTopKProb || got.Cfg.RouterOrder != want.Cfg.RouterOrder {
+				t.Fatalf("config: HF %s %v %s, GGUF %s %v %s", got.Cfg.ModelType, got.Cfg.NormTopKProb, got.Cfg.RouterOrder,
+					want.Cfg.ModelType, want.Cfg.NormTopKProb, want.Cfg.RouterOrder)
+			}
+			const steps = 16
+			wl, wt := greedyLogits(t, want, prompt, steps)
+			gl, gt := greedyLogits(t, got, prompt, steps)
+			worst := 0.0
+			for s := range wl {
+				worst = math.Max(worst, maxDiff32(gl[s], wl[s]))
+			}
+			t.Logf("%s: max logit difference %.2e over %d steps", arch, worst, steps)
+			if worst > 1e-5 {
+				t.Errorf("HF logits differ from GGUF by %.3e (limit 1e-5)", worst)
+			}
+			if fmt.Sprint(gt) != fmt.Sprint(wt) {
+				t.Errorf("greedy tokens: HF %v, GGUF %v", gt, wt)
+			}
+			if want.Template != nil && (got.Template == nil || got.Template.Source() != want.Template.Source()) {
+				t.Errorf("chat template not read from tokenizer_config.json")
+			}
+		})
+	}
+}
+
+// TestHFDirBF16 checks the 16-bit dtypes are used in place: a BF16
+// directory computes what an F32 directory of the BF16-rounded weights
+// computes.
+func TestHFDirBF16(t *testing.T) {
+	pool := compute.NewPool(2)
+	defer pool.Close()
+	path := filepath.Join("testdata", "family", "qwen2moe-f32.gguf")
+	bf := writeHFFromGGUF(t, path, safetensors.BF16, false)
+	// Round through BF16 by rewriting the BF16 directory's tensors as F32.
+	set, err := safetensors.OpenDir(bf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	var ts []safetensors.Tensor
+	for _, n := range set.Names() {
+		info, _ := set.Info(n)
+		v, err := set.Float32(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, safetensors.Tensor{Name: n, DType: safetensors.F32, Shape: info.Shape, Data: v})
+	}
+	f32 := t.TempDir()
+	if err := safetensors.WriteFile(context.Background(), filepath.Join(f32, "model.safetensors"), ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"config.json", "tokenizer.json", "tokenizer_config.json"} {
+		data, err := os.ReadFile(filepath.Join(bf, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(f32, n), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := Load(bf, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Load(f32, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if q := a.file.Layers[0].Q.Type; q != compute.QBF16 {
+		t.Fatalf("BF16 q_proj is used as %s", q)
+	}
+	al, at := greedyLogits(t, a, []int32{5, 77, 200}, 8)
+	bl, bt := greedyLogits(t, b, []int32{5, 77, 200}, 8)
+	worst := 0.0
+	for s := range al {
+		worst = math.Max(worst, maxDiff32(al[s], bl[s]))
+	}
+	if worst > 1e-4 || fmt.Sprint(at) != fmt.Sprint(bt) {
+		t.Fatalf("BF16 vs rounded F32: logits differ by %.3e, tokens %v vs %v", worst, at, bt)
+	}
+}
+
+// TestHFDirErrors checks that a directory with a missing or misshapen
+// tensor, an extra tensor or an unknown model_type fails with one error
+// naming it.
+func TestHFDirErrors(t *testing.T) {
+	path := filepath.Join("testdata", "family", "qwen3moe-f32.gguf")
+	src := writeHFFromGGUF(t, path, safetensors.F32, false)
+	copyDir := func(t *testing.T) string {
+		dir := t.TempDir()
+		ents, err := os.ReadDir(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			data, err := os.ReadFile(filepath.Join(src, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	// edit replaces from with to (same length) in file of a copy.
+	edit := func(t *testing.T, file, from, to string) string {
+		dir := copyDir(t)
+		p := filepath.Join(dir, file)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(data)
+		if !strings.Contains(s, from) {
+			t.Fatalf("%s has no %q", file, from)
+		}
+		if err := os.WriteFile(p, []byte(strings.Replace(s, from, to, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	for _, c := range []struct {
+		name, file, from, to, want string
+	}{
+		{"missing", "model.safetensors", `"model.layers.1.self_attn.k_norm.weight"`, `"model.layers.1.self_attn.k_norX.weight"`, `missing tensor "model.layers.1.self_attn.k_norm.weight"`},
+		{"type", "config.json", `"qwen3_moe"`, `"qwen3_moX"`, `qwen3_moX`},
+		{"unmapped", "config.json", `"qwen3_moe"`, `"gpt_oss"`, `model_type "gpt_oss"`},
+		{"shape", "config.json", `"moe_intermediate_size": `, `"moe_intermediate_size": 1`, `has shape`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := edit(t, c.file, c.from, c.to)
+			_, err := Load(dir, nil)
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %v, want one line containing %q", err, c.want)
+			}
+		})
+	}
+}
