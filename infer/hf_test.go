@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
 )
@@ -473,6 +475,66 @@ func TestHFDirErrors(t *testing.T) {
 			_, err := Load(dir, nil)
 			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error %v, want one line containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestHFDirOfMoeModel checks a moe model exported by safetensors.SaveHF
+// (Mixtral's naming, or a dense llama) runs from the directory as it does
+// from its float32 weights: moe's training layout and the mapped Hugging
+// Face path agree on every name and on the RoPE row order.
+func TestHFDirOfMoeModel(t *testing.T) {
+	pool := compute.NewPool(2)
+	defer pool.Close()
+	tok, err := gguf.ReadTokenizer(filepath.Join("testdata", "family", "qwen3moe-f32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{config.TypeMixtral, config.TypeLlama} {
+		t.Run(typ, func(t *testing.T) {
+			cfg := &config.Config{
+				ModelType: typ, VocabSize: 300, HiddenSize: 32, IntermediateSize: 48, NumLayers: 2,
+				NumHeads: 4, NumKVHeads: 2, MaxPositionEmbeddings: 64, RopeTheta: 10000, RMSNormEps: 1e-5,
+				HiddenAct: "silu",
+			}
+			if typ == config.TypeMixtral {
+				cfg.NumExperts, cfg.ExpertsPerToken, cfg.RouterOrder = 4, 2, config.RouterTopKSoftmax
+			}
+			w, err := model.NewWeights(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(3, 4))
+			for i := range w.Flat {
+				w.Flat[i] = float32(r.NormFloat64() * 0.3)
+			}
+			dir := t.TempDir()
+			if err := safetensors.SaveHF(context.Background(), dir, cfg, w, safetensors.F32); err != nil {
+				t.Fatal(err)
+			}
+			if err := safetensors.SaveHFTokenizer(dir, tok); err != nil {
+				t.Fatal(err)
+			}
+			want, err := New(cfg, w, tok, pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer want.Close()
+			got, err := Load(dir, pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Close()
+			wl, wt := greedyLogits(t, want, []int32{7, 99, 150, 3}, 8)
+			gl, gt := greedyLogits(t, got, []int32{7, 99, 150, 3}, 8)
+			worst := 0.0
+			for s := range wl {
+				worst = math.Max(worst, maxDiff32(gl[s], wl[s]))
+			}
+			t.Logf("%s: max logit difference %.2e", typ, worst)
+			if worst > 1e-5 || fmt.Sprint(gt) != fmt.Sprint(wt) {
+				t.Fatalf("HF directory vs float32 weights: logits differ by %.3e, tokens %v vs %v", worst, gt, wt)
 			}
 		})
 	}
