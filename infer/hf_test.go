@@ -316,6 +316,34 @@ func greedyLogits(t *testing.T, m *Model, prompt []int32, n int) ([][]float32, [
 	}
 }
 
+// checkSameGreedy runs prompt and n greedy steps through got and want and
+// fails unless every step's logits agree within limit and the tokens are
+// the same.
+func checkSameGreedy(t *testing.T, got, want *Model, prompt []int32, n int, limit float64) {
+	t.Helper()
+	wl, wt := greedyLogits(t, want, prompt, n)
+	gl, gt := greedyLogits(t, got, prompt, n)
+	worst := 0.0
+	for s := range wl {
+		worst = math.Max(worst, maxDiff32(gl[s], wl[s]))
+	}
+	t.Logf("max logit difference %.2e over %d steps", worst, n)
+	if worst > limit || fmt.Sprint(gt) != fmt.Sprint(wt) {
+		t.Fatalf("logits differ by %.3e (limit %g), greedy tokens %v, want %v", worst, limit, gt, wt)
+	}
+}
+
+// loadT loads path or fails the test.
+func loadT(t *testing.T, path string, pool *compute.Pool) *Model {
+	t.Helper()
+	m, err := Load(path, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
 // TestHFDirMatchesGGUF writes each family fixture as a Hugging Face
 // directory and checks that infer.Load of it computes the GGUF file's
 // logits and greedy tokens, and reads its chat template.
@@ -327,34 +355,12 @@ func TestHFDirMatchesGGUF(t *testing.T) {
 		t.Run(arch, func(t *testing.T) {
 			path := filepath.Join("testdata", "family", arch+"-f32.gguf")
 			dir := writeHFFromGGUF(t, path, safetensors.F32, i%2 == 1)
-			want, err := Load(path, pool)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer want.Close()
-			got, err := Load(dir, pool)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer got.Close()
+			want, got := loadT(t, path, pool), loadT(t, dir, pool)
 			if got.Cfg.ModelType != want.Cfg.ModelType || got.Cfg.NormTopKProb != want.Cfg.NormTopKProb || got.Cfg.RouterOrder != want.Cfg.RouterOrder {
 				t.Fatalf("config: HF %s %v %s, GGUF %s %v %s", got.Cfg.ModelType, got.Cfg.NormTopKProb, got.Cfg.RouterOrder,
 					want.Cfg.ModelType, want.Cfg.NormTopKProb, want.Cfg.RouterOrder)
 			}
-			const steps = 16
-			wl, wt := greedyLogits(t, want, prompt, steps)
-			gl, gt := greedyLogits(t, got, prompt, steps)
-			worst := 0.0
-			for s := range wl {
-				worst = math.Max(worst, maxDiff32(gl[s], wl[s]))
-			}
-			t.Logf("%s: max logit difference %.2e over %d steps", arch, worst, steps)
-			if worst > 1e-5 {
-				t.Errorf("HF logits differ from GGUF by %.3e (limit 1e-5)", worst)
-			}
-			if fmt.Sprint(gt) != fmt.Sprint(wt) {
-				t.Errorf("greedy tokens: HF %v, GGUF %v", gt, wt)
-			}
+			checkSameGreedy(t, got, want, prompt, 16, 1e-5)
 			if want.Template != nil && (got.Template == nil || got.Template.Source() != want.Template.Source()) {
 				t.Errorf("chat template not read from tokenizer_config.json")
 			}
@@ -398,28 +404,11 @@ func TestHFDirBF16(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a, err := Load(bf, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Load(f32, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := loadT(t, bf, pool), loadT(t, f32, pool)
 	if q := a.file.Layers[0].Q.Type; q != compute.QBF16 {
 		t.Fatalf("BF16 q_proj is used as %s", q)
 	}
-	al, at := greedyLogits(t, a, []int32{5, 77, 200}, 8)
-	bl, bt := greedyLogits(t, b, []int32{5, 77, 200}, 8)
-	worst := 0.0
-	for s := range al {
-		worst = math.Max(worst, maxDiff32(al[s], bl[s]))
-	}
-	if worst > 1e-4 || fmt.Sprint(at) != fmt.Sprint(bt) {
-		t.Fatalf("BF16 vs rounded F32: logits differ by %.3e, tokens %v vs %v", worst, at, bt)
-	}
+	checkSameGreedy(t, a, b, []int32{5, 77, 200}, 8, 1e-4)
 }
 
 // TestHFDirErrors checks that a directory with a missing or misshapen
@@ -521,21 +510,7 @@ func TestHFDirOfMoeModel(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer want.Close()
-			got, err := Load(dir, pool)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer got.Close()
-			wl, wt := greedyLogits(t, want, []int32{7, 99, 150, 3}, 8)
-			gl, gt := greedyLogits(t, got, []int32{7, 99, 150, 3}, 8)
-			worst := 0.0
-			for s := range wl {
-				worst = math.Max(worst, maxDiff32(gl[s], wl[s]))
-			}
-			t.Logf("%s: max logit difference %.2e", typ, worst)
-			if worst > 1e-5 || fmt.Sprint(gt) != fmt.Sprint(wt) {
-				t.Fatalf("HF directory vs float32 weights: logits differ by %.3e, tokens %v vs %v", worst, gt, wt)
-			}
+			checkSameGreedy(t, loadT(t, dir, pool), want, []int32{7, 99, 150, 3}, 8, 1e-5)
 		})
 	}
 }
