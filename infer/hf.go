@@ -13,7 +13,7 @@ import (
 func loadHF(path string, pool *compute.Pool) (*Model, error) {
 	mm, err := safetensors.OpenMapped(path)
 	if err != nil {
-		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
+		return nil, fmt.Errorf("infer: load model: %w", err) // err names path
 	}
 	m, err := newMapped(mm, pool)
 	if err != nil {

@@ -457,11 +457,14 @@ func TestHFDirErrors(t *testing.T) {
 		{"missing", "model.safetensors", `"model.layers.1.self_attn.k_norm.weight"`, `"model.layers.1.self_attn.k_norX.weight"`, `missing tensor "model.layers.1.self_attn.k_norm.weight"`},
 		{"type", "config.json", `"qwen3_moe"`, `"qwen3_moX"`, `qwen3_moX`},
 		{"unmapped", "config.json", `"qwen3_moe"`, `"gpt_oss"`, `model_type "gpt_oss"`},
+		{"no place", "config.json", `"num_hidden_layers": 2`, `"num_hidden_layers": 1`, `"model.layers.1.input_layernorm.weight" has no place`},
+		{"dtype", "model.safetensors", `"dtype":"F32","shape":[64]`, `"dtype":"I32","shape":[64]`, `has dtype I32`},
 		{"shape", "config.json", `"moe_intermediate_size": `, `"moe_intermediate_size": 1`, `has shape`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := edit(t, c.file, c.from, c.to)
 			_, err := Load(dir, nil)
+			t.Log(err)
 			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error %v, want one line containing %q", err, c.want)
 			}
