@@ -82,18 +82,19 @@ func IsHFDir(dir string) bool {
 // with, so none are permuted (llama.cpp's converter permutes them for
 // llama and granite). Close the result to release the mappings.
 func OpenMapped(dir string) (*gguf.Mapped, error) {
-	m, err := openMapped(dir)
+	cfg, err := config.Load(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err // names config.json
+	}
+	m, err := openMapped(dir, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	return m, nil
 }
 
-func openMapped(dir string) (*gguf.Mapped, error) {
-	cfg, err := config.Load(filepath.Join(dir, "config.json"))
-	if err != nil {
-		return nil, err
-	}
+// openMapped is OpenMapped after config.json is read.
+func openMapped(dir string, cfg *config.Config) (*gguf.Mapped, error) {
 	lay, ok := hfLayouts[cfg.ModelType]
 	if !ok {
 		names := make([]string, 0, len(hfLayouts))
