@@ -368,15 +368,21 @@ func TestHFDirMatchesGGUF(t *testing.T) {
 	}
 }
 
-// TestHFDirBF16 checks the 16-bit dtypes are used in place: a BF16
-// directory computes what an F32 directory of the BF16-rounded weights
+// TestHFDir16Bit checks the 16-bit dtypes are used in place: a BF16 or
+// F16 directory computes what an F32 directory of the rounded weights
 // computes.
-func TestHFDirBF16(t *testing.T) {
+func TestHFDir16Bit(t *testing.T) {
 	pool := compute.NewPool(2)
 	defer pool.Close()
 	path := filepath.Join("testdata", "family", "qwen2moe-f32.gguf")
-	bf := writeHFFromGGUF(t, path, safetensors.BF16, false)
-	// Round through BF16 by rewriting the BF16 directory's tensors as F32.
+	for dtype, qt := range map[string]compute.QType{safetensors.BF16: compute.QBF16, safetensors.F16: compute.QF16} {
+		t.Run(dtype, func(t *testing.T) { test16Bit(t, pool, path, dtype, qt) })
+	}
+}
+
+func test16Bit(t *testing.T, pool *compute.Pool, path, dtype string, qt compute.QType) {
+	bf := writeHFFromGGUF(t, path, dtype, false)
+	// Round the weights by rewriting the directory's tensors as F32.
 	set, err := safetensors.OpenDir(bf)
 	if err != nil {
 		t.Fatal(err)
@@ -405,8 +411,8 @@ func TestHFDirBF16(t *testing.T) {
 		}
 	}
 	a, b := loadT(t, bf, pool), loadT(t, f32, pool)
-	if q := a.file.Layers[0].Q.Type; q != compute.QBF16 {
-		t.Fatalf("BF16 q_proj is used as %s", q)
+	if q := a.file.Layers[0].Q.Type; q != qt {
+		t.Fatalf("%s q_proj is used as %s", dtype, q)
 	}
 	checkSameGreedy(t, a, b, []int32{5, 77, 200}, 8, 1e-4)
 }
