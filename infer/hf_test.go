@@ -87,11 +87,21 @@ func floats(t *testing.T, ms ...gguf.Matrix) []float32 {
 	return out
 }
 
+// hfWrite is how writeHFFromGGUF lays a directory out.
+type hfWrite struct {
+	dtype string
+	// shard splits the tensors in two files with an index; fused stacks
+	// the experts as mlp.experts.gate_up_proj [E, 2ff, d] and
+	// mlp.experts.down_proj [E, d, ff], as newer transformers save Qwen's.
+	shard, fused bool
+}
+
 // writeHFFromGGUF writes the GGUF model at path as a Hugging Face
-// directory of dtype (sharded in two files when shard), and returns it.
-// The matrices are taken as gguf.OpenModel returns them: q and k rows are
-// already in rotate-half order, which is Hugging Face's.
-func writeHFFromGGUF(t *testing.T, path, dtype string, shard bool) string {
+// directory laid out as w says, and returns it. The matrices are taken as
+// gguf.OpenModel returns them, but for q and k of the families whose rows
+// llama.cpp's converter permutes: those are un-permuted from the raw file
+// here, and checked equal to OpenModel's.
+func writeHFFromGGUF(t *testing.T, path string, w hfWrite) string {
 	t.Helper()
 	mm, err := gguf.OpenModel(path)
 	if err != nil {
@@ -114,7 +124,7 @@ func writeHFFromGGUF(t *testing.T, path, dtype string, shard bool) string {
 	}
 	var ts []safetensors.Tensor
 	add := func(name string, v []float32, shape ...int64) {
-		ts = append(ts, safetensors.Tensor{Name: name, DType: dtype, Shape: shape, Data: v})
+		ts = append(ts, safetensors.Tensor{Name: name, DType: w.dtype, Shape: shape, Data: v})
 	}
 	mat := func(name string, m gguf.Matrix) { add(name, floats(t, m), int64(m.Rows), int64(m.Cols)) }
 	add("model.embed_tokens.weight", floats(t, mm.Embed), int64(cfg.VocabSize), d)
@@ -147,14 +157,19 @@ func writeHFFromGGUF(t *testing.T, path, dtype string, shard bool) string {
 		}
 		mat(p+names.router, L.Router)
 		E, fe := int64(len(L.Experts)), int64(L.Experts[0].Gate.Rows)
-		if names.stacked {
+		if names.stacked || w.fused {
 			var gu, dn []float32
 			for _, x := range L.Experts {
 				gu = append(gu, floats(t, x.Gate, x.Up)...)
 				dn = append(dn, floats(t, x.Down)...)
 			}
-			add(p+"block_sparse_moe.input_linear.weight", gu, E, 2*fe, d)
-			add(p+"block_sparse_moe.output_linear.weight", dn, E, d, fe)
+			if w.fused {
+				add(p+"mlp.experts.gate_up_proj", gu, E, 2*fe, d)
+				add(p+"mlp.experts.down_proj", dn, E, d, fe)
+			} else {
+				add(p+"block_sparse_moe.input_linear.weight", gu, E, 2*fe, d)
+				add(p+"block_sparse_moe.output_linear.weight", dn, E, d, fe)
+			}
 		} else {
 			for e, x := range L.Experts {
 				q := p + fmt.Sprintf(names.expert, e)
@@ -194,7 +209,7 @@ func writeHFFromGGUF(t *testing.T, path, dtype string, shard bool) string {
 			t.Fatal(err)
 		}
 	}
-	if shard {
+	if w.shard {
 		half := len(ts) / 2
 		wm := map[string]string{}
 		for i, part := range [][]safetensors.Tensor{ts[:half], ts[half:]} {
@@ -354,7 +369,7 @@ func TestHFDirMatchesGGUF(t *testing.T) {
 	for i, arch := range familyFixtures {
 		t.Run(arch, func(t *testing.T) {
 			path := filepath.Join("testdata", "family", arch+"-f32.gguf")
-			dir := writeHFFromGGUF(t, path, safetensors.F32, i%2 == 1)
+			dir := writeHFFromGGUF(t, path, hfWrite{dtype: safetensors.F32, shard: i%2 == 1})
 			want, got := loadT(t, path, pool), loadT(t, dir, pool)
 			if got.Cfg.ModelType != want.Cfg.ModelType || got.Cfg.NormTopKProb != want.Cfg.NormTopKProb || got.Cfg.RouterOrder != want.Cfg.RouterOrder {
 				t.Fatalf("config: HF %s %v %s, GGUF %s %v %s", got.Cfg.ModelType, got.Cfg.NormTopKProb, got.Cfg.RouterOrder,
@@ -364,6 +379,20 @@ func TestHFDirMatchesGGUF(t *testing.T) {
 			if want.Template != nil && (got.Template == nil || got.Template.Source() != want.Template.Source()) {
 				t.Errorf("chat template not read from tokenizer_config.json")
 			}
+		})
+	}
+}
+
+// TestHFDirFusedExperts checks Qwen's experts saved fused
+// (mlp.experts.gate_up_proj, mlp.experts.down_proj) give the GGUF logits.
+func TestHFDirFusedExperts(t *testing.T) {
+	pool := compute.NewPool(2)
+	defer pool.Close()
+	for _, arch := range []string{"qwen3moe", "qwen2moe"} {
+		t.Run(arch, func(t *testing.T) {
+			path := filepath.Join("testdata", "family", arch+"-f32.gguf")
+			dir := writeHFFromGGUF(t, path, hfWrite{dtype: safetensors.F32, fused: true})
+			checkSameGreedy(t, loadT(t, dir, pool), loadT(t, path, pool), []int32{9, 40, 121}, 8, 1e-5)
 		})
 	}
 }
@@ -381,7 +410,7 @@ func TestHFDir16Bit(t *testing.T) {
 }
 
 func test16Bit(t *testing.T, pool *compute.Pool, path, dtype string, qt compute.QType) {
-	bf := writeHFFromGGUF(t, path, dtype, false)
+	bf := writeHFFromGGUF(t, path, hfWrite{dtype: dtype})
 	// Round the weights by rewriting the directory's tensors as F32.
 	set, err := safetensors.OpenDir(bf)
 	if err != nil {
@@ -422,7 +451,7 @@ func test16Bit(t *testing.T, pool *compute.Pool, path, dtype string, qt compute.
 // naming it.
 func TestHFDirErrors(t *testing.T) {
 	path := filepath.Join("testdata", "family", "qwen3moe-f32.gguf")
-	src := writeHFFromGGUF(t, path, safetensors.F32, false)
+	src := writeHFFromGGUF(t, path, hfWrite{dtype: safetensors.F32})
 	copyDir := func(t *testing.T) string {
 		dir := t.TempDir()
 		ents, err := os.ReadDir(src)

@@ -22,9 +22,11 @@ type hfLayout struct {
 	// router is the router's weight (experts × hidden).
 	router string
 	// expert is the prefix of expert e's own tensors gate, up and down (a
-	// format taking e); "" when the experts are stacked in gateUp and downs
-	// instead: [E, 2·width, hidden] (gate rows, then up rows) and [E,
-	// hidden, width].
+	// format taking e); "" when the experts are always stacked in gateUp
+	// and downs: [E, 2·width, hidden] (gate rows, then up rows) and [E,
+	// hidden, width], each with or without a ".weight" suffix. A layout
+	// with both reads the stacked form when the directory has it (newer
+	// transformers save Qwen's experts fused).
 	expert, gate, up, down string
 	gateUp, downs          string
 	// shared is the prefix of the shared expert's gate_proj, up_proj and
@@ -38,18 +40,23 @@ var (
 	// mixtralLayout is Mixtral's block_sparse_moe (w1 gate, w3 up, w2 down).
 	mixtralLayout = hfLayout{router: "block_sparse_moe.gate.weight", expert: "block_sparse_moe.experts.%d.",
 		gate: "w1.weight", up: "w3.weight", down: "w2.weight"}
-	// qwenLayout is the mlp.experts layout of qwen3_moe and olmoe.
+	// qwenLayout is the mlp.experts layout of qwen3_moe (and olmoe, which
+	// has no fused form).
 	qwenLayout = hfLayout{router: "mlp.gate.weight", expert: "mlp.experts.%d.",
-		gate: "gate_proj.weight", up: "up_proj.weight", down: "down_proj.weight"}
+		gate: "gate_proj.weight", up: "up_proj.weight", down: "down_proj.weight",
+		gateUp: "mlp.experts.gate_up_proj", downs: "mlp.experts.down_proj"}
+	olmoeLayout = hfLayout{router: qwenLayout.router, expert: qwenLayout.expert,
+		gate: qwenLayout.gate, up: qwenLayout.up, down: qwenLayout.down}
 	// hfLayouts are the model types OpenMapped reads.
 	hfLayouts = map[string]hfLayout{
 		config.TypeLlama:    mixtralLayout,
 		config.TypeMistral:  mixtralLayout,
 		config.TypeMixtral:  mixtralLayout,
 		config.TypeQwen3MoE: qwenLayout,
-		config.TypeOLMoE:    qwenLayout,
+		config.TypeOLMoE:    olmoeLayout,
 		config.TypeQwen2MoE: {router: qwenLayout.router, expert: qwenLayout.expert, gate: qwenLayout.gate, up: qwenLayout.up,
-			down: qwenLayout.down, shared: "mlp.shared_expert.", sharedGate: "mlp.shared_expert_gate.weight"},
+			down: qwenLayout.down, gateUp: qwenLayout.gateUp, downs: qwenLayout.downs,
+			shared: "mlp.shared_expert.", sharedGate: "mlp.shared_expert_gate.weight"},
 		config.TypeGraniteMoE: {router: "block_sparse_moe.router.layer.weight", gateUp: "block_sparse_moe.input_linear.weight",
 			downs: "block_sparse_moe.output_linear.weight", sharedGateUp: "shared_mlp.input_linear.weight", sharedDown: "shared_mlp.output_linear.weight"},
 	}
@@ -177,6 +184,20 @@ func (h *hfMapper) tensor(name string, shape ...int64) ([]byte, compute.QType, i
 	}
 	h.used[name] = true
 	return data[info.Begin:info.End:info.End], t, h.regions[f], nil
+}
+
+// has reports whether the directory has tensor name.
+func (h *hfMapper) has(name string) bool {
+	_, ok := h.set.Info(name)
+	return ok
+}
+
+// resolve returns name, or name.weight when only that exists.
+func (h *hfMapper) resolve(name string) string {
+	if !h.has(name) && h.has(name+".weight") {
+		return name + ".weight"
+	}
+	return name
 }
 
 // parts reads tensor name of shape [n, sum(rows), cols] (without the n
@@ -345,8 +366,8 @@ func (h *hfMapper) fillFFN(L *gguf.LayerMatrices, cfg *config.Config, lay hfLayo
 	if L.Router, err = h.mat(p+lay.router, E, d); err != nil {
 		return err
 	}
-	if lay.expert == "" {
-		if L.Experts, err = h.stacked(p+lay.gateUp, p+lay.downs, E, fe, d); err != nil {
+	if gu := h.resolve(p + lay.gateUp); lay.expert == "" || lay.gateUp != "" && h.has(gu) {
+		if L.Experts, err = h.stacked(gu, h.resolve(p+lay.downs), E, fe, d); err != nil {
 			return err
 		}
 	} else {
