@@ -93,7 +93,7 @@ type benchGenerateOptions struct {
 func parseBenchGenerate(args []string, stderr io.Writer) (*benchGenerateOptions, error) {
 	var o benchGenerateOptions
 	fs := newFlagSet("bench generate", "--model MODEL [--draft MODEL|ngram ...] [--prompt-tokens N] [--gen-tokens N] [--threads T] --json", stderr)
-	fs.StringVar(&o.modelPath, "model", "", "model: a run directory or a .gguf file")
+	fs.StringVar(&o.modelPath, "model", "", "model: a run directory, a .gguf file or a Hugging Face directory")
 	fs.StringVar(&o.cfgName, "config", "", "instead of --model: a config path or preset, with random weights")
 	fs.Var(&o.draftPaths, "draft", "draft for speculative decoding: a model sharing the tokenizer, or ngram for prompt lookup (repeatable: each is measured)")
 	fs.StringVar(&o.draftCfg, "draft-config", "", "instead of --draft: a config path or preset, with random weights")

@@ -22,7 +22,7 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("chat", "--model MODEL [--system TEXT] [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--draft MODEL|ngram]", stderr)
-	modelPath := fs.String("model", "", "model: a run directory or a .gguf file")
+	modelPath := fs.String("model", "", "model: a run directory, a .gguf file or a Hugging Face directory")
 	system := fs.String("system", "", "system message that opens the conversation")
 	maxTokens := fs.Int("max-tokens", 256, "most tokens per reply")
 	temp := fs.Float64("temperature", 0.7, "sampling temperature; 0 = greedy")

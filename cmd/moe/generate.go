@@ -82,7 +82,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlagSet("generate", "--model MODEL --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--draft MODEL|ngram --draft-tokens K] [--stop TEXT] [--ignore-eos] [--json]\n\n"+
 		"Generation ends at --max-tokens, at a --stop string, or at an end-of-generation token\n"+
 		"(<|endoftext|> or the chat end-of-turn <|end|>; --ignore-eos keeps going).", stderr)
-	modelPath := fs.String("model", "", "model: a run directory or a .gguf file")
+	modelPath := fs.String("model", "", "model: a run directory, a .gguf file or a Hugging Face directory")
 	prompt := fs.String("prompt", "", "prompt text")
 	maxTokens := fs.Int("max-tokens", 256, "most tokens to generate")
 	temp := fs.Float64("temperature", 0, "sampling temperature; 0 = greedy (deterministic)")

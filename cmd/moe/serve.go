@@ -20,7 +20,7 @@ import (
 // runServe implements `moe serve`.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "--model MODEL [--draft MODEL|ngram] [--addr 127.0.0.1:8080] [--api-key KEY] [--parallel N]", stderr)
-	modelPath := fs.String("model", "", "model: a run directory or a .gguf file")
+	modelPath := fs.String("model", "", "model: a run directory, a .gguf file or a Hugging Face directory")
 	draftPath := fs.String("draft", "", "speculative decoding: a draft model sharing the tokenizer, or ngram for prompt lookup (no model)")
 	draftTokens := fs.Int("draft-tokens", 4, "tokens the draft first proposes per step (adapted per batch size, down to plain steps when speculation does not pay)")
 	specMax := fs.Int("spec-max-batch", 4, "speculate only while at most this many sequences are running")
