@@ -1,6 +1,8 @@
 // Package safetensors reads and writes Hugging Face safetensors files and
 // maps Hugging Face llama / mistral / mixtral (and qwen-style MoE) checkpoints
-// to and from moe's model.Weights.
+// to and from moe's model.Weights; OpenMapped maps a Hugging Face directory
+// of the MoE families (mixtral, qwen2_moe, qwen3_moe, olmoe, granitemoe)
+// for inference, its weights used in place.
 //
 // A safetensors file is an 8-byte little-endian header length N, N bytes of
 // JSON mapping each tensor name to {"dtype", "shape", "data_offsets": [begin,
