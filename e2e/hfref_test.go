@@ -13,7 +13,8 @@ import (
 	"testing"
 )
 
-// This file checks `moe import` of Hugging Face safetensors against an
+// This file checks `moe import` of Hugging Face safetensors, and running
+// the directory in place (`generate --model DIR`), against an
 // independent float64 forward pass written from the HF modelling code
 // (LlamaForCausalLM / MixtralForCausalLM: RMSNorm, rotate_half RoPE, grouped
 // KV heads, SwiGLU, softmax → top-k → renormalised routing), sharing nothing
@@ -384,10 +385,27 @@ func TestImportHuggingFaceMatchesReference(t *testing.T) {
 		for _, r := range want.String() {
 			valid.WriteRune(r)
 		}
-		if got["text"] != valid.String() {
-			t.Errorf("%s: moe generates %q, the float64 HF reference %q (ids %v, smallest logit gap %.4f)", c.name, got["text"], want.String(), ids, gap)
-		} else {
-			t.Logf("%s: %d tokens identical to the HF reference (smallest logit gap %.4f)", c.name, len(ids), gap)
+		// The directory itself runs in place (safetensors.OpenMapped) once
+		// it has the tokenizer.
+		for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+			data, err := os.ReadFile(filepath.Join(hfTok, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(src, f), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		direct := generate(t, "--model", src, "--prompt", "Q", "--max-tokens", "12", "--temperature", "0")
+		for _, r := range []struct {
+			how  string
+			text any
+		}{{"imported", got["text"]}, {"in place", direct["text"]}} {
+			if r.text != valid.String() {
+				t.Errorf("%s %s: moe generates %q, the float64 HF reference %q (ids %v, smallest logit gap %.4f)", c.name, r.how, r.text, want.String(), ids, gap)
+			} else {
+				t.Logf("%s %s: %d tokens identical to the HF reference (smallest logit gap %.4f)", c.name, r.how, len(ids), gap)
+			}
 		}
 	}
 }
