@@ -153,7 +153,7 @@ func (m *Model) attentionBackward(l int) {
 			lse := la.attLSE[(b*nh+h)*T : (b*nh+h+1)*T]
 			for r0 := 0; r0 < T; r0 += m.attnBlock {
 				r1 := min(T, r0+m.attnBlock)
-				m.attnGemm(m.pool, false, true, r1-r0, r1, hd, scale, q[r0*qkvdim:], qkvdim, k, qkvdim, 0, P[r0*T:], T)
+				m.attnGemm(false, true, r1-r0, r1, hd, scale, q[r0*qkvdim:], qkvdim, k, qkvdim, 0, P[r0*T:], T)
 			}
 			for t := 0; t < T; t++ {
 				lo := WindowStart(t, win)
@@ -165,12 +165,12 @@ func (m *Model) attentionBackward(l int) {
 			// dP = dO·Vᵀ (lower triangle by row blocks).
 			for r0 := 0; r0 < T; r0 += m.attnBlock {
 				r1 := min(T, r0+m.attnBlock)
-				m.attnGemm(m.pool, false, true, r1-r0, r1, hd, 1, do[r0*qdim:], qdim, v, qkvdim, 0, dP[r0*T:], T)
+				m.attnGemm(false, true, r1-r0, r1, hd, 1, do[r0*qdim:], qdim, v, qkvdim, 0, dP[r0*T:], T)
 			}
 			// dV += Pᵀ·dO: rows [c0,c1) of dV see rows i ≥ c0 of P.
 			for c0 := 0; c0 < T; c0 += m.attnBlock {
 				c1 := min(T, c0+m.attnBlock)
-				m.attnGemm(m.pool, true, false, c1-c0, hd, T-c0, 1, P[c0*T+c0:], T, do[c0*qdim:], qdim, 1, dv[c0*qkvdim:], qkvdim)
+				m.attnGemm(true, false, c1-c0, hd, T-c0, 1, P[c0*T+c0:], T, do[c0*qdim:], qdim, 1, dv[c0*qkvdim:], qkvdim)
 			}
 			// dS = softmax backward, times the score scale.
 			for t := 0; t < T; t++ {
@@ -183,11 +183,11 @@ func (m *Model) attentionBackward(l int) {
 			// dQ = dS·K; dK += dSᵀ·Q.
 			for r0 := 0; r0 < T; r0 += m.attnBlock {
 				r1 := min(T, r0+m.attnBlock)
-				m.attnGemm(m.pool, false, false, r1-r0, hd, r1, 1, dP[r0*T:], T, k, qkvdim, 0, dq[r0*qkvdim:], qkvdim)
+				m.attnGemm(false, false, r1-r0, hd, r1, 1, dP[r0*T:], T, k, qkvdim, 0, dq[r0*qkvdim:], qkvdim)
 			}
 			for c0 := 0; c0 < T; c0 += m.attnBlock {
 				c1 := min(T, c0+m.attnBlock)
-				m.attnGemm(m.pool, true, false, c1-c0, hd, T-c0, 1, dP[c0*T+c0:], T, q[c0*qkvdim:], qkvdim, 1, dk[c0*qkvdim:], qkvdim)
+				m.attnGemm(true, false, c1-c0, hd, T-c0, 1, dP[c0*T+c0:], T, q[c0*qkvdim:], qkvdim, 1, dk[c0*qkvdim:], qkvdim)
 			}
 		}
 	})

@@ -171,7 +171,7 @@ func (m *Model) attentionForward(l int) {
 		out := la.ao[b*T*qdim+h*hd:]
 		for r0 := 0; r0 < T; r0 += m.attnBlock {
 			r1 := min(T, r0+m.attnBlock)
-			m.attnGemm(m.pool, false, true, r1-r0, r1, hd, scale, q[r0*qkvdim:], qkvdim, k, qkvdim, 0, P[r0*T:], T)
+			m.attnGemm(false, true, r1-r0, r1, hd, scale, q[r0*qkvdim:], qkvdim, k, qkvdim, 0, P[r0*T:], T)
 		}
 		for t := 0; t < T; t++ {
 			row := P[t*T : (t+1)*T]
@@ -182,7 +182,7 @@ func (m *Model) attentionForward(l int) {
 		}
 		for r0 := 0; r0 < T; r0 += m.attnBlock {
 			r1 := min(T, r0+m.attnBlock)
-			m.attnGemm(m.pool, false, false, r1-r0, hd, r1, 1, P[r0*T:], T, v, qkvdim, 0, out[r0*qdim:], qdim)
+			m.attnGemm(false, false, r1-r0, hd, r1, 1, P[r0*T:], T, v, qkvdim, 0, out[r0*qdim:], qdim)
 		}
 	})
 	copy(la.mid, x)

@@ -53,9 +53,10 @@ func (m *Model) SetPrecision(p Precision) { m.precision = p }
 func (m *Model) Precision() Precision { return m.precision }
 
 // attnGemm is the float32 compute.Gemm of the attention score and value
-// products, whatever the precision (see BF16).
-func (m *Model) attnGemm(p *compute.Pool, transA, transB bool, rows, cols, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	compute.Gemm(p, transA, transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
+// products, whatever the precision (see BF16). Each runs on one thread:
+// the callers already spread the (sequence, head) jobs over the pool.
+func (m *Model) attnGemm(transA, transB bool, rows, cols, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	compute.Gemm(m.pool.Serial(), transA, transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // gemm is compute.Gemm in the model's precision.
