@@ -203,8 +203,7 @@ func convertRows(ks *mixedKernels, a []float32, lda int, i0, rows, l0, kc int, d
 // packATransMixed packs rows [i0, i0+rows) × depth [l0, l0+kc) of op(A) =
 // Aᵀ (A stored k×m) into mixedMR-row panels of depth pairs:
 // dst[panel*kp*MR + q*MR + i] holds depths l0+2q and l0+2q+1 of row i
-// (zero past kc and past rows). Each pair of stored rows is converted in
-// one run across all the panels.
+// (zero past kc and past rows).
 func packATransMixed(ks *mixedKernels, a []float32, lda int, i0, rows, l0, kc int, dst []uint32) {
 	kp := (kc + 1) / 2
 	if ks.packATrans != nil && rows >= mixedMR {
@@ -228,31 +227,23 @@ func packATransMixed(ks *mixedKernels, a []float32, lda int, i0, rows, l0, kc in
 		}
 		i0, rows, dst = i0+full*mixedMR, rows-full*mixedMR, dst[full*kp*mixedMR:]
 	}
+	// Panel by panel (the ragged last one, or all of them on the portable
+	// path), each depth pair of its rows converted straight into place.
 	np := (rows + mixedMR - 1) / mixedMR
-	// tmp holds one depth pair of all the rows, zero-padded to whole
-	// panels (the padding is never written), so each panel's share moves
-	// as one fixed-size array copy rather than a memmove call.
-	var stack [22 * mixedMR]uint32
-	tmp := stack[:0]
-	if np*mixedMR <= len(stack) {
-		tmp = stack[:np*mixedMR]
-	} else {
-		tmp = make([]uint32, np*mixedMR)
-	}
-	clear(tmp[rows:])
-	for q := 0; q < kp; q++ {
-		l := l0 + 2*q
-		x := a[l*lda+i0 : l*lda+i0+rows]
-		if 2*q+1 < kc {
-			ks.cvtPairs(x, a[(l+1)*lda+i0:(l+1)*lda+i0+rows], tmp[:rows])
-		} else {
-			for i, v := range x {
-				tmp[i] = bf16DAZBits(v)
+	for pi := 0; pi < np; pi++ {
+		col, r := i0+pi*mixedMR, min(mixedMR, rows-pi*mixedMR)
+		for q := 0; q < kp; q++ {
+			l := l0 + 2*q
+			d := dst[pi*kp*mixedMR+q*mixedMR : pi*kp*mixedMR+(q+1)*mixedMR]
+			x := a[l*lda+col : l*lda+col+r]
+			if 2*q+1 < kc {
+				ks.cvtPairs(x, a[(l+1)*lda+col:(l+1)*lda+col+r], d[:r])
+			} else {
+				for i, v := range x {
+					d[i] = bf16DAZBits(v)
+				}
 			}
-		}
-		for pi := 0; pi < np; pi++ {
-			off := pi*kp*mixedMR + q*mixedMR
-			*(*[mixedMR]uint32)(dst[off : off+mixedMR]) = *(*[mixedMR]uint32)(tmp[pi*mixedMR : (pi+1)*mixedMR])
+			clear(d[r:])
 		}
 	}
 }
