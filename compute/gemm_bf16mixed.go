@@ -348,64 +348,116 @@ func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alph
 		scratch, sbuf = u32Buf(p, min((ncMax+nr-1)/nr, 8*threads)*kpMax*nr)
 		defer p.putBuf(sbuf)
 	}
-	for jc := 0; jc < n; jc += gemmNC {
-		nc := min(gemmNC, n-jc)
-		npb := (nc + nr - 1) / nr
-		for pc := 0; pc < k; pc += kcMax {
-			kc := min(kcMax, k-pc)
-			kp := (kc + 1) / 2
-			add := beta != 0 || pc > 0
-			chunk := max(1, npb/(4*threads))
-			tasks := (npb + chunk - 1) / chunk
-			p.Run(tasks, func(t int) {
-				var sc []uint32
-				if transB {
-					sc = scratch[t*kpMax*nr : (t+1)*kpMax*nr]
-				}
-				for jp := t * chunk; jp < min(npb, (t+1)*chunk); jp++ {
-					packBMixed(ks, transB, b, ldb, jc+jp*nr, min(nr, nc-jp*nr), pc, kc, bpack[jp*kp*nr:], sc)
-				}
-			})
-			for ic := 0; ic < m; ic += gemmMC {
-				mc := min(gemmMC, m-ic)
-				npa := (mc + mr - 1) / mr
-				achunk := max(1, npa/(4*threads))
-				p.Run((npa+achunk-1)/achunk, func(t int) {
-					lo := t * achunk * mr
-					hi := min(mc, (t+1)*achunk*mr)
-					if transA {
-						packATransMixed(ks, a, lda, ic+lo, hi-lo, pc, kc, apack[lo*kp:])
-						return
-					}
-					convertRows(ks, a, lda, ic+lo, hi-lo, pc, kc, arows[lo*kp:])
-					if hi == mc && mc%mr != 0 {
-						last := (npa - 1) * mr
-						panelFromRows(arows[last*kp:], kp, kp, mc-last, apack[last*kp:])
-					}
-				})
-				rowsPer, colsPer, rowTasks, colTasks := tileTasks(npa, npb, mr, nr, threads)
-				p.Run(rowTasks*colTasks, func(t int) {
-					ct, rt := t/rowTasks, t%rowTasks
-					var tmp []float32
-					for ip := rt * rowsPer; ip < min(npa, (rt+1)*rowsPer); ip++ {
-						ap := apack[ip*kp*mr : (ip+1)*kp*mr]
-						i0 := ic + ip*mr
-						rows := min(mr, m-i0)
-						var ar []uint32 // A's pair rows in place (full panel)
-						if !transA && rows == mr {
-							ar = arows[ip*mr*kp : (ip+1)*mr*kp]
-						}
-						micro := func(c []float32, ldc int, add bool, bp []uint32) {
-							if ar != nil {
-								ks.microRows(kp, ar, kp, bp, c, ldc, alpha, add)
-							} else {
-								ks.micro(kp, ap, bp, c, ldc, alpha, add)
-							}
-						}
-						sweepPanels(bpack, kp*nr, ct*colsPer, min(npb, (ct+1)*colsPer), jc, n, i0, rows, mr, nr, c, ldc, add, &tmp, micro)
-					}
-				})
+	// The block loops fill in one mixedCall whose methods are the tasks
+	// (one allocation per product, not closures per block).
+	s := &mixedCall{ks: ks, transA: transA, transB: transB, m: m, n: n, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+		c: c, ldc: ldc, bpack: bpack, apack: apack, arows: arows, scratch: scratch, kpMax: kpMax}
+	for s.jc = 0; s.jc < n; s.jc += gemmNC {
+		s.nc = min(gemmNC, n-s.jc)
+		s.npb = (s.nc + nr - 1) / nr
+		for s.pc = 0; s.pc < k; s.pc += kcMax {
+			s.kc = min(kcMax, k-s.pc)
+			s.kp = (s.kc + 1) / 2
+			s.add = beta != 0 || s.pc > 0
+			s.chunk = max(1, s.npb/(4*threads))
+			s.run(p, (s.npb+s.chunk-1)/s.chunk, (*mixedCall).packBTask)
+			for s.ic = 0; s.ic < m; s.ic += gemmMC {
+				s.mc = min(gemmMC, m-s.ic)
+				s.npa = (s.mc + mr - 1) / mr
+				s.achunk = max(1, s.npa/(4*threads))
+				s.run(p, (s.npa+s.achunk-1)/s.achunk, (*mixedCall).packATask)
+				var colTasks int
+				s.rowsPer, s.colsPer, s.rowTasks, colTasks = tileTasks(s.npa, s.npb, mr, nr, threads)
+				s.run(p, s.rowTasks*colTasks, (*mixedCall).tileTask)
 			}
 		}
+	}
+}
+
+// mixedCall is one gemmMixed product: its operands and scratch, and the
+// block (jc, pc, ic) its loops are at, which the task methods work on.
+type mixedCall struct {
+	ks                  *mixedKernels
+	transA, transB      bool
+	m, n                int
+	alpha               float32
+	a, b, c             []float32
+	lda, ldb, ldc       int
+	bpack, apack, arows []uint32
+	scratch             []uint32
+	kpMax               int
+	jc, nc, npb         int // column block
+	pc, kc, kp          int // depth block
+	add                 bool
+	chunk               int // B panels per packing task
+	ic, mc, npa, achunk int // row block, its A panels, A panels per packing task
+	rowsPer, colsPer    int // tile task shape
+	rowTasks            int
+}
+
+// run calls f(s, t) for t < tasks over p (in order on the caller for a
+// one-thread pool, with no closure to allocate).
+func (s *mixedCall) run(p *Pool, tasks int, f func(*mixedCall, int)) {
+	if p.Threads() == 1 {
+		for t := 0; t < tasks; t++ {
+			f(s, t)
+		}
+		return
+	}
+	p.Run(tasks, func(t int) { f(s, t) })
+}
+
+// packBTask packs task t's B panels of the block.
+func (s *mixedCall) packBTask(t int) {
+	const nr = mixedNR
+	var sc []uint32
+	if s.transB {
+		sc = s.scratch[t*s.kpMax*nr : (t+1)*s.kpMax*nr]
+	}
+	for jp := t * s.chunk; jp < min(s.npb, (t+1)*s.chunk); jp++ {
+		packBMixed(s.ks, s.transB, s.b, s.ldb, s.jc+jp*nr, min(nr, s.nc-jp*nr), s.pc, s.kc, s.bpack[jp*s.kp*nr:], sc)
+	}
+}
+
+// packATask converts (untransposed) or packs (transposed) task t's rows of
+// A for the block.
+func (s *mixedCall) packATask(t int) {
+	const mr = mixedMR
+	lo := t * s.achunk * mr
+	hi := min(s.mc, (t+1)*s.achunk*mr)
+	kp := s.kp
+	if s.transA {
+		packATransMixed(s.ks, s.a, s.lda, s.ic+lo, hi-lo, s.pc, s.kc, s.apack[lo*kp:])
+		return
+	}
+	convertRows(s.ks, s.a, s.lda, s.ic+lo, hi-lo, s.pc, s.kc, s.arows[lo*kp:])
+	if hi == s.mc && s.mc%mr != 0 {
+		last := (s.npa - 1) * mr
+		panelFromRows(s.arows[last*kp:], kp, kp, s.mc-last, s.apack[last*kp:])
+	}
+}
+
+// tileTask computes task t's tiles of C for the block.
+func (s *mixedCall) tileTask(t int) {
+	const mr, nr = mixedMR, mixedNR
+	ct, rt := t/s.rowTasks, t%s.rowTasks
+	var tmp []float32 // an edge tile, allocated on first use
+	kp, ks, alpha := s.kp, s.ks, s.alpha
+	for ip := rt * s.rowsPer; ip < min(s.npa, (rt+1)*s.rowsPer); ip++ {
+		ap := s.apack[ip*kp*mr : (ip+1)*kp*mr]
+		i0 := s.ic + ip*mr
+		rows := min(mr, s.m-i0)
+		var ar []uint32 // A's pair rows in place (full panel)
+		if !s.transA && rows == mr {
+			ar = s.arows[ip*mr*kp : (ip+1)*mr*kp]
+		}
+		micro := func(c []float32, ldc int, add bool, bp []uint32) {
+			if ar != nil {
+				ks.microRows(kp, ar, kp, bp, c, ldc, alpha, add)
+			} else {
+				ks.micro(kp, ap, bp, c, ldc, alpha, add)
+			}
+		}
+		sweepPanels(s.bpack, kp*nr, ct*s.colsPer, min(s.npb, (ct+1)*s.colsPer), s.jc, s.n, i0, rows, mr, nr, s.c, s.ldc, s.add, &tmp, micro)
 	}
 }
