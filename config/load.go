@@ -26,6 +26,11 @@ const (
 	// TypeGraniteMoE is IBM's Granite MoE (GraniteMoeForCausalLM).
 	TypeGraniteMoE = "granitemoe"
 	TypeGPTOSS     = "gpt_oss"
+	// TypeDeepseekV2 and TypeDeepseekV3 are DeepSeek-V2 (Lite) and V3
+	// (Moonlight): multi-head latent attention, shared experts, dense
+	// leading layers; V3 routes by sigmoid scores with selection biases.
+	TypeDeepseekV2 = "deepseek_v2"
+	TypeDeepseekV3 = "deepseek_v3"
 	// TypeGPT3 is the GPT-3 family: learned positions, LayerNorm, biases,
 	// a two-matrix GELU MLP. It reads llama-style or GPT-2-style field names.
 	TypeGPT3 = "gpt3"
@@ -33,7 +38,8 @@ const (
 
 // ModelTypes returns the model_type values Load accepts, sorted.
 func ModelTypes() []string {
-	t := []string{TypeLlama, TypeMistral, TypeMixtral, TypeQwen2MoE, TypeQwen3MoE, TypeOLMoE, TypeGraniteMoE, TypeGPTOSS, TypeGPT3}
+	t := []string{TypeLlama, TypeMistral, TypeMixtral, TypeQwen2MoE, TypeQwen3MoE, TypeOLMoE, TypeGraniteMoE, TypeGPTOSS, TypeGPT3,
+		TypeDeepseekV2, TypeDeepseekV3}
 	sort.Strings(t)
 	return t
 }

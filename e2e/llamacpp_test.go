@@ -66,7 +66,7 @@ func TestGGUFRunsInLlamaCpp(t *testing.T) {
 func TestFamiliesGenerate(t *testing.T) {
 	bin := llamaSimple()
 	const prompt = "Hello the world"
-	for _, arch := range []string{"qwen3moe", "olmoe", "qwen2moe", "granitemoe"} {
+	for _, arch := range []string{"qwen3moe", "olmoe", "qwen2moe", "granitemoe", "deepseek2", "deepseek2v3", "deepseek2kvb"} {
 		for _, typ := range []string{"f32", "q8_0"} {
 			g, err := filepath.Abs(filepath.Join("..", "infer", "testdata", "family", arch+"-"+typ+".gguf"))
 			if err != nil {

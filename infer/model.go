@@ -92,6 +92,9 @@ func supported(cfg *config.Config, fromFile bool) error {
 		c = cfg.Clone()
 		c.QKNorm, c.QKNormPerHead, c.QKVBias, c.SharedExpertGate = false, false, false, false
 		c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling = 0, 0, 0, 0
+		// Latent attention and dense leading layers (deepseek2).
+		c.HeadDim = cfg.HeadDimension()
+		c.KVLoraRank, c.QLoraRank, c.MLPOnlyLayers = 0, 0, nil
 	}
 	if err := model.Supported(c); err != nil {
 		return err
@@ -184,13 +187,17 @@ func newMapped(mm *gguf.Mapped, pool *compute.Pool) (*Model, error) {
 	for l := range mm.Layers {
 		L, X := &m.layers[l], &mm.Layers[l]
 		L.attnNorm, L.ffnNorm = X.AttnNorm, X.FFNNorm
-		L.qkv = fuseMatrices(X.Q, X.K, X.V)
-		L.qNorm, L.kNorm, L.shGate = X.QNorm, X.KNorm, X.SharedGateInp
+		if X.MLA != nil {
+			L.mla = newMLAWeights(X.MLA)
+		} else {
+			L.qkv = fuseMatrices(X.Q, X.K, X.V)
+		}
+		L.qNorm, L.kNorm, L.shGate, L.scoreBias = X.QNorm, X.KNorm, X.SharedGateInp, X.ScoreBias
 		if X.QBias != nil {
 			L.qkvBias = slices.Concat(X.QBias, X.KBias, X.VBias)
 		}
 		L.o = matrixLinear(X.O)
-		if !cfg.IsMoE() {
+		if !cfg.LayerIsMoE(l) {
 			L.ffn = ffn(X.FFN)
 			continue
 		}

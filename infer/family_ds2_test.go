@@ -1,0 +1,348 @@
+package infer
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+
+	"github.com/moe-llm/moe/compute"
+)
+
+// deepseek2Fixtures are make_family.py's deepseek2 files: V2-Lite style
+// (direct queries, softmax routing, YaRN), V3 style (q LoRA, sigmoid
+// scores with selection bias, expert groups, renormalised and scaled
+// weights) and the older single attn_kv_b layout.
+var deepseek2Fixtures = []string{"deepseek2-f32", "deepseek2-q8_0", "deepseek2v3-f32", "deepseek2v3-q8_0", "deepseek2kvb-f32", "deepseek2kvb-q8_0"}
+
+// ds2Ref is an independent float64 forward pass of a deepseek2 file,
+// written from llama.cpp's graph (src/models/deepseek2.cpp, build_moe_ffn,
+// ggml's NORM RoPE with YaRN) over the file's tensors: every key and value
+// decompressed per head (multi-head attention), full recomputation.
+type ds2Ref struct {
+	*familyRef
+	nope, rope, rank, vd, lead int
+	ff, eff                    int
+	sigmoid, norm              bool
+	wscale                     float64
+	groups, groupsUsed         int
+	kqScale                    float64
+	// RoPE: frequency scale, YaRN correction range, magnitude.
+	freqScale, extFactor, ropeMag float64
+	corrLo, corrHi                float64
+}
+
+func newDS2Ref(t *testing.T, path string) *ds2Ref {
+	r := &ds2Ref{familyRef: newFamilyRef(t, path, "deepseek2")}
+	r.rope = r.geti("rope.dimension_count")
+	r.rank = r.geti("attention.kv_lora_rank")
+	if _, ok := r.f.Get("deepseek2.attention.key_length_mla"); ok {
+		r.nope = r.geti("attention.key_length_mla") - r.rope
+		r.vd = r.geti("attention.value_length_mla")
+	} else {
+		r.nope = r.geti("attention.key_length") - r.rope
+		r.vd = r.geti("attention.value_length")
+	}
+	r.lead = r.geti("leading_dense_block_count")
+	r.ff, r.eff = r.geti("feed_forward_length"), r.geti("expert_feed_forward_length")
+	r.sigmoid = r.geti("expert_gating_func") == 2
+	if v, ok := r.f.Get("deepseek2.expert_weights_norm"); ok {
+		r.norm = v.(bool)
+	}
+	r.wscale = r.getf("expert_weights_scale", 0)
+	if _, ok := r.f.Get("deepseek2.expert_group_count"); ok {
+		r.groups, r.groupsUsed = r.geti("expert_group_count"), r.geti("expert_group_used_count")
+	}
+	// llama.cpp's YaRN parameters (llama-context.cpp) and the deepseek2
+	// graph's attention scale.
+	factor := r.getf("rope.scaling.factor", 1)
+	r.freqScale, r.ropeMag = 1/factor, 1
+	attnFactor := 1.0
+	logMul := 0.0
+	if v, ok := r.f.Get("deepseek2.rope.scaling.type"); ok && v == "yarn" {
+		r.extFactor = 1
+		logMul = r.getf("rope.scaling.yarn_log_multiplier", 0) / 0.1
+		attnFactor = 1 / (1 + 0.1*math.Log(factor)) // mscale = mscale_all_dim: ratio 1
+		r.ropeMag = attnFactor * (1 + 0.1*math.Log(1/r.freqScale))
+		orig := float64(r.geti("rope.scaling.original_context_length"))
+		corr := func(rot float64) float64 {
+			return float64(r.rope) * math.Log(orig/(rot*2*math.Pi)) / (2 * math.Log(r.base))
+		}
+		r.corrLo = math.Max(0, math.Floor(corr(32)))
+		r.corrHi = math.Min(float64(r.rope-1), math.Ceil(corr(1)))
+	}
+	attnOrg := attnFactor * (1 + 0.1*math.Log(1/r.freqScale))
+	ms := attnOrg * (1 + 0.1*logMul*math.Log(1/r.freqScale))
+	r.kqScale = ms * ms / math.Sqrt(float64(r.nope+r.rope))
+	return r
+}
+
+// ropeNorm rotates x (one head's rope part) at position p in ggml's NORM
+// order (pairs 2i, 2i+1) with YaRN as ggml's rope_yarn computes it.
+func (r *ds2Ref) ropeNorm(x []float64, p int) {
+	n := len(x)
+	for i := 0; i < n/2; i++ {
+		extrap := float64(p) * math.Pow(r.base, -2*float64(i)/float64(n))
+		interp := r.freqScale * extrap
+		th := interp
+		if r.extFactor != 0 {
+			y := (float64(i) - r.corrLo) / math.Max(0.001, r.corrHi-r.corrLo)
+			mix := (1 - math.Min(1, math.Max(0, y))) * r.extFactor
+			th = interp*(1-mix) + extrap*mix
+		}
+		c, s := math.Cos(th)*r.ropeMag, math.Sin(th)*r.ropeMag
+		a, b := x[2*i], x[2*i+1]
+		x[2*i], x[2*i+1] = a*c-b*s, a*s+b*c
+	}
+}
+
+// kvB returns layer l's key/value decompression as Hugging Face's
+// kv_b_proj: per head nope key rows then vd value rows, of rank each.
+func (r *ds2Ref) kvB(b func(string) string) []float64 {
+	if kvb := r.tensor(b("attn_kv_b.weight")); kvb != nil {
+		return kvb
+	}
+	kb, vb := r.must(b("attn_k_b.weight")), r.must(b("attn_v_b.weight"))
+	out := make([]float64, 0, r.H*(r.nope+r.vd)*r.rank)
+	for h := 0; h < r.H; h++ {
+		for i := 0; i < r.nope; i++ { // attn_k_b[h] is the transpose
+			for c := 0; c < r.rank; c++ {
+				out = append(out, kb[(h*r.rank+c)*r.nope+i])
+			}
+		}
+		out = append(out, vb[h*r.vd*r.rank:(h+1)*r.vd*r.rank]...)
+	}
+	return out
+}
+
+// route returns the experts llama.cpp's build_moe_ffn picks for router
+// logits lg and their weights.
+func (r *ds2Ref) route(lg, bias []float64) ([]int, []float64) {
+	E := len(lg)
+	prob := make([]float64, E)
+	if r.sigmoid {
+		for e, v := range lg {
+			prob[e] = 1 / (1 + math.Exp(-v))
+		}
+	} else {
+		mx := slices.Max(lg)
+		var z float64
+		for e, v := range lg {
+			prob[e] = math.Exp(v - mx)
+			z += prob[e]
+		}
+		for e := range prob {
+			prob[e] /= z
+		}
+	}
+	sel := slices.Clone(prob)
+	for e := range bias {
+		sel[e] += bias[e]
+	}
+	if r.groups > 1 {
+		per := E / r.groups
+		score := make([]float64, r.groups)
+		for g := range score {
+			v := sel[g*per : (g+1)*per]
+			best := descending(v)
+			score[g] = v[best[0]] + v[best[1]]
+		}
+		for _, g := range descending(score)[r.groupsUsed:] {
+			for e := g * per; e < (g+1)*per; e++ {
+				sel[e] = math.Inf(-1)
+			}
+		}
+	}
+	top := descending(sel)[:r.k]
+	w := make([]float64, r.k)
+	var sum float64
+	for j, e := range top {
+		w[j] = prob[e]
+		sum += w[j]
+	}
+	for j := range w {
+		if r.norm {
+			w[j] /= math.Max(sum, 6.103515625e-5)
+		}
+		if r.wscale != 0 {
+			w[j] *= r.wscale
+		}
+	}
+	return top, w
+}
+
+// forward returns the logits of every position of toks.
+func (r *ds2Ref) forward(toks []int32) [][]float64 {
+	d, H, n := r.d, r.H, len(toks)
+	qk := r.nope + r.rope
+	emb := r.must("token_embd.weight")
+	x := make([][]float64, n)
+	for p, tk := range toks {
+		x[p] = slices.Clone(emb[int(tk)*d : (int(tk)+1)*d])
+	}
+	for l := 0; l < r.layers; l++ {
+		b := func(s string) string { return fmt.Sprintf("blk.%d.%s", l, s) }
+		an := r.must(b("attn_norm.weight"))
+		kva, kvn := r.must(b("attn_kv_a_mqa.weight")), r.must(b("attn_kv_a_norm.weight"))
+		kvb := r.kvB(b)
+		qs, ks, vs := make([][]float64, n), make([][]float64, n), make([][]float64, n)
+		for p := range n {
+			h := rmsnorm64(x[p], an, r.eps)
+			var q []float64
+			if wq := r.tensor(b("attn_q.weight")); wq != nil {
+				q = matvec(wq, h)
+			} else {
+				qa := rmsnorm64(matvec(r.must(b("attn_q_a.weight")), h), r.must(b("attn_q_a_norm.weight")), r.eps)
+				q = matvec(r.must(b("attn_q_b.weight")), qa)
+			}
+			kv := matvec(kva, h)
+			c := rmsnorm64(kv[:r.rank], kvn, r.eps)
+			kpe := kv[r.rank:]
+			r.ropeNorm(kpe, p)
+			dec := matvec(kvb, c) // per head [k_nope; v]
+			k, v := make([]float64, H*qk), make([]float64, H*r.vd)
+			for hh := 0; hh < H; hh++ {
+				r.ropeNorm(q[hh*qk+r.nope:(hh+1)*qk], p)
+				copy(k[hh*qk:], dec[hh*(r.nope+r.vd):hh*(r.nope+r.vd)+r.nope])
+				copy(k[hh*qk+r.nope:], kpe)
+				copy(v[hh*r.vd:], dec[hh*(r.nope+r.vd)+r.nope:(hh+1)*(r.nope+r.vd)])
+			}
+			qs[p], ks[p], vs[p] = q, k, v
+		}
+		wo := r.must(b("attn_output.weight"))
+		for p := range n {
+			att := make([]float64, H*r.vd)
+			for hh := 0; hh < H; hh++ {
+				sc := make([]float64, p+1)
+				for j := 0; j <= p; j++ {
+					var s float64
+					for i := 0; i < qk; i++ {
+						s += qs[p][hh*qk+i] * ks[j][hh*qk+i]
+					}
+					sc[j] = s * r.kqScale
+				}
+				mx := slices.Max(sc)
+				var z float64
+				for j := range sc {
+					sc[j] = math.Exp(sc[j] - mx)
+					z += sc[j]
+				}
+				for j := range sc {
+					for i := 0; i < r.vd; i++ {
+						att[hh*r.vd+i] += sc[j] / z * vs[j][hh*r.vd+i]
+					}
+				}
+			}
+			o := matvec(wo, att)
+			for i := range o {
+				x[p][i] += o[i]
+			}
+		}
+		fn := r.must(b("ffn_norm.weight"))
+		for p := range n {
+			h := rmsnorm64(x[p], fn, r.eps)
+			var out []float64
+			if l < r.lead {
+				out = ffn64(r.must(b("ffn_gate.weight")), r.must(b("ffn_up.weight")), r.must(b("ffn_down.weight")), h)
+			} else {
+				ge, ue, de := r.must(b("ffn_gate_exps.weight")), r.must(b("ffn_up_exps.weight")), r.must(b("ffn_down_exps.weight"))
+				per := len(ge) / r.E
+				top, w := r.route(matvec(r.must(b("ffn_gate_inp.weight")), h), r.tensor(b("exp_probs_b.bias")))
+				out = ffn64(r.must(b("ffn_gate_shexp.weight")), r.must(b("ffn_up_shexp.weight")), r.must(b("ffn_down_shexp.weight")), h)
+				for j, e := range top {
+					y := ffn64(ge[e*per:(e+1)*per], ue[e*per:(e+1)*per], de[e*per:(e+1)*per], h)
+					for i := range out {
+						out[i] += w[j] * y[i]
+					}
+				}
+			}
+			for i := range out {
+				x[p][i] += out[i]
+			}
+		}
+	}
+	return r.logits(x, emb)
+}
+
+// TestGGUFDeepseek2 checks moe's forward pass of each deepseek2 fixture (a
+// prefill with every position's logits, then decode steps against the
+// latent KV cache) against the float64 reference: within 1e-4 relative
+// for f32 and 5e-2 for q8_0 (whose products round the activations to 8
+// bits). It then decodes greedily and checks that every token is the
+// reference's argmax over moe's own sequence (for f32, where no near-tie
+// can flip it).
+func TestGGUFDeepseek2(t *testing.T) {
+	pool := compute.NewPool(2)
+	defer pool.Close()
+	for _, name := range deepseek2Fixtures {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join("testdata", "family", name+".gguf")
+			m, err := Load(path, pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			ref := newDS2Ref(t, path)
+			toks := familyTokens()
+			worst := forwardError(t, m, toks, ref.forward(toks))
+			limit := 1e-4
+			if name[len(name)-4:] == "q8_0" {
+				limit = 5e-2
+			}
+			t.Logf("%s: max relative logit error %.2e over %d positions", name, worst, len(toks))
+			if worst > limit {
+				t.Fatalf("%s: logits differ from the float64 reference by %.3e relative (limit %g)", name, worst, limit)
+			}
+			if limit > 1e-4 {
+				return
+			}
+			// Greedy decoding: each token the reference's argmax.
+			s := m.NewSeq(0)
+			seq := slices.Clone(toks[:3])
+			next := seq
+			for range 12 {
+				lg, err := m.Forward([]*Seq{s}, [][]int32{next}, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				next = []int32{Argmax(lg[0])}
+				seq = append(seq, next[0])
+			}
+			want := ref.forward(seq[:len(seq)-1])
+			for p := 2; p < len(seq)-1; p++ {
+				if w := descending(want[p])[0]; w != int(seq[p+1]) {
+					t.Fatalf("%s: greedy token %d is %d, the reference's argmax is %d", name, p+1, seq[p+1], w)
+				}
+			}
+		})
+	}
+}
+
+// descending returns the indices of x from its largest value down, the
+// lower index first on ties.
+func descending(x []float64) []int {
+	idx := make([]int, len(x))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return x[idx[a]] > x[idx[b]] })
+	return idx
+}
+
+// TestGGUFDeepseek2Errors checks that a deepseek2 file with a missing key
+// or tensor fails with one line naming it.
+func TestGGUFDeepseek2Errors(t *testing.T) {
+	for _, c := range []struct{ file, from, to, want string }{
+		{"deepseek2v3-f32", "deepseek2.attention.kv_lora_rank", "deepseek2.attention.kv_lora_ranX", `"deepseek2.attention.kv_lora_rank"`},
+		{"deepseek2v3-f32", "deepseek2.expert_shared_count", "deepseek2.expert_shared_counX", `"deepseek2.expert_shared_count"`},
+		{"deepseek2v3-f32", "blk.1.attn_q_a_norm.weight", "blk.1.attn_q_a_norm.weighX", `"blk.1.attn_q_a_norm.weight"`},
+		{"deepseek2v3-f32", "blk.1.exp_probs_b.bias", "blk.1.exp_probs_b.biaX", `"blk.1.exp_probs_b.biaX" has no place`},
+		{"deepseek2-f32", "blk.1.attn_k_b.weight", "blk.1.attn_k_b.weighX", `"blk.1.attn_k_b.weight"`},
+		{"deepseek2-f32", "deepseek2.rope.scaling.yarn_log_multiplier", "deepseek2.rope.scaling.yarn_log_multipliex", "yarn_log_multiplier is not supported"},
+		{"deepseek2kvb-f32", "blk.0.attn_kv_b.weight", "blk.0.attn_kv_X.weight", `"blk.0.attn_kv_b.weight"`},
+	} {
+		badFamilyFile(t, c.file, c.from, c.to, c.want)
+	}
+}
