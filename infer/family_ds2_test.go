@@ -3,6 +3,7 @@ package infer
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -344,5 +345,67 @@ func TestGGUFDeepseek2Errors(t *testing.T) {
 		{"deepseek2kvb-f32", "blk.0.attn_kv_b.weight", "blk.0.attn_kv_X.weight", `"blk.0.attn_kv_b.weight"`},
 	} {
 		badFamilyFile(t, c.file, c.from, c.to, c.want)
+	}
+}
+
+// TestGGUFDeepseek2Batched runs two sequences of different lengths through
+// one batched Forward (prefill of both, then decode steps of both
+// together, the latent caches growing past several capacities) and checks
+// every position's logits against the float64 reference of each sequence
+// alone.
+func TestGGUFDeepseek2Batched(t *testing.T) {
+	pool := compute.NewPool(2)
+	defer pool.Close()
+	path := filepath.Join("testdata", "family", "deepseek2v3-f32.gguf")
+	m, err := Load(path, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ref := newDS2Ref(t, path)
+	rng := rand.New(rand.NewPCG(3, 4))
+	seqToks := make([][]int32, 2)
+	for i, n := range []int{37, 29} {
+		for range n {
+			seqToks[i] = append(seqToks[i], int32(rng.IntN(m.Cfg.VocabSize)))
+		}
+	}
+	want := [][][]float64{ref.forward(seqToks[0]), ref.forward(seqToks[1])}
+	V := m.Cfg.VocabSize
+	seqs := []*Seq{m.NewSeq(0), m.NewSeq(0)}
+	pre := []int{19, 4}
+	got, err := m.Forward(seqs, [][]int32{seqToks[0][:pre[0]], seqToks[1][:pre[1]]}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := 0.0
+	for i := range seqs {
+		for p := 0; p < pre[i]; p++ {
+			worst = math.Max(worst, relErr(got[i][p*V:(p+1)*V], want[i][p]))
+		}
+	}
+	for step := 0; ; step++ {
+		var batch []*Seq
+		var toks [][]int32
+		var idx []int
+		for i, s := range seqs {
+			if p := pre[i] + step; p < len(seqToks[i]) {
+				batch, toks, idx = append(batch, s), append(toks, seqToks[i][p:p+1]), append(idx, i)
+			}
+		}
+		if len(batch) == 0 {
+			break
+		}
+		got, err := m.Forward(batch, toks, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, i := range idx {
+			worst = math.Max(worst, relErr(got[j], want[i][pre[i]+step]))
+		}
+	}
+	t.Logf("batched: max relative logit error %.2e", worst)
+	if worst > 1e-4 {
+		t.Fatalf("batched deepseek2 logits differ from the reference by %.3e relative", worst)
 	}
 }
