@@ -140,6 +140,19 @@ type rawConfig struct {
 	LayerTypes                   []string   `json:"layer_types"`
 	QKNorm                       *bool      `json:"qk_norm"`
 
+	// DeepSeek's (deepseek_v2, deepseek_v3).
+	NRoutedExperts     *intField `json:"n_routed_experts"`
+	NSharedExperts     *intField `json:"n_shared_experts"`
+	FirstKDenseReplace *intField `json:"first_k_dense_replace"`
+	MoELayerFreq       *intField `json:"moe_layer_freq"`
+	QLoraRank          *intField `json:"q_lora_rank"`
+	KVLoraRank         *intField `json:"kv_lora_rank"`
+	QKNopeHeadDim      *intField `json:"qk_nope_head_dim"`
+	QKRopeHeadDim      *intField `json:"qk_rope_head_dim"`
+	VHeadDim           *intField `json:"v_head_dim"`
+	NGroup             *intField `json:"n_group"`
+	TopKGroup          *intField `json:"topk_group"`
+
 	// GPT-2 style names, accepted for model_type gpt3.
 	NEmbd      *intField `json:"n_embd"`
 	NLayer     *intField `json:"n_layer"`
@@ -408,6 +421,10 @@ func (p *parser) build() *Config {
 	case TypeGPTOSS:
 		c.NumExperts = p.need([]string{expertsName}, r.NumLocalExperts, r.NumExperts)
 		c.ExpertsPerToken = p.need([]string{topkName}, r.NumExpertsPerTok, r.ExpertsPerToken)
+	case TypeDeepseekV2, TypeDeepseekV3:
+		expertsName = "n_routed_experts"
+		c.NumExperts = p.need([]string{expertsName}, r.NRoutedExperts, r.NumLocalExperts)
+		c.ExpertsPerToken = p.opt(topkName, 0, r.NumExpertsPerTok)
 	default:
 		c.NumExperts = p.need([]string{expertsName}, r.NumLocalExperts, r.NumExperts)
 		c.ExpertsPerToken = p.opt(topkName, 0, r.NumExpertsPerTok)
@@ -472,6 +489,10 @@ func (p *parser) build() *Config {
 		defOrder = RouterTopKSoftmax
 	case TypeGPT3:
 		c.RopeTheta = optF(r.RopeTheta, 0)
+	case TypeDeepseekV2, TypeDeepseekV3:
+		c.RopeTheta = optF(r.RopeTheta, 10000)
+		p.deepseek(c)
+		defOrder = RouterSoftmaxTopK
 	}
 	if c.RouterOrder == "" && c.NumExperts > 0 {
 		c.RouterOrder = defOrder

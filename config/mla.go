@@ -69,3 +69,33 @@ func (c *Config) validateMLA() error {
 	}
 	return nil
 }
+
+// deepseek reads the fields of a deepseek_v2/deepseek_v3 config.json that
+// the other types do not have: the latent attention sizes, the shared
+// experts (n_shared_experts of moe_intermediate_size each), the dense
+// leading layers (first_k_dense_replace) and the expert groups, which
+// only the group-limited and noaux_tc methods use (greedy ignores them).
+func (p *parser) deepseek(c *Config) {
+	r := p.r
+	c.QLoraRank = p.opt("q_lora_rank", 0, r.QLoraRank)
+	c.KVLoraRank = p.need([]string{"kv_lora_rank"}, r.KVLoraRank)
+	c.QKNopeHeadDim = p.need([]string{"qk_nope_head_dim"}, r.QKNopeHeadDim)
+	c.QKRopeHeadDim = p.need([]string{"qk_rope_head_dim"}, r.QKRopeHeadDim)
+	c.VHeadDim = p.need([]string{"v_head_dim"}, r.VHeadDim)
+	if r.NSharedExperts != nil { // else shared_expert_intermediate_size (a config moe saved)
+		c.SharedExpertIntermediateSize = p.opt("n_shared_experts", 0, r.NSharedExperts) * c.ExpertSize()
+	}
+	if f := p.opt("moe_layer_freq", 1, r.MoELayerFreq); f != 1 {
+		p.fail("moe_layer_freq: %d is not supported (every layer after first_k_dense_replace is sparse)", f)
+	}
+	if k := p.opt("first_k_dense_replace", 0, r.FirstKDenseReplace); k > 0 && k <= maxLayers {
+		for i := range min(k, c.NumLayers) {
+			c.MLPOnlyLayers = append(c.MLPOnlyLayers, i)
+		}
+	}
+	if c.TopKMethod != TopKGroupLimited && c.TopKMethod != TopKNoAuxTC {
+		return
+	}
+	c.NGroup = p.opt("n_group", 0, r.NGroup)
+	c.TopKGroup = p.opt("topk_group", 0, r.TopKGroup)
+}
