@@ -286,6 +286,13 @@ func TestGGUFDeepseek2(t *testing.T) {
 			}
 			defer m.Close()
 			ref := newDS2Ref(t, path)
+			var params int
+			for _, ti := range ref.f.Tensors {
+				params += int(ti.Elements())
+			}
+			if m.NumParams() != params {
+				t.Errorf("NumParams %d, the file holds %d", m.NumParams(), params)
+			}
 			toks := familyTokens()
 			worst := forwardError(t, m, toks, ref.forward(toks))
 			limit := 1e-4

@@ -23,6 +23,7 @@ import (
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/plan"
 	"github.com/moe-llm/moe/tokenizer"
 	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
@@ -287,7 +288,12 @@ func (m *Model) forEachLinear(f func(l *Linear, router bool)) {
 const maxTransposedFloats = 1 << 28
 
 // NumParams returns the model's parameter count.
-func (m *Model) NumParams() int { return model.NumParams(m.Cfg) }
+func (m *Model) NumParams() int {
+	if m.Cfg.MLA() { // the training model's layout has no latent attention
+		return int(plan.Count(m.Cfg).Total)
+	}
+	return model.NumParams(m.Cfg)
+}
 
 // sharesWeights reports whether m and o multiply by the same weights
 // (a model used as its own draft).

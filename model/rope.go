@@ -10,8 +10,9 @@ import (
 )
 
 // RopeFreqs returns the RoPE inverse frequencies of cfg (one per rotated
-// pair, head dimension / 2) and the attention factor that multiplies cos
-// and sin, following Hugging Face transformers' rope_scaling definitions:
+// pair, RopeDim / 2: the head dimension, or under MLA its rope part) and
+// the attention factor that multiplies cos and sin, following Hugging Face
+// transformers' rope_scaling definitions:
 //
 //   - none: invFreq_i = θ^(−2i/d), factor 1;
 //   - linear: invFreq_i / s;
