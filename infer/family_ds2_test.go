@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -414,5 +415,46 @@ func TestGGUFDeepseek2Batched(t *testing.T) {
 	t.Logf("batched: max relative logit error %.2e", worst)
 	if worst > 1e-4 {
 		t.Fatalf("batched deepseek2 logits differ from the reference by %.3e relative", worst)
+	}
+}
+
+// TestGGUFDeepseek2Speculative checks that greedy speculative decoding of
+// a deepseek2 model gives its plain greedy tokens, with drafts of other
+// weights (the kvb file, the same draws without YaRN, agrees about half
+// the time; the v3 file never), so that proposals are rejected and the
+// latent caches rolled back, and with itself.
+func TestGGUFDeepseek2Speculative(t *testing.T) {
+	pool := compute.NewPool(2)
+	defer pool.Close()
+	load := func(name string) *Model {
+		m, err := Load(filepath.Join("testdata", "family", name+".gguf"), pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	m := load("deepseek2-f32")
+	ctx := context.Background()
+	prompt := []int32{84, 258, 39, 101, 3}
+	opts := GenerateOptions{MaxTokens: 40, IgnoreEOT: true}
+	plain, err := m.Generate(ctx, prompt, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		draft string
+		k     int
+	}{{"deepseek2kvb-f32", 3}, {"deepseek2v3-f32", 3}, {"deepseek2-f32", 4}} {
+		o := opts
+		o.Draft, o.DraftTokens, o.FixedDraftTokens = load(c.draft), c.k, true
+		res, err := m.Generate(ctx, prompt, o, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("draft %s K=%d: %d proposed, %d accepted", c.draft, c.k, res.Proposed, res.Accepted)
+		if !slices.Equal(res.Tokens, plain.Tokens) || res.Proposed == 0 {
+			t.Fatalf("draft %s K=%d: speculative greedy (%d proposed) differs from plain:\n%v\n%v", c.draft, c.k, res.Proposed, res.Tokens, plain.Tokens)
+		}
 	}
 }
