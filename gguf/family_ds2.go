@@ -60,8 +60,8 @@ func deepseek2Config(f *File, fam *family) (*config.Config, error) {
 	if k.err != nil {
 		return nil, k.err
 	}
-	if cfg.NumHeads < 1 {
-		return nil, fmt.Errorf("gguf: %s.attention.head_count %d must be positive", fam.arch, cfg.NumHeads)
+	if cfg.NumHeads < 1 || cfg.KVLoraRank < 1 {
+		return nil, fmt.Errorf("gguf: %s.attention.head_count %d and attention.kv_lora_rank %d must be positive", fam.arch, cfg.NumHeads, cfg.KVLoraRank)
 	}
 	// The head sizes: the split k_b/v_b layout the current converter
 	// writes declares them in key_length_mla/value_length_mla (key_length
