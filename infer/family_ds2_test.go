@@ -458,3 +458,31 @@ func TestGGUFDeepseek2Speculative(t *testing.T) {
 		}
 	}
 }
+
+// TestGGUFDeepseek2Threads checks that a deepseek2 forward pass gives the
+// same logits, bit for bit, on one thread and on three.
+func TestGGUFDeepseek2Threads(t *testing.T) {
+	var logits [][]float32
+	for _, n := range []int{1, 3} {
+		pool := compute.NewPool(n)
+		m, err := Load(filepath.Join("testdata", "family", "deepseek2v3-q8_0.gguf"), pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := m.NewSeq(0)
+		got, err := m.Forward([]*Seq{s}, [][]int32{familyTokens()}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step, err := m.Forward([]*Seq{s}, [][]int32{{7}}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logits = append(logits, slices.Concat(got[0], step[0]))
+		m.Close()
+		pool.Close()
+	}
+	if !slices.Equal(logits[0], logits[1]) {
+		t.Fatal("deepseek2 logits differ between one thread and three")
+	}
+}

@@ -156,23 +156,28 @@ func (m *Model) mlaAttention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 	L.o.mul(m.Pool, prec, rows, sc.att, nh*vd, sc.o, d)
 }
 
+// mlaHeadBlock is the number of heads one unit of latentAttention's work
+// scores together (one product of the block's latent queries with the
+// cached keys).
+const mlaHeadBlock = 4
+
 // latentAttention computes sc.mla.olat: for every row and head, the
 // softmax-weighted sum of the cached latent vectors of the row's sequence
 // up to its position, weighted by the scaled scores of the head's latent
 // query against the cached latent keys. Work is split over (row, block of
-// heads); each row's result depends only on its own position.
+// heads); each row's result depends only on its own position, not on the
+// batch or the pool.
 func (m *Model) latentAttention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 	cfg, b := m.Cfg, &m.sc.mla
 	nh, rank := cfg.NumHeads, cfg.KVLoraRank
 	lat := rank + cfg.QKRopeHeadDim
 	scale := float32(cfg.MLASoftmaxScale())
 	threads := m.Pool.Threads()
-	blocks := 1 // head blocks per row: split the heads when rows are few
-	if rows < 2*threads {
-		blocks = min(nh, (2*threads+rows-1)/rows)
-	}
-	per := (nh + blocks - 1) / blocks
-	blocks = (nh + per - 1) / per
+	// Each unit of work is one row's block of heads; the blocks do not
+	// depend on the pool's size, so neither do the products' shapes and
+	// sums.
+	per := min(nh, mlaHeadBlock)
+	blocks := (nh + per - 1) / per
 	maxPos := 0
 	for r := 0; r < rows; r++ {
 		maxPos = max(maxPos, int(rowPos[r])+1)
