@@ -223,15 +223,9 @@ func splitKVB(kvb Matrix, nh, nope, vd, rank int, region func() int) (kb, vb []M
 	rb := len(kvb.Data) / kvb.Rows
 	kb, vb = make([]Matrix, nh), make([]Matrix, nh)
 	reg := region()
-	t := make([]float32, rank*nope)
 	for h := range nh {
 		base := h * (nope + vd)
-		for i := range nope {
-			for c := range rank {
-				t[c*nope+i] = all[(base+i)*rank+c]
-			}
-		}
-		raw, err := Encode(F32, t)
+		raw, err := Encode(F32, AbsorbedKey(all, h, nope, vd, rank))
 		if err != nil {
 			return nil, nil, fmt.Errorf("gguf: tensor %q: %w", kvb.Name, err)
 		}
@@ -240,4 +234,20 @@ func splitKVB(kvb Matrix, nh, nope, vd, rank int, region func() int) (kb, vb []M
 		vb[h] = Matrix{Name: fmt.Sprintf("%s[%d].v", kvb.Name, h), Type: kvb.Type, Rows: vd, Cols: rank, Data: v, region: kvb.region}
 	}
 	return kb, vb, nil
+}
+
+// AbsorbedKey returns head h's key decompression transposed, rank×nope,
+// from a whole kv_b projection kvb (per head nope key rows then vd value
+// rows, of rank each, as Hugging Face's kv_b_proj and older deepseek2
+// files store it): the matrix that takes a query's nope part into the
+// latent space, as llama.cpp's converter writes attn_k_b.
+func AbsorbedKey(kvb []float32, h, nope, vd, rank int) []float32 {
+	base := h * (nope + vd)
+	t := make([]float32, rank*nope)
+	for i := range nope {
+		for c := range rank {
+			t[c*nope+i] = kvb[(base+i)*rank+c]
+		}
+	}
+	return t
 }

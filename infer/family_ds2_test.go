@@ -2,15 +2,19 @@ package infer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/safetensors"
 )
 
 // deepseek2Fixtures are make_family.py's deepseek2 files: V2-Lite style
@@ -484,5 +488,181 @@ func TestGGUFDeepseek2Threads(t *testing.T) {
 	}
 	if !slices.Equal(logits[0], logits[1]) {
 		t.Fatal("deepseek2 logits differ between one thread and three")
+	}
+}
+
+// ds2HFDir writes deepseek2 fixture name as a Hugging Face deepseek_v2/v3
+// directory, in transformers' names and layouts (kv_b_proj whole, experts
+// one by one, the rope rows as stored), and returns it.
+func ds2HFDir(t *testing.T, name string) string {
+	t.Helper()
+	path := filepath.Join("testdata", "family", name+".gguf")
+	m, err := Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ref := newDS2Ref(t, path)
+	c := m.Cfg
+	f32 := func(v []float64) []float32 {
+		out := make([]float32, len(v))
+		for i, x := range v {
+			out[i] = float32(x)
+		}
+		return out
+	}
+	var ts []safetensors.Tensor
+	add := func(hf string, v []float64, shape ...int64) {
+		ts = append(ts, safetensors.Tensor{Name: hf, DType: "F32", Shape: shape, Data: f32(v)})
+	}
+	d, nh, E := int64(c.HiddenSize), int64(c.NumHeads), c.NumExperts
+	qk := int64(c.HeadDimension())
+	add("model.embed_tokens.weight", ref.must("token_embd.weight"), int64(c.VocabSize), d)
+	if !c.TieWordEmbeddings {
+		add("lm_head.weight", ref.must("output.weight"), int64(c.VocabSize), d)
+	}
+	add("model.norm.weight", ref.must("output_norm.weight"), d)
+	for l := 0; l < c.NumLayers; l++ {
+		g := func(s string) string { return fmt.Sprintf("blk.%d.%s", l, s) }
+		p := fmt.Sprintf("model.layers.%d.", l)
+		add(p+"input_layernorm.weight", ref.must(g("attn_norm.weight")), d)
+		add(p+"post_attention_layernorm.weight", ref.must(g("ffn_norm.weight")), d)
+		if q := int64(c.QLoraRank); q > 0 {
+			add(p+"self_attn.q_a_proj.weight", ref.must(g("attn_q_a.weight")), q, d)
+			add(p+"self_attn.q_a_layernorm.weight", ref.must(g("attn_q_a_norm.weight")), q)
+			add(p+"self_attn.q_b_proj.weight", ref.must(g("attn_q_b.weight")), nh*qk, q)
+		} else {
+			add(p+"self_attn.q_proj.weight", ref.must(g("attn_q.weight")), nh*qk, d)
+		}
+		rank, rope := int64(c.KVLoraRank), int64(c.QKRopeHeadDim)
+		add(p+"self_attn.kv_a_proj_with_mqa.weight", ref.must(g("attn_kv_a_mqa.weight")), rank+rope, d)
+		add(p+"self_attn.kv_a_layernorm.weight", ref.must(g("attn_kv_a_norm.weight")), rank)
+		add(p+"self_attn.kv_b_proj.weight", ref.kvB(g), nh*int64(c.QKNopeHeadDim+c.VHeadDim), rank)
+		add(p+"self_attn.o_proj.weight", ref.must(g("attn_output.weight")), d, nh*int64(c.VHeadDim))
+		mlp := func(hf, gate, up, down string, width int64, e, n int) {
+			part := func(v []float64) []float64 { return v[e*len(v)/n : (e+1)*len(v)/n] }
+			add(hf+"gate_proj.weight", part(ref.must(g(gate))), width, d)
+			add(hf+"up_proj.weight", part(ref.must(g(up))), width, d)
+			add(hf+"down_proj.weight", part(ref.must(g(down))), d, width)
+		}
+		if !c.LayerIsMoE(l) {
+			mlp(p+"mlp.", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight", int64(c.IntermediateSize), 0, 1)
+			continue
+		}
+		add(p+"mlp.gate.weight", ref.must(g("ffn_gate_inp.weight")), int64(E), d)
+		if b := ref.tensor(g("exp_probs_b.bias")); b != nil {
+			add(p+"mlp.gate.e_score_correction_bias", b, int64(E))
+		}
+		for e := range E {
+			mlp(fmt.Sprintf("%smlp.experts.%d.", p, e), "ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight", int64(c.ExpertSize()), e, E)
+		}
+		mlp(p+"mlp.shared_experts.", "ffn_gate_shexp.weight", "ffn_up_shexp.weight", "ffn_down_shexp.weight", int64(c.SharedExpertIntermediateSize), 0, 1)
+	}
+	dir := t.TempDir()
+	if err := safetensors.WriteFile(context.Background(), filepath.Join(dir, "model.safetensors"), ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := safetensors.SaveHFTokenizer(dir, m.Tok); err != nil {
+		t.Fatal(err)
+	}
+	method, groups, used := "greedy", 1, 1
+	if c.HasRouterScoreBias() {
+		method, groups, used = "noaux_tc", c.NGroup, c.TopKGroup
+	}
+	hf := map[string]any{
+		"model_type": c.ModelType, "vocab_size": c.VocabSize, "hidden_size": c.HiddenSize,
+		"intermediate_size": c.IntermediateSize, "moe_intermediate_size": c.MoEIntermediateSize,
+		"num_hidden_layers": c.NumLayers, "num_attention_heads": c.NumHeads, "num_key_value_heads": c.NumHeads,
+		"max_position_embeddings": c.MaxPositionEmbeddings, "rms_norm_eps": c.RMSNormEps, "rope_theta": c.RopeTheta,
+		"q_lora_rank": nil, "kv_lora_rank": c.KVLoraRank, "qk_nope_head_dim": c.QKNopeHeadDim,
+		"qk_rope_head_dim": c.QKRopeHeadDim, "v_head_dim": c.VHeadDim, "n_routed_experts": E,
+		"n_shared_experts": c.SharedExpertIntermediateSize / c.MoEIntermediateSize, "num_experts_per_tok": c.ExpertsPerToken,
+		"first_k_dense_replace": len(c.MLPOnlyLayers), "moe_layer_freq": 1, "norm_topk_prob": c.NormTopKProb,
+		"routed_scaling_factor": c.RoutedScale(), "scoring_func": c.ScoringFunc, "topk_method": method,
+		"n_group": groups, "topk_group": used, "tie_word_embeddings": c.TieWordEmbeddings,
+	}
+	if c.QLoraRank > 0 {
+		hf["q_lora_rank"] = c.QLoraRank
+	}
+	if rs := c.RopeScaling; rs != nil {
+		hf["rope_scaling"] = map[string]any{"type": "yarn", "factor": rs.Factor, "mscale": rs.Mscale,
+			"mscale_all_dim": rs.MscaleAllDim, "original_max_position_embeddings": rs.OriginalMaxPositionEmbeddings,
+			"beta_fast": 32, "beta_slow": 1}
+	}
+	data, err := json.Marshal(hf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestHFDeepseek checks that each deepseek2 fixture written as a Hugging
+// Face directory loads and gives the float64 reference's logits (the
+// GGUF file's weights) and the GGUF model's greedy tokens.
+func TestHFDeepseek(t *testing.T) {
+	pool := compute.NewPool(2)
+	defer pool.Close()
+	for _, name := range []string{"deepseek2-f32", "deepseek2v3-f32", "deepseek2kvb-f32"} {
+		dir := ds2HFDir(t, name)
+		m, err := Load(dir, pool)
+		if err != nil {
+			t.Fatalf("%s as HF: %v", name, err)
+		}
+		ref := newDS2Ref(t, filepath.Join("testdata", "family", name+".gguf"))
+		toks := familyTokens()
+		worst := forwardError(t, m, toks, ref.forward(toks))
+		t.Logf("%s as HF: max relative logit error %.2e", name, worst)
+		if worst > 1e-4 {
+			t.Errorf("%s as HF: logits differ from the reference by %.3e relative", name, worst)
+		}
+		g, err := Load(filepath.Join("testdata", "family", name+".gguf"), pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := GenerateOptions{MaxTokens: 24, IgnoreEOT: true}
+		a, err := m.Generate(context.Background(), toks[:4], opts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := g.Generate(context.Background(), toks[:4], opts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(a.Tokens, b.Tokens) {
+			t.Errorf("%s: HF greedy %v, GGUF %v", name, a.Tokens, b.Tokens)
+		}
+		m.Close()
+		g.Close()
+	}
+}
+
+// TestHFDeepseekErrors checks that a DeepSeek directory with a tensor the
+// model has no place for (a multi-token-prediction layer) or of the wrong
+// shape fails with one line naming it.
+func TestHFDeepseekErrors(t *testing.T) {
+	dir := ds2HFDir(t, "deepseek2-f32")
+	extra := []safetensors.Tensor{{Name: "model.layers.2.eh_proj.weight", DType: "F32", Shape: []int64{2, 2}, Data: make([]float32, 4)}}
+	if err := safetensors.WriteFile(context.Background(), filepath.Join(dir, "mtp.safetensors"), extra, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(dir, nil)
+	if err == nil || !strings.Contains(err.Error(), `"model.layers.2.eh_proj.weight" has no place`) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("extra tensor: got %v", err)
+	}
+	dir = ds2HFDir(t, "deepseek2v3-f32")
+	cfgPath := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(data), `"kv_lora_rank":32`, `"kv_lora_rank":64`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(dir, nil)
+	if err == nil || !strings.Contains(err.Error(), `"model.layers.0.self_attn.kv_a_proj_with_mqa.weight" has shape`) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("wrong kv_lora_rank: got %v", err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/plan"
+	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
 	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
@@ -337,11 +338,15 @@ func (m *Model) Float32Weights(ctx context.Context) (*model.Weights, error) {
 func (m *Model) Context() int { return m.ctxLen }
 
 // Load reads a model for inference from path: a run directory (config,
-// checkpoint and tokenizer, as `moe train` writes it) or a .gguf file.
+// checkpoint and tokenizer, as `moe train` writes it), a .gguf file, or a
+// Hugging Face deepseek_v2/deepseek_v3 directory.
 func Load(path string, pool *compute.Pool) (*Model, error) {
 	load := loadRunDir
-	if strings.HasSuffix(strings.ToLower(path), ".gguf") {
+	switch {
+	case strings.HasSuffix(strings.ToLower(path), ".gguf"):
 		load = loadGGUF
+	case safetensors.IsDeepseekDir(path):
+		load = loadHFDeepseek
 	}
 	m, err := load(path, pool)
 	if err != nil {
