@@ -153,7 +153,7 @@ func (r *hfReader) vec(name string, n int) []float32 { return r.floats(name, int
 
 // matrix returns a rows×cols tensor as a float32 gguf.Matrix.
 func (r *hfReader) matrix(name string, rows, cols int) gguf.Matrix {
-	return f32Matrix(name, rows, cols, r.floats(name, int64(rows), int64(cols)))
+	return f32Matrix(name, r.floats(name, int64(rows), int64(cols)), rows, cols)
 }
 
 // kvB splits kv_b_proj (per head nope key rows then vd value rows, of
@@ -167,21 +167,17 @@ func (r *hfReader) kvB(name string, nh, nope, vd, rank int) (kb, vb []gguf.Matri
 	kb, vb = make([]gguf.Matrix, nh), make([]gguf.Matrix, nh)
 	for h := range nh {
 		base := h * (nope + vd)
-		kb[h] = f32Matrix(fmt.Sprintf("%s[%d].k", name, h), rank, nope, gguf.AbsorbedKey(all, h, nope, vd, rank))
-		vb[h] = f32Matrix(fmt.Sprintf("%s[%d].v", name, h), vd, rank, all[(base+nope)*rank:(base+nope+vd)*rank])
+		kb[h] = f32Matrix(fmt.Sprintf("%s[%d].k", name, h), gguf.AbsorbedKey(all, h, nope, vd, rank), rank, nope)
+		vb[h] = f32Matrix(fmt.Sprintf("%s[%d].v", name, h), all[(base+nope)*rank:(base+nope+vd)*rank], vd, rank)
 	}
 	return kb, vb
 }
 
-// f32Matrix returns v (rows×cols float32 values; nil after an error) as a
-// gguf.Matrix of type F32.
-func f32Matrix(name string, rows, cols int, v []float32) gguf.Matrix {
-	if v == nil {
-		return gguf.Matrix{Name: name}
-	}
-	raw := make([]byte, 4*len(v))
+// f32Matrix wraps rows×cols float32 values as a gguf.Matrix of type F32.
+func f32Matrix(name string, v []float32, rows, cols int) gguf.Matrix {
+	b := make([]byte, 4*len(v))
 	for i, x := range v {
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(x))
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
 	}
-	return gguf.Matrix{Name: name, Type: compute.QType(gguf.F32), Rows: rows, Cols: cols, Data: raw}
+	return gguf.Matrix{Name: name, Type: compute.QType(gguf.F32), Rows: rows, Cols: cols, Data: b}
 }
