@@ -160,7 +160,9 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 	sc.x = grow(sc.x, rows*d)
 	sc.xn = grow(sc.xn, rows*d)
 	qkvDim := qDim + 2*kvDim
-	sc.qkv = grow(sc.qkv, rows*qkvDim)
+	if !cfg.MLA() { // latent attention has its own buffers (mlaScratch)
+		sc.qkv = grow(sc.qkv, rows*qkvDim)
+	}
 	sc.att = grow(sc.att, rows*qDim)
 	sc.o = grow(sc.o, rows*d)
 	x := sc.x
