@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,19 +60,21 @@ func TestGGUFRunsInLlamaCpp(t *testing.T) {
 }
 
 // TestFamiliesGenerate runs `moe generate` greedily on the small random-
-// weight GGUF file of each llama.cpp MoE family (infer/testdata/family,
+// weight GGUF file of each llama.cpp MoE family and of the Mixtral layout
+// (infer/testdata/family,
 // written by benchmarks/gguf/make_family.py with llama.cpp's gguf-py) and,
 // where llama.cpp's llama-simple is built, checks that it prints the same
 // bytes for the same prompt.
 func TestFamiliesGenerate(t *testing.T) {
 	bin := llamaSimple()
 	const prompt = "Hello the world"
-	for _, arch := range []string{"qwen3moe", "olmoe", "qwen2moe", "granitemoe", "deepseek2", "deepseek2v3", "deepseek2kvb"} {
+	// The deepseek2 fixtures carry no chat template: they join here only.
+	fams := append(slices.Clone(familyChats),
+		familyChat{arch: "deepseek2"}, familyChat{arch: "deepseek2v3"}, familyChat{arch: "deepseek2kvb"})
+	for _, fam := range fams {
+		arch := fam.arch
 		for _, typ := range []string{"f32", "q8_0"} {
-			g, err := filepath.Abs(filepath.Join("..", "infer", "testdata", "family", arch+"-"+typ+".gguf"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			g := familyFile(t, arch, typ)
 			r := ok(t, "generate", "--model", g, "--prompt", prompt, "--max-tokens", "16", "--temperature", "0")
 			if !strings.Contains(r.stderr, "16 generated") {
 				t.Errorf("%s %s: generate did not report 16 tokens: %s", arch, typ, r)
@@ -89,8 +92,10 @@ func TestFamiliesGenerate(t *testing.T) {
 			if err != nil {
 				t.Fatalf("llama-simple %s %s: %v", arch, typ, err)
 			}
+			// llama-simple prints the prompt's tokens first: BOS where
+			// the vocabulary adds it, SentencePiece's space prefix.
 			got := strings.TrimSuffix(string(out), "\n")
-			want := prompt + strings.TrimSuffix(r.stdout, "\n")
+			want := fam.promptPrefix + prompt + strings.TrimSuffix(r.stdout, "\n")
 			if got != want {
 				t.Errorf("%s %s: llama.cpp %q, moe %q", arch, typ, got, want)
 			}

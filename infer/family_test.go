@@ -15,7 +15,7 @@ import (
 
 // familyFixtures are the small random-weight files of llama.cpp's MoE
 // architectures that benchmarks/gguf/make_family.py writes with gguf-py.
-var familyFixtures = []string{"qwen3moe", "olmoe", "qwen2moe", "granitemoe"}
+var familyFixtures = []string{"qwen3moe", "olmoe", "qwen2moe", "granitemoe", "llama"}
 
 // familyRef is an independent float64 forward pass of one family file,
 // written from the family's definition (llama.cpp's graph for the arch) over
@@ -64,6 +64,8 @@ func newFamilyRef(t *testing.T, path, arch string) *familyRef {
 		r.neox = true
 	case "qwen2moe":
 		r.neox, r.shared = true, true
+	case "llama": // Mixtral: softmax over the chosen experts' logits
+		r.renorm = true
 	case "granitemoe":
 		r.renorm = true
 		r.embScale = r.getf("embedding_scale", 1)

@@ -115,6 +115,12 @@ type samplingFields struct {
 	PresencePenalty  *float64           `json:"presence_penalty"`
 	FrequencyPenalty *float64           `json:"frequency_penalty"`
 	LogitBias        map[string]float64 `json:"logit_bias"`
+
+	// IgnoreEOS keeps generating past the model's end-of-text tokens, up
+	// to the token limit (an extension llama-server and vLLM share, for
+	// benchmarks that need a fixed number of tokens). Stop strings still
+	// apply.
+	IgnoreEOS bool `json:"ignore_eos"`
 }
 
 // completionRequest is the body of POST /v1/completions.
@@ -155,6 +161,7 @@ type genParams struct {
 	stream       bool
 	includeUsage bool
 	pen          *penalties // nil: none
+	ignoreEOS    bool
 }
 
 // penalties adjust one sequence's logits before sampling, as OpenAI
@@ -229,7 +236,7 @@ func (f *samplingFields) parsePenalties(vocab int) (*penalties, *apiError) {
 // params validates the sampling fields; maxTokens is the request's
 // token limit, named maxField ("max_tokens" or "max_completion_tokens").
 func (f *samplingFields) params(maxTokens *int, maxField string) (genParams, *apiError) {
-	p := genParams{n: 1, sample: SampleOptions{Temperature: 1, TopP: 1}, stream: f.Stream, maxField: maxField}
+	p := genParams{n: 1, sample: SampleOptions{Temperature: 1, TopP: 1}, stream: f.Stream, maxField: maxField, ignoreEOS: f.IgnoreEOS}
 	if maxTokens != nil {
 		if *maxTokens < 1 {
 			return p, badRequest(maxField, "%s must be at least 1, got %d", maxField, *maxTokens)
@@ -411,14 +418,19 @@ type completionChoice struct {
 	FinishReason *string `json:"finish_reason"`
 }
 
-type completionResponse struct {
-	ID      string             `json:"id"`
-	Object  string             `json:"object"`
-	Created int64              `json:"created"`
-	Model   string             `json:"model"`
-	Choices []completionChoice `json:"choices"`
-	Usage   *usage             `json:"usage,omitempty"`
+// response is the OpenAI response object around choices of type C: a
+// completion, a chat completion, or one chunk of a streamed chat.
+type response[C any] struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	Model   string `json:"model"`
+	Choices []C    `json:"choices"`
+	Usage   *usage `json:"usage,omitempty"`
 }
+
+// completionResponse is a /v1/completions response or stream event.
+type completionResponse = response[completionChoice]
 
 type chatMessageOut struct {
 	Role    string `json:"role"`
@@ -432,14 +444,9 @@ type chatChoice struct {
 	FinishReason string         `json:"finish_reason"`
 }
 
-type chatResponse struct {
-	ID      string       `json:"id"`
-	Object  string       `json:"object"`
-	Created int64        `json:"created"`
-	Model   string       `json:"model"`
-	Choices []chatChoice `json:"choices"`
-	Usage   usage        `json:"usage"`
-}
+// chatResponse is a non-streamed /v1/chat/completions response (Usage is
+// always set).
+type chatResponse = response[chatChoice]
 
 type chatDelta struct {
 	Role    string  `json:"role,omitempty"`
@@ -453,14 +460,8 @@ type chatChunkChoice struct {
 	FinishReason *string   `json:"finish_reason"`
 }
 
-type chatChunk struct {
-	ID      string            `json:"id"`
-	Object  string            `json:"object"`
-	Created int64             `json:"created"`
-	Model   string            `json:"model"`
-	Choices []chatChunkChoice `json:"choices"`
-	Usage   *usage            `json:"usage,omitempty"`
-}
+// chatChunk is one server-sent event of a streamed chat completion.
+type chatChunk = response[chatChunkChoice]
 
 type modelObject struct {
 	ID      string `json:"id"`
