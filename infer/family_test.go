@@ -314,17 +314,26 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 			}
 		}
 	}
+	logits := r.logits(x, emb)
+	for p := range logits {
+		for i := range logits[p] {
+			logits[p][i] /= r.logitDiv
+		}
+	}
+	return logits
+}
+
+// logits returns the LM head's logits of the final hidden states x: the
+// output norm, then output.weight (emb when the file ties them).
+func (r *familyRef) logits(x [][]float64, emb []float64) [][]float64 {
 	head := r.tensor("output.weight")
 	if head == nil {
 		head = emb
 	}
 	on := r.must("output_norm.weight")
-	logits := make([][]float64, n)
-	for p := range n {
+	logits := make([][]float64, len(x))
+	for p := range x {
 		logits[p] = matvec(head, rmsnorm64(x[p], on, r.eps))
-		for i := range logits[p] {
-			logits[p][i] /= r.logitDiv
-		}
 	}
 	return logits
 }
@@ -334,6 +343,36 @@ func itoa(i int) string {
 		return string(rune('0' + i))
 	}
 	return itoa(i/10) + string(rune('0'+i%10))
+}
+
+// familyTokens are the token ids the family tests run.
+func familyTokens() []int32 { return []int32{84, 258, 39, 101, 3, 200, 257, 17, 66, 120} }
+
+// forwardError runs toks through m, a prefill of the first 6 with every
+// position's logits then single-token decode steps against the KV cache,
+// and returns the largest relative error of any position's logits
+// against want.
+func forwardError(t *testing.T, m *Model, toks []int32, want [][]float64) float64 {
+	t.Helper()
+	V := m.Cfg.VocabSize
+	s := m.NewSeq(0)
+	const prefill = 6
+	got, err := m.Forward([]*Seq{s}, [][]int32{toks[:prefill]}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := 0.0
+	for p := 0; p < prefill; p++ {
+		worst = math.Max(worst, relErr(got[0][p*V:(p+1)*V], want[p]))
+	}
+	for p := prefill; p < len(toks); p++ {
+		got, err := m.Forward([]*Seq{s}, [][]int32{toks[p : p+1]}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst = math.Max(worst, relErr(got[0], want[p]))
+	}
+	return worst
 }
 
 // relErr returns max|got−want| / max|want|.
@@ -377,26 +416,8 @@ func testFamily(t *testing.T, pool *compute.Pool, arch, typ string, limit float6
 		t.Fatal("no tokenizer")
 	}
 	ref := newFamilyRef(t, path, arch)
-	toks := []int32{84, 258, 39, 101, 3, 200, 257, 17, 66, 120}
-	want := ref.forward(toks)
-	V := m.Cfg.VocabSize
-	s := m.NewSeq(0)
-	const prefill = 6
-	got, err := m.Forward([]*Seq{s}, [][]int32{toks[:prefill]}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	worst := 0.0
-	for p := 0; p < prefill; p++ {
-		worst = math.Max(worst, relErr(got[0][p*V:(p+1)*V], want[p]))
-	}
-	for p := prefill; p < len(toks); p++ {
-		got, err := m.Forward([]*Seq{s}, [][]int32{toks[p : p+1]}, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		worst = math.Max(worst, relErr(got[0], want[p]))
-	}
+	toks := familyTokens()
+	worst := forwardError(t, m, toks, ref.forward(toks))
 	t.Logf("%s %s: max relative logit error %.2e over %d positions", arch, typ, worst, len(toks))
 	if worst > limit {
 		t.Fatalf("%s %s: logits differ from the float64 reference by %.3e relative (limit %g)", arch, typ, worst, limit)
@@ -406,11 +427,6 @@ func testFamily(t *testing.T, pool *compute.Pool, arch, typ string, limit float6
 // TestGGUFFamilyErrors checks that a family file with a missing key, a
 // misshapen tensor or an unknown architecture fails with an error naming it.
 func TestGGUFFamilyErrors(t *testing.T) {
-	src := filepath.Join("testdata", "family", "qwen2moe-f32.gguf")
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Same-length renames in the header: the key or tensor becomes
 	// something moe does not know, so the file lacks the real one.
 	for _, c := range []struct{ from, to, want string }{
@@ -420,19 +436,31 @@ func TestGGUFFamilyErrors(t *testing.T) {
 		{"blk.0.attn_k.bias", "blk.0.attn_k.biaX", `"blk.0.attn_k.bias"`},
 		{"\x08\x00\x00\x00\x00\x00\x00\x00qwen2moe", "\x08\x00\x00\x00\x00\x00\x00\x00qwen9moe", `"qwen9moe" is not supported`},
 	} {
-		i := strings.Index(string(data), c.from)
-		if i < 0 {
-			t.Fatalf("%q not in the fixture", c.from)
-		}
-		bad := slices.Clone(data)
-		copy(bad[i:], c.to)
-		path := filepath.Join(t.TempDir(), "bad.gguf")
-		if err := os.WriteFile(path, bad, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		_, err := Load(path, nil)
-		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
-			t.Errorf("%s → %s: got error %v, want one line naming %s", c.from, c.to, err, c.want)
-		}
+		badFamilyFile(t, "qwen2moe-f32", c.from, c.to, c.want)
+	}
+}
+
+// badFamilyFile copies fixture name with the bytes from (in its header)
+// replaced by to, of the same length, and checks that Load fails with a
+// one-line error containing want.
+func badFamilyFile(t *testing.T, name, from, to, want string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "family", name+".gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(data), from)
+	if i < 0 {
+		t.Fatalf("%q not in %s", from, name)
+	}
+	bad := slices.Clone(data)
+	copy(bad[i:], to)
+	path := filepath.Join(t.TempDir(), "bad.gguf")
+	if err := os.WriteFile(path, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(path, nil)
+	if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("%s: %s → %s: got error %v, want one line naming %s", name, from, to, err, want)
 	}
 }

@@ -225,6 +225,8 @@ type layerWeights struct {
 	// q/k/v biases as one [q; k; v] vector, the shared expert's sigmoid
 	// gate.
 	qNorm, kNorm, qkvBias, shGate []float32
+	// mla replaces qkv under multi-head latent attention; nil otherwise.
+	mla *mlaWeights
 }
 
 // forEach calls f with every matrix of the layer the forward pass
@@ -235,6 +237,7 @@ func (L *layerWeights) forEach(f func(l *Linear, router bool)) {
 	}
 	f(&L.o, false)
 	ffn := func(x *Linear) { f(x, false) }
+	L.mla.forEach(ffn)
 	L.ffn.forEach(ffn)
 	if L.router.n > 0 {
 		f(&L.router, true)
