@@ -133,6 +133,7 @@ type rawConfig struct {
 	UseSlidingWindow             *bool      `json:"use_sliding_window"`
 	LayerTypes                   []string   `json:"layer_types"`
 	QKNorm                       *bool      `json:"qk_norm"`
+	SwiGLULimit                  *float64   `json:"swiglu_limit"` // gpt_oss
 
 	// GPT-2 style names, accepted for model_type gpt3.
 	NEmbd      *intField `json:"n_embd"`
@@ -368,6 +369,7 @@ func (p *parser) build() *Config {
 	c.AttentionSinks = optB(r.AttentionSinks, false)
 	c.RouterBias = optB(r.RouterBias, false)
 	c.ExpertBias = optB(r.ExpertBias, false)
+	c.SwiGLULimit = optF(r.SwiGLULimit, 0)
 	c.SharedExpertGate = optB(r.SharedExpertGate, false)
 	c.Routing = optS(r.Routing, "")
 	c.RouterOrder = optS(r.RouterOrder, "")
@@ -463,6 +465,7 @@ func (p *parser) build() *Config {
 		c.AttentionSinks = optB(r.AttentionSinks, true)
 		c.RouterBias = optB(r.RouterBias, true)
 		c.ExpertBias = optB(r.ExpertBias, true)
+		c.SwiGLULimit = optF(r.SwiGLULimit, 7)
 		defOrder = RouterTopKSoftmax
 	case TypeGPT3:
 		c.RopeTheta = optF(r.RopeTheta, 0)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,21 +63,27 @@ func TestGGUFRunsInLlamaCpp(t *testing.T) {
 // weight GGUF file of each llama.cpp MoE family (infer/testdata/family,
 // written by benchmarks/gguf/make_family.py with llama.cpp's gguf-py) and,
 // where llama.cpp's llama-simple is built, checks that it prints the same
-// bytes for the same prompt.
+// bytes for the same prompt: 16 tokens of the f32 files, and for gpt-oss
+// 64 tokens of both its files (f32, and Q8_0 with MXFP4 experts).
 func TestFamiliesGenerate(t *testing.T) {
 	bin := llamaSimple()
 	const prompt = "Hello the world"
-	for _, arch := range []string{"qwen3moe", "olmoe", "qwen2moe", "granitemoe"} {
+	for _, c := range []struct {
+		arch   string
+		tokens int
+		q8     bool // compare the q8_0 file with llama.cpp too
+	}{{"qwen3moe", 16, false}, {"olmoe", 16, false}, {"qwen2moe", 16, false}, {"granitemoe", 16, false}, {"gpt-oss", 64, true}} {
+		n := strconv.Itoa(c.tokens)
 		for _, typ := range []string{"f32", "q8_0"} {
-			g, err := filepath.Abs(filepath.Join("..", "infer", "testdata", "family", arch+"-"+typ+".gguf"))
+			g, err := filepath.Abs(filepath.Join("..", "infer", "testdata", "family", c.arch+"-"+typ+".gguf"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := ok(t, "generate", "--model", g, "--prompt", prompt, "--max-tokens", "16", "--temperature", "0")
-			if !strings.Contains(r.stderr, "16 generated") {
-				t.Errorf("%s %s: generate did not report 16 tokens: %s", arch, typ, r)
+			r := ok(t, "generate", "--model", g, "--prompt", prompt, "--max-tokens", n, "--temperature", "0")
+			if !strings.Contains(r.stderr, n+" generated") {
+				t.Errorf("%s %s: generate did not report %s tokens: %s", c.arch, typ, n, r)
 			}
-			if bin == "" || typ == "q8_0" {
+			if bin == "" || typ == "q8_0" && !c.q8 {
 				// llama-simple computes attention with an f16 KV cache
 				// (flash attention), which parts from moe's float32 at a
 				// near-tie in olmoe's q8_0 text after 7 tokens; with an f32
@@ -84,15 +91,15 @@ func TestFamiliesGenerate(t *testing.T) {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			out, err := exec.CommandContext(ctx, bin, "-m", g, "-n", "16", prompt).Output()
+			out, err := exec.CommandContext(ctx, bin, "-m", g, "-n", n, prompt).Output()
 			cancel()
 			if err != nil {
-				t.Fatalf("llama-simple %s %s: %v", arch, typ, err)
+				t.Fatalf("llama-simple %s %s: %v", c.arch, typ, err)
 			}
 			got := strings.TrimSuffix(string(out), "\n")
 			want := prompt + strings.TrimSuffix(r.stdout, "\n")
 			if got != want {
-				t.Errorf("%s %s: llama.cpp %q, moe %q", arch, typ, got, want)
+				t.Errorf("%s %s: llama.cpp %q, moe %q", c.arch, typ, got, want)
 			}
 		}
 	}

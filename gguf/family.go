@@ -39,6 +39,10 @@ type family struct {
 	needOutput bool
 	// scales: Granite's embedding, residual, attention and logit scales.
 	scales bool
+	// gptOSS: gpt-oss's pieces (see ossConfig and ossLayer): attention
+	// sinks, biases everywhere, alternating sliding windows, the clamped
+	// SwiGLU, YaRN, post_attention_norm as the FFN norm.
+	gptOSS bool
 }
 
 // families are the llama.cpp MoE architectures moe runs besides llama.
@@ -51,6 +55,7 @@ var families = []family{
 		order: config.RouterSoftmaxTopK, needOutput: true},
 	{arch: "granitemoe", modelType: config.TypeGraniteMoE, permuteQK: true, optShared: true,
 		order: config.RouterTopKSoftmax, scales: true},
+	{arch: ArchGPTOSS, modelType: config.TypeGPTOSS, order: config.RouterTopKSoftmax, needOutput: true, gptOSS: true},
 }
 
 // lookupFamily returns the family of arch, or nil.
@@ -114,7 +119,11 @@ func familyConfig(f *File, fam *family) (*config.Config, error) {
 			return nil, fmt.Errorf("gguf: partial RoPE (%s.rope.dimension_count %d of %d) is not supported", fam.arch, rd, cfg.HeadDimension())
 		}
 	}
-	if v, ok := f.Get(fam.arch + ".rope.scaling.type"); ok && v != "none" && v != "" {
+	if fam.gptOSS {
+		if err := ossConfig(f, k, cfg); err != nil {
+			return nil, err
+		}
+	} else if v, ok := f.Get(fam.arch + ".rope.scaling.type"); ok && v != "none" && v != "" {
 		return nil, fmt.Errorf("gguf: %s.rope.scaling.type %v is not supported", fam.arch, v)
 	}
 	if s := k.float("expert_weights_scale", 0); s != 0 && s != 1 {

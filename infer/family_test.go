@@ -15,7 +15,7 @@ import (
 
 // familyFixtures are the small random-weight files of llama.cpp's MoE
 // architectures that benchmarks/gguf/make_family.py writes with gguf-py.
-var familyFixtures = []string{"qwen3moe", "olmoe", "qwen2moe", "granitemoe"}
+var familyFixtures = []string{"qwen3moe", "olmoe", "qwen2moe", "granitemoe", "gpt-oss"}
 
 // familyRef is an independent float64 forward pass of one family file,
 // written from the family's definition (llama.cpp's graph for the arch) over
@@ -31,6 +31,12 @@ type familyRef struct {
 	embScale, resScale   float64
 	attnScale, logitDiv  float64
 	neox, renorm, shared bool
+	// gpt-oss: sinks, biases, top-k then softmax routing, the clamped
+	// SwiGLU, sliding window swa on even layers, YaRN (factor, original
+	// context).
+	oss           bool
+	swa, yarnOrig int
+	yarn          float64
 }
 
 func newFamilyRef(t *testing.T, path, arch string) *familyRef {
@@ -70,6 +76,11 @@ func newFamilyRef(t *testing.T, path, arch string) *familyRef {
 		r.resScale = r.getf("residual_scale", 1)
 		r.attnScale = r.getf("attention.scale", r.attnScale)
 		r.logitDiv = r.getf("logit_scale", math.NaN())
+	case "gpt-oss":
+		r.neox, r.oss = true, true
+		r.swa = r.geti("attention.sliding_window")
+		r.yarn = r.getf("rope.scaling.factor", math.NaN())
+		r.yarnOrig = r.geti("rope.scaling.original_context_length")
 	}
 	return r
 }
@@ -155,13 +166,31 @@ func silu64(v float64) float64 { return v / (1 + math.Exp(-v)) }
 
 // rope rotates each head of x at position p: NEOX pairs (i, i+hd/2),
 // NORM pairs (2i, 2i+1), angle p·base^(−2i/hd).
+//
+// With YaRN (gpt-oss), as ggml's rope computes it: the pairs below the
+// correction range [lo, hi] (rounded out) turn at base^(−2i/hd)/factor,
+// those above at base^(−2i/hd), a linear ramp between, and the rotation
+// is scaled by 1 + 0.1·ln(factor).
 func (r *familyRef) rope(x []float64, p int) {
 	hd := r.hd
+	mscale, lo, hi := 1.0, 0.0, 0.0
+	if r.yarn > 0 {
+		mscale = 1 + 0.1*math.Log(r.yarn)
+		corr := func(rot float64) float64 {
+			return float64(hd) * math.Log(float64(r.yarnOrig)/(rot*2*math.Pi)) / (2 * math.Log(r.base))
+		}
+		lo, hi = math.Max(0, math.Floor(corr(32))), math.Min(float64(hd-1), math.Ceil(corr(1)))
+	}
 	for h := 0; h < len(x)/hd; h++ {
 		v := x[h*hd : (h+1)*hd]
 		for i := 0; i < hd/2; i++ {
-			th := float64(p) * math.Pow(r.base, -2*float64(i)/float64(hd))
-			c, s := math.Cos(th), math.Sin(th)
+			freq := math.Pow(r.base, -2*float64(i)/float64(hd))
+			if r.yarn > 0 {
+				ramp := 1 - math.Min(1, math.Max(0, (float64(i)-lo)/math.Max(0.001, hi-lo)))
+				freq = freq/r.yarn*(1-ramp) + freq*ramp
+			}
+			th := float64(p) * freq
+			c, s := mscale*math.Cos(th), mscale*math.Sin(th)
 			a, b := i, i+hd/2
 			if !r.neox {
 				a, b = 2*i, 2*i+1
@@ -174,11 +203,30 @@ func (r *familyRef) rope(x []float64, p int) {
 // ffn returns down(silu(gate·x) ⊙ up·x) for one (expert) block given as
 // slices of the stacked tensors.
 func ffn64(gate, up, down, x []float64) []float64 {
+	return ffnBias64(gate, up, down, nil, nil, nil, x, false)
+}
+
+// ffnBias64 is ffn64 with the projections' biases (nil: none) and, with
+// clamped, gpt-oss's SwiGLU: min(g, 7)·σ(1.702·min(g, 7))·(clamp(u, ±7)+1).
+func ffnBias64(gate, up, down, bg, bu, bd, x []float64, clamped bool) []float64 {
 	g, u := matvec(gate, x), matvec(up, x)
 	for i := range g {
-		g[i] = silu64(g[i]) * u[i]
+		if bg != nil {
+			g[i] += bg[i]
+			u[i] += bu[i]
+		}
+		if clamped {
+			gi := math.Min(g[i], 7)
+			g[i] = gi / (1 + math.Exp(-1.702*gi)) * (math.Max(-7, math.Min(7, u[i])) + 1)
+		} else {
+			g[i] = silu64(g[i]) * u[i]
+		}
 	}
-	return matvec(down, g)
+	y := matvec(down, g)
+	for i := range bd {
+		y[i] += bd[i]
+	}
+	return y
 }
 
 // forward returns the logits of every position of toks.
@@ -199,6 +247,13 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 		bq, bk, bv := r.tensor(b("attn_q.bias")), r.tensor(b("attn_k.bias")), r.tensor(b("attn_v.bias"))
 		qn, kn := r.tensor(b("attn_q_norm.weight")), r.tensor(b("attn_k_norm.weight"))
 		an := r.must(b("attn_norm.weight"))
+		// gpt-oss: the output bias, per-head sinks, and a sliding window
+		// on even layers (llama.cpp's default period of 2).
+		bo, sinks := r.tensor(b("attn_output.bias")), r.tensor(b("attn_sinks.weight"))
+		window := 0
+		if r.oss && l%2 == 0 {
+			window = r.swa
+		}
 		qs, ks, vs := make([][]float64, n), make([][]float64, n), make([][]float64, n)
 		for p := range n {
 			h := rmsnorm64(x[p], an, r.eps)
@@ -231,7 +286,14 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 				g := h / (r.H / r.KV)
 				sc := make([]float64, p+1)
 				mx := math.Inf(-1)
+				if sinks != nil {
+					mx = sinks[h]
+				}
 				for j := 0; j <= p; j++ {
+					if window > 0 && p-j >= window {
+						sc[j] = math.Inf(-1)
+						continue
+					}
 					var s float64
 					for i := 0; i < hd; i++ {
 						s += qs[p][h*hd+i] * ks[j][g*hd+i]
@@ -240,6 +302,9 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 					mx = math.Max(mx, sc[j])
 				}
 				var z float64
+				if sinks != nil {
+					z = math.Exp(sinks[h] - mx)
+				}
 				for j := range sc {
 					sc[j] = math.Exp(sc[j] - mx)
 					z += sc[j]
@@ -251,31 +316,66 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 				}
 			}
 			o := matvec(wo, att)
+			for i := range bo {
+				o[i] += bo[i]
+			}
 			for i := range o {
 				x[p][i] += r.resScale * o[i]
 			}
 		}
-		fn := r.must(b("ffn_norm.weight"))
-		router := r.must(b("ffn_gate_inp.weight"))
+		fnName := "ffn_norm.weight"
+		if r.oss {
+			fnName = "post_attention_norm.weight"
+		}
+		fn := r.must(b(fnName))
+		router, rb := r.must(b("ffn_gate_inp.weight")), r.tensor(b("ffn_gate_inp.bias"))
 		ge, ue, de := r.must(b("ffn_gate_exps.weight")), r.must(b("ffn_up_exps.weight")), r.must(b("ffn_down_exps.weight"))
+		bge, bue, bde := r.tensor(b("ffn_gate_exps.bias")), r.tensor(b("ffn_up_exps.bias")), r.tensor(b("ffn_down_exps.bias"))
 		per := len(ge) / r.E
+		slice := func(v []float64, e int) []float64 {
+			if v == nil {
+				return nil
+			}
+			n := len(v) / r.E
+			return v[e*n : (e+1)*n]
+		}
 		for p := range n {
 			h := rmsnorm64(x[p], fn, r.eps)
 			lg := matvec(router, h)
-			mx := slices.Max(lg)
-			var z float64
-			prob := make([]float64, r.E)
-			for e, v := range lg {
-				prob[e] = math.Exp(v - mx)
-				z += prob[e]
+			for e := range rb {
+				lg[e] += rb[e]
 			}
 			order := make([]int, r.E)
 			for e := range order {
-				prob[e] /= z
 				order[e] = e
 			}
-			sort.SliceStable(order, func(a, b int) bool { return prob[order[a]] > prob[order[b]] })
+			// gpt-oss: top-k of the logits, softmax over those k;
+			// the others: softmax over all, top-k (renormalised or not).
+			softmax := func(idx []int) []float64 {
+				mx := math.Inf(-1)
+				for _, e := range idx {
+					mx = math.Max(mx, lg[e])
+				}
+				var z float64
+				prob := make([]float64, r.E)
+				for _, e := range idx {
+					prob[e] = math.Exp(lg[e] - mx)
+					z += prob[e]
+				}
+				for _, e := range idx {
+					prob[e] /= z
+				}
+				return prob
+			}
+			var prob []float64
+			if !r.oss {
+				prob = softmax(order)
+			}
+			sort.SliceStable(order, func(a, b int) bool { return lg[order[a]] > lg[order[b]] })
 			top := order[:r.k]
+			if r.oss {
+				prob = softmax(top)
+			}
 			var sum float64
 			for _, e := range top {
 				sum += prob[e]
@@ -286,7 +386,8 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 				if r.renorm {
 					w /= sum
 				}
-				y := ffn64(ge[e*per:(e+1)*per], ue[e*per:(e+1)*per], de[e*per:(e+1)*per], h)
+				y := ffnBias64(ge[e*per:(e+1)*per], ue[e*per:(e+1)*per], de[e*per:(e+1)*per],
+					slice(bge, e), slice(bue, e), slice(bde, e), h, r.oss)
 				for i := range out {
 					out[i] += w * y[i]
 				}
@@ -404,23 +505,35 @@ func testFamily(t *testing.T, pool *compute.Pool, arch, typ string, limit float6
 // TestGGUFFamilyErrors checks that a family file with a missing key, a
 // misshapen tensor or an unknown architecture fails with an error naming it.
 func TestGGUFFamilyErrors(t *testing.T) {
-	src := filepath.Join("testdata", "family", "qwen2moe-f32.gguf")
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Same-length renames in the header: the key or tensor becomes
-	// something moe does not know, so the file lacks the real one.
-	for _, c := range []struct{ from, to, want string }{
-		{"qwen2moe.expert_used_count", "qwen2moe.expert_usXd_count", `"qwen2moe.expert_used_count"`},
-		{"qwen2moe.attention.layer_norm_rms_epsilon", "qwen2moe.attention.layer_norm_rms_epsiloX", `"qwen2moe.attention.layer_norm_rms_epsilon"`},
-		{"blk.1.ffn_gate_inp_shexp.weight", "blk.1.ffn_gate_inp_shexX.weight", `"blk.1.ffn_gate_inp_shexp.weight"`},
-		{"blk.0.attn_k.bias", "blk.0.attn_k.biaX", `"blk.0.attn_k.bias"`},
-		{"\x08\x00\x00\x00\x00\x00\x00\x00qwen2moe", "\x08\x00\x00\x00\x00\x00\x00\x00qwen9moe", `"qwen9moe" is not supported`},
+	files := map[string][]byte{}
+	for _, c := range []struct{ arch, from, to, want string }{
+		{"qwen2moe", "qwen2moe.expert_used_count", "qwen2moe.expert_usXd_count", `"qwen2moe.expert_used_count"`},
+		{"qwen2moe", "qwen2moe.attention.layer_norm_rms_epsilon", "qwen2moe.attention.layer_norm_rms_epsiloX", `"qwen2moe.attention.layer_norm_rms_epsilon"`},
+		{"qwen2moe", "blk.1.ffn_gate_inp_shexp.weight", "blk.1.ffn_gate_inp_shexX.weight", `"blk.1.ffn_gate_inp_shexp.weight"`},
+		{"qwen2moe", "blk.0.attn_k.bias", "blk.0.attn_k.biaX", `"blk.0.attn_k.bias"`},
+		{"qwen2moe", "\x08\x00\x00\x00\x00\x00\x00\x00qwen2moe", "\x08\x00\x00\x00\x00\x00\x00\x00qwen9moe", `"qwen9moe" is not supported`},
+		// gpt-oss's own keys and tensors.
+		{"gpt-oss", "gpt-oss.attention.sliding_window", "gpt-oss.attention.sliding_windoX", `"gpt-oss.attention.sliding_window"`},
+		{"gpt-oss", "gpt-oss.expert_feed_forward_length", "gpt-oss.expert_feed_forward_lengtX", `"gpt-oss.expert_feed_forward_length"`},
+		{"gpt-oss", "blk.1.attn_sinks.weight", "blk.1.attn_sinkX.weight", `"blk.1.attn_sinks.weight"`},
+		{"gpt-oss", "blk.0.attn_output.bias", "blk.0.attn_output.biaX", `"blk.0.attn_output.bias"`},
+		{"gpt-oss", "blk.0.ffn_gate_inp.bias", "blk.0.ffn_gate_inp.biaX", `"blk.0.ffn_gate_inp.bias"`},
+		{"gpt-oss", "blk.1.ffn_down_exps.bias", "blk.1.ffn_down_exps.biaX", `"blk.1.ffn_down_exps.bias"`},
+		{"gpt-oss", "blk.0.post_attention_norm.weight", "blk.0.post_attention_norX.weight", `"blk.0.post_attention_norm.weight"`},
 	} {
+		data, ok := files[c.arch]
+		if !ok {
+			var err error
+			if data, err = os.ReadFile(filepath.Join("testdata", "family", c.arch+"-f32.gguf")); err != nil {
+				t.Fatal(err)
+			}
+			files[c.arch] = data
+		}
+		// Same-length renames in the header: the key or tensor becomes
+		// something moe does not know, so the file lacks the real one.
 		i := strings.Index(string(data), c.from)
 		if i < 0 {
-			t.Fatalf("%q not in the fixture", c.from)
+			t.Fatalf("%q not in the %s fixture", c.from, c.arch)
 		}
 		bad := slices.Clone(data)
 		copy(bad[i:], c.to)

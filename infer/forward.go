@@ -220,6 +220,7 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 		}
 		m.attention(seqs, l, rows, rowSeq, rowPos)
 		L.o.mul(m.Pool, prec, rows, sc.att, qDim, sc.o, d)
+		addRowBias(sc.o[:rows*d], L.oBias)
 		scaleBy(sc.o[:rows*d], m.resScale)
 		compute.Add(x, sc.o[:rows*d])
 
@@ -291,6 +292,7 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 		scale = m.attnScale
 	}
 	win := cfg.AttentionWindow(l)
+	sinks := m.layers[l].sinks
 	sc := &m.sc
 	work := rows * nkv
 	maxPos := 0
@@ -326,7 +328,13 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 				}
 			}
 			for j := 0; j < group; j++ {
-				compute.SoftmaxRow(sco[j*Pn : j*Pn+P])
+				if sinks != nil {
+					// gpt-oss: query head g·group+j's sink logit joins
+					// the normalisation.
+					compute.SoftmaxRowSink(sco[j*Pn:j*Pn+P], sinks[g*group+j])
+				} else {
+					compute.SoftmaxRow(sco[j*Pn : j*Pn+P])
+				}
 			}
 			o := sc.att[r*qDim+g*group*hd : r*qDim+(g+1)*group*hd]
 			compute.Gemm(nil, false, false, group, hd, P, 1, sco, Pn, s.v[l][g*hd:], kvDim, 0, o, hd)
@@ -345,11 +353,17 @@ func (m *Model) swiglu(pool *compute.Pool, b *ffnBuf, rows int, xn []float32, w 
 	b.h = grow(b.h, rows*ff)
 	b.o = grow(b.o, rows*d)
 	w.gu.mul(pool, m.sc.prec, rows, xn, d, b.gu, 2*ff)
+	addRowBias(b.gu[:rows*2*ff], w.guBias)
 	for r := 0; r < rows; r++ {
 		g := b.gu[r*2*ff : (r+1)*2*ff]
-		compute.SwiGLU(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:])
+		if m.swiLimit != 0 {
+			swigluClamped(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:], m.swiLimit)
+		} else {
+			compute.SwiGLU(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:])
+		}
 	}
 	w.down.mul(pool, m.sc.prec, rows, b.h, ff, b.o, d)
+	addRowBias(b.o[:rows*d], w.downBias)
 }
 
 // routeRow picks the experts of one row of layer l from its router logits
@@ -369,6 +383,7 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 	sc := &m.sc
 	sc.route = grow(sc.route, rows*E)
 	L.router.mul(m.Pool, precFull, rows, sc.xn, d, sc.route, E) // routing stays float32
+	addRowBias(sc.route[:rows*E], L.routerBias)
 	// rs is the residual scale of the block's output (Granite).
 	rs := float32(1)
 	if m.resScale != 0 {

@@ -208,6 +208,9 @@ type ffnWeights struct {
 	gu    stacked
 	down  Linear
 	width int
+	// guBias ([gate; up], 2·width) and downBias are the projections'
+	// biases (gpt-oss's experts); nil: none.
+	guBias, downBias []float32
 }
 
 // layerWeights are one layer's weights as the forward pass uses them.
@@ -225,6 +228,9 @@ type layerWeights struct {
 	// q/k/v biases as one [q; k; v] vector, the shared expert's sigmoid
 	// gate.
 	qNorm, kNorm, qkvBias, shGate []float32
+	// gpt-oss: the per-head attention sink logits, the output projection's
+	// bias and the router logits' bias.
+	sinks, oBias, routerBias []float32
 }
 
 // forEach calls f with every matrix of the layer the forward pass

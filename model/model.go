@@ -172,6 +172,8 @@ func Supported(cfg *config.Config) error {
 		return errors.New("model: q/k/v, MLP, expert and router biases are not supported")
 	case cfg.SharedExpertGate:
 		return errors.New("model: a gated shared expert (moe_shared_expert_gate) is not supported")
+	case cfg.SwiGLULimit != 0:
+		return errors.New("model: gpt_oss's clamped SwiGLU (swiglu_limit) is not supported")
 	case cfg.PlainMLP:
 		return errors.New("model: a plain (ungated) MLP is not supported, only SwiGLU")
 	case cfg.LayerNorm:
