@@ -23,6 +23,7 @@ import (
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
 	"github.com/moe-llm/moe/tokenizer/chattmpl"
 )
@@ -334,11 +335,15 @@ func (m *Model) Float32Weights(ctx context.Context) (*model.Weights, error) {
 func (m *Model) Context() int { return m.ctxLen }
 
 // Load reads a model for inference from path: a run directory (config,
-// checkpoint and tokenizer, as `moe train` writes it) or a .gguf file.
+// checkpoint and tokenizer, as `moe train` writes it), a .gguf file, or a
+// Hugging Face gpt_oss directory.
 func Load(path string, pool *compute.Pool) (*Model, error) {
 	load := loadRunDir
-	if strings.HasSuffix(strings.ToLower(path), ".gguf") {
+	switch {
+	case strings.HasSuffix(strings.ToLower(path), ".gguf"):
 		load = loadGGUF
+	case safetensors.IsGPTOSSDir(path):
+		load = loadHFGPTOSS
 	}
 	m, err := load(path, pool)
 	if err != nil {
