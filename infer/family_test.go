@@ -37,6 +37,50 @@ type familyRef struct {
 	oss           bool
 	swa, yarnOrig int
 	yarn          float64
+	// q8acts rounds the input of every product with a quantized matrix
+	// to q8_0 blocks, as ggml's CPU kernels (and moe's) quantize
+	// activations: the reference of the products' exact arithmetic.
+	q8acts bool
+}
+
+// act returns x as the product with tensor name sees it: unchanged, or
+// with q8acts and a quantized tensor, rounded to q8_0 blocks of 32 as
+// ggml's quantize_row_q8_0 rounds them (scale max|x|/127 stored as f16,
+// values rounded to integers).
+func (r *familyRef) act(name string, x []float64) []float64 {
+	if !r.quantized(name) {
+		return x
+	}
+	return q8Round(x)
+}
+
+// quantized reports whether q8acts is set and tensor name is stored in a
+// quantized type.
+func (r *familyRef) quantized(name string) bool {
+	ti, ok := r.f.Tensor(name)
+	return r.q8acts && ok && ti.Type != gguf.F32 && ti.Type != gguf.F16 && ti.Type != gguf.BF16
+}
+
+// q8Round rounds x to q8_0 blocks (see familyRef.act).
+func q8Round(x []float64) []float64 {
+	out := make([]float64, len(x))
+	for b := 0; b < len(x); b += 32 {
+		blk := x[b:min(b+32, len(x))]
+		var amax float32
+		for _, v := range blk {
+			amax = max(amax, float32(math.Abs(v)))
+		}
+		d := amax / 127
+		id := float32(0)
+		if d != 0 {
+			id = 1 / d
+		}
+		dh := float64(compute.F16ToFloat32(compute.Float32ToF16(d)))
+		for i, v := range blk {
+			out[b+i] = float64(float32(math.Round(float64(float32(v)*id)))) * dh
+		}
+	}
+	return out
 }
 
 func newFamilyRef(t *testing.T, path, arch string) *familyRef {
@@ -202,13 +246,26 @@ func (r *familyRef) rope(x []float64, p int) {
 
 // ffn returns down(silu(gate·x) ⊙ up·x) for one (expert) block given as
 // slices of the stacked tensors.
-func ffn64(gate, up, down, x []float64) []float64 {
-	return ffnBias64(gate, up, down, nil, nil, nil, x, false)
+func ffn64(gate, up, down, x []float64, q q8Acts) []float64 {
+	return ffnBias64(gate, up, down, nil, nil, nil, x, false, q)
+}
+
+// q8Acts says which inputs of a feed-forward block are rounded to q8_0
+// (see familyRef.act): gate and up's, down's.
+type q8Acts struct{ gu, down bool }
+
+// ffnActs returns the q8Acts of the block whose gate and down tensors
+// are named so.
+func (r *familyRef) ffnActs(gate, down string) q8Acts {
+	return q8Acts{gu: r.quantized(gate), down: r.quantized(down)}
 }
 
 // ffnBias64 is ffn64 with the projections' biases (nil: none) and, with
 // clamped, gpt-oss's SwiGLU: min(g, 7)·σ(1.702·min(g, 7))·(clamp(u, ±7)+1).
-func ffnBias64(gate, up, down, bg, bu, bd, x []float64, clamped bool) []float64 {
+func ffnBias64(gate, up, down, bg, bu, bd, x []float64, clamped bool, q q8Acts) []float64 {
+	if q.gu {
+		x = q8Round(x)
+	}
 	g, u := matvec(gate, x), matvec(up, x)
 	for i := range g {
 		if bg != nil {
@@ -221,6 +278,9 @@ func ffnBias64(gate, up, down, bg, bu, bd, x []float64, clamped bool) []float64 
 		} else {
 			g[i] = silu64(g[i]) * u[i]
 		}
+	}
+	if q.down {
+		g = q8Round(g)
 	}
 	y := matvec(down, g)
 	for i := range bd {
@@ -257,7 +317,7 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 		qs, ks, vs := make([][]float64, n), make([][]float64, n), make([][]float64, n)
 		for p := range n {
 			h := rmsnorm64(x[p], an, r.eps)
-			q, k, v := matvec(wq, h), matvec(wk, h), matvec(wv, h)
+			q, k, v := matvec(wq, r.act(b("attn_q.weight"), h)), matvec(wk, r.act(b("attn_k.weight"), h)), matvec(wv, r.act(b("attn_v.weight"), h))
 			for i := range bq {
 				q[i] += bq[i]
 			}
@@ -315,7 +375,7 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 					}
 				}
 			}
-			o := matvec(wo, att)
+			o := matvec(wo, r.act(b("attn_output.weight"), att))
 			for i := range bo {
 				o[i] += bo[i]
 			}
@@ -341,7 +401,7 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 		}
 		for p := range n {
 			h := rmsnorm64(x[p], fn, r.eps)
-			lg := matvec(router, h)
+			lg := matvec(router, h) // moe multiplies by the router in float32
 			for e := range rb {
 				lg[e] += rb[e]
 			}
@@ -387,7 +447,7 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 					w /= sum
 				}
 				y := ffnBias64(ge[e*per:(e+1)*per], ue[e*per:(e+1)*per], de[e*per:(e+1)*per],
-					slice(bge, e), slice(bue, e), slice(bde, e), h, r.oss)
+					slice(bge, e), slice(bue, e), slice(bde, e), h, r.oss, r.ffnActs(b("ffn_gate_exps.weight"), b("ffn_down_exps.weight")))
 				for i := range out {
 					out[i] += w * y[i]
 				}
@@ -403,7 +463,7 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 					}
 					gate = 1 / (1 + math.Exp(-s))
 				}
-				y := ffn64(sg, r.must(b("ffn_up_shexp.weight")), r.must(b("ffn_down_shexp.weight")), h)
+				y := ffn64(sg, r.must(b("ffn_up_shexp.weight")), r.must(b("ffn_down_shexp.weight")), h, r.ffnActs(b("ffn_gate_shexp.weight"), b("ffn_down_shexp.weight")))
 				for i := range out {
 					out[i] += gate * y[i]
 				}
@@ -413,14 +473,14 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 			}
 		}
 	}
-	head := r.tensor("output.weight")
+	head, headName := r.tensor("output.weight"), "output.weight"
 	if head == nil {
-		head = emb
+		head, headName = emb, "token_embd.weight"
 	}
 	on := r.must("output_norm.weight")
 	logits := make([][]float64, n)
 	for p := range n {
-		logits[p] = matvec(head, rmsnorm64(x[p], on, r.eps))
+		logits[p] = matvec(head, r.act(headName, rmsnorm64(x[p], on, r.eps)))
 		for i := range logits[p] {
 			logits[p][i] /= r.logitDiv
 		}
@@ -451,7 +511,7 @@ func relErr(got []float32, want []float64) float64 {
 // reference computed from the family's definition over the file's own
 // (decoded) weights: within 1e-4 relative for f32; for q8_0 within 5e-2,
 // as the quantized products also round the activations to 8 bits (as
-// ggml's do).
+// ggml's do), and within 1e-4 of the reference that rounds them so.
 func TestGGUFFamilies(t *testing.T) {
 	pool := compute.NewPool(2)
 	defer pool.Close()
@@ -478,6 +538,8 @@ func testFamily(t *testing.T, pool *compute.Pool, arch, typ string, limit float6
 	ref := newFamilyRef(t, path, arch)
 	toks := []int32{84, 258, 39, 101, 3, 200, 257, 17, 66, 120}
 	want := ref.forward(toks)
+	ref.q8acts = true
+	wantQ8 := ref.forward(toks)
 	V := m.Cfg.VocabSize
 	s := m.NewSeq(0)
 	const prefill = 6
@@ -485,9 +547,10 @@ func testFamily(t *testing.T, pool *compute.Pool, arch, typ string, limit float6
 	if err != nil {
 		t.Fatal(err)
 	}
-	worst := 0.0
+	worst, worstQ8 := 0.0, 0.0
 	for p := 0; p < prefill; p++ {
 		worst = math.Max(worst, relErr(got[0][p*V:(p+1)*V], want[p]))
+		worstQ8 = math.Max(worstQ8, relErr(got[0][p*V:(p+1)*V], wantQ8[p]))
 	}
 	for p := prefill; p < len(toks); p++ {
 		got, err := m.Forward([]*Seq{s}, [][]int32{toks[p : p+1]}, false)
@@ -495,10 +558,14 @@ func testFamily(t *testing.T, pool *compute.Pool, arch, typ string, limit float6
 			t.Fatal(err)
 		}
 		worst = math.Max(worst, relErr(got[0], want[p]))
+		worstQ8 = math.Max(worstQ8, relErr(got[0], wantQ8[p]))
 	}
-	t.Logf("%s %s: max relative logit error %.2e over %d positions", arch, typ, worst, len(toks))
+	t.Logf("%s %s: max relative logit error %.2e over %d positions; %.2e with the activations rounded to q8_0 as ggml rounds them", arch, typ, worst, len(toks), worstQ8)
 	if worst > limit {
 		t.Fatalf("%s %s: logits differ from the float64 reference by %.3e relative (limit %g)", arch, typ, worst, limit)
+	}
+	if worstQ8 > 1e-4 {
+		t.Fatalf("%s %s: logits differ from the float64 reference with q8_0-rounded activations by %.3e relative (limit 1e-4)", arch, typ, worstQ8)
 	}
 }
 
