@@ -110,8 +110,9 @@ func TestGPTOSSBatchedAndSpeculative(t *testing.T) {
 // (in × out, gate and up interleaved) and down_proj, or, when the file's
 // experts are MXFP4, as gate_up_proj_blocks/_scales and down_proj_blocks/
 // _scales (byte i holding values 2i and 2i+1). Every other tensor is
-// written as float32 (Q8_0 ones decoded). truncate is rope_scaling's.
-func ossHFDir(t *testing.T, typ string, truncate bool) string {
+// written as dtype (F32 or BF16; Q8_0 ones decoded). truncate is
+// rope_scaling's.
+func ossHFDir(t *testing.T, typ, dtype string, truncate bool) string {
 	t.Helper()
 	src := filepath.Join("testdata", "family", "gpt-oss-"+typ+".gguf")
 	f, err := gguf.Open(src)
@@ -139,7 +140,7 @@ func ossHFDir(t *testing.T, typ string, truncate bool) string {
 	}
 	var ts []safetensors.Tensor
 	add := func(name, from string, shape ...int64) {
-		ts = append(ts, safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: shape, Data: read(from)})
+		ts = append(ts, safetensors.Tensor{Name: name, DType: dtype, Shape: shape, Data: read(from)})
 	}
 	i64 := func(v int) int64 { return int64(v) }
 	add("model.embed_tokens.weight", "token_embd.weight", i64(c.VocabSize), i64(d))
@@ -288,8 +289,9 @@ func hfMXFP4(ggml []byte) (blocks, scales []byte) {
 // gpt_oss directories load and compute what the GGUF files do: the f32
 // one's logits equal the GGUF model's (YaRN truncated as ggml does) and the
 // float64 reference's; the MXFP4 one's (its attention float32, its experts
-// the file's MXFP4 blocks) are within the quantized bound of the
-// reference; gpt_oss's own truncate: false changes the logits.
+// the file's MXFP4 blocks) and a bfloat16 one's are within the rounded
+// bound of the reference; gpt_oss's own truncate: false changes the
+// logits.
 func TestGPTOSSHFDir(t *testing.T) {
 	pool := compute.NewPool(2)
 	defer pool.Close()
@@ -303,11 +305,11 @@ func TestGPTOSSHFDir(t *testing.T) {
 		return out[0]
 	}
 	for _, c := range []struct {
-		typ   string
-		limit float64
-	}{{"f32", 1e-4}, {"q8_0", 5e-2}} {
+		typ, dtype string
+		limit      float64
+	}{{"f32", safetensors.F32, 1e-4}, {"q8_0", safetensors.F32, 5e-2}, {"f32", safetensors.BF16, 5e-2}} {
 		path := filepath.Join("testdata", "family", "gpt-oss-"+c.typ+".gguf")
-		hf, err := Load(ossHFDir(t, c.typ, true), pool)
+		hf, err := Load(ossHFDir(t, c.typ, c.dtype, true), pool)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -321,11 +323,11 @@ func TestGPTOSSHFDir(t *testing.T) {
 		for p := range toks {
 			worst = math.Max(worst, relErr(got[p*V:(p+1)*V], want[p]))
 		}
-		t.Logf("%s as HF: max relative logit error %.2e", c.typ, worst)
+		t.Logf("%s as HF %s: max relative logit error %.2e", c.typ, c.dtype, worst)
 		if worst > c.limit {
-			t.Errorf("%s as HF: logits differ from the float64 reference by %.3g (limit %g)", c.typ, worst, c.limit)
+			t.Errorf("%s as HF %s: logits differ from the float64 reference by %.3g (limit %g)", c.typ, c.dtype, worst, c.limit)
 		}
-		if c.typ == "f32" {
+		if c.typ == "f32" && c.dtype == safetensors.F32 {
 			g, err := Load(path, pool)
 			if err != nil {
 				t.Fatal(err)
@@ -337,7 +339,7 @@ func TestGPTOSSHFDir(t *testing.T) {
 					t.Fatalf("f32 as HF: logit %d is %v, the GGUF model's %v", i, got[i], ref[i])
 				}
 			}
-			untrunc, err := Load(ossHFDir(t, c.typ, false), pool)
+			untrunc, err := Load(ossHFDir(t, c.typ, c.dtype, false), pool)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -32,7 +32,8 @@ func IsGPTOSSDir(dir string) bool {
 // ReadGPTOSS reads a Hugging Face gpt_oss directory (config.json,
 // safetensors, tokenizer.json) for inference, as transformers'
 // GptOssForCausalLM computes it: the attention, router and norm weights
-// decoded to float32, the experts' MXFP4 blocks (gate_up_proj_blocks /
+// kept in their stored float type (norms and biases decoded to float32),
+// the experts' MXFP4 blocks (gate_up_proj_blocks /
 // _scales, down_proj_blocks / _scales) repacked into ggml's MXFP4 blocks
 // and used as such, or, in an unquantized checkpoint, gate_up_proj and
 // down_proj (stored in × out) transposed to float32 matrices. gate_up's
@@ -155,9 +156,20 @@ func (r *ossReader) floats(name string, shape ...int64) []float32 {
 // vec reads a vector of n values.
 func (r *ossReader) vec(name string, n int) []float32 { return r.floats(name, int64(n)) }
 
-// matrix reads an out × in matrix as a float32 gguf.Matrix.
+// matrix reads an out × in matrix as a gguf.Matrix in its stored type
+// (F32, F16 or BF16: no float32 copy of a bfloat16 checkpoint).
 func (r *ossReader) matrix(name string, rows, cols int) gguf.Matrix {
-	return f32Matrix(name, r.floats(name, int64(rows), int64(cols)), rows, cols)
+	t := r.info(name, false, floatTypes, int64(rows), int64(cols))
+	if t == nil {
+		return gguf.Matrix{}
+	}
+	b, err := r.set.Bytes(name)
+	if err != nil {
+		r.err = fmt.Errorf("import %s: %w", r.dir, err)
+		return gguf.Matrix{}
+	}
+	typ := map[string]compute.QType{F32: compute.QF32, F16: compute.QF16, BF16: compute.QBF16}[t.DType]
+	return gguf.Matrix{Name: name, Type: typ, Rows: rows, Cols: cols, Data: b}
 }
 
 // f32Matrix wraps rows×cols float32 values as a gguf.Matrix of type F32.
