@@ -316,28 +316,31 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 			P := int(rowPos[r]) + 1
 			s := seqs[rowSeq[r]]
 			q := sc.qkv[r*qkvDim+g*group*hd : r*qkvDim+(g+1)*group*hd]
-			Pn := (P + 15) &^ 15
+			// Sliding window: keys before lo get no weight; those before
+			// b, lo rounded down to a multiple of 16, are not computed at
+			// all, so a window layer costs its window, not the context
+			// (b + Pn ≤ P rounded up to 16 ≤ the cache's capacity).
+			lo := model.WindowStart(P-1, win)
+			b := lo &^ 15
+			n := P - b
+			Pn := (n + 15) &^ 15
 			sco := scores[:group*Pn]
-			compute.Gemm(nil, false, false, group, Pn, hd, scale, q, hd, s.k[l][g*hd*s.cap:], s.cap, 0, sco, Pn)
-			if lo := model.WindowStart(P-1, win); lo > 0 {
-				// Sliding window: keys before lo get no weight.
-				for j := 0; j < group; j++ {
-					for i := range sco[j*Pn : j*Pn+lo] {
-						sco[j*Pn+i] = float32(math.Inf(-1))
-					}
-				}
-			}
+			compute.Gemm(nil, false, false, group, Pn, hd, scale, q, hd, s.k[l][g*hd*s.cap+b:], s.cap, 0, sco, Pn)
 			for j := 0; j < group; j++ {
+				row := sco[j*Pn : j*Pn+n]
+				for i := range row[:lo-b] {
+					row[i] = float32(math.Inf(-1))
+				}
 				if sinks != nil {
 					// gpt-oss: query head g·group+j's sink logit joins
 					// the normalisation.
-					compute.SoftmaxRowSink(sco[j*Pn:j*Pn+P], sinks[g*group+j])
+					compute.SoftmaxRowSink(row, sinks[g*group+j])
 				} else {
-					compute.SoftmaxRow(sco[j*Pn : j*Pn+P])
+					compute.SoftmaxRow(row)
 				}
 			}
 			o := sc.att[r*qDim+g*group*hd : r*qDim+(g+1)*group*hd]
-			compute.Gemm(nil, false, false, group, hd, P, 1, sco, Pn, s.v[l][g*hd:], kvDim, 0, o, hd)
+			compute.Gemm(nil, false, false, group, hd, n, 1, sco, Pn, s.v[l][b*kvDim+g*hd:], kvDim, 0, o, hd)
 		}
 	})
 }
