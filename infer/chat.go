@@ -19,17 +19,54 @@ import (
 // Message is one turn of a conversation.
 type Message = chattmpl.Message
 
-// EncodeChat renders messages with tmpl and tokenizes the text. A nil tmpl
-// means moe's own template (chattmpl.Moe), which needs the tokenizer's
-// <|system|>, <|user|>, <|assistant|> and <|end|> tokens. With addAssistant
-// the text ends with what opens the assistant's reply.
+// ChatPrompt renders messages with tmpl (nil: moe's own template) into
+// the prompt text as llama.cpp's chat does: where the vocabulary adds BOS
+// (EOS) to a tokenized prompt, a bos_token (eos_token) the template wrote at
+// the start (end) of the text is dropped, since tokenizing adds the token.
+// With addAssistant the text ends with what opens the assistant's reply.
+func ChatPrompt(tok *tokenizer.Tokenizer, tmpl *chattmpl.Template, messages []Message, addAssistant bool) (string, error) {
+	if tok == nil {
+		return "", errors.New("infer: chat needs a tokenizer")
+	}
+	if tmpl == nil {
+		var err error
+		if tmpl, err = MoeTemplate(tok); err != nil {
+			return "", err
+		}
+	}
+	text, err := tmpl.Render(messages, addAssistant)
+	if err != nil {
+		return "", fmt.Errorf("infer: %w", err)
+	}
+	return trimAddedSpecials(tok, tmpl, text), nil
+}
+
+// trimAddedSpecials drops the bos_token text that starts, and the
+// eos_token text that ends, a rendered text whose tokenization adds those
+// tokens (llama.cpp's rule).
+func trimAddedSpecials(tok *tokenizer.Tokenizer, tmpl *chattmpl.Template, text string) string {
+	sp, opt := tok.Specials(), tmpl.Options()
+	if sp.AddBOS && opt.BOS != "" {
+		text = strings.TrimPrefix(text, opt.BOS)
+	}
+	if sp.AddEOS && opt.EOS != "" {
+		text = strings.TrimSuffix(text, opt.EOS)
+	}
+	return text
+}
+
+// EncodeChat renders messages with tmpl (see ChatPrompt) and tokenizes
+// the text. A nil tmpl means moe's own template (chattmpl.Moe), which
+// needs the tokenizer's <|system|>, <|user|>, <|assistant|> and <|end|>
+// tokens.
 //
 // The text is tokenized as llama.cpp and transformers tokenize a rendered
-// template: special token strings become their special ids. Special token
-// strings inside a message's content stay text, though, when the template
-// passes contents through unchanged (moe's and most others do): a user
-// cannot forge a turn. A template that rewrites contents holding such
-// strings is refused rather than let them become control tokens.
+// template: special token strings become their special ids, and BOS (EOS)
+// is added where the vocabulary asks for it. Special token strings inside
+// a message's content stay text, though, when the template passes
+// contents through unchanged (moe's and most others do): a user cannot
+// forge a turn. A template that rewrites contents holding such strings is
+// refused rather than let them become control tokens.
 func EncodeChat(tok *tokenizer.Tokenizer, tmpl *chattmpl.Template, messages []Message, addAssistant bool) ([]int32, error) {
 	if tok == nil {
 		return nil, errors.New("infer: chat needs a tokenizer")
@@ -40,9 +77,9 @@ func EncodeChat(tok *tokenizer.Tokenizer, tmpl *chattmpl.Template, messages []Me
 			return nil, err
 		}
 	}
-	text, err := tmpl.Render(messages, addAssistant)
+	text, err := ChatPrompt(tok, tmpl, messages, addAssistant)
 	if err != nil {
-		return nil, fmt.Errorf("infer: %w", err)
+		return nil, err
 	}
 	forged := false
 	for _, m := range messages {
@@ -52,7 +89,7 @@ func EncodeChat(tok *tokenizer.Tokenizer, tmpl *chattmpl.Template, messages []Me
 		}
 	}
 	if !forged {
-		return tok.EncodeWithSpecials([]byte(text)), nil
+		return tok.Tokenize([]byte(text), true, true), nil
 	}
 	// Render again with each content replaced by a marker; where that
 	// render, with the contents put back, is the same text, the contents'
@@ -61,11 +98,15 @@ func EncodeChat(tok *tokenizer.Tokenizer, tmpl *chattmpl.Template, messages []Me
 	for i, m := range messages {
 		marked[i] = Message{Role: m.Role, Content: contentMarker(i)}
 	}
-	mtext, err := tmpl.Render(marked, addAssistant)
+	mtext, err := ChatPrompt(tok, tmpl, marked, addAssistant)
 	if err != nil {
-		return nil, fmt.Errorf("infer: %w", err)
+		return nil, err
 	}
+	sp := tok.Specials()
 	var out []int32
+	if sp.AddBOS {
+		out = append(out, sp.BOS)
+	}
 	var rebuilt []byte
 	for len(mtext) > 0 {
 		i, at := nextMarker(mtext, len(messages))
@@ -85,6 +126,9 @@ func EncodeChat(tok *tokenizer.Tokenizer, tmpl *chattmpl.Template, messages []Me
 				return nil, fmt.Errorf("infer: message %d holds special token text, and chat template %s changes message contents, so it would become a control token", i, tmpl.Name())
 			}
 		}
+	}
+	if sp.AddEOS {
+		out = append(out, sp.EOS)
 	}
 	return out, nil
 }
@@ -155,6 +199,24 @@ func (m *Model) EncodeChat(messages []Message, addAssistant bool) ([]int32, erro
 	return EncodeChat(m.Tok, t, messages, addAssistant)
 }
 
+// ChatPrompt renders messages with m's chat template into the prompt text
+// llama.cpp's chat would tokenize (see the package's ChatPrompt).
+func (m *Model) ChatPrompt(messages []Message, addAssistant bool) (string, error) {
+	t, err := m.ChatTemplate()
+	if err != nil {
+		return "", err
+	}
+	return ChatPrompt(m.Tok, t, messages, addAssistant)
+}
+
+// EncodePrompt tokenizes a text prompt as llama.cpp tokenizes one for
+// generation (llama-simple, llama-cli, the server's completions): BOS
+// (EOS) where the vocabulary asks for it, and special token strings as
+// their ids.
+func (m *Model) EncodePrompt(text string) []int32 {
+	return m.Tok.Tokenize([]byte(text), true, true)
+}
+
 // DefaultStopTokens returns the end-of-generation tokens of a tokenizer
 // alone: the end-of-text token and, if the tokenizer has it, the chat
 // end-of-turn <|end|> (last).
@@ -172,7 +234,9 @@ func ChatStopTokens(tok *tokenizer.Tokenizer) []int32 { return DefaultStopTokens
 
 // StopTokens returns the tokens at which generation stops by default, as
 // llama.cpp stops at a file's end-of-generation tokens: end-of-text, the
-// file's own (m.EndTokens: eos, eot, eom), and the chat template's end
+// file's own (m.EndTokens: eos, eot, eom), the tokens llama.cpp treats as
+// end of generation by their text (<|im_end|>, <|endoftext|>, <|eot_id|>,
+// ...: the tokenizer's EOG set), and the chat template's end
 // markers and eos token that are special tokens (<|im_end|>, <|eot_id|>,
 // <|return|>, ...); without a template, the tokenizer's DefaultStopTokens (moe's
 // <|end|>). A harmony template (gpt-oss) ends replies at <|return|> and
@@ -194,6 +258,9 @@ func (m *Model) StopTokens() []int32 {
 		}
 	}
 	for _, id := range m.EndTokens {
+		add(id)
+	}
+	for _, id := range m.Tok.Specials().EOG { // eos, eot, eom and those llama.cpp knows by text
 		add(id)
 	}
 	if m.Template == nil {

@@ -15,7 +15,7 @@ import (
 
 // familyFixtures are the small random-weight files of llama.cpp's MoE
 // architectures that benchmarks/gguf/make_family.py writes with gguf-py.
-var familyFixtures = []string{"qwen3moe", "olmoe", "qwen2moe", "granitemoe", "gpt-oss"}
+var familyFixtures = []string{"qwen3moe", "olmoe", "qwen2moe", "granitemoe", "llama", "gpt-oss"}
 
 // familyRef is an independent float64 forward pass of one family file,
 // written from the family's definition (llama.cpp's graph for the arch) over
@@ -114,6 +114,8 @@ func newFamilyRef(t *testing.T, path, arch string) *familyRef {
 		r.neox = true
 	case "qwen2moe":
 		r.neox, r.shared = true, true
+	case "llama": // Mixtral: softmax over the chosen experts' logits
+		r.renorm = true
 	case "granitemoe":
 		r.renorm = true
 		r.embScale = r.getf("embedding_scale", 1)
@@ -509,16 +511,17 @@ func relErr(got []float32, want []float64) float64 {
 // pass, a prefill of several tokens with every position's logits and then
 // single-token decode steps against the KV cache, against the float64
 // reference computed from the family's definition over the file's own
-// (decoded) weights: within 1e-4 relative for f32; for q8_0 within 5e-2,
-// as the quantized products also round the activations to 8 bits (as
-// ggml's do), and within 1e-4 of the reference that rounds them so.
+// (decoded) weights: within 1e-4 relative for f32; for q8_0 within 1e-1
+// (gpt-oss's MXFP4 file: 6.5e-2), as the quantized products also round the
+// activations to 8 bits (as ggml's do), and within 1e-4 of the reference
+// that rounds them so, the check that binds.
 func TestGGUFFamilies(t *testing.T) {
 	pool := compute.NewPool(2)
 	defer pool.Close()
 	for _, c := range []struct {
 		typ   string
 		limit float64
-	}{{"f32", 1e-4}, {"q8_0", 5e-2}} {
+	}{{"f32", 1e-4}, {"q8_0", 1e-1}} {
 		for _, arch := range familyFixtures {
 			t.Run(arch+"-"+c.typ, func(t *testing.T) { testFamily(t, pool, arch, c.typ, c.limit) })
 		}

@@ -313,7 +313,7 @@ func TestGPTOSSHFDir(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if hf.Tok == nil || hf.Tok.VocabSize() != 260 {
+		if hf.Tok == nil || hf.Tok.VocabSize() != hf.Cfg.VocabSize {
 			t.Fatalf("%s: HF tokenizer missing or wrong", c.typ)
 		}
 		got := logits(hf)

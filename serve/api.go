@@ -115,6 +115,12 @@ type samplingFields struct {
 	PresencePenalty  *float64           `json:"presence_penalty"`
 	FrequencyPenalty *float64           `json:"frequency_penalty"`
 	LogitBias        map[string]float64 `json:"logit_bias"`
+
+	// IgnoreEOS keeps generating past the model's end-of-text tokens, up
+	// to the token limit (an extension llama-server and vLLM share, for
+	// benchmarks that need a fixed number of tokens). Stop strings still
+	// apply.
+	IgnoreEOS bool `json:"ignore_eos"`
 }
 
 // completionRequest is the body of POST /v1/completions.
@@ -155,6 +161,7 @@ type genParams struct {
 	stream       bool
 	includeUsage bool
 	pen          *penalties // nil: none
+	ignoreEOS    bool
 }
 
 // penalties adjust one sequence's logits before sampling, as OpenAI
@@ -229,7 +236,7 @@ func (f *samplingFields) parsePenalties(vocab int) (*penalties, *apiError) {
 // params validates the sampling fields; maxTokens is the request's
 // token limit, named maxField ("max_tokens" or "max_completion_tokens").
 func (f *samplingFields) params(maxTokens *int, maxField string) (genParams, *apiError) {
-	p := genParams{n: 1, sample: SampleOptions{Temperature: 1, TopP: 1}, stream: f.Stream, maxField: maxField}
+	p := genParams{n: 1, sample: SampleOptions{Temperature: 1, TopP: 1}, stream: f.Stream, maxField: maxField, ignoreEOS: f.IgnoreEOS}
 	if maxTokens != nil {
 		if *maxTokens < 1 {
 			return p, badRequest(maxField, "%s must be at least 1, got %d", maxField, *maxTokens)

@@ -104,29 +104,10 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, endpoint, e)
 		return
 	}
-	if len(req.Messages) == 0 {
-		s.writeError(w, endpoint, badRequest("messages", "messages must be a non-empty array"))
+	msgs, e := chatMessages(req.Messages)
+	if e != nil {
+		s.writeError(w, endpoint, e)
 		return
-	}
-	msgs := make([]Message, len(req.Messages))
-	for i, m := range req.Messages {
-		switch m.Role {
-		case "system", "developer", "user", "assistant":
-		default:
-			s.writeError(w, endpoint, badRequest(fmt.Sprintf("messages[%d].role", i),
-				"messages[%d].role must be system, developer, user or assistant, got %q", i, m.Role))
-			return
-		}
-		text, e := messageText(m.Content, i)
-		if e != nil {
-			s.writeError(w, endpoint, e)
-			return
-		}
-		role := m.Role
-		if role == "developer" {
-			role = "system"
-		}
-		msgs[i] = Message{Role: role, Content: text}
 	}
 	prompt, err := s.chatPrompt(msgs)
 	if err != nil {
@@ -135,6 +116,62 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	s.generate(w, r, &genRequest{endpoint: endpoint, chat: true, prompts: [][]int32{prompt}, p: p,
 		defaultMax: func(n int) int { return s.eng.Context() - n }})
+}
+
+// chatMessages validates a request's messages: roles system, developer
+// (as system), user and assistant, text contents.
+func chatMessages(in []chatMessageIn) ([]Message, *apiError) {
+	if len(in) == 0 {
+		return nil, badRequest("messages", "messages must be a non-empty array")
+	}
+	msgs := make([]Message, len(in))
+	for i, m := range in {
+		switch m.Role {
+		case "system", "developer", "user", "assistant":
+		default:
+			return nil, badRequest(fmt.Sprintf("messages[%d].role", i),
+				"messages[%d].role must be system, developer, user or assistant, got %q", i, m.Role)
+		}
+		text, e := messageText(m.Content, i)
+		if e != nil {
+			return nil, e
+		}
+		role := m.Role
+		if role == "developer" {
+			role = "system"
+		}
+		msgs[i] = Message{Role: role, Content: text}
+	}
+	return msgs, nil
+}
+
+// handleApplyTemplate answers POST /apply-template as llama.cpp's server
+// does: {"messages": [...]} in, {"prompt": TEXT} out, the text the chat
+// endpoint would tokenize (the generation prompt included).
+func (s *Server) handleApplyTemplate(w http.ResponseWriter, r *http.Request) {
+	const endpoint = "/apply-template"
+	if s.opt.ChatPromptText == nil {
+		s.notFound(w, r)
+		return
+	}
+	var req struct {
+		Messages []chatMessageIn `json:"messages"`
+	}
+	if e := s.decodeBody(w, r, &req); e != nil {
+		s.writeError(w, endpoint, e)
+		return
+	}
+	msgs, e := chatMessages(req.Messages)
+	if e != nil {
+		s.writeError(w, endpoint, e)
+		return
+	}
+	text, err := s.opt.ChatPromptText(msgs)
+	if err != nil {
+		s.writeError(w, endpoint, badRequest("messages", "cannot apply the chat template: %v", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"prompt": text})
 }
 
 // chatPrompt renders msgs with the configured template, or a plain
@@ -165,6 +202,9 @@ func (s *Server) jobs(ctx context.Context, g *genRequest, arrived time.Time) ([]
 	if g.chat {
 		stops = append(append([]int32(nil), stops...), s.opt.ChatStopTokens...)
 		stopStrs = append(append([]string(nil), stopStrs...), s.opt.ChatStops...)
+	}
+	if g.p.ignoreEOS {
+		stops = nil
 	}
 	if total := len(g.prompts) * g.p.n; total > s.opt.QueueSize {
 		return nil, badRequest("n", "the request asks for %d sequences (prompts × n); this server queues at most %d", total, s.opt.QueueSize)

@@ -57,7 +57,9 @@ type textTokenizer struct {
 	t *tokenizer.Tokenizer
 }
 
-func (t textTokenizer) Encode(s string) []int32 { return t.t.Encode([]byte(s)) }
+// Encode tokenizes a prompt as llama.cpp's server does: BOS (EOS) where
+// the vocabulary asks for it, special token strings as their ids.
+func (t textTokenizer) Encode(s string) []int32 { return t.t.Tokenize([]byte(s), true, true) }
 
 func (t textTokenizer) TokenBytes(id int32) []byte {
 	if t.t.IsSpecial(id) {
@@ -85,7 +87,7 @@ func NewFromModel(m, draft *infer.Model, opt Options) (*Server, error) {
 		opt.Vocab = m.Cfg.VocabSize
 	}
 	if opt.StopTokens == nil {
-		opt.StopTokens = []int32{tok.EOT()}
+		opt.StopTokens = m.StopTokens()
 	}
 	if opt.EmptyPrompt == 0 {
 		opt.EmptyPrompt = tok.EOT()
@@ -108,11 +110,12 @@ func NewFromModel(m, draft *infer.Model, opt Options) (*Server, error) {
 		}
 		if opt.ChatTemplate == nil {
 			opt.ChatTemplate = func(msgs []Message) ([]int32, error) {
-				im := make([]infer.Message, len(msgs))
-				for i, x := range msgs {
-					im[i] = infer.Message{Role: x.Role, Content: x.Content}
-				}
-				return infer.EncodeChat(tok, tmpl, im, true)
+				return infer.EncodeChat(tok, tmpl, inferMessages(msgs), true)
+			}
+		}
+		if opt.ChatPromptText == nil {
+			opt.ChatPromptText = func(msgs []Message) (string, error) {
+				return infer.ChatPrompt(tok, tmpl, inferMessages(msgs), true)
 			}
 		}
 	} else if opt.ChatStopTokens == nil {
@@ -125,4 +128,13 @@ func NewFromModel(m, draft *infer.Model, opt Options) (*Server, error) {
 		opt.Draft = NewModelEngine(draft)
 	}
 	return New(NewModelEngine(m), textTokenizer{tok}, opt)
+}
+
+// inferMessages converts chat messages to infer's.
+func inferMessages(msgs []Message) []infer.Message {
+	im := make([]infer.Message, len(msgs))
+	for i, x := range msgs {
+		im[i] = infer.Message{Role: x.Role, Content: x.Content}
+	}
+	return im
 }

@@ -78,6 +78,10 @@ type Options struct {
 	// ChatTemplate renders chat messages into prompt tokens; nil uses a plain
 	// "role: content" text template.
 	ChatTemplate func(msgs []Message) ([]int32, error)
+	// ChatPromptText renders chat messages into the prompt text that
+	// ChatTemplate tokenizes, for POST /apply-template (llama.cpp's
+	// server has the same endpoint); nil answers it 404.
+	ChatPromptText func(msgs []Message) (string, error)
 	// Draft is an optional smaller model sharing the tokenizer, used for
 	// speculative decoding: exact for greedy requests, and by speculative
 	// sampling (same output distribution) for sampled ones when both
@@ -220,9 +224,10 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 	mux.HandleFunc("POST /v1/chat/completions", s.auth(s.handleChat))
 	mux.HandleFunc("GET /v1/models", s.auth(s.handleModels))
 	mux.HandleFunc("GET /v1/models/{id}", s.auth(s.handleModel))
+	mux.HandleFunc("POST /apply-template", s.auth(s.handleApplyTemplate))
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
-	for _, p := range []string{"/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/models/{id}", "/health", "/metrics"} {
+	for _, p := range []string{"/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/models/{id}", "/apply-template", "/health", "/metrics"} {
 		mux.HandleFunc(p, s.methodNotAllowed)
 	}
 	mux.HandleFunc("/", s.auth(s.notFound))

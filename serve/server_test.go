@@ -950,3 +950,37 @@ func TestPrefixCacheEviction(t *testing.T) {
 		t.Errorf("prefix cache holds %v positions; want some, within the budget of 60", v)
 	}
 }
+
+// TestIgnoreEOS checks that "ignore_eos" generates past end-of-text up to
+// max_tokens (as llama-server and vLLM do), and that without it the same
+// request stops at EOT.
+func TestIgnoreEOS(t *testing.T) {
+	ts := startServer(t, &fakeEngine{ctxLen: 64, eotAt: 9}, Options{})
+	for _, ignore := range []bool{false, true} {
+		body := fmt.Sprintf(`{"prompt":"hello","max_tokens":20,"temperature":0,"ignore_eos":%v}`, ignore)
+		resp, err := http.Post(ts.url+"/v1/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res struct {
+			Choices []struct {
+				FinishReason string `json:"finish_reason"`
+			} `json:"choices"`
+			Usage struct {
+				CompletionTokens int `json:"completion_tokens"`
+			} `json:"usage"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&res)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || len(res.Choices) != 1 {
+			t.Fatalf("ignore_eos=%v: status %d, %v, %+v", ignore, resp.StatusCode, err, res)
+		}
+		want, reason := 4, "stop"
+		if ignore {
+			want, reason = 20, "length"
+		}
+		if res.Usage.CompletionTokens != want || res.Choices[0].FinishReason != reason {
+			t.Errorf("ignore_eos=%v: %d tokens, finish %q; want %d, %q", ignore, res.Usage.CompletionTokens, res.Choices[0].FinishReason, want, reason)
+		}
+	}
+}

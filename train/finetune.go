@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/moe-llm/moe/checkpoint"
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/infer"
@@ -284,8 +283,8 @@ func EvaluateChat(ctx context.Context, m Model, ex []ChatExample, B, T int, byte
 	return r, nil
 }
 
-// Finetune fine-tunes the model in opts.Config (a run directory or a
-// checkpoint file) on the chat JSONL file opts.Data[0], with the loss on
+// Finetune fine-tunes the model in opts.Config (a run directory, a
+// checkpoint file or a GGUF file the training model can hold) on the chat JSONL file opts.Data[0], with the loss on
 // assistant tokens only, writing a new run directory opts.Out that is a
 // model like any other. Every 20th conversation is held out for validation
 // when there are at least 20.
@@ -318,10 +317,11 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 	// The base model and its tokenizer.
 	var cfg *config.Config
 	var base *model.Weights
+	var baseTok *tokenizer.Tokenizer
 	if ck != nil {
 		cfg = ck.Header.Config
 	} else {
-		if cfg, base, err = checkpoint.LoadModel(opts.Config); err != nil {
+		if cfg, base, baseTok, err = loadBase(ctx, opts.Config, opts.Threads); err != nil {
 			return nil, fmt.Errorf("base model: %w", err)
 		}
 	}
@@ -329,6 +329,11 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 		return nil, errors.New("checkpoint has no model config")
 	}
 	tokPath := filepath.Join(opts.Out, tokenizer.FileName)
+	if !fileExists(tokPath) && baseTok != nil {
+		if err := baseTok.Save(tokPath); err != nil {
+			return nil, err
+		}
+	}
 	if !fileExists(tokPath) {
 		dir := opts.Config
 		if st, err := os.Stat(dir); err == nil && !st.IsDir() {

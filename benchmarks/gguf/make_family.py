@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Write a small random-weight GGUF of one of llama.cpp's MoE architectures
-(qwen3moe, olmoe, qwen2moe, granitemoe, gpt-oss) with llama.cpp's own gguf-py, in the
+(qwen3moe, olmoe, qwen2moe, granitemoe, gpt-oss, and llama with expert tensors:
+the Mixtral layout) with llama.cpp's own gguf-py, in the
 tensor names, shapes and metadata keys its converter writes for that family,
 for moe's tests (infer/testdata/family/) and for side-by-side runs against
 llama.cpp (llama-simple -m FILE -n 32 PROMPT).
@@ -18,8 +19,14 @@ The weights are laid out as the file stores them (q and k rows of granitemoe
 in llama.cpp's NORM RoPE order, as its converter permutes them), so the
 file defines the model: moe's test recomputes it from the file in float64.
 The tokenizer is a tiny byte-level BPE ("gpt2" model, llama-bpe
-pre-tokenizer): the 256 byte symbols, three merges (Ġt, he, Ġthe) and
-<|endoftext|> as the control token for bos and eos. Needs numpy.
+pre-tokenizer): the 256 byte symbols, three merges (Ġt, he, Ġthe),
+<|endoftext|> and the family's chat special tokens; for llama (Mixtral) a
+tiny SentencePiece vocabulary ("llama" model: <unk>, <s>, </s>, the 256
+byte-fallback tokens, ASCII characters and a few merged pieces with scores).
+Each file carries its family's real chat template as
+tokenizer.chat_template (tokenizer/chattmpl/testdata/*.jinja) and the
+family's bos/eos ids and add_bos_token, so that chat, serve and the
+templates can be compared with llama.cpp's. Needs numpy.
 """
 import argparse
 import os
@@ -39,9 +46,33 @@ SHAPES = {
     # with the optional ungated shared expert.
     "granitemoe": dict(d=64, heads=4, kv=2, hd=16, ff=32, eff=None, shff=32, experts=4, topk=2, tied=True),
     # sinks, biases everywhere, sliding window 4 on even layers, clamped
-    # SwiGLU (gate/up scaled past the clamp), YaRN x4 from 64 positions.
+    # SwiGLU (gate/up scaled past the clamp), YaRN x4 from 64 positions;
+    # a 1024-token context for harmony's long system prompt.
     "gpt-oss": dict(d=64, heads=4, kv=2, hd=32, ff=32, eff=32, experts=4, topk=2, tied=False,
-                    swa=4, yarn=4.0, yarn_orig=64, theta=150000.0, eps=1e-5, pre="gpt-4o"),
+                    swa=4, yarn=4.0, yarn_orig=64, theta=150000.0, eps=1e-5, pre="gpt-4o", ctx=1024),
+    # Mixtral: llama with stacked expert tensors, NORM RoPE, renormalised
+    # top-k, untied, SentencePiece vocabulary.
+    "llama": dict(d=64, heads=4, kv=2, hd=16, ff=32, eff=None, experts=4, topk=2, tied=False),
+}
+
+# arch -> the family's chat template (a file of tokenizer/chattmpl/testdata),
+# the special tokens its template writes (appended to the vocabulary as
+# control tokens), which of them are bos and eos, and whether llama.cpp
+# adds bos to a tokenized prompt. qwen2moe's eos is <|endoftext|> so that
+# <|im_end|> ends generation only as llama.cpp recognises it by its text;
+# granitemoe adds a bos its template does not write.
+CHAT = {
+    "qwen3moe": dict(tmpl="qwen3.jinja", specials=["<|im_start|>", "<|im_end|>"], bos="<|endoftext|>", eos="<|im_end|>", add_bos=False),
+    "qwen2moe": dict(tmpl="qwen2.5.jinja", specials=["<|im_start|>", "<|im_end|>"], bos="<|endoftext|>", eos="<|endoftext|>", add_bos=False),
+    "olmoe": dict(tmpl="olmoe.jinja", specials=[], bos="<|endoftext|>", eos="<|endoftext|>", add_bos=False),
+    "granitemoe": dict(tmpl="granite-3.3.jinja", specials=["<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"], bos="<|end_of_text|>", eos="<|end_of_text|>", add_bos=True),
+    "llama": dict(tmpl="mixtral.jinja", specials=[], bos="<s>", eos="</s>", add_bos=True),
+    # harmony: bos <|startoftext|> and eos <|return|> as gpt-oss's
+    # tokenizer_config names them; llama.cpp ends generation at <|return|>
+    # and <|call|> (and then not at <|end|>).
+    "gpt-oss": dict(tmpl="gpt-oss.jinja", specials=["<|startoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>",
+                                                    "<|constrain|>", "<|return|>", "<|call|>"],
+                    bos="<|startoftext|>", eos="<|return|>", add_bos=False),
 }
 
 
@@ -58,6 +89,18 @@ def byte_symbols():
             n += 1
     m = dict(zip(bs, cs))
     return [chr(m[b]) for b in range(256)]
+
+
+def spm_vocab():
+    """A tiny SentencePiece vocabulary as llama.cpp's converter writes one:
+    <unk>, <s>, </s>, the 256 <0xXX> byte tokens, then pieces (▁ for a
+    space) with scores, higher first."""
+    toks = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    pieces = ["▁", "▁t", "he", "▁the", "in", "▁a", "IN", "ST", "INST", "▁[", "▁[/", "]", "er", "on", "▁w", "or", "an", "▁s", "ll", "▁H", "ello"]
+    chars = [c for c in "etaoinshrdlcumwfgypbvkjxqz" + "ETAOINSHRDLCUMWFGYPBVKJXQZ" + "0123456789" + ".,!?'[]/-:" if c not in pieces]
+    toks += pieces + chars
+    scores = [0.0] * 3 + [0.0] * 256 + [-float(i) for i in range(len(pieces) + len(chars))]
+    return toks, scores
 
 
 def main():
@@ -87,23 +130,39 @@ def main():
     w.add_name(f"moe-test-{arch}")
     w.add_type(gguf.GGUFType.MODEL)
 
-    # Tokenizer: bytes, three merges, one control token.
-    toks = byte_symbols() + ["Ġt", "he", "Ġthe", "<|endoftext|>"]
-    types = [gguf.TokenType.NORMAL] * (len(toks) - 1) + [gguf.TokenType.CONTROL]
-    eos = len(toks) - 1
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre(s.get("pre", "llama-bpe"))
-    w.add_token_list(toks)
-    w.add_token_types(types)
-    w.add_token_merges(["Ġ t", "h e", "Ġt he"])
-    w.add_bos_token_id(eos)
-    w.add_eos_token_id(eos)
-    w.add_add_bos_token(False)
+    chat = CHAT[arch]
+    if arch == "llama":
+        # Tokenizer: SentencePiece with byte fallback.
+        toks, scores = spm_vocab()
+        types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL] + [gguf.TokenType.BYTE] * 256
+        types += [gguf.TokenType.NORMAL] * (len(toks) - len(types))
+        w.add_tokenizer_model("llama")
+        w.add_tokenizer_pre("default")
+        w.add_token_list(toks)
+        w.add_token_scores(scores)
+        w.add_token_types(types)
+        w.add_unk_token_id(0)
+    else:
+        # Tokenizer: bytes, three merges, the control tokens.
+        toks = byte_symbols() + ["Ġt", "he", "Ġthe", "<|endoftext|>"] + chat["specials"]
+        types = [gguf.TokenType.NORMAL] * 259 + [gguf.TokenType.CONTROL] * (len(toks) - 259)
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(s.get("pre", "llama-bpe"))
+        w.add_token_list(toks)
+        w.add_token_types(types)
+        w.add_token_merges(["Ġ t", "h e", "Ġt he"])
+    w.add_bos_token_id(toks.index(chat["bos"]))
+    w.add_eos_token_id(toks.index(chat["eos"]))
+    w.add_add_bos_token(chat["add_bos"])
+    w.add_add_eos_token(False)
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "tokenizer", "chattmpl", "testdata", chat["tmpl"]), encoding="utf-8") as f:
+        w.add_chat_template(f.read())
     V = len(toks)
 
     d, H, KV, hd, L, E = s["d"], s["heads"], s["kv"], s["hd"], args.layers, s["experts"]
     eff = s["eff"] or s["ff"]
-    w.add_context_length(256)
+    w.add_context_length(s.get("ctx", 256))
     w.add_embedding_length(d)
     w.add_block_count(L)
     w.add_feed_forward_length(s["ff"])

@@ -8,9 +8,9 @@ import (
 // runBench implements `moe bench KIND`: each kind prints one JSON object.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "--h" || args[0] == "help" {
-		io.WriteString(stderr, "usage: moe bench gemm|train|generate [flags] --json\n")
+		io.WriteString(stderr, "usage: moe bench gemm|train|generate|serve [flags] --json\n")
 		if len(args) == 0 {
-			return usagef("missing bench kind (gemm, train or generate)")
+			return usagef("missing bench kind (gemm, train, generate or serve)")
 		}
 		return nil
 	}
@@ -21,6 +21,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runBenchTrain(ctx, args[1:], stdout, stderr)
 	case "generate":
 		return runBenchGenerate(ctx, args[1:], stdout, stderr)
+	case "serve":
+		return runBenchServe(ctx, args[1:], stdout, stderr)
 	}
-	return usagef("unknown bench kind %q (gemm, train or generate)", args[0])
+	return usagef("unknown bench kind %q (gemm, train, generate or serve)", args[0])
 }

@@ -60,6 +60,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	maxTokens := fs.Int("max-tokens", 0, "evaluate only the first N predicted tokens (0 = all)")
 	threads := fs.Int("threads", 0, "compute threads (0 = all cores)")
 	routing := fs.String("routing", "causal", "MoE routing: causal (as in generation) or train (the batch routing used in training: capacity dropping, batch expert choice)")
+	llamaPPL := fs.Bool("llama-perplexity", false, "score as llama.cpp's llama-perplexity: the text tokenized whole (BOS first where the vocabulary adds it), cut into chunks of --seq-len tokens whose first token becomes BOS where the vocabulary adds it, each chunk's second half scored")
 	if err := parseFlagsNoArgs(fs, args, "the text goes in --data PATH"); err != nil {
 		return err
 	}
@@ -91,24 +92,6 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if T > im.Cfg.MaxPositionEmbeddings {
 		return usagef("--seq-len %d exceeds the model's context %d", T, im.Cfg.MaxPositionEmbeddings)
 	}
-	// The loaded weights are resident already; the model copy, its
-	// gradient buffer and the activations must still fit.
-	if err := memest.CheckLoaded(memest.Eval(im.Cfg, *batch, T, pool.Threads()), 4*memest.Params(im.Cfg), "eval",
-		fmt.Sprintf("lower --batch (%d) or --seq-len (%d)", *batch, T)); err != nil {
-		return err
-	}
-	m, err := model.New(im.Cfg, pool)
-	if err != nil {
-		return err
-	}
-	w, err := im.Float32Weights(ctx)
-	if err != nil {
-		return err
-	}
-	copy(m.W.Flat, w.Flat)
-	if *experts && !im.Cfg.IsMoE() {
-		return usagef("--experts: %s is a dense model", *modelPath)
-	}
 	var names []string
 	var srcs []data.Source
 	for i, spec := range sources {
@@ -124,23 +107,60 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		names = append(names, name)
 	}
 	var roles *train.ExpertRoles
-	if *experts {
-		roles = train.NewExpertRoles(names, im.Cfg.NumLayers, im.Cfg.NumExperts)
-	}
-	tm := train.NewModel(m, *routing == "causal")
-	var outs []evalResult
-	var bad error
-	for i, src := range srcs {
-		ids, _, err := train.SourceTokens(ctx, im.Tok, src)
+	var evalOne func(i int, src data.Source) (train.EvalResult, error)
+	if why := model.Supported(im.Cfg); why != nil || *llamaPPL {
+		// Files the training model cannot hold (q/k norms, biases,
+		// Granite's scales, ...) and llama-perplexity's scoring run on the
+		// inference model, with causal routing.
+		switch {
+		case (*experts || *routing != "causal") && why != nil:
+			return usagef("--experts and --routing train need the training model, which cannot hold %s: %v", *modelPath, why)
+		case *experts || *routing != "causal":
+			return usagef("--experts and --routing train do not apply to --llama-perplexity")
+		case *llamaPPL && *maxTokens > 0:
+			return usagef("--max-tokens does not apply to --llama-perplexity (it scores whole chunks)")
+		}
+		evalOne = func(_ int, src data.Source) (train.EvalResult, error) {
+			return evalInfer(ctx, im, src, T, *maxTokens, *llamaPPL)
+		}
+	} else {
+		// The loaded weights are resident already; the model copy, its
+		// gradient buffer and the activations must still fit.
+		if err := memest.CheckLoaded(memest.Eval(im.Cfg, *batch, T, pool.Threads()), 4*memest.Params(im.Cfg), "eval",
+			fmt.Sprintf("lower --batch (%d) or --seq-len (%d)", *batch, T)); err != nil {
+			return err
+		}
+		m, err := model.New(im.Cfg, pool)
 		if err != nil {
 			return err
 		}
-		var res train.EvalResult
-		if roles != nil {
-			res, err = train.EvaluateRoles(ctx, tm, roles, i, ids, *batch, T, *maxTokens, train.TextBytes(im.Tok))
-		} else {
-			res, err = train.Evaluate(ctx, tm, ids, *batch, T, *maxTokens, train.TextBytes(im.Tok))
+		w, err := im.Float32Weights(ctx)
+		if err != nil {
+			return err
 		}
+		copy(m.W.Flat, w.Flat)
+		if *experts && !im.Cfg.IsMoE() {
+			return usagef("--experts: %s is a dense model", *modelPath)
+		}
+		if *experts {
+			roles = train.NewExpertRoles(names, im.Cfg.NumLayers, im.Cfg.NumExperts)
+		}
+		tm := train.NewModel(m, *routing == "causal")
+		evalOne = func(i int, src data.Source) (train.EvalResult, error) {
+			ids, _, err := train.SourceTokens(ctx, im.Tok, src)
+			if err != nil {
+				return train.EvalResult{}, err
+			}
+			if roles != nil {
+				return train.EvaluateRoles(ctx, tm, roles, i, ids, *batch, T, *maxTokens, train.TextBytes(im.Tok))
+			}
+			return train.Evaluate(ctx, tm, ids, *batch, T, *maxTokens, train.TextBytes(im.Tok))
+		}
+	}
+	var outs []evalResult
+	var bad error
+	for i, src := range srcs {
+		res, err := evalOne(i, src)
 		if err != nil {
 			return err
 		}
@@ -194,4 +214,49 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintln(stdout)
 	return writeExpertRoles(roles, path, stdout)
+}
+
+// evalInfer evaluates im (the inference model, causal routing) on src:
+// windows of T predicted tokens over the text as eval tokenizes it, or,
+// with llamaPPL, llama-perplexity's chunks (see infer.PerplexityChunks),
+// each document tokenized whole with BOS where the vocabulary adds it.
+func evalInfer(ctx context.Context, im *infer.Model, src data.Source, T, maxTokens int, llamaPPL bool) (train.EvalResult, error) {
+	var windows [][]int32
+	from := 0
+	if llamaPPL {
+		var ids []int32
+		if _, err := data.Documents(ctx, src, func(doc []byte) error {
+			ids = append(ids, im.Tok.Tokenize(doc, true, false)...)
+			return nil
+		}); err != nil {
+			return train.EvalResult{}, fmt.Errorf("eval data: %w", err)
+		}
+		var err error
+		if windows, err = im.PerplexityChunks(ids, T); err != nil {
+			return train.EvalResult{}, err
+		}
+		from = T / 2
+	} else {
+		ids, _, err := train.SourceTokens(ctx, im.Tok, src)
+		if err != nil {
+			return train.EvalResult{}, err
+		}
+		if maxTokens > 0 && maxTokens+1 < len(ids) {
+			ids = ids[:maxTokens+1]
+		}
+		if len(ids) < 2 {
+			return train.EvalResult{}, fmt.Errorf("eval: need at least 2 tokens, have %d", len(ids))
+		}
+		for pos := 0; pos+1 < len(ids); pos += T {
+			windows = append(windows, ids[pos:min(pos+T+1, len(ids))])
+		}
+	}
+	bytesOf := train.TextBytes(im.Tok)
+	var r train.EvalResult
+	sum, n, err := im.Score(ctx, windows, from, func(id int32) { r.Bytes += bytesOf(id) })
+	if err != nil {
+		return r, err
+	}
+	r.SumLoss, r.Tokens, r.Loss = sum, n, sum/float64(n)
+	return r, nil
 }

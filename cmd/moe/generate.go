@@ -127,7 +127,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer closeModels(m, d)
 	useBF16(*bf16, m, d)
-	ids := m.Tok.Encode([]byte(*prompt))
+	ids := m.EncodePrompt(*prompt)
 	if len(ids) > m.Context() {
 		return fmt.Errorf("prompt is %d tokens, longer than the model's context of %d tokens", len(ids), m.Context())
 	}

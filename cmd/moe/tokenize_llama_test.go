@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/infer"
 )
 
 // crossTexts are texts for the llama-tokenize cross-check: specials,
@@ -84,4 +87,39 @@ func bothTokenize(t *testing.T, bin, vocab, file string) (moe, llama string) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// TestFamilyPromptsTokenizeLikeLlamaTokenize: on each family fixture
+// (infer/testdata/family), the chat prompt its template renders (a system
+// message, an earlier reply; BOS text dropped where the vocabulary adds
+// BOS) and the cross-check texts tokenize to llama-tokenize's ids, BOS
+// included where the file asks for it.
+func TestFamilyPromptsTokenizeLikeLlamaTokenize(t *testing.T) {
+	_, bin := llamaTokenize(t)
+	pool := compute.NewPool(1)
+	defer pool.Close()
+	dir := t.TempDir()
+	msgs := []infer.Message{{Role: "system", Content: "You are terse."}, {Role: "user", Content: "Hello there"},
+		{Role: "assistant", Content: "Hi. What is it?"}, {Role: "user", Content: "And the other"}}
+	for _, arch := range []string{"qwen3moe", "olmoe", "qwen2moe", "granitemoe", "llama", "gpt-oss"} {
+		path := filepath.Join("..", "..", "infer", "testdata", "family", arch+"-f32.gguf")
+		m, err := infer.Load(path, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prompt, err := m.ChatPrompt(msgs, true)
+		m.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, text := range append([]string{prompt}, crossTexts...) {
+			file := filepath.Join(dir, "t.txt")
+			if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if g, w := bothTokenize(t, bin, path, file); g != w {
+				t.Errorf("%s text %d %q:\nmoe        %s\nllama.cpp  %s", arch, i, text, g, w)
+			}
+		}
+	}
 }

@@ -133,8 +133,8 @@ func compareRenders(t *testing.T, dir string, lenient bool) []string {
 // (testdata/render.py, transformers' environment) for every template and
 // conversation, with and without the generation prompt.
 func TestRenderMatchesJinja2(t *testing.T) {
-	if n := len(compareRenders(t, "testdata", false)); n != 11 {
-		t.Errorf("%d of 11 templates match", n)
+	if n := len(compareRenders(t, "testdata", false)); n != 12 {
+		t.Errorf("%d of 12 templates match", n)
 	}
 }
 
@@ -195,6 +195,7 @@ func TestEndMarkers(t *testing.T) {
 		"gpt-oss":               {"<|return|>", "<|call|>"},
 		"llama-3.1":             {"<|eot_id|>", "<|eom_id|>"},
 		"chatml":                {"<|im_end|>"},
+		"olmoe":                 {"<|endoftext|>"},
 	}
 	for _, c := range f.Templates {
 		tm, err := parseCase(t, "testdata", c, time.Now())
