@@ -2,7 +2,7 @@ package compute
 
 import "math"
 
-// AdamW applies one bias-corrected AdamW update (Loshchilov & Hutter, with
+// adamW applies one bias-corrected AdamW update (Loshchilov & Hutter, with
 // the decoupled weight decay of PyTorch's torch.optim.AdamW) to the
 // parameters p, given their gradients g and the first and second moment
 // buffers m and v, which it updates in place:
@@ -17,7 +17,7 @@ import "math"
 // parameters that get no decay (norm gains and biases). The update is
 // element-wise, so splitting a vector into chunks (e.g. over threads) gives
 // bit-identical results.
-func AdamW(p, g, m, v []float32, lr, beta1, beta2, eps, wd float32, step int) {
+func adamW(p, g, m, v []float32, lr, beta1, beta2, eps, wd float32, step int) {
 	n := min(len(p), len(g), len(m), len(v))
 	p, g, m, v = p[:n], g[:n], m[:n], v[:n]
 	if step < 1 {
@@ -62,7 +62,7 @@ func adamwGeneric(p, g, m, v []float32, k *adamwConsts) {
 	}
 }
 
-// AdamWMasked applies AdamW to the whole vector p, with weight decay wd
+// AdamWMasked applies adamW to the whole vector p, with weight decay wd
 // everywhere except in the [start,end) ranges of noDecay (which must be
 // sorted and non-overlapping, as model.Weights.NoDecay is).
 func AdamWMasked(p, g, m, v []float32, noDecay [][2]int, lr, beta1, beta2, eps, wd float32, step int) {
@@ -72,9 +72,9 @@ func AdamWMasked(p, g, m, v []float32, noDecay [][2]int, lr, beta1, beta2, eps, 
 		if s >= e {
 			continue
 		}
-		AdamW(p[at:s], g[at:s], m[at:s], v[at:s], lr, beta1, beta2, eps, wd, step)
-		AdamW(p[s:e], g[s:e], m[s:e], v[s:e], lr, beta1, beta2, eps, 0, step)
+		adamW(p[at:s], g[at:s], m[at:s], v[at:s], lr, beta1, beta2, eps, wd, step)
+		adamW(p[s:e], g[s:e], m[s:e], v[s:e], lr, beta1, beta2, eps, 0, step)
 		at = e
 	}
-	AdamW(p[at:], g[at:], m[at:], v[at:], lr, beta1, beta2, eps, wd, step)
+	adamW(p[at:], g[at:], m[at:], v[at:], lr, beta1, beta2, eps, wd, step)
 }

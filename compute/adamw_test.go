@@ -42,7 +42,7 @@ func TestAdamWMatchesFloat64Reference(t *testing.T) {
 			}
 			gr[i] = float64(g[i])
 		}
-		AdamW(p, g, m, v, lr, b1, b2, eps, wd, step)
+		adamW(p, g, m, v, lr, b1, b2, eps, wd, step)
 		adamwRef(pr, gr, mr, vr, lr, b1, b2, eps, wd, step)
 	}
 	for i := range p {
@@ -61,7 +61,7 @@ func TestAdamWFirstStepIsSignTimesLR(t *testing.T) {
 	g := []float32{0.5, -2, 1e-3}
 	m := make([]float32, 3)
 	v := make([]float32, 3)
-	AdamW(p, g, m, v, 0.01, 0.9, 0.999, 1e-8, 0, 1)
+	adamW(p, g, m, v, 0.01, 0.9, 0.999, 1e-8, 0, 1)
 	want := []float32{0.99, 1.01, 0.99}
 	for i := range p {
 		if math.Abs(float64(p[i]-want[i])) > 1e-5 {
@@ -105,10 +105,10 @@ func TestAdamWChunkedIsBitIdentical(t *testing.T) {
 	m, v := make([]float32, n), make([]float32, n)
 	p2 := append([]float32(nil), p...)
 	m2, v2 := make([]float32, n), make([]float32, n)
-	AdamW(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3)
+	adamW(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3)
 	for s := 0; s < n; s += 100 {
 		e := min(s+100, n)
-		AdamW(p2[s:e], g[s:e], m2[s:e], v2[s:e], 1e-3, 0.9, 0.95, 1e-8, 0.1, 3)
+		adamW(p2[s:e], g[s:e], m2[s:e], v2[s:e], 1e-3, 0.9, 0.95, 1e-8, 0.1, 3)
 	}
 	for i := range p {
 		if math.Float32bits(p[i]) != math.Float32bits(p2[i]) {
@@ -125,7 +125,7 @@ func BenchmarkAdamW(b *testing.B) {
 	}
 	b.SetBytes(int64(n) * 4 * 7) // read p g m v, write p m v
 	for i := 0; i < b.N; i++ {
-		AdamW(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, i+1)
+		adamW(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, i+1)
 	}
 }
 
@@ -148,7 +148,7 @@ func TestAdamWVectorMatchesGenericBits(t *testing.T) {
 			}
 		}
 		p2, g2, m2, v2 := append([]float32(nil), p...), append([]float32(nil), g...), append([]float32(nil), m...), append([]float32(nil), v...)
-		AdamW(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, 7)
+		adamW(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, 7)
 		k := newAdamWConsts(1e-3, 0.9, 0.95, 1e-8, 0.1, 7)
 		adamwGeneric(p2, g2, m2, v2, &k)
 		for i := range p {

@@ -35,17 +35,6 @@ func BF16FromFloat32(dst []BF16, src []float32) {
 	}
 }
 
-// Float32FromBF16 converts src into dst (exact); it panics if the lengths
-// differ.
-func Float32FromBF16(dst []float32, src []BF16) {
-	if len(dst) != len(src) {
-		panic(fmt.Errorf("bf16: lengths differ (%d and %d)", len(dst), len(src)))
-	}
-	for i, v := range src {
-		dst[i] = v.Float32()
-	}
-}
-
 // GemmBF16 computes C = alpha·A·Wᵀ + beta·C with float32 A (m×k, stride lda)
 // and BF16 weights W in the (out, in) layout (n×k, stride ldw), accumulating
 // in float32: the matmul of a linear layer with bf16 weights. Few rows (decode,
@@ -67,16 +56,6 @@ func GemmBF16(p *Pool, m, n, k int, alpha float32, a []float32, lda int, w []BF1
 		}
 	}
 	gemm(defaultKernels, p, false, true, m, n, k, alpha, a, lda, bmat{bf: nonNilBF16(w), ld: ldw, trans: true}, beta, c, ldc)
-}
-
-// GemvBF16 computes y = alpha·W·x + beta·y for BF16 weights W (m×n, stride
-// ldw, the (out, in) layout), float32 x (n) and y (m), accumulating in
-// float32. Inconsistent shapes panic with a descriptive error.
-func GemvBF16(p *Pool, m, n int, alpha float32, w []BF16, ldw int, x []float32, beta float32, y []float32) {
-	if err := checkGemv(m, n, len(w), ldw, len(x), len(y)); err != nil {
-		panic(fmt.Errorf("bf16: %w", err))
-	}
-	gemm(defaultKernels, p, false, true, 1, m, n, alpha, x, max(n, 1), bmat{bf: nonNilBF16(w), ld: ldw, trans: true}, beta, y, max(m, 1))
 }
 
 // nonNilBF16 returns w, or an empty non-nil slice (bmat tells fp32 from

@@ -43,7 +43,8 @@ type kernels struct {
 }
 
 // CPUFeatures reports the kernel path Gemm and friends use on this machine
-// ("avx512" or "generic") and, when the generic path is chosen on amd64, why.
+// ("avx512", "avx2" or "generic") and, when a slower path than the CPU
+// allows is chosen on amd64, why.
 func CPUFeatures() (path string, reason string) {
 	return defaultKernels.name, fastPathReason
 }

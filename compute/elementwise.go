@@ -75,22 +75,6 @@ type RoPE struct {
 	sin     []float32 // [maxPos, hd/2]
 }
 
-// NewRoPE precomputes the tables for head dimension hd (even) and positions
-// [0, maxPos). Positions beyond maxPos still work, computed on the fly.
-func NewRoPE(hd, maxPos int, theta float64) (*RoPE, error) {
-	if hd <= 0 || hd%2 != 0 {
-		return nil, fmt.Errorf("rope: head dimension %d must be positive and even", hd)
-	}
-	if !(theta > 0) {
-		return nil, fmt.Errorf("rope: theta %v must be positive", theta)
-	}
-	inv := make([]float64, hd/2)
-	for i := range inv {
-		inv[i] = math.Pow(theta, -2*float64(i)/float64(hd))
-	}
-	return NewRoPEFreqs(inv, maxPos, 1)
-}
-
 // NewRoPEFreqs precomputes the tables for the inverse frequencies invFreq
 // (one per rotated pair, head dimension 2·len(invFreq)) and an attention
 // factor that multiplies cos and sin (YaRN's; 1 otherwise): the form every
@@ -177,21 +161,6 @@ func Sigmoid(x float32) float32 {
 	return e / (1 + e)
 }
 
-// SiLU computes out = x·sigmoid(x). out may alias x.
-func SiLU(out, x []float32) {
-	for i, v := range x {
-		out[i] = v * Sigmoid(v)
-	}
-}
-
-// SiLUBackward ADDS dout·silu'(x) to dx.
-func SiLUBackward(dx, dout, x []float32) {
-	for i, v := range x {
-		s := Sigmoid(v)
-		dx[i] += dout[i] * s * (1 + v*(1-s))
-	}
-}
-
 // SwiGLU computes out = silu(gate) ⊙ up over equal-length slices. out may
 // alias gate or up.
 func SwiGLU(out, gate, up []float32) { swiglu(out, gate, up) }
@@ -246,15 +215,6 @@ func expScaleGeneric(x, y []float32, shift, scale float32) float32 {
 	return s
 }
 
-// Softmax replaces each of the rows rows of length n with its softmax,
-// subtracting the row maximum first. A row containing NaN or +Inf yields
-// NaN (an all −Inf row yields NaN too, as 0/0).
-func Softmax(x []float32, rows, n int) {
-	for r := 0; r < rows; r++ {
-		SoftmaxRow(x[r*n : r*n+n])
-	}
-}
-
 // SoftmaxRow replaces x with its softmax in place.
 func SoftmaxRow(x []float32) {
 	if len(x) == 0 {
@@ -306,10 +266,6 @@ func rowMaxGeneric(x []float32) float32 {
 	return m
 }
 
-// SoftmaxBackward computes (overwriting) dx = y ⊙ (dy − Σ dy·y) for one
-// row, where y = softmax(x). dx may alias dy.
-func SoftmaxBackward(dx, dy, y []float32) { SoftmaxBackwardScaled(dx, dy, y, 1) }
-
 // SoftmaxBackwardScaled computes (overwriting) dx = scale·y ⊙ (dy − Σ dy·y)
 // for one row, where y = softmax(x); dx and dy must be at least len(y)
 // long and dx may alias dy.
@@ -317,7 +273,7 @@ func SoftmaxBackwardScaled(dx, dy, y []float32, scale float32) {
 	if len(y) == 0 {
 		return
 	}
-	dot := Sdot(y, dy)
+	dot := Dot(y, dy)
 	softmaxBwdRow(dx[:len(y)], dy[:len(y)], y, dot, scale)
 }
 
@@ -343,56 +299,6 @@ func LogSumExp(x []float32) float64 {
 		return float64(m)
 	}
 	return float64(m) + math.Log(float64(expScale(x, nil, m, 1)))
-}
-
-// LogSoftmax writes out = x − logsumexp(x) for each of the rows rows of
-// length n. out may alias x.
-func LogSoftmax(out, x []float32, rows, n int) {
-	for r := 0; r < rows; r++ {
-		xr := x[r*n : r*n+n]
-		l := float32(LogSumExp(xr))
-		or := out[r*n : r*n+n]
-		for i, v := range xr {
-			or[i] = v - l
-		}
-	}
-}
-
-// CrossEntropy computes the softmax cross-entropy of rows rows of logits
-// (each of length V) against targets. Rows whose target is negative are
-// ignored. It returns the sum of the per-row losses (in float64) and the
-// number of rows counted. When dlogits is not nil it also writes (overwrites)
-// the gradient of scale·(summed loss): scale·(softmax − onehot(target)) for
-// counted rows and zeros for ignored ones; dlogits may alias logits. A target
-// ≥ V is an error.
-func CrossEntropy(dlogits, logits []float32, targets []int32, rows, V int, scale float32) (float64, int, error) {
-	if len(targets) < rows {
-		return 0, 0, fmt.Errorf("cross-entropy: %d targets for %d rows", len(targets), rows)
-	}
-	var sum float64
-	n := 0
-	for r := 0; r < rows; r++ {
-		t := targets[r]
-		if int(t) >= V {
-			return 0, 0, fmt.Errorf("cross-entropy: target %d at row %d out of vocabulary %d", t, r, V)
-		}
-		xr := logits[r*V : r*V+V]
-		if t < 0 {
-			if dlogits != nil {
-				clear(dlogits[r*V : r*V+V])
-			}
-			continue
-		}
-		lse := LogSumExp(xr)
-		sum += lse - float64(xr[t])
-		n++
-		if dlogits != nil {
-			dr := dlogits[r*V : r*V+V]
-			expScale(xr, dr, float32(lse), scale)
-			dr[t] -= scale
-		}
-	}
-	return sum, n, nil
 }
 
 // better reports whether score a at index ia ranks above score b at index
@@ -521,11 +427,9 @@ func Add(dst, src []float32) {
 	}
 }
 
-// Dot returns Σ a_i·b_i over i < len(a), accumulated in float32. It is Sdot
-// (the vectorised dot product); it panics if b is shorter than a.
-func Dot(a, b []float32) float32 { return Sdot(a, b) }
-
-// CrossEntropyLSE is the loss half of CrossEntropy: it returns the summed
+// CrossEntropyLSE is the loss half of the softmax cross-entropy of rows
+// rows of logits (each of length V) against targets, ignoring rows whose
+// target is negative (a target ≥ V is an error): it returns the summed
 // loss and the number of counted rows, and saves each row's logsumexp in
 // lse (length rows; ignored rows get 0) for CrossEntropyBackward.
 func CrossEntropyLSE(logits []float32, targets []int32, rows, V int, lse []float32) (float64, int, error) {

@@ -294,14 +294,6 @@ func packBPanel(ks *kernels, b *bmat, j0, cols, l0, kc int, dst []float32) {
 	}
 }
 
-// gemmBlocked is the BLIS-style packed GEMM: for each block of gemmNC
-// columns and gemmKC depth, B is packed once (in parallel), then for each
-// block of gemmMC rows A is packed (in parallel) and the tiles are shared
-// out as tasks of up to gemmTaskRows × gemmTaskCols.
-func gemmBlocked(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float32, a []float32, lda int, b bmat, beta float32, c []float32, ldc int) {
-	gemmBlockedPre(ks, p, transA, m, n, k, alpha, a, lda, b, nil, beta, c, ldc)
-}
-
 // gemmKCFor returns the depth block for depth k: equal blocks of at most
 // gemmKC (1024 → 2×512, 1100 → 3×367 rather than 512+512+76).
 func gemmKCFor(k int) int {
@@ -309,47 +301,36 @@ func gemmKCFor(k int) int {
 	return (k + kblocks - 1) / kblocks
 }
 
-// gemmBlockedPre is gemmBlocked; with pre != nil, B is already packed (and
-// b is unused).
-func gemmBlockedPre(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float32, a []float32, lda int, b bmat, pre *PackedB, beta float32, c []float32, ldc int) {
+// gemmBlocked is the BLIS-style packed GEMM: for each block of gemmNC
+// columns and gemmKC depth, B is packed once (in parallel), then for each
+// block of gemmMC rows A is packed (in parallel) and the tiles are shared
+// out as tasks of up to gemmTaskRows × gemmTaskCols.
+func gemmBlocked(ks *kernels, p *Pool, transA bool, m, n, k int, alpha float32, a []float32, lda int, b bmat, beta float32, c []float32, ldc int) {
 	mr, nr := ks.mr, ks.nr
 	if beta != 0 && beta != 1 {
 		scaleC(p, m, n, beta, c, ldc)
 	}
 	kcMax := gemmKCFor(k)
-	ncBlock := gemmNC
-	if pre != nil {
-		ncBlock = n // the whole of B is packed already
-	}
-	ncMax := min(n, ncBlock)
+	ncMax := min(n, gemmNC)
 	mcMax := min(m, gemmMC)
 	bPanels := (ncMax + nr - 1) / nr
 	aPanels := (mcMax + mr - 1) / mr
-	var bpack []float32
-	if pre == nil {
-		bbuf := p.getBuf(bPanels * kcMax * nr)
-		defer p.putBuf(bbuf)
-		bpack = *bbuf
-	}
+	bbuf := p.getBuf(bPanels * kcMax * nr)
+	defer p.putBuf(bbuf)
+	bpack := *bbuf
 	abuf := p.getBuf(aPanels * kcMax * mr)
 	defer p.putBuf(abuf)
 	apack := *abuf
 	threads := p.Threads()
 
-	for jc := 0; jc < n; jc += ncBlock {
-		nc := min(ncBlock, n-jc)
+	for jc := 0; jc < n; jc += gemmNC {
+		nc := min(gemmNC, n-jc)
 		npb := (nc + nr - 1) / nr
 		for pc := 0; pc < k; pc += kcMax {
 			kc := min(kcMax, k-pc)
 			add := beta != 0 || pc > 0
-			if pre != nil {
-				bpack = pre.data[pc*npb*nr : pc*npb*nr+npb*kc*nr]
-			}
 			chunk := max(1, npb/(4*threads))
 			packTasks := (npb + chunk - 1) / chunk
-			if pre != nil {
-				packTasks = 0
-			}
 			p.Run(packTasks, func(t int) {
 				j0, j1 := t*chunk, min(npb, (t+1)*chunk)
 				if !b.trans && b.bf == nil && (j1-1)*nr+nr <= nc {

@@ -26,6 +26,9 @@ func sgemmKernelAVX512(k int, a, b *float32, ldb int, c *float32, ldc int, alpha
 //go:noescape
 func sgemmKernelRowsAVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
 
+// sgemmKernelAVX2 and sgemmKernelRowsAVX2 are the AVX2+FMA twins of the two
+// above for a 6×16 tile: i < 6, j < 16, a packed as a[l*6+i].
+//
 //go:noescape
 func sgemmKernelAVX2(k int, a, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
 
@@ -134,9 +137,17 @@ func rowAxpyKernel6x4AVX512(k int, a *float32, lda int, b *float32, ldb int, c *
 //go:noescape
 func rowAxpyKernel6x1AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
 
+// packBTransAVX512: for l < kc, j < 32, dst[l*32+j] = src[idx[j]/4+l]
+// (idx[j] = 4·j·ldb: a transposed B's 32 rows gathered one depth step at a
+// time), as packBPanel's Go loop does for nr = 32.
+//
 //go:noescape
 func packBTransAVX512(kc int, src *float32, idx *int32, dst *float32)
 
+// transpose16AVX512: for c < n16, i < 16, j < 16,
+// dst[(16c+i)*ldd+j] = src[j*ld+16c+i] (16 rows transposed in 16×16 blocks).
+// transpose16BF16AVX512 is the same with src[j*ld+16c+i].Float32().
+//
 //go:noescape
 func transpose16AVX512(n16 int, src *float32, ld int, dst *float32, ldd int)
 
@@ -331,6 +342,10 @@ func allFastKernels() []*kernels {
 	return ks
 }
 
+// fmaLoopAVX512 runs n×16 independent zmm FMAs (512 FLOP per iteration) and
+// addChain n×8 dependent integer adds (8 cycles per iteration), returning
+// the sum: the two loops the peak probe times (in Go, a loop of n·8 x++).
+//
 //go:noescape
 func fmaLoopAVX512(n int)
 

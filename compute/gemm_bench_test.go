@@ -90,37 +90,3 @@ func BenchmarkBandwidth(b *testing.B) {
 	}
 	b.ReportMetric(bw/1e9, "GB/s")
 }
-
-// BenchmarkGemmPackedVsGemm compares C = A·Wᵀ through GemmPacked (W packed
-// once) and through Gemm (packed on every call) for few rows of A.
-func BenchmarkGemmPackedVsGemm(b *testing.B) {
-	p := NewPool(runtime.GOMAXPROCS(0))
-	defer p.Close()
-	r := rand.New(rand.NewPCG(1, 1))
-	n, k := 2048, 2048
-	w := randSlice(r, n*k)
-	pb, err := PackB(p, w, k, n, k)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, m := range []int{4, 8, 12, 16, 32, 64, 128, 512} {
-		a := randSlice(r, m*k)
-		c := make([]float32, m*n)
-		for _, packed := range []bool{false, true} {
-			name := fmt.Sprintf("m=%d/packed=%v", m, packed)
-			b.Run(name, func(b *testing.B) {
-				best := math.Inf(1)
-				for i := 0; i < b.N; i++ {
-					t0 := time.Now()
-					if packed {
-						GemmPacked(p, m, 1, a, k, pb, 0, c, n)
-					} else {
-						Gemm(p, false, true, m, n, k, 1, a, k, w, k, 0, c, n)
-					}
-					best = math.Min(best, time.Since(t0).Seconds())
-				}
-				b.ReportMetric(2*float64(m*n*k)/best/1e9, "best-GFLOP/s")
-			})
-		}
-	}
-}

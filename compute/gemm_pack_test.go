@@ -8,7 +8,7 @@ import (
 
 // TestMicroTAMatchesPacked checks that the in-place transposed-A
 // micro-kernel gives the packed micro-kernel's result bit for bit (the
-// claim that lets gemmBlockedPre skip packing A for transA products).
+// claim that lets gemmBlocked skip packing A for transA products).
 func TestMicroTAMatchesPacked(t *testing.T) {
 	ran := 0
 	for _, ks := range paths() {

@@ -105,18 +105,24 @@ func (g gemmCase) String() string {
 	return fmt.Sprintf("m%d_n%d_k%d_tA%v_tB%v_a%g_b%g_pad%d", g.m, g.n, g.k, g.transA, g.transB, g.alpha, g.beta, g.pad)
 }
 
+// shapes returns the stored rows and columns of A (op(A) is m×k) and of B
+// (op(B) is k×n).
+func (g gemmCase) shapes() (ar, ac, br, bc int) {
+	ar, ac, br, bc = g.m, g.k, g.k, g.n
+	if g.transA {
+		ar, ac = ac, ar
+	}
+	if g.transB {
+		br, bc = bc, br
+	}
+	return ar, ac, br, bc
+}
+
 // runGemmCase runs one case on path ks with pool p and checks it.
 func runGemmCase(t *testing.T, ks *kernels, p *Pool, tc gemmCase, seed uint64) []float32 {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 7))
-	ar, ac := tc.m, tc.k
-	if tc.transA {
-		ar, ac = tc.k, tc.m
-	}
-	br, bc := tc.k, tc.n
-	if tc.transB {
-		br, bc = tc.n, tc.k
-	}
+	ar, ac, br, bc := tc.shapes()
 	lda, ldb, ldc := max(ac+tc.pad, 1), max(bc+tc.pad, 1), max(tc.n+tc.pad, 1)
 	a := randSlice(r, max(ar*lda, 1))
 	b := randSlice(r, max(br*ldb, 1))
@@ -240,13 +246,7 @@ func testFastMatchesGeneric(t *testing.T, fast *kernels) {
 		{m: 7, n: 131, k: 333, transB: true, alpha: 1},
 		{m: 7, n: 131, k: 333, alpha: 1},
 	} {
-		ar, ac, br, bc := tc.m, tc.k, tc.k, tc.n
-		if tc.transA {
-			ar, ac = ac, ar
-		}
-		if tc.transB {
-			br, bc = bc, br
-		}
+		ar, ac, br, bc := tc.shapes()
 		a, b := randSlice(r, ar*ac), randSlice(r, br*bc)
 		c1, c2 := make([]float32, tc.m*tc.n), make([]float32, tc.m*tc.n)
 		bm := bmat{f32: b, ld: bc, trans: tc.transB}
@@ -274,13 +274,7 @@ func TestGemmNaNInf(t *testing.T) {
 			{m: 3, n: 45, k: 40, alpha: 1, beta: 0.5},
 		} {
 			r := rand.New(rand.NewPCG(5, 5))
-			ar, ac, br, bc := tc.m, tc.k, tc.k, tc.n
-			if tc.transA {
-				ar, ac = ac, ar
-			}
-			if tc.transB {
-				br, bc = bc, br
-			}
+			ar, ac, br, bc := tc.shapes()
 			a, b := randSlice(r, ar*ac), randSlice(r, br*bc)
 			c := randSlice(r, tc.m*tc.n)
 			bm := bmat{f32: b, ld: bc, trans: tc.transB}

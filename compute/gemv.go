@@ -1,37 +1,5 @@
 package compute
 
-import "fmt"
-
-// Gemv computes y = alpha·W·x + beta·y for the m×n row-major matrix W with
-// row stride ldw: W is in the (out, in) layout of model weights, m = out,
-// n = in, so x has n elements and y has m. This is batch-1 decode, x·Wᵀ;
-// it streams W once, split over the pool. beta == 0 overwrites y.
-// Inconsistent shapes panic with a descriptive error before any memory is
-// touched (see CheckGemm).
-func Gemv(p *Pool, m, n int, alpha float32, w []float32, ldw int, x []float32, beta float32, y []float32) {
-	if err := checkGemv(m, n, len(w), ldw, len(x), len(y)); err != nil {
-		panic(err)
-	}
-	gemm(defaultKernels, p, false, true, 1, m, n, alpha, x, max(n, 1), bmat{f32: w, ld: ldw, trans: true}, beta, y, max(m, 1))
-}
-
-// checkGemv validates Gemv's shapes.
-func checkGemv(m, n, lenW, ldw, lenX, lenY int) error {
-	if m < 0 || n < 0 {
-		return fmt.Errorf("gemv: negative size m=%d n=%d", m, n)
-	}
-	if err := checkMatrix("W", m, n, lenW, ldw); err != nil {
-		return fmt.Errorf("gemv: %w", err)
-	}
-	if lenX < n {
-		return fmt.Errorf("gemv: x has %d elements, W has %d columns", lenX, n)
-	}
-	if lenY < m {
-		return fmt.Errorf("gemv: y has %d elements, W has %d rows", lenY, m)
-	}
-	return nil
-}
-
 // rowDot returns Σ x[l]·op(B)[l][j] for l < len(x) over row j of a
 // transposed B (stored n×k).
 func rowDot(ks *kernels, x []float32, b *bmat, j int, scratch []float32) float32 {

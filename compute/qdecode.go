@@ -18,7 +18,7 @@ import (
 var kvaluesIQ4NL = [16]int8{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
 
 // kvaluesMXFP4 are the e2m1 values of MXFP4, doubled (ggml's kvalues_mxfp4);
-// the block scale is halved to match (E8M0ToFloat32Half).
+// the block scale is halved to match (e8m0ToFloat32Half).
 var kvaluesMXFP4 = [16]int8{0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12}
 
 // F16ToFloat32 converts an IEEE 754 half to float32 (exactly; NaN payloads
@@ -34,10 +34,10 @@ func F16ToFloat32(h uint16) float32 {
 	return math.Float32frombits(math.Float32bits(v) | sign)
 }
 
-// E8M0ToFloat32Half returns half the value of an MXFP4 block exponent
+// e8m0ToFloat32Half returns half the value of an MXFP4 block exponent
 // (2^(e-128)), as ggml's ggml_e8m0_to_fp32_half: e 0 and 1 give the
 // subnormals 2^-128 and 2^-127; e 255 gives 2^127, not NaN.
-func E8M0ToFloat32Half(e uint8) float32 {
+func e8m0ToFloat32Half(e uint8) float32 {
 	if e < 2 {
 		return math.Float32frombits(0x00200000 << e)
 	}
@@ -410,5 +410,5 @@ func decodeIQ4XS(src []byte, dst []float32) {
 
 // MXFP4 block: e (E8M0 exponent), qs[16] (e2m1 codes).
 func decodeMXFP4(src []byte, dst []float32) {
-	decodeNibbles(src, dst, 17, &kvaluesMXFP4, func(b []byte) float32 { return E8M0ToFloat32Half(b[0]) })
+	decodeNibbles(src, dst, 17, &kvaluesMXFP4, func(b []byte) float32 { return e8m0ToFloat32Half(b[0]) })
 }

@@ -184,7 +184,7 @@ func TestF16ToFloat32AllValues(t *testing.T) {
 func TestE8M0Half(t *testing.T) {
 	for e := 0; e < 256; e++ {
 		want := math.Pow(2, float64(e-128))
-		if got := E8M0ToFloat32Half(uint8(e)); float64(got) != want {
+		if got := e8m0ToFloat32Half(uint8(e)); float64(got) != want {
 			t.Fatalf("e=%d: got %g, want %g", e, got, want)
 		}
 	}

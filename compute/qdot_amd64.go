@@ -470,6 +470,9 @@ func qdotCheckAct(act *qAct, r0, nr int) {
 	_ = act.d[(r0+nr)*act.dStride-1]
 }
 
+// qReadAVX512 returns the xor of the 8-byte words of p[0:n] (n a multiple
+// of 256): in Go, for i := 0; i < n; i += 8 { x ^= binary.LittleEndian.Uint64(p[i:]) }.
+//
 //go:noescape
 func qReadAVX512(n int, p *byte) uint64
 

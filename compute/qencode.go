@@ -270,7 +270,7 @@ func encodeMXFP4(src []float32, dst []byte) {
 			l := math.Floor(float64(float32(math.Log2(float64(amax)))))
 			e = uint8(max(0, min(255, int(l)-2+127)))
 		}
-		d := E8M0ToFloat32Half(e)
+		d := e8m0ToFloat32Half(e)
 		b[0] = e
 		for j := 0; j < 16; j++ {
 			b[1+j] = bestIndexMXFP4(x[j], d) | bestIndexMXFP4(x[16+j], d)<<4

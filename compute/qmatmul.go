@@ -142,9 +142,9 @@ func QMatMulKernels() string {
 	return qBest.name
 }
 
-// CheckQMatMul reports whether QMatMul's arguments are consistent, naming
+// checkQMatMul reports whether QMatMul's arguments are consistent, naming
 // the first problem.
-func CheckQMatMul(t QType, rows, n, k int, a []float32, lda int, w []byte, c []float32, ldc int) error {
+func checkQMatMul(t QType, rows, n, k int, a []float32, lda int, w []byte, c []float32, ldc int) error {
 	if !QMatMulSupported(t) {
 		return fmt.Errorf("compute: QMatMul: weight type %s is not supported", t)
 	}
@@ -177,14 +177,14 @@ func CheckQMatMul(t QType, rows, n, k int, a []float32, lda int, w []byte, c []f
 // where W is n rows of k elements stored in type t, row after row (each row
 // t.RowBytes(k) bytes, ggml's block layout), on pool (nil: the calling
 // goroutine). k must be a whole number of t's blocks. Inconsistent
-// arguments panic with CheckQMatMul's error.
+// arguments panic with checkQMatMul's error.
 //
 // A is quantized to 8 bits per block once per call (not for F32, F16 and
 // BF16), so results differ from a float product by that rounding. Each
 // output is computed by one goroutine in a fixed order: the result does not
 // depend on the pool's size, nor a row's on the other rows.
 func QMatMul(pool *Pool, t QType, rows, n, k int, a []float32, lda int, w []byte, c []float32, ldc int) {
-	if err := CheckQMatMul(t, rows, n, k, a, lda, w, c, ldc); err != nil {
+	if err := checkQMatMul(t, rows, n, k, a, lda, w, c, ldc); err != nil {
 		panic(err)
 	}
 	qmatmul(pool, t, rows, n, k, a, lda, w, c, ldc, qBest)

@@ -417,12 +417,12 @@ func TestQMatMulBadInput(t *testing.T) {
 		{QQ8_0, -1, 2, 64, w, "negative"},
 	}
 	for _, tc := range cases {
-		err := CheckQMatMul(tc.ty, tc.rows, tc.n, tc.k, a, tc.k, tc.w, c, tc.n)
+		err := checkQMatMul(tc.ty, tc.rows, tc.n, tc.k, a, tc.k, tc.w, c, tc.n)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s rows%d n%d k%d: error %v, want one containing %q", tc.ty, tc.rows, tc.n, tc.k, err, tc.want)
 		}
 	}
-	if err := CheckQMatMul(QQ8_0, 1, 2, 64, a, 64, w, c, 2); err != nil {
+	if err := checkQMatMul(QQ8_0, 1, 2, 64, a, 64, w, c, 2); err != nil {
 		t.Errorf("consistent arguments: %v", err)
 	}
 	for _, ty := range qTestTypes {

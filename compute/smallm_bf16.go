@@ -8,8 +8,8 @@ const bf16TCols = 64
 // bf16TRows is the most rows of A one kernel call handles.
 const bf16TRows = 4
 
-// CheckGemmBF16T reports whether the arguments of GemmBF16T are consistent.
-func CheckGemmBF16T(m, n, k int, a []float32, lda int, b []BF16, ldb int, c []float32, ldc int) error {
+// checkGemmBF16T reports whether the arguments of GemmBF16T are consistent.
+func checkGemmBF16T(m, n, k int, a []float32, lda int, b []BF16, ldb int, c []float32, ldc int) error {
 	if m < 0 || n < 0 || k < 0 {
 		return fmt.Errorf("compute: GemmBF16T: negative size m=%d n=%d k=%d", m, n, k)
 	}
@@ -35,9 +35,9 @@ func CheckGemmBF16T(m, n, k int, a []float32, lda int, b []BF16, ldb int, c []fl
 // B is streamed once per four rows of A with broadcast-FMA kernels (no
 // horizontal sums), and every output is summed over l = 0..k-1 in order,
 // so a row's result does not depend on m or on how the columns are split.
-// Inconsistent shapes panic with CheckGemmBF16T's error.
+// Inconsistent shapes panic with checkGemmBF16T's error.
 func GemmBF16T(m, n, k int, a []float32, lda int, b []BF16, ldb int, c []float32, ldc int) {
-	if err := CheckGemmBF16T(m, n, k, a, lda, b, ldb, c, ldc); err != nil {
+	if err := checkGemmBF16T(m, n, k, a, lda, b, ldb, c, ldc); err != nil {
 		panic(err)
 	}
 	if m == 0 || n == 0 {

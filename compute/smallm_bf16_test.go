@@ -61,7 +61,7 @@ func TestGemmBF16T(t *testing.T) {
 			}
 		}
 	}
-	if err := CheckGemmBF16T(2, 64, 8, make([]float32, 8), 8, make([]BF16, 64*8), 64, make([]float32, 128), 64); err == nil {
+	if err := checkGemmBF16T(2, 64, 8, make([]float32, 8), 8, make([]BF16, 64*8), 64, make([]float32, 128), 64); err == nil {
 		t.Fatal("short A accepted")
 	}
 }

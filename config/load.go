@@ -320,9 +320,23 @@ func DefaultMaxPositionEmbeddings(modelType string) (int, bool) {
 	return 0, false
 }
 
+// build makes the Config from the parsed fields, in steps: the sizes every
+// type needs, the optional architecture and routing fields, the experts'
+// counts and widths, and last the facts each model type leaves implicit
+// (which may override an optional field's generic default).
 func (p *parser) build() *Config {
+	c := &Config{ModelType: p.t}
+	p.buildSizes(c)
+	p.buildOptional(c)
+	p.buildExperts(c)
+	p.buildTypeDefaults(c)
+	return c
+}
+
+// buildSizes reads the vocabulary, width, depth, heads, context, norm
+// epsilon and activation, under GPT-3's names too for that type.
+func (p *parser) buildSizes(c *Config) {
 	r, t := p.r, p.t
-	c := &Config{ModelType: t}
 	gpt := t == TypeGPT3
 	c.VocabSize = p.need([]string{"vocab_size"}, r.VocabSize)
 	if gpt {
@@ -345,6 +359,12 @@ func (p *parser) build() *Config {
 		c.RMSNormEps = optF(r.RMSNormEps, 1e-6)
 		c.HiddenAct = optS(r.HiddenAct, "silu")
 	}
+}
+
+// buildOptional reads the optional architecture, routing and scaling
+// fields with their generic defaults.
+func (p *parser) buildOptional(c *Config) {
+	r, gpt := p.r, p.t == TypeGPT3
 	// GPT-3 is the only type whose architecture defaults to tied embeddings,
 	// biases, a plain MLP, LayerNorm and learned positions.
 	c.TieWordEmbeddings = optB(r.TieWordEmbeddings, gpt)
@@ -387,7 +407,12 @@ func (p *parser) build() *Config {
 	if len(r.LayerTypes) > 0 {
 		c.LayerTypes = append([]string(nil), r.LayerTypes...)
 	}
+}
 
+// buildExperts reads the routed and shared experts' counts and the
+// feed-forward widths, whose field names and requiredness differ by type.
+func (p *parser) buildExperts(c *Config) {
+	r, t := p.r, p.t
 	// Routed experts: the field name differs by model type; a config that
 	// Save wrote uses num_local_experts whatever its type.
 	expertsName := "num_local_experts"
@@ -429,8 +454,12 @@ func (p *parser) build() *Config {
 		c.IntermediateSize = p.need([]string{"intermediate_size"}, r.IntermediateSize)
 		c.MoEIntermediateSize = p.opt("moe_intermediate_size", 0, r.MoEIntermediateSize)
 	}
+}
 
-	// Per-type architecture facts that the HF config.json leaves implicit.
+// buildTypeDefaults sets the per-type architecture facts that the HF
+// config.json leaves implicit: RoPE base, biases and norms, router order.
+func (p *parser) buildTypeDefaults(c *Config) {
+	r, t := p.r, p.t
 	defOrder := ""
 	switch t {
 	case TypeLlama:
@@ -477,7 +506,6 @@ func (p *parser) build() *Config {
 	if r.UseSlidingWindow != nil && !*r.UseSlidingWindow {
 		c.SlidingWindow = 0
 	}
-	return c
 }
 
 // hasDenseLayer reports whether any layer has a dense feed-forward.

@@ -436,9 +436,9 @@ func valPhase(seed uint64, name string) float64 {
 	return float64(binary.LittleEndian.Uint64(h[:8])>>11) / (1 << 53)
 }
 
-// IsVal reports whether document i of a source goes to the validation split
+// isVal reports whether document i of a source goes to the validation split
 // under fraction f and phase phi (see Prepare).
-func IsVal(i int64, f, phi float64) bool {
+func isVal(i int64, f, phi float64) bool {
 	if f <= 0 {
 		return false
 	}
@@ -516,7 +516,7 @@ func prepareSource(ctx context.Context, sm *SourceManifest, tok *tokenizer.Token
 	}
 	st, readErr := documents(ctx, sm.Source, func(doc []byte) error {
 		cur.docs = append(cur.docs, append([]byte(nil), doc...))
-		cur.val = append(cur.val, IsVal(idx, opts.ValFraction, phi))
+		cur.val = append(cur.val, isVal(idx, opts.ValFraction, phi))
 		cur.bytes += int64(len(doc))
 		idx++
 		if cur.bytes >= opts.batchBytes {

@@ -279,7 +279,7 @@ func (r *docReader) file(path string) error {
 		r.st.EmptySkipped++
 		return nil
 	}
-	if IsBinary(head[:min(len(head), sniffBytes)], len(head) <= sniffBytes) {
+	if isBinary(head[:min(len(head), sniffBytes)], len(head) <= sniffBytes) {
 		r.st.BinarySkipped++
 		return nil
 	}
@@ -397,10 +397,10 @@ func (r *docReader) jsonl(path string, f io.Reader) error {
 	}
 }
 
-// IsBinary reports whether a file whose first bytes are head looks binary: a
+// isBinary reports whether a file whose first bytes are head looks binary: a
 // NUL byte, or more than 10% control characters or invalid UTF-8. complete
 // says head is the whole file (so a rune cut at its end is invalid).
-func IsBinary(head []byte, complete bool) bool {
+func isBinary(head []byte, complete bool) bool {
 	if bytes.IndexByte(head, 0) >= 0 {
 		return true
 	}

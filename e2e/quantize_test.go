@@ -109,3 +109,17 @@ func getKV(f *gguf.File, key string) any {
 	v, _ := f.Get(key)
 	return v
 }
+
+// TestExportCheckpointFileE2E: moe export takes a checkpoint file of a
+// trained run, as generate does.
+func TestExportCheckpointFileE2E(t *testing.T) {
+	base, _ := trained(t)
+	cks, err := filepath.Glob(filepath.Join(base, "checkpoint-*.moeckpt"))
+	if err != nil || len(cks) == 0 {
+		t.Fatalf("no checkpoint files in %s (%v)", base, err)
+	}
+	out := filepath.Join(t.TempDir(), "m.gguf")
+	ok(t, "export", "--model", cks[len(cks)-1], "--out", out, "--type", "q8_0")
+	ok(t, "generate", "--model", out, "--prompt", "And God", "--max-tokens", "4")
+	usage(t, "export", "--model", base, "--out", out, "q4_0")
+}

@@ -131,6 +131,40 @@ func (s *server) do(t *testing.T, method, path string, body any, auth bool) (int
 	return resp.StatusCode, b
 }
 
+// streamText posts req with "stream": true to path and returns the text its
+// events carry (the choices' text, or their delta content for chat), failing
+// unless every chunk parses and has the given object.
+func (s *server) streamText(t *testing.T, path string, req map[string]any, object string) string {
+	t.Helper()
+	req["stream"] = true
+	code, body := s.do(t, "POST", path, req, true)
+	if code != 200 {
+		t.Fatalf("streamed %s: %d %s", path, code, body)
+	}
+	var text strings.Builder
+	for _, ev := range events(t, body) {
+		if ev == "[DONE]" {
+			continue
+		}
+		var chunk struct {
+			Object  string `json:"object"`
+			Choices []struct {
+				Text  string `json:"text"`
+				Delta struct {
+					Content string `json:"content"`
+				} `json:"delta"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal([]byte(ev), &chunk); err != nil || chunk.Object != object {
+			t.Fatalf("%s chunk %q: %v", path, ev, err)
+		}
+		for _, c := range chunk.Choices {
+			text.WriteString(c.Text + c.Delta.Content)
+		}
+	}
+	return text.String()
+}
+
 // events splits a server-sent event stream into its data payloads.
 func events(t *testing.T, body []byte) []string {
 	t.Helper()
@@ -209,30 +243,8 @@ func TestServe(t *testing.T) {
 		t.Errorf("/v1/completions usage %+v finish %q", cr.Usage, cr.Choices[0].FinishReason)
 	}
 	// Streamed: the chunks concatenate to the same text.
-	completion["stream"] = true
-	code, body = s.do(t, "POST", "/v1/completions", completion, true)
-	if code != 200 {
-		t.Fatalf("streamed /v1/completions: %d %s", code, body)
-	}
-	var streamed strings.Builder
-	for _, ev := range events(t, body) {
-		if ev == "[DONE]" {
-			continue
-		}
-		var chunk struct {
-			Choices []struct {
-				Text string `json:"text"`
-			} `json:"choices"`
-		}
-		if err := json.Unmarshal([]byte(ev), &chunk); err != nil {
-			t.Fatalf("stream chunk %q: %v", ev, err)
-		}
-		for _, c := range chunk.Choices {
-			streamed.WriteString(c.Text)
-		}
-	}
-	if streamed.String() != want {
-		t.Errorf("streamed completion %q, want %q", streamed.String(), want)
+	if got := s.streamText(t, "/v1/completions", completion, "text_completion"); got != want {
+		t.Errorf("streamed completion %q, want %q", got, want)
 	}
 
 	// Chat, plain and streamed.
@@ -251,33 +263,8 @@ func TestServe(t *testing.T) {
 	if code != 200 || json.Unmarshal(body, &cc) != nil || len(cc.Choices) != 1 || cc.Choices[0].Message.Role != "assistant" || cc.Object != "chat.completion" {
 		t.Fatalf("/v1/chat/completions: %d %s", code, body)
 	}
-	chat["stream"] = true
-	code, body = s.do(t, "POST", "/v1/chat/completions", chat, true)
-	if code != 200 {
-		t.Fatalf("streamed chat: %d %s", code, body)
-	}
-	var content strings.Builder
-	for _, ev := range events(t, body) {
-		if ev == "[DONE]" {
-			continue
-		}
-		var chunk struct {
-			Object  string `json:"object"`
-			Choices []struct {
-				Delta struct {
-					Content string `json:"content"`
-				} `json:"delta"`
-			} `json:"choices"`
-		}
-		if err := json.Unmarshal([]byte(ev), &chunk); err != nil || chunk.Object != "chat.completion.chunk" {
-			t.Fatalf("chat chunk %q: %v", ev, err)
-		}
-		for _, c := range chunk.Choices {
-			content.WriteString(c.Delta.Content)
-		}
-	}
-	if content.String() != cc.Choices[0].Message.Content {
-		t.Errorf("streamed chat %q, plain chat %q", content.String(), cc.Choices[0].Message.Content)
+	if got := s.streamText(t, "/v1/chat/completions", chat, "chat.completion.chunk"); got != cc.Choices[0].Message.Content {
+		t.Errorf("streamed chat %q, plain chat %q", got, cc.Choices[0].Message.Content)
 	}
 
 	// Bad requests are 4xx with an error object, not a crash.

@@ -119,10 +119,7 @@ func (m *Model) attentionBackward(l int) {
 	W, G := &m.W.Layers[l], &m.G.Layers[l]
 	B, T := a.B, a.T
 	N := B * T
-	d, hd := cfg.HiddenSize, cfg.HeadDimension()
-	nh, nkv := cfg.NumHeads, cfg.KVHeads()
-	qdim, kvdim := nh*hd, nkv*hd
-	qkvdim := qdim + 2*kvdim
+	d, hd, nh, nkv, qdim, kvdim, qkvdim := attnSizes(cfg)
 	group := nh / nkv
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	win := cfg.AttentionWindow(l)
@@ -151,10 +148,7 @@ func (m *Model) attentionBackward(l int) {
 			// causal (windowed) band, zero elsewhere.
 			P := a.scrP[worker*T*T : (worker+1)*T*T]
 			lse := la.attLSE[(b*nh+h)*T : (b*nh+h+1)*T]
-			for r0 := 0; r0 < T; r0 += m.attnBlock {
-				r1 := min(T, r0+m.attnBlock)
-				m.attnGemm(m.pool, false, true, r1-r0, r1, hd, scale, q[r0*qkvdim:], qkvdim, k, qkvdim, 0, P[r0*T:], T)
-			}
+			m.causalABt(T, hd, scale, q, qkvdim, k, qkvdim, P)
 			for t := 0; t < T; t++ {
 				lo := WindowStart(t, win)
 				row := P[t*T : (t+1)*T]
@@ -163,15 +157,9 @@ func (m *Model) attentionBackward(l int) {
 				clear(row[t+1:])
 			}
 			// dP = dO·Vᵀ (lower triangle by row blocks).
-			for r0 := 0; r0 < T; r0 += m.attnBlock {
-				r1 := min(T, r0+m.attnBlock)
-				m.attnGemm(m.pool, false, true, r1-r0, r1, hd, 1, do[r0*qdim:], qdim, v, qkvdim, 0, dP[r0*T:], T)
-			}
-			// dV += Pᵀ·dO: rows [c0,c1) of dV see rows i ≥ c0 of P.
-			for c0 := 0; c0 < T; c0 += m.attnBlock {
-				c1 := min(T, c0+m.attnBlock)
-				m.attnGemm(m.pool, true, false, c1-c0, hd, T-c0, 1, P[c0*T+c0:], T, do[c0*qdim:], qdim, 1, dv[c0*qkvdim:], qkvdim)
-			}
+			m.causalABt(T, hd, 1, do, qdim, v, qkvdim, dP)
+			// dV += Pᵀ·dO.
+			m.causalPtB(T, hd, P, do, qdim, dv, qkvdim)
 			// dS = softmax backward, times the score scale.
 			for t := 0; t < T; t++ {
 				lo := WindowStart(t, win)
@@ -181,14 +169,8 @@ func (m *Model) attentionBackward(l int) {
 				clear(dP[t*T+t+1 : (t+1)*T])
 			}
 			// dQ = dS·K; dK += dSᵀ·Q.
-			for r0 := 0; r0 < T; r0 += m.attnBlock {
-				r1 := min(T, r0+m.attnBlock)
-				m.attnGemm(m.pool, false, false, r1-r0, hd, r1, 1, dP[r0*T:], T, k, qkvdim, 0, dq[r0*qkvdim:], qkvdim)
-			}
-			for c0 := 0; c0 < T; c0 += m.attnBlock {
-				c1 := min(T, c0+m.attnBlock)
-				m.attnGemm(m.pool, true, false, c1-c0, hd, T-c0, 1, dP[c0*T+c0:], T, q[c0*qkvdim:], qkvdim, 1, dk[c0*qkvdim:], qkvdim)
-			}
+			m.causalPB(T, hd, dP, k, qkvdim, dq, qkvdim)
+			m.causalPtB(T, hd, dP, q, qkvdim, dk, qkvdim)
 		}
 	})
 	rowChunks(m.pool, N, func(_, r0, r1 int) {

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/internal/scratch"
 )
 
@@ -134,16 +135,56 @@ func (m *Model) forwardFrom(from int, tokens, targets []int32, B, T int, opt For
 
 func (m *Model) ropeLen() int { return m.ropeMax }
 
+// attnSizes returns cfg's attention sizes: the model width d, the head
+// dimension hd, the query and key/value heads nh and nkv, and the widths of
+// a row of queries (nh·hd), of keys or values (nkv·hd) and of the fused
+// [q; k; v] row.
+func attnSizes(cfg *config.Config) (d, hd, nh, nkv, qdim, kvdim, qkvdim int) {
+	d, hd = cfg.HiddenSize, cfg.HeadDimension()
+	nh, nkv = cfg.NumHeads, cfg.KVHeads()
+	qdim, kvdim = nh*hd, nkv*hd
+	return d, hd, nh, nkv, qdim, kvdim, qdim + 2*kvdim
+}
+
+// The causal attention products, over T×T score matrices (row stride T)
+// whose entries above the diagonal are zero or ignored, taken in blocks of
+// m.attnBlock rows so that no block multiplies the zero upper triangle.
+
+// causalABt writes the lower triangle (by row blocks: block [r0,r1) gets
+// columns [0,r1)) of C = alpha·A·Bᵀ into c, for A and B of T rows of w
+// (strides lda, ldb): scores Q·Kᵀ, or dO·Vᵀ.
+func (m *Model) causalABt(T, w int, alpha float32, a []float32, lda int, b []float32, ldb int, c []float32) {
+	for r0 := 0; r0 < T; r0 += m.attnBlock {
+		r1 := min(T, r0+m.attnBlock)
+		m.attnGemm(m.pool, false, true, r1-r0, r1, w, alpha, a[r0*lda:], lda, b, ldb, 0, c[r0*T:], T)
+	}
+}
+
+// causalPB writes C = P·B (T×w, stride ldc) for a lower-triangular P and
+// B of T rows of w (stride ldb): block [r0,r1) reads B's first r1 rows.
+func (m *Model) causalPB(T, w int, p, b []float32, ldb int, c []float32, ldc int) {
+	for r0 := 0; r0 < T; r0 += m.attnBlock {
+		r1 := min(T, r0+m.attnBlock)
+		m.attnGemm(m.pool, false, false, r1-r0, w, r1, 1, p[r0*T:], T, b, ldb, 0, c[r0*ldc:], ldc)
+	}
+}
+
+// causalPtB adds Pᵀ·B into C (T×w, stride ldc) for a lower-triangular P:
+// rows [c0,c1) of C see rows i ≥ c0 of P and B.
+func (m *Model) causalPtB(T, w int, p, b []float32, ldb int, c []float32, ldc int) {
+	for c0 := 0; c0 < T; c0 += m.attnBlock {
+		c1 := min(T, c0+m.attnBlock)
+		m.attnGemm(m.pool, true, false, c1-c0, w, T-c0, 1, p[c0*T+c0:], T, b[c0*ldb:], ldb, 1, c[c0*ldc:], ldc)
+	}
+}
+
 // attentionForward computes a.res[l] → a.layers[l].mid.
 func (m *Model) attentionForward(l int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	B, T := a.B, a.T
 	N := B * T
-	d, hd := cfg.HiddenSize, cfg.HeadDimension()
-	nh, nkv := cfg.NumHeads, cfg.KVHeads()
-	qdim, kvdim := nh*hd, nkv*hd
-	qkvdim := qdim + 2*kvdim
+	d, hd, nh, nkv, qdim, kvdim, qkvdim := attnSizes(cfg)
 	x := a.res[l]
 	rmsNorm(m.pool, la.xn1, x, m.W.Layers[l].AttnNorm, N, d, m.eps, la.rstd1)
 	m.gemm(m.pool, false, true, N, qkvdim, d, 1, la.xn1, d, m.wf[l].qkv, d, 0, la.qkv, qkvdim)
@@ -169,10 +210,7 @@ func (m *Model) attentionForward(l int) {
 		P := a.scrP[worker*T*T : (worker+1)*T*T]
 		lse := la.attLSE[(b*nh+h)*T : (b*nh+h+1)*T]
 		out := la.ao[b*T*qdim+h*hd:]
-		for r0 := 0; r0 < T; r0 += m.attnBlock {
-			r1 := min(T, r0+m.attnBlock)
-			m.attnGemm(m.pool, false, true, r1-r0, r1, hd, scale, q[r0*qkvdim:], qkvdim, k, qkvdim, 0, P[r0*T:], T)
-		}
+		m.causalABt(T, hd, scale, q, qkvdim, k, qkvdim, P)
 		for t := 0; t < T; t++ {
 			row := P[t*T : (t+1)*T]
 			lo := WindowStart(t, win)
@@ -180,10 +218,7 @@ func (m *Model) attentionForward(l int) {
 			lse[t] = compute.SoftmaxRowLSE(row[lo : t+1])
 			clear(row[t+1:])
 		}
-		for r0 := 0; r0 < T; r0 += m.attnBlock {
-			r1 := min(T, r0+m.attnBlock)
-			m.attnGemm(m.pool, false, false, r1-r0, hd, r1, 1, P[r0*T:], T, v, qkvdim, 0, out[r0*qdim:], qdim)
-		}
+		m.causalPB(T, hd, P, v, qkvdim, out, qdim)
 	})
 	copy(la.mid, x)
 	m.gemm(m.pool, false, true, N, d, qdim, 1, la.ao, qdim, m.W.Layers[l].Wo, qdim, 1, la.mid, d)

@@ -33,17 +33,29 @@ func moeToy(mut func(c *config.Config)) *config.Config {
 	return c
 }
 
+// eachRouting runs f as a subtest for each routing kind, with a model of
+// that kind (weights seeded by seed, pool as given, attention in blocks of
+// block rows) and an RNG seeded by (rs, rs+1).
+func eachRouting(t *testing.T, pool *compute.Pool, seed uint64, block int, rs uint64, f func(t *testing.T, rk routingKind, m *Model, r *rand.Rand)) {
+	for _, rk := range routingKinds() {
+		t.Run(rk.name, func(t *testing.T) {
+			m := initModel(t, rk.cfg, pool, seed)
+			m.attnBlock = block
+			f(t, rk, m, rand.New(rand.NewPCG(rs, rs+1)))
+		})
+	}
+}
+
 // routingKinds are the configurations every gradient check runs over.
-func routingKinds() []struct {
+// routingKind is one routing configuration the gradient tests cover.
+type routingKind struct {
 	name string
 	cfg  *config.Config
 	opt  ForwardOptions
-} {
-	return []struct {
-		name string
-		cfg  *config.Config
-		opt  ForwardOptions
-	}{
+}
+
+func routingKinds() []routingKind {
+	return []routingKind{
 		{"dense", toyConfig(), ForwardOptions{}},
 		{"dense-tied", func() *config.Config { c := toyConfig(); c.TieWordEmbeddings = true; return c }(), ForwardOptions{}},
 		{"topk_softmax", moeToy(nil), ForwardOptions{}},
@@ -136,74 +148,69 @@ func (m *Model) routingSignature() uint64 {
 // gradient of every parameter tensor of every layer (and the embedding,
 // final norm and LM head) against central finite differences of the loss.
 func TestGradientsFiniteDifference(t *testing.T) {
-	for _, rk := range routingKinds() {
-		t.Run(rk.name, func(t *testing.T) {
-			m := initModel(t, rk.cfg, compute.NewPool(2), 7)
-			m.attnBlock = 2 // exercise the blocked causal GEMMs
-			r := rand.New(rand.NewPCG(1, 2))
-			const B, T = 2, 5
-			tokens, targets := toyBatch(r, rk.cfg.VocabSize, B, T)
-			st, err := m.ForwardWith(tokens, targets, B, T, rk.opt)
+	eachRouting(t, compute.NewPool(2), 7, 2, 1, func(t *testing.T, rk routingKind, m *Model, r *rand.Rand) { // blocks of 2: the blocked causal GEMMs
+		const B, T = 2, 5
+		tokens, targets := toyBatch(r, rk.cfg.VocabSize, B, T)
+		st, err := m.ForwardWith(tokens, targets, B, T, rk.opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rk.name == "capacity" && st.DroppedFrac == 0 {
+			t.Fatal("capacity factor 0.75 dropped nothing")
+		}
+		sig := m.routingSignature()
+		m.ZeroGrad()
+		if err := m.Backward(); err != nil {
+			t.Fatal(err)
+		}
+		grad := slices.Clone(m.G.Flat)
+		loss := func() float64 {
+			s, err := m.ForwardWith(tokens, targets, B, T, rk.opt)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rk.name == "capacity" && st.DroppedFrac == 0 {
-				t.Fatal("capacity factor 0.75 dropped nothing")
+			return s.Loss
+		}
+		checked, skipped := 0, 0
+		off := 0
+		m.W.Visit(rk.cfg, func(name string, w []float32) {
+			start := off
+			off += len(w)
+			var num, den float64
+			n := 0
+			for _, i := range probeIdx(r, len(w), 6) {
+				const h = 1e-3
+				old := w[i]
+				w[i] = old + h
+				lp := loss()
+				sp := m.routingSignature()
+				w[i] = old - h
+				lm := loss()
+				sm := m.routingSignature()
+				w[i] = old
+				if sp != sig || sm != sig {
+					skipped++
+					continue
+				}
+				fd := (lp - lm) / (2 * h)
+				g := float64(grad[start+i])
+				num += (g - fd) * (g - fd)
+				den += fd*fd + g*g
+				n++
+				checked++
 			}
-			sig := m.routingSignature()
-			m.ZeroGrad()
-			if err := m.Backward(); err != nil {
-				t.Fatal(err)
+			if n == 0 {
+				return
 			}
-			grad := slices.Clone(m.G.Flat)
-			loss := func() float64 {
-				s, err := m.ForwardWith(tokens, targets, B, T, rk.opt)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return s.Loss
-			}
-			checked, skipped := 0, 0
-			off := 0
-			m.W.Visit(rk.cfg, func(name string, w []float32) {
-				start := off
-				off += len(w)
-				var num, den float64
-				n := 0
-				for _, i := range probeIdx(r, len(w), 6) {
-					const h = 1e-3
-					old := w[i]
-					w[i] = old + h
-					lp := loss()
-					sp := m.routingSignature()
-					w[i] = old - h
-					lm := loss()
-					sm := m.routingSignature()
-					w[i] = old
-					if sp != sig || sm != sig {
-						skipped++
-						continue
-					}
-					fd := (lp - lm) / (2 * h)
-					g := float64(grad[start+i])
-					num += (g - fd) * (g - fd)
-					den += fd*fd + g*g
-					n++
-					checked++
-				}
-				if n == 0 {
-					return
-				}
-				rel := math.Sqrt(num / math.Max(den, 1e-12))
-				if rel > 2e-2 && math.Sqrt(num/float64(n)) > 2e-4 {
-					t.Errorf("%s: gradient differs from finite differences: relative error %.3g (rms abs %.3g)", name, rel, math.Sqrt(num/float64(n)))
-				}
-			})
-			if skipped > checked/4 {
-				t.Errorf("%d probes skipped for routing flips, only %d checked", skipped, checked)
+			rel := math.Sqrt(num / math.Max(den, 1e-12))
+			if rel > 2e-2 && math.Sqrt(num/float64(n)) > 2e-4 {
+				t.Errorf("%s: gradient differs from finite differences: relative error %.3g (rms abs %.3g)", name, rel, math.Sqrt(num/float64(n)))
 			}
 		})
-	}
+		if skipped > checked/4 {
+			t.Errorf("%d probes skipped for routing flips, only %d checked", skipped, checked)
+		}
+	})
 }
 
 func probeIdx(r *rand.Rand, n, k int) []int {
@@ -301,43 +308,38 @@ func TestForwardRejectsBadInput(t *testing.T) {
 // at position t do not depend on later tokens (what generation needs), for
 // every routing kind, and that Route reproduces the forward's choices.
 func TestCausalRoutingIsCausal(t *testing.T) {
-	for _, rk := range routingKinds() {
-		t.Run(rk.name, func(t *testing.T) {
-			cfg := rk.cfg
-			m := initModel(t, cfg, nil, 11)
-			m.attnBlock = 3
-			r := rand.New(rand.NewPCG(8, 9))
-			const T, P = 9, 5
-			tokens, _ := toyBatch(r, cfg.VocabSize, 1, T)
-			if _, err := m.ForwardWith(tokens, nil, 1, T, ForwardOptions{Causal: true}); err != nil {
-				t.Fatal(err)
-			}
-			full := slices.Clone(m.Logits())
-			if cfg.IsMoE() {
-				la := &m.a.layers[1]
-				k := RoutedK(cfg)
-				sel, w, probs := make([]int32, k), make([]float32, k), make([]float32, 2*cfg.NumExperts)
-				for tok := 0; tok < T; tok++ {
-					RouteRow(cfg, la.rlog[tok*cfg.NumExperts:(tok+1)*cfg.NumExperts], m.W.Layers[1].RouterScoreBias, probs, sel, w)
-					want := slices.Clone(la.selW[tok*k : (tok+1)*k])
-					for j := range want {
-						want[j] *= float32(cfg.RoutedScale())
-					}
-					if !slices.Equal(sel, la.sel[tok*k:(tok+1)*k]) || !slices.Equal(w, want) {
-						t.Fatalf("token %d: Route gives %v %v, forward %v %v", tok, sel, w, la.sel[tok*k:(tok+1)*k], la.selW[tok*k:(tok+1)*k])
-					}
+	eachRouting(t, nil, 11, 3, 8, func(t *testing.T, rk routingKind, m *Model, r *rand.Rand) {
+		cfg := rk.cfg
+		const T, P = 9, 5
+		tokens, _ := toyBatch(r, cfg.VocabSize, 1, T)
+		if _, err := m.ForwardWith(tokens, nil, 1, T, ForwardOptions{Causal: true}); err != nil {
+			t.Fatal(err)
+		}
+		full := slices.Clone(m.Logits())
+		if cfg.IsMoE() {
+			la := &m.a.layers[1]
+			k := RoutedK(cfg)
+			sel, w, probs := make([]int32, k), make([]float32, k), make([]float32, 2*cfg.NumExperts)
+			for tok := 0; tok < T; tok++ {
+				RouteRow(cfg, la.rlog[tok*cfg.NumExperts:(tok+1)*cfg.NumExperts], m.W.Layers[1].RouterScoreBias, probs, sel, w)
+				want := slices.Clone(la.selW[tok*k : (tok+1)*k])
+				for j := range want {
+					want[j] *= float32(cfg.RoutedScale())
+				}
+				if !slices.Equal(sel, la.sel[tok*k:(tok+1)*k]) || !slices.Equal(w, want) {
+					t.Fatalf("token %d: Route gives %v %v, forward %v %v", tok, sel, w, la.sel[tok*k:(tok+1)*k], la.selW[tok*k:(tok+1)*k])
 				}
 			}
-			if _, err := m.ForwardWith(tokens[:P], nil, 1, P, ForwardOptions{Causal: true}); err != nil {
-				t.Fatal(err)
+		}
+		if _, err := m.ForwardWith(tokens[:P], nil, 1, P, ForwardOptions{Causal: true}); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range m.Logits() {
+			if math.Abs(float64(v-full[i])) > 1e-5 {
+				t.Fatalf("logit %d of a %d-token prefix = %v, in the %d-token sequence %v", i, P, v, T, full[i])
 			}
-			for i, v := range m.Logits() {
-				if math.Abs(float64(v-full[i])) > 1e-5 {
-					t.Fatalf("logit %d of a %d-token prefix = %v, in the %d-token sequence %v", i, P, v, T, full[i])
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // TestPresetsSupported checks that the presets moe trains are accepted and
@@ -489,67 +491,62 @@ func TestExpertChoiceDroppedFrac(t *testing.T) {
 // res[l]) against central finite differences of the loss recomputed from
 // layer l on, for every routing kind.
 func TestLayerInputGradients(t *testing.T) {
-	for _, rk := range routingKinds() {
-		t.Run(rk.name, func(t *testing.T) {
-			cfg := rk.cfg
-			m := initModel(t, cfg, nil, 17)
-			m.attnBlock = 2
-			r := rand.New(rand.NewPCG(10, 11))
-			const B, T = 2, 5
-			tokens, targets := toyBatch(r, cfg.VocabSize, B, T)
-			if _, err := m.ForwardWith(tokens, targets, B, T, rk.opt); err != nil {
-				t.Fatal(err)
-			}
-			sig := m.routingSignature()
-			L := cfg.NumLayers
-			inputs := make([][]float32, L)
-			for l := range inputs {
-				inputs[l] = slices.Clone(m.a.res[l])
-			}
-			dx := make([][]float32, L)
-			m.layerGradHook = func(l int, d []float32) { dx[l] = slices.Clone(d) }
-			if err := m.Backward(); err != nil {
-				t.Fatal(err)
-			}
-			m.layerGradHook = nil
-			skipped, checked := 0, 0
-			for l := L - 1; l >= 0; l-- {
-				var num, den float64
-				for _, i := range probeIdx(r, len(inputs[l]), 12) {
-					loss := func(v float32) float64 {
-						// Restore every earlier layer's activations, then rerun from l.
-						if _, err := m.ForwardWith(tokens, targets, B, T, rk.opt); err != nil {
-							t.Fatal(err)
-						}
-						copy(m.a.res[l], inputs[l])
-						m.a.res[l][i] = v
-						return m.forwardFrom(l, tokens, targets, B, T, rk.opt).Loss
+	eachRouting(t, nil, 17, 2, 10, func(t *testing.T, rk routingKind, m *Model, r *rand.Rand) {
+		cfg := rk.cfg
+		const B, T = 2, 5
+		tokens, targets := toyBatch(r, cfg.VocabSize, B, T)
+		if _, err := m.ForwardWith(tokens, targets, B, T, rk.opt); err != nil {
+			t.Fatal(err)
+		}
+		sig := m.routingSignature()
+		L := cfg.NumLayers
+		inputs := make([][]float32, L)
+		for l := range inputs {
+			inputs[l] = slices.Clone(m.a.res[l])
+		}
+		dx := make([][]float32, L)
+		m.layerGradHook = func(l int, d []float32) { dx[l] = slices.Clone(d) }
+		if err := m.Backward(); err != nil {
+			t.Fatal(err)
+		}
+		m.layerGradHook = nil
+		skipped, checked := 0, 0
+		for l := L - 1; l >= 0; l-- {
+			var num, den float64
+			for _, i := range probeIdx(r, len(inputs[l]), 12) {
+				loss := func(v float32) float64 {
+					// Restore every earlier layer's activations, then rerun from l.
+					if _, err := m.ForwardWith(tokens, targets, B, T, rk.opt); err != nil {
+						t.Fatal(err)
 					}
-					const h = 1e-3
-					x := inputs[l][i]
-					lp := loss(x + h)
-					sp := m.routingSignature()
-					lm := loss(x - h)
-					sm := m.routingSignature()
-					if sp != sig || sm != sig {
-						skipped++
-						continue
-					}
-					fd := (lp - lm) / (2 * h)
-					g := float64(dx[l][i])
-					num += (g - fd) * (g - fd)
-					den += g*g + fd*fd
-					checked++
+					copy(m.a.res[l], inputs[l])
+					m.a.res[l][i] = v
+					return m.forwardFrom(l, tokens, targets, B, T, rk.opt).Loss
 				}
-				if rel := math.Sqrt(num / math.Max(den, 1e-12)); rel > 2e-2 {
-					t.Errorf("layer %d input gradient: relative error %.3g against finite differences", l, rel)
+				const h = 1e-3
+				x := inputs[l][i]
+				lp := loss(x + h)
+				sp := m.routingSignature()
+				lm := loss(x - h)
+				sm := m.routingSignature()
+				if sp != sig || sm != sig {
+					skipped++
+					continue
 				}
+				fd := (lp - lm) / (2 * h)
+				g := float64(dx[l][i])
+				num += (g - fd) * (g - fd)
+				den += g*g + fd*fd
+				checked++
 			}
-			if skipped > checked/4 {
-				t.Errorf("%d probes skipped for routing flips, only %d checked", skipped, checked)
+			if rel := math.Sqrt(num / math.Max(den, 1e-12)); rel > 2e-2 {
+				t.Errorf("layer %d input gradient: relative error %.3g against finite differences", l, rel)
 			}
-		})
-	}
+		}
+		if skipped > checked/4 {
+			t.Errorf("%d probes skipped for routing flips, only %d checked", skipped, checked)
+		}
+	})
 }
 
 func TestInit(t *testing.T) {

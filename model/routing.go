@@ -297,17 +297,29 @@ func (m *Model) balanceLoss(l int) (aux float64) {
 func (m *Model) expertsForward(l int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
-	d, E, ffe := cfg.HiddenSize, cfg.NumExperts, cfg.ExpertSize()
+	d, ffe := cfg.HiddenSize, cfg.ExpertSize()
 	W := &m.W.Layers[l]
-	parallelFor(m.pool, E, func(_, e int) {
+	m.forEachExpert(l, func(e, off, n int, xe []float32) {
+		m.ffnForward(m.pool, n, d, ffe, xe, m.wf[l].expertGU[e], W.ExpertDown[e],
+			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe], la.yA[off*d:(off+n)*d], 0)
+	})
+}
+
+// forEachExpert runs f, in parallel over the experts of layer l that got
+// rows, with the expert's first assignment off, its row count n and its
+// input rows xe (gathered from the normed activations into a.xA).
+func (m *Model) forEachExpert(l int, f func(e, off, n int, xe []float32)) {
+	a := &m.a
+	la := &a.layers[l]
+	d := m.Cfg.HiddenSize
+	parallelFor(m.pool, m.Cfg.NumExperts, func(_, e int) {
 		off, n := la.expOff[e], la.expOff[e+1]-la.expOff[e]
 		if n == 0 {
 			return
 		}
 		xe := a.xA[off*d : (off+n)*d]
 		compute.GatherRows(xe, la.xn2, la.asTok[off:off+n], d)
-		m.ffnForward(m.pool, n, d, ffe, xe, m.wf[l].expertGU[e], W.ExpertDown[e],
-			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe], la.yA[off*d:(off+n)*d], 0)
+		f(e, off, n, xe)
 	})
 }
 
@@ -377,13 +389,7 @@ func (m *Model) expertsBackward(l int) {
 	la := &a.layers[l]
 	d, E, ffe := cfg.HiddenSize, cfg.NumExperts, cfg.ExpertSize()
 	W, G := &m.W.Layers[l], &m.G.Layers[l]
-	parallelFor(m.pool, E, func(_, e int) {
-		off, n := la.expOff[e], la.expOff[e+1]-la.expOff[e]
-		if n == 0 {
-			return
-		}
-		xe := a.xA[off*d : (off+n)*d]
-		compute.GatherRows(xe, la.xn2, la.asTok[off:off+n], d)
+	m.forEachExpert(l, func(e, off, n int, xe []float32) {
 		m.ffnBackward(m.pool, n, d, ffe, xe, a.dyA[off*d:(off+n)*d], m.wf[l].expertGU[e], W.ExpertDown[e],
 			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe],
 			m.gf[l].expertGU[e], G.ExpertDown[e],

@@ -5,6 +5,7 @@
 package plan
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"runtime"
@@ -96,38 +97,20 @@ func DefaultOptions(cfg *config.Config) Options {
 // the default price of o's GPU when the GPU was changed.
 func (o Options) withDefaults(cfg *config.Config) Options {
 	d := DefaultOptions(cfg)
-	if o.GPU == "" {
-		o.GPU = d.GPU
-	}
-	if o.GPUs == 0 {
-		o.GPUs = d.GPUs
-	}
-	if o.MFU == 0 {
-		o.MFU = d.MFU
-	}
-	if o.Tokens == 0 {
-		o.Tokens = d.Tokens
-	}
-	if o.PricePerGPUHour == 0 {
-		o.PricePerGPUHour = d.PricePerGPUHour
-		if !strings.EqualFold(o.GPU, d.GPU) {
-			if g, err := LookupGPU(o.GPU); err == nil {
-				o.PricePerGPUHour = g.DefaultPrice
-			}
+	if o.PricePerGPUHour == 0 && !strings.EqualFold(cmp.Or(o.GPU, d.GPU), d.GPU) {
+		if g, err := LookupGPU(o.GPU); err == nil {
+			o.PricePerGPUHour = g.DefaultPrice
 		}
 	}
-	if o.Context == 0 {
-		o.Context = d.Context
-	}
-	if o.BatchTokens == 0 {
-		o.BatchTokens = d.BatchTokens
-	}
-	if o.LocalBatch == 0 {
-		o.LocalBatch = 8
-	}
-	if o.LocalSeqLen == 0 {
-		o.LocalSeqLen = min(cfg.MaxPositionEmbeddings, 256)
-	}
+	o.GPU = cmp.Or(o.GPU, d.GPU)
+	o.GPUs = cmp.Or(o.GPUs, d.GPUs)
+	o.MFU = cmp.Or(o.MFU, d.MFU)
+	o.Tokens = cmp.Or(o.Tokens, d.Tokens)
+	o.PricePerGPUHour = cmp.Or(o.PricePerGPUHour, d.PricePerGPUHour)
+	o.Context = cmp.Or(o.Context, d.Context)
+	o.BatchTokens = cmp.Or(o.BatchTokens, d.BatchTokens)
+	o.LocalBatch = cmp.Or(o.LocalBatch, 8)
+	o.LocalSeqLen = cmp.Or(o.LocalSeqLen, min(cfg.MaxPositionEmbeddings, 256))
 	return o
 }
 

@@ -418,14 +418,19 @@ type completionChoice struct {
 	FinishReason *string `json:"finish_reason"`
 }
 
-type completionResponse struct {
-	ID      string             `json:"id"`
-	Object  string             `json:"object"`
-	Created int64              `json:"created"`
-	Model   string             `json:"model"`
-	Choices []completionChoice `json:"choices"`
-	Usage   *usage             `json:"usage,omitempty"`
+// response is the OpenAI response object around choices of type C: a
+// completion, a chat completion, or one chunk of a streamed chat.
+type response[C any] struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	Model   string `json:"model"`
+	Choices []C    `json:"choices"`
+	Usage   *usage `json:"usage,omitempty"`
 }
+
+// completionResponse is a /v1/completions response or stream event.
+type completionResponse = response[completionChoice]
 
 type chatMessageOut struct {
 	Role    string `json:"role"`
@@ -439,14 +444,9 @@ type chatChoice struct {
 	FinishReason string         `json:"finish_reason"`
 }
 
-type chatResponse struct {
-	ID      string       `json:"id"`
-	Object  string       `json:"object"`
-	Created int64        `json:"created"`
-	Model   string       `json:"model"`
-	Choices []chatChoice `json:"choices"`
-	Usage   usage        `json:"usage"`
-}
+// chatResponse is a non-streamed /v1/chat/completions response (Usage is
+// always set).
+type chatResponse = response[chatChoice]
 
 type chatDelta struct {
 	Role    string  `json:"role,omitempty"`
@@ -460,14 +460,8 @@ type chatChunkChoice struct {
 	FinishReason *string   `json:"finish_reason"`
 }
 
-type chatChunk struct {
-	ID      string            `json:"id"`
-	Object  string            `json:"object"`
-	Created int64             `json:"created"`
-	Model   string            `json:"model"`
-	Choices []chatChunkChoice `json:"choices"`
-	Usage   *usage            `json:"usage,omitempty"`
-}
+// chatChunk is one server-sent event of a streamed chat completion.
+type chatChunk = response[chatChunkChoice]
 
 type modelObject struct {
 	ID      string `json:"id"`

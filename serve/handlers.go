@@ -414,7 +414,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *genRequest)
 		return
 	}
 	if g.chat {
-		resp := chatResponse{ID: id, Object: "chat.completion", Created: created, Model: s.opt.ModelName, Usage: u}
+		resp := chatResponse{ID: id, Object: "chat.completion", Created: created, Model: s.opt.ModelName, Usage: &u}
 		for _, c := range choices {
 			resp.Choices = append(resp.Choices, chatChoice{Index: c.index, Message: chatMessageOut{Role: "assistant", Content: c.text.String()}, FinishReason: c.finish})
 		}

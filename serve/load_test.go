@@ -45,6 +45,19 @@ func benchCfg(b *testing.B) *config.Config {
 	return cfg
 }
 
+// randomBenchModel returns a random-weight model of benchCfg on a pool of
+// -serve.threads workers (bf16 with -serve.bf16), closed when b ends.
+func randomBenchModel(b *testing.B) *infer.Model {
+	pool := compute.NewPool(*benchThreads)
+	b.Cleanup(pool.Close)
+	m, err := infer.RandomModel(benchCfg(b), 1, pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.UseBF16(*benchBF16)
+	return m
+}
+
 // loadClient is an HTTP client with its own connection pool, closed at the end.
 func loadClient(conns int) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -208,16 +221,8 @@ func TestLoad200Clients(t *testing.T) {
 //
 //	go test ./serve -run '^$' -bench ServeThroughput -benchtime 8x
 func BenchmarkServeThroughput(b *testing.B) {
-	cfg := benchCfg(b)
-	tok := testTokenizer(b)
-	pool := compute.NewPool(*benchThreads)
-	defer pool.Close()
-	m, err := infer.RandomModel(cfg, 1, pool)
-	if err != nil {
-		b.Fatal(err)
-	}
-	m.UseBF16(*benchBF16)
-	m.Tok = tok
+	m := randomBenchModel(b)
+	m.Tok = testTokenizer(b)
 	srv, err := NewFromModel(m, nil, Options{Parallel: 16, Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
@@ -310,15 +315,7 @@ func scrape(b *testing.B, cl *http.Client, url string) map[string]float64 {
 //
 //	go test ./serve -run '^$' -bench DecodeStep
 func BenchmarkDecodeStep(b *testing.B) {
-	cfg := benchCfg(b)
-	pool := compute.NewPool(*benchThreads)
-	defer pool.Close()
-	m, err := infer.RandomModel(cfg, 1, pool)
-	if err != nil {
-		b.Fatal(err)
-	}
-	m.UseBF16(*benchBF16)
-	eng := NewModelEngine(m)
+	eng := NewModelEngine(randomBenchModel(b))
 	for _, bs := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("batch=%d", bs), func(b *testing.B) {
 			seqs := make([]Seq, bs)

@@ -93,17 +93,36 @@ func (h *mergeHeap) Pop() any {
 // by (rank, position), which reproduces the leftmost-lowest-rank rule.
 func (t *Tokenizer) bytePairMergeHeap(dst []int32, p []byte) []int32 {
 	n := len(p)
+	next := heapMerge(n, func(i, _, end int32) (int32, bool) {
+		r := t.rankOf(p[i:end])
+		return r, r != math.MaxInt32
+	}, func(_, _ int32) {})
+	for i := int32(0); i < int32(n); i = next[i] {
+		dst = append(dst, t.ranks[string(p[i:next[i]])])
+	}
+	return dst
+}
+
+// heapMerge is the leftmost-lowest-rank merge loop over n parts for long
+// inputs: the parts form a linked list indexed by their first position, and
+// candidate merges sit in a min-heap ordered by (rank, position). rank
+// gives the rank of merging part i with the following part j (which ends
+// at end) and false when the pair does not merge; merged is told, before
+// the list changes, that j's part joins i's. It returns next: for a part i
+// that survives, next[i] is the start of the following part (n after the
+// last); the first part starts at 0.
+func heapMerge(n int, rank func(i, j, end int32) (int32, bool), merged func(i, j int32)) []int32 {
 	next := make([]int32, n) // start of the following part, n at the end
 	prev := make([]int32, n) // start of the preceding part, -1 at the start
 	stamp := make([]int32, n)
 	alive := make([]bool, n)
 	h := make(mergeHeap, 0, n)
-	for i := 0; i < n; i++ {
+	for i := range n {
 		next[i], prev[i], alive[i] = int32(i+1), int32(i-1), true
-		if i+1 < n {
-			if r := t.rankOf(p[i : i+2]); r != math.MaxInt32 {
-				h = append(h, mergeEntry{rank: r, pos: int32(i)})
-			}
+	}
+	for i := range int32(n - 1) {
+		if r, ok := rank(i, i+1, i+2); ok {
+			h = append(h, mergeEntry{rank: r, pos: i})
 		}
 	}
 	heap.Init(&h)
@@ -113,7 +132,7 @@ func (t *Tokenizer) bytePairMergeHeap(dst []int32, p []byte) []int32 {
 		if j >= int32(n) {
 			return
 		}
-		if r := t.rankOf(p[i:next[j]]); r != math.MaxInt32 {
+		if r, ok := rank(i, j, next[j]); ok {
 			heap.Push(&h, mergeEntry{rank: r, pos: i, stamp: stamp[i]})
 		}
 	}
@@ -124,7 +143,9 @@ func (t *Tokenizer) bytePairMergeHeap(dst []int32, p []byte) []int32 {
 			continue
 		}
 		j := next[i]
+		merged(i, j)
 		alive[j] = false
+		stamp[j]++
 		next[i] = next[j]
 		if next[j] < int32(n) {
 			prev[next[j]] = i
@@ -134,8 +155,5 @@ func (t *Tokenizer) bytePairMergeHeap(dst []int32, p []byte) []int32 {
 			push(prev[i])
 		}
 	}
-	for i := int32(0); i < int32(n); i = next[i] {
-		dst = append(dst, t.ranks[string(p[i:next[i]])])
-	}
-	return dst
+	return next
 }

@@ -149,17 +149,7 @@ const cl100kPattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{
 // mis-backtracks \s*[\r\n]+ (it gives "\n \n" as "\n", " \n").
 var interpretedPieces = func() func(t testing.TB, s string) []string {
 	re := regexp2.MustCompile(`(?:`+cl100kPattern+`)`, regexp2.None)
-	return func(t testing.TB, s string) []string {
-		var out []string
-		m, err := re.FindStringMatch(s)
-		for ; m != nil && err == nil; m, err = re.FindNextMatch(m) {
-			out = append(out, m.String())
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	return func(t testing.TB, s string) []string { return findAll(t, re, s) }
 }()
 
 func pieces(s string) []string {

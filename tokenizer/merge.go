@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"container/heap"
 	"math"
 )
 
@@ -146,49 +145,12 @@ func (t *Tokenizer) mergeSyms(syms []int32) []int32 {
 // candidate merges sit in a min-heap ordered by (rank, position).
 func (t *Tokenizer) mergeSymsHeap(sym []int32) []int32 {
 	n := len(sym)
-	next := make([]int32, n)
-	prev := make([]int32, n)
-	stamp := make([]int32, n)
-	alive := make([]bool, n)
-	h := make(mergeHeap, 0, n)
-	for i := range n {
-		next[i], prev[i], alive[i] = int32(i+1), int32(i-1), true
-	}
-	push := func(i int32) {
-		stamp[i]++
-		j := next[i]
-		if j >= int32(n) {
-			return
-		}
-		if r, _ := t.pairRank(sym[i], sym[j]); r != noMerge {
-			heap.Push(&h, mergeEntry{rank: int32(r), pos: i, stamp: stamp[i]})
-		}
-	}
-	for i := range n - 1 {
-		if r, _ := t.pairRank(sym[i], sym[i+1]); r != noMerge {
-			h = append(h, mergeEntry{rank: int32(r), pos: int32(i)})
-		}
-	}
-	heap.Init(&h)
-	for h.Len() > 0 {
-		e := heap.Pop(&h).(mergeEntry)
-		i := e.pos
-		if e.stamp != stamp[i] || !alive[i] {
-			continue
-		}
-		j := next[i]
-		_, res := t.pairRank(sym[i], sym[j])
-		sym[i], alive[j] = res, false
-		stamp[j]++
-		next[i] = next[j]
-		if next[j] < int32(n) {
-			prev[next[j]] = i
-		}
-		push(i)
-		if prev[i] >= 0 {
-			push(prev[i])
-		}
-	}
+	next := heapMerge(n, func(i, j, _ int32) (int32, bool) {
+		r, _ := t.pairRank(sym[i], sym[j])
+		return int32(r), r != noMerge
+	}, func(i, j int32) {
+		_, sym[i] = t.pairRank(sym[i], sym[j])
+	})
 	out := sym[:0]
 	for i := int32(0); i < int32(n); i = next[i] {
 		out = append(out, sym[i])

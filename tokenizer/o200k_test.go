@@ -70,7 +70,11 @@ const o200kPattern = `[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\
 // regexpPieces splits valid UTF-8 s with regexp2's interpreter (the (?:)
 // wrapper keeps tiktoken-go's generated matcher out).
 func regexpPieces(t testing.TB, pattern, s string) []string {
-	re := regexp2.MustCompile(`(?:`+pattern+`)`, regexp2.None)
+	return findAll(t, regexp2.MustCompile(`(?:`+pattern+`)`, regexp2.None), s)
+}
+
+// findAll returns every match of re in s, in order.
+func findAll(t testing.TB, re *regexp2.Regexp, s string) []string {
 	var out []string
 	m, err := re.FindStringMatch(s)
 	for ; m != nil && err == nil; m, err = re.FindNextMatch(m) {

@@ -379,6 +379,35 @@ func TestHeapMergeMatchesQuadratic(t *testing.T) {
 	}
 }
 
+// TestHeapMergeSymsMatchesQuadratic checks that the heap merge of a merges
+// vocabulary (long pieces) gives the quadratic merge's symbols, on random
+// runs of letters the hand-made vocabularies merge, with and without the
+// first merge that changes which later ones apply.
+func TestHeapMergeSymsMatchesQuadratic(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, withEL := range []bool{false, true} {
+		tok := smallBPE(t, "gpt-2", withEL)
+		merged := 0
+		for range 300 {
+			syms := make([]int32, 2+rng.IntN(shortPiece-1)) // mergeSyms takes up to shortPiece
+			for i := range syms {
+				syms[i] = tok.byteSym[" helowd"[rng.IntN(7)]]
+			}
+			quad := tok.mergeSyms(slices.Clone(syms))
+			hp := tok.mergeSymsHeap(slices.Clone(syms))
+			if !slices.Equal(quad, hp) {
+				t.Fatalf("e-l merge %v, symbols %v: quadratic %v, heap %v", withEL, syms, quad, hp)
+			}
+			if len(hp) < len(syms) {
+				merged++
+			}
+		}
+		if merged == 0 {
+			t.Fatalf("e-l merge %v: no run merged anything", withEL)
+		}
+	}
+}
+
 func BenchmarkEncodeKJV(b *testing.B) { benchEncodeWarm(b, mustSample(b)) }
 
 // kjvSample returns testdata/kjv_sample.txt, failing tb if it is unreadable.

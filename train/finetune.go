@@ -405,12 +405,10 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 
 	pool := compute.NewPool(opts.Threads)
 	defer pool.Close()
-	m, err := model.New(cfg, pool)
+	m, opt, tr, rng, err := newRunTrainer(cfg, opts, pool, batches, accum, log)
 	if err != nil {
 		return nil, err
 	}
-	opt, tr, rng := newRunTrainer(opts, m, pool.Threads(), batches, accum)
-	warnPrecision(m, log)
 	if ck != nil {
 		if err := restore(ck, m, opt, tr, batches, rng); err != nil {
 			return nil, err

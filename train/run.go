@@ -280,12 +280,10 @@ func Run(ctx context.Context, opts Options, progress io.Writer, log *slog.Logger
 	// The model and optimizer.
 	pool := compute.NewPool(opts.Threads)
 	defer pool.Close()
-	m, err := model.New(cfg, pool)
+	m, opt, tr, rng, err := newRunTrainer(cfg, opts, pool, batches, accum, log)
 	if err != nil {
 		return nil, err
 	}
-	opt, tr, rng := newRunTrainer(opts, m, pool.Threads(), batches, accum)
-	warnPrecision(m, log)
 	tr.Ramp = ramp
 	if cfg.IsMoE() {
 		names := make([]string, len(man.Sources))
@@ -441,26 +439,27 @@ func (o *Options) batchRamp() (*BatchRamp, error) {
 	return r, nil
 }
 
-// newRunTrainer returns the AdamW optimizer (with opts' hyper-parameters), the
-// Trainer of m over data (micro-batches of opts.Batch×opts.SeqLen, accum per
-// step, opts' learning-rate schedule) and the run's RNG seeded from
+// newRunTrainer returns the model of cfg on pool (uninitialised, in
+// opts.Precision, with a warning when bf16 matmuls run on the portable
+// kernel), the AdamW optimizer (with opts' hyper-parameters), the Trainer
+// of the model over data (micro-batches of opts.Batch×opts.SeqLen, accum
+// per step, opts' learning-rate schedule) and the run's RNG seeded from
 // opts.Seed.
-func newRunTrainer(opts Options, m *model.Model, threads int, data Batches, accum int) (*AdamW, *Trainer, *rand.PCG) {
+func newRunTrainer(cfg *config.Config, opts Options, pool *compute.Pool, data Batches, accum int, log *slog.Logger) (*model.Model, *AdamW, *Trainer, *rand.PCG, error) {
+	m, err := model.New(cfg, pool)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
 	prec, _ := model.ParsePrecision(opts.Precision) // validated
 	m.SetPrecision(prec)
-	opt := NewAdamW(len(m.W.Flat), threads)
+	if prec == model.BF16 && !compute.HasBF16Kernels() {
+		log.Warn("--precision bf16: this CPU lacks AVX512_BF16; the matmuls run on the portable Go kernel (same results, much slower than float32)")
+	}
+	opt := NewAdamW(len(m.W.Flat), pool.Threads())
 	opt.Beta1, opt.Beta2, opt.WeightDecay, opt.GradClip = opts.Beta1, opts.Beta2, opts.WeightDecay, opts.GradClip
 	tr := &Trainer{Model: modelAdapter{m, false}, Opt: opt, Data: data, B: opts.Batch, T: opts.SeqLen, Accum: accum,
 		Schedule: Schedule{LR: opts.LR, MinLR: opts.MinLR, Warmup: opts.Warmup, Total: opts.Steps}}
-	return opt, tr, rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d)
-}
-
-// warnPrecision warns when bf16 matmuls run on the portable kernel (a CPU
-// without AVX512_BF16): the same results, much more slowly.
-func warnPrecision(m *model.Model, log *slog.Logger) {
-	if m.Precision() == model.BF16 && !compute.HasBF16Kernels() {
-		log.Warn("--precision bf16: this CPU lacks AVX512_BF16; the matmuls run on the portable Go kernel (same results, much slower than float32)")
-	}
+	return m, opt, tr, rand.NewPCG(opts.Seed, opts.Seed^0x5851f42d4c957f2d), nil
 }
 
 // session is a set-up training run: everything the step loop needs.

@@ -28,51 +28,13 @@ const benchText = "In the beginning God created the heaven and the earth. And th
 // speculative decode speed of each draft beside plain decoding of the same
 // prompt.
 func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench generate", "--model MODEL [--draft MODEL|ngram ...] [--prompt-tokens N] [--gen-tokens N] [--threads T] --json", stderr)
-	modelPath := fs.String("model", "", "model: a run directory or a .gguf file")
-	cfgName := fs.String("config", "", "instead of --model: a config path or preset, with random weights")
-	var draftPaths stringList
-	fs.Var(&draftPaths, "draft", "draft for speculative decoding: a model sharing the tokenizer, or ngram for prompt lookup (repeatable: each is measured)")
-	draftCfg := fs.String("draft-config", "", "instead of --draft: a config path or preset, with random weights")
-	promptTokens := fs.Int("prompt-tokens", 128, "prompt length in tokens")
-	genTokens := fs.Int("gen-tokens", 128, "tokens to generate")
-	draftTokens := fs.Int("draft-tokens", 4, "initial draft tokens per step (adapted)")
-	fixedK := fs.Bool("fixed-draft-tokens", false, "do not adapt --draft-tokens (and never fall back to plain steps)")
-	prompt := fs.String("prompt", "", "prompt text (default: a built-in passage), cut or repeated to --prompt-tokens")
-	promptFile := fs.String("prompt-file", "", "read the prompt text from this file (like --prompt)")
-	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
-	temp := fs.Float64("temperature", 0, "sampling temperature (0 = greedy; then the speculative text must equal the plain one)")
-	seed := fs.Uint64("seed", 0, "sampling seed")
-	runs := fs.Int("runs", 3, "decode runs (alternating plain and each draft); the best of each counts")
-	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the decode runs to this file")
-	fs.Bool("json", true, "print one JSON object (always on)")
-	if err := parseFlagsNoArgs(fs, args, ""); err != nil {
+	o, err := parseBenchGenerate(args, stderr)
+	if err != nil {
 		return err
 	}
-	if (*modelPath == "") == (*cfgName == "") {
-		return usagef("give exactly one of --model or --config")
-	}
-	if *promptTokens < 1 || *genTokens < 1 || *draftTokens < 1 || *runs < 1 {
-		return usagef("--prompt-tokens, --gen-tokens, --draft-tokens and --runs must be at least 1")
-	}
-	if *prompt != "" && *promptFile != "" {
-		return usagef("give at most one of --prompt and --prompt-file")
-	}
-	if *promptFile != "" {
-		b, err := os.ReadFile(*promptFile)
-		if err != nil {
-			return fmt.Errorf("--prompt-file: %w", err)
-		}
-		*prompt = string(b)
-	}
-	so := infer.SampleOptions{Temperature: *temp, Seed: *seed}
-	if err := so.Validate(); err != nil {
-		return usagef("%v", err)
-	}
-	pool := compute.NewPool(*threads)
+	pool := compute.NewPool(o.threads)
 	defer pool.Close()
-	m, drafts, err := benchModels(*modelPath, *cfgName, draftPaths, *draftCfg, pool)
+	m, drafts, err := benchModels(o.modelPath, o.cfgName, o.draftPaths, o.draftCfg, pool)
 	if err != nil {
 		return err
 	}
@@ -83,13 +45,13 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 		m.Close()
 	}()
 	for _, d := range drafts {
-		useBF16(*bf16, d.m)
+		useBF16(o.bf16, d.m)
 	}
-	useBF16(*bf16, m)
-	if *promptTokens+*genTokens > m.Context() {
-		return usagef("--prompt-tokens + --gen-tokens = %d exceeds the model's context of %d", *promptTokens+*genTokens, m.Context())
+	useBF16(o.bf16, m)
+	if o.promptTokens+o.genTokens > m.Context() {
+		return usagef("--prompt-tokens + --gen-tokens = %d exceeds the model's context of %d", o.promptTokens+o.genTokens, m.Context())
 	}
-	ids := benchPrompt(m, *prompt, *promptTokens)
+	ids := benchPrompt(m, o.prompt, o.promptTokens)
 	prefill, seq, err := benchPrefill(m, drafts, ids)
 	if err != nil {
 		return err
@@ -97,23 +59,103 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// Decode, the prompt already in the caches (each run rolls them back
-	// to it). Plain and speculative runs alternate so that all see the
-	// same machine load; the best run of each counts.
-	stopProfile := func() {}
-	if *cpuProfile != "" {
-		if stopProfile, err = startCPUProfile(*cpuProfile); err != nil {
-			return err
+	plain, plainTPS, err := benchDecode(ctx, o, m, seq, drafts, ids)
+	if err != nil {
+		return err
+	}
+	out, err := benchGenerateReport(ctx, o, pool, m, drafts, ids, prefill, plain, plainTPS)
+	if err != nil {
+		return err
+	}
+	if err := json.NewEncoder(stdout).Encode(out); err != nil {
+		return fmt.Errorf("write JSON: %w", err)
+	}
+	return nil
+}
+
+// benchGenerateOptions are the flags of `moe bench generate`.
+type benchGenerateOptions struct {
+	modelPath, cfgName      string
+	draftPaths              stringList
+	draftCfg                string
+	promptTokens, genTokens int
+	draftTokens             int
+	fixedK                  bool
+	prompt                  string // the text, --prompt-file read
+	threads, runs           int
+	sampling                infer.SampleOptions
+	bf16                    bool
+	cpuProfile              string
+}
+
+// parseBenchGenerate parses and checks the flags of `moe bench generate`
+// and reads --prompt-file.
+func parseBenchGenerate(args []string, stderr io.Writer) (*benchGenerateOptions, error) {
+	var o benchGenerateOptions
+	fs := newFlagSet("bench generate", "--model MODEL [--draft MODEL|ngram ...] [--prompt-tokens N] [--gen-tokens N] [--threads T] --json", stderr)
+	fs.StringVar(&o.modelPath, "model", "", "model: a run directory or a .gguf file")
+	fs.StringVar(&o.cfgName, "config", "", "instead of --model: a config path or preset, with random weights")
+	fs.Var(&o.draftPaths, "draft", "draft for speculative decoding: a model sharing the tokenizer, or ngram for prompt lookup (repeatable: each is measured)")
+	fs.StringVar(&o.draftCfg, "draft-config", "", "instead of --draft: a config path or preset, with random weights")
+	fs.IntVar(&o.promptTokens, "prompt-tokens", 128, "prompt length in tokens")
+	fs.IntVar(&o.genTokens, "gen-tokens", 128, "tokens to generate")
+	fs.IntVar(&o.draftTokens, "draft-tokens", 4, "initial draft tokens per step (adapted)")
+	fs.BoolVar(&o.fixedK, "fixed-draft-tokens", false, "do not adapt --draft-tokens (and never fall back to plain steps)")
+	fs.StringVar(&o.prompt, "prompt", "", "prompt text (default: a built-in passage), cut or repeated to --prompt-tokens")
+	promptFile := fs.String("prompt-file", "", "read the prompt text from this file (like --prompt)")
+	fs.IntVar(&o.threads, "threads", 0, "worker threads (0 = all cores)")
+	fs.Float64Var(&o.sampling.Temperature, "temperature", 0, "sampling temperature (0 = greedy; then the speculative text must equal the plain one)")
+	fs.Uint64Var(&o.sampling.Seed, "seed", 0, "sampling seed")
+	fs.IntVar(&o.runs, "runs", 3, "decode runs (alternating plain and each draft); the best of each counts")
+	fs.BoolVar(&o.bf16, "bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the decode runs to this file")
+	fs.Bool("json", true, "print one JSON object (always on)")
+	if err := parseFlagsNoArgs(fs, args, ""); err != nil {
+		return nil, err
+	}
+	if (o.modelPath == "") == (o.cfgName == "") {
+		return nil, usagef("give exactly one of --model or --config")
+	}
+	if o.promptTokens < 1 || o.genTokens < 1 || o.draftTokens < 1 || o.runs < 1 {
+		return nil, usagef("--prompt-tokens, --gen-tokens, --draft-tokens and --runs must be at least 1")
+	}
+	if o.prompt != "" && *promptFile != "" {
+		return nil, usagef("give at most one of --prompt and --prompt-file")
+	}
+	if *promptFile != "" {
+		b, err := os.ReadFile(*promptFile)
+		if err != nil {
+			return nil, fmt.Errorf("--prompt-file: %w", err)
+		}
+		o.prompt = string(b)
+	}
+	if err := o.sampling.Validate(); err != nil {
+		return nil, usagef("%v", err)
+	}
+	return &o, nil
+}
+
+// benchDecode runs the decode measurements, the prompt already in the
+// caches (each run rolls them back to it). Plain and speculative runs
+// alternate so that all see the same machine load; the best run of each
+// counts. It returns the best plain run and its tokens per second, and
+// leaves each draft's best run in it.
+func benchDecode(ctx context.Context, o *benchGenerateOptions, m *infer.Model, seq *infer.Seq, drafts []*benchDraft, ids []int32) (infer.Result, float64, error) {
+	var plain infer.Result
+	plainTPS := 0.0
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return plain, 0, err
 		}
 		defer stopProfile()
 	}
-	var plain infer.Result
-	plainTPS := 0.0
-	for r := 0; r < *runs; r++ {
+	so := o.sampling
+	for r := 0; r < o.runs; r++ {
 		seq.Truncate(len(ids))
-		res, err := m.Generate(ctx, ids, infer.GenerateOptions{MaxTokens: *genTokens, IgnoreEOT: true, Seq: seq, Sampling: so}, nil)
+		res, err := m.Generate(ctx, ids, infer.GenerateOptions{MaxTokens: o.genTokens, IgnoreEOT: true, Seq: seq, Sampling: so}, nil)
 		if err != nil {
-			return err
+			return plain, 0, err
 		}
 		if tps := float64(len(res.Tokens)) / res.Seconds; tps > plainTPS {
 			plain, plainTPS = res, tps
@@ -123,16 +165,16 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 				continue // its text differed: reported as it is
 			}
 			seq.Truncate(len(ids))
-			opts := infer.GenerateOptions{MaxTokens: *genTokens, IgnoreEOT: true, Seq: seq, Sampling: so,
-				Draft: d.m, DraftSeq: d.seq, Drafter: d.drafter, DraftTokens: *draftTokens, FixedDraftTokens: *fixedK}
+			opts := infer.GenerateOptions{MaxTokens: o.genTokens, IgnoreEOT: true, Seq: seq, Sampling: so,
+				Draft: d.m, DraftSeq: d.seq, Drafter: d.drafter, DraftTokens: o.draftTokens, FixedDraftTokens: o.fixedK}
 			if d.seq != nil {
 				d.seq.Truncate(len(ids))
 			}
 			res, err := m.Generate(ctx, ids, opts, nil)
 			if err != nil {
-				return err
+				return plain, 0, err
 			}
-			if *temp == 0 && !slices.Equal(res.Tokens, plain.Tokens) {
+			if so.Temperature == 0 && !slices.Equal(res.Tokens, plain.Tokens) {
 				d.res, d.tps = res, -1 // a mismatch is reported whatever the speed
 				continue
 			}
@@ -141,18 +183,25 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 			}
 		}
 	}
-	stopProfile()
+	return plain, plainTPS, nil
+}
+
+// benchGenerateReport assembles bench generate's JSON object: prefill and
+// plain decode speed, the weight bytes each token reads against the
+// measured memory bandwidth, and each draft's speculative figures.
+func benchGenerateReport(ctx context.Context, o *benchGenerateOptions, pool *compute.Pool, m *infer.Model, drafts []*benchDraft, ids []int32, prefill float64, plain infer.Result, plainTPS float64) (map[string]any, error) {
 	out := map[string]any{
 		"prefill_tokens_per_second": float64(len(ids)) / prefill,
 		"decode_tokens_per_second":  plainTPS,
 		"prompt_tokens":             len(ids),
 		"gen_tokens":                len(plain.Tokens),
 		"threads":                   pool.Threads(),
-		"model":                     *modelPath + *cfgName,
+		"model":                     o.modelPath + o.cfgName,
 		"total_params":              m.NumParams(),
-		"bf16":                      *bf16,
-		"runs":                      *runs,
-		"temperature":               *temp,
+		"bf16":                      o.bf16,
+		"runs":                      o.runs,
+		"temperature":               o.sampling.Temperature,
+		"qmatmul_kernels":           compute.QMatMulKernels(),
 	}
 	// Decode reads the active weights once per token: beside the read
 	// bandwidth measured now, that says how close to the memory limit it runs.
@@ -168,15 +217,15 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 	plainStep := plain.Seconds / float64(max(1, len(plain.Tokens)))
 	var per []map[string]any
 	for _, d := range drafts {
-		o, err := d.report(ctx, m, ids, *genTokens, plain, plainTPS, plainStep, *temp == 0)
+		r, err := d.report(ctx, m, ids, o.genTokens, plain, plainTPS, plainStep, o.sampling.Temperature == 0)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		per = append(per, o)
+		per = append(per, r)
 	}
 	if len(per) > 0 {
-		// The first draft's figures at the top level (the contract's
-		// fields), every draft's under "drafts".
+		// The first draft's figures at the top level (the fields
+		// docs/generate.md lists), every draft's under "drafts".
 		for k, v := range per[0] {
 			out[k] = v
 		}
@@ -184,11 +233,7 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 		out["plain_seconds"] = plain.Seconds
 		out["drafts"] = per
 	}
-	enc := json.NewEncoder(stdout)
-	if err := enc.Encode(out); err != nil {
-		return fmt.Errorf("write JSON: %w", err)
-	}
-	return nil
+	return out, nil
 }
 
 // benchDraft is one draft measured by bench generate: a model (m, with

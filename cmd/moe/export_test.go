@@ -71,13 +71,7 @@ func TestExportImportCLI(t *testing.T) {
 
 	// GGUF → run directory gives back the exact weights.
 	imp := filepath.Join(tmp, "imported")
-	if code, _, errs := moeCLI("import", "--in", f32, "--out", imp); code != 0 {
-		t.Fatalf("import: exit %d: %s", code, errs)
-	}
-	cfg2, w2, err := checkpoint.LoadModel(imp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg2, w2 := importRun(t, f32, imp)
 	if cfg2.NumExperts != cfg.NumExperts || len(w2.Flat) != len(flat) {
 		t.Fatalf("imported config %+v", cfg2)
 	}
@@ -185,4 +179,18 @@ func TestExportImportUsage(t *testing.T) {
 			t.Errorf("moe %v: error is not one line: %q", c.args, errs)
 		}
 	}
+}
+
+// importRun runs moe import of in (a .gguf file or a Hugging Face
+// directory) into the run directory out and loads what it wrote.
+func importRun(t *testing.T, in, out string) (*config.Config, *model.Weights) {
+	t.Helper()
+	if code, _, errs := moeCLI("import", "--in", in, "--out", out); code != 0 {
+		t.Fatalf("import %s: exit %d: %s", in, code, errs)
+	}
+	cfg, w, err := checkpoint.LoadModel(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, w
 }

@@ -163,7 +163,7 @@ func TestGenerateCLI(t *testing.T) {
 		}
 	}
 
-	// bench generate prints the contract's fields.
+	// bench generate prints the fields docs/generate.md lists.
 	code, out, errs = runCmd(t, "bench", "generate", "--model", target, "--draft", draft, "--draft", "ngram", "--prompt-tokens", "8", "--gen-tokens", "8", "--json")
 	if code != 0 {
 		t.Fatalf("bench: exit %d: %s", code, errs)

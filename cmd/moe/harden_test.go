@@ -113,14 +113,7 @@ func TestHFStaleAndForeignFiles(t *testing.T) {
 			t.Errorf("%s left behind (%v)", stale, err)
 		}
 	}
-	imp := filepath.Join(tmp, "imp")
-	if code, _, errs := moeCLI("import", "--in", old, "--out", imp); code != 0 {
-		t.Fatalf("import: exit %d: %s", code, errs)
-	}
-	_, w, err := checkpoint.LoadModel(imp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, w := importRun(t, old, filepath.Join(tmp, "imp"))
 	for i := range flat {
 		if w.Flat[i] != flat[i] {
 			t.Fatalf("import loaded old weights: weight %d = %v, want %v", i, w.Flat[i], flat[i])

@@ -100,8 +100,7 @@ func (g *gen) stream(name string, ptrs []string, body func(masked bool), done fu
 	if done != nil {
 		done()
 	}
-	g.p("\tVZEROUPPER")
-	g.p("\tRET")
+	g.vret()
 }
 
 // tailMask sets K1 to the low CX bits (CX < 16).
@@ -132,12 +131,7 @@ func (g *gen) store(masked bool, reg, ptr string) {
 // header writes a kernel's doc comment and TEXT line and loads its
 // pointer and integer arguments (name+offset → register).
 func (g *gen) header(name, sig string, frame int, doc []string, args [][3]string) {
-	g.p("")
-	g.p("// func %s%s", name, sig)
-	for _, d := range doc {
-		g.p("// %s", d)
-	}
-	g.p("TEXT ·%s(SB), NOSPLIT, $0-%d", name, frame)
+	g.text(name, sig, frame, doc...)
 	for _, a := range args {
 		g.p("\t%s %s, %s", a[0], a[1], a[2])
 	}
@@ -305,6 +299,5 @@ func (g *gen) adamw() {
 	g.p("\tDECQ CX")
 	g.p("\tJNZ %s_loop", name)
 	g.p("%s_done:", name)
-	g.p("\tVZEROUPPER")
-	g.p("\tRET")
+	g.vret()
 }

@@ -55,14 +55,9 @@ func (g *gen) copyPanels(w int) {
 		}
 		return fmt.Sprintf("%d(%s)", off, base)
 	}
-	g.p("")
-	g.p("// func %s(np int, src *float32, dst *float32, dstride int)", name)
-	g.p("// For p < np: dst[p*dstride : p*dstride+%d] = src[p*%d : p*%d+%d].", w, w, w, w)
-	g.p("TEXT ·%s(SB), NOSPLIT, $0-32", name)
-	g.p("\tMOVQ np+0(FP), CX")
-	g.p("\tMOVQ src+8(FP), SI")
-	g.p("\tMOVQ dst+16(FP), DI")
-	g.p("\tMOVQ dstride+24(FP), R8")
+	g.text(name, "(np int, src *float32, dst *float32, dstride int)", 32,
+		fmt.Sprintf("For p < np: dst[p*dstride : p*dstride+%d] = src[p*%d : p*%d+%d].", w, w, w, w))
+	g.args("np+0 CX", "src+8 SI", "dst+16 DI", "dstride+24 R8")
 	g.p("\tSHLQ $2, R8")
 	g.p("\tTESTQ CX, CX")
 	g.p("\tJLE %s_done", name)
@@ -78,8 +73,7 @@ func (g *gen) copyPanels(w int) {
 	g.p("\tDECQ CX")
 	g.p("\tJNZ %s_loop", name)
 	g.p("%s_done:", name)
-	g.p("\tVZEROUPPER")
-	g.p("\tRET")
+	g.vret()
 }
 
 // bf16RowKernels fills smallm_bf16_amd64.s: rowAxpyBF16x4R<MA>AVX512 for
@@ -100,15 +94,10 @@ func (g *gen) rowAxpyBF16(ma int) {
 	name := fmt.Sprintf("rowAxpyBF16x4R%dAVX512", ma)
 	const nv = 4 // 16-lane vectors per B row: 64 columns
 	acc := func(i, v int) string { return fmt.Sprintf("Z%d", i*nv+v) }
-	g.p("")
-	g.p("// func %s(k int, a *float32, lda int, b *BF16, ldb int, c *float32, ldc int, add int)", name)
-	g.p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
-	g.p("\tMOVQ k+0(FP), CX")
-	g.p("\tMOVQ a+8(FP), SI")
-	g.p("\tMOVQ lda+16(FP), R8")
+	g.text(name, "(k int, a *float32, lda int, b *BF16, ldb int, c *float32, ldc int, add int)", 64)
+	g.args("k+0 CX", "a+8 SI", "lda+16 R8")
 	g.p("\tSHLQ $2, R8")
-	g.p("\tMOVQ b+24(FP), DX")
-	g.p("\tMOVQ ldb+32(FP), R9")
+	g.args("b+24 DX", "ldb+32 R9")
 	g.p("\tSHLQ $1, R9")
 	g.p("\tLEAQ (R8)(R8*2), AX")
 	for i := 0; i < ma; i++ {
@@ -139,8 +128,7 @@ func (g *gen) rowAxpyBF16(ma int) {
 	g.p("\tDECQ CX")
 	g.p("\tJNE %s_loop", name)
 	g.p("%s_done:", name)
-	g.p("\tMOVQ c+40(FP), DI")
-	g.p("\tMOVQ ldc+48(FP), R11")
+	g.args("c+40 DI", "ldc+48 R11")
 	g.p("\tSHLQ $2, R11")
 	g.p("\tMOVQ add+56(FP), R10")
 	g.p("\tTESTQ R10, R10")
@@ -165,6 +153,5 @@ func (g *gen) rowAxpyBF16(ma int) {
 			g.p("\tVMOVUPS %s, %d(DI)", acc(i, v), 64*v)
 		}
 	})
-	g.p("\tVZEROUPPER")
-	g.p("\tRET")
+	g.vret()
 }

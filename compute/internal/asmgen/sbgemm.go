@@ -45,12 +45,8 @@ func vcvtne2ps2bf16(src2, src1, dst int) string {
 // dst[j] = bf16(x[j]) | bf16(y[j])<<16, n a multiple of 16 (the two rows
 // converted together, then their words interleaved by VPERMW).
 func (g *gen) bf16Convert() {
-	g.p("")
-	g.p("// func bf16CvtRowAVX512(n int, src *float32, dst *uint32)")
-	g.p("TEXT ·bf16CvtRowAVX512(SB), NOSPLIT, $0-24")
-	g.p("\tMOVQ n+0(FP), CX")
-	g.p("\tMOVQ src+8(FP), SI")
-	g.p("\tMOVQ dst+16(FP), DI")
+	g.text("bf16CvtRowAVX512", "(n int, src *float32, dst *uint32)", 24)
+	g.args("n+0 CX", "src+8 SI", "dst+16 DI")
 	g.p("\tSHRQ $5, CX")
 	g.p("\tJE cvtrow_done")
 	g.p("cvtrow_loop:")
@@ -63,8 +59,7 @@ func (g *gen) bf16Convert() {
 	g.p("\tDECQ CX")
 	g.p("\tJNE cvtrow_loop")
 	g.p("cvtrow_done:")
-	g.p("\tVZEROUPPER")
-	g.p("\tRET")
+	g.vret()
 	g.p("")
 	for i := 0; i < 32; i += 4 {
 		// word 2j = x[j] (word j of the conversion), word 2j+1 = y[j] (word 16+j)
@@ -80,13 +75,8 @@ func (g *gen) bf16Convert() {
 		g.p("DATA bf16PairIdx<>+%d(SB)/8, $0x%016x", 2*i, q)
 	}
 	g.p("GLOBL bf16PairIdx<>(SB), RODATA|NOPTR, $64")
-	g.p("")
-	g.p("// func bf16CvtPairsAVX512(n int, x, y *float32, dst *uint32)")
-	g.p("TEXT ·bf16CvtPairsAVX512(SB), NOSPLIT, $0-32")
-	g.p("\tMOVQ n+0(FP), CX")
-	g.p("\tMOVQ x+8(FP), SI")
-	g.p("\tMOVQ y+16(FP), DX")
-	g.p("\tMOVQ dst+24(FP), DI")
+	g.text("bf16CvtPairsAVX512", "(n int, x, y *float32, dst *uint32)", 32)
+	g.args("n+0 CX", "x+8 SI", "y+16 DX", "dst+24 DI")
 	g.p("\tVMOVDQU16 bf16PairIdx<>(SB), Z3")
 	g.p("\tSHRQ $4, CX")
 	g.p("\tJE cvtpairs_done")
@@ -102,8 +92,7 @@ func (g *gen) bf16Convert() {
 	g.p("\tDECQ CX")
 	g.p("\tJNE cvtpairs_loop")
 	g.p("cvtpairs_done:")
-	g.p("\tVZEROUPPER")
-	g.p("\tRET")
+	g.vret()
 }
 
 // sbgemm writes
@@ -127,15 +116,12 @@ func (g *gen) sbgemm(mode aMode) {
 	if rowsA {
 		name, off, frame = "sbgemmKernelRowsAVX512", 8, 64
 	}
-	g.p("")
+	sig := "(kp int, a, b *uint32, c *float32, ldc int, alpha float32, add int)"
 	if rowsA {
-		g.p("// func %s(kp int, a *uint32, lda int, b *uint32, c *float32, ldc int, alpha float32, add int)", name)
-	} else {
-		g.p("// func %s(kp int, a, b *uint32, c *float32, ldc int, alpha float32, add int)", name)
+		sig = "(kp int, a *uint32, lda int, b *uint32, c *float32, ldc int, alpha float32, add int)"
 	}
-	g.p("TEXT ·%s(SB), NOSPLIT, $0-%d", name, frame)
-	g.p("\tMOVQ kp+0(FP), CX")
-	g.p("\tMOVQ a+8(FP), SI")
+	g.text(name, sig, frame)
+	g.args("kp+0 CX", "a+8 SI")
 	if rowsA {
 		g.rowBases(abases)
 	}
@@ -202,8 +188,7 @@ func (g *gen) sbgemm(mode aMode) {
 				g.p("\tADDQ R9, DI")
 			}
 		}
-		g.p("\tVZEROUPPER")
-		g.p("\tRET")
+		g.vret()
 	}
 	rows(true)
 	g.p("%s:", over)
@@ -214,9 +199,7 @@ func (g *gen) sbgemm(mode aMode) {
 // VDPBF16PS on zmm registers (1024 FLOP per iteration), which MeasurePeakBF16
 // times.
 func (g *gen) dpbf16Probe() {
-	g.p("")
-	g.p("// func dpbf16LoopAVX512(n int)")
-	g.p("TEXT ·dpbf16LoopAVX512(SB), NOSPLIT, $0-8")
+	g.text("dpbf16LoopAVX512", "(n int)", 8)
 	g.p("\tMOVQ n+0(FP), CX")
 	for r := 0; r < 18; r++ {
 		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
@@ -227,6 +210,5 @@ func (g *gen) dpbf16Probe() {
 	}
 	g.p("\tDECQ CX")
 	g.p("\tJNE dpbf16_loop")
-	g.p("\tVZEROUPPER")
-	g.p("\tRET")
+	g.vret()
 }

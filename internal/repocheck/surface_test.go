@@ -1,0 +1,163 @@
+package repocheck
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	pathpkg "path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// module is the module path of the repository.
+const module = "github.com/moe-llm/moe"
+
+// uncalled are the exported names that nothing outside tests uses, each
+// with why it stays exported. Anything else exported without a non-test
+// user fails TestEveryExportHasACaller: unexport it, or move it into the
+// tests that use it.
+var uncalled = map[string]string{
+	"data.OpenShardMapped":    "zero-copy random access to a token shard; Prepare and the loader read with pread, which keeps the resident set small (docs/data.md)",
+	"gguf.LoadModel":          "ReadModel for library users that need a tokenizer; the CLI runs GGUF files in place (gguf.OpenModel)",
+	"gguf.ParseType":          "names a tensor type as llama.cpp spells it, for library users; the CLI takes types through ParseMix",
+	"infer.ChatStopTokens":    "an alias of DefaultStopTokens; to go once the chat work editing infer/chat.go has landed",
+	"internal/testtok.Bytes":  "a test helper package: only tests import it",
+	"tokenizer.LoadTiktoken":  "reads tiktoken's published rank files (cl100k_base), which the tests compare against tiktoken-go",
+	"tokenizer.NewRanked":     "builds a rank-based tokenizer with a named pre-tokenizer, the form tiktoken vocabularies take",
+	"tokenizer.Pieces":        "the default pre-tokenizer's split, documented by an example",
+	"tokenizer.PreTokenizers": "lists the tokenizer.ggml.pre names moe knows",
+	"tokenizer.Split":         "the pieces a named pre-tokenizer makes, for inspection and benchmarks",
+}
+
+// pkgInfo is one package directory: its exported top-level names and the
+// identifiers its non-test files use unqualified.
+type pkgInfo struct {
+	exported map[string]token.Position
+	local    map[string]bool
+}
+
+// TestEveryExportHasACaller parses every non-test Go file of the
+// repository and fails for an exported package-level name that no non-test
+// file uses (qualified from another package or unqualified in its own)
+// unless uncalled lists it, and for an entry of uncalled that is used or no
+// longer exists. Methods are not checked (interfaces call them).
+func TestEveryExportHasACaller(t *testing.T) {
+	fset := token.NewFileSet()
+	pkgs := map[string]*pkgInfo{} // by import path relative to the module
+	used := map[string]bool{}     // "rel.Name" used from another package
+	root := repoRoot(t)
+	walkRepo(t, root, ".go", func(path, rel string) error {
+		if strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		dir := pathpkg.Dir(rel)
+		p := pkgs[dir]
+		if p == nil {
+			p = &pkgInfo{exported: map[string]token.Position{}, local: map[string]bool{}}
+			pkgs[dir] = p
+		}
+		scan(fset, f, p, used)
+		return nil
+	})
+	if len(pkgs) < 10 {
+		t.Fatalf("found only %d packages under %s", len(pkgs), root)
+	}
+	var missing []string
+	for rel, p := range pkgs {
+		if rel == "cmd/moe" || strings.HasSuffix(rel, "/internal/asmgen") {
+			continue // commands: exported names are no API
+		}
+		for name, pos := range p.exported {
+			key := rel + "." + name
+			if used[key] || p.local[name] {
+				if _, ok := uncalled[key]; ok {
+					t.Errorf("%s is used outside tests now: remove it from uncalled", key)
+				}
+				continue
+			}
+			if _, ok := uncalled[key]; !ok {
+				missing = append(missing, key+" ("+strings.TrimPrefix(pos.String(), root+string(filepath.Separator))+")")
+			}
+		}
+	}
+	slices.Sort(missing)
+	for _, m := range missing {
+		t.Errorf("exported %s has no non-test caller: unexport it, move it into its tests, or list why in uncalled", m)
+	}
+	for key := range uncalled {
+		rel, name, _ := strings.Cut(key, ".")
+		if p := pkgs[rel]; p == nil || p.exported[name] == (token.Position{}) {
+			t.Errorf("uncalled lists %s, which is not an exported name any more", key)
+		}
+	}
+}
+
+// scan records f's exported top-level names in p, the names f uses
+// unqualified in p.local, and the names it uses from the module's other
+// packages in used (as "rel.Name").
+func scan(fset *token.FileSet, f *ast.File, p *pkgInfo, used map[string]bool) {
+	decl := map[*ast.Ident]bool{} // declaring identifiers and field selectors: no uses
+	for _, d := range f.Decls {
+		switch d := d.(type) {
+		case *ast.FuncDecl:
+			if d.Recv == nil && d.Name.IsExported() {
+				p.exported[d.Name.Name] = fset.Position(d.Name.Pos())
+				decl[d.Name] = true
+			}
+		case *ast.GenDecl:
+			for _, s := range d.Specs {
+				switch s := s.(type) {
+				case *ast.TypeSpec:
+					if s.Name.IsExported() {
+						p.exported[s.Name.Name] = fset.Position(s.Name.Pos())
+						decl[s.Name] = true
+					}
+				case *ast.ValueSpec:
+					for _, n := range s.Names {
+						if n.IsExported() {
+							p.exported[n.Name] = fset.Position(n.Pos())
+							decl[n] = true
+						}
+					}
+				}
+			}
+		}
+	}
+	imports := map[string]string{} // local name → module-relative path
+	for _, im := range f.Imports {
+		path, _ := strconv.Unquote(im.Path.Value)
+		rest, ok := strings.CutPrefix(path, module+"/")
+		if !ok {
+			continue
+		}
+		name := rest[strings.LastIndex(rest, "/")+1:]
+		if im.Name != nil {
+			name = im.Name.Name
+		}
+		imports[name] = rest
+	}
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.SelectorExpr:
+			if x, ok := n.X.(*ast.Ident); ok {
+				if dep, ok := imports[x.Name]; ok {
+					used[dep+"."+n.Sel.Name] = true
+					return false
+				}
+			}
+			decl[n.Sel] = true // x.Name with x a value: a field or method
+		case *ast.Ident:
+			if !decl[n] {
+				p.local[n.Name] = true
+			}
+		}
+		return true
+	})
+}
