@@ -48,7 +48,58 @@ var defaultMixed = func() *mixedKernels {
 }()
 
 // avx512Mixed is the AVX-512 BF16 kernel set.
-var avx512Mixed = mixedKernels{micro: microBF16AVX512, microRows: microRowsBF16AVX512, cvtRow: cvtRowAVX512, cvtPairs: cvtPairsAVX512}
+var avx512Mixed = mixedKernels{micro: microBF16AVX512, microRows: microRowsBF16AVX512, cvtRow: cvtRowAVX512, cvtPairs: cvtPairsAVX512,
+	transpose: transposePairsAVX512, packATrans: packATransPanelAVX512, packB: packBPanelAVX512}
+
+// bf16PackATransAVX512 and bf16PackBAVX512 (gemm_bf16_amd64.s) pack np
+// adjacent whole 12-row panels of a transposed A and 32-column panels of
+// an untransposed B: for p < np, q < kp, j < w (12 or 32),
+// dst[p*pstride+q*w+j] = bf16Pair(x[2q*ld+p*w+j], x[(2q+1)*ld+p*w+j]).
+//
+//go:noescape
+func bf16PackATransAVX512(kp, np int, x *float32, ld int, dst *uint32, pstride int)
+
+//go:noescape
+func bf16PackBAVX512(kp, np int, x *float32, ld int, dst *uint32, pstride int)
+
+// packATransPanelAVX512 is packATrans on bf16PackATransAVX512.
+func packATransPanelAVX512(kp, np int, x []float32, ld int, dst []uint32, pstride int) {
+	if kp == 0 || np == 0 {
+		return
+	}
+	_ = x[(2*kp-1)*ld+np*mixedMR-1]
+	_ = dst[(np-1)*pstride+kp*mixedMR-1]
+	bf16PackATransAVX512(kp, np, &x[0], ld, &dst[0], pstride)
+}
+
+// packBPanelAVX512 is packB on bf16PackBAVX512.
+func packBPanelAVX512(kp, np int, x []float32, ld int, dst []uint32, pstride int) {
+	if kp == 0 || np == 0 {
+		return
+	}
+	_ = x[(2*kp-1)*ld+np*mixedNR-1]
+	_ = dst[(np-1)*pstride+kp*mixedNR-1]
+	bf16PackBAVX512(kp, np, &x[0], ld, &dst[0], pstride)
+}
+
+// transposePairsAVX512 is transpose on the float32 GEMM's 16×16 register
+// transposes (which move 32-bit lanes, so pairs pass through bit for bit)
+// for whole blocks of 16 pairs, the portable loop for the rest.
+func transposePairsAVX512(kp int, src, dst []uint32) {
+	_ = src[mixedNR*kp-1]
+	_ = dst[mixedNR*kp-1]
+	n16 := kp / 16
+	if n16 > 0 {
+		f32 := func(u *uint32) *float32 { return (*float32)(unsafe.Pointer(u)) }
+		transpose16AVX512(n16, f32(&src[0]), kp, f32(&dst[0]), mixedNR)
+		transpose16AVX512(n16, f32(&src[16*kp]), kp, f32(&dst[16]), mixedNR)
+	}
+	for j := 0; j < mixedNR; j++ {
+		for q := 16 * n16; q < kp; q++ {
+			dst[q*mixedNR+j] = src[j*kp+q]
+		}
+	}
+}
 
 // microBF16AVX512 is the mixedMicro on sbgemmKernelAVX512.
 func microBF16AVX512(kp int, a, b []uint32, c []float32, ldc int, alpha float32, add bool) {
@@ -90,7 +141,14 @@ func cvtRowAVX512(src []float32, dst []uint32) {
 		_ = dst[n/2-1]
 		bf16CvtRowAVX512(n, unsafe.SliceData(src), unsafe.SliceData(dst))
 	}
-	cvtRowGeneric(src[n:], dst[n/2:])
+	if r := len(src) - n; r > 0 {
+		// The tail through one zero-padded block.
+		var s [32]float32
+		var d [16]uint32
+		copy(s[:], src[n:])
+		bf16CvtRowAVX512(32, &s[0], &d[0])
+		copy(dst[n/2:n/2+r/2], d[:])
+	}
 }
 
 // cvtPairsAVX512 is cvtPairs: bf16CvtPairsAVX512 over whole 16-float
@@ -102,7 +160,15 @@ func cvtPairsAVX512(x, y []float32, dst []uint32) {
 		_ = dst[n-1]
 		bf16CvtPairsAVX512(n, unsafe.SliceData(x), unsafe.SliceData(y), unsafe.SliceData(dst))
 	}
-	cvtPairsGeneric(x[n:], y[n:], dst[n:])
+	if r := len(x) - n; r > 0 {
+		// The tail through one zero-padded block.
+		var xs, ys [16]float32
+		var d [16]uint32
+		copy(xs[:], x[n:])
+		copy(ys[:], y[n:len(x)])
+		bf16CvtPairsAVX512(16, &xs[0], &ys[0], &d[0])
+		copy(dst[n:len(x)], d[:])
+	}
 }
 
 // probeBF16 runs n iterations of 16 independent zmm VDPBF16PS and returns

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
@@ -232,8 +233,9 @@ func specialFloats(r *rand.Rand, n int) []float32 {
 	return out
 }
 
-// The AVX-512 conversions give the bits of the portable ones on special
-// values and every length (vector blocks and tails).
+// The AVX-512 conversions and B-panel transposes give the bits of the
+// portable ones on special values and every length (vector blocks and
+// tails).
 func TestMixedConvertMatchesGeneric(t *testing.T) {
 	fast := fastMixed()
 	if fast == nil {
@@ -260,10 +262,60 @@ func TestMixedConvertMatchesGeneric(t *testing.T) {
 			}
 		}
 	}
+	// The B-panel transposes: whole 16-pair blocks and the rest.
+	for _, kp := range []int{1, 15, 16, 17, 40, 256} {
+		src := randPairs(r, kp*mixedNR)
+		w, g := make([]uint32, kp*mixedNR), make([]uint32, kp*mixedNR)
+		genericMixed.transpose(kp, src, w)
+		fast.transpose(kp, src, g)
+		for i := range w {
+			if w[i] != g[i] || w[i] != src[(i%mixedNR)*kp+i/mixedNR] {
+				t.Fatalf("transpose kp=%d: [%d] = %08x, portable %08x, source %08x", kp, i, g[i], w[i], src[(i%mixedNR)*kp+i/mixedNR])
+			}
+		}
+	}
 	// The rounding rule itself: ties to even, denormals to signed zero.
 	for in, want := range map[uint32]uint32{0x3f808000: 0x3f80, 0x3f818000: 0x3f82, 0x3f80c000: 0x3f81, 0x807fffff: 0x8000, 0x7f7fffff: 0x7f80, 0x7f800001: 0x7fc0} {
 		if got := bf16DAZBits(math.Float32frombits(in)); got != want {
 			t.Errorf("bf16DAZBits(%08x) = %04x, want %04x", in, got, want)
+		}
+	}
+}
+
+// The AVX-512 packing of transposed-A and untransposed-B panels (whole
+// panels in asm, a few depth pairs at a time, an odd depth's last value
+// and ragged panels in Go) gives the portable packing's bits.
+func TestMixedPackMatchesGeneric(t *testing.T) {
+	fast := fastMixed()
+	if fast == nil {
+		t.Skip("CPU lacks AVX512_BF16 (or purego build): only the portable packing runs here")
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	const ld = 131
+	a := specialFloats(r, 90*ld)
+	for _, kc := range []int{1, 2, 7, 8, 9, 33, 64} {
+		kp := (kc + 1) / 2
+		for _, rows := range []int{1, 11, 12, 13, 36, 100} {
+			w, g := make([]uint32, 9*kp*mixedMR), make([]uint32, 9*kp*mixedMR)
+			packATransMixed(&genericMixed, a, ld, 5, rows, 3, kc, w)
+			packATransMixed(fast, a, ld, 5, rows, 3, kc, g)
+			if !slices.Equal(w, g) {
+				t.Fatalf("packATransMixed kc=%d rows=%d: differs from the portable packing", kc, rows)
+			}
+		}
+		for _, cols := range []int{5, 32} {
+			w, g := make([]uint32, kp*mixedNR), make([]uint32, kp*mixedNR)
+			packBMixed(&genericMixed, false, a, ld, 7, cols, 2, kc, w, nil)
+			packBMixed(fast, false, a, ld, 7, cols, 2, kc, g, nil)
+			if !slices.Equal(w, g) {
+				t.Fatalf("packBMixed kc=%d cols=%d: differs from the portable packing", kc, cols)
+			}
+			sw, sg := make([]uint32, kp*mixedNR), make([]uint32, kp*mixedNR)
+			packBMixed(&genericMixed, true, a, ld, 7, cols, 2, kc, w, sw)
+			packBMixed(fast, true, a, ld, 7, cols, 2, kc, g, sg)
+			if !slices.Equal(w, g) {
+				t.Fatalf("packBMixed transposed kc=%d cols=%d: differs from the portable packing", kc, cols)
+			}
 		}
 	}
 }

@@ -243,6 +243,13 @@ func (p *Pool) serial() *Pool {
 	return p.ser
 }
 
+// Serial returns a one-thread view of p that shares its scratch buffers
+// (nil for a nil pool): for the products of jobs that already run in
+// parallel on p's workers, where spreading each product over the workers
+// again would only queue tasks behind busy ones. Results do not change:
+// every compute routine gives the same bits at any thread count.
+func (p *Pool) Serial() *Pool { return p.serial() }
+
 // putBuf returns a buffer from getBuf for reuse.
 func (p *Pool) putBuf(b *[]float32) {
 	if p != nil && p.bufs != nil {

@@ -29,7 +29,8 @@ const (
 // moe reads; fields that only moe uses are documented as such.
 type Config struct {
 	// ModelType is the Hugging Face model_type: llama, mistral, mixtral,
-	// qwen2_moe, qwen3_moe, olmoe, granitemoe, gpt_oss, or gpt3 for the GPT-3 family.
+	// qwen2_moe, qwen3_moe, olmoe, granitemoe, gpt_oss, deepseek_v2,
+	// deepseek_v3, or gpt3 for the GPT-3 family.
 	ModelType string `json:"model_type"`
 	// Name is a human label (a preset name or the file it came from).
 	Name string `json:"-"`
@@ -151,6 +152,19 @@ type Config struct {
 	ResidualMultiplier  float64 `json:"residual_multiplier,omitempty"`
 	AttentionMultiplier float64 `json:"attention_multiplier,omitempty"`
 	LogitsScaling       float64 `json:"logits_scaling,omitempty"`
+
+	// DeepSeek's multi-head latent attention (deepseek_v2, deepseek_v3);
+	// KVLoraRank 0 means none. See MLA.
+	QLoraRank     int `json:"q_lora_rank,omitempty"`
+	KVLoraRank    int `json:"kv_lora_rank,omitempty"`
+	QKNopeHeadDim int `json:"qk_nope_head_dim,omitempty"`
+	QKRopeHeadDim int `json:"qk_rope_head_dim,omitempty"`
+	VHeadDim      int `json:"v_head_dim,omitempty"`
+	// NGroup and TopKGroup limit token-choice routing to the experts of
+	// the TopKGroup best of NGroup equal groups (n_group, topk_group;
+	// DeepSeek); NGroup ≤ 1 means no groups. See GroupLimited.
+	NGroup    int `json:"n_group,omitempty"`
+	TopKGroup int `json:"topk_group,omitempty"`
 }
 
 // LayerIsMoE reports whether layer i (0-based) has a sparse MoE feed-forward,
@@ -222,8 +236,13 @@ const (
 // IsMoE reports whether the feed-forward layers are sparse mixtures of experts.
 func (c *Config) IsMoE() bool { return c.NumExperts > 1 }
 
-// HeadDimension returns HeadDim, or HiddenSize/NumHeads when HeadDim is unset.
+// HeadDimension returns the query and key head width: under MLA
+// QKNopeHeadDim+QKRopeHeadDim, else HeadDim, or HiddenSize/NumHeads when
+// HeadDim is unset.
 func (c *Config) HeadDimension() int {
+	if c.MLA() {
+		return c.QKNopeHeadDim + c.QKRopeHeadDim
+	}
 	if c.HeadDim > 0 {
 		return c.HeadDim
 	}

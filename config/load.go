@@ -26,6 +26,11 @@ const (
 	// TypeGraniteMoE is IBM's Granite MoE (GraniteMoeForCausalLM).
 	TypeGraniteMoE = "granitemoe"
 	TypeGPTOSS     = "gpt_oss"
+	// TypeDeepseekV2 and TypeDeepseekV3 are DeepSeek-V2 (Lite) and V3
+	// (Moonlight): multi-head latent attention, shared experts, dense
+	// leading layers; V3 routes by sigmoid scores with selection biases.
+	TypeDeepseekV2 = "deepseek_v2"
+	TypeDeepseekV3 = "deepseek_v3"
 	// TypeGPT3 is the GPT-3 family: learned positions, LayerNorm, biases,
 	// a two-matrix GELU MLP. It reads llama-style or GPT-2-style field names.
 	TypeGPT3 = "gpt3"
@@ -33,7 +38,8 @@ const (
 
 // ModelTypes returns the model_type values Load accepts, sorted.
 func ModelTypes() []string {
-	t := []string{TypeLlama, TypeMistral, TypeMixtral, TypeQwen2MoE, TypeQwen3MoE, TypeOLMoE, TypeGraniteMoE, TypeGPTOSS, TypeGPT3}
+	t := []string{TypeLlama, TypeMistral, TypeMixtral, TypeQwen2MoE, TypeQwen3MoE, TypeOLMoE, TypeGraniteMoE, TypeGPTOSS, TypeGPT3,
+		TypeDeepseekV2, TypeDeepseekV3}
 	sort.Strings(t)
 	return t
 }
@@ -134,6 +140,19 @@ type rawConfig struct {
 	LayerTypes                   []string   `json:"layer_types"`
 	QKNorm                       *bool      `json:"qk_norm"`
 	SwiGLULimit                  *float64   `json:"swiglu_limit"` // gpt_oss
+
+	// DeepSeek's (deepseek_v2, deepseek_v3).
+	NRoutedExperts     *intField `json:"n_routed_experts"`
+	NSharedExperts     *intField `json:"n_shared_experts"`
+	FirstKDenseReplace *intField `json:"first_k_dense_replace"`
+	MoELayerFreq       *intField `json:"moe_layer_freq"`
+	QLoraRank          *intField `json:"q_lora_rank"`
+	KVLoraRank         *intField `json:"kv_lora_rank"`
+	QKNopeHeadDim      *intField `json:"qk_nope_head_dim"`
+	QKRopeHeadDim      *intField `json:"qk_rope_head_dim"`
+	VHeadDim           *intField `json:"v_head_dim"`
+	NGroup             *intField `json:"n_group"`
+	TopKGroup          *intField `json:"topk_group"`
 
 	// GPT-2 style names, accepted for model_type gpt3.
 	NEmbd      *intField `json:"n_embd"`
@@ -429,6 +448,10 @@ func (p *parser) buildExperts(c *Config) {
 	case TypeGPTOSS:
 		c.NumExperts = p.need([]string{expertsName}, r.NumLocalExperts, r.NumExperts)
 		c.ExpertsPerToken = p.need([]string{topkName}, r.NumExpertsPerTok, r.ExpertsPerToken)
+	case TypeDeepseekV2, TypeDeepseekV3:
+		expertsName = "n_routed_experts"
+		c.NumExperts = p.need([]string{expertsName}, r.NRoutedExperts, r.NumLocalExperts)
+		c.ExpertsPerToken = p.opt(topkName, 0, r.NumExpertsPerTok)
 	default:
 		c.NumExperts = p.need([]string{expertsName}, r.NumLocalExperts, r.NumExperts)
 		c.ExpertsPerToken = p.opt(topkName, 0, r.NumExpertsPerTok)
@@ -498,6 +521,10 @@ func (p *parser) buildTypeDefaults(c *Config) {
 		defOrder = RouterTopKSoftmax
 	case TypeGPT3:
 		c.RopeTheta = optF(r.RopeTheta, 0)
+	case TypeDeepseekV2, TypeDeepseekV3:
+		c.RopeTheta = optF(r.RopeTheta, 10000)
+		p.deepseek(c)
+		defOrder = RouterSoftmaxTopK
 	}
 	if c.RouterOrder == "" && c.NumExperts > 0 {
 		c.RouterOrder = defOrder

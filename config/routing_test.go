@@ -34,13 +34,49 @@ func TestScoringFields(t *testing.T) {
 	}
 	for extra, want := range map[string]string{
 		`"scoring_func":"tanh"`:                                  "scoring_func: unknown",
-		`"topk_method":"group_limited_greedy"`:                   "topk_method: unknown",
+		`"topk_method":"sparse_greedy"`:                          "topk_method: unknown",
 		`"topk_method":"noaux_tc","moe_routing":"expert_choice"`: "topk_method: \"noaux_tc\" needs token-choice",
 		`"routed_scaling_factor":-1`:                             "routed_scaling_factor",
 		`"moe_router_bias_update_rate":-0.1`:                     "moe_router_bias_update_rate",
 	} {
 		if _, err := Parse([]byte(add(extra))); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v, want %q", extra, err, want)
+		}
+	}
+}
+
+// TestGroupLimited checks n_group/topk_group: what GroupLimited reports and
+// the configs validation refuses, each naming the field.
+func TestGroupLimited(t *testing.T) {
+	base, err := Parse([]byte(goodMixtral)) // 4 experts, top-2
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, _, _ := base.GroupLimited(); g != 0 {
+		t.Fatalf("no groups: GroupLimited = %d", g)
+	}
+	ok := base.Clone()
+	ok.NGroup, ok.TopKGroup, ok.TopKMethod = 2, 1, TopKGroupLimited
+	if g, u, byMax := ok.GroupLimited(); g != 2 || u != 1 || !byMax {
+		t.Fatalf("GroupLimited = %d, %d, %v", g, u, byMax)
+	}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		groups, used int
+		method, want string
+	}{
+		{3, 1, "", "n_group: 3 does not divide"},
+		{2, 0, "", "topk_group: must be at least 1"},
+		{4, 1, "", "two best"},
+		{4, 1, TopKGroupLimited, "fewer than num_experts_per_tok"},
+		{-1, 0, "", "must not be negative"},
+	} {
+		bad := base.Clone()
+		bad.NGroup, bad.TopKGroup, bad.TopKMethod = c.groups, c.used, c.method
+		if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("n_group %d topk_group %d %q: err = %v, want %q", c.groups, c.used, c.method, err, c.want)
 		}
 	}
 }

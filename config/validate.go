@@ -66,7 +66,7 @@ func (c *Config) Validate() error {
 	if kv := c.KVHeads(); c.NumHeads%kv != 0 {
 		return fmt.Errorf("num_key_value_heads: %d does not divide num_attention_heads (%d)", kv, c.NumHeads)
 	}
-	if c.HeadDim == 0 && c.HiddenSize%c.NumHeads != 0 {
+	if c.HeadDim == 0 && !c.MLA() && c.HiddenSize%c.NumHeads != 0 {
 		return fmt.Errorf("num_attention_heads: %d does not divide hidden_size (%d); set head_dim", c.NumHeads, c.HiddenSize)
 	}
 	if c.NumExperts > 0 {
@@ -128,6 +128,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.ValidateRopeScaling(); err != nil {
+		return err
+	}
+	if err := c.validateMLA(); err != nil {
 		return err
 	}
 	// A rough size bound so that exact integer counts cannot overflow.

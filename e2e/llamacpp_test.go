@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -69,7 +70,10 @@ func TestGGUFRunsInLlamaCpp(t *testing.T) {
 func TestFamiliesGenerate(t *testing.T) {
 	bin := llamaSimple()
 	const prompt = "Hello the world"
-	for _, fam := range familyChats {
+	// The deepseek2 fixtures carry no chat template: they join here only.
+	fams := append(slices.Clone(familyChats),
+		familyChat{arch: "deepseek2"}, familyChat{arch: "deepseek2v3"}, familyChat{arch: "deepseek2kvb"})
+	for _, fam := range fams {
 		arch := fam.arch
 		for _, typ := range []string{"f32", "q8_0"} {
 			// gpt-oss: 64 tokens of the f32 file, and its q8_0 file

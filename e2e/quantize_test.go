@@ -61,39 +61,7 @@ func TestQuantizeLikeLlamaQuantize(t *testing.T) {
 		theirs := filepath.Join(dir, "llama-"+mix+".gguf")
 		ok(t, "quantize", f32, ours, mix)
 		runTool(t, lq, f32, theirs, strings.ToUpper(mix), "2")
-		a, err := gguf.Open(ours)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := gguf.Open(theirs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fa, fb := getKV(a, "general.file_type"), getKV(b, "general.file_type"); fa != fb {
-			t.Errorf("%s: general.file_type %v, llama-quantize %v", mix, fa, fb)
-		}
-		if len(a.Tensors) != len(b.Tensors) {
-			t.Fatalf("%s: %d tensors, llama-quantize %d", mix, len(a.Tensors), len(b.Tensors))
-		}
-		same := 0
-		for i := range a.Tensors {
-			ta := &a.Tensors[i]
-			tb, found := b.Tensor(ta.Name)
-			if !found || tb.Type != ta.Type {
-				t.Errorf("%s: tensor %s is %s, llama-quantize %v", mix, ta.Name, ta.Type, tb)
-				continue
-			}
-			da, _ := a.TensorData(ta)
-			db, _ := b.TensorData(tb)
-			if !bytes.Equal(da, db) {
-				t.Errorf("%s: tensor %s (%s): bytes differ from llama-quantize's", mix, ta.Name, ta.Type)
-				continue
-			}
-			same++
-		}
-		a.Close()
-		b.Close()
-		t.Logf("%s: %d tensors, all types and bytes equal to llama-quantize's: %v", mix, same, same == len(a.Tensors))
+		sameAsLlamaQuantize(t, mix, ours, theirs)
 		// llama-quantize's file runs in moe; moe's in llama.cpp.
 		r := ok(t, "generate", "--model", theirs, "--prompt", prompt, "--max-tokens", "12", "--temperature", "0")
 		out := strings.TrimSuffix(runTool(t, simple, "-m", ours, "-n", "12", prompt), "\n")
@@ -103,6 +71,46 @@ func TestQuantizeLikeLlamaQuantize(t *testing.T) {
 		want := prompt + strings.TrimSuffix(r.stdout, "\n")
 		t.Logf("%s: llama.cpp on moe's file %q; moe on llama-quantize's file %q (identical: %v)", mix, out, want, out == want)
 	}
+}
+
+// sameAsLlamaQuantize checks that moe's quantized file ours and
+// llama-quantize's theirs have the same general.file_type and the same
+// tensors, each of the same type and bytes.
+func sameAsLlamaQuantize(t *testing.T, mix, ours, theirs string) {
+	t.Helper()
+	a, err := gguf.Open(ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := gguf.Open(theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if fa, fb := getKV(a, "general.file_type"), getKV(b, "general.file_type"); fa != fb {
+		t.Errorf("%s: general.file_type %v, llama-quantize %v", mix, fa, fb)
+	}
+	if len(a.Tensors) != len(b.Tensors) {
+		t.Fatalf("%s: %d tensors, llama-quantize %d", mix, len(a.Tensors), len(b.Tensors))
+	}
+	same := 0
+	for i := range a.Tensors {
+		ta := &a.Tensors[i]
+		tb, found := b.Tensor(ta.Name)
+		if !found || tb.Type != ta.Type {
+			t.Errorf("%s: tensor %s is %s, llama-quantize %v", mix, ta.Name, ta.Type, tb)
+			continue
+		}
+		da, _ := a.TensorData(ta)
+		db, _ := b.TensorData(tb)
+		if !bytes.Equal(da, db) {
+			t.Errorf("%s: tensor %s (%s): bytes differ from llama-quantize's", mix, ta.Name, ta.Type)
+			continue
+		}
+		same++
+	}
+	t.Logf("%s: %d tensors, all types and bytes equal to llama-quantize's: %v", mix, same, same == len(a.Tensors))
 }
 
 func getKV(f *gguf.File, key string) any {

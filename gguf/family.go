@@ -39,6 +39,9 @@ type family struct {
 	needOutput bool
 	// scales: Granite's embedding, residual, attention and logit scales.
 	scales bool
+	// mla: DeepSeek's multi-head latent attention and the rest of the
+	// deepseek2 layout (deepseek2Config, mlaLayer).
+	mla bool
 	// gptOSS: gpt-oss's pieces (see ossConfig and ossLayer): attention
 	// sinks, biases everywhere, alternating sliding windows, the clamped
 	// SwiGLU, YaRN, post_attention_norm as the FFN norm.
@@ -55,6 +58,7 @@ var families = []family{
 		order: config.RouterSoftmaxTopK, needOutput: true},
 	{arch: "granitemoe", modelType: config.TypeGraniteMoE, permuteQK: true, optShared: true,
 		order: config.RouterTopKSoftmax, scales: true},
+	{arch: archDeepseek2, modelType: config.TypeDeepseekV2, order: config.RouterSoftmaxTopK, mla: true},
 	{arch: ArchGPTOSS, modelType: config.TypeGPTOSS, order: config.RouterTopKSoftmax, needOutput: true, gptOSS: true},
 }
 
@@ -81,32 +85,16 @@ func architectures() string {
 // familyConfig builds the config of a file of family fam from its
 // {arch}.* keys, as llama.cpp's loader reads them.
 func familyConfig(f *File, fam *family) (*config.Config, error) {
-	k := newKeyReader(f, fam.arch)
-	cfg := &config.Config{
-		ModelType:             fam.modelType,
-		HiddenSize:            k.int("embedding_length", -1),
-		IntermediateSize:      k.int("feed_forward_length", -1),
-		NumLayers:             k.int("block_count", -1),
-		NumHeads:              k.int("attention.head_count", -1),
-		MaxPositionEmbeddings: k.int("context_length", 2048),
-		RopeTheta:             k.float("rope.freq_base", 10000),
-		RMSNormEps:            k.float("attention.layer_norm_rms_epsilon", -1),
-		NumExperts:            k.int("expert_count", -1),
-		ExpertsPerToken:       k.int("expert_used_count", -1),
-		HiddenAct:             "silu",
-		Routing:               config.RoutingTokenChoice,
-		RouterOrder:           fam.order,
-		NormTopKProb:          fam.normTopK,
-		QKNorm:                fam.qkNorm,
-		QKNormPerHead:         fam.qkNormPerHead,
-		SharedExpertGate:      fam.sharedGate,
+	if fam.mla {
+		return deepseek2Config(f, fam)
 	}
+	k := newKeyReader(f, fam.arch)
+	cfg := familyBase(k, fam)
+	cfg.IntermediateSize = k.int("feed_forward_length", -1)
+	cfg.NormTopKProb, cfg.QKNorm, cfg.QKNormPerHead, cfg.SharedExpertGate = fam.normTopK, fam.qkNorm, fam.qkNormPerHead, fam.sharedGate
 	cfg.NumKVHeads = k.int("attention.head_count_kv", cfg.NumHeads)
 	if k.err != nil {
 		return nil, k.err
-	}
-	if cfg.NumExperts < 2 || cfg.ExpertsPerToken < 1 {
-		return nil, fmt.Errorf("gguf: %s.expert_count %d and %s.expert_used_count %d: moe reads %s files with at least 2 experts", fam.arch, cfg.NumExperts, fam.arch, cfg.ExpertsPerToken, fam.arch)
 	}
 	if cfg.NumHeads > 0 {
 		if hd := k.int("attention.key_length", cfg.HiddenSize/cfg.NumHeads); hd != cfg.HiddenSize/cfg.NumHeads {
@@ -153,23 +141,55 @@ func familyConfig(f *File, fam *family) (*config.Config, error) {
 	if fam.qkvBias {
 		_, cfg.QKVBias = f.Tensor("blk.0.attn_q.bias")
 	}
-	emb, ok := f.Tensor("token_embd.weight")
-	if !ok || len(emb.Dims) != 2 {
-		return nil, fmt.Errorf("gguf: missing 2-D tensor %q", "token_embd.weight")
-	}
-	cfg.VocabSize = int(emb.Dims[1])
-	_, hasOut := f.Tensor("output.weight")
-	if fam.needOutput && !hasOut {
-		return nil, fmt.Errorf("gguf: missing tensor %q (%s has no tied embeddings)", "output.weight", fam.arch)
-	}
-	cfg.TieWordEmbeddings = !hasOut
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("gguf: %s model metadata: %w", fam.arch, err)
+	if err := familyFinish(f, fam, cfg); err != nil {
+		return nil, err
 	}
 	if hd := cfg.HeadDimension(); hd <= 0 || hd%2 != 0 || cfg.NumHeads%cfg.KVHeads() != 0 {
 		return nil, fmt.Errorf("gguf: %s: head dimension %d must be even and %d heads a multiple of %d kv heads", fam.arch, hd, cfg.NumHeads, cfg.KVHeads())
 	}
 	return cfg, nil
+}
+
+// familyBase returns the config fields every family reads alike from its
+// {arch}.* keys.
+func familyBase(k *keyReader, fam *family) *config.Config {
+	return &config.Config{
+		ModelType:             fam.modelType,
+		HiddenSize:            k.int("embedding_length", -1),
+		NumLayers:             k.int("block_count", -1),
+		NumHeads:              k.int("attention.head_count", -1),
+		MaxPositionEmbeddings: k.int("context_length", 2048),
+		RopeTheta:             k.float("rope.freq_base", 10000),
+		RMSNormEps:            k.float("attention.layer_norm_rms_epsilon", -1),
+		NumExperts:            k.int("expert_count", -1),
+		ExpertsPerToken:       k.int("expert_used_count", -1),
+		HiddenAct:             "silu",
+		Routing:               config.RoutingTokenChoice,
+		RouterOrder:           fam.order,
+	}
+}
+
+// familyFinish checks the expert counts, takes the vocabulary size from
+// token_embd.weight and whether the embeddings are tied from the absence
+// of output.weight, and validates cfg.
+func familyFinish(f *File, fam *family, cfg *config.Config) error {
+	if cfg.NumExperts < 2 || cfg.ExpertsPerToken < 1 {
+		return fmt.Errorf("gguf: %s.expert_count %d and %s.expert_used_count %d: moe reads %s files with at least 2 experts", fam.arch, cfg.NumExperts, fam.arch, cfg.ExpertsPerToken, fam.arch)
+	}
+	emb, ok := f.Tensor("token_embd.weight")
+	if !ok || len(emb.Dims) != 2 {
+		return fmt.Errorf("gguf: missing 2-D tensor %q", "token_embd.weight")
+	}
+	cfg.VocabSize = int(emb.Dims[1])
+	_, hasOut := f.Tensor("output.weight")
+	if fam.needOutput && !hasOut {
+		return fmt.Errorf("gguf: missing tensor %q (%s has no tied embeddings)", "output.weight", fam.arch)
+	}
+	cfg.TieWordEmbeddings = !hasOut
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("gguf: %s model metadata: %w", fam.arch, err)
+	}
+	return nil
 }
 
 // keyReader reads {arch}.* metadata, keeping the first error: a missing

@@ -60,6 +60,12 @@ type LayerMatrices struct {
 	// SharedGateInp is the shared expert's sigmoid gate (hidden wide); nil
 	// when the shared expert is ungated.
 	SharedGateInp []float32
+	// MLA holds the attention matrices of a multi-head latent attention
+	// layer (Q, K and V are then empty); nil otherwise.
+	MLA *MLAMatrices
+	// ScoreBias is the router's per-expert selection bias (exp_probs_b);
+	// nil when the model has none.
+	ScoreBias []float32
 	// Sinks are gpt-oss's per-head attention sink logits, OBias the output
 	// projection's bias, RouterBias the router logits' bias; nil when the
 	// model has none.
@@ -158,6 +164,11 @@ func (m *Mapped) each(f func(*Matrix)) {
 		for _, x := range []*Matrix{&L.Q, &L.K, &L.V, &L.O, &L.Router} {
 			f(x)
 		}
+		if a := L.MLA; a != nil {
+			for _, x := range append([]*Matrix{&a.Q, &a.QA, &a.QB, &a.KVA}, ptrs(a.KB, a.VB)...) {
+				f(x)
+			}
+		}
 		blocks := append([]ExpertMatrices{L.FFN, L.Shared}, L.Experts...)
 		for i := range blocks {
 			f(&blocks[i].Gate)
@@ -177,6 +188,17 @@ func (m *Mapped) checkComputable() error {
 		}
 	})
 	return err
+}
+
+// ptrs returns pointers to the matrices of every list.
+func ptrs(lists ...[]Matrix) []*Matrix {
+	var out []*Matrix
+	for _, l := range lists {
+		for i := range l {
+			out = append(out, &l[i])
+		}
+	}
+	return out
 }
 
 // Fuse joins consecutive parts that lie back to back in one allocation
@@ -332,10 +354,16 @@ func mapModel(f *File) (*Mapped, error) {
 		p := fmt.Sprintf("blk.%d.", i)
 		var errs [8]error
 		L.AttnNorm, errs[0] = vec(p+"attn_norm.weight", d)
-		L.Q, errs[1] = mat(p+"attn_q.weight", nh*hd, d)
-		L.K, errs[2] = mat(p+"attn_k.weight", nkv*hd, d)
-		L.V, errs[3] = mat(p+"attn_v.weight", nkv*hd, d)
-		L.O, errs[4] = mat(p+"attn_output.weight", d, nh*hd)
+		oIn := nh * hd
+		if cfg.MLA() {
+			oIn = nh * cfg.VHeadDim
+			L.MLA, errs[1] = mlaLayer(f, cfg, p, mat, stack, vec, func() int { copies++; return copies })
+		} else {
+			L.Q, errs[1] = mat(p+"attn_q.weight", nh*hd, d)
+			L.K, errs[2] = mat(p+"attn_k.weight", nkv*hd, d)
+			L.V, errs[3] = mat(p+"attn_v.weight", nkv*hd, d)
+		}
+		L.O, errs[4] = mat(p+"attn_output.weight", d, oIn)
 		L.FFNNorm, errs[5] = vec(p+ffnNormName(fam), d)
 		if err := errors.Join(errs[:]...); err != nil {
 			return nil, err
@@ -358,7 +386,7 @@ func mapModel(f *File) (*Mapped, error) {
 			L.Q.Data, L.Q.region = buf[:len(L.Q.Data):len(L.Q.Data)], copies
 			L.K.Data, L.K.region = buf[len(L.Q.Data):], copies
 		}
-		if !cfg.IsMoE() {
+		if !cfg.LayerIsMoE(i) {
 			ff := cfg.IntermediateSize
 			L.FFN.Gate, errs[0] = mat(p+"ffn_gate.weight", ff, d)
 			L.FFN.Up, errs[1] = mat(p+"ffn_up.weight", ff, d)
@@ -376,6 +404,11 @@ func mapModel(f *File) (*Mapped, error) {
 		down, errs[3] = stack(p+"ffn_down_exps.weight", d, fe, E)
 		if err := errors.Join(errs[:4]...); err != nil {
 			return nil, err
+		}
+		if cfg.HasRouterScoreBias() {
+			if L.ScoreBias, err = vec(p+"exp_probs_b.bias", E); err != nil {
+				return nil, err
+			}
 		}
 		L.Experts = make([]ExpertMatrices, E)
 		for e := range L.Experts {

@@ -475,17 +475,27 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 			}
 		}
 	}
+	logits := r.logits(x, emb)
+	for p := range logits {
+		for i := range logits[p] {
+			logits[p][i] /= r.logitDiv
+		}
+	}
+	return logits
+}
+
+// logits returns the LM head's logits of the final hidden states x: the
+// output norm, then output.weight (emb when the file ties them), its input
+// rounded to q8_0 with q8acts as for any quantized matrix.
+func (r *familyRef) logits(x [][]float64, emb []float64) [][]float64 {
 	head, headName := r.tensor("output.weight"), "output.weight"
 	if head == nil {
 		head, headName = emb, "token_embd.weight"
 	}
 	on := r.must("output_norm.weight")
-	logits := make([][]float64, n)
-	for p := range n {
+	logits := make([][]float64, len(x))
+	for p := range x {
 		logits[p] = matvec(head, r.act(headName, rmsnorm64(x[p], on, r.eps)))
-		for i := range logits[p] {
-			logits[p][i] /= r.logitDiv
-		}
 	}
 	return logits
 }
@@ -495,6 +505,47 @@ func itoa(i int) string {
 		return string(rune('0' + i))
 	}
 	return itoa(i/10) + string(rune('0'+i%10))
+}
+
+// familyTokens are the token ids the family tests run.
+func familyTokens() []int32 { return []int32{84, 258, 39, 101, 3, 200, 257, 17, 66, 120} }
+
+// forwardError runs toks through m, a prefill of the first 6 with every
+// position's logits then single-token decode steps against the KV cache,
+// and returns the largest relative error of any position's logits
+// against want.
+func forwardError(t *testing.T, m *Model, toks []int32, want [][]float64) float64 {
+	t.Helper()
+	return forwardErrors(t, m, toks, want)[0]
+}
+
+// forwardErrors is forwardError against several references at once: the
+// largest relative error against each.
+func forwardErrors(t *testing.T, m *Model, toks []int32, wants ...[][]float64) []float64 {
+	t.Helper()
+	V := m.Cfg.VocabSize
+	s := m.NewSeq(0)
+	const prefill = 6
+	got, err := m.Forward([]*Seq{s}, [][]int32{toks[:prefill]}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := make([]float64, len(wants))
+	for p := 0; p < prefill; p++ {
+		for j, want := range wants {
+			worst[j] = math.Max(worst[j], relErr(got[0][p*V:(p+1)*V], want[p]))
+		}
+	}
+	for p := prefill; p < len(toks); p++ {
+		got, err := m.Forward([]*Seq{s}, [][]int32{toks[p : p+1]}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, want := range wants {
+			worst[j] = math.Max(worst[j], relErr(got[0], want[p]))
+		}
+	}
+	return worst
 }
 
 // relErr returns max|got−want| / max|want|.
@@ -539,7 +590,7 @@ func testFamily(t *testing.T, pool *compute.Pool, arch, typ string, limit float6
 		t.Fatal("no tokenizer")
 	}
 	ref := newFamilyRef(t, path, arch)
-	toks := []int32{84, 258, 39, 101, 3, 200, 257, 17, 66, 120}
+	toks := familyTokens()
 	if ref.oss {
 		// Past 16 + the window, so that window layers skip whole
 		// blocks of 16 keys.
@@ -549,27 +600,8 @@ func testFamily(t *testing.T, pool *compute.Pool, arch, typ string, limit float6
 	}
 	want := ref.forward(toks)
 	ref.q8acts = true
-	wantQ8 := ref.forward(toks)
-	V := m.Cfg.VocabSize
-	s := m.NewSeq(0)
-	const prefill = 6
-	got, err := m.Forward([]*Seq{s}, [][]int32{toks[:prefill]}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	worst, worstQ8 := 0.0, 0.0
-	for p := 0; p < prefill; p++ {
-		worst = math.Max(worst, relErr(got[0][p*V:(p+1)*V], want[p]))
-		worstQ8 = math.Max(worstQ8, relErr(got[0][p*V:(p+1)*V], wantQ8[p]))
-	}
-	for p := prefill; p < len(toks); p++ {
-		got, err := m.Forward([]*Seq{s}, [][]int32{toks[p : p+1]}, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		worst = math.Max(worst, relErr(got[0], want[p]))
-		worstQ8 = math.Max(worstQ8, relErr(got[0], wantQ8[p]))
-	}
+	errs := forwardErrors(t, m, toks, want, ref.forward(toks))
+	worst, worstQ8 := errs[0], errs[1]
 	t.Logf("%s %s: max relative logit error %.2e over %d positions; %.2e with the activations rounded to q8_0 as ggml rounds them", arch, typ, worst, len(toks), worstQ8)
 	if worst > limit {
 		t.Fatalf("%s %s: logits differ from the float64 reference by %.3e relative (limit %g)", arch, typ, worst, limit)
@@ -582,45 +614,52 @@ func testFamily(t *testing.T, pool *compute.Pool, arch, typ string, limit float6
 // TestGGUFFamilyErrors checks that a family file with a missing key, a
 // misshapen tensor or an unknown architecture fails with an error naming it.
 func TestGGUFFamilyErrors(t *testing.T) {
-	files := map[string][]byte{}
-	for _, c := range []struct{ arch, from, to, want string }{
-		{"qwen2moe", "qwen2moe.expert_used_count", "qwen2moe.expert_usXd_count", `"qwen2moe.expert_used_count"`},
-		{"qwen2moe", "qwen2moe.attention.layer_norm_rms_epsilon", "qwen2moe.attention.layer_norm_rms_epsiloX", `"qwen2moe.attention.layer_norm_rms_epsilon"`},
-		{"qwen2moe", "blk.1.ffn_gate_inp_shexp.weight", "blk.1.ffn_gate_inp_shexX.weight", `"blk.1.ffn_gate_inp_shexp.weight"`},
-		{"qwen2moe", "blk.0.attn_k.bias", "blk.0.attn_k.biaX", `"blk.0.attn_k.bias"`},
-		{"qwen2moe", "\x08\x00\x00\x00\x00\x00\x00\x00qwen2moe", "\x08\x00\x00\x00\x00\x00\x00\x00qwen9moe", `"qwen9moe" is not supported`},
-		// gpt-oss's own keys and tensors.
-		{"gpt-oss", "gpt-oss.attention.sliding_window", "gpt-oss.attention.sliding_windoX", `"gpt-oss.attention.sliding_window"`},
-		{"gpt-oss", "gpt-oss.expert_feed_forward_length", "gpt-oss.expert_feed_forward_lengtX", `"gpt-oss.expert_feed_forward_length"`},
-		{"gpt-oss", "blk.1.attn_sinks.weight", "blk.1.attn_sinkX.weight", `"blk.1.attn_sinks.weight"`},
-		{"gpt-oss", "blk.0.attn_output.bias", "blk.0.attn_output.biaX", `"blk.0.attn_output.bias"`},
-		{"gpt-oss", "blk.0.ffn_gate_inp.bias", "blk.0.ffn_gate_inp.biaX", `"blk.0.ffn_gate_inp.bias"`},
-		{"gpt-oss", "blk.1.ffn_down_exps.bias", "blk.1.ffn_down_exps.biaX", `"blk.1.ffn_down_exps.bias"`},
-		{"gpt-oss", "blk.0.post_attention_norm.weight", "blk.0.post_attention_norX.weight", `"blk.0.post_attention_norm.weight"`},
+	// Same-length renames in the header: the key or tensor becomes
+	// something moe does not know, so the file lacks the real one.
+	for _, c := range []struct{ from, to, want string }{
+		{"qwen2moe.expert_used_count", "qwen2moe.expert_usXd_count", `"qwen2moe.expert_used_count"`},
+		{"qwen2moe.attention.layer_norm_rms_epsilon", "qwen2moe.attention.layer_norm_rms_epsiloX", `"qwen2moe.attention.layer_norm_rms_epsilon"`},
+		{"blk.1.ffn_gate_inp_shexp.weight", "blk.1.ffn_gate_inp_shexX.weight", `"blk.1.ffn_gate_inp_shexp.weight"`},
+		{"blk.0.attn_k.bias", "blk.0.attn_k.biaX", `"blk.0.attn_k.bias"`},
+		{"\x08\x00\x00\x00\x00\x00\x00\x00qwen2moe", "\x08\x00\x00\x00\x00\x00\x00\x00qwen9moe", `"qwen9moe" is not supported`},
 	} {
-		data, ok := files[c.arch]
-		if !ok {
-			var err error
-			if data, err = os.ReadFile(filepath.Join("testdata", "family", c.arch+"-f32.gguf")); err != nil {
-				t.Fatal(err)
-			}
-			files[c.arch] = data
-		}
-		// Same-length renames in the header: the key or tensor becomes
-		// something moe does not know, so the file lacks the real one.
-		i := strings.Index(string(data), c.from)
-		if i < 0 {
-			t.Fatalf("%q not in the %s fixture", c.from, c.arch)
-		}
-		bad := slices.Clone(data)
-		copy(bad[i:], c.to)
-		path := filepath.Join(t.TempDir(), "bad.gguf")
-		if err := os.WriteFile(path, bad, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		_, err := Load(path, nil)
-		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
-			t.Errorf("%s → %s: got error %v, want one line naming %s", c.from, c.to, err, c.want)
-		}
+		badFamilyFile(t, "qwen2moe-f32", c.from, c.to, c.want)
+	}
+	// gpt-oss's own keys and tensors.
+	for _, c := range []struct{ from, to, want string }{
+		{"gpt-oss.attention.sliding_window", "gpt-oss.attention.sliding_windoX", `"gpt-oss.attention.sliding_window"`},
+		{"gpt-oss.expert_feed_forward_length", "gpt-oss.expert_feed_forward_lengtX", `"gpt-oss.expert_feed_forward_length"`},
+		{"blk.1.attn_sinks.weight", "blk.1.attn_sinkX.weight", `"blk.1.attn_sinks.weight"`},
+		{"blk.0.attn_output.bias", "blk.0.attn_output.biaX", `"blk.0.attn_output.bias"`},
+		{"blk.0.ffn_gate_inp.bias", "blk.0.ffn_gate_inp.biaX", `"blk.0.ffn_gate_inp.bias"`},
+		{"blk.1.ffn_down_exps.bias", "blk.1.ffn_down_exps.biaX", `"blk.1.ffn_down_exps.bias"`},
+		{"blk.0.post_attention_norm.weight", "blk.0.post_attention_norX.weight", `"blk.0.post_attention_norm.weight"`},
+	} {
+		badFamilyFile(t, "gpt-oss-f32", c.from, c.to, c.want)
+	}
+}
+
+// badFamilyFile copies fixture name with the bytes from (in its header)
+// replaced by to, of the same length, and checks that Load fails with a
+// one-line error containing want.
+func badFamilyFile(t *testing.T, name, from, to, want string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "family", name+".gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(data), from)
+	if i < 0 {
+		t.Fatalf("%q not in %s", from, name)
+	}
+	bad := slices.Clone(data)
+	copy(bad[i:], to)
+	path := filepath.Join(t.TempDir(), "bad.gguf")
+	if err := os.WriteFile(path, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(path, nil)
+	if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("%s: %s → %s: got error %v, want one line naming %s", name, from, to, err, want)
 	}
 }

@@ -41,6 +41,7 @@ type scratch struct {
 	expOut             []float32
 	route, scores      []float32
 	rowSeq, rowPos     []int32
+	mla                mlaScratch
 	// prec is the precision of the current call's products.
 	prec precision
 }
@@ -159,7 +160,9 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 	sc.x = grow(sc.x, rows*d)
 	sc.xn = grow(sc.xn, rows*d)
 	qkvDim := qDim + 2*kvDim
-	sc.qkv = grow(sc.qkv, rows*qkvDim)
+	if !cfg.MLA() { // latent attention has its own buffers (mlaScratch)
+		sc.qkv = grow(sc.qkv, rows*qkvDim)
+	}
 	sc.att = grow(sc.att, rows*qDim)
 	sc.o = grow(sc.o, rows*d)
 	x := sc.x
@@ -195,37 +198,41 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 	for l := range m.layers {
 		L := &m.layers[l]
 		compute.RMSNorm(sc.xn, x, L.attnNorm, rows, d, eps, nil)
-		L.qkv.mul(m.Pool, prec, rows, sc.xn, d, sc.qkv, qkvDim)
-		for r := 0; r < rows; r++ {
-			p := int(rowPos[r])
-			row := sc.qkv[r*qkvDim : (r+1)*qkvDim]
-			if L.qkvBias != nil {
-				compute.Add(row, L.qkvBias)
+		if L.mla != nil {
+			m.mlaAttention(seqs, l, rows, rowSeq, rowPos)
+		} else {
+			L.qkv.mul(m.Pool, prec, rows, sc.xn, d, sc.qkv, qkvDim)
+			for r := 0; r < rows; r++ {
+				p := int(rowPos[r])
+				row := sc.qkv[r*qkvDim : (r+1)*qkvDim]
+				if L.qkvBias != nil {
+					compute.Add(row, L.qkvBias)
+				}
+				if L.qNorm != nil {
+					// q/k RMSNorm before RoPE, per head when the gain is
+					// head_dim wide, else over the whole projection.
+					q, k := row[:qDim], row[qDim:qDim+kvDim]
+					compute.RMSNorm(q, q, L.qNorm, qDim/len(L.qNorm), len(L.qNorm), eps, nil)
+					compute.RMSNorm(k, k, L.kNorm, kvDim/len(L.kNorm), len(L.kNorm), eps, nil)
+				}
+				m.rope.Apply(row[:qDim], nh, p)
+				m.rope.Apply(row[qDim:qDim+kvDim], nkv, p)
+				sq := seqs[rowSeq[r]]
+				kt := sq.k[l]
+				for i, v := range row[qDim : qDim+kvDim] {
+					kt[i*sq.cap+p] = v
+				}
+				copy(sq.v[l][p*kvDim:(p+1)*kvDim], row[qDim+kvDim:])
 			}
-			if L.qNorm != nil {
-				// q/k RMSNorm before RoPE, per head when the gain is
-				// head_dim wide, else over the whole projection.
-				q, k := row[:qDim], row[qDim:qDim+kvDim]
-				compute.RMSNorm(q, q, L.qNorm, qDim/len(L.qNorm), len(L.qNorm), eps, nil)
-				compute.RMSNorm(k, k, L.kNorm, kvDim/len(L.kNorm), len(L.kNorm), eps, nil)
-			}
-			m.rope.Apply(row[:qDim], nh, p)
-			m.rope.Apply(row[qDim:qDim+kvDim], nkv, p)
-			sq := seqs[rowSeq[r]]
-			kt := sq.k[l]
-			for i, v := range row[qDim : qDim+kvDim] {
-				kt[i*sq.cap+p] = v
-			}
-			copy(sq.v[l][p*kvDim:(p+1)*kvDim], row[qDim+kvDim:])
+			m.attention(seqs, l, rows, rowSeq, rowPos)
+			L.o.mul(m.Pool, prec, rows, sc.att, qDim, sc.o, d)
 		}
-		m.attention(seqs, l, rows, rowSeq, rowPos)
-		L.o.mul(m.Pool, prec, rows, sc.att, qDim, sc.o, d)
 		addRowBias(sc.o[:rows*d], L.oBias)
 		scaleBy(sc.o[:rows*d], m.resScale)
 		compute.Add(x, sc.o[:rows*d])
 
 		compute.RMSNorm(sc.xn, x, L.ffnNorm, rows, d, eps, nil)
-		if !cfg.IsMoE() {
+		if !cfg.LayerIsMoE(l) {
 			m.swiglu(m.Pool, &sc.ffn, rows, sc.xn, &L.ffn)
 			scaleBy(sc.ffn.o[:rows*d], m.resScale)
 			compute.Add(x[:rows*d], sc.ffn.o)

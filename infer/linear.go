@@ -228,6 +228,8 @@ type layerWeights struct {
 	// q/k/v biases as one [q; k; v] vector, the shared expert's sigmoid
 	// gate.
 	qNorm, kNorm, qkvBias, shGate []float32
+	// mla replaces qkv under multi-head latent attention; nil otherwise.
+	mla *mlaWeights
 	// gpt-oss: the per-head attention sink logits, the output projection's
 	// bias and the router logits' bias.
 	sinks, oBias, routerBias []float32
@@ -241,6 +243,7 @@ func (L *layerWeights) forEach(f func(l *Linear, router bool)) {
 	}
 	f(&L.o, false)
 	ffn := func(x *Linear) { f(x, false) }
+	L.mla.forEach(ffn)
 	L.ffn.forEach(ffn)
 	if L.router.n > 0 {
 		f(&L.router, true)

@@ -23,6 +23,7 @@ import (
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/plan"
 	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
 	"github.com/moe-llm/moe/tokenizer/chattmpl"
@@ -97,6 +98,9 @@ func supported(cfg *config.Config, fromFile bool) error {
 		c.QKNorm, c.QKNormPerHead, c.QKVBias, c.SharedExpertGate = false, false, false, false
 		c.AttentionBias, c.AttentionSinks, c.RouterBias, c.ExpertBias, c.SwiGLULimit = false, false, false, false, 0
 		c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling = 0, 0, 0, 0
+		// Latent attention and dense leading layers (deepseek2).
+		c.HeadDim = cfg.HeadDimension()
+		c.KVLoraRank, c.QLoraRank, c.MLPOnlyLayers = 0, 0, nil
 	}
 	if err := model.Supported(c); err != nil {
 		return err
@@ -193,14 +197,18 @@ func newMapped(mm *gguf.Mapped, pool *compute.Pool) (*Model, error) {
 	for l := range mm.Layers {
 		L, X := &m.layers[l], &mm.Layers[l]
 		L.attnNorm, L.ffnNorm = X.AttnNorm, X.FFNNorm
-		L.qkv = fuseMatrices(X.Q, X.K, X.V)
-		L.qNorm, L.kNorm, L.shGate = X.QNorm, X.KNorm, X.SharedGateInp
+		if X.MLA != nil {
+			L.mla = newMLAWeights(X.MLA)
+		} else {
+			L.qkv = fuseMatrices(X.Q, X.K, X.V)
+		}
+		L.qNorm, L.kNorm, L.shGate, L.scoreBias = X.QNorm, X.KNorm, X.SharedGateInp, X.ScoreBias
 		L.sinks, L.oBias, L.routerBias = X.Sinks, X.OBias, X.RouterBias
 		if X.QBias != nil {
 			L.qkvBias = slices.Concat(X.QBias, X.KBias, X.VBias)
 		}
 		L.o = matrixLinear(X.O)
-		if !cfg.IsMoE() {
+		if !cfg.LayerIsMoE(l) {
 			L.ffn = ffn(X.FFN)
 			continue
 		}
@@ -291,7 +299,12 @@ func (m *Model) forEachLinear(f func(l *Linear, router bool)) {
 const maxTransposedFloats = 1 << 28
 
 // NumParams returns the model's parameter count.
-func (m *Model) NumParams() int { return model.NumParams(m.Cfg) }
+func (m *Model) NumParams() int {
+	if m.Cfg.MLA() { // the training model's layout has no latent attention
+		return int(plan.Count(m.Cfg).Total)
+	}
+	return model.NumParams(m.Cfg)
+}
 
 // sharesWeights reports whether m and o multiply by the same weights
 // (a model used as its own draft).
@@ -336,7 +349,7 @@ func (m *Model) Context() int { return m.ctxLen }
 
 // Load reads a model for inference from path: a run directory (config,
 // checkpoint and tokenizer, as `moe train` writes it), a .gguf file, or a
-// Hugging Face gpt_oss directory.
+// Hugging Face gpt_oss or deepseek_v2/deepseek_v3 directory.
 func Load(path string, pool *compute.Pool) (*Model, error) {
 	load := loadRunDir
 	switch {
@@ -344,6 +357,8 @@ func Load(path string, pool *compute.Pool) (*Model, error) {
 		load = loadGGUF
 	case safetensors.IsGPTOSSDir(path):
 		load = loadHFGPTOSS
+	case safetensors.IsDeepseekDir(path):
+		load = loadHFDeepseek
 	}
 	m, err := load(path, pool)
 	if err != nil {

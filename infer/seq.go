@@ -12,7 +12,9 @@ type Seq struct {
 	// k holds, per layer, the keys transposed: [KVHeads·HeadDim][capacity]
 	// floats (position fastest), so that a query's scores against every
 	// position are one row-streaming product; v holds the values as
-	// [capacity][KVHeads·HeadDim]. The first n positions are valid.
+	// [capacity][KVHeads·HeadDim]. The first n positions are valid. Under
+	// multi-head latent attention k holds the latent keys
+	// ([kv_lora_rank+rope][capacity]) and v nothing (see cacheDims).
 	k, v [][]float32
 	cap  int
 }
@@ -78,14 +80,14 @@ func (s *Seq) reserve(n int) {
 	c = min(c, s.maxLen)
 	c = max(c, n)
 	c = (c + 15) &^ 15 // attention reads key rows in whole 16-position vectors
-	kv := s.m.kvDim
+	kd, vd := s.m.cacheDims()
 	for l := range s.k {
-		nk := make([]float32, c*kv)
-		nv := make([]float32, c*kv)
-		for i := 0; i < kv && s.n > 0; i++ {
+		nk := make([]float32, c*kd)
+		nv := make([]float32, c*vd)
+		for i := 0; i < kd && s.n > 0; i++ {
 			copy(nk[i*c:i*c+s.n], s.k[l][i*s.cap:i*s.cap+s.n])
 		}
-		copy(nv, s.v[l][:s.n*kv])
+		copy(nv, s.v[l][:s.n*vd])
 		s.k[l], s.v[l] = nk, nv
 	}
 	s.cap = c

@@ -156,7 +156,7 @@ func attnSizes(cfg *config.Config) (d, hd, nh, nkv, qdim, kvdim, qkvdim int) {
 func (m *Model) causalABt(T, w int, alpha float32, a []float32, lda int, b []float32, ldb int, c []float32) {
 	for r0 := 0; r0 < T; r0 += m.attnBlock {
 		r1 := min(T, r0+m.attnBlock)
-		m.attnGemm(m.pool, false, true, r1-r0, r1, w, alpha, a[r0*lda:], lda, b, ldb, 0, c[r0*T:], T)
+		m.attnGemm(false, true, r1-r0, r1, w, alpha, a[r0*lda:], lda, b, ldb, 0, c[r0*T:], T)
 	}
 }
 
@@ -165,7 +165,7 @@ func (m *Model) causalABt(T, w int, alpha float32, a []float32, lda int, b []flo
 func (m *Model) causalPB(T, w int, p, b []float32, ldb int, c []float32, ldc int) {
 	for r0 := 0; r0 < T; r0 += m.attnBlock {
 		r1 := min(T, r0+m.attnBlock)
-		m.attnGemm(m.pool, false, false, r1-r0, w, r1, 1, p[r0*T:], T, b, ldb, 0, c[r0*ldc:], ldc)
+		m.attnGemm(false, false, r1-r0, w, r1, 1, p[r0*T:], T, b, ldb, 0, c[r0*ldc:], ldc)
 	}
 }
 
@@ -174,7 +174,7 @@ func (m *Model) causalPB(T, w int, p, b []float32, ldb int, c []float32, ldc int
 func (m *Model) causalPtB(T, w int, p, b []float32, ldb int, c []float32, ldc int) {
 	for c0 := 0; c0 < T; c0 += m.attnBlock {
 		c1 := min(T, c0+m.attnBlock)
-		m.attnGemm(m.pool, true, false, c1-c0, w, T-c0, 1, p[c0*T+c0:], T, b[c0*ldb:], ldb, 1, c[c0*ldc:], ldc)
+		m.attnGemm(true, false, c1-c0, w, T-c0, 1, p[c0*T+c0:], T, b[c0*ldb:], ldb, 1, c[c0*ldc:], ldc)
 	}
 }
 

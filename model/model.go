@@ -178,6 +178,8 @@ func Supported(cfg *config.Config) error {
 		return errors.New("model: LayerNorm is not supported, only RMSNorm")
 	case cfg.LearnedPositions:
 		return errors.New("model: learned position embeddings are not supported, only RoPE")
+	case cfg.MLA():
+		return errors.New("model: multi-head latent attention (kv_lora_rank) is not supported")
 	case cfg.EmbeddingMultiplier != 0 || cfg.ResidualMultiplier != 0 || cfg.AttentionMultiplier != 0 || cfg.LogitsScaling != 0:
 		return errors.New("model: Granite's embedding, residual, attention and logit scales are not supported")
 	case cfg.HiddenAct != "" && cfg.HiddenAct != "silu" && cfg.HiddenAct != "swish":

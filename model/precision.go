@@ -13,15 +13,15 @@ type Precision int
 const (
 	// F32 multiplies float32 inputs (the default).
 	F32 Precision = iota
-	// BF16 rounds the inputs of every matmul with a weight matrix (the
-	// q/k/v and output projections, router, experts, dense and shared
-	// FFNs, LM head) to bfloat16 in the forward pass and in both backward
-	// products (input and weight gradients), accumulating in float32
+	// BF16 rounds the inputs of every matmul to bfloat16 — those with a
+	// weight matrix (the q/k/v and output projections, router, experts,
+	// dense and shared FFNs, LM head) and the attention score and value
+	// products — in the forward pass and in both backward products (input
+	// and weight gradients), accumulating in float32
 	// (compute.GemmBF16Mixed, on the AVX-512 BF16 dot-product instructions
 	// where the CPU has them): mixed-precision training with float32
-	// master weights. The attention score and value products (activation
-	// × activation, k or n = the head dimension) stay float32: at head dim
-	// 32 their bf16 packing costs more than the faster products save.
+	// master weights. The softmax, norms and everything elementwise stay
+	// float32.
 	BF16
 )
 
@@ -52,10 +52,11 @@ func (m *Model) SetPrecision(p Precision) { m.precision = p }
 // Precision returns the arithmetic of the model's matmuls.
 func (m *Model) Precision() Precision { return m.precision }
 
-// attnGemm is the float32 compute.Gemm of the attention score and value
-// products, whatever the precision (see BF16).
-func (m *Model) attnGemm(p *compute.Pool, transA, transB bool, rows, cols, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	compute.Gemm(p, transA, transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
+// attnGemm is gemm for the attention score and value products, each on
+// one thread: the callers already spread the (sequence, head) jobs over
+// the pool.
+func (m *Model) attnGemm(transA, transB bool, rows, cols, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	m.gemm(m.pool.Serial(), transA, transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // gemm is compute.Gemm in the model's precision.

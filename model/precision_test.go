@@ -52,9 +52,11 @@ func TestBF16Precision(t *testing.T) {
 		n32 += float64(g32[i]) * float64(g32[i])
 		n16 += float64(g16[i]) * float64(g16[i])
 	}
-	if cos := dot / math.Sqrt(n32*n16); !(cos > 0.999) {
+	cos := dot / math.Sqrt(n32*n16)
+	if !(cos > 0.999) {
 		t.Fatalf("bf16 gradient cosine to float32's %v", cos)
 	}
+	t.Logf("loss float32 %.6f, bf16 %.6f; gradient cosine %.6f", l32, l16, cos)
 	moe := moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 5 })
 	tokens, targets = toyBatch(r, moe.VocabSize, B, T)
 	la, ga := lossAndGrad(t, moe, BF16, 1, tokens, targets, B, T)

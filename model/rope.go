@@ -10,8 +10,9 @@ import (
 )
 
 // RopeFreqs returns the RoPE inverse frequencies of cfg (one per rotated
-// pair, head dimension / 2) and the attention factor that multiplies cos
-// and sin, following Hugging Face transformers' rope_scaling definitions:
+// pair, RopeDim / 2: the head dimension, or under MLA its rope part) and
+// the attention factor that multiplies cos and sin, following Hugging Face
+// transformers' rope_scaling definitions:
 //
 //   - none: invFreq_i = θ^(−2i/d), factor 1;
 //   - linear: invFreq_i / s;
@@ -24,7 +25,7 @@ import (
 //     mscale(s, mscale)/mscale(s, mscale_all_dim) when both are set, or
 //     attention_factor.
 func RopeFreqs(cfg *config.Config) (invFreq []float64, attn float64) {
-	d := cfg.HeadDimension()
+	d := cfg.RopeDim()
 	theta := RopeBase(cfg)
 	rs := cfg.RopeScaling
 	invFreq = make([]float64, d/2)
@@ -89,7 +90,7 @@ func RopeFreqs(cfg *config.Config) (invFreq []float64, attn float64) {
 // which names it.
 func RopeBase(cfg *config.Config) float64 {
 	if rs := cfg.RopeScaling; rs != nil && rs.Type == config.RopeNTK {
-		d := float64(cfg.HeadDimension())
+		d := float64(cfg.RopeDim())
 		return RopeTheta(cfg) * math.Pow(rs.Factor, d/(d-2))
 	}
 	return RopeTheta(cfg)
@@ -104,7 +105,7 @@ func NewRoPE(cfg *config.Config, maxPos int) (*compute.RoPE, error) {
 	if err := cfg.RopeScalingImplemented(); err != nil {
 		return nil, err
 	}
-	d := cfg.HeadDimension()
+	d := cfg.RopeDim()
 	if d <= 0 || d%2 != 0 {
 		return nil, fmt.Errorf("rope: head dimension %d must be positive and even", d)
 	}

@@ -25,17 +25,26 @@ type router struct {
 	tkSoftmax bool    // weights are a softmax over the chosen logits (Mixtral order)
 	norm      bool    // the chosen scores are renormalised to sum 1
 	scale     float32 // routed_scaling_factor, applied to the combine weights
+	// groups > 0 limits the selection to the groupsUsed best of groups
+	// equal expert groups, ranked by their best key (groupMax) or the sum
+	// of their two best.
+	groups, groupsUsed int
+	groupMax           bool
 }
 
 func newRouter(cfg *config.Config) router {
 	ec := cfg.Routing == config.RoutingExpertChoice
 	sig := cfg.SigmoidScoring()
-	return router{
+	r := router{
 		sigmoid:   sig,
 		tkSoftmax: !ec && !sig && cfg.RouterOrder != config.RouterSoftmaxTopK,
 		norm:      !ec && cfg.NormTopKProb,
 		scale:     float32(cfg.RoutedScale()),
 	}
+	if !ec {
+		r.groups, r.groupsUsed, r.groupMax = cfg.GroupLimited()
+	}
+	return r
 }
 
 // scores writes the expert scores of one token's router logits z into s:
@@ -54,9 +63,11 @@ func (r router) scores(z, s []float32) {
 // pick chooses len(sel) experts for one token from its logits z and scores
 // s and writes their weights, before routed_scaling_factor, into w. The
 // selection key is the logits in Mixtral order and the scores otherwise,
-// plus bias when it is not nil (key is then scratch of len(z)). The weights
-// never see the bias: a softmax over the chosen logits (Mixtral order), or
-// the chosen scores, renormalised to sum 1 when norm.
+// plus bias when it is not nil; with expert groups, only the experts of
+// the best groups by that key compete (key is scratch of len(z) for
+// either). The weights never see the bias: a softmax over the chosen
+// logits (Mixtral order), or the chosen scores, renormalised to sum 1 when
+// norm.
 func (r router) pick(z, s, bias, key []float32, sel []int32, w []float32) {
 	src := s
 	if r.tkSoftmax {
@@ -67,6 +78,12 @@ func (r router) pick(z, s, bias, key []float32, sel []int32, w []float32) {
 		for e, v := range src {
 			key[e] = v + bias[e]
 		}
+		src = key
+	}
+	if r.groups > 0 {
+		key = key[:len(src)]
+		copy(key, src)
+		r.maskGroups(key)
 		src = key
 	}
 	compute.TopK(src, len(sel), sel)
@@ -85,6 +102,41 @@ func (r router) pick(z, s, bias, key []float32, sel []int32, w []float32) {
 	if r.norm {
 		for j := range w {
 			w[j] /= sum
+		}
+	}
+}
+
+// maskGroups sets the key of every expert outside the r.groupsUsed best
+// of r.groups equal groups to −Inf. A group ranks by its best key
+// (groupMax) or the sum of its two best; ties go to the lower group.
+func (r router) maskGroups(key []float32) {
+	var score [config.MaxExpertGroups]float32
+	var best [config.MaxExpertGroups]int32
+	per := len(key) / r.groups
+	for g := 0; g < r.groups; g++ {
+		a, b := float32(math.Inf(-1)), float32(math.Inf(-1)) // best, second best
+		for _, v := range key[g*per : (g+1)*per] {
+			if v > a {
+				a, b = v, a
+			} else if v > b {
+				b = v
+			}
+		}
+		score[g] = a
+		if !r.groupMax {
+			score[g] = a + b
+		}
+	}
+	compute.TopK(score[:r.groups], r.groupsUsed, best[:r.groupsUsed])
+	var keep [config.MaxExpertGroups]bool
+	for _, g := range best[:r.groupsUsed] {
+		keep[g] = true
+	}
+	for g := 0; g < r.groups; g++ {
+		if !keep[g] {
+			for i := g * per; i < (g+1)*per; i++ {
+				key[i] = float32(math.Inf(-1))
+			}
 		}
 	}
 }

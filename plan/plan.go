@@ -207,6 +207,9 @@ func Count(cfg *config.Config) Params {
 	}
 
 	attn := d*qw + 2*d*kvw + qw*d
+	if cfg.MLA() {
+		attn = mlaParams(cfg)
+	}
 	switch {
 	case cfg.AttentionBias:
 		attn += qw + 2*kvw + d
@@ -253,6 +256,9 @@ func Count(cfg *config.Config) Params {
 		p.Router += e * d
 		if cfg.RouterBias {
 			p.Router += e
+		}
+		if cfg.HasRouterScoreBias() {
+			p.Router += e // the selection bias (e_score_correction_bias)
 		}
 		p.RoutedExperts += e * expert
 		p.Expert += expert
@@ -389,7 +395,7 @@ type Report struct {
 // keys earlier keys: per layer 2·nh·hd·keys for QKᵀ and as many for the
 // weighted sum of values, with keys capped at the layer's window.
 func attentionFLOPs(cfg *config.Config, keys float64) float64 {
-	width := float64(cfg.NumHeads * cfg.HeadDimension())
+	width := attnWidth(cfg)
 	var f float64
 	for i := 0; i < cfg.NumLayers; i++ {
 		k := keys
@@ -404,7 +410,7 @@ func attentionFLOPs(cfg *config.Config, keys float64) float64 {
 // meanCausalAttentionFLOPs averages attentionFLOPs over the positions
 // 1..ctx of a causal sequence: position t sees t keys, or the window.
 func meanCausalAttentionFLOPs(cfg *config.Config, ctx int) float64 {
-	width := float64(cfg.NumHeads * cfg.HeadDimension())
+	width := attnWidth(cfg)
 	n := float64(ctx)
 	var f float64
 	for i := 0; i < cfg.NumLayers; i++ {
@@ -424,6 +430,9 @@ func meanCausalAttentionFLOPs(cfg *config.Config, ctx int) float64 {
 // kvBytes returns the bf16 KV-cache bytes of one ctx-long sequence.
 func kvBytes(cfg *config.Config, ctx int) float64 {
 	perLayer := 2 * float64(cfg.KVHeads()*cfg.HeadDimension()) * 2 // K and V, 2 bytes each
+	if cfg.MLA() {
+		perLayer = float64(cfg.KVLoraRank+cfg.QKRopeHeadDim) * 2 // the latent key, 2 bytes a float
+	}
 	var b float64
 	for i := 0; i < cfg.NumLayers; i++ {
 		n := ctx

@@ -43,6 +43,11 @@ func TestPublishedCounts(t *testing.T) {
 		{config: "olmoe-1b-7b", total: 6.92e9, active: 1.28e9, exact: 6_919_161_856},
 		{config: "gpt-oss-20b", total: 20.91e9, active: 3.61e9, activeNoEmbed: true},
 		{config: "gpt-oss-120b", total: 116.83e9, active: 5.13e9, activeNoEmbed: true},
+		// DeepSeek publishes 15.7B total and 2.4B activated to two figures
+		// (2.45B without the input embedding); V3's 671B and 37B (36.6B)
+		// are the main model without its multi-token-prediction layer.
+		{config: "deepseek-v2-lite", total: 15.7e9, active: 2.4e9, activeNoEmbed: true, tol: 0.025},
+		{config: "deepseek-v3", total: 671e9, active: 37e9, activeNoEmbed: true, tol: 0.015},
 		{config: "gpt3", total: 175e9},
 		{config: filepath.Join("testdata", "gpt3-175b.json"), total: 175e9},
 	}
@@ -113,10 +118,27 @@ func stateDict(cfg *config.Config) map[string][]int {
 		norm(p+"input_layernorm", d)
 		norm(p+"post_attention_layernorm", d)
 		qkvBias := cfg.AttentionBias || cfg.QKVBias
-		linear(p+"self_attn.q_proj", nh*hd, d, qkvBias)
-		linear(p+"self_attn.k_proj", nkv*hd, d, qkvBias)
-		linear(p+"self_attn.v_proj", nkv*hd, d, qkvBias)
-		linear(p+"self_attn.o_proj", d, nh*hd, cfg.AttentionBias)
+		if cfg.MLA() {
+			// DeepSeek's names: q (or its LoRA), the latent projection
+			// with the shared rope key, its norm, the decompression.
+			rank, rope := cfg.KVLoraRank, cfg.QKRopeHeadDim
+			if qr := cfg.QLoraRank; qr > 0 {
+				linear(p+"self_attn.q_a_proj", qr, d, false)
+				norm(p+"self_attn.q_a_layernorm", qr)
+				linear(p+"self_attn.q_b_proj", nh*hd, qr, false)
+			} else {
+				linear(p+"self_attn.q_proj", nh*hd, d, false)
+			}
+			linear(p+"self_attn.kv_a_proj_with_mqa", rank+rope, d, false)
+			norm(p+"self_attn.kv_a_layernorm", rank)
+			linear(p+"self_attn.kv_b_proj", nh*(cfg.QKNopeHeadDim+cfg.VHeadDim), rank, false)
+			linear(p+"self_attn.o_proj", d, nh*cfg.VHeadDim, false)
+		} else {
+			linear(p+"self_attn.q_proj", nh*hd, d, qkvBias)
+			linear(p+"self_attn.k_proj", nkv*hd, d, qkvBias)
+			linear(p+"self_attn.v_proj", nkv*hd, d, qkvBias)
+			linear(p+"self_attn.o_proj", d, nh*hd, cfg.AttentionBias)
+		}
 		if cfg.QKNorm && cfg.QKNormPerHead {
 			sd[p+"self_attn.q_norm.weight"] = []int{hd}
 			sd[p+"self_attn.k_norm.weight"] = []int{hd}
@@ -132,6 +154,9 @@ func stateDict(cfg *config.Config) map[string][]int {
 			continue
 		}
 		linear(p+"mlp.gate", cfg.NumExperts, d, cfg.RouterBias)
+		if cfg.HasRouterScoreBias() {
+			sd[p+"mlp.gate.e_score_correction_bias"] = []int{cfg.NumExperts}
+		}
 		for e := 0; e < cfg.NumExperts; e++ {
 			mlp(fmt.Sprintf("%smlp.experts.%d", p, e), cfg.ExpertSize(), cfg.ExpertBias)
 		}

@@ -2,9 +2,7 @@ package safetensors
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -170,15 +168,6 @@ func (r *ossReader) matrix(name string, rows, cols int) gguf.Matrix {
 	}
 	typ := map[string]compute.QType{F32: compute.QF32, F16: compute.QF16, BF16: compute.QBF16}[t.DType]
 	return gguf.Matrix{Name: name, Type: typ, Rows: rows, Cols: cols, Data: b}
-}
-
-// f32Matrix wraps rows×cols float32 values as a gguf.Matrix of type F32.
-func f32Matrix(name string, v []float32, rows, cols int) gguf.Matrix {
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
-	}
-	return gguf.Matrix{Name: name, Type: compute.QF32, Rows: rows, Cols: cols, Data: b}
 }
 
 // experts reads the E experts of one layer (prefix "…mlp.experts."): the

@@ -314,6 +314,12 @@ func Finetune(ctx context.Context, opts Options, progress io.Writer, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	// A resume without --precision continues in the checkpoint's.
+	if ck != nil && opts.Precision == "" {
+		if opts.Precision, err = checkpointPrecision(ck); err != nil {
+			return nil, err
+		}
+	}
 	// The base model and its tokenizer.
 	var cfg *config.Config
 	var base *model.Weights

@@ -283,3 +283,45 @@ func FuzzLoadChat(f *testing.F) {
 		}
 	})
 }
+
+// TestFinetuneBF16ResumesExactly: a --precision bf16 fine-tune interrupted
+// and resumed ends in the bits of an uninterrupted one and records its
+// precision; its weights differ from a float32 fine-tune's; a resume
+// without --precision continues in bf16 and one with float32 is refused.
+func TestFinetuneBF16ResumesExactly(t *testing.T) {
+	base := t.TempDir()
+	o := microOptions(t, base)
+	o.Steps = 4
+	if _, err := Run(context.Background(), o, nil, quietLog()); err != nil {
+		t.Fatal(err)
+	}
+	ft := DefaultOptions()
+	ft.Config, ft.Data, ft.Out = base, []string{writeChat(t, 40)}, t.TempDir()
+	ft.Steps, ft.Batch, ft.SeqLen, ft.LR, ft.Warmup, ft.EvalEvery, ft.CheckpointEvery, ft.Threads = 12, 4, 32, 3e-3, 3, 0, 4, 2
+	ft.Precision = "bf16"
+	ck, _ := interruptAndResumeJob(t, ft, Finetune)
+	if p, err := checkpointPrecision(ck); err != nil || p != "bf16" {
+		t.Fatalf("checkpoint precision %q, %v: want bf16", p, err)
+	}
+	f32 := ft
+	f32.Out, f32.Precision = t.TempDir(), ""
+	if _, err := Finetune(context.Background(), f32, nil, quietLog()); err != nil {
+		t.Fatal(err)
+	}
+	weightsDiffer(t, finalState(t, f32.Out), ck, 4)
+	// Resuming the finished bf16 fine-tune for more steps: without
+	// --precision it continues in bf16; --precision float32 is refused.
+	more := ft
+	more.Out, more.Resume, more.Steps = filepath.Dir(filepath.Clean(ck.Path)), true, 14
+	more.Precision = "float32"
+	if _, err := Finetune(context.Background(), more, nil, quietLog()); err == nil || !strings.Contains(err.Error(), "--precision bf16") {
+		t.Fatalf("resuming a bf16 fine-tune as float32: err = %v", err)
+	}
+	more.Precision = ""
+	if sum, err := Finetune(context.Background(), more, nil, quietLog()); err != nil || sum.Step != 14 {
+		t.Fatalf("resume without --precision: %+v, %v", sum, err)
+	}
+	if p, err := checkpointPrecision(finalState(t, more.Out)); err != nil || p != "bf16" {
+		t.Fatalf("resumed checkpoint precision %q, %v: want bf16", p, err)
+	}
+}

@@ -124,6 +124,22 @@ func saveModelState(dir string, h checkpoint.Header, m *model.Model, opt *AdamW,
 	}, keep)
 }
 
+// checkpointPrecision returns the --precision spelling ("float32", "bf16")
+// that the run which wrote ck trained with.
+func checkpointPrecision(ck *checkpoint.Checkpoint) (string, error) {
+	var ts trainState
+	if len(ck.Header.Train) > 0 {
+		if err := json.Unmarshal(ck.Header.Train, &ts); err != nil {
+			return "", fmt.Errorf("checkpoint %s: train state: %w", ck.Path, err)
+		}
+	}
+	p, err := model.ParsePrecision(ts.Precision)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint %s: %w", ck.Path, err)
+	}
+	return p.String(), nil
+}
+
 // restore loads a checkpoint's state into the model, optimizer, trainer,
 // data position and RNG.
 func restore(ck *checkpoint.Checkpoint, m *model.Model, opt *AdamW, tr *Trainer, b Batches, rng *rand.PCG) error {

@@ -103,7 +103,7 @@ type Options struct {
 	// Precision is the arithmetic of the model's matmuls: "float32" (or
 	// empty) or "bf16" (inputs rounded to bfloat16, float32 accumulation,
 	// master weights and optimizer state; see model.BF16). A resume must
-	// use the checkpoint's.
+	// use the checkpoint's; Finetune resumes an empty one in it.
 	Precision string `json:"precision,omitempty"`
 }
 

@@ -44,6 +44,14 @@ type benchTrainResult struct {
 	// Precisions has one entry per precision timed, in --precision's order
 	// (both: float32 then bf16, alternated round by round).
 	Precisions []benchPrecision `json:"precisions"`
+	// With two precisions, RoundRatios[r] is round r's tokens/s of the
+	// second over the first (rounds adjacent in time, so a shared
+	// machine's load shifts both alike), CPURoundRatios the same per
+	// CPU-second; the medians summarise them.
+	RoundRatios         []float64 `json:"round_ratios,omitempty"`
+	MedianRoundRatio    float64   `json:"median_round_ratio,omitempty"`
+	CPURoundRatios      []float64 `json:"cpu_round_ratios,omitempty"`
+	MedianCPURoundRatio float64   `json:"median_cpu_round_ratio,omitempty"`
 }
 
 // benchPrecision is the throughput of one precision over the rounds.
@@ -53,6 +61,10 @@ type benchPrecision struct {
 	TokensPerSecond       float64   `json:"tokens_per_second"`
 	MedianTokensPerSecond float64   `json:"median_tokens_per_second"`
 	Rounds                []float64 `json:"rounds_tokens_per_second"`
+	// CPURounds is each round's tokens per second of this process's CPU
+	// time (all threads; time spent descheduled by other load does not
+	// count), where the platform reports it.
+	CPURounds []float64 `json:"rounds_tokens_per_cpu_second,omitempty"`
 	// PeakGFLOPS is this precision's measured peak (compute.MeasurePeak,
 	// compute.MeasurePeakBF16) and MFU the best round's model FLOPs over it.
 	PeakGFLOPS float64 `json:"peak_gflops"`
@@ -137,11 +149,12 @@ func runBenchTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		defer stop()
 	}
-	tps := make([][]float64, len(precs))
+	tps, cpuTPS := make([][]float64, len(precs)), make([][]float64, len(precs))
 	var firstSec float64 // seconds of the first precision's timed steps
 	for r := 0; r < *rounds; r++ {
 		for pi, p := range precs {
 			m.SetPrecision(p)
+			cpu0, cpuOK := compute.ProcessCPUSeconds()
 			t0 := time.Now()
 			for i := 0; i < *steps; i++ {
 				res, err := tr.TrainStep(ctx)
@@ -154,6 +167,9 @@ func runBenchTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 				}
 			}
 			sec := time.Since(t0).Seconds()
+			if cpu1, ok := compute.ProcessCPUSeconds(); ok && cpuOK && cpu1 > cpu0 {
+				cpuTPS[pi] = append(cpuTPS[pi], float64(*batch*T**steps)/(cpu1-cpu0))
+			}
 			if pi == 0 {
 				firstSec += sec
 			}
@@ -169,13 +185,9 @@ func runBenchTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		out.TrainFLOPsPerToken = 3 * r.ForwardFLOPsPerToken
 	}
 	for pi, p := range precs {
-		bp := benchPrecision{Precision: p.String(), Rounds: tps[pi]}
-		sorted := slices.Sorted(slices.Values(tps[pi]))
-		bp.TokensPerSecond = sorted[len(sorted)-1]
-		bp.MedianTokensPerSecond = sorted[len(sorted)/2]
-		if len(sorted)%2 == 0 {
-			bp.MedianTokensPerSecond = (sorted[len(sorted)/2-1] + sorted[len(sorted)/2]) / 2
-		}
+		bp := benchPrecision{Precision: p.String(), Rounds: tps[pi], CPURounds: cpuTPS[pi]}
+		bp.TokensPerSecond = slices.Max(tps[pi])
+		bp.MedianTokensPerSecond = median(tps[pi])
 		if planErr == nil {
 			if p == model.BF16 {
 				bp.PeakGFLOPS = compute.MeasurePeakBF16(ctx, pool.Threads()).GFLOPS
@@ -187,6 +199,12 @@ func runBenchTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 			}
 		}
 		out.Precisions = append(out.Precisions, bp)
+	}
+	if len(precs) == 2 {
+		out.RoundRatios, out.MedianRoundRatio = roundRatios(tps[1], tps[0])
+		if len(cpuTPS[0]) == *rounds && len(cpuTPS[1]) == *rounds {
+			out.CPURoundRatios, out.MedianCPURoundRatio = roundRatios(cpuTPS[1], cpuTPS[0])
+		}
 	}
 	out.TokensPerSecond = out.Precisions[0].TokensPerSecond
 	out.PeakGFLOPS, out.MFU = out.Precisions[0].PeakGFLOPS, out.Precisions[0].MFU
@@ -203,10 +221,35 @@ func runBenchTrain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if len(out.Precisions) == 2 {
 		a, b := out.Precisions[0], out.Precisions[1]
-		fmt.Fprintf(stdout, "  %s/%s: best %.2f×, median %.2f×\n", b.Precision, a.Precision, b.TokensPerSecond/a.TokensPerSecond, b.MedianTokensPerSecond/a.MedianTokensPerSecond)
+		fmt.Fprintf(stdout, "  %s/%s: best %.2f×, median %.2f×; round by round median %.2f× (%.2f–%.2f)",
+			b.Precision, a.Precision, b.TokensPerSecond/a.TokensPerSecond, b.MedianTokensPerSecond/a.MedianTokensPerSecond,
+			out.MedianRoundRatio, slices.Min(out.RoundRatios), slices.Max(out.RoundRatios))
+		if len(out.CPURoundRatios) > 0 {
+			fmt.Fprintf(stdout, "; per CPU-second median %.2f× (%.2f–%.2f)", out.MedianCPURoundRatio, slices.Min(out.CPURoundRatios), slices.Max(out.CPURoundRatios))
+		}
+		fmt.Fprintln(stdout)
 	}
 	fmt.Fprintf(stdout, "  %s: %.3f s/step of which AdamW %.3f s\n", out.Precision, out.SecondsPerStep, out.OptimizerSeconds)
 	return nil
+}
+
+// median returns the median of xs (not empty): the middle value, or the
+// mean of the two middle ones.
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return s[len(s)/2]
+}
+
+// roundRatios returns num[r]/den[r] for each round and their median.
+func roundRatios(num, den []float64) ([]float64, float64) {
+	out := make([]float64, len(num))
+	for r := range num {
+		out[r] = num[r] / den[r]
+	}
+	return out, median(out)
 }
 
 // startCPUProfile starts a CPU profile written to path; stop ends it and

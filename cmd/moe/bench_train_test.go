@@ -9,7 +9,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"github.com/moe-llm/moe/compute"
 )
 
 // benchTrainConfig writes a tiny MoE config.json (2 layers of 4 experts,
@@ -53,6 +56,26 @@ func TestBenchTrainPrecisions(t *testing.T) {
 	}
 	if r.Precisions[1].PeakGFLOPS < 0.5*r.Precisions[0].PeakGFLOPS || r.TokensPerSecond != r.Precisions[0].TokensPerSecond {
 		t.Fatalf("bf16 peak %v vs float32 %v; top-level tokens/s %v", r.Precisions[1].PeakGFLOPS, r.Precisions[0].PeakGFLOPS, r.TokensPerSecond)
+	}
+	// Round-by-round ratios pair each bf16 round with the float32 round
+	// before it, in wall time and (where the platform reports it) CPU time.
+	checkRatios := func(what string, ratios []float64, med float64, num, den []float64) {
+		t.Helper()
+		if len(ratios) != 3 || len(num) != 3 || len(den) != 3 {
+			t.Fatalf("%s: ratios %v of rounds %v / %v", what, ratios, num, den)
+		}
+		for i, x := range ratios {
+			if math.Abs(x-num[i]/den[i]) > 1e-12*x {
+				t.Fatalf("%s: round %d ratio %v, want %v / %v", what, i, x, num[i], den[i])
+			}
+		}
+		if sorted := slices.Sorted(slices.Values(ratios)); med != sorted[1] {
+			t.Fatalf("%s: median %v of %v", what, med, ratios)
+		}
+	}
+	checkRatios("wall", r.RoundRatios, r.MedianRoundRatio, r.Precisions[1].Rounds, r.Precisions[0].Rounds)
+	if _, ok := compute.ProcessCPUSeconds(); ok {
+		checkRatios("cpu", r.CPURoundRatios, r.MedianCPURoundRatio, r.Precisions[1].CPURounds, r.Precisions[0].CPURounds)
 	}
 	err := runBenchTrain(context.Background(), []string{"--config", cfg, "--precision", "fp8"}, io.Discard, io.Discard)
 	var ue usageError

@@ -37,6 +37,7 @@ func runFinetune(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.IntVar(&o.CheckpointEvery, "checkpoint-every", o.CheckpointEvery, "checkpoint every N steps (0 = only at the end)")
 	fs.IntVar(&o.EvalEvery, "eval-every", o.EvalEvery, "validation loss on held-out conversations every N steps")
 	fs.BoolVar(&o.Resume, "resume", false, "continue from RUNDIR2's last checkpoint")
+	fs.StringVar(&o.Precision, "precision", "", "matmul arithmetic: float32, or bf16 (bf16 inputs on AVX-512 BF16 dot products, float32 accumulation, master weights and AdamW state); default float32, or with --resume the checkpoint's")
 	outputFlags(fs, &jsonOut, &quiet)
 	if err := parseFlagsNoArgs(fs, args, "the conversations go in --data CHAT.jsonl"); err != nil {
 		return err

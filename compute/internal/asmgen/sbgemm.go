@@ -9,6 +9,7 @@ func (g *gen) bf16GemmKernels() {
 	g.sbgemm(aPacked)
 	g.sbgemm(aRows)
 	g.bf16Convert()
+	g.bf16PackPanels()
 	g.dpbf16Probe()
 }
 

@@ -1,0 +1,79 @@
+package main
+
+// bf16PackPanels writes the packing moves of the mixed-precision GEMM for
+// whole panels (gemm_bf16_amd64.s; bf16PairIdx is bf16Convert's):
+// func bf16PackATransAVX512(kp, np int, x *float32, ld int, dst *uint32, pstride int)
+// packs np adjacent gemmMR-row panels of a transposed A (rows of a panel
+// are columns of the stored A) and func bf16PackBAVX512 (same arguments)
+// np adjacent gemmNR-column panels of an untransposed B: for panel p < np,
+// q < kp and j < w (w = gemmMR or gemmNR), dst[p*pstride + q*w + j] =
+// bf16(x[2q*ld + p*w + j]) | bf16(x[(2q+1)*ld + p*w + j])<<16, both rows
+// converted by one VCVTNE2PS2BF16 and their words interleaved by VPERMW.
+// The 12-wide panel loads and stores under the mask K1 (12 lanes).
+// Callers pass a few depth pairs at a time, so that the rows they read
+// stay in cache across the panels.
+func (g *gen) bf16PackPanels() {
+	g.bf16PackPanel("bf16PackATransAVX512", gemmMR)
+	g.bf16PackPanel("bf16PackBAVX512", gemmNR)
+}
+
+// bf16PackPanel writes one of bf16PackPanels' functions for panel width w
+// (12 or 32).
+func (g *gen) bf16PackPanel(name string, w int) {
+	nv := (w + 15) / 16
+	masked := w%16 != 0
+	g.p("")
+	g.p("// func %s(kp, np int, x *float32, ld int, dst *uint32, pstride int)", name)
+	g.p("TEXT ·%s(SB), NOSPLIT, $0-48", name)
+	g.p("\tMOVQ kp+0(FP), CX")
+	g.p("\tMOVQ np+8(FP), R10")
+	g.p("\tMOVQ x+16(FP), SI")
+	g.p("\tMOVQ ld+24(FP), DX")
+	g.p("\tMOVQ dst+32(FP), DI")
+	g.p("\tMOVQ pstride+40(FP), R11")
+	g.p("\tSHLQ $2, DX")
+	g.p("\tSHLQ $2, R11")
+	g.p("\tLEAQ (DX)(DX*1), R9")
+	g.p("\tVMOVDQU16 bf16PairIdx<>(SB), Z31")
+	if masked {
+		g.p("\tMOVL $0x%x, AX", 1<<(w%16)-1)
+		g.p("\tKMOVW AX, K1")
+	}
+	g.p("\tTESTQ CX, CX")
+	g.p("\tJE %s_done", name)
+	g.p("\tTESTQ R10, R10")
+	g.p("\tJE %s_done", name)
+	g.p("%s_panel:", name)
+	g.p("\tMOVQ SI, R12")
+	g.p("\tMOVQ DI, R13")
+	g.p("\tMOVQ CX, R14")
+	g.p("%s_loop:", name)
+	for v := 0; v < nv; v++ {
+		x, y, c, o := 4*v, 4*v+1, 4*v+2, 4*v+3
+		if masked {
+			g.p("\tVMOVUPS.Z %d(R12), K1, Z%d", 64*v, x)
+			g.p("\tVMOVUPS.Z %d(R12)(DX*1), K1, Z%d", 64*v, y)
+		} else {
+			g.p("\tVMOVUPS %d(R12), Z%d", 64*v, x)
+			g.p("\tVMOVUPS %d(R12)(DX*1), Z%d", 64*v, y)
+		}
+		g.p("\t%s", vcvtne2ps2bf16(x, y, c))
+		g.p("\tVPERMW Z%d, Z31, Z%d", c, o)
+		if masked {
+			g.p("\tVMOVDQU32 Z%d, K1, %d(R13)", o, 64*v)
+		} else {
+			g.p("\tVMOVDQU32 Z%d, %d(R13)", o, 64*v)
+		}
+	}
+	g.p("\tADDQ R9, R12")
+	g.p("\tADDQ $%d, R13", 4*w)
+	g.p("\tDECQ R14")
+	g.p("\tJNE %s_loop", name)
+	g.p("\tADDQ $%d, SI", 4*w)
+	g.p("\tADDQ R11, DI")
+	g.p("\tDECQ R10")
+	g.p("\tJNE %s_panel", name)
+	g.p("%s_done:", name)
+	g.p("\tVZEROUPPER")
+	g.p("\tRET")
+}
