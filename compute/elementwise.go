@@ -223,6 +223,22 @@ func SoftmaxRow(x []float32) {
 	softmaxInPlace(x)
 }
 
+// SoftmaxRowSink replaces x with its softmax over x and one more logit,
+// sink, which takes part in the normalisation but has no output: an
+// attention sink (gpt-oss), x_i = e^(x_i−m) / (Σ_j e^(x_j−m) + e^(sink−m))
+// with m the largest of x and sink, as ggml's soft_max with sinks computes.
+func SoftmaxRowSink(x []float32, sink float32) {
+	if len(x) == 0 {
+		return
+	}
+	m := rowMax(x)
+	if sink > m {
+		m = sink
+	}
+	sum := expScale(x, nil, m, 1) + Exp32(sink-m)
+	expScale(x, x, m, 1/sum)
+}
+
 // softmaxInPlace replaces the non-empty x with its softmax and returns the
 // shift it used (the maximum, or the first NaN) and the sum of the shifted
 // exponentials.

@@ -131,3 +131,32 @@ func TestLogSumExpVectorMax(t *testing.T) {
 		}
 	}
 }
+
+// TestSoftmaxRowSinkAgainstReference checks the softmax with a sink logit
+// against float64 for sinks below, inside and above the row's range, and a
+// row with masked (−Inf) entries as sliding-window attention makes them.
+func TestSoftmaxRowSinkAgainstReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for n := 1; n <= 70; n++ {
+		for _, sink := range []float32{-20, 0.3, 9} {
+			x := randVec(r, n, 4)
+			if n > 3 {
+				x[0], x[1] = float32(math.Inf(-1)), float32(math.Inf(-1))
+			}
+			m := float64(sink)
+			for _, v := range x {
+				m = math.Max(m, float64(v))
+			}
+			sum := math.Exp(float64(sink) - m)
+			for _, v := range x {
+				sum += math.Exp(float64(v) - m)
+			}
+			want := make([]float64, n)
+			for i, v := range x {
+				want[i] = math.Exp(float64(v)-m) / sum
+			}
+			SoftmaxRowSink(x, sink)
+			checkVec(t, "softmax with sink", x, want, 1e-5, 1e-7)
+		}
+	}
+}

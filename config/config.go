@@ -113,6 +113,11 @@ type Config struct {
 	RouterBias bool `json:"moe_router_bias,omitempty"`
 	// ExpertBias adds biases to every expert projection (gpt_oss).
 	ExpertBias bool `json:"moe_expert_bias,omitempty"`
+	// SwiGLULimit, when set, makes every feed-forward gpt_oss's clamped
+	// SwiGLU (swiglu_limit): the gate g clamped above at the limit, the up
+	// projection u to ±limit, and g·sigmoid(SwiGLUAlpha·g)·(u+1); 0 means
+	// the plain silu(g)·u.
+	SwiGLULimit float64 `json:"swiglu_limit,omitempty"`
 	// SharedExpertGate adds a sigmoid gate, one d-vector, in front of the
 	// shared expert (qwen2_moe).
 	SharedExpertGate bool `json:"moe_shared_expert_gate,omitempty"`
@@ -215,6 +220,10 @@ func (c *Config) Clone() *Config {
 	}
 	return &d
 }
+
+// SwiGLUAlpha is the sigmoid slope of gpt_oss's clamped SwiGLU (see
+// Config.SwiGLULimit).
+const SwiGLUAlpha = 1.702
 
 // Layer attention kinds used in LayerTypes.
 const (

@@ -89,7 +89,7 @@ func TestLoadFieldMapping(t *testing.T) {
 		t.Errorf("olmoe mapped wrong: %+v", ol)
 	}
 	oss, _ := Preset("gpt-oss-20b")
-	if !oss.AttentionBias || !oss.AttentionSinks || !oss.RouterBias || !oss.ExpertBias ||
+	if !oss.AttentionBias || !oss.AttentionSinks || !oss.RouterBias || !oss.ExpertBias || oss.SwiGLULimit != 7 ||
 		oss.AttentionWindow(0) != 128 || oss.AttentionWindow(1) != 0 || oss.NumExperts != 32 || oss.ExpertsPerToken != 4 {
 		t.Errorf("gpt_oss mapped wrong: %+v", oss)
 	}

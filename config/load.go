@@ -139,6 +139,7 @@ type rawConfig struct {
 	UseSlidingWindow             *bool      `json:"use_sliding_window"`
 	LayerTypes                   []string   `json:"layer_types"`
 	QKNorm                       *bool      `json:"qk_norm"`
+	SwiGLULimit                  *float64   `json:"swiglu_limit"` // gpt_oss
 
 	// DeepSeek's (deepseek_v2, deepseek_v3).
 	NRoutedExperts     *intField `json:"n_routed_experts"`
@@ -411,6 +412,7 @@ func (p *parser) buildOptional(c *Config) {
 	c.AttentionSinks = optB(r.AttentionSinks, false)
 	c.RouterBias = optB(r.RouterBias, false)
 	c.ExpertBias = optB(r.ExpertBias, false)
+	c.SwiGLULimit = optF(r.SwiGLULimit, 0)
 	c.SharedExpertGate = optB(r.SharedExpertGate, false)
 	c.Routing = optS(r.Routing, "")
 	c.RouterOrder = optS(r.RouterOrder, "")
@@ -519,6 +521,7 @@ func (p *parser) buildTypeDefaults(c *Config) {
 		c.AttentionSinks = optB(r.AttentionSinks, true)
 		c.RouterBias = optB(r.RouterBias, true)
 		c.ExpertBias = optB(r.ExpertBias, true)
+		c.SwiGLULimit = optF(r.SwiGLULimit, 7)
 		defOrder = RouterTopKSoftmax
 	case TypeGPT3:
 		c.RopeTheta = optF(r.RopeTheta, 0)

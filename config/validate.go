@@ -108,6 +108,7 @@ func (c *Config) Validate() error {
 		{"moe_capacity_factor", c.CapacityFactor},
 		{"moe_router_z_loss_coef", c.RouterZLossCoef},
 		{"initializer_range", c.InitStd},
+		{"swiglu_limit", c.SwiGLULimit},
 	} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
 			return fmt.Errorf("%s: must be a finite non-negative number (got %v)", f.name, f.v)

@@ -35,6 +35,10 @@ var familyChats = []familyChat{
 	{"qwen2moe", []string{"<|endoftext|>", "<|im_start|>", "<|im_end|>"}, ""},
 	{"granitemoe", []string{"<|endoftext|>", "<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"}, "<|end_of_text|>"},
 	{"llama", []string{"<s>", "</s>"}, "<s> "},
+	// gpt-oss: chat's harmony reading drops the message structure's
+	// tokens; <|constrain|> (rendered, as llama.cpp makes it user-defined)
+	// stays as text outside a header.
+	{"gpt-oss", []string{"<|endoftext|>", "<|startoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>", "<|call|>"}, ""},
 }
 
 // familyFile returns the absolute path of a family fixture.

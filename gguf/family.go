@@ -42,6 +42,10 @@ type family struct {
 	// mla: DeepSeek's multi-head latent attention and the rest of the
 	// deepseek2 layout (deepseek2Config, mlaLayer).
 	mla bool
+	// gptOSS: gpt-oss's pieces (see ossConfig and ossLayer): attention
+	// sinks, biases everywhere, alternating sliding windows, the clamped
+	// SwiGLU, YaRN, post_attention_norm as the FFN norm.
+	gptOSS bool
 }
 
 // families are the llama.cpp MoE architectures moe runs besides llama.
@@ -55,6 +59,7 @@ var families = []family{
 	{arch: "granitemoe", modelType: config.TypeGraniteMoE, permuteQK: true, optShared: true,
 		order: config.RouterTopKSoftmax, scales: true},
 	{arch: archDeepseek2, modelType: config.TypeDeepseekV2, order: config.RouterSoftmaxTopK, mla: true},
+	{arch: ArchGPTOSS, modelType: config.TypeGPTOSS, order: config.RouterTopKSoftmax, needOutput: true, gptOSS: true},
 }
 
 // lookupFamily returns the family of arch, or nil.
@@ -102,7 +107,11 @@ func familyConfig(f *File, fam *family) (*config.Config, error) {
 			return nil, fmt.Errorf("gguf: partial RoPE (%s.rope.dimension_count %d of %d) is not supported", fam.arch, rd, cfg.HeadDimension())
 		}
 	}
-	if v, ok := f.Get(fam.arch + ".rope.scaling.type"); ok && v != "none" && v != "" {
+	if fam.gptOSS {
+		if err := ossConfig(f, k, cfg); err != nil {
+			return nil, err
+		}
+	} else if v, ok := f.Get(fam.arch + ".rope.scaling.type"); ok && v != "none" && v != "" {
 		return nil, fmt.Errorf("gguf: %s.rope.scaling.type %v is not supported", fam.arch, v)
 	}
 	if s := k.float("expert_weights_scale", 0); s != 0 && s != 1 {

@@ -35,6 +35,9 @@ type Matrix struct {
 // expert, or a shared expert).
 type ExpertMatrices struct {
 	Gate, Up, Down Matrix
+	// GateBias, UpBias and DownBias are the projections' biases (gpt-oss's
+	// experts); nil when the block has none.
+	GateBias, UpBias, DownBias []float32
 }
 
 // LayerMatrices are one layer's tensors: norm gains decoded to float32, and
@@ -64,6 +67,10 @@ type LayerMatrices struct {
 	// ScoreBias is the router's per-expert selection bias (exp_probs_b);
 	// nil when the model has none.
 	ScoreBias []float32
+	// Sinks are gpt-oss's per-head attention sink logits, OBias the output
+	// projection's bias, RouterBias the router logits' bias; nil when the
+	// model has none.
+	Sinks, OBias, RouterBias []float32
 }
 
 // Mapped is a GGUF model opened for inference: its config and tokenizer,
@@ -314,8 +321,14 @@ func mapModel(f *File) (*Mapped, error) {
 		}
 		return ms[0], nil
 	}
-	vec := func(name string, n int) ([]float32, error) {
-		t, err := info(name, uint64(n))
+	// vecs reads an [n, count] tensor as count vectors (count 0: one
+	// vector, dims [n]), decoded to float32.
+	vecs := func(name string, n, count int) ([][]float32, error) {
+		dims := []uint64{uint64(n)}
+		if count > 0 {
+			dims = append(dims, uint64(count))
+		}
+		t, err := info(name, dims...)
 		if err != nil {
 			return nil, err
 		}
@@ -323,11 +336,22 @@ func mapModel(f *File) (*Mapped, error) {
 		if err != nil {
 			return nil, err
 		}
-		out := make([]float32, n)
+		out := make([]float32, n*max(count, 1))
 		if err := Decode(t.Type, raw, out); err != nil {
 			return nil, fmt.Errorf("gguf: tensor %q: %w", name, err)
 		}
-		return out, nil
+		vs := make([][]float32, max(count, 1))
+		for i := range vs {
+			vs[i] = out[i*n : (i+1)*n : (i+1)*n]
+		}
+		return vs, nil
+	}
+	vec := func(name string, n int) ([]float32, error) {
+		v, err := vecs(name, n, 0)
+		if err != nil {
+			return nil, err
+		}
+		return v[0], nil
 	}
 	d, hd := cfg.HiddenSize, cfg.HeadDimension()
 	nh, nkv, V := cfg.NumHeads, cfg.KVHeads(), cfg.VocabSize
@@ -350,7 +374,7 @@ func mapModel(f *File) (*Mapped, error) {
 			L.V, errs[3] = mat(p+"attn_v.weight", nkv*hd, d)
 		}
 		L.O, errs[4] = mat(p+"attn_output.weight", d, oIn)
-		L.FFNNorm, errs[5] = vec(p+"ffn_norm.weight", d)
+		L.FFNNorm, errs[5] = vec(p+ffnNormName(fam), d)
 		if err := errors.Join(errs[:]...); err != nil {
 			return nil, err
 		}
@@ -399,6 +423,11 @@ func mapModel(f *File) (*Mapped, error) {
 		L.Experts = make([]ExpertMatrices, E)
 		for e := range L.Experts {
 			L.Experts[e] = ExpertMatrices{Gate: gate[e], Up: up[e], Down: down[e]}
+		}
+		if fam != nil && fam.gptOSS {
+			if err := ossLayer(L, f, cfg, p, vec, vecs); err != nil {
+				return nil, err
+			}
 		}
 		if qwen {
 			// The placeholder shared expert moe writes: its down projection

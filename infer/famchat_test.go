@@ -38,6 +38,9 @@ func TestFamilyChatSpecials(t *testing.T) {
 		{"olmoe", false, "<|endoftext|>", "<|endoftext|><|system|>", []string{"<|endoftext|>"}},
 		{"granitemoe", true, "<|end_of_text|>", "<|start_of_role|>", []string{"<|end_of_text|>", "<|endoftext|>"}},
 		{"llama", true, "<s>", " [INST]", []string{"</s>"}},
+		// harmony: <|end|> closes a message but does not end generation
+		// once <|return|> and <|call|> exist (llama.cpp's rule).
+		{"gpt-oss", false, "<|start|>", "<|start|>system<|message|>", []string{"<|call|>", "<|endoftext|>", "<|return|>"}},
 	} {
 		m, err := Load(filepath.Join("testdata", "family", c.arch+"-f32.gguf"), pool)
 		if err != nil {

@@ -251,14 +251,14 @@ func (r *ds2Ref) forward(toks []int32) [][]float64 {
 			h := rmsnorm64(x[p], fn, r.eps)
 			var out []float64
 			if l < r.lead {
-				out = ffn64(r.must(b("ffn_gate.weight")), r.must(b("ffn_up.weight")), r.must(b("ffn_down.weight")), h)
+				out = ffn64(r.must(b("ffn_gate.weight")), r.must(b("ffn_up.weight")), r.must(b("ffn_down.weight")), h, q8Acts{})
 			} else {
 				ge, ue, de := r.must(b("ffn_gate_exps.weight")), r.must(b("ffn_up_exps.weight")), r.must(b("ffn_down_exps.weight"))
 				per := len(ge) / r.E
 				top, w := r.route(matvec(r.must(b("ffn_gate_inp.weight")), h), r.tensor(b("exp_probs_b.bias")))
-				out = ffn64(r.must(b("ffn_gate_shexp.weight")), r.must(b("ffn_up_shexp.weight")), r.must(b("ffn_down_shexp.weight")), h)
+				out = ffn64(r.must(b("ffn_gate_shexp.weight")), r.must(b("ffn_up_shexp.weight")), r.must(b("ffn_down_shexp.weight")), h, q8Acts{})
 				for j, e := range top {
-					y := ffn64(ge[e*per:(e+1)*per], ue[e*per:(e+1)*per], de[e*per:(e+1)*per], h)
+					y := ffn64(ge[e*per:(e+1)*per], ue[e*per:(e+1)*per], de[e*per:(e+1)*per], h, q8Acts{})
 					for i := range out {
 						out[i] += w[j] * y[i]
 					}

@@ -227,6 +227,7 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 			m.attention(seqs, l, rows, rowSeq, rowPos)
 			L.o.mul(m.Pool, prec, rows, sc.att, qDim, sc.o, d)
 		}
+		addRowBias(sc.o[:rows*d], L.oBias)
 		scaleBy(sc.o[:rows*d], m.resScale)
 		compute.Add(x, sc.o[:rows*d])
 
@@ -298,6 +299,7 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 		scale = m.attnScale
 	}
 	win := cfg.AttentionWindow(l)
+	sinks := m.layers[l].sinks
 	sc := &m.sc
 	work := rows * nkv
 	maxPos := 0
@@ -321,22 +323,31 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 			P := int(rowPos[r]) + 1
 			s := seqs[rowSeq[r]]
 			q := sc.qkv[r*qkvDim+g*group*hd : r*qkvDim+(g+1)*group*hd]
-			Pn := (P + 15) &^ 15
+			// Sliding window: keys before lo get no weight; those before
+			// b, lo rounded down to a multiple of 16, are not computed at
+			// all, so a window layer costs its window, not the context
+			// (b + Pn ≤ P rounded up to 16 ≤ the cache's capacity).
+			lo := model.WindowStart(P-1, win)
+			b := lo &^ 15
+			n := P - b
+			Pn := (n + 15) &^ 15
 			sco := scores[:group*Pn]
-			compute.Gemm(nil, false, false, group, Pn, hd, scale, q, hd, s.k[l][g*hd*s.cap:], s.cap, 0, sco, Pn)
-			if lo := model.WindowStart(P-1, win); lo > 0 {
-				// Sliding window: keys before lo get no weight.
-				for j := 0; j < group; j++ {
-					for i := range sco[j*Pn : j*Pn+lo] {
-						sco[j*Pn+i] = float32(math.Inf(-1))
-					}
+			compute.Gemm(nil, false, false, group, Pn, hd, scale, q, hd, s.k[l][g*hd*s.cap+b:], s.cap, 0, sco, Pn)
+			for j := 0; j < group; j++ {
+				row := sco[j*Pn : j*Pn+n]
+				for i := range row[:lo-b] {
+					row[i] = float32(math.Inf(-1))
+				}
+				if sinks != nil {
+					// gpt-oss: query head g·group+j's sink logit joins
+					// the normalisation.
+					compute.SoftmaxRowSink(row, sinks[g*group+j])
+				} else {
+					compute.SoftmaxRow(row)
 				}
 			}
-			for j := 0; j < group; j++ {
-				compute.SoftmaxRow(sco[j*Pn : j*Pn+P])
-			}
 			o := sc.att[r*qDim+g*group*hd : r*qDim+(g+1)*group*hd]
-			compute.Gemm(nil, false, false, group, hd, P, 1, sco, Pn, s.v[l][g*hd:], kvDim, 0, o, hd)
+			compute.Gemm(nil, false, false, group, hd, n, 1, sco, Pn, s.v[l][b*kvDim+g*hd:], kvDim, 0, o, hd)
 		}
 	})
 }
@@ -352,11 +363,17 @@ func (m *Model) swiglu(pool *compute.Pool, b *ffnBuf, rows int, xn []float32, w 
 	b.h = grow(b.h, rows*ff)
 	b.o = grow(b.o, rows*d)
 	w.gu.mul(pool, m.sc.prec, rows, xn, d, b.gu, 2*ff)
+	addRowBias(b.gu[:rows*2*ff], w.guBias)
 	for r := 0; r < rows; r++ {
 		g := b.gu[r*2*ff : (r+1)*2*ff]
-		compute.SwiGLU(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:])
+		if m.swiLimit != 0 {
+			swigluClamped(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:], m.swiLimit)
+		} else {
+			compute.SwiGLU(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:])
+		}
 	}
 	w.down.mul(pool, m.sc.prec, rows, b.h, ff, b.o, d)
+	addRowBias(b.o[:rows*d], w.downBias)
 }
 
 // routeRow picks the experts of one row of layer l from its router logits
@@ -376,6 +393,7 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 	sc := &m.sc
 	sc.route = grow(sc.route, rows*E)
 	L.router.mul(m.Pool, precFull, rows, sc.xn, d, sc.route, E) // routing stays float32
+	addRowBias(sc.route[:rows*E], L.routerBias)
 	// rs is the residual scale of the block's output (Granite).
 	rs := float32(1)
 	if m.resScale != 0 {

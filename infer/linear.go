@@ -208,6 +208,9 @@ type ffnWeights struct {
 	gu    stacked
 	down  Linear
 	width int
+	// guBias ([gate; up], 2·width) and downBias are the projections'
+	// biases (gpt-oss's experts); nil: none.
+	guBias, downBias []float32
 }
 
 // layerWeights are one layer's weights as the forward pass uses them.
@@ -227,6 +230,9 @@ type layerWeights struct {
 	qNorm, kNorm, qkvBias, shGate []float32
 	// mla replaces qkv under multi-head latent attention; nil otherwise.
 	mla *mlaWeights
+	// gpt-oss: the per-head attention sink logits, the output projection's
+	// bias and the router logits' bias.
+	sinks, oBias, routerBias []float32
 }
 
 // forEach calls f with every matrix of the layer the forward pass

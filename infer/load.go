@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 	"github.com/moe-llm/moe/checkpoint"
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
 )
 
@@ -39,6 +41,22 @@ func loadRunDir(path string, pool *compute.Pool) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
 	}
+	return m, nil
+}
+
+// loadHFGPTOSS reads a Hugging Face gpt_oss directory for inference (see
+// safetensors.ReadGPTOSS): float32 copies of its float tensors, its MXFP4
+// experts as stored.
+func loadHFGPTOSS(path string, pool *compute.Pool) (*Model, error) {
+	mm, err := safetensors.ReadGPTOSS(context.Background(), path)
+	if err != nil {
+		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
+	}
+	m, err := newMapped(mm, pool)
+	if err != nil {
+		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
+	}
+	m.path = path
 	return m, nil
 }
 

@@ -78,6 +78,8 @@ type Model struct {
 	// Granite's scales as the forward pass applies them; 0 means unset
 	// (no scaling, 1/sqrt(head_dim) for attention).
 	embScale, resScale, attnScale, logitScale float32
+	// swiLimit is gpt-oss's SwiGLU clamp (0: plain SwiGLU).
+	swiLimit float32
 
 	statsMu   sync.Mutex
 	routed    [][]uint64
@@ -87,12 +89,14 @@ type Model struct {
 // supported reports configs this forward pass cannot run: those the model
 // package rejects, and a missing context length. For a GGUF file
 // (fromFile) the pieces that only this inference pass runs are allowed:
-// q/k norms, q/k/v biases, a gated shared expert and Granite's scales.
+// q/k norms, q/k/v biases, a gated shared expert, Granite's scales and
+// gpt-oss's biases, attention sinks and clamped SwiGLU.
 func supported(cfg *config.Config, fromFile bool) error {
 	c := cfg
 	if fromFile {
 		c = cfg.Clone()
 		c.QKNorm, c.QKNormPerHead, c.QKVBias, c.SharedExpertGate = false, false, false, false
+		c.AttentionBias, c.AttentionSinks, c.RouterBias, c.ExpertBias, c.SwiGLULimit = false, false, false, false, 0
 		c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling = 0, 0, 0, 0
 		// Latent attention and dense leading layers (deepseek2).
 		c.HeadDim = cfg.HeadDimension()
@@ -183,7 +187,11 @@ func newMapped(mm *gguf.Mapped, pool *compute.Pool) (*Model, error) {
 	}
 	m.finalNorm = mm.FinalNorm
 	ffn := func(x gguf.ExpertMatrices) ffnWeights {
-		return ffnWeights{gu: fuseMatrices(x.Gate, x.Up), down: matrixLinear(x.Down), width: x.Gate.Rows}
+		w := ffnWeights{gu: fuseMatrices(x.Gate, x.Up), down: matrixLinear(x.Down), width: x.Gate.Rows, downBias: x.DownBias}
+		if x.GateBias != nil {
+			w.guBias = slices.Concat(x.GateBias, x.UpBias)
+		}
+		return w
 	}
 	m.layers = make([]layerWeights, len(mm.Layers))
 	for l := range mm.Layers {
@@ -195,6 +203,7 @@ func newMapped(mm *gguf.Mapped, pool *compute.Pool) (*Model, error) {
 			L.qkv = fuseMatrices(X.Q, X.K, X.V)
 		}
 		L.qNorm, L.kNorm, L.shGate, L.scoreBias = X.QNorm, X.KNorm, X.SharedGateInp, X.ScoreBias
+		L.sinks, L.oBias, L.routerBias = X.Sinks, X.OBias, X.RouterBias
 		if X.QBias != nil {
 			L.qkvBias = slices.Concat(X.QBias, X.KBias, X.VBias)
 		}
@@ -241,6 +250,7 @@ func newModel(cfg *config.Config, tok *tokenizer.Tokenizer, pool *compute.Pool, 
 		resScale:   float32(cfg.ResidualMultiplier),
 		attnScale:  float32(cfg.AttentionMultiplier),
 		logitScale: float32(cfg.LogitsScaling),
+		swiLimit:   float32(cfg.SwiGLULimit),
 	}
 	for l := range m.routed {
 		m.routed[l] = make([]uint64, max(cfg.NumExperts, 0))
@@ -340,13 +350,15 @@ func (m *Model) Context() int { return m.ctxLen }
 // Load reads a model for inference from path: a run directory (config,
 // checkpoint and tokenizer, as `moe train` writes it), a .gguf file, or a
 // Hugging Face model directory (config.json, safetensors, tokenizer.json):
-// deepseek_v2/deepseek_v3, or one of the families safetensors.OpenMapped
-// reads.
+// gpt_oss, deepseek_v2/deepseek_v3, or one of the families
+// safetensors.OpenMapped reads.
 func Load(path string, pool *compute.Pool) (*Model, error) {
 	load := loadRunDir
 	switch {
 	case strings.HasSuffix(strings.ToLower(path), ".gguf"):
 		load = loadGGUF
+	case safetensors.IsGPTOSSDir(path):
+		load = loadHFGPTOSS
 	case safetensors.IsDeepseekDir(path):
 		load = loadHFDeepseek
 	case safetensors.IsHFDir(path):

@@ -360,6 +360,20 @@ func TestPresetsSupported(t *testing.T) {
 	}
 }
 
+// TestGPTOSSNotTrainable checks that a gpt_oss config parses but is
+// refused for training with an error that names gpt_oss's pieces and
+// where such models run.
+func TestGPTOSSNotTrainable(t *testing.T) {
+	cfg, ok := config.Preset("gpt-oss-20b")
+	if !ok {
+		t.Fatal("preset gpt-oss-20b missing")
+	}
+	err := Supported(cfg)
+	if err == nil || !strings.Contains(err.Error(), "gpt_oss") || !strings.Contains(err.Error(), "inference") {
+		t.Fatalf("got %v, want a refusal naming gpt_oss and inference", err)
+	}
+}
+
 // TestSlidingWindowLimitsAttention checks that with a window of W keys a
 // one-layer model's logits at positions ≥ W ignore the first token, while
 // position W−1 still sees it.

@@ -162,12 +162,12 @@ func Supported(cfg *config.Config) error {
 		return errors.New("model: nil config")
 	}
 	switch {
+	case cfg.AttentionSinks || cfg.SwiGLULimit != 0:
+		return errors.New("model: gpt_oss's attention sinks, clamped SwiGLU (swiglu_limit) and biases are not supported in training (gpt-oss GGUF files run for inference: generate, chat, serve)")
 	case cfg.AttentionBias:
 		return errors.New("model: attention biases (attention_bias) are not supported")
 	case cfg.QKNorm:
 		return errors.New("model: per-head q/k norms (qk_norm) are not supported")
-	case cfg.AttentionSinks:
-		return errors.New("model: attention sinks are not supported")
 	case cfg.QKVBias || cfg.MLPBias || cfg.ExpertBias || cfg.RouterBias:
 		return errors.New("model: q/k/v, MLP, expert and router biases are not supported")
 	case cfg.SharedExpertGate:

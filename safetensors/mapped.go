@@ -109,7 +109,7 @@ func openMapped(dir string, cfg *config.Config) (*gguf.Mapped, error) {
 			names = append(names, t)
 		}
 		slices.Sort(names)
-		return nil, fmt.Errorf("model_type %q cannot be run from a Hugging Face directory (moe runs %s)", cfg.ModelType, strings.Join(names, ", "))
+		return nil, fmt.Errorf("model_type %q cannot be run from a Hugging Face directory (moe maps %s; gpt_oss and deepseek_v2/v3 through ReadGPTOSS and ReadDeepseek)", cfg.ModelType, strings.Join(names, ", "))
 	}
 	if err := checkFeatures(cfg, true); err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.ModelType, err)

@@ -32,11 +32,13 @@ import (
 	"github.com/moe-llm/moe/internal/parsefile"
 )
 
-// Data types this package converts to float32.
+// Data types this package converts to float32, and U8, which it reads and
+// writes as raw bytes.
 const (
 	F32  = "F32"
 	F16  = "F16"
 	BF16 = "BF16"
+	U8   = "U8"
 )
 
 // maxHeader bounds the JSON header a reader accepts (the format's own
@@ -175,8 +177,8 @@ func Read(r io.ReaderAt, size int64) (*File, error) {
 	return f, nil
 }
 
-// Float32 reads tensor name, converted to float32.
-func (f *File) Float32(name string) ([]float32, error) {
+// Bytes reads tensor name's bytes as stored.
+func (f *File) Bytes(name string) ([]byte, error) {
 	t, ok := f.Tensors[name]
 	if !ok {
 		return nil, fmt.Errorf("safetensors: no tensor %q", name)
@@ -185,6 +187,16 @@ func (f *File) Float32(name string) ([]float32, error) {
 	if _, err := f.r.ReadAt(raw, t.Begin); err != nil {
 		return nil, fmt.Errorf("safetensors: reading %q: %w", name, err)
 	}
+	return raw, nil
+}
+
+// Float32 reads tensor name, converted to float32.
+func (f *File) Float32(name string) ([]float32, error) {
+	raw, err := f.Bytes(name)
+	if err != nil {
+		return nil, err
+	}
+	t := f.Tensors[name]
 	out := make([]float32, t.Elements())
 	le := binary.LittleEndian
 	switch t.DType {
@@ -209,9 +221,12 @@ func (f *File) Float32(name string) ([]float32, error) {
 // Tensor is one tensor to write.
 type Tensor struct {
 	Name  string
-	DType string // F32, F16 or BF16
+	DType string // F32, F16 or BF16; U8 with Raw
 	Shape []int64
 	Data  []float32
+	// Raw, for DType U8, is the tensor's bytes as stored (gpt-oss's MXFP4
+	// blocks and scales).
+	Raw []byte
 }
 
 // Write writes a safetensors file holding tensors (in the given order) and
@@ -223,7 +238,7 @@ func Write(ctx context.Context, w io.Writer, tensors []Tensor, metadata map[stri
 	}
 	off := int64(0)
 	for _, t := range tensors {
-		es, ok := map[string]int64{F32: 4, F16: 2, BF16: 2}[t.DType]
+		es, ok := map[string]int64{F32: 4, F16: 2, BF16: 2, U8: 1}[t.DType]
 		if !ok {
 			return fmt.Errorf("safetensors: cannot write dtype %q", t.DType)
 		}
@@ -231,8 +246,8 @@ func Write(ctx context.Context, w io.Writer, tensors []Tensor, metadata map[stri
 		for _, d := range t.Shape {
 			n *= d
 		}
-		if n != int64(len(t.Data)) {
-			return fmt.Errorf("safetensors: tensor %q: shape %v needs %d values, have %d", t.Name, t.Shape, n, len(t.Data))
+		if have := int64(len(t.Data)) + int64(len(t.Raw)); n != have || (t.DType == U8) != (t.Raw != nil) {
+			return fmt.Errorf("safetensors: tensor %q: shape %v needs %d %s values, have %d", t.Name, t.Shape, n, t.DType, have)
 		}
 		if _, dup := hdr[t.Name]; dup {
 			return fmt.Errorf("safetensors: duplicate tensor %q", t.Name)
@@ -257,6 +272,9 @@ func Write(ctx context.Context, w io.Writer, tensors []Tensor, metadata map[stri
 	for _, t := range tensors {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if _, err := bw.Write(t.Raw); err != nil {
+			return fmt.Errorf("safetensors: write: %w", err)
 		}
 		for i := 0; i < len(t.Data); i += 8192 {
 			buf = buf[:0]
@@ -399,6 +417,24 @@ func (s *Set) Info(name string) (*TensorInfo, bool) {
 
 // Float32 reads tensor name as float32.
 func (s *Set) Float32(name string) ([]float32, error) {
+	f, err := s.file(name)
+	if err != nil {
+		return nil, err
+	}
+	return f.Float32(name)
+}
+
+// Bytes reads tensor name's bytes as stored, whatever its dtype.
+func (s *Set) Bytes(name string) ([]byte, error) {
+	f, err := s.file(name)
+	if err != nil {
+		return nil, err
+	}
+	return f.Bytes(name)
+}
+
+// file returns the file holding tensor name.
+func (s *Set) file(name string) (*File, error) {
 	f, ok := s.where[name]
 	if !ok {
 		return nil, fmt.Errorf("safetensors: missing tensor %q", name)
@@ -406,5 +442,5 @@ func (s *Set) Float32(name string) ([]float32, error) {
 	if f == nil {
 		return nil, fmt.Errorf("safetensors: tensor %q is not in the shard the index names", name)
 	}
-	return f.Float32(name)
+	return f, nil
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a small random-weight GGUF of one of llama.cpp's MoE architectures
-(qwen3moe, olmoe, qwen2moe, granitemoe, llama with expert tensors: the
-Mixtral layout, and deepseek2 in three variants: deepseek2, deepseek2v3,
+(qwen3moe, olmoe, qwen2moe, granitemoe, gpt-oss, llama with expert tensors:
+the Mixtral layout, and deepseek2 in three variants: deepseek2, deepseek2v3,
 deepseek2kvb) with llama.cpp's own gguf-py, in the
 tensor names, shapes and metadata keys its converter writes for that family,
 for moe's tests (infer/testdata/family/) and for side-by-side runs against
@@ -9,6 +9,12 @@ llama.cpp (llama-simple -m FILE -n 32 PROMPT).
 
   MOE_LLAMA_CPP=/path/to/llama.cpp /usr/bin/python3 benchmarks/gguf/make_family.py \\
       --arch qwen3moe --out infer/testdata/family/qwen3moe-f32.gguf [--type f32|q8_0]
+
+gpt-oss files are written as its converter writes them: attention sinks,
+q/k/v/o, router and expert biases, post_attention_norm, sliding_window and
+YaRN keys, no expert_weights_scale; with --type q8_0 the expert tensors are
+MXFP4 (as published gpt-oss files and llama-quantize keep them) and the
+other matrices Q8_0. Its tokenizer uses the gpt-4o (o200k) pre-tokenizer.
 
 The weights are laid out as the file stores them (q and k rows of granitemoe
 in llama.cpp's NORM RoPE order, as its converter permutes them), so the
@@ -40,6 +46,11 @@ SHAPES = {
     # embedding/residual/attention/logit scales, NORM RoPE, tied.
     # with the optional ungated shared expert.
     "granitemoe": dict(d=64, heads=4, kv=2, hd=16, ff=32, eff=None, shff=32, experts=4, topk=2, tied=True),
+    # sinks, biases everywhere, sliding window 4 on even layers, clamped
+    # SwiGLU (gate/up scaled past the clamp), YaRN x4 from 64 positions;
+    # a 1024-token context for harmony's long system prompt.
+    "gpt-oss": dict(d=64, heads=4, kv=2, hd=32, ff=32, eff=32, experts=4, topk=2, tied=False,
+                    swa=4, yarn=4.0, yarn_orig=64, theta=150000.0, eps=1e-5, pre="gpt-4o", ctx=1024),
     # Mixtral: llama with stacked expert tensors, NORM RoPE, renormalised
     # top-k, untied, SentencePiece vocabulary.
     "llama": dict(d=64, heads=4, kv=2, hd=16, ff=32, eff=None, experts=4, topk=2, tied=False),
@@ -74,6 +85,12 @@ CHAT = {
     "llama": dict(tmpl="mixtral.jinja", specials=[], bos="<s>", eos="</s>", add_bos=True),
     # deepseek2's fixtures carry no chat template (yet).
     "deepseek2": dict(tmpl=None, specials=[], bos="<|endoftext|>", eos="<|endoftext|>", add_bos=False),
+    # harmony: bos <|startoftext|> and eos <|return|> as gpt-oss's
+    # tokenizer_config names them; llama.cpp ends generation at <|return|>
+    # and <|call|> (and then not at <|end|>).
+    "gpt-oss": dict(tmpl="gpt-oss.jinja", specials=["<|startoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>",
+                                                    "<|constrain|>", "<|return|>", "<|call|>"],
+                    bos="<|startoftext|>", eos="<|return|>", add_bos=False),
 }
 
 
@@ -148,7 +165,7 @@ def main():
         toks = byte_symbols() + ["Ġt", "he", "Ġthe", "<|endoftext|>"] + chat["specials"]
         types = [gguf.TokenType.NORMAL] * 259 + [gguf.TokenType.CONTROL] * (len(toks) - 259)
         w.add_tokenizer_model("gpt2")
-        w.add_tokenizer_pre("llama-bpe")
+        w.add_tokenizer_pre(s.get("pre", "llama-bpe"))
         w.add_token_list(toks)
         w.add_token_types(types)
         w.add_token_merges(["Ġ t", "h e", "Ġt he"])
@@ -168,21 +185,30 @@ def main():
 
     d, H, KV, hd, L, E = s["d"], s["heads"], s["kv"], s["hd"], args.layers, s["experts"]
     eff = s["eff"] or s["ff"]
-    w.add_context_length(256)
+    w.add_context_length(s.get("ctx", 256))
     w.add_embedding_length(d)
     w.add_block_count(L)
     w.add_feed_forward_length(s["ff"])
     w.add_head_count(H)
     w.add_head_count_kv(KV)
-    w.add_rope_freq_base(10000.0)
-    w.add_layer_norm_rms_eps(1e-6)
+    w.add_rope_freq_base(s.get("theta", 10000.0))
+    w.add_layer_norm_rms_eps(s.get("eps", 1e-6))
     w.add_expert_count(E)
     w.add_expert_used_count(s["topk"])
     w.add_file_type(gguf.LlamaFileType.ALL_F32 if args.type == "f32" else gguf.LlamaFileType.MOSTLY_Q8_0)
     if hd != d // H:
         w.add_key_length(hd)
         w.add_value_length(hd)
-    w.add_rope_dimension_count(hd)
+    if arch != "gpt-oss":  # its converter writes no rope dimension count
+        w.add_rope_dimension_count(hd)
+    if "swa" in s:
+        w.add_sliding_window(s["swa"])
+    if "yarn" in s:
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(s["yarn"])
+        w.add_rope_scaling_orig_ctx_len(s["yarn_orig"])
+        w.add_rope_scaling_yarn_beta_fast(32.0)
+        w.add_rope_scaling_yarn_beta_slow(1.0)
     if s["eff"]:
         w.add_expert_feed_forward_length(s["eff"])
     if "shff" in s:
@@ -195,16 +221,25 @@ def main():
 
     name, add, mat, gain, ffn = helpers(w, args, rng, gguf, Q, allowed, arch)
 
+    oss = arch == "gpt-oss"
+    # gpt-oss keeps its experts in MXFP4.
+    exp_q = Q.MXFP4 if oss else Q.Q8_0
+    # gpt-oss's gate and up reach past the SwiGLU clamp (7).
+    exp_scale = 5.0 if oss else 1.0
+
+    def bias(n, *lead):
+        return 0.5 * rng.standard_normal((*lead, n))
+
     add(name(T.TOKEN_EMBD), rng.standard_normal((V, d)))
     for i in range(L):
         add(name(T.ATTN_NORM, i), gain(d), False)
         add(name(T.ATTN_Q, i), mat(H * hd, d))
         add(name(T.ATTN_K, i), mat(KV * hd, d))
         add(name(T.ATTN_V, i), mat(KV * hd, d))
-        if arch == "qwen2moe":
-            add(name(T.ATTN_Q, i, "bias"), 0.5 * rng.standard_normal(H * hd), False)
-            add(name(T.ATTN_K, i, "bias"), 0.5 * rng.standard_normal(KV * hd), False)
-            add(name(T.ATTN_V, i, "bias"), 0.5 * rng.standard_normal(KV * hd), False)
+        if arch in ("qwen2moe", "gpt-oss"):
+            add(name(T.ATTN_Q, i, "bias"), bias(H * hd), False)
+            add(name(T.ATTN_K, i, "bias"), bias(KV * hd), False)
+            add(name(T.ATTN_V, i, "bias"), bias(KV * hd), False)
         if arch == "qwen3moe":
             add(name(T.ATTN_Q_NORM, i), gain(hd), False)
             add(name(T.ATTN_K_NORM, i), gain(hd), False)
@@ -212,9 +247,22 @@ def main():
             add(name(T.ATTN_Q_NORM, i), gain(H * hd), False)
             add(name(T.ATTN_K_NORM, i), gain(KV * hd), False)
         add(name(T.ATTN_OUT, i), mat(d, H * hd))
-        add(name(T.FFN_NORM, i), gain(d), False)
+        if oss:
+            add(name(T.ATTN_OUT, i, "bias"), bias(d), False)
+            add(name(T.ATTN_SINKS, i), 2.0 * rng.standard_normal(H), False)
+            add(name(T.ATTN_POST_NORM, i), gain(d), False)
+        else:
+            add(name(T.FFN_NORM, i), gain(d), False)
         add(name(T.FFN_GATE_INP, i), mat(E, d, scale=2.0), False)
-        ffn(i, "exps", d, eff, E)
+        if oss:
+            add(name(T.FFN_GATE_INP, i, "bias"), bias(E), False)
+        add(name(T.FFN_GATE_EXP, i), mat(eff, d, E, scale=exp_scale), qtype=exp_q)
+        add(name(T.FFN_UP_EXP, i), mat(eff, d, E, scale=exp_scale), qtype=exp_q)
+        add(name(T.FFN_DOWN_EXP, i), mat(d, eff, E), qtype=exp_q)
+        if oss:
+            add(name(T.FFN_GATE_EXP, i, "bias"), bias(eff, E), False)
+            add(name(T.FFN_UP_EXP, i, "bias"), bias(eff, E), False)
+            add(name(T.FFN_DOWN_EXP, i, "bias"), bias(d, E), False)
         if "shff" in s:
             sh = s["shff"]
             if arch == "qwen2moe":
@@ -225,8 +273,8 @@ def main():
 
 def helpers(w, args, rng, gguf, Q, allowed, arch):
     """The tensor helpers of one file: name (a tensor's GGUF name, checked
-    against the architecture's list), add (writes it, as Q8_0 where --type
-    asks and its rows are whole blocks), mat (a random out×in matrix scaled
+    against the architecture's list), add (writes it, as Q8_0 (or qtype)
+    where --type asks and its rows are whole blocks), mat (a random out×in matrix scaled
     by 1/sqrt(in)), gain (a random norm gain near 1) and ffn (a SwiGLU
     block's gate, up and down: dense "", experts "exps" or shared "shexp")."""
     def name(t, bid=None, suffix="weight"):
@@ -234,10 +282,10 @@ def helpers(w, args, rng, gguf, Q, allowed, arch):
         n = gguf.TENSOR_NAMES[t]
         return (n.format(bid=bid) if bid is not None else n) + "." + suffix
 
-    def add(nm, a, quant=True):
+    def add(nm, a, quant=True, qtype=Q.Q8_0):
         a = np.ascontiguousarray(a, dtype=np.float32)
         if quant and args.type == "q8_0" and a.ndim >= 2 and a.shape[-1] % 32 == 0:
-            w.add_tensor(nm, gguf.quants.quantize(a, Q.Q8_0), raw_dtype=Q.Q8_0)
+            w.add_tensor(nm, gguf.quants.quantize(a, qtype), raw_dtype=qtype)
         else:
             w.add_tensor(nm, a)
 

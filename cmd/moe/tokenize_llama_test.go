@@ -101,7 +101,7 @@ func TestFamilyPromptsTokenizeLikeLlamaTokenize(t *testing.T) {
 	dir := t.TempDir()
 	msgs := []infer.Message{{Role: "system", Content: "You are terse."}, {Role: "user", Content: "Hello there"},
 		{Role: "assistant", Content: "Hi. What is it?"}, {Role: "user", Content: "And the other"}}
-	for _, arch := range []string{"qwen3moe", "olmoe", "qwen2moe", "granitemoe", "llama"} {
+	for _, arch := range []string{"qwen3moe", "olmoe", "qwen2moe", "granitemoe", "llama", "gpt-oss"} {
 		path := filepath.Join("..", "..", "infer", "testdata", "family", arch+"-f32.gguf")
 		m, err := infer.Load(path, pool)
 		if err != nil {
