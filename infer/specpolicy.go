@@ -127,6 +127,8 @@ type SpecPolicy struct {
 
 	cost  CostModel
 	calib float64 // observed / predicted touched experts
+
+	pbuf, rbuf []float32 // Step's scratch: one vocabulary each
 }
 
 const emaW = 0.2
