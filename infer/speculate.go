@@ -249,13 +249,15 @@ func (p *SpecPolicy) Step(b *SpecBatch) error {
 	t1 := time.Now()
 	toks := make([][]int32, n)
 	rows := make([]int, n)
-	st := SpecStep{K: kp, Seqs: n, DraftSeconds: draftTime, Timed: !b.Cold && caughtUp <= 2}
+	st := SpecStep{K: kp, Seqs: n, DraftSeconds: draftTime}
+	clean := !b.Cold
 	for i := range n {
 		toks[i] = append(slices.Clip(b.Pending[i]), b.Drafts[i]...)
 		rows[i] = len(b.Drafts[i]) + 1
 		st.Rows += len(toks[i])
-		st.Timed = st.Timed && len(b.Pending[i]) == 1
+		clean = clean && len(b.Pending[i]) == 1
 	}
+	st.Timed, st.CatchUp = clean && caughtUp <= 2, clean && caughtUp > 2
 	lg, touched, err := b.Verify(toks, rows)
 	if err == nil && len(lg) != n {
 		err = fmt.Errorf("%d logit rows for %d sequences", len(lg), n)

@@ -47,22 +47,39 @@ func (s *scheduler) attachDraft(j *job) {
 
 // policy returns the draft-length policy for batches of n sequences: the
 // price of verification and the tokens speculation yields both depend on
-// the batch, so each size learns its own K, down to 0 (plain steps).
+// the batch, so each size learns its own K, down to 0 (plain steps). A new
+// size starts from what the nearest size has learned (infer's
+// SpecPolicy.Derive): its cost model then sees the batch before the first
+// step, and a large batch, whose plain steps already share the weight
+// reads, starts with plain steps when speculation is not rated to pay.
 func (s *scheduler) policy(n int) *infer.SpecPolicy {
 	if s.policies == nil {
 		s.policies = map[int]*infer.SpecPolicy{}
 	}
 	p := s.policies[n]
-	if p == nil {
+	if p != nil {
+		return p
+	}
+	near := 0
+	for m := range s.policies {
+		if near == 0 || abs(m-n) < abs(near-n) || abs(m-n) == abs(near-n) && m < near {
+			near = m
+		}
+	}
+	if near > 0 {
+		p = s.policies[near].Derive(n)
+	} else {
 		var cost infer.CostModel
 		if c, ok := s.eng.(interface{ VerifyCost() infer.CostModel }); ok {
 			cost = c.VerifyCost()
 		}
 		p = infer.NewSpecPolicy(infer.SpecPolicyOptions{K: s.cfg.draftTokens, MaxK: 2 * s.cfg.draftTokens, Cost: cost})
-		s.policies[n] = p
 	}
+	s.policies[n] = p
 	return p
 }
+
+func abs(x int) int { return max(x, -x) }
 
 // decode advances the running batch by one step. A batch that can
 // speculate (every sequence eligible and decoding) runs infer's
