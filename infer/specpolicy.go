@@ -549,13 +549,14 @@ func (w *minWindow) min() float64 {
 }
 
 // stepWindow keeps the tokens committed and seconds spent by the last steps
-// run with one K; mean tokens over median seconds is the measured rate.
-// Real text is not an i.i.d. sequence of acceptances (a draft can be wrong
-// at one phase of a repeated phrase), so the measured rate can differ from
-// the model's. Steps of one K in one batch cost nearly the same, so the
-// median step time is robust to a pause that another process or the
-// garbage collector adds to one step, which would otherwise swing the
-// choice between K and plain decoding.
+// run with one K; mean tokens over the lower quartile of step times is the
+// measured rate. Real text is not an i.i.d. sequence of acceptances (a
+// draft can be wrong at one phase of a repeated phrase), so the measured
+// rate can differ from the model's. Steps of one K in one batch cost
+// nearly the same, and interference from other processes (or the garbage
+// collector) only ever adds time to a step, so a low quantile tracks the
+// step's own cost, as minWindow does for one pass, and one stalled step
+// does not swing the choice between K and plain decoding.
 type stepWindow struct {
 	tok, sec [8]float64
 	n        int
@@ -586,9 +587,9 @@ func (w *stepWindow) rate() (float64, bool) {
 	sec := w.sec
 	s := sec[:n]
 	slices.Sort(s)
-	med := (s[(n-1)/2] + s[n/2]) / 2
-	if med <= 0 {
+	q := s[(n-1)/4]
+	if q <= 0 {
 		return 0, false
 	}
-	return tok / float64(n) / med, true
+	return tok / float64(n) / q, true
 }
