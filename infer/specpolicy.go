@@ -259,12 +259,14 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 	if s.K > 0 && s.Proposed > 0 {
 		p.tDraft.add(s.DraftSeconds / float64(s.K))
 	}
-	w := p.window(s.K)
-	w.add(float64(s.Tokens), s.DraftSeconds+s.VerifySeconds)
-	if s.K > 0 && s.Proposed == 0 {
-		// Nothing to propose (a prompt-lookup draft without a match): the
-		// step was a plain one, which keeps the plain rate current.
+	// A step with nothing proposed (a prompt-lookup draft without a match)
+	// was a plain one: it keeps the plain rate current and is not a step
+	// of K, whose rate is what its proposing steps deliver.
+	nothing := s.K > 0 && s.Proposed == 0
+	if nothing {
 		p.window(0).add(float64(s.Tokens), s.DraftSeconds+s.VerifySeconds)
+	} else {
+		p.window(s.K).add(float64(s.Tokens), s.DraftSeconds+s.VerifySeconds)
 	}
 	if p.cost.Experts > 0 && s.Touched > 0 {
 		if pred := p.predictedTouched(s.Rows) / p.calib; pred > 0 {
@@ -277,7 +279,7 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 		p.tVerify[s.Rows] = v
 	}
 	v.add(s.VerifySeconds)
-	if p.fixed || s.K != p.k {
+	if p.fixed || s.K != p.k || nothing {
 		return
 	}
 	if p.k == 0 {
