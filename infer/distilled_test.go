@@ -20,7 +20,7 @@ import (
 // TestDistilledDraftSamplingExact runs the chi-square test of speculative
 // sampling (CheckSpeculativeDistribution: the joint distribution of the
 // first two sampled tokens must be the target's) with a draft made by
-// train.Distill for a Q8_0 GGUF target: a draft close to the target, so
+// train.Distill for a Q8_0 GGUF target: a draft trained toward it, so
 // that proposals pass through the acceptance branch as well as the
 // residual one, on the quantized-GGUF path. (A random target distils
 // slowly: in these few steps the KL falls by two thirds, and a few percent

@@ -140,6 +140,7 @@ type SpecPolicy struct {
 	// 0) and the seconds its drafts spent catching up.
 	spellTok, spellCatch float64
 	spellSteps           int
+	lastCatch            float64 // the last catch-up's draft seconds
 
 	pbuf, rbuf []float32 // Step's scratch: one vocabulary each
 }
@@ -192,7 +193,7 @@ func NewSpecPolicy(o SpecPolicyOptions) *SpecPolicy {
 // the extra rows of a verification pass rarely pay there.
 func (p *SpecPolicy) Derive(seqs int) *SpecPolicy {
 	q := &SpecPolicy{kMax: p.kMax, fixed: p.fixed, probeWait: probeEvery, seqs: max(seqs, 1),
-		shadow: p.shadow, shadowF: p.shadowF, shadowN: p.shadowN, alpha: p.alpha, tDraft: p.tDraft,
+		shadow: p.shadow, shadowF: p.shadowF, shadowN: p.shadowN, alpha: p.alpha, tDraft: p.tDraft, lastCatch: p.lastCatch,
 		tVerify: make(map[int]*minWindow, len(p.tVerify)), steps: map[int]*stepWindow{}, cost: p.cost, calib: p.calib}
 	for m, w := range p.tVerify {
 		c := *w
@@ -251,6 +252,7 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 		p.spellSteps++
 		if s.CatchUp {
 			p.spellCatch += s.DraftSeconds
+			p.lastCatch = s.DraftSeconds
 		}
 	}
 	if !s.Timed {
@@ -411,8 +413,9 @@ func (p *SpecPolicy) shadowPays() bool {
 // the measured draft time and the verification time of n·(K+1) rows. When
 // it would not, speculation cannot pay whatever the acceptance: in a large
 // batch the plain step already shares the weight reads among n tokens and
-// the extra rows cost more than they can yield. Unknown prices (nothing
-// measured yet) count as paying.
+// the extra rows cost more than they can yield. The draft's last catch-up
+// (what switching to speculation costs) counts as spread over probeEvery
+// steps. Unknown prices (nothing measured yet) count as paying.
 func (p *SpecPolicy) ceilingPays() bool {
 	n := p.seqs
 	plain, ok := p.steps[0].rate()
@@ -423,7 +426,7 @@ func (p *SpecPolicy) ceilingPays() bool {
 		return true
 	}
 	for k := 1; k <= p.kMax; k++ {
-		t := float64(k)*p.tDraft.min() + p.verifyTime(n*(k+1))
+		t := float64(k)*p.tDraft.min() + p.verifyTime(n*(k+1)) + p.lastCatch/probeEvery
 		if t <= 0 || float64(n*(k+1))/t > plain*specMargin {
 			return true
 		}

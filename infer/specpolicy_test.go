@@ -90,7 +90,7 @@ func simulate(pol *SpecPolicy, c specScenario, warm, steps int, seed uint64) flo
 // TestSpecPolicySimulated runs the policy on simulated workloads, from
 // ones where speculation pays well to ones where it never does (batched
 // plain decoding already amortizing the weight reads, low acceptance): it
-// must deliver at least 95% of plain decoding's tokens per second
+// must deliver at least 98% of plain decoding's tokens per second
 // everywhere, and most of the best fixed K's gain where speculation pays.
 func TestSpecPolicySimulated(t *testing.T) {
 	const ms = 1e-3
@@ -118,7 +118,7 @@ func TestSpecPolicySimulated(t *testing.T) {
 			}
 			got := sum / seeds
 			t.Logf("policy %.0f tok/s, plain %.0f, best K=%d %.0f: policy/plain %.3f, policy/best %.3f", got, plain, bestK, best, got/plain, got/best)
-			if got < 0.95*plain {
+			if got < 0.98*plain {
 				t.Errorf("policy delivers %.3f of plain decoding's rate", got/plain)
 			}
 			if best > 1.2*plain && got < plain+0.6*(best-plain) {
