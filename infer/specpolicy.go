@@ -1,6 +1,9 @@
 package infer
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // CostModel prices a verification pass in weight floats read, the measure
 // a memory-bound forward pass costs: the non-expert weights once, plus one
@@ -68,6 +71,11 @@ type SpecStep struct {
 	// Timed says the timings are clean: false when a pass also prefilled a
 	// prompt or the draft caught up on many tokens.
 	Timed bool
+	// CatchUp says the step's only flaw is a draft catching up on tokens
+	// it had not seen (a new prompt, the tokens of plain steps): a cost of
+	// switching to speculation, which the policy charges to the spell of
+	// speculative steps it starts but not to the price of a draft pass.
+	CatchUp bool
 	// ShadowAsked, ShadowProposed and ShadowAccepted count, in a plain
 	// step, the sequences whose cheap drafter (prompt lookup) was asked
 	// for a proposal without its being verified, how many proposed, and
@@ -127,6 +135,14 @@ type SpecPolicy struct {
 
 	cost  CostModel
 	calib float64 // observed / predicted touched experts
+
+	// The tokens of the current spell of speculative steps (since K left
+	// 0) and the seconds its drafts spent catching up.
+	spellTok, spellCatch float64
+	spellSteps           int
+	lastCatch            float64 // the last catch-up's draft seconds
+
+	pbuf, rbuf []float32 // Step's scratch: one vocabulary each
 }
 
 const emaW = 0.2
@@ -137,6 +153,13 @@ const (
 	probeEvery   = 16
 	maxProbeWait = 256
 )
+
+// specMargin is how much faster than plain decoding (tokens per second)
+// speculation must measure to be kept: its rate leaves out costs that no
+// step's timing holds (a draft model catching up on a new prompt or on the
+// tokens of plain steps, the bookkeeping of a longer step), so a K merely
+// level with plain decoding is slower in the end.
+const specMargin = 1.05
 
 // minSteps is how many steps a K must run before its measured rate counts.
 const minSteps = 3
@@ -155,6 +178,45 @@ func NewSpecPolicy(o SpecPolicyOptions) *SpecPolicy {
 	p := &SpecPolicy{k: k, lastK: k, kMax: kMax, fixed: o.Fixed, alpha: 0.7, probeWait: probeEvery,
 		seqs: 1, tVerify: map[int]*minWindow{}, steps: map[int]*stepWindow{}, cost: o.Cost, calib: 1}
 	return p
+}
+
+// Derive returns a policy for batches of seqs sequences (a server keeps one
+// per batch size: both the price of verification and the tokens a step
+// yields depend on the batch) that starts from what p has learned: the
+// acceptance, the shadow acceptance, the draft's time per proposal and the
+// measured verification times by rows (a pass of m rows costs the same
+// whichever batch it advances); the tokens per second each K delivered are
+// its own to measure. It starts at the K the cost model rates best for
+// seqs sequences, or with plain steps (probing that K later, as after a
+// fallback) when no K is rated above plain decoding: a batch of many
+// sequences already shares each pass's weight reads among its tokens, so
+// the extra rows of a verification pass rarely pay there.
+func (p *SpecPolicy) Derive(seqs int) *SpecPolicy {
+	q := &SpecPolicy{kMax: p.kMax, fixed: p.fixed, probeWait: probeEvery, seqs: max(seqs, 1),
+		shadow: p.shadow, shadowF: p.shadowF, shadowN: p.shadowN, alpha: p.alpha, tDraft: p.tDraft, lastCatch: p.lastCatch,
+		tVerify: make(map[int]*minWindow, len(p.tVerify)), steps: map[int]*stepWindow{}, cost: p.cost, calib: p.calib}
+	for m, w := range p.tVerify {
+		c := *w
+		q.tVerify[m] = &c
+	}
+	q.k, q.lastK = p.lastK, p.lastK
+	if p.k > 0 {
+		q.k, q.lastK = p.k, p.k
+	}
+	if q.fixed {
+		return q
+	}
+	if t := q.verifyTime(q.seqs); t > 0 {
+		k := q.bestK()
+		q.k, q.lastK = k, k
+		if q.rate(k) <= float64(q.seqs)/t*specMargin {
+			q.k = 0
+		}
+		if !q.ceilingPays() {
+			q.probeWait = maxProbeWait
+		}
+	}
+	return q
 }
 
 // K returns the draft length for the next step; 0 means plain decoding.
@@ -185,18 +247,28 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 		}
 		p.shadowN++
 	}
+	if s.K > 0 && s.K == p.k && (s.Timed || s.CatchUp) {
+		p.spellTok += float64(s.Tokens)
+		p.spellSteps++
+		if s.CatchUp {
+			p.spellCatch += s.DraftSeconds
+			p.lastCatch = s.DraftSeconds
+		}
+	}
 	if !s.Timed {
 		return
 	}
 	if s.K > 0 && s.Proposed > 0 {
 		p.tDraft.add(s.DraftSeconds / float64(s.K))
 	}
-	w := p.window(s.K)
-	w.add(float64(s.Tokens), s.DraftSeconds+s.VerifySeconds)
-	if s.K > 0 && s.Proposed == 0 {
-		// Nothing to propose (a prompt-lookup draft without a match): the
-		// step was a plain one, which keeps the plain rate current.
+	// A step with nothing proposed (a prompt-lookup draft without a match)
+	// was a plain one: it keeps the plain rate current and is not a step
+	// of K, whose rate is what its proposing steps deliver.
+	nothing := s.K > 0 && s.Proposed == 0
+	if nothing {
 		p.window(0).add(float64(s.Tokens), s.DraftSeconds+s.VerifySeconds)
+	} else {
+		p.window(s.K).add(float64(s.Tokens), s.DraftSeconds+s.VerifySeconds)
 	}
 	if p.cost.Experts > 0 && s.Touched > 0 {
 		if pred := p.predictedTouched(s.Rows) / p.calib; pred > 0 {
@@ -209,7 +281,7 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 		p.tVerify[s.Rows] = v
 	}
 	v.add(s.VerifySeconds)
-	if p.fixed || s.K != p.k {
+	if p.fixed || s.K != p.k || nothing {
 		return
 	}
 	if p.k == 0 {
@@ -217,13 +289,22 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 		if p.warm {
 			if plain, ok := p.steps[0].rate(); ok {
 				p.warm = false
-				if r, ok := p.steps[p.lastK].rate(); ok && r > plain*1.02 {
+				if r, ok := p.steps[p.lastK].rate(); ok && r > plain*specMargin {
 					p.k, p.plainSteps = p.lastK, 0
+					p.spellTok, p.spellCatch, p.spellSteps = 0, 0, 0
+				} else {
+					p.lastK = p.bestK() // the K to probe
 				}
 			}
 			return
 		}
 		if p.plainSteps >= p.probeWait {
+			if !p.ceilingPays() {
+				// Not even drafts that are always accepted would pay at
+				// this batch: wait the longest before looking again.
+				p.plainSteps, p.probeWait = 0, maxProbeWait
+				return
+			}
 			if p.shadowN >= minShadow && !p.shadowPays() {
 				// The shadow acceptance says speculation would not pay:
 				// keep decoding plainly, without the cost of a probe.
@@ -240,6 +321,13 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 		return // measure the current K first
 	}
 	cur := p.estimate(p.k)
+	if p.spellCatch > 0 && cur > 0 {
+		// The draft's catch-up when the spell began is part of its cost,
+		// spread over the spell's tokens, or over probeEvery steps' worth
+		// if the spell is shorter (a kept K runs at least that long).
+		tok := max(p.spellTok, probeEvery*p.spellTok/float64(p.spellSteps))
+		cur = 1 / (1/cur + p.spellCatch/tok)
+	}
 	plain, ok := p.steps[0].rate()
 	if !ok {
 		// Plain decoding has not been measured yet: measure it, then
@@ -248,9 +336,11 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 		p.k, p.plainSteps = 0, 0
 		return
 	}
-	if plain > cur*1.02 {
-		// Speculation delivers fewer tokens per second than plain decoding.
-		p.lastK = p.k
+	if plain*specMargin > cur {
+		// Speculation delivers fewer tokens per second than plain
+		// decoding. The next probe tries the K the model rates best: the
+		// cheapest probe (K = 1) unless acceptance is high.
+		p.lastK = p.bestK()
 		if p.probing {
 			p.probeWait = min(2*p.probeWait, maxProbeWait)
 		}
@@ -272,6 +362,17 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 		}
 	}
 	p.k = best
+}
+
+// bestK returns the K in [1, kMax] with the highest estimated rate.
+func (p *SpecPolicy) bestK() int {
+	best, bestR := 1, p.estimate(1)
+	for c := 2; c <= p.kMax; c++ {
+		if r := p.estimate(c); r > bestR {
+			best, bestR = c, r
+		}
+	}
+	return best
 }
 
 // window returns the step window of K = k.
@@ -307,9 +408,36 @@ func (p *SpecPolicy) shadowPays() bool {
 	return r > 1.1*plain
 }
 
+// ceilingPays says whether some K would beat the measured plain rate by
+// specMargin if every proposal were accepted (n·(K+1) tokens a step), by
+// the measured draft time and the verification time of n·(K+1) rows. When
+// it would not, speculation cannot pay whatever the acceptance: in a large
+// batch the plain step already shares the weight reads among n tokens and
+// the extra rows cost more than they can yield. The draft's last catch-up
+// (what switching to speculation costs) counts as spread over probeEvery
+// steps. Unknown prices (nothing measured yet) count as paying.
+func (p *SpecPolicy) ceilingPays() bool {
+	n := p.seqs
+	plain, ok := p.steps[0].rate()
+	if t := p.verifyTime(n); !ok && t > 0 {
+		plain, ok = float64(n)/t, true
+	}
+	if !ok || p.tDraft.n == 0 {
+		return true
+	}
+	for k := 1; k <= p.kMax; k++ {
+		t := float64(k)*p.tDraft.min() + p.verifyTime(n*(k+1)) + p.lastCatch/probeEvery
+		if t <= 0 || float64(n*(k+1))/t > plain*specMargin {
+			return true
+		}
+	}
+	return false
+}
+
 // start switches to K = k (≥ 1) with a fresh measurement of its rate.
 func (p *SpecPolicy) start(k int) {
 	p.k, p.plainSteps = max(k, 1), 0
+	p.spellTok, p.spellCatch, p.spellSteps = 0, 0, 0
 	delete(p.steps, p.k)
 }
 
@@ -328,28 +456,48 @@ func (p *SpecPolicy) units(m int) float64 {
 	return p.cost.FixedWeights + p.cost.ExpertWeights*p.predictedTouched(m)
 }
 
-// verifyTime estimates the verification time of m rows.
+// verifyTime estimates the verification time of m rows: the measured
+// minimum if m rows were measured; else linear in the rows between (or
+// beyond) the nearest measured sizes, since a pass's time is its weight
+// reads plus work per row, and never below the nearest measured size
+// scaled by the CostModel (the weights, and for an MoE the union of the
+// experts the rows pick); from a single measured size, that scaling alone.
 func (p *SpecPolicy) verifyTime(m int) float64 {
 	if v, ok := p.tVerify[m]; ok {
 		return v.min()
 	}
-	best, bestD := 0, math.MaxInt
-	for mm := range p.tVerify {
-		d := mm - m
-		if d < 0 {
-			d = -d
-		}
-		if d < bestD || (d == bestD && mm < best) {
-			best, bestD = mm, d
-		}
-	}
-	if bestD == math.MaxInt {
+	if len(p.tVerify) == 0 {
 		return 0
 	}
-	if u := p.units(best); u > 0 {
-		return p.tVerify[best].min() * p.units(m) / u
+	sizes := make([]int, 0, len(p.tVerify))
+	for mm := range p.tVerify {
+		sizes = append(sizes, mm)
 	}
-	return p.tVerify[best].min()
+	slices.Sort(sizes)
+	i, _ := slices.BinarySearch(sizes, m) // sizes[i-1] < m < sizes[i]
+	near := sizes[min(i, len(sizes)-1)]
+	if i > 0 && (i == len(sizes) || m-sizes[i-1] <= sizes[i]-m) {
+		near = sizes[i-1]
+	}
+	t := p.tVerify[near].min()
+	if u := p.units(near); u > 0 {
+		t *= p.units(m) / u
+	}
+	if len(sizes) < 2 {
+		return t
+	}
+	a, b := i-1, i // the sizes to interpolate between, or extrapolate from
+	if a < 0 {
+		a, b = 0, 1
+	} else if b == len(sizes) {
+		a, b = len(sizes)-2, len(sizes)-1
+	}
+	ta, tb := p.tVerify[sizes[a]].min(), p.tVerify[sizes[b]].min()
+	lin := ta + (tb-ta)*float64(m-sizes[a])/float64(sizes[b]-sizes[a])
+	if m > sizes[len(sizes)-1] {
+		return max(lin, t)
+	}
+	return max(lin, 0)
 }
 
 // rate is the model's tokens per second with K = k.
@@ -406,9 +554,14 @@ func (w *minWindow) min() float64 {
 }
 
 // stepWindow keeps the tokens committed and seconds spent by the last steps
-// run with one K; their ratio is the measured rate. Real text is not an
-// i.i.d. sequence of acceptances (a draft can be wrong at one phase of a
-// repeated phrase), so the measured rate can differ from the model's.
+// run with one K; mean tokens over the lower quartile of step times is the
+// measured rate. Real text is not an i.i.d. sequence of acceptances (a
+// draft can be wrong at one phase of a repeated phrase), so the measured
+// rate can differ from the model's. Steps of one K in one batch cost
+// nearly the same, and interference from other processes (or the garbage
+// collector) only ever adds time to a step, so a low quantile tracks the
+// step's own cost, as minWindow does for one pass, and one stalled step
+// does not swing the choice between K and plain decoding.
 type stepWindow struct {
 	tok, sec [8]float64
 	n        int
@@ -431,13 +584,17 @@ func (w *stepWindow) rate() (float64, bool) {
 	if w.count() < minSteps {
 		return 0, false
 	}
-	var tok, sec float64
-	for i := 0; i < min(w.n, len(w.tok)); i++ {
-		tok += w.tok[i]
-		sec += w.sec[i]
+	n := min(w.n, len(w.tok))
+	var tok float64
+	for _, t := range w.tok[:n] {
+		tok += t
 	}
-	if sec <= 0 {
+	sec := w.sec
+	s := sec[:n]
+	slices.Sort(s)
+	q := s[(n-1)/4]
+	if q <= 0 {
 		return 0, false
 	}
-	return tok / sec, true
+	return tok / float64(n) / q, true
 }

@@ -142,11 +142,12 @@ type scheduler struct {
 	// Scratch owned by the scheduler goroutine.
 	ready   []int
 	sampled []int32
-	pbuf    []float32
-	rbuf    []float32
-	cbuf    []int32
 
-	// Draft-length policies by batch size (speculation only).
+	// Speculation's step, drafters and draft-length policies by batch
+	// size (scheduler goroutine only).
+	spec     infer.SpecBatch
+	drafts   engineDrafter
+	ngrams   infer.Drafters
 	policies map[int]*infer.SpecPolicy
 }
 

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/moe-llm/moe/infer"
@@ -46,68 +47,51 @@ func (s *scheduler) attachDraft(j *job) {
 
 // policy returns the draft-length policy for batches of n sequences: the
 // price of verification and the tokens speculation yields both depend on
-// the batch, so each size learns its own K, down to 0 (plain steps).
+// the batch, so each size learns its own K, down to 0 (plain steps). A new
+// size starts from what the nearest size has learned (infer's
+// SpecPolicy.Derive): its cost model then sees the batch before the first
+// step, and a large batch, whose plain steps already share the weight
+// reads, starts with plain steps when speculation is not rated to pay.
 func (s *scheduler) policy(n int) *infer.SpecPolicy {
 	if s.policies == nil {
 		s.policies = map[int]*infer.SpecPolicy{}
 	}
 	p := s.policies[n]
-	if p == nil {
+	if p != nil {
+		return p
+	}
+	near := 0
+	for m := range s.policies {
+		if near == 0 || abs(m-n) < abs(near-n) || abs(m-n) == abs(near-n) && m < near {
+			near = m
+		}
+	}
+	if near > 0 {
+		p = s.policies[near].Derive(n)
+	} else {
 		var cost infer.CostModel
 		if c, ok := s.eng.(interface{ VerifyCost() infer.CostModel }); ok {
 			cost = c.VerifyCost()
 		}
 		p = infer.NewSpecPolicy(infer.SpecPolicyOptions{K: s.cfg.draftTokens, MaxK: 2 * s.cfg.draftTokens, Cost: cost})
-		s.policies[n] = p
 	}
+	s.policies[n] = p
 	return p
 }
 
-// decode advances the running batch by one step: speculative when every
-// sequence qualifies and the batch's policy says it pays (K > 0), plain
-// otherwise. A plain step of a batch that could speculate is timed for the
-// policy, which compares the two by tokens per second.
+func abs(x int) int { return max(x, -x) }
+
+// decode advances the running batch by one step. A batch that can
+// speculate (every sequence eligible and decoding) runs infer's
+// speculative step with its batch size's policy: speculative when the
+// policy's K > 0, plain otherwise, timed either way for the policy, which
+// compares the two by tokens per second. Other batches take a plain step.
 func (s *scheduler) decode(running []*job, free func(*job, string, error)) error {
 	pol, ok := s.specPolicy(running)
-	if ok && pol.K() > 0 {
-		s.speculate(running, pol, free)
-		return nil
+	if !ok {
+		return s.step(running, free)
 	}
-	// With prompt lookup, plain steps still propose (unverified, ~free)
-	// and count whether the proposal was the token produced: the policy's
-	// shadow acceptance.
-	var shadow []int32
-	if ok && s.cfg.ngram {
-		shadow = make([]int32, len(running))
-		for i, j := range running {
-			shadow[i] = -1
-			ctx := append(j.hist, j.next)
-			if d, _, _ := j.ngram.Propose(ctx, 1); len(d) > 0 {
-				shadow[i] = d[0]
-			}
-			j.hist = ctx[:len(ctx)-1]
-		}
-	}
-	t := time.Now()
-	gen := s.m.generatedTokens.Load()
-	err := s.step(running, free)
-	if ok && err == nil {
-		st := infer.SpecStep{Seqs: len(running), Tokens: int(s.m.generatedTokens.Load() - gen), Rows: len(running),
-			Touched: s.touched(), VerifySeconds: time.Since(t).Seconds(), Timed: true}
-		for i, j := range running {
-			if shadow != nil && j.seq != nil {
-				st.ShadowAsked++
-			}
-			if shadow != nil && shadow[i] >= 0 && j.seq != nil {
-				st.ShadowProposed++
-				if j.next == shadow[i] {
-					st.ShadowAccepted++
-				}
-			}
-		}
-		pol.Observe(st)
-	}
-	return err
+	return s.speculate(running, pol, free)
 }
 
 // specPolicy returns the policy of the batch when it can speculate: a
@@ -134,99 +118,79 @@ func (s *scheduler) touched() int {
 	return 0
 }
 
-// speculate runs one step of speculative decoding over the running batch
+// speculate runs one step of infer's speculative decoding
+// (infer.SpecPolicy.Step, the step Generate runs) over the running batch
 // (all decoding, all eligible): each sequence's drafter proposes up to K
-// tokens (a draft model in K batched passes, or prompt lookup), the target
-// checks all proposals in one batched pass, and infer.VerifyDrafts keeps
-// the accepted ones plus one token of the target's own: greedy output is
-// exactly plain greedy decoding, sampled output has exactly the target's
-// distribution (Leviathan et al. 2023, Chen et al. 2023).
-func (s *scheduler) speculate(running []*job, pol *infer.SpecPolicy, free func(*job, string, error)) {
+// tokens (the draft model in K batched passes, or prompt lookup), the
+// target checks all proposals in one batched pass, and infer.VerifyDrafts
+// keeps the accepted ones plus one token of the target's own: greedy
+// output is exactly plain greedy decoding, sampled output has exactly the
+// target's distribution (Leviathan et al. 2023, Chen et al. 2023).
+func (s *scheduler) speculate(running []*job, pol *infer.SpecPolicy, free func(*job, string, error)) error {
 	n := len(running)
-	K := pol.K()
-	k := make([]int, n) // proposals per sequence
-	props := make([][]int32, n)
-	qs := make([][][]float32, n)
-	t0 := time.Now()
-	caughtUp := 0
-	if s.draft != nil {
-		maxK := 0
-		for i, j := range running {
-			k[i] = max(0, min(K, j.maxTokens-j.generated-1))
-			maxK = max(maxK, k[i])
-		}
-		var err error
-		if caughtUp, err = s.draftModel(running, k, maxK, props); err != nil {
-			for _, j := range running {
-				free(j, "", fmt.Errorf("draft forward pass: %w", err))
-			}
-			return
-		}
-		for i, j := range running {
-			if j.dprob != nil {
-				qs[i] = j.q[:len(props[i])]
-			}
-		}
-	} else {
-		for i, j := range running {
-			k[i] = max(0, min(K, j.maxTokens-j.generated-1))
-			s.cbuf = append(append(s.cbuf[:0], j.hist...), j.next)
-			d, _, _ := j.ngram.Propose(s.cbuf, k[i])
-			props[i] = append(props[i], d...)
-		}
-	}
-	draftTime := time.Since(t0).Seconds()
-
-	// Target: verify [next, proposals...] of every sequence in one pass.
-	t1 := time.Now()
-	seqs := make([]Seq, n)
-	toks := make([][]int32, n)
+	b := &s.spec
+	b.Ctx = b.Ctx[:0]
+	b.Pending = b.Pending[:0]
+	b.Limit = b.Limit[:0]
+	b.Verifiers = b.Verifiers[:0]
 	base := make([]int, n)
-	rows := 0
 	for i, j := range running {
-		seqs[i] = j.seq
-		base[i] = j.seq.Len()
-		toks[i] = append([]int32{j.next}, props[i]...)
-		rows += len(toks[i])
-	}
-	logits, err := s.forward(s.eng, seqs, toks, true)
-	if err == nil && len(logits) != n {
-		err = fmt.Errorf("engine returned %d logit rows for %d sequences", len(logits), n)
-	}
-	if err != nil {
-		for _, j := range running {
-			free(j, "", fmt.Errorf("forward pass: %w", err))
-		}
-		return
-	}
-	verifyTime := time.Since(t1).Seconds()
-	s.m.steps.Add(1)
-	s.m.stepTokens.Add(uint64(rows))
-	s.m.batchSize.observe(float64(n))
-	now := time.Now()
-	st := infer.SpecStep{K: K, Seqs: n, Rows: rows, Touched: s.touched(), DraftSeconds: draftTime, VerifySeconds: verifyTime,
-		Timed: caughtUp <= 2}
-	for i, j := range running {
-		if len(logits[i]) == 0 || len(logits[i])%len(toks[i]) != 0 {
-			free(j, "", fmt.Errorf("engine returned %d logits for %d positions", len(logits[i]), len(toks[i])))
-			continue
-		}
+		j.hist = append(j.hist, j.next) // the pending token, dropped below
+		b.Ctx = append(b.Ctx, j.hist)
+		b.Pending = append(b.Pending, j.hist[len(j.hist)-1:])
+		b.Limit = append(b.Limit, j.maxTokens-j.generated-1)
 		var vs infer.Verifier
 		if j.tprob != nil {
 			vs = j.tprob
-			v := len(logits[i]) / len(toks[i])
-			s.pbuf = scratch.Grow(s.pbuf, v)
-			s.rbuf = scratch.Grow(s.rbuf, v)
 		}
-		acc, next := infer.VerifyDrafts(vs, logits[i], props[i], qs[i], s.pbuf, s.rbuf)
-		st.Proposed += len(props[i])
-		st.Accepted += acc
-		s.m.specProposed.Add(uint64(len(props[i])))
+		b.Verifiers = append(b.Verifiers, vs)
+		base[i] = j.seq.Len()
+	}
+	if s.draft != nil {
+		s.drafts.s, s.drafts.jobs = s, running
+		b.Drafter = &s.drafts
+	} else {
+		ds := s.ngrams[:0]
+		for _, j := range running {
+			ds = append(ds, j.ngram)
+		}
+		s.ngrams = ds
+		b.Drafter = ds
+	}
+	b.Verify = func(toks [][]int32, rows []int) ([][]float32, int, error) {
+		seqs := make([]Seq, n)
+		ntok := 0
+		for i, j := range running {
+			seqs[i] = j.seq
+			ntok += len(toks[i])
+		}
+		lg, err := s.forward(s.eng, seqs, toks, true)
+		if err != nil {
+			return nil, 0, fmt.Errorf("forward pass: %w", err)
+		}
+		s.m.steps.Add(1)
+		s.m.stepTokens.Add(uint64(ntok))
+		s.m.batchSize.observe(float64(n))
+		return lg, s.touched(), nil
+	}
+	err := pol.Step(b)
+	for _, j := range running {
+		j.hist = j.hist[:len(j.hist)-1]
+	}
+	if err != nil {
+		for _, j := range running {
+			free(j, "", err)
+		}
+		return err
+	}
+	now := time.Now()
+	for i, j := range running {
+		props, acc := b.Drafts[i], b.Accepted[i]
+		s.m.specProposed.Add(uint64(len(props)))
 		s.m.specAccepted.Add(uint64(acc))
 		j.hist = append(j.hist, j.next)
-		for x, t := range append(props[i][:acc:acc], next) {
+		for x, t := range append(props[:acc:acc], b.Next[i]) {
 			s.accept(j, t, now, free)
-			st.Tokens++
 			if j.seq == nil {
 				break
 			}
@@ -243,45 +207,64 @@ func (s *scheduler) speculate(running []*job, pol *infer.SpecPolicy, free func(*
 			j.draft.Truncate(keep)
 		}
 	}
-	pol.Observe(st)
+	return nil
 }
 
-// draftModel fills props with k[i] proposals of the draft model for each
-// running sequence: it catches up on the target's history plus the pending
-// token, then proposes, one batched pass per proposal. It returns the most
-// history tokens a sequence caught up on (a long catch-up is a prefill, so
-// the step's timing does not count).
-func (s *scheduler) draftModel(running []*job, k []int, maxK int, props [][]int32) (int, error) {
+// engineDrafter is the server's draft model as an infer.BatchDrafter: it
+// proposes for every running sequence together, one batched pass of the
+// draft Engine per proposal, sampling with each job's draft sampler (argmax
+// for greedy jobs).
+type engineDrafter struct {
+	s     *scheduler
+	jobs  []*job
+	props [][]int32
+	qs    [][][]float32
+}
+
+// ProposeBatch implements infer.BatchDrafter: each draft sequence first
+// catches up on its context (the target's history plus the pending token),
+// then proposes. ctxs[i] is jobs[i]'s context.
+func (d *engineDrafter) ProposeBatch(ctxs [][]int32, k []int) ([][]int32, [][][]float32, int, error) {
+	n := len(d.jobs)
+	d.props = slices.Grow(d.props[:0], n)[:n]
+	d.qs = slices.Grow(d.qs[:0], n)[:n]
+	maxK := 0
+	for i, j := range d.jobs {
+		d.props[i], d.qs[i] = d.props[i][:0], nil
+		maxK = max(maxK, k[i])
+		if j.dprob != nil {
+			d.qs[i] = j.q[:0]
+		}
+	}
 	caughtUp := 0
 	for r := 0; r < maxK; r++ {
 		var seqs []Seq
 		var toks [][]int32
 		var idx []int
-		for i, j := range running {
+		for i, j := range d.jobs {
 			if r >= k[i] {
 				continue
 			}
 			var t []int32
 			if r == 0 {
-				t = append(t, j.hist[j.draft.Len():]...)
-				t = append(t, j.next)
+				t = ctxs[i][j.draft.Len():]
 				caughtUp = max(caughtUp, len(t))
 			} else {
-				t = []int32{props[i][r-1]}
+				t = d.props[i][r-1 : r]
 			}
 			seqs, toks, idx = append(seqs, j.draft), append(toks, t), append(idx, i)
 		}
-		logits, err := s.forward(s.draft, seqs, toks, false)
+		logits, err := d.s.forward(d.s.draft, seqs, toks, false)
 		if err == nil && len(logits) != len(seqs) {
 			err = fmt.Errorf("draft returned %d logit rows for %d sequences", len(logits), len(seqs))
 		}
 		if err != nil {
-			return 0, err
+			return nil, nil, 0, fmt.Errorf("draft forward pass: %w", err)
 		}
 		for x, i := range idx {
-			j := running[i]
+			j := d.jobs[i]
 			if j.dprob == nil {
-				props[i] = append(props[i], infer.Argmax(logits[x]))
+				d.props[i] = append(d.props[i], infer.Argmax(logits[x]))
 				continue
 			}
 			if len(j.q) <= r {
@@ -289,8 +272,9 @@ func (s *scheduler) draftModel(running []*job, k []int, maxK int, props [][]int3
 			}
 			j.q[r] = scratch.Grow(j.q[r], len(logits[x]))
 			j.dprob.Probs(logits[x], j.q[r])
-			props[i] = append(props[i], j.dprob.SampleProbs(j.q[r]))
+			d.props[i] = append(d.props[i], j.dprob.SampleProbs(j.q[r]))
+			d.qs[i] = j.q[:r+1]
 		}
 	}
-	return caughtUp, nil
+	return d.props, d.qs, caughtUp, nil
 }

@@ -19,6 +19,8 @@ var (
 	benchTemp   = flag.Float64("serve.temperature", 0, "BenchmarkServeSpeculation: sampling temperature")
 	benchGen    = flag.Int("serve.gen", 64, "BenchmarkServeSpeculation: tokens generated per request")
 	benchRounds = flag.Int("serve.rounds", 6, "BenchmarkServeSpeculation: turns of each server (alternating, the order swapped every round)")
+	benchPass   = flag.Duration("serve.fake-pass", 2*time.Millisecond, "BenchmarkServeSpeculation without -serve.model: the fake target's cost per forward pass")
+	benchTok    = flag.Duration("serve.fake-token", 400*time.Microsecond, "BenchmarkServeSpeculation without -serve.model: the fake target's cost per token in a pass")
 )
 
 // specBenchPrompts are the prompts of BenchmarkServeSpeculation (Genesis,
@@ -35,48 +37,25 @@ var specBenchPrompts = []string{
 }
 
 // BenchmarkServeSpeculation compares aggregate tokens per second of a
-// trained model served with speculation (-serve.draft) and without, at 1,
-// 4 and 16 concurrent clients: the two servers take turns (off, on, on,
-// off, off, on, ...; b.N requests per client per turn) so that both see
-// the same machine load. It reports tok/s of each over all turns, on/off
-// of those totals, and the median over rounds of each round's on/off
-// (robust to a burst of load from other processes in one turn), and
-// on/off of tokens per CPU second of the process (user + system).
+// model served with speculation (-serve.draft) and without, at 1, 4 and 16
+// concurrent clients: the two servers take turns (off, on, on, off, off,
+// on, ...; b.N requests per client per turn) so that both see the same
+// machine load. It reports tok/s of each over all turns, on/off of those
+// totals, and the median over rounds of each round's on/off (robust to a
+// burst of load from other processes in one turn), and on/off of tokens
+// per CPU second of the process (user + system).
+//
+// With -serve.model it serves a trained model (a run directory or .gguf);
+// without, fake engines whose passes cost what a memory-bound forward pass
+// costs (-serve.fake-pass per pass plus -serve.fake-token per token, as
+// sleeps, so other processes' load hardly disturbs the ratio), with a fake
+// draft (-serve.draft fake: a tenth of the target's cost, every fourth
+// proposal wrong) or prompt lookup, which rarely matches the fake's text.
 //
 //	go test ./serve -run '^$' -bench ServeSpeculation -benchtime 3x -serve.model runs/tiny -serve.draft ngram
+//	go test ./serve -run '^$' -bench ServeSpeculation -benchtime 2x -serve.draft fake
 func BenchmarkServeSpeculation(b *testing.B) {
-	if *benchModel == "" {
-		b.Skip("give the model with -serve.model (a run directory or .gguf file)")
-	}
-	pool := compute.NewPool(*benchThreads)
-	defer pool.Close()
-	m, err := infer.Load(*benchModel, pool)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if m.Tok == nil {
-		b.Fatalf("%s has no tokenizer", *benchModel)
-	}
-	m.UseBF16(*benchBF16)
-	opt := Options{Parallel: 16, Logger: quietLogger(), StopTokens: []int32{}}
-	var draft *infer.Model
-	if *benchDraft == "ngram" {
-		opt.NgramDraft = true
-	} else if draft, err = infer.Load(*benchDraft, pool); err != nil {
-		b.Fatal(err)
-	}
-	servers := map[bool]*testServer{}
-	for _, on := range []bool{false, true} {
-		o, d := opt, draft
-		if !on {
-			o.NgramDraft, d = false, nil
-		}
-		srv, err := NewFromModel(m, d, o)
-		if err != nil {
-			b.Fatal(err)
-		}
-		servers[on] = serveOnLoopback(b, srv)
-	}
+	servers := specBenchServers(b)
 	for _, clients := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			cl := loadClient(clients)
@@ -152,4 +131,56 @@ func BenchmarkServeSpeculation(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// specBenchServers starts BenchmarkServeSpeculation's two servers, without
+// speculation (false) and with it (true).
+func specBenchServers(b *testing.B) map[bool]*testServer {
+	servers := map[bool]*testServer{}
+	if *benchModel == "" {
+		for _, on := range []bool{false, true} {
+			opt := Options{Parallel: 16}
+			if on {
+				switch *benchDraft {
+				case "ngram":
+					opt.NgramDraft = true
+				case "fake":
+					opt.Draft = &fakeEngine{ctxLen: 1024, wrongAt: 4, perPass: *benchPass / 10, perTok: *benchTok / 10}
+				default:
+					b.Fatalf("without -serve.model, -serve.draft is ngram or fake, not %q", *benchDraft)
+				}
+			}
+			servers[on] = startServer(b, &fakeEngine{ctxLen: 1024, perPass: *benchPass, perTok: *benchTok}, opt)
+		}
+		return servers
+	}
+	pool := compute.NewPool(*benchThreads)
+	b.Cleanup(pool.Close)
+	m, err := infer.Load(*benchModel, pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if m.Tok == nil {
+		b.Fatalf("%s has no tokenizer", *benchModel)
+	}
+	m.UseBF16(*benchBF16)
+	opt := Options{Parallel: 16, Logger: quietLogger(), StopTokens: []int32{}}
+	var draft *infer.Model
+	if *benchDraft == "ngram" {
+		opt.NgramDraft = true
+	} else if draft, err = infer.Load(*benchDraft, pool); err != nil {
+		b.Fatal(err)
+	}
+	for _, on := range []bool{false, true} {
+		o, d := opt, draft
+		if !on {
+			o.NgramDraft, d = false, nil
+		}
+		srv, err := NewFromModel(m, d, o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		servers[on] = serveOnLoopback(b, srv)
+	}
+	return servers
 }

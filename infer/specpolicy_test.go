@@ -1,0 +1,129 @@
+package infer
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+var (
+	simWarm  = flag.Int("sim.warm", 64, "TestSpecPolicySimulated: steps before the measured ones")
+	simSteps = flag.Int("sim.steps", 256, "TestSpecPolicySimulated: measured steps per run")
+)
+
+// specScenario is a simulated decoding workload for SpecPolicy: n
+// sequences, a verification pass of m rows costing pass + perRow·m
+// seconds, a batched draft pass costing draft + draftRow·n, and each
+// proposal accepted with probability alpha (the first rejection ends a
+// sequence's run).
+type specScenario struct {
+	n               int
+	pass, perRow    float64
+	draft, draftRow float64
+	alpha           float64
+	shadow          bool    // a prompt-lookup drafter: shadow counts in plain steps
+	pause           float64 // share of steps another process delays by 20 plain steps
+}
+
+func (c specScenario) verify(m int) float64 { return c.pass + c.perRow*float64(m) }
+
+// bestRate is the tokens per second of the best fixed K (K = 0: plain) by
+// the expectation, and that K.
+func (c specScenario) bestRate(maxK int) (float64, int) {
+	stall := 20 * c.pause * c.verify(c.n) // the pauses' mean time per step
+	best, bestK := float64(c.n)/(c.verify(c.n)+stall), 0
+	for k := 1; k <= maxK; k++ {
+		tok := float64(c.n) * (1 - math.Pow(c.alpha, float64(k+1))) / (1 - c.alpha)
+		if c.alpha == 1 {
+			tok = float64(c.n * (k + 1))
+		}
+		if r := tok / (float64(k)*(c.draft+c.draftRow*float64(c.n)) + c.verify(c.n*(k+1)) + stall); r > best {
+			best, bestK = r, k
+		}
+	}
+	return best, bestK
+}
+
+// simulate runs the policy over warm+steps steps of c and returns its
+// tokens per second over the last steps.
+func simulate(pol *SpecPolicy, c specScenario, warm, steps int, seed uint64) float64 {
+	r := rand.New(rand.NewPCG(seed, 7))
+	var tokens, secs float64
+	for i := range warm + steps {
+		k := pol.K()
+		st := SpecStep{K: k, Seqs: c.n, Rows: c.n * (k + 1), Timed: true}
+		for range c.n {
+			acc := 0
+			for acc < k && r.Float64() < c.alpha {
+				acc++
+			}
+			st.Proposed += k
+			st.Accepted += acc
+			st.Tokens += acc + 1
+			if k == 0 && c.shadow {
+				st.ShadowAsked++
+				st.ShadowProposed++
+				if r.Float64() < c.alpha {
+					st.ShadowAccepted++
+				}
+			}
+		}
+		if k > 0 {
+			st.DraftSeconds = float64(k) * (c.draft + c.draftRow*float64(c.n))
+		}
+		st.VerifySeconds = c.verify(st.Rows)
+		if r.Float64() < c.pause {
+			st.VerifySeconds += 20 * c.verify(c.n)
+		}
+		pol.Observe(st)
+		if i < warm {
+			continue
+		}
+		tokens += float64(st.Tokens)
+		secs += st.DraftSeconds + st.VerifySeconds
+	}
+	return tokens / secs
+}
+
+// TestSpecPolicySimulated runs the policy on simulated workloads, from
+// ones where speculation pays well to ones where it never does (batched
+// plain decoding already amortizing the weight reads, low acceptance): it
+// must deliver at least 98% of plain decoding's tokens per second
+// everywhere, and most of the best fixed K's gain where speculation pays.
+func TestSpecPolicySimulated(t *testing.T) {
+	const ms = 1e-3
+	for _, c := range []specScenario{
+		{n: 1, pass: 2 * ms, perRow: 0.4 * ms, draft: 0.2 * ms, draftRow: 0.04 * ms, alpha: 0.75},
+		{n: 4, pass: 2 * ms, perRow: 0.4 * ms, draft: 0.2 * ms, draftRow: 0.04 * ms, alpha: 0.75},
+		{n: 4, pass: 2 * ms, perRow: 0.4 * ms, draft: 0.2 * ms, draftRow: 0.04 * ms, alpha: 0.3},
+		{n: 1, pass: 1 * ms, perRow: 1 * ms, draft: 0.1 * ms, draftRow: 0.1 * ms, alpha: 0.67},
+		{n: 4, pass: 1 * ms, perRow: 1 * ms, draft: 0.1 * ms, draftRow: 0.1 * ms, alpha: 0.67},
+		{n: 4, pass: 1 * ms, perRow: 1 * ms, draft: 0.1 * ms, draftRow: 0.1 * ms, alpha: 0.75},
+		{n: 1, pass: 3 * ms, perRow: 0.1 * ms, draft: 0.3 * ms, draftRow: 0.03 * ms, alpha: 0.9},
+		{n: 1, pass: 3 * ms, perRow: 0.1 * ms, alpha: 0.05, shadow: true},
+		{n: 4, pass: 3 * ms, perRow: 0.5 * ms, alpha: 0.2, shadow: true},
+		{n: 1, pass: 3 * ms, perRow: 0.1 * ms, alpha: 0.6, shadow: true},
+		{n: 4, pass: 1 * ms, perRow: 1 * ms, draft: 0.1 * ms, draftRow: 0.1 * ms, alpha: 0.75, pause: 0.03},
+		{n: 1, pass: 2 * ms, perRow: 0.4 * ms, draft: 0.2 * ms, draftRow: 0.04 * ms, alpha: 0.75, pause: 0.03},
+	} {
+		t.Run(fmt.Sprintf("n%d_pass%g_row%g_a%g_pause%g", c.n, c.pass/ms, c.perRow/ms, c.alpha, c.pause), func(t *testing.T) {
+			best, bestK := c.bestRate(8)
+			plain, _ := c.bestRate(0)
+			var sum float64
+			const seeds = 4
+			for s := range seeds {
+				sum += simulate(NewSpecPolicy(SpecPolicyOptions{K: 4}), c, *simWarm, *simSteps, uint64(s))
+			}
+			got := sum / seeds
+			t.Logf("policy %.0f tok/s, plain %.0f, best K=%d %.0f: policy/plain %.3f, policy/best %.3f", got, plain, bestK, best, got/plain, got/best)
+			if got < 0.98*plain {
+				t.Errorf("policy delivers %.3f of plain decoding's rate", got/plain)
+			}
+			if best > 1.2*plain && got < plain+0.6*(best-plain) {
+				t.Errorf("policy gains %.0f tok/s of the best K's %.0f over plain", got-plain, best-plain)
+			}
+		})
+	}
+}
