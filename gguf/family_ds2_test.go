@@ -33,7 +33,7 @@ func TestDeepseek2Config(t *testing.T) {
 			return c.ModelType == config.TypeDeepseekV2 && c.QKNopeHeadDim == 32 && c.VHeadDim == 32
 		}},
 	} {
-		mm, err := OpenModel(familyFixture(c.name, "q8_0"))
+		mm, err := OpenModel(familyFixture(c.name, "q8_0"), PlaceMapped)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}

@@ -16,7 +16,7 @@ import (
 // SwiGLU, the sliding window on even layers, YaRN from the rope.scaling
 // keys, post_attention_norm as the FFN norm, MXFP4 experts kept as stored.
 func TestGPTOSSConfig(t *testing.T) {
-	mm, err := OpenModel(familyFixture(ArchGPTOSS, "q8_0"))
+	mm, err := OpenModel(familyFixture(ArchGPTOSS, "q8_0"), PlaceMapped)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func TestFamilyConfig(t *testing.T) {
 				c.SharedExpertIntermediateSize == 32 && !c.SharedExpertGate
 		}},
 	} {
-		mm, err := OpenModel(familyFixture(c.arch, "q8_0"))
+		mm, err := OpenModel(familyFixture(c.arch, "q8_0"), PlaceMapped)
 		if err != nil {
 			t.Fatalf("%s: %v", c.arch, err)
 		}

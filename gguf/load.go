@@ -97,7 +97,10 @@ type Mapped struct {
 // name, shape and byte size against the config, and that moe can compute
 // with every matrix's type. Close releases the file, after which the
 // matrices' bytes must not be touched.
-func OpenModel(path string) (*Mapped, error) {
+//
+// place says where the weights live while the model runs (see Placement);
+// the file is validated before anything is copied.
+func OpenModel(path string, place Placement) (*Mapped, error) {
 	f, err := Open(path)
 	if err != nil {
 		return nil, err
@@ -113,6 +116,15 @@ func OpenModel(path string) (*Mapped, error) {
 		}
 		if err == nil && m.Tok.VocabSize() > m.Cfg.VocabSize {
 			err = fmt.Errorf("gguf: tokenizer has %d ids but the model embeds only %d", m.Tok.VocabSize(), m.Cfg.VocabSize)
+		}
+	}
+	if err == nil && place != PlaceMapped {
+		// Validated: now move the bytes, and view the copy instead.
+		if err = f.place(place); err == nil {
+			tok := m.Tok
+			if m, err = mapModel(f); err == nil {
+				m.Tok = tok
+			}
 		}
 	}
 	if err != nil {

@@ -31,7 +31,7 @@ func TestOpenModelInPlace(t *testing.T) {
 		cfg := testConfig(true, false)
 		w := randomWeights(t, cfg, 3)
 		path := exportTo(t, cfg, w, tok, ExportOptions{Type: typ})
-		m, err := OpenModel(path)
+		m, err := OpenModel(path, PlaceMapped)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +115,7 @@ func TestMapModelUnmapped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mm, err := OpenModel(path)
+	mm, err := OpenModel(path, PlaceMapped)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestOpenModelErrors(t *testing.T) {
 	}
 	check := func(path string, want ...string) {
 		t.Helper()
-		m, err := OpenModel(path)
+		m, err := OpenModel(path, PlaceMapped)
 		if err == nil {
 			m.Close()
 			t.Fatalf("%s: no error", path)

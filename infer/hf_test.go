@@ -108,7 +108,7 @@ type hfWrite struct {
 // here, and checked equal to OpenModel's.
 func writeHFFromGGUF(t *testing.T, path string, w hfWrite) string {
 	t.Helper()
-	mm, err := gguf.OpenModel(path)
+	mm, err := gguf.OpenModel(path, gguf.PlaceMapped)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,11 +62,11 @@ func loadHFGPTOSS(path string, pool *compute.Pool) (*Model, error) {
 
 // loadGGUF opens a .gguf file for inference: it is mapped read-only and
 // its matrices are multiplied in their stored types, in place.
-func loadGGUF(path string, pool *compute.Pool) (*Model, error) {
+func loadGGUF(path string, pool *compute.Pool, place gguf.Placement) (*Model, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("infer: model %s does not exist", path)
 	}
-	mm, err := gguf.OpenModel(path)
+	mm, err := gguf.OpenModel(path, place)
 	if err != nil {
 		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
 	}

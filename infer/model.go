@@ -352,11 +352,21 @@ func (m *Model) Context() int { return m.ctxLen }
 // Hugging Face model directory (config.json, safetensors, tokenizer.json):
 // gpt_oss, deepseek_v2/deepseek_v3, or one of the families
 // safetensors.OpenMapped reads.
+//
+// A GGUF file's weights go where gguf.PlaceAuto puts them (huge pages when
+// the system offers them and memory allows, else the mapping in place);
+// LoadPlaced chooses.
 func Load(path string, pool *compute.Pool) (*Model, error) {
+	return LoadPlaced(path, pool, gguf.PlaceAuto)
+}
+
+// LoadPlaced is Load with the placement of a GGUF file's weights given
+// (other formats ignore it).
+func LoadPlaced(path string, pool *compute.Pool, place gguf.Placement) (*Model, error) {
 	load := loadRunDir
 	switch {
 	case strings.HasSuffix(strings.ToLower(path), ".gguf"):
-		load = loadGGUF
+		load = func(path string, pool *compute.Pool) (*Model, error) { return loadGGUF(path, pool, place) }
 	case safetensors.IsGPTOSSDir(path):
 		load = loadHFGPTOSS
 	case safetensors.IsDeepseekDir(path):

@@ -120,7 +120,7 @@ func ossHFDir(t *testing.T, typ, dtype string, truncate bool) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	mm, err := gguf.OpenModel(src)
+	mm, err := gguf.OpenModel(src, gguf.PlaceMapped)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/infer"
 )
 
@@ -34,7 +35,7 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	pool := compute.NewPool(o.threads)
 	defer pool.Close()
-	m, drafts, err := benchModels(o.modelPath, o.cfgName, o.draftPaths, o.draftCfg, pool)
+	m, drafts, err := benchModels(o.modelPath, o.cfgName, o.draftPaths, o.draftCfg, o.place, pool)
 	if err != nil {
 		return err
 	}
@@ -78,6 +79,7 @@ type benchGenerateOptions struct {
 	modelPath, cfgName      string
 	draftPaths              stringList
 	draftCfg                string
+	place                   gguf.Placement
 	promptTokens, genTokens int
 	draftTokens             int
 	fixedK                  bool
@@ -110,9 +112,11 @@ func parseBenchGenerate(args []string, stderr io.Writer) (*benchGenerateOptions,
 	fs.BoolVar(&o.bf16, "bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the decode runs to this file")
 	fs.Bool("json", true, "print one JSON object (always on)")
+	place := addWeightsFlag(fs)
 	if err := parseFlagsNoArgs(fs, args, ""); err != nil {
 		return nil, err
 	}
+	o.place = *place
 	if (o.modelPath == "") == (o.cfgName == "") {
 		return nil, usagef("give exactly one of --model or --config")
 	}
@@ -249,11 +253,11 @@ type benchDraft struct {
 
 // benchModels loads the target (a model or a random-weight config) and
 // the drafts: each --draft (a model or ngram) and --draft-config.
-func benchModels(modelPath, cfgName string, draftPaths []string, draftCfg string, pool *compute.Pool) (*infer.Model, []*benchDraft, error) {
+func benchModels(modelPath, cfgName string, draftPaths []string, draftCfg string, place gguf.Placement, pool *compute.Pool) (*infer.Model, []*benchDraft, error) {
 	var m *infer.Model
 	var err error
 	if modelPath != "" {
-		if m, _, err = loadModels(modelPath, "", pool); err != nil {
+		if m, _, err = loadModels(modelPath, "", place, pool); err != nil {
 			return nil, nil, err
 		}
 	} else {
@@ -274,7 +278,7 @@ func benchModels(modelPath, cfgName string, draftPaths []string, draftCfg string
 		if modelPath == "" {
 			return nil, nil, usagef("--draft MODEL needs --model; use --draft-config with --config")
 		}
-		d, err := loadDraft(m, modelPath, p, pool)
+		d, err := loadDraft(m, modelPath, p, place, pool)
 		if err != nil {
 			return nil, nil, err
 		}

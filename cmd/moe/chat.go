@@ -32,6 +32,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	draftPath := fs.String("draft", "", "speculative decoding: a draft model sharing the tokenizer, or ngram for prompt lookup (no model)")
 	draftTokens := fs.Int("draft-tokens", 4, "initial draft tokens per step")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
+	place := addWeightsFlag(fs)
 	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
 	quiet := fs.Bool("quiet", false, "no prompt marker or statistics on stderr")
 	if err := parseFlagsNoArgs(fs, args, "messages are read from stdin"); err != nil {
@@ -49,7 +50,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	pool := compute.NewPool(*threads)
 	defer pool.Close()
-	m, d, err := loadModels(*modelPath, *draftPath, pool)
+	m, d, err := loadModels(*modelPath, *draftPath, *place, pool)
 	if err != nil {
 		return err
 	}

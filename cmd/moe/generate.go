@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/infer"
 	"github.com/moe-llm/moe/internal/memest"
 )
@@ -26,11 +28,28 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 // ngram is still reachable as ./ngram.
 const ngramDraft = "ngram"
 
+// placementFlag is the --weights flag: where a GGUF file's weights live.
+type placementFlag struct{ p gguf.Placement }
+
+func (f *placementFlag) String() string { return f.p.String() }
+func (f *placementFlag) Set(s string) (err error) {
+	f.p, err = gguf.ParsePlacement(s)
+	return err
+}
+
+// addWeightsFlag defines --weights on fs (generate, chat, serve, bench
+// generate).
+func addWeightsFlag(fs *flag.FlagSet) *gguf.Placement {
+	f := &placementFlag{}
+	fs.Var(f, "weights", "where a GGUF file's weights live: auto (huge pages when the system offers them and memory allows, else mmap), mmap (the file's pages in place: least memory, fastest start) or huge (a copy on transparent huge pages: faster decoding)")
+	return &f.p
+}
+
 // loadModels loads the target model and, if draftPath names a model, the
-// draft, checking that they share a tokenizer. (moe chat, serve and bench
-// generate use it too.)
-func loadModels(modelPath, draftPath string, pool *compute.Pool) (*infer.Model, *infer.Model, error) {
-	m, err := infer.Load(modelPath, pool)
+// draft, checking that they share a tokenizer; place says where GGUF
+// weights live. (moe chat, serve and bench generate use it too.)
+func loadModels(modelPath, draftPath string, place gguf.Placement, pool *compute.Pool) (*infer.Model, *infer.Model, error) {
+	m, err := infer.LoadPlaced(modelPath, pool, place)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -38,7 +57,7 @@ func loadModels(modelPath, draftPath string, pool *compute.Pool) (*infer.Model, 
 		m.Close()
 		return nil, nil, fmt.Errorf("model %s has no tokenizer", modelPath)
 	}
-	d, err := loadDraft(m, modelPath, draftPath, pool)
+	d, err := loadDraft(m, modelPath, draftPath, place, pool)
 	if err != nil {
 		m.Close()
 		return nil, nil, err
@@ -47,11 +66,11 @@ func loadModels(modelPath, draftPath string, pool *compute.Pool) (*infer.Model, 
 }
 
 // loadDraft loads the draft model draftPath for m (nil for none or ngram).
-func loadDraft(m *infer.Model, modelPath, draftPath string, pool *compute.Pool) (*infer.Model, error) {
+func loadDraft(m *infer.Model, modelPath, draftPath string, place gguf.Placement, pool *compute.Pool) (*infer.Model, error) {
 	if draftPath == "" || draftPath == ngramDraft {
 		return nil, nil
 	}
-	d, err := infer.Load(draftPath, pool)
+	d, err := infer.LoadPlaced(draftPath, pool, place)
 	if err != nil {
 		return nil, fmt.Errorf("draft: %w", err)
 	}
@@ -98,6 +117,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var stops stringList
 	fs.Var(&stops, "stop", "stop when the text contains this string (repeatable)")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
+	place := addWeightsFlag(fs)
 	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of streaming text")
 	if err := parseFlagsNoArgs(fs, args, "the prompt goes in --prompt TEXT"); err != nil {
@@ -121,7 +141,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	pool := compute.NewPool(*threads)
 	defer pool.Close()
-	m, d, err := loadModels(*modelPath, *draftPath, pool)
+	m, d, err := loadModels(*modelPath, *draftPath, *place, pool)
 	if err != nil {
 		return err
 	}

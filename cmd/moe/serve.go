@@ -39,6 +39,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	drain := fs.Duration("drain-timeout", 60*time.Second, "on SIGTERM, how long to let in-flight requests finish")
 	name := fs.String("name", "", "model id reported by /v1/models (default: the model's file or directory name)")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
+	place := addWeightsFlag(fs)
 	if err := parseFlagsNoArgs(fs, args, ""); err != nil {
 		return err
 	}
@@ -86,7 +87,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	pool := compute.NewPool(*threads)
 	defer pool.Close()
-	m, d, err := loadModels(*modelPath, *draftPath, pool)
+	m, d, err := loadModels(*modelPath, *draftPath, *place, pool)
 	if err != nil {
 		return err
 	}
