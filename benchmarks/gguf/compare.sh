@@ -7,7 +7,8 @@
 # Environment: THREADS (default 2), PP (prompt tokens, default 512), TG
 # (generated tokens, default 128), ROUNDS (default 2; the best of each side
 # counts; moe decodes twice per round, the first a warm-up as llama-bench
-# does one), MOE (the moe binary; default: go build). llama.cpp's llama-bench
+# does one), MOE (the moe binary; default: go build), MOE_ARGS (extra flags
+# for moe bench generate, e.g. --weights mmap). llama.cpp's llama-bench
 # must be built under $MOE_LLAMA_CPP/build/bin. Prints one line per file:
 # moe and llama.cpp tokens/s for decode (tg, from an empty cache as
 # llama-bench's tg test) and prefill (pp) and the ratios.
@@ -17,6 +18,7 @@ THREADS=${THREADS:-2}
 PP=${PP:-512}
 TG=${TG:-128}
 ROUNDS=${ROUNDS:-2}
+MOE_ARGS=${MOE_ARGS:-}
 cd "$(dirname "$0")/../.."
 if [ -z "${MOE:-}" ]; then
 	MOE=$(mktemp -d)/moe
@@ -36,9 +38,9 @@ for f in "$@"; do
 	r=0
 	while [ $r -lt "$ROUNDS" ]; do
 		# As llama-bench: tg decodes from an empty cache, pp is one prompt.
-		out=$("$MOE" bench generate --model "$f" --prompt-tokens 1 --gen-tokens "$TG" --threads "$THREADS" --runs 2 --json)
+		out=$("$MOE" bench generate $MOE_ARGS --model "$f" --prompt-tokens 1 --gen-tokens "$TG" --threads "$THREADS" --runs 2 --json)
 		mtg=$(best "$mtg" "$(echo "$out" | sed -n 's/.*"decode_tokens_per_second": *\([0-9.e+]*\).*/\1/p')")
-		out=$("$MOE" bench generate --model "$f" --prompt-tokens "$PP" --gen-tokens 1 --threads "$THREADS" --runs 1 --json)
+		out=$("$MOE" bench generate $MOE_ARGS --model "$f" --prompt-tokens "$PP" --gen-tokens 1 --threads "$THREADS" --runs 1 --json)
 		mpp=$(best "$mpp" "$(echo "$out" | sed -n 's/.*"prefill_tokens_per_second": *\([0-9.e+]*\).*/\1/p')")
 		lout=$("$bench" -m "$f" -t "$THREADS" -p "$PP" -n "$TG" -r 1 -o csv 2>/dev/null)
 		ltg=$(best "$ltg" "$(echo "$lout" | llama_ts 0 "$TG")")
