@@ -23,7 +23,6 @@ var uncalled = map[string]string{
 	"data.OpenShardMapped":    "zero-copy random access to a token shard; Prepare and the loader read with pread, which keeps the resident set small (docs/data.md)",
 	"gguf.LoadModel":          "ReadModel for library users that need a tokenizer; the CLI runs GGUF files in place (gguf.OpenModel)",
 	"gguf.ParseType":          "names a tensor type as llama.cpp spells it, for library users; the CLI takes types through ParseMix",
-	"infer.ChatStopTokens":    "an alias of DefaultStopTokens; to go once the chat work editing infer/chat.go has landed",
 	"internal/testtok.Bytes":  "a test helper package: only tests import it",
 	"tokenizer.LoadTiktoken":  "reads tiktoken's published rank files (cl100k_base), which the tests compare against tiktoken-go",
 	"tokenizer.NewRanked":     "builds a rank-based tokenizer with a named pre-tokenizer, the form tiktoken vocabularies take",
