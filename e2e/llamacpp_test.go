@@ -17,19 +17,26 @@ import (
 // beside the project). Outside checks run exported GGUF files with
 // llama.cpp; where it is built, so does this test.
 func llamaSimple() string {
-	var tree string
-	if d := os.Getenv("MOE_LLAMA_CPP"); d != "" {
-		tree = filepath.Join(d, "build", "bin", "llama-simple")
-	}
-	for _, p := range []string{os.Getenv("MOE_LLAMA_SIMPLE"), tree} {
-		if p == "" {
-			continue
-		}
+	if p := os.Getenv("MOE_LLAMA_SIMPLE"); p != "" {
 		if st, err := os.Stat(p); err == nil && !st.IsDir() {
 			return p
 		}
 	}
-	return ""
+	return llamaCppBin("llama-simple")
+}
+
+// llamaCppBin returns $MOE_LLAMA_CPP/build/bin/NAME when the variable is
+// set and that file exists, else "".
+func llamaCppBin(name string) string {
+	root := os.Getenv("MOE_LLAMA_CPP")
+	if root == "" {
+		return ""
+	}
+	p := filepath.Join(root, "build", "bin", name)
+	if st, err := os.Stat(p); err != nil || st.IsDir() {
+		return ""
+	}
+	return p
 }
 
 func TestGGUFRunsInLlamaCpp(t *testing.T) {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,13 +16,9 @@ import (
 // when the variable is unset or the tool is not built.
 func llamaCppTool(t *testing.T, name string) string {
 	t.Helper()
-	root := os.Getenv("MOE_LLAMA_CPP")
-	if root == "" {
-		t.Skip("set MOE_LLAMA_CPP to a llama.cpp source tree with its tools built under build/bin")
-	}
-	p := filepath.Join(root, "build", "bin", name)
-	if st, err := os.Stat(p); err != nil || st.IsDir() {
-		t.Skipf("%s is not built (MOE_LLAMA_CPP=%s)", p, root)
+	p := llamaCppBin(name)
+	if p == "" {
+		t.Skipf("llama.cpp's %s is not built here (set MOE_LLAMA_CPP to a llama.cpp source tree with its tools built under build/bin)", name)
 	}
 	return p
 }
