@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moe-llm/moe/internal/peer"
 )
 
 // llamaSimple finds llama.cpp's llama-simple: $MOE_LLAMA_SIMPLE, or
@@ -22,21 +24,7 @@ func llamaSimple() string {
 			return p
 		}
 	}
-	return llamaCppBin("llama-simple")
-}
-
-// llamaCppBin returns $MOE_LLAMA_CPP/build/bin/NAME when the variable is
-// set and that file exists, else "".
-func llamaCppBin(name string) string {
-	root := os.Getenv("MOE_LLAMA_CPP")
-	if root == "" {
-		return ""
-	}
-	p := filepath.Join(root, "build", "bin", name)
-	if st, err := os.Stat(p); err != nil || st.IsDir() {
-		return ""
-	}
-	return p
+	return peer.Bin("llama-simple")
 }
 
 func TestGGUFRunsInLlamaCpp(t *testing.T) {

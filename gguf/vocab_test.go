@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/moe-llm/moe/internal/peer"
 )
 
 // llamaVocabTests reads llama.cpp's tokenizer test vectors for vocab: the
@@ -50,23 +52,12 @@ var unsupportedVocabs = map[string]string{
 	"bert-bge": "tokenizer model \"bert\" (WordPiece)",
 }
 
-// llamaCppRoot returns $MOE_LLAMA_CPP, a llama.cpp source tree with
-// models/ggml-vocab-*.gguf, or skips when it is not set.
-func llamaCppRoot(tb testing.TB) string {
-	tb.Helper()
-	root := os.Getenv("MOE_LLAMA_CPP")
-	if root == "" {
-		tb.Skip("MOE_LLAMA_CPP is not set (a llama.cpp source tree with models/ggml-vocab-*.gguf)")
-	}
-	return root
-}
-
 // TestLlamaCppVocabs encodes llama.cpp's test texts with every ggml-vocab
 // file and compares with the ids llama.cpp's own test expects (encoding
 // without BOS/EOS and without parsing control tokens, as
 // test-tokenizer-0 does).
 func TestLlamaCppVocabs(t *testing.T) {
-	root := llamaCppRoot(t)
+	root := peer.Root(t, "models/ggml-vocab-*.gguf")
 	files, _ := filepath.Glob(filepath.Join(root, "models", "ggml-vocab-*.gguf"))
 	if len(files) == 0 {
 		t.Fatalf("no models/ggml-vocab-*.gguf under MOE_LLAMA_CPP=%s", root)
@@ -109,7 +100,7 @@ func TestLlamaCppVocabs(t *testing.T) {
 // SpecKVs (vocab-only files) and checks that they read back to tokenizers
 // that encode alike.
 func TestSpecKVsRoundTrip(t *testing.T) {
-	root := llamaCppRoot(t)
+	root := peer.Root(t, "models/ggml-vocab-*.gguf")
 	for _, name := range []string{"llama-spm", "deepseek-llm", "phi-3", "gpt-2"} {
 		path := filepath.Join(root, "models", "ggml-vocab-"+name+".gguf")
 		tok, err := ReadTokenizer(path)
@@ -146,7 +137,7 @@ func TestSpecKVsRoundTrip(t *testing.T) {
 // cache warm after the first run) of llama.cpp's test vocabularies on their
 // own test texts repeated, without BOS/EOS.
 func BenchmarkLlamaCppVocabEncode(b *testing.B) {
-	root := llamaCppRoot(b)
+	root := peer.Root(b, "models/ggml-vocab-*.gguf")
 	for _, name := range []string{"gpt-2", "llama-spm", "deepseek-llm", "deepseek-coder", "starcoder", "falcon"} {
 		path := filepath.Join(root, "models", "ggml-vocab-"+name+".gguf")
 		inp, err := os.ReadFile(path + ".inp")

@@ -23,6 +23,8 @@ var uncalled = map[string]string{
 	"data.OpenShardMapped":    "zero-copy random access to a token shard; Prepare and the loader read with pread, which keeps the resident set small (docs/data.md)",
 	"gguf.LoadModel":          "ReadModel for library users that need a tokenizer; the CLI runs GGUF files in place (gguf.OpenModel)",
 	"gguf.ParseType":          "names a tensor type as llama.cpp spells it, for library users; the CLI takes types through ParseMix",
+	"internal/peer.NeedBin":   "a test helper package: only tests import it (llama.cpp through MOE_LLAMA_CPP)",
+	"internal/peer.Root":      "a test helper package: only tests import it (llama.cpp through MOE_LLAMA_CPP)",
 	"internal/testtok.Bytes":  "a test helper package: only tests import it",
 	"tokenizer.LoadTiktoken":  "reads tiktoken's published rank files (cl100k_base), which the tests compare against tiktoken-go",
 	"tokenizer.NewRanked":     "builds a rank-based tokenizer with a named pre-tokenizer, the form tiktoken vocabularies take",
