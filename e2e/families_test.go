@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moe-llm/moe/internal/peer"
 )
 
 // familyChat is one family fixture of infer/testdata/family (written by
@@ -166,13 +168,7 @@ func completion(t *testing.T, base, prompt string, n int) string {
 // (llama-server's own chat and completion endpoints refuse the random
 // bytes these models write: "does not match the expected ... format".)
 func TestFamiliesChatServe(t *testing.T) {
-	peer := ""
-	if root := os.Getenv("MOE_LLAMA_CPP"); root != "" {
-		p := filepath.Join(root, "build", "bin", "llama-server")
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			peer = p
-		}
-	}
+	peer := peer.Bin("llama-server")
 	if peer == "" {
 		t.Log("llama.cpp's llama-server is not built here: templates are not compared with llama.cpp's (set MOE_LLAMA_CPP to a built llama.cpp tree)")
 	}
@@ -305,13 +301,7 @@ func TestFamiliesEval(t *testing.T) {
 	text := string(corpus[:3000])
 	text = text[:strings.LastIndexByte(text, '\n')+1]
 	file := writeFile(t, t.TempDir(), "text.txt", text)
-	peer := ""
-	if root := os.Getenv("MOE_LLAMA_CPP"); root != "" {
-		p := filepath.Join(root, "build", "bin", "llama-perplexity")
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			peer = p
-		}
-	}
+	peer := peer.Bin("llama-perplexity")
 	if peer == "" {
 		t.Log("llama.cpp's llama-perplexity is not built here: moe side only (set MOE_LLAMA_CPP to a built llama.cpp tree)")
 	}

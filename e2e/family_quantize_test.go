@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moe-llm/moe/internal/peer"
 )
 
 // TestQuantizeDeepseek2LikeLlamaQuantize: on the deepseek2 fixtures (latent
@@ -13,7 +15,7 @@ import (
 // wide, take the mixes' fallbacks for rows that are not whole k-quant
 // blocks, as llama-quantize's rules say), and moe runs the result.
 func TestQuantizeDeepseek2LikeLlamaQuantize(t *testing.T) {
-	lq := llamaCppTool(t, "llama-quantize")
+	lq := peer.NeedBin(t, "llama-quantize")
 	dir := t.TempDir()
 	for _, name := range []string{"deepseek2", "deepseek2v3", "deepseek2kvb"} {
 		f32, err := filepath.Abs(filepath.Join("..", "infer", "testdata", "family", name+"-f32.gguf"))

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moe-llm/moe/internal/peer"
 )
 
 // llamaSimple finds llama.cpp's llama-simple: $MOE_LLAMA_SIMPLE, or
@@ -17,19 +19,12 @@ import (
 // beside the project). Outside checks run exported GGUF files with
 // llama.cpp; where it is built, so does this test.
 func llamaSimple() string {
-	var tree string
-	if d := os.Getenv("MOE_LLAMA_CPP"); d != "" {
-		tree = filepath.Join(d, "build", "bin", "llama-simple")
-	}
-	for _, p := range []string{os.Getenv("MOE_LLAMA_SIMPLE"), tree} {
-		if p == "" {
-			continue
-		}
+	if p := os.Getenv("MOE_LLAMA_SIMPLE"); p != "" {
 		if st, err := os.Stat(p); err == nil && !st.IsDir() {
 			return p
 		}
 	}
-	return ""
+	return peer.Bin("llama-simple")
 }
 
 func TestGGUFRunsInLlamaCpp(t *testing.T) {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -11,22 +10,8 @@ import (
 	"time"
 
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/internal/peer"
 )
-
-// llamaCppTool returns $MOE_LLAMA_CPP/build/bin/NAME, skipping the test
-// when the variable is unset or the tool is not built.
-func llamaCppTool(t *testing.T, name string) string {
-	t.Helper()
-	root := os.Getenv("MOE_LLAMA_CPP")
-	if root == "" {
-		t.Skip("set MOE_LLAMA_CPP to a llama.cpp source tree with its tools built under build/bin")
-	}
-	p := filepath.Join(root, "build", "bin", name)
-	if st, err := os.Stat(p); err != nil || st.IsDir() {
-		t.Skipf("%s is not built (MOE_LLAMA_CPP=%s)", p, root)
-	}
-	return p
-}
 
 // runTool runs a llama.cpp tool with a one-minute limit and returns stdout.
 func runTool(t *testing.T, bin string, args ...string) string {
@@ -46,8 +31,8 @@ func runTool(t *testing.T, bin string, args ...string) string {
 // and llama-quantize write the same tensor types and the same bytes for
 // every mix; llama-quantize's files load in moe and moe's in llama.cpp.
 func TestQuantizeLikeLlamaQuantize(t *testing.T) {
-	lq := llamaCppTool(t, "llama-quantize")
-	simple := llamaCppTool(t, "llama-simple")
+	lq := peer.NeedBin(t, "llama-quantize")
+	simple := peer.NeedBin(t, "llama-simple")
 	base, _ := trained(t)
 	dir := t.TempDir()
 	run := filepath.Join(dir, "q256")

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/moe-llm/moe/internal/peer"
 )
 
 // llamaVocabTests reads llama.cpp's tokenizer test vectors for vocab: the
@@ -55,10 +57,7 @@ var unsupportedVocabs = map[string]string{
 // without BOS/EOS and without parsing control tokens, as
 // test-tokenizer-0 does).
 func TestLlamaCppVocabs(t *testing.T) {
-	root := os.Getenv("MOE_LLAMA_CPP")
-	if root == "" {
-		t.Skip("MOE_LLAMA_CPP is not set (a llama.cpp source tree with models/ggml-vocab-*.gguf)")
-	}
+	root := peer.Root(t, "models/ggml-vocab-*.gguf")
 	files, _ := filepath.Glob(filepath.Join(root, "models", "ggml-vocab-*.gguf"))
 	if len(files) == 0 {
 		t.Fatalf("no models/ggml-vocab-*.gguf under MOE_LLAMA_CPP=%s", root)
@@ -101,10 +100,7 @@ func TestLlamaCppVocabs(t *testing.T) {
 // SpecKVs (vocab-only files) and checks that they read back to tokenizers
 // that encode alike.
 func TestSpecKVsRoundTrip(t *testing.T) {
-	root := os.Getenv("MOE_LLAMA_CPP")
-	if root == "" {
-		t.Skip("MOE_LLAMA_CPP is not set (a llama.cpp source tree with models/ggml-vocab-*.gguf)")
-	}
+	root := peer.Root(t, "models/ggml-vocab-*.gguf")
 	for _, name := range []string{"llama-spm", "deepseek-llm", "phi-3", "gpt-2"} {
 		path := filepath.Join(root, "models", "ggml-vocab-"+name+".gguf")
 		tok, err := ReadTokenizer(path)
@@ -141,10 +137,7 @@ func TestSpecKVsRoundTrip(t *testing.T) {
 // cache warm after the first run) of llama.cpp's test vocabularies on their
 // own test texts repeated, without BOS/EOS.
 func BenchmarkLlamaCppVocabEncode(b *testing.B) {
-	root := os.Getenv("MOE_LLAMA_CPP")
-	if root == "" {
-		b.Skip("MOE_LLAMA_CPP is not set (a llama.cpp source tree with models/ggml-vocab-*.gguf)")
-	}
+	root := peer.Root(b, "models/ggml-vocab-*.gguf")
 	for _, name := range []string{"gpt-2", "llama-spm", "deepseek-llm", "deepseek-coder", "starcoder", "falcon"} {
 		path := filepath.Join(root, "models", "ggml-vocab-"+name+".gguf")
 		inp, err := os.ReadFile(path + ".inp")

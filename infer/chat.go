@@ -228,10 +228,6 @@ func DefaultStopTokens(tok *tokenizer.Tokenizer) []int32 {
 	return stops
 }
 
-// ChatStopTokens returns the tokens that end an assistant reply of a
-// tokenizer alone, the same set as DefaultStopTokens.
-func ChatStopTokens(tok *tokenizer.Tokenizer) []int32 { return DefaultStopTokens(tok) }
-
 // StopTokens returns the tokens at which generation stops by default, as
 // llama.cpp stops at a file's end-of-generation tokens: end-of-text, the
 // file's own (m.EndTokens: eos, eot, eom), the tokens llama.cpp treats as

@@ -22,9 +22,6 @@ func TestGenerateStopsAtEndOfTurn(t *testing.T) {
 	if got, want := DefaultStopTokens(tok), []int32{tok.EOT(), end}; !slices.Equal(got, want) {
 		t.Fatalf("DefaultStopTokens = %v, want %v", got, want)
 	}
-	if got := ChatStopTokens(tok); !slices.Equal(got, DefaultStopTokens(tok)) {
-		t.Fatalf("ChatStopTokens = %v differs from DefaultStopTokens", got)
-	}
 	prompt := tok.Encode([]byte("the cat sat on"))
 	ctx := context.Background()
 	m := modelForcing(t, tok, prompt, end)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/model"
 )
 
 // Linear is one weight matrix of the forward pass: n outputs of k inputs,
@@ -285,7 +286,7 @@ func (l *Linear) bytes() int64 {
 func (m *Model) ActiveWeightBytes() int64 {
 	var dense int64
 	var expert float64
-	k := float64(InferenceExperts(m.Cfg))
+	k := float64(model.RoutedK(m.Cfg))
 	for l := range m.layers {
 		L := &m.layers[l]
 		var all, ex int64

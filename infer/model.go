@@ -111,12 +111,6 @@ func supported(cfg *config.Config, fromFile bool) error {
 	return nil
 }
 
-// InferenceExperts returns the number of experts each token is routed to at
-// inference: num_experts_per_tok for token choice, and for expert-choice
-// models the causal rule k = max(1, round(CapacityFactor)) (CapacityFactor 2
-// when unset), capped at the number of experts. It is 0 for a dense model.
-func InferenceExperts(cfg *config.Config) int { return model.RoutedK(cfg) }
-
 // New prepares a model for inference. tok may be nil (token ids only); when
 // given, its vocabulary must fit the model's embedding table.
 func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *compute.Pool) (*Model, error) {
@@ -243,7 +237,7 @@ func newModel(cfg *config.Config, tok *tokenizer.Tokenizer, pool *compute.Pool, 
 		ctxLen: cfg.MaxPositionEmbeddings,
 		hd:     hd,
 		kvDim:  cfg.KVHeads() * hd,
-		moeK:   InferenceExperts(cfg),
+		moeK:   model.RoutedK(cfg),
 		routed: make([][]uint64, cfg.NumLayers),
 
 		embScale:   float32(cfg.EmbeddingMultiplier),

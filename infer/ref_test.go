@@ -193,7 +193,7 @@ func refForward(cfg *config.Config, w *model.Weights, toks []int32) [][]float64 
 					ids[i] = i
 				}
 				sort.SliceStable(ids, func(a, b int) bool { return key[ids[a]] > key[ids[b]] })
-				k := InferenceExperts(cfg)
+				k := model.RoutedK(cfg)
 				ids = ids[:k]
 				wts := make([]float64, k)
 				for j, e := range ids {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/infer"
 )
 
@@ -22,40 +21,24 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("chat", "--model MODEL [--system TEXT] [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--draft MODEL|ngram]", stderr)
-	modelPath := fs.String("model", "", "model: a run directory, a .gguf file or a Hugging Face directory")
+	df := addDecodeFlags(fs, infer.SampleOptions{Temperature: 0.7, TopK: 40, TopP: 0.95})
 	system := fs.String("system", "", "system message that opens the conversation")
 	maxTokens := fs.Int("max-tokens", 256, "most tokens per reply")
-	temp := fs.Float64("temperature", 0.7, "sampling temperature; 0 = greedy")
-	topK := fs.Int("top-k", 40, "keep only the K most likely tokens (0 = all)")
-	topP := fs.Float64("top-p", 0.95, "nucleus sampling mass")
-	seed := fs.Uint64("seed", 0, "random seed")
-	draftPath := fs.String("draft", "", "speculative decoding: a draft model sharing the tokenizer, or ngram for prompt lookup (no model)")
-	draftTokens := fs.Int("draft-tokens", 4, "initial draft tokens per step")
-	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
-	place := addWeightsFlag(fs)
-	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
 	quiet := fs.Bool("quiet", false, "no prompt marker or statistics on stderr")
 	if err := parseFlagsNoArgs(fs, args, "messages are read from stdin"); err != nil {
 		return err
 	}
-	if *modelPath == "" {
-		return usagef("--model is required")
+	if err := df.check(); err != nil {
+		return err
 	}
-	if *maxTokens < 1 || *draftTokens < 1 {
-		return usagef("--max-tokens and --draft-tokens must be at least 1")
+	if *maxTokens < 1 {
+		return usagef("--max-tokens must be at least 1")
 	}
-	so := infer.SampleOptions{Temperature: *temp, TopK: *topK, TopP: *topP, Seed: *seed}
-	if err := so.Validate(); err != nil {
-		return usagef("%v", err)
-	}
-	pool := compute.NewPool(*threads)
-	defer pool.Close()
-	m, d, err := loadModels(*modelPath, *draftPath, *place, pool)
+	m, d, release, err := df.open()
 	if err != nil {
 		return err
 	}
-	defer closeModels(m, d)
-	useBF16(*bf16, m, d)
+	defer release()
 	tmpl, err := m.ChatTemplate()
 	if err != nil {
 		return err
@@ -112,14 +95,14 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return fmt.Errorf("message of %d tokens does not fit the context of %d tokens", len(prompt), m.Context())
 		}
 		opts := infer.GenerateOptions{MaxTokens: min(*maxTokens, m.Context()-len(prompt)), StopTokens: stopIDs, Stop: stopStrs,
-			Sampling: so, Seq: seq, Draft: d, DraftSeq: dseq, Drafter: drafterFor(*draftPath), DraftTokens: *draftTokens, TokenText: m.ReplyText(tmpl),
+			Sampling: df.sampling, Seq: seq, Draft: d, DraftSeq: dseq, Drafter: drafterFor(df.draft), DraftTokens: df.draftTokens, TokenText: m.ReplyText(tmpl),
 			Text: func(s string) error {
 				if _, err := w.WriteString(s); err != nil {
 					return err
 				}
 				return w.Flush()
 			}}
-		opts.Sampling.Seed = *seed + uint64(turn)
+		opts.Sampling.Seed = df.sampling.Seed + uint64(turn)
 		res, err := m.Generate(ctx, prompt, opts, nil)
 		fmt.Fprintln(w)
 		if ferr := w.Flush(); ferr != nil {

@@ -45,6 +45,62 @@ func addWeightsFlag(fs *flag.FlagSet) *gguf.Placement {
 	return &f.p
 }
 
+// decodeFlags are the flags moe generate and moe chat share: the model,
+// sampling, the draft, threads, weights placement and bf16.
+type decodeFlags struct {
+	model, draft string
+	draftTokens  int
+	threads      int
+	place        *gguf.Placement
+	bf16         bool
+	sampling     infer.SampleOptions
+}
+
+// addDecodeFlags registers the decodeFlags on fs with def as the sampling
+// defaults.
+func addDecodeFlags(fs *flag.FlagSet, def infer.SampleOptions) *decodeFlags {
+	f := &decodeFlags{sampling: def}
+	fs.StringVar(&f.model, "model", "", "model: a run directory, a .gguf file or a Hugging Face directory")
+	fs.Float64Var(&f.sampling.Temperature, "temperature", def.Temperature, "sampling temperature; 0 = greedy (deterministic)")
+	fs.IntVar(&f.sampling.TopK, "top-k", def.TopK, "keep only the K most likely tokens (0 = all)")
+	fs.Float64Var(&f.sampling.TopP, "top-p", def.TopP, "nucleus sampling: keep the most likely tokens up to this probability mass")
+	fs.Uint64Var(&f.sampling.Seed, "seed", def.Seed, "random seed for sampling")
+	fs.StringVar(&f.draft, "draft", "", "speculative decoding: a draft model sharing the tokenizer, or ngram for prompt lookup (no model)")
+	fs.IntVar(&f.draftTokens, "draft-tokens", 4, "initial number of tokens the draft proposes per step (adapted at run time)")
+	fs.IntVar(&f.threads, "threads", 0, "worker threads (0 = all cores)")
+	f.place = addWeightsFlag(fs)
+	fs.BoolVar(&f.bf16, "bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
+	return f
+}
+
+// check returns a usage error for a missing --model, a --draft-tokens
+// below 1 or sampling options out of range.
+func (f *decodeFlags) check() error {
+	if f.model == "" {
+		return usagef("--model is required")
+	}
+	if f.draftTokens < 1 {
+		return usagef("--draft-tokens must be at least 1")
+	}
+	if err := f.sampling.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	return nil
+}
+
+// open starts the worker pool and loads the model and draft (nil without
+// one), in bfloat16 when --bf16 asks; release frees them and the pool.
+func (f *decodeFlags) open() (m, d *infer.Model, release func(), err error) {
+	pool := compute.NewPool(f.threads)
+	m, d, err = loadModels(f.model, f.draft, *f.place, pool)
+	if err != nil {
+		pool.Close()
+		return nil, nil, nil, err
+	}
+	useBF16(f.bf16, m, d)
+	return m, d, func() { closeModels(m, d); pool.Close() }, nil
+}
+
 // loadModels loads the target model and, if draftPath names a model, the
 // draft, checking that they share a tokenizer; place says where GGUF
 // weights live. (moe chat, serve and bench generate use it too.)
@@ -101,52 +157,33 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlagSet("generate", "--model MODEL --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--draft MODEL|ngram --draft-tokens K] [--stop TEXT] [--ignore-eos] [--json]\n\n"+
 		"Generation ends at --max-tokens, at a --stop string, or at an end-of-generation token\n"+
 		"(<|endoftext|> or the chat end-of-turn <|end|>; --ignore-eos keeps going).", stderr)
-	modelPath := fs.String("model", "", "model: a run directory, a .gguf file or a Hugging Face directory")
+	df := addDecodeFlags(fs, infer.SampleOptions{TopP: 1})
 	prompt := fs.String("prompt", "", "prompt text")
 	maxTokens := fs.Int("max-tokens", 256, "most tokens to generate")
-	temp := fs.Float64("temperature", 0, "sampling temperature; 0 = greedy (deterministic)")
-	topK := fs.Int("top-k", 0, "keep only the K most likely tokens (0 = all)")
-	topP := fs.Float64("top-p", 1, "nucleus sampling: keep the most likely tokens up to this probability mass")
-	seed := fs.Uint64("seed", 0, "random seed for sampling")
-	draftPath := fs.String("draft", "", "speculative decoding: a draft model sharing the tokenizer, or ngram for prompt lookup (no model)")
-	draftTokens := fs.Int("draft-tokens", 4, "initial number of tokens the draft proposes per step (adapted at run time)")
 	fixedK := fs.Bool("fixed-draft-tokens", false, "do not adapt --draft-tokens")
 	var ignoreEOS bool
 	fs.BoolVar(&ignoreEOS, "ignore-eos", false, "keep generating past end-of-generation tokens (by default generation stops at end of text and end of turn: the file's eos/eot/eom and its chat template's end markers, as llama.cpp does)")
 	fs.BoolVar(&ignoreEOS, "ignore-eot", false, "the same as --ignore-eos")
 	var stops stringList
 	fs.Var(&stops, "stop", "stop when the text contains this string (repeatable)")
-	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
-	place := addWeightsFlag(fs)
-	bf16 := fs.Bool("bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of streaming text")
 	if err := parseFlagsNoArgs(fs, args, "the prompt goes in --prompt TEXT"); err != nil {
 		return err
 	}
-	if *modelPath == "" {
-		return usagef("--model is required")
+	if err := df.check(); err != nil {
+		return err
 	}
 	if *maxTokens < 1 {
 		return usagef("--max-tokens must be at least 1")
 	}
-	if *draftTokens < 1 {
-		return usagef("--draft-tokens must be at least 1")
-	}
-	so := infer.SampleOptions{Temperature: *temp, TopK: *topK, TopP: *topP, Seed: *seed}
-	if err := so.Validate(); err != nil {
-		return usagef("%v", err)
-	}
 	if *prompt == "" {
 		return usagef("--prompt is empty: give some text to continue")
 	}
-	pool := compute.NewPool(*threads)
-	defer pool.Close()
-	m, d, err := loadModels(*modelPath, *draftPath, *place, pool)
+	m, d, release, err := df.open()
 	if err != nil {
 		return err
 	}
-	defer closeModels(m, d)
-	useBF16(*bf16, m, d)
+	defer release()
 	ids := m.EncodePrompt(*prompt)
 	if len(ids) > m.Context() {
 		return fmt.Errorf("prompt is %d tokens, longer than the model's context of %d tokens", len(ids), m.Context())
@@ -162,8 +199,8 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	// Special tokens print as their strings, as llama.cpp's llama-simple prints them.
-	opts := infer.GenerateOptions{MaxTokens: *maxTokens, Stop: stops, IgnoreEOT: ignoreEOS, Sampling: so,
-		Draft: d, Drafter: drafterFor(*draftPath), DraftTokens: *draftTokens, FixedDraftTokens: *fixedK, KeepSpecial: true}
+	opts := infer.GenerateOptions{MaxTokens: *maxTokens, Stop: stops, IgnoreEOT: ignoreEOS, Sampling: df.sampling,
+		Draft: d, Drafter: drafterFor(df.draft), DraftTokens: df.draftTokens, FixedDraftTokens: *fixedK, KeepSpecial: true}
 	w := bufio.NewWriter(stdout)
 	if !*asJSON {
 		opts.Text = func(s string) error {
@@ -193,7 +230,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			"tokens_per_second": res.TokensPerSecond(),
 			"stop_reason":       res.StopReason,
 		}
-		if *draftPath != "" {
+		if df.draft != "" {
 			out["proposed"] = res.Proposed
 			out["accepted"] = res.Accepted
 			out["acceptance_rate"] = res.AcceptanceRate()
@@ -208,7 +245,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("write: %w", err)
 	}
 	fmt.Fprintf(stderr, "[%d prompt tokens, %d generated in %.2fs: %.1f tok/s decode, stop: %s", res.PromptTokens, len(res.Tokens), res.Seconds, res.TokensPerSecond(), res.StopReason)
-	if *draftPath != "" {
+	if df.draft != "" {
 		fmt.Fprintf(stderr, "; draft proposed %d, accepted %d (%.0f%%), final K %d", res.Proposed, res.Accepted, 100*res.AcceptanceRate(), res.FinalDraftTokens)
 	}
 	fmt.Fprintln(stderr, "]")

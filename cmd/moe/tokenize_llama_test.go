@@ -10,6 +10,7 @@ import (
 
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/infer"
+	"github.com/moe-llm/moe/internal/peer"
 )
 
 // crossTexts are texts for the llama-tokenize cross-check: specials,
@@ -54,15 +55,7 @@ func TestTokenizeMatchesLlamaTokenize(t *testing.T) {
 // skips the test.
 func llamaTokenize(t *testing.T) (root, bin string) {
 	t.Helper()
-	root = os.Getenv("MOE_LLAMA_CPP")
-	if root == "" {
-		t.Skip("MOE_LLAMA_CPP is not set (a llama.cpp tree built under build/bin)")
-	}
-	bin = filepath.Join(root, "build", "bin", "llama-tokenize")
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("MOE_LLAMA_CPP=%s has no build/bin/llama-tokenize", root)
-	}
-	return root, bin
+	return peer.Root(t, "models/ggml-vocab-*.gguf"), peer.NeedBin(t, "llama-tokenize")
 }
 
 // bothTokenize returns the ids moe tokenize and llama-tokenize print for

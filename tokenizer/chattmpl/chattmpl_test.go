@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moe-llm/moe/internal/peer"
 )
 
 type fixtureCase struct {
@@ -143,10 +145,7 @@ func TestRenderMatchesJinja2(t *testing.T) {
 // jinja2) and with this package, and demands byte identity wherever
 // jinja2 renders.
 func TestLlamaCppTemplatesMatchJinja2(t *testing.T) {
-	root := os.Getenv("MOE_LLAMA_CPP")
-	if root == "" {
-		t.Skip("set MOE_LLAMA_CPP to a llama.cpp source tree to check its models/templates")
-	}
+	root := peer.Root(t, "models/templates")
 	py, err := exec.LookPath("python3")
 	if err != nil || exec.Command(py, "-c", "import jinja2").Run() != nil {
 		t.Skip("needs python3 with jinja2 (Debian: python3-jinja2) on PATH")
