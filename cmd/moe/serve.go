@@ -91,6 +91,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	defer closeModels(m, d)
 	// The weights are loaded; the KV-cache budget (over all running and
 	// prefix-cached sequences) and the queue must still fit. The default
 	// budget shrinks to what fits; an explicit one that does not is refused.
@@ -114,7 +115,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := memest.Check(need, "serve", fmt.Sprintf("lower --kv-tokens (%d), --parallel (%d) or --queue (%d)", budget, *parallel, *queue)); err != nil {
 		return err
 	}
-	defer closeModels(m, d)
 	srv, err := serve.NewFromModel(m, d, serve.Options{
 		ModelName: *name, APIKey: key, Parallel: *parallel, KVTokens: *kvTokens, QueueSize: *queue,
 		StepTokens: *stepTokens, PrefillChunk: *prefillChunk, MaxBodyBytes: *maxBody, DrainTimeout: *drain,
