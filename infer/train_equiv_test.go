@@ -11,6 +11,7 @@ import (
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/safetensors"
 )
 
 // TestMatchesTrainingForward checks that the KV-cache forward pass gives the
@@ -114,14 +115,23 @@ func TestMatchesTrainingForward(t *testing.T) {
 
 // TestTrainingModelFromFamilyFile checks that the training model built from
 // a qwen3moe or olmoe GGUF file (gguf.ReadModel: per-head and full-width q/k
-// norms) gives the logits of the float64 reference of the family's
-// definition over the file's weights, the reference infer's own pass is
-// checked against.
+// norms), or from that file written as a Hugging Face directory
+// (safetensors.LoadHF), gives the logits of the float64 reference of the
+// family's definition over the file's weights, the reference infer's own
+// pass is checked against.
 func TestTrainingModelFromFamilyFile(t *testing.T) {
-	for _, arch := range []string{"qwen3moe", "olmoe"} {
-		t.Run(arch, func(t *testing.T) {
+	for _, c := range []struct{ arch, from string }{{"qwen3moe", "gguf"}, {"olmoe", "gguf"}, {"qwen3moe", "hf"}, {"olmoe", "hf"}} {
+		arch := c.arch
+		t.Run(arch+"-"+c.from, func(t *testing.T) {
 			path := filepath.Join("testdata", "family", arch+"-f32.gguf")
-			cfg, w, _, err := gguf.ReadModel(context.Background(), path)
+			var cfg *config.Config
+			var w *model.Weights
+			var err error
+			if c.from == "gguf" {
+				cfg, w, _, err = gguf.ReadModel(context.Background(), path)
+			} else {
+				cfg, w, err = safetensors.LoadHF(context.Background(), writeHFFromGGUF(t, path, hfWrite{dtype: safetensors.F32}))
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
