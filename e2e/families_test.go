@@ -369,31 +369,35 @@ func llamaPerplexity(t *testing.T, bin string, chunks int, args ...string) float
 }
 
 // TestFamiliesFinetune: `moe finetune` takes a GGUF file the training
-// model can hold (the Mixtral-layout llama fixture) with its own tokenizer
+// model can hold (the Mixtral-layout llama, qwen3moe and olmoe fixtures) with its own tokenizer
 // and chat template: after zero steps the new run directory generates and
 // chats exactly as the file does, and a few steps run. A family the
 // training model cannot hold is refused with a one-line error naming why.
 func TestFamiliesFinetune(t *testing.T) {
 	dir := t.TempDir()
 	chat := writeFile(t, dir, "chat.jsonl", `{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello"},{"role":"assistant","content":"Hello the world"}]}`+"\n")
-	fails(t, []string{"qwen3moe-f32.gguf", "q/k norm"}, "finetune", "--model", familyFile(t, "qwen3moe", "f32"), "--data", chat, "--out", filepath.Join(dir, "q3"), "--steps", "1")
-	g := familyFile(t, "llama", "f32")
-	run := filepath.Join(dir, "mixtral0")
-	ok(t, "finetune", "--model", g, "--data", chat, "--out", run, "--steps", "0", "--quiet")
-	for _, args := range [][]string{{"generate", "--prompt", "Hello the world"}, {"chat", "--system", "Be brief.", "--quiet"}} {
-		var outs []string
-		for _, m := range []string{g, run} {
-			cmd := exec.Command(moeBin, append(append(args[:1:1], "--model", m, "--temperature", "0", "--max-tokens", "12"), args[1:]...)...)
-			cmd.Stdin = strings.NewReader("Hello\n")
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("moe %s --model %s: %v", args[0], m, err)
+	fails(t, []string{"qwen2moe-f32.gguf", "gated shared expert"}, "finetune", "--model", familyFile(t, "qwen2moe", "f32"), "--data", chat, "--out", filepath.Join(dir, "q2"), "--steps", "1")
+	// The Mixtral-layout llama fixture, and qwen3moe and olmoe (per-head
+	// and full-width q/k norms).
+	for _, arch := range []string{"llama", "qwen3moe", "olmoe"} {
+		g := familyFile(t, arch, "f32")
+		run := filepath.Join(dir, arch+"0")
+		ok(t, "finetune", "--model", g, "--data", chat, "--out", run, "--steps", "0", "--quiet")
+		for _, args := range [][]string{{"generate", "--prompt", "Hello the world"}, {"chat", "--system", "Be brief.", "--quiet"}} {
+			var outs []string
+			for _, m := range []string{g, run} {
+				cmd := exec.Command(moeBin, append(append(args[:1:1], "--model", m, "--temperature", "0", "--max-tokens", "12"), args[1:]...)...)
+				cmd.Stdin = strings.NewReader("Hello\n")
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("%s: moe %s --model %s: %v", arch, args[0], m, err)
+				}
+				outs = append(outs, string(out))
 			}
-			outs = append(outs, string(out))
+			if outs[0] != outs[1] {
+				t.Errorf("%s: moe %s: the GGUF file gives %q, its zero-step fine-tune %q", arch, args[0], outs[0], outs[1])
+			}
 		}
-		if outs[0] != outs[1] {
-			t.Errorf("moe %s: the GGUF file gives %q, its zero-step fine-tune %q", args[0], outs[0], outs[1])
-		}
+		ok(t, "finetune", "--model", g, "--data", chat, "--out", filepath.Join(dir, arch+"3"), "--steps", "3", "--quiet")
 	}
-	ok(t, "finetune", "--model", g, "--data", chat, "--out", filepath.Join(dir, "mixtral3"), "--steps", "3", "--quiet")
 }

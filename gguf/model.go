@@ -570,6 +570,14 @@ func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, 
 		l, x := &w.Layers[i], &mm.Layers[i]
 		copy(l.AttnNorm, x.AttnNorm)
 		copy(l.FFNNorm, x.FFNNorm)
+		copy(l.QNorm, x.QNorm)
+		copy(l.KNorm, x.KNorm)
+		if l.QKVBias != nil { // [q; k; v], as model lays it out
+			qd, kd := len(x.QBias), len(x.KBias)
+			copy(l.QKVBias, x.QBias)
+			copy(l.QKVBias[qd:], x.KBias)
+			copy(l.QKVBias[qd+kd:], x.VBias)
+		}
 		errs = append(errs, dec(l.Wq, x.Q), dec(l.Wk, x.K), dec(l.Wv, x.V), dec(l.Wo, x.O))
 		if !cfg.IsMoE() {
 			errs = append(errs, ffn(l.Gate, l.Up, l.Down, x.FFN))

@@ -140,6 +140,7 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 	for l := range w.Layers {
 		L, W := &m.layers[l], &w.Layers[l]
 		L.attnNorm, L.ffnNorm = W.AttnNorm, W.FFNNorm
+		L.qNorm, L.kNorm, L.qkvBias = W.QNorm, W.KNorm, W.QKVBias
 		L.qkv = fuseFloat32(w.Flat, d, W.Wq, W.Wk, W.Wv)
 		L.o = newLinear(W.Wo, d, cfg.NumHeads*m.hd)
 		if !cfg.IsMoE() {

@@ -1,12 +1,17 @@
 package infer
 
 import (
+	"context"
+	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/safetensors"
 )
 
 // TestMatchesTrainingForward checks that the KV-cache forward pass gives the
@@ -25,6 +30,16 @@ func TestMatchesTrainingForward(t *testing.T) {
 	yarn := testConfig(true)
 	yarn.RopeScaling = &config.RopeScaling{Type: config.RopeYaRN, Factor: 4, OriginalMaxPositionEmbeddings: 8}
 	cfgs["moe_rope_yarn"] = yarn
+	// q/k norms (per head, full width) and q/k/v biases: one rule in both.
+	for name, mut := range map[string]func(c *config.Config){
+		"moe_qk_norm_per_head": func(c *config.Config) { c.QKNorm, c.QKNormPerHead = true, true },
+		"moe_qk_norm_full":     func(c *config.Config) { c.QKNorm = true },
+		"moe_qkv_bias":         func(c *config.Config) { c.QKVBias = true },
+	} {
+		c := testConfig(true)
+		mut(c)
+		cfgs[name] = c
+	}
 	for name, cfg := range cfgs {
 		t.Run(name, func(t *testing.T) {
 			tm, err := model.New(cfg, nil)
@@ -37,11 +52,20 @@ func TestMatchesTrainingForward(t *testing.T) {
 			for i := range tm.W.Flat {
 				tm.W.Flat[i] *= 10
 			}
-			// Selection biases (noaux_tc) start at 0: make them matter.
+			// Selection and q/k/v biases start at 0 and q/k gains at 1
+			// (times 10): make them matter.
 			br := rand.New(rand.NewPCG(7, 7))
 			for _, l := range tm.W.Layers {
 				for e := range l.RouterScoreBias {
 					l.RouterScoreBias[e] = float32(br.NormFloat64() * 0.3)
+				}
+				for i := range l.QKVBias {
+					l.QKVBias[i] = float32(br.NormFloat64() * 0.3)
+				}
+				for _, g := range [][]float32{l.QNorm, l.KNorm} {
+					for i := range g {
+						g[i] = float32(1 + br.NormFloat64()*0.3)
+					}
 				}
 			}
 			const B, T = 2, 17
@@ -84,6 +108,51 @@ func TestMatchesTrainingForward(t *testing.T) {
 					t.Fatal(err)
 				}
 				cmp("one at a time", lg[0], 1, p)
+			}
+		})
+	}
+}
+
+// TestTrainingModelFromFamilyFile checks that the training model built from
+// a qwen3moe or olmoe GGUF file (gguf.ReadModel: per-head and full-width q/k
+// norms), or from that file written as a Hugging Face directory
+// (safetensors.LoadHF), gives the logits of the float64 reference of the
+// family's definition over the file's weights, the reference infer's own
+// pass is checked against.
+func TestTrainingModelFromFamilyFile(t *testing.T) {
+	for _, c := range []struct{ arch, from string }{{"qwen3moe", "gguf"}, {"olmoe", "gguf"}, {"qwen3moe", "hf"}, {"olmoe", "hf"}} {
+		arch := c.arch
+		t.Run(arch+"-"+c.from, func(t *testing.T) {
+			path := filepath.Join("testdata", "family", arch+"-f32.gguf")
+			var cfg *config.Config
+			var w *model.Weights
+			var err error
+			if c.from == "gguf" {
+				cfg, w, _, err = gguf.ReadModel(context.Background(), path)
+			} else {
+				cfg, w, err = safetensors.LoadHF(context.Background(), writeHFFromGGUF(t, path, hfWrite{dtype: safetensors.F32}))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tm, err := model.New(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			copy(tm.W.Flat, w.Flat)
+			toks := familyTokens()
+			if _, err := tm.ForwardWith(toks, nil, 1, len(toks), model.ForwardOptions{Causal: true}); err != nil {
+				t.Fatal(err)
+			}
+			want := newFamilyRef(t, path, arch).forward(toks)
+			V := cfg.VocabSize
+			worst := 0.0
+			for p := range toks {
+				worst = math.Max(worst, relErr(tm.Logits()[p*V:(p+1)*V], want[p]))
+			}
+			t.Logf("%s: training forward vs float64 reference: max relative logit error %.2e", arch, worst)
+			if worst > 1e-4 {
+				t.Fatalf("%s: training model's logits differ from the reference by %.3e relative (limit 1e-4)", arch, worst)
 			}
 		})
 	}

@@ -11,10 +11,13 @@ import (
 type layerActs struct {
 	xn1, rstd1 []float32 // attention RMSNorm output [N,d] and 1/rms [N]
 	qkv        []float32 // [N, (nh+2·nkv)·hd], q and k after RoPE
-	attLSE     []float32 // [B, nh, T] logsumexp of each attention score row
-	ao         []float32 // [N, nh·hd] attention output before wo
-	mid        []float32 // [N,d] residual after attention
-	xn2, rstd2 []float32 // FFN RMSNorm output and 1/rms
+	// q and k before their norms ([N, nh·hd], [N, nkv·hd]) and the norms'
+	// 1/rms per normed row; empty without q/k norms.
+	qPre, kPre, qRstd, kRstd []float32
+	attLSE                   []float32 // [B, nh, T] logsumexp of each attention score row
+	ao                       []float32 // [N, nh·hd] attention output before wo
+	mid                      []float32 // [N,d] residual after attention
+	xn2, rstd2               []float32 // FFN RMSNorm output and 1/rms
 
 	gu, h []float32 // dense FFN: [N, 2·ff] gate|up, [N, ff] swiglu
 
@@ -59,6 +62,7 @@ type acts struct {
 	normPart   []float32 // rmsNormBackward's per-block gain gradients
 	dqkv       []float32 // [N, qkvdim]
 	dao        []float32 // [N, qdim]
+	dqk, dqkx  []float32 // [N, qdim] gradients through the q/k norms
 	scrP, dP   []float32 // [threads, T, T] attention probabilities and their gradient
 	dgu, dh    []float32 // [N, 2·max(ff,ffs)], [N, max(ff,ffs)]
 	xA, dyA    []float32 // [A, d]
@@ -120,6 +124,13 @@ func (m *Model) ensure(B, T, k int) {
 		la.rstd1 = scratch.Grow(la.rstd1, N)
 		la.qkv = scratch.Grow(la.qkv, N*qkvdim)
 		la.attLSE = scratch.Grow(la.attLSE, B*nh*T)
+		if cfg.QKNorm {
+			qn, kn := qkNormWidths(cfg)
+			la.qPre = scratch.Grow(la.qPre, N*qdim)
+			la.kPre = scratch.Grow(la.kPre, N*nkv*hd)
+			la.qRstd = scratch.Grow(la.qRstd, N*qdim/qn)
+			la.kRstd = scratch.Grow(la.kRstd, N*nkv*hd/kn)
+		}
 		la.ao = scratch.Grow(la.ao, N*qdim)
 		la.mid = scratch.Grow(la.mid, N*d)
 		la.xn2 = scratch.Grow(la.xn2, N*d)
@@ -154,7 +165,14 @@ func (m *Model) ensure(B, T, k int) {
 	a.logits = scratch.Grow(a.logits, N*V)
 	a.dres = scratch.Grow(a.dres, N*d)
 	a.dxn = scratch.Grow(a.dxn, N*d)
-	a.normPart = scratch.Grow(a.normPart, (N+normBwdRows-1)/normBwdRows*d)
+	part := (N + normBwdRows - 1) / normBwdRows * d
+	if cfg.QKNorm {
+		qn, _ := qkNormWidths(cfg)
+		part = max(part, (N*qdim/qn+normBwdRows-1)/normBwdRows*qn)
+		a.dqk = scratch.Grow(a.dqk, N*qdim)
+		a.dqkx = scratch.Grow(a.dqkx, N*qdim)
+	}
+	a.normPart = scratch.Grow(a.normPart, part)
 	a.dqkv = scratch.Grow(a.dqkv, N*qkvdim)
 	a.dao = scratch.Grow(a.dao, N*qdim)
 	a.dP = scratch.Grow(a.dP, m.pool.Threads()*T*T)

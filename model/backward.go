@@ -181,7 +181,34 @@ func (m *Model) attentionBackward(l int) {
 			m.rope.Backward(row[qdim:qdim+kvdim], nkv, pos)
 		}
 	})
+	if W.QNorm != nil {
+		m.qkNormBackward(N, qkvdim, 0, qdim, dqkv, la.qPre, W.QNorm, G.QNorm, la.qRstd)
+		m.qkNormBackward(N, qkvdim, qdim, kvdim, dqkv, la.kPre, W.KNorm, G.KNorm, la.kRstd)
+	}
+	if G.QKVBias != nil {
+		// Summed over the rows in order: the bits do not depend on threads.
+		for i := 0; i < N; i++ {
+			compute.Add(G.QKVBias, dqkv[i*qkvdim:(i+1)*qkvdim])
+		}
+	}
 	m.gemm(m.pool, true, false, qkvdim, d, N, 1, dqkv, qkvdim, la.xn1, d, 1, m.gf[l].qkv, d)
 	m.gemm(m.pool, false, false, N, d, qkvdim, 1, dqkv, qkvdim, m.wf[l].qkv, d, 0, a.dxn, d)
 	rmsNormBackward(m.pool, a.dres, G.AttnNorm, a.dxn, a.res[l], W.AttnNorm, la.rstd1, N, d, a.normPart)
+}
+
+// qkNormBackward back-propagates through the q or k norm of attention
+// (qkNormRow): the w columns at off of each of the N rows of dqkv (stride
+// qkvdim) hold the gradient of the normed values and are replaced by that
+// of the norm's input pre; the gain gradient is added to dg.
+func (m *Model) qkNormBackward(N, qkvdim, off, w int, dqkv, pre, g, dg, rstd []float32) {
+	a := &m.a
+	dout, dx := a.dqk[:N*w], a.dqkx[:N*w]
+	for i := 0; i < N; i++ {
+		copy(dout[i*w:(i+1)*w], dqkv[i*qkvdim+off:i*qkvdim+off+w])
+	}
+	clear(dx)
+	rmsNormBackward(m.pool, dx, dg, dout, pre, g, rstd, N*w/len(g), len(g), a.normPart)
+	for i := 0; i < N; i++ {
+		copy(dqkv[i*qkvdim+off:i*qkvdim+off+w], dx[i*w:(i+1)*w])
+	}
 }

@@ -188,9 +188,18 @@ func (m *Model) attentionForward(l int) {
 	x := a.res[l]
 	rmsNorm(m.pool, la.xn1, x, m.W.Layers[l].AttnNorm, N, d, m.eps, la.rstd1)
 	m.gemm(m.pool, false, true, N, qkvdim, d, 1, la.xn1, d, m.wf[l].qkv, d, 0, la.qkv, qkvdim)
+	W := &m.W.Layers[l]
 	rowChunks(m.pool, N, func(_, r0, r1 int) {
 		for i := r0; i < r1; i++ {
 			row := la.qkv[i*qkvdim : (i+1)*qkvdim]
+			if W.QKVBias != nil {
+				compute.Add(row, W.QKVBias)
+			}
+			if W.QNorm != nil {
+				// q/k RMSNorm after the biases, before RoPE.
+				m.qkNormRow(row[:qdim], la.qPre, W.QNorm, la.qRstd, i)
+				m.qkNormRow(row[qdim:qdim+kvdim], la.kPre, W.KNorm, la.kRstd, i)
+			}
 			pos := i % T
 			m.rope.Apply(row[:qdim], nh, pos)
 			m.rope.Apply(row[qdim:qdim+kvdim], nkv, pos)
@@ -222,6 +231,16 @@ func (m *Model) attentionForward(l int) {
 	})
 	copy(la.mid, x)
 	m.gemm(m.pool, false, true, N, d, qdim, 1, la.ao, qdim, m.W.Layers[l].Wo, qdim, 1, la.mid, d)
+}
+
+// qkNormRow normalises y, the q or k part of token row i, in place with the
+// gains g (per head when g is narrower than y), saving its input in row i of
+// pre and the 1/rms of each normed span in rstd.
+func (m *Model) qkNormRow(y, pre, g, rstd []float32, i int) {
+	w, n := len(y), len(y)/len(g)
+	p := pre[i*w : (i+1)*w]
+	copy(p, y)
+	compute.RMSNorm(y, p, g, n, len(g), m.eps, rstd[i*n:(i+1)*n])
 }
 
 // denseForward computes a.layers[l].mid → a.res[l+1] with a SwiGLU FFN.

@@ -91,6 +91,14 @@ func routingKinds() []routingKind {
 		{"sigmoid_expert_choice", moeToy(func(c *config.Config) {
 			c.ScoringFunc, c.Routing, c.CapacityFactor = config.ScoringSigmoid, config.RoutingExpertChoice, 1.5
 		}), ForwardOptions{}},
+		{"qk_norm_per_head", moeToy(func(c *config.Config) { c.QKNorm, c.QKNormPerHead = true, true }), ForwardOptions{}},
+		{"qk_norm_full", moeToy(func(c *config.Config) { c.QKNorm = true }), ForwardOptions{}},
+		{"qkv_bias", moeToy(func(c *config.Config) { c.QKVBias = true }), ForwardOptions{}},
+		{"dense_qkv_bias_qk_norm", func() *config.Config {
+			c := toyConfig()
+			c.QKVBias, c.QKNorm, c.QKNormPerHead = true, true, true
+			return c
+		}(), ForwardOptions{}},
 		{"sigmoid_expert_choice_causal", moeToy(func(c *config.Config) {
 			c.ScoringFunc, c.Routing, c.CapacityFactor = config.ScoringSigmoid, config.RoutingExpertChoice, 1.5
 		}), ForwardOptions{Causal: true}},
@@ -112,6 +120,16 @@ func initModel(t testing.TB, cfg *config.Config, pool *compute.Pool, seed uint64
 	for _, l := range m.W.Layers {
 		for e := range l.RouterScoreBias {
 			l.RouterScoreBias[e] = float32(r.NormFloat64() * 0.2)
+		}
+		// q/k/v biases start at 0 and q/k gains at 1; move them so that
+		// their gradients are checked away from those special points.
+		for i := range l.QKVBias {
+			l.QKVBias[i] = float32(r.NormFloat64() * 0.3)
+		}
+		for _, g := range [][]float32{l.QNorm, l.KNorm} {
+			for i := range g {
+				g[i] = float32(1 + r.NormFloat64()*0.3)
+			}
 		}
 	}
 	return m
@@ -285,7 +303,6 @@ func TestForwardRejectsBadInput(t *testing.T) {
 	}
 	for _, bad := range []func(c *config.Config){
 		func(c *config.Config) { c.AttentionBias = true },
-		func(c *config.Config) { c.QKNorm = true },
 		func(c *config.Config) { c.NumKVHeads = 3 },
 		func(c *config.Config) { c.HeadDim = 3 },
 		func(c *config.Config) { c.NumExperts = 4; c.ExpertsPerToken = 5 },
@@ -300,6 +317,18 @@ func TestForwardRejectsBadInput(t *testing.T) {
 		bad(c)
 		if _, err := New(c, nil); err == nil {
 			t.Errorf("config %+v accepted", c)
+		}
+	}
+	// q/k norms (per head or full width) and q/k/v biases train.
+	for _, ok := range []func(c *config.Config){
+		func(c *config.Config) { c.QKNorm = true },
+		func(c *config.Config) { c.QKNorm, c.QKNormPerHead = true, true },
+		func(c *config.Config) { c.QKVBias = true },
+	} {
+		c := toyConfig()
+		ok(c)
+		if _, err := New(c, nil); err != nil {
+			t.Errorf("config %+v refused: %v", c, err)
 		}
 	}
 }
@@ -588,5 +617,68 @@ func TestInit(t *testing.T) {
 	m2.Init(2)
 	if slices.Equal(m.W.Flat, m2.W.Flat) {
 		t.Error("Init ignores the seed")
+	}
+}
+
+// TestQKNormBiasParams checks that q/k norm gains and q/k/v biases are laid
+// out only when the config asks for them, with the widths of each kind
+// (per-head gains of head_dim, full-width ones of nh·hd and nkv·hd), that
+// Init sets gains to 1 and biases to 0, and that they get no weight decay.
+func TestQKNormBiasParams(t *testing.T) {
+	base := moeToy(nil)
+	n0 := NumParams(base)
+	hd, nh, nkv, L := base.HeadDimension(), base.NumHeads, base.KVHeads(), base.NumLayers
+	for _, c := range []struct {
+		name  string
+		mut   func(c *config.Config)
+		extra int // per layer
+	}{
+		{"per_head", func(c *config.Config) { c.QKNorm, c.QKNormPerHead = true, true }, 2 * hd},
+		{"full", func(c *config.Config) { c.QKNorm = true }, (nh + nkv) * hd},
+		{"bias", func(c *config.Config) { c.QKVBias = true }, (nh + 2*nkv) * hd},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := moeToy(c.mut)
+			if got, want := NumParams(cfg), n0+L*c.extra; got != want {
+				t.Fatalf("NumParams = %d, want %d", got, want)
+			}
+			m, err := New(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Init(3)
+			for _, l := range m.W.Layers {
+				if cfg.QKNorm != (l.QNorm != nil) || cfg.QKNorm != (l.KNorm != nil) || cfg.QKVBias != (l.QKVBias != nil) {
+					t.Fatalf("q/k norms %v/%v, biases %v for qk_norm %v, qkv_bias %v", l.QNorm != nil, l.KNorm != nil, l.QKVBias != nil, cfg.QKNorm, cfg.QKVBias)
+				}
+				for _, g := range [][]float32{l.QNorm, l.KNorm} {
+					for _, v := range g {
+						if v != 1 {
+							t.Fatalf("q/k gain %v after Init, want 1", v)
+						}
+					}
+				}
+				for _, v := range l.QKVBias {
+					if v != 0 {
+						t.Fatalf("q/k/v bias %v after Init, want 0", v)
+					}
+				}
+			}
+			decay := 0
+			for _, r := range m.W.NoDecay {
+				decay += r[1] - r[0]
+			}
+			m0, err := New(base, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			decay0 := 0
+			for _, r := range m0.W.NoDecay {
+				decay0 += r[1] - r[0]
+			}
+			if decay-decay0 != L*c.extra {
+				t.Errorf("%d more floats exempt from weight decay, want %d", decay-decay0, L*c.extra)
+			}
+		})
 	}
 }

@@ -166,10 +166,8 @@ func Supported(cfg *config.Config) error {
 		return errors.New("model: gpt_oss's attention sinks, clamped SwiGLU (swiglu_limit) and biases are not supported in training (gpt-oss GGUF files run for inference: generate, chat, serve)")
 	case cfg.AttentionBias:
 		return errors.New("model: attention biases (attention_bias) are not supported")
-	case cfg.QKNorm:
-		return errors.New("model: per-head q/k norms (qk_norm) are not supported")
-	case cfg.QKVBias || cfg.MLPBias || cfg.ExpertBias || cfg.RouterBias:
-		return errors.New("model: q/k/v, MLP, expert and router biases are not supported")
+	case cfg.MLPBias || cfg.ExpertBias || cfg.RouterBias:
+		return errors.New("model: MLP, expert and router biases are not supported")
 	case cfg.SharedExpertGate:
 		return errors.New("model: a gated shared expert (moe_shared_expert_gate) is not supported")
 	case cfg.PlainMLP:
@@ -310,8 +308,8 @@ func fusedViews(cfg *config.Config, w *Weights) []fused {
 
 // Init fills the parameters deterministically from seed: normal(0, std)
 // with std = InitStd (0.02 when unset), output projections (wo and every
-// down projection) scaled by 1/sqrt(2·NumLayers), norm gains 1, router
-// selection biases 0.
+// down projection) scaled by 1/sqrt(2·NumLayers), norm gains 1, biases
+// (q/k/v, router selection) 0.
 func (m *Model) Init(seed uint64) {
 	std := m.Cfg.InitStd
 	if std <= 0 {
@@ -326,8 +324,8 @@ func (m *Model) Init(seed uint64) {
 				t[i] = 1
 			}
 			return
-		case strings.HasSuffix(name, "score_bias"):
-			clear(t) // balanced until training says otherwise
+		case strings.HasSuffix(name, "bias"):
+			clear(t) // router selection biases: balanced until training says otherwise
 			return
 		case strings.HasSuffix(name, "wo") || strings.HasSuffix(name, "down"):
 			fillNormal(r, t, outStd)

@@ -17,7 +17,16 @@ type Layer struct {
 	Wk       []float32 // [nkv*hd, d]
 	Wv       []float32 // [nkv*hd, d]
 	Wo       []float32 // [d, nh*hd]
-	FFNNorm  []float32 // [d]
+	// QKVBias is the bias of the fused [q; k; v] projection
+	// [(nh+2·nkv)·hd] (qwen2_moe), added before the q/k norms and RoPE;
+	// nil when the config has none.
+	QKVBias []float32
+	// QNorm and KNorm are the RMSNorm gains applied to q and k before
+	// RoPE: [hd] per head (qwen3_moe) or [nh·hd] and [nkv·hd] over the
+	// whole projection (olmoe); nil when the config has no q/k norms.
+	QNorm   []float32
+	KNorm   []float32
+	FFNNorm []float32 // [d]
 
 	// Dense SwiGLU feed-forward (NumExperts == 0): down(silu(gate(x)) * up(x)).
 	Gate []float32 // [ff, d]
@@ -108,6 +117,14 @@ func walk(cfg *config.Config, w *Weights, f func(name string, dst *[]float32, si
 		f(p+"wk", &l.Wk, nkv*hd*d, false)
 		f(p+"wv", &l.Wv, nkv*hd*d, false)
 		f(p+"wo", &l.Wo, d*nh*hd, false)
+		if cfg.QKVBias {
+			f(p+"qkv_bias", &l.QKVBias, (nh+2*nkv)*hd, true)
+		}
+		if cfg.QKNorm {
+			qn, kn := qkNormWidths(cfg)
+			f(p+"q_norm", &l.QNorm, qn, true)
+			f(p+"k_norm", &l.KNorm, kn, true)
+		}
 		f(p+"ffn_norm", &l.FFNNorm, d, true)
 		if !cfg.IsMoE() {
 			ff := cfg.IntermediateSize
@@ -142,4 +159,14 @@ func walk(cfg *config.Config, w *Weights, f func(name string, dst *[]float32, si
 	if !cfg.TieWordEmbeddings {
 		f("lm_head", &w.LMHead, cfg.VocabSize*d, false)
 	}
+}
+
+// qkNormWidths returns the widths of cfg's q and k norm gains: the head
+// dimension for per-head norms, else the whole q and k projections.
+func qkNormWidths(cfg *config.Config) (q, k int) {
+	hd := cfg.HeadDimension()
+	if cfg.QKNormPerHead {
+		return hd, hd
+	}
+	return cfg.NumHeads * hd, cfg.KVHeads() * hd
 }

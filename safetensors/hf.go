@@ -64,6 +64,16 @@ func hfTensors(cfg *config.Config, w *model.Weights, nm naming) []hfTensor {
 		add(p+"self_attn.k_proj.weight", l.Wk, rows(l.Wk), d)
 		add(p+"self_attn.v_proj.weight", l.Wv, rows(l.Wv), d)
 		add(p+"self_attn.o_proj.weight", l.Wo, d, rows(l.Wo))
+		if l.QKVBias != nil {
+			qd, kvd := len(l.Wq)/int(d), len(l.Wk)/int(d)
+			add(p+"self_attn.q_proj.bias", l.QKVBias[:qd], int64(qd))
+			add(p+"self_attn.k_proj.bias", l.QKVBias[qd:qd+kvd], int64(kvd))
+			add(p+"self_attn.v_proj.bias", l.QKVBias[qd+kvd:], int64(kvd))
+		}
+		if l.QNorm != nil {
+			add(p+"self_attn.q_norm.weight", l.QNorm, int64(len(l.QNorm)))
+			add(p+"self_attn.k_norm.weight", l.KNorm, int64(len(l.KNorm)))
+		}
 		add(p+"post_attention_layernorm.weight", l.FFNNorm, d)
 		if len(l.Router) == 0 {
 			ff := rows(l.Gate)
@@ -123,7 +133,7 @@ func checkFeatures(cfg *config.Config, mapped bool) error {
 		on   bool
 		what string
 	}{
-		{c.QKVBias || c.MLPBias || c.ExpertBias || c.RouterBias, "biases"},
+		{c.MLPBias || c.ExpertBias || c.RouterBias, "biases"},
 		{c.SharedExpertGate, "a gated shared expert"},
 		{c.PlainMLP, "a plain MLP"},
 		{c.LayerNorm, "LayerNorm"},

@@ -340,15 +340,7 @@ func TestHFRoundTripSigmoidRouting(t *testing.T) {
 	cfg := testConfig(config.TypeMixtral)
 	cfg.ScoringFunc, cfg.TopKMethod, cfg.NormTopKProb, cfg.RoutedScalingFactor = config.ScoringSigmoid, config.TopKNoAuxTC, true, 2.5
 	cfg.RouterBiasUpdateRate = 0.003
-	w := randomWeights(t, cfg)
-	dir := t.TempDir()
-	if err := SaveHF(context.Background(), dir, cfg, w, F32); err != nil {
-		t.Fatal(err)
-	}
-	f, err := Open(filepath.Join(dir, "model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, dir, f := saveRandomF32(t, cfg)
 	_, ok := f.Tensors["model.layers.1.block_sparse_moe.gate.e_score_correction_bias"]
 	f.Close()
 	if !ok {
@@ -404,4 +396,58 @@ func TestHFRopeScaling(t *testing.T) {
 			t.Fatalf("ntk: exported as %s", raw)
 		}
 	}
+}
+
+// TestHFRoundTripQKNormBias checks that q/k norm gains (per head and full
+// width) and q/k/v biases are exported under transformers' names
+// (self_attn.q_norm, self_attn.q_proj.bias, ...) and read back.
+func TestHFRoundTripQKNormBias(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		mut  func(c *config.Config)
+		want []string
+	}{
+		{"per_head", func(c *config.Config) { c.QKNorm, c.QKNormPerHead = true, true }, []string{"self_attn.q_norm.weight", "self_attn.k_norm.weight"}},
+		{"full", func(c *config.Config) { c.QKNorm = true }, []string{"self_attn.q_norm.weight", "self_attn.k_norm.weight"}},
+		{"bias", func(c *config.Config) { c.QKVBias = true }, []string{"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := testConfig(config.TypeMixtral)
+			c.mut(cfg)
+			w, dir, f := saveRandomF32(t, cfg)
+			for _, n := range c.want {
+				if _, ok := f.Tensors["model.layers.1."+n]; !ok {
+					t.Errorf("model.layers.1.%s not exported", n)
+				}
+			}
+			f.Close()
+			cfg2, w2, err := LoadHF(context.Background(), dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg2.QKNorm != cfg.QKNorm || cfg2.QKNormPerHead != cfg.QKNormPerHead || cfg2.QKVBias != cfg.QKVBias {
+				t.Fatalf("config after the round trip: qk_norm %v per head %v, qkv bias %v", cfg2.QKNorm, cfg2.QKNormPerHead, cfg2.QKVBias)
+			}
+			if !slices.Equal(w2.Flat, w.Flat) {
+				t.Fatal("weights differ after the round trip")
+			}
+		})
+	}
+}
+
+// saveRandomF32 saves random weights of cfg as float32 safetensors in a
+// temporary directory and opens the file: the weights, the directory and
+// the open file (closed by the caller).
+func saveRandomF32(t *testing.T, cfg *config.Config) (*model.Weights, string, *File) {
+	t.Helper()
+	w := randomWeights(t, cfg)
+	dir := t.TempDir()
+	if err := SaveHF(context.Background(), dir, cfg, w, F32); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, dir, f
 }

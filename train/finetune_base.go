@@ -18,7 +18,7 @@ import (
 // checkpoint file (the tokenizer then comes from its directory: nil here),
 // or a GGUF file, whose weights are decoded to float32 and whose own
 // tokenizer comes back. A GGUF file of a family the training model cannot
-// hold (q/k norms, biases, Granite's scales, ...) is refused, naming what
+// hold (a gated shared expert, Granite's scales, ...) is refused, naming what
 // the training model lacks.
 func loadBase(ctx context.Context, path string, threads int) (*config.Config, *model.Weights, *tokenizer.Tokenizer, error) {
 	if !strings.EqualFold(filepath.Ext(path), ".gguf") {

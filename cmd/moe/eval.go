@@ -109,7 +109,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var roles *train.ExpertRoles
 	var evalOne func(i int, src data.Source) (train.EvalResult, error)
 	if why := model.Supported(im.Cfg); why != nil || *llamaPPL {
-		// Files the training model cannot hold (q/k norms, biases,
+		// Files the training model cannot hold (a gated shared expert,
 		// Granite's scales, ...) and llama-perplexity's scoring run on the
 		// inference model, with causal routing.
 		switch {

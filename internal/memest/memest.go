@@ -109,9 +109,22 @@ func Params(cfg *config.Config) int64 {
 	nh, nkv, L := int64(cfg.NumHeads), int64(cfg.KVHeads()), int64(cfg.NumLayers)
 	V := int64(cfg.VocabSize)
 	attn := add(mul(2, nh, hd, d), mul(2, nkv, hd, d), mul(2, d))
+	if cfg.QKVBias {
+		attn = add(attn, mul(nh+2*nkv, hd))
+	}
+	if cfg.QKNorm {
+		if cfg.QKNormPerHead {
+			attn = add(attn, mul(2, hd))
+		} else {
+			attn = add(attn, mul(nh+nkv, hd))
+		}
+	}
 	var ff int64
 	if cfg.IsMoE() {
-		ff = add(mul(int64(cfg.NumExperts), d), mul(3, int64(cfg.NumExperts), int64(cfg.ExpertSize()), d),
+		if cfg.HasRouterScoreBias() {
+			ff = int64(cfg.NumExperts)
+		}
+		ff = add(ff, mul(int64(cfg.NumExperts), d), mul(3, int64(cfg.NumExperts), int64(cfg.ExpertSize()), d),
 			mul(3, int64(cfg.SharedExpertIntermediateSize), d))
 	} else {
 		ff = mul(3, int64(cfg.IntermediateSize), d)
@@ -133,6 +146,10 @@ func activationFloats(cfg *config.Config) (perToken int64) {
 	qdim, qkvdim := nh*hd, (nh+2*nkv)*hd
 	layer := add(mul(4, d), 2, qkvdim, nh, qdim)
 	global := add(mul(L+1, d), mul(4, d), 1, V, qkvdim, qdim)
+	if cfg.QKNorm { // q and k before their norms, 1/rms per normed span; two gradient rows
+		layer = add(layer, mul(nh+nkv, hd), nh+nkv)
+		global = add(global, mul(2, qdim))
+	}
 	if cfg.IsMoE() {
 		E, ffe, ffs := int64(cfg.NumExperts), int64(cfg.ExpertSize()), int64(cfg.SharedExpertIntermediateSize)
 		k := int64(model.RoutedK(cfg))

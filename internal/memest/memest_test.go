@@ -34,6 +34,12 @@ func TestTrainEstimateMatchesHeap(t *testing.T) {
 			NumHeads: 4, NumKVHeads: 2, MaxPositionEmbeddings: 128, RopeTheta: 10000, RMSNormEps: 1e-5}, 4, 64},
 		{"moe", &config.Config{ModelType: "mixtral", VocabSize: 512, HiddenSize: 64, IntermediateSize: 96, NumLayers: 2,
 			NumHeads: 4, NumKVHeads: 2, MaxPositionEmbeddings: 128, RopeTheta: 10000, RMSNormEps: 1e-5, NumExperts: 8, ExpertsPerToken: 2}, 8, 128},
+		{"moe_qk_norm_bias", &config.Config{ModelType: "mixtral", VocabSize: 512, HiddenSize: 64, IntermediateSize: 96, NumLayers: 2,
+			NumHeads: 4, NumKVHeads: 2, MaxPositionEmbeddings: 128, RopeTheta: 10000, RMSNormEps: 1e-5, NumExperts: 8, ExpertsPerToken: 2,
+			QKNorm: true, QKVBias: true}, 8, 128},
+		{"moe_qk_norm_per_head", &config.Config{ModelType: "mixtral", VocabSize: 512, HiddenSize: 64, IntermediateSize: 96, NumLayers: 2,
+			NumHeads: 4, NumKVHeads: 2, MaxPositionEmbeddings: 128, RopeTheta: 10000, RMSNormEps: 1e-5, NumExperts: 8, ExpertsPerToken: 2,
+			QKNorm: true, QKNormPerHead: true}, 8, 128},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := c.cfg.Validate(); err != nil {
