@@ -55,10 +55,10 @@ func ParsePlacement(s string) (Placement, error) {
 // place moves a mapped file's bytes as p asks. PlaceHuge fails where
 // huge pages or mapping are unavailable; PlaceAuto then keeps the mapping.
 func (f *File) place(p Placement) error {
-	if p == PlaceMapped || f.data == nil {
-		if p == PlaceHuge && f.data == nil {
-			return fmt.Errorf("gguf: weights on huge pages need a memory-mapped file, which this platform does not give")
-		}
+	if f.data == nil && p == PlaceHuge {
+		return fmt.Errorf("gguf: weights on huge pages need a memory-mapped file, which this platform does not give")
+	}
+	if f.data == nil || p == PlaceMapped {
 		return nil
 	}
 	if p == PlaceAuto {

@@ -15,11 +15,5 @@ func loadHF(path string, pool *compute.Pool) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("infer: load model: %w", err) // err names path
 	}
-	m, err := newMapped(mm, pool)
-	if err != nil {
-		mm.Close()
-		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
-	}
-	m.path = path
-	return m, nil
+	return mappedModel(path, mm, pool)
 }

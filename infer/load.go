@@ -52,8 +52,15 @@ func loadHFGPTOSS(path string, pool *compute.Pool) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
 	}
+	return mappedModel(path, mm, pool)
+}
+
+// mappedModel builds the inference model of path from its opened tensors,
+// releasing them if that fails.
+func mappedModel(path string, mm *gguf.Mapped, pool *compute.Pool) (*Model, error) {
 	m, err := newMapped(mm, pool)
 	if err != nil {
+		mm.Close()
 		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
 	}
 	m.path = path
@@ -70,11 +77,5 @@ func loadGGUF(path string, pool *compute.Pool, place gguf.Placement) (*Model, er
 	if err != nil {
 		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
 	}
-	m, err := newMapped(mm, pool)
-	if err != nil {
-		mm.Close()
-		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
-	}
-	m.path = path
-	return m, nil
+	return mappedModel(path, mm, pool)
 }

@@ -221,10 +221,5 @@ func loadHFDeepseek(path string, pool *compute.Pool) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
 	}
-	m, err := newMapped(mm, pool)
-	if err != nil {
-		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
-	}
-	m.path = path
-	return m, nil
+	return mappedModel(path, mm, pool)
 }

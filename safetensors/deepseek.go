@@ -17,12 +17,7 @@ import (
 // deepseek_v3 checkpoint: a config.json of that model_type beside
 // safetensors files.
 func IsDeepseekDir(dir string) bool {
-	cfg, err := config.Load(filepath.Join(dir, "config.json"))
-	if err != nil || !cfg.MLA() {
-		return false
-	}
-	m, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
-	return len(m) > 0
+	return isHFDirOf(dir, (*config.Config).MLA)
 }
 
 // ReadDeepseek reads a Hugging Face deepseek_v2/deepseek_v3 directory

@@ -19,8 +19,14 @@ const mxfp4Block = 32
 // IsGPTOSSDir reports whether dir is a Hugging Face gpt_oss checkpoint: a
 // config.json whose model_type is gpt_oss beside safetensors files.
 func IsGPTOSSDir(dir string) bool {
+	return isHFDirOf(dir, func(c *config.Config) bool { return c.ModelType == config.TypeGPTOSS })
+}
+
+// isHFDirOf reports whether dir holds safetensors files beside a
+// config.json that parses and that is wants.
+func isHFDirOf(dir string, is func(*config.Config) bool) bool {
 	cfg, err := config.Load(filepath.Join(dir, "config.json"))
-	if err != nil || cfg.ModelType != config.TypeGPTOSS {
+	if err != nil || !is(cfg) {
 		return false
 	}
 	m, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
