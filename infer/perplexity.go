@@ -3,7 +3,8 @@ package infer
 import (
 	"context"
 	"fmt"
-	"math"
+
+	"github.com/moe-llm/moe/compute"
 )
 
 // evalPiece bounds the positions of one forward pass in Score, so that
@@ -44,7 +45,7 @@ func (m *Model) Score(ctx context.Context, windows [][]int32, from int, each fun
 				if target < 0 || int(target) >= V {
 					return 0, 0, fmt.Errorf("infer: score: token %d is outside the vocabulary of %d", target, V)
 				}
-				sum += logSumExp(row) - float64(row[target])
+				sum += compute.LogSumExp(row) - float64(row[target])
 				n++
 				if each != nil {
 					each(target)
@@ -53,19 +54,6 @@ func (m *Model) Score(ctx context.Context, windows [][]int32, from int, each fun
 		}
 	}
 	return sum, n, nil
-}
-
-// logSumExp returns log Σ exp(x) in float64.
-func logSumExp(x []float32) float64 {
-	mx := math.Inf(-1)
-	for _, v := range x {
-		mx = math.Max(mx, float64(v))
-	}
-	var s float64
-	for _, v := range x {
-		s += math.Exp(float64(v) - mx)
-	}
-	return mx + math.Log(s)
 }
 
 // PerplexityChunks cuts ids (a text tokenized whole, BOS first where the
