@@ -590,6 +590,7 @@ func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, 
 		if len(l.SharedGate) > 0 {
 			errs = append(errs, ffn(l.SharedGate, l.SharedUp, l.SharedDown, x.Shared))
 		}
+		copy(l.SharedGateInp, x.SharedGateInp)
 		if err := errors.Join(errs...); err != nil {
 			return nil, nil, err
 		}

@@ -148,7 +148,7 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 			continue
 		}
 		L.router = newLinear(W.Router, cfg.NumExperts, d)
-		L.scoreBias = W.RouterScoreBias
+		L.scoreBias, L.shGate = W.RouterScoreBias, W.SharedGateInp
 		L.experts = make([]ffnWeights, len(W.ExpertGate))
 		for e := range L.experts {
 			L.experts[e] = ffn(W.ExpertGate[e], W.ExpertUp[e], W.ExpertDown[e], cfg.ExpertSize())

@@ -35,6 +35,9 @@ func TestMatchesTrainingForward(t *testing.T) {
 		"moe_qk_norm_per_head": func(c *config.Config) { c.QKNorm, c.QKNormPerHead = true, true },
 		"moe_qk_norm_full":     func(c *config.Config) { c.QKNorm = true },
 		"moe_qkv_bias":         func(c *config.Config) { c.QKVBias = true },
+		"moe_shared_gated": func(c *config.Config) {
+			c.RouterOrder, c.SharedExpertIntermediateSize, c.SharedExpertGate = config.RouterSoftmaxTopK, 8, true
+		},
 	} {
 		c := testConfig(true)
 		mut(c)
@@ -120,7 +123,7 @@ func TestMatchesTrainingForward(t *testing.T) {
 // family's definition over the file's weights, the reference infer's own
 // pass is checked against.
 func TestTrainingModelFromFamilyFile(t *testing.T) {
-	for _, c := range []struct{ arch, from string }{{"qwen3moe", "gguf"}, {"olmoe", "gguf"}, {"qwen3moe", "hf"}, {"olmoe", "hf"}} {
+	for _, c := range []struct{ arch, from string }{{"qwen3moe", "gguf"}, {"olmoe", "gguf"}, {"qwen3moe", "hf"}, {"olmoe", "hf"}, {"qwen2moe", "gguf"}, {"qwen2moe", "hf"}} {
 		arch := c.arch
 		t.Run(arch+"-"+c.from, func(t *testing.T) {
 			path := filepath.Join("testdata", "family", arch+"-f32.gguf")

@@ -71,6 +71,10 @@ func routingKinds() []routingKind {
 			return c
 		}(), ForwardOptions{}},
 		{"shared_expert", moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 5; c.ExpertsPerToken = 1 }), ForwardOptions{}},
+		{"shared_expert_gated", moeToy(func(c *config.Config) {
+			c.SharedExpertIntermediateSize, c.SharedExpertGate = 5, true
+			c.RouterOrder = config.RouterSoftmaxTopK
+		}), ForwardOptions{}},
 		{"rope_yarn", moeToy(func(c *config.Config) {
 			c.RopeScaling = &config.RopeScaling{Type: config.RopeYaRN, Factor: 4, OriginalMaxPositionEmbeddings: 16}
 		}), ForwardOptions{}},
@@ -312,6 +316,7 @@ func TestForwardRejectsBadInput(t *testing.T) {
 		func(c *config.Config) { c.HiddenAct = "gelu" },
 		func(c *config.Config) { c.LayerTypes = []string{"local", "full_attention"} },
 		func(c *config.Config) { c.MLPOnlyLayers = []int{0} },
+		func(c *config.Config) { c.SharedExpertGate = true }, // no shared expert
 	} {
 		c := toyConfig()
 		bad(c)
@@ -637,6 +642,8 @@ func TestQKNormBiasParams(t *testing.T) {
 		{"full", func(c *config.Config) { c.QKNorm = true }, (nh + nkv) * hd},
 		{"bias", func(c *config.Config) { c.QKVBias = true }, (nh + 2*nkv) * hd},
 	} {
+		// (The gated shared expert's gate gets weight decay; see
+		// TestSharedGateParams.)
 		t.Run(c.name, func(t *testing.T) {
 			cfg := moeToy(c.mut)
 			if got, want := NumParams(cfg), n0+L*c.extra; got != want {
@@ -680,5 +687,50 @@ func TestQKNormBiasParams(t *testing.T) {
 				t.Errorf("%d more floats exempt from weight decay, want %d", decay-decay0, L*c.extra)
 			}
 		})
+	}
+}
+
+// TestSharedGateParams checks that the gated shared expert's gate, one
+// d-vector per layer, is laid out only with moe_shared_expert_gate, that
+// plan counts the same parameters, and that a config without the gate
+// keeps the layout older checkpoints were written in.
+func TestSharedGateParams(t *testing.T) {
+	ungated := moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 5 })
+	gated := moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize, c.SharedExpertGate = 5, true })
+	d, L := gated.HiddenSize, gated.NumLayers
+	if got, want := NumParams(gated), NumParams(ungated)+L*d; got != want {
+		t.Fatalf("NumParams = %d, want %d", got, want)
+	}
+	var names []string
+	w, err := NewWeights(gated, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Visit(gated, func(name string, _ []float32) { names = append(names, name) })
+	w0, err := NewWeights(ungated, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names0 []string
+	w0.Visit(ungated, func(name string, _ []float32) { names0 = append(names0, name) })
+	// The ungated layout is the gated one without the gates.
+	var stripped []string
+	for _, n := range names {
+		if !strings.HasSuffix(n, "shared.gate_inp") {
+			stripped = append(stripped, n)
+		}
+	}
+	if !slices.Equal(stripped, names0) || len(names) != len(names0)+L {
+		t.Fatalf("gated layout %v, ungated %v", names, names0)
+	}
+	for _, l := range w.Layers {
+		if len(l.SharedGateInp) != d {
+			t.Fatalf("gate of %d floats, want %d", len(l.SharedGateInp), d)
+		}
+	}
+	for _, l := range w0.Layers {
+		if l.SharedGateInp != nil {
+			t.Fatal("ungated shared expert has a gate")
+		}
 	}
 }

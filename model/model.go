@@ -168,8 +168,8 @@ func Supported(cfg *config.Config) error {
 		return errors.New("model: attention biases (attention_bias) are not supported")
 	case cfg.MLPBias || cfg.ExpertBias || cfg.RouterBias:
 		return errors.New("model: MLP, expert and router biases are not supported")
-	case cfg.SharedExpertGate:
-		return errors.New("model: a gated shared expert (moe_shared_expert_gate) is not supported")
+	case cfg.SharedExpertGate && (!cfg.IsMoE() || cfg.SharedExpertIntermediateSize <= 0):
+		return errors.New("model: moe_shared_expert_gate is set but the model has no shared expert (shared_expert_intermediate_size)")
 	case cfg.PlainMLP:
 		return errors.New("model: a plain (ungated) MLP is not supported, only SwiGLU")
 	case cfg.LayerNorm:

@@ -383,9 +383,65 @@ func (m *Model) combine(l int) {
 	out := a.res[l+1]
 	copy(out, la.mid)
 	compute.ScatterAddRows(out, la.yA[:A*d], la.asTok[:A], la.asW[:A], d)
-	if s := cfg.SharedExpertIntermediateSize; s > 0 {
-		m.ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, m.W.Layers[l].SharedDown, la.guS, la.hS, out, 1)
+	s := cfg.SharedExpertIntermediateSize
+	if s == 0 {
+		return
 	}
+	W := &m.W.Layers[l]
+	if W.SharedGateInp == nil {
+		m.ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS, out, 1)
+		return
+	}
+	// Gated (qwen2_moe): out += sigmoid(x·g)·shared(x), per token.
+	m.ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS, la.yS, 0)
+	rowChunks(m.pool, N, func(_, r0, r1 int) {
+		for t := r0; t < r1; t++ {
+			g := compute.Sigmoid(compute.Dot(la.xn2[t*d:(t+1)*d], W.SharedGateInp))
+			la.sg[t] = g
+			o, y := out[t*d:(t+1)*d], la.yS[t*d:(t+1)*d]
+			for c, v := range y {
+				o[c] += g * v
+			}
+		}
+	})
+}
+
+// sharedBackward back-propagates a.dres through layer l's shared expert,
+// adding its input gradient into a.dxn; for a gated one also through the
+// gate sigmoid(x·g), whose gradient goes to G.SharedGateInp.
+func (m *Model) sharedBackward(l int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	W, G := &m.W.Layers[l], &m.G.Layers[l]
+	N, d, s := a.B*a.T, cfg.HiddenSize, cfg.SharedExpertIntermediateSize
+	dy := a.dres
+	if W.SharedGateInp != nil {
+		// dS = g·dres; ∂g = dres·S; ∂(x·gate) = ∂g·g·(1−g).
+		dy = a.dS[:N*d]
+		dz := a.dsg[:N]
+		rowChunks(m.pool, N, func(_, r0, r1 int) {
+			for t := r0; t < r1; t++ {
+				g := la.sg[t]
+				dr := a.dres[t*d : (t+1)*d]
+				dz[t] = compute.Dot(dr, la.yS[t*d:(t+1)*d]) * g * (1 - g)
+				ds := dy[t*d : (t+1)*d]
+				for c, v := range dr {
+					ds[c] = g * v
+				}
+			}
+		})
+		// Summed over the tokens in order: the bits do not depend on threads.
+		for t := 0; t < N; t++ {
+			x := la.xn2[t*d : (t+1)*d]
+			dx := a.dxn[t*d : (t+1)*d]
+			for c := range x {
+				G.SharedGateInp[c] += dz[t] * x[c]
+				dx[c] += dz[t] * W.SharedGateInp[c]
+			}
+		}
+	}
+	m.ffnBackward(m.pool, N, d, s, la.xn2, dy, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS,
+		m.gf[l].sharedGU, G.SharedDown, a.dgu, a.dh, a.dxn, 1)
 }
 
 // moeBackward back-propagates a.dres (the gradient of a.res[l+1]) through
@@ -403,9 +459,8 @@ func (m *Model) moeBackward(l int) {
 	m.scoresBackward(l)
 	m.gemm(m.pool, true, false, E, d, N, 1, a.dz, E, la.xn2, d, 1, G.Router, d)
 	m.gemm(m.pool, false, false, N, d, E, 1, a.dz, E, W.Router, d, 1, a.dxn, d)
-	if s := cfg.SharedExpertIntermediateSize; s > 0 {
-		m.ffnBackward(m.pool, N, d, s, la.xn2, a.dres, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS,
-			m.gf[l].sharedGU, G.SharedDown, a.dgu, a.dh, a.dxn, 1)
+	if cfg.SharedExpertIntermediateSize > 0 {
+		m.sharedBackward(l)
 	}
 	rmsNormBackward(m.pool, a.dres, G.FFNNorm, a.dxn, la.mid, W.FFNNorm, la.rstd2, N, d, a.normPart)
 }

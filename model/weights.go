@@ -46,6 +46,9 @@ type Layer struct {
 	SharedGate      []float32   // [ffs, d] or nil
 	SharedUp        []float32   // [ffs, d] or nil
 	SharedDown      []float32   // [d, ffs] or nil
+	// SharedGateInp is the shared expert's gate (qwen2_moe): its output is
+	// scaled by sigmoid(x·SharedGateInp) per token; nil when ungated.
+	SharedGateInp []float32 // [d] or nil
 }
 
 // Weights is a model's parameters: named views into one flat []float32, so
@@ -153,6 +156,9 @@ func walk(cfg *config.Config, w *Weights, f func(name string, dst *[]float32, si
 			f(p+"shared.gate", &l.SharedGate, s*d, false)
 			f(p+"shared.up", &l.SharedUp, s*d, false)
 			f(p+"shared.down", &l.SharedDown, d*s, false)
+			if cfg.SharedExpertGate {
+				f(p+"shared.gate_inp", &l.SharedGateInp, d, false)
+			}
 		}
 	}
 	f("final_norm", &w.FinalNorm, d, true)

@@ -102,6 +102,9 @@ func hfTensors(cfg *config.Config, w *model.Weights, nm naming) []hfTensor {
 			add(q+"gate_proj.weight", l.SharedGate, s, d)
 			add(q+"up_proj.weight", l.SharedUp, s, d)
 			add(q+"down_proj.weight", l.SharedDown, d, s)
+			if l.SharedGateInp != nil {
+				add(p+"mlp.shared_expert_gate.weight", l.SharedGateInp, 1, d)
+			}
 		}
 	}
 	add("model.norm.weight", w.FinalNorm, d)
@@ -116,8 +119,7 @@ func hfTensors(cfg *config.Config, w *model.Weights, nm naming) []hfTensor {
 func checkSupported(cfg *config.Config) error { return checkFeatures(cfg, false) }
 
 // checkFeatures rejects configs that moe cannot run. mapped allows what
-// only inference from mapped weights runs (gguf.Mapped): q/k norms, q/k/v
-// biases, a gated shared expert and Granite's scales.
+// only inference from mapped weights runs (gguf.Mapped).
 func checkFeatures(cfg *config.Config, mapped bool) error {
 	c := cfg
 	if mapped {
@@ -134,7 +136,6 @@ func checkFeatures(cfg *config.Config, mapped bool) error {
 		what string
 	}{
 		{c.MLPBias || c.ExpertBias || c.RouterBias, "biases"},
-		{c.SharedExpertGate, "a gated shared expert"},
 		{c.PlainMLP, "a plain MLP"},
 		{c.LayerNorm, "LayerNorm"},
 		{c.LearnedPositions, "learned positions"},
