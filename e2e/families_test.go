@@ -369,8 +369,8 @@ func llamaPerplexity(t *testing.T, bin string, chunks int, args ...string) float
 }
 
 // TestFamiliesFinetune: `moe finetune` takes a GGUF file the training
-// model can hold (the Mixtral-layout llama, qwen3moe, olmoe and qwen2moe
-// fixtures) with its own tokenizer
+// model can hold (the Mixtral-layout llama, qwen3moe, olmoe, qwen2moe and
+// granitemoe fixtures) with its own tokenizer
 // and chat template: after zero steps the new run directory generates and
 // chats exactly as the file does, and a few steps run. A family the
 // training model cannot hold is refused with a one-line error naming why.
@@ -379,9 +379,9 @@ func TestFamiliesFinetune(t *testing.T) {
 	chat := writeFile(t, dir, "chat.jsonl", `{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello"},{"role":"assistant","content":"Hello the world"}]}`+"\n")
 	fails(t, []string{"gpt-oss-f32.gguf", "sinks"}, "finetune", "--model", familyFile(t, "gpt-oss", "f32"), "--data", chat, "--out", filepath.Join(dir, "oss"), "--steps", "1")
 	// The Mixtral-layout llama fixture, qwen3moe and olmoe (per-head and
-	// full-width q/k norms) and qwen2moe (q/k/v biases, gated shared
-	// expert).
-	for _, arch := range []string{"llama", "qwen3moe", "olmoe", "qwen2moe"} {
+	// full-width q/k norms), qwen2moe (q/k/v biases, gated shared expert)
+	// and granitemoe (embedding, residual, attention and logit scales).
+	for _, arch := range []string{"llama", "qwen3moe", "olmoe", "qwen2moe", "granitemoe"} {
 		g := familyFile(t, arch, "f32")
 		run := filepath.Join(dir, arch+"0")
 		ok(t, "finetune", "--model", g, "--data", chat, "--out", run, "--steps", "0", "--quiet")

@@ -541,13 +541,25 @@ func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, 
 	if err != nil {
 		return nil, nil, err
 	}
+	w, err := Float32Weights(ctx, mm)
+	if err != nil {
+		return nil, nil, err
+	}
+	return mm.Cfg, w, nil
+}
+
+// Float32Weights decodes the matrices of mm (a GGUF file's, or a Hugging
+// Face directory's mapped by the safetensors package) into the training
+// model's float32 weights; a config the training model cannot hold is an
+// error naming what it lacks.
+func Float32Weights(ctx context.Context, mm *Mapped) (*model.Weights, error) {
 	cfg := mm.Cfg
 	if err := model.Supported(cfg); err != nil {
-		return nil, nil, fmt.Errorf("gguf: the %s model runs for inference only, not as moe weights: %w", cfg.ModelType, err)
+		return nil, fmt.Errorf("gguf: the %s model runs for inference only, not as moe weights: %w", cfg.ModelType, err)
 	}
 	w, err := model.NewWeights(cfg, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("gguf: %w", err)
+		return nil, fmt.Errorf("gguf: %w", err)
 	}
 	dec := func(dst []float32, x Matrix) error {
 		if err := ctx.Err(); err != nil {
@@ -592,13 +604,13 @@ func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, 
 		}
 		copy(l.SharedGateInp, x.SharedGateInp)
 		if err := errors.Join(errs...); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return cfg, w, nil
+	return w, nil
 }
 
 // configFromFile returns the config stored under moe.config, or one built

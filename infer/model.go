@@ -75,8 +75,9 @@ type Model struct {
 	mu sync.Mutex // serialises Forward; guards sc
 	sc scratch
 
-	// Granite's scales as the forward pass applies them; 0 means unset
-	// (no scaling, 1/sqrt(head_dim) for attention).
+	// Granite's scales as the forward pass applies them (model.Scales: 1
+	// when unset, 1/sqrt(head_dim) for attention, the logits' factor
+	// 1/logits_scaling), the rule the training model uses.
 	embScale, resScale, attnScale, logitScale float32
 	// swiLimit is gpt-oss's SwiGLU clamp (0: plain SwiGLU).
 	swiLimit float32
@@ -241,12 +242,9 @@ func newModel(cfg *config.Config, tok *tokenizer.Tokenizer, pool *compute.Pool, 
 		moeK:   model.RoutedK(cfg),
 		routed: make([][]uint64, cfg.NumLayers),
 
-		embScale:   float32(cfg.EmbeddingMultiplier),
-		resScale:   float32(cfg.ResidualMultiplier),
-		attnScale:  float32(cfg.AttentionMultiplier),
-		logitScale: float32(cfg.LogitsScaling),
-		swiLimit:   float32(cfg.SwiGLULimit),
+		swiLimit: float32(cfg.SwiGLULimit),
 	}
+	m.embScale, m.resScale, m.attnScale, m.logitScale = model.Scales(cfg)
 	for l := range m.routed {
 		m.routed[l] = make([]uint64, max(cfg.NumExperts, 0))
 	}

@@ -35,6 +35,10 @@ func TestMatchesTrainingForward(t *testing.T) {
 		"moe_qk_norm_per_head": func(c *config.Config) { c.QKNorm, c.QKNormPerHead = true, true },
 		"moe_qk_norm_full":     func(c *config.Config) { c.QKNorm = true },
 		"moe_qkv_bias":         func(c *config.Config) { c.QKVBias = true },
+		"moe_granite_scales": func(c *config.Config) {
+			c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling = 1.7, 0.6, 0.3, 2.5
+			c.SharedExpertIntermediateSize, c.SharedExpertGate = 8, true
+		},
 		"moe_shared_gated": func(c *config.Config) {
 			c.RouterOrder, c.SharedExpertIntermediateSize, c.SharedExpertGate = config.RouterSoftmaxTopK, 8, true
 		},
@@ -117,13 +121,14 @@ func TestMatchesTrainingForward(t *testing.T) {
 }
 
 // TestTrainingModelFromFamilyFile checks that the training model built from
-// a qwen3moe or olmoe GGUF file (gguf.ReadModel: per-head and full-width q/k
-// norms), or from that file written as a Hugging Face directory
-// (safetensors.LoadHF), gives the logits of the float64 reference of the
-// family's definition over the file's weights, the reference infer's own
-// pass is checked against.
+// a qwen3moe, olmoe, qwen2moe or granitemoe GGUF file (gguf.ReadModel:
+// per-head and full-width q/k norms, q/k/v biases and the gated shared
+// expert, Granite's scales), or from that file written as a Hugging Face
+// directory (safetensors.LoadHF), gives the logits of the float64
+// reference of the family's definition over the file's weights, and those
+// of infer's own pass over the file.
 func TestTrainingModelFromFamilyFile(t *testing.T) {
-	for _, c := range []struct{ arch, from string }{{"qwen3moe", "gguf"}, {"olmoe", "gguf"}, {"qwen3moe", "hf"}, {"olmoe", "hf"}, {"qwen2moe", "gguf"}, {"qwen2moe", "hf"}} {
+	for _, c := range []struct{ arch, from string }{{"qwen3moe", "gguf"}, {"olmoe", "gguf"}, {"qwen3moe", "hf"}, {"olmoe", "hf"}, {"qwen2moe", "gguf"}, {"qwen2moe", "hf"}, {"granitemoe", "gguf"}, {"granitemoe", "hf"}} {
 		arch := c.arch
 		t.Run(arch+"-"+c.from, func(t *testing.T) {
 			path := filepath.Join("testdata", "family", arch+"-f32.gguf")
@@ -156,6 +161,28 @@ func TestTrainingModelFromFamilyFile(t *testing.T) {
 			t.Logf("%s: training forward vs float64 reference: max relative logit error %.2e", arch, worst)
 			if worst > 1e-4 {
 				t.Fatalf("%s: training model's logits differ from the reference by %.3e relative (limit 1e-4)", arch, worst)
+			}
+			// And against infer's own pass over the file, in place.
+			im, err := Load(path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer im.Close()
+			lg, err := im.Forward([]*Seq{im.NewSeq(0)}, [][]int32{toks}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			worst = 0
+			for p := range toks {
+				got := make([]float64, V)
+				for i, v := range lg[0][p*V : (p+1)*V] {
+					got[i] = float64(v)
+				}
+				worst = math.Max(worst, relErr(tm.Logits()[p*V:(p+1)*V], got))
+			}
+			t.Logf("%s: training forward vs infer: max relative logit error %.2e", arch, worst)
+			if worst > 1e-4 {
+				t.Fatalf("%s: training model's logits differ from infer's by %.3e relative (limit 1e-4)", arch, worst)
 			}
 		})
 	}

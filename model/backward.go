@@ -2,7 +2,6 @@ package model
 
 import (
 	"errors"
-	"math"
 
 	"github.com/moe-llm/moe/compute"
 )
@@ -57,8 +56,8 @@ func (m *Model) backward(grad func(dlogits []float32) error) error {
 	if err := grad(dlogits); err != nil {
 		return err
 	}
-	m.gemm(m.pool, true, false, V, d, N, 1, dlogits, V, a.xf, d, 1, m.G.LMHead, d)
-	m.gemm(m.pool, false, false, N, d, V, 1, dlogits, V, m.W.LMHead, d, 0, a.dxn, d)
+	m.gemm(m.pool, true, false, V, d, N, m.logitScale, dlogits, V, a.xf, d, 1, m.G.LMHead, d)
+	m.gemm(m.pool, false, false, N, d, V, m.logitScale, dlogits, V, m.W.LMHead, d, 0, a.dxn, d)
 	clear(a.dres)
 	L := cfg.NumLayers
 	rmsNormBackward(m.pool, a.dres, m.G.FinalNorm, a.dxn, a.res[L], m.W.FinalNorm, a.rstdf, N, d, a.normPart)
@@ -73,6 +72,7 @@ func (m *Model) backward(grad func(dlogits []float32) error) error {
 			m.layerGradHook(l, a.dres)
 		}
 	}
+	scaleBy(a.dres[:N*d], m.embScale)
 	for i, t := range st.tokens {
 		compute.Add(m.G.Embed[int(t)*d:int(t)*d+d], a.dres[i*d:i*d+d])
 	}
@@ -86,19 +86,19 @@ func (m *Model) denseBackward(l int) {
 	W, G := &m.W.Layers[l], &m.G.Layers[l]
 	N, d := a.B*a.T, cfg.HiddenSize
 	m.ffnBackward(m.pool, N, d, cfg.IntermediateSize, la.xn2, a.dres, m.wf[l].gu, W.Down, la.gu, la.h,
-		m.gf[l].gu, G.Down, a.dgu, a.dh, a.dxn, 0)
+		m.gf[l].gu, G.Down, a.dgu, a.dh, a.dxn, m.resScale, 0)
 	rmsNormBackward(m.pool, a.dres, G.FFNNorm, a.dxn, la.mid, W.FFNNorm, la.rstd2, N, d, a.normPart)
 }
 
-// ffnBackward back-propagates dy [n,d] through y = down(silu(gate(x)) ⊙
-// up(x)): it adds the weight gradients to dGU ([2f,d]) and dDown ([d,f]) and
-// writes dx = beta·dx + ∂/∂x, using dgu [n,2f] and dh [n,f] as scratch.
-func (m *Model) ffnBackward(p *compute.Pool, n, d, f int, x, dy, guW, down, gu, h, dGU, dDown, dgu, dh, dx []float32, beta float32) {
+// ffnBackward back-propagates dy [n,d] through y = alpha·down(silu(gate(x))
+// ⊙ up(x)): it adds the weight gradients to dGU ([2f,d]) and dDown ([d,f])
+// and writes dx = beta·dx + ∂/∂x, using dgu [n,2f] and dh [n,f] as scratch.
+func (m *Model) ffnBackward(p *compute.Pool, n, d, f int, x, dy, guW, down, gu, h, dGU, dDown, dgu, dh, dx []float32, alpha, beta float32) {
 	if n == 0 {
 		return
 	}
-	m.gemm(p, false, false, n, f, d, 1, dy, d, down, f, 0, dh, f)
-	m.gemm(p, true, false, d, f, n, 1, dy, d, h, f, 1, dDown, f)
+	m.gemm(p, false, false, n, f, d, alpha, dy, d, down, f, 0, dh, f)
+	m.gemm(p, true, false, d, f, n, alpha, dy, d, h, f, 1, dDown, f)
 	rowChunks(p, n, func(_, r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			g := gu[r*2*f : (r+1)*2*f]
@@ -121,12 +121,12 @@ func (m *Model) attentionBackward(l int) {
 	N := B * T
 	d, hd, nh, nkv, qdim, kvdim, qkvdim := attnSizes(cfg)
 	group := nh / nkv
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale := m.attnScale
 	win := cfg.AttentionWindow(l)
 
-	// Output projection: mid = x + ao·Woᵀ.
-	m.gemm(m.pool, true, false, d, qdim, N, 1, a.dres, d, la.ao, qdim, 1, G.Wo, qdim)
-	m.gemm(m.pool, false, false, N, qdim, d, 1, a.dres, d, W.Wo, qdim, 0, a.dao, qdim)
+	// Output projection: mid = x + resScale·ao·Woᵀ.
+	m.gemm(m.pool, true, false, d, qdim, N, m.resScale, a.dres, d, la.ao, qdim, 1, G.Wo, qdim)
+	m.gemm(m.pool, false, false, N, qdim, d, m.resScale, a.dres, d, W.Wo, qdim, 0, a.dao, qdim)
 
 	dqkv := a.dqkv[:N*qkvdim]
 	clear(dqkv)

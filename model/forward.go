@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
@@ -61,6 +60,7 @@ func (m *Model) ForwardWith(tokens, targets []int32, B, T int, opt ForwardOption
 	for i, t := range tokens {
 		copy(x0[i*d:i*d+d], m.W.Embed[int(t)*d:int(t)*d+d])
 	}
+	scaleBy(x0[:len(tokens)*d], m.embScale)
 	st := m.forwardFrom(0, tokens, targets, B, T, opt)
 	return st, nil
 }
@@ -104,7 +104,7 @@ func (m *Model) forwardFrom(from int, tokens, targets []int32, B, T int, opt For
 
 	// Final norm and LM head.
 	rmsNorm(m.pool, a.xf, a.res[cfg.NumLayers], m.W.FinalNorm, N, d, m.eps, a.rstdf)
-	m.gemm(m.pool, false, true, N, V, d, 1, a.xf, d, m.W.LMHead, d, 0, a.logits, V)
+	m.gemm(m.pool, false, true, N, V, d, m.logitScale, a.xf, d, m.W.LMHead, d, 0, a.logits, V)
 
 	m.state = fwdState{ok: true, tokens: tokens, targets: targets, B: B, T: T, opt: opt}
 	if targets != nil {
@@ -205,7 +205,7 @@ func (m *Model) attentionForward(l int) {
 			m.rope.Apply(row[qdim:qdim+kvdim], nkv, pos)
 		}
 	})
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale := m.attnScale
 	group := nh / nkv
 	win := cfg.AttentionWindow(l)
 	parallelFor(m.pool, B*nh, func(worker, job int) {
@@ -230,7 +230,7 @@ func (m *Model) attentionForward(l int) {
 		m.causalPB(T, hd, P, v, qkvdim, out, qdim)
 	})
 	copy(la.mid, x)
-	m.gemm(m.pool, false, true, N, d, qdim, 1, la.ao, qdim, m.W.Layers[l].Wo, qdim, 1, la.mid, d)
+	m.gemm(m.pool, false, true, N, d, qdim, m.resScale, la.ao, qdim, m.W.Layers[l].Wo, qdim, 1, la.mid, d)
 }
 
 // qkNormRow normalises y, the q or k part of token row i, in place with the
@@ -251,13 +251,13 @@ func (m *Model) denseForward(l int) {
 	rmsNorm(m.pool, la.xn2, la.mid, m.W.Layers[l].FFNNorm, N, d, m.eps, la.rstd2)
 	out := a.res[l+1]
 	copy(out, la.mid)
-	m.ffnForward(m.pool, N, d, cfg.IntermediateSize, la.xn2, m.wf[l].gu, m.W.Layers[l].Down, la.gu, la.h, out, 1)
+	m.ffnForward(m.pool, N, d, cfg.IntermediateSize, la.xn2, m.wf[l].gu, m.W.Layers[l].Down, la.gu, la.h, out, m.resScale, 1)
 }
 
-// ffnForward computes y = beta·y + down(silu(gate(x)) ⊙ up(x)) for n rows,
-// with gu the fused [gate; up] weights [2f, d], saving gu(x) [n,2f] and the
-// SwiGLU output h [n,f].
-func (m *Model) ffnForward(p *compute.Pool, n, d, f int, x, guW, down, gu, h, y []float32, beta float32) {
+// ffnForward computes y = beta·y + alpha·down(silu(gate(x)) ⊙ up(x)) for n
+// rows, with gu the fused [gate; up] weights [2f, d], saving gu(x) [n,2f]
+// and the SwiGLU output h [n,f].
+func (m *Model) ffnForward(p *compute.Pool, n, d, f int, x, guW, down, gu, h, y []float32, alpha, beta float32) {
 	if n == 0 {
 		return
 	}
@@ -268,7 +268,17 @@ func (m *Model) ffnForward(p *compute.Pool, n, d, f int, x, guW, down, gu, h, y 
 			compute.SwiGLU(h[r*f:(r+1)*f], row[:f], row[f:])
 		}
 	})
-	m.gemm(p, false, true, n, d, f, 1, h, f, down, f, beta, y, d)
+	m.gemm(p, false, true, n, d, f, alpha, h, f, down, f, beta, y, d)
+}
+
+// scaleBy multiplies x by s in place (nothing to do for s = 1).
+func scaleBy(x []float32, s float32) {
+	if s == 1 {
+		return
+	}
+	for i := range x {
+		x[i] *= s
+	}
 }
 
 // WindowStart returns the first key position query t attends to with a

@@ -75,6 +75,21 @@ func routingKinds() []routingKind {
 			c.SharedExpertIntermediateSize, c.SharedExpertGate = 5, true
 			c.RouterOrder = config.RouterSoftmaxTopK
 		}), ForwardOptions{}},
+		{"granite_scales", moeToy(func(c *config.Config) { granite(c); c.SharedExpertIntermediateSize = 5 }), ForwardOptions{}},
+		{"granite_scales_gated_shared", moeToy(func(c *config.Config) {
+			granite(c)
+			c.SharedExpertIntermediateSize, c.SharedExpertGate, c.RouterOrder = 5, true, config.RouterSoftmaxTopK
+		}), ForwardOptions{}},
+		{"granite_scales_dense_tied", func() *config.Config {
+			c := toyConfig()
+			granite(c)
+			c.TieWordEmbeddings = true
+			return c
+		}(), ForwardOptions{}},
+		{"granite_scales_expert_choice", moeToy(func(c *config.Config) {
+			granite(c)
+			c.Routing, c.CapacityFactor = config.RoutingExpertChoice, 1.5
+		}), ForwardOptions{}},
 		{"rope_yarn", moeToy(func(c *config.Config) {
 			c.RopeScaling = &config.RopeScaling{Type: config.RopeYaRN, Factor: 4, OriginalMaxPositionEmbeddings: 16}
 		}), ForwardOptions{}},
@@ -107,6 +122,12 @@ func routingKinds() []routingKind {
 			c.ScoringFunc, c.Routing, c.CapacityFactor = config.ScoringSigmoid, config.RoutingExpertChoice, 1.5
 		}), ForwardOptions{Causal: true}},
 	}
+}
+
+// granite sets Granite's four scales (embedding, residual, attention and
+// logit) to values away from 1 and from each other.
+func granite(c *config.Config) {
+	c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling = 1.7, 0.6, 0.3, 2.5
 }
 
 // initModel builds a model of cfg on pool (nil: serial) and initialises its

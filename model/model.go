@@ -83,10 +83,19 @@ type Model struct {
 	// input during Backward.
 	layerGradHook func(l int, dx []float32)
 	eps           float32
-	precision     Precision // arithmetic of the matmuls (SetPrecision)
-	nMoE          int       // number of MoE layers
-	state         fwdState
-	a             acts
+	// Granite's scales (1 when the config leaves them unset): the token
+	// embeddings' factor, each block output's factor before the residual
+	// add, the attention score scale (1/sqrt(head_dim) unless
+	// attention_multiplier replaces it) and the logits' factor
+	// (1/logits_scaling).
+	embScale, resScale, attnScale, logitScale float32
+	// wScale scales the routed experts' combine weights:
+	// routed_scaling_factor times resScale.
+	wScale    float32
+	precision Precision // arithmetic of the matmuls (SetPrecision)
+	nMoE      int       // number of MoE layers
+	state     fwdState
+	a         acts
 }
 
 // fused holds views over parameter tensors that are adjacent in the flat
@@ -124,6 +133,26 @@ func RopeTheta(cfg *config.Config) float64 {
 		return cfg.RopeTheta
 	}
 	return 10000
+}
+
+// Scales returns the factors the forward pass applies for cfg's Granite
+// scales (embedding_multiplier, residual_multiplier, attention_multiplier,
+// logits_scaling), 1 for those unset: the token embeddings' factor, the
+// factor of each block's output before it joins the residual stream, the
+// attention score scale (1/sqrt(head_dim) without attention_multiplier)
+// and the logits' factor (1/logits_scaling).
+func Scales(cfg *config.Config) (emb, res, attn, logit float32) {
+	orOne := func(v float64) float32 {
+		if v == 0 {
+			return 1
+		}
+		return float32(v)
+	}
+	attn = float32(1 / math.Sqrt(float64(cfg.HeadDimension())))
+	if cfg.AttentionMultiplier != 0 {
+		attn = float32(cfg.AttentionMultiplier)
+	}
+	return orOne(cfg.EmbeddingMultiplier), orOne(cfg.ResidualMultiplier), attn, 1 / orOne(cfg.LogitsScaling)
 }
 
 // RoutedK returns the number of experts each token is routed to at
@@ -178,8 +207,6 @@ func Supported(cfg *config.Config) error {
 		return errors.New("model: learned position embeddings are not supported, only RoPE")
 	case cfg.MLA():
 		return errors.New("model: multi-head latent attention (kv_lora_rank) is not supported")
-	case cfg.EmbeddingMultiplier != 0 || cfg.ResidualMultiplier != 0 || cfg.AttentionMultiplier != 0 || cfg.LogitsScaling != 0:
-		return errors.New("model: Granite's embedding, residual, attention and logit scales are not supported")
 	case cfg.HiddenAct != "" && cfg.HiddenAct != "silu" && cfg.HiddenAct != "swish":
 		return fmt.Errorf("model: activation %q is not supported, only silu (SwiGLU)", cfg.HiddenAct)
 	case cfg.DecoderSparseStep > 1 || len(cfg.MLPOnlyLayers) > 0:
@@ -268,6 +295,8 @@ func New(cfg *config.Config, pool *compute.Pool) (*Model, error) {
 	}
 	m := &Model{Cfg: cfg, W: w, G: g, pool: pool, eps: NormEps(cfg), attnBlock: 128}
 	m.rt = newRouter(cfg)
+	m.embScale, m.resScale, m.attnScale, m.logitScale = Scales(cfg)
+	m.wScale = m.rt.scale * m.resScale
 	m.wf = fusedViews(cfg, w)
 	m.gf = fusedViews(cfg, g)
 	if cfg.IsMoE() {

@@ -226,7 +226,7 @@ func (m *Model) expertChoiceRoute(l int) (routed, dropped int) {
 		for j := 0; j < n; j++ {
 			t := a.colIdx[j]
 			la.asTok[off] = t
-			la.asW[off] = m.rt.scale * la.score[int(t)*E+e]
+			la.asW[off] = m.wScale * la.score[int(t)*E+e]
 			la.asSlot[off] = t*int32(E) + int32(e)
 			off++
 		}
@@ -294,7 +294,7 @@ func (m *Model) tokenChoiceRoute(l int, opt ForwardOptions) (routed, dropped int
 		p := cur[e]
 		cur[e]++
 		la.asTok[p] = t
-		la.asW[p] = m.rt.scale * la.selW[i]
+		la.asW[p] = m.wScale * la.selW[i]
 		la.asSlot[p] = t*int32(E) + e
 	}
 	return N * k, dropped
@@ -353,7 +353,7 @@ func (m *Model) expertsForward(l int) {
 	W := &m.W.Layers[l]
 	m.forEachExpert(l, func(e, off, n int, xe []float32) {
 		m.ffnForward(m.pool, n, d, ffe, xe, m.wf[l].expertGU[e], W.ExpertDown[e],
-			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe], la.yA[off*d:(off+n)*d], 0)
+			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe], la.yA[off*d:(off+n)*d], 1, 0)
 	})
 }
 
@@ -389,18 +389,18 @@ func (m *Model) combine(l int) {
 	}
 	W := &m.W.Layers[l]
 	if W.SharedGateInp == nil {
-		m.ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS, out, 1)
+		m.ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS, out, m.resScale, 1)
 		return
 	}
-	// Gated (qwen2_moe): out += sigmoid(x·g)·shared(x), per token.
-	m.ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS, la.yS, 0)
+	// Gated (qwen2_moe): out += resScale·sigmoid(x·g)·shared(x), per token.
+	m.ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS, la.yS, 1, 0)
 	rowChunks(m.pool, N, func(_, r0, r1 int) {
 		for t := r0; t < r1; t++ {
 			g := compute.Sigmoid(compute.Dot(la.xn2[t*d:(t+1)*d], W.SharedGateInp))
 			la.sg[t] = g
 			o, y := out[t*d:(t+1)*d], la.yS[t*d:(t+1)*d]
 			for c, v := range y {
-				o[c] += g * v
+				o[c] += m.resScale * g * v
 			}
 		}
 	})
@@ -414,19 +414,21 @@ func (m *Model) sharedBackward(l int) {
 	la := &a.layers[l]
 	W, G := &m.W.Layers[l], &m.G.Layers[l]
 	N, d, s := a.B*a.T, cfg.HiddenSize, cfg.SharedExpertIntermediateSize
-	dy := a.dres
+	dy, alpha := a.dres, m.resScale
 	if W.SharedGateInp != nil {
-		// dS = g·dres; ∂g = dres·S; ∂(x·gate) = ∂g·g·(1−g).
+		// With r the residual scale: dS = r·g·dres; ∂g = r·dres·S;
+		// ∂(x·gate) = ∂g·g·(1−g).
+		alpha = 1
 		dy = a.dS[:N*d]
 		dz := a.dsg[:N]
 		rowChunks(m.pool, N, func(_, r0, r1 int) {
 			for t := r0; t < r1; t++ {
-				g := la.sg[t]
+				g, r := la.sg[t], m.resScale
 				dr := a.dres[t*d : (t+1)*d]
-				dz[t] = compute.Dot(dr, la.yS[t*d:(t+1)*d]) * g * (1 - g)
+				dz[t] = r * compute.Dot(dr, la.yS[t*d:(t+1)*d]) * g * (1 - g)
 				ds := dy[t*d : (t+1)*d]
 				for c, v := range dr {
-					ds[c] = g * v
+					ds[c] = r * g * v
 				}
 			}
 		})
@@ -441,7 +443,7 @@ func (m *Model) sharedBackward(l int) {
 		}
 	}
 	m.ffnBackward(m.pool, N, d, s, la.xn2, dy, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS,
-		m.gf[l].sharedGU, G.SharedDown, a.dgu, a.dh, a.dxn, 1)
+		m.gf[l].sharedGU, G.SharedDown, a.dgu, a.dh, a.dxn, alpha, 1)
 }
 
 // moeBackward back-propagates a.dres (the gradient of a.res[l+1]) through
@@ -500,7 +502,7 @@ func (m *Model) expertsBackward(l int) {
 		m.ffnBackward(m.pool, n, d, ffe, xe, a.dyA[off*d:(off+n)*d], m.wf[l].expertGU[e], W.ExpertDown[e],
 			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe],
 			m.gf[l].expertGU[e], G.ExpertDown[e],
-			a.dguA[off*2*ffe:(off+n)*2*ffe], a.dhA[off*ffe:(off+n)*ffe], a.dxA[off*d:(off+n)*d], 0)
+			a.dguA[off*2*ffe:(off+n)*2*ffe], a.dhA[off*ffe:(off+n)*ffe], a.dxA[off*d:(off+n)*d], 1, 0)
 	})
 	A := la.expOff[E]
 	compute.ScatterAddRows(a.dxn, a.dxA[:A*d], la.asTok[:A], nil, d)
@@ -518,7 +520,7 @@ func (m *Model) routeBackward(l int) {
 	dz, dp, dw := a.dz[:N*E], a.dp[:N*E], a.dw[:N*E]
 	clear(dz)
 	for i := range dw {
-		dw[i] *= m.rt.scale // the weights before routed_scaling_factor
+		dw[i] *= m.wScale // the weights before routed_scaling_factor and the residual scale
 	}
 	if la.k == 0 {
 		copy(dp, dw) // expert choice: the weights are the scores themselves

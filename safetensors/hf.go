@@ -155,7 +155,8 @@ func checkFeatures(cfg *config.Config, mapped bool) error {
 // LoadHF reads a Hugging Face checkpoint directory: config.json plus
 // model.safetensors (or shards with model.safetensors.index.json), in the
 // llama / mistral / mixtral naming (qwen-style "mlp.experts" MoE naming is
-// also read). Every tensor must be used, except rotary inv_freq buffers.
+// also read), or granitemoe's stacked experts. Every tensor must be used,
+// except rotary inv_freq buffers.
 func LoadHF(ctx context.Context, dir string) (*config.Config, *model.Weights, error) {
 	cfg, err := config.Load(filepath.Join(dir, "config.json"))
 	if err != nil {
@@ -166,6 +167,20 @@ func LoadHF(ctx context.Context, dir string) (*config.Config, *model.Weights, er
 	}
 	if err := memest.CheckWeights(cfg, "import "+dir); err != nil {
 		return nil, nil, err
+	}
+	if lay, ok := hfLayouts[cfg.ModelType]; ok && lay.expert == "" {
+		// Experts stacked in one tensor (granitemoe): read them as
+		// inference maps them, then decode.
+		mm, err := mapTensors(dir, cfg, nil, lay)
+		if err != nil {
+			return nil, nil, fmt.Errorf("import %s: %w", dir, err)
+		}
+		defer mm.Close()
+		w, err := gguf.Float32Weights(ctx, mm)
+		if err != nil {
+			return nil, nil, fmt.Errorf("import %s: %w", dir, err)
+		}
+		return cfg, w, nil
 	}
 	set, err := OpenDir(dir)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // hfLayout is how one Hugging Face model type names the feed-forward
@@ -121,6 +122,12 @@ func openMapped(dir string, cfg *config.Config) (*gguf.Mapped, error) {
 	if tok.VocabSize() > cfg.VocabSize {
 		return nil, fmt.Errorf("tokenizer has %d ids but config.json's vocab_size is %d", tok.VocabSize(), cfg.VocabSize)
 	}
+	return mapTensors(dir, cfg, tok, lay)
+}
+
+// mapTensors maps dir's tensors in lay's naming into a model of cfg with
+// tokenizer tok (nil: none).
+func mapTensors(dir string, cfg *config.Config, tok *tokenizer.Tokenizer, lay hfLayout) (*gguf.Mapped, error) {
 	set, err := OpenDir(dir)
 	if err != nil {
 		return nil, err
