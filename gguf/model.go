@@ -591,7 +591,7 @@ func Float32Weights(ctx context.Context, mm *Mapped) (*model.Weights, error) {
 			copy(l.QKVBias[qd+kd:], x.VBias)
 		}
 		errs = append(errs, dec(l.Wq, x.Q), dec(l.Wk, x.K), dec(l.Wv, x.V), dec(l.Wo, x.O))
-		if !cfg.IsMoE() {
+		if !cfg.LayerIsMoE(i) {
 			errs = append(errs, ffn(l.Gate, l.Up, l.Down, x.FFN))
 			continue
 		}

@@ -144,7 +144,7 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 		L.qNorm, L.kNorm, L.qkvBias = W.QNorm, W.KNorm, W.QKVBias
 		L.qkv = fuseFloat32(w.Flat, d, W.Wq, W.Wk, W.Wv)
 		L.o = newLinear(W.Wo, d, cfg.NumHeads*m.hd)
-		if !cfg.IsMoE() {
+		if !cfg.LayerIsMoE(l) {
 			L.ffn = ffn(W.Gate, W.Up, W.Down, cfg.IntermediateSize)
 			continue
 		}

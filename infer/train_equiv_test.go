@@ -39,6 +39,11 @@ func TestMatchesTrainingForward(t *testing.T) {
 			c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling = 1.7, 0.6, 0.3, 2.5
 			c.SharedExpertIntermediateSize, c.SharedExpertGate = 8, true
 		},
+		"moe_decoder_sparse_step": func(c *config.Config) { c.DecoderSparseStep = 2 },
+		"moe_first_dense_sigmoid_shared": func(c *config.Config) {
+			c.MLPOnlyLayers, c.ScoringFunc, c.TopKMethod, c.NormTopKProb = []int{0}, config.ScoringSigmoid, config.TopKNoAuxTC, true
+			c.SharedExpertIntermediateSize = 8
+		},
 		"moe_shared_gated": func(c *config.Config) {
 			c.RouterOrder, c.SharedExpertIntermediateSize, c.SharedExpertGate = config.RouterSoftmaxTopK, 8, true
 		},

@@ -139,7 +139,7 @@ func (m *Model) ensure(B, T, k int) {
 		la.mid = scratch.Grow(la.mid, N*d)
 		la.xn2 = scratch.Grow(la.xn2, N*d)
 		la.rstd2 = scratch.Grow(la.rstd2, N)
-		if !cfg.IsMoE() {
+		if !cfg.LayerIsMoE(i) {
 			la.gu = scratch.Grow(la.gu, N*2*ff)
 			la.h = scratch.Grow(la.h, N*ff)
 			continue
@@ -185,9 +185,9 @@ func (m *Model) ensure(B, T, k int) {
 	a.dao = scratch.Grow(a.dao, N*qdim)
 	a.dP = scratch.Grow(a.dP, m.pool.Threads()*T*T)
 	a.scrP = scratch.Grow(a.scrP, m.pool.Threads()*T*T)
-	fmax := max(ff, ffs)
-	if cfg.IsMoE() {
-		fmax = ffs
+	fmax := ffs
+	if m.nMoE < L {
+		fmax = max(ff, ffs)
 	}
 	a.dgu = scratch.Grow(a.dgu, N*2*fmax)
 	a.dh = scratch.Grow(a.dh, N*fmax)

@@ -62,7 +62,7 @@ func (m *Model) backward(grad func(dlogits []float32) error) error {
 	L := cfg.NumLayers
 	rmsNormBackward(m.pool, a.dres, m.G.FinalNorm, a.dxn, a.res[L], m.W.FinalNorm, a.rstdf, N, d, a.normPart)
 	for l := L - 1; l >= 0; l-- {
-		if cfg.IsMoE() {
+		if cfg.LayerIsMoE(l) {
 			m.moeBackward(l)
 		} else {
 			m.denseBackward(l)

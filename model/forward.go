@@ -79,7 +79,7 @@ func (m *Model) forwardFrom(from int, tokens, targets []int32, B, T int, opt For
 	var routed, dropped int
 	for l := from; l < cfg.NumLayers; l++ {
 		m.attentionForward(l)
-		if cfg.IsMoE() {
+		if cfg.LayerIsMoE(l) {
 			aux, z, r, dr := m.moeForward(l, opt)
 			st.AuxLoss += aux
 			st.ZLoss += z

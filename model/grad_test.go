@@ -90,6 +90,13 @@ func routingKinds() []routingKind {
 			granite(c)
 			c.Routing, c.CapacityFactor = config.RoutingExpertChoice, 1.5
 		}), ForwardOptions{}},
+		{"decoder_sparse_step", moeToy(func(c *config.Config) { c.DecoderSparseStep = 2 }), ForwardOptions{}},
+		{"first_dense_sigmoid_noaux_tc_gated_granite", moeToy(func(c *config.Config) {
+			c.MLPOnlyLayers = []int{0}
+			c.ScoringFunc, c.TopKMethod, c.NormTopKProb = config.ScoringSigmoid, config.TopKNoAuxTC, true
+			c.SharedExpertIntermediateSize, c.SharedExpertGate = 5, true
+			granite(c)
+		}), ForwardOptions{}},
 		{"rope_yarn", moeToy(func(c *config.Config) {
 			c.RopeScaling = &config.RopeScaling{Type: config.RopeYaRN, Factor: 4, OriginalMaxPositionEmbeddings: 16}
 		}), ForwardOptions{}},
@@ -336,7 +343,10 @@ func TestForwardRejectsBadInput(t *testing.T) {
 		func(c *config.Config) { c.LayerNorm = true },
 		func(c *config.Config) { c.HiddenAct = "gelu" },
 		func(c *config.Config) { c.LayerTypes = []string{"local", "full_attention"} },
-		func(c *config.Config) { c.MLPOnlyLayers = []int{0} },
+		func(c *config.Config) { c.NumExperts, c.ExpertsPerToken, c.MLPOnlyLayers = 4, 1, []int{2} },
+		func(c *config.Config) {
+			c.NumExperts, c.ExpertsPerToken, c.DecoderSparseStep, c.IntermediateSize = 4, 1, 2, 0
+		},
 		func(c *config.Config) { c.SharedExpertGate = true }, // no shared expert
 	} {
 		c := toyConfig()
@@ -753,5 +763,53 @@ func TestSharedGateParams(t *testing.T) {
 		if l.SharedGateInp != nil {
 			t.Fatal("ungated shared expert has a gate")
 		}
+	}
+}
+
+// TestDenseLayersInMoE checks the layout of an MoE model with dense layers
+// (decoder_sparse_step, mlp_only_layers): those layers hold a dense SwiGLU
+// of intermediate_size and no router or experts, Stats report no expert
+// load for them, and CountRoutes counts nothing there.
+func TestDenseLayersInMoE(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		mut   func(c *config.Config)
+		dense []bool
+	}{
+		{"decoder_sparse_step", func(c *config.Config) { c.NumLayers, c.DecoderSparseStep = 4, 2 }, []bool{true, false, true, false}},
+		{"mlp_only_layers", func(c *config.Config) { c.NumLayers, c.MLPOnlyLayers = 3, []int{0, 2} }, []bool{true, false, true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := moeToy(c.mut)
+			m := initModel(t, cfg, nil, 4)
+			d, ff, E := cfg.HiddenSize, cfg.IntermediateSize, cfg.NumExperts
+			for l, L := range m.W.Layers {
+				if c.dense[l] != (L.Router == nil) || c.dense[l] != (len(L.Gate) == ff*d) || c.dense[l] == (len(L.ExpertGate) == E) {
+					t.Fatalf("layer %d: router %d, dense gate %d, %d experts; want dense %v", l, len(L.Router), len(L.Gate), len(L.ExpertGate), c.dense[l])
+				}
+			}
+			r := rand.New(rand.NewPCG(1, 1))
+			tokens, targets := toyBatch(r, cfg.VocabSize, 2, 5)
+			st, err := m.Forward(tokens, targets, 2, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts := make([][][]uint64, cfg.NumLayers)
+			for l := range counts {
+				counts[l] = [][]uint64{make([]uint64, E)}
+			}
+			if err := m.CountRoutes(make([]int16, 10), counts); err != nil {
+				t.Fatal(err)
+			}
+			for l := range c.dense {
+				var n uint64
+				for _, v := range counts[l][0] {
+					n += v
+				}
+				if c.dense[l] != (st.ExpertLoad[l] == nil) || c.dense[l] != (n == 0) {
+					t.Fatalf("layer %d: expert load %v, %d routes counted; want dense %v", l, st.ExpertLoad[l], n, c.dense[l])
+				}
+			}
+		})
 	}
 }

@@ -209,8 +209,6 @@ func Supported(cfg *config.Config) error {
 		return errors.New("model: multi-head latent attention (kv_lora_rank) is not supported")
 	case cfg.HiddenAct != "" && cfg.HiddenAct != "silu" && cfg.HiddenAct != "swish":
 		return fmt.Errorf("model: activation %q is not supported, only silu (SwiGLU)", cfg.HiddenAct)
-	case cfg.DecoderSparseStep > 1 || len(cfg.MLPOnlyLayers) > 0:
-		return errors.New("model: mixing dense and sparse layers (decoder_sparse_step, mlp_only_layers) is not supported")
 	}
 	if cfg.SlidingWindow < 0 {
 		return fmt.Errorf("model: negative sliding_window %d", cfg.SlidingWindow)
@@ -250,10 +248,18 @@ func Supported(cfg *config.Config) error {
 	if err := cfg.RopeScalingImplemented(); err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
-	if !cfg.IsMoE() {
-		if cfg.IntermediateSize <= 0 {
-			return fmt.Errorf("model: intermediate_size = %d must be positive", cfg.IntermediateSize)
+	if cfg.DecoderSparseStep < 0 {
+		return fmt.Errorf("model: negative decoder_sparse_step %d", cfg.DecoderSparseStep)
+	}
+	for _, l := range cfg.MLPOnlyLayers {
+		if l < 0 || l >= cfg.NumLayers {
+			return fmt.Errorf("model: mlp_only_layers names layer %d, outside [0, %d)", l, cfg.NumLayers)
 		}
+	}
+	if moeLayers(cfg) < cfg.NumLayers && cfg.IntermediateSize <= 0 {
+		return fmt.Errorf("model: intermediate_size = %d must be positive (the width of the dense feed-forward layers)", cfg.IntermediateSize)
+	}
+	if !cfg.IsMoE() {
 		return nil
 	}
 	if cfg.ExpertSize() <= 0 {
@@ -299,10 +305,21 @@ func New(cfg *config.Config, pool *compute.Pool) (*Model, error) {
 	m.wScale = m.rt.scale * m.resScale
 	m.wf = fusedViews(cfg, w)
 	m.gf = fusedViews(cfg, g)
-	if cfg.IsMoE() {
-		m.nMoE = cfg.NumLayers
-	}
+	m.nMoE = moeLayers(cfg)
 	return m, nil
+}
+
+// moeLayers returns the number of layers of cfg with a sparse MoE
+// feed-forward (config.LayerIsMoE); the others have a dense SwiGLU of width
+// IntermediateSize.
+func moeLayers(cfg *config.Config) int {
+	n := 0
+	for l := 0; l < cfg.NumLayers; l++ {
+		if cfg.LayerIsMoE(l) {
+			n++
+		}
+	}
+	return n
 }
 
 // fusedViews returns per-layer views over adjacent tensors of w (the layout
@@ -320,7 +337,7 @@ func fusedViews(cfg *config.Config, w *Weights) []fused {
 	for i := range fs {
 		p := fmt.Sprintf("layers.%d.", i)
 		fs[i].qkv = span(p+"wq", (cfg.NumHeads+2*cfg.KVHeads())*hd*d)
-		if !cfg.IsMoE() {
+		if !cfg.LayerIsMoE(i) {
 			fs[i].gu = span(p+"gate", 2*cfg.IntermediateSize*d)
 			continue
 		}

@@ -658,7 +658,8 @@ func (m *Model) BalanceRouters(load [][]float64, rate float64) error {
 // CountRoutes adds the routing of the last forward to per-source counts:
 // for every MoE layer l, token t and expert e the token was routed to
 // (token choice: its selections, before capacity dropping; expert choice:
-// the experts that took it), counts[l][src[t]][e]++. src gives each of the
+// the experts that took it), counts[l][src[t]][e]++; dense layers count
+// nothing. src gives each of the
 // B·T tokens' source index (negative: not counted, e.g. padding); counts is
 // [layers][sources][experts]. It is
 // cheap: one pass over the selections. Call it after Forward, before
@@ -691,6 +692,9 @@ func (m *Model) CountRoutes(src []int16, counts [][][]uint64) error {
 		}
 	}
 	for l := range counts {
+		if !cfg.LayerIsMoE(l) {
+			continue // a dense layer routes nothing
+		}
 		la := &a.layers[l]
 		if la.k == 0 {
 			for i, t := range la.asTok[:la.expOff[E]] {

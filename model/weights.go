@@ -129,7 +129,7 @@ func walk(cfg *config.Config, w *Weights, f func(name string, dst *[]float32, si
 			f(p+"k_norm", &l.KNorm, kn, true)
 		}
 		f(p+"ffn_norm", &l.FFNNorm, d, true)
-		if !cfg.IsMoE() {
+		if !cfg.LayerIsMoE(i) {
 			ff := cfg.IntermediateSize
 			f(p+"gate", &l.Gate, ff*d, false)
 			f(p+"up", &l.Up, ff*d, false)

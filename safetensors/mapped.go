@@ -338,7 +338,7 @@ func (h *hfMapper) fill(m *gguf.Mapped, lay hfLayout) error {
 		if err := firstErr(errs[:]...); err != nil {
 			return err
 		}
-		if err := h.fillFFN(L, cfg, lay, p); err != nil {
+		if err := h.fillFFN(L, cfg, lay, i); err != nil {
 			return err
 		}
 	}
@@ -360,12 +360,12 @@ func (h *hfMapper) fill(m *gguf.Mapped, lay hfLayout) error {
 	return nil
 }
 
-// fillFFN reads layer p's feed-forward part: dense, or router, routed
+// fillFFN reads layer i's feed-forward part: dense, or router, routed
 // experts and shared expert in lay's naming.
-func (h *hfMapper) fillFFN(L *gguf.LayerMatrices, cfg *config.Config, lay hfLayout, p string) error {
-	d := cfg.HiddenSize
+func (h *hfMapper) fillFFN(L *gguf.LayerMatrices, cfg *config.Config, lay hfLayout, i int) error {
+	d, p := cfg.HiddenSize, fmt.Sprintf("model.layers.%d.", i)
 	var err error
-	if !cfg.IsMoE() {
+	if !cfg.LayerIsMoE(i) {
 		L.FFN, err = h.ffn(p+"mlp.", "gate_proj.weight", "up_proj.weight", "down_proj.weight", cfg.IntermediateSize, d)
 		return err
 	}
