@@ -570,8 +570,19 @@ func Float32Weights(ctx context.Context, mm *Mapped) (*model.Weights, error) {
 		}
 		return nil
 	}
-	ffn := func(gate, up, down []float32, x ExpertMatrices) error {
+	// ffn decodes one feed-forward, and copies its biases where the
+	// layout has them (gpt-oss).
+	ffn := func(gate, up, down []float32, x ExpertMatrices, gateB, upB, downB []float32) error {
+		copy(gateB, x.GateBias)
+		copy(upB, x.UpBias)
+		copy(downB, x.DownBias)
 		return errors.Join(dec(gate, x.Gate), dec(up, x.Up), dec(down, x.Down))
+	}
+	at := func(bs [][]float32, e int) []float32 {
+		if bs == nil {
+			return nil
+		}
+		return bs[e]
 	}
 	errs := []error{dec(w.Embed, mm.Embed)}
 	copy(w.FinalNorm, mm.FinalNorm)
@@ -590,17 +601,21 @@ func Float32Weights(ctx context.Context, mm *Mapped) (*model.Weights, error) {
 			copy(l.QKVBias[qd:], x.KBias)
 			copy(l.QKVBias[qd+kd:], x.VBias)
 		}
+		copy(l.OBias, x.OBias)
+		copy(l.Sinks, x.Sinks)
 		errs = append(errs, dec(l.Wq, x.Q), dec(l.Wk, x.K), dec(l.Wv, x.V), dec(l.Wo, x.O))
 		if !cfg.LayerIsMoE(i) {
-			errs = append(errs, ffn(l.Gate, l.Up, l.Down, x.FFN))
+			errs = append(errs, ffn(l.Gate, l.Up, l.Down, x.FFN, l.GateBias, l.UpBias, l.DownBias))
 			continue
 		}
 		errs = append(errs, dec(l.Router, x.Router))
+		copy(l.RouterBias, x.RouterBias)
 		for e := range x.Experts {
-			errs = append(errs, ffn(l.ExpertGate[e], l.ExpertUp[e], l.ExpertDown[e], x.Experts[e]))
+			errs = append(errs, ffn(l.ExpertGate[e], l.ExpertUp[e], l.ExpertDown[e], x.Experts[e],
+				at(l.ExpertGateBias, e), at(l.ExpertUpBias, e), at(l.ExpertDownBias, e)))
 		}
 		if len(l.SharedGate) > 0 {
-			errs = append(errs, ffn(l.SharedGate, l.SharedUp, l.SharedDown, x.Shared))
+			errs = append(errs, ffn(l.SharedGate, l.SharedUp, l.SharedDown, x.Shared, l.SharedGateBias, l.SharedUpBias, l.SharedDownBias))
 		}
 		copy(l.SharedGateInp, x.SharedGateInp)
 		if err := errors.Join(errs...); err != nil {

@@ -362,7 +362,7 @@ func (m *Model) swiglu(pool *compute.Pool, b *ffnBuf, rows int, xn []float32, w 
 	for r := 0; r < rows; r++ {
 		g := b.gu[r*2*ff : (r+1)*2*ff]
 		if m.swiLimit != 0 {
-			swigluClamped(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:], m.swiLimit)
+			model.SwiGLUClamped(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:], m.swiLimit)
 		} else {
 			compute.SwiGLU(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:])
 		}

@@ -89,19 +89,14 @@ type Model struct {
 
 // supported reports configs this forward pass cannot run: those the model
 // package rejects, and a missing context length. For a GGUF file
-// (fromFile) the pieces that only this inference pass runs are allowed:
-// q/k norms, q/k/v biases, a gated shared expert, Granite's scales and
-// gpt-oss's biases, attention sinks and clamped SwiGLU.
+// (fromFile) multi-head latent attention, which only this inference pass
+// runs, is allowed.
 func supported(cfg *config.Config, fromFile bool) error {
 	c := cfg
-	if fromFile {
+	if fromFile && cfg.MLA() {
 		c = cfg.Clone()
-		c.QKNorm, c.QKNormPerHead, c.QKVBias, c.SharedExpertGate = false, false, false, false
-		c.AttentionBias, c.AttentionSinks, c.RouterBias, c.ExpertBias, c.SwiGLULimit = false, false, false, false, 0
-		c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling = 0, 0, 0, 0
-		// Latent attention and dense leading layers (deepseek2).
 		c.HeadDim = cfg.HeadDimension()
-		c.KVLoraRank, c.QLoraRank, c.MLPOnlyLayers = 0, 0, nil
+		c.KVLoraRank, c.QLoraRank = 0, 0
 	}
 	if err := model.Supported(c); err != nil {
 		return err
@@ -134,8 +129,20 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 		m.lmHead = &head
 	}
 	m.finalNorm = w.FinalNorm
-	ffn := func(gate, up, down []float32, width int) ffnWeights {
-		return ffnWeights{gu: fuseFloat32(w.Flat, d, gate, up), down: newLinear(down, d, width), width: width}
+	// ffn takes one feed-forward's gate, up and down weights and their
+	// biases (nil: none).
+	ffn := func(gate, up, down, gateB, upB, downB []float32, width int) ffnWeights {
+		x := ffnWeights{gu: fuseFloat32(w.Flat, d, gate, up), down: newLinear(down, d, width), width: width, downBias: downB}
+		if gateB != nil {
+			x.guBias = slices.Concat(gateB, upB)
+		}
+		return x
+	}
+	at := func(bs [][]float32, e int) []float32 {
+		if bs == nil {
+			return nil
+		}
+		return bs[e]
 	}
 	m.layers = make([]layerWeights, len(w.Layers))
 	for l := range w.Layers {
@@ -144,18 +151,20 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 		L.qNorm, L.kNorm, L.qkvBias = W.QNorm, W.KNorm, W.QKVBias
 		L.qkv = fuseFloat32(w.Flat, d, W.Wq, W.Wk, W.Wv)
 		L.o = newLinear(W.Wo, d, cfg.NumHeads*m.hd)
+		L.oBias, L.sinks = W.OBias, W.Sinks
 		if !cfg.LayerIsMoE(l) {
-			L.ffn = ffn(W.Gate, W.Up, W.Down, cfg.IntermediateSize)
+			L.ffn = ffn(W.Gate, W.Up, W.Down, W.GateBias, W.UpBias, W.DownBias, cfg.IntermediateSize)
 			continue
 		}
 		L.router = newLinear(W.Router, cfg.NumExperts, d)
-		L.scoreBias, L.shGate = W.RouterScoreBias, W.SharedGateInp
+		L.scoreBias, L.shGate, L.routerBias = W.RouterScoreBias, W.SharedGateInp, W.RouterBias
 		L.experts = make([]ffnWeights, len(W.ExpertGate))
 		for e := range L.experts {
-			L.experts[e] = ffn(W.ExpertGate[e], W.ExpertUp[e], W.ExpertDown[e], cfg.ExpertSize())
+			L.experts[e] = ffn(W.ExpertGate[e], W.ExpertUp[e], W.ExpertDown[e],
+				at(W.ExpertGateBias, e), at(W.ExpertUpBias, e), at(W.ExpertDownBias, e), cfg.ExpertSize())
 		}
 		if s := cfg.SharedExpertIntermediateSize; s > 0 {
-			L.shared = ffn(W.SharedGate, W.SharedUp, W.SharedDown, s)
+			L.shared = ffn(W.SharedGate, W.SharedUp, W.SharedDown, W.SharedGateBias, W.SharedUpBias, W.SharedDownBias, s)
 		}
 	}
 	if len(w.Flat) <= maxTransposedFloats {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/moe-llm/moe/compute"
@@ -44,6 +45,14 @@ func TestMatchesTrainingForward(t *testing.T) {
 			c.MLPOnlyLayers, c.ScoringFunc, c.TopKMethod, c.NormTopKProb = []int{0}, config.ScoringSigmoid, config.TopKNoAuxTC, true
 			c.SharedExpertIntermediateSize = 8
 		},
+		"moe_gpt_oss": func(c *config.Config) {
+			c.AttentionBias, c.AttentionSinks, c.RouterBias, c.ExpertBias, c.SwiGLULimit = true, true, true, true, 1.5
+			c.SlidingWindow, c.LayerTypes = 4, []string{config.LayerSlidingAttention, config.LayerFullAttention}
+			c.SharedExpertIntermediateSize = 8
+		},
+		"dense_mlp_bias_clamped_sinks": func(c *config.Config) {
+			c.NumExperts, c.ExpertsPerToken, c.MLPBias, c.SwiGLULimit, c.AttentionSinks, c.AttentionBias = 0, 0, true, 1.5, true, true
+		},
 		"moe_shared_gated": func(c *config.Config) {
 			c.RouterOrder, c.SharedExpertIntermediateSize, c.SharedExpertGate = config.RouterSoftmaxTopK, 8, true
 		},
@@ -64,15 +73,19 @@ func TestMatchesTrainingForward(t *testing.T) {
 			for i := range tm.W.Flat {
 				tm.W.Flat[i] *= 10
 			}
-			// Selection and q/k/v biases start at 0 and q/k gains at 1
-			// (times 10): make them matter.
+			// Biases start at 0 and q/k gains at 1 (times 10): make them
+			// matter.
 			br := rand.New(rand.NewPCG(7, 7))
+			tm.W.Visit(cfg, func(name string, t []float32) {
+				if strings.HasSuffix(name, "_bias") && !strings.HasSuffix(name, "router_score_bias") {
+					for i := range t {
+						t[i] = float32(br.NormFloat64() * 0.3)
+					}
+				}
+			})
 			for _, l := range tm.W.Layers {
 				for e := range l.RouterScoreBias {
 					l.RouterScoreBias[e] = float32(br.NormFloat64() * 0.3)
-				}
-				for i := range l.QKVBias {
-					l.QKVBias[i] = float32(br.NormFloat64() * 0.3)
 				}
 				for _, g := range [][]float32{l.QNorm, l.KNorm} {
 					for i := range g {
@@ -126,14 +139,15 @@ func TestMatchesTrainingForward(t *testing.T) {
 }
 
 // TestTrainingModelFromFamilyFile checks that the training model built from
-// a qwen3moe, olmoe, qwen2moe or granitemoe GGUF file (gguf.ReadModel:
-// per-head and full-width q/k norms, q/k/v biases and the gated shared
-// expert, Granite's scales), or from that file written as a Hugging Face
+// a qwen3moe, olmoe, qwen2moe, granitemoe or gpt-oss GGUF file
+// (gguf.ReadModel: per-head and full-width q/k norms, q/k/v biases and the
+// gated shared expert, Granite's scales, gpt-oss's biases, sinks, clamped
+// SwiGLU and sliding windows), or from that file written as a Hugging Face
 // directory (safetensors.LoadHF), gives the logits of the float64
 // reference of the family's definition over the file's weights, and those
 // of infer's own pass over the file.
 func TestTrainingModelFromFamilyFile(t *testing.T) {
-	for _, c := range []struct{ arch, from string }{{"qwen3moe", "gguf"}, {"olmoe", "gguf"}, {"qwen3moe", "hf"}, {"olmoe", "hf"}, {"qwen2moe", "gguf"}, {"qwen2moe", "hf"}, {"granitemoe", "gguf"}, {"granitemoe", "hf"}} {
+	for _, c := range []struct{ arch, from string }{{"qwen3moe", "gguf"}, {"olmoe", "gguf"}, {"qwen3moe", "hf"}, {"olmoe", "hf"}, {"qwen2moe", "gguf"}, {"qwen2moe", "hf"}, {"granitemoe", "gguf"}, {"granitemoe", "hf"}, {"gpt-oss", "gguf"}, {"gpt-oss", "hf"}} {
 		arch := c.arch
 		t.Run(arch+"-"+c.from, func(t *testing.T) {
 			path := filepath.Join("testdata", "family", arch+"-f32.gguf")
@@ -142,6 +156,8 @@ func TestTrainingModelFromFamilyFile(t *testing.T) {
 			var err error
 			if c.from == "gguf" {
 				cfg, w, _, err = gguf.ReadModel(context.Background(), path)
+			} else if arch == "gpt-oss" {
+				cfg, w, err = safetensors.LoadHF(context.Background(), ossHFDir(t, "f32", safetensors.F32, true))
 			} else {
 				cfg, w, err = safetensors.LoadHF(context.Background(), writeHFFromGGUF(t, path, hfWrite{dtype: safetensors.F32}))
 			}

@@ -69,6 +69,7 @@ type acts struct {
 	scrP, dP   []float32 // [threads, T, T] attention probabilities and their gradient
 	dgu, dh    []float32 // [N, 2·max(ff,ffs)], [N, max(ff,ffs)]
 	dS, dsg    []float32 // [N,d], [N] gradients of the gated shared expert's output and gate logit
+	sinkPart   []float32 // [B·nh] attention sinks' gradients per sequence and head
 	xA, dyA    []float32 // [A, d]
 	dxA        []float32 // [A, d]
 	dguA, dhA  []float32 // [A, 2·ffe], [A, ffe]
@@ -183,6 +184,9 @@ func (m *Model) ensure(B, T, k int) {
 	a.normPart = scratch.Grow(a.normPart, part)
 	a.dqkv = scratch.Grow(a.dqkv, N*qkvdim)
 	a.dao = scratch.Grow(a.dao, N*qdim)
+	if cfg.AttentionSinks {
+		a.sinkPart = scratch.Grow(a.sinkPart, B*nh)
+	}
 	a.dP = scratch.Grow(a.dP, m.pool.Threads()*T*T)
 	a.scrP = scratch.Grow(a.scrP, m.pool.Threads()*T*T)
 	fmax := ffs

@@ -97,6 +97,20 @@ func routingKinds() []routingKind {
 			c.SharedExpertIntermediateSize, c.SharedExpertGate = 5, true
 			granite(c)
 		}), ForwardOptions{}},
+		{"gpt_oss", moeToy(func(c *config.Config) {
+			c.AttentionBias, c.AttentionSinks, c.RouterBias, c.ExpertBias, c.SwiGLULimit = true, true, true, true, 0.7
+			c.SlidingWindow = 3
+			c.LayerTypes = []string{config.LayerSlidingAttention, config.LayerFullAttention}
+		}), ForwardOptions{}},
+		{"expert_bias_shared_gated_clamped", moeToy(func(c *config.Config) {
+			c.ExpertBias, c.RouterBias, c.SwiGLULimit = true, true, 0.7
+			c.SharedExpertIntermediateSize, c.SharedExpertGate, c.RouterOrder = 5, true, config.RouterSoftmaxTopK
+		}), ForwardOptions{}},
+		{"dense_mlp_bias_clamped_sinks", func() *config.Config {
+			c := toyConfig()
+			c.MLPBias, c.SwiGLULimit, c.AttentionSinks, c.AttentionBias = true, 0.7, true, true
+			return c
+		}(), ForwardOptions{}},
 		{"rope_yarn", moeToy(func(c *config.Config) {
 			c.RopeScaling = &config.RopeScaling{Type: config.RopeYaRN, Factor: 4, OriginalMaxPositionEmbeddings: 16}
 		}), ForwardOptions{}},
@@ -146,17 +160,22 @@ func initModel(t testing.TB, cfg *config.Config, pool *compute.Pool, seed uint64
 		t.Fatal(err)
 	}
 	m.Init(seed)
+	// Biases start at 0 and q/k gains at 1; move them so that their
+	// gradients are checked away from those special points.
+	r0 := rand.New(rand.NewPCG(seed, 78))
+	m.W.Visit(cfg, func(name string, t []float32) {
+		if strings.HasSuffix(name, "_bias") && !strings.HasSuffix(name, "router_score_bias") {
+			for i := range t {
+				t[i] = float32(r0.NormFloat64() * 0.3)
+			}
+		}
+	})
 	// Selection biases start at 0; give them values of the size of the
 	// score gaps so that they change which experts are chosen.
 	r := rand.New(rand.NewPCG(seed, 77))
 	for _, l := range m.W.Layers {
 		for e := range l.RouterScoreBias {
 			l.RouterScoreBias[e] = float32(r.NormFloat64() * 0.2)
-		}
-		// q/k/v biases start at 0 and q/k gains at 1; move them so that
-		// their gradients are checked away from those special points.
-		for i := range l.QKVBias {
-			l.QKVBias[i] = float32(r.NormFloat64() * 0.3)
 		}
 		for _, g := range [][]float32{l.QNorm, l.KNorm} {
 			for i := range g {
@@ -182,7 +201,31 @@ func toyBatch(r *rand.Rand, V, B, T int) (tokens, targets []int32) {
 // forward, so that a finite difference that flips one can be discarded.
 func (m *Model) routingSignature() uint64 {
 	h := fnv.New64a()
-	for _, la := range m.a.layers {
+	cfg, N := m.Cfg, m.a.B*m.a.T
+	// The clamps of gpt_oss's SwiGLU are kinks too: which gate and up
+	// inputs (rows of [gate | up], f wide each) are clamped.
+	clamped := func(buf []float32, f int) {
+		lim := m.swiLimit
+		var idx []int
+		for i, v := range buf {
+			if v > lim || (i/f)%2 == 1 && v < -lim {
+				idx = append(idx, i)
+			}
+		}
+		fmt.Fprint(h, idx)
+	}
+	for l, la := range m.a.layers {
+		if m.swiLimit != 0 {
+			switch {
+			case !cfg.LayerIsMoE(l):
+				clamped(la.gu[:N*2*cfg.IntermediateSize], cfg.IntermediateSize)
+			default:
+				clamped(la.guA[:la.expOff[cfg.NumExperts]*2*cfg.ExpertSize()], cfg.ExpertSize())
+				if s := cfg.SharedExpertIntermediateSize; s > 0 {
+					clamped(la.guS[:N*2*s], s)
+				}
+			}
+		}
 		if la.expOff == nil {
 			continue
 		}
@@ -334,12 +377,12 @@ func TestForwardRejectsBadInput(t *testing.T) {
 		}
 	}
 	for _, bad := range []func(c *config.Config){
-		func(c *config.Config) { c.AttentionBias = true },
+		func(c *config.Config) { c.RouterBias = true }, // on a dense model
+		func(c *config.Config) { c.SwiGLULimit = -1 },
 		func(c *config.Config) { c.NumKVHeads = 3 },
 		func(c *config.Config) { c.HeadDim = 3 },
 		func(c *config.Config) { c.NumExperts = 4; c.ExpertsPerToken = 5 },
 		func(c *config.Config) { c.NumExperts = 4; c.ExpertsPerToken = 1; c.Routing = "hash" },
-		func(c *config.Config) { c.MLPBias = true },
 		func(c *config.Config) { c.LayerNorm = true },
 		func(c *config.Config) { c.HiddenAct = "gelu" },
 		func(c *config.Config) { c.LayerTypes = []string{"local", "full_attention"} },
@@ -425,17 +468,20 @@ func TestPresetsSupported(t *testing.T) {
 	}
 }
 
-// TestGPTOSSNotTrainable checks that a gpt_oss config parses but is
-// refused for training with an error that names gpt_oss's pieces and
-// where such models run.
-func TestGPTOSSNotTrainable(t *testing.T) {
-	cfg, ok := config.Preset("gpt-oss-20b")
-	if !ok {
-		t.Fatal("preset gpt-oss-20b missing")
-	}
-	err := Supported(cfg)
-	if err == nil || !strings.Contains(err.Error(), "gpt_oss") || !strings.Contains(err.Error(), "inference") {
-		t.Fatalf("got %v, want a refusal naming gpt_oss and inference", err)
+// TestGPTOSSTrainable checks that gpt_oss's config is accepted for
+// training (biases, sinks, clamped SwiGLU, alternating sliding windows)
+// while GPT-3's (LayerNorm, plain MLP, learned positions) and DeepSeek's
+// latent attention are still refused, naming the piece.
+func TestGPTOSSTrainable(t *testing.T) {
+	for name, want := range map[string]string{"gpt-oss-20b": "", "gpt3": "plain", "deepseek-v2-lite": "latent attention"} {
+		cfg, ok := config.Preset(name)
+		if !ok {
+			t.Fatalf("preset %s missing", name)
+		}
+		err := Supported(cfg)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: got %v, want %q", name, err, want)
+		}
 	}
 }
 

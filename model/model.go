@@ -91,7 +91,9 @@ type Model struct {
 	embScale, resScale, attnScale, logitScale float32
 	// wScale scales the routed experts' combine weights:
 	// routed_scaling_factor times resScale.
-	wScale    float32
+	wScale float32
+	// swiLimit is gpt_oss's SwiGLU clamp (swiglu_limit; 0: plain SwiGLU).
+	swiLimit  float32
 	precision Precision // arithmetic of the matmuls (SetPrecision)
 	nMoE      int       // number of MoE layers
 	state     fwdState
@@ -101,10 +103,17 @@ type Model struct {
 // fused holds views over parameter tensors that are adjacent in the flat
 // layout, so that one GEMM computes several projections.
 type fused struct {
-	qkv      []float32   // [wq; wk; wv] = [(nh+2·nkv)·hd, d]
-	gu       []float32   // dense [gate; up] = [2·ff, d]
-	expertGU [][]float32 // E × [gate; up] = [2·ffe, d]
-	sharedGU []float32   // [2·ffs, d]
+	qkv     []float32   // [wq; wk; wv] = [(nh+2·nkv)·hd, d]
+	dense   ffnParams   // a dense layer's feed-forward
+	experts []ffnParams // an MoE layer's experts
+	shared  ffnParams   // its shared expert (empty without)
+}
+
+// ffnParams are one SwiGLU feed-forward's parameters of width f: the fused
+// [gate; up] weights [2f, d] and down [d, f], and their biases [2f] and
+// [d] (nil without).
+type ffnParams struct {
+	gu, down, guBias, downBias []float32
 }
 
 // fwdState is what Backward needs to know about the last forward pass.
@@ -185,18 +194,22 @@ func expertChoiceCF(cfg *config.Config) float64 {
 }
 
 // Supported returns an error naming the first feature of cfg that this
-// package does not implement, or a malformed dimension.
+// package does not implement, or a malformed dimension. It trains the
+// families' pieces (q/k norms, q/k/v and attention biases, gated shared
+// experts, sigmoid/bias and group-limited routing, dense layers among
+// sparse ones, Granite's scales, gpt_oss's sinks, biases and clamped
+// SwiGLU, sliding windows) and refuses GPT-3's plain MLP, LayerNorm and
+// learned positions, DeepSeek's multi-head latent attention and
+// activations other than SiLU.
 func Supported(cfg *config.Config) error {
 	if cfg == nil {
 		return errors.New("model: nil config")
 	}
 	switch {
-	case cfg.AttentionSinks || cfg.SwiGLULimit != 0:
-		return errors.New("model: gpt_oss's attention sinks, clamped SwiGLU (swiglu_limit) and biases are not supported in training (gpt-oss GGUF files run for inference: generate, chat, serve)")
-	case cfg.AttentionBias:
-		return errors.New("model: attention biases (attention_bias) are not supported")
-	case cfg.MLPBias || cfg.ExpertBias || cfg.RouterBias:
-		return errors.New("model: MLP, expert and router biases are not supported")
+	case cfg.SwiGLULimit < 0:
+		return fmt.Errorf("model: negative swiglu_limit %g", cfg.SwiGLULimit)
+	case (cfg.ExpertBias || cfg.RouterBias) && !cfg.IsMoE():
+		return errors.New("model: expert or router biases (moe_expert_bias, moe_router_bias) on a dense model")
 	case cfg.SharedExpertGate && (!cfg.IsMoE() || cfg.SharedExpertIntermediateSize <= 0):
 		return errors.New("model: moe_shared_expert_gate is set but the model has no shared expert (shared_expert_intermediate_size)")
 	case cfg.PlainMLP:
@@ -303,6 +316,7 @@ func New(cfg *config.Config, pool *compute.Pool) (*Model, error) {
 	m.rt = newRouter(cfg)
 	m.embScale, m.resScale, m.attnScale, m.logitScale = Scales(cfg)
 	m.wScale = m.rt.scale * m.resScale
+	m.swiLimit = float32(cfg.SwiGLULimit)
 	m.wf = fusedViews(cfg, w)
 	m.gf = fusedViews(cfg, g)
 	m.nMoE = moeLayers(cfg)
@@ -323,7 +337,8 @@ func moeLayers(cfg *config.Config) int {
 }
 
 // fusedViews returns per-layer views over adjacent tensors of w (the layout
-// order of walk puts wq, wk, wv and each gate, up pair next to each other).
+// order of walk puts wq, wk, wv and each gate, up pair, and their biases,
+// next to each other).
 func fusedViews(cfg *config.Config, w *Weights) []fused {
 	off := map[string]int{}
 	at := 0
@@ -333,20 +348,27 @@ func fusedViews(cfg *config.Config, w *Weights) []fused {
 	})
 	d, hd := cfg.HiddenSize, cfg.HeadDimension()
 	span := func(name string, n int) []float32 { o := off[name]; return w.Flat[o : o+n : o+n] }
+	ffn := func(p string, f int, bias bool) ffnParams {
+		x := ffnParams{gu: span(p+"gate", 2*f*d), down: span(p+"down", d*f)}
+		if bias {
+			x.guBias, x.downBias = span(p+"gate_bias", 2*f), span(p+"down_bias", d)
+		}
+		return x
+	}
 	fs := make([]fused, cfg.NumLayers)
 	for i := range fs {
 		p := fmt.Sprintf("layers.%d.", i)
 		fs[i].qkv = span(p+"wq", (cfg.NumHeads+2*cfg.KVHeads())*hd*d)
 		if !cfg.LayerIsMoE(i) {
-			fs[i].gu = span(p+"gate", 2*cfg.IntermediateSize*d)
+			fs[i].dense = ffn(p, cfg.IntermediateSize, cfg.MLPBias)
 			continue
 		}
-		fs[i].expertGU = make([][]float32, cfg.NumExperts)
-		for e := range fs[i].expertGU {
-			fs[i].expertGU[e] = span(fmt.Sprintf("%sexpert.%d.gate", p, e), 2*cfg.ExpertSize()*d)
+		fs[i].experts = make([]ffnParams, cfg.NumExperts)
+		for e := range fs[i].experts {
+			fs[i].experts[e] = ffn(fmt.Sprintf("%sexpert.%d.", p, e), cfg.ExpertSize(), cfg.ExpertBias)
 		}
 		if s := cfg.SharedExpertIntermediateSize; s > 0 {
-			fs[i].sharedGU = span(p+"shared.gate", 2*s*d)
+			fs[i].shared = ffn(p+"shared.", s, cfg.ExpertBias)
 		}
 	}
 	return fs

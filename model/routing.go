@@ -197,6 +197,9 @@ func (m *Model) routerScores(l int) (zl float64) {
 	m.gemm(m.pool, false, true, N, E, d, 1, la.xn2, d, m.W.Layers[l].Router, d, 0, la.rlog, E)
 	for t := 0; t < N; t++ {
 		z := la.rlog[t*E : (t+1)*E]
+		if b := m.W.Layers[l].RouterBias; b != nil {
+			compute.Add(z, b)
+		}
 		lse := compute.LogSumExp(z)
 		la.lse[t] = float32(lse)
 		zl += lse * lse
@@ -350,9 +353,8 @@ func (m *Model) expertsForward(l int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	d, ffe := cfg.HiddenSize, cfg.ExpertSize()
-	W := &m.W.Layers[l]
 	m.forEachExpert(l, func(e, off, n int, xe []float32) {
-		m.ffnForward(m.pool, n, d, ffe, xe, m.wf[l].expertGU[e], W.ExpertDown[e],
+		m.ffnForward(m.pool, n, d, ffe, xe, &m.wf[l].experts[e],
 			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe], la.yA[off*d:(off+n)*d], 1, 0)
 	})
 }
@@ -389,11 +391,11 @@ func (m *Model) combine(l int) {
 	}
 	W := &m.W.Layers[l]
 	if W.SharedGateInp == nil {
-		m.ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS, out, m.resScale, 1)
+		m.ffnForward(m.pool, N, d, s, la.xn2, &m.wf[l].shared, la.guS, la.hS, out, m.resScale, 1)
 		return
 	}
 	// Gated (qwen2_moe): out += resScale·sigmoid(x·g)·shared(x), per token.
-	m.ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS, la.yS, 1, 0)
+	m.ffnForward(m.pool, N, d, s, la.xn2, &m.wf[l].shared, la.guS, la.hS, la.yS, 1, 0)
 	rowChunks(m.pool, N, func(_, r0, r1 int) {
 		for t := r0; t < r1; t++ {
 			g := compute.Sigmoid(compute.Dot(la.xn2[t*d:(t+1)*d], W.SharedGateInp))
@@ -442,8 +444,8 @@ func (m *Model) sharedBackward(l int) {
 			}
 		}
 	}
-	m.ffnBackward(m.pool, N, d, s, la.xn2, dy, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS,
-		m.gf[l].sharedGU, G.SharedDown, a.dgu, a.dh, a.dxn, alpha, 1)
+	m.ffnBackward(m.pool, N, d, s, la.xn2, dy, &m.wf[l].shared, &m.gf[l].shared, la.guS, la.hS,
+		a.dgu, a.dh, a.dxn, alpha, 1)
 }
 
 // moeBackward back-propagates a.dres (the gradient of a.res[l+1]) through
@@ -459,6 +461,9 @@ func (m *Model) moeBackward(l int) {
 	m.routeBackward(l)
 	m.balanceBackward(l)
 	m.scoresBackward(l)
+	for t := 0; G.RouterBias != nil && t < N; t++ {
+		compute.Add(G.RouterBias, a.dz[t*E:(t+1)*E])
+	}
 	m.gemm(m.pool, true, false, E, d, N, 1, a.dz, E, la.xn2, d, 1, G.Router, d)
 	m.gemm(m.pool, false, false, N, d, E, 1, a.dz, E, W.Router, d, 1, a.dxn, d)
 	if cfg.SharedExpertIntermediateSize > 0 {
@@ -497,11 +502,9 @@ func (m *Model) expertsBackward(l int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	d, E, ffe := cfg.HiddenSize, cfg.NumExperts, cfg.ExpertSize()
-	W, G := &m.W.Layers[l], &m.G.Layers[l]
 	m.forEachExpert(l, func(e, off, n int, xe []float32) {
-		m.ffnBackward(m.pool, n, d, ffe, xe, a.dyA[off*d:(off+n)*d], m.wf[l].expertGU[e], W.ExpertDown[e],
+		m.ffnBackward(m.pool, n, d, ffe, xe, a.dyA[off*d:(off+n)*d], &m.wf[l].experts[e], &m.gf[l].experts[e],
 			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe],
-			m.gf[l].expertGU[e], G.ExpertDown[e],
 			a.dguA[off*2*ffe:(off+n)*2*ffe], a.dhA[off*ffe:(off+n)*ffe], a.dxA[off*d:(off+n)*d], 1, 0)
 	})
 	A := la.expOff[E]

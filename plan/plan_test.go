@@ -202,7 +202,8 @@ func TestCountMatchesStateDict(t *testing.T) {
 // parameters the training model lays out (model.NumParams) for every preset
 // it can train, shrunk to a few layers, and for small configs with the
 // families' pieces: q/k norms, q/k/v biases, the gated shared expert,
-// Granite's scales and dense layers among sparse ones.
+// Granite's scales, dense layers among sparse ones and gpt_oss's biases and
+// sinks.
 func TestCountMatchesTrainingLayout(t *testing.T) {
 	small := func(mut func(c *config.Config)) *config.Config {
 		c := &config.Config{ModelType: config.TypeQwen2MoE, VocabSize: 50, HiddenSize: 16, IntermediateSize: 40,
@@ -220,6 +221,10 @@ func TestCountMatchesTrainingLayout(t *testing.T) {
 			c.TieWordEmbeddings, c.SharedExpertIntermediateSize = true, 24
 		}),
 		"first_dense_qk_norm": small(func(c *config.Config) { c.MLPOnlyLayers, c.QKNorm, c.QKNormPerHead = []int{0, 1}, true, true }),
+		"gpt_oss_shared_dense": small(func(c *config.Config) {
+			c.AttentionBias, c.AttentionSinks, c.RouterBias, c.ExpertBias, c.SwiGLULimit = true, true, true, true, 7
+			c.SharedExpertIntermediateSize, c.MLPOnlyLayers, c.MLPBias = 24, []int{3}, true
+		}),
 		"sigmoid_noaux_tc": small(func(c *config.Config) {
 			c.MLPOnlyLayers, c.ScoringFunc, c.TopKMethod = []int{0}, config.ScoringSigmoid, config.TopKNoAuxTC
 		}),

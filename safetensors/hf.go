@@ -155,12 +155,29 @@ func checkFeatures(cfg *config.Config, mapped bool) error {
 // LoadHF reads a Hugging Face checkpoint directory: config.json plus
 // model.safetensors (or shards with model.safetensors.index.json), in the
 // llama / mistral / mixtral naming (qwen-style "mlp.experts" MoE naming is
-// also read), or granitemoe's stacked experts. Every tensor must be used,
-// except rotary inv_freq buffers.
+// also read), granitemoe's stacked experts, or gpt_oss's layout
+// (ReadGPTOSS). Every tensor must be used, except rotary inv_freq buffers.
 func LoadHF(ctx context.Context, dir string) (*config.Config, *model.Weights, error) {
 	cfg, err := config.Load(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.ModelType == config.TypeGPTOSS {
+		// gpt_oss's own layout (interleaved gate and up, MXFP4 experts):
+		// read as inference maps it, then decode.
+		if err := memest.CheckWeights(cfg, "import "+dir); err != nil {
+			return nil, nil, err
+		}
+		mm, err := ReadGPTOSS(ctx, dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer mm.Close()
+		w, err := gguf.Float32Weights(ctx, mm)
+		if err != nil {
+			return nil, nil, fmt.Errorf("import %s: %w", dir, err)
+		}
+		return cfg, w, nil
 	}
 	if err := checkSupported(cfg); err != nil {
 		return nil, nil, fmt.Errorf("import %s: %w", dir, err)
