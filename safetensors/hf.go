@@ -135,7 +135,7 @@ func checkFeatures(cfg *config.Config, mapped bool) error {
 		on   bool
 		what string
 	}{
-		{c.MLPBias || c.ExpertBias || c.RouterBias, "biases"},
+		{c.MLPBias || c.ExpertBias || c.RouterBias, "MLP, expert or router biases (read only in gpt_oss's layout)"},
 		{c.PlainMLP, "a plain MLP"},
 		{c.LayerNorm, "LayerNorm"},
 		{c.LearnedPositions, "learned positions"},
