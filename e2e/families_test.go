@@ -369,20 +369,28 @@ func llamaPerplexity(t *testing.T, bin string, chunks int, args ...string) float
 }
 
 // TestFamiliesFinetune: `moe finetune` takes a GGUF file the training
-// model can hold (the Mixtral-layout llama, qwen3moe and olmoe fixtures) with its own tokenizer
+// model can hold (the Mixtral-layout llama, qwen3moe, olmoe, qwen2moe,
+// granitemoe and gpt-oss fixtures) with its own tokenizer
 // and chat template: after zero steps the new run directory generates and
 // chats exactly as the file does, and a few steps run. A family the
 // training model cannot hold is refused with a one-line error naming why.
 func TestFamiliesFinetune(t *testing.T) {
 	dir := t.TempDir()
 	chat := writeFile(t, dir, "chat.jsonl", `{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello"},{"role":"assistant","content":"Hello the world"}]}`+"\n")
-	fails(t, []string{"qwen2moe-f32.gguf", "gated shared expert"}, "finetune", "--model", familyFile(t, "qwen2moe", "f32"), "--data", chat, "--out", filepath.Join(dir, "q2"), "--steps", "1")
-	// The Mixtral-layout llama fixture, and qwen3moe and olmoe (per-head
-	// and full-width q/k norms).
-	for _, arch := range []string{"llama", "qwen3moe", "olmoe"} {
+	fails(t, []string{"deepseek2-f32.gguf", "latent attention"}, "finetune", "--model", familyFile(t, "deepseek2", "f32"), "--data", chat, "--out", filepath.Join(dir, "ds2"), "--steps", "1")
+	// The Mixtral-layout llama fixture, qwen3moe and olmoe (per-head and
+	// full-width q/k norms), qwen2moe (q/k/v biases, gated shared expert)
+	// granitemoe (embedding, residual, attention and logit scales) and
+	// gpt-oss (biases, sinks, clamped SwiGLU, sliding windows, MXFP4
+	// experts decoded).
+	for _, arch := range []string{"llama", "qwen3moe", "olmoe", "qwen2moe", "granitemoe", "gpt-oss"} {
 		g := familyFile(t, arch, "f32")
 		run := filepath.Join(dir, arch+"0")
-		ok(t, "finetune", "--model", g, "--data", chat, "--out", run, "--steps", "0", "--quiet")
+		seqLen := "256"
+		if arch == "gpt-oss" {
+			seqLen = "1024" // the harmony template's system preamble is long
+		}
+		ok(t, "finetune", "--model", g, "--data", chat, "--out", run, "--steps", "0", "--seq-len", seqLen, "--quiet")
 		for _, args := range [][]string{{"generate", "--prompt", "Hello the world"}, {"chat", "--system", "Be brief.", "--quiet"}} {
 			var outs []string
 			for _, m := range []string{g, run} {
@@ -398,6 +406,6 @@ func TestFamiliesFinetune(t *testing.T) {
 				t.Errorf("%s: moe %s: the GGUF file gives %q, its zero-step fine-tune %q", arch, args[0], outs[0], outs[1])
 			}
 		}
-		ok(t, "finetune", "--model", g, "--data", chat, "--out", filepath.Join(dir, arch+"3"), "--steps", "3", "--quiet")
+		ok(t, "finetune", "--model", g, "--data", chat, "--out", filepath.Join(dir, arch+"3"), "--steps", "3", "--seq-len", seqLen, "--quiet")
 	}
 }

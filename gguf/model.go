@@ -541,13 +541,25 @@ func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, 
 	if err != nil {
 		return nil, nil, err
 	}
+	w, err := Float32Weights(ctx, mm)
+	if err != nil {
+		return nil, nil, err
+	}
+	return mm.Cfg, w, nil
+}
+
+// Float32Weights decodes the matrices of mm (a GGUF file's, or a Hugging
+// Face directory's mapped by the safetensors package) into the training
+// model's float32 weights; a config the training model cannot hold is an
+// error naming what it lacks.
+func Float32Weights(ctx context.Context, mm *Mapped) (*model.Weights, error) {
 	cfg := mm.Cfg
 	if err := model.Supported(cfg); err != nil {
-		return nil, nil, fmt.Errorf("gguf: the %s model runs for inference only, not as moe weights: %w", cfg.ModelType, err)
+		return nil, fmt.Errorf("gguf: the %s model runs for inference only, not as moe weights: %w", cfg.ModelType, err)
 	}
 	w, err := model.NewWeights(cfg, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("gguf: %w", err)
+		return nil, fmt.Errorf("gguf: %w", err)
 	}
 	dec := func(dst []float32, x Matrix) error {
 		if err := ctx.Err(); err != nil {
@@ -558,8 +570,19 @@ func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, 
 		}
 		return nil
 	}
-	ffn := func(gate, up, down []float32, x ExpertMatrices) error {
+	// ffn decodes one feed-forward, and copies its biases where the
+	// layout has them (gpt-oss).
+	ffn := func(gate, up, down []float32, x ExpertMatrices, gateB, upB, downB []float32) error {
+		copy(gateB, x.GateBias)
+		copy(upB, x.UpBias)
+		copy(downB, x.DownBias)
 		return errors.Join(dec(gate, x.Gate), dec(up, x.Up), dec(down, x.Down))
+	}
+	at := func(bs [][]float32, e int) []float32 {
+		if bs == nil {
+			return nil
+		}
+		return bs[e]
 	}
 	errs := []error{dec(w.Embed, mm.Embed)}
 	copy(w.FinalNorm, mm.FinalNorm)
@@ -578,26 +601,31 @@ func readWeights(ctx context.Context, f *File) (*config.Config, *model.Weights, 
 			copy(l.QKVBias[qd:], x.KBias)
 			copy(l.QKVBias[qd+kd:], x.VBias)
 		}
+		copy(l.OBias, x.OBias)
+		copy(l.Sinks, x.Sinks)
 		errs = append(errs, dec(l.Wq, x.Q), dec(l.Wk, x.K), dec(l.Wv, x.V), dec(l.Wo, x.O))
-		if !cfg.IsMoE() {
-			errs = append(errs, ffn(l.Gate, l.Up, l.Down, x.FFN))
+		if !cfg.LayerIsMoE(i) {
+			errs = append(errs, ffn(l.Gate, l.Up, l.Down, x.FFN, l.GateBias, l.UpBias, l.DownBias))
 			continue
 		}
 		errs = append(errs, dec(l.Router, x.Router))
+		copy(l.RouterBias, x.RouterBias)
 		for e := range x.Experts {
-			errs = append(errs, ffn(l.ExpertGate[e], l.ExpertUp[e], l.ExpertDown[e], x.Experts[e]))
+			errs = append(errs, ffn(l.ExpertGate[e], l.ExpertUp[e], l.ExpertDown[e], x.Experts[e],
+				at(l.ExpertGateBias, e), at(l.ExpertUpBias, e), at(l.ExpertDownBias, e)))
 		}
 		if len(l.SharedGate) > 0 {
-			errs = append(errs, ffn(l.SharedGate, l.SharedUp, l.SharedDown, x.Shared))
+			errs = append(errs, ffn(l.SharedGate, l.SharedUp, l.SharedDown, x.Shared, l.SharedGateBias, l.SharedUpBias, l.SharedDownBias))
 		}
+		copy(l.SharedGateInp, x.SharedGateInp)
 		if err := errors.Join(errs...); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return cfg, w, nil
+	return w, nil
 }
 
 // configFromFile returns the config stored under moe.config, or one built

@@ -262,9 +262,7 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 	}
 	all := make([]float32, np*V)
 	m.lmHead.mul(m.Pool, prec, np, sc.xn, d, all, V)
-	if m.logitScale != 0 {
-		scaleBy(all, 1/m.logitScale)
-	}
+	scaleBy(all, m.logitScale)
 	j := 0
 	for i, s := range seqs {
 		n := len(tokens[i])
@@ -294,10 +292,7 @@ func (m *Model) attention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32) {
 	group := nh / nkv
 	qDim, kvDim := nh*hd, m.kvDim
 	qkvDim := qDim + 2*kvDim
-	scale := float32(1 / math.Sqrt(float64(hd)))
-	if m.attnScale != 0 {
-		scale = m.attnScale
-	}
+	scale := m.attnScale
 	win := cfg.AttentionWindow(l)
 	sinks := m.layers[l].sinks
 	sc := &m.sc
@@ -367,7 +362,7 @@ func (m *Model) swiglu(pool *compute.Pool, b *ffnBuf, rows int, xn []float32, w 
 	for r := 0; r < rows; r++ {
 		g := b.gu[r*2*ff : (r+1)*2*ff]
 		if m.swiLimit != 0 {
-			swigluClamped(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:], m.swiLimit)
+			model.SwiGLUClamped(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:], m.swiLimit)
 		} else {
 			compute.SwiGLU(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:])
 		}
@@ -395,10 +390,7 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 	L.router.mul(m.Pool, precFull, rows, sc.xn, d, sc.route, E) // routing stays float32
 	addRowBias(sc.route[:rows*E], L.routerBias)
 	// rs is the residual scale of the block's output (Granite).
-	rs := float32(1)
-	if m.resScale != 0 {
-		rs = m.resScale
-	}
+	rs := m.resScale
 	idx := make([]int32, k)
 	wts := make([]float32, k)
 	probs := make([]float32, 2*E)

@@ -75,8 +75,9 @@ type Model struct {
 	mu sync.Mutex // serialises Forward; guards sc
 	sc scratch
 
-	// Granite's scales as the forward pass applies them; 0 means unset
-	// (no scaling, 1/sqrt(head_dim) for attention).
+	// Granite's scales as the forward pass applies them (model.Scales: 1
+	// when unset, 1/sqrt(head_dim) for attention, the logits' factor
+	// 1/logits_scaling), the rule the training model uses.
 	embScale, resScale, attnScale, logitScale float32
 	// swiLimit is gpt-oss's SwiGLU clamp (0: plain SwiGLU).
 	swiLimit float32
@@ -88,19 +89,14 @@ type Model struct {
 
 // supported reports configs this forward pass cannot run: those the model
 // package rejects, and a missing context length. For a GGUF file
-// (fromFile) the pieces that only this inference pass runs are allowed:
-// q/k norms, q/k/v biases, a gated shared expert, Granite's scales and
-// gpt-oss's biases, attention sinks and clamped SwiGLU.
+// (fromFile) multi-head latent attention, which only this inference pass
+// runs, is allowed.
 func supported(cfg *config.Config, fromFile bool) error {
 	c := cfg
-	if fromFile {
+	if fromFile && cfg.MLA() {
 		c = cfg.Clone()
-		c.QKNorm, c.QKNormPerHead, c.QKVBias, c.SharedExpertGate = false, false, false, false
-		c.AttentionBias, c.AttentionSinks, c.RouterBias, c.ExpertBias, c.SwiGLULimit = false, false, false, false, 0
-		c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling = 0, 0, 0, 0
-		// Latent attention and dense leading layers (deepseek2).
 		c.HeadDim = cfg.HeadDimension()
-		c.KVLoraRank, c.QLoraRank, c.MLPOnlyLayers = 0, 0, nil
+		c.KVLoraRank, c.QLoraRank = 0, 0
 	}
 	if err := model.Supported(c); err != nil {
 		return err
@@ -133,8 +129,20 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 		m.lmHead = &head
 	}
 	m.finalNorm = w.FinalNorm
-	ffn := func(gate, up, down []float32, width int) ffnWeights {
-		return ffnWeights{gu: fuseFloat32(w.Flat, d, gate, up), down: newLinear(down, d, width), width: width}
+	// ffn takes one feed-forward's gate, up and down weights and their
+	// biases (nil: none).
+	ffn := func(gate, up, down, gateB, upB, downB []float32, width int) ffnWeights {
+		x := ffnWeights{gu: fuseFloat32(w.Flat, d, gate, up), down: newLinear(down, d, width), width: width, downBias: downB}
+		if gateB != nil {
+			x.guBias = slices.Concat(gateB, upB)
+		}
+		return x
+	}
+	at := func(bs [][]float32, e int) []float32 {
+		if bs == nil {
+			return nil
+		}
+		return bs[e]
 	}
 	m.layers = make([]layerWeights, len(w.Layers))
 	for l := range w.Layers {
@@ -143,18 +151,20 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 		L.qNorm, L.kNorm, L.qkvBias = W.QNorm, W.KNorm, W.QKVBias
 		L.qkv = fuseFloat32(w.Flat, d, W.Wq, W.Wk, W.Wv)
 		L.o = newLinear(W.Wo, d, cfg.NumHeads*m.hd)
-		if !cfg.IsMoE() {
-			L.ffn = ffn(W.Gate, W.Up, W.Down, cfg.IntermediateSize)
+		L.oBias, L.sinks = W.OBias, W.Sinks
+		if !cfg.LayerIsMoE(l) {
+			L.ffn = ffn(W.Gate, W.Up, W.Down, W.GateBias, W.UpBias, W.DownBias, cfg.IntermediateSize)
 			continue
 		}
 		L.router = newLinear(W.Router, cfg.NumExperts, d)
-		L.scoreBias = W.RouterScoreBias
+		L.scoreBias, L.shGate, L.routerBias = W.RouterScoreBias, W.SharedGateInp, W.RouterBias
 		L.experts = make([]ffnWeights, len(W.ExpertGate))
 		for e := range L.experts {
-			L.experts[e] = ffn(W.ExpertGate[e], W.ExpertUp[e], W.ExpertDown[e], cfg.ExpertSize())
+			L.experts[e] = ffn(W.ExpertGate[e], W.ExpertUp[e], W.ExpertDown[e],
+				at(W.ExpertGateBias, e), at(W.ExpertUpBias, e), at(W.ExpertDownBias, e), cfg.ExpertSize())
 		}
 		if s := cfg.SharedExpertIntermediateSize; s > 0 {
-			L.shared = ffn(W.SharedGate, W.SharedUp, W.SharedDown, s)
+			L.shared = ffn(W.SharedGate, W.SharedUp, W.SharedDown, W.SharedGateBias, W.SharedUpBias, W.SharedDownBias, s)
 		}
 	}
 	if len(w.Flat) <= maxTransposedFloats {
@@ -241,12 +251,9 @@ func newModel(cfg *config.Config, tok *tokenizer.Tokenizer, pool *compute.Pool, 
 		moeK:   model.RoutedK(cfg),
 		routed: make([][]uint64, cfg.NumLayers),
 
-		embScale:   float32(cfg.EmbeddingMultiplier),
-		resScale:   float32(cfg.ResidualMultiplier),
-		attnScale:  float32(cfg.AttentionMultiplier),
-		logitScale: float32(cfg.LogitsScaling),
-		swiLimit:   float32(cfg.SwiGLULimit),
+		swiLimit: float32(cfg.SwiGLULimit),
 	}
+	m.embScale, m.resScale, m.attnScale, m.logitScale = model.Scales(cfg)
 	for l := range m.routed {
 		m.routed[l] = make([]uint64, max(cfg.NumExperts, 0))
 	}

@@ -41,6 +41,9 @@ type layerActs struct {
 	yA     []float32 // [A, d] expert outputs before weighting
 	guS    []float32 // shared expert [N, 2·ffs]
 	hS     []float32 // [N, ffs]
+	// Gated shared expert (qwen2_moe): its output before the gate [N,d]
+	// and each token's gate sigmoid(x·g) [N].
+	yS, sg []float32
 }
 
 // acts are all buffers of a forward/backward pass for N = B·T tokens.
@@ -65,6 +68,8 @@ type acts struct {
 	dqk, dqkx  []float32 // [N, qdim] gradients through the q/k norms
 	scrP, dP   []float32 // [threads, T, T] attention probabilities and their gradient
 	dgu, dh    []float32 // [N, 2·max(ff,ffs)], [N, max(ff,ffs)]
+	dS, dsg    []float32 // [N,d], [N] gradients of the gated shared expert's output and gate logit
+	sinkPart   []float32 // [B·nh] attention sinks' gradients per sequence and head
 	xA, dyA    []float32 // [A, d]
 	dxA        []float32 // [A, d]
 	dguA, dhA  []float32 // [A, 2·ffe], [A, ffe]
@@ -135,7 +140,7 @@ func (m *Model) ensure(B, T, k int) {
 		la.mid = scratch.Grow(la.mid, N*d)
 		la.xn2 = scratch.Grow(la.xn2, N*d)
 		la.rstd2 = scratch.Grow(la.rstd2, N)
-		if !cfg.IsMoE() {
+		if !cfg.LayerIsMoE(i) {
 			la.gu = scratch.Grow(la.gu, N*2*ff)
 			la.h = scratch.Grow(la.h, N*ff)
 			continue
@@ -159,6 +164,10 @@ func (m *Model) ensure(B, T, k int) {
 			la.guS = scratch.Grow(la.guS, N*2*ffs)
 			la.hS = scratch.Grow(la.hS, N*ffs)
 		}
+		if cfg.SharedExpertGate {
+			la.yS = scratch.Grow(la.yS, N*d)
+			la.sg = scratch.Grow(la.sg, N)
+		}
 	}
 	a.xf = scratch.Grow(a.xf, N*d)
 	a.rstdf = scratch.Grow(a.rstdf, N)
@@ -175,11 +184,14 @@ func (m *Model) ensure(B, T, k int) {
 	a.normPart = scratch.Grow(a.normPart, part)
 	a.dqkv = scratch.Grow(a.dqkv, N*qkvdim)
 	a.dao = scratch.Grow(a.dao, N*qdim)
+	if cfg.AttentionSinks {
+		a.sinkPart = scratch.Grow(a.sinkPart, B*nh)
+	}
 	a.dP = scratch.Grow(a.dP, m.pool.Threads()*T*T)
 	a.scrP = scratch.Grow(a.scrP, m.pool.Threads()*T*T)
-	fmax := max(ff, ffs)
-	if cfg.IsMoE() {
-		fmax = ffs
+	fmax := ffs
+	if m.nMoE < L {
+		fmax = max(ff, ffs)
 	}
 	a.dgu = scratch.Grow(a.dgu, N*2*fmax)
 	a.dh = scratch.Grow(a.dh, N*fmax)
@@ -192,6 +204,10 @@ func (m *Model) ensure(B, T, k int) {
 		a.dz = scratch.Grow(a.dz, N*E)
 		a.dw = scratch.Grow(a.dw, N*E)
 		a.dp = scratch.Grow(a.dp, N*E)
+		if cfg.SharedExpertGate {
+			a.dS = scratch.Grow(a.dS, N*d)
+			a.dsg = scratch.Grow(a.dsg, N)
+		}
 		a.key = scratch.Grow(a.key, E)
 		a.col = scratch.Grow(a.col, N)
 		a.colIdx = scratch.Grow(a.colIdx, N)

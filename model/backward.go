@@ -57,13 +57,13 @@ func (m *Model) backward(grad func(dlogits []float32) error) error {
 	if err := grad(dlogits); err != nil {
 		return err
 	}
-	m.gemm(m.pool, true, false, V, d, N, 1, dlogits, V, a.xf, d, 1, m.G.LMHead, d)
-	m.gemm(m.pool, false, false, N, d, V, 1, dlogits, V, m.W.LMHead, d, 0, a.dxn, d)
+	m.gemm(m.pool, true, false, V, d, N, m.logitScale, dlogits, V, a.xf, d, 1, m.G.LMHead, d)
+	m.gemm(m.pool, false, false, N, d, V, m.logitScale, dlogits, V, m.W.LMHead, d, 0, a.dxn, d)
 	clear(a.dres)
 	L := cfg.NumLayers
 	rmsNormBackward(m.pool, a.dres, m.G.FinalNorm, a.dxn, a.res[L], m.W.FinalNorm, a.rstdf, N, d, a.normPart)
 	for l := L - 1; l >= 0; l-- {
-		if cfg.IsMoE() {
+		if cfg.LayerIsMoE(l) {
 			m.moeBackward(l)
 		} else {
 			m.denseBackward(l)
@@ -73,6 +73,7 @@ func (m *Model) backward(grad func(dlogits []float32) error) error {
 			m.layerGradHook(l, a.dres)
 		}
 	}
+	scaleBy(a.dres[:N*d], m.embScale)
 	for i, t := range st.tokens {
 		compute.Add(m.G.Embed[int(t)*d:int(t)*d+d], a.dres[i*d:i*d+d])
 	}
@@ -85,29 +86,40 @@ func (m *Model) denseBackward(l int) {
 	la := &a.layers[l]
 	W, G := &m.W.Layers[l], &m.G.Layers[l]
 	N, d := a.B*a.T, cfg.HiddenSize
-	m.ffnBackward(m.pool, N, d, cfg.IntermediateSize, la.xn2, a.dres, m.wf[l].gu, W.Down, la.gu, la.h,
-		m.gf[l].gu, G.Down, a.dgu, a.dh, a.dxn, 0)
+	m.ffnBackward(m.pool, N, d, cfg.IntermediateSize, la.xn2, a.dres, &m.wf[l].dense, &m.gf[l].dense, la.gu, la.h,
+		a.dgu, a.dh, a.dxn, m.resScale, 0)
 	rmsNormBackward(m.pool, a.dres, G.FFNNorm, a.dxn, la.mid, W.FFNNorm, la.rstd2, N, d, a.normPart)
 }
 
-// ffnBackward back-propagates dy [n,d] through y = down(silu(gate(x)) ⊙
-// up(x)): it adds the weight gradients to dGU ([2f,d]) and dDown ([d,f]) and
-// writes dx = beta·dx + ∂/∂x, using dgu [n,2f] and dh [n,f] as scratch.
-func (m *Model) ffnBackward(p *compute.Pool, n, d, f int, x, dy, guW, down, gu, h, dGU, dDown, dgu, dh, dx []float32, beta float32) {
+// ffnBackward back-propagates dy [n,d] through ffnForward's y (w's
+// parameters, the gate and up outputs gu and activation h it saved): it
+// adds the parameter gradients to g and writes dx = beta·dx + ∂/∂x, using
+// dgu [n,2f] and dh [n,f] as scratch.
+func (m *Model) ffnBackward(p *compute.Pool, n, d, f int, x, dy []float32, w, g *ffnParams, gu, h, dgu, dh, dx []float32, alpha, beta float32) {
 	if n == 0 {
 		return
 	}
-	m.gemm(p, false, false, n, f, d, 1, dy, d, down, f, 0, dh, f)
-	m.gemm(p, true, false, d, f, n, 1, dy, d, h, f, 1, dDown, f)
+	m.gemm(p, false, false, n, f, d, alpha, dy, d, w.down, f, 0, dh, f)
+	m.gemm(p, true, false, d, f, n, alpha, dy, d, h, f, 1, g.down, f)
 	rowChunks(p, n, func(_, r0, r1 int) {
 		for r := r0; r < r1; r++ {
-			g := gu[r*2*f : (r+1)*2*f]
+			pre := gu[r*2*f : (r+1)*2*f]
 			dg := dgu[r*2*f : (r+1)*2*f]
-			compute.SwiGLUBackward(dg[:f], dg[f:], dh[r*f:(r+1)*f], g[:f], g[f:])
+			m.swigluBackward(dg[:f], dg[f:], dh[r*f:(r+1)*f], pre[:f], pre[f:])
 		}
 	})
-	m.gemm(p, true, false, 2*f, d, n, 1, dgu, 2*f, x, d, 1, dGU, d)
-	m.gemm(p, false, false, n, d, 2*f, 1, dgu, 2*f, guW, d, beta, dx, d)
+	// The biases' gradients, summed over the rows in order: the bits do
+	// not depend on threads.
+	for r := 0; g.downBias != nil && r < n; r++ {
+		for c, v := range dy[r*d : (r+1)*d] {
+			g.downBias[c] += alpha * v
+		}
+	}
+	for r := 0; g.guBias != nil && r < n; r++ {
+		compute.Add(g.guBias, dgu[r*2*f:(r+1)*2*f])
+	}
+	m.gemm(p, true, false, 2*f, d, n, 1, dgu, 2*f, x, d, 1, g.gu, d)
+	m.gemm(p, false, false, n, d, 2*f, 1, dgu, 2*f, w.gu, d, beta, dx, d)
 }
 
 // attentionBackward back-propagates a.dres (the gradient of
@@ -121,15 +133,25 @@ func (m *Model) attentionBackward(l int) {
 	N := B * T
 	d, hd, nh, nkv, qdim, kvdim, qkvdim := attnSizes(cfg)
 	group := nh / nkv
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale := m.attnScale
 	win := cfg.AttentionWindow(l)
 
-	// Output projection: mid = x + ao·Woᵀ.
-	m.gemm(m.pool, true, false, d, qdim, N, 1, a.dres, d, la.ao, qdim, 1, G.Wo, qdim)
-	m.gemm(m.pool, false, false, N, qdim, d, 1, a.dres, d, W.Wo, qdim, 0, a.dao, qdim)
+	// Output projection: mid = x + resScale·(ao·Woᵀ + bias).
+	for i := 0; G.OBias != nil && i < N; i++ {
+		for c, v := range a.dres[i*d : (i+1)*d] {
+			G.OBias[c] += m.resScale * v
+		}
+	}
+	m.gemm(m.pool, true, false, d, qdim, N, m.resScale, a.dres, d, la.ao, qdim, 1, G.Wo, qdim)
+	m.gemm(m.pool, false, false, N, qdim, d, m.resScale, a.dres, d, W.Wo, qdim, 0, a.dao, qdim)
 
 	dqkv := a.dqkv[:N*qkvdim]
 	clear(dqkv)
+	sinks, sinkPart := W.Sinks, a.sinkPart
+	if sinks != nil {
+		sinkPart = sinkPart[:B*nh]
+		clear(sinkPart)
+	}
 	// One job per (sequence, kv head): the query heads of a group write the
 	// same dk, dv rows, so they run on one goroutine.
 	parallelFor(m.pool, B*nkv, func(worker, job int) {
@@ -164,6 +186,11 @@ func (m *Model) attentionBackward(l int) {
 			for t := 0; t < T; t++ {
 				lo := WindowStart(t, win)
 				row := dP[t*T+lo : t*T+t+1]
+				if sinks != nil {
+					// The sink's probability times −Σ P·dP.
+					ps := float32(math.Exp(float64(sinks[h] - lse[t])))
+					sinkPart[b*nh+h] -= ps * compute.Dot(P[t*T+lo:t*T+t+1], row)
+				}
 				compute.SoftmaxBackwardScaled(row, row, P[t*T+lo:t*T+t+1], scale)
 				clear(dP[t*T : t*T+lo])
 				clear(dP[t*T+t+1 : (t+1)*T])
@@ -173,6 +200,9 @@ func (m *Model) attentionBackward(l int) {
 			m.causalPtB(T, hd, dP, q, qkvdim, dk, qkvdim)
 		}
 	})
+	for i := 0; sinks != nil && i < B*nh; i++ {
+		G.Sinks[i%nh] += sinkPart[i]
+	}
 	rowChunks(m.pool, N, func(_, r0, r1 int) {
 		for i := r0; i < r1; i++ {
 			row := dqkv[i*qkvdim : (i+1)*qkvdim]

@@ -61,6 +61,7 @@ func (m *Model) ForwardWith(tokens, targets []int32, B, T int, opt ForwardOption
 	for i, t := range tokens {
 		copy(x0[i*d:i*d+d], m.W.Embed[int(t)*d:int(t)*d+d])
 	}
+	scaleBy(x0[:len(tokens)*d], m.embScale)
 	st := m.forwardFrom(0, tokens, targets, B, T, opt)
 	return st, nil
 }
@@ -79,7 +80,7 @@ func (m *Model) forwardFrom(from int, tokens, targets []int32, B, T int, opt For
 	var routed, dropped int
 	for l := from; l < cfg.NumLayers; l++ {
 		m.attentionForward(l)
-		if cfg.IsMoE() {
+		if cfg.LayerIsMoE(l) {
 			aux, z, r, dr := m.moeForward(l, opt)
 			st.AuxLoss += aux
 			st.ZLoss += z
@@ -104,7 +105,7 @@ func (m *Model) forwardFrom(from int, tokens, targets []int32, B, T int, opt For
 
 	// Final norm and LM head.
 	rmsNorm(m.pool, a.xf, a.res[cfg.NumLayers], m.W.FinalNorm, N, d, m.eps, a.rstdf)
-	m.gemm(m.pool, false, true, N, V, d, 1, a.xf, d, m.W.LMHead, d, 0, a.logits, V)
+	m.gemm(m.pool, false, true, N, V, d, m.logitScale, a.xf, d, m.W.LMHead, d, 0, a.logits, V)
 
 	m.state = fwdState{ok: true, tokens: tokens, targets: targets, B: B, T: T, opt: opt}
 	if targets != nil {
@@ -205,9 +206,10 @@ func (m *Model) attentionForward(l int) {
 			m.rope.Apply(row[qdim:qdim+kvdim], nkv, pos)
 		}
 	})
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale := m.attnScale
 	group := nh / nkv
 	win := cfg.AttentionWindow(l)
+	sinks := W.Sinks
 	parallelFor(m.pool, B*nh, func(worker, job int) {
 		b, h := job/nh, job%nh
 		g := h / group
@@ -225,12 +227,36 @@ func (m *Model) attentionForward(l int) {
 			lo := WindowStart(t, win)
 			clear(row[:lo])
 			lse[t] = compute.SoftmaxRowLSE(row[lo : t+1])
+			if sinks != nil {
+				lse[t] = withSink(row[lo:t+1], lse[t], sinks[h])
+			}
 			clear(row[t+1:])
 		}
 		m.causalPB(T, hd, P, v, qkvdim, out, qdim)
 	})
 	copy(la.mid, x)
-	m.gemm(m.pool, false, true, N, d, qdim, 1, la.ao, qdim, m.W.Layers[l].Wo, qdim, 1, la.mid, d)
+	m.gemm(m.pool, false, true, N, d, qdim, m.resScale, la.ao, qdim, W.Wo, qdim, 1, la.mid, d)
+	if b := W.OBias; b != nil {
+		for i := 0; i < N; i++ {
+			row := la.mid[i*d : (i+1)*d]
+			for c, v := range b {
+				row[c] += m.resScale * v
+			}
+		}
+	}
+}
+
+// withSink renormalises p, the softmax of a row of scores whose logsumexp
+// is lse, to include an attention sink logit in the normalisation (gpt_oss:
+// the sink has no value), and returns the logsumexp with the sink.
+func withSink(p []float32, lse, sink float32) float32 {
+	hi, lo := float64(max(lse, sink)), float64(min(lse, sink))
+	all := hi + math.Log1p(math.Exp(lo-hi))
+	f := float32(math.Exp(float64(lse) - all))
+	for i := range p {
+		p[i] *= f
+	}
+	return float32(all)
 }
 
 // qkNormRow normalises y, the q or k part of token row i, in place with the
@@ -251,24 +277,53 @@ func (m *Model) denseForward(l int) {
 	rmsNorm(m.pool, la.xn2, la.mid, m.W.Layers[l].FFNNorm, N, d, m.eps, la.rstd2)
 	out := a.res[l+1]
 	copy(out, la.mid)
-	m.ffnForward(m.pool, N, d, cfg.IntermediateSize, la.xn2, m.wf[l].gu, m.W.Layers[l].Down, la.gu, la.h, out, 1)
+	m.ffnForward(m.pool, N, d, cfg.IntermediateSize, la.xn2, &m.wf[l].dense, la.gu, la.h, out, m.resScale, 1)
 }
 
-// ffnForward computes y = beta·y + down(silu(gate(x)) ⊙ up(x)) for n rows,
-// with gu the fused [gate; up] weights [2f, d], saving gu(x) [n,2f] and the
-// SwiGLU output h [n,f].
-func (m *Model) ffnForward(p *compute.Pool, n, d, f int, x, guW, down, gu, h, y []float32, beta float32) {
+// ffnForward computes y = beta·y + alpha·(down(act(gate(x), up(x))) + b)
+// for n rows of the feed-forward w of width f (act SwiGLU, or gpt_oss's
+// clamped one; the gate and up projections with their biases when w has
+// them, b the down bias or 0), saving gate and up [n,2f] and the
+// activation h [n,f].
+func (m *Model) ffnForward(p *compute.Pool, n, d, f int, x []float32, w *ffnParams, gu, h, y []float32, alpha, beta float32) {
 	if n == 0 {
 		return
 	}
-	m.gemm(p, false, true, n, 2*f, d, 1, x, d, guW, d, 0, gu, 2*f)
+	m.gemm(p, false, true, n, 2*f, d, 1, x, d, w.gu, d, 0, gu, 2*f)
 	rowChunks(p, n, func(_, r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			row := gu[r*2*f : (r+1)*2*f]
-			compute.SwiGLU(h[r*f:(r+1)*f], row[:f], row[f:])
+			if w.guBias != nil {
+				compute.Add(row, w.guBias)
+			}
+			m.swiglu(h[r*f:(r+1)*f], row[:f], row[f:])
 		}
 	})
-	m.gemm(p, false, true, n, d, f, 1, h, f, down, f, beta, y, d)
+	if b := w.downBias; b != nil {
+		// The bias goes in first: y = beta·y + alpha·b, then the product.
+		for r := 0; r < n; r++ {
+			yr := y[r*d : (r+1)*d]
+			for c, v := range b {
+				if beta == 0 {
+					yr[c] = alpha * v
+				} else {
+					yr[c] = beta*yr[c] + alpha*v
+				}
+			}
+		}
+		beta = 1
+	}
+	m.gemm(p, false, true, n, d, f, alpha, h, f, w.down, f, beta, y, d)
+}
+
+// scaleBy multiplies x by s in place (nothing to do for s = 1).
+func scaleBy(x []float32, s float32) {
+	if s == 1 {
+		return
+	}
+	for i := range x {
+		x[i] *= s
+	}
 }
 
 // WindowStart returns the first key position query t attends to with a

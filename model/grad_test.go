@@ -71,6 +71,46 @@ func routingKinds() []routingKind {
 			return c
 		}(), ForwardOptions{}},
 		{"shared_expert", moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 5; c.ExpertsPerToken = 1 }), ForwardOptions{}},
+		{"shared_expert_gated", moeToy(func(c *config.Config) {
+			c.SharedExpertIntermediateSize, c.SharedExpertGate = 5, true
+			c.RouterOrder = config.RouterSoftmaxTopK
+		}), ForwardOptions{}},
+		{"granite_scales", moeToy(func(c *config.Config) { granite(c); c.SharedExpertIntermediateSize = 5 }), ForwardOptions{}},
+		{"granite_scales_gated_shared", moeToy(func(c *config.Config) {
+			granite(c)
+			c.SharedExpertIntermediateSize, c.SharedExpertGate, c.RouterOrder = 5, true, config.RouterSoftmaxTopK
+		}), ForwardOptions{}},
+		{"granite_scales_dense_tied", func() *config.Config {
+			c := toyConfig()
+			granite(c)
+			c.TieWordEmbeddings = true
+			return c
+		}(), ForwardOptions{}},
+		{"granite_scales_expert_choice", moeToy(func(c *config.Config) {
+			granite(c)
+			c.Routing, c.CapacityFactor = config.RoutingExpertChoice, 1.5
+		}), ForwardOptions{}},
+		{"decoder_sparse_step", moeToy(func(c *config.Config) { c.DecoderSparseStep = 2 }), ForwardOptions{}},
+		{"first_dense_sigmoid_noaux_tc_gated_granite", moeToy(func(c *config.Config) {
+			c.MLPOnlyLayers = []int{0}
+			c.ScoringFunc, c.TopKMethod, c.NormTopKProb = config.ScoringSigmoid, config.TopKNoAuxTC, true
+			c.SharedExpertIntermediateSize, c.SharedExpertGate = 5, true
+			granite(c)
+		}), ForwardOptions{}},
+		{"gpt_oss", moeToy(func(c *config.Config) {
+			c.AttentionBias, c.AttentionSinks, c.RouterBias, c.ExpertBias, c.SwiGLULimit = true, true, true, true, 0.7
+			c.SlidingWindow = 3
+			c.LayerTypes = []string{config.LayerSlidingAttention, config.LayerFullAttention}
+		}), ForwardOptions{}},
+		{"expert_bias_shared_gated_clamped", moeToy(func(c *config.Config) {
+			c.ExpertBias, c.RouterBias, c.SwiGLULimit = true, true, 0.7
+			c.SharedExpertIntermediateSize, c.SharedExpertGate, c.RouterOrder = 5, true, config.RouterSoftmaxTopK
+		}), ForwardOptions{}},
+		{"dense_mlp_bias_clamped_sinks", func() *config.Config {
+			c := toyConfig()
+			c.MLPBias, c.SwiGLULimit, c.AttentionSinks, c.AttentionBias = true, 0.7, true, true
+			return c
+		}(), ForwardOptions{}},
 		{"rope_yarn", moeToy(func(c *config.Config) {
 			c.RopeScaling = &config.RopeScaling{Type: config.RopeYaRN, Factor: 4, OriginalMaxPositionEmbeddings: 16}
 		}), ForwardOptions{}},
@@ -105,6 +145,12 @@ func routingKinds() []routingKind {
 	}
 }
 
+// granite sets Granite's four scales (embedding, residual, attention and
+// logit) to values away from 1 and from each other.
+func granite(c *config.Config) {
+	c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling = 1.7, 0.6, 0.3, 2.5
+}
+
 // initModel builds a model of cfg on pool (nil: serial) and initialises its
 // weights with seed.
 func initModel(t testing.TB, cfg *config.Config, pool *compute.Pool, seed uint64) *Model {
@@ -114,17 +160,22 @@ func initModel(t testing.TB, cfg *config.Config, pool *compute.Pool, seed uint64
 		t.Fatal(err)
 	}
 	m.Init(seed)
+	// Biases start at 0 and q/k gains at 1; move them so that their
+	// gradients are checked away from those special points.
+	r0 := rand.New(rand.NewPCG(seed, 78))
+	m.W.Visit(cfg, func(name string, t []float32) {
+		if strings.HasSuffix(name, "_bias") && !strings.HasSuffix(name, "router_score_bias") {
+			for i := range t {
+				t[i] = float32(r0.NormFloat64() * 0.3)
+			}
+		}
+	})
 	// Selection biases start at 0; give them values of the size of the
 	// score gaps so that they change which experts are chosen.
 	r := rand.New(rand.NewPCG(seed, 77))
 	for _, l := range m.W.Layers {
 		for e := range l.RouterScoreBias {
 			l.RouterScoreBias[e] = float32(r.NormFloat64() * 0.2)
-		}
-		// q/k/v biases start at 0 and q/k gains at 1; move them so that
-		// their gradients are checked away from those special points.
-		for i := range l.QKVBias {
-			l.QKVBias[i] = float32(r.NormFloat64() * 0.3)
 		}
 		for _, g := range [][]float32{l.QNorm, l.KNorm} {
 			for i := range g {
@@ -150,7 +201,31 @@ func toyBatch(r *rand.Rand, V, B, T int) (tokens, targets []int32) {
 // forward, so that a finite difference that flips one can be discarded.
 func (m *Model) routingSignature() uint64 {
 	h := fnv.New64a()
-	for _, la := range m.a.layers {
+	cfg, N := m.Cfg, m.a.B*m.a.T
+	// The clamps of gpt_oss's SwiGLU are kinks too: which gate and up
+	// inputs (rows of [gate | up], f wide each) are clamped.
+	clamped := func(buf []float32, f int) {
+		lim := m.swiLimit
+		var idx []int
+		for i, v := range buf {
+			if v > lim || (i/f)%2 == 1 && v < -lim {
+				idx = append(idx, i)
+			}
+		}
+		fmt.Fprint(h, idx)
+	}
+	for l, la := range m.a.layers {
+		if m.swiLimit != 0 {
+			switch {
+			case !cfg.LayerIsMoE(l):
+				clamped(la.gu[:N*2*cfg.IntermediateSize], cfg.IntermediateSize)
+			default:
+				clamped(la.guA[:la.expOff[cfg.NumExperts]*2*cfg.ExpertSize()], cfg.ExpertSize())
+				if s := cfg.SharedExpertIntermediateSize; s > 0 {
+					clamped(la.guS[:N*2*s], s)
+				}
+			}
+		}
 		if la.expOff == nil {
 			continue
 		}
@@ -302,16 +377,20 @@ func TestForwardRejectsBadInput(t *testing.T) {
 		}
 	}
 	for _, bad := range []func(c *config.Config){
-		func(c *config.Config) { c.AttentionBias = true },
+		func(c *config.Config) { c.RouterBias = true }, // on a dense model
+		func(c *config.Config) { c.SwiGLULimit = -1 },
 		func(c *config.Config) { c.NumKVHeads = 3 },
 		func(c *config.Config) { c.HeadDim = 3 },
 		func(c *config.Config) { c.NumExperts = 4; c.ExpertsPerToken = 5 },
 		func(c *config.Config) { c.NumExperts = 4; c.ExpertsPerToken = 1; c.Routing = "hash" },
-		func(c *config.Config) { c.MLPBias = true },
 		func(c *config.Config) { c.LayerNorm = true },
 		func(c *config.Config) { c.HiddenAct = "gelu" },
 		func(c *config.Config) { c.LayerTypes = []string{"local", "full_attention"} },
-		func(c *config.Config) { c.MLPOnlyLayers = []int{0} },
+		func(c *config.Config) { c.NumExperts, c.ExpertsPerToken, c.MLPOnlyLayers = 4, 1, []int{2} },
+		func(c *config.Config) {
+			c.NumExperts, c.ExpertsPerToken, c.DecoderSparseStep, c.IntermediateSize = 4, 1, 2, 0
+		},
+		func(c *config.Config) { c.SharedExpertGate = true }, // no shared expert
 	} {
 		c := toyConfig()
 		bad(c)
@@ -389,17 +468,20 @@ func TestPresetsSupported(t *testing.T) {
 	}
 }
 
-// TestGPTOSSNotTrainable checks that a gpt_oss config parses but is
-// refused for training with an error that names gpt_oss's pieces and
-// where such models run.
-func TestGPTOSSNotTrainable(t *testing.T) {
-	cfg, ok := config.Preset("gpt-oss-20b")
-	if !ok {
-		t.Fatal("preset gpt-oss-20b missing")
-	}
-	err := Supported(cfg)
-	if err == nil || !strings.Contains(err.Error(), "gpt_oss") || !strings.Contains(err.Error(), "inference") {
-		t.Fatalf("got %v, want a refusal naming gpt_oss and inference", err)
+// TestGPTOSSTrainable checks that gpt_oss's config is accepted for
+// training (biases, sinks, clamped SwiGLU, alternating sliding windows)
+// while GPT-3's (LayerNorm, plain MLP, learned positions) and DeepSeek's
+// latent attention are still refused, naming the piece.
+func TestGPTOSSTrainable(t *testing.T) {
+	for name, want := range map[string]string{"gpt-oss-20b": "", "gpt3": "plain", "deepseek-v2-lite": "latent attention"} {
+		cfg, ok := config.Preset(name)
+		if !ok {
+			t.Fatalf("preset %s missing", name)
+		}
+		err := Supported(cfg)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: got %v, want %q", name, err, want)
+		}
 	}
 }
 
@@ -637,6 +719,8 @@ func TestQKNormBiasParams(t *testing.T) {
 		{"full", func(c *config.Config) { c.QKNorm = true }, (nh + nkv) * hd},
 		{"bias", func(c *config.Config) { c.QKVBias = true }, (nh + 2*nkv) * hd},
 	} {
+		// (The gated shared expert's gate gets weight decay; see
+		// TestSharedGateParams.)
 		t.Run(c.name, func(t *testing.T) {
 			cfg := moeToy(c.mut)
 			if got, want := NumParams(cfg), n0+L*c.extra; got != want {
@@ -678,6 +762,99 @@ func TestQKNormBiasParams(t *testing.T) {
 			}
 			if decay-decay0 != L*c.extra {
 				t.Errorf("%d more floats exempt from weight decay, want %d", decay-decay0, L*c.extra)
+			}
+		})
+	}
+}
+
+// TestSharedGateParams checks that the gated shared expert's gate, one
+// d-vector per layer, is laid out only with moe_shared_expert_gate, that
+// plan counts the same parameters, and that a config without the gate
+// keeps the layout older checkpoints were written in.
+func TestSharedGateParams(t *testing.T) {
+	ungated := moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 5 })
+	gated := moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize, c.SharedExpertGate = 5, true })
+	d, L := gated.HiddenSize, gated.NumLayers
+	if got, want := NumParams(gated), NumParams(ungated)+L*d; got != want {
+		t.Fatalf("NumParams = %d, want %d", got, want)
+	}
+	var names []string
+	w, err := NewWeights(gated, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Visit(gated, func(name string, _ []float32) { names = append(names, name) })
+	w0, err := NewWeights(ungated, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names0 []string
+	w0.Visit(ungated, func(name string, _ []float32) { names0 = append(names0, name) })
+	// The ungated layout is the gated one without the gates.
+	var stripped []string
+	for _, n := range names {
+		if !strings.HasSuffix(n, "shared.gate_inp") {
+			stripped = append(stripped, n)
+		}
+	}
+	if !slices.Equal(stripped, names0) || len(names) != len(names0)+L {
+		t.Fatalf("gated layout %v, ungated %v", names, names0)
+	}
+	for _, l := range w.Layers {
+		if len(l.SharedGateInp) != d {
+			t.Fatalf("gate of %d floats, want %d", len(l.SharedGateInp), d)
+		}
+	}
+	for _, l := range w0.Layers {
+		if l.SharedGateInp != nil {
+			t.Fatal("ungated shared expert has a gate")
+		}
+	}
+}
+
+// TestDenseLayersInMoE checks the layout of an MoE model with dense layers
+// (decoder_sparse_step, mlp_only_layers): those layers hold a dense SwiGLU
+// of intermediate_size and no router or experts, Stats report no expert
+// load for them, and CountRoutes counts nothing there.
+func TestDenseLayersInMoE(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		mut   func(c *config.Config)
+		dense []bool
+	}{
+		{"decoder_sparse_step", func(c *config.Config) { c.NumLayers, c.DecoderSparseStep = 4, 2 }, []bool{true, false, true, false}},
+		{"mlp_only_layers", func(c *config.Config) { c.NumLayers, c.MLPOnlyLayers = 3, []int{0, 2} }, []bool{true, false, true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := moeToy(c.mut)
+			m := initModel(t, cfg, nil, 4)
+			d, ff, E := cfg.HiddenSize, cfg.IntermediateSize, cfg.NumExperts
+			for l, L := range m.W.Layers {
+				if c.dense[l] != (L.Router == nil) || c.dense[l] != (len(L.Gate) == ff*d) || c.dense[l] == (len(L.ExpertGate) == E) {
+					t.Fatalf("layer %d: router %d, dense gate %d, %d experts; want dense %v", l, len(L.Router), len(L.Gate), len(L.ExpertGate), c.dense[l])
+				}
+			}
+			r := rand.New(rand.NewPCG(1, 1))
+			tokens, targets := toyBatch(r, cfg.VocabSize, 2, 5)
+			st, err := m.Forward(tokens, targets, 2, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts := make([][][]uint64, cfg.NumLayers)
+			for l := range counts {
+				counts[l] = [][]uint64{make([]uint64, E)}
+			}
+			if err := m.CountRoutes(make([]int16, 10), counts); err != nil {
+				t.Fatal(err)
+			}
+			for l := range c.dense {
+				var n uint64
+				for _, v := range counts[l][0] {
+					n += v
+				}
+				if c.dense[l] != (st.ExpertLoad[l] == nil) || c.dense[l] != (n == 0) {
+					t.Fatalf("layer %d: expert load %v, %d routes counted; want dense %v", l, st.ExpertLoad[l], n, c.dense[l])
+				}
 			}
 		})
 	}

@@ -83,19 +83,37 @@ type Model struct {
 	// input during Backward.
 	layerGradHook func(l int, dx []float32)
 	eps           float32
-	precision     Precision // arithmetic of the matmuls (SetPrecision)
-	nMoE          int       // number of MoE layers
-	state         fwdState
-	a             acts
+	// Granite's scales (1 when the config leaves them unset): the token
+	// embeddings' factor, each block output's factor before the residual
+	// add, the attention score scale (1/sqrt(head_dim) unless
+	// attention_multiplier replaces it) and the logits' factor
+	// (1/logits_scaling).
+	embScale, resScale, attnScale, logitScale float32
+	// wScale scales the routed experts' combine weights:
+	// routed_scaling_factor times resScale.
+	wScale float32
+	// swiLimit is gpt_oss's SwiGLU clamp (swiglu_limit; 0: plain SwiGLU).
+	swiLimit  float32
+	precision Precision // arithmetic of the matmuls (SetPrecision)
+	nMoE      int       // number of MoE layers
+	state     fwdState
+	a         acts
 }
 
 // fused holds views over parameter tensors that are adjacent in the flat
 // layout, so that one GEMM computes several projections.
 type fused struct {
-	qkv      []float32   // [wq; wk; wv] = [(nh+2·nkv)·hd, d]
-	gu       []float32   // dense [gate; up] = [2·ff, d]
-	expertGU [][]float32 // E × [gate; up] = [2·ffe, d]
-	sharedGU []float32   // [2·ffs, d]
+	qkv     []float32   // [wq; wk; wv] = [(nh+2·nkv)·hd, d]
+	dense   ffnParams   // a dense layer's feed-forward
+	experts []ffnParams // an MoE layer's experts
+	shared  ffnParams   // its shared expert (empty without)
+}
+
+// ffnParams are one SwiGLU feed-forward's parameters of width f: the fused
+// [gate; up] weights [2f, d] and down [d, f], and their biases [2f] and
+// [d] (nil without).
+type ffnParams struct {
+	gu, down, guBias, downBias []float32
 }
 
 // fwdState is what Backward needs to know about the last forward pass.
@@ -124,6 +142,26 @@ func RopeTheta(cfg *config.Config) float64 {
 		return cfg.RopeTheta
 	}
 	return 10000
+}
+
+// Scales returns the factors the forward pass applies for cfg's Granite
+// scales (embedding_multiplier, residual_multiplier, attention_multiplier,
+// logits_scaling), 1 for those unset: the token embeddings' factor, the
+// factor of each block's output before it joins the residual stream, the
+// attention score scale (1/sqrt(head_dim) without attention_multiplier)
+// and the logits' factor (1/logits_scaling).
+func Scales(cfg *config.Config) (emb, res, attn, logit float32) {
+	orOne := func(v float64) float32 {
+		if v == 0 {
+			return 1
+		}
+		return float32(v)
+	}
+	attn = float32(1 / math.Sqrt(float64(cfg.HeadDimension())))
+	if cfg.AttentionMultiplier != 0 {
+		attn = float32(cfg.AttentionMultiplier)
+	}
+	return orOne(cfg.EmbeddingMultiplier), orOne(cfg.ResidualMultiplier), attn, 1 / orOne(cfg.LogitsScaling)
 }
 
 // RoutedK returns the number of experts each token is routed to at
@@ -156,20 +194,24 @@ func expertChoiceCF(cfg *config.Config) float64 {
 }
 
 // Supported returns an error naming the first feature of cfg that this
-// package does not implement, or a malformed dimension.
+// package does not implement, or a malformed dimension. It trains the
+// families' pieces (q/k norms, q/k/v and attention biases, gated shared
+// experts, sigmoid/bias and group-limited routing, dense layers among
+// sparse ones, Granite's scales, gpt_oss's sinks, biases and clamped
+// SwiGLU, sliding windows) and refuses GPT-3's plain MLP, LayerNorm and
+// learned positions, DeepSeek's multi-head latent attention and
+// activations other than SiLU.
 func Supported(cfg *config.Config) error {
 	if cfg == nil {
 		return errors.New("model: nil config")
 	}
 	switch {
-	case cfg.AttentionSinks || cfg.SwiGLULimit != 0:
-		return errors.New("model: gpt_oss's attention sinks, clamped SwiGLU (swiglu_limit) and biases are not supported in training (gpt-oss GGUF files run for inference: generate, chat, serve)")
-	case cfg.AttentionBias:
-		return errors.New("model: attention biases (attention_bias) are not supported")
-	case cfg.MLPBias || cfg.ExpertBias || cfg.RouterBias:
-		return errors.New("model: MLP, expert and router biases are not supported")
-	case cfg.SharedExpertGate:
-		return errors.New("model: a gated shared expert (moe_shared_expert_gate) is not supported")
+	case cfg.SwiGLULimit < 0:
+		return fmt.Errorf("model: negative swiglu_limit %g", cfg.SwiGLULimit)
+	case (cfg.ExpertBias || cfg.RouterBias) && !cfg.IsMoE():
+		return errors.New("model: expert or router biases (moe_expert_bias, moe_router_bias) on a dense model")
+	case cfg.SharedExpertGate && (!cfg.IsMoE() || cfg.SharedExpertIntermediateSize <= 0):
+		return errors.New("model: moe_shared_expert_gate is set but the model has no shared expert (shared_expert_intermediate_size)")
 	case cfg.PlainMLP:
 		return errors.New("model: a plain (ungated) MLP is not supported, only SwiGLU")
 	case cfg.LayerNorm:
@@ -178,12 +220,8 @@ func Supported(cfg *config.Config) error {
 		return errors.New("model: learned position embeddings are not supported, only RoPE")
 	case cfg.MLA():
 		return errors.New("model: multi-head latent attention (kv_lora_rank) is not supported")
-	case cfg.EmbeddingMultiplier != 0 || cfg.ResidualMultiplier != 0 || cfg.AttentionMultiplier != 0 || cfg.LogitsScaling != 0:
-		return errors.New("model: Granite's embedding, residual, attention and logit scales are not supported")
 	case cfg.HiddenAct != "" && cfg.HiddenAct != "silu" && cfg.HiddenAct != "swish":
 		return fmt.Errorf("model: activation %q is not supported, only silu (SwiGLU)", cfg.HiddenAct)
-	case cfg.DecoderSparseStep > 1 || len(cfg.MLPOnlyLayers) > 0:
-		return errors.New("model: mixing dense and sparse layers (decoder_sparse_step, mlp_only_layers) is not supported")
 	}
 	if cfg.SlidingWindow < 0 {
 		return fmt.Errorf("model: negative sliding_window %d", cfg.SlidingWindow)
@@ -223,10 +261,18 @@ func Supported(cfg *config.Config) error {
 	if err := cfg.RopeScalingImplemented(); err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
-	if !cfg.IsMoE() {
-		if cfg.IntermediateSize <= 0 {
-			return fmt.Errorf("model: intermediate_size = %d must be positive", cfg.IntermediateSize)
+	if cfg.DecoderSparseStep < 0 {
+		return fmt.Errorf("model: negative decoder_sparse_step %d", cfg.DecoderSparseStep)
+	}
+	for _, l := range cfg.MLPOnlyLayers {
+		if l < 0 || l >= cfg.NumLayers {
+			return fmt.Errorf("model: mlp_only_layers names layer %d, outside [0, %d)", l, cfg.NumLayers)
 		}
+	}
+	if moeLayers(cfg) < cfg.NumLayers && cfg.IntermediateSize <= 0 {
+		return fmt.Errorf("model: intermediate_size = %d must be positive (the width of the dense feed-forward layers)", cfg.IntermediateSize)
+	}
+	if !cfg.IsMoE() {
 		return nil
 	}
 	if cfg.ExpertSize() <= 0 {
@@ -268,16 +314,31 @@ func New(cfg *config.Config, pool *compute.Pool) (*Model, error) {
 	}
 	m := &Model{Cfg: cfg, W: w, G: g, pool: pool, eps: NormEps(cfg), attnBlock: 128}
 	m.rt = newRouter(cfg)
+	m.embScale, m.resScale, m.attnScale, m.logitScale = Scales(cfg)
+	m.wScale = m.rt.scale * m.resScale
+	m.swiLimit = float32(cfg.SwiGLULimit)
 	m.wf = fusedViews(cfg, w)
 	m.gf = fusedViews(cfg, g)
-	if cfg.IsMoE() {
-		m.nMoE = cfg.NumLayers
-	}
+	m.nMoE = moeLayers(cfg)
 	return m, nil
 }
 
+// moeLayers returns the number of layers of cfg with a sparse MoE
+// feed-forward (config.LayerIsMoE); the others have a dense SwiGLU of width
+// IntermediateSize.
+func moeLayers(cfg *config.Config) int {
+	n := 0
+	for l := 0; l < cfg.NumLayers; l++ {
+		if cfg.LayerIsMoE(l) {
+			n++
+		}
+	}
+	return n
+}
+
 // fusedViews returns per-layer views over adjacent tensors of w (the layout
-// order of walk puts wq, wk, wv and each gate, up pair next to each other).
+// order of walk puts wq, wk, wv and each gate, up pair, and their biases,
+// next to each other).
 func fusedViews(cfg *config.Config, w *Weights) []fused {
 	off := map[string]int{}
 	at := 0
@@ -287,20 +348,27 @@ func fusedViews(cfg *config.Config, w *Weights) []fused {
 	})
 	d, hd := cfg.HiddenSize, cfg.HeadDimension()
 	span := func(name string, n int) []float32 { o := off[name]; return w.Flat[o : o+n : o+n] }
+	ffn := func(p string, f int, bias bool) ffnParams {
+		x := ffnParams{gu: span(p+"gate", 2*f*d), down: span(p+"down", d*f)}
+		if bias {
+			x.guBias, x.downBias = span(p+"gate_bias", 2*f), span(p+"down_bias", d)
+		}
+		return x
+	}
 	fs := make([]fused, cfg.NumLayers)
 	for i := range fs {
 		p := fmt.Sprintf("layers.%d.", i)
 		fs[i].qkv = span(p+"wq", (cfg.NumHeads+2*cfg.KVHeads())*hd*d)
-		if !cfg.IsMoE() {
-			fs[i].gu = span(p+"gate", 2*cfg.IntermediateSize*d)
+		if !cfg.LayerIsMoE(i) {
+			fs[i].dense = ffn(p, cfg.IntermediateSize, cfg.MLPBias)
 			continue
 		}
-		fs[i].expertGU = make([][]float32, cfg.NumExperts)
-		for e := range fs[i].expertGU {
-			fs[i].expertGU[e] = span(fmt.Sprintf("%sexpert.%d.gate", p, e), 2*cfg.ExpertSize()*d)
+		fs[i].experts = make([]ffnParams, cfg.NumExperts)
+		for e := range fs[i].experts {
+			fs[i].experts[e] = ffn(fmt.Sprintf("%sexpert.%d.", p, e), cfg.ExpertSize(), cfg.ExpertBias)
 		}
 		if s := cfg.SharedExpertIntermediateSize; s > 0 {
-			fs[i].sharedGU = span(p+"shared.gate", 2*s*d)
+			fs[i].shared = ffn(p+"shared.", s, cfg.ExpertBias)
 		}
 	}
 	return fs

@@ -197,6 +197,9 @@ func (m *Model) routerScores(l int) (zl float64) {
 	m.gemm(m.pool, false, true, N, E, d, 1, la.xn2, d, m.W.Layers[l].Router, d, 0, la.rlog, E)
 	for t := 0; t < N; t++ {
 		z := la.rlog[t*E : (t+1)*E]
+		if b := m.W.Layers[l].RouterBias; b != nil {
+			compute.Add(z, b)
+		}
 		lse := compute.LogSumExp(z)
 		la.lse[t] = float32(lse)
 		zl += lse * lse
@@ -226,7 +229,7 @@ func (m *Model) expertChoiceRoute(l int) (routed, dropped int) {
 		for j := 0; j < n; j++ {
 			t := a.colIdx[j]
 			la.asTok[off] = t
-			la.asW[off] = m.rt.scale * la.score[int(t)*E+e]
+			la.asW[off] = m.wScale * la.score[int(t)*E+e]
 			la.asSlot[off] = t*int32(E) + int32(e)
 			off++
 		}
@@ -294,7 +297,7 @@ func (m *Model) tokenChoiceRoute(l int, opt ForwardOptions) (routed, dropped int
 		p := cur[e]
 		cur[e]++
 		la.asTok[p] = t
-		la.asW[p] = m.rt.scale * la.selW[i]
+		la.asW[p] = m.wScale * la.selW[i]
 		la.asSlot[p] = t*int32(E) + e
 	}
 	return N * k, dropped
@@ -350,10 +353,9 @@ func (m *Model) expertsForward(l int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	d, ffe := cfg.HiddenSize, cfg.ExpertSize()
-	W := &m.W.Layers[l]
 	m.forEachExpert(l, func(e, off, n int, xe []float32) {
-		m.ffnForward(m.pool, n, d, ffe, xe, m.wf[l].expertGU[e], W.ExpertDown[e],
-			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe], la.yA[off*d:(off+n)*d], 0)
+		m.ffnForward(m.pool, n, d, ffe, xe, &m.wf[l].experts[e],
+			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe], la.yA[off*d:(off+n)*d], 1, 0)
 	})
 }
 
@@ -383,9 +385,67 @@ func (m *Model) combine(l int) {
 	out := a.res[l+1]
 	copy(out, la.mid)
 	compute.ScatterAddRows(out, la.yA[:A*d], la.asTok[:A], la.asW[:A], d)
-	if s := cfg.SharedExpertIntermediateSize; s > 0 {
-		m.ffnForward(m.pool, N, d, s, la.xn2, m.wf[l].sharedGU, m.W.Layers[l].SharedDown, la.guS, la.hS, out, 1)
+	s := cfg.SharedExpertIntermediateSize
+	if s == 0 {
+		return
 	}
+	W := &m.W.Layers[l]
+	if W.SharedGateInp == nil {
+		m.ffnForward(m.pool, N, d, s, la.xn2, &m.wf[l].shared, la.guS, la.hS, out, m.resScale, 1)
+		return
+	}
+	// Gated (qwen2_moe): out += resScale·sigmoid(x·g)·shared(x), per token.
+	m.ffnForward(m.pool, N, d, s, la.xn2, &m.wf[l].shared, la.guS, la.hS, la.yS, 1, 0)
+	rowChunks(m.pool, N, func(_, r0, r1 int) {
+		for t := r0; t < r1; t++ {
+			g := compute.Sigmoid(compute.Dot(la.xn2[t*d:(t+1)*d], W.SharedGateInp))
+			la.sg[t] = g
+			o, y := out[t*d:(t+1)*d], la.yS[t*d:(t+1)*d]
+			for c, v := range y {
+				o[c] += m.resScale * g * v
+			}
+		}
+	})
+}
+
+// sharedBackward back-propagates a.dres through layer l's shared expert,
+// adding its input gradient into a.dxn; for a gated one also through the
+// gate sigmoid(x·g), whose gradient goes to G.SharedGateInp.
+func (m *Model) sharedBackward(l int) {
+	cfg, a := m.Cfg, &m.a
+	la := &a.layers[l]
+	W, G := &m.W.Layers[l], &m.G.Layers[l]
+	N, d, s := a.B*a.T, cfg.HiddenSize, cfg.SharedExpertIntermediateSize
+	dy, alpha := a.dres, m.resScale
+	if W.SharedGateInp != nil {
+		// With r the residual scale: dS = r·g·dres; ∂g = r·dres·S;
+		// ∂(x·gate) = ∂g·g·(1−g).
+		alpha = 1
+		dy = a.dS[:N*d]
+		dz := a.dsg[:N]
+		rowChunks(m.pool, N, func(_, r0, r1 int) {
+			for t := r0; t < r1; t++ {
+				g, r := la.sg[t], m.resScale
+				dr := a.dres[t*d : (t+1)*d]
+				dz[t] = r * compute.Dot(dr, la.yS[t*d:(t+1)*d]) * g * (1 - g)
+				ds := dy[t*d : (t+1)*d]
+				for c, v := range dr {
+					ds[c] = r * g * v
+				}
+			}
+		})
+		// Summed over the tokens in order: the bits do not depend on threads.
+		for t := 0; t < N; t++ {
+			x := la.xn2[t*d : (t+1)*d]
+			dx := a.dxn[t*d : (t+1)*d]
+			for c := range x {
+				G.SharedGateInp[c] += dz[t] * x[c]
+				dx[c] += dz[t] * W.SharedGateInp[c]
+			}
+		}
+	}
+	m.ffnBackward(m.pool, N, d, s, la.xn2, dy, &m.wf[l].shared, &m.gf[l].shared, la.guS, la.hS,
+		a.dgu, a.dh, a.dxn, alpha, 1)
 }
 
 // moeBackward back-propagates a.dres (the gradient of a.res[l+1]) through
@@ -401,11 +461,13 @@ func (m *Model) moeBackward(l int) {
 	m.routeBackward(l)
 	m.balanceBackward(l)
 	m.scoresBackward(l)
+	for t := 0; G.RouterBias != nil && t < N; t++ {
+		compute.Add(G.RouterBias, a.dz[t*E:(t+1)*E])
+	}
 	m.gemm(m.pool, true, false, E, d, N, 1, a.dz, E, la.xn2, d, 1, G.Router, d)
 	m.gemm(m.pool, false, false, N, d, E, 1, a.dz, E, W.Router, d, 1, a.dxn, d)
-	if s := cfg.SharedExpertIntermediateSize; s > 0 {
-		m.ffnBackward(m.pool, N, d, s, la.xn2, a.dres, m.wf[l].sharedGU, W.SharedDown, la.guS, la.hS,
-			m.gf[l].sharedGU, G.SharedDown, a.dgu, a.dh, a.dxn, 1)
+	if cfg.SharedExpertIntermediateSize > 0 {
+		m.sharedBackward(l)
 	}
 	rmsNormBackward(m.pool, a.dres, G.FFNNorm, a.dxn, la.mid, W.FFNNorm, la.rstd2, N, d, a.normPart)
 }
@@ -440,12 +502,10 @@ func (m *Model) expertsBackward(l int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	d, E, ffe := cfg.HiddenSize, cfg.NumExperts, cfg.ExpertSize()
-	W, G := &m.W.Layers[l], &m.G.Layers[l]
 	m.forEachExpert(l, func(e, off, n int, xe []float32) {
-		m.ffnBackward(m.pool, n, d, ffe, xe, a.dyA[off*d:(off+n)*d], m.wf[l].expertGU[e], W.ExpertDown[e],
+		m.ffnBackward(m.pool, n, d, ffe, xe, a.dyA[off*d:(off+n)*d], &m.wf[l].experts[e], &m.gf[l].experts[e],
 			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe],
-			m.gf[l].expertGU[e], G.ExpertDown[e],
-			a.dguA[off*2*ffe:(off+n)*2*ffe], a.dhA[off*ffe:(off+n)*ffe], a.dxA[off*d:(off+n)*d], 0)
+			a.dguA[off*2*ffe:(off+n)*2*ffe], a.dhA[off*ffe:(off+n)*ffe], a.dxA[off*d:(off+n)*d], 1, 0)
 	})
 	A := la.expOff[E]
 	compute.ScatterAddRows(a.dxn, a.dxA[:A*d], la.asTok[:A], nil, d)
@@ -463,7 +523,7 @@ func (m *Model) routeBackward(l int) {
 	dz, dp, dw := a.dz[:N*E], a.dp[:N*E], a.dw[:N*E]
 	clear(dz)
 	for i := range dw {
-		dw[i] *= m.rt.scale // the weights before routed_scaling_factor
+		dw[i] *= m.wScale // the weights before routed_scaling_factor and the residual scale
 	}
 	if la.k == 0 {
 		copy(dp, dw) // expert choice: the weights are the scores themselves
@@ -601,7 +661,8 @@ func (m *Model) BalanceRouters(load [][]float64, rate float64) error {
 // CountRoutes adds the routing of the last forward to per-source counts:
 // for every MoE layer l, token t and expert e the token was routed to
 // (token choice: its selections, before capacity dropping; expert choice:
-// the experts that took it), counts[l][src[t]][e]++. src gives each of the
+// the experts that took it), counts[l][src[t]][e]++; dense layers count
+// nothing. src gives each of the
 // B·T tokens' source index (negative: not counted, e.g. padding); counts is
 // [layers][sources][experts]. It is
 // cheap: one pass over the selections. Call it after Forward, before
@@ -634,6 +695,9 @@ func (m *Model) CountRoutes(src []int16, counts [][][]uint64) error {
 		}
 	}
 	for l := range counts {
+		if !cfg.LayerIsMoE(l) {
+			continue // a dense layer routes nothing
+		}
 		la := &a.layers[l]
 		if la.k == 0 {
 			for i, t := range la.asTok[:la.expOff[E]] {

@@ -18,9 +18,16 @@ type Layer struct {
 	Wv       []float32 // [nkv*hd, d]
 	Wo       []float32 // [d, nh*hd]
 	// QKVBias is the bias of the fused [q; k; v] projection
-	// [(nh+2·nkv)·hd] (qwen2_moe), added before the q/k norms and RoPE;
-	// nil when the config has none.
+	// [(nh+2·nkv)·hd] (qwen2_moe, gpt_oss), added before the q/k norms and
+	// RoPE; nil when the config has none.
 	QKVBias []float32
+	// OBias is the output projection's bias [d] (attention_bias: gpt_oss),
+	// or nil.
+	OBias []float32
+	// Sinks are the attention sink logits [nh] (gpt_oss): one per query
+	// head, taking part in the softmax's normalisation with no value; nil
+	// without sinks.
+	Sinks []float32
 	// QNorm and KNorm are the RMSNorm gains applied to q and k before
 	// RoPE: [hd] per head (qwen3_moe) or [nh·hd] and [nkv·hd] over the
 	// whole projection (olmoe); nil when the config has no q/k norms.
@@ -32,6 +39,8 @@ type Layer struct {
 	Gate []float32 // [ff, d]
 	Up   []float32 // [ff, d]
 	Down []float32 // [d, ff]
+	// Their biases (mlp_bias; nil without): [ff], [ff], [d].
+	GateBias, UpBias, DownBias []float32
 
 	// Sparse MoE feed-forward.
 	Router []float32 // [E, d]
@@ -46,6 +55,17 @@ type Layer struct {
 	SharedGate      []float32   // [ffs, d] or nil
 	SharedUp        []float32   // [ffs, d] or nil
 	SharedDown      []float32   // [d, ffs] or nil
+	// SharedGateInp is the shared expert's gate (qwen2_moe): its output is
+	// scaled by sigmoid(x·SharedGateInp) per token; nil when ungated.
+	SharedGateInp []float32 // [d] or nil
+	// RouterBias is the router's bias [E] (gpt_oss), added to its logits;
+	// nil without.
+	RouterBias []float32
+	// The experts' and the shared expert's projection biases
+	// (moe_expert_bias: gpt_oss): E × [ffe], [ffe], [d], and [ffs], [ffs],
+	// [d]; nil without.
+	ExpertGateBias, ExpertUpBias, ExpertDownBias [][]float32
+	SharedGateBias, SharedUpBias, SharedDownBias []float32
 }
 
 // Weights is a model's parameters: named views into one flat []float32, so
@@ -117,8 +137,14 @@ func walk(cfg *config.Config, w *Weights, f func(name string, dst *[]float32, si
 		f(p+"wk", &l.Wk, nkv*hd*d, false)
 		f(p+"wv", &l.Wv, nkv*hd*d, false)
 		f(p+"wo", &l.Wo, d*nh*hd, false)
-		if cfg.QKVBias {
+		if cfg.QKVBias || cfg.AttentionBias {
 			f(p+"qkv_bias", &l.QKVBias, (nh+2*nkv)*hd, true)
+		}
+		if cfg.AttentionBias {
+			f(p+"o_bias", &l.OBias, d, true)
+		}
+		if cfg.AttentionSinks {
+			f(p+"sinks", &l.Sinks, nh, true)
 		}
 		if cfg.QKNorm {
 			qn, kn := qkNormWidths(cfg)
@@ -126,14 +152,20 @@ func walk(cfg *config.Config, w *Weights, f func(name string, dst *[]float32, si
 			f(p+"k_norm", &l.KNorm, kn, true)
 		}
 		f(p+"ffn_norm", &l.FFNNorm, d, true)
-		if !cfg.IsMoE() {
+		if !cfg.LayerIsMoE(i) {
 			ff := cfg.IntermediateSize
 			f(p+"gate", &l.Gate, ff*d, false)
 			f(p+"up", &l.Up, ff*d, false)
 			f(p+"down", &l.Down, d*ff, false)
+			if cfg.MLPBias {
+				ffnBiases(f, p, ff, d, &l.GateBias, &l.UpBias, &l.DownBias)
+			}
 			continue
 		}
 		f(p+"router", &l.Router, cfg.NumExperts*d, false)
+		if cfg.RouterBias {
+			f(p+"router_bias", &l.RouterBias, cfg.NumExperts, true)
+		}
 		if cfg.HasRouterScoreBias() {
 			f(p+"router_score_bias", &l.RouterScoreBias, cfg.NumExperts, true)
 		}
@@ -142,23 +174,45 @@ func walk(cfg *config.Config, w *Weights, f func(name string, dst *[]float32, si
 			l.ExpertGate = make([][]float32, cfg.NumExperts)
 			l.ExpertUp = make([][]float32, cfg.NumExperts)
 			l.ExpertDown = make([][]float32, cfg.NumExperts)
+			if cfg.ExpertBias {
+				l.ExpertGateBias = make([][]float32, cfg.NumExperts)
+				l.ExpertUpBias = make([][]float32, cfg.NumExperts)
+				l.ExpertDownBias = make([][]float32, cfg.NumExperts)
+			}
 		}
 		for e := 0; e < cfg.NumExperts; e++ {
 			q := fmt.Sprintf("%sexpert.%d.", p, e)
 			f(q+"gate", &l.ExpertGate[e], ffe*d, false)
 			f(q+"up", &l.ExpertUp[e], ffe*d, false)
 			f(q+"down", &l.ExpertDown[e], d*ffe, false)
+			if cfg.ExpertBias {
+				ffnBiases(f, q, ffe, d, &l.ExpertGateBias[e], &l.ExpertUpBias[e], &l.ExpertDownBias[e])
+			}
 		}
 		if s := cfg.SharedExpertIntermediateSize; s > 0 {
 			f(p+"shared.gate", &l.SharedGate, s*d, false)
 			f(p+"shared.up", &l.SharedUp, s*d, false)
 			f(p+"shared.down", &l.SharedDown, d*s, false)
+			if cfg.ExpertBias {
+				ffnBiases(f, p+"shared.", s, d, &l.SharedGateBias, &l.SharedUpBias, &l.SharedDownBias)
+			}
+			if cfg.SharedExpertGate {
+				f(p+"shared.gate_inp", &l.SharedGateInp, d, false)
+			}
 		}
 	}
 	f("final_norm", &w.FinalNorm, d, true)
 	if !cfg.TieWordEmbeddings {
 		f("lm_head", &w.LMHead, cfg.VocabSize*d, false)
 	}
+}
+
+// ffnBiases walks the biases of the feed-forward at prefix p (width ff,
+// model width d): gate and up, adjacent so that they fuse, then down.
+func ffnBiases(f func(name string, dst *[]float32, size int, noDecay bool), p string, ff, d int, gate, up, down *[]float32) {
+	f(p+"gate_bias", gate, ff, true)
+	f(p+"up_bias", up, ff, true)
+	f(p+"down_bias", down, d, true)
 }
 
 // qkNormWidths returns the widths of cfg's q and k norm gains: the head

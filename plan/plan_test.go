@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/model"
 )
 
 func mustConfig(t *testing.T, nameOrPath string) *config.Config {
@@ -195,6 +196,56 @@ func TestCountMatchesStateDict(t *testing.T) {
 			t.Errorf("%s: Count %d, state dict %d", name, got, n)
 		}
 	}
+}
+
+// TestCountMatchesTrainingLayout checks that Count gives the number of
+// parameters the training model lays out (model.NumParams) for every preset
+// it can train, shrunk to a few layers, and for small configs with the
+// families' pieces: q/k norms, q/k/v biases, the gated shared expert,
+// Granite's scales, dense layers among sparse ones and gpt_oss's biases and
+// sinks.
+func TestCountMatchesTrainingLayout(t *testing.T) {
+	small := func(mut func(c *config.Config)) *config.Config {
+		c := &config.Config{ModelType: config.TypeQwen2MoE, VocabSize: 50, HiddenSize: 16, IntermediateSize: 40,
+			NumLayers: 4, NumHeads: 4, NumKVHeads: 2, MaxPositionEmbeddings: 64,
+			NumExperts: 4, ExpertsPerToken: 2, MoEIntermediateSize: 8}
+		mut(c)
+		return c
+	}
+	cfgs := map[string]*config.Config{
+		"qwen2moe": small(func(c *config.Config) {
+			c.QKVBias, c.SharedExpertIntermediateSize, c.SharedExpertGate, c.DecoderSparseStep = true, 24, true, 2
+		}),
+		"granite": small(func(c *config.Config) {
+			c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling = 12, 0.22, 0.015, 8
+			c.TieWordEmbeddings, c.SharedExpertIntermediateSize = true, 24
+		}),
+		"first_dense_qk_norm": small(func(c *config.Config) { c.MLPOnlyLayers, c.QKNorm, c.QKNormPerHead = []int{0, 1}, true, true }),
+		"gpt_oss_shared_dense": small(func(c *config.Config) {
+			c.AttentionBias, c.AttentionSinks, c.RouterBias, c.ExpertBias, c.SwiGLULimit = true, true, true, true, 7
+			c.SharedExpertIntermediateSize, c.MLPOnlyLayers, c.MLPBias = 24, []int{3}, true
+		}),
+		"sigmoid_noaux_tc": small(func(c *config.Config) {
+			c.MLPOnlyLayers, c.ScoringFunc, c.TopKMethod = []int{0}, config.ScoringSigmoid, config.TopKNoAuxTC
+		}),
+	}
+	for _, name := range config.PresetNames() {
+		cfg := mustConfig(t, name)
+		cfg.NumLayers = min(cfg.NumLayers, 4)
+		cfg.LayerTypes = cfg.LayerTypes[:min(len(cfg.LayerTypes), cfg.NumLayers)]
+		if model.Supported(cfg) == nil {
+			cfgs[name] = cfg
+		}
+	}
+	for name, cfg := range cfgs {
+		if err := model.Supported(cfg); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got, want := Count(cfg).Total, int64(model.NumParams(cfg)); got != want {
+			t.Errorf("%s: Count %d, the training model lays out %d", name, got, want)
+		}
+	}
+	t.Logf("%d configs", len(cfgs))
 }
 
 func TestFLOPsAndMemory(t *testing.T) {

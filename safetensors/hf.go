@@ -102,6 +102,9 @@ func hfTensors(cfg *config.Config, w *model.Weights, nm naming) []hfTensor {
 			add(q+"gate_proj.weight", l.SharedGate, s, d)
 			add(q+"up_proj.weight", l.SharedUp, s, d)
 			add(q+"down_proj.weight", l.SharedDown, d, s)
+			if l.SharedGateInp != nil {
+				add(p+"mlp.shared_expert_gate.weight", l.SharedGateInp, 1, d)
+			}
 		}
 	}
 	add("model.norm.weight", w.FinalNorm, d)
@@ -116,8 +119,7 @@ func hfTensors(cfg *config.Config, w *model.Weights, nm naming) []hfTensor {
 func checkSupported(cfg *config.Config) error { return checkFeatures(cfg, false) }
 
 // checkFeatures rejects configs that moe cannot run. mapped allows what
-// only inference from mapped weights runs (gguf.Mapped): q/k norms, q/k/v
-// biases, a gated shared expert and Granite's scales.
+// only inference from mapped weights runs (gguf.Mapped).
 func checkFeatures(cfg *config.Config, mapped bool) error {
 	c := cfg
 	if mapped {
@@ -133,8 +135,7 @@ func checkFeatures(cfg *config.Config, mapped bool) error {
 		on   bool
 		what string
 	}{
-		{c.MLPBias || c.ExpertBias || c.RouterBias, "biases"},
-		{c.SharedExpertGate, "a gated shared expert"},
+		{c.MLPBias || c.ExpertBias || c.RouterBias, "MLP, expert or router biases (read only in gpt_oss's layout)"},
 		{c.PlainMLP, "a plain MLP"},
 		{c.LayerNorm, "LayerNorm"},
 		{c.LearnedPositions, "learned positions"},
@@ -154,17 +155,49 @@ func checkFeatures(cfg *config.Config, mapped bool) error {
 // LoadHF reads a Hugging Face checkpoint directory: config.json plus
 // model.safetensors (or shards with model.safetensors.index.json), in the
 // llama / mistral / mixtral naming (qwen-style "mlp.experts" MoE naming is
-// also read). Every tensor must be used, except rotary inv_freq buffers.
+// also read), granitemoe's stacked experts, or gpt_oss's layout
+// (ReadGPTOSS). Every tensor must be used, except rotary inv_freq buffers.
 func LoadHF(ctx context.Context, dir string) (*config.Config, *model.Weights, error) {
 	cfg, err := config.Load(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.ModelType == config.TypeGPTOSS {
+		// gpt_oss's own layout (interleaved gate and up, MXFP4 experts):
+		// read as inference maps it, then decode.
+		if err := memest.CheckWeights(cfg, "import "+dir); err != nil {
+			return nil, nil, err
+		}
+		mm, err := ReadGPTOSS(ctx, dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer mm.Close()
+		w, err := gguf.Float32Weights(ctx, mm)
+		if err != nil {
+			return nil, nil, fmt.Errorf("import %s: %w", dir, err)
+		}
+		return cfg, w, nil
 	}
 	if err := checkSupported(cfg); err != nil {
 		return nil, nil, fmt.Errorf("import %s: %w", dir, err)
 	}
 	if err := memest.CheckWeights(cfg, "import "+dir); err != nil {
 		return nil, nil, err
+	}
+	if lay, ok := hfLayouts[cfg.ModelType]; ok && lay.expert == "" {
+		// Experts stacked in one tensor (granitemoe): read them as
+		// inference maps them, then decode.
+		mm, err := mapTensors(dir, cfg, nil, lay)
+		if err != nil {
+			return nil, nil, fmt.Errorf("import %s: %w", dir, err)
+		}
+		defer mm.Close()
+		w, err := gguf.Float32Weights(ctx, mm)
+		if err != nil {
+			return nil, nil, fmt.Errorf("import %s: %w", dir, err)
+		}
+		return cfg, w, nil
 	}
 	set, err := OpenDir(dir)
 	if err != nil {

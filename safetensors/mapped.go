@@ -12,6 +12,7 @@ import (
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // hfLayout is how one Hugging Face model type names the feed-forward
@@ -121,6 +122,12 @@ func openMapped(dir string, cfg *config.Config) (*gguf.Mapped, error) {
 	if tok.VocabSize() > cfg.VocabSize {
 		return nil, fmt.Errorf("tokenizer has %d ids but config.json's vocab_size is %d", tok.VocabSize(), cfg.VocabSize)
 	}
+	return mapTensors(dir, cfg, tok, lay)
+}
+
+// mapTensors maps dir's tensors in lay's naming into a model of cfg with
+// tokenizer tok (nil: none).
+func mapTensors(dir string, cfg *config.Config, tok *tokenizer.Tokenizer, lay hfLayout) (*gguf.Mapped, error) {
 	set, err := OpenDir(dir)
 	if err != nil {
 		return nil, err
@@ -331,7 +338,7 @@ func (h *hfMapper) fill(m *gguf.Mapped, lay hfLayout) error {
 		if err := firstErr(errs[:]...); err != nil {
 			return err
 		}
-		if err := h.fillFFN(L, cfg, lay, p); err != nil {
+		if err := h.fillFFN(L, cfg, lay, i); err != nil {
 			return err
 		}
 	}
@@ -353,12 +360,12 @@ func (h *hfMapper) fill(m *gguf.Mapped, lay hfLayout) error {
 	return nil
 }
 
-// fillFFN reads layer p's feed-forward part: dense, or router, routed
+// fillFFN reads layer i's feed-forward part: dense, or router, routed
 // experts and shared expert in lay's naming.
-func (h *hfMapper) fillFFN(L *gguf.LayerMatrices, cfg *config.Config, lay hfLayout, p string) error {
-	d := cfg.HiddenSize
+func (h *hfMapper) fillFFN(L *gguf.LayerMatrices, cfg *config.Config, lay hfLayout, i int) error {
+	d, p := cfg.HiddenSize, fmt.Sprintf("model.layers.%d.", i)
 	var err error
-	if !cfg.IsMoE() {
+	if !cfg.LayerIsMoE(i) {
 		L.FFN, err = h.ffn(p+"mlp.", "gate_proj.weight", "up_proj.weight", "down_proj.weight", cfg.IntermediateSize, d)
 		return err
 	}
