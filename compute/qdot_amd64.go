@@ -372,11 +372,8 @@ func qmatmulAsm(ks *qKernels, t QType, sp *qSpec, rows int, act *qAct, w []byte,
 		_ = w[ncol*rb-1]
 		for r0 := 0; r0 < rows; r0 += maxR {
 			nr := min(maxR, rows-r0)
-			qdotCheckAct(act, r0, nr)
 			_ = c[(r0+nr-1)*ldc+ncol-1]
-			fns[nr-1](groups, &w[0], rb, ncol, &act.q[r0*act.qStride], act.qStride,
-				&act.lan[r0*act.lStride], 4*act.lStride, &act.d[r0*act.dStride], 4*act.dStride,
-				&c[r0*ldc], 4*ldc, 1)
+			qdotRun(fns[nr-1], groups, &w[0], rb, ncol, act, r0, nr, &c[r0*ldc], 4*ldc, 1)
 		}
 		return true
 	}
@@ -387,10 +384,7 @@ func qmatmulAsm(ks *qKernels, t QType, sp *qSpec, rows int, act *qAct, w []byte,
 		_ = w[(j0+nc)*rb-1]
 		for r0 := 0; r0 < rows; r0 += maxR {
 			nr := min(maxR, rows-r0)
-			qdotCheckAct(act, r0, nr)
-			fns[nr-1](groups, &w[j0*rb], rb, nc, &act.q[r0*act.qStride], act.qStride,
-				&act.lan[r0*act.lStride], 4*act.lStride, &act.d[r0*act.dStride], 4*act.dStride,
-				unsafe.SliceData(out[:]), 0, 0)
+			qdotRun(fns[nr-1], groups, &w[j0*rb], rb, nc, act, r0, nr, unsafe.SliceData(out[:]), 0, 0)
 			for jj := 0; jj < nc; jj++ {
 				for r := 0; r < nr; r++ {
 					copy(facc[r][:], out[(jj*nr+r)*qLanes:])
@@ -462,12 +456,17 @@ func qmatmulFloatAsm(ks *qKernels, t QType, rows, k int, a []float32, lda int, w
 	return true
 }
 
-// qdotCheckAct panics unless act holds rows r0..r0+nr-1 (the kernels read
-// them without checks).
-func qdotCheckAct(act *qAct, r0, nr int) {
+// qdotRun calls the kernel fn on the activation rows r0..r0+nr-1 of act,
+// panicking first unless act holds them (the kernels read them without
+// checks): groups groups of the ncol weight rows at w, rb bytes apart, with
+// the sums (red 1) or lanes (red 0) going to out, ldo bytes a row.
+func qdotRun(fn qdotFn, groups int, w *byte, rb, ncol int, act *qAct, r0, nr int, out *float32, ldo, red int) {
 	_ = act.q[(r0+nr)*act.qStride-1]
 	_ = act.lan[(r0+nr)*act.lStride-1]
 	_ = act.d[(r0+nr)*act.dStride-1]
+	fn(groups, w, rb, ncol, &act.q[r0*act.qStride], act.qStride,
+		&act.lan[r0*act.lStride], 4*act.lStride, &act.d[r0*act.dStride], 4*act.dStride,
+		out, ldo, red)
 }
 
 // qReadAVX512 returns the xor of the 8-byte words of p[0:n] (n a multiple

@@ -164,7 +164,7 @@ func TestLoadErrors(t *testing.T) {
 		{"topk > experts", strings.Replace(goodMixtral, `"num_experts_per_tok":2`, `"num_experts_per_tok":5`, 1), "num_experts_per_tok (5) > num_local_experts (4)"},
 		{"kv heads", strings.Replace(goodMixtral, `"num_key_value_heads":2`, `"num_key_value_heads":3`, 1), "num_key_value_heads: 3 does not divide"},
 		{"heads vs hidden", strings.Replace(goodMixtral, `"num_attention_heads":4,"num_key_value_heads":2`, `"num_attention_heads":3,"num_key_value_heads":1`, 1), "num_attention_heads: 3 does not divide hidden_size"},
-		{"negative eps", strings.Replace(goodMixtral, `"max_position_embeddings":64`, `"max_position_embeddings":64,"rms_norm_eps":-1`, 1), "rms_norm_eps"},
+		{"negative eps", strings.Replace(goodMixtral, `"max_position_embeddings":64`, `"max_position_embeddings":64,"rms_norm_eps":-1`, 1), "rms_norm_eps: must be a finite non-negative number (got -1)"},
 		{"bad routing", strings.Replace(goodMixtral, `"max_position_embeddings":64`, `"max_position_embeddings":64,"moe_routing":"random"`, 1), "moe_routing"},
 		{"huge", strings.Replace(goodMixtral, `"num_hidden_layers":2`, `"num_hidden_layers":16000,"hidden_size":4000000`, 1), "hidden_size"},
 		{"layer types", strings.Replace(goodMixtral, `"max_position_embeddings":64`, `"max_position_embeddings":64,"sliding_window":4,"layer_types":["full_attention"]`, 1), "layer_types: 1 entries for 2 layers"},

@@ -81,18 +81,10 @@ func (c *Config) ValidateRopeScaling() error {
 	if s.OriginalMaxPositionEmbeddings < 0 || s.OriginalMaxPositionEmbeddings > maxContext {
 		return fmt.Errorf("rope_scaling.original_max_position_embeddings: %d out of range", s.OriginalMaxPositionEmbeddings)
 	}
-	for _, f := range []struct {
-		name string
-		v    float64
-	}{
+	return nonNegative("rope_scaling.", []namedFloat{
 		{"beta_fast", s.BetaFast}, {"beta_slow", s.BetaSlow}, {"mscale", s.Mscale},
 		{"mscale_all_dim", s.MscaleAllDim}, {"attention_factor", s.AttentionFactor},
-	} {
-		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
-			return fmt.Errorf("rope_scaling.%s: must be a finite non-negative number (got %v)", f.name, f.v)
-		}
-	}
-	return nil
+	})
 }
 
 // rawRopeScaling is rope_scaling as config.json files write it.

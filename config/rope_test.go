@@ -50,7 +50,7 @@ func TestRopeScalingField(t *testing.T) {
 		`"rope_scaling":{"rope_type":"linear","factor":0.5}`:            "rope_scaling.factor",
 		`"rope_scaling":{"rope_type":"linear"}`:                         "rope_scaling.factor: missing",
 		`"rope_scaling":{"rope_type":"su","factor":8}`:                  "rope_scaling.rope_type: unknown",
-		`"rope_scaling":{"rope_type":"yarn","factor":4,"beta_fast":-1}`: "rope_scaling.beta_fast",
+		`"rope_scaling":{"rope_type":"yarn","factor":4,"beta_fast":-1}`: "rope_scaling.beta_fast: must be a finite non-negative number (got -1)",
 	} {
 		if _, err := Parse([]byte(add(extra))); err == nil || !strings.Contains(err.Error(), msg) {
 			t.Errorf("%s: err = %v, want %q", extra, err, msg)

@@ -98,10 +98,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	for _, f := range []struct {
-		name string
-		v    float64
-	}{
+	if err := nonNegative("", []namedFloat{
 		{"rope_theta", c.RopeTheta},
 		{"rms_norm_eps", c.RMSNormEps},
 		{"router_aux_loss_coef", c.RouterAuxLossCoef},
@@ -109,10 +106,8 @@ func (c *Config) Validate() error {
 		{"moe_router_z_loss_coef", c.RouterZLossCoef},
 		{"initializer_range", c.InitStd},
 		{"swiglu_limit", c.SwiGLULimit},
-	} {
-		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
-			return fmt.Errorf("%s: must be a finite non-negative number (got %v)", f.name, f.v)
-		}
+	}); err != nil {
+		return err
 	}
 	switch c.Routing {
 	case "", RoutingTokenChoice, RoutingExpertChoice:
@@ -140,6 +135,23 @@ func (c *Config) Validate() error {
 	est := float64(c.NumLayers)*(attn+ff) + 2*float64(c.VocabSize)*d + float64(c.MaxPositionEmbeddings)*d
 	if est > maxParamsEst {
 		return fmt.Errorf("hidden_size: the config describes about %.3g parameters, more than moe handles (%.0g)", est, maxParamsEst)
+	}
+	return nil
+}
+
+// namedFloat is a float field with its JSON name.
+type namedFloat struct {
+	name string
+	v    float64
+}
+
+// nonNegative returns an error naming (after prefix) the first of fields
+// that is NaN, infinite or negative.
+func nonNegative(prefix string, fields []namedFloat) error {
+	for _, f := range fields {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
+			return fmt.Errorf("%s%s: must be a finite non-negative number (got %v)", prefix, f.name, f.v)
+		}
 	}
 	return nil
 }

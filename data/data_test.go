@@ -175,6 +175,22 @@ func TestDocumentsErrors(t *testing.T) {
 
 // corpus writes a text source (nText documents) and a code source (nCode
 // files) and trains a small tokenizer on them.
+// mustPrepare prepares sources with tok into a fresh directory (logging
+// to quiet unless opts names a logger) and returns the directory and its
+// manifest, failing t on an error.
+func mustPrepare(t *testing.T, tok *tokenizer.Tokenizer, opts PrepareOptions, sources ...Source) (string, *Manifest) {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = quiet
+	}
+	dir := t.TempDir()
+	m, err := Prepare(context.Background(), sources, tok, dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, m
+}
+
 func corpus(t *testing.T, nText, nCode int) (text, code Source, tok *tokenizer.Tokenizer) {
 	t.Helper()
 	dir := t.TempDir()
@@ -258,11 +274,7 @@ func docCounts(tok *tokenizer.Tokenizer, stream []int32) map[string]int {
 
 func TestMixtureEpochs(t *testing.T) {
 	text, code, tok := corpus(t, 12, 5)
-	dir := t.TempDir()
-	m, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ShardTokens: 40, Workers: 2, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, m := mustPrepare(t, tok, PrepareOptions{ShardTokens: 40, Workers: 2}, text, code)
 	if len(m.Sources[0].Train.Shards) < 2 {
 		t.Fatalf("expected several shards with ShardTokens 40, got %d", len(m.Sources[0].Train.Shards))
 	}
@@ -340,11 +352,7 @@ func TestMixtureEpochs(t *testing.T) {
 
 func TestValidationSplit(t *testing.T) {
 	text, code, tok := corpus(t, 40, 10)
-	dir := t.TempDir()
-	m, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ValFraction: 0.25, Seed: 3, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, m := mustPrepare(t, tok, PrepareOptions{ValFraction: 0.25, Seed: 3}, text, code)
 	if m.Sources[0].Val.Docs != 10 || m.Sources[1].Val.Docs < 2 || m.Sources[1].Val.Docs > 3 {
 		t.Fatalf("val docs = %d, %d", m.Sources[0].Val.Docs, m.Sources[1].Val.Docs)
 	}
@@ -408,10 +416,7 @@ func TestValidationSplit(t *testing.T) {
 
 func TestLoaderResume(t *testing.T) {
 	text, code, tok := corpus(t, 12, 5)
-	dir := t.TempDir()
-	if _, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{Logger: quiet}); err != nil {
-		t.Fatal(err)
-	}
+	dir, _ := mustPrepare(t, tok, PrepareOptions{}, text, code)
 	a, err := OpenLoader(dir, SplitTrain, 10, 42)
 	if err != nil {
 		t.Fatal(err)
@@ -524,18 +529,23 @@ func TestPrepareIdempotent(t *testing.T) {
 	if _, err := Prepare(context.Background(), []Source{text, empty}, tok, odir, PrepareOptions{Logger: quiet}); !errors.Is(err, ErrNoDocuments) {
 		t.Errorf("empty source: %v", err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(odir, "*")); len(left) != 0 {
-		t.Errorf("failed Prepare left files: %v", left)
+	checkNothingLeft(t, odir, "failed Prepare")
+}
+
+// checkNothingLeft fails t if dir holds any file, temporary (dot) files
+// included, after what.
+func checkNothingLeft(t *testing.T, dir, what string) {
+	t.Helper()
+	for _, pattern := range []string{"*", ".*"} {
+		if left, _ := filepath.Glob(filepath.Join(dir, pattern)); len(left) != 0 {
+			t.Errorf("%s left %v", what, left)
+		}
 	}
 }
 
 func TestCorruptShards(t *testing.T) {
 	text, code, tok := corpus(t, 12, 5)
-	dir := t.TempDir()
-	m, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, m := mustPrepare(t, tok, PrepareOptions{}, text, code)
 	path := filepath.Join(dir, m.Sources[0].Train.Shards[0].File)
 	orig, err := os.ReadFile(path)
 	if err != nil {
@@ -782,11 +792,7 @@ func TestPrepareDeterministicAcrossWorkers(t *testing.T) {
 	text, code, tok := corpus(t, 300, 40)
 	var files [][]byte
 	for _, workers := range []int{1, 3} {
-		dir := t.TempDir()
-		m, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ValFraction: 0.1, Workers: workers, Logger: quiet, batchBytes: 500})
-		if err != nil {
-			t.Fatal(err)
-		}
+		dir, m := mustPrepare(t, tok, PrepareOptions{ValFraction: 0.1, Workers: workers, batchBytes: 500}, text, code)
 		var all []byte
 		for _, s := range m.Sources {
 			for _, sh := range append(s.Train.Shards, s.Val.Shards...) {
@@ -813,21 +819,12 @@ func TestPrepareCancelled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Prepare: %v", err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
-		t.Errorf("cancelled Prepare left %v", left)
-	}
-	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
-		t.Errorf("cancelled Prepare left temporary files %v", left)
-	}
+	checkNothingLeft(t, dir, "cancelled Prepare")
 }
 
 func TestLoaderSequenceLengths(t *testing.T) {
 	text, code, tok := corpus(t, 7, 3)
-	dir := t.TempDir()
-	m, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ValFraction: 0.3, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, m := mustPrepare(t, tok, PrepareOptions{ValFraction: 0.3}, text, code)
 	for _, seqLen := range []int{1, 2, 13, 1000} {
 		l, err := OpenLoader(dir, SplitTrain, seqLen, 5)
 		if err != nil {
@@ -904,10 +901,7 @@ func FuzzTextDocuments(f *testing.F) {
 
 func TestCorruptManifest(t *testing.T) {
 	text, code, tok := corpus(t, 12, 5)
-	dir := t.TempDir()
-	if _, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{Logger: quiet}); err != nil {
-		t.Fatal(err)
-	}
+	dir, _ := mustPrepare(t, tok, PrepareOptions{}, text, code)
 	path := filepath.Join(dir, ManifestFile)
 	orig, _ := os.ReadFile(path)
 	edits := map[string][2]string{
@@ -970,10 +964,7 @@ func TestShardTokenOutsideVocabulary(t *testing.T) {
 
 func TestRestoreGarbageNeverPanics(t *testing.T) {
 	text, code, tok := corpus(t, 12, 5)
-	dir := t.TempDir()
-	if _, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ValFraction: 0.2, Logger: quiet}); err != nil {
-		t.Fatal(err)
-	}
+	dir, _ := mustPrepare(t, tok, PrepareOptions{ValFraction: 0.2}, text, code)
 	for _, split := range []string{SplitTrain, SplitVal} {
 		l, err := OpenLoader(dir, split, 4, 1)
 		if err != nil {
@@ -1027,10 +1018,7 @@ func TestRestoreGarbageNeverPanics(t *testing.T) {
 // across a Restore.
 func TestLoaderSources(t *testing.T) {
 	text, code, tok := corpus(t, 12, 5)
-	dir := t.TempDir()
-	if _, err := Prepare(context.Background(), []Source{text, code}, tok, dir, PrepareOptions{ShardTokens: 40, Workers: 2, Logger: quiet}); err != nil {
-		t.Fatal(err)
-	}
+	dir, _ := mustPrepare(t, tok, PrepareOptions{ShardTokens: 40, Workers: 2}, text, code)
 	l, err := OpenLoader(dir, SplitTrain, 16, 7)
 	if err != nil {
 		t.Fatal(err)

@@ -233,9 +233,19 @@ func (f *samplingFields) parsePenalties(vocab int) (*penalties, *apiError) {
 	return pen, nil
 }
 
-// params validates the sampling fields; maxTokens is the request's
+// params validates the sampling fields and the penalties (see
+// parsePenalties; vocab bounds logit_bias's ids); maxTokens is the request's
 // token limit, named maxField ("max_tokens" or "max_completion_tokens").
-func (f *samplingFields) params(maxTokens *int, maxField string) (genParams, *apiError) {
+func (f *samplingFields) params(maxTokens *int, maxField string, vocab int) (genParams, *apiError) {
+	p, e := f.sampling(maxTokens, maxField)
+	if e == nil {
+		p.pen, e = f.parsePenalties(vocab)
+	}
+	return p, e
+}
+
+// sampling validates the sampling fields other than the penalties.
+func (f *samplingFields) sampling(maxTokens *int, maxField string) (genParams, *apiError) {
 	p := genParams{n: 1, sample: SampleOptions{Temperature: 1, TopP: 1}, stream: f.Stream, maxField: maxField, ignoreEOS: f.IgnoreEOS}
 	if maxTokens != nil {
 		if *maxTokens < 1 {

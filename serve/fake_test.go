@@ -263,6 +263,15 @@ func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0")
 
 func (ts *testServer) stop(t testing.TB) {
 	ts.cancel()
+	if !ts.wait(t, 30*time.Second) {
+		t.Errorf("server did not stop within 30s")
+	}
+}
+
+// wait waits up to limit for Serve to return, failing t on its error, and
+// says whether it returned (closing done; a closed done counts).
+func (ts *testServer) wait(t testing.TB, limit time.Duration) bool {
+	t.Helper()
 	select {
 	case err, ok := <-ts.done:
 		if ok && err != nil {
@@ -271,7 +280,8 @@ func (ts *testServer) stop(t testing.TB) {
 		if ok {
 			close(ts.done)
 		}
-	case <-time.After(30 * time.Second):
-		t.Errorf("server did not stop within 30s")
+		return true
+	case <-time.After(limit):
+		return false
 	}
 }

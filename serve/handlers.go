@@ -39,36 +39,43 @@ type genRequest struct {
 	defaultMax func(promptLen int) int
 }
 
+// setField is a request field moe does not support and whether the request
+// set it.
+type setField struct {
+	name string
+	set  bool
+}
+
+// unsupported returns the error for the first of fields that the request
+// set, or nil.
+func unsupported(fields ...setField) *apiError {
+	for _, f := range fields {
+		if f.set {
+			return badRequest(f.name, "%s is not supported", f.name)
+		}
+	}
+	return nil
+}
+
 func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 	const endpoint = "/v1/completions"
 	var req completionRequest
-	if e := s.decodeBody(w, r, &req); e != nil {
-		s.writeError(w, endpoint, e)
-		return
-	}
-	switch {
-	case req.Echo:
-		s.writeError(w, endpoint, badRequest("echo", "echo is not supported"))
-		return
-	case req.BestOf != nil && *req.BestOf > 1:
-		s.writeError(w, endpoint, badRequest("best_of", "best_of is not supported"))
-		return
-	case req.Logprobs != nil:
-		s.writeError(w, endpoint, badRequest("logprobs", "logprobs is not supported"))
-		return
-	case req.Suffix != nil && *req.Suffix != "":
-		s.writeError(w, endpoint, badRequest("suffix", "suffix is not supported"))
-		return
-	}
-	p, e := req.params(req.MaxTokens, "max_tokens")
+	e := s.decodeBody(w, r, &req)
 	if e == nil {
-		p.pen, e = req.parsePenalties(s.opt.Vocab)
+		e = unsupported(
+			setField{"echo", req.Echo},
+			setField{"best_of", req.BestOf != nil && *req.BestOf > 1},
+			setField{"logprobs", req.Logprobs != nil},
+			setField{"suffix", req.Suffix != nil && *req.Suffix != ""})
 	}
-	if e != nil {
-		s.writeError(w, endpoint, e)
-		return
+	var p genParams
+	if e == nil {
+		p, e = req.params(req.MaxTokens, "max_tokens", s.opt.Vocab)
 	}
-	prompts, e := parsePrompt(req.Prompt, s.tok, s.opt.Vocab)
+	var prompts [][]int32
+	if e == nil {
+		prompts, e = parsePrompt(req.Prompt, s.tok, s.opt.Vocab)
+	}
 	if e != nil {
 		s.writeError(w, endpoint, e)
 		return
@@ -80,42 +87,46 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	const endpoint = "/v1/chat/completions"
 	var req chatRequest
-	if e := s.decodeBody(w, r, &req); e != nil {
-		s.writeError(w, endpoint, e)
-		return
-	}
-	if req.Logprobs {
-		s.writeError(w, endpoint, badRequest("logprobs", "logprobs is not supported"))
-		return
-	}
-	if !isNull(req.Tools) {
-		s.writeError(w, endpoint, badRequest("tools", "tools are not supported"))
-		return
-	}
-	maxTok, maxField := req.MaxCompletionTokens, "max_completion_tokens"
-	if maxTok == nil {
-		maxTok, maxField = req.MaxTokens, "max_tokens"
-	}
-	p, e := req.params(maxTok, maxField)
+	e := s.decodeBody(w, r, &req)
 	if e == nil {
-		p.pen, e = req.parsePenalties(s.opt.Vocab)
+		e = unsupported(setField{"logprobs", req.Logprobs}, setField{"tools", !isNull(req.Tools)})
+	}
+	var p genParams
+	if e == nil {
+		maxTok, maxField := req.MaxCompletionTokens, "max_completion_tokens"
+		if maxTok == nil {
+			maxTok, maxField = req.MaxTokens, "max_tokens"
+		}
+		p, e = req.params(maxTok, maxField, s.opt.Vocab)
 	}
 	if e != nil {
 		s.writeError(w, endpoint, e)
 		return
 	}
-	msgs, e := chatMessages(req.Messages)
-	if e != nil {
-		s.writeError(w, endpoint, e)
-		return
-	}
-	prompt, err := s.chatPrompt(msgs)
-	if err != nil {
-		s.writeError(w, endpoint, badRequest("messages", "cannot apply the chat template: %v", err))
+	prompt, ok := applyChatTemplate(s, w, endpoint, req.Messages, s.chatPrompt)
+	if !ok {
 		return
 	}
 	s.generate(w, r, &genRequest{endpoint: endpoint, chat: true, prompts: [][]int32{prompt}, p: p,
 		defaultMax: func(n int) int { return s.eng.Context() - n }})
+}
+
+// applyChatTemplate validates a request's messages and renders them with
+// apply (the chat template, to tokens or to text). On a bad message or a
+// template that fails it writes the error for endpoint and returns false.
+func applyChatTemplate[T any](s *Server, w http.ResponseWriter, endpoint string, in []chatMessageIn, apply func([]Message) (T, error)) (T, bool) {
+	var zero T
+	msgs, e := chatMessages(in)
+	if e != nil {
+		s.writeError(w, endpoint, e)
+		return zero, false
+	}
+	out, err := apply(msgs)
+	if err != nil {
+		s.writeError(w, endpoint, badRequest("messages", "cannot apply the chat template: %v", err))
+		return zero, false
+	}
+	return out, true
 }
 
 // chatMessages validates a request's messages: roles system, developer
@@ -161,14 +172,8 @@ func (s *Server) handleApplyTemplate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, endpoint, e)
 		return
 	}
-	msgs, e := chatMessages(req.Messages)
-	if e != nil {
-		s.writeError(w, endpoint, e)
-		return
-	}
-	text, err := s.opt.ChatPromptText(msgs)
-	if err != nil {
-		s.writeError(w, endpoint, badRequest("messages", "cannot apply the chat template: %v", err))
+	text, ok := applyChatTemplate(s, w, endpoint, req.Messages, s.opt.ChatPromptText)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"prompt": text})

@@ -135,13 +135,7 @@ func TestDrainNotHeldByStalledBody(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the handler is now reading the body
 	start := time.Now()
 	ts.cancel()
-	select {
-	case err := <-ts.done:
-		if err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		close(ts.done)
-	case <-time.After(5 * time.Second):
+	if !ts.wait(t, 5*time.Second) {
 		t.Fatal("Serve still draining after 5s: held up by a stalled body")
 	}
 	if d := time.Since(start); d > 3*time.Second {

@@ -320,6 +320,18 @@ func TestModelsHealthMetrics(t *testing.T) {
 }
 
 // rawDo sends one raw HTTP request and returns the status and body.
+// checkGreedy posts a greedy completion of prompt (maxTokens tokens) and
+// fails t, naming the request what, unless it answers 200 with the fake
+// engine's greedy text.
+func checkGreedy(t testing.TB, ts *testServer, prompt string, maxTokens int, what string) {
+	t.Helper()
+	code, body := rawDo(t, ts, "POST", "/v1/completions", fmt.Sprintf(`{"prompt":%q,"max_tokens":%d,"temperature":0}`, prompt, maxTokens), nil)
+	var cr completionResponse
+	if code != 200 || json.Unmarshal([]byte(body), &cr) != nil || len(cr.Choices) == 0 || cr.Choices[0].Text != greedyText(prompt, maxTokens, 0) {
+		t.Errorf("%s: %d %s", what, code, body)
+	}
+}
+
 func rawDo(t testing.TB, ts *testServer, method, path, body string, hdr map[string]string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, ts.url+path, strings.NewReader(body))
@@ -630,13 +642,7 @@ func TestDrainOnShutdown(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.body), &cr); err != nil || cr.Choices[0].Text != greedyText("drain", 40, 0) {
 		t.Errorf("drained request returned %s", r.body)
 	}
-	select {
-	case err := <-ts.done:
-		if err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		close(ts.done)
-	case <-time.After(10 * time.Second):
+	if !ts.wait(t, 10*time.Second) {
 		t.Fatal("Serve did not return after drain")
 	}
 	if _, err := http.Get(ts.url + "/health"); err == nil {
@@ -681,11 +687,7 @@ func TestSpeculativeMatchesGreedy(t *testing.T) {
 	for i := range 4 {
 		wg.Go(func() {
 			prompt := fmt.Sprintf("batch %d", i)
-			code, body := rawDo(t, ts, "POST", "/v1/completions", fmt.Sprintf(`{"prompt":%q,"max_tokens":30,"temperature":0}`, prompt), nil)
-			var cr completionResponse
-			if code != 200 || json.Unmarshal([]byte(body), &cr) != nil || cr.Choices[0].Text != greedyText(prompt, 30, 0) {
-				t.Errorf("concurrent speculative %d: %d %s", i, code, body)
-			}
+			checkGreedy(t, ts, prompt, 30, fmt.Sprintf("concurrent speculative %d", i))
 		})
 	}
 	wg.Wait()
@@ -937,11 +939,7 @@ func TestPrefixCacheEviction(t *testing.T) {
 	for i := range 12 {
 		wg.Go(func() {
 			prompt := fmt.Sprintf("%c%c prompt", 'a'+i%5, 'a'+i%3)
-			code, body := rawDo(t, ts, "POST", "/v1/completions", fmt.Sprintf(`{"prompt":%q,"max_tokens":18,"temperature":0}`, prompt), nil)
-			var cr completionResponse
-			if code != 200 || json.Unmarshal([]byte(body), &cr) != nil || cr.Choices[0].Text != greedyText(prompt, 18, 0) {
-				t.Errorf("%q: %d %s", prompt, code, body)
-			}
+			checkGreedy(t, ts, prompt, 18, fmt.Sprintf("%q", prompt))
 		})
 	}
 	wg.Wait()

@@ -3,7 +3,6 @@ package serve
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -68,6 +67,23 @@ func BenchmarkSoak(b *testing.B) {
 			})
 		}
 	}
+	// hold is a badly-behaved client: it connects, sends sent (maybe
+	// nothing) and reads until the server closes the connection or wait
+	// passes.
+	hold := func(sent string, wait time.Duration) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			time.Sleep(10 * time.Millisecond)
+			return
+		}
+		if sent != "" {
+			io.WriteString(c, sent)
+		}
+		c.SetReadDeadline(time.Now().Add(wait))
+		io.Copy(io.Discard, c)
+		c.Close()
+		bad.Add(1)
+	}
 	post := func(body string) (int, error) {
 		req, _ := http.NewRequestWithContext(ctx, "POST", ts.url+"/v1/completions", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -98,16 +114,7 @@ func BenchmarkSoak(b *testing.B) {
 	})
 	// Slow bodies that never finish (cut off by the body timeout).
 	loop(16, func() {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			time.Sleep(10 * time.Millisecond)
-			return
-		}
-		fmt.Fprintf(c, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"p")
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		io.Copy(io.Discard, c)
-		c.Close()
-		bad.Add(1)
+		hold("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"p", 5*time.Second)
 	})
 	// Streams dropped after the first event.
 	loop(2, func() {
@@ -131,17 +138,7 @@ func BenchmarkSoak(b *testing.B) {
 		bad.Add(3)
 	})
 	// Idle connections that send nothing.
-	loop(8, func() {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			time.Sleep(10 * time.Millisecond)
-			return
-		}
-		c.SetReadDeadline(time.Now().Add(15 * time.Second))
-		io.Copy(io.Discard, c)
-		c.Close()
-		bad.Add(1)
-	})
+	loop(8, func() { hold("", 15*time.Second) })
 
 	b.ResetTimer()
 	start := time.Now()

@@ -54,11 +54,7 @@ var cl100k = sync.OnceValues(func() (*Tokenizer, error) {
 
 func mustCL100K(t testing.TB) *Tokenizer {
 	t.Helper()
-	tok, err := cl100k()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return mustTok(t)(cl100k())
 }
 
 func TestCL100KPublishedIDs(t *testing.T) {

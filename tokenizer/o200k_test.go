@@ -33,11 +33,7 @@ var o200k = sync.OnceValues(func() (*Tokenizer, error) {
 
 func mustO200K(t testing.TB) *Tokenizer {
 	t.Helper()
-	tok, err := o200k()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return mustTok(t)(o200k())
 }
 
 // mixedText is a large text of prose, code, CJK, emoji (with joiners and

@@ -33,13 +33,21 @@ func paragraphs(text []byte) func(func([]byte) bool) {
 	}
 }
 
+// mustTok returns a function that passes a constructor's tokenizer on
+// and fails t on its error: mustTok(t)(NewFromSpec(spec)).
+func mustTok(t testing.TB) func(*Tokenizer, error) *Tokenizer {
+	return func(tok *Tokenizer, err error) *Tokenizer {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+}
+
 func mustSample(t testing.TB) *Tokenizer {
 	t.Helper()
-	tok, err := sampleTok()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return mustTok(t)(sampleTok())
 }
 
 // trickyStrings exercise the pre-tokenizer's corners.

@@ -516,40 +516,39 @@ func (t *Tokenizer) Detokenize(ids []int32, removeSpecial, unparseSpecial bool) 
 // done in place in the same three passes.
 func cleanSpaces(text []byte) []byte {
 	// " ?", " !", " .", " ," lose the space.
+	text = dropSpaces(text, func(text []byte, i int) (bool, bool) {
+		x := text[i]
+		return text[i-1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ','), false
+	})
+	// A lone apostrophe between spaces loses both spaces.
+	text = dropSpaces(text, func(text []byte, i int) (bool, bool) {
+		lone := text[i] == '\'' && i+1 < len(text) && text[i-1] == ' ' && text[i+1] == ' '
+		return lone, lone
+	})
+	// " 's", " 'm", " 're", " 've" lose the space.
+	return dropSpaces(text, func(text []byte, i int) (bool, bool) {
+		if text[i-1] != ' ' || text[i] != '\'' || i+1 >= len(text) {
+			return false, false
+		}
+		x1 := text[i+1]
+		return x1 == 's' || x1 == 'm' || (i+2 < len(text) && (x1 == 'r' || x1 == 'v') && text[i+2] == 'e'), false
+	})
+}
+
+// dropSpaces is one pass of cleanSpaces: it copies text onto itself from
+// byte 1 on, dropping the byte before text[i] where drop(text, i) says
+// dropPrev and also the byte after it where it says dropNext.
+func dropSpaces(text []byte, drop func(text []byte, i int) (dropPrev, dropNext bool)) []byte {
 	total := min(len(text), 1)
 	for i := 1; i < len(text); i++ {
 		x := text[i]
-		if text[i-1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ',') {
+		prev, next := drop(text, i)
+		if prev {
 			total--
 		}
-		text[total] = x
-		total++
-	}
-	text = text[:total]
-	// A lone apostrophe between spaces loses both spaces.
-	total = min(len(text), 1)
-	for i := 1; i < len(text); i++ {
-		x := text[i]
-		if x == '\'' && i+1 < len(text) && text[i-1] == ' ' && text[i+1] == ' ' {
-			total--
+		if next {
 			i++
 			text[i] = 0
-		}
-		text[total] = x
-		total++
-	}
-	text = text[:total]
-	// " 's", " 'm", " 're", " 've" lose the space.
-	total = min(len(text), 1)
-	for i := 1; i < len(text); i++ {
-		x := text[i]
-		if text[i-1] == ' ' && x == '\'' && i+1 < len(text) {
-			switch x1 := text[i+1]; {
-			case x1 == 's' || x1 == 'm':
-				total--
-			case i+2 < len(text) && (x1 == 'r' || x1 == 'v') && text[i+2] == 'e':
-				total--
-			}
 		}
 		text[total] = x
 		total++

@@ -33,11 +33,7 @@ func smallSPM(t *testing.T) *Tokenizer {
 		add(p.s, TypeNormal, p.score)
 	}
 	add("<tag>", TypeUserDefined, 0)
-	tok, err := NewFromSpec(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return mustTok(t)(NewFromSpec(spec))
 }
 
 func TestSPMHandMade(t *testing.T) {
@@ -107,11 +103,7 @@ func smallBPE(t *testing.T, pre string, withEL bool) *Tokenizer {
 	}
 	spec.Merges = append(spec.Merges, [2]string{"h", "e"}, [2]string{"l", "l"}, [2]string{"he", "ll"},
 		[2]string{"Ġ", "w"}, [2]string{"hell", "o"})
-	tok, err := NewFromSpec(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return mustTok(t)(NewFromSpec(spec))
 }
 
 func TestMergeBPEHandMade(t *testing.T) {
@@ -203,11 +195,7 @@ func smallSPMBPE(t *testing.T) *Tokenizer {
 		spec.Types = append(spec.Types, TypeNormal)
 	}
 	spec.Merges = [][2]string{{"▁", "h"}, {"l", "l"}, {"▁h", "e"}, {"ll", "o"}, {"▁he", "llo"}}
-	tok, err := NewFromSpec(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return mustTok(t)(NewFromSpec(spec))
 }
 
 func TestSPMLikeBPEHandMade(t *testing.T) {

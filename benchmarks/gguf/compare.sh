@@ -13,17 +13,11 @@
 # moe and llama.cpp tokens/s for decode (tg, from an empty cache as
 # llama-bench's tg test) and prefill (pp) and the ratios.
 set -eu
-: "${MOE_LLAMA_CPP:?set MOE_LLAMA_CPP to a llama.cpp tree built under build/bin}"
-THREADS=${THREADS:-2}
 PP=${PP:-512}
 TG=${TG:-128}
 ROUNDS=${ROUNDS:-2}
 MOE_ARGS=${MOE_ARGS:-}
-cd "$(dirname "$0")/../.."
-if [ -z "${MOE:-}" ]; then
-	MOE=$(mktemp -d)/moe
-	go build -o "$MOE" ./cmd/moe
-fi
+. "$(dirname "$0")/common.sh"
 bench="$MOE_LLAMA_CPP/build/bin/llama-bench"
 # llama_ts P G: avg_ts of llama-bench's CSV row with n_prompt P and n_gen G.
 llama_ts() {

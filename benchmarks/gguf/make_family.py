@@ -31,9 +31,10 @@ templates can be compared with llama.cpp's. Needs numpy.
 """
 import argparse
 import os
-import sys
 
 import numpy as np
+
+import llamacpp
 
 # arch -> shape and the family's extra pieces.
 SHAPES = {
@@ -130,10 +131,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
 
-    root = os.environ.get("MOE_LLAMA_CPP")
-    if not root:
-        sys.exit("set MOE_LLAMA_CPP to a llama.cpp source tree (its gguf-py is used)")
-    sys.path.insert(0, os.path.join(root, "gguf-py"))
+    llamacpp.root("its gguf-py is used")
     import gguf
     from gguf import GGMLQuantizationType as Q
     from gguf import MODEL_TENSOR as T

@@ -17,9 +17,10 @@ The defaults are the model of the issue on quantized weights (965M total,
 """
 import argparse
 import os
-import sys
 
 import numpy as np
+
+import llamacpp
 
 
 def main():
@@ -38,10 +39,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
 
-    root = os.environ.get("MOE_LLAMA_CPP")
-    if not root:
-        sys.exit("set MOE_LLAMA_CPP to a llama.cpp source tree (its gguf-py and models/ are used)")
-    sys.path.insert(0, os.path.join(root, "gguf-py"))
+    root = llamacpp.root("its gguf-py and models/ are used")
     import gguf
 
     vocab = gguf.GGUFReader(os.path.join(root, "models", f"ggml-vocab-{args.vocab}.gguf"))

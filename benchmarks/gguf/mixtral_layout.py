@@ -22,6 +22,8 @@ import gguf
 from gguf import GGMLQuantizationType as Q
 from gguf import GGUFReader, GGUFWriter
 
+import llamacpp
+
 
 def strings(reader, key):
     f = reader.fields[key]
@@ -34,9 +36,7 @@ def main():
     out, typ = sys.argv[1], sys.argv[2]
     d, L, E, fe, nh, nkv = (int(x) for x in sys.argv[3:9]) if len(sys.argv) == 9 else (768, 8, 8, 2048, 12, 4)
     qt = {"f32": Q.F32, "f16": Q.F16, "q8_0": Q.Q8_0}[typ]
-    root = os.environ.get("MOE_LLAMA_CPP")
-    if not root:
-        sys.exit("set MOE_LLAMA_CPP to a llama.cpp source tree (for models/ggml-vocab-gpt-2.gguf)")
+    root = llamacpp.root("for models/ggml-vocab-gpt-2.gguf")
     voc = GGUFReader(os.path.join(root, "models", "ggml-vocab-gpt-2.gguf"))
     tokens = strings(voc, "tokenizer.ggml.tokens")
     tf = voc.fields["tokenizer.ggml.token_type"]

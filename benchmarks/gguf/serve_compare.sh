@@ -14,18 +14,12 @@
 # MOE (the moe binary; default: go build), PORT (default 18080). llama-server
 # must be built under $MOE_LLAMA_CPP/build/bin.
 set -eu
-: "${MOE_LLAMA_CPP:?set MOE_LLAMA_CPP to a llama.cpp tree built under build/bin}"
-THREADS=${THREADS:-2}
 CLIENTS=${CLIENTS:-1,4,16}
 TOKENS=${TOKENS:-64}
 REQUESTS=${REQUESTS:-2}
 ROUNDS=${ROUNDS:-1}
 PORT=${PORT:-18080}
-cd "$(dirname "$0")/../.."
-if [ -z "${MOE:-}" ]; then
-	MOE=$(mktemp -d)/moe
-	go build -o "$MOE" ./cmd/moe
-fi
+. "$(dirname "$0")/common.sh"
 server="$MOE_LLAMA_CPP/build/bin/llama-server"
 url="http://127.0.0.1:$PORT"
 pid=

@@ -10,14 +10,8 @@
 # MOE (the moe binary; default: go build). llama-simple must be built under
 # $MOE_LLAMA_CPP/build/bin. Needs GNU time (/usr/bin/time).
 set -eu
-: "${MOE_LLAMA_CPP:?set MOE_LLAMA_CPP to a llama.cpp tree built under build/bin}"
-THREADS=${THREADS:-2}
 TOKENS=${TOKENS:-16}
-cd "$(dirname "$0")/../.."
-if [ -z "${MOE:-}" ]; then
-	MOE=$(mktemp -d)/moe
-	go build -o "$MOE" ./cmd/moe
-fi
+. "$(dirname "$0")/common.sh"
 simple="$MOE_LLAMA_CPP/build/bin/llama-simple"
 # measure CMD...: prints "seconds peak_kib" of one run.
 measure() { /usr/bin/time -f '%e %M' "$@" 2>&1 >/dev/null | tail -1; }

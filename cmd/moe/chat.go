@@ -21,18 +21,11 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("chat", "--model MODEL [--system TEXT] [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--draft MODEL|ngram]", stderr)
-	df := addDecodeFlags(fs, infer.SampleOptions{Temperature: 0.7, TopK: 40, TopP: 0.95})
+	df := addDecodeFlags(fs, infer.SampleOptions{Temperature: 0.7, TopK: 40, TopP: 0.95}, "most tokens per reply")
 	system := fs.String("system", "", "system message that opens the conversation")
-	maxTokens := fs.Int("max-tokens", 256, "most tokens per reply")
 	quiet := fs.Bool("quiet", false, "no prompt marker or statistics on stderr")
-	if err := parseFlagsNoArgs(fs, args, "messages are read from stdin"); err != nil {
+	if err := df.parse(fs, args, "messages are read from stdin"); err != nil {
 		return err
-	}
-	if err := df.check(); err != nil {
-		return err
-	}
-	if *maxTokens < 1 {
-		return usagef("--max-tokens must be at least 1")
 	}
 	m, d, release, err := df.open()
 	if err != nil {
@@ -84,7 +77,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return err
 		}
 		// Drop the oldest exchanges until the prompt leaves room for a reply.
-		for len(prompt)+*maxTokens > m.Context() && len(turns) > 2 {
+		for len(prompt)+df.maxTokens > m.Context() && len(turns) > 2 {
 			turns = turns[2:]
 			if prompt, err = build(); err != nil {
 				return err
@@ -94,7 +87,7 @@ func chatLoop(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			turns = turns[:len(turns)-1]
 			return fmt.Errorf("message of %d tokens does not fit the context of %d tokens", len(prompt), m.Context())
 		}
-		opts := infer.GenerateOptions{MaxTokens: min(*maxTokens, m.Context()-len(prompt)), StopTokens: stopIDs, Stop: stopStrs,
+		opts := infer.GenerateOptions{MaxTokens: min(df.maxTokens, m.Context()-len(prompt)), StopTokens: stopIDs, Stop: stopStrs,
 			Sampling: df.sampling, Seq: seq, Draft: d, DraftSeq: dseq, Drafter: drafterFor(df.draft), DraftTokens: df.draftTokens, TokenText: m.ReplyText(tmpl),
 			Text: func(s string) error {
 				if _, err := w.WriteString(s); err != nil {

@@ -14,6 +14,31 @@ import (
 	"github.com/moe-llm/moe/tokenizer"
 )
 
+// cliCase is a command line and how moe must answer it: the exit code and
+// a text its stderr contains.
+type cliCase struct {
+	args []string
+	code int
+	want string
+}
+
+// checkCLI runs moe with prefix followed by each case's arguments and fails
+// t unless it exits with the case's code, its stderr contains want, and a
+// failure (exit 1) is told in one line.
+func checkCLI(t *testing.T, cases []cliCase, prefix ...string) {
+	t.Helper()
+	for _, c := range cases {
+		args := append(slices.Clone(prefix), c.args...)
+		code, _, errs := moeCLI(args...)
+		if code != c.code || !strings.Contains(errs, c.want) {
+			t.Errorf("moe %q: exit %d, stderr %q; want exit %d mentioning %q", args, code, errs, c.code, c.want)
+		}
+		if code == 1 && strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+			t.Errorf("moe %q: error is not one line: %q", args, errs)
+		}
+	}
+}
+
 // TestStrayPositionalsAreUsageErrors: a stray word on the command line of a
 // flags-only command is a usage error (exit 2) that names it, not silently
 // ignored (`moe export --model R --out f.gguf q4_0` used to write f32).

@@ -22,7 +22,7 @@ func TestDistillCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "distilled")
-	code, stdout, errs := runCmd(t, "distill", "--target", target, "--draft", draft, "--data", data, "--out", out,
+	code, stdout, errs := moeCLI("distill", "--target", target, "--draft", draft, "--data", data, "--out", out,
 		"--steps", "200", "--batch", "4", "--seq-len", "32", "--lr", "3e-3", "--warmup", "5", "--eval-prompts", "4", "--eval-tokens", "12", "--json", "--quiet")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
@@ -43,8 +43,8 @@ func TestDistillCLI(t *testing.T) {
 		t.Fatalf("distillation did not learn: %s", stdout)
 	}
 	prompt := []string{"generate", "--model", target, "--prompt", "And the earth", "--max-tokens", "16", "--json", "--ignore-eot"}
-	_, plain, _ := runCmd(t, prompt...)
-	code, spec, errs := runCmd(t, append(prompt, "--draft", out)...)
+	_, plain, _ := moeCLI(prompt...)
+	code, spec, errs := moeCLI(append(prompt, "--draft", out)...)
 	if code != 0 {
 		t.Fatalf("generate with the distilled draft: exit %d: %s", code, errs)
 	}
@@ -55,7 +55,7 @@ func TestDistillCLI(t *testing.T) {
 		t.Fatalf("greedy text with the distilled draft %q, without %q", b["text"], a["text"])
 	}
 	// --generate: the target's own sampled continuations (batched) as data.
-	code, stdout, errs = runCmd(t, "distill", "--target", target, "--draft", draft, "--data", data, "--out", filepath.Join(t.TempDir(), "gen"),
+	code, stdout, errs = moeCLI("distill", "--target", target, "--draft", draft, "--data", data, "--out", filepath.Join(t.TempDir(), "gen"),
 		"--steps", "30", "--batch", "4", "--seq-len", "32", "--generate", "16", "--lr", "3e-3", "--warmup", "5", "--eval-prompts", "2", "--eval-tokens", "8", "--json", "--quiet")
 	var gen struct {
 		KL      float64 `json:"kl"`
@@ -74,7 +74,7 @@ func TestDistillCLI(t *testing.T) {
 		{[]string{"--target", target, "--draft", draft, "--out", out}, "--data"},
 		{[]string{"--target", target, "--draft", draft, "--data", data, "--out", out, "--lr", "0"}, "--lr"},
 	} {
-		code, _, errs := runCmd(t, append([]string{"distill"}, c.args...)...)
+		code, _, errs := moeCLI(append([]string{"distill"}, c.args...)...)
 		if code != 2 || !strings.Contains(errs, c.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 naming %s", c.args, code, errs, c.want)
 		}
@@ -94,7 +94,7 @@ func TestDistillGGUFTarget(t *testing.T) {
 	draft := writeRunDir(t, smallCfg(false), tok, 2)
 	dir := t.TempDir()
 	target := filepath.Join(dir, "target.gguf")
-	if code, _, errs := runCmd(t, "export", "--model", run, "--out", target, "--type", "q8_0"); code != 0 {
+	if code, _, errs := moeCLI("export", "--model", run, "--out", target, "--type", "q8_0"); code != 0 {
 		t.Fatalf("export: exit %d: %s", code, errs)
 	}
 	data := filepath.Join(dir, "text.txt")
@@ -102,7 +102,7 @@ func TestDistillGGUFTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "distilled")
-	code, stdout, errs := runCmd(t, "distill", "--target", target, "--draft", draft, "--data", data, "--out", out,
+	code, stdout, errs := moeCLI("distill", "--target", target, "--draft", draft, "--data", data, "--out", out,
 		"--steps", "60", "--batch", "4", "--seq-len", "32", "--lr", "3e-3", "--warmup", "5", "--eval-prompts", "2", "--eval-tokens", "8", "--json", "--quiet")
 	if code != 0 {
 		t.Fatalf("distill from a GGUF target: exit %d: %s", code, errs)
@@ -118,7 +118,7 @@ func TestDistillGGUFTarget(t *testing.T) {
 		t.Fatalf("distillation from the GGUF target did not lower the KL: %s", stdout)
 	}
 	gen := []string{"generate", "--model", target, "--prompt", "And the earth", "--max-tokens", "16", "--json", "--ignore-eot"}
-	code, plain, errs := runCmd(t, gen...)
+	code, plain, errs := moeCLI(gen...)
 	if code != 0 {
 		t.Fatalf("generate on the GGUF target: exit %d: %s", code, errs)
 	}
@@ -127,7 +127,7 @@ func TestDistillGGUFTarget(t *testing.T) {
 		t.Fatalf("bad JSON %q: %v", plain, err)
 	}
 	for _, d := range []string{out, "ngram"} {
-		code, spec, errs := runCmd(t, append(gen, "--draft", d)...)
+		code, spec, errs := moeCLI(append(gen, "--draft", d)...)
 		if code != 0 {
 			t.Fatalf("generate --draft %s on the GGUF target: exit %d: %s", d, code, errs)
 		}

@@ -46,9 +46,10 @@ func addWeightsFlag(fs *flag.FlagSet) *gguf.Placement {
 }
 
 // decodeFlags are the flags moe generate and moe chat share: the model,
-// sampling, the draft, threads, weights placement and bf16.
+// the token limit, sampling, the draft, threads, weights placement and bf16.
 type decodeFlags struct {
 	model, draft string
+	maxTokens    int
 	draftTokens  int
 	threads      int
 	place        *gguf.Placement
@@ -57,10 +58,11 @@ type decodeFlags struct {
 }
 
 // addDecodeFlags registers the decodeFlags on fs with def as the sampling
-// defaults.
-func addDecodeFlags(fs *flag.FlagSet, def infer.SampleOptions) *decodeFlags {
+// defaults; maxTokensHelp describes --max-tokens.
+func addDecodeFlags(fs *flag.FlagSet, def infer.SampleOptions, maxTokensHelp string) *decodeFlags {
 	f := &decodeFlags{sampling: def}
 	fs.StringVar(&f.model, "model", "", "model: a run directory, a .gguf file or a Hugging Face directory")
+	fs.IntVar(&f.maxTokens, "max-tokens", 256, maxTokensHelp)
 	fs.Float64Var(&f.sampling.Temperature, "temperature", def.Temperature, "sampling temperature; 0 = greedy (deterministic)")
 	fs.IntVar(&f.sampling.TopK, "top-k", def.TopK, "keep only the K most likely tokens (0 = all)")
 	fs.Float64Var(&f.sampling.TopP, "top-p", def.TopP, "nucleus sampling: keep the most likely tokens up to this probability mass")
@@ -73,8 +75,17 @@ func addDecodeFlags(fs *flag.FlagSet, def infer.SampleOptions) *decodeFlags {
 	return f
 }
 
+// parse parses args, which must hold no positional arguments (noArgs says
+// where the input goes instead), and checks the decode flags.
+func (f *decodeFlags) parse(fs *flag.FlagSet, args []string, noArgs string) error {
+	if err := parseFlagsNoArgs(fs, args, noArgs); err != nil {
+		return err
+	}
+	return f.check()
+}
+
 // check returns a usage error for a missing --model, a --draft-tokens
-// below 1 or sampling options out of range.
+// below 1, sampling options out of range or a --max-tokens below 1.
 func (f *decodeFlags) check() error {
 	if f.model == "" {
 		return usagef("--model is required")
@@ -84,6 +95,9 @@ func (f *decodeFlags) check() error {
 	}
 	if err := f.sampling.Validate(); err != nil {
 		return usagef("%v", err)
+	}
+	if f.maxTokens < 1 {
+		return usagef("--max-tokens must be at least 1")
 	}
 	return nil
 }
@@ -157,9 +171,8 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlagSet("generate", "--model MODEL --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--draft MODEL|ngram --draft-tokens K] [--stop TEXT] [--ignore-eos] [--json]\n\n"+
 		"Generation ends at --max-tokens, at a --stop string, or at an end-of-generation token\n"+
 		"(<|endoftext|> or the chat end-of-turn <|end|>; --ignore-eos keeps going).", stderr)
-	df := addDecodeFlags(fs, infer.SampleOptions{TopP: 1})
+	df := addDecodeFlags(fs, infer.SampleOptions{TopP: 1}, "most tokens to generate")
 	prompt := fs.String("prompt", "", "prompt text")
-	maxTokens := fs.Int("max-tokens", 256, "most tokens to generate")
 	fixedK := fs.Bool("fixed-draft-tokens", false, "do not adapt --draft-tokens")
 	var ignoreEOS bool
 	fs.BoolVar(&ignoreEOS, "ignore-eos", false, "keep generating past end-of-generation tokens (by default generation stops at end of text and end of turn: the file's eos/eot/eom and its chat template's end markers, as llama.cpp does)")
@@ -167,14 +180,8 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var stops stringList
 	fs.Var(&stops, "stop", "stop when the text contains this string (repeatable)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of streaming text")
-	if err := parseFlagsNoArgs(fs, args, "the prompt goes in --prompt TEXT"); err != nil {
+	if err := df.parse(fs, args, "the prompt goes in --prompt TEXT"); err != nil {
 		return err
-	}
-	if err := df.check(); err != nil {
-		return err
-	}
-	if *maxTokens < 1 {
-		return usagef("--max-tokens must be at least 1")
 	}
 	if *prompt == "" {
 		return usagef("--prompt is empty: give some text to continue")
@@ -190,16 +197,16 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	// The weights are loaded; the KV cache of prompt+max-tokens positions
 	// (at most the context) must still fit, for the draft too.
-	kv := min(len(ids)+min(*maxTokens, m.Context()), m.Context())
+	kv := min(len(ids)+min(df.maxTokens, m.Context()), m.Context())
 	var draftCfg *config.Config
 	if d != nil {
 		draftCfg = d.Cfg
 	}
-	if err := memest.Check(memest.Inference(m.Cfg, draftCfg, 0, kv, 1, 0), "generate", fmt.Sprintf("lower --max-tokens (%d)", *maxTokens)); err != nil {
+	if err := memest.Check(memest.Inference(m.Cfg, draftCfg, 0, kv, 1, 0), "generate", fmt.Sprintf("lower --max-tokens (%d)", df.maxTokens)); err != nil {
 		return err
 	}
 	// Special tokens print as their strings, as llama.cpp's llama-simple prints them.
-	opts := infer.GenerateOptions{MaxTokens: *maxTokens, Stop: stops, IgnoreEOT: ignoreEOS, Sampling: df.sampling,
+	opts := infer.GenerateOptions{MaxTokens: df.maxTokens, Stop: stops, IgnoreEOT: ignoreEOS, Sampling: df.sampling,
 		Draft: d, Drafter: drafterFor(df.draft), DraftTokens: df.draftTokens, FixedDraftTokens: *fixedK, KeepSpecial: true}
 	w := bufio.NewWriter(stdout)
 	if !*asJSON {

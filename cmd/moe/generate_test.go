@@ -54,20 +54,13 @@ func smallCfg(moe bool) *config.Config {
 	return c
 }
 
-func runCmd(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(args, &out, &errb)
-	return code, out.String(), errb.String()
-}
-
 func TestGenerateCLI(t *testing.T) {
 	text := strings.Repeat("In the beginning God created the heaven and the earth. And the earth was without form. ", 20)
 	tok := trainTok(t, text, 300)
 	target := writeRunDir(t, smallCfg(true), tok, 1)
 	draft := writeRunDir(t, smallCfg(false), tok, 2)
 
-	code, out, errs := runCmd(t, "generate", "--model", target, "--prompt", "In the beginning", "--max-tokens", "12", "--json", "--ignore-eot")
+	code, out, errs := moeCLI("generate", "--model", target, "--prompt", "In the beginning", "--max-tokens", "12", "--json", "--ignore-eot")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -83,7 +76,7 @@ func TestGenerateCLI(t *testing.T) {
 	if plain["tokens"].(float64) != 12 {
 		t.Fatalf("tokens = %v", plain["tokens"])
 	}
-	code, out, errs = runCmd(t, "generate", "--model", target, "--prompt", "In the beginning", "--max-tokens", "12", "--json", "--ignore-eot",
+	code, out, errs = moeCLI("generate", "--model", target, "--prompt", "In the beginning", "--max-tokens", "12", "--json", "--ignore-eot",
 		"--draft", draft, "--draft-tokens", "3")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
@@ -101,13 +94,13 @@ func TestGenerateCLI(t *testing.T) {
 		}
 	}
 	// Prompt lookup (--draft ngram, no model) keeps the greedy text too.
-	code, out, errs = runCmd(t, "generate", "--model", target, "--prompt", "In the beginning God created the heaven and the earth. In the beginning", "--max-tokens", "12", "--json", "--ignore-eot")
+	code, out, errs = moeCLI("generate", "--model", target, "--prompt", "In the beginning God created the heaven and the earth. In the beginning", "--max-tokens", "12", "--json", "--ignore-eot")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	var plain2, ngram map[string]any
 	json.Unmarshal([]byte(out), &plain2)
-	code, out, errs = runCmd(t, "generate", "--model", target, "--prompt", "In the beginning God created the heaven and the earth. In the beginning", "--max-tokens", "12", "--json", "--ignore-eot",
+	code, out, errs = moeCLI("generate", "--model", target, "--prompt", "In the beginning God created the heaven and the earth. In the beginning", "--max-tokens", "12", "--json", "--ignore-eot",
 		"--draft", "ngram", "--draft-tokens", "3", "--fixed-draft-tokens")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
@@ -119,7 +112,7 @@ func TestGenerateCLI(t *testing.T) {
 		t.Fatalf("greedy text with --draft ngram %q (%v proposed) differs from %q", ngram["text"], ngram["proposed"], plain2["text"])
 	}
 	// Streaming text equals the JSON text.
-	code, out, errs = runCmd(t, "generate", "--model", target, "--prompt", "In the beginning", "--max-tokens", "12", "--ignore-eot")
+	code, out, errs = moeCLI("generate", "--model", target, "--prompt", "In the beginning", "--max-tokens", "12", "--ignore-eot")
 	j1, _ := json.Marshal(out) // JSON turns invalid UTF-8 into U+FFFD
 	var streamed string
 	json.Unmarshal(j1, &streamed)
@@ -142,11 +135,7 @@ func TestGenerateCLI(t *testing.T) {
 	badGGUF := filepath.Join(t.TempDir(), "bad.gguf")
 	os.WriteFile(badGGUF, []byte("GGUF but not really"), 0o644)
 	long := strings.Repeat("earth ", 200)
-	for _, c := range []struct {
-		args []string
-		code int
-		want string
-	}{
+	checkCLI(t, []cliCase{
 		{[]string{"--model", target, "--prompt", ""}, 2, "empty"},
 		{[]string{"--model", target, "--prompt", long}, 1, "context"},
 		{[]string{"--model", filepath.Join(t.TempDir(), "nope"), "--prompt", "x"}, 1, "does not exist"},
@@ -156,15 +145,10 @@ func TestGenerateCLI(t *testing.T) {
 		{[]string{"--model", target, "--prompt", "x", "--draft", other}, 1, "tokenizer"},
 		{[]string{"--model", target, "--prompt", "x", "--temperature", "-1"}, 2, "temperature"},
 		{[]string{"--prompt", "x"}, 2, "--model"},
-	} {
-		code, _, errs := runCmd(t, append([]string{"generate"}, c.args...)...)
-		if code != c.code || !strings.Contains(errs, c.want) || strings.Count(strings.TrimSpace(errs), "\n") > 0 && c.code == 1 {
-			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, errs, c.code, c.want)
-		}
-	}
+	}, "generate")
 
 	// bench generate prints the fields docs/generate.md lists.
-	code, out, errs = runCmd(t, "bench", "generate", "--model", target, "--draft", draft, "--draft", "ngram", "--prompt-tokens", "8", "--gen-tokens", "8", "--json")
+	code, out, errs = moeCLI("bench", "generate", "--model", target, "--draft", draft, "--draft", "ngram", "--prompt-tokens", "8", "--gen-tokens", "8", "--json")
 	if code != 0 {
 		t.Fatalf("bench: exit %d: %s", code, errs)
 	}
@@ -228,7 +212,7 @@ func TestBenchGenerateConfig(t *testing.T) {
 	if err := dc.Save(dp); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs := runCmd(t, "bench", "generate", "--config", tp, "--draft-config", dp, "--draft", "ngram", "--prompt-tokens", "8", "--gen-tokens", "8", "--runs", "1", "--json")
+	code, out, errs := moeCLI("bench", "generate", "--config", tp, "--draft-config", dp, "--draft", "ngram", "--prompt-tokens", "8", "--gen-tokens", "8", "--runs", "1", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -248,7 +232,7 @@ func TestBenchGenerateConfig(t *testing.T) {
 		{"--config", tp, "--prompt-tokens", "40", "--gen-tokens", "40"}, // beyond the context of 48
 		{"--config", tp, "--gen-tokens", "0"},
 	} {
-		if code, _, errs := runCmd(t, append([]string{"bench", "generate"}, args...)...); code != 2 {
+		if code, _, errs := moeCLI(append([]string{"bench", "generate"}, args...)...); code != 2 {
 			t.Errorf("%v: exit %d (%s), want 2", args, code, errs)
 		}
 	}

@@ -70,11 +70,7 @@ func TestPlanCLIErrors(t *testing.T) {
 		"num_hidden_layers":1,"num_attention_heads":2,"max_position_embeddings":8,"num_local_experts":2,"num_experts_per_tok":4}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		args []string
-		code int
-		want string
-	}{
+	checkCLI(t, []cliCase{
 		{[]string{"plan"}, 2, "CONFIG"},
 		{[]string{"plan", "a", "b"}, 2, "CONFIG"},
 		{[]string{"plan", "tiny", "--mfu", "2"}, 2, "--mfu"},
@@ -85,14 +81,5 @@ func TestPlanCLIErrors(t *testing.T) {
 		{[]string{"plan", "no-such-model"}, 1, "no-such-model"},
 		{[]string{"plan", dir}, 1, bad + ": num_experts_per_tok (4) > num_local_experts (2)"},
 		{[]string{"plan", "--help"}, 0, ""},
-	} {
-		var out, errb bytes.Buffer
-		code := run(tc.args, &out, &errb)
-		if code != tc.code || !strings.Contains(errb.String(), tc.want) {
-			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tc.args, code, errb.String(), tc.code, tc.want)
-		}
-		if code == 1 && strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
-			t.Errorf("%v: error is not one line: %q", tc.args, errb.String())
-		}
-	}
+	})
 }

@@ -63,21 +63,12 @@ func TestQuantizeCLI(t *testing.T) {
 }
 
 func TestQuantizeUsage(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		code int
-		want string
-	}{
+	checkCLI(t, []cliCase{
 		{[]string{"quantize"}, 2, "want IN OUT TYPE"},
 		{[]string{"quantize", "a.gguf", "b.gguf"}, 2, "want IN OUT TYPE"},
 		{[]string{"quantize", "a.gguf", "b.gguf", "q7_k"}, 2, "q4_k_m"},
 		{[]string{"quantize", "a.gguf", "a.gguf", "q8_0"}, 2, "same file"},
 		{[]string{"quantize", filepath.Join(t.TempDir(), "missing.gguf"), "b.gguf", "q8_0"}, 1, "no such file"},
 		{[]string{"quantize", "--help"}, 0, ""},
-	} {
-		code, _, errs := moeCLI(c.args...)
-		if code != c.code || !strings.Contains(errs, c.want) {
-			t.Errorf("moe %v: exit %d (%q), want %d mentioning %q", c.args, code, errs, c.code, c.want)
-		}
-	}
+	})
 }

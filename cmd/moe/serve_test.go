@@ -71,13 +71,13 @@ func serveTestRunDir(t *testing.T) string {
 }
 
 func TestServeCommand(t *testing.T) {
-	if code, _, errOut := runCmd(t, "serve"); code != 2 || !strings.Contains(errOut, "--model is required") {
+	if code, _, errOut := moeCLI("serve"); code != 2 || !strings.Contains(errOut, "--model is required") {
 		t.Errorf("no --model: exit %d, stderr %q", code, errOut)
 	}
-	if code, _, _ := runCmd(t, "serve", "--model", "x", "--parallel", "0"); code != 2 {
+	if code, _, _ := moeCLI("serve", "--model", "x", "--parallel", "0"); code != 2 {
 		t.Errorf("--parallel 0: exit %d, want 2", code)
 	}
-	if code, _, errOut := runCmd(t, "serve", "--model", filepath.Join(t.TempDir(), "missing"), "--addr", "127.0.0.1:0"); code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+	if code, _, errOut := moeCLI("serve", "--model", filepath.Join(t.TempDir(), "missing"), "--addr", "127.0.0.1:0"); code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Errorf("missing model: exit %d, stderr %q (want 1 and one line)", code, errOut)
 	}
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/moe-llm/moe/gguf"
@@ -67,18 +66,10 @@ func TestTokenizeVocabOnlyGGUF(t *testing.T) {
 
 func TestTokenizeErrors(t *testing.T) {
 	path := writeVocabGGUF(t, false)
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"tokenize", "x"}, "--model is required"},
-		{[]string{"tokenize", "--model", path}, "give TEXT or --file"},
-		{[]string{"tokenize", "--model", path, "--file", path, "x"}, "not both"},
-		{[]string{"tokenize", "--model", filepath.Join(t.TempDir(), "none.gguf"), "x"}, "none.gguf"},
-	} {
-		var out, errb bytes.Buffer
-		if code := run(c.args, &out, &errb); code == 0 || !strings.Contains(errb.String(), c.want) {
-			t.Errorf("%v: exit %d, stderr %q, want it to mention %q", c.args, code, errb.String(), c.want)
-		}
-	}
+	checkCLI(t, []cliCase{
+		{[]string{"x"}, 2, "--model is required"},
+		{[]string{"--model", path}, 2, "give TEXT or --file"},
+		{[]string{"--model", path, "--file", path, "x"}, 2, "not both"},
+		{[]string{"--model", filepath.Join(t.TempDir(), "none.gguf"), "x"}, 1, "none.gguf"},
+	}, "tokenize")
 }

@@ -100,11 +100,7 @@ func (g *gen) rowAxpyBF16(ma int) {
 	g.args("b+24 DX", "ldb+32 R9")
 	g.p("\tSHLQ $1, R9")
 	g.p("\tLEAQ (R8)(R8*2), AX")
-	for i := 0; i < ma; i++ {
-		for v := 0; v < nv; v++ {
-			g.p("\tVPXORD %s, %s, %s", acc(i, v), acc(i, v), acc(i, v))
-		}
-	}
+	g.zero("VPXORD", "Z", ma*nv)
 	g.p("\tTESTQ CX, CX")
 	g.p("\tJE %s_done", name)
 	g.p("%s_loop:", name)

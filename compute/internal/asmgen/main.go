@@ -163,9 +163,7 @@ func (g *gen) sgemm(is isa, mode aMode) {
 		}
 		g.p("\tADDQ R9, AX")
 	}
-	for r := 0; r < nacc; r++ {
-		g.p("\t%s %s, %s, %s", is.zero, R(r), R(r), R(r))
-	}
+	g.zero(is.zero, is.reg, nacc)
 	lbl, store, over := name+"_loop", name+"_store", name+"_overwrite"
 	g.p("\tTESTQ CX, CX")
 	g.p("\tJE %s", store)
@@ -203,26 +201,14 @@ func (g *gen) sgemm(is isa, mode aMode) {
 	g.p("\tMOVQ add+%d(FP), AX", 56+off)
 	g.p("\tTESTQ AX, AX")
 	g.p("\tJE %s", over)
-	for i := 0; i < is.mr; i++ {
-		for v := 0; v < nv; v++ {
-			g.p("\tVFMADD213PS %d(DI), %s, %s", vb*v, alpha, R(i*nv+v))
-			g.p("\tVMOVUPS %s, %d(DI)", R(i*nv+v), vb*v)
-		}
-		if i != is.mr-1 {
-			g.p("\tADDQ R9, DI")
-		}
-	}
+	g.storeTile(is.mr, nv, vb, R, "R9", func(off int, r string) {
+		g.p("\tVFMADD213PS %d(DI), %s, %s", off, alpha, r)
+	})
 	g.vret()
 	g.p("%s:", over)
-	for i := 0; i < is.mr; i++ {
-		for v := 0; v < nv; v++ {
-			g.p("\tVMULPS %s, %s, %s", alpha, R(i*nv+v), R(i*nv+v))
-			g.p("\tVMOVUPS %s, %d(DI)", R(i*nv+v), vb*v)
-		}
-		if i != is.mr-1 {
-			g.p("\tADDQ R9, DI")
-		}
-	}
+	g.storeTile(is.mr, nv, vb, R, "R9", func(_ int, r string) {
+		g.p("\tVMULPS %s, %s, %s", alpha, r, r)
+	})
 	g.vret()
 }
 
@@ -236,6 +222,9 @@ func (g *gen) rowBases(bases []string) {
 		g.p("\tLEAQ (%s)(AX*1), %s", bases[i-1], bases[i])
 	}
 }
+
+// zreg returns the name of zmm register r.
+func zreg(r int) string { return fmt.Sprintf("Z%d", r) }
 
 // rowAddr returns the address of row r (0-based) of a matrix whose row
 // pointers are spread over bases (3 rows per base) with stride register ld.
@@ -283,9 +272,7 @@ func (g *gen) dot(ma int, bf16 bool) {
 		g.p("\tLEAQ (%s)(AX*1), %s", bbases[i-1], bbases[i])
 	}
 	nacc := ma * nb
-	for r := 0; r < nacc; r++ {
-		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
-	}
+	g.zero("VPXORD", "Z", nacc)
 	lbl := name + "_loop"
 	done := name + "_done"
 	g.p("\tTESTQ CX, CX")
@@ -329,21 +316,11 @@ func (g *gen) dot(ma int, bf16 bool) {
 func (g *gen) vdot() {
 	g.text("dotAVX512", "(n int, x *float32, y *float32) float32", 28)
 	g.args("n+0 CX", "x+8 SI", "y+16 DI")
-	for r := 0; r < 4; r++ {
-		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
-	}
-	g.p("\tSHRQ $6, CX")
-	g.p("\tJE vdot_reduce")
-	g.p("vdot_loop:")
-	for r := 0; r < 4; r++ {
+	g.zero("VPXORD", "Z", 4)
+	g.stream4("vdot_loop", "vdot_reduce", func(r int) {
 		g.p("\tVMOVUPS %d(SI), Z%d", 64*r, 4+r)
 		g.p("\tVFMADD231PS %d(DI), Z%d, Z%d", 64*r, 4+r, r)
-	}
-	g.p("\tADDQ $256, SI")
-	g.p("\tADDQ $256, DI")
-	g.p("\tDECQ CX")
-	g.p("\tJNE vdot_loop")
-	g.p("vdot_reduce:")
+	})
 	g.p("\tVADDPS Z1, Z0, Z0")
 	g.p("\tVADDPS Z3, Z2, Z2")
 	g.p("\tVADDPS Z2, Z0, Z0")
@@ -366,19 +343,11 @@ func (g *gen) axpy() {
 	g.p("\tMOVQ n+0(FP), CX")
 	g.p("\tVBROADCASTSS alpha+8(FP), Z8")
 	g.args("x+16 SI", "y+24 DI")
-	g.p("\tSHRQ $6, CX")
-	g.p("\tJE axpy_done")
-	g.p("axpy_loop:")
-	for r := 0; r < 4; r++ {
+	g.stream4("axpy_loop", "axpy_done", func(r int) {
 		g.p("\tVMOVUPS %d(DI), Z%d", 64*r, r)
 		g.p("\tVFMADD231PS %d(SI), Z8, Z%d", 64*r, r)
 		g.p("\tVMOVUPS Z%d, %d(DI)", r, 64*r)
-	}
-	g.p("\tADDQ $256, SI")
-	g.p("\tADDQ $256, DI")
-	g.p("\tDECQ CX")
-	g.p("\tJNE axpy_loop")
-	g.p("axpy_done:")
+	})
 	g.vret()
 }
 
@@ -387,18 +356,7 @@ func (g *gen) axpy() {
 // iteration); func addChain(n int) runs n×8 dependent integer adds (8 cycles
 // per iteration on any x86 core), which gives the clock.
 func (g *gen) probes() {
-	g.text("fmaLoopAVX512", "(n int)", 8)
-	g.p("\tMOVQ n+0(FP), CX")
-	for r := 0; r < 18; r++ {
-		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
-	}
-	g.p("fma_loop:")
-	for r := 0; r < 16; r++ {
-		g.p("\tVFMADD231PS Z16, Z17, Z%d", r)
-	}
-	g.p("\tDECQ CX")
-	g.p("\tJNE fma_loop")
-	g.vret()
+	g.peakLoop("fmaLoopAVX512", "fma_loop", func(r int) string { return fmt.Sprintf("VFMADD231PS Z16, Z17, Z%d", r) })
 	g.text("addChain", "(n int) int", 16)
 	g.p("\tMOVQ n+0(FP), CX")
 	g.p("\tXORQ AX, AX")
@@ -410,6 +368,40 @@ func (g *gen) probes() {
 	g.p("\tJNE add_loop")
 	g.p("\tMOVQ AX, ret+8(FP)")
 	g.p("\tRET")
+}
+
+// peakLoop writes func name(n int): n iterations of 16 independent
+// instructions op(r), r < 16, each accumulating into Z<r> from Z16 and Z17
+// (Z0..Z17 zeroed first), for timing a core's peak.
+func (g *gen) peakLoop(name, loop string, op func(r int) string) {
+	g.text(name, "(n int)", 8)
+	g.p("\tMOVQ n+0(FP), CX")
+	g.zero("VPXORD", "Z", 18)
+	g.p("%s:", loop)
+	for r := 0; r < 16; r++ {
+		g.p("\t%s", op(r))
+	}
+	g.p("\tDECQ CX")
+	g.p("\tJNE %s", loop)
+	g.vret()
+}
+
+// stream4 writes a loop over CX/64 steps (CX a count of floats), each
+// writing body(r) for the four 16-float vectors r < 4 at 64·r(SI) and
+// 64·r(DI) and then advancing SI and DI 256 bytes; with CX/64 zero it
+// jumps straight to label done, which ends the loop.
+func (g *gen) stream4(loop, done string, body func(r int)) {
+	g.p("\tSHRQ $6, CX")
+	g.p("\tJE %s", done)
+	g.p("%s:", loop)
+	for r := 0; r < 4; r++ {
+		body(r)
+	}
+	g.p("\tADDQ $256, SI")
+	g.p("\tADDQ $256, DI")
+	g.p("\tDECQ CX")
+	g.p("\tJNE %s", loop)
+	g.p("%s:", done)
 }
 
 // rowAxpy writes
@@ -430,9 +422,7 @@ func (g *gen) rowAxpy(ma, nv int) {
 		g.p("\tLEAQ (SI)(AX*1), R10")
 	}
 	nacc := ma * nv
-	for r := 0; r < nacc; r++ {
-		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
-	}
+	g.zero("VPXORD", "Z", nacc)
 	lbl, done := name+"_loop", name+"_done"
 	g.p("\tTESTQ CX, CX")
 	g.p("\tJE %s", done)
@@ -457,15 +447,9 @@ func (g *gen) rowAxpy(ma, nv int) {
 	g.args("c+40 DI", "ldc+48 R11")
 	g.p("\tSHLQ $2, R11")
 	g.p("\tVBROADCASTSS alpha+56(FP), Z30")
-	for i := 0; i < ma; i++ {
-		for v := 0; v < nv; v++ {
-			g.p("\tVFMADD213PS %d(DI), Z30, Z%d", 64*v, i*nv+v)
-			g.p("\tVMOVUPS Z%d, %d(DI)", i*nv+v, 64*v)
-		}
-		if i != ma-1 {
-			g.p("\tADDQ R11, DI")
-		}
-	}
+	g.storeTile(ma, nv, 64, zreg, "R11", func(off int, r string) {
+		g.p("\tVFMADD213PS %d(DI), Z30, %s", off, r)
+	})
 	g.vret()
 }
 
@@ -599,6 +583,32 @@ func (g *gen) args(loads ...string) {
 	for _, l := range loads {
 		arg, reg, _ := strings.Cut(l, " ")
 		g.p("\tMOVQ %s(FP), %s", arg, reg)
+	}
+}
+
+// zero writes op reg<r>, reg<r>, reg<r> for r < n: registers 0..n-1 of
+// prefix reg (Z, Y) zeroed by an xor with themselves.
+func (g *gen) zero(op, reg string, n int) {
+	for r := 0; r < n; r++ {
+		g.p("\t%s %s%d, %s%d, %s%d", op, reg, r, reg, r, reg, r)
+	}
+}
+
+// storeTile stores the mr×nv accumulator tile acc(i*nv+v) to C at DI:
+// vector v of row i at byte vb·v of row i, DI advancing by the register ld
+// between rows. With pre non-nil, pre(off, r) first writes the instruction
+// that folds alpha or the C value at off(DI) into register r.
+func (g *gen) storeTile(mr, nv, vb int, acc func(int) string, ld string, pre func(off int, r string)) {
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			if pre != nil {
+				pre(vb*v, acc(i*nv+v))
+			}
+			g.p("\tVMOVUPS %s, %d(DI)", acc(i*nv+v), vb*v)
+		}
+		if i != mr-1 {
+			g.p("\tADDQ %s, DI", ld)
+		}
 	}
 }
 

@@ -198,9 +198,7 @@ func (g *gen) qdotKernel(t qdotType, R int) {
 	col, grp := name+"_col", name+"_grp"
 	g.p("%s:", col)
 	g.args("w+8 SI", "aq+32 R8", "lan+48 R9", "ad+64 R10", "groups+0 BX")
-	for r := 0; r < R; r++ {
-		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
-	}
+	g.zero("VPXORD", "Z", R)
 	g.p("%s:", grp)
 	cursors := func() {
 		g.p("\tMOVQ R8, CX")
@@ -785,9 +783,7 @@ func le64(b []byte) uint64 {
 func (g *gen) qread() {
 	g.text("qReadAVX512", "(n int, p *byte) uint64", 24)
 	g.args("n+0 CX", "p+8 SI")
-	for i := 0; i < 4; i++ {
-		g.p("\tVPXORQ Z%d, Z%d, Z%d", i, i, i)
-	}
+	g.zero("VPXORQ", "Z", 4)
 	g.p("\tSHRQ $8, CX")
 	g.p("\tJZ qread_done")
 	g.p("qread_loop:")
@@ -844,9 +840,7 @@ func (g *gen) qdotFloat(ft string, R int) {
 	g.p("\tKMOVW AX, K1")
 	g.p("%s_col:", name)
 	g.args("w+8 SI", "a+32 R8", "n16+0 BX")
-	for r := 0; r < R; r++ {
-		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
-	}
+	g.zero("VPXORD", "Z", R)
 	g.p("\tTESTQ BX, BX")
 	g.p("\tJZ %s_tail", name)
 	g.p("%s_loop:", name)

@@ -137,9 +137,7 @@ func (g *gen) sbgemm(mode aMode) {
 		g.p("\tADDQ R9, AX")
 	}
 	nacc := mr * nv
-	for r := 0; r < nacc; r++ {
-		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
-	}
+	g.zero("VPXORD", "Z", nacc)
 	lbl, store, over := name+"_loop", name+"_store", name+"_overwrite"
 	g.p("\tTESTQ CX, CX")
 	g.p("\tJE %s", store)
@@ -177,39 +175,18 @@ func (g *gen) sbgemm(mode aMode) {
 	g.p("\tMOVQ add+%d(FP), AX", 48+off)
 	g.p("\tTESTQ AX, AX")
 	g.p("\tJE %s", over)
-	rows := func(addC bool) {
-		for i := 0; i < mr; i++ {
-			for v := 0; v < nv; v++ {
-				if addC {
-					g.p("\tVADDPS %d(DI), Z%d, Z%d", 64*v, i*nv+v, i*nv+v)
-				}
-				g.p("\tVMOVUPS Z%d, %d(DI)", i*nv+v, 64*v)
-			}
-			if i != mr-1 {
-				g.p("\tADDQ R9, DI")
-			}
-		}
-		g.vret()
-	}
-	rows(true)
+	g.storeTile(mr, nv, 64, zreg, "R9", func(off int, r string) {
+		g.p("\tVADDPS %d(DI), %s, %s", off, r, r)
+	})
+	g.vret()
 	g.p("%s:", over)
-	rows(false)
+	g.storeTile(mr, nv, 64, zreg, "R9", nil)
+	g.vret()
 }
 
 // dpbf16Probe writes func dpbf16LoopAVX512(n int): n×16 independent
 // VDPBF16PS on zmm registers (1024 FLOP per iteration), which MeasurePeakBF16
 // times.
 func (g *gen) dpbf16Probe() {
-	g.text("dpbf16LoopAVX512", "(n int)", 8)
-	g.p("\tMOVQ n+0(FP), CX")
-	for r := 0; r < 18; r++ {
-		g.p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
-	}
-	g.p("dpbf16_loop:")
-	for r := 0; r < 16; r++ {
-		g.p("\t%s", vdpbf16ps(16, 17, r))
-	}
-	g.p("\tDECQ CX")
-	g.p("\tJNE dpbf16_loop")
-	g.vret()
+	g.peakLoop("dpbf16LoopAVX512", "dpbf16_loop", func(r int) string { return vdpbf16ps(16, 17, r) })
 }

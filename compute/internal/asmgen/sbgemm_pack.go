@@ -22,15 +22,8 @@ func (g *gen) bf16PackPanels() {
 func (g *gen) bf16PackPanel(name string, w int) {
 	nv := (w + 15) / 16
 	masked := w%16 != 0
-	g.p("")
-	g.p("// func %s(kp, np int, x *float32, ld int, dst *uint32, pstride int)", name)
-	g.p("TEXT ·%s(SB), NOSPLIT, $0-48", name)
-	g.p("\tMOVQ kp+0(FP), CX")
-	g.p("\tMOVQ np+8(FP), R10")
-	g.p("\tMOVQ x+16(FP), SI")
-	g.p("\tMOVQ ld+24(FP), DX")
-	g.p("\tMOVQ dst+32(FP), DI")
-	g.p("\tMOVQ pstride+40(FP), R11")
+	g.text(name, "(kp, np int, x *float32, ld int, dst *uint32, pstride int)", 48)
+	g.args("kp+0 CX", "np+8 R10", "x+16 SI", "ld+24 DX", "dst+32 DI", "pstride+40 R11")
 	g.p("\tSHLQ $2, DX")
 	g.p("\tSHLQ $2, R11")
 	g.p("\tLEAQ (DX)(DX*1), R9")
@@ -74,6 +67,5 @@ func (g *gen) bf16PackPanel(name string, w int) {
 	g.p("\tDECQ R10")
 	g.p("\tJNE %s_panel", name)
 	g.p("%s_done:", name)
-	g.p("\tVZEROUPPER")
-	g.p("\tRET")
+	g.vret()
 }
