@@ -85,29 +85,33 @@ func (m *Model) denseBackward(l int) {
 	la := &a.layers[l]
 	W, G := &m.W.Layers[l], &m.G.Layers[l]
 	N, d := a.B*a.T, cfg.HiddenSize
-	m.ffnBackward(m.pool, N, d, cfg.IntermediateSize, la.xn2, a.dres, m.wf[l].gu, W.Down, la.gu, la.h,
-		m.gf[l].gu, G.Down, a.dgu, a.dh, a.dxn, 0)
+	ff := cfg.IntermediateSize
+	m.ffnBackward(m.pool, N, d, ff, la.xn2, a.dres, nil, m.wf[l].gu, W.Down, la.gu, la.h,
+		m.gf[l].gu, G.Down, a.dgu, a.dh, m.bf16Scratch(&a.g16, N*2*ff, 2*ff), a.dxn, 0)
 	rmsNormBackward(m.pool, a.dres, G.FFNNorm, a.dxn, la.mid, W.FFNNorm, la.rstd2, N, d, a.normPart)
 }
 
 // ffnBackward back-propagates dy [n,d] through y = down(silu(gate(x)) ⊙
 // up(x)): it adds the weight gradients to dGU ([2f,d]) and dDown ([d,f]) and
 // writes dx = beta·dx + ∂/∂x, using dgu [n,2f] and dh [n,f] as scratch.
-func (m *Model) ffnBackward(p *compute.Pool, n, d, f int, x, dy, guW, down, gu, h, dGU, dDown, dgu, dh, dx []float32, beta float32) {
+// dy16 (or nil) is dy's bf16 copy; dgu16, when not nil, is scratch [n,2f]
+// for dgu's (see bf16Scratch).
+func (m *Model) ffnBackward(p *compute.Pool, n, d, f int, x, dy []float32, dy16 []compute.BF16, guW, down, gu, h, dGU, dDown, dgu, dh []float32, dgu16 []compute.BF16, dx []float32, beta float32) {
 	if n == 0 {
 		return
 	}
-	m.gemm(p, false, false, n, f, d, 1, dy, d, down, f, 0, dh, f)
+	m.gemmA(p, false, n, f, d, 1, dy, dy16, d, down, f, 0, dh, f)
 	m.gemm(p, true, false, d, f, n, 1, dy, d, h, f, 1, dDown, f)
 	rowChunks(p, n, func(_, r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			g := gu[r*2*f : (r+1)*2*f]
 			dg := dgu[r*2*f : (r+1)*2*f]
 			compute.SwiGLUBackward(dg[:f], dg[f:], dh[r*f:(r+1)*f], g[:f], g[f:])
+			putBF16(sub16(dgu16, r*2*f, (r+1)*2*f), dg)
 		}
 	})
 	m.gemm(p, true, false, 2*f, d, n, 1, dgu, 2*f, x, d, 1, dGU, d)
-	m.gemm(p, false, false, n, d, 2*f, 1, dgu, 2*f, guW, d, beta, dx, d)
+	m.gemmA(p, false, n, d, 2*f, 1, dgu, dgu16, 2*f, guW, d, beta, dx, d)
 }
 
 // attentionBackward back-propagates a.dres (the gradient of
