@@ -391,7 +391,7 @@ func TopK(scores []float32, k int, idx []int32) int {
 }
 
 // GatherRows copies rows: dst[i] = src[idx[i]] for each i, rows of length d.
-func GatherRows(dst, src []float32, idx []int32, d int) {
+func GatherRows[T any](dst, src []T, idx []int32, d int) {
 	for i, j := range idx {
 		copy(dst[i*d:i*d+d], src[int(j)*d:int(j)*d+d])
 	}

@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"fmt"
 	"math"
 	"unsafe"
 )
@@ -23,7 +24,64 @@ func GemmBF16Mixed(p *Pool, transA, transB bool, m, n, k int, alpha float32, a [
 	if err := CheckGemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
 		panic(err)
 	}
-	gemmMixed(defaultMixed, p, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	gemmMixed(defaultMixed, p, transA, transB, m, n, k, alpha, a, lda, nil, b, ldb, beta, c, ldc)
+}
+
+// ConvertBF16Mixed sets dst[i] to src[i] rounded to bfloat16 the way
+// GemmBF16Mixed rounds its inputs (nearest, ties to even; zeros and float32
+// denormals become a zero of the same sign; NaNs stay quiet NaNs), for
+// i < len(src). A producer of activations that writes this copy while the
+// row is still in cache spares GemmBF16MixedA the conversion.
+func ConvertBF16Mixed(dst []BF16, src []float32) {
+	dst = dst[:len(src)]
+	n := len(src) &^ 1
+	if n > 0 {
+		defaultMixed.cvtRow(src[:n], unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(dst))), n/2))
+	}
+	if n < len(src) {
+		dst[n] = BF16(bf16DAZBits(src[n]))
+	}
+}
+
+// CheckGemmBF16MixedA reports whether GemmBF16MixedA's arguments are
+// consistent: besides CheckGemm's shapes, A's row stride and the depth k
+// must be even (A's rows are read as bf16 pairs in place).
+func CheckGemmBF16MixedA(transB bool, m, n, k int, a []BF16, lda int, b []float32, ldb int, c []float32, ldc int) error {
+	if k%2 != 0 || lda%2 != 0 {
+		return fmt.Errorf("gemm: bf16 A needs an even depth and row stride, got k=%d lda=%d", k, lda)
+	}
+	if m < 0 || n < 0 || k < 0 {
+		return fmt.Errorf("gemm: negative size m=%d n=%d k=%d", m, n, k)
+	}
+	if err := checkMatrix("A", m, k, len(a), lda); err != nil {
+		return err
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	if err := checkMatrix("B", br, bc, len(b), ldb); err != nil {
+		return err
+	}
+	return checkMatrix("C", m, n, len(c), ldc)
+}
+
+// GemmBF16MixedA is GemmBF16Mixed for an untransposed A that is already
+// rounded: a holds the m×k matrix (row stride lda) as ConvertBF16Mixed
+// writes it, and the result is bit for bit GemmBF16Mixed's on the float32
+// A it was converted from. k and lda must be even; inconsistent arguments
+// panic with CheckGemmBF16MixedA's error before memory is touched.
+func GemmBF16MixedA(p *Pool, transB bool, m, n, k int, alpha float32, a []BF16, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if err := CheckGemmBF16MixedA(transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
+		panic(err)
+	}
+	gemmMixed(defaultMixed, p, false, transB, m, n, k, alpha, nil, lda, bf16Pairs(a), b, ldb, beta, c, ldc)
+}
+
+// bf16Pairs reads a bf16 slice as pairs (a trailing odd element dropped):
+// pair q is a[2q] in the low half and a[2q+1] in the high half.
+func bf16Pairs(a []BF16) []uint32 {
+	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(a))), len(a)/2)
 }
 
 // HasBF16Kernels reports whether GemmBF16Mixed runs on the AVX-512 BF16
@@ -309,7 +367,10 @@ func u32Buf(p *Pool, n int) ([]uint32, *[]float32) {
 // blocks of gemmNC columns and mixedKCFor(k) depth, B packed once per block
 // (in parallel), then per gemmMC rows A packed and the tiles shared out as
 // tasks. Every tile is computed the same way whatever the thread count.
-func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+//
+// a16, when not nil, is an untransposed A given as bf16 pairs (row stride
+// lda/2 pairs, k even) in place of a: its rows are read where they are.
+func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, a16 []uint32, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -334,7 +395,7 @@ func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alph
 	// An untransposed A is converted to rows of pairs that the micro-kernel
 	// reads in place (its ragged last panel is packed from them).
 	var arows []uint32
-	if !transA {
+	if !transA && a16 == nil {
 		var rbuf *[]float32
 		arows, rbuf = u32Buf(p, mcMax*kpMax)
 		defer p.putBuf(rbuf)
@@ -351,7 +412,7 @@ func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alph
 	// The block loops fill in one mixedCall whose methods are the tasks
 	// (one allocation per product, not closures per block).
 	s := &mixedCall{ks: ks, transA: transA, transB: transB, m: m, n: n, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-		c: c, ldc: ldc, bpack: bpack, apack: apack, arows: arows, scratch: scratch, kpMax: kpMax}
+		c: c, ldc: ldc, bpack: bpack, apack: apack, arows: arows, scratch: scratch, kpMax: kpMax, a16: a16}
 	for s.jc = 0; s.jc < n; s.jc += gemmNC {
 		s.nc = min(gemmNC, n-s.jc)
 		s.npb = (s.nc + nr - 1) / nr
@@ -385,6 +446,7 @@ type mixedCall struct {
 	lda, ldb, ldc       int
 	bpack, apack, arows []uint32
 	scratch             []uint32
+	a16                 []uint32 // A as bf16 pairs (row stride lda/2), or nil
 	kpMax               int
 	jc, nc, npb         int // column block
 	pc, kc, kp          int // depth block
@@ -430,6 +492,15 @@ func (s *mixedCall) packATask(t int) {
 		packATransMixed(s.ks, s.a, s.lda, s.ic+lo, hi-lo, s.pc, s.kc, s.apack[lo*kp:])
 		return
 	}
+	if s.a16 != nil {
+		// Already converted: only the ragged last panel is packed.
+		if hi == s.mc && s.mc%mr != 0 {
+			last := (s.npa - 1) * mr
+			ld := s.lda / 2
+			panelFromRows(s.a16[(s.ic+last)*ld+s.pc/2:], ld, kp, s.mc-last, s.apack[last*kp:])
+		}
+		return
+	}
 	convertRows(s.ks, s.a, s.lda, s.ic+lo, hi-lo, s.pc, s.kc, s.arows[lo*kp:])
 	if hi == s.mc && s.mc%mr != 0 {
 		last := (s.npa - 1) * mr
@@ -448,12 +519,18 @@ func (s *mixedCall) tileTask(t int) {
 		i0 := s.ic + ip*mr
 		rows := min(mr, s.m-i0)
 		var ar []uint32 // A's pair rows in place (full panel)
-		if !s.transA && rows == mr {
+		lda := kp
+		switch {
+		case s.transA || rows < mr:
+		case s.a16 != nil:
+			lda = s.lda / 2
+			ar = s.a16[i0*lda+s.pc/2 : (i0+mr-1)*lda+s.pc/2+kp]
+		default:
 			ar = s.arows[ip*mr*kp : (ip+1)*mr*kp]
 		}
 		micro := func(c []float32, ldc int, add bool, bp []uint32) {
 			if ar != nil {
-				ks.microRows(kp, ar, kp, bp, c, ldc, alpha, add)
+				ks.microRows(kp, ar, lda, bp, c, ldc, alpha, add)
 			} else {
 				ks.micro(kp, ap, bp, c, ldc, alpha, add)
 			}

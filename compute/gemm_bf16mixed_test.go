@@ -100,7 +100,7 @@ func runMixed(ks *mixedKernels, threads int, tc mixedCase, a, b, c []float32) []
 	out := append([]float32(nil), c...)
 	p := NewPool(threads)
 	defer p.Close()
-	gemmMixed(ks, p, tc.ta, tc.tb, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, out, tc.n)
+	gemmMixed(ks, p, tc.ta, tc.tb, tc.m, tc.n, tc.k, tc.alpha, a, lda, nil, b, ldb, tc.beta, out, tc.n)
 	return out
 }
 
@@ -317,5 +317,70 @@ func TestMixedPackMatchesGeneric(t *testing.T) {
 				t.Fatalf("packBMixed transposed kc=%d cols=%d: differs from the portable packing", kc, cols)
 			}
 		}
+	}
+}
+
+// GemmBF16MixedA on a ConvertBF16Mixed copy of A (with a padded row
+// stride) gives GemmBF16Mixed's bits on the float32 A, for both kernel
+// sets, edge tiles, depth blocking and 1 or 3 threads; ConvertBF16Mixed
+// rounds as the product does (ties, denormals, NaN, Inf, odd lengths).
+func TestGemmBF16MixedAEqualsFloatA(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	sp := specialFloats(r, 999)
+	got := make([]BF16, len(sp))
+	ConvertBF16Mixed(got, sp)
+	for i, v := range sp {
+		if uint32(got[i]) != bf16DAZBits(v) {
+			t.Fatalf("ConvertBF16Mixed(%#x) = %#x, want %#x", math.Float32bits(v), got[i], bf16DAZBits(v))
+		}
+	}
+	kernels := map[string]*mixedKernels{"generic": &genericMixed}
+	if fast := fastMixed(); fast != nil {
+		kernels["avx512"] = fast
+	}
+	for _, s := range [][3]int{{1, 1, 2}, {12, 32, 8}, {13, 33, 10}, {37, 70, 130}, {25, 40, 1100}, {100, 3, 64}} {
+		m, n, k := s[0], s[1], s[2]
+		for _, tb := range []bool{false, true} {
+			lda, ldb := k+6, n
+			if tb {
+				ldb = k
+			}
+			a, b, c := randMat(r, m*lda), randMat(r, k*max(n, ldb)), randMat(r, m*n)
+			a16 := make([]BF16, len(a))
+			ConvertBF16Mixed(a16, a)
+			for name, ks := range kernels {
+				for _, threads := range []int{1, 3} {
+					p := NewPool(threads)
+					want := append([]float32(nil), c...)
+					gemmMixed(ks, p, false, tb, m, n, k, 0.5, a, lda, nil, b, ldb, 1, want, n)
+					got := append([]float32(nil), c...)
+					gemmMixed(ks, p, false, tb, m, n, k, 0.5, nil, lda, bf16Pairs(a16), b, ldb, 1, got, n)
+					p.Close()
+					for i := range want {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("%s %d threads %dx%dx%d tb=%v: C[%d] = %v, want %v", name, threads, m, n, k, tb, i, got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+	// The exported entry point, and its argument checks.
+	a, b := randMat(r, 4*6), randMat(r, 6*5)
+	a16 := make([]BF16, len(a))
+	ConvertBF16Mixed(a16, a)
+	want, gotC := make([]float32, 20), make([]float32, 20)
+	GemmBF16Mixed(nil, false, false, 4, 5, 6, 1, a, 6, b, 5, 0, want, 5)
+	GemmBF16MixedA(nil, false, 4, 5, 6, 1, a16, 6, b, 5, 0, gotC, 5)
+	for i := range want {
+		if gotC[i] != want[i] {
+			t.Fatalf("GemmBF16MixedA C[%d] = %v, want %v", i, gotC[i], want[i])
+		}
+	}
+	if err := CheckGemmBF16MixedA(false, 4, 5, 5, a16, 5, b, 5, gotC, 5); err == nil {
+		t.Fatal("odd depth accepted")
+	}
+	if err := CheckGemmBF16MixedA(false, 4, 5, 6, a16[:20], 6, b, 5, gotC, 5); err == nil {
+		t.Fatal("short A accepted")
 	}
 }

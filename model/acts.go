@@ -3,6 +3,7 @@ package model
 import (
 	"math"
 
+	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/internal/scratch"
 )
@@ -82,6 +83,14 @@ type acts struct {
 	cnt, cur   []int     // [E]
 	maxA       int
 	loadCounts []float64 // [E]
+
+	// bf16 copies of matmul A operands, written by their producers (bf16
+	// precision only; see Model.bf16Scratch).
+	xn16 []compute.BF16 // [N,d] a norm's output
+	xA16 []compute.BF16 // [A,d] the experts' gathered inputs
+	dy16 []compute.BF16 // [A,d] the experts' output gradients
+	h16  []compute.BF16 // [rows,f] SwiGLU outputs
+	g16  []compute.BF16 // [rows,2f] SwiGLU input gradients
 }
 
 // maxAssignments bounds the token-expert assignments of one MoE layer for

@@ -86,26 +86,29 @@ func (m *Model) denseBackward(l int) {
 	la := &a.layers[l]
 	W, G := &m.W.Layers[l], &m.G.Layers[l]
 	N, d := a.B*a.T, cfg.HiddenSize
-	m.ffnBackward(m.pool, N, d, cfg.IntermediateSize, la.xn2, a.dres, &m.wf[l].dense, &m.gf[l].dense, la.gu, la.h,
-		a.dgu, a.dh, a.dxn, m.resScale, 0)
+	ff := cfg.IntermediateSize
+	m.ffnBackward(m.pool, N, d, ff, la.xn2, a.dres, nil, &m.wf[l].dense, &m.gf[l].dense, la.gu, la.h,
+		a.dgu, a.dh, m.bf16Scratch(&a.g16, N*2*ff, 2*ff), a.dxn, m.resScale, 0)
 	rmsNormBackward(m.pool, a.dres, G.FFNNorm, a.dxn, la.mid, W.FFNNorm, la.rstd2, N, d, a.normPart)
 }
 
 // ffnBackward back-propagates dy [n,d] through ffnForward's y (w's
 // parameters, the gate and up outputs gu and activation h it saved): it
 // adds the parameter gradients to g and writes dx = beta·dx + ∂/∂x, using
-// dgu [n,2f] and dh [n,f] as scratch.
-func (m *Model) ffnBackward(p *compute.Pool, n, d, f int, x, dy []float32, w, g *ffnParams, gu, h, dgu, dh, dx []float32, alpha, beta float32) {
+// dgu [n,2f] and dh [n,f] as scratch. dy16 (or nil) is dy's bf16 copy;
+// dgu16, when not nil, is scratch [n,2f] for dgu's (see bf16Scratch).
+func (m *Model) ffnBackward(p *compute.Pool, n, d, f int, x, dy []float32, dy16 []compute.BF16, w, g *ffnParams, gu, h, dgu, dh []float32, dgu16 []compute.BF16, dx []float32, alpha, beta float32) {
 	if n == 0 {
 		return
 	}
-	m.gemm(p, false, false, n, f, d, alpha, dy, d, w.down, f, 0, dh, f)
+	m.gemmA(p, false, n, f, d, alpha, dy, dy16, d, w.down, f, 0, dh, f)
 	m.gemm(p, true, false, d, f, n, alpha, dy, d, h, f, 1, g.down, f)
 	rowChunks(p, n, func(_, r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			pre := gu[r*2*f : (r+1)*2*f]
 			dg := dgu[r*2*f : (r+1)*2*f]
 			m.swigluBackward(dg[:f], dg[f:], dh[r*f:(r+1)*f], pre[:f], pre[f:])
+			putBF16(sub16(dgu16, r*2*f, (r+1)*2*f), dg)
 		}
 	})
 	// The biases' gradients, summed over the rows in order: the bits do
@@ -119,7 +122,7 @@ func (m *Model) ffnBackward(p *compute.Pool, n, d, f int, x, dy []float32, w, g 
 		compute.Add(g.guBias, dgu[r*2*f:(r+1)*2*f])
 	}
 	m.gemm(p, true, false, 2*f, d, n, 1, dgu, 2*f, x, d, 1, g.gu, d)
-	m.gemm(p, false, false, n, d, 2*f, 1, dgu, 2*f, w.gu, d, beta, dx, d)
+	m.gemmA(p, false, n, d, 2*f, 1, dgu, dgu16, 2*f, w.gu, d, beta, dx, d)
 }
 
 // attentionBackward back-propagates a.dres (the gradient of

@@ -104,8 +104,9 @@ func (m *Model) forwardFrom(from int, tokens, targets []int32, B, T int, opt For
 	}
 
 	// Final norm and LM head.
-	rmsNorm(m.pool, a.xf, a.res[cfg.NumLayers], m.W.FinalNorm, N, d, m.eps, a.rstdf)
-	m.gemm(m.pool, false, true, N, V, d, m.logitScale, a.xf, d, m.W.LMHead, d, 0, a.logits, V)
+	xf16 := m.bf16Scratch(&a.xn16, N*d, d)
+	rmsNorm(m.pool, a.xf, a.res[cfg.NumLayers], m.W.FinalNorm, N, d, m.eps, a.rstdf, xf16)
+	m.gemmA(m.pool, true, N, V, d, m.logitScale, a.xf, xf16, d, m.W.LMHead, d, 0, a.logits, V)
 
 	m.state = fwdState{ok: true, tokens: tokens, targets: targets, B: B, T: T, opt: opt}
 	if targets != nil {
@@ -187,8 +188,9 @@ func (m *Model) attentionForward(l int) {
 	N := B * T
 	d, hd, nh, nkv, qdim, kvdim, qkvdim := attnSizes(cfg)
 	x := a.res[l]
-	rmsNorm(m.pool, la.xn1, x, m.W.Layers[l].AttnNorm, N, d, m.eps, la.rstd1)
-	m.gemm(m.pool, false, true, N, qkvdim, d, 1, la.xn1, d, m.wf[l].qkv, d, 0, la.qkv, qkvdim)
+	xn16 := m.bf16Scratch(&a.xn16, N*d, d)
+	rmsNorm(m.pool, la.xn1, x, m.W.Layers[l].AttnNorm, N, d, m.eps, la.rstd1, xn16)
+	m.gemmA(m.pool, true, N, qkvdim, d, 1, la.xn1, xn16, d, m.wf[l].qkv, d, 0, la.qkv, qkvdim)
 	W := &m.W.Layers[l]
 	rowChunks(m.pool, N, func(_, r0, r1 int) {
 		for i := r0; i < r1; i++ {
@@ -274,22 +276,25 @@ func (m *Model) denseForward(l int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	N, d := a.B*a.T, cfg.HiddenSize
-	rmsNorm(m.pool, la.xn2, la.mid, m.W.Layers[l].FFNNorm, N, d, m.eps, la.rstd2)
+	xn16 := m.bf16Scratch(&a.xn16, N*d, d)
+	rmsNorm(m.pool, la.xn2, la.mid, m.W.Layers[l].FFNNorm, N, d, m.eps, la.rstd2, xn16)
 	out := a.res[l+1]
 	copy(out, la.mid)
-	m.ffnForward(m.pool, N, d, cfg.IntermediateSize, la.xn2, &m.wf[l].dense, la.gu, la.h, out, m.resScale, 1)
+	ff := cfg.IntermediateSize
+	m.ffnForward(m.pool, N, d, ff, la.xn2, xn16, &m.wf[l].dense, la.gu, la.h, m.bf16Scratch(&a.h16, N*ff, ff), out, m.resScale, 1)
 }
 
 // ffnForward computes y = beta·y + alpha·(down(act(gate(x), up(x))) + b)
 // for n rows of the feed-forward w of width f (act SwiGLU, or gpt_oss's
 // clamped one; the gate and up projections with their biases when w has
 // them, b the down bias or 0), saving gate and up [n,2f] and the
-// activation h [n,f].
-func (m *Model) ffnForward(p *compute.Pool, n, d, f int, x []float32, w *ffnParams, gu, h, y []float32, alpha, beta float32) {
+// activation h [n,f]. x16 (or nil) is x's bf16 copy; h16, when not nil,
+// is scratch [n,f] for h's (see bf16Scratch).
+func (m *Model) ffnForward(p *compute.Pool, n, d, f int, x []float32, x16 []compute.BF16, w *ffnParams, gu, h []float32, h16 []compute.BF16, y []float32, alpha, beta float32) {
 	if n == 0 {
 		return
 	}
-	m.gemm(p, false, true, n, 2*f, d, 1, x, d, w.gu, d, 0, gu, 2*f)
+	m.gemmA(p, true, n, 2*f, d, 1, x, x16, d, w.gu, d, 0, gu, 2*f)
 	rowChunks(p, n, func(_, r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			row := gu[r*2*f : (r+1)*2*f]
@@ -297,6 +302,7 @@ func (m *Model) ffnForward(p *compute.Pool, n, d, f int, x []float32, w *ffnPara
 				compute.Add(row, w.guBias)
 			}
 			m.swiglu(h[r*f:(r+1)*f], row[:f], row[f:])
+			putBF16(sub16(h16, r*f, (r+1)*f), h[r*f:(r+1)*f])
 		}
 	})
 	if b := w.downBias; b != nil {
@@ -313,7 +319,7 @@ func (m *Model) ffnForward(p *compute.Pool, n, d, f int, x []float32, w *ffnPara
 		}
 		beta = 1
 	}
-	m.gemm(p, false, true, n, d, f, alpha, h, f, w.down, f, beta, y, d)
+	m.gemmA(p, true, n, d, f, alpha, h, h16, f, w.down, f, beta, y, d)
 }
 
 // scaleBy multiplies x by s in place (nothing to do for s = 1).

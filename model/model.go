@@ -98,6 +98,10 @@ type Model struct {
 	nMoE      int       // number of MoE layers
 	state     fwdState
 	a         acts
+
+	// noBF16Copies makes every bf16 product convert its A operand itself
+	// (tests compare it with the producers' copies: the same bits).
+	noBF16Copies bool
 }
 
 // fused holds views over parameter tensors that are adjacent in the flat
@@ -459,10 +463,21 @@ func rowChunks(p *compute.Pool, rows int, f func(c, r0, r1 int)) {
 func numChunks(p *compute.Pool, rows int) int { return max(1, min(rows, 4*p.Threads())) }
 
 // rmsNorm is compute.RMSNorm with the rows spread over the pool (each row
-// is independent, so the result does not depend on the split).
-func rmsNorm(p *compute.Pool, out, x, g []float32, rows, d int, eps float32, rstd []float32) {
+// is independent, so the result does not depend on the split). out16, when
+// not nil, receives the output's bf16 copy, written block by block while
+// the rows are in cache.
+func rmsNorm(p *compute.Pool, out, x, g []float32, rows, d int, eps float32, rstd []float32, out16 []compute.BF16) {
 	rowChunks(p, rows, func(_, r0, r1 int) {
-		compute.RMSNorm(out[r0*d:r1*d], x[r0*d:r1*d], g, r1-r0, d, eps, rstd[r0:r1])
+		if out16 == nil {
+			compute.RMSNorm(out[r0*d:r1*d], x[r0*d:r1*d], g, r1-r0, d, eps, rstd[r0:r1])
+			return
+		}
+		const block = 16
+		for b0 := r0; b0 < r1; b0 += block {
+			b1 := min(r1, b0+block)
+			compute.RMSNorm(out[b0*d:b1*d], x[b0*d:b1*d], g, b1-b0, d, eps, rstd[b0:b1])
+			putBF16(out16[b0*d:b1*d], out[b0*d:b1*d])
+		}
 	})
 }
 

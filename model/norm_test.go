@@ -33,7 +33,7 @@ func TestPooledRMSNorm(t *testing.T) {
 	for _, th := range []int{1, 2, 3} {
 		p := compute.NewPool(th)
 		out, rstd := make([]float32, rows*d), make([]float32, rows)
-		rmsNorm(p, out, x, g, rows, d, 1e-5, rstd)
+		rmsNorm(p, out, x, g, rows, d, 1e-5, rstd, nil)
 		if !slices.Equal(out, wantOut) || !slices.Equal(rstd, wantRstd) {
 			t.Fatalf("threads %d: pooled RMSNorm differs from the serial one", th)
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/internal/scratch"
 )
 
 // Precision is the arithmetic of a model's matmuls. Parameters, gradients,
@@ -57,6 +58,38 @@ func (m *Model) Precision() Precision { return m.precision }
 // the pool.
 func (m *Model) attnGemm(transA, transB bool, rows, cols, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	m.gemm(m.pool.Serial(), transA, transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// bf16Scratch returns *buf grown to n elements when the model's matmuls
+// are bf16 and the depth k of the product it feeds is even, else nil. The
+// producer of an untransposed A operand then writes A's bf16 copy there
+// (putBF16) while each row is still in cache, and gemmA reads it in place
+// of converting A again. Call it outside parallel sections.
+func (m *Model) bf16Scratch(buf *[]compute.BF16, n, k int) []compute.BF16 {
+	if m.precision != BF16 || k%2 != 0 || m.noBF16Copies {
+		return nil
+	}
+	*buf = scratch.Grow(*buf, n)
+	return *buf
+}
+
+// putBF16 writes dst's bf16 copy of src (compute.ConvertBF16Mixed) when
+// dst is not nil.
+func putBF16(dst []compute.BF16, src []float32) {
+	if dst != nil {
+		compute.ConvertBF16Mixed(dst[:len(src)], src)
+	}
+}
+
+// gemmA is gemm for an untransposed A: a16, when not nil, is A's bf16 copy
+// (same row stride), which the product reads instead of converting a (the
+// same bits).
+func (m *Model) gemmA(p *compute.Pool, transB bool, rows, cols, k int, alpha float32, a []float32, a16 []compute.BF16, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if a16 != nil {
+		compute.GemmBF16MixedA(p, transB, rows, cols, k, alpha, a16, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	m.gemm(p, false, transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // gemm is compute.Gemm in the model's precision.

@@ -78,3 +78,55 @@ func TestParsePrecision(t *testing.T) {
 		t.Error("ParsePrecision(fp8): no error")
 	}
 }
+
+// TestBF16CopiesSameBits: the bf16 copies that the norms, SwiGLU and its
+// backward and the combine backward write for the next product give the
+// same loss and gradient bits as products that convert their float32 A
+// themselves (dense, MoE with an odd-width shared expert that falls back,
+// MoE with an even one), and the copies are really used.
+func TestBF16CopiesSameBits(t *testing.T) {
+	dense := toyConfig()
+	dense.HiddenSize, dense.IntermediateSize, dense.VocabSize, dense.InitStd = 32, 48, 50, 0.1
+	cfgs := map[string]*config.Config{
+		"dense":       dense,
+		"moe-shared5": moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 5 }),
+		"moe-shared6": moeToy(func(c *config.Config) { c.SharedExpertIntermediateSize = 6 }),
+		// The family pieces: gated shared expert, biases, clamped SwiGLU,
+		// sinks, Granite's scales and a dense layer among sparse ones.
+		"gated-granite-mixed": moeToy(func(c *config.Config) {
+			c.SharedExpertIntermediateSize, c.SharedExpertGate, c.DecoderSparseStep = 6, true, 2
+			granite(c)
+		}),
+		"gpt_oss-pieces": moeToy(func(c *config.Config) {
+			c.AttentionBias, c.AttentionSinks, c.RouterBias, c.ExpertBias, c.SwiGLULimit = true, true, true, true, 0.7
+		}),
+	}
+	r := rand.New(rand.NewPCG(2, 7))
+	const B, T = 2, 24
+	for name, cfg := range cfgs {
+		tokens, targets := toyBatch(r, cfg.VocabSize, B, T)
+		run := func(noCopies bool) (float64, []float32, bool) {
+			pool := compute.NewPool(2)
+			defer pool.Close()
+			m := initModel(t, cfg, pool, 5)
+			m.SetPrecision(BF16)
+			m.noBF16Copies = noCopies
+			st, err := m.Forward(tokens, targets, B, T)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Backward(); err != nil {
+				t.Fatal(err)
+			}
+			return st.Loss, slices.Clone(m.G.Flat), m.a.xn16 != nil
+		}
+		l0, g0, used0 := run(true)
+		l1, g1, used1 := run(false)
+		if used0 || !used1 {
+			t.Fatalf("%s: bf16 copies used without them %v, with them %v", name, used0, used1)
+		}
+		if math.Float64bits(l0) != math.Float64bits(l1) || !slices.Equal(g0, g1) {
+			t.Fatalf("%s: loss %v with the producers' bf16 copies, %v without; gradients equal %v", name, l1, l0, slices.Equal(g0, g1))
+		}
+	}
+}

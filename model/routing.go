@@ -174,27 +174,29 @@ func RouteRow(cfg *config.Config, z, bias, scratch []float32, sel []int32, w []f
 func (m *Model) moeForward(l int, opt ForwardOptions) (aux, zl float64, routed, dropped int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
-	rmsNorm(m.pool, la.xn2, la.mid, m.W.Layers[l].FFNNorm, a.B*a.T, cfg.HiddenSize, m.eps, la.rstd2)
-	zl = m.routerScores(l)
+	N, d := a.B*a.T, cfg.HiddenSize
+	xn16 := m.bf16Scratch(&a.xn16, N*d, d)
+	rmsNorm(m.pool, la.xn2, la.mid, m.W.Layers[l].FFNNorm, N, d, m.eps, la.rstd2, xn16)
+	zl = m.routerScores(l, xn16)
 	if cfg.Routing == config.RoutingExpertChoice && !opt.Causal {
 		routed, dropped = m.expertChoiceRoute(l)
 	} else {
 		routed, dropped = m.tokenChoiceRoute(l, opt)
 	}
 	aux = m.balanceLoss(l)
-	m.expertsForward(l)
-	m.combine(l)
+	m.expertsForward(l, xn16)
+	m.combine(l, xn16)
 	return aux, zl, routed, dropped
 }
 
 // routerScores computes layer l's router logits, their scores (softmax or
 // sigmoid) and logsumexps, and returns the mean squared logsumexp (the
-// unscaled z-loss).
-func (m *Model) routerScores(l int) (zl float64) {
+// unscaled z-loss). xn16 (or nil) is the normed input's bf16 copy.
+func (m *Model) routerScores(l int, xn16 []compute.BF16) (zl float64) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	N, d, E := a.B*a.T, cfg.HiddenSize, cfg.NumExperts
-	m.gemm(m.pool, false, true, N, E, d, 1, la.xn2, d, m.W.Layers[l].Router, d, 0, la.rlog, E)
+	m.gemmA(m.pool, true, N, E, d, 1, la.xn2, xn16, d, m.W.Layers[l].Router, d, 0, la.rlog, E)
 	for t := 0; t < N; t++ {
 		z := la.rlog[t*E : (t+1)*E]
 		if b := m.W.Layers[l].RouterBias; b != nil {
@@ -349,20 +351,41 @@ func (m *Model) balanceLoss(l int) (aux float64) {
 
 // expertsForward gathers each expert's rows of layer l and runs its SwiGLU,
 // one GEMM chain per expert.
-func (m *Model) expertsForward(l int) {
+func (m *Model) expertsForward(l int, xn16 []compute.BF16) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	d, ffe := cfg.HiddenSize, cfg.ExpertSize()
-	m.forEachExpert(l, func(e, off, n int, xe []float32) {
-		m.ffnForward(m.pool, n, d, ffe, xe, &m.wf[l].experts[e],
-			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe], la.yA[off*d:(off+n)*d], 1, 0)
+	A := la.expOff[cfg.NumExperts]
+	var xA16 []compute.BF16
+	if xn16 != nil {
+		xA16 = m.bf16Scratch(&a.xA16, A*d, d)
+	}
+	h16 := m.bf16Scratch(&a.h16, A*ffe, ffe)
+	m.forEachExpert(l, xA16 == nil, func(e, off, n int, xe []float32) {
+		var xe16 []compute.BF16
+		if xA16 != nil {
+			// The bf16 rows are all the forward product needs.
+			xe16 = xA16[off*d : (off+n)*d]
+			compute.GatherRows(xe16, xn16, la.asTok[off:off+n], d)
+		}
+		m.ffnForward(m.pool, n, d, ffe, xe, xe16, &m.wf[l].experts[e],
+			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe], sub16(h16, off*ffe, (off+n)*ffe), la.yA[off*d:(off+n)*d], 1, 0)
 	})
 }
 
+// sub16 is b[lo:hi], or nil for a nil b.
+func sub16(b []compute.BF16, lo, hi int) []compute.BF16 {
+	if b == nil {
+		return nil
+	}
+	return b[lo:hi]
+}
+
 // forEachExpert runs f, in parallel over the experts of layer l that got
-// rows, with the expert's first assignment off, its row count n and its
-// input rows xe (gathered from the normed activations into a.xA).
-func (m *Model) forEachExpert(l int, f func(e, off, n int, xe []float32)) {
+// rows, with the expert's first assignment off, its row count n and, when
+// gather is set, its input rows xe (gathered from the normed activations
+// into a.xA; nil otherwise).
+func (m *Model) forEachExpert(l int, gather bool, f func(e, off, n int, xe []float32)) {
 	a := &m.a
 	la := &a.layers[l]
 	d := m.Cfg.HiddenSize
@@ -371,14 +394,18 @@ func (m *Model) forEachExpert(l int, f func(e, off, n int, xe []float32)) {
 		if n == 0 {
 			return
 		}
-		xe := a.xA[off*d : (off+n)*d]
-		compute.GatherRows(xe, la.xn2, la.asTok[off:off+n], d)
+		var xe []float32
+		if gather {
+			xe = a.xA[off*d : (off+n)*d]
+			compute.GatherRows(xe, la.xn2, la.asTok[off:off+n], d)
+		}
 		f(e, off, n, xe)
 	})
 }
 
-// combine writes a.res[l+1] = mid + Σ w·expert outputs + the shared expert.
-func (m *Model) combine(l int) {
+// combine writes a.res[l+1] = mid + Σ w·expert outputs + the shared expert
+// (xn16, or nil, is the normed input's bf16 copy).
+func (m *Model) combine(l int, xn16 []compute.BF16) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	N, d, A := a.B*a.T, cfg.HiddenSize, la.expOff[cfg.NumExperts]
@@ -391,11 +418,11 @@ func (m *Model) combine(l int) {
 	}
 	W := &m.W.Layers[l]
 	if W.SharedGateInp == nil {
-		m.ffnForward(m.pool, N, d, s, la.xn2, &m.wf[l].shared, la.guS, la.hS, out, m.resScale, 1)
+		m.ffnForward(m.pool, N, d, s, la.xn2, xn16, &m.wf[l].shared, la.guS, la.hS, m.bf16Scratch(&a.h16, N*s, s), out, m.resScale, 1)
 		return
 	}
 	// Gated (qwen2_moe): out += resScale·sigmoid(x·g)·shared(x), per token.
-	m.ffnForward(m.pool, N, d, s, la.xn2, &m.wf[l].shared, la.guS, la.hS, la.yS, 1, 0)
+	m.ffnForward(m.pool, N, d, s, la.xn2, xn16, &m.wf[l].shared, la.guS, la.hS, m.bf16Scratch(&a.h16, N*s, s), la.yS, 1, 0)
 	rowChunks(m.pool, N, func(_, r0, r1 int) {
 		for t := r0; t < r1; t++ {
 			g := compute.Sigmoid(compute.Dot(la.xn2[t*d:(t+1)*d], W.SharedGateInp))
@@ -444,8 +471,8 @@ func (m *Model) sharedBackward(l int) {
 			}
 		}
 	}
-	m.ffnBackward(m.pool, N, d, s, la.xn2, dy, &m.wf[l].shared, &m.gf[l].shared, la.guS, la.hS,
-		a.dgu, a.dh, a.dxn, alpha, 1)
+	m.ffnBackward(m.pool, N, d, s, la.xn2, dy, nil, &m.wf[l].shared, &m.gf[l].shared, la.guS, la.hS,
+		a.dgu, a.dh, m.bf16Scratch(&a.g16, N*2*s, 2*s), a.dxn, alpha, 1)
 }
 
 // moeBackward back-propagates a.dres (the gradient of a.res[l+1]) through
@@ -480,6 +507,7 @@ func (m *Model) combineBackward(l int) {
 	la := &a.layers[l]
 	N, d, E := a.B*a.T, cfg.HiddenSize, cfg.NumExperts
 	clear(a.dw[:N*E])
+	dy16 := m.bf16Scratch(&a.dy16, la.expOff[E]*d, d)
 	parallelFor(m.pool, E, func(_, e int) {
 		off, end := la.expOff[e], la.expOff[e+1]
 		for i := off; i < end; i++ {
@@ -491,6 +519,7 @@ func (m *Model) combineBackward(l int) {
 			for c, v := range dr {
 				dyr[c] = w * v
 			}
+			putBF16(sub16(dy16, i*d, i*d+d), dyr)
 		}
 	})
 }
@@ -502,10 +531,12 @@ func (m *Model) expertsBackward(l int) {
 	cfg, a := m.Cfg, &m.a
 	la := &a.layers[l]
 	d, E, ffe := cfg.HiddenSize, cfg.NumExperts, cfg.ExpertSize()
-	m.forEachExpert(l, func(e, off, n int, xe []float32) {
-		m.ffnBackward(m.pool, n, d, ffe, xe, a.dyA[off*d:(off+n)*d], &m.wf[l].experts[e], &m.gf[l].experts[e],
+	dy16 := m.bf16Scratch(&a.dy16, la.expOff[E]*d, d)
+	g16 := m.bf16Scratch(&a.g16, la.expOff[E]*2*ffe, 2*ffe)
+	m.forEachExpert(l, true, func(e, off, n int, xe []float32) {
+		m.ffnBackward(m.pool, n, d, ffe, xe, a.dyA[off*d:(off+n)*d], sub16(dy16, off*d, (off+n)*d), &m.wf[l].experts[e], &m.gf[l].experts[e],
 			la.guA[off*2*ffe:(off+n)*2*ffe], la.hA[off*ffe:(off+n)*ffe],
-			a.dguA[off*2*ffe:(off+n)*2*ffe], a.dhA[off*ffe:(off+n)*ffe], a.dxA[off*d:(off+n)*d], 1, 0)
+			a.dguA[off*2*ffe:(off+n)*2*ffe], a.dhA[off*ffe:(off+n)*ffe], sub16(g16, off*2*ffe, (off+n)*2*ffe), a.dxA[off*d:(off+n)*d], 1, 0)
 	})
 	A := la.expOff[E]
 	compute.ScatterAddRows(a.dxn, a.dxA[:A*d], la.asTok[:A], nil, d)

@@ -15,9 +15,15 @@ Usage (compare on the same threads; see docs/train.md):
   OMP_NUM_THREADS=2 LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp \
       /usr/bin/python3 benchmarks/train/torch_train.py --config /tmp/tiny.json --threads 2
 
+--precision bf16 runs the forward pass and the loss under
+torch.autocast(device_type="cpu", dtype=torch.bfloat16): the matmuls take
+bf16 inputs while the master weights, gradients and AdamW stay float32 (the
+usual PyTorch mixed precision on CPU).
+
 Prints one JSON object {"tokens_per_second", "batch", "seq_len", ...}.
 """
 import argparse
+import contextlib
 import json
 import math
 import time
@@ -124,7 +130,7 @@ class MoE(nn.Module):
             if tok.numel() == 0:
                 continue
             y = self.experts[e](xf[tok]) * w[tok, slot].unsqueeze(-1)
-            out.index_add_(0, tok, y)
+            out.index_add_(0, tok, y.to(out.dtype))
         if self.shared is not None:
             out = out + self.shared(xf)
         f = counts / counts.sum()
@@ -197,6 +203,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--precision", choices=["float32", "bf16"], default="float32",
+                    help="bf16: autocast the forward pass and loss to bfloat16 (float32 master weights)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -210,10 +218,16 @@ def main():
                              {"params": nodecay, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
     V = c["vocab_size"]
 
+    def autocast():
+        if a.precision == "bf16":
+            return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def step():
         tok = torch.randint(0, V, (a.batch, T + 1))
         opt.zero_grad(set_to_none=True)
-        total, loss = m(tok[:, :-1], tok[:, 1:])
+        with autocast():
+            total, loss = m(tok[:, :-1], tok[:, 1:])
         total.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
@@ -221,12 +235,14 @@ def main():
 
     for _ in range(a.warmup):
         step()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(a.steps):
         loss = step()
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(json.dumps({
         "tokens_per_second": a.batch * T * a.steps / dt,
+        "tokens_per_cpu_second": a.batch * T * a.steps / cpu,
+        "precision": a.precision,
         "batch": a.batch, "seq_len": T, "threads": a.threads, "steps": a.steps,
         "seconds_per_step": dt / a.steps, "loss": loss,
         "params": sum(p.numel() for p in m.parameters()),
