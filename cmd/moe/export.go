@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,8 +21,8 @@ import (
 
 // runExport implements `moe export`.
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("export", "--model RUNDIR --out FILE.gguf [--type TYPE|MIX] [--name NAME] [--allow-inexact] | --format hf --out DIR [--force]", stderr)
-	modelPath := fs.String("model", "", "model to export: a run directory, a checkpoint file in one, or a .gguf file to convert")
+	fs := newFlagSet("export", "--model RUNDIR|FILE.gguf|HFDIR --out FILE.gguf [--type TYPE|MIX] [--name NAME] [--allow-inexact] | --format hf --out DIR [--force]", stderr)
+	modelPath := fs.String("model", "", "model to export: a run directory, a checkpoint file in one, a .gguf file of any architecture moe reads (re-typed tensor by tensor, layout kept), or a Hugging Face directory (written in llama.cpp's converter layout for its family)")
 	out := fs.String("out", "", "GGUF file to write")
 	typ := fs.String("type", "f32", "weight type or llama.cpp mix, as moe quantize takes: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m, q6_k, iq4_nl, iq4_xs, mxfp4 (norms and router stay f32)")
 	name := fs.String("name", "", "general.name stored in the file (default: the run directory's name)")
@@ -45,6 +46,17 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *format == "hf" && t != gguf.F32 && t != gguf.F16 && t != gguf.BF16 {
 		return usagef("--format hf writes f32, f16 or bf16 weights, not %s", t)
 	}
+	if *format == "gguf" {
+		if *name == "" {
+			*name = defaultExportName(*modelPath)
+		}
+		switch {
+		case isGGUFFile(*modelPath):
+			return exportGGUFFile(ctx, *modelPath, *out, mix, *name, stdout, stderr)
+		case safetensors.IsHFDir(*modelPath):
+			return exportHFDir(ctx, *modelPath, *out, mix, *name, stdout)
+		}
+	}
 	cfg, w, tok, err := loadModelSource(ctx, *modelPath)
 	if err != nil {
 		return err
@@ -65,9 +77,6 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		return exportHF(ctx, *out, cfg, w, tok, tmpl, t, stdout)
 	}
-	if *name == "" {
-		*name = defaultExportName(*modelPath)
-	}
 	eo := gguf.ExportOptions{Mix: mix, Name: *name, AllowInexact: *inexact}
 	if tmpl != nil {
 		eo.ChatTemplate = tmpl.Source()
@@ -80,6 +89,58 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("written file: %w", err)
 	}
 	fmt.Fprintf(stdout, "wrote %s (%s, %d parameters, %d bytes)\n", *out, mix.Name, len(w.Flat), st.Size())
+	return nil
+}
+
+// isGGUFFile reports whether path names a .gguf file (not a directory).
+func isGGUFFile(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && !st.IsDir() && strings.EqualFold(filepath.Ext(path), ".gguf")
+}
+
+// exportGGUFFile writes the GGUF file in (of any architecture moe reads) to
+// out with its tensors re-typed by mix, as moe quantize does: the layout,
+// metadata, tokenizer and chat template are kept, general.name set to name.
+// Quantized tensors are re-encoded (from their decoded values) when mix
+// asks for another type.
+func exportGGUFFile(ctx context.Context, in, out string, mix gguf.Mix, name string, stdout, stderr io.Writer) error {
+	if filepath.Clean(in) == filepath.Clean(out) {
+		return usagef("--model and --out are the same file")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	res, err := gguf.QuantizeFile(ctx, in, out, gguf.QuantizeOptions{Mix: mix, AllowRequantize: true, Logger: log, Name: name})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s, %d tensors, %d bytes)\n", out, mix.Name, res.Tensors, res.OutBytes)
+	return nil
+}
+
+// exportHFDir writes the Hugging Face model directory dir as a GGUF file in
+// llama.cpp's converter layout for its family, with its tokenizer and chat
+// template.
+func exportHFDir(ctx context.Context, dir, out string, mix gguf.Mix, name string, stdout io.Writer) error {
+	mm, err := infer.OpenHF(dir)
+	if err != nil {
+		return err
+	}
+	defer mm.Close()
+	eo := gguf.ExportOptions{Mix: mix, Name: name}
+	tmpl, _, err := infer.ReadChat(dir, mm.Tok)
+	if err != nil {
+		return err
+	}
+	if tmpl != nil {
+		eo.ChatTemplate = tmpl.Source()
+	}
+	if err := gguf.ExportMapped(ctx, out, mm, eo); err != nil {
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	st, err := os.Stat(out)
+	if err != nil {
+		return fmt.Errorf("written file: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s %s, %d bytes)\n", out, mm.Cfg.ModelType, mix.Name, st.Size())
 	return nil
 }
 

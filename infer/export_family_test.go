@@ -1,0 +1,163 @@
+package infer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/internal/peer"
+	"github.com/moe-llm/moe/safetensors"
+)
+
+// exportHF writes the Hugging Face directory dir as a GGUF file of type
+// typ (gguf.ExportMapped, as moe export does) and returns its path.
+func exportHF(t *testing.T, dir, typ string) string {
+	t.Helper()
+	mm, err := OpenHF(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mm.Close()
+	mix, err := gguf.ParseMix(typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := gguf.ExportOptions{Mix: mix, Name: "x"}
+	tok := mm.Tok
+	tmpl, _, err := ReadChat(dir, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tmpl != nil {
+		opt.ChatTemplate = tmpl.Source()
+	}
+	out := filepath.Join(t.TempDir(), "x.gguf")
+	if err := gguf.ExportMapped(context.Background(), out, mm, opt); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameLayout fails unless the GGUF files got and want hold the same
+// tensors (names, dims, types, bytes) and the same architecture and
+// {arch}.* keys, and the same chat template. The tokenizer keys are not
+// compared: a Hugging Face directory's vocabulary is read back through
+// tokenizer.json (which has no scores), checked by the greedy tokens.
+//
+// With f16Fallback a tensor the fixture stores as F32 may be F16 (with the
+// F32 values rounded): llama.cpp's converter and llama-quantize fall back
+// to F16 for rows that are not whole blocks, make_family.py to F32.
+func sameLayout(t *testing.T, got, want string, f16Fallback bool) {
+	t.Helper()
+	g, err := gguf.Open(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	w, err := gguf.Open(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	arch, _ := w.Get("general.architecture")
+	if a, _ := g.Get("general.architecture"); a != arch {
+		t.Fatalf("architecture %v, want %v", a, arch)
+	}
+	for _, kv := range w.KV {
+		if !strings.HasPrefix(kv.Key, fmt.Sprint(arch)+".") && kv.Key != "tokenizer.chat_template" {
+			continue
+		}
+		v, ok := g.Get(kv.Key)
+		if !ok {
+			t.Errorf("missing metadata %s = %v", kv.Key, kv.Value)
+		} else if fmt.Sprint(v) != fmt.Sprint(kv.Value) {
+			t.Errorf("metadata %s = %v, want %v", kv.Key, v, kv.Value)
+		}
+	}
+	for _, kv := range g.KV {
+		if _, ok := w.Get(kv.Key); !ok && strings.HasPrefix(kv.Key, fmt.Sprint(arch)+".") {
+			t.Errorf("extra metadata %s = %v", kv.Key, kv.Value)
+		}
+	}
+	if len(g.Tensors) != len(w.Tensors) {
+		t.Errorf("%d tensors, want %d", len(g.Tensors), len(w.Tensors))
+	}
+	for i := range w.Tensors {
+		wt := &w.Tensors[i]
+		gt, ok := g.Tensor(wt.Name)
+		if !ok {
+			t.Errorf("missing tensor %s", wt.Name)
+			continue
+		}
+		if f16Fallback && reflect.DeepEqual(gt.Dims, wt.Dims) && gt.Type == gguf.F16 && wt.Type == gguf.F32 {
+			w32 := make([]float32, wt.Elements())
+			if err := w.ReadFloat32(wt.Name, w32); err != nil {
+				t.Fatal(err)
+			}
+			h, err1 := gguf.Encode(gguf.F16, w32)
+			gb, err2 := g.TensorData(gt)
+			if err1 != nil || err2 != nil || !bytes.Equal(gb, h) {
+				t.Errorf("tensor %s: not the fixture's values rounded to f16 (%v, %v)", wt.Name, err1, err2)
+			}
+			continue
+		}
+		if !reflect.DeepEqual(gt.Dims, wt.Dims) || gt.Type != wt.Type {
+			t.Errorf("tensor %s: %v %s, want %v %s", wt.Name, gt.Dims, gt.Type, wt.Dims, wt.Type)
+			continue
+		}
+		gb, err1 := g.TensorData(gt)
+		wb, err2 := w.TensorData(wt)
+		if err1 != nil || err2 != nil || !bytes.Equal(gb, wb) {
+			t.Errorf("tensor %s: bytes differ (%v, %v)", wt.Name, err1, err2)
+		}
+	}
+}
+
+// TestExportHFDirLayout writes each family fixture as a Hugging Face
+// directory, exports that to GGUF as moe export does, and checks the file
+// is the converter's: the fixture's tensors byte for byte, its
+// architecture keys and chat template; at q8_0 the file's tensors are the
+// q8_0 fixture's (gguf-py's quantization). moe reading the exported file
+// computes the fixture's logits and greedy tokens, and where llama.cpp is
+// built (MOE_LLAMA_CPP) llama-simple prints the same text for the exported
+// file as for the fixture.
+func TestExportHFDirLayout(t *testing.T) {
+	pool := compute.NewPool(2)
+	defer pool.Close()
+	bin := peer.Bin("llama-simple")
+	for _, arch := range hfFamilies {
+		t.Run(arch, func(t *testing.T) {
+			path := filepath.Join("testdata", "family", arch+"-f32.gguf")
+			dir := writeHFFromGGUF(t, path, hfWrite{dtype: safetensors.F32})
+			out := exportHF(t, dir, "f32")
+			sameLayout(t, out, path, false)
+			checkSameGreedy(t, loadT(t, out, pool), loadT(t, path, pool), []int32{84, 258, 39, 101, 3, 200}, 16, 0)
+			q8 := exportHF(t, dir, "q8_0")
+			sameLayout(t, q8, filepath.Join("testdata", "family", arch+"-q8_0.gguf"), true)
+			if bin == "" {
+				t.Log("llama.cpp's llama-simple is not built here: moe side only (set MOE_LLAMA_CPP to a built llama.cpp tree)")
+				return
+			}
+			simple := func(model string) string {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				b, err := exec.CommandContext(ctx, bin, "-m", model, "-n", "16", "Hello the world").Output()
+				if err != nil {
+					t.Fatalf("llama-simple %s: %v", model, err)
+				}
+				return string(b)
+			}
+			if got, want := simple(out), simple(path); got != want {
+				t.Errorf("llama-simple: exported %q, fixture %q", got, want)
+			}
+		})
+	}
+}
