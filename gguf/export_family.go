@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
@@ -23,6 +24,8 @@ func mappedArch(cfg *config.Config) (string, *family, error) {
 	switch cfg.ModelType {
 	case config.TypeLlama, config.TypeMistral, config.TypeMixtral:
 		return Architecture, nil, nil
+	case config.TypeDeepseekV3: // V3 routing is deepseek2's gating keys
+		return archDeepseek2, lookupFamily(archDeepseek2), nil
 	}
 	for i := range families {
 		if families[i].modelType == cfg.ModelType {
@@ -44,18 +47,26 @@ func familyKVs(arch string, fam *family, cfg *config.Config) ([]KV, error) {
 		{arch + ".feed_forward_length", u32(cfg.IntermediateSize)},
 		{arch + ".attention.head_count", u32(cfg.NumHeads)},
 		{arch + ".attention.head_count_kv", u32(cfg.KVHeads())},
-		{arch + ".rope.dimension_count", u32(hd)},
 		{arch + ".rope.freq_base", float32(cfg.RopeTheta)},
 		{arch + ".attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
+	}
+	if cfg.IsMoE() {
+		kvs = append(kvs, KV{arch + ".expert_count", u32(cfg.NumExperts)}, KV{arch + ".expert_used_count", u32(cfg.ExpertsPerToken)})
+	}
+	if fam != nil && fam.mla {
+		return deepseek2KVs(arch, cfg, kvs)
+	}
+	if fam == nil || !fam.gptOSS { // gpt-oss's converter leaves it to the head size
+		kvs = append(kvs, KV{arch + ".rope.dimension_count", u32(hd)})
 	}
 	if cfg.HeadDim != 0 { // as the converter: only for a config's own head_dim
 		kvs = append(kvs, KV{arch + ".attention.key_length", u32(hd)}, KV{arch + ".attention.value_length", u32(hd)})
 	}
+	if fam != nil && fam.gptOSS {
+		return ossKVs(arch, cfg, kvs)
+	}
 	if cfg.RopeScaling != nil {
 		return nil, fmt.Errorf("gguf: export: %s: RoPE scaling %q is not written for this family", arch, cfg.RopeScaling.Type)
-	}
-	if cfg.IsMoE() {
-		kvs = append(kvs, KV{arch + ".expert_count", u32(cfg.NumExperts)}, KV{arch + ".expert_used_count", u32(cfg.ExpertsPerToken)})
 	}
 	if fam == nil {
 		return kvs, nil
@@ -75,6 +86,96 @@ func familyKVs(arch string, fam *family, cfg *config.Config) ([]KV, error) {
 	return kvs, nil
 }
 
+// ossKVs adds gpt-oss's keys to kvs (the inverse of ossConfig): the expert
+// width, the sliding window of its alternating layers and YaRN.
+func ossKVs(arch string, cfg *config.Config, kvs []KV) ([]KV, error) {
+	for il, typ := range cfg.LayerTypes {
+		slides := il%ossSWAPeriod < ossSWAPeriod-1
+		if slides != (typ == config.LayerSlidingAttention) {
+			return nil, fmt.Errorf("gguf: export: %s: layer %d is %s; llama.cpp's %s slides on every other layer from the first", cfg.ModelType, il, typ, arch)
+		}
+	}
+	kvs = append(kvs, KV{arch + ".attention.sliding_window", uint32(cfg.SlidingWindow)},
+		KV{arch + ".expert_feed_forward_length", uint32(cfg.ExpertSize())})
+	if rs := cfg.RopeScaling; rs != nil {
+		if rs.Type != config.RopeYaRN || rs.AttentionFactor != 0 || rs.Mscale != 0 || rs.MscaleAllDim != 0 ||
+			rs.BetaFast != 0 && rs.BetaFast != 32 || rs.BetaSlow != 0 && rs.BetaSlow != 1 {
+			return nil, fmt.Errorf("gguf: export: %s: RoPE scaling other than YaRN with beta_fast 32, beta_slow 1 (what llama.cpp computes for %s)", cfg.ModelType, arch)
+		}
+		kvs = append(kvs, KV{arch + ".rope.scaling.type", config.RopeYaRN}, KV{arch + ".rope.scaling.factor", float32(rs.Factor)},
+			KV{arch + ".rope.scaling.original_context_length", uint32(rs.OriginalMaxPositionEmbeddings)},
+			KV{arch + ".rope.scaling.yarn_beta_fast", float32(32)}, KV{arch + ".rope.scaling.yarn_beta_slow", float32(1)})
+	}
+	return kvs, nil
+}
+
+// deepseek2KVs adds deepseek2's keys to kvs (the inverse of
+// deepseek2Config) for the split attn_k_b/attn_v_b layout the current
+// converter writes: one latent kv head of kv_lora_rank + rope, the MLA head
+// sizes in key_length_mla/value_length_mla.
+func deepseek2KVs(arch string, cfg *config.Config, kvs []KV) ([]KV, error) {
+	u32 := func(v int) uint32 { return uint32(v) }
+	lead := 0
+	for lead < cfg.NumLayers && !cfg.LayerIsMoE(lead) {
+		lead++
+	}
+	for i := lead; i < cfg.NumLayers; i++ {
+		if !cfg.LayerIsMoE(i) {
+			return nil, fmt.Errorf("gguf: export: %s: dense layer %d after sparse ones (llama.cpp's %s has only leading dense layers)", cfg.ModelType, i, arch)
+		}
+	}
+	fe := cfg.ExpertSize()
+	if cfg.SharedExpertIntermediateSize%max(fe, 1) != 0 {
+		return nil, fmt.Errorf("gguf: export: %s: shared expert width %d is not a whole number of experts of %d", cfg.ModelType, cfg.SharedExpertIntermediateSize, fe)
+	}
+	gating := uint32(gatingSoftmax)
+	if cfg.SigmoidScoring() {
+		gating = gatingSigmoid
+	}
+	for i, kv := range kvs { // one latent kv head
+		if kv.Key == arch+".attention.head_count_kv" {
+			kvs[i].Value = uint32(1)
+		}
+	}
+	kvs = append(kvs, KV{arch + ".vocab_size", u32(cfg.VocabSize)},
+		KV{arch + ".leading_dense_block_count", u32(lead)},
+		KV{arch + ".attention.q_lora_rank", u32(cfg.QLoraRank)},
+		KV{arch + ".attention.kv_lora_rank", u32(cfg.KVLoraRank)},
+		KV{arch + ".attention.key_length", u32(cfg.KVLoraRank + cfg.QKRopeHeadDim)},
+		KV{arch + ".attention.value_length", u32(cfg.KVLoraRank)},
+		KV{arch + ".attention.key_length_mla", u32(cfg.QKNopeHeadDim + cfg.QKRopeHeadDim)},
+		KV{arch + ".attention.value_length_mla", u32(cfg.VHeadDim)},
+		KV{arch + ".expert_feed_forward_length", u32(fe)},
+		KV{arch + ".expert_shared_count", u32(cfg.SharedExpertIntermediateSize / max(fe, 1))},
+		KV{arch + ".expert_gating_func", gating},
+		KV{arch + ".rope.dimension_count", u32(cfg.QKRopeHeadDim)})
+	if cfg.NGroup > 1 {
+		kvs = append(kvs, KV{arch + ".expert_group_count", u32(cfg.NGroup)}, KV{arch + ".expert_group_used_count", u32(cfg.TopKGroup)})
+	}
+	if s := cfg.RoutedScale(); s != 1 {
+		kvs = append(kvs, KV{arch + ".expert_weights_scale", float32(s)})
+	}
+	if cfg.NormTopKProb {
+		kvs = append(kvs, KV{arch + ".expert_weights_norm", true})
+	}
+	if rs := cfg.RopeScaling; rs != nil {
+		if rs.Type != config.RopeYaRN || rs.MscaleAllDim <= 0 || rs.Mscale != rs.MscaleAllDim || rs.AttentionFactor != 0 {
+			return nil, fmt.Errorf("gguf: export: %s: RoPE scaling other than YaRN with mscale = mscale_all_dim (what llama.cpp computes for %s)", cfg.ModelType, arch)
+		}
+		kvs = append(kvs, KV{arch + ".rope.scaling.type", config.RopeYaRN}, KV{arch + ".rope.scaling.factor", float32(rs.Factor)},
+			KV{arch + ".rope.scaling.original_context_length", u32(rs.OriginalMaxPositionEmbeddings)},
+			KV{arch + ".rope.scaling.yarn_log_multiplier", float32(0.1 * rs.MscaleAllDim)})
+		// llama.cpp's defaults, 32 and 1, go without a key.
+		if rs.BetaFast != 0 && rs.BetaFast != 32 {
+			kvs = append(kvs, KV{arch + ".rope.scaling.yarn_beta_fast", float32(rs.BetaFast)})
+		}
+		if rs.BetaSlow != 0 && rs.BetaSlow != 1 {
+			kvs = append(kvs, KV{arch + ".rope.scaling.yarn_beta_slow", float32(rs.BetaSlow)})
+		}
+	}
+	return kvs, nil
+}
+
 // checkMappedFamily refuses a model whose pieces the family's llama.cpp
 // graph does not compute (or computes differently), naming the first.
 func checkMappedFamily(arch string, fam *family, cfg *config.Config) error {
@@ -89,7 +190,9 @@ func checkMappedFamily(arch string, fam *family, cfg *config.Config) error {
 		bad(cfg.IsMoE() && CheckLlamaCompatible(cfg) != nil, "routing or layers llama.cpp's llama MoE computes differently")
 		return err
 	}
-	bad(fam.mla || fam.gptOSS, "multi-head latent attention or gpt-oss's attention (not yet written from a Hugging Face directory)")
+	if fam.mla || fam.gptOSS {
+		return nil // their readers took only what llama.cpp computes
+	}
 	bad(cfg.QKNorm != fam.qkNorm || cfg.QKNorm && cfg.QKNormPerHead != fam.qkNormPerHead, "q/k norms of another kind")
 	bad(cfg.QKVBias && !fam.qkvBias, "q/k/v biases")
 	bad(cfg.SharedExpertGate != fam.sharedGate, "a shared expert gated otherwise")
@@ -165,9 +268,13 @@ func mappedParts(m *Mapped, opt ExportOptions) ([]KV, []Tensor, error) {
 		}
 		ts = append(ts, exportTensor{Tensor{Name: name, Dims: dims, Type: F32, Data: func() ([]byte, error) { return Encode(F32, v) }}, true})
 	}
-	// mats writes matrices of one type stacked (an expert tensor when
-	// there are several), with rows permuted by perm when it is set.
+	// mats writes matrices of one type stacked (an expert tensor, or the
+	// per-head attn_k_b/attn_v_b: 3-D when the name is one of those),
+	// with rows permuted by perm when it is set.
 	mats := func(name string, keep bool, perm func([]byte, int) []byte, ms ...Matrix) error {
+		if len(ms) == 0 {
+			return fmt.Errorf("gguf: export: %s: no matrices", name)
+		}
 		first := ms[0]
 		var size int
 		for _, x := range ms {
@@ -177,7 +284,7 @@ func mappedParts(m *Mapped, opt ExportOptions) ([]KV, []Tensor, error) {
 			size += len(x.Data)
 		}
 		dims := []uint64{uint64(first.Cols), uint64(first.Rows)}
-		if len(ms) > 1 {
+		if strings.Contains(name, "_exps.") || strings.Contains(name, "_b.weight") && !strings.Contains(name, "_q_b.") {
 			dims = append(dims, uint64(len(ms)))
 		}
 		ts = append(ts, exportTensor{Tensor{Name: name, Dims: dims, Type: first.Type, Data: func() ([]byte, error) {
@@ -207,8 +314,27 @@ func mappedParts(m *Mapped, opt ExportOptions) ([]KV, []Tensor, error) {
 		L := &m.Layers[i]
 		p := fmt.Sprintf("blk.%d.", i)
 		vec(p+"attn_norm.weight", L.AttnNorm)
-		errs = append(errs, mats(p+"attn_q.weight", false, permQ, L.Q), mats(p+"attn_k.weight", false, permK, L.K),
-			mats(p+"attn_v.weight", false, nil, L.V), mats(p+"attn_output.weight", false, nil, L.O))
+		if a := L.MLA; a != nil {
+			if a.QA.Rows > 0 {
+				errs = append(errs, mats(p+"attn_q_a.weight", false, nil, a.QA), mats(p+"attn_q_b.weight", false, nil, a.QB))
+				vec(p+"attn_q_a_norm.weight", a.QANorm)
+			} else {
+				errs = append(errs, mats(p+"attn_q.weight", false, nil, a.Q))
+			}
+			vec(p+"attn_kv_a_norm.weight", a.KVANorm)
+			errs = append(errs, mats(p+"attn_kv_a_mqa.weight", false, nil, a.KVA),
+				mats(p+"attn_k_b.weight", false, nil, a.KB...), mats(p+"attn_v_b.weight", false, nil, a.VB...))
+		} else {
+			errs = append(errs, mats(p+"attn_q.weight", false, permQ, L.Q), mats(p+"attn_k.weight", false, permK, L.K),
+				mats(p+"attn_v.weight", false, nil, L.V))
+		}
+		errs = append(errs, mats(p+"attn_output.weight", false, nil, L.O))
+		if L.Sinks != nil {
+			vec(p+"attn_sinks.weight", L.Sinks)
+		}
+		if L.OBias != nil {
+			vec(p+"attn_output.bias", L.OBias)
+		}
 		if L.QNorm != nil {
 			vec(p+"attn_q_norm.weight", L.QNorm)
 			vec(p+"attn_k_norm.weight", L.KNorm)
@@ -218,7 +344,7 @@ func mappedParts(m *Mapped, opt ExportOptions) ([]KV, []Tensor, error) {
 			vec(p+"attn_k.bias", L.KBias)
 			vec(p+"attn_v.bias", L.VBias)
 		}
-		vec(p+"ffn_norm.weight", L.FFNNorm)
+		vec(p+ffnNormName(fam), L.FFNNorm)
 		if len(L.Experts) == 0 {
 			errs = append(errs, mats(p+"ffn_gate.weight", false, nil, L.FFN.Gate), mats(p+"ffn_up.weight", false, nil, L.FFN.Up),
 				mats(p+"ffn_down.weight", false, nil, L.FFN.Down))
@@ -230,6 +356,22 @@ func mappedParts(m *Mapped, opt ExportOptions) ([]KV, []Tensor, error) {
 		}
 		errs = append(errs, mats(p+"ffn_gate_inp.weight", true, nil, L.Router), mats(p+"ffn_gate_exps.weight", false, nil, gate...),
 			mats(p+"ffn_up_exps.weight", false, nil, up...), mats(p+"ffn_down_exps.weight", false, nil, down...))
+		if L.RouterBias != nil {
+			vec(p+"ffn_gate_inp.bias", L.RouterBias)
+		}
+		if L.ScoreBias != nil {
+			vec(p+"exp_probs_b.bias", L.ScoreBias)
+		}
+		if L.Experts[0].GateBias != nil {
+			var gb, ub, db []float32
+			for _, x := range L.Experts {
+				gb, ub, db = append(gb, x.GateBias...), append(ub, x.UpBias...), append(db, x.DownBias...)
+			}
+			E := uint64(len(L.Experts))
+			vec(p+"ffn_gate_exps.bias", gb, uint64(len(L.Experts[0].GateBias)), E)
+			vec(p+"ffn_up_exps.bias", ub, uint64(len(L.Experts[0].UpBias)), E)
+			vec(p+"ffn_down_exps.bias", db, uint64(len(L.Experts[0].DownBias)), E)
+		}
 		if L.SharedGateInp != nil {
 			vec(p+"ffn_gate_inp_shexp.weight", L.SharedGateInp)
 		}
