@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/model"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // exportTensor is one tensor ExportMapped writes: its stored type and a
@@ -89,6 +92,22 @@ func familyKVs(arch string, fam *family, cfg *config.Config) ([]KV, error) {
 // ossKVs adds gpt-oss's keys to kvs (the inverse of ossConfig): the expert
 // width, the sliding window of its alternating layers and YaRN.
 func ossKVs(arch string, cfg *config.Config, kvs []KV) ([]KV, error) {
+	var bad []string
+	add := func(cond bool, what string) {
+		if cond {
+			bad = append(bad, what)
+		}
+	}
+	add(cfg.SwiGLULimit != ossSwiGLULimit, fmt.Sprintf("a SwiGLU clamp of %g (llama.cpp's is %g)", cfg.SwiGLULimit, float64(ossSwiGLULimit)))
+	add(!cfg.AttentionSinks || !cfg.AttentionBias || !cfg.RouterBias || !cfg.ExpertBias, "no sinks or biases where gpt-oss has them")
+	add(cfg.SharedExpertIntermediateSize > 0 || cfg.QKNorm || cfg.MLPBias, "a shared expert, q/k norms or MLP biases")
+	add(cfg.RouterOrder == config.RouterSoftmaxTopK || cfg.Routing == config.RoutingExpertChoice || cfg.SigmoidScoring(), "routing other than top-k then softmax")
+	for i := 0; i < cfg.NumLayers; i++ {
+		add(!cfg.LayerIsMoE(i), fmt.Sprintf("dense layer %d", i))
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("gguf: export: %s model with %s: llama.cpp's %s architecture cannot express it", cfg.ModelType, strings.Join(bad, ", "), arch)
+	}
 	for il, typ := range cfg.LayerTypes {
 		slides := il%ossSWAPeriod < ossSWAPeriod-1
 		if slides != (typ == config.LayerSlidingAttention) {
@@ -191,17 +210,127 @@ func checkMappedFamily(arch string, fam *family, cfg *config.Config) error {
 		return err
 	}
 	if fam.mla || fam.gptOSS {
-		return nil // their readers took only what llama.cpp computes
+		return nil // their keys (deepseek2KVs, ossKVs) refuse what they cannot write
 	}
 	bad(cfg.QKNorm != fam.qkNorm || cfg.QKNorm && cfg.QKNormPerHead != fam.qkNormPerHead, "q/k norms of another kind")
+	if fam.qkNorm && !fam.qkNormPerHead { // olmoe's q and k norms are n_embd wide
+		hd := cfg.HeadDimension()
+		bad(cfg.NumHeads*hd != cfg.HiddenSize || cfg.KVHeads()*hd != cfg.HiddenSize, "q or k projections narrower or wider than the hidden size (grouped-query attention or a head_dim of its own)")
+	}
 	bad(cfg.QKVBias && !fam.qkvBias, "q/k/v biases")
+	bad(cfg.AttentionBias || cfg.MLPBias || cfg.ExpertBias || cfg.RouterBias || cfg.AttentionSinks, "output, feed-forward or router biases, or attention sinks")
 	bad(cfg.SharedExpertGate != fam.sharedGate, "a shared expert gated otherwise")
-	bad(cfg.NormTopKProb != fam.normTopK && cfg.ExpertsPerToken > 1 && fam.order == config.RouterSoftmaxTopK, "top-k weights normalised otherwise")
+	bad(cfg.SharedExpertIntermediateSize > 0 && !fam.sharedGate && !fam.optShared, "a shared expert")
+	bad(cfg.PlainMLP || cfg.LayerNorm || cfg.LearnedPositions || cfg.HiddenAct != "" && cfg.HiddenAct != "silu" && cfg.HiddenAct != "swish", "another MLP, norm, activation or positions")
+	bad(SlidingWindowMatters(cfg), "sliding-window attention")
+	bad(cfg.Routing == config.RoutingExpertChoice || cfg.SigmoidScoring() || cfg.HasRouterScoreBias() || cfg.RoutedScale() != 1, "expert-choice or DeepSeek-V3 routing")
+	// Renormalised top-k weights: top-k then softmax is softmax, top-k and
+	// renormalisation; whether they are renormalised matters for 1 < k < E.
+	renorm := func(order string, norm bool) bool { return order != config.RouterSoftmaxTopK || norm }
+	bad(cfg.ExpertsPerToken > 1 && cfg.ExpertsPerToken < cfg.NumExperts && renorm(cfg.RouterOrder, cfg.NormTopKProb) != renorm(fam.order, fam.normTopK),
+		"top-k weights normalised otherwise")
 	bad(!fam.scales && (cfg.EmbeddingMultiplier != 0 || cfg.ResidualMultiplier != 0 || cfg.AttentionMultiplier != 0 || cfg.LogitsScaling != 0), "Granite's scales")
 	for i := 0; i < cfg.NumLayers; i++ {
 		bad(!cfg.LayerIsMoE(i), fmt.Sprintf("dense layer %d", i))
 	}
 	return err
+}
+
+// exportFamilyConfig returns the config a run directory's model is written
+// with when llama.cpp's llama architecture (or the qwen2moe one with a
+// placeholder shared expert, see exportArch) cannot run it exactly: its own
+// model type when that is a family's, else qwen3_moe for per-head q/k
+// norms, olmoe for full-width ones and granitemoe for Granite's scales.
+// nil means Export's llama path, as before.
+func exportFamilyConfig(cfg *config.Config) *config.Config {
+	scales := cfg.EmbeddingMultiplier != 0 || cfg.ResidualMultiplier != 0 || cfg.AttentionMultiplier != 0 || cfg.LogitsScaling != 0
+	if _, err := exportArch(cfg, false); err == nil && !scales {
+		return nil
+	}
+	c := *cfg
+	if _, fam, err := mappedArch(&c); err == nil && fam != nil {
+		return &c
+	}
+	switch {
+	case c.QKNorm && c.QKNormPerHead:
+		c.ModelType = config.TypeQwen3MoE
+	case c.QKNorm:
+		c.ModelType = config.TypeOLMoE
+	case scales:
+		c.ModelType = config.TypeGraniteMoE
+	default:
+		return nil
+	}
+	return &c
+}
+
+// weightsMapped views the training model's weights w as an inference
+// model's matrices (float32 copies), for ExportMapped.
+func weightsMapped(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer) (*Mapped, error) {
+	if cfg.MLA() {
+		return nil, fmt.Errorf("gguf: export: %s: the training model has no latent attention to write", cfg.ModelType)
+	}
+	if len(w.Layers) != cfg.NumLayers {
+		return nil, fmt.Errorf("gguf: export: weights have %d layers, config %d", len(w.Layers), cfg.NumLayers)
+	}
+	var errs []error
+	mat := func(name string, v []float32, rows, cols int) Matrix {
+		raw, err := Encode(F32, v)
+		errs = append(errs, err)
+		if err == nil && len(v) != rows*cols {
+			errs = append(errs, fmt.Errorf("gguf: export: %s has %d values, want %d×%d", name, len(v), rows, cols))
+		}
+		return Matrix{Name: name, Type: F32, Rows: rows, Cols: cols, Data: raw}
+	}
+	ffn := func(name string, gate, up, down []float32, width, d int) ExpertMatrices {
+		return ExpertMatrices{Gate: mat(name+".gate", gate, width, d), Up: mat(name+".up", up, width, d), Down: mat(name+".down", down, d, width)}
+	}
+	at := func(bs [][]float32, e int) []float32 {
+		if bs == nil {
+			return nil
+		}
+		return bs[e]
+	}
+	d, hd, V := cfg.HiddenSize, cfg.HeadDimension(), cfg.VocabSize
+	qd, kd := cfg.NumHeads*hd, cfg.KVHeads()*hd
+	m := NewMapped(cfg, tok, nil)
+	m.Embed = mat("embed", w.Embed, V, d)
+	m.Output = mat("lm_head", w.LMHead, V, d)
+	m.FinalNorm = w.FinalNorm
+	for i := range w.Layers {
+		l, L := &w.Layers[i], &m.Layers[i]
+		p := fmt.Sprintf("layer %d ", i)
+		L.AttnNorm, L.FFNNorm, L.QNorm, L.KNorm = l.AttnNorm, l.FFNNorm, l.QNorm, l.KNorm
+		L.Q, L.K, L.V, L.O = mat(p+"q", l.Wq, qd, d), mat(p+"k", l.Wk, kd, d), mat(p+"v", l.Wv, kd, d), mat(p+"o", l.Wo, d, qd)
+		if b := l.QKVBias; b != nil {
+			L.QBias, L.KBias, L.VBias = b[:qd], b[qd:qd+kd], b[qd+kd:]
+		}
+		L.OBias, L.Sinks = l.OBias, l.Sinks
+		if !cfg.LayerIsMoE(i) {
+			L.FFN = ffn(p+"ffn", l.Gate, l.Up, l.Down, len(l.Gate)/d, d)
+			L.FFN.GateBias, L.FFN.UpBias, L.FFN.DownBias = l.GateBias, l.UpBias, l.DownBias
+			continue
+		}
+		fe := cfg.ExpertSize()
+		L.Router, L.RouterBias, L.ScoreBias = mat(p+"router", l.Router, cfg.NumExperts, d), l.RouterBias, l.RouterScoreBias
+		L.Experts = make([]ExpertMatrices, len(l.ExpertGate))
+		for e := range L.Experts {
+			x := ffn(fmt.Sprintf("%sexpert %d", p, e), l.ExpertGate[e], l.ExpertUp[e], l.ExpertDown[e], fe, d)
+			x.GateBias, x.UpBias, x.DownBias = at(l.ExpertGateBias, e), at(l.ExpertUpBias, e), at(l.ExpertDownBias, e)
+			L.Experts[e] = x
+		}
+		if s := len(l.SharedGate) / d; s > 0 {
+			if l.SharedGateBias != nil {
+				return nil, fmt.Errorf("gguf: export: %s: shared-expert biases have no llama.cpp tensor", cfg.ModelType)
+			}
+			L.Shared = ffn(p+"shared", l.SharedGate, l.SharedUp, l.SharedDown, s, d)
+		}
+		L.SharedGateInp = l.SharedGateInp
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // ExportMapped writes m, a model opened for inference (from a GGUF file or a
@@ -218,18 +347,30 @@ func ExportMapped(ctx context.Context, path string, m *Mapped, opt ExportOptions
 	return WriteFile(ctx, path, kvs, tensors)
 }
 
+// familyHeader returns the architecture and family a model of cfg is
+// written as and its {arch}.* keys, or an error naming what the family's
+// llama.cpp graph cannot compute.
+func familyHeader(cfg *config.Config) (string, *family, []KV, error) {
+	arch, fam, err := mappedArch(cfg)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if err := checkMappedFamily(arch, fam, cfg); err != nil {
+		return "", nil, nil, err
+	}
+	kvs, err := familyKVs(arch, fam, cfg)
+	return arch, fam, kvs, err
+}
+
 // mappedParts builds the metadata and tensor list of ExportMapped.
 func mappedParts(m *Mapped, opt ExportOptions) ([]KV, []Tensor, error) {
 	cfg := m.Cfg
-	arch, fam, err := mappedArch(cfg)
+	arch, fam, akv, err := familyHeader(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := checkMappedFamily(arch, fam, cfg); err != nil {
-		return nil, nil, err
-	}
-	if m.Tok == nil || m.Tok.Spec() == nil {
-		return nil, nil, errors.New("gguf: export: the model's tokenizer has no vocabulary to write")
+	if m.Tok == nil {
+		return nil, nil, errors.New("gguf: export: a tokenizer is required")
 	}
 	mix := opt.Mix
 	if mix.Name == "" {
@@ -247,17 +388,14 @@ func mappedParts(m *Mapped, opt ExportOptions) ([]KV, []Tensor, error) {
 		{"general.file_type", mix.FileType},
 		{"general.quantization_version", uint32(2)},
 	}
-	akv, err := familyKVs(arch, fam, cfg)
-	if err != nil {
-		return nil, nil, err
-	}
 	kvs = append(kvs, akv...)
-	tkv, err := SpecKVs(m.Tok.Spec(), cfg.VocabSize)
+	tkv, err := tokenizerKVs(m.Tok, cfg.VocabSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("gguf: export: %w", err)
 	}
 	kvs = append(kvs, tkv...)
 	if opt.ChatTemplate != "" {
+		kvs = slices.DeleteFunc(kvs, func(kv KV) bool { return kv.Key == "tokenizer.chat_template" })
 		kvs = append(kvs, KV{"tokenizer.chat_template", opt.ChatTemplate})
 	}
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/internal/peer"
 	"github.com/moe-llm/moe/safetensors"
@@ -197,6 +198,113 @@ func TestExportHFDirLayoutOSSDeepseek(t *testing.T) {
 			defer cancel()
 			if err := exec.CommandContext(ctx, bin, "-m", out, "-n", "4", "Hello").Run(); err != nil {
 				t.Fatalf("llama-simple %s: %v", out, err)
+			}
+		})
+	}
+}
+
+// TestExportTrainedFamilies exports training-model weights that llama.cpp's
+// llama architecture cannot hold (gguf.Export, as moe export of a run
+// directory does) and checks the file is written in the family's layout
+// and that moe reading it computes the weights' logits and greedy tokens:
+// per-head q/k norms as qwen3moe, full-width ones as olmoe, a qwen2_moe
+// model's gated shared expert and q/k/v biases as qwen2moe, Granite's
+// scales and ungated shared expert as granitemoe. Where llama.cpp is built
+// (MOE_LLAMA_CPP), llama-simple loads each file and runs it.
+func TestExportTrainedFamilies(t *testing.T) {
+	pool := compute.NewPool(2)
+	defer pool.Close()
+	tok, err := gguf.ReadTokenizer(filepath.Join("testdata", "family", "qwen3moe-f32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := peer.Bin("llama-simple")
+	for name, c := range map[string]struct {
+		mut  func(c *config.Config)
+		arch string
+	}{
+		"qk_norm_per_head": {func(c *config.Config) { c.QKNorm, c.QKNormPerHead = true, true }, "qwen3moe"},
+		"qk_norm_full": {func(c *config.Config) {
+			c.QKNorm, c.RouterOrder = true, config.RouterSoftmaxTopK
+			c.NumKVHeads = c.NumHeads // llama.cpp's olmoe norms q and k n_embd wide: no grouped-query attention
+		}, "olmoe"},
+		"qwen2moe": {func(c *config.Config) {
+			c.ModelType, c.RouterOrder, c.QKVBias = config.TypeQwen2MoE, config.RouterSoftmaxTopK, true
+			c.SharedExpertIntermediateSize, c.SharedExpertGate = 8, true
+		}, "qwen2moe"},
+		"granitemoe": {func(c *config.Config) {
+			c.ModelType, c.SharedExpertIntermediateSize = config.TypeGraniteMoE, 8
+			c.EmbeddingMultiplier, c.ResidualMultiplier, c.AttentionMultiplier, c.LogitsScaling = 1.7, 0.6, 0.3, 2.5
+		}, "granitemoe"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(true)
+			cfg.VocabSize = tok.VocabSize()
+			c.mut(cfg)
+			w := randomWeights(t, cfg, 3, 0.3)
+			out := filepath.Join(t.TempDir(), "x.gguf")
+			if err := gguf.Export(context.Background(), out, cfg, w, tok, gguf.ExportOptions{Name: "x"}); err != nil {
+				t.Fatal(err)
+			}
+			f, err := gguf.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			arch, _ := f.Get("general.architecture")
+			_, moeKey := f.Get(gguf.KeyMoEConfig)
+			f.Close()
+			if arch != c.arch || moeKey {
+				t.Fatalf("architecture %v (moe.config written: %v), want %s", arch, moeKey, c.arch)
+			}
+			want, err := New(cfg, w, tok, pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSameGreedy(t, loadT(t, out, pool), want, []int32{84, 258, 39, 101, 3, 200}, 8, 1e-5)
+			if bin == "" {
+				t.Log("llama.cpp's llama-simple is not built here: moe side only (set MOE_LLAMA_CPP to a built llama.cpp tree)")
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := exec.CommandContext(ctx, bin, "-m", out, "-n", "4", "Hello").Run(); err != nil {
+				t.Fatalf("llama-simple %s: %v", name, err)
+			}
+		})
+	}
+}
+
+// TestExportTrainedFamiliesRefused checks that training-model weights no
+// family's llama.cpp graph computes are refused with one line naming what
+// does not fit.
+func TestExportTrainedFamiliesRefused(t *testing.T) {
+	tok, err := gguf.ReadTokenizer(filepath.Join("testdata", "family", "qwen3moe-f32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		mut  func(c *config.Config)
+		want string
+	}{
+		// testConfig has 4 heads over 2 kv heads.
+		"olmoe_gqa": {func(c *config.Config) { c.QKNorm, c.RouterOrder = true, config.RouterSoftmaxTopK }, "grouped-query attention"},
+		"olmoe_renormalised": {func(c *config.Config) {
+			c.QKNorm, c.NumKVHeads = true, c.NumHeads
+		}, "top-k weights normalised otherwise"},
+		"gpt_oss_shared": {func(c *config.Config) {
+			c.ModelType, c.AttentionBias, c.AttentionSinks, c.RouterBias, c.ExpertBias, c.SwiGLULimit = config.TypeGPTOSS, true, true, true, true, 7
+			c.SlidingWindow, c.LayerTypes = 4, []string{config.LayerSlidingAttention, config.LayerFullAttention}
+			c.SharedExpertIntermediateSize = 8
+		}, "a shared expert"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(true)
+			cfg.VocabSize = tok.VocabSize()
+			c.mut(cfg)
+			w := randomWeights(t, cfg, 3, 0.3)
+			err := gguf.Export(context.Background(), filepath.Join(t.TempDir(), "x.gguf"), cfg, w, tok, gguf.ExportOptions{})
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("got %v, want one line naming %q", err, c.want)
 			}
 		})
 	}
