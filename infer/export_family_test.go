@@ -47,6 +47,28 @@ func exportHF(t *testing.T, dir, typ string) string {
 	return out
 }
 
+// llamaSimple runs llama.cpp's llama-simple on model for n greedy tokens
+// of prompt and returns what it prints; "" (logged) when llama.cpp is not
+// built here.
+func llamaSimple(t *testing.T, model string, n int, prompt string) string {
+	t.Helper()
+	bin := peer.Bin("llama-simple")
+	if bin == "" {
+		t.Logf("llama.cpp's llama-simple is not built here: moe side only (set %s to a built llama.cpp tree)", peer.Env)
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, bin, "-m", model, "-n", fmt.Sprint(n), prompt).Output()
+	if err != nil {
+		t.Fatalf("llama-simple %s: %v", model, err)
+	}
+	if len(b) == 0 {
+		t.Fatalf("llama-simple %s printed nothing", model)
+	}
+	return string(b)
+}
+
 // sameLayout fails unless the GGUF files got and want hold the same
 // tensors (names, dims, types, bytes) and the same architecture and
 // {arch}.* keys. The tokenizer keys are not
@@ -133,7 +155,6 @@ func sameLayout(t *testing.T, got, want string, f16Fallback bool) {
 func TestExportHFDirLayout(t *testing.T) {
 	pool := compute.NewPool(2)
 	defer pool.Close()
-	bin := peer.Bin("llama-simple")
 	for _, arch := range hfFamilies {
 		t.Run(arch, func(t *testing.T) {
 			path := filepath.Join("testdata", "family", arch+"-f32.gguf")
@@ -146,20 +167,7 @@ func TestExportHFDirLayout(t *testing.T) {
 			checkSameGreedy(t, loadT(t, out, pool), loadT(t, path, pool), []int32{84, 258, 39, 101, 3, 200}, 16, 0)
 			q8 := exportHF(t, dir, "q8_0")
 			sameLayout(t, q8, filepath.Join("testdata", "family", arch+"-q8_0.gguf"), true)
-			if bin == "" {
-				t.Log("llama.cpp's llama-simple is not built here: moe side only (set MOE_LLAMA_CPP to a built llama.cpp tree)")
-				return
-			}
-			simple := func(model string) string {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				b, err := exec.CommandContext(ctx, bin, "-m", model, "-n", "16", "Hello the world").Output()
-				if err != nil {
-					t.Fatalf("llama-simple %s: %v", model, err)
-				}
-				return string(b)
-			}
-			if got, want := simple(out), simple(path); got != want {
+			if got, want := llamaSimple(t, out, 16, "Hello the world"), llamaSimple(t, path, 16, "Hello the world"); got != want {
 				t.Errorf("llama-simple: exported %q, fixture %q", got, want)
 			}
 		})
@@ -175,7 +183,6 @@ func TestExportHFDirLayout(t *testing.T) {
 func TestExportHFDirLayoutOSSDeepseek(t *testing.T) {
 	pool := compute.NewPool(2)
 	defer pool.Close()
-	bin := peer.Bin("llama-simple")
 	for _, name := range []string{"gpt-oss", "deepseek2", "deepseek2v3", "deepseek2kvb"} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join("testdata", "family", name+"-f32.gguf")
@@ -190,15 +197,7 @@ func TestExportHFDirLayoutOSSDeepseek(t *testing.T) {
 				sameLayout(t, out, path, false)
 			}
 			checkSameGreedy(t, loadT(t, out, pool), loadT(t, path, pool), []int32{84, 258, 39, 101, 3, 200}, 16, 0)
-			if bin == "" {
-				t.Log("llama.cpp's llama-simple is not built here: moe side only (set MOE_LLAMA_CPP to a built llama.cpp tree)")
-				return
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := exec.CommandContext(ctx, bin, "-m", out, "-n", "4", "Hello").Run(); err != nil {
-				t.Fatalf("llama-simple %s: %v", out, err)
-			}
+			llamaSimple(t, out, 4, "Hello") // loads and runs in llama.cpp
 		})
 	}
 }
@@ -218,7 +217,6 @@ func TestExportTrainedFamilies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := peer.Bin("llama-simple")
 	for name, c := range map[string]struct {
 		mut  func(c *config.Config)
 		arch string
@@ -261,15 +259,7 @@ func TestExportTrainedFamilies(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkSameGreedy(t, loadT(t, out, pool), want, []int32{84, 258, 39, 101, 3, 200}, 8, 1e-5)
-			if bin == "" {
-				t.Log("llama.cpp's llama-simple is not built here: moe side only (set MOE_LLAMA_CPP to a built llama.cpp tree)")
-				return
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := exec.CommandContext(ctx, bin, "-m", out, "-n", "4", "Hello").Run(); err != nil {
-				t.Fatalf("llama-simple %s: %v", name, err)
-			}
+			llamaSimple(t, out, 4, "Hello") // loads and runs in llama.cpp
 		})
 	}
 }
