@@ -20,8 +20,7 @@ import (
 func TestFamiliesExport(t *testing.T) {
 	bin := llamaSimple()
 	const prompt, n = "Hello the world", "16"
-	fams := append(slices.Clone(familyChats),
-		familyChat{arch: "deepseek2"}, familyChat{arch: "deepseek2v3"}, familyChat{arch: "deepseek2kvb"})
+	fams := append(slices.Clone(familyChats), familyChat{arch: "deepseek2v3"}, familyChat{arch: "deepseek2kvb"})
 	dir := t.TempDir()
 	gen := func(model string) string {
 		t.Helper()
