@@ -197,7 +197,9 @@ func TestExportHFDirLayoutOSSDeepseek(t *testing.T) {
 				sameLayout(t, out, path, false)
 			}
 			checkSameGreedy(t, loadT(t, out, pool), loadT(t, path, pool), []int32{84, 258, 39, 101, 3, 200}, 16, 0)
-			llamaSimple(t, out, 4, "Hello") // loads and runs in llama.cpp
+			if got, want := llamaSimple(t, out, 16, "Hello the world"), llamaSimple(t, path, 16, "Hello the world"); got != want {
+				t.Errorf("llama-simple: exported %q, fixture %q", got, want)
+			}
 		})
 	}
 }

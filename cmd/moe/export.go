@@ -84,12 +84,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := gguf.Export(ctx, *out, cfg, w, tok, eo); err != nil {
 		return fmt.Errorf("writing %s: %w", *out, err)
 	}
-	st, err := os.Stat(*out)
-	if err != nil {
-		return fmt.Errorf("written file: %w", err)
-	}
-	fmt.Fprintf(stdout, "wrote %s (%s, %d parameters, %d bytes)\n", *out, mix.Name, len(w.Flat), st.Size())
-	return nil
+	return reportWritten(stdout, *out, fmt.Sprintf("%s, %d parameters", mix.Name, len(w.Flat)))
 }
 
 // isGGUFFile reports whether path names a .gguf file (not a directory).
@@ -112,7 +107,16 @@ func exportGGUFFile(ctx context.Context, in, out string, mix gguf.Mix, name stri
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s (%s, %d tensors, %d bytes)\n", out, mix.Name, res.Tensors, res.OutBytes)
+	return reportWritten(stdout, out, fmt.Sprintf("%s, %d tensors re-typed of %d", mix.Name, res.Changed, res.Tensors))
+}
+
+// reportWritten prints what export wrote: the file, what, and its size.
+func reportWritten(stdout io.Writer, out, what string) error {
+	st, err := os.Stat(out)
+	if err != nil {
+		return fmt.Errorf("written file: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s, %d bytes)\n", out, what, st.Size())
 	return nil
 }
 
@@ -136,12 +140,7 @@ func exportHFDir(ctx context.Context, dir, out string, mix gguf.Mix, name string
 	if err := gguf.ExportMapped(ctx, out, mm, eo); err != nil {
 		return fmt.Errorf("writing %s: %w", out, err)
 	}
-	st, err := os.Stat(out)
-	if err != nil {
-		return fmt.Errorf("written file: %w", err)
-	}
-	fmt.Fprintf(stdout, "wrote %s (%s %s, %d bytes)\n", out, mm.Cfg.ModelType, mix.Name, st.Size())
-	return nil
+	return reportWritten(stdout, out, mm.Cfg.ModelType+" "+mix.Name)
 }
 
 // defaultExportName is general.name for a model path: the run directory's
