@@ -174,6 +174,40 @@ func TestExportHFDirLayout(t *testing.T) {
 	}
 }
 
+// TestExportHFDirBF16 checks that a bfloat16 Hugging Face directory
+// exports at bf16 with its matrices copied as stored (the export computes
+// exactly what the directory does) and at q8_0 as moe quantize re-types
+// the bf16 export.
+func TestExportHFDirBF16(t *testing.T) {
+	pool := compute.NewPool(2)
+	defer pool.Close()
+	dir := writeHFFromGGUF(t, filepath.Join("testdata", "family", "qwen2moe-f32.gguf"), hfWrite{dtype: safetensors.BF16})
+	src := loadT(t, dir, pool)
+	bf := exportHF(t, dir, "bf16")
+	f, err := gguf.Open(bf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := f.Tensor("blk.0.attn_q.weight")
+	norm, _ := f.Tensor("blk.0.attn_norm.weight")
+	if q == nil || q.Type != gguf.BF16 || norm == nil || norm.Type != gguf.F32 {
+		t.Errorf("bf16 export: attn_q %v, attn_norm %v; want BF16 and F32", q, norm)
+	}
+	f.Close()
+	checkSameGreedy(t, loadT(t, bf, pool), src, []int32{84, 258, 39, 101, 3, 200}, 16, 0)
+	// At q8_0: what moe quantize (llama-quantize's rules) makes of the bf16
+	// export, byte for byte.
+	mix, err := gguf.ParseMix("q8_0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(t.TempDir(), "q.gguf")
+	if _, err := gguf.QuantizeFile(context.Background(), bf, want, gguf.QuantizeOptions{Mix: mix}); err != nil {
+		t.Fatal(err)
+	}
+	sameLayout(t, exportHF(t, dir, "q8_0"), want, false)
+}
+
 // TestExportHFDirLayoutOSSDeepseek is TestExportHFDirLayout for the
 // families with their own Hugging Face readers: gpt-oss and deepseek2 (V2
 // with and without q LoRA, V3 routing). The fixture deepseek2kvb stores
