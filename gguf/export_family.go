@@ -50,8 +50,8 @@ func familyKVs(arch string, fam *family, cfg *config.Config) ([]KV, error) {
 		{arch + ".feed_forward_length", u32(cfg.IntermediateSize)},
 		{arch + ".attention.head_count", u32(cfg.NumHeads)},
 		{arch + ".attention.head_count_kv", u32(cfg.KVHeads())},
-		{arch + ".rope.freq_base", float32(cfg.RopeTheta)},
-		{arch + ".attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
+		{arch + ".rope.freq_base", float32(model.RopeBase(cfg))},
+		{arch + ".attention.layer_norm_rms_epsilon", model.NormEps(cfg)},
 	}
 	if cfg.IsMoE() {
 		kvs = append(kvs, KV{arch + ".expert_count", u32(cfg.NumExperts)}, KV{arch + ".expert_used_count", u32(cfg.ExpertsPerToken)})
@@ -68,11 +68,11 @@ func familyKVs(arch string, fam *family, cfg *config.Config) ([]KV, error) {
 	if fam != nil && fam.gptOSS {
 		return ossKVs(arch, cfg, kvs)
 	}
+	if fam == nil { // llama: linear or YaRN scaling as Export writes it
+		return append(kvs, ropeScalingKVs(arch, cfg)...), nil
+	}
 	if cfg.RopeScaling != nil {
 		return nil, fmt.Errorf("gguf: export: %s: RoPE scaling %q is not written for this family", arch, cfg.RopeScaling.Type)
-	}
-	if fam == nil {
-		return kvs, nil
 	}
 	if fam.expertLen {
 		kvs = append(kvs, KV{arch + ".expert_feed_forward_length", u32(cfg.ExpertSize())})
