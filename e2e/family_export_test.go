@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moe-llm/moe/gguf"
 )
 
 // TestFamiliesExport runs `moe export` on the f32 file of each family
@@ -46,16 +48,11 @@ func TestFamiliesExport(t *testing.T) {
 			if bin == "" {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			b, err := exec.CommandContext(ctx, bin, "-m", out, "-n", n, prompt).Output()
-			cancel()
-			if err != nil {
-				t.Fatalf("llama-simple %s %s: %v", fam.arch, typ, err)
-			}
+			s := simpleText(t, bin, out, n, prompt) // every export loads in llama.cpp
 			if typ == "q8_0" && fam.arch != "gpt-oss" {
 				continue
 			}
-			if s := strings.TrimSuffix(string(b), "\n"); s != fam.promptPrefix+prompt+got {
+			if s != fam.promptPrefix+prompt+got {
 				t.Errorf("%s %s: llama.cpp %q, moe %q", fam.arch, typ, s, fam.promptPrefix+prompt+got)
 			}
 		}
@@ -63,4 +60,77 @@ func TestFamiliesExport(t *testing.T) {
 	if bin == "" {
 		t.Log("llama.cpp's llama-simple is not built here: moe side only (set MOE_LLAMA_CPP to a built llama.cpp tree, or MOE_LLAMA_SIMPLE)")
 	}
+}
+
+// TestFamiliesFinetuneExport exports the zero-step fine-tune of each family
+// fixture the training model holds (a run directory whose config has the
+// family's pieces: q/k norms, biases, a gated shared expert, Granite's
+// scales, gpt-oss's sinks and biases) and checks the file is of the
+// fixture's architecture, carries its chat template, and generates in moe
+// (and, where llama-simple is built, in llama.cpp) the fixture's greedy
+// text.
+func TestFamiliesFinetuneExport(t *testing.T) {
+	dir := t.TempDir()
+	chat := writeFile(t, dir, "chat.jsonl", `{"messages":[{"role":"user","content":"Hello"},{"role":"assistant","content":"Hello the world"}]}`+"\n")
+	bin := llamaSimple()
+	const prompt, n = "Hello the world", "16"
+	for _, fam := range familyChats {
+		if fam.arch == "deepseek2" { // latent attention: not a training model
+			continue
+		}
+		src := familyFile(t, fam.arch, "f32")
+		run := filepath.Join(dir, fam.arch)
+		seqLen := "256"
+		if fam.arch == "gpt-oss" {
+			seqLen = "1024" // the harmony template's system preamble is long
+		}
+		ok(t, "finetune", "--model", src, "--data", chat, "--out", run, "--steps", "0", "--seq-len", seqLen, "--quiet")
+		out := filepath.Join(dir, fam.arch+".gguf")
+		ok(t, "export", "--model", run, "--out", out)
+		for _, key := range []string{"general.architecture", "tokenizer.chat_template"} {
+			if got, want := ggufValue(t, out, key), ggufValue(t, src, key); got != want || got == nil {
+				t.Errorf("%s: export's %s %.60v, the fixture's %.60v", fam.arch, key, got, want)
+			}
+		}
+		gen := func(model string) string {
+			r := ok(t, "generate", "--model", model, "--prompt", prompt, "--max-tokens", n, "--temperature", "0")
+			return strings.TrimSuffix(r.stdout, "\n")
+		}
+		want := gen(src)
+		if got := gen(out); got != want {
+			t.Errorf("%s: moe generates %q from the fine-tune's export, %q from the fixture", fam.arch, got, want)
+		}
+		if bin == "" {
+			continue
+		}
+		if s := simpleText(t, bin, out, n, prompt); s != fam.promptPrefix+prompt+want {
+			t.Errorf("%s: llama.cpp %q on the fine-tune's export, moe %q on the fixture", fam.arch, s, fam.promptPrefix+prompt+want)
+		}
+	}
+}
+
+// simpleText runs llama-simple (bin) on model for n greedy tokens of
+// prompt and returns what it prints, without the final newline.
+func simpleText(t *testing.T, bin, model, n, prompt string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, bin, "-m", model, "-n", n, prompt).Output()
+	if err != nil {
+		t.Fatalf("llama-simple %s: %v", model, err)
+	}
+	return strings.TrimSuffix(string(b), "\n")
+}
+
+// ggufValue returns the metadata value key of the GGUF file at path (nil
+// when absent).
+func ggufValue(t *testing.T, path, key string) any {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	v, _ := f.Get(key)
+	return v
 }
