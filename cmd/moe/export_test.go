@@ -153,6 +153,12 @@ func TestExportImportCLI(t *testing.T) {
 	if got := gen(hfGGUF); got != want {
 		t.Errorf("generate from the Hugging Face directory's GGUF export: %q, want %q", got, want)
 	}
+	// moe quantize takes the directory too, with llama-quantize's mixes.
+	hfQ := filepath.Join(tmp, "hf2-q4_k_m.gguf")
+	if code, out, errs := moeCLI("quantize", hf2, hfQ, "q4_k_m"); code != 0 || !strings.Contains(out, "wrote "+hfQ) {
+		t.Fatalf("quantize of a Hugging Face directory: exit %d: %s%s", code, out, errs)
+	}
+	gen(hfQ)
 	if f, err := gguf.Open(hfGGUF); err != nil {
 		t.Error(err)
 	} else {
