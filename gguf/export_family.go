@@ -533,8 +533,8 @@ func mappedParts(m *Mapped, opt ExportOptions) ([]KV, []Tensor, error) {
 }
 
 // mixTensors gives each tensor the type mix chooses (keepF32 ones stay
-// F32, as their source); a tensor whose type changes is decoded to float32
-// and encoded again when the writer reaches it.
+// F32, quantized ones keep their type); a tensor whose type changes is
+// decoded to float32 and encoded again when the writer reaches it.
 func mixTensors(mix Mix, model MixModel, ts []exportTensor) ([]Tensor, error) {
 	mt := make([]MixTensor, len(ts))
 	for i, t := range ts {
@@ -550,6 +550,11 @@ func mixTensors(mix Mix, model MixModel, ts []exportTensor) ([]Tensor, error) {
 		from, to, src := t.Type, types[i], t.Data
 		if t.keepF32 {
 			to = F32
+		}
+		if quantized(from) {
+			// Stored quantized (gpt-oss's MXFP4 experts): kept as the
+			// converter keeps them, re-encoding would only add error.
+			to = from
 		}
 		if from == to {
 			continue

@@ -234,6 +234,13 @@ func TestExportHFDirLayoutOSSDeepseek(t *testing.T) {
 			if got, want := llamaSimple(t, out, 16, "Hello the world"), llamaSimple(t, path, 16, "Hello the world"); got != want {
 				t.Errorf("llama-simple: exported %q, fixture %q", got, want)
 			}
+			if name == "gpt-oss" {
+				// The published layout: MXFP4 experts (kept as stored) and
+				// Q8_0 attention, from a directory of the q8_0 fixture's
+				// values: its tensors byte for byte.
+				q8 := exportHF(t, ossHFDir(t, "q8_0", safetensors.F32, true), "q8_0")
+				sameLayout(t, q8, filepath.Join("testdata", "family", "gpt-oss-q8_0.gguf"), false)
+			}
 		})
 	}
 }
