@@ -43,19 +43,22 @@ func mappedArch(cfg *config.Config) (string, *family, error) {
 func familyKVs(arch string, fam *family, cfg *config.Config) ([]KV, error) {
 	u32 := func(v int) uint32 { return uint32(v) }
 	hd := cfg.HeadDimension()
-	kvs := []KV{
-		{arch + ".context_length", u32(cfg.MaxPositionEmbeddings)},
-		{arch + ".embedding_length", u32(cfg.HiddenSize)},
-		{arch + ".block_count", u32(cfg.NumLayers)},
-		{arch + ".feed_forward_length", u32(cfg.IntermediateSize)},
-		{arch + ".attention.head_count", u32(cfg.NumHeads)},
-		{arch + ".attention.head_count_kv", u32(cfg.KVHeads())},
-		{arch + ".rope.freq_base", float32(model.RopeBase(cfg))},
-		{arch + ".attention.layer_norm_rms_epsilon", model.NormEps(cfg)},
+	// The values moe computes with: the RoPE base with NTK scaling folded
+	// in, the defaults of unset fields.
+	c := *cfg
+	c.RopeTheta, c.RMSNormEps = model.RopeBase(cfg), float64(model.NormEps(cfg))
+	var kvs []KV
+	for _, b := range baseKeys() {
+		switch {
+		case b.moe && !cfg.IsMoE():
+		case b.intOf != nil:
+			kvs = append(kvs, KV{arch + "." + b.key, u32(*b.intOf(&c))})
+		default:
+			kvs = append(kvs, KV{arch + "." + b.key, float32(*b.floatOf(&c))})
+		}
 	}
-	if cfg.IsMoE() {
-		kvs = append(kvs, KV{arch + ".expert_count", u32(cfg.NumExperts)}, KV{arch + ".expert_used_count", u32(cfg.ExpertsPerToken)})
-	}
+	kvs = append(kvs, KV{arch + ".feed_forward_length", u32(cfg.IntermediateSize)},
+		KV{arch + ".attention.head_count_kv", u32(cfg.KVHeads())})
 	if fam != nil && fam.mla {
 		return deepseek2KVs(arch, cfg, kvs)
 	}
