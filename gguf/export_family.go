@@ -353,13 +353,18 @@ func ExportMapped(ctx context.Context, path string, m *Mapped, opt ExportOptions
 // familyHeader returns the architecture and family a model of cfg is
 // written as and its {arch}.* keys, or an error naming what the family's
 // llama.cpp graph cannot compute.
-func familyHeader(cfg *config.Config) (string, *family, []KV, error) {
+func familyHeader(cfg *config.Config, allowInexact bool) (string, *family, []KV, error) {
 	arch, fam, err := mappedArch(cfg)
 	if err != nil {
 		return "", nil, nil, err
 	}
 	if err := checkMappedFamily(arch, fam, cfg); err != nil {
 		return "", nil, nil, err
+	}
+	if rs := cfg.RopeScaling; rs != nil && rs.Type == config.RopeYaRN && !rs.YaRNTruncate() && !allowInexact {
+		// gpt-oss's own config says truncate: false; its converter writes
+		// the file anyway, and llama.cpp rounds the range out.
+		return "", nil, nil, fmt.Errorf("gguf: export: %s: YaRN with an untruncated correction range (rope_scaling.truncate false), which llama.cpp's %s truncates: it would compute otherwise (pass AllowInexact / --allow-inexact to write it as llama.cpp's converter does)", cfg.ModelType, arch)
 	}
 	kvs, err := familyKVs(arch, fam, cfg)
 	return arch, fam, kvs, err
@@ -368,7 +373,7 @@ func familyHeader(cfg *config.Config) (string, *family, []KV, error) {
 // mappedParts builds the metadata and tensor list of ExportMapped.
 func mappedParts(m *Mapped, opt ExportOptions) ([]KV, []Tensor, error) {
 	cfg := m.Cfg
-	arch, fam, akv, err := familyHeader(cfg)
+	arch, fam, akv, err := familyHeader(cfg, opt.AllowInexact)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -242,7 +242,7 @@ func Export(ctx context.Context, path string, cfg *config.Config, w *model.Weigh
 	if fc := exportFamilyConfig(cfg); fc != nil {
 		// Beyond llama's architecture: the family's layout (q/k norms as
 		// qwen3moe or olmoe, a gated shared expert as qwen2moe, ...).
-		if _, _, _, err := familyHeader(fc); err != nil {
+		if _, _, _, err := familyHeader(fc, opt.AllowInexact); err != nil {
 			return err
 		}
 		m, err := weightsMapped(fc, w, tok)

@@ -235,6 +235,21 @@ func TestExportHFDirLayoutOSSDeepseek(t *testing.T) {
 				t.Errorf("llama-simple: exported %q, fixture %q", got, want)
 			}
 			if name == "gpt-oss" {
+				// gpt-oss's own config leaves YaRN untruncated, which
+				// llama.cpp computes truncated: refused unless inexact.
+				mm, err := OpenHF(ossHFDir(t, "f32", safetensors.F32, false))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer mm.Close()
+				x := filepath.Join(t.TempDir(), "x.gguf")
+				err = gguf.ExportMapped(context.Background(), x, mm, gguf.ExportOptions{Type: gguf.F32})
+				if err == nil || !strings.Contains(err.Error(), "untruncated") || strings.Contains(err.Error(), "\n") {
+					t.Errorf("truncate: false: got %v, want one line naming the untruncated YaRN range", err)
+				}
+				if err := gguf.ExportMapped(context.Background(), x, mm, gguf.ExportOptions{Type: gguf.F32, AllowInexact: true}); err != nil {
+					t.Errorf("truncate: false with AllowInexact: %v", err)
+				}
 				// The published layout: MXFP4 experts (kept as stored) and
 				// Q8_0 attention, from a directory of the q8_0 fixture's
 				// values: its tensors byte for byte.

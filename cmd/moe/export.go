@@ -28,7 +28,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	name := fs.String("name", "", "general.name stored in the file (default: the run directory's name)")
 	format := fs.String("format", "gguf", "gguf, or hf: a Hugging Face directory (config.json, model.safetensors, tokenizer.json) for --type f32, f16 or bf16")
 	force := fs.Bool("force", false, "with --format hf: remove another export's shards and index in --out, or write into a folder whose config.json/tokenizer.json are not a model's")
-	inexact := fs.Bool("allow-inexact", false, "write a model llama.cpp cannot run exactly (an ungated shared expert); moe still reads it back exactly")
+	inexact := fs.Bool("allow-inexact", false, "write a model llama.cpp cannot run exactly (an ungated shared expert; YaRN untruncated, as gpt-oss's config asks, written as llama.cpp's converter does); moe still reads a run directory's back exactly")
 	if err := parseFlagsNoArgs(fs, args, "the weight type goes in --type"); err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		case isGGUFFile(*modelPath):
 			return exportGGUFFile(ctx, *modelPath, *out, mix, *name, stdout, stderr)
 		case safetensors.IsHFDir(*modelPath):
-			return exportHFDir(ctx, *modelPath, *out, mix, *name, stdout)
+			return exportHFDir(ctx, *modelPath, *out, gguf.ExportOptions{Mix: mix, Name: *name, AllowInexact: *inexact}, stdout)
 		}
 	}
 	cfg, w, tok, err := loadModelSource(ctx, *modelPath)
@@ -123,13 +123,12 @@ func reportWritten(stdout io.Writer, out, what string) error {
 // exportHFDir writes the Hugging Face model directory dir as a GGUF file in
 // llama.cpp's converter layout for its family, with its tokenizer and chat
 // template.
-func exportHFDir(ctx context.Context, dir, out string, mix gguf.Mix, name string, stdout io.Writer) error {
+func exportHFDir(ctx context.Context, dir, out string, eo gguf.ExportOptions, stdout io.Writer) error {
 	mm, err := infer.OpenHF(dir)
 	if err != nil {
 		return err
 	}
 	defer mm.Close()
-	eo := gguf.ExportOptions{Mix: mix, Name: name}
 	tmpl, _, err := infer.ReadChat(dir, mm.Tok)
 	if err != nil {
 		return err
@@ -140,7 +139,7 @@ func exportHFDir(ctx context.Context, dir, out string, mix gguf.Mix, name string
 	if err := gguf.ExportMapped(ctx, out, mm, eo); err != nil {
 		return fmt.Errorf("writing %s: %w", out, err)
 	}
-	return reportWritten(stdout, out, mm.Cfg.ModelType+" "+mix.Name)
+	return reportWritten(stdout, out, mm.Cfg.ModelType+" "+eo.Mix.Name)
 }
 
 // defaultExportName is general.name for a model path: the run directory's

@@ -45,7 +45,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if *name == "" {
 			*name = defaultExportName(in)
 		}
-		return exportHFDir(ctx, in, out, mix, *name, stdout)
+		return exportHFDir(ctx, in, out, gguf.ExportOptions{Mix: mix, Name: *name}, stdout)
 	}
 	if st.IsDir() || !strings.EqualFold(filepath.Ext(in), ".gguf") {
 		// A run directory (or a checkpoint in one) goes through export.
