@@ -41,6 +41,10 @@ var familyChats = []familyChat{
 	// tokens; <|constrain|> (rendered, as llama.cpp makes it user-defined)
 	// stays as text outside a header.
 	{"gpt-oss", []string{"<|endoftext|>", "<|startoftext|>", "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>", "<|call|>"}, ""},
+	// deepseek2: DeepSeek-V2-Lite-Chat's template over <|endoftext|> as bos
+	// and eos (the V3-routing and attn_kv_b variants join the generate and
+	// export suites only).
+	{"deepseek2", []string{"<|endoftext|>"}, ""},
 }
 
 // familyFile returns the absolute path of a family fixture.

@@ -65,9 +65,8 @@ func TestGGUFRunsInLlamaCpp(t *testing.T) {
 func TestFamiliesGenerate(t *testing.T) {
 	bin := llamaSimple()
 	const prompt = "Hello the world"
-	// The deepseek2 fixtures carry no chat template: they join here only.
-	fams := append(slices.Clone(familyChats),
-		familyChat{arch: "deepseek2"}, familyChat{arch: "deepseek2v3"}, familyChat{arch: "deepseek2kvb"})
+	// The other deepseek2 fixtures (V3 routing, attn_kv_b) join here.
+	fams := append(slices.Clone(familyChats), familyChat{arch: "deepseek2v3"}, familyChat{arch: "deepseek2kvb"})
 	for _, fam := range fams {
 		arch := fam.arch
 		for _, typ := range []string{"f32", "q8_0"} {

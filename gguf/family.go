@@ -150,23 +150,49 @@ func familyConfig(f *File, fam *family) (*config.Config, error) {
 	return cfg, nil
 }
 
-// familyBase returns the config fields every family reads alike from its
-// {arch}.* keys.
-func familyBase(k *keyReader, fam *family) *config.Config {
-	return &config.Config{
-		ModelType:             fam.modelType,
-		HiddenSize:            k.int("embedding_length", -1),
-		NumLayers:             k.int("block_count", -1),
-		NumHeads:              k.int("attention.head_count", -1),
-		MaxPositionEmbeddings: k.int("context_length", 2048),
-		RopeTheta:             k.float("rope.freq_base", 10000),
-		RMSNormEps:            k.float("attention.layer_norm_rms_epsilon", -1),
-		NumExperts:            k.int("expert_count", -1),
-		ExpertsPerToken:       k.int("expert_used_count", -1),
-		HiddenAct:             "silu",
-		Routing:               config.RoutingTokenChoice,
-		RouterOrder:           fam.order,
+// baseKey is one of the {arch}.* keys every family stores alike: the config
+// field it holds (an int or a float64), its default when absent (< 0:
+// required) and whether only MoE models have it.
+type baseKey struct {
+	key     string
+	def     float64
+	moe     bool
+	intOf   func(*config.Config) *int
+	floatOf func(*config.Config) *float64
+}
+
+// baseKeys are read by familyBase and written by familyKVs: one table of
+// the names.
+func baseKeys() []baseKey {
+	return []baseKey{
+		{key: "context_length", def: 2048, intOf: func(c *config.Config) *int { return &c.MaxPositionEmbeddings }},
+		{key: "embedding_length", def: -1, intOf: func(c *config.Config) *int { return &c.HiddenSize }},
+		{key: "block_count", def: -1, intOf: func(c *config.Config) *int { return &c.NumLayers }},
+		{key: "attention.head_count", def: -1, intOf: func(c *config.Config) *int { return &c.NumHeads }},
+		{key: "rope.freq_base", def: 10000, floatOf: func(c *config.Config) *float64 { return &c.RopeTheta }},
+		{key: "attention.layer_norm_rms_epsilon", def: -1, floatOf: func(c *config.Config) *float64 { return &c.RMSNormEps }},
+		{key: "expert_count", def: -1, moe: true, intOf: func(c *config.Config) *int { return &c.NumExperts }},
+		{key: "expert_used_count", def: -1, moe: true, intOf: func(c *config.Config) *int { return &c.ExpertsPerToken }},
 	}
+}
+
+// familyBase returns the config fields every family reads alike from its
+// {arch}.* keys (baseKeys).
+func familyBase(k *keyReader, fam *family) *config.Config {
+	cfg := &config.Config{
+		ModelType:   fam.modelType,
+		HiddenAct:   "silu",
+		Routing:     config.RoutingTokenChoice,
+		RouterOrder: fam.order,
+	}
+	for _, b := range baseKeys() {
+		if b.intOf != nil {
+			*b.intOf(cfg) = k.int(b.key, int(b.def))
+		} else {
+			*b.floatOf(cfg) = k.float(b.key, b.def)
+		}
+	}
+	return cfg
 }
 
 // familyFinish checks the expert counts, takes the vocabulary size from

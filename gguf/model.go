@@ -235,8 +235,22 @@ func SlidingWindowMatters(cfg *config.Config) bool {
 }
 
 // Export writes the model as a GGUF file at path (atomically) in llama.cpp's
-// "llama" architecture, with tok as a "gpt2" byte-level BPE tokenizer.
+// "llama" architecture, with tok as a "gpt2" byte-level BPE tokenizer; a
+// model that architecture cannot hold is written in the layout of its
+// family (see exportFamilyConfig and ExportMapped).
 func Export(ctx context.Context, path string, cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, opt ExportOptions) error {
+	if fc := exportFamilyConfig(cfg); fc != nil {
+		// Beyond llama's architecture: the family's layout (q/k norms as
+		// qwen3moe or olmoe, a gated shared expert as qwen2moe, ...).
+		if _, _, _, err := familyHeader(fc, opt.AllowInexact); err != nil {
+			return err
+		}
+		m, err := weightsMapped(fc, w, tok)
+		if err != nil {
+			return err
+		}
+		return ExportMapped(ctx, path, m, opt)
+	}
 	kvs, tensors, err := exportParts(cfg, w, tok, opt)
 	if err != nil {
 		return err

@@ -18,6 +18,8 @@ type QuantizeOptions struct {
 	AllowRequantize bool
 	// Logger receives a warning for each upcast written (nil: none).
 	Logger *slog.Logger
+	// Name, when set, replaces general.name.
+	Name string
 }
 
 // QuantizeResult summarises what QuantizeFile wrote.
@@ -114,11 +116,14 @@ func QuantizeFile(ctx context.Context, in, out string, opt QuantizeOptions) (*Qu
 	}
 	kvs := make([]KV, 0, len(f.KV)+2)
 	for _, kv := range f.KV {
-		if kv.Key != "general.file_type" && kv.Key != "general.quantization_version" {
+		if kv.Key != "general.file_type" && kv.Key != "general.quantization_version" && (opt.Name == "" || kv.Key != "general.name") {
 			kvs = append(kvs, kv)
 		}
 	}
 	kvs = append(kvs, KV{"general.quantization_version", uint32(2)}, KV{"general.file_type", opt.Mix.FileType})
+	if opt.Name != "" {
+		kvs = append(kvs, KV{"general.name", opt.Name})
+	}
 	if err := WriteFile(ctx, out, kvs, tensors); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", out, err)
 	}

@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -282,9 +283,11 @@ func (m *Model) StopTokens() []int32 {
 // ReadChat reads the chat template and end-of-generation tokens a model
 // file declares: a GGUF file's tokenizer.chat_template and
 // tokenizer.ggml.{eos,eot,eom}_token_id, or a directory's
-// tokenizer_config.json. A model without a template gets none (moe's own
+// tokenizer_config.json and generation_config.json's eos_token_id (one id
+// or a list: Hugging Face's end-of-generation tokens beyond the
+// tokenizer's eos). A model without a template gets none (moe's own
 // applies when its tokenizer has the chat tokens); a template that does
-// not parse is an error.
+// not parse, or an end token outside the vocabulary, is an error.
 func ReadChat(path string, tok *tokenizer.Tokenizer) (*chattmpl.Template, []int32, error) {
 	if tok == nil {
 		return nil, nil, nil
@@ -300,16 +303,59 @@ func ReadChat(path string, tok *tokenizer.Tokenizer) (*chattmpl.Template, []int3
 	if !st.IsDir() {
 		dir = filepath.Dir(path)
 	}
+	ends, err := generationEnds(dir, tok)
+	if err != nil {
+		return nil, nil, err
+	}
 	name := filepath.Join(dir, chattmpl.ConfigFileName)
 	data, err := os.ReadFile(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
+		return nil, ends, nil
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	t, err := chattmpl.FromTokenizerConfig(name, data, chattmpl.Options{})
-	return t, nil, err
+	return t, ends, err
+}
+
+// generationEnds reads eos_token_id from dir's generation_config.json (a
+// Hugging Face model's: one id or a list), nil when the file or the key is
+// absent.
+func generationEnds(dir string, tok *tokenizer.Tokenizer) ([]int32, error) {
+	name := filepath.Join(dir, "generation_config.json")
+	data, err := os.ReadFile(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var gc struct {
+		EOS json.RawMessage `json:"eos_token_id"`
+	}
+	if err := json.Unmarshal(data, &gc); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(gc.EOS) == 0 || string(gc.EOS) == "null" {
+		return nil, nil
+	}
+	var ids []int64
+	if err := json.Unmarshal(gc.EOS, &ids); err != nil {
+		var one int64
+		if json.Unmarshal(gc.EOS, &one) != nil {
+			return nil, fmt.Errorf("%s: eos_token_id is %s, want a token id or a list of them", name, gc.EOS)
+		}
+		ids = []int64{one}
+	}
+	ends := make([]int32, 0, len(ids))
+	for _, id := range ids {
+		if id < 0 || id >= int64(tok.VocabSize()) {
+			return nil, fmt.Errorf("%s: eos_token_id %d is not a token id of the %d-token vocabulary", name, id, tok.VocabSize())
+		}
+		ends = append(ends, int32(id))
+	}
+	return ends, nil
 }
 
 // loadGGUFChat reads ReadChat's part of a GGUF file.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -555,5 +556,43 @@ func TestHFDirOfMoeModel(t *testing.T) {
 			defer want.Close()
 			checkSameGreedy(t, loadT(t, dir, pool), want, []int32{7, 99, 150, 3}, 8, 1e-5)
 		})
+	}
+}
+
+// TestHFGenerationConfigEnds checks that a Hugging Face directory's
+// generation_config.json eos_token_id (a list here, as Qwen3's and
+// Llama 3's are) adds end-of-generation tokens the tokenizer does not
+// name, that a single id works too, and that an id outside the vocabulary
+// fails with one line naming the file.
+func TestHFGenerationConfigEnds(t *testing.T) {
+	path := filepath.Join("testdata", "family", "qwen3moe-f32.gguf")
+	dir := writeHFFromGGUF(t, path, hfWrite{dtype: safetensors.F32})
+	m := loadT(t, dir, nil)
+	start, ok := m.Tok.Special("<|im_start|>")
+	if !ok {
+		t.Fatal("no <|im_start|> in the fixture's vocabulary")
+	}
+	if slices.Contains(m.StopTokens(), start) {
+		t.Fatalf("<|im_start|> already stops generation: the test would prove nothing")
+	}
+	gc := filepath.Join(dir, "generation_config.json")
+	for _, c := range []struct {
+		json string
+		want []int32
+	}{{fmt.Sprintf(`{"eos_token_id": [%d, %d]}`, m.Tok.EOT(), start), []int32{m.Tok.EOT(), start}}, {fmt.Sprintf(`{"eos_token_id": %d}`, start), []int32{start}}} {
+		if err := os.WriteFile(gc, []byte(c.json), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		g := loadT(t, dir, nil)
+		if !slices.Equal(g.EndTokens, c.want) || !slices.Contains(g.StopTokens(), start) {
+			t.Errorf("%s: end tokens %v (stops %v), want %v", c.json, g.EndTokens, g.StopTokens(), c.want)
+		}
+	}
+	if err := os.WriteFile(gc, []byte(`{"eos_token_id": [1, 99999]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(dir, nil)
+	if err == nil || !strings.Contains(err.Error(), "generation_config.json: eos_token_id 99999") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("out-of-vocabulary eos_token_id: got %v", err)
 	}
 }

@@ -1,7 +1,6 @@
 package infer
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,7 +10,6 @@ import (
 	"github.com/moe-llm/moe/checkpoint"
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/gguf"
-	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
 )
 
@@ -42,17 +40,6 @@ func loadRunDir(path string, pool *compute.Pool) (*Model, error) {
 		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
 	}
 	return m, nil
-}
-
-// loadHFGPTOSS reads a Hugging Face gpt_oss directory for inference (see
-// safetensors.ReadGPTOSS): float32 copies of its float tensors, its MXFP4
-// experts as stored.
-func loadHFGPTOSS(path string, pool *compute.Pool) (*Model, error) {
-	mm, err := safetensors.ReadGPTOSS(context.Background(), path)
-	if err != nil {
-		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
-	}
-	return mappedModel(path, mm, pool)
 }
 
 // mappedModel builds the inference model of path from its opened tensors,

@@ -1,13 +1,9 @@
 package infer
 
 import (
-	"context"
-	"fmt"
-
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/model"
-	"github.com/moe-llm/moe/safetensors"
 )
 
 // Multi-head latent attention (DeepSeek-V2/V3, llama.cpp's deepseek2) in
@@ -211,15 +207,4 @@ func (m *Model) latentAttention(seqs []*Seq, l, rows int, rowSeq, rowPos []int32
 			compute.Gemm(nil, false, true, hn, rank, P, 1, sco, Pn, kt, s.cap, 0, b.olat[(r*nh+h0)*rank:], rank)
 		}
 	})
-}
-
-// loadHFDeepseek reads a Hugging Face deepseek_v2/deepseek_v3 directory for
-// inference (see safetensors.ReadDeepseek): float32 copies of its tensors
-// in the layout of a deepseek2 GGUF file.
-func loadHFDeepseek(path string, pool *compute.Pool) (*Model, error) {
-	mm, err := safetensors.ReadDeepseek(context.Background(), path)
-	if err != nil {
-		return nil, fmt.Errorf("infer: load model %s: %w", path, err)
-	}
-	return mappedModel(path, mm, pool)
 }

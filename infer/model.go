@@ -369,10 +369,6 @@ func LoadPlaced(path string, pool *compute.Pool, place gguf.Placement) (*Model, 
 	switch {
 	case strings.HasSuffix(strings.ToLower(path), ".gguf"):
 		load = func(path string, pool *compute.Pool) (*Model, error) { return loadGGUF(path, pool, place) }
-	case safetensors.IsGPTOSSDir(path):
-		load = loadHFGPTOSS
-	case safetensors.IsDeepseekDir(path):
-		load = loadHFDeepseek
 	case safetensors.IsHFDir(path):
 		load = loadHF
 	}

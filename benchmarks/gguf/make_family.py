@@ -84,8 +84,9 @@ CHAT = {
     "olmoe": dict(tmpl="olmoe.jinja", specials=[], bos="<|endoftext|>", eos="<|endoftext|>", add_bos=False),
     "granitemoe": dict(tmpl="granite-3.3.jinja", specials=["<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"], bos="<|end_of_text|>", eos="<|end_of_text|>", add_bos=True),
     "llama": dict(tmpl="mixtral.jinja", specials=[], bos="<s>", eos="</s>", add_bos=True),
-    # deepseek2's fixtures carry no chat template (yet).
-    "deepseek2": dict(tmpl=None, specials=[], bos="<|endoftext|>", eos="<|endoftext|>", add_bos=False),
+    # DeepSeek-V2-Lite-Chat's template (User:/Assistant: lines, bos first,
+    # eos after each reply) over the tiny vocabulary's <|endoftext|>.
+    "deepseek2": dict(tmpl="deepseek-v2.jinja", specials=[], bos="<|endoftext|>", eos="<|endoftext|>", add_bos=False),
     # harmony: bos <|startoftext|> and eos <|return|> as gpt-oss's
     # tokenizer_config names them; llama.cpp ends generation at <|return|>
     # and <|call|> (and then not at <|end|>).

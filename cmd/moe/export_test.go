@@ -11,6 +11,7 @@ import (
 
 	"github.com/moe-llm/moe/checkpoint"
 	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/infer"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/safetensors"
@@ -142,6 +143,29 @@ func TestExportImportCLI(t *testing.T) {
 	}
 	if got := gen(hf2Run); got != want {
 		t.Errorf("generate from the HF export/import: %q, want %q", got, want)
+	}
+	// A Hugging Face directory exports to GGUF (llama.cpp's converter
+	// layout), named after the directory.
+	hfGGUF := filepath.Join(tmp, "hf2.gguf")
+	if code, out, errs := moeCLI("export", "--model", hf2, "--out", hfGGUF); code != 0 || !strings.Contains(out, "wrote "+hfGGUF) {
+		t.Fatalf("export of a Hugging Face directory: exit %d: %s%s", code, out, errs)
+	}
+	if got := gen(hfGGUF); got != want {
+		t.Errorf("generate from the Hugging Face directory's GGUF export: %q, want %q", got, want)
+	}
+	// moe quantize takes the directory too, with llama-quantize's mixes.
+	hfQ := filepath.Join(tmp, "hf2-q4_k_m.gguf")
+	if code, out, errs := moeCLI("quantize", hf2, hfQ, "q4_k_m"); code != 0 || !strings.Contains(out, "wrote "+hfQ) {
+		t.Fatalf("quantize of a Hugging Face directory: exit %d: %s%s", code, out, errs)
+	}
+	gen(hfQ)
+	if f, err := gguf.Open(hfGGUF); err != nil {
+		t.Error(err)
+	} else {
+		if n, _ := f.Get("general.name"); n != "hf2" {
+			t.Errorf("general.name %v, want the directory's name", n)
+		}
+		f.Close()
 	}
 	// Imports keep the chat template the file carries (moe's own here).
 	for _, run := range []string{imp, hf2Run} {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/safetensors"
 )
 
 // runQuantize implements `moe quantize IN OUT TYPE`.
@@ -38,6 +39,13 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	st, err := os.Stat(in)
 	if err != nil {
 		return fmt.Errorf("IN: %w", err)
+	}
+	if st.IsDir() && safetensors.IsHFDir(in) {
+		// A Hugging Face directory: written in its family's GGUF layout.
+		if *name == "" {
+			*name = defaultExportName(in)
+		}
+		return exportHFDir(ctx, in, out, gguf.ExportOptions{Mix: mix, Name: *name}, stdout)
 	}
 	if st.IsDir() || !strings.EqualFold(filepath.Ext(in), ".gguf") {
 		// A run directory (or a checkpoint in one) goes through export.

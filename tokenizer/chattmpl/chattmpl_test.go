@@ -135,8 +135,8 @@ func compareRenders(t *testing.T, dir string, lenient bool) []string {
 // (testdata/render.py, transformers' environment) for every template and
 // conversation, with and without the generation prompt.
 func TestRenderMatchesJinja2(t *testing.T) {
-	if n := len(compareRenders(t, "testdata", false)); n != 12 {
-		t.Errorf("%d of 12 templates match", n)
+	if n := len(compareRenders(t, "testdata", false)); n != 13 {
+		t.Errorf("%d of 13 templates match", n)
 	}
 }
 
@@ -189,6 +189,7 @@ func TestEndMarkers(t *testing.T) {
 		"qwen2.5":               {"<|im_end|>"},
 		"qwen3":                 {"<|im_end|>"},
 		"deepseek-v3.1":         {"<｜end▁of▁sentence｜>"},
+		"deepseek-v2":           {"<｜end▁of▁sentence｜>"},
 		"granite-3.3":           {"<|end_of_text|>"},
 		"granite-4.0":           {"<|end_of_text|>"},
 		"gpt-oss":               {"<|return|>", "<|call|>"},
