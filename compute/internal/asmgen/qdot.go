@@ -61,6 +61,7 @@ func (g *gen) qdotKernels() {
 		}
 	}
 	g.qdotAVX2All()
+	g.qquantKernels()
 	g.qread()
 }
 
