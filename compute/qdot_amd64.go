@@ -288,6 +288,41 @@ func quantRowB32Asm(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) 
 	return groups * sp.bpg
 }
 
+//go:noescape
+func qquantKAVX512(groups int, x *float32, q *int8, lan *int32, d *float32, dst *int) (special int)
+
+// quantRowKAsm quantizes one famK activation row (as quantRowKGo) with the
+// AVX-512 quantizer and reports whether it did: not without the kernel, or
+// when a super-block's largest magnitude is 0, infinite or NaN.
+func quantRowKAsm(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) bool {
+	groups := len(x) / 256
+	if !hasQAVX512 || groups == 0 {
+		return false
+	}
+	// dst[i]: the unit position of values 16i..16i+15.
+	var dst [16]int
+	for pos := 0; pos < 256; pos += 16 {
+		dst[sp.perm[pos]/16] = pos
+	}
+	_ = q[groups*256-1]
+	_ = lan[groups*qLanes-1]
+	_ = d[groups-1]
+	if qquantKAVX512(groups, &x[0], &q[0], &lan[0], &d[0], &dst[0]) != 0 {
+		return false
+	}
+	if sp.sub == 32 {
+		// Lanes of 32-element sub-blocks: pairs of the 16-element sums.
+		for g := 0; g < groups; g++ {
+			gl := lan[g*qLanes : (g+1)*qLanes]
+			for i := 0; i < 8; i++ {
+				gl[i] = gl[2*i] + gl[2*i+1]
+			}
+			clear(gl[8:])
+		}
+	}
+	return true
+}
+
 // qdotFn is a quantized kernel; qdotFloatFn an AVX-512 float one (tail
 // included, always summed); qdotFloat2Fn an AVX2 float one (whole 16s
 // only, summed when red != 0, else lanes stored).

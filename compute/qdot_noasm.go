@@ -27,3 +27,6 @@ func qReadBytes(b []byte) uint64 { return qReadGo(b) }
 
 // quantRowB32Asm has no assembly quantizer to run here: no blocks done.
 func quantRowB32Asm(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) int { return 0 }
+
+// quantRowKAsm has no assembly quantizer to run here.
+func quantRowKAsm(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) bool { return false }

@@ -416,8 +416,16 @@ func quantRowB32From(sp *qSpec, b0 int, x []float32, q []int8, lan []int32, d []
 	}
 }
 
-// quantRowK fills one row's famK activation data.
+// quantRowK fills one row's famK activation data: in assembly where there
+// is a kernel, else in Go.
 func quantRowK(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) {
+	if !quantRowKAsm(sp, x, q, lan, d) {
+		quantRowKGo(sp, x, q, lan, d)
+	}
+}
+
+// quantRowKGo fills one row's famK activation data (the portable quantizer).
+func quantRowKGo(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) {
 	var blk [256]int8
 	for g := 0; g < len(x)/256; g++ {
 		d[g] = quantBlock(x[256*g:256*g+256], blk[:])
