@@ -256,6 +256,73 @@ func qdotF16AVX2(n16 int, w *byte, rb int, ncol int, a *float32, out *float32, r
 //go:noescape
 func qdotBF16AVX2(n16 int, w *byte, rb int, ncol int, a *float32, out *float32, red int)
 
+//go:noescape
+func qquantB32G2AVX512(groups int, x *float32, q *int8, lan *int32, d *float32, mul int) (special int)
+
+//go:noescape
+func qquantB32G4AVX512(groups int, x *float32, q *int8, lan *int32, d *float32, mul int) (special int)
+
+// quantRowB32Asm quantizes the whole groups of one famB32 activation row
+// (as quantRowB32From) with the AVX-512 quantizer and returns the blocks
+// it did: 0 without the kernel, or when a block's largest magnitude is 0,
+// infinite or NaN (Go quantizes that row).
+func quantRowB32Asm(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) int {
+	groups := len(x) / 32 / sp.bpg
+	if !hasQAVX512 || groups == 0 {
+		return 0
+	}
+	fn := qquantB32G2AVX512
+	if sp.bpg == 4 {
+		fn = qquantB32G4AVX512
+	}
+	mul := 1
+	if sp.off != 0 {
+		mul = -int(sp.off)
+	}
+	_ = q[groups*64*sp.halves-1]
+	_ = lan[groups*qLanes-1]
+	_ = d[groups*qLanes-1]
+	if fn(groups, &x[0], &q[0], &lan[0], &d[0], mul) != 0 {
+		return 0
+	}
+	return groups * sp.bpg
+}
+
+//go:noescape
+func qquantKAVX512(groups int, x *float32, q *int8, lan *int32, d *float32, dst *int) (special int)
+
+// quantRowKAsm quantizes one famK activation row (as quantRowKGo) with the
+// AVX-512 quantizer and reports whether it did: not without the kernel, or
+// when a super-block's largest magnitude is 0, infinite or NaN.
+func quantRowKAsm(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) bool {
+	groups := len(x) / 256
+	if !hasQAVX512 || groups == 0 {
+		return false
+	}
+	// dst[i]: the unit position of values 16i..16i+15.
+	var dst [16]int
+	for pos := 0; pos < 256; pos += 16 {
+		dst[sp.perm[pos]/16] = pos
+	}
+	_ = q[groups*256-1]
+	_ = lan[groups*qLanes-1]
+	_ = d[groups-1]
+	if qquantKAVX512(groups, &x[0], &q[0], &lan[0], &d[0], &dst[0]) != 0 {
+		return false
+	}
+	if sp.sub == 32 {
+		// Lanes of 32-element sub-blocks: pairs of the 16-element sums.
+		for g := 0; g < groups; g++ {
+			gl := lan[g*qLanes : (g+1)*qLanes]
+			for i := 0; i < 8; i++ {
+				gl[i] = gl[2*i] + gl[2*i+1]
+			}
+			clear(gl[8:])
+		}
+	}
+	return true
+}
+
 // qdotFn is a quantized kernel; qdotFloatFn an AVX-512 float one (tail
 // included, always summed); qdotFloat2Fn an AVX2 float one (whole 16s
 // only, summed when red != 0, else lanes stored).

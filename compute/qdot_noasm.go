@@ -24,3 +24,9 @@ func qmatmulFloatAsm(ks *qKernels, t QType, rows, k int, a []float32, lda int, w
 // qReadBytes reads b (a plain pass over memory, to compare the kernels'
 // bandwidth with) and returns a value that depends on every byte.
 func qReadBytes(b []byte) uint64 { return qReadGo(b) }
+
+// quantRowB32Asm has no assembly quantizer to run here: no blocks done.
+func quantRowB32Asm(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) int { return 0 }
+
+// quantRowKAsm has no assembly quantizer to run here.
+func quantRowKAsm(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) bool { return false }

@@ -208,7 +208,7 @@ func qmatmul(pool *Pool, t QType, rows, n, k int, a []float32, lda int, w []byte
 	if sp.fam != famFloat {
 		buf := pool.getBuf(qActFloats(sp, rows, k))
 		defer pool.putBuf(buf)
-		act = quantizeActs(sp, rows, k, a, lda, *buf)
+		act = quantizeActs(pool, sp, rows, k, a, lda, *buf)
 	}
 	// Column chunks of about 64 KiB of weights (at least 16 columns), so
 	// that the pool balances and each chunk's weights stay in cache while
@@ -291,27 +291,43 @@ func qActFloats(sp *qSpec, rows, k int) int {
 	return rows * (act.qStride/4 + act.lStride + act.dStride)
 }
 
-// quantizeActs quantizes rows of a for spec sp into buf (qActFloats words).
-func quantizeActs(sp *qSpec, rows, k int, a []float32, lda int, buf []float32) *qAct {
+// quantizeActs quantizes rows of a for spec sp into buf (qActFloats words),
+// rows split over pool when there are enough of them (each row is
+// quantized on its own: the split does not change the result).
+func quantizeActs(pool *Pool, sp *qSpec, rows, k int, a []float32, lda int, buf []float32) *qAct {
 	act := &qAct{}
 	qActLayout(sp, k, act)
 	nq, nl := rows*act.qStride/4, rows*act.lStride
 	act.q = unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(buf))), 4*nq)
 	act.lan = unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(buf[nq:]))), nl)
 	act.d = buf[nq+nl : nq+nl+rows*act.dStride]
-	for r := 0; r < rows; r++ {
-		x := a[r*lda : r*lda+k]
-		q := act.q[r*act.qStride : (r+1)*act.qStride]
-		lan := act.lan[r*act.lStride : (r+1)*act.lStride]
-		d := act.d[r*act.dStride : (r+1)*act.dStride]
-		if sp.fam == famB32 {
-			quantRowB32(sp, x, q, lan, d)
-		} else {
-			quantRowK(sp, x, q, lan, d)
+	quant := func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			x := a[r*lda : r*lda+k]
+			q := act.q[r*act.qStride : (r+1)*act.qStride]
+			lan := act.lan[r*act.lStride : (r+1)*act.lStride]
+			d := act.d[r*act.dStride : (r+1)*act.dStride]
+			if sp.fam == famB32 {
+				quantRowB32(sp, x, q, lan, d)
+			} else {
+				quantRowK(sp, x, q, lan, d)
+			}
 		}
 	}
+	// Parts of at least qActSplit elements, so that a small call is not
+	// slowed by handing work out.
+	parts := min(pool.Threads(), rows*k/qActSplit)
+	if parts < 2 {
+		quant(0, rows)
+		return act
+	}
+	pool.Run(parts, func(i int) { quant(i*rows/parts, (i+1)*rows/parts) })
 	return act
 }
+
+// qActSplit is the fewest activation elements quantizeActs hands to one
+// goroutine.
+const qActSplit = 4096
 
 // quantBlock quantizes x to q (x ≈ d·q, |q| <= 127, rounded to nearest,
 // ties to even) and returns d. A block holding an infinity or NaN gets
@@ -347,8 +363,15 @@ const (
 	qRoundMagicBits = 0x4B400000
 )
 
-// quantRowB32 fills one row's famB32 activation data.
+// quantRowB32 fills one row's famB32 activation data: whole groups in
+// assembly where there is a kernel, the rest in Go.
 func quantRowB32(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) {
+	quantRowB32From(sp, quantRowB32Asm(sp, x, q, lan, d), x, q, lan, d)
+}
+
+// quantRowB32From fills one row's famB32 activation data from block b0 on
+// (the portable quantizer: b0 = 0).
+func quantRowB32From(sp *qSpec, b0 int, x []float32, q []int8, lan []int32, d []float32) {
 	var blk [32]int8
 	lpb := qLanes / sp.bpg // lanes per block
 	if len(x)/32%sp.bpg != 0 {
@@ -357,7 +380,7 @@ func quantRowB32(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) {
 		clear(lan[len(lan)-qLanes:])
 		clear(d[len(d)-qLanes:])
 	}
-	for b := 0; b < len(x)/32; b++ {
+	for b := b0; b < len(x)/32; b++ {
 		// The block's scale is rounded to float16 as ggml stores it in
 		// its q8_0/q8_1 activation blocks, so that products agree with
 		// llama.cpp's to float32 rounding rather than to 8-bit noise.
@@ -393,8 +416,16 @@ func quantRowB32(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) {
 	}
 }
 
-// quantRowK fills one row's famK activation data.
+// quantRowK fills one row's famK activation data: in assembly where there
+// is a kernel, else in Go.
 func quantRowK(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) {
+	if !quantRowKAsm(sp, x, q, lan, d) {
+		quantRowKGo(sp, x, q, lan, d)
+	}
+}
+
+// quantRowKGo fills one row's famK activation data (the portable quantizer).
+func quantRowKGo(sp *qSpec, x []float32, q []int8, lan []int32, d []float32) {
 	var blk [256]int8
 	for g := 0; g < len(x)/256; g++ {
 		d[g] = quantBlock(x[256*g:256*g+256], blk[:])

@@ -41,7 +41,12 @@ func dotNB(ma int) int {
 	return nb
 }
 
-type gen struct{ b bytes.Buffer }
+// gen collects a file's assembly text; data holds DATA/GLOBL lines a
+// kernel computes while it is written, emitted after it.
+type gen struct {
+	b    bytes.Buffer
+	data []string
+}
 
 func (g *gen) p(format string, args ...any) { fmt.Fprintf(&g.b, format+"\n", args...) }
 

@@ -61,6 +61,7 @@ func (g *gen) qdotKernels() {
 		}
 	}
 	g.qdotAVX2All()
+	g.qquantKernels()
 	g.qread()
 }
 
@@ -254,9 +255,7 @@ func (g *gen) qdotKernel(t qdotType, R int) {
 	g.p("\tMOVQ ldo+88(FP), CX")
 	g.p("\tLEAQ (CX)(CX*2), DX")
 	addr := []string{"(AX)", "(AX)(CX*1)", "(AX)(CX*2)", "(AX)(DX*1)"}
-	for r := 0; r < R; r++ {
-		g.reduce16(r, addr[r])
-	}
+	g.reduceRows(R, addr)
 	g.p("\tADDQ $4, AX")
 	g.p("\tJMP %s", next2)
 	g.p("%s:", lanes)
@@ -865,9 +864,7 @@ func (g *gen) qdotFloat(ft string, R int) {
 	g.args("out+56 AX", "ldo+64 CX")
 	g.p("\tLEAQ (CX)(CX*2), R9")
 	oaddr := []string{"(AX)", "(AX)(CX*1)", "(AX)(CX*2)", "(AX)(R9*1)"}
-	for r := 0; r < R; r++ {
-		g.reduce16(r, oaddr[r])
-	}
+	g.reduceRows(R, oaddr)
 	g.p("\tADDQ $4, AX")
 	g.p("\tMOVQ AX, out+56(FP)")
 	g.nextColumn(name + "_col")
@@ -879,6 +876,41 @@ func maskSuffix(mask string) string {
 		return ""
 	}
 	return ".Z"
+}
+
+// reduceRows sums the 16 lanes of each of Z0..Z(R-1) as qReduce does and
+// stores row r's sum at addr[r]. Four rows are summed side by side (one
+// shuffle-and-add tree for all, the same additions as reduce16 does for
+// each: float addition is commutative, so which operand comes first does
+// not matter); it uses Z4..Z11.
+func (g *gen) reduceRows(R int, addr []string) {
+	if R != 4 {
+		for r := 0; r < R; r++ {
+			g.reduce16(r, addr[r])
+		}
+		return
+	}
+	// l+8: [Z0, Z1] and [Z2, Z3] 256-bit halves, paired.
+	g.p("\tVSHUFF64X2 $0x44, Z1, Z0, Z4")
+	g.p("\tVSHUFF64X2 $0xee, Z1, Z0, Z5")
+	g.p("\tVSHUFF64X2 $0x44, Z3, Z2, Z6")
+	g.p("\tVSHUFF64X2 $0xee, Z3, Z2, Z7")
+	g.p("\tVADDPS Z5, Z4, Z4")
+	g.p("\tVADDPS Z7, Z6, Z6")
+	// l+4: 128-bit lane r of Z8 then holds row r's 4 partial sums.
+	g.p("\tVSHUFF64X2 $0x88, Z6, Z4, Z8")
+	g.p("\tVSHUFF64X2 $0xdd, Z6, Z4, Z9")
+	g.p("\tVADDPS Z9, Z8, Z8")
+	// l+2, then l+1, within each 128-bit lane.
+	g.p("\tVPERMILPS $0x4e, Z8, Z9")
+	g.p("\tVADDPS Z9, Z8, Z8")
+	g.p("\tVMOVSHDUP Z8, Z9")
+	g.p("\tVADDPS Z9, Z8, Z8")
+	g.p("\tVMOVSS X8, %s", addr[0])
+	for r := 1; r < 4; r++ {
+		g.p("\tVEXTRACTF32X4 $%d, Z8, X9", r)
+		g.p("\tVMOVSS X9, %s", addr[r])
+	}
 }
 
 // reduce16 sums the 16 lanes of Z<r> as qReduce does (l+8, l+4, l+2, l+1)

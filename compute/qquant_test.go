@@ -1,0 +1,103 @@
+package compute
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestQuantRowB32Kernel checks that the activation quantizer QMatMul runs
+// for the 32-element block types (assembly where the machine has it) gives
+// exactly the portable quantizer's bytes, lane sums and scales: rows of
+// every scale from float16-subnormal to float16-overflowing block scales,
+// odd block counts (a partial last group), and blocks that are all zero or
+// hold an infinity or NaN.
+func TestQuantRowB32Kernel(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for ty, sp := range qSpecs {
+		if sp.fam != famB32 {
+			continue
+		}
+		for _, k := range []int{32, 64, 96, 128, 256, 288, 512} {
+			for trial := 0; trial < 40; trial++ {
+				x := make([]float32, k)
+				for b := 0; b < k/32; b++ {
+					// Block scales from 1e-9 (a float16-subnormal or zero
+					// scale) to 1e7 (an infinite float16 scale).
+					s := math.Pow(10, -9+16*r.Float64())
+					for i := 32 * b; i < 32*b+32; i++ {
+						x[i] = float32(s * r.NormFloat64())
+					}
+				}
+				switch trial % 8 {
+				case 5:
+					clear(x[32*r.IntN(k/32):][:32])
+				case 6:
+					x[r.IntN(k)] = float32(math.Inf(1 - 2*r.IntN(2)))
+				case 7:
+					x[r.IntN(k)] = float32(math.NaN())
+				}
+				var act qAct
+				qActLayout(sp, k, &act)
+				q1, q2 := make([]int8, act.qStride), make([]int8, act.qStride)
+				l1, l2 := make([]int32, act.lStride), make([]int32, act.lStride)
+				d1, d2 := make([]float32, act.dStride), make([]float32, act.dStride)
+				if QMatMulKernels() == "avx512" && trial%8 < 5 && k >= 32*sp.bpg && quantRowB32Asm(sp, x, q1, l1, d1) == 0 {
+					t.Fatalf("%s k=%d trial %d: the assembly quantizer refused a finite row", ty, k, trial)
+				}
+				quantRowB32(sp, x, q1, l1, d1)
+				quantRowB32From(sp, 0, x, q2, l2, d2)
+				same := func(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) || a != a && b != b }
+				if !slices.Equal(q1, q2) || !slices.Equal(l1, l2) || !slices.EqualFunc(d1, d2, same) {
+					t.Fatalf("%s k=%d trial %d: the quantizer differs from the portable one", ty, k, trial)
+				}
+			}
+		}
+	}
+}
+
+// TestQuantRowKKernel checks the k-quant activation quantizer (assembly
+// where the machine has it) against the portable one, bit for bit, for
+// every k-quant unit order, as TestQuantRowB32Kernel does.
+func TestQuantRowKKernel(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for ty, sp := range qSpecs {
+		if sp.fam != famK {
+			continue
+		}
+		for _, k := range []int{256, 512, 768} {
+			for trial := 0; trial < 40; trial++ {
+				x := make([]float32, k)
+				for g := 0; g < k/256; g++ {
+					s := math.Pow(10, -30+60*r.Float64())
+					for i := 256 * g; i < 256*g+256; i++ {
+						x[i] = float32(s * r.NormFloat64())
+					}
+				}
+				switch trial % 8 {
+				case 5:
+					clear(x[256*r.IntN(k/256):][:256])
+				case 6:
+					x[r.IntN(k)] = float32(math.Inf(1 - 2*r.IntN(2)))
+				case 7:
+					x[r.IntN(k)] = float32(math.NaN())
+				}
+				var act qAct
+				qActLayout(sp, k, &act)
+				q1, q2 := make([]int8, act.qStride), make([]int8, act.qStride)
+				l1, l2 := make([]int32, act.lStride), make([]int32, act.lStride)
+				d1, d2 := make([]float32, act.dStride), make([]float32, act.dStride)
+				if QMatMulKernels() == "avx512" && trial%8 < 5 && !quantRowKAsm(sp, x, q1, l1, d1) {
+					t.Fatalf("%s k=%d trial %d: the assembly quantizer refused a finite row", ty, k, trial)
+				}
+				quantRowK(sp, x, q1, l1, d1)
+				quantRowKGo(sp, x, q2, l2, d2)
+				same := func(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) || a != a && b != b }
+				if !slices.Equal(q1, q2) || !slices.Equal(l1, l2) || !slices.EqualFunc(d1, d2, same) {
+					t.Fatalf("%s k=%d trial %d: the quantizer differs from the portable one", ty, k, trial)
+				}
+			}
+		}
+	}
+}
