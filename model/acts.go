@@ -91,6 +91,7 @@ type acts struct {
 	dy16 []compute.BF16 // [A,d] the experts' output gradients
 	h16  []compute.BF16 // [rows,f] SwiGLU outputs
 	g16  []compute.BF16 // [rows,2f] SwiGLU input gradients
+	dl16 []compute.BF16 // [N,V] the logits' gradients (Backward)
 }
 
 // maxAssignments bounds the token-expert assignments of one MoE layer for

@@ -26,12 +26,14 @@ func (m *Model) Backward() error {
 		scale = 1 / float32(st.count)
 	}
 	a, V := &m.a, m.Cfg.VocabSize
+	dl16 := m.bf16Scratch(&a.dl16, st.B*st.T*V, V)
 	return m.backward(func(dlogits []float32) error {
 		rowChunks(m.pool, st.B*st.T, func(_, r0, r1 int) {
 			compute.CrossEntropyBackward(dlogits[r0*V:r1*V], dlogits[r0*V:r1*V], a.lse[r0:r1], st.targets[r0:r1], r1-r0, V, scale)
+			putBF16(sub16(dl16, r0*V, r1*V), dlogits[r0*V:r1*V])
 		})
 		return nil
-	})
+	}, dl16)
 }
 
 // BackwardLogits is Backward for a loss of the caller's: grad receives the
@@ -43,12 +45,14 @@ func (m *Model) BackwardLogits(grad func(logits []float32) error) error {
 	if !m.state.ok {
 		return errors.New("model: BackwardLogits without a preceding Forward")
 	}
-	return m.backward(grad)
+	return m.backward(grad, nil)
 }
 
 // backward consumes the forward state: grad turns the logits into their
-// gradient, which is back-propagated through the network into G.
-func (m *Model) backward(grad func(dlogits []float32) error) error {
+// gradient, which is back-propagated through the network into G. dl16,
+// when not nil, is scratch [N,V] that grad fills with the gradient's bf16
+// copy (see bf16Scratch).
+func (m *Model) backward(grad func(dlogits []float32) error, dl16 []compute.BF16) error {
 	st := &m.state
 	st.ok = false
 	cfg, a := m.Cfg, &m.a
@@ -58,7 +62,7 @@ func (m *Model) backward(grad func(dlogits []float32) error) error {
 		return err
 	}
 	m.gemm(m.pool, true, false, V, d, N, m.logitScale, dlogits, V, a.xf, d, 1, m.G.LMHead, d)
-	m.gemm(m.pool, false, false, N, d, V, m.logitScale, dlogits, V, m.W.LMHead, d, 0, a.dxn, d)
+	m.gemmA(m.pool, false, N, d, V, m.logitScale, dlogits, dl16, V, m.W.LMHead, d, 0, a.dxn, d)
 	clear(a.dres)
 	L := cfg.NumLayers
 	rmsNormBackward(m.pool, a.dres, m.G.FinalNorm, a.dxn, a.res[L], m.W.FinalNorm, a.rstdf, N, d, a.normPart)
