@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/moe-llm/moe/compute"
@@ -397,14 +396,9 @@ func mappedParts(m *Mapped, opt ExportOptions) ([]KV, []Tensor, error) {
 		{"general.quantization_version", uint32(2)},
 	}
 	kvs = append(kvs, akv...)
-	tkv, err := tokenizerKVs(m.Tok, cfg.VocabSize)
+	kvs, err = appendTokenizerKVs(kvs, m.Tok, cfg.VocabSize, opt.ChatTemplate)
 	if err != nil {
-		return nil, nil, fmt.Errorf("gguf: export: %w", err)
-	}
-	kvs = append(kvs, tkv...)
-	if opt.ChatTemplate != "" {
-		kvs = slices.DeleteFunc(kvs, func(kv KV) bool { return kv.Key == "tokenizer.chat_template" })
-		kvs = append(kvs, KV{"tokenizer.chat_template", opt.ChatTemplate})
+		return nil, nil, err
 	}
 
 	var ts []exportTensor

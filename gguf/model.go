@@ -322,14 +322,9 @@ func exportParts(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer,
 			KV{arch + ".expert_shared_feed_forward_length", uint32(shexpWidth)})
 	}
 	kvs = append(kvs, KV{KeyMoEConfig, string(cfgJSON)})
-	tkv, err := tokenizerKVs(tok, cfg.VocabSize)
+	kvs, err = appendTokenizerKVs(kvs, tok, cfg.VocabSize, opt.ChatTemplate)
 	if err != nil {
-		return nil, nil, fmt.Errorf("gguf: export: %w", err)
-	}
-	kvs = append(kvs, tkv...)
-	if opt.ChatTemplate != "" {
-		kvs = slices.DeleteFunc(kvs, func(kv KV) bool { return kv.Key == "tokenizer.chat_template" })
-		kvs = append(kvs, KV{"tokenizer.chat_template", opt.ChatTemplate})
+		return nil, nil, err
 	}
 
 	var tensors []Tensor
@@ -744,4 +739,20 @@ func asInt(v any) (int, bool) {
 		return int(x), true
 	}
 	return 0, false
+}
+
+// appendTokenizerKVs appends tok's tokenizer keys (tokenizerKVs) to kvs,
+// with chatTemplate, when not empty, replacing the tokenizer's own
+// tokenizer.chat_template.
+func appendTokenizerKVs(kvs []KV, tok *tokenizer.Tokenizer, vocab int, chatTemplate string) ([]KV, error) {
+	tkv, err := tokenizerKVs(tok, vocab)
+	if err != nil {
+		return nil, fmt.Errorf("gguf: export: %w", err)
+	}
+	kvs = append(kvs, tkv...)
+	if chatTemplate != "" {
+		kvs = slices.DeleteFunc(kvs, func(kv KV) bool { return kv.Key == "tokenizer.chat_template" })
+		kvs = append(kvs, KV{"tokenizer.chat_template", chatTemplate})
+	}
+	return kvs, nil
 }
