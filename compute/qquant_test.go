@@ -21,23 +21,9 @@ func TestQuantRowB32Kernel(t *testing.T) {
 		}
 		for _, k := range []int{32, 64, 96, 128, 256, 288, 512} {
 			for trial := 0; trial < 40; trial++ {
-				x := make([]float32, k)
-				for b := 0; b < k/32; b++ {
-					// Block scales from 1e-9 (a float16-subnormal or zero
-					// scale) to 1e7 (an infinite float16 scale).
-					s := math.Pow(10, -9+16*r.Float64())
-					for i := 32 * b; i < 32*b+32; i++ {
-						x[i] = float32(s * r.NormFloat64())
-					}
-				}
-				switch trial % 8 {
-				case 5:
-					clear(x[32*r.IntN(k/32):][:32])
-				case 6:
-					x[r.IntN(k)] = float32(math.Inf(1 - 2*r.IntN(2)))
-				case 7:
-					x[r.IntN(k)] = float32(math.NaN())
-				}
+				// Block scales from 1e-9 (a float16-subnormal or zero
+				// scale) to 1e7 (an infinite float16 scale).
+				x := quantTestRow(r, k, 32, -9, 16, trial)
 				var act qAct
 				qActLayout(sp, k, &act)
 				q1, q2 := make([]int8, act.qStride), make([]int8, act.qStride)
@@ -68,21 +54,7 @@ func TestQuantRowKKernel(t *testing.T) {
 		}
 		for _, k := range []int{256, 512, 768} {
 			for trial := 0; trial < 40; trial++ {
-				x := make([]float32, k)
-				for g := 0; g < k/256; g++ {
-					s := math.Pow(10, -30+60*r.Float64())
-					for i := 256 * g; i < 256*g+256; i++ {
-						x[i] = float32(s * r.NormFloat64())
-					}
-				}
-				switch trial % 8 {
-				case 5:
-					clear(x[256*r.IntN(k/256):][:256])
-				case 6:
-					x[r.IntN(k)] = float32(math.Inf(1 - 2*r.IntN(2)))
-				case 7:
-					x[r.IntN(k)] = float32(math.NaN())
-				}
+				x := quantTestRow(r, k, 256, -30, 60, trial)
 				var act qAct
 				qActLayout(sp, k, &act)
 				q1, q2 := make([]int8, act.qStride), make([]int8, act.qStride)
@@ -100,4 +72,27 @@ func TestQuantRowKKernel(t *testing.T) {
 			}
 		}
 	}
+}
+
+// quantTestRow returns a row of k values in blocks of the given size, each
+// block normal with a scale 10^(lo + span·u) for u uniform in [0, 1); by
+// trial mod 8, trial 5 zeroes one block, 6 puts an infinity and 7 a NaN
+// in it (0–4 leave it finite).
+func quantTestRow(r *rand.Rand, k, block int, lo, span float64, trial int) []float32 {
+	x := make([]float32, k)
+	for b := 0; b < k/block; b++ {
+		s := math.Pow(10, lo+span*r.Float64())
+		for i := block * b; i < block*b+block; i++ {
+			x[i] = float32(s * r.NormFloat64())
+		}
+	}
+	switch trial % 8 {
+	case 5:
+		clear(x[block*r.IntN(k/block):][:block])
+	case 6:
+		x[r.IntN(k)] = float32(math.Inf(1 - 2*r.IntN(2)))
+	case 7:
+		x[r.IntN(k)] = float32(math.NaN())
+	}
+	return x
 }

@@ -38,10 +38,7 @@ func (g *gen) qquantB32(bpg int) {
 	g.args("groups+0 BX", "x+8 SI", "q+16 DI", "lan+24 R8", "d+32 R9", "mul+40 AX")
 	g.p("\tVPBROADCASTD AX, Z26")
 	g.bcastByte(27, 1)
-	g.p("\tMOVL $0x42fe0000, AX") // 127.0
-	g.p("\tVPBROADCASTD AX, Z28")
-	g.p("\tMOVL $0x7fffffff, AX")
-	g.p("\tVPBROADCASTD AX, Z29")
+	g.qquantConsts()
 	halves := bpg / 2
 	lpb := 16 / bpg // lanes per block
 	grp := name + "_grp"
@@ -61,11 +58,7 @@ func (g *gen) qquantB32(bpg int) {
 		g.p("\tVPMAXUD X3, X2, X2")
 		g.p("\tVPSHUFD $0xb1, X2, X3")
 		g.p("\tVPMAXUD X3, X2, X2")
-		// amax-1 ≥ 0x7f7fffff (unsigned): amax is 0, infinite or NaN.
-		g.p("\tVMOVD X2, AX")
-		g.p("\tDECL AX")
-		g.p("\tCMPL AX, $0x7f7fffff")
-		g.p("\tJAE %s_special", name)
+		g.qquantSpecial(name, 2)
 		// id = 127/amax; the values times id, rounded to nearest even.
 		g.p("\tVDIVSS X2, X28, X4")
 		g.p("\tVBROADCASTSS X4, Z4")
@@ -104,12 +97,7 @@ func (g *gen) qquantB32(bpg int) {
 	g.p("\tADDQ $64, R8")
 	g.p("\tADDQ $64, R9")
 	g.p("\tDECQ BX")
-	g.p("\tJNZ %s", grp)
-	g.p("\tMOVQ $0, special+48(FP)")
-	g.vret()
-	g.p("%s_special:", name)
-	g.p("\tMOVQ $1, special+48(FP)")
-	g.vret()
+	g.qquantReturn(name, grp)
 }
 
 // qquantK writes the k-quant activation quantizer:
@@ -128,10 +116,7 @@ func (g *gen) qquantK() {
 	name := "qquantKAVX512"
 	g.text(name, "(groups int, x *float32, q *int8, lan *int32, d *float32, dst *int) (special int)", 56)
 	g.args("groups+0 BX", "x+8 SI", "q+16 DI", "lan+24 R8", "d+32 R9", "dst+40 R10")
-	g.p("\tMOVL $0x42fe0000, AX") // 127.0
-	g.p("\tVPBROADCASTD AX, Z28")
-	g.p("\tMOVL $0x7fffffff, AX")
-	g.p("\tVPBROADCASTD AX, Z29")
+	g.qquantConsts()
 	g.p("\tVMOVDQU32 qksumperm<>(SB), Z27")
 	grp := name + "_grp"
 	g.p("%s:", grp)
@@ -152,10 +137,7 @@ func (g *gen) qquantK() {
 	g.p("\tVPMAXUD X17, X16, X16")
 	g.p("\tVPSHUFD $0xb1, X16, X17")
 	g.p("\tVPMAXUD X17, X16, X16")
-	g.p("\tVMOVD X16, AX")
-	g.p("\tDECL AX")
-	g.p("\tCMPL AX, $0x7f7fffff")
-	g.p("\tJAE %s_special", name)
+	g.qquantSpecial(name, 16)
 	g.p("\tVDIVSS X16, X28, X17")
 	g.p("\tVBROADCASTSS X17, Z17")
 	g.p("\tVDIVSS X28, X16, X18")
@@ -176,12 +158,7 @@ func (g *gen) qquantK() {
 	g.p("\tADDQ $64, R8")
 	g.p("\tADDQ $4, R9")
 	g.p("\tDECQ BX")
-	g.p("\tJNZ %s", grp)
-	g.p("\tMOVQ $0, special+48(FP)")
-	g.vret()
-	g.p("%s_special:", name)
-	g.p("\tMOVQ $1, special+48(FP)")
-	g.vret()
+	g.qquantReturn(name, grp)
 }
 
 // sumTree reduces Z0..Z15 (16 int32 lanes each) to Z0, whose lane l holds
@@ -283,4 +260,34 @@ func (g *gen) sumTree() {
 		g.data = append(g.data, fmt.Sprintf("DATA qksumperm<>+%d(SB)/8, $0x%016x", 4*i, q), fmt.Sprintf("DATA qksumperm<>+%d(SB)/8, $0x%016x", 4*i+8, q2))
 	}
 	g.data = append(g.data, "GLOBL qksumperm<>(SB), RODATA|NOPTR, $64")
+}
+
+// qquantConsts sets Z28 to 127.0 in every lane and Z29 to the float32
+// magnitude mask, for the activation quantizers.
+func (g *gen) qquantConsts() {
+	g.p("\tMOVL $0x42fe0000, AX") // 127.0
+	g.p("\tVPBROADCASTD AX, Z28")
+	g.p("\tMOVL $0x7fffffff, AX")
+	g.p("\tVPBROADCASTD AX, Z29")
+}
+
+// qquantSpecial jumps to name's _special label when the amax bits in the
+// low lane of X(reg) are those of 0, an infinity or a NaN (amax-1 ≥
+// 0x7f7fffff, unsigned).
+func (g *gen) qquantSpecial(name string, reg int) {
+	g.p("\tVMOVD X%d, AX", reg)
+	g.p("\tDECL AX")
+	g.p("\tCMPL AX, $0x7f7fffff")
+	g.p("\tJAE %s_special", name)
+}
+
+// qquantReturn closes a quantizer's group loop grp and returns special:
+// 0 after the last group, 1 from name's _special label.
+func (g *gen) qquantReturn(name, grp string) {
+	g.p("\tJNZ %s", grp)
+	g.p("\tMOVQ $0, special+48(FP)")
+	g.vret()
+	g.p("%s_special:", name)
+	g.p("\tMOVQ $1, special+48(FP)")
+	g.vret()
 }
