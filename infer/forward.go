@@ -154,7 +154,7 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 	prec := m.sc.prec
 
 	d, hd := cfg.HiddenSize, m.hd
-	nh, nkv := cfg.NumHeads, cfg.KVHeads()
+	nh := cfg.NumHeads
 	qDim, kvDim := nh*hd, m.kvDim
 	sc := &m.sc
 	sc.x = grow(sc.x, rows*d)
@@ -197,41 +197,29 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 
 	for l := range m.layers {
 		L := &m.layers[l]
-		compute.RMSNorm(sc.xn, x, L.attnNorm, rows, d, eps, nil)
+		splitRows(m.Pool, rows, d, func(r0, r1 int) {
+			compute.RMSNorm(sc.xn[r0*d:r1*d], x[r0*d:r1*d], L.attnNorm, r1-r0, d, eps, nil)
+		})
 		if L.mla != nil {
 			m.mlaAttention(seqs, l, rows, rowSeq, rowPos)
 		} else {
 			L.qkv.mul(m.Pool, prec, rows, sc.xn, d, sc.qkv, qkvDim)
-			for r := 0; r < rows; r++ {
-				p := int(rowPos[r])
-				row := sc.qkv[r*qkvDim : (r+1)*qkvDim]
-				if L.qkvBias != nil {
-					compute.Add(row, L.qkvBias)
+			// Each row writes its own position of its sequence's cache.
+			splitRows(m.Pool, rows, qkvDim, func(r0, r1 int) {
+				for r := r0; r < r1; r++ {
+					m.qkvRow(l, sc.qkv[r*qkvDim:(r+1)*qkvDim], seqs[rowSeq[r]], int(rowPos[r]), eps)
 				}
-				if L.qNorm != nil {
-					// q/k RMSNorm before RoPE, per head when the gain is
-					// head_dim wide, else over the whole projection.
-					q, k := row[:qDim], row[qDim:qDim+kvDim]
-					compute.RMSNorm(q, q, L.qNorm, qDim/len(L.qNorm), len(L.qNorm), eps, nil)
-					compute.RMSNorm(k, k, L.kNorm, kvDim/len(L.kNorm), len(L.kNorm), eps, nil)
-				}
-				m.rope.Apply(row[:qDim], nh, p)
-				m.rope.Apply(row[qDim:qDim+kvDim], nkv, p)
-				sq := seqs[rowSeq[r]]
-				kt := sq.k[l]
-				for i, v := range row[qDim : qDim+kvDim] {
-					kt[i*sq.cap+p] = v
-				}
-				copy(sq.v[l][p*kvDim:(p+1)*kvDim], row[qDim+kvDim:])
-			}
+			})
 			m.attention(seqs, l, rows, rowSeq, rowPos)
 			L.o.mul(m.Pool, prec, rows, sc.att, qDim, sc.o, d)
 		}
-		addRowBias(sc.o[:rows*d], L.oBias)
-		scaleBy(sc.o[:rows*d], m.resScale)
-		compute.Add(x, sc.o[:rows*d])
-
-		compute.RMSNorm(sc.xn, x, L.ffnNorm, rows, d, eps, nil)
+		splitRows(m.Pool, rows, d, func(r0, r1 int) {
+			o := sc.o[r0*d : r1*d]
+			addRowBias(o, L.oBias)
+			scaleBy(o, m.resScale)
+			compute.Add(x[r0*d:r1*d], o)
+			compute.RMSNorm(sc.xn[r0*d:r1*d], x[r0*d:r1*d], L.ffnNorm, r1-r0, d, eps, nil)
+		})
 		if !cfg.LayerIsMoE(l) {
 			m.swiglu(m.Pool, &sc.ffn, rows, sc.xn, &L.ffn)
 			scaleBy(sc.ffn.o[:rows*d], m.resScale)
@@ -277,6 +265,32 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 	}
 	m.countRows(rows, st.ExpertRows)
 	return out, st, nil
+}
+
+// qkvRow finishes one row of layer l's q/k/v projection at position p of
+// seq: the bias, the q/k norms, RoPE, then the row's keys and values into
+// the sequence's cache.
+func (m *Model) qkvRow(l int, row []float32, sq *Seq, p int, eps float32) {
+	L := &m.layers[l]
+	nh, nkv := m.Cfg.NumHeads, m.Cfg.KVHeads()
+	qDim, kvDim := nh*m.hd, m.kvDim
+	if L.qkvBias != nil {
+		compute.Add(row, L.qkvBias)
+	}
+	if L.qNorm != nil {
+		// q/k RMSNorm before RoPE, per head when the gain is head_dim
+		// wide, else over the whole projection.
+		q, k := row[:qDim], row[qDim:qDim+kvDim]
+		compute.RMSNorm(q, q, L.qNorm, qDim/len(L.qNorm), len(L.qNorm), eps, nil)
+		compute.RMSNorm(k, k, L.kNorm, kvDim/len(L.kNorm), len(L.kNorm), eps, nil)
+	}
+	m.rope.Apply(row[:qDim], nh, p)
+	m.rope.Apply(row[qDim:qDim+kvDim], nkv, p)
+	kt := sq.k[l]
+	for i, v := range row[qDim : qDim+kvDim] {
+		kt[i*sq.cap+p] = v
+	}
+	copy(sq.v[l][p*kvDim:(p+1)*kvDim], row[qDim+kvDim:])
 }
 
 // attention computes sc.att for every row: causal grouped-query attention of
@@ -359,14 +373,16 @@ func (m *Model) swiglu(pool *compute.Pool, b *ffnBuf, rows int, xn []float32, w 
 	b.o = grow(b.o, rows*d)
 	w.gu.mul(pool, m.sc.prec, rows, xn, d, b.gu, 2*ff)
 	addRowBias(b.gu[:rows*2*ff], w.guBias)
-	for r := 0; r < rows; r++ {
-		g := b.gu[r*2*ff : (r+1)*2*ff]
-		if m.swiLimit != 0 {
-			model.SwiGLUClamped(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:], m.swiLimit)
-		} else {
-			compute.SwiGLU(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:])
+	splitRows(pool, rows, ff, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			g := b.gu[r*2*ff : (r+1)*2*ff]
+			if m.swiLimit != 0 {
+				model.SwiGLUClamped(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:], m.swiLimit)
+			} else {
+				compute.SwiGLU(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:])
+			}
 		}
-	}
+	})
 	w.down.mul(pool, m.sc.prec, rows, b.h, ff, b.o, d)
 	addRowBias(b.o[:rows*d], w.downBias)
 }
@@ -439,7 +455,10 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 		// One expert at a time, each GEMM split over the pool.
 		for _, e := range es {
 			run(m.Pool, &sc.ffn, e)
-			compute.ScatterAddRows(x, sc.ffn.o, expRows[e], expW[e], d)
+			// An expert's rows are distinct rows of x.
+			splitRows(m.Pool, len(expRows[e]), d, func(r0, r1 int) {
+				compute.ScatterAddRows(x, sc.ffn.o[r0*d:r1*d], expRows[e][r0:r1], expW[e][r0:r1], d)
+			})
 		}
 		return len(es), counts
 	}
@@ -523,6 +542,27 @@ func splitCols(pool *compute.Pool, n, k int, f func(j0, j1 int)) {
 	per := (n/parts + 63) &^ 63
 	pool.Run((n+per-1)/per, func(t int) {
 		f(t*per, min(n, (t+1)*per))
+	})
+}
+
+// minSplitRowFloats is the least work (rows × width floats) of a row-wise
+// step that splitRows spreads over the pool: below it a hand-off costs
+// more than it saves (decoding's single rows stay on the caller).
+const minSplitRowFloats = 1 << 13
+
+// splitRows calls f on ranges [r0, r1) covering rows rows of width floats
+// each: on the caller for little work, else in a few ranges per worker.
+// f must treat the rows independently, so that the result does not
+// depend on the split.
+func splitRows(pool *compute.Pool, rows, width int, f func(r0, r1 int)) {
+	parts := min(2*pool.Threads(), rows)
+	if rows*width < minSplitRowFloats || parts < 2 {
+		f(0, rows)
+		return
+	}
+	per := (rows + parts - 1) / parts
+	pool.Run((rows+per-1)/per, func(t int) {
+		f(t*per, min(rows, (t+1)*per))
 	})
 }
 
