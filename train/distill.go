@@ -53,6 +53,10 @@ type DistillOptions struct {
 	// is SeqLen−Generate corpus tokens followed by Generate tokens the
 	// target sampled (temperature 1). 0 trains on corpus windows.
 	Generate int
+	// GenerateGreedy makes those continuations the target's greedy ones
+	// (what a greedy decoder will ask the draft to predict) instead of
+	// samples.
+	GenerateGreedy bool
 	// Seed seeds the draft's initialisation, the data order and sampling.
 	Seed uint64
 	// Threads is the compute threads (0 = all cores).
@@ -164,7 +168,7 @@ func Distill(ctx context.Context, o DistillOptions, progress io.Writer, log *slo
 			windows[b] = ids[rng.IntN(split-T):][:T]
 		}
 		if o.Generate > 0 {
-			if err := continueBatch(ctx, target, seqs, windows, T-o.Generate, rng); err != nil {
+			if err := continueBatch(ctx, target, seqs, windows, T-o.Generate, o.GenerateGreedy, rng); err != nil {
 				return nil, err
 			}
 		}
@@ -227,16 +231,21 @@ func Distill(ctx context.Context, o DistillOptions, progress io.Writer, log *slo
 }
 
 // continueBatch replaces each window's tokens from position keep on by the
-// target's own continuation of windows[b][:keep], sampled at temperature 1,
-// all sequences advancing together (one batched pass per token).
-func continueBatch(ctx context.Context, target *infer.Model, seqs []*infer.Seq, windows [][]int32, keep int, rng *rand.Rand) error {
+// target's own continuation of windows[b][:keep], sampled at temperature 1
+// (greedy: its argmax), all sequences advancing together (one batched pass
+// per token).
+func continueBatch(ctx context.Context, target *infer.Model, seqs []*infer.Seq, windows [][]int32, keep int, greedy bool, rng *rand.Rand) error {
+	temp := 1.0
+	if greedy {
+		temp = 0
+	}
 	in := make([][]int32, len(windows))
 	smp := make([]*infer.Sampler, len(windows))
 	for b, w := range windows {
 		windows[b] = append(make([]int32, 0, len(w)), w[:keep]...)
 		in[b] = windows[b]
 		seqs[b].Reset()
-		smp[b] = infer.NewSampler(infer.SampleOptions{Temperature: 1, Seed: rng.Uint64()})
+		smp[b] = infer.NewSampler(infer.SampleOptions{Temperature: temp, Seed: rng.Uint64()})
 	}
 	T := cap(windows[0])
 	for len(windows[0]) < T {

@@ -1,9 +1,14 @@
 package train
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
+
+	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/infer"
 )
 
 // klRef is KL(softmax(zt) ‖ softmax(zs)) of one row in float64.
@@ -94,6 +99,46 @@ func TestDistillOptionsValidate(t *testing.T) {
 		bad(&o)
 		if err := o.validate(); err == nil {
 			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+// TestContinueBatchGreedy checks --generate-greedy's data: every batched
+// greedy continuation equals the target's own greedy generation from the
+// same prompt, one sequence at a time.
+func TestContinueBatchGreedy(t *testing.T) {
+	cfg := &config.Config{ModelType: "mixtral", VocabSize: 50, HiddenSize: 32, IntermediateSize: 48, NumLayers: 2,
+		NumHeads: 4, NumKVHeads: 2, MaxPositionEmbeddings: 64, RopeTheta: 10000, RMSNormEps: 1e-5, InitStd: 0.3,
+		TieWordEmbeddings: true, NumExperts: 4, ExpertsPerToken: 2}
+	target, err := infer.RandomModel(cfg, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const T, keep = 24, 8
+	r := rand.New(rand.NewPCG(7, 8))
+	windows := make([][]int32, 3)
+	seqs := make([]*infer.Seq, len(windows))
+	for b := range windows {
+		windows[b] = make([]int32, T)
+		for i := range windows[b] {
+			windows[b][i] = int32(r.IntN(cfg.VocabSize))
+		}
+		seqs[b] = target.NewSeq(0)
+	}
+	prompts := make([][]int32, len(windows))
+	for b := range windows {
+		prompts[b] = append([]int32(nil), windows[b][:keep]...)
+	}
+	if err := continueBatch(context.Background(), target, seqs, windows, keep, true, r); err != nil {
+		t.Fatal(err)
+	}
+	for b, p := range prompts {
+		res, err := target.Generate(context.Background(), p, infer.GenerateOptions{MaxTokens: T - keep, IgnoreEOT: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(windows[b]) != T || !slices.Equal(windows[b][:keep], p) || !slices.Equal(windows[b][keep:], res.Tokens) {
+			t.Fatalf("sequence %d: batched greedy continuation %v, one at a time %v (prompt %v)", b, windows[b], res.Tokens, p)
 		}
 	}
 }

@@ -28,6 +28,7 @@ func runDistill(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Float64Var(&o.LR, "lr", o.LR, "peak learning rate (cosine decay to a tenth)")
 	fs.IntVar(&o.Warmup, "warmup", o.Warmup, "warmup steps")
 	fs.IntVar(&o.Generate, "generate", 0, "train on the target's own sampled continuations of this many tokens after corpus prompts (0 = corpus windows)")
+	fs.BoolVar(&o.GenerateGreedy, "generate-greedy", false, "with --generate: the target's greedy continuations instead of samples (drafts for greedy decoding)")
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the draft's initialisation, the data order and sampling")
 	fs.IntVar(&o.Threads, "threads", 0, "compute threads (0 = all cores)")
 	fs.IntVar(&o.EvalPrompts, "eval-prompts", 8, "held-out prompts for the acceptance measurement")
