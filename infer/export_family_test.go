@@ -69,6 +69,17 @@ func llamaSimple(t *testing.T, model string, n int, prompt string) string {
 	return string(b)
 }
 
+// openGGUF opens the GGUF file path, closed when the test ends.
+func openGGUF(t *testing.T, path string) *gguf.File {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
 // sameLayout fails unless the GGUF files got and want hold the same
 // tensors (names, dims, types, bytes) and the same architecture and
 // {arch}.* keys. The tokenizer keys are not
@@ -80,16 +91,8 @@ func llamaSimple(t *testing.T, model string, n int, prompt string) string {
 // to F16 for rows that are not whole blocks, make_family.py to F32.
 func sameLayout(t *testing.T, got, want string, f16Fallback bool) {
 	t.Helper()
-	g, err := gguf.Open(got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	w, err := gguf.Open(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	g := openGGUF(t, got)
+	w := openGGUF(t, want)
 	arch, _ := w.Get("general.architecture")
 	if a, _ := g.Get("general.architecture"); a != arch {
 		t.Fatalf("architecture %v, want %v", a, arch)

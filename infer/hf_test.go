@@ -280,11 +280,7 @@ func writeHFTokenizer(t *testing.T, dir, path string, tok *tokenizer.Tokenizer) 
 	if err := safetensors.SaveHFTokenizer(dir, bpe); err != nil {
 		t.Fatal(err)
 	}
-	f, err := gguf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := openGGUF(t, path)
 	src, ok := f.Get("tokenizer.chat_template")
 	if !ok {
 		return

@@ -285,10 +285,7 @@ func TestForwardMatchesReference(t *testing.T) {
 					t.Fatal(err)
 				}
 				r := rand.New(rand.NewPCG(3, 4))
-				toks := make([]int32, 23)
-				for i := range toks {
-					toks[i] = int32(r.IntN(cfg.VocabSize))
-				}
+				toks := randTokens(r, 23, cfg.VocabSize)
 				want := refForward(cfg, m.W, toks)
 				V := cfg.VocabSize
 				const tol = 2e-4
