@@ -16,6 +16,7 @@ import (
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/internal/peer"
 	"github.com/moe-llm/moe/safetensors"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // exportHF writes the Hugging Face directory dir as a GGUF file of type
@@ -78,6 +79,16 @@ func openGGUF(t *testing.T, path string) *gguf.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// qwenTok returns the qwen3moe fixture's tokenizer.
+func qwenTok(t *testing.T) *tokenizer.Tokenizer {
+	t.Helper()
+	tok, err := gguf.ReadTokenizer(filepath.Join("testdata", "family", "qwen3moe-f32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // sameLayout fails unless the GGUF files got and want hold the same
@@ -274,10 +285,7 @@ func TestExportHFDirLayoutOSSDeepseek(t *testing.T) {
 func TestExportTrainedFamilies(t *testing.T) {
 	pool := compute.NewPool(2)
 	defer pool.Close()
-	tok, err := gguf.ReadTokenizer(filepath.Join("testdata", "family", "qwen3moe-f32.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := qwenTok(t)
 	for name, c := range map[string]struct {
 		mut  func(c *config.Config)
 		arch string
@@ -329,10 +337,7 @@ func TestExportTrainedFamilies(t *testing.T) {
 // family's llama.cpp graph computes are refused with one line naming what
 // does not fit.
 func TestExportTrainedFamiliesRefused(t *testing.T) {
-	tok, err := gguf.ReadTokenizer(filepath.Join("testdata", "family", "qwen3moe-f32.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := qwenTok(t)
 	for name, c := range map[string]struct {
 		mut  func(c *config.Config)
 		want string

@@ -516,10 +516,7 @@ func TestHFDirErrors(t *testing.T) {
 func TestHFDirOfMoeModel(t *testing.T) {
 	pool := compute.NewPool(2)
 	defer pool.Close()
-	tok, err := gguf.ReadTokenizer(filepath.Join("testdata", "family", "qwen3moe-f32.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := qwenTok(t)
 	for _, typ := range []string{config.TypeMixtral, config.TypeLlama} {
 		t.Run(typ, func(t *testing.T) {
 			cfg := &config.Config{
