@@ -83,6 +83,26 @@ func exportTo(t *testing.T, cfg *config.Config, w *model.Weights, tok *tokenizer
 	return path
 }
 
+// loadSame loads the file at path (the case name) and fails unless it
+// holds cfg and w's weights bit for bit; it returns the tokenizer read.
+func loadSame(t *testing.T, name, path string, cfg *config.Config, w *model.Weights) *tokenizer.Tokenizer {
+	t.Helper()
+	cfg2, w2, tok2, err := LoadModel(path)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	sameConfig(t, cfg2, cfg)
+	if len(w2.Flat) != len(w.Flat) {
+		t.Fatalf("%s: %d weights, want %d", name, len(w2.Flat), len(w.Flat))
+	}
+	for i := range w.Flat {
+		if w.Flat[i] != w2.Flat[i] {
+			t.Fatalf("%s: weight %d: %v, want %v", name, i, w2.Flat[i], w.Flat[i])
+		}
+	}
+	return tok2
+}
+
 func sameConfig(t *testing.T, got, want *config.Config) {
 	t.Helper()
 	a, _ := got.Marshal()
@@ -124,17 +144,7 @@ func TestExportImportF32Exact(t *testing.T) {
 			cfg := testConfig(c.moe, c.tied)
 			w := randomWeights(t, cfg, 1)
 			path := exportTo(t, cfg, w, tok, ExportOptions{})
-			cfg2, w2, tok2, err := LoadModel(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sameConfig(t, cfg2, cfg)
-			for i := range w.Flat {
-				if w.Flat[i] != w2.Flat[i] {
-					t.Fatalf("weight %d: %v, want %v", i, w2.Flat[i], w.Flat[i])
-				}
-			}
-			sameTokenizer(t, tok2, tok)
+			sameTokenizer(t, loadSame(t, c.name, path, cfg, w), tok)
 		})
 	}
 }
@@ -301,14 +311,7 @@ func TestInexactModels(t *testing.T) {
 		if arch != ArchQwen2MoE || k != uint32(2) || !hasOut || !hasGate {
 			t.Errorf("%s: arch %v, k %v, output.weight %v, shared gate %v", name, arch, k, hasOut, hasGate)
 		}
-		cfg2, w2, _, err := LoadModel(path)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		sameConfig(t, cfg2, cfg)
-		if !slices.Equal(w2.Flat, w.Flat) {
-			t.Errorf("%s: weights differ after the qwen2moe round trip", name)
-		}
+		loadSame(t, name, path, cfg, w)
 	}
 	ecsh := testConfig(true, true)
 	ecsh.Routing, ecsh.SharedExpertIntermediateSize = config.RoutingExpertChoice, 48
@@ -320,14 +323,7 @@ func TestInexactModels(t *testing.T) {
 			t.Errorf("%s: export without AllowInexact: err = %v", name, err)
 		}
 		path = exportTo(t, cfg, w, tok, ExportOptions{AllowInexact: true})
-		cfg2, w2, _, err := LoadModel(path)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		sameConfig(t, cfg2, cfg)
-		if !slices.Equal(w2.Flat, w.Flat) {
-			t.Errorf("%s: weights differ after round trip", name)
-		}
+		loadSame(t, name, path, cfg, w)
 	}
 	wide := testConfig(true, true)
 	wide.SlidingWindow = 4096 // longer than the 128-token context: no effect
