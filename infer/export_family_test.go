@@ -15,6 +15,7 @@ import (
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/internal/peer"
+	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
 )
@@ -89,6 +90,16 @@ func qwenTok(t *testing.T) *tokenizer.Tokenizer {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// mutatedModel returns testConfig(true) over tok's vocabulary changed by
+// mut, with randomWeights(3, 0.3) for it.
+func mutatedModel(t *testing.T, tok *tokenizer.Tokenizer, mut func(*config.Config)) (*config.Config, *model.Weights) {
+	t.Helper()
+	cfg := testConfig(true)
+	cfg.VocabSize = tok.VocabSize()
+	mut(cfg)
+	return cfg, randomWeights(t, cfg, 3, 0.3)
 }
 
 // sameLayout fails unless the GGUF files got and want hold the same
@@ -305,10 +316,7 @@ func TestExportTrainedFamilies(t *testing.T) {
 		}, "granitemoe"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg := testConfig(true)
-			cfg.VocabSize = tok.VocabSize()
-			c.mut(cfg)
-			w := randomWeights(t, cfg, 3, 0.3)
+			cfg, w := mutatedModel(t, tok, c.mut)
 			out := filepath.Join(t.TempDir(), "x.gguf")
 			if err := gguf.Export(context.Background(), out, cfg, w, tok, gguf.ExportOptions{Name: "x"}); err != nil {
 				t.Fatal(err)
@@ -354,10 +362,7 @@ func TestExportTrainedFamiliesRefused(t *testing.T) {
 		}, "a shared expert"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg := testConfig(true)
-			cfg.VocabSize = tok.VocabSize()
-			c.mut(cfg)
-			w := randomWeights(t, cfg, 3, 0.3)
+			cfg, w := mutatedModel(t, tok, c.mut)
 			err := gguf.Export(context.Background(), filepath.Join(t.TempDir(), "x.gguf"), cfg, w, tok, gguf.ExportOptions{})
 			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("got %v, want one line naming %q", err, c.want)
