@@ -364,8 +364,8 @@ func TestForwardErrors(t *testing.T) {
 		t.Fatalf("failed calls changed the sequence: len %d", s.Len())
 	}
 	big := m.NewSeq(1 << 20)
-	if big.MaxLen() != cfg.MaxPositionEmbeddings {
-		t.Fatalf("maxLen %d not clamped to the context", big.MaxLen())
+	if big.maxLen != cfg.MaxPositionEmbeddings {
+		t.Fatalf("maxLen %d not clamped to the context", big.maxLen)
 	}
 	bad := *cfg
 	bad.QKNorm = true
