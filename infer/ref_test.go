@@ -498,7 +498,7 @@ func TestBF16MatchesRoundedReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.UseBF16(true)
-			if !m.BF16() {
+			if !m.bf16 {
 				t.Fatal("BF16() false after UseBF16(true)")
 			}
 			got, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)

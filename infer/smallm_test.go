@@ -183,7 +183,7 @@ func TestForwardDraftBF16(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.BF16() {
+	if m.bf16 {
 		t.Fatal("a low-precision pass switched the model to bf16")
 	}
 	m.UseBF16(true)

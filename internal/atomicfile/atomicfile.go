@@ -43,9 +43,6 @@ func Create(path string, perm os.FileMode) (*File, error) {
 	return &File{File: f, path: path}, nil
 }
 
-// Path returns the destination path (Name returns the temporary file's).
-func (f *File) Path() string { return f.path }
-
 // Commit fsyncs and closes the temporary file, renames it over the
 // destination and fsyncs the directory (best effort). On error the
 // temporary file is removed.
