@@ -77,6 +77,20 @@ var codecs = map[QType]codec{
 	QMXFP4:  {decodeMXFP4, encodeMXFP4},
 }
 
+// checkCodec returns the error for coding n elements of type t stored in
+// nbytes bytes: t unknown, t without the coder (has false; unsupported,
+// a format taking t, names the operation), or sizes that checkSizes
+// refuses.
+func checkCodec(t QType, has bool, unsupported string, n, nbytes int) error {
+	if !has {
+		if t.Known() {
+			return fmt.Errorf(unsupported+" is not supported", t)
+		}
+		return fmt.Errorf("unknown tensor type %s", t)
+	}
+	return checkSizes(t, n, nbytes)
+}
+
 // checkSizes returns an error unless n elements are a whole number of t's
 // blocks that take exactly nbytes bytes.
 func checkSizes(t QType, n, nbytes int) error {
@@ -95,13 +109,7 @@ func checkSizes(t QType, n, nbytes int) error {
 // values are ggml's reference dequantization, bit for bit.
 func Dequantize(t QType, src []byte, dst []float32) error {
 	dec := codecs[t].dec
-	if dec == nil {
-		if t.Known() {
-			return fmt.Errorf("decoding %s tensors is not supported", t)
-		}
-		return fmt.Errorf("unknown tensor type %s", t)
-	}
-	if err := checkSizes(t, len(dst), len(src)); err != nil {
+	if err := checkCodec(t, dec != nil, "decoding %s tensors", len(dst), len(src)); err != nil {
 		return err
 	}
 	dec(src, dst)

@@ -66,13 +66,7 @@ func Encodable(t QType) bool { return codecs[t].enc != nil }
 // finite values: the error names the first element that is not.
 func Quantize(t QType, src []float32, dst []byte) error {
 	enc := codecs[t].enc
-	if enc == nil {
-		if t.Known() {
-			return fmt.Errorf("encoding to %s is not supported", t)
-		}
-		return fmt.Errorf("unknown tensor type %s", t)
-	}
-	if err := checkSizes(t, len(src), len(dst)); err != nil {
+	if err := checkCodec(t, enc != nil, "encoding to %s", len(src), len(dst)); err != nil {
 		return err
 	}
 	if t.BlockSize() > 1 {
