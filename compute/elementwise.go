@@ -107,9 +107,6 @@ func NewRoPEFreqs(invFreq []float64, maxPos int, attn float64) (*RoPE, error) {
 	return r, nil
 }
 
-// HeadDim returns the head dimension the tables were built for.
-func (r *RoPE) HeadDim() int { return r.hd }
-
 // cosSin returns attn·cos and attn·sin of the angle of pair i at pos.
 func (r *RoPE) cosSin(pos, i int) (float32, float32) {
 	s, c := math.Sincos(float64(pos) * r.invFreq[i])

@@ -187,18 +187,10 @@ var avx512Kernels = kernels{
 	mr:   12,
 	nr:   32,
 	micro: func(k int, a, b []float32, ldb int, c []float32, ldc int, alpha float32, add bool) {
-		ad := 0
-		if add {
-			ad = 1
-		}
-		sgemmKernelAVX512(k, unsafe.SliceData(a), unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, ad)
+		sgemmKernelAVX512(k, unsafe.SliceData(a), unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, boolInt(add))
 	},
 	microRows: func(k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32, add bool) {
-		ad := 0
-		if add {
-			ad = 1
-		}
-		sgemmKernelRowsAVX512(k, unsafe.SliceData(a), lda, unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, ad)
+		sgemmKernelRowsAVX512(k, unsafe.SliceData(a), lda, unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, boolInt(add))
 	},
 	rowAxpyRows: 6,
 	rowAxpy: func(ma, nv, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32) {
@@ -273,18 +265,10 @@ var avx2Kernels = kernels{
 	mr:   6,
 	nr:   16,
 	micro: func(k int, a, b []float32, ldb int, c []float32, ldc int, alpha float32, add bool) {
-		ad := 0
-		if add {
-			ad = 1
-		}
-		sgemmKernelAVX2(k, unsafe.SliceData(a), unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, ad)
+		sgemmKernelAVX2(k, unsafe.SliceData(a), unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, boolInt(add))
 	},
 	microRows: func(k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32, add bool) {
-		ad := 0
-		if add {
-			ad = 1
-		}
-		sgemmKernelRowsAVX2(k, unsafe.SliceData(a), lda, unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, ad)
+		sgemmKernelRowsAVX2(k, unsafe.SliceData(a), lda, unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, boolInt(add))
 	},
 	dotNB:    func(int) int { return 0 },
 	vdot:     dotGeneric,

@@ -64,22 +64,23 @@ func bf16PackBAVX512(kp, np int, x *float32, ld int, dst *uint32, pstride int)
 
 // packATransPanelAVX512 is packATrans on bf16PackATransAVX512.
 func packATransPanelAVX512(kp, np int, x []float32, ld int, dst []uint32, pstride int) {
-	if kp == 0 || np == 0 {
-		return
-	}
-	_ = x[(2*kp-1)*ld+np*mixedMR-1]
-	_ = dst[(np-1)*pstride+kp*mixedMR-1]
-	bf16PackATransAVX512(kp, np, &x[0], ld, &dst[0], pstride)
+	packPanelsAVX512(bf16PackATransAVX512, mixedMR, kp, np, x, ld, dst, pstride)
 }
 
 // packBPanelAVX512 is packB on bf16PackBAVX512.
 func packBPanelAVX512(kp, np int, x []float32, ld int, dst []uint32, pstride int) {
+	packPanelsAVX512(bf16PackBAVX512, mixedNR, kp, np, x, ld, dst, pstride)
+}
+
+// packPanelsAVX512 runs the pair-packing kernel pack over np panels of
+// width w after checking that x and dst cover what it touches.
+func packPanelsAVX512(pack func(kp, np int, x *float32, ld int, dst *uint32, pstride int), w, kp, np int, x []float32, ld int, dst []uint32, pstride int) {
 	if kp == 0 || np == 0 {
 		return
 	}
-	_ = x[(2*kp-1)*ld+np*mixedNR-1]
-	_ = dst[(np-1)*pstride+kp*mixedNR-1]
-	bf16PackBAVX512(kp, np, &x[0], ld, &dst[0], pstride)
+	_ = x[(2*kp-1)*ld+np*w-1]
+	_ = dst[(np-1)*pstride+kp*w-1]
+	pack(kp, np, &x[0], ld, &dst[0], pstride)
 }
 
 // transposePairsAVX512 is transpose on the float32 GEMM's 16×16 register

@@ -52,10 +52,6 @@ func microTAFor(ks *kernels) func(k int, a []float32, lda int, b []float32, ldb 
 		return nil
 	}
 	return func(k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, alpha float32, add bool) {
-		ad := 0
-		if add {
-			ad = 1
-		}
-		sgemmKernelTAAVX512(k, unsafe.SliceData(a), unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, ad, lda)
+		sgemmKernelTAAVX512(k, unsafe.SliceData(a), unsafe.SliceData(b), ldb, unsafe.SliceData(c), ldc, alpha, boolInt(add), lda)
 	}
 }

@@ -45,31 +45,50 @@ func e8m0ToFloat32Half(e uint8) float32 {
 }
 
 // Decodable reports whether Dequantize (and Quantize's callers) can decode t.
-func Decodable(t QType) bool { return decoders[t] != nil }
+func Decodable(t QType) bool { return codecs[t].dec != nil }
 
-// decoder decodes whole blocks: len(src) and len(dst) are the same whole
-// number of blocks of its type.
-type decoder func(src []byte, dst []float32)
+// codec is a type's block decoder and encoder (nil where moe does not
+// decode or encode it). Both take whole blocks: len(src) and len(dst) are
+// the same whole number of blocks of the type, and the encoder's src is
+// finite for block types.
+type codec struct {
+	dec func(src []byte, dst []float32)
+	enc func(src []float32, dst []byte)
+}
 
-// decoders maps each decodable type to its block decoder.
-var decoders = map[QType]decoder{
-	QF32:    decodeF32,
-	QF16:    decodeF16,
-	QBF16:   decodeBF16,
-	QQ4_0:   decodeQ4_0,
-	QQ4_1:   decodeQ4_1,
-	QQ5_0:   decodeQ5_0,
-	QQ5_1:   decodeQ5_1,
-	QQ8_0:   decodeQ8_0,
-	QQ2_K:   decodeQ2K,
-	QQ3_K:   decodeQ3K,
-	QQ4_K:   decodeQ4K,
-	QQ5_K:   decodeQ5K,
-	QQ6_K:   decodeQ6K,
-	QQ8_K:   decodeQ8K,
-	QIQ4_NL: decodeIQ4NL,
-	QIQ4_XS: decodeIQ4XS,
-	QMXFP4:  decodeMXFP4,
+// codecs maps each type Dequantize or Quantize handles to its codec.
+var codecs = map[QType]codec{
+	QF32:    {decodeF32, encodeF32},
+	QF16:    {decodeF16, encodeF16},
+	QBF16:   {decodeBF16, encodeBF16},
+	QQ4_0:   {decodeQ4_0, encodeQ4_0},
+	QQ4_1:   {decodeQ4_1, encodeQ4_1},
+	QQ5_0:   {decodeQ5_0, encodeQ5_0},
+	QQ5_1:   {decodeQ5_1, encodeQ5_1},
+	QQ8_0:   {decodeQ8_0, encodeQ8_0},
+	QQ2_K:   {decodeQ2K, encodeQ2K},
+	QQ3_K:   {decodeQ3K, encodeQ3K},
+	QQ4_K:   {decodeQ4K, encodeQ4K},
+	QQ5_K:   {decodeQ5K, encodeQ5K},
+	QQ6_K:   {decodeQ6K, encodeQ6K},
+	QQ8_K:   {decodeQ8K, nil},
+	QIQ4_NL: {decodeIQ4NL, encodeIQ4NL},
+	QIQ4_XS: {decodeIQ4XS, encodeIQ4XS},
+	QMXFP4:  {decodeMXFP4, encodeMXFP4},
+}
+
+// checkCodec returns the error for coding n elements of type t stored in
+// nbytes bytes: t unknown, t without the coder (has false; unsupported,
+// a format taking t, names the operation), or sizes that checkSizes
+// refuses.
+func checkCodec(t QType, has bool, unsupported string, n, nbytes int) error {
+	if !has {
+		if t.Known() {
+			return fmt.Errorf(unsupported+" is not supported", t)
+		}
+		return fmt.Errorf("unknown tensor type %s", t)
+	}
+	return checkSizes(t, n, nbytes)
 }
 
 // checkSizes returns an error unless n elements are a whole number of t's
@@ -89,14 +108,8 @@ func checkSizes(t QType, n, nbytes int) error {
 // whole number of t's blocks and len(src) exactly their byte size. The
 // values are ggml's reference dequantization, bit for bit.
 func Dequantize(t QType, src []byte, dst []float32) error {
-	dec := decoders[t]
-	if dec == nil {
-		if t.Known() {
-			return fmt.Errorf("decoding %s tensors is not supported", t)
-		}
-		return fmt.Errorf("unknown tensor type %s", t)
-	}
-	if err := checkSizes(t, len(dst), len(src)); err != nil {
+	dec := codecs[t].dec
+	if err := checkCodec(t, dec != nil, "decoding %s tensors", len(dst), len(src)); err != nil {
 		return err
 	}
 	dec(src, dst)

@@ -59,44 +59,14 @@ func roundF16(f float32) float32 { return F16ToFloat32(Float32ToF16(f)) }
 func putF16(b []byte, f float32) { binary.LittleEndian.PutUint16(b, Float32ToF16(f)) }
 
 // Encodable reports whether Quantize can encode to t.
-func Encodable(t QType) bool { return encoders[t] != nil }
-
-// encoder encodes whole blocks: len(src) and len(dst) are the same whole
-// number of blocks of its type, and src is finite for block types.
-type encoder func(src []float32, dst []byte)
-
-// encoders maps each type Quantize writes to its block encoder.
-var encoders = map[QType]encoder{
-	QF32:    encodeF32,
-	QF16:    encodeF16,
-	QBF16:   encodeBF16,
-	QQ4_0:   encodeQ4_0,
-	QQ4_1:   encodeQ4_1,
-	QQ5_0:   encodeQ5_0,
-	QQ5_1:   encodeQ5_1,
-	QQ8_0:   encodeQ8_0,
-	QQ2_K:   encodeQ2K,
-	QQ3_K:   encodeQ3K,
-	QQ4_K:   encodeQ4K,
-	QQ5_K:   encodeQ5K,
-	QQ6_K:   encodeQ6K,
-	QIQ4_NL: encodeIQ4NL,
-	QIQ4_XS: encodeIQ4XS,
-	QMXFP4:  encodeMXFP4,
-}
+func Encodable(t QType) bool { return codecs[t].enc != nil }
 
 // Quantize encodes src as type t into dst. len(src) must be a whole number
 // of t's blocks and len(dst) exactly their byte size. Block types need
 // finite values: the error names the first element that is not.
 func Quantize(t QType, src []float32, dst []byte) error {
-	enc := encoders[t]
-	if enc == nil {
-		if t.Known() {
-			return fmt.Errorf("encoding to %s is not supported", t)
-		}
-		return fmt.Errorf("unknown tensor type %s", t)
-	}
-	if err := checkSizes(t, len(src), len(dst)); err != nil {
+	enc := codecs[t].enc
+	if err := checkCodec(t, enc != nil, "encoding to %s", len(src), len(dst)); err != nil {
 		return err
 	}
 	if t.BlockSize() > 1 {

@@ -193,13 +193,7 @@ func QMatMul(pool *Pool, t QType, rows, n, k int, a []float32, lda int, w []byte
 // qmatmul is QMatMul on checked arguments with the kernel set ks (nil:
 // the portable kernels; the tests compare them all).
 func qmatmul(pool *Pool, t QType, rows, n, k int, a []float32, lda int, w []byte, c []float32, ldc int, ks *qKernels) {
-	if rows == 0 || n == 0 {
-		return
-	}
-	if k == 0 {
-		for r := 0; r < rows; r++ {
-			clear(c[r*ldc : r*ldc+n])
-		}
+	if emptyProduct(rows, n, k, c, ldc) {
 		return
 	}
 	sp := qSpecs[t]

@@ -14,57 +14,53 @@ import (
 // odd block counts (a partial last group), and blocks that are all zero or
 // hold an infinity or NaN.
 func TestQuantRowB32Kernel(t *testing.T) {
-	r := rand.New(rand.NewPCG(11, 12))
-	for ty, sp := range qSpecs {
-		if sp.fam != famB32 {
-			continue
-		}
-		for _, k := range []int{32, 64, 96, 128, 256, 288, 512} {
-			for trial := 0; trial < 40; trial++ {
-				// Block scales from 1e-9 (a float16-subnormal or zero
-				// scale) to 1e7 (an infinite float16 scale).
-				x := quantTestRow(r, k, 32, -9, 16, trial)
-				var act qAct
-				qActLayout(sp, k, &act)
-				q1, q2 := make([]int8, act.qStride), make([]int8, act.qStride)
-				l1, l2 := make([]int32, act.lStride), make([]int32, act.lStride)
-				d1, d2 := make([]float32, act.dStride), make([]float32, act.dStride)
-				if QMatMulKernels() == "avx512" && trial%8 < 5 && k >= 32*sp.bpg && quantRowB32Asm(sp, x, q1, l1, d1) == 0 {
-					t.Fatalf("%s k=%d trial %d: the assembly quantizer refused a finite row", ty, k, trial)
-				}
-				quantRowB32(sp, x, q1, l1, d1)
-				quantRowB32From(sp, 0, x, q2, l2, d2)
-				same := func(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) || a != a && b != b }
-				if !slices.Equal(q1, q2) || !slices.Equal(l1, l2) || !slices.EqualFunc(d1, d2, same) {
-					t.Fatalf("%s k=%d trial %d: the quantizer differs from the portable one", ty, k, trial)
-				}
-			}
-		}
-	}
+	// Block scales from 1e-9 (a float16-subnormal or zero scale) to 1e7
+	// (an infinite float16 scale).
+	checkQuantKernel(t, rand.New(rand.NewPCG(11, 12)), famB32, []int{32, 64, 96, 128, 256, 288, 512}, 32, -9, 16,
+		func(sp *qSpec, k int, x []float32, q []int8, l []int32, d []float32) bool {
+			return k >= 32*sp.bpg && quantRowB32Asm(sp, x, q, l, d) == 0
+		},
+		quantRowB32,
+		func(sp *qSpec, x []float32, q []int8, l []int32, d []float32) { quantRowB32From(sp, 0, x, q, l, d) })
 }
 
 // TestQuantRowKKernel checks the k-quant activation quantizer (assembly
 // where the machine has it) against the portable one, bit for bit, for
 // every k-quant unit order, as TestQuantRowB32Kernel does.
 func TestQuantRowKKernel(t *testing.T) {
-	r := rand.New(rand.NewPCG(13, 14))
+	checkQuantKernel(t, rand.New(rand.NewPCG(13, 14)), famK, []int{256, 512, 768}, 256, -30, 60,
+		func(sp *qSpec, k int, x []float32, q []int8, l []int32, d []float32) bool {
+			return !quantRowKAsm(sp, x, q, l, d)
+		},
+		quantRowK, quantRowKGo)
+}
+
+// checkQuantKernel runs, for every spec of family fam and every row
+// length in ks, 40 rows of quantTestRow(r, k, block, lo, span, trial):
+// where the machine has the assembly, refused (the assembly quantizer on
+// the row) must be false for the finite rows; best (the quantizer QMatMul
+// runs) must give portable's bytes, lane sums and scales bit for bit.
+func checkQuantKernel(t *testing.T, r *rand.Rand, fam qFamily, ks []int, block int, lo, span float64,
+	refused func(sp *qSpec, k int, x []float32, q []int8, l []int32, d []float32) bool,
+	best, portable func(sp *qSpec, x []float32, q []int8, l []int32, d []float32)) {
+	t.Helper()
 	for ty, sp := range qSpecs {
-		if sp.fam != famK {
+		if sp.fam != fam {
 			continue
 		}
-		for _, k := range []int{256, 512, 768} {
+		for _, k := range ks {
 			for trial := 0; trial < 40; trial++ {
-				x := quantTestRow(r, k, 256, -30, 60, trial)
+				x := quantTestRow(r, k, block, lo, span, trial)
 				var act qAct
 				qActLayout(sp, k, &act)
 				q1, q2 := make([]int8, act.qStride), make([]int8, act.qStride)
 				l1, l2 := make([]int32, act.lStride), make([]int32, act.lStride)
 				d1, d2 := make([]float32, act.dStride), make([]float32, act.dStride)
-				if QMatMulKernels() == "avx512" && trial%8 < 5 && !quantRowKAsm(sp, x, q1, l1, d1) {
+				if QMatMulKernels() == "avx512" && trial%8 < 5 && refused(sp, k, x, q1, l1, d1) {
 					t.Fatalf("%s k=%d trial %d: the assembly quantizer refused a finite row", ty, k, trial)
 				}
-				quantRowK(sp, x, q1, l1, d1)
-				quantRowKGo(sp, x, q2, l2, d2)
+				best(sp, x, q1, l1, d1)
+				portable(sp, x, q2, l2, d2)
 				same := func(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) || a != a && b != b }
 				if !slices.Equal(q1, q2) || !slices.Equal(l1, l2) || !slices.EqualFunc(d1, d2, same) {
 					t.Fatalf("%s k=%d trial %d: the quantizer differs from the portable one", ty, k, trial)

@@ -40,13 +40,7 @@ func GemmBF16T(m, n, k int, a []float32, lda int, b []BF16, ldb int, c []float32
 	if err := checkGemmBF16T(m, n, k, a, lda, b, ldb, c, ldc); err != nil {
 		panic(err)
 	}
-	if m == 0 || n == 0 {
-		return
-	}
-	if k == 0 {
-		for i := 0; i < m; i++ {
-			clear(c[i*ldc : i*ldc+n])
-		}
+	if emptyProduct(m, n, k, c, ldc) {
 		return
 	}
 	j := 0
@@ -61,6 +55,22 @@ func GemmBF16T(m, n, k int, a []float32, lda int, b []BF16, ldb int, c []float32
 	if j < n {
 		gemmBF16TGeneric(m, n-j, k, a, lda, b[j:], ldb, c[j:], ldc)
 	}
+}
+
+// emptyProduct reports whether the m×n product C = A·B over k terms needs
+// no arithmetic: m or n is 0, or k is 0, when it sets C's m×n block (row
+// stride ldc) to zeros.
+func emptyProduct(m, n, k int, c []float32, ldc int) bool {
+	if m == 0 || n == 0 {
+		return true
+	}
+	if k != 0 {
+		return false
+	}
+	for i := 0; i < m; i++ {
+		clear(c[i*ldc : i*ldc+n])
+	}
+	return true
 }
 
 // gemmBF16TGeneric is the portable GemmBF16T (and its column tail).

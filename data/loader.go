@@ -179,12 +179,6 @@ func (l *Loader) Close() error {
 	return err
 }
 
-// Manifest returns the manifest of the loader's directory.
-func (l *Loader) Manifest() *Manifest { return l.m }
-
-// SeqLen returns the sequence length (rows hold SeqLen+1 tokens).
-func (l *Loader) SeqLen() int { return l.seqLen }
-
 func (l *Loader) manifestKey() string {
 	k := l.m.Tokenizer[:16]
 	for _, s := range l.sources {

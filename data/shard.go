@@ -294,9 +294,6 @@ func (s *Shard) VocabSize() int { return s.vocab }
 // Checksum returns the body CRC-32C.
 func (s *Shard) Checksum() uint32 { return s.crc }
 
-// Mapped reports whether the shard is memory-mapped.
-func (s *Shard) Mapped() bool { return s.data != nil }
-
 func (s *Shard) readAt(p []byte, off int64) error {
 	if s.data != nil {
 		copy(p, s.data[off:off+int64(len(p))])

@@ -122,15 +122,22 @@ func simpleText(t *testing.T, bin, model, n, prompt string) string {
 	return strings.TrimSuffix(string(b), "\n")
 }
 
-// ggufValue returns the metadata value key of the GGUF file at path (nil
-// when absent).
-func ggufValue(t *testing.T, path, key string) any {
+// openGGUF opens the GGUF file path, closed when the test ends.
+func openGGUF(t *testing.T, path string) *gguf.File {
 	t.Helper()
 	f, err := gguf.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// ggufValue returns the metadata value key of the GGUF file at path (nil
+// when absent).
+func ggufValue(t *testing.T, path, key string) any {
+	t.Helper()
+	f := openGGUF(t, path)
 	v, _ := f.Get(key)
 	return v
 }

@@ -63,16 +63,8 @@ func TestQuantizeLikeLlamaQuantize(t *testing.T) {
 // tensors, each of the same type and bytes.
 func sameAsLlamaQuantize(t *testing.T, mix, ours, theirs string) {
 	t.Helper()
-	a, err := gguf.Open(ours)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := gguf.Open(theirs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a := openGGUF(t, ours)
+	b := openGGUF(t, theirs)
 	if fa, fb := getKV(a, "general.file_type"), getKV(b, "general.file_type"); fa != fb {
 		t.Errorf("%s: general.file_type %v, llama-quantize %v", mix, fa, fb)
 	}

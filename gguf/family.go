@@ -92,20 +92,8 @@ func familyConfig(f *File, fam *family) (*config.Config, error) {
 	cfg := familyBase(k, fam)
 	cfg.IntermediateSize = k.int("feed_forward_length", -1)
 	cfg.NormTopKProb, cfg.QKNorm, cfg.QKNormPerHead, cfg.SharedExpertGate = fam.normTopK, fam.qkNorm, fam.qkNormPerHead, fam.sharedGate
-	cfg.NumKVHeads = k.int("attention.head_count_kv", cfg.NumHeads)
-	if k.err != nil {
-		return nil, k.err
-	}
-	if cfg.NumHeads > 0 {
-		if hd := k.int("attention.key_length", cfg.HiddenSize/cfg.NumHeads); hd != cfg.HiddenSize/cfg.NumHeads {
-			cfg.HeadDim = hd
-		}
-		if vd := k.int("attention.value_length", cfg.HeadDimension()); vd != cfg.HeadDimension() {
-			return nil, fmt.Errorf("gguf: %s.attention.value_length %d differs from key_length %d, which moe does not support", fam.arch, vd, cfg.HeadDimension())
-		}
-		if rd := k.int("rope.dimension_count", cfg.HeadDimension()); rd != cfg.HeadDimension() {
-			return nil, fmt.Errorf("gguf: partial RoPE (%s.rope.dimension_count %d of %d) is not supported", fam.arch, rd, cfg.HeadDimension())
-		}
+	if err := readHeads(k, cfg); err != nil {
+		return nil, err
 	}
 	if fam.gptOSS {
 		if err := ossConfig(f, k, cfg); err != nil {
@@ -214,6 +202,29 @@ func familyFinish(f *File, fam *family, cfg *config.Config) error {
 	cfg.TieWordEmbeddings = !hasOut
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("gguf: %s model metadata: %w", fam.arch, err)
+	}
+	return nil
+}
+
+// readHeads reads the key/value head count (default: cfg.NumHeads) and
+// the head dimension (default: HiddenSize/NumHeads) into cfg, refusing a
+// value length other than the key length and RoPE over part of a head.
+func readHeads(k *keyReader, cfg *config.Config) error {
+	cfg.NumKVHeads = k.int("attention.head_count_kv", cfg.NumHeads)
+	if k.err != nil {
+		return k.err
+	}
+	if cfg.NumHeads == 0 {
+		return nil
+	}
+	if hd := k.int("attention.key_length", cfg.HiddenSize/cfg.NumHeads); hd != cfg.HiddenSize/cfg.NumHeads {
+		cfg.HeadDim = hd
+	}
+	if vd := k.int("attention.value_length", cfg.HeadDimension()); vd != cfg.HeadDimension() {
+		return fmt.Errorf("gguf: %sattention.value_length %d differs from key_length %d, which moe does not support", k.prefix, vd, cfg.HeadDimension())
+	}
+	if rd := k.int("rope.dimension_count", cfg.HeadDimension()); rd != cfg.HeadDimension() {
+		return fmt.Errorf("gguf: partial RoPE (%srope.dimension_count %d of %d) is not supported", k.prefix, rd, cfg.HeadDimension())
 	}
 	return nil
 }

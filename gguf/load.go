@@ -291,28 +291,27 @@ func mapModel(f *File) (*Mapped, error) {
 	}
 	copies := mapRegion // the last region given to a copy
 	used := map[string]bool{}
-	info := func(name string, dims ...uint64) (*TensorInfo, error) {
-		t, ok := f.Tensor(name)
-		if !ok {
-			return nil, fmt.Errorf("gguf: missing tensor %q", name)
-		}
-		if !slices.Equal(t.Dims, dims) {
-			return nil, fmt.Errorf("gguf: tensor %q has dims %v, the config needs %v", name, t.Dims, dims)
-		}
-		used[name] = true
-		return t, nil
-	}
-	// stack reads an [cols, rows, n] tensor as n matrices of rows×cols.
-	stack := func(name string, rows, cols, n int) ([]Matrix, error) {
-		dims := []uint64{uint64(cols), uint64(rows)}
+	// tensor checks tensor name's dims (inner, then n when n > 0) and
+	// returns its bytes.
+	tensor := func(name string, n int, inner ...uint64) (*TensorInfo, []byte, error) {
+		dims := inner
 		if n > 0 {
 			dims = append(dims, uint64(n))
 		}
-		t, err := info(name, dims...)
-		if err != nil {
-			return nil, err
+		t, ok := f.Tensor(name)
+		if !ok {
+			return nil, nil, fmt.Errorf("gguf: missing tensor %q", name)
 		}
+		if !slices.Equal(t.Dims, dims) {
+			return nil, nil, fmt.Errorf("gguf: tensor %q has dims %v, the config needs %v", name, t.Dims, dims)
+		}
+		used[name] = true
 		data, err := f.TensorBytes(t)
+		return t, data, err
+	}
+	// stack reads an [cols, rows, n] tensor as n matrices of rows×cols.
+	stack := func(name string, rows, cols, n int) ([]Matrix, error) {
+		t, data, err := tensor(name, n, uint64(cols), uint64(rows))
 		if err != nil {
 			return nil, err
 		}
@@ -336,15 +335,7 @@ func mapModel(f *File) (*Mapped, error) {
 	// vecs reads an [n, count] tensor as count vectors (count 0: one
 	// vector, dims [n]), decoded to float32.
 	vecs := func(name string, n, count int) ([][]float32, error) {
-		dims := []uint64{uint64(n)}
-		if count > 0 {
-			dims = append(dims, uint64(count))
-		}
-		t, err := info(name, dims...)
-		if err != nil {
-			return nil, err
-		}
-		raw, err := f.TensorBytes(t)
+		t, raw, err := tensor(name, count, uint64(n))
 		if err != nil {
 			return nil, err
 		}

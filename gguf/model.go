@@ -675,17 +675,8 @@ func configFromFile(f *File) (*config.Config, error) {
 		HiddenAct:             "silu",
 		RopeScaling:           rs,
 	}
-	cfg.NumKVHeads = k.int("attention.head_count_kv", cfg.NumHeads)
-	if k.err != nil {
-		return nil, k.err
-	}
-	if cfg.NumHeads > 0 {
-		if hd := k.int("attention.key_length", cfg.HiddenSize/cfg.NumHeads); hd != cfg.HiddenSize/cfg.NumHeads {
-			cfg.HeadDim = hd
-		}
-		if rd := k.int("rope.dimension_count", cfg.HeadDimension()); rd != cfg.HeadDimension() {
-			return nil, fmt.Errorf("gguf: partial RoPE (%d of %d dims) is not supported", rd, cfg.HeadDimension())
-		}
+	if err := readHeads(k, cfg); err != nil {
+		return nil, err
 	}
 	if cfg.NumExperts > 0 {
 		cfg.ModelType = config.TypeMixtral

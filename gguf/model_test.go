@@ -83,6 +83,40 @@ func exportTo(t *testing.T, cfg *config.Config, w *model.Weights, tok *tokenizer
 	return path
 }
 
+// rewriteLoad writes kvs and tensors as a GGUF file and loads it.
+func rewriteLoad(t *testing.T, kvs []KV, tensors []Tensor) (*config.Config, *model.Weights, *tokenizer.Tokenizer) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := WriteFile(context.Background(), path, kvs, tensors); err != nil {
+		t.Fatal(err)
+	}
+	cfg, w, tok, err := LoadModel(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, w, tok
+}
+
+// loadSame loads the file at path (the case name) and fails unless it
+// holds cfg and w's weights bit for bit; it returns the tokenizer read.
+func loadSame(t *testing.T, name, path string, cfg *config.Config, w *model.Weights) *tokenizer.Tokenizer {
+	t.Helper()
+	cfg2, w2, tok2, err := LoadModel(path)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	sameConfig(t, cfg2, cfg)
+	if len(w2.Flat) != len(w.Flat) {
+		t.Fatalf("%s: %d weights, want %d", name, len(w2.Flat), len(w.Flat))
+	}
+	for i := range w.Flat {
+		if w.Flat[i] != w2.Flat[i] {
+			t.Fatalf("%s: weight %d: %v, want %v", name, i, w2.Flat[i], w.Flat[i])
+		}
+	}
+	return tok2
+}
+
 func sameConfig(t *testing.T, got, want *config.Config) {
 	t.Helper()
 	a, _ := got.Marshal()
@@ -124,17 +158,7 @@ func TestExportImportF32Exact(t *testing.T) {
 			cfg := testConfig(c.moe, c.tied)
 			w := randomWeights(t, cfg, 1)
 			path := exportTo(t, cfg, w, tok, ExportOptions{})
-			cfg2, w2, tok2, err := LoadModel(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sameConfig(t, cfg2, cfg)
-			for i := range w.Flat {
-				if w.Flat[i] != w2.Flat[i] {
-					t.Fatalf("weight %d: %v, want %v", i, w2.Flat[i], w.Flat[i])
-				}
-			}
-			sameTokenizer(t, tok2, tok)
+			sameTokenizer(t, loadSame(t, c.name, path, cfg, w), tok)
 		})
 	}
 }
@@ -301,14 +325,7 @@ func TestInexactModels(t *testing.T) {
 		if arch != ArchQwen2MoE || k != uint32(2) || !hasOut || !hasGate {
 			t.Errorf("%s: arch %v, k %v, output.weight %v, shared gate %v", name, arch, k, hasOut, hasGate)
 		}
-		cfg2, w2, _, err := LoadModel(path)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		sameConfig(t, cfg2, cfg)
-		if !slices.Equal(w2.Flat, w.Flat) {
-			t.Errorf("%s: weights differ after the qwen2moe round trip", name)
-		}
+		loadSame(t, name, path, cfg, w)
 	}
 	ecsh := testConfig(true, true)
 	ecsh.Routing, ecsh.SharedExpertIntermediateSize = config.RoutingExpertChoice, 48
@@ -320,14 +337,7 @@ func TestInexactModels(t *testing.T) {
 			t.Errorf("%s: export without AllowInexact: err = %v", name, err)
 		}
 		path = exportTo(t, cfg, w, tok, ExportOptions{AllowInexact: true})
-		cfg2, w2, _, err := LoadModel(path)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		sameConfig(t, cfg2, cfg)
-		if !slices.Equal(w2.Flat, w.Flat) {
-			t.Errorf("%s: weights differ after round trip", name)
-		}
+		loadSame(t, name, path, cfg, w)
 	}
 	wide := testConfig(true, true)
 	wide.SlidingWindow = 4096 // longer than the 128-token context: no effect
@@ -361,14 +371,7 @@ func TestForeignFile(t *testing.T) {
 			kept = append(kept, kv)
 		}
 	}
-	path := filepath.Join(t.TempDir(), "f.gguf")
-	if err := WriteFile(context.Background(), path, kept, tensors); err != nil {
-		t.Fatal(err)
-	}
-	cfg2, w2, tok2, err := LoadModel(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg2, w2, tok2 := rewriteLoad(t, kept, tensors)
 	if cfg2.HiddenSize != 64 || cfg2.NumLayers != 2 || cfg2.NumHeads != 4 || cfg2.KVHeads() != 2 ||
 		cfg2.NumExperts != 4 || cfg2.ExpertsPerToken != 2 || cfg2.ExpertSize() != 96 || cfg2.VocabSize != 320 ||
 		cfg2.TieWordEmbeddings || cfg2.HeadDimension() != 16 || cfg2.MaxPositionEmbeddings != 128 {
@@ -388,6 +391,7 @@ func TestForeignFile(t *testing.T) {
 	sameTokenizer(t, tok2, tok)
 
 	// A tensor moe has no place for is an error, not silently dropped.
+	path := filepath.Join(t.TempDir(), "f.gguf")
 	extra := append(tensors, Tensor{Name: "rope_freqs.weight", Dims: []uint64{8}, Type: F32,
 		Data: func() ([]byte, error) { return Encode(F32, make([]float32, 8)) }})
 	if err := WriteFile(context.Background(), path, kept, extra); err != nil {
@@ -520,14 +524,7 @@ func TestRopeScalingKeys(t *testing.T) {
 				t.Fatalf("ntk: type %v, freq_base %v want %v", got["llama.rope.scaling.type"], got["llama.rope.freq_base"], want)
 			}
 		}
-		path := filepath.Join(t.TempDir(), "r.gguf")
-		if err := WriteFile(context.Background(), path, kept, tensors); err != nil {
-			t.Fatal(err)
-		}
-		cfg2, _, _, err := LoadModel(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg2, _, _ := rewriteLoad(t, kept, tensors)
 		if rs.Type == config.RopeNTK {
 			continue // read back as the plain raised base
 		}

@@ -104,18 +104,7 @@ func Write(ctx context.Context, w io.Writer, kvs []KV, tensors []Tensor) error {
 // WriteFile writes a GGUF file atomically: to a temporary file in the same
 // directory, synced, then renamed over path.
 func WriteFile(ctx context.Context, path string, kvs []KV, tensors []Tensor) error {
-	f, err := atomicfile.Create(path, 0o644)
-	if err != nil {
-		return fmt.Errorf("gguf: %w", err)
-	}
-	defer f.Abort()
-	if err := Write(ctx, f, kvs, tensors); err != nil {
-		return err
-	}
-	if err := f.Commit(); err != nil {
-		return fmt.Errorf("gguf: %w", err)
-	}
-	return nil
+	return atomicfile.WriteWith(path, 0o644, "gguf", func(f *atomicfile.File) error { return Write(ctx, f, kvs, tensors) })
 }
 
 func padTo(n, align uint64) uint64 { return (n + align - 1) / align * align }

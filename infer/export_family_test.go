@@ -15,7 +15,9 @@ import (
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/internal/peer"
+	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/safetensors"
+	"github.com/moe-llm/moe/tokenizer"
 )
 
 // exportHF writes the Hugging Face directory dir as a GGUF file of type
@@ -69,6 +71,37 @@ func llamaSimple(t *testing.T, model string, n int, prompt string) string {
 	return string(b)
 }
 
+// openGGUF opens the GGUF file path, closed when the test ends.
+func openGGUF(t *testing.T, path string) *gguf.File {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// qwenTok returns the qwen3moe fixture's tokenizer.
+func qwenTok(t *testing.T) *tokenizer.Tokenizer {
+	t.Helper()
+	tok, err := gguf.ReadTokenizer(filepath.Join("testdata", "family", "qwen3moe-f32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// mutatedModel returns testConfig(true) over tok's vocabulary changed by
+// mut, with randomWeights(3, 0.3) for it.
+func mutatedModel(t *testing.T, tok *tokenizer.Tokenizer, mut func(*config.Config)) (*config.Config, *model.Weights) {
+	t.Helper()
+	cfg := testConfig(true)
+	cfg.VocabSize = tok.VocabSize()
+	mut(cfg)
+	return cfg, randomWeights(t, cfg, 3, 0.3)
+}
+
 // sameLayout fails unless the GGUF files got and want hold the same
 // tensors (names, dims, types, bytes) and the same architecture and
 // {arch}.* keys. The tokenizer keys are not
@@ -80,16 +113,8 @@ func llamaSimple(t *testing.T, model string, n int, prompt string) string {
 // to F16 for rows that are not whole blocks, make_family.py to F32.
 func sameLayout(t *testing.T, got, want string, f16Fallback bool) {
 	t.Helper()
-	g, err := gguf.Open(got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	w, err := gguf.Open(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	g := openGGUF(t, got)
+	w := openGGUF(t, want)
 	arch, _ := w.Get("general.architecture")
 	if a, _ := g.Get("general.architecture"); a != arch {
 		t.Fatalf("architecture %v, want %v", a, arch)
@@ -271,10 +296,7 @@ func TestExportHFDirLayoutOSSDeepseek(t *testing.T) {
 func TestExportTrainedFamilies(t *testing.T) {
 	pool := compute.NewPool(2)
 	defer pool.Close()
-	tok, err := gguf.ReadTokenizer(filepath.Join("testdata", "family", "qwen3moe-f32.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := qwenTok(t)
 	for name, c := range map[string]struct {
 		mut  func(c *config.Config)
 		arch string
@@ -294,10 +316,7 @@ func TestExportTrainedFamilies(t *testing.T) {
 		}, "granitemoe"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg := testConfig(true)
-			cfg.VocabSize = tok.VocabSize()
-			c.mut(cfg)
-			w := randomWeights(t, cfg, 3, 0.3)
+			cfg, w := mutatedModel(t, tok, c.mut)
 			out := filepath.Join(t.TempDir(), "x.gguf")
 			if err := gguf.Export(context.Background(), out, cfg, w, tok, gguf.ExportOptions{Name: "x"}); err != nil {
 				t.Fatal(err)
@@ -326,10 +345,7 @@ func TestExportTrainedFamilies(t *testing.T) {
 // family's llama.cpp graph computes are refused with one line naming what
 // does not fit.
 func TestExportTrainedFamiliesRefused(t *testing.T) {
-	tok, err := gguf.ReadTokenizer(filepath.Join("testdata", "family", "qwen3moe-f32.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := qwenTok(t)
 	for name, c := range map[string]struct {
 		mut  func(c *config.Config)
 		want string
@@ -346,10 +362,7 @@ func TestExportTrainedFamiliesRefused(t *testing.T) {
 		}, "a shared expert"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg := testConfig(true)
-			cfg.VocabSize = tok.VocabSize()
-			c.mut(cfg)
-			w := randomWeights(t, cfg, 3, 0.3)
+			cfg, w := mutatedModel(t, tok, c.mut)
 			err := gguf.Export(context.Background(), filepath.Join(t.TempDir(), "x.gguf"), cfg, w, tok, gguf.ExportOptions{})
 			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("got %v, want one line naming %q", err, c.want)

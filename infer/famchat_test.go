@@ -42,11 +42,7 @@ func TestFamilyChatSpecials(t *testing.T) {
 		// once <|return|> and <|call|> exist (llama.cpp's rule).
 		{"gpt-oss", false, "<|start|>", "<|start|>system<|message|>", []string{"<|call|>", "<|endoftext|>", "<|return|>"}},
 	} {
-		m, err := Load(filepath.Join("testdata", "family", c.arch+"-f32.gguf"), pool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
+		m := loadT(t, filepath.Join("testdata", "family", c.arch+"-f32.gguf"), pool)
 		sp := m.Tok.Specials()
 		if sp.AddBOS != c.addBOS {
 			t.Errorf("%s: add_bos %v, want %v", c.arch, sp.AddBOS, c.addBOS)
@@ -95,11 +91,7 @@ func TestScoreMatchesReference(t *testing.T) {
 	toks := []int32{84, 258, 39, 101, 3, 200, 257, 17, 66, 120}
 	for _, arch := range familyFixtures {
 		path := filepath.Join("testdata", "family", arch+"-f32.gguf")
-		m, err := Load(path, pool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
+		m := loadT(t, path, pool)
 		want := 0.0
 		logits := newFamilyRef(t, path, arch).forward(toks)
 		const from = 3

@@ -285,11 +285,7 @@ func TestGGUFDeepseek2(t *testing.T) {
 	for _, name := range deepseek2Fixtures {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join("testdata", "family", name+".gguf")
-			m, err := Load(path, pool)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
+			m := loadT(t, path, pool)
 			ref := newDS2Ref(t, path)
 			var params int
 			for _, ti := range ref.f.Tensors {
@@ -369,11 +365,7 @@ func TestGGUFDeepseek2Batched(t *testing.T) {
 	pool := compute.NewPool(2)
 	defer pool.Close()
 	path := filepath.Join("testdata", "family", "deepseek2v3-f32.gguf")
-	m, err := Load(path, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := loadT(t, path, pool)
 	ref := newDS2Ref(t, path)
 	rng := rand.New(rand.NewPCG(3, 4))
 	seqToks := make([][]int32, 2)
@@ -497,11 +489,7 @@ func TestGGUFDeepseek2Threads(t *testing.T) {
 func ds2HFDir(t *testing.T, name string) string {
 	t.Helper()
 	path := filepath.Join("testdata", "family", name+".gguf")
-	m, err := Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := loadT(t, path, nil)
 	ref := newDS2Ref(t, path)
 	c := m.Cfg
 	f32 := func(v []float64) []float32 {

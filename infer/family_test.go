@@ -581,11 +581,7 @@ func TestGGUFFamilies(t *testing.T) {
 
 func testFamily(t *testing.T, pool *compute.Pool, arch, typ string, limit float64) {
 	path := filepath.Join("testdata", "family", arch+"-"+typ+".gguf")
-	m, err := Load(path, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := loadT(t, path, pool)
 	if m.Tok == nil {
 		t.Fatal("no tokenizer")
 	}

@@ -53,11 +53,7 @@ func TestGGUFInPlace(t *testing.T) {
 			}
 			pool := compute.NewPool(2)
 			defer pool.Close()
-			m, err := Load(path, pool)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
+			m := loadT(t, path, pool)
 			if m.W != nil || m.file == nil || m.NumParams() != len(w.Flat) {
 				t.Fatalf("GGUF model: W %v, file %v, %d params", m.W != nil, m.file != nil, m.NumParams())
 			}
@@ -204,11 +200,7 @@ func TestGGUFLogitsIndependentOfRowsAndThreads(t *testing.T) {
 			run := func(threads, step int) []float32 {
 				pool := compute.NewPool(threads)
 				defer pool.Close()
-				m, err := Load(path, pool)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer m.Close()
+				m := loadT(t, path, pool)
 				s := m.NewSeq(0)
 				var all []float32
 				for i := 0; i < len(toks); i += step {

@@ -280,11 +280,7 @@ func writeHFTokenizer(t *testing.T, dir, path string, tok *tokenizer.Tokenizer) 
 	if err := safetensors.SaveHFTokenizer(dir, bpe); err != nil {
 		t.Fatal(err)
 	}
-	f, err := gguf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := openGGUF(t, path)
 	src, ok := f.Get("tokenizer.chat_template")
 	if !ok {
 		return
@@ -520,10 +516,7 @@ func TestHFDirErrors(t *testing.T) {
 func TestHFDirOfMoeModel(t *testing.T) {
 	pool := compute.NewPool(2)
 	defer pool.Close()
-	tok, err := gguf.ReadTokenizer(filepath.Join("testdata", "family", "qwen3moe-f32.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := qwenTok(t)
 	for _, typ := range []string{config.TypeMixtral, config.TypeLlama} {
 		t.Run(typ, func(t *testing.T) {
 			cfg := &config.Config{

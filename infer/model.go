@@ -413,6 +413,3 @@ func (m *Model) buildBF16(all bool) {
 	})
 	m.bfPanels = true
 }
-
-// BF16 reports whether UseBF16 is on (it changes only float32 matrices).
-func (m *Model) BF16() bool { return m.bf16 }

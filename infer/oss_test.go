@@ -25,11 +25,7 @@ func TestGPTOSSBatchedAndSpeculative(t *testing.T) {
 	pool := compute.NewPool(2)
 	defer pool.Close()
 	path := filepath.Join("testdata", "family", "gpt-oss-f32.gguf")
-	m, err := Load(path, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := loadT(t, path, pool)
 	if w := m.Cfg.AttentionWindow(0); w <= 0 || w >= 7 {
 		t.Fatalf("layer 0's window %d: the test needs one shorter than its prompts", w)
 	}
@@ -115,11 +111,7 @@ func TestGPTOSSBatchedAndSpeculative(t *testing.T) {
 func ossHFDir(t *testing.T, typ, dtype string, truncate bool) string {
 	t.Helper()
 	src := filepath.Join("testdata", "family", "gpt-oss-"+typ+".gguf")
-	f, err := gguf.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := openGGUF(t, src)
 	mm, err := gguf.OpenModel(src, gguf.PlaceMapped)
 	if err != nil {
 		t.Fatal(err)

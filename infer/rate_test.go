@@ -34,12 +34,7 @@ func TestTokensPerSecondOverDecode(t *testing.T) {
 // whole call.
 func TestSpeculativeRateWhenOutputFitsFirstRound(t *testing.T) {
 	tok := trainTestTok(t)
-	cfg := testConfig(true)
-	cfg.VocabSize = tok.VocabSize()
-	m, err := New(cfg, randomWeights(t, cfg, 5, 0.2), tok, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := tokModel(t, tok, true, 5, 0.2)
 	prompt := tok.Encode([]byte("the cat sat on the mat. the dog sat on the log."))
 	res, err := m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 4, IgnoreEOT: true, Draft: m, DraftTokens: 4, FixedDraftTokens: true}, nil)
 	if err != nil {

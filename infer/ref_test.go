@@ -285,10 +285,7 @@ func TestForwardMatchesReference(t *testing.T) {
 					t.Fatal(err)
 				}
 				r := rand.New(rand.NewPCG(3, 4))
-				toks := make([]int32, 23)
-				for i := range toks {
-					toks[i] = int32(r.IntN(cfg.VocabSize))
-				}
+				toks := randTokens(r, 23, cfg.VocabSize)
 				want := refForward(cfg, m.W, toks)
 				V := cfg.VocabSize
 				const tol = 2e-4
@@ -367,8 +364,8 @@ func TestForwardErrors(t *testing.T) {
 		t.Fatalf("failed calls changed the sequence: len %d", s.Len())
 	}
 	big := m.NewSeq(1 << 20)
-	if big.MaxLen() != cfg.MaxPositionEmbeddings {
-		t.Fatalf("maxLen %d not clamped to the context", big.MaxLen())
+	if big.maxLen != cfg.MaxPositionEmbeddings {
+		t.Fatalf("maxLen %d not clamped to the context", big.maxLen)
 	}
 	bad := *cfg
 	bad.QKNorm = true
@@ -501,7 +498,7 @@ func TestBF16MatchesRoundedReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.UseBF16(true)
-			if !m.BF16() {
+			if !m.bf16 {
 				t.Fatal("BF16() false after UseBF16(true)")
 			}
 			got, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)

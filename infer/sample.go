@@ -51,9 +51,6 @@ func NewSampler(opts SampleOptions) *Sampler {
 	return &Sampler{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15))}
 }
 
-// Options returns the sampler's options.
-func (s *Sampler) Options() SampleOptions { return s.opts }
-
 // Greedy reports whether the sampler is argmax (temperature 0).
 func (s *Sampler) Greedy() bool { return s.opts.Temperature == 0 }
 

@@ -37,9 +37,6 @@ func (m *Model) NewSeq(maxLen int) *Seq {
 // Len returns the number of tokens in the cache.
 func (s *Seq) Len() int { return s.n }
 
-// MaxLen returns the most tokens the sequence may hold.
-func (s *Seq) MaxLen() int { return s.maxLen }
-
 // Tokens returns the tokens in the cache, oldest first. The slice is the
 // sequence's own: do not modify it, and copy it if it must outlive the next
 // Forward or Truncate.
@@ -61,15 +58,6 @@ func (s *Seq) Truncate(n int) {
 
 // Reset empties the sequence, keeping its memory.
 func (s *Seq) Reset() { s.Truncate(0) }
-
-// KVBytes returns the bytes the cache holds now (its capacity).
-func (s *Seq) KVBytes() int64 {
-	var b int64
-	for l := range s.k {
-		b += int64(cap(s.k[l])+cap(s.v[l])) * 4
-	}
-	return b
-}
 
 // reserve makes room for n positions in every layer, growing geometrically.
 func (s *Seq) reserve(n int) {

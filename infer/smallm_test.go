@@ -64,10 +64,7 @@ func TestTransposedWeights(t *testing.T) {
 		}
 	}
 	r := rand.New(rand.NewPCG(1, 2))
-	toks := make([]int32, 17)
-	for i := range toks {
-		toks[i] = int32(r.IntN(cfg.VocabSize))
-	}
+	toks := randTokens(r, 17, cfg.VocabSize)
 	want := refForward(cfg, m.W, toks)
 	V := cfg.VocabSize
 	got, err := m.Forward([]*Seq{m.NewSeq(0)}, [][]int32{toks}, true)
@@ -113,14 +110,8 @@ func TestLogitsIndependentOfRows(t *testing.T) {
 			}
 			r := rand.New(rand.NewPCG(3, 3))
 			V := cfg.VocabSize
-			prompt := make([]int32, 20)
-			for i := range prompt {
-				prompt[i] = int32(r.IntN(V))
-			}
-			next := make([]int32, 16)
-			for i := range next {
-				next[i] = int32(r.IntN(V))
-			}
+			prompt := randTokens(r, 20, V)
+			next := randTokens(r, 16, V)
 			// Reference: one token per pass.
 			s := m.NewSeq(0)
 			if _, err := m.Forward([]*Seq{s}, [][]int32{prompt}, false); err != nil {
@@ -192,7 +183,7 @@ func TestForwardDraftBF16(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.BF16() {
+	if m.bf16 {
 		t.Fatal("a low-precision pass switched the model to bf16")
 	}
 	m.UseBF16(true)
@@ -224,4 +215,13 @@ func TestForwardDraftBF16(t *testing.T) {
 	if draftLowPrec(m, m) || !draftLowPrec(m, bm) || draftLowPrec(bm, self) || draftLowPrec(bm, m) {
 		t.Fatal("draftLowPrec: wrong choice")
 	}
+}
+
+// randTokens returns n token ids drawn uniformly from [0, vocab).
+func randTokens(r *rand.Rand, n, vocab int) []int32 {
+	toks := make([]int32, n)
+	for i := range toks {
+		toks[i] = int32(r.IntN(vocab))
+	}
+	return toks
 }

@@ -222,9 +222,6 @@ func (p *SpecPolicy) Derive(seqs int) *SpecPolicy {
 // K returns the draft length for the next step; 0 means plain decoding.
 func (p *SpecPolicy) K() int { return p.k }
 
-// Acceptance returns the running estimate of the per-proposal acceptance.
-func (p *SpecPolicy) Acceptance() float64 { return p.alpha }
-
 // Observe records one step and adapts K.
 func (p *SpecPolicy) Observe(s SpecStep) {
 	if s.Proposed > 0 {

@@ -21,15 +21,23 @@ func trainTestTok(t *testing.T) *tokenizer.Tokenizer {
 	return tok
 }
 
-// TestOutputStops drives the output tracker directly with known tokens.
-func TestOutputStops(t *testing.T) {
-	tok := trainTestTok(t)
-	cfg := testConfig(false)
+// tokModel returns a model of testConfig(moe) over tok's vocabulary with
+// randomWeights(seed, std).
+func tokModel(t *testing.T, tok *tokenizer.Tokenizer, moe bool, seed uint64, std float64) *Model {
+	t.Helper()
+	cfg := testConfig(moe)
 	cfg.VocabSize = tok.VocabSize()
-	m, err := New(cfg, randomWeights(t, cfg, 1, 0.1), tok, nil)
+	m, err := New(cfg, randomWeights(t, cfg, seed, std), tok, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// TestOutputStops drives the output tracker directly with known tokens.
+func TestOutputStops(t *testing.T) {
+	tok := trainTestTok(t)
+	m := tokModel(t, tok, false, 1, 0.1)
 	enc := func(s string) []int32 { return tok.Encode([]byte(s)) }
 	byteToks := func(s string) []int32 { // one token per byte
 		var out []int32
@@ -95,18 +103,8 @@ func TestOutputStops(t *testing.T) {
 // tokenizer, plain and speculative.
 func TestGenerateText(t *testing.T) {
 	tok := trainTestTok(t)
-	cfg := testConfig(true)
-	cfg.VocabSize = tok.VocabSize()
-	m, err := New(cfg, randomWeights(t, cfg, 3, 0.4), tok, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dcfg := testConfig(false)
-	dcfg.VocabSize = tok.VocabSize()
-	d, err := New(dcfg, randomWeights(t, dcfg, 4, 0.4), tok, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := tokModel(t, tok, true, 3, 0.4)
+	d := tokModel(t, tok, false, 4, 0.4)
 	prompt := tok.Encode([]byte("the cat"))
 	full, err := m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 30, IgnoreEOT: true}, nil)
 	if err != nil {

@@ -95,10 +95,7 @@ func TestMatchesTrainingForward(t *testing.T) {
 			}
 			const B, T = 2, 17
 			r := rand.New(rand.NewPCG(1, 2))
-			toks := make([]int32, B*T)
-			for i := range toks {
-				toks[i] = int32(r.IntN(cfg.VocabSize))
-			}
+			toks := randTokens(r, B*T, cfg.VocabSize)
 			if _, err := tm.ForwardWith(toks, nil, B, T, model.ForwardOptions{Causal: true}); err != nil {
 				t.Fatal(err)
 			}

@@ -44,27 +44,14 @@ func ReadDeepseek(ctx context.Context, dir string) (*gguf.Mapped, error) {
 	}
 	defer set.Close()
 	r := &hfReader{set: set, used: map[string]bool{}}
-	d, nh, V := cfg.HiddenSize, cfg.NumHeads, cfg.VocabSize
+	d, nh := cfg.HiddenSize, cfg.NumHeads
 	nope, rope, rank, vd := cfg.QKNopeHeadDim, cfg.QKRopeHeadDim, cfg.KVLoraRank, cfg.VHeadDim
 	m := &gguf.Mapped{Cfg: cfg, Layers: make([]gguf.LayerMatrices, cfg.NumLayers)}
-	m.Embed = r.matrix("model.embed_tokens.weight", V, d)
-	m.Output = m.Embed
-	if !cfg.TieWordEmbeddings {
-		m.Output = r.matrix("lm_head.weight", V, d)
-	}
-	m.FinalNorm = r.vec("model.norm.weight", d)
 	ffn := func(p string, width int) gguf.ExpertMatrices {
 		return gguf.ExpertMatrices{Gate: r.matrix(p+"gate_proj.weight", width, d),
 			Up: r.matrix(p+"up_proj.weight", width, d), Down: r.matrix(p+"down_proj.weight", d, width)}
 	}
-	for l := range m.Layers {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		L := &m.Layers[l]
-		p := fmt.Sprintf("model.layers.%d.", l)
-		L.AttnNorm = r.vec(p+"input_layernorm.weight", d)
-		L.FFNNorm = r.vec(p+"post_attention_layernorm.weight", d)
+	err = readHF(ctx, r, m, func(l int, L *gguf.LayerMatrices, p string) {
 		a := &gguf.MLAMatrices{}
 		if q := cfg.QLoraRank; q > 0 {
 			a.QA = r.matrix(p+"self_attn.q_a_proj.weight", q, d)
@@ -80,7 +67,7 @@ func ReadDeepseek(ctx context.Context, dir string) (*gguf.Mapped, error) {
 		L.O = r.matrix(p+"self_attn.o_proj.weight", d, nh*vd)
 		if !cfg.LayerIsMoE(l) {
 			L.FFN = ffn(p+"mlp.", cfg.IntermediateSize)
-			continue
+			return
 		}
 		E := cfg.NumExperts
 		L.Router = r.matrix(p+"mlp.gate.weight", E, d)
@@ -94,22 +81,73 @@ func ReadDeepseek(ctx context.Context, dir string) (*gguf.Mapped, error) {
 		if s := cfg.SharedExpertIntermediateSize; s > 0 {
 			L.Shared = ffn(p+"mlp.shared_experts.", s)
 		}
-	}
+	})
 	if r.err != nil {
 		return nil, fmt.Errorf("import %s: %w", dir, r.err)
 	}
-	for _, n := range set.Names() {
-		if !r.used[n] {
-			return nil, fmt.Errorf("import %s: tensor %q has no place in the model (unsupported feature, e.g. multi-token prediction)", dir, n)
-		}
+	if err != nil {
+		return nil, err
 	}
-	if m.Tok, err = OpenTokenizer(dir); err != nil {
-		return nil, fmt.Errorf("import %s: %w", dir, err)
-	}
-	if m.Tok.VocabSize() > V {
-		return nil, fmt.Errorf("import %s: tokenizer has %d ids but the model embeds only %d", dir, m.Tok.VocabSize(), V)
+	if err := finishImport(dir, set, r.used, m, "model (unsupported feature, e.g. multi-token prediction)"); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// readHF reads the embedding, the output matrix (the embedding again when
+// tied) and the final norm of a Hugging Face checkpoint into m, then layer
+// by layer the two norms, calling layer for the rest of layer l (its
+// tensors' prefix p, "model.layers.l."). It stops at the first error of ctx
+// or r.
+func readHF(ctx context.Context, r tensorReader, m *gguf.Mapped, layer func(l int, L *gguf.LayerMatrices, p string)) error {
+	d, V := m.Cfg.HiddenSize, m.Cfg.VocabSize
+	m.Embed = r.matrix("model.embed_tokens.weight", V, d)
+	m.Output = m.Embed
+	if !m.Cfg.TieWordEmbeddings {
+		m.Output = r.matrix("lm_head.weight", V, d)
+	}
+	m.FinalNorm = r.vec("model.norm.weight", d)
+	for l := range m.Layers {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		L := &m.Layers[l]
+		p := fmt.Sprintf("model.layers.%d.", l)
+		L.AttnNorm = r.vec(p+"input_layernorm.weight", d)
+		L.FFNNorm = r.vec(p+"post_attention_layernorm.weight", d)
+		layer(l, L, p)
+		if err := r.failed(); err != nil {
+			return err
+		}
+	}
+	return r.failed()
+}
+
+// tensorReader is what readHF needs of a checkpoint reader.
+type tensorReader interface {
+	matrix(name string, rows, cols int) gguf.Matrix
+	vec(name string, n int) []float32
+	failed() error // the first error kept
+}
+
+// finishImport fails on any tensor of set that used does not hold (it has
+// no place in the what being read), then attaches dir's tokenizer to m,
+// refusing one with more ids than the model embeds.
+func finishImport(dir string, set *Set, used map[string]bool, m *gguf.Mapped, what string) error {
+	for _, n := range set.Names() {
+		if !used[n] {
+			return fmt.Errorf("import %s: tensor %q has no place in the %s", dir, n, what)
+		}
+	}
+	tok, err := OpenTokenizer(dir)
+	if err != nil {
+		return fmt.Errorf("import %s: %w", dir, err)
+	}
+	if tok.VocabSize() > m.Cfg.VocabSize {
+		return fmt.Errorf("import %s: tokenizer has %d ids but the model embeds only %d", dir, tok.VocabSize(), m.Cfg.VocabSize)
+	}
+	m.Tok = tok
+	return nil
 }
 
 // hfReader reads a checkpoint's tensors as float32, keeping the first
@@ -120,6 +158,9 @@ type hfReader struct {
 	used map[string]bool
 	err  error
 }
+
+// failed returns the first error kept.
+func (r *hfReader) failed() error { return r.err }
 
 // floats returns tensor name of the given shape as float32.
 func (r *hfReader) floats(name string, shape ...int64) []float32 {

@@ -60,24 +60,11 @@ func ReadGPTOSS(ctx context.Context, dir string) (*gguf.Mapped, error) {
 	}
 	defer set.Close()
 	r := &ossReader{set: set, dir: dir, used: map[string]bool{}}
-	d, hd, V := cfg.HiddenSize, cfg.HeadDimension(), cfg.VocabSize
+	d, hd := cfg.HiddenSize, cfg.HeadDimension()
 	qDim, kvDim := cfg.NumHeads*hd, cfg.KVHeads()*hd
 	E, ff := cfg.NumExperts, cfg.ExpertSize()
 	m := &gguf.Mapped{Cfg: cfg, Layers: make([]gguf.LayerMatrices, cfg.NumLayers)}
-	m.Embed = r.matrix("model.embed_tokens.weight", V, d)
-	m.Output = m.Embed
-	if !cfg.TieWordEmbeddings {
-		m.Output = r.matrix("lm_head.weight", V, d)
-	}
-	m.FinalNorm = r.vec("model.norm.weight", d)
-	for l := range m.Layers {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		L := &m.Layers[l]
-		p := fmt.Sprintf("model.layers.%d.", l)
-		L.AttnNorm = r.vec(p+"input_layernorm.weight", d)
-		L.FFNNorm = r.vec(p+"post_attention_layernorm.weight", d)
+	err = readHF(ctx, r, m, func(l int, L *gguf.LayerMatrices, p string) {
 		L.Q = r.matrix(p+"self_attn.q_proj.weight", qDim, d)
 		L.K = r.matrix(p+"self_attn.k_proj.weight", kvDim, d)
 		L.V = r.matrix(p+"self_attn.v_proj.weight", kvDim, d)
@@ -90,23 +77,12 @@ func ReadGPTOSS(ctx context.Context, dir string) (*gguf.Mapped, error) {
 		L.Router = r.matrix(p+"mlp.router.weight", E, d)
 		L.RouterBias = r.vec(p+"mlp.router.bias", E)
 		L.Experts = r.experts(p+"mlp.experts.", E, ff, d)
-		if r.err != nil {
-			return nil, r.err
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	for _, n := range set.Names() {
-		if !r.used[n] {
-			return nil, fmt.Errorf("import %s: tensor %q has no place in the gpt_oss model", dir, n)
-		}
-	}
-	if m.Tok, err = OpenTokenizer(dir); err != nil {
-		return nil, fmt.Errorf("import %s: %w", dir, err)
-	}
-	if m.Tok.VocabSize() > V {
-		return nil, fmt.Errorf("import %s: tokenizer has %d ids but the model embeds only %d", dir, m.Tok.VocabSize(), V)
+	if err := finishImport(dir, set, r.used, m, "gpt_oss model"); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -119,6 +95,9 @@ type ossReader struct {
 	used map[string]bool
 	err  error
 }
+
+// failed returns the first error kept.
+func (r *ossReader) failed() error { return r.err }
 
 // info returns tensor name's description if it has shape and one of the
 // dtypes; absent with optional, it returns nil without an error.

@@ -302,18 +302,7 @@ func Write(ctx context.Context, w io.Writer, tensors []Tensor, metadata map[stri
 // WriteFile writes a safetensors file atomically (temporary file, fsync,
 // rename).
 func WriteFile(ctx context.Context, path string, tensors []Tensor, metadata map[string]string) error {
-	f, err := atomicfile.Create(path, 0o644)
-	if err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	defer f.Abort()
-	if err := Write(ctx, f, tensors, metadata); err != nil {
-		return err
-	}
-	if err := f.Commit(); err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	return nil
+	return atomicfile.WriteWith(path, 0o644, "safetensors", func(f *atomicfile.File) error { return Write(ctx, f, tensors, metadata) })
 }
 
 // IndexName is the file that maps tensors to shards in a sharded checkpoint.

@@ -1,7 +1,6 @@
 package train
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,34 +46,20 @@ func LoadChat(path string, tok *tokenizer.Tokenizer, tmpl *chattmpl.Template) ([
 			return nil, fmt.Errorf("chat data: %w", err)
 		}
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("chat data: %w", err)
-	}
-	defer f.Close()
 	var out []ChatExample
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 256<<20)
-	for line := 1; sc.Scan(); line++ {
-		b := sc.Bytes()
-		if len(bytesTrimSpace(b)) == 0 {
-			continue
-		}
-		var cl chatLine
-		if err := json.Unmarshal(b, &cl); err != nil {
-			return nil, fmt.Errorf("chat data %s:%d: %w", path, line, err)
-		}
+	err := readJSONL(path, "chat data", 256<<20, func(cl chatLine) error {
 		if len(cl.Messages) == 0 {
-			return nil, fmt.Errorf("chat data %s:%d: no \"messages\"", path, line)
+			return errors.New(`no "messages"`)
 		}
 		ex, err := chatExample(tok, tmpl, cl.Messages)
 		if err != nil {
-			return nil, fmt.Errorf("chat data %s:%d: %w", path, line, err)
+			return err
 		}
 		out = append(out, ex)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("chat data %s: %w", path, err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("chat data %s: no conversations", path)
@@ -134,16 +119,6 @@ func commonPrefix(a, b []int32) int {
 		n++
 	}
 	return n
-}
-
-func bytesTrimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r' || b[0] == '\n') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\r' || b[len(b)-1] == '\n') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // fillRow writes conversation ex as one row of T inputs and T targets:

@@ -100,15 +100,24 @@ func indexOf(ids []int32, x int32) int {
 	return -1
 }
 
-func TestFinetuneLearnsReplies(t *testing.T) {
+// chatFinetune trains microOptions' model for steps steps (run: that
+// run's options) and returns options that fine-tune it on writeChat's 40
+// conversations into a new directory.
+func chatFinetune(t *testing.T, steps int) (ft, run Options) {
+	t.Helper()
 	base := t.TempDir()
 	o := microOptions(t, base)
-	o.Steps = 8
+	o.Steps = steps
 	if _, err := Run(context.Background(), o, nil, quietLog()); err != nil {
 		t.Fatal(err)
 	}
-	ft := DefaultOptions()
+	ft = DefaultOptions()
 	ft.Config, ft.Data, ft.Out = base, []string{writeChat(t, 40)}, t.TempDir()
+	return ft, o
+}
+
+func TestFinetuneLearnsReplies(t *testing.T) {
+	ft, o := chatFinetune(t, 8)
 	ft.Steps, ft.Batch, ft.SeqLen, ft.LR, ft.Warmup, ft.EvalEvery, ft.Threads = 30, 4, 32, 3e-3, 3, 1, 2
 	sum, err := Finetune(context.Background(), ft, nil, quietLog())
 	if err != nil {
@@ -130,7 +139,7 @@ func TestFinetuneLearnsReplies(t *testing.T) {
 	}
 	// A fresh fine-tune into a directory holding checkpoints (its own or the
 	// base run's) is refused, naming the job; a fresh run likewise.
-	for _, out := range []string{ft.Out, base} {
+	for _, out := range []string{ft.Out, o.Out} {
 		again := ft
 		again.Out = out
 		if _, err := Finetune(context.Background(), again, nil, quietLog()); err == nil || !strings.Contains(err.Error(), "already holds checkpoints") || !strings.Contains(err.Error(), "continue that fine-tune") {
@@ -289,14 +298,7 @@ func FuzzLoadChat(f *testing.F) {
 // precision; its weights differ from a float32 fine-tune's; a resume
 // without --precision continues in bf16 and one with float32 is refused.
 func TestFinetuneBF16ResumesExactly(t *testing.T) {
-	base := t.TempDir()
-	o := microOptions(t, base)
-	o.Steps = 4
-	if _, err := Run(context.Background(), o, nil, quietLog()); err != nil {
-		t.Fatal(err)
-	}
-	ft := DefaultOptions()
-	ft.Config, ft.Data, ft.Out = base, []string{writeChat(t, 40)}, t.TempDir()
+	ft, _ := chatFinetune(t, 4)
 	ft.Steps, ft.Batch, ft.SeqLen, ft.LR, ft.Warmup, ft.EvalEvery, ft.CheckpointEvery, ft.Threads = 12, 4, 32, 3e-3, 3, 0, 4, 2
 	ft.Precision = "bf16"
 	ck, _ := interruptAndResumeJob(t, ft, Finetune)

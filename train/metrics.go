@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"strings"
 
 	"github.com/moe-llm/moe/internal/atomicfile"
 )
@@ -112,27 +111,43 @@ func (m *MetricsLog) Close() error {
 
 // ReadMetrics reads the records of a metrics.jsonl file.
 func ReadMetrics(path string) ([]Record, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
-	defer f.Close()
 	var out []Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		var r Record
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			return nil, fmt.Errorf("metrics %s: %w", path, err)
-		}
+	err := readJSONL(path, "metrics", 64<<20, func(r Record) error {
 		out = append(out, r)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("metrics %s: %w", path, err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// readJSONL decodes each non-blank line of the JSON Lines file path (lines
+// of up to maxLine bytes) as a T and passes it to each. Errors start with
+// what and name the file, and the line where one line is at fault.
+func readJSONL[T any](path, what string, maxLine int, each func(v T) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), maxLine)
+	for line := 1; sc.Scan(); line++ {
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		var v T
+		if err := json.Unmarshal(b, &v); err != nil {
+			return fmt.Errorf("%s %s:%d: %w", what, path, line, err)
+		}
+		if err := each(v); err != nil {
+			return fmt.Errorf("%s %s:%d: %w", what, path, line, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	return nil
 }

@@ -43,9 +43,6 @@ func Create(path string, perm os.FileMode) (*File, error) {
 	return &File{File: f, path: path}, nil
 }
 
-// Path returns the destination path (Name returns the temporary file's).
-func (f *File) Path() string { return f.path }
-
 // Commit fsyncs and closes the temporary file, renames it over the
 // destination and fsyncs the directory (best effort). On error the
 // temporary file is removed.
@@ -88,15 +85,38 @@ func (f *File) Abort() {
 
 // WriteFile writes data to path atomically with permissions perm.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return WriteWith(path, perm, "", func(f *File) error {
+		if _, err := f.Write(data); err != nil {
+			return fmt.Errorf("write %s: %w", f.Name(), err)
+		}
+		return nil
+	})
+}
+
+// WriteWith writes path atomically with permissions perm, its contents
+// written by write: the file is committed when write returns nil and
+// discarded otherwise. write's error is returned as it is; those of
+// creating and committing the file are prefixed with "label: " (when label
+// is not empty).
+func WriteWith(path string, perm os.FileMode, label string, write func(f *File) error) error {
+	wrap := func(err error) error {
+		if label == "" {
+			return err
+		}
+		return fmt.Errorf("%s: %w", label, err)
+	}
 	f, err := Create(path, perm)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	defer f.Abort()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", f.Name(), err)
+	if err := write(f); err != nil {
+		return err
 	}
-	return f.Commit()
+	if err := f.Commit(); err != nil {
+		return wrap(err)
+	}
+	return nil
 }
 
 // RemoveStale removes dir's temporary files of this package's naming whose

@@ -46,8 +46,8 @@ func TestAbortLeavesDestination(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Path() != path {
-		t.Errorf("Path %q, want %q", f.Path(), path)
+	if f.path != path {
+		t.Errorf("destination %q, want %q", f.path, path)
 	}
 	if _, err := f.Write([]byte("partial")); err != nil {
 		t.Fatal(err)
