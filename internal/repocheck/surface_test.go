@@ -33,10 +33,33 @@ var uncalled = map[string]string{
 	"tokenizer.Split":         "the pieces a named pre-tokenizer makes, for inspection and benchmarks",
 }
 
-// pkgInfo is one package directory: its exported top-level names and the
-// identifiers its non-test files use unqualified.
+// uncalledMethods are the exported methods whose name no non-test file
+// selects (x.Name), each with why it stays. Methods that standard-library
+// interfaces call (interfaceMethods) need no entry.
+var uncalledMethods = map[string]string{
+	"data.Loader.PassTokens":           "the loader's progress API (docs/data.md)",
+	"data.Shard.ReadTokens":            "random-access reads of a mapped shard, the reason OpenShardMapped exists",
+	"tokenizer.Tokenizer.Detokenize":   "llama_detokenize's equivalent (special tokens, leading space), documented in docs/data.md",
+	"tokenizer.Tokenizer.NumMergeable": "inspection of a loaded vocabulary; other packages' tests compare it",
+	"model.Model.Logits":               "the training model's logits for library users; infer's train-equivalence test reads them",
+	"infer.Model.ChatPrompt":           "the per-model form of infer.ChatPrompt for library users",
+}
+
+// interfaceMethods are method names that standard-library interfaces call
+// (fmt.Stringer, error, http.Handler, json, sort, heap, io, flag.Value).
+var interfaceMethods = map[string]bool{
+	"String": true, "Error": true, "Unwrap": true, "Is": true, "Format": true, "ServeHTTP": true,
+	"MarshalJSON": true, "UnmarshalJSON": true, "MarshalText": true, "UnmarshalText": true,
+	"Len": true, "Less": true, "Swap": true, "Push": true, "Pop": true,
+	"Read": true, "Write": true, "Close": true, "Set": true,
+}
+
+// pkgInfo is one package directory: its exported top-level names, its
+// exported methods ("Type.Name") and the identifiers its non-test files use
+// unqualified.
 type pkgInfo struct {
 	exported map[string]token.Position
+	methods  map[string]token.Position
 	local    map[string]bool
 }
 
@@ -44,11 +67,12 @@ type pkgInfo struct {
 // repository and fails for an exported package-level name that no non-test
 // file uses (qualified from another package or unqualified in its own)
 // unless uncalled lists it, and for an entry of uncalled that is used or no
-// longer exists. Methods are not checked (interfaces call them).
+// longer exists; then checkMethods does the same for exported methods.
 func TestEveryExportHasACaller(t *testing.T) {
 	fset := token.NewFileSet()
 	pkgs := map[string]*pkgInfo{} // by import path relative to the module
 	used := map[string]bool{}     // "rel.Name" used from another package
+	selected := map[string]bool{} // names selected from values (x.Name): fields and methods
 	root := repoRoot(t)
 	walkRepo(t, root, ".go", func(path, rel string) error {
 		if strings.HasSuffix(path, "_test.go") {
@@ -61,10 +85,10 @@ func TestEveryExportHasACaller(t *testing.T) {
 		dir := pathpkg.Dir(rel)
 		p := pkgs[dir]
 		if p == nil {
-			p = &pkgInfo{exported: map[string]token.Position{}, local: map[string]bool{}}
+			p = &pkgInfo{exported: map[string]token.Position{}, methods: map[string]token.Position{}, local: map[string]bool{}}
 			pkgs[dir] = p
 		}
-		scan(fset, f, p, used)
+		scan(fset, f, p, used, selected)
 		return nil
 	})
 	if len(pkgs) < 10 {
@@ -98,12 +122,51 @@ func TestEveryExportHasACaller(t *testing.T) {
 			t.Errorf("uncalled lists %s, which is not an exported name any more", key)
 		}
 	}
+	checkMethods(t, root, pkgs, selected)
 }
 
-// scan records f's exported top-level names in p, the names f uses
-// unqualified in p.local, and the names it uses from the module's other
-// packages in used (as "rel.Name").
-func scan(fset *token.FileSet, f *ast.File, p *pkgInfo, used map[string]bool) {
+// checkMethods fails for an exported method whose name no non-test file
+// selects from a value (a name-level check: any type's x.Name counts, so it
+// finds the methods nothing can be calling) unless a standard-library
+// interface calls it or uncalledMethods lists it, and for an entry of
+// uncalledMethods that is selected somewhere or no longer exists.
+func checkMethods(t *testing.T, root string, pkgs map[string]*pkgInfo, selected map[string]bool) {
+	var missing []string
+	for rel, p := range pkgs {
+		if rel == "cmd/moe" || strings.HasSuffix(rel, "/internal/asmgen") {
+			continue
+		}
+		for tm, pos := range p.methods {
+			key := rel + "." + tm
+			_, name, _ := strings.Cut(tm, ".")
+			if selected[name] || interfaceMethods[name] {
+				if _, ok := uncalledMethods[key]; ok && selected[name] {
+					t.Errorf("a non-test file selects .%s now: remove %s from uncalledMethods", name, key)
+				}
+				continue
+			}
+			if _, ok := uncalledMethods[key]; !ok {
+				missing = append(missing, key+" ("+strings.TrimPrefix(pos.String(), root+string(filepath.Separator))+")")
+			}
+		}
+	}
+	slices.Sort(missing)
+	for _, m := range missing {
+		t.Errorf("exported method %s: no non-test file calls a method of that name; unexport it, move it into its tests, or list why in uncalledMethods", m)
+	}
+	for key := range uncalledMethods {
+		i := strings.Index(key, ".")
+		if p := pkgs[key[:i]]; p == nil || p.methods[key[i+1:]] == (token.Position{}) {
+			t.Errorf("uncalledMethods lists %s, which is not an exported method any more", key)
+		}
+	}
+}
+
+// scan records f's exported top-level names and methods in p, the names f
+// uses unqualified in p.local, the names it uses from the module's other
+// packages in used (as "rel.Name") and the names it selects from values in
+// selected.
+func scan(fset *token.FileSet, f *ast.File, p *pkgInfo, used, selected map[string]bool) {
 	decl := map[*ast.Ident]bool{} // declaring identifiers and field selectors: no uses
 	for _, d := range f.Decls {
 		switch d := d.(type) {
@@ -111,6 +174,11 @@ func scan(fset *token.FileSet, f *ast.File, p *pkgInfo, used map[string]bool) {
 			if d.Recv == nil && d.Name.IsExported() {
 				p.exported[d.Name.Name] = fset.Position(d.Name.Pos())
 				decl[d.Name] = true
+			}
+			if d.Recv != nil && d.Name.IsExported() && len(d.Recv.List) == 1 {
+				if recv := recvType(d.Recv.List[0].Type); ast.IsExported(recv) {
+					p.methods[recv+"."+d.Name.Name] = fset.Position(d.Name.Pos())
+				}
 			}
 		case *ast.GenDecl:
 			for _, s := range d.Specs {
@@ -154,6 +222,7 @@ func scan(fset *token.FileSet, f *ast.File, p *pkgInfo, used map[string]bool) {
 				}
 			}
 			decl[n.Sel] = true // x.Name with x a value: a field or method
+			selected[n.Sel.Name] = true
 		case *ast.Ident:
 			if !decl[n] {
 				p.local[n.Name] = true
@@ -161,4 +230,22 @@ func scan(fset *token.FileSet, f *ast.File, p *pkgInfo, used map[string]bool) {
 		}
 		return true
 	})
+}
+
+// recvType is the type name of a method receiver (T, *T, T[P] or *T[P]).
+func recvType(e ast.Expr) string {
+	for {
+		switch x := e.(type) {
+		case *ast.StarExpr:
+			e = x.X
+		case *ast.IndexExpr:
+			e = x.X
+		case *ast.IndexListExpr:
+			e = x.X
+		case *ast.Ident:
+			return x.Name
+		default:
+			return ""
+		}
+	}
 }
