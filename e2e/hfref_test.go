@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/moe-llm/moe/internal/ref64"
 )
 
 // This file checks `moe import` of Hugging Face safetensors, and running
@@ -130,42 +132,13 @@ func (m *hfModel) write(t *testing.T, dir, dtype string) {
 	}
 }
 
-// matvec returns W·x for W of shape (rows, len(x)).
-func matvec(w []float64, x []float64) []float64 {
-	cols := len(x)
-	y := make([]float64, len(w)/cols)
-	for r := range y {
-		var s float64
-		for c, xc := range x {
-			s += w[r*cols+c] * xc
-		}
-		y[r] = s
-	}
-	return y
-}
-
-func rmsNorm(x, w []float64, eps float64) []float64 {
-	var ss float64
-	for _, v := range x {
-		ss += v * v
-	}
-	inv := 1 / math.Sqrt(ss/float64(len(x))+eps)
-	y := make([]float64, len(x))
-	for i := range x {
-		y[i] = x[i] * inv * w[i]
-	}
-	return y
-}
-
-func silu(x float64) float64 { return x / (1 + math.Exp(-x)) }
-
 // swiglu is down(silu(gate·x) ⊙ up·x).
 func swiglu(gate, up, down, x []float64) []float64 {
-	g, u := matvec(gate, x), matvec(up, x)
+	g, u := ref64.MatVec(gate, x), ref64.MatVec(up, x)
 	for i := range g {
-		g[i] = silu(g[i]) * u[i]
+		g[i] = ref64.SiLU(g[i]) * u[i]
 	}
-	return matvec(down, g)
+	return ref64.MatVec(down, g)
 }
 
 // rope applies HF's rotate_half rotary embedding to one head vector at pos.
@@ -190,8 +163,8 @@ func (m *hfModel) logits(ids []int) []float64 {
 		p := fmt.Sprintf("model.layers.%d.", l)
 		q, k, v := make([][]float64, T), make([][]float64, T), make([][]float64, T)
 		for t := range x {
-			h := rmsNorm(x[t], m.tensors[p+"input_layernorm.weight"], m.eps)
-			q[t], k[t], v[t] = matvec(m.tensors[p+"self_attn.q_proj.weight"], h), matvec(m.tensors[p+"self_attn.k_proj.weight"], h), matvec(m.tensors[p+"self_attn.v_proj.weight"], h)
+			h := ref64.RMSNorm(x[t], m.tensors[p+"input_layernorm.weight"], m.eps)
+			q[t], k[t], v[t] = ref64.MatVec(m.tensors[p+"self_attn.q_proj.weight"], h), ref64.MatVec(m.tensors[p+"self_attn.k_proj.weight"], h), ref64.MatVec(m.tensors[p+"self_attn.v_proj.weight"], h)
 			for hh := 0; hh < m.heads; hh++ {
 				rope(q[t][hh*hd:(hh+1)*hd], t, m.theta)
 			}
@@ -223,18 +196,18 @@ func (m *hfModel) logits(ids []int) []float64 {
 					}
 				}
 			}
-			a := matvec(m.tensors[p+"self_attn.o_proj.weight"], o)
+			a := ref64.MatVec(m.tensors[p+"self_attn.o_proj.weight"], o)
 			for i := range a {
 				x[t][i] += a[i]
 			}
 		}
 		for t := range x {
-			h := rmsNorm(x[t], m.tensors[p+"post_attention_layernorm.weight"], m.eps)
+			h := ref64.RMSNorm(x[t], m.tensors[p+"post_attention_layernorm.weight"], m.eps)
 			var out []float64
 			if m.experts == 0 {
 				out = swiglu(m.tensors[p+"mlp.gate_proj.weight"], m.tensors[p+"mlp.up_proj.weight"], m.tensors[p+"mlp.down_proj.weight"], h)
 			} else {
-				r := matvec(m.tensors[p+"block_sparse_moe.gate.weight"], h)
+				r := ref64.MatVec(m.tensors[p+"block_sparse_moe.gate.weight"], h)
 				mx := math.Inf(-1)
 				for _, v := range r {
 					mx = math.Max(mx, v)
@@ -267,8 +240,8 @@ func (m *hfModel) logits(ids []int) []float64 {
 			}
 		}
 	}
-	h := rmsNorm(x[T-1], m.tensors["model.norm.weight"], m.eps)
-	return matvec(m.tensors["lm_head.weight"], h)
+	h := ref64.RMSNorm(x[T-1], m.tensors["model.norm.weight"], m.eps)
+	return ref64.MatVec(m.tensors["lm_head.weight"], h)
 }
 
 // greedy continues ids by n argmax tokens, stopping after eot; it returns the

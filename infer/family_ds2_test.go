@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/moe-llm/moe/compute"
+	"github.com/moe-llm/moe/internal/ref64"
 	"github.com/moe-llm/moe/safetensors"
 )
 
@@ -195,19 +196,19 @@ func (r *ds2Ref) forward(toks []int32) [][]float64 {
 		kvb := r.kvB(b)
 		qs, ks, vs := make([][]float64, n), make([][]float64, n), make([][]float64, n)
 		for p := range n {
-			h := rmsnorm64(x[p], an, r.eps)
+			h := ref64.RMSNorm(x[p], an, r.eps)
 			var q []float64
 			if wq := r.tensor(b("attn_q.weight")); wq != nil {
-				q = matvec(wq, h)
+				q = ref64.MatVec(wq, h)
 			} else {
-				qa := rmsnorm64(matvec(r.must(b("attn_q_a.weight")), h), r.must(b("attn_q_a_norm.weight")), r.eps)
-				q = matvec(r.must(b("attn_q_b.weight")), qa)
+				qa := ref64.RMSNorm(ref64.MatVec(r.must(b("attn_q_a.weight")), h), r.must(b("attn_q_a_norm.weight")), r.eps)
+				q = ref64.MatVec(r.must(b("attn_q_b.weight")), qa)
 			}
-			kv := matvec(kva, h)
-			c := rmsnorm64(kv[:r.rank], kvn, r.eps)
+			kv := ref64.MatVec(kva, h)
+			c := ref64.RMSNorm(kv[:r.rank], kvn, r.eps)
 			kpe := kv[r.rank:]
 			r.ropeNorm(kpe, p)
-			dec := matvec(kvb, c) // per head [k_nope; v]
+			dec := ref64.MatVec(kvb, c) // per head [k_nope; v]
 			k, v := make([]float64, H*qk), make([]float64, H*r.vd)
 			for hh := 0; hh < H; hh++ {
 				r.ropeNorm(q[hh*qk+r.nope:(hh+1)*qk], p)
@@ -241,21 +242,21 @@ func (r *ds2Ref) forward(toks []int32) [][]float64 {
 					}
 				}
 			}
-			o := matvec(wo, att)
+			o := ref64.MatVec(wo, att)
 			for i := range o {
 				x[p][i] += o[i]
 			}
 		}
 		fn := r.must(b("ffn_norm.weight"))
 		for p := range n {
-			h := rmsnorm64(x[p], fn, r.eps)
+			h := ref64.RMSNorm(x[p], fn, r.eps)
 			var out []float64
 			if l < r.lead {
 				out = ffn64(r.must(b("ffn_gate.weight")), r.must(b("ffn_up.weight")), r.must(b("ffn_down.weight")), h, q8Acts{})
 			} else {
 				ge, ue, de := r.must(b("ffn_gate_exps.weight")), r.must(b("ffn_up_exps.weight")), r.must(b("ffn_down_exps.weight"))
 				per := len(ge) / r.E
-				top, w := r.route(matvec(r.must(b("ffn_gate_inp.weight")), h), r.tensor(b("exp_probs_b.bias")))
+				top, w := r.route(ref64.MatVec(r.must(b("ffn_gate_inp.weight")), h), r.tensor(b("exp_probs_b.bias")))
 				out = ffn64(r.must(b("ffn_gate_shexp.weight")), r.must(b("ffn_up_shexp.weight")), r.must(b("ffn_down_shexp.weight")), h, q8Acts{})
 				for j, e := range top {
 					y := ffn64(ge[e*per:(e+1)*per], ue[e*per:(e+1)*per], de[e*per:(e+1)*per], h, q8Acts{})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/internal/ref64"
 )
 
 // familyFixtures are the small random-weight files of llama.cpp's MoE
@@ -181,35 +182,6 @@ func (r *familyRef) must(name string) []float64 {
 	return x
 }
 
-// matvec returns W·x for W stored as rows of len(x).
-func matvec(w, x []float64) []float64 {
-	n := len(w) / len(x)
-	out := make([]float64, n)
-	for i := range out {
-		var s float64
-		for j, v := range x {
-			s += w[i*len(x)+j] * v
-		}
-		out[i] = s
-	}
-	return out
-}
-
-func rmsnorm64(x, g []float64, eps float64) []float64 {
-	var ss float64
-	for _, v := range x {
-		ss += v * v
-	}
-	s := 1 / math.Sqrt(ss/float64(len(x))+eps)
-	out := make([]float64, len(x))
-	for i, v := range x {
-		out[i] = v * s * g[i]
-	}
-	return out
-}
-
-func silu64(v float64) float64 { return v / (1 + math.Exp(-v)) }
-
 // rope rotates each head of x at position p: NEOX pairs (i, i+hd/2),
 // NORM pairs (2i, 2i+1), angle p·base^(−2i/hd).
 //
@@ -268,7 +240,7 @@ func ffnBias64(gate, up, down, bg, bu, bd, x []float64, clamped bool, q q8Acts) 
 	if q.gu {
 		x = q8Round(x)
 	}
-	g, u := matvec(gate, x), matvec(up, x)
+	g, u := ref64.MatVec(gate, x), ref64.MatVec(up, x)
 	for i := range g {
 		if bg != nil {
 			g[i] += bg[i]
@@ -278,13 +250,13 @@ func ffnBias64(gate, up, down, bg, bu, bd, x []float64, clamped bool, q q8Acts) 
 			gi := math.Min(g[i], 7)
 			g[i] = gi / (1 + math.Exp(-1.702*gi)) * (math.Max(-7, math.Min(7, u[i])) + 1)
 		} else {
-			g[i] = silu64(g[i]) * u[i]
+			g[i] = ref64.SiLU(g[i]) * u[i]
 		}
 	}
 	if q.down {
 		g = q8Round(g)
 	}
-	y := matvec(down, g)
+	y := ref64.MatVec(down, g)
 	for i := range bd {
 		y[i] += bd[i]
 	}
@@ -318,8 +290,8 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 		}
 		qs, ks, vs := make([][]float64, n), make([][]float64, n), make([][]float64, n)
 		for p := range n {
-			h := rmsnorm64(x[p], an, r.eps)
-			q, k, v := matvec(wq, r.act(b("attn_q.weight"), h)), matvec(wk, r.act(b("attn_k.weight"), h)), matvec(wv, r.act(b("attn_v.weight"), h))
+			h := ref64.RMSNorm(x[p], an, r.eps)
+			q, k, v := ref64.MatVec(wq, r.act(b("attn_q.weight"), h)), ref64.MatVec(wk, r.act(b("attn_k.weight"), h)), ref64.MatVec(wv, r.act(b("attn_v.weight"), h))
 			for i := range bq {
 				q[i] += bq[i]
 			}
@@ -331,7 +303,7 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 			}
 			norm := func(x, g []float64) {
 				for o := 0; o < len(x); o += len(g) {
-					copy(x[o:o+len(g)], rmsnorm64(x[o:o+len(g)], g, r.eps))
+					copy(x[o:o+len(g)], ref64.RMSNorm(x[o:o+len(g)], g, r.eps))
 				}
 			}
 			if qn != nil {
@@ -377,7 +349,7 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 					}
 				}
 			}
-			o := matvec(wo, r.act(b("attn_output.weight"), att))
+			o := ref64.MatVec(wo, r.act(b("attn_output.weight"), att))
 			for i := range bo {
 				o[i] += bo[i]
 			}
@@ -402,8 +374,8 @@ func (r *familyRef) forward(toks []int32) [][]float64 {
 			return v[e*n : (e+1)*n]
 		}
 		for p := range n {
-			h := rmsnorm64(x[p], fn, r.eps)
-			lg := matvec(router, h) // moe multiplies by the router in float32
+			h := ref64.RMSNorm(x[p], fn, r.eps)
+			lg := ref64.MatVec(router, h) // moe multiplies by the router in float32
 			for e := range rb {
 				lg[e] += rb[e]
 			}
@@ -495,7 +467,7 @@ func (r *familyRef) logits(x [][]float64, emb []float64) [][]float64 {
 	on := r.must("output_norm.weight")
 	logits := make([][]float64, len(x))
 	for p := range x {
-		logits[p] = matvec(head, r.act(headName, rmsnorm64(x[p], on, r.eps)))
+		logits[p] = ref64.MatVec(head, r.act(headName, ref64.RMSNorm(x[p], on, r.eps)))
 	}
 	return logits
 }
