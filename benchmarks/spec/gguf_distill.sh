@@ -12,7 +12,8 @@
 # drafts, with the adaptive policy and with K fixed at $FIXED_K, and prints a
 # summary line per draft. Environment: MOE (the moe binary; default: go build),
 # THREADS (2), TARGET_TIME (12m), DRAFT_TIME (3m), GEN (200), PROMPT (48
-# tokens), RUNS (3), FIXED_K (3).
+# tokens), RUNS (3), FIXED_K (3), DISTILL_ARGS (extra `moe distill` flags, e.g.
+# "--generate 32 --generate-greedy").
 set -euo pipefail
 corpus=${1:?usage: gguf_distill.sh CORPUS.txt OUTDIR [TARGET_CONFIG]}
 out=${2:?usage: gguf_distill.sh CORPUS.txt OUTDIR [TARGET_CONFIG]}
@@ -58,7 +59,7 @@ PY
 	--eval-every 0 --quiet --json >"$out/draft-text.train.json"
 "$moe" distill --target "$out/target-q8_0.gguf" --config tiny-draft --data "$out/train.txt" \
 	--out "$out/draft-distilled" --threads "$threads" --steps "${DISTILL_STEPS:-300}" \
-	--max-time "${DRAFT_TIME:-3m}" --quiet --json >"$out/draft-distilled.distill.json"
+	--max-time "${DRAFT_TIME:-3m}" ${DISTILL_ARGS:-} --quiet --json >"$out/draft-distilled.distill.json"
 for t in q8_0 q4_k_m; do
 	for p in 1 2 3; do
 		for mode in adaptive fixed; do
