@@ -412,7 +412,7 @@ func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alph
 	// The block loops fill in one mixedCall whose methods are the tasks
 	// (one allocation per product, not closures per block).
 	s := &mixedCall{ks: ks, transA: transA, transB: transB, m: m, n: n, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-		c: c, ldc: ldc, bpack: bpack, apack: apack, arows: arows, scratch: scratch, kpMax: kpMax, a16: a16}
+		c: c, ldc: ldc, bpack: bpack, apack: apack, arows: arows, scratch: scratch, kpMax: kpMax, a16: a16, serial: threads == 1}
 	for s.jc = 0; s.jc < n; s.jc += gemmNC {
 		s.nc = min(gemmNC, n-s.jc)
 		s.npb = (s.nc + nr - 1) / nr
@@ -426,7 +426,12 @@ func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alph
 				s.mc = min(gemmMC, m-s.ic)
 				s.npa = (s.mc + mr - 1) / mr
 				s.achunk = max(1, s.npa/(4*threads))
-				s.run(p, (s.npa+s.achunk-1)/s.achunk, (*mixedCall).packATask)
+				if a16 == nil {
+					s.run(p, (s.npa+s.achunk-1)/s.achunk, (*mixedCall).packATask)
+				} else if s.mc%mr != 0 {
+					// Only the ragged last panel to pack: no round over the pool.
+					s.packATask((s.npa - 1) / s.achunk)
+				}
 				var colTasks int
 				s.rowsPer, s.colsPer, s.rowTasks, colTasks = tileTasks(s.npa, s.npb, mr, nr, threads)
 				s.run(p, s.rowTasks*colTasks, (*mixedCall).tileTask)
@@ -455,6 +460,10 @@ type mixedCall struct {
 	ic, mc, npa, achunk int // row block, its A panels, A panels per packing task
 	rowsPer, colsPer    int // tile task shape
 	rowTasks            int
+	// serial says the tasks run one after another on the caller, which
+	// then computes every edge tile in edgeTile (no allocation per product).
+	serial   bool
+	edgeTile [mixedMR * mixedNR]float32
 }
 
 // run calls f(s, t) for t < tasks over p (in order on the caller for a
@@ -513,6 +522,9 @@ func (s *mixedCall) tileTask(t int) {
 	const mr, nr = mixedMR, mixedNR
 	ct, rt := t/s.rowTasks, t%s.rowTasks
 	var tmp []float32 // an edge tile, allocated on first use
+	if s.serial {
+		tmp = s.edgeTile[:]
+	}
 	kp, ks, alpha := s.kp, s.ks, s.alpha
 	for ip := rt * s.rowsPer; ip < min(s.npa, (rt+1)*s.rowsPer); ip++ {
 		ap := s.apack[ip*kp*mr : (ip+1)*kp*mr]
