@@ -447,9 +447,14 @@ func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alph
 		defer p.putBuf(sbuf)
 	}
 	// The block loops fill in one mixedCall whose methods are the tasks
-	// (one allocation per product, not closures per block).
+	// (no closures per block; see run for where it lives).
 	s := &mixedCall{ks: ks, transA: transA, transB: transB, m: m, n: n, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-		c: c, ldc: ldc, bpack: bpack, apack: apack, arows: arows, scratch: scratch, kpMax: kpMax, a16: bf16Pairs(pairs16), at16: at16, serial: threads == 1}
+		c: c, ldc: ldc, bpack: bpack, apack: apack, arows: arows, scratch: scratch, kpMax: kpMax, a16: bf16Pairs(pairs16), at16: at16}
+	if threads == 1 && (m%mr != 0 || n%nr != 0) {
+		ebuf := p.getBuf(mr * nr)
+		defer p.putBuf(ebuf)
+		s.edge = *ebuf
+	}
 	for s.jc = 0; s.jc < n; s.jc += gemmNC {
 		s.nc = min(gemmNC, n-s.jc)
 		s.npb = (s.nc + nr - 1) / nr
@@ -458,20 +463,20 @@ func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alph
 			s.kp = (s.kc + 1) / 2
 			s.add = beta != 0 || s.pc > 0
 			s.chunk = max(1, s.npb/(4*threads))
-			s.run(p, (s.npb+s.chunk-1)/s.chunk, (*mixedCall).packBTask)
+			s.run(p, (s.npb+s.chunk-1)/s.chunk, mixedPackB)
 			for s.ic = 0; s.ic < m; s.ic += gemmMC {
 				s.mc = min(gemmMC, m-s.ic)
 				s.npa = (s.mc + mr - 1) / mr
 				s.achunk = max(1, s.npa/(4*threads))
 				if pairs16 == nil {
-					s.run(p, (s.npa+s.achunk-1)/s.achunk, (*mixedCall).packATask)
+					s.run(p, (s.npa+s.achunk-1)/s.achunk, mixedPackA)
 				} else if s.mc%mr != 0 {
 					// Only the ragged last panel to pack: no round over the pool.
 					s.packATask((s.npa - 1) / s.achunk)
 				}
 				var colTasks int
 				s.rowsPer, s.colsPer, s.rowTasks, colTasks = tileTasks(s.npa, s.npb, mr, nr, threads)
-				s.run(p, s.rowTasks*colTasks, (*mixedCall).tileTask)
+				s.run(p, s.rowTasks*colTasks, mixedTiles)
 			}
 		}
 	}
@@ -498,22 +503,52 @@ type mixedCall struct {
 	ic, mc, npa, achunk int // row block, its A panels, A panels per packing task
 	rowsPer, colsPer    int // tile task shape
 	rowTasks            int
-	// serial says the tasks run one after another on the caller, which
-	// then computes every edge tile in edgeTile (no allocation per product).
-	serial   bool
-	edgeTile [mixedMR * mixedNR]float32
+	// edge, when not nil, is where every edge tile is computed: the tasks
+	// of a one-thread pool run one after another, so they share one tile of
+	// pool scratch (no allocation per product).
+	edge []float32
+	// shared is the heap copy of the product that a pool's workers read.
+	shared *mixedCall
 }
 
-// run calls f(s, t) for t < tasks over p (in order on the caller for a
-// one-thread pool, with no closure to allocate).
-func (s *mixedCall) run(p *Pool, tasks int, f func(*mixedCall, int)) {
+// mixedTask names one of mixedCall's task methods.
+type mixedTask int
+
+const (
+	mixedPackB mixedTask = iota // packBTask
+	mixedPackA                  // packATask
+	mixedTiles                  // tileTask
+)
+
+// do runs task t of kind.
+func (s *mixedCall) do(kind mixedTask, t int) {
+	switch kind {
+	case mixedPackB:
+		s.packBTask(t)
+	case mixedPackA:
+		s.packATask(t)
+	default:
+		s.tileTask(t)
+	}
+}
+
+// run does tasks tasks of kind over p: in order on the caller for a
+// one-thread pool, which allocates nothing (the mixedCall of a one-thread
+// product stays on its caller's stack); otherwise the pool's workers get a
+// copy of s on the heap (s.shared, allocated once per product).
+func (s *mixedCall) run(p *Pool, tasks int, kind mixedTask) {
 	if p.Threads() == 1 {
 		for t := 0; t < tasks; t++ {
-			f(s, t)
+			s.do(kind, t)
 		}
 		return
 	}
-	p.Run(tasks, func(t int) { f(s, t) })
+	if s.shared == nil {
+		s.shared = new(mixedCall)
+	}
+	*s.shared = *s
+	sh := s.shared
+	p.Run(tasks, func(t int) { sh.do(kind, t) })
 }
 
 // packBTask packs task t's B panels of the block.
@@ -559,10 +594,7 @@ func (s *mixedCall) packATask(t int) {
 func (s *mixedCall) tileTask(t int) {
 	const mr, nr = mixedMR, mixedNR
 	ct, rt := t/s.rowTasks, t%s.rowTasks
-	var tmp []float32 // an edge tile, allocated on first use
-	if s.serial {
-		tmp = s.edgeTile[:]
-	}
+	tmp := s.edge // an edge tile (when nil, allocated on first use)
 	kp, ks, alpha := s.kp, s.ks, s.alpha
 	for ip := rt * s.rowsPer; ip < min(s.npa, (rt+1)*s.rowsPer); ip++ {
 		ap := s.apack[ip*kp*mr : (ip+1)*kp*mr]
