@@ -386,11 +386,9 @@ func mixedKCFor(k int) int {
 	return kc + kc&1
 }
 
-// u32Buf returns pool scratch of n uint32 (a float32 buffer reinterpreted)
-// and the buffer to hand back.
-func u32Buf(p *Pool, n int) ([]uint32, *[]float32) {
-	buf := p.getBuf(max(n, 1))
-	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*buf))), n), buf
+// u32s reads float32 scratch as uint32 (nil stays nil).
+func u32s(x []float32) []uint32 {
+	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(x))), len(x))
 }
 
 // gemmMixed is GemmBF16Mixed on a given micro-kernel, after argument checks:
@@ -419,42 +417,47 @@ func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alph
 	kcMax := mixedKCFor(k)
 	kpMax := kcMax / 2
 	ncMax, mcMax := min(n, gemmNC), min(m, gemmMC)
-	bpack, bbuf := u32Buf(p, (ncMax+nr-1)/nr*kpMax*nr)
-	defer p.putBuf(bbuf)
-	apack, abuf := u32Buf(p, (mcMax+mr-1)/mr*kpMax*mr)
-	defer p.putBuf(abuf)
-	// An untransposed A is converted to rows of pairs that the micro-kernel
-	// reads in place (its ragged last panel is packed from them).
-	var arows []uint32
 	var pairs16, at16 []BF16
 	if transA {
 		at16 = a16
 	} else {
 		pairs16 = a16
 	}
-	if !transA && a16 == nil {
-		var rbuf *[]float32
-		arows, rbuf = u32Buf(p, mcMax*kpMax)
-		defer p.putBuf(rbuf)
-	}
 	threads := p.Threads()
-	// A transposed B is packed through per-task scratch: at most
-	// min(panels, 8·threads) tasks (see the chunking below).
-	var scratch []uint32
+	// The scratch, all in one pool buffer, each part at a 64-byte offset:
+	// the packed B and A panels; an untransposed float32 A is converted to
+	// rows of pairs that the micro-kernel reads in place (its ragged last
+	// panel is packed from them); a transposed B is packed through per-task
+	// scratch (at most min(panels, 8·threads) tasks, see the chunking
+	// below); a one-thread product computes its edge tiles in one tile.
+	sizes := [5]int{(ncMax + nr - 1) / nr * kpMax * nr, (mcMax + mr - 1) / mr * kpMax * mr}
+	if !transA && a16 == nil {
+		sizes[2] = mcMax * kpMax
+	}
 	if transB {
-		var sbuf *[]float32
-		scratch, sbuf = u32Buf(p, min((ncMax+nr-1)/nr, 8*threads)*kpMax*nr)
-		defer p.putBuf(sbuf)
+		sizes[3] = min((ncMax+nr-1)/nr, 8*threads) * kpMax * nr
+	}
+	if threads == 1 && (m%mr != 0 || n%nr != 0) {
+		sizes[4] = mr * nr
+	}
+	total := 0
+	for _, z := range sizes {
+		total += (z + 15) &^ 15
+	}
+	buf := p.getBuf(total)
+	defer p.putBuf(buf)
+	var parts [5][]float32
+	for i, off := 0, 0; i < len(sizes); i++ {
+		if sizes[i] > 0 {
+			parts[i] = (*buf)[off : off+sizes[i]]
+		}
+		off += (sizes[i] + 15) &^ 15
 	}
 	// The block loops fill in one mixedCall whose methods are the tasks
 	// (no closures per block; see run for where it lives).
 	s := &mixedCall{ks: ks, transA: transA, transB: transB, m: m, n: n, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-		c: c, ldc: ldc, bpack: bpack, apack: apack, arows: arows, scratch: scratch, kpMax: kpMax, a16: bf16Pairs(pairs16), at16: at16}
-	if threads == 1 && (m%mr != 0 || n%nr != 0) {
-		ebuf := p.getBuf(mr * nr)
-		defer p.putBuf(ebuf)
-		s.edge = *ebuf
-	}
+		c: c, ldc: ldc, bpack: u32s(parts[0]), apack: u32s(parts[1]), arows: u32s(parts[2]), scratch: u32s(parts[3]), edge: parts[4],
+		kpMax: kpMax, a16: bf16Pairs(pairs16), at16: at16}
 	for s.jc = 0; s.jc < n; s.jc += gemmNC {
 		s.nc = min(gemmNC, n-s.jc)
 		s.npb = (s.nc + nr - 1) / nr
