@@ -42,6 +42,12 @@ const (
 // call with these shapes are inconsistent (negative sizes, leading
 // dimensions too small, slices too short), and nil otherwise.
 func CheckGemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) error {
+	return checkGemmLens(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+}
+
+// checkGemmLens is CheckGemm on the lengths of A, B and C (whatever their
+// element type).
+func checkGemmLens(transA, transB bool, m, n, k, lenA, lda, lenB, ldb, lenC, ldc int) error {
 	if m < 0 || n < 0 || k < 0 {
 		return fmt.Errorf("gemm: negative size m=%d n=%d k=%d", m, n, k)
 	}
@@ -53,13 +59,13 @@ func CheckGemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float
 	if transB {
 		br, bc = n, k
 	}
-	if err := checkMatrix("A", ar, ac, len(a), lda); err != nil {
+	if err := checkMatrix("A", ar, ac, lenA, lda); err != nil {
 		return err
 	}
-	if err := checkMatrix("B", br, bc, len(b), ldb); err != nil {
+	if err := checkMatrix("B", br, bc, lenB, ldb); err != nil {
 		return err
 	}
-	return checkMatrix("C", m, n, len(c), ldc)
+	return checkMatrix("C", m, n, lenC, ldc)
 }
 
 // checkMatrix checks that a rows×cols row-major matrix with stride ld fits

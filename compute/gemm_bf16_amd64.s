@@ -636,6 +636,46 @@ bf16PackBAVX512_done:
 	VZEROUPPER
 	RET
 
+// func bf16PackATransBF16AVX512(kp, np int, x *uint16, ld int, dst *uint32, pstride int)
+TEXT ·bf16PackATransBF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ kp+0(FP), CX
+	MOVQ np+8(FP), R10
+	MOVQ x+16(FP), SI
+	MOVQ ld+24(FP), DX
+	MOVQ dst+32(FP), DI
+	MOVQ pstride+40(FP), R11
+	SHLQ $1, DX
+	SHLQ $2, R11
+	LEAQ (DX)(DX*1), R9
+	VMOVDQU16 bf16PairIdx<>(SB), Z31
+	MOVL $0xfff, AX
+	KMOVW AX, K1
+	TESTQ CX, CX
+	JE bf16PackATransBF16AVX512_done
+	TESTQ R10, R10
+	JE bf16PackATransBF16AVX512_done
+bf16PackATransBF16AVX512_panel:
+	MOVQ SI, R12
+	MOVQ DI, R13
+	MOVQ CX, R14
+bf16PackATransBF16AVX512_loop:
+	VMOVDQU16.Z 0(R12), K1, Y0
+	VMOVDQU16.Z 0(R12)(DX*1), K1, Y1
+	VINSERTI64X4 $1, Y1, Z0, Z2
+	VPERMW Z2, Z31, Z3
+	VMOVDQU32 Z3, K1, 0(R13)
+	ADDQ R9, R12
+	ADDQ $48, R13
+	DECQ R14
+	JNE bf16PackATransBF16AVX512_loop
+	ADDQ $24, SI
+	ADDQ R11, DI
+	DECQ R10
+	JNE bf16PackATransBF16AVX512_panel
+bf16PackATransBF16AVX512_done:
+	VZEROUPPER
+	RET
+
 // func dpbf16LoopAVX512(n int)
 TEXT ·dpbf16LoopAVX512(SB), NOSPLIT, $0-8
 	MOVQ n+0(FP), CX

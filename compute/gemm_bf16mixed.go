@@ -50,20 +50,7 @@ func CheckGemmBF16MixedA(transB bool, m, n, k int, a []BF16, lda int, b []float3
 	if k%2 != 0 || lda%2 != 0 {
 		return fmt.Errorf("gemm: bf16 A needs an even depth and row stride, got k=%d lda=%d", k, lda)
 	}
-	if m < 0 || n < 0 || k < 0 {
-		return fmt.Errorf("gemm: negative size m=%d n=%d k=%d", m, n, k)
-	}
-	if err := checkMatrix("A", m, k, len(a), lda); err != nil {
-		return err
-	}
-	br, bc := k, n
-	if transB {
-		br, bc = n, k
-	}
-	if err := checkMatrix("B", br, bc, len(b), ldb); err != nil {
-		return err
-	}
-	return checkMatrix("C", m, n, len(c), ldc)
+	return checkGemmLens(false, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
 }
 
 // GemmBF16MixedA is GemmBF16Mixed for an untransposed A that is already
@@ -75,7 +62,28 @@ func GemmBF16MixedA(p *Pool, transB bool, m, n, k int, alpha float32, a []BF16, 
 	if err := CheckGemmBF16MixedA(transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
 		panic(err)
 	}
-	gemmMixed(defaultMixed, p, false, transB, m, n, k, alpha, nil, lda, bf16Pairs(a), b, ldb, beta, c, ldc)
+	gemmMixed(defaultMixed, p, false, transB, m, n, k, alpha, nil, lda, a, b, ldb, beta, c, ldc)
+}
+
+// CheckGemmBF16MixedTA reports whether GemmBF16MixedTA's arguments are
+// consistent: CheckGemm's shapes for a transposed A of k rows of m (row
+// stride lda) held as bf16.
+func CheckGemmBF16MixedTA(transB bool, m, n, k int, a []BF16, lda int, b []float32, ldb int, c []float32, ldc int) error {
+	return checkGemmLens(true, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+}
+
+// GemmBF16MixedTA is GemmBF16Mixed for op(A) = Aᵀ with A (k×m, row stride
+// lda) already rounded, as ConvertBF16Mixed writes it: the weight-gradient
+// products dW = dYᵀ·X whose dY has a bf16 copy. The A panels are built from
+// the copy's words (half the bytes of the float32 A, nothing converted);
+// the result is bit for bit GemmBF16Mixed's on the float32 A the copy was
+// made from. Inconsistent arguments panic with CheckGemmBF16MixedTA's error
+// before memory is touched.
+func GemmBF16MixedTA(p *Pool, transB bool, m, n, k int, alpha float32, a []BF16, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if err := CheckGemmBF16MixedTA(transB, m, n, k, a, lda, b, ldb, c, ldc); err != nil {
+		panic(err)
+	}
+	gemmMixed(defaultMixed, p, true, transB, m, n, k, alpha, nil, lda, a, b, ldb, beta, c, ldc)
 }
 
 // bf16Pairs reads a bf16 slice as pairs (a trailing odd element dropped):
@@ -192,6 +200,10 @@ type mixedKernels struct {
 	// q < kp, i < mixedMR; packB likewise whole mixedNR-column panels of an
 	// untransposed B.
 	packATrans, packB func(kp, np int, x []float32, ld int, dst []uint32, pstride int)
+	// packATrans16, where not nil, is packATrans from a bf16 copy of A:
+	// dst[p*pstride+q*mixedMR+i] = x[2q*ld+p*mixedMR+i] |
+	// x[(2q+1)*ld+p*mixedMR+i]<<16.
+	packATrans16 func(kp, np int, x []BF16, ld int, dst []uint32, pstride int)
 }
 
 // genericMixed is the portable mixedKernels.
@@ -261,10 +273,18 @@ func convertRows(ks *mixedKernels, a []float32, lda int, i0, rows, l0, kc int, d
 // packATransMixed packs rows [i0, i0+rows) × depth [l0, l0+kc) of op(A) =
 // Aᵀ (A stored k×m) into mixedMR-row panels of depth pairs:
 // dst[panel*kp*MR + q*MR + i] holds depths l0+2q and l0+2q+1 of row i
-// (zero past kc and past rows).
-func packATransMixed(ks *mixedKernels, a []float32, lda int, i0, rows, l0, kc int, dst []uint32) {
+// (zero past kc and past rows). a16, when not nil, is A's bf16 copy (same
+// row stride), read in place of a: its words are paired, not converted.
+func packATransMixed(ks *mixedKernels, a []float32, a16 []BF16, lda int, i0, rows, l0, kc int, dst []uint32) {
 	kp := (kc + 1) / 2
-	if ks.packATrans != nil && rows >= mixedMR {
+	// bits returns the rounded bf16 bits of A's element at off.
+	bits := func(off int) uint32 {
+		if a16 != nil {
+			return uint32(a16[off])
+		}
+		return bf16DAZBits(a[off])
+	}
+	if fast := ks.packATrans != nil && (a16 == nil || ks.packATrans16 != nil); fast && rows >= mixedMR {
 		// Whole panels, four depth pairs (8 rows of the stored A) across all
 		// of them at a time, so that the rows read stay in cache (measured
 		// at 1024×512: 1 pair 0.41 ns per element, 4 pairs 0.10, 16 pairs
@@ -272,12 +292,15 @@ func packATransMixed(ks *mixedKernels, a []float32, lda int, i0, rows, l0, kc in
 		const step = 4
 		full := rows / mixedMR
 		for q0 := 0; q0 < kc/2; q0 += step {
-			ks.packATrans(min(step, kc/2-q0), full, a[(l0+2*q0)*lda+i0:], lda, dst[q0*mixedMR:], kp*mixedMR)
+			if off := (l0+2*q0)*lda + i0; a16 != nil {
+				ks.packATrans16(min(step, kc/2-q0), full, a16[off:], lda, dst[q0*mixedMR:], kp*mixedMR)
+			} else {
+				ks.packATrans(min(step, kc/2-q0), full, a[off:], lda, dst[q0*mixedMR:], kp*mixedMR)
+			}
 		}
 		if kc&1 == 1 {
-			x := a[(l0+kc-1)*lda+i0 : (l0+kc-1)*lda+i0+full*mixedMR]
-			for i, v := range x {
-				dst[(i/mixedMR)*kp*mixedMR+(kp-1)*mixedMR+i%mixedMR] = bf16DAZBits(v)
+			for i := 0; i < full*mixedMR; i++ {
+				dst[(i/mixedMR)*kp*mixedMR+(kp-1)*mixedMR+i%mixedMR] = bits((l0+kc-1)*lda + i0 + i)
 			}
 		}
 		if full*mixedMR == rows {
@@ -293,12 +316,19 @@ func packATransMixed(ks *mixedKernels, a []float32, lda int, i0, rows, l0, kc in
 		for q := 0; q < kp; q++ {
 			l := l0 + 2*q
 			d := dst[pi*kp*mixedMR+q*mixedMR : pi*kp*mixedMR+(q+1)*mixedMR]
-			x := a[l*lda+col : l*lda+col+r]
-			if 2*q+1 < kc {
-				ks.cvtPairs(x, a[(l+1)*lda+col:(l+1)*lda+col+r], d[:r])
-			} else {
-				for i, v := range x {
-					d[i] = bf16DAZBits(v)
+			switch {
+			case a16 != nil:
+				for i := range r {
+					d[i] = uint32(a16[l*lda+col+i])
+					if 2*q+1 < kc {
+						d[i] |= uint32(a16[(l+1)*lda+col+i]) << 16
+					}
+				}
+			case 2*q+1 < kc:
+				ks.cvtPairs(a[l*lda+col:l*lda+col+r], a[(l+1)*lda+col:(l+1)*lda+col+r], d[:r])
+			default:
+				for i := range r {
+					d[i] = bits(l*lda + col + i)
 				}
 			}
 			clear(d[r:])
@@ -356,11 +386,9 @@ func mixedKCFor(k int) int {
 	return kc + kc&1
 }
 
-// u32Buf returns pool scratch of n uint32 (a float32 buffer reinterpreted)
-// and the buffer to hand back.
-func u32Buf(p *Pool, n int) ([]uint32, *[]float32) {
-	buf := p.getBuf(max(n, 1))
-	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*buf))), n), buf
+// u32s reads float32 scratch as uint32 (nil stays nil).
+func u32s(x []float32) []uint32 {
+	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(x))), len(x))
 }
 
 // gemmMixed is GemmBF16Mixed on a given micro-kernel, after argument checks:
@@ -368,9 +396,10 @@ func u32Buf(p *Pool, n int) ([]uint32, *[]float32) {
 // (in parallel), then per gemmMC rows A packed and the tiles shared out as
 // tasks. Every tile is computed the same way whatever the thread count.
 //
-// a16, when not nil, is an untransposed A given as bf16 pairs (row stride
-// lda/2 pairs, k even) in place of a: its rows are read where they are.
-func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, a16 []uint32, b []float32, ldb int, beta float32, c []float32, ldc int) {
+// a16, when not nil, is A's bf16 copy (row stride lda) in place of a: an
+// untransposed one (k and lda even) is read as pairs where its rows are, a
+// transposed one is packed from it.
+func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, a16 []BF16, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -388,31 +417,47 @@ func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alph
 	kcMax := mixedKCFor(k)
 	kpMax := kcMax / 2
 	ncMax, mcMax := min(n, gemmNC), min(m, gemmMC)
-	bpack, bbuf := u32Buf(p, (ncMax+nr-1)/nr*kpMax*nr)
-	defer p.putBuf(bbuf)
-	apack, abuf := u32Buf(p, (mcMax+mr-1)/mr*kpMax*mr)
-	defer p.putBuf(abuf)
-	// An untransposed A is converted to rows of pairs that the micro-kernel
-	// reads in place (its ragged last panel is packed from them).
-	var arows []uint32
-	if !transA && a16 == nil {
-		var rbuf *[]float32
-		arows, rbuf = u32Buf(p, mcMax*kpMax)
-		defer p.putBuf(rbuf)
+	var pairs16, at16 []BF16
+	if transA {
+		at16 = a16
+	} else {
+		pairs16 = a16
 	}
 	threads := p.Threads()
-	// A transposed B is packed through per-task scratch: at most
-	// min(panels, 8·threads) tasks (see the chunking below).
-	var scratch []uint32
+	// The scratch, all in one pool buffer, each part at a 64-byte offset:
+	// the packed B and A panels; an untransposed float32 A is converted to
+	// rows of pairs that the micro-kernel reads in place (its ragged last
+	// panel is packed from them); a transposed B is packed through per-task
+	// scratch (at most min(panels, 8·threads) tasks, see the chunking
+	// below); a one-thread product computes its edge tiles in one tile.
+	sizes := [5]int{(ncMax + nr - 1) / nr * kpMax * nr, (mcMax + mr - 1) / mr * kpMax * mr}
+	if !transA && a16 == nil {
+		sizes[2] = mcMax * kpMax
+	}
 	if transB {
-		var sbuf *[]float32
-		scratch, sbuf = u32Buf(p, min((ncMax+nr-1)/nr, 8*threads)*kpMax*nr)
-		defer p.putBuf(sbuf)
+		sizes[3] = min((ncMax+nr-1)/nr, 8*threads) * kpMax * nr
+	}
+	if threads == 1 && (m%mr != 0 || n%nr != 0) {
+		sizes[4] = mr * nr
+	}
+	total := 0
+	for _, z := range sizes {
+		total += (z + 15) &^ 15
+	}
+	buf := p.getBuf(total)
+	defer p.putBuf(buf)
+	var parts [5][]float32
+	for i, off := 0, 0; i < len(sizes); i++ {
+		if sizes[i] > 0 {
+			parts[i] = (*buf)[off : off+sizes[i]]
+		}
+		off += (sizes[i] + 15) &^ 15
 	}
 	// The block loops fill in one mixedCall whose methods are the tasks
-	// (one allocation per product, not closures per block).
+	// (no closures per block; see run for where it lives).
 	s := &mixedCall{ks: ks, transA: transA, transB: transB, m: m, n: n, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-		c: c, ldc: ldc, bpack: bpack, apack: apack, arows: arows, scratch: scratch, kpMax: kpMax, a16: a16}
+		c: c, ldc: ldc, bpack: u32s(parts[0]), apack: u32s(parts[1]), arows: u32s(parts[2]), scratch: u32s(parts[3]), edge: parts[4],
+		kpMax: kpMax, a16: bf16Pairs(pairs16), at16: at16}
 	for s.jc = 0; s.jc < n; s.jc += gemmNC {
 		s.nc = min(gemmNC, n-s.jc)
 		s.npb = (s.nc + nr - 1) / nr
@@ -421,15 +466,20 @@ func gemmMixed(ks *mixedKernels, p *Pool, transA, transB bool, m, n, k int, alph
 			s.kp = (s.kc + 1) / 2
 			s.add = beta != 0 || s.pc > 0
 			s.chunk = max(1, s.npb/(4*threads))
-			s.run(p, (s.npb+s.chunk-1)/s.chunk, (*mixedCall).packBTask)
+			s.run(p, (s.npb+s.chunk-1)/s.chunk, mixedPackB)
 			for s.ic = 0; s.ic < m; s.ic += gemmMC {
 				s.mc = min(gemmMC, m-s.ic)
 				s.npa = (s.mc + mr - 1) / mr
 				s.achunk = max(1, s.npa/(4*threads))
-				s.run(p, (s.npa+s.achunk-1)/s.achunk, (*mixedCall).packATask)
+				if pairs16 == nil {
+					s.run(p, (s.npa+s.achunk-1)/s.achunk, mixedPackA)
+				} else if s.mc%mr != 0 {
+					// Only the ragged last panel to pack: no round over the pool.
+					s.packATask((s.npa - 1) / s.achunk)
+				}
 				var colTasks int
 				s.rowsPer, s.colsPer, s.rowTasks, colTasks = tileTasks(s.npa, s.npb, mr, nr, threads)
-				s.run(p, s.rowTasks*colTasks, (*mixedCall).tileTask)
+				s.run(p, s.rowTasks*colTasks, mixedTiles)
 			}
 		}
 	}
@@ -446,7 +496,8 @@ type mixedCall struct {
 	lda, ldb, ldc       int
 	bpack, apack, arows []uint32
 	scratch             []uint32
-	a16                 []uint32 // A as bf16 pairs (row stride lda/2), or nil
+	a16                 []uint32 // an untransposed A as bf16 pairs (row stride lda/2), or nil
+	at16                []BF16   // a transposed A's bf16 copy (row stride lda), or nil
 	kpMax               int
 	jc, nc, npb         int // column block
 	pc, kc, kp          int // depth block
@@ -455,18 +506,52 @@ type mixedCall struct {
 	ic, mc, npa, achunk int // row block, its A panels, A panels per packing task
 	rowsPer, colsPer    int // tile task shape
 	rowTasks            int
+	// edge, when not nil, is where every edge tile is computed: the tasks
+	// of a one-thread pool run one after another, so they share one tile of
+	// pool scratch (no allocation per product).
+	edge []float32
+	// shared is the heap copy of the product that a pool's workers read.
+	shared *mixedCall
 }
 
-// run calls f(s, t) for t < tasks over p (in order on the caller for a
-// one-thread pool, with no closure to allocate).
-func (s *mixedCall) run(p *Pool, tasks int, f func(*mixedCall, int)) {
+// mixedTask names one of mixedCall's task methods.
+type mixedTask int
+
+const (
+	mixedPackB mixedTask = iota // packBTask
+	mixedPackA                  // packATask
+	mixedTiles                  // tileTask
+)
+
+// do runs task t of kind.
+func (s *mixedCall) do(kind mixedTask, t int) {
+	switch kind {
+	case mixedPackB:
+		s.packBTask(t)
+	case mixedPackA:
+		s.packATask(t)
+	default:
+		s.tileTask(t)
+	}
+}
+
+// run does tasks tasks of kind over p: in order on the caller for a
+// one-thread pool, which allocates nothing (the mixedCall of a one-thread
+// product stays on its caller's stack); otherwise the pool's workers get a
+// copy of s on the heap (s.shared, allocated once per product).
+func (s *mixedCall) run(p *Pool, tasks int, kind mixedTask) {
 	if p.Threads() == 1 {
 		for t := 0; t < tasks; t++ {
-			f(s, t)
+			s.do(kind, t)
 		}
 		return
 	}
-	p.Run(tasks, func(t int) { f(s, t) })
+	if s.shared == nil {
+		s.shared = new(mixedCall)
+	}
+	*s.shared = *s
+	sh := s.shared
+	p.Run(tasks, func(t int) { sh.do(kind, t) })
 }
 
 // packBTask packs task t's B panels of the block.
@@ -489,7 +574,7 @@ func (s *mixedCall) packATask(t int) {
 	hi := min(s.mc, (t+1)*s.achunk*mr)
 	kp := s.kp
 	if s.transA {
-		packATransMixed(s.ks, s.a, s.lda, s.ic+lo, hi-lo, s.pc, s.kc, s.apack[lo*kp:])
+		packATransMixed(s.ks, s.a, s.at16, s.lda, s.ic+lo, hi-lo, s.pc, s.kc, s.apack[lo*kp:])
 		return
 	}
 	if s.a16 != nil {
@@ -512,7 +597,7 @@ func (s *mixedCall) packATask(t int) {
 func (s *mixedCall) tileTask(t int) {
 	const mr, nr = mixedMR, mixedNR
 	ct, rt := t/s.rowTasks, t%s.rowTasks
-	var tmp []float32 // an edge tile, allocated on first use
+	tmp := s.edge // an edge tile (when nil, allocated on first use)
 	kp, ks, alpha := s.kp, s.ks, s.alpha
 	for ip := rt * s.rowsPer; ip < min(s.npa, (rt+1)*s.rowsPer); ip++ {
 		ap := s.apack[ip*kp*mr : (ip+1)*kp*mr]

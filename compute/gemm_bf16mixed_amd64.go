@@ -49,7 +49,8 @@ var defaultMixed = func() *mixedKernels {
 
 // avx512Mixed is the AVX-512 BF16 kernel set.
 var avx512Mixed = mixedKernels{micro: microBF16AVX512, microRows: microRowsBF16AVX512, cvtRow: cvtRowAVX512, cvtPairs: cvtPairsAVX512,
-	transpose: transposePairsAVX512, packATrans: packATransPanelAVX512, packB: packBPanelAVX512}
+	transpose: transposePairsAVX512, packATrans: packATransPanelAVX512, packB: packBPanelAVX512,
+	packATrans16: packATransBF16PanelAVX512}
 
 // bf16PackATransAVX512 and bf16PackBAVX512 (gemm_bf16_amd64.s) pack np
 // adjacent whole 12-row panels of a transposed A and 32-column panels of
@@ -61,6 +62,22 @@ func bf16PackATransAVX512(kp, np int, x *float32, ld int, dst *uint32, pstride i
 
 //go:noescape
 func bf16PackBAVX512(kp, np int, x *float32, ld int, dst *uint32, pstride int)
+
+// bf16PackATransBF16AVX512 is bf16PackATransAVX512 from a bf16 copy of A
+// (x holds bf16 bits): its words are paired, not converted.
+//
+//go:noescape
+func bf16PackATransBF16AVX512(kp, np int, x *uint16, ld int, dst *uint32, pstride int)
+
+// packATransBF16PanelAVX512 is packATrans16 on bf16PackATransBF16AVX512.
+func packATransBF16PanelAVX512(kp, np int, x []BF16, ld int, dst []uint32, pstride int) {
+	if kp == 0 || np == 0 {
+		return
+	}
+	_ = x[(2*kp-1)*ld+np*mixedMR-1]
+	_ = dst[(np-1)*pstride+kp*mixedMR-1]
+	bf16PackATransBF16AVX512(kp, np, (*uint16)(unsafe.Pointer(&x[0])), ld, &dst[0], pstride)
+}
 
 // packATransPanelAVX512 is packATrans on bf16PackATransAVX512.
 func packATransPanelAVX512(kp, np int, x []float32, ld int, dst []uint32, pstride int) {

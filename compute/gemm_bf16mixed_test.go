@@ -293,14 +293,24 @@ func TestMixedPackMatchesGeneric(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	const ld = 131
 	a := specialFloats(r, 90*ld)
+	a16 := make([]BF16, len(a))
+	ConvertBF16Mixed(a16, a)
 	for _, kc := range []int{1, 2, 7, 8, 9, 33, 64} {
 		kp := (kc + 1) / 2
 		for _, rows := range []int{1, 11, 12, 13, 36, 100} {
 			w, g := make([]uint32, 9*kp*mixedMR), make([]uint32, 9*kp*mixedMR)
-			packATransMixed(&genericMixed, a, ld, 5, rows, 3, kc, w)
-			packATransMixed(fast, a, ld, 5, rows, 3, kc, g)
+			packATransMixed(&genericMixed, a, nil, ld, 5, rows, 3, kc, w)
+			packATransMixed(fast, a, nil, ld, 5, rows, 3, kc, g)
 			if !slices.Equal(w, g) {
 				t.Fatalf("packATransMixed kc=%d rows=%d: differs from the portable packing", kc, rows)
+			}
+			// From A's bf16 copy: the same panels, on both kernel sets.
+			for name, ks := range map[string]*mixedKernels{"generic": &genericMixed, "avx512": fast} {
+				clear(g)
+				packATransMixed(ks, nil, a16, ld, 5, rows, 3, kc, g)
+				if !slices.Equal(w, g) {
+					t.Fatalf("packATransMixed from bf16 (%s) kc=%d rows=%d: differs from packing the float32 A", name, kc, rows)
+				}
 			}
 		}
 		for _, cols := range []int{5, 32} {
@@ -320,10 +330,11 @@ func TestMixedPackMatchesGeneric(t *testing.T) {
 	}
 }
 
-// GemmBF16MixedA on a ConvertBF16Mixed copy of A (with a padded row
-// stride) gives GemmBF16Mixed's bits on the float32 A, for both kernel
-// sets, edge tiles, depth blocking and 1 or 3 threads; ConvertBF16Mixed
-// rounds as the product does (ties, denormals, NaN, Inf, odd lengths).
+// GemmBF16MixedA (and, transposed, GemmBF16MixedTA) on a ConvertBF16Mixed
+// copy of A (with a padded row stride) gives GemmBF16Mixed's bits on the
+// float32 A, for both kernel sets, edge tiles, depth blocking, odd depths
+// (transposed) and 1 or 3 threads; ConvertBF16Mixed rounds as the product
+// does (ties, denormals, NaN, Inf, odd lengths).
 func TestGemmBF16MixedAEqualsFloatA(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	sp := specialFloats(r, 999)
@@ -338,27 +349,34 @@ func TestGemmBF16MixedAEqualsFloatA(t *testing.T) {
 	if fast := fastMixed(); fast != nil {
 		kernels["avx512"] = fast
 	}
-	for _, s := range [][3]int{{1, 1, 2}, {12, 32, 8}, {13, 33, 10}, {37, 70, 130}, {25, 40, 1100}, {100, 3, 64}} {
+	for _, s := range [][3]int{{1, 1, 2}, {12, 32, 8}, {13, 33, 10}, {37, 70, 130}, {25, 40, 1100}, {100, 3, 64}, {30, 33, 9}, {49, 20, 1031}} {
 		m, n, k := s[0], s[1], s[2]
-		for _, tb := range []bool{false, true} {
-			lda, ldb := k+6, n
+		for _, tab := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+			ta, tb := tab[0], tab[1]
+			if !ta && k%2 != 0 {
+				continue // an untransposed bf16 A needs an even depth
+			}
+			lda, ldb, arows := k+6, n, m
+			if ta {
+				lda, arows = m+5, k
+			}
 			if tb {
 				ldb = k
 			}
-			a, b, c := randMat(r, m*lda), randMat(r, k*max(n, ldb)), randMat(r, m*n)
+			a, b, c := randMat(r, arows*lda), randMat(r, k*max(n, ldb)), randMat(r, m*n)
 			a16 := make([]BF16, len(a))
 			ConvertBF16Mixed(a16, a)
 			for name, ks := range kernels {
 				for _, threads := range []int{1, 3} {
 					p := NewPool(threads)
 					want := append([]float32(nil), c...)
-					gemmMixed(ks, p, false, tb, m, n, k, 0.5, a, lda, nil, b, ldb, 1, want, n)
+					gemmMixed(ks, p, ta, tb, m, n, k, 0.5, a, lda, nil, b, ldb, 1, want, n)
 					got := append([]float32(nil), c...)
-					gemmMixed(ks, p, false, tb, m, n, k, 0.5, nil, lda, bf16Pairs(a16), b, ldb, 1, got, n)
+					gemmMixed(ks, p, ta, tb, m, n, k, 0.5, nil, lda, a16, b, ldb, 1, got, n)
 					p.Close()
 					for i := range want {
 						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-							t.Fatalf("%s %d threads %dx%dx%d tb=%v: C[%d] = %v, want %v", name, threads, m, n, k, tb, i, got[i], want[i])
+							t.Fatalf("%s %d threads %dx%dx%d ta=%v tb=%v: C[%d] = %v, want %v", name, threads, m, n, k, ta, tb, i, got[i], want[i])
 						}
 					}
 				}
@@ -376,6 +394,17 @@ func TestGemmBF16MixedAEqualsFloatA(t *testing.T) {
 		if gotC[i] != want[i] {
 			t.Fatalf("GemmBF16MixedA C[%d] = %v, want %v", i, gotC[i], want[i])
 		}
+	}
+	// Aᵀ: the 6×4 A read transposed, as GemmBF16Mixed reads the float32 one.
+	GemmBF16Mixed(nil, true, false, 4, 5, 6, 1, a, 4, b, 5, 0, want, 5)
+	GemmBF16MixedTA(nil, false, 4, 5, 6, 1, a16, 4, b, 5, 0, gotC, 5)
+	for i := range want {
+		if gotC[i] != want[i] {
+			t.Fatalf("GemmBF16MixedTA C[%d] = %v, want %v", i, gotC[i], want[i])
+		}
+	}
+	if err := CheckGemmBF16MixedTA(false, 4, 5, 6, a16[:23], 4, b, 5, gotC, 5); err == nil {
+		t.Fatal("short transposed A accepted")
 	}
 	if err := CheckGemmBF16MixedA(false, 4, 5, 5, a16, 5, b, 5, gotC, 5); err == nil {
 		t.Fatal("odd depth accepted")

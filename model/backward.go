@@ -61,7 +61,7 @@ func (m *Model) backward(grad func(dlogits []float32) error, dl16 []compute.BF16
 	if err := grad(dlogits); err != nil {
 		return err
 	}
-	m.gemm(m.pool, true, false, V, d, N, m.logitScale, dlogits, V, a.xf, d, 1, m.G.LMHead, d)
+	m.gemmTA(m.pool, V, d, N, m.logitScale, dlogits, dl16, V, a.xf, d, 1, m.G.LMHead, d)
 	m.gemmA(m.pool, false, N, d, V, m.logitScale, dlogits, dl16, V, m.W.LMHead, d, 0, a.dxn, d)
 	clear(a.dres)
 	L := cfg.NumLayers
@@ -106,7 +106,7 @@ func (m *Model) ffnBackward(p *compute.Pool, n, d, f int, x, dy []float32, dy16 
 		return
 	}
 	m.gemmA(p, false, n, f, d, alpha, dy, dy16, d, w.down, f, 0, dh, f)
-	m.gemm(p, true, false, d, f, n, alpha, dy, d, h, f, 1, g.down, f)
+	m.gemmTA(p, d, f, n, alpha, dy, dy16, d, h, f, 1, g.down, f)
 	rowChunks(p, n, func(_, r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			pre := gu[r*2*f : (r+1)*2*f]
@@ -125,7 +125,7 @@ func (m *Model) ffnBackward(p *compute.Pool, n, d, f int, x, dy []float32, dy16 
 	for r := 0; g.guBias != nil && r < n; r++ {
 		compute.Add(g.guBias, dgu[r*2*f:(r+1)*2*f])
 	}
-	m.gemm(p, true, false, 2*f, d, n, 1, dgu, 2*f, x, d, 1, g.gu, d)
+	m.gemmTA(p, 2*f, d, n, 1, dgu, dgu16, 2*f, x, d, 1, g.gu, d)
 	m.gemmA(p, false, n, d, 2*f, 1, dgu, dgu16, 2*f, w.gu, d, beta, dx, d)
 }
 

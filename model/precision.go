@@ -92,6 +92,18 @@ func (m *Model) gemmA(p *compute.Pool, transB bool, rows, cols, k int, alpha flo
 	m.gemm(p, false, transB, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
+// gemmTA is gemm for a transposed A and an untransposed B (the weight
+// gradients dW = dYᵀ·X): a16, when not nil, is A's bf16 copy (same row
+// stride), whose words the product packs instead of converting a (the same
+// bits, half the bytes read).
+func (m *Model) gemmTA(p *compute.Pool, rows, cols, k int, alpha float32, a []float32, a16 []compute.BF16, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if a16 != nil {
+		compute.GemmBF16MixedTA(p, false, rows, cols, k, alpha, a16, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	m.gemm(p, true, false, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
 // gemm is compute.Gemm in the model's precision.
 func (m *Model) gemm(p *compute.Pool, transA, transB bool, rows, cols, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m.precision == BF16 {
