@@ -70,7 +70,7 @@ type pkgInfo struct {
 // repository and fails for an exported package-level name that no non-test
 // file uses (qualified from another package or unqualified in its own)
 // unless uncalled lists it, and for an entry of uncalled that is used or no
-// longer exists; then checkMethods does the same for exported methods.
+// longer exists; then the same for exported methods (uncalledMethods).
 func TestEveryExportHasACaller(t *testing.T) {
 	fset := token.NewFileSet()
 	pkgs := map[string]*pkgInfo{} // by import path relative to the module
@@ -97,70 +97,66 @@ func TestEveryExportHasACaller(t *testing.T) {
 	if len(pkgs) < 10 {
 		t.Fatalf("found only %d packages under %s", len(pkgs), root)
 	}
-	var missing []string
-	for rel, p := range pkgs {
-		if rel == "cmd/moe" || strings.HasSuffix(rel, "/internal/asmgen") {
-			continue // commands: exported names are no API
-		}
-		for name, pos := range p.exported {
-			key := rel + "." + name
-			if used[key] || p.local[name] {
-				if _, ok := uncalled[key]; ok {
-					t.Errorf("%s is used outside tests now: remove it from uncalled", key)
-				}
-				continue
-			}
-			if _, ok := uncalled[key]; !ok {
-				missing = append(missing, key+" ("+strings.TrimPrefix(pos.String(), root+string(filepath.Separator))+")")
-			}
-		}
-	}
-	slices.Sort(missing)
-	for _, m := range missing {
-		t.Errorf("exported %s has no non-test caller: unexport it, move it into its tests, or list why in uncalled", m)
-	}
-	for key := range uncalled {
-		rel, name, _ := strings.Cut(key, ".")
-		if p := pkgs[rel]; p == nil || p.exported[name] == (token.Position{}) {
-			t.Errorf("uncalled lists %s, which is not an exported name any more", key)
-		}
-	}
-	checkMethods(t, root, pkgs, selected)
+	funcs := surface{what: "exported", list: "uncalled", allowed: uncalled,
+		names: func(p *pkgInfo) map[string]token.Position { return p.exported },
+		used: func(rel, name string, p *pkgInfo) (bool, bool) {
+			ok := used[rel+"."+name] || p.local[name]
+			return ok, ok
+		}}
+	funcs.check(t, root, pkgs)
+	// Methods, by name: any type's x.Name counts, so this finds the methods
+	// nothing can be calling.
+	methods := surface{what: "exported method", list: "uncalledMethods", allowed: uncalledMethods,
+		names: func(p *pkgInfo) map[string]token.Position { return p.methods },
+		used: func(_, tm string, _ *pkgInfo) (bool, bool) {
+			_, name, _ := strings.Cut(tm, ".")
+			return selected[name] || interfaceMethods[name], selected[name]
+		}}
+	methods.check(t, root, pkgs)
 }
 
-// checkMethods fails for an exported method whose name no non-test file
-// selects from a value (a name-level check: any type's x.Name counts, so it
-// finds the methods nothing can be calling) unless a standard-library
-// interface calls it or uncalledMethods lists it, and for an entry of
-// uncalledMethods that is selected somewhere or no longer exists.
-func checkMethods(t *testing.T, root string, pkgs map[string]*pkgInfo, selected map[string]bool) {
+// surface is one kind of exported name TestEveryExportHasACaller checks.
+type surface struct {
+	what, list string            // the names' kind and the allow-list's name, for messages
+	allowed    map[string]string // "rel.name" → why it stays without a caller
+	names      func(p *pkgInfo) map[string]token.Position
+	// used reports whether name of package rel has a non-test caller, and
+	// whether an allowed entry for it is then stale.
+	used func(rel, name string, p *pkgInfo) (ok, stale bool)
+}
+
+// check fails for each name without a non-test caller that s.allowed does
+// not list, and for each entry of s.allowed that has a caller or no longer
+// exists. Commands (cmd/moe, the generator) export no API and are skipped.
+func (s surface) check(t *testing.T, root string, pkgs map[string]*pkgInfo) {
+	t.Helper()
 	var missing []string
 	for rel, p := range pkgs {
 		if rel == "cmd/moe" || strings.HasSuffix(rel, "/internal/asmgen") {
 			continue
 		}
-		for tm, pos := range p.methods {
-			key := rel + "." + tm
-			_, name, _ := strings.Cut(tm, ".")
-			if selected[name] || interfaceMethods[name] {
-				if _, ok := uncalledMethods[key]; ok && selected[name] {
-					t.Errorf("a non-test file selects .%s now: remove %s from uncalledMethods", name, key)
+		for name, pos := range s.names(p) {
+			key := rel + "." + name
+			_, listed := s.allowed[key]
+			if ok, stale := s.used(rel, name, p); ok {
+				if listed && stale {
+					t.Errorf("%s %s has a non-test caller now: remove it from %s", s.what, key, s.list)
 				}
 				continue
 			}
-			if _, ok := uncalledMethods[key]; !ok {
+			if !listed {
 				missing = append(missing, key+" ("+strings.TrimPrefix(pos.String(), root+string(filepath.Separator))+")")
 			}
 		}
 	}
 	slices.Sort(missing)
 	for _, m := range missing {
-		t.Errorf("exported method %s: no non-test file calls a method of that name; unexport it, move it into its tests, or list why in uncalledMethods", m)
+		t.Errorf("%s %s has no non-test caller: unexport it, move it into its tests, or list why in %s", s.what, m, s.list)
 	}
-	for key := range uncalledMethods {
+	for key := range s.allowed {
 		i := strings.Index(key, ".")
-		if p := pkgs[key[:i]]; p == nil || p.methods[key[i+1:]] == (token.Position{}) {
-			t.Errorf("uncalledMethods lists %s, which is not an exported method any more", key)
+		if p := pkgs[key[:i]]; p == nil || s.names(p)[key[i+1:]] == (token.Position{}) {
+			t.Errorf("%s lists %s, which is not an %s any more", s.list, key, s.what)
 		}
 	}
 }
