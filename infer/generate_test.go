@@ -8,45 +8,8 @@ import (
 	"testing"
 
 	"github.com/moe-llm/moe/config"
+	"github.com/moe-llm/moe/internal/stattest"
 )
-
-// chiSquareCritical approximates the 1−1e-4 quantile of χ²(df)
-// (Wilson–Hilferty), so a correct sampler fails about once in 10⁴ seeds.
-func chiSquareCritical(df int) float64 {
-	const z = 3.719
-	k := float64(df)
-	a := 2 / (9 * k)
-	return k * math.Pow(1-a+z*math.Sqrt(a), 3)
-}
-
-// chiSquare returns the statistic and degrees of freedom of counts against
-// expected probabilities, pooling cells with expected count below 5.
-func chiSquare(counts map[string]int, probs map[string]float64, n int) (float64, int) {
-	var stat, poolE float64
-	poolO, cells := 0, 0
-	for k, p := range probs {
-		e := p * float64(n)
-		if e < 5 {
-			poolE += e
-			poolO += counts[k]
-			continue
-		}
-		o := float64(counts[k])
-		stat += (o - e) * (o - e) / e
-		cells++
-	}
-	for k, c := range counts {
-		if _, ok := probs[k]; !ok && c > 0 {
-			poolO += c // impossible outcome
-		}
-	}
-	if poolE > 0 || poolO > 0 {
-		e := math.Max(poolE, 1e-9)
-		stat += (float64(poolO) - e) * (float64(poolO) - e) / e
-		cells++
-	}
-	return stat, cells - 1
-}
 
 func TestSamplerProbs(t *testing.T) {
 	logits := []float32{1, 3, 3, -2, 0.5, 2, 2.9}
@@ -138,8 +101,8 @@ func TestSamplerFrequencies(t *testing.T) {
 	for i := 0; i < n; i++ {
 		counts[fmt.Sprint(s.Sample(logits))]++
 	}
-	stat, df := chiSquare(counts, probs, n)
-	if stat > chiSquareCritical(df) {
+	stat, df := stattest.ChiSquare(counts, probs, n)
+	if stat > stattest.Critical(df) {
 		t.Fatalf("sampler frequencies: chi2 %.1f with %d df", stat, df)
 	}
 	// Same seed, same stream.
@@ -237,14 +200,14 @@ func testSpeculativeDistribution(t *testing.T, target, draft *Model, prompt []in
 				proposed += res.Proposed
 				accepted += res.Accepted
 			}
-			stat, df := chiSquare(counts, want, n)
-			crit := chiSquareCritical(df)
+			stat, df := stattest.ChiSquare(counts, want, n)
+			crit := stattest.Critical(df)
 			t.Logf("speculative vs target: chi2 %.1f, %d df, critical %.1f; acceptance %d/%d", stat, df, crit, accepted, proposed)
 			if stat > crit {
 				t.Fatalf("speculative samples do not follow the target: chi2 %.1f > %.1f (%d df)", stat, crit, df)
 			}
-			dstat, ddf := chiSquare(counts, draftDist, n)
-			if dstat < chiSquareCritical(ddf) {
+			dstat, ddf := stattest.ChiSquare(counts, draftDist, n)
+			if dstat < stattest.Critical(ddf) {
 				t.Fatalf("test has no power: samples also fit the draft's distribution (chi2 %.1f, %d df)", dstat, ddf)
 			}
 			if accepted == 0 || accepted == proposed {

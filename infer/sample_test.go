@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"sort"
 	"testing"
+
+	"github.com/moe-llm/moe/internal/stattest"
 )
 
 // refProbs is the float64 reference of Sampler.Probs: a full sort of the
@@ -95,24 +97,11 @@ func TestSampleMatchesProbs(t *testing.T) {
 		p := make([]float32, len(logits))
 		s.Probs(logits, p)
 		const n = 100000
-		counts := make([]float64, len(logits))
+		counts := make([]int, len(logits))
 		for range n {
 			counts[s.Sample(logits)]++
 		}
-		chi, df := 0.0, -1
-		for i, pi := range p {
-			if pi == 0 {
-				if counts[i] != 0 {
-					t.Fatalf("%+v: token %d has p=0 but was drawn %v times", o, i, counts[i])
-				}
-				continue
-			}
-			e := float64(pi) * n
-			chi += (counts[i] - e) * (counts[i] - e) / e
-			df++
-		}
-		// P(chi² > 24.3 | 7 df) ≈ 0.001; fewer df make it stricter.
-		if chi > 24.3 {
+		if chi, df := stattest.ChiSquareDense(counts, p); chi > stattest.Critical(df) {
 			t.Errorf("%+v: chi-square %.1f over %d df: counts %v, p %v", o, chi, df, counts, p)
 		}
 	}
@@ -143,32 +132,18 @@ func BenchmarkSample(b *testing.B) {
 // entries (never drawn) and unnormalised mass (chi-square over 200k draws).
 func TestSampleProbsBlocks(t *testing.T) {
 	p := make([]float32, 3*sampleBlock+5)
-	var total float64
 	for i := range p {
 		if i%3 != 0 {
 			p[i] = float32(1 + i%7)
 		}
-		total += float64(p[i])
 	}
 	s := NewSampler(SampleOptions{Temperature: 1, Seed: 9})
 	const n = 200000
-	counts := make([]float64, len(p))
+	counts := make([]int, len(p))
 	for range n {
 		counts[s.SampleProbs(p)]++
 	}
-	chi := 0.0
-	for i, v := range p {
-		if v == 0 {
-			if counts[i] != 0 {
-				t.Fatalf("entry %d is 0 but was drawn %v times", i, counts[i])
-			}
-			continue
-		}
-		e := float64(v) / total * n
-		chi += (counts[i] - e) * (counts[i] - e) / e
-	}
-	// 67 degrees of freedom: P(chi² > 111) ≈ 0.001.
-	if chi > 111 {
-		t.Errorf("chi-square %.1f over 67 df", chi)
+	if chi, df := stattest.ChiSquareDense(counts, p); chi > stattest.Critical(df) {
+		t.Errorf("chi-square %.1f over %d df", chi, df)
 	}
 }

@@ -20,20 +20,22 @@ const module = "github.com/moe-llm/moe"
 // user fails TestEveryExportHasACaller: unexport it, or move it into the
 // tests that use it.
 var uncalled = map[string]string{
-	"data.OpenShardMapped":    "zero-copy random access to a token shard; Prepare and the loader read with pread, which keeps the resident set small (docs/data.md)",
-	"gguf.LoadModel":          "ReadModel for library users that need a tokenizer; the CLI runs GGUF files in place (gguf.OpenModel)",
-	"gguf.ParseType":          "names a tensor type as llama.cpp spells it, for library users; the CLI takes types through ParseMix",
-	"internal/peer.NeedBin":   "a test helper package: only tests import it (llama.cpp through MOE_LLAMA_CPP)",
-	"internal/peer.Root":      "a test helper package: only tests import it (llama.cpp through MOE_LLAMA_CPP)",
-	"internal/testtok.Bytes":  "a test helper package: only tests import it",
-	"internal/ref64.MatVec":   "float64 references for tests: only tests import the package",
-	"internal/ref64.RMSNorm":  "float64 references for tests: only tests import the package",
-	"internal/ref64.SiLU":     "float64 references for tests: only tests import the package",
-	"tokenizer.LoadTiktoken":  "reads tiktoken's published rank files (cl100k_base), which the tests compare against tiktoken-go",
-	"tokenizer.NewRanked":     "builds a rank-based tokenizer with a named pre-tokenizer, the form tiktoken vocabularies take",
-	"tokenizer.Pieces":        "the default pre-tokenizer's split, documented by an example",
-	"tokenizer.PreTokenizers": "lists the tokenizer.ggml.pre names moe knows",
-	"tokenizer.Split":         "the pieces a named pre-tokenizer makes, for inspection and benchmarks",
+	"data.OpenShardMapped":             "zero-copy random access to a token shard; Prepare and the loader read with pread, which keeps the resident set small (docs/data.md)",
+	"gguf.LoadModel":                   "ReadModel for library users that need a tokenizer; the CLI runs GGUF files in place (gguf.OpenModel)",
+	"gguf.ParseType":                   "names a tensor type as llama.cpp spells it, for library users; the CLI takes types through ParseMix",
+	"internal/peer.NeedBin":            "a test helper package: only tests import it (llama.cpp through MOE_LLAMA_CPP)",
+	"internal/peer.Root":               "a test helper package: only tests import it (llama.cpp through MOE_LLAMA_CPP)",
+	"internal/testtok.Bytes":           "a test helper package: only tests import it",
+	"internal/ref64.MatVec":            "float64 references for tests: only tests import the package",
+	"internal/ref64.RMSNorm":           "float64 references for tests: only tests import the package",
+	"internal/ref64.SiLU":              "float64 references for tests: only tests import the package",
+	"internal/stattest.ChiSquareDense": "the sampling tests' chi-square: only tests import the package",
+	"internal/stattest.Critical":       "the sampling tests' chi-square: only tests import the package",
+	"tokenizer.LoadTiktoken":           "reads tiktoken's published rank files (cl100k_base), which the tests compare against tiktoken-go",
+	"tokenizer.NewRanked":              "builds a rank-based tokenizer with a named pre-tokenizer, the form tiktoken vocabularies take",
+	"tokenizer.Pieces":                 "the default pre-tokenizer's split, documented by an example",
+	"tokenizer.PreTokenizers":          "lists the tokenizer.ggml.pre names moe knows",
+	"tokenizer.Split":                  "the pieces a named pre-tokenizer makes, for inspection and benchmarks",
 }
 
 // uncalledMethods are the exported methods whose name no non-test file
