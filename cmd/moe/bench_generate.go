@@ -53,7 +53,14 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 		return usagef("--prompt-tokens + --gen-tokens = %d exceeds the model's context of %d", o.promptTokens+o.genTokens, m.Context())
 	}
 	ids := benchPrompt(m, o.prompt, o.promptTokens)
-	prefill, seq, err := benchPrefill(m, drafts, ids)
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
+	prefill, seq, err := benchPrefill(m, drafts, ids, o.prefillRuns)
 	if err != nil {
 		return err
 	}
@@ -85,6 +92,7 @@ type benchGenerateOptions struct {
 	fixedK                  bool
 	prompt                  string // the text, --prompt-file read
 	threads, runs           int
+	prefillRuns             int
 	sampling                infer.SampleOptions
 	bf16                    bool
 	cpuProfile              string
@@ -109,8 +117,9 @@ func parseBenchGenerate(args []string, stderr io.Writer) (*benchGenerateOptions,
 	fs.Float64Var(&o.sampling.Temperature, "temperature", 0, "sampling temperature (0 = greedy; then the speculative text must equal the plain one)")
 	fs.Uint64Var(&o.sampling.Seed, "seed", 0, "sampling seed")
 	fs.IntVar(&o.runs, "runs", 3, "decode runs (alternating plain and each draft); the best of each counts")
+	fs.IntVar(&o.prefillRuns, "prefill-runs", 2, "timed prefills of the prompt, each into a fresh cache; the best counts")
 	fs.BoolVar(&o.bf16, "bf16", false, "compute with bfloat16 copies of the weights (half the memory traffic, rounded weights)")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the decode runs to this file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed prefill and decode runs to this file")
 	fs.Bool("json", true, "print one JSON object (always on)")
 	place := addWeightsFlag(fs)
 	if err := parseFlagsNoArgs(fs, args, ""); err != nil {
@@ -120,8 +129,8 @@ func parseBenchGenerate(args []string, stderr io.Writer) (*benchGenerateOptions,
 	if (o.modelPath == "") == (o.cfgName == "") {
 		return nil, usagef("give exactly one of --model or --config")
 	}
-	if o.promptTokens < 1 || o.genTokens < 1 || o.draftTokens < 1 || o.runs < 1 {
-		return nil, usagef("--prompt-tokens, --gen-tokens, --draft-tokens and --runs must be at least 1")
+	if o.promptTokens < 1 || o.genTokens < 1 || o.draftTokens < 1 || o.runs < 1 || o.prefillRuns < 1 {
+		return nil, usagef("--prompt-tokens, --gen-tokens, --draft-tokens, --runs and --prefill-runs must be at least 1")
 	}
 	if o.prompt != "" && *promptFile != "" {
 		return nil, usagef("give at most one of --prompt and --prompt-file")
@@ -147,13 +156,6 @@ func parseBenchGenerate(args []string, stderr io.Writer) (*benchGenerateOptions,
 func benchDecode(ctx context.Context, o *benchGenerateOptions, m *infer.Model, seq *infer.Seq, drafts []*benchDraft, ids []int32) (infer.Result, float64, error) {
 	var plain infer.Result
 	plainTPS := 0.0
-	if o.cpuProfile != "" {
-		stopProfile, err := startCPUProfile(o.cpuProfile)
-		if err != nil {
-			return plain, 0, err
-		}
-		defer stopProfile()
-	}
 	so := o.sampling
 	for r := 0; r < o.runs; r++ {
 		seq.Truncate(len(ids))
@@ -204,6 +206,7 @@ func benchGenerateReport(ctx context.Context, o *benchGenerateOptions, pool *com
 		"total_params":              m.NumParams(),
 		"bf16":                      o.bf16,
 		"runs":                      o.runs,
+		"prefill_runs":              o.prefillRuns,
 		"temperature":               o.sampling.Temperature,
 		"qmatmul_kernels":           compute.QMatMulKernels(),
 	}
@@ -307,16 +310,16 @@ func benchModels(modelPath, cfgName string, draftPaths []string, draftCfg string
 }
 
 // benchPrefill warms the models up (first use of fresh memory is slow),
-// times the prefill of ids (best of two) and returns the seconds and the
+// times the prefill of ids (best of runs) and returns the seconds and the
 // target's sequence holding ids; each draft model gets a sequence holding
 // them too.
-func benchPrefill(m *infer.Model, drafts []*benchDraft, ids []int32) (float64, *infer.Seq, error) {
+func benchPrefill(m *infer.Model, drafts []*benchDraft, ids []int32, runs int) (float64, *infer.Seq, error) {
 	if _, err := m.Forward([]*infer.Seq{m.NewSeq(0)}, [][]int32{ids}, false); err != nil {
 		return 0, nil, err
 	}
 	prefill := 0.0
 	var seq *infer.Seq
-	for i := 0; i < 2; i++ {
+	for i := 0; i < runs; i++ {
 		seq = m.NewSeq(0)
 		t := time.Now()
 		if _, err := m.Forward([]*infer.Seq{seq}, [][]int32{ids}, false); err != nil {

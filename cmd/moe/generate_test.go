@@ -212,7 +212,7 @@ func TestBenchGenerateConfig(t *testing.T) {
 	if err := dc.Save(dp); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs := moeCLI("bench", "generate", "--config", tp, "--draft-config", dp, "--draft", "ngram", "--prompt-tokens", "8", "--gen-tokens", "8", "--runs", "1", "--json")
+	code, out, errs := moeCLI("bench", "generate", "--config", tp, "--draft-config", dp, "--draft", "ngram", "--prompt-tokens", "8", "--gen-tokens", "8", "--runs", "1", "--prefill-runs", "3", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -220,7 +220,7 @@ func TestBenchGenerateConfig(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
 	}
-	if res["identical"] != true || res["decode_tokens_per_second"].(float64) <= 0 || res["prefill_tokens_per_second"].(float64) <= 0 {
+	if res["identical"] != true || res["decode_tokens_per_second"].(float64) <= 0 || res["prefill_tokens_per_second"].(float64) <= 0 || res["prefill_runs"] != 3.0 {
 		t.Fatalf("bench output %s", out)
 	}
 	if per, _ := res["drafts"].([]any); len(per) != 2 {
@@ -231,6 +231,7 @@ func TestBenchGenerateConfig(t *testing.T) {
 		{"--prompt-tokens", "8"},                                        // neither --model nor --config
 		{"--config", tp, "--prompt-tokens", "40", "--gen-tokens", "40"}, // beyond the context of 48
 		{"--config", tp, "--gen-tokens", "0"},
+		{"--config", tp, "--prefill-runs", "0"},
 	} {
 		if code, _, errs := moeCLI(append([]string{"bench", "generate"}, args...)...); code != 2 {
 			t.Errorf("%v: exit %d (%s), want 2", args, code, errs)
