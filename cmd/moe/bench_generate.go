@@ -53,9 +53,9 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 		return usagef("--prompt-tokens + --gen-tokens = %d exceeds the model's context of %d", o.promptTokens+o.genTokens, m.Context())
 	}
 	ids := benchPrompt(m, o.prompt, o.promptTokens)
+	stopProfile := func() {}
 	if o.cpuProfile != "" {
-		stopProfile, err := startCPUProfile(o.cpuProfile)
-		if err != nil {
+		if stopProfile, err = startCPUProfile(o.cpuProfile); err != nil {
 			return err
 		}
 		defer stopProfile()
@@ -71,6 +71,7 @@ func runBenchGenerate(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	stopProfile() // the report's bandwidth probe is not part of it
 	out, err := benchGenerateReport(ctx, o, pool, m, drafts, ids, prefill, plain, plainTPS)
 	if err != nil {
 		return err
