@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 )
 
 // The quantized dot-product kernels of compute.QMatMul (qdot_amd64.s).
@@ -233,25 +232,6 @@ func (g *gen) qdotKernel(t qdotType, R int) {
 		for r := 0; r < R; r++ {
 			t.fin(g, r)
 			next(r)
-		}
-	} else if h := t.qbytes / 64; t.dbytes == 64 && (h == 1 || h == 2) {
-		// The 32-element block types: a row's lanes and scales are ls
-		// bytes after the previous row's and its quants h·ls bytes, so
-		// one offset register (CX, in lane bytes) indexes all three
-		// arrays and a row costs one ADDQ instead of three.
-		t.prep(g)
-		g.p("	XORL CX, CX")
-		for r := 0; r < R; r++ {
-			start := g.b.Len()
-			t.row(g, r)
-			t.fin(g, r)
-			body := g.b.String()[start:]
-			g.b.Truncate(start)
-			g.b.WriteString(strings.NewReplacer("(CX)", fmt.Sprintf("(R8)(CX*%d)", h),
-				"(DX)", "(R9)(CX*1)", "(DI)", "(R10)(CX*1)").Replace(body))
-			if r < R-1 {
-				g.p("\tADDQ R12, CX")
-			}
 		}
 	} else {
 		t.prep(g)
