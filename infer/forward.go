@@ -555,11 +555,11 @@ const minSplitRowFloats = 1 << 13
 // f must treat the rows independently, so that the result does not
 // depend on the split.
 func splitRows(pool *compute.Pool, rows, width int, f func(r0, r1 int)) {
-	parts := min(2*pool.Threads(), rows)
-	if rows*width < minSplitRowFloats || parts < 2 {
+	if pool.Threads() < 2 || rows < 2 || rows*width < minSplitRowFloats {
 		f(0, rows)
 		return
 	}
+	parts := min(2*pool.Threads(), rows)
 	per := (rows + parts - 1) / parts
 	pool.Run((rows+per-1)/per, func(t int) {
 		f(t*per, min(rows, (t+1)*per))

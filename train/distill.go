@@ -278,6 +278,8 @@ func (o *DistillOptions) validate() error {
 	case o.Steps < 1 || o.Batch < 1 || o.SeqLen < 0 || o.Generate < 0 || o.Warmup < 0 || o.MaxTime < 0:
 		return fmt.Errorf("distill: steps %d and batch %d must be positive; seq-len %d, generate %d, warmup %d, max-time %v not negative",
 			o.Steps, o.Batch, o.SeqLen, o.Generate, o.Warmup, o.MaxTime)
+	case o.GenerateGreedy && o.Generate == 0:
+		return errors.New("distill: --generate-greedy needs --generate N (the continuations it makes greedy)")
 	case !(o.LR > 0) || math.IsInf(o.LR, 0):
 		return fmt.Errorf("distill: learning rate %v must be positive", o.LR)
 	}

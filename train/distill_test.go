@@ -94,6 +94,7 @@ func TestDistillOptionsValidate(t *testing.T) {
 		func(o *DistillOptions) { o.Batch = -1 },
 		func(o *DistillOptions) { o.LR = math.NaN() },
 		func(o *DistillOptions) { o.Generate = -1 },
+		func(o *DistillOptions) { o.GenerateGreedy = true },
 	} {
 		o := ok
 		bad(&o)
