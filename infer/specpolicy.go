@@ -58,6 +58,10 @@ type SpecStep struct {
 	Seqs int
 	// Proposed and Accepted count draft tokens over all sequences.
 	Proposed, Accepted int
+	// Runs is, per sequence that proposed, how many tokens it proposed
+	// and how many of them were accepted (nil: unknown; a step of one
+	// sequence is then read from Proposed and Accepted).
+	Runs []DraftRun
 	// Tokens is the number of tokens the step committed.
 	Tokens int
 	// Rows is the number of positions in the verification pass.
@@ -87,28 +91,42 @@ type SpecStep struct {
 	ShadowAsked, ShadowProposed, ShadowAccepted int
 }
 
+// DraftRun is one sequence's share of a speculative step: the tokens its
+// draft proposed and how many of them (a prefix) the target accepted.
+type DraftRun struct {
+	Proposed, Accepted int
+}
+
 // SpecPolicy chooses the draft length K of speculative decoding, K = 0
 // being plain decoding, by measured cost. It keeps running estimates of the
-// acceptance rate α (an exponential average), of the draft's time per
-// proposal, of the verification time as a function of the rows m in the
-// pass (minima over recent passes), and of the tokens per second each K
-// actually delivered over its last steps. For K without recent steps it uses
-// the model
+// draft's time per proposal, of the verification time as a function of the
+// rows m in the pass (minima over recent passes: interference only ever
+// adds time), and of the acceptance at each draft position i: the share
+// a_i of proposals at position i that were accepted when every proposal
+// before them was (decayed counts, pulled toward a_(i−1), and a_1 toward an
+// exponential average α of all proposals, while a position has few
+// observations). Real text is not an i.i.d. run of acceptances: once a
+// draft is right about a phrase it tends to stay right, so a_2, a_3, … are
+// usually above a_1, and a model that took one α for every position would
+// price long drafts too low. For n sequences
 //
-//	E[tokens](K) = n·(1 − α^(K+1)) / (1 − α)
+//	E[tokens](K) = n·(1 + Σ_{i≤K} a_1·…·a_i)
 //	time(K)      = K·t_draft + t_verify(n·(K+1))
 //
-// for n sequences, where t_verify of an untried size is scaled from the
-// nearest measured one by CostModel: an MoE verification pass touches the
-// union of the experts its rows pick, E·(1 − (1 − k/E)^m) per layer,
-// calibrated by the unions the passes actually touched.
+// where t_verify of an untried size is scaled from the nearest measured one
+// by CostModel: an MoE verification pass touches the union of the experts
+// its rows pick, E·(1 − (1 − k/E)^m) per layer, calibrated by the unions the
+// passes actually touched. The rates compared are these expectations, not
+// the tokens a few recent steps happened to yield: with K ≤ 4 a step yields
+// 1 to 5 tokens, so a window of a few steps swings by ±30% and would send
+// the policy back to plain decoding on an unlucky run.
 //
 // It starts speculating with K; once K has run minSteps timed steps it
 // runs minSteps plain ones (the price of plain decoding) unless plain steps
-// were already measured, and keeps whichever delivered more tokens per
-// second. From then on, after a K has run minSteps steps, K moves by at
-// most one toward the best neighbour, or to 0 when plain decoding
-// delivered more tokens per second than K does. While K = 0 it probes the last K again
+// were already measured. From then on, after every step once the current K
+// has run minSteps steps, it takes the K the model rates best (measuring it
+// for minSteps steps before judging again), or 0 when no K beats plain
+// decoding by specMargin. While K = 0 it probes the best K again
 // after probeEvery plain steps, and doubles that wait (up to maxProbeWait)
 // each time the probe does not pay, so that speculation which does not pay
 // costs little more than the probes. A cheap drafter (prompt lookup) can
@@ -119,6 +137,7 @@ type SpecPolicy struct {
 	k, kMax    int
 	fixed      bool
 	warm       bool    // measuring plain decoding to compare lastK with
+	kSteps     int     // timed steps run with the current K
 	plainSteps int     // steps in a row with K = 0
 	lastK      int     // K to probe when K = 0
 	probeWait  int     // plain steps before the next probe
@@ -129,9 +148,10 @@ type SpecPolicy struct {
 	seqs       int     // sequences per step, last seen
 
 	alpha   float64   // EMA of per-token acceptance
+	reach   []float64 // decayed count of proposals at position i+1 that were reached
+	pass    []float64 // decayed count of those that were accepted
 	tDraft  minWindow // seconds per draft pass
 	tVerify map[int]*minWindow
-	steps   map[int]*stepWindow // measured tokens and seconds per K
 
 	cost  CostModel
 	calib float64 // observed / predicted touched experts
@@ -147,6 +167,15 @@ type SpecPolicy struct {
 
 const emaW = 0.2
 
+// posDecay is the weight an acceptance count keeps per new observation of
+// its position (about the last dozen count), and posPrior the weight, in
+// observations, of a position's prior (the acceptance at the position
+// before it).
+const (
+	posDecay = 0.96
+	posPrior = 2.0
+)
+
 // probeEvery is how many plain steps (K = 0) pass before the policy first
 // tries speculation again; maxProbeWait bounds the doubled wait.
 const (
@@ -155,13 +184,13 @@ const (
 )
 
 // specMargin is how much faster than plain decoding (tokens per second)
-// speculation must measure to be kept: its rate leaves out costs that no
+// speculation must be rated to be kept: its rate leaves out costs that no
 // step's timing holds (a draft model catching up on a new prompt or on the
 // tokens of plain steps, the bookkeeping of a longer step), so a K merely
 // level with plain decoding is slower in the end.
 const specMargin = 1.05
 
-// minSteps is how many steps a K must run before its measured rate counts.
+// minSteps is how many timed steps a K runs before the policy judges again.
 const minSteps = 3
 
 // NewSpecPolicy returns a policy for the given options.
@@ -176,25 +205,25 @@ func NewSpecPolicy(o SpecPolicyOptions) *SpecPolicy {
 	}
 	kMax = max(kMax, k)
 	p := &SpecPolicy{k: k, lastK: k, kMax: kMax, fixed: o.Fixed, alpha: 0.7, probeWait: probeEvery,
-		seqs: 1, tVerify: map[int]*minWindow{}, steps: map[int]*stepWindow{}, cost: o.Cost, calib: 1}
+		seqs: 1, tVerify: map[int]*minWindow{}, cost: o.Cost, calib: 1}
 	return p
 }
 
 // Derive returns a policy for batches of seqs sequences (a server keeps one
 // per batch size: both the price of verification and the tokens a step
 // yields depend on the batch) that starts from what p has learned: the
-// acceptance, the shadow acceptance, the draft's time per proposal and the
-// measured verification times by rows (a pass of m rows costs the same
-// whichever batch it advances); the tokens per second each K delivered are
-// its own to measure. It starts at the K the cost model rates best for
-// seqs sequences, or with plain steps (probing that K later, as after a
-// fallback) when no K is rated above plain decoding: a batch of many
-// sequences already shares each pass's weight reads among its tokens, so
-// the extra rows of a verification pass rarely pay there.
+// acceptance at each position, the shadow acceptance, the draft's time per
+// proposal and the measured verification times by rows (a pass of m rows
+// costs the same whichever batch it advances). It starts at the K the
+// model rates best for seqs sequences, or with plain steps (probing that K
+// later, as after a fallback) when no K is rated above plain decoding: a
+// batch of many sequences already shares each pass's weight reads among
+// its tokens, so the extra rows of a verification pass rarely pay there.
 func (p *SpecPolicy) Derive(seqs int) *SpecPolicy {
 	q := &SpecPolicy{kMax: p.kMax, fixed: p.fixed, probeWait: probeEvery, seqs: max(seqs, 1),
 		shadow: p.shadow, shadowF: p.shadowF, shadowN: p.shadowN, alpha: p.alpha, tDraft: p.tDraft, lastCatch: p.lastCatch,
-		tVerify: make(map[int]*minWindow, len(p.tVerify)), steps: map[int]*stepWindow{}, cost: p.cost, calib: p.calib}
+		reach: slices.Clone(p.reach), pass: slices.Clone(p.pass),
+		tVerify: make(map[int]*minWindow, len(p.tVerify)), cost: p.cost, calib: p.calib}
 	for m, w := range p.tVerify {
 		c := *w
 		q.tVerify[m] = &c
@@ -206,10 +235,10 @@ func (p *SpecPolicy) Derive(seqs int) *SpecPolicy {
 	if q.fixed {
 		return q
 	}
-	if t := q.verifyTime(q.seqs); t > 0 {
+	if plain, ok := q.plainRate(); ok {
 		k := q.bestK()
 		q.k, q.lastK = k, k
-		if q.rate(k) <= float64(q.seqs)/t*specMargin {
+		if q.rate(k) <= plain*specMargin {
 			q.k = 0
 		}
 		if !q.ceilingPays() {
@@ -227,6 +256,7 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 	if s.Proposed > 0 {
 		p.alpha = (1-emaW)*p.alpha + emaW*float64(s.Accepted)/float64(s.Proposed)
 	}
+	p.observeRuns(s)
 	if s.Seqs > 0 {
 		p.seqs = s.Seqs
 	}
@@ -258,15 +288,6 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 	if s.K > 0 && s.Proposed > 0 {
 		p.tDraft.add(s.DraftSeconds / float64(s.K))
 	}
-	// A step with nothing proposed (a prompt-lookup draft without a match)
-	// was a plain one: it keeps the plain rate current and is not a step
-	// of K, whose rate is what its proposing steps deliver.
-	nothing := s.K > 0 && s.Proposed == 0
-	if nothing {
-		p.window(0).add(float64(s.Tokens), s.DraftSeconds+s.VerifySeconds)
-	} else {
-		p.window(s.K).add(float64(s.Tokens), s.DraftSeconds+s.VerifySeconds)
-	}
 	if p.cost.Experts > 0 && s.Touched > 0 {
 		if pred := p.predictedTouched(s.Rows) / p.calib; pred > 0 {
 			p.calib = (1-emaW)*p.calib + emaW*float64(s.Touched)/pred
@@ -278,20 +299,18 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 		p.tVerify[s.Rows] = v
 	}
 	v.add(s.VerifySeconds)
-	if p.fixed || s.K != p.k || nothing {
+	// A step with nothing proposed (a prompt-lookup draft without a match)
+	// was a plain one: it measured a plain pass, not a step of K.
+	if p.fixed || s.K != p.k || s.K > 0 && s.Proposed == 0 {
 		return
 	}
+	p.kSteps++
 	if p.k == 0 {
 		p.plainSteps++
 		if p.warm {
-			if plain, ok := p.steps[0].rate(); ok {
+			if p.kSteps >= minSteps {
 				p.warm = false
-				if r, ok := p.steps[p.lastK].rate(); ok && r > plain*specMargin {
-					p.k, p.plainSteps = p.lastK, 0
-					p.spellTok, p.spellCatch, p.spellSteps = 0, 0, 0
-				} else {
-					p.lastK = p.bestK() // the K to probe
-				}
+				p.judge()
 			}
 			return
 		}
@@ -314,72 +333,107 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 		}
 		return
 	}
-	if p.steps[p.k].count() < minSteps {
+	if p.kSteps < minSteps {
 		return // measure the current K first
 	}
-	cur := p.estimate(p.k)
-	if p.spellCatch > 0 && cur > 0 {
+	if _, ok := p.plainRate(); !ok {
+		// Plain decoding has not been measured yet: measure it, then
+		// come back to K if K pays.
+		p.lastK, p.warm = p.k, true
+		p.setK(0)
+		return
+	}
+	p.judge()
+}
+
+// observeRuns adds a step's proposals to the acceptance counts by position.
+// A step without SpecStep.Runs counts as one run when it advanced one
+// sequence.
+func (p *SpecPolicy) observeRuns(s SpecStep) {
+	runs := s.Runs
+	if runs == nil && s.Seqs == 1 && s.Proposed > 0 {
+		runs = []DraftRun{{Proposed: s.Proposed, Accepted: s.Accepted}}
+	}
+	for _, r := range runs {
+		for i := 0; i < r.Proposed && i <= r.Accepted; i++ {
+			if i >= len(p.reach) {
+				p.reach = append(p.reach, 0)
+				p.pass = append(p.pass, 0)
+			}
+			p.reach[i] = posDecay*p.reach[i] + 1
+			p.pass[i] = posDecay * p.pass[i]
+			if i < r.Accepted {
+				p.pass[i]++
+			}
+		}
+	}
+}
+
+// judge sets K, after minSteps steps of the current K (or of plain
+// decoding, measured to compare with lastK), to the K the model rates best,
+// or to 0 when no K is rated above plain decoding by specMargin.
+func (p *SpecPolicy) judge() {
+	plain, _ := p.plainRate()
+	best := p.bestK()
+	r := p.rate(best)
+	if p.k > 0 && p.spellCatch > 0 && r > 0 {
 		// The draft's catch-up when the spell began is part of its cost,
 		// spread over the spell's tokens, or over probeEvery steps' worth
 		// if the spell is shorter (a kept K runs at least that long).
 		tok := max(p.spellTok, probeEvery*p.spellTok/float64(p.spellSteps))
-		cur = 1 / (1/cur + p.spellCatch/tok)
+		r = 1 / (1/r + p.spellCatch/tok)
 	}
-	plain, ok := p.steps[0].rate()
-	if !ok {
-		// Plain decoding has not been measured yet: measure it, then
-		// come back to K if K was faster.
-		p.lastK, p.warm = p.k, true
-		p.k, p.plainSteps = 0, 0
-		return
-	}
-	if plain*specMargin > cur {
-		// Speculation delivers fewer tokens per second than plain
-		// decoding. The next probe tries the K the model rates best: the
-		// cheapest probe (K = 1) unless acceptance is high.
-		p.lastK = p.bestK()
+	if plain*specMargin >= r {
+		// No K delivers more tokens per second than plain decoding by the
+		// margin: decode plainly and probe best later.
+		p.lastK = best
 		if p.probing {
 			p.probeWait = min(2*p.probeWait, maxProbeWait)
 		}
 		p.probing = false
-		p.k, p.plainSteps = 0, 0
+		p.setK(0)
 		return
 	}
 	if p.probing {
 		p.probing = false
 		p.probeWait = probeEvery
 	}
-	best, bestR := p.k, cur
-	for _, c := range []int{p.k - 1, p.k + 1} {
-		if c < 1 || c > p.kMax {
-			continue
+	switch {
+	case p.k == 0:
+		p.start(best)
+	case best != p.k && p.rate(best) > 1.02*p.rate(p.k):
+		// One step toward best: K's neighbours are the sizes the
+		// measurements say most about, and a few lucky steps must not
+		// send K to a length whose acceptance is all extrapolation.
+		if best > p.k {
+			p.setK(p.k + 1)
+		} else {
+			p.setK(p.k - 1)
 		}
-		if r := p.estimate(c); r > bestR*1.02 {
-			best, bestR = c, r
-		}
+	default:
+		p.kSteps = 0 // judge again after minSteps more steps
 	}
-	p.k = best
 }
 
-// bestK returns the K in [1, kMax] with the highest estimated rate.
+// bestK returns the K in [1, kMax] with the highest rated tokens per second.
 func (p *SpecPolicy) bestK() int {
-	best, bestR := 1, p.estimate(1)
+	best, bestR := 1, p.rate(1)
 	for c := 2; c <= p.kMax; c++ {
-		if r := p.estimate(c); r > bestR {
+		if r := p.rate(c); r > bestR {
 			best, bestR = c, r
 		}
 	}
 	return best
 }
 
-// window returns the step window of K = k.
-func (p *SpecPolicy) window(k int) *stepWindow {
-	w := p.steps[k]
-	if w == nil {
-		w = &stepWindow{}
-		p.steps[k] = w
+// plainRate is plain decoding's tokens per second: seqs over the measured
+// time of a pass of seqs rows.
+func (p *SpecPolicy) plainRate() (float64, bool) {
+	v, ok := p.tVerify[p.seqs]
+	if !ok || v.min() <= 0 {
+		return 0, false
 	}
-	return w
+	return float64(p.seqs) / v.min(), true
 }
 
 // minShadow is how many shadow observations the policy needs before it
@@ -391,7 +445,7 @@ const minShadow = 8
 // acceptance, where a share f = shadowF of the steps propose (the others
 // are plain steps): (f·E[tokens] + 1 − f) / (f·time(K) + (1 − f)/plain).
 func (p *SpecPolicy) shadowPays() bool {
-	plain, ok := p.steps[0].rate()
+	plain, ok := p.plainRate()
 	if !ok {
 		return true
 	}
@@ -415,10 +469,7 @@ func (p *SpecPolicy) shadowPays() bool {
 // steps. Unknown prices (nothing measured yet) count as paying.
 func (p *SpecPolicy) ceilingPays() bool {
 	n := p.seqs
-	plain, ok := p.steps[0].rate()
-	if t := p.verifyTime(n); !ok && t > 0 {
-		plain, ok = float64(n)/t, true
-	}
+	plain, ok := p.plainRate()
 	if !ok || p.tDraft.n == 0 {
 		return true
 	}
@@ -431,11 +482,18 @@ func (p *SpecPolicy) ceilingPays() bool {
 	return false
 }
 
-// start switches to K = k (≥ 1) with a fresh measurement of its rate.
+// setK switches to K = k, to be measured afresh.
+func (p *SpecPolicy) setK(k int) {
+	p.k, p.kSteps = k, 0
+	if k == 0 {
+		p.plainSteps = 0
+	}
+}
+
+// start begins a spell of speculative steps with K = k (≥ 1).
 func (p *SpecPolicy) start(k int) {
-	p.k, p.plainSteps = max(k, 1), 0
+	p.setK(max(k, 1))
 	p.spellTok, p.spellCatch, p.spellSteps = 0, 0, 0
-	delete(p.steps, p.k)
 }
 
 // predictedTouched is the expected number of routed experts (all layers) m
@@ -497,32 +555,28 @@ func (p *SpecPolicy) verifyTime(m int) float64 {
 	return max(lin, 0)
 }
 
+// expectedTokens is the tokens one sequence commits in a step with K = k:
+// 1 + Σ_{i≤k} a_1·…·a_i, a_i the acceptance at position i (its decayed
+// counts pulled toward a_(i−1) by posPrior observations; a_0 = α).
+func (p *SpecPolicy) expectedTokens(k int) float64 {
+	tok, surv, a := 1.0, 1.0, min(p.alpha, 0.999)
+	for i := 0; i < k; i++ {
+		if i < len(p.reach) {
+			a = min((p.pass[i]+posPrior*a)/(p.reach[i]+posPrior), 0.999)
+		}
+		surv *= a
+		tok += surv
+	}
+	return tok
+}
+
 // rate is the model's tokens per second with K = k.
 func (p *SpecPolicy) rate(k int) float64 {
-	a := min(p.alpha, 0.999)
-	n := float64(p.seqs)
-	tokens := n * (1 - math.Pow(a, float64(k+1))) / (1 - a)
 	cost := float64(k)*p.tDraft.min() + p.verifyTime(p.seqs*(k+1))
 	if cost <= 0 {
 		return 0
 	}
-	return tokens / cost
-}
-
-// estimate returns the expected tokens per second with K = c: the measured
-// rate if c ran for a few recent steps, else the model's rate scaled by how
-// far the model is off at the current K.
-func (p *SpecPolicy) estimate(c int) float64 {
-	if r, ok := p.steps[c].rate(); ok {
-		return r
-	}
-	model := p.rate(c)
-	if r, ok := p.steps[p.k].rate(); ok {
-		if mk := p.rate(p.k); mk > 0 {
-			return model * r / mk
-		}
-	}
-	return model
+	return float64(p.seqs) * p.expectedTokens(k) / cost
 }
 
 // minWindow keeps the last few timings of one operation; their minimum is
@@ -548,50 +602,4 @@ func (w *minWindow) min() float64 {
 		m = min(m, v)
 	}
 	return m
-}
-
-// stepWindow keeps the tokens committed and seconds spent by the last steps
-// run with one K; mean tokens over the lower quartile of step times is the
-// measured rate. Real text is not an i.i.d. sequence of acceptances (a
-// draft can be wrong at one phase of a repeated phrase), so the measured
-// rate can differ from the model's. Steps of one K in one batch cost
-// nearly the same, and interference from other processes (or the garbage
-// collector) only ever adds time to a step, so a low quantile tracks the
-// step's own cost, as minWindow does for one pass, and one stalled step
-// does not swing the choice between K and plain decoding.
-type stepWindow struct {
-	tok, sec [8]float64
-	n        int
-}
-
-func (w *stepWindow) add(tok, sec float64) {
-	w.tok[w.n%len(w.tok)] = tok
-	w.sec[w.n%len(w.sec)] = sec
-	w.n++
-}
-
-func (w *stepWindow) count() int {
-	if w == nil {
-		return 0
-	}
-	return w.n
-}
-
-func (w *stepWindow) rate() (float64, bool) {
-	if w.count() < minSteps {
-		return 0, false
-	}
-	n := min(w.n, len(w.tok))
-	var tok float64
-	for _, t := range w.tok[:n] {
-		tok += t
-	}
-	sec := w.sec
-	s := sec[:n]
-	slices.Sort(s)
-	q := s[(n-1)/4]
-	if q <= 0 {
-		return 0, false
-	}
-	return tok / float64(n) / q, true
 }

@@ -17,17 +17,38 @@ var (
 // sequences, a verification pass of m rows costing pass + perRow·m
 // seconds, a batched draft pass costing draft + draftRow·n, and each
 // proposal accepted with probability alpha (the first rejection ends a
-// sequence's run).
+// sequence's run), or, with alpha2 > 0, the first with alpha and the ones
+// after an accepted proposal with alpha2 (a draft that is right about a
+// phrase tends to stay right).
 type specScenario struct {
 	n               int
 	pass, perRow    float64
 	draft, draftRow float64
-	alpha           float64
+	alpha, alpha2   float64
 	shadow          bool    // a prompt-lookup drafter: shadow counts in plain steps
 	pause           float64 // share of steps another process delays by 20 plain steps
 }
 
 func (c specScenario) verify(m int) float64 { return c.pass + c.perRow*float64(m) }
+
+// accept is the probability that the proposal at position i (0-based) is
+// accepted when all before it were.
+func (c specScenario) accept(i int) float64 {
+	if i > 0 && c.alpha2 > 0 {
+		return c.alpha2
+	}
+	return c.alpha
+}
+
+// tokens is the expected tokens a sequence commits in a step of K = k.
+func (c specScenario) tokens(k int) float64 {
+	tok, surv := 1.0, 1.0
+	for i := range k {
+		surv *= c.accept(i)
+		tok += surv
+	}
+	return tok
+}
 
 // bestRate is the tokens per second of the best fixed K (K = 0: plain) by
 // the expectation, and that K.
@@ -35,10 +56,7 @@ func (c specScenario) bestRate(maxK int) (float64, int) {
 	stall := 20 * c.pause * c.verify(c.n) // the pauses' mean time per step
 	best, bestK := float64(c.n)/(c.verify(c.n)+stall), 0
 	for k := 1; k <= maxK; k++ {
-		tok := float64(c.n) * (1 - math.Pow(c.alpha, float64(k+1))) / (1 - c.alpha)
-		if c.alpha == 1 {
-			tok = float64(c.n * (k + 1))
-		}
+		tok := float64(c.n) * c.tokens(k)
 		if r := tok / (float64(k)*(c.draft+c.draftRow*float64(c.n)) + c.verify(c.n*(k+1)) + stall); r > best {
 			best, bestK = r, k
 		}
@@ -56,11 +74,14 @@ func simulate(pol *SpecPolicy, c specScenario, warm, steps int, seed uint64) flo
 		st := SpecStep{K: k, Seqs: c.n, Rows: c.n * (k + 1), Timed: true}
 		for range c.n {
 			acc := 0
-			for acc < k && r.Float64() < c.alpha {
+			for acc < k && r.Float64() < c.accept(acc) {
 				acc++
 			}
 			st.Proposed += k
 			st.Accepted += acc
+			if k > 0 {
+				st.Runs = append(st.Runs, DraftRun{Proposed: k, Accepted: acc})
+			}
 			st.Tokens += acc + 1
 			if k == 0 && c.shadow {
 				st.ShadowAsked++
@@ -107,8 +128,15 @@ func TestSpecPolicySimulated(t *testing.T) {
 		{n: 1, pass: 3 * ms, perRow: 0.1 * ms, alpha: 0.6, shadow: true},
 		{n: 4, pass: 1 * ms, perRow: 1 * ms, draft: 0.1 * ms, draftRow: 0.1 * ms, alpha: 0.75, pause: 0.03},
 		{n: 1, pass: 2 * ms, perRow: 0.4 * ms, draft: 0.2 * ms, draftRow: 0.04 * ms, alpha: 0.75, pause: 0.03},
+		// An MoE target whose verification of K+1 rows costs far more
+		// than a plain step (the expert union), with acceptance that
+		// rises after the first proposal: only long drafts pay, which an
+		// i.i.d. acceptance model would not see.
+		{n: 1, pass: 0.3 * ms, perRow: 0.25 * ms, draft: 0.05 * ms, alpha: 0.8, alpha2: 0.95},
+		{n: 1, pass: 0.3 * ms, perRow: 0.3 * ms, draft: 0.05 * ms, alpha: 0.75, alpha2: 0.95},
+		{n: 4, pass: 1 * ms, perRow: 0.3 * ms, draft: 0.1 * ms, draftRow: 0.02 * ms, alpha: 0.7, alpha2: 0.95},
 	} {
-		t.Run(fmt.Sprintf("n%d_pass%g_row%g_a%g_pause%g", c.n, c.pass/ms, c.perRow/ms, c.alpha, c.pause), func(t *testing.T) {
+		t.Run(fmt.Sprintf("n%d_pass%g_row%g_a%g_%g_pause%g", c.n, c.pass/ms, c.perRow/ms, c.alpha, c.alpha2, c.pause), func(t *testing.T) {
 			best, bestK := c.bestRate(8)
 			plain, _ := c.bestRate(0)
 			var sum float64
@@ -124,6 +152,45 @@ func TestSpecPolicySimulated(t *testing.T) {
 			if best > 1.2*plain && got < plain+0.6*(best-plain) {
 				t.Errorf("policy gains %.0f tok/s of the best K's %.0f over plain", got-plain, best-plain)
 			}
+			if c.alpha2 > 0 && *simWarm >= 64 && got < 0.95*best {
+				t.Errorf("acceptance that rises after the first proposal: policy delivers %.3f of the best K's rate", got/best)
+			}
 		})
+	}
+}
+
+// TestSpecPolicyPositionalAcceptance checks the expected tokens per step
+// the policy derives from the acceptance at each draft position against
+// the exact expectation of a draft whose first proposal is accepted with
+// probability 0.6 and every later one (after an accepted proposal) with
+// 0.95, where one acceptance rate for all positions (the i.i.d. model)
+// is far off.
+func TestSpecPolicyPositionalAcceptance(t *testing.T) {
+	c := specScenario{alpha: 0.6, alpha2: 0.95}
+	pol := NewSpecPolicy(SpecPolicyOptions{K: 6, Fixed: true})
+	r := rand.New(rand.NewPCG(3, 4))
+	var proposed, accepted int
+	for range 4000 {
+		acc := 0
+		for acc < 6 && r.Float64() < c.accept(acc) {
+			acc++
+		}
+		proposed += 6
+		accepted += acc
+		pol.Observe(SpecStep{K: 6, Seqs: 1, Proposed: 6, Accepted: acc, Tokens: acc + 1, Rows: 7, VerifySeconds: 1e-3, Timed: true})
+	}
+	a := float64(accepted) / float64(proposed)
+	for k := 1; k <= 6; k++ {
+		got, want := pol.expectedTokens(k), c.tokens(k)
+		iid := (1 - math.Pow(a, float64(k+1))) / (1 - a)
+		t.Logf("K=%d: expected tokens %.3f, exact %.3f, i.i.d. at the mean acceptance %.3f", k, got, want, iid)
+		// The counts decay (about the last dozen steps weigh), so the
+		// estimate is noisy; it must be close and closer than i.i.d.
+		if math.Abs(got-want) > 0.25*want {
+			t.Errorf("K=%d: expected tokens %.3f, want %.3f", k, got, want)
+		}
+	}
+	if k := 6; math.Abs(pol.expectedTokens(k)-c.tokens(k)) >= math.Abs((1-math.Pow(a, float64(k+1)))/(1-a)-c.tokens(k)) {
+		t.Errorf("the positional estimate is no closer than the i.i.d. model")
 	}
 }

@@ -285,6 +285,9 @@ func (p *SpecPolicy) Step(b *SpecBatch) error {
 		b.Accepted[i], b.Next[i] = VerifyDrafts(vs, lg[i], b.Drafts[i], q, p.pbuf, p.rbuf)
 		st.Proposed += len(b.Drafts[i])
 		st.Accepted += b.Accepted[i]
+		if len(b.Drafts[i]) > 0 {
+			st.Runs = append(st.Runs, DraftRun{Proposed: len(b.Drafts[i]), Accepted: b.Accepted[i]})
+		}
 		st.Tokens += b.Accepted[i] + 1
 		if shadow != nil {
 			st.ShadowAsked++
