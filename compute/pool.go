@@ -218,6 +218,21 @@ func (p *Pool) Run(n int, f func(i int)) {
 	}
 }
 
+// RunRows calls f(c, r0, r1) for each chunk c of [0, rows) split into
+// min(chunks, rows) contiguous ranges, chunk c covering
+// [c·rows/chunks, (c+1)·rows/chunks), spread over the pool as Run spreads
+// its calls; chunks ≤ 1 (or rows ≤ 1) makes the one call f(0, 0, rows) on
+// the caller. How many chunks pay is the caller's to say: it knows the work
+// per row.
+func (p *Pool) RunRows(rows, chunks int, f func(c, r0, r1 int)) {
+	chunks = min(chunks, rows)
+	if chunks <= 1 {
+		f(0, 0, rows)
+		return
+	}
+	p.Run(chunks, func(c int) { f(c, c*rows/chunks, (c+1)*rows/chunks) })
+}
+
 // getBuf returns a scratch slice of at least n floats (contents undefined).
 func (p *Pool) getBuf(n int) *[]float32 {
 	if p != nil && p.bufs != nil {

@@ -62,3 +62,40 @@ func TestPoolRunAfterClose(t *testing.T) {
 		t.Fatalf("closed pool summed %d, want 45", sum)
 	}
 }
+
+// TestPoolRunRows checks that RunRows covers [0, rows) exactly once, in
+// contiguous chunks named by their index, for chunk counts below, at and
+// above the rows and for one-thread and nil pools.
+func TestPoolRunRows(t *testing.T) {
+	pool := NewPool(3)
+	defer pool.Close()
+	for _, p := range []*Pool{nil, NewPool(1), pool} {
+		for _, rows := range []int{0, 1, 2, 7, 64} {
+			for _, chunks := range []int{0, 1, 3, 8, 100} {
+				var mu sync.Mutex
+				seen := make([]int, rows)
+				calls := 0
+				p.RunRows(rows, chunks, func(c, r0, r1 int) {
+					mu.Lock()
+					defer mu.Unlock()
+					calls++
+					n := max(1, min(chunks, rows))
+					if r0 != c*rows/n || r1 != (c+1)*rows/n {
+						t.Errorf("rows %d chunks %d: chunk %d is [%d, %d)", rows, chunks, c, r0, r1)
+					}
+					for r := r0; r < r1; r++ {
+						seen[r]++
+					}
+				})
+				if want := max(1, min(chunks, rows)); calls != want {
+					t.Errorf("rows %d chunks %d: %d calls, want %d", rows, chunks, calls, want)
+				}
+				for r, n := range seen {
+					if n != 1 {
+						t.Errorf("rows %d chunks %d: row %d covered %d times", rows, chunks, r, n)
+					}
+				}
+			}
+		}
+	}
+}

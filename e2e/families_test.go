@@ -172,8 +172,8 @@ func completion(t *testing.T, base, prompt string, n int) string {
 // (llama-server's own chat and completion endpoints refuse the random
 // bytes these models write: "does not match the expected ... format".)
 func TestFamiliesChatServe(t *testing.T) {
-	peer := peer.Bin("llama-server")
-	if peer == "" {
+	server := peer.Bin("llama-server")
+	if server == "" {
 		t.Log("llama.cpp's llama-server is not built here: templates are not compared with llama.cpp's (set MOE_LLAMA_CPP to a built llama.cpp tree)")
 	}
 	simple := llamaSimple()
@@ -184,9 +184,9 @@ func TestFamiliesChatServe(t *testing.T) {
 				g := familyFile(t, fam.arch, typ)
 				// llama.cpp's peers run the f32 files: with q8_0 weights its
 				// f16 intermediate rounding parts from moe's at near-ties.
-				peer, simple := peer, simple
+				server, simple := server, simple
 				if typ != "f32" {
-					peer, simple = "", ""
+					server, simple = "", ""
 				}
 				srv := startServer(t, "", "--model", g)
 				p1 := applyTemplate(t, srv.url, famOneTurn)
@@ -196,8 +196,8 @@ func TestFamiliesChatServe(t *testing.T) {
 						t.Fatalf("rendered prompt lacks %q: %q", want, p2)
 					}
 				}
-				if peer != "" {
-					base := llamaServer(t, peer, g)
+				if server != "" {
+					base := llamaServer(t, server, g)
 					for i, msgs := range [][]map[string]string{famOneTurn, famTwoTurns} {
 						got := []string{p1, p2}[i]
 						if want := applyTemplate(t, base, msgs); got != want {
@@ -233,13 +233,7 @@ func TestFamiliesChatServe(t *testing.T) {
 						// llama-simple prints the prompt's tokens (BOS, and
 						// SentencePiece's space prefix at the start and after
 						// each special token) and then the same greedy text.
-						ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-						out, err := exec.CommandContext(ctx, simple, "-m", g, "-n", fmt.Sprint(n), c.prompt).Output()
-						cancel()
-						if err != nil {
-							t.Fatalf("llama-simple: %v", err)
-						}
-						got := strings.TrimSuffix(string(out), "\n")
+						got := peer.Simple(t, simple, g, n, c.prompt)
 						unspaced := func(s string) string { return strings.ReplaceAll(s, " ", "") }
 						if !strings.HasSuffix(got, gen) || unspaced(got[:len(got)-len(gen)]) != unspaced(fam.promptPrefix+c.prompt) {
 							t.Errorf("turn %d: llama-simple on the rendered prompt %q, moe %q", turn+1, got, fam.promptPrefix+c.prompt+gen)

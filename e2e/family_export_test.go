@@ -1,15 +1,14 @@
 package e2e
 
 import (
-	"context"
-	"os/exec"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/internal/peer"
+	"github.com/moe-llm/moe/internal/testgguf"
 )
 
 // TestFamiliesExport runs `moe export` on the f32 file of each family
@@ -21,12 +20,12 @@ import (
 // other q8_0 texts, see TestFamiliesGenerate).
 func TestFamiliesExport(t *testing.T) {
 	bin := llamaSimple()
-	const prompt, n = "Hello the world", "16"
+	const prompt, n = "Hello the world", 16
 	fams := append(slices.Clone(familyChats), familyChat{arch: "deepseek2v3"}, familyChat{arch: "deepseek2kvb"})
 	dir := t.TempDir()
 	gen := func(model string) string {
 		t.Helper()
-		r := ok(t, "generate", "--model", model, "--prompt", prompt, "--max-tokens", n, "--temperature", "0")
+		r := ok(t, "generate", "--model", model, "--prompt", prompt, "--max-tokens", fmt.Sprint(n), "--temperature", "0")
 		return strings.TrimSuffix(r.stdout, "\n")
 	}
 	for _, fam := range fams {
@@ -48,7 +47,7 @@ func TestFamiliesExport(t *testing.T) {
 			if bin == "" {
 				continue
 			}
-			s := simpleText(t, bin, out, n, prompt) // every export loads in llama.cpp
+			s := peer.Simple(t, bin, out, n, prompt) // every export loads in llama.cpp
 			if typ == "q8_0" && fam.arch != "gpt-oss" {
 				continue
 			}
@@ -73,7 +72,7 @@ func TestFamiliesFinetuneExport(t *testing.T) {
 	dir := t.TempDir()
 	chat := writeFile(t, dir, "chat.jsonl", `{"messages":[{"role":"user","content":"Hello"},{"role":"assistant","content":"Hello the world"}]}`+"\n")
 	bin := llamaSimple()
-	const prompt, n = "Hello the world", "16"
+	const prompt, n = "Hello the world", 16
 	for _, fam := range familyChats {
 		if fam.arch == "deepseek2" { // latent attention: not a training model
 			continue
@@ -93,7 +92,7 @@ func TestFamiliesFinetuneExport(t *testing.T) {
 			}
 		}
 		gen := func(model string) string {
-			r := ok(t, "generate", "--model", model, "--prompt", prompt, "--max-tokens", n, "--temperature", "0")
+			r := ok(t, "generate", "--model", model, "--prompt", prompt, "--max-tokens", fmt.Sprint(n), "--temperature", "0")
 			return strings.TrimSuffix(r.stdout, "\n")
 		}
 		want := gen(src)
@@ -103,41 +102,17 @@ func TestFamiliesFinetuneExport(t *testing.T) {
 		if bin == "" {
 			continue
 		}
-		if s := simpleText(t, bin, out, n, prompt); s != fam.promptPrefix+prompt+want {
+		if s := peer.Simple(t, bin, out, n, prompt); s != fam.promptPrefix+prompt+want {
 			t.Errorf("%s: llama.cpp %q on the fine-tune's export, moe %q on the fixture", fam.arch, s, fam.promptPrefix+prompt+want)
 		}
 	}
-}
-
-// simpleText runs llama-simple (bin) on model for n greedy tokens of
-// prompt and returns what it prints, without the final newline.
-func simpleText(t *testing.T, bin, model, n, prompt string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	b, err := exec.CommandContext(ctx, bin, "-m", model, "-n", n, prompt).Output()
-	if err != nil {
-		t.Fatalf("llama-simple %s: %v", model, err)
-	}
-	return strings.TrimSuffix(string(b), "\n")
-}
-
-// openGGUF opens the GGUF file path, closed when the test ends.
-func openGGUF(t *testing.T, path string) *gguf.File {
-	t.Helper()
-	f, err := gguf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
 }
 
 // ggufValue returns the metadata value key of the GGUF file at path (nil
 // when absent).
 func ggufValue(t *testing.T, path, key string) any {
 	t.Helper()
-	f := openGGUF(t, path)
+	f := testgguf.Open(t, path)
 	v, _ := f.Get(key)
 	return v
 }

@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/moe-llm/moe/internal/peer"
 )
@@ -38,15 +35,9 @@ func TestGGUFRunsInLlamaCpp(t *testing.T) {
 		g := filepath.Join(dir, typ+".gguf")
 		ok(t, "export", "--model", base, "--out", g, "--type", typ)
 		for _, prompt := range []string{"And God said", "In the beginning"} {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			out, err := exec.CommandContext(ctx, bin, "-m", g, "-n", "12", prompt).Output()
-			cancel()
-			if err != nil {
-				t.Fatalf("llama-simple %s: %v", typ, err)
-			}
+			got := peer.Simple(t, bin, g, 12, prompt)
 			// Greedy in both: llama-simple prints the prompt and then the text.
 			r := ok(t, "generate", "--model", g, "--prompt", prompt, "--max-tokens", "12", "--temperature", "0")
-			got := strings.TrimSuffix(string(out), "\n")
 			want := prompt + strings.TrimSuffix(r.stdout, "\n")
 			if got != want {
 				t.Errorf("%s, prompt %q: llama.cpp %q, moe %q", typ, prompt, got, want)
@@ -91,15 +82,9 @@ func TestFamiliesGenerate(t *testing.T) {
 				// cache llama.cpp's logits match moe's to 1.6e-7.
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			out, err := exec.CommandContext(ctx, bin, "-m", g, "-n", n, prompt).Output()
-			cancel()
-			if err != nil {
-				t.Fatalf("llama-simple %s %s: %v", arch, typ, err)
-			}
 			// llama-simple prints the prompt's tokens first: BOS where
 			// the vocabulary adds it, SentencePiece's space prefix.
-			got := strings.TrimSuffix(string(out), "\n")
+			got := peer.Simple(t, bin, g, tokens, prompt)
 			want := fam.promptPrefix + prompt + strings.TrimSuffix(r.stdout, "\n")
 			if got != want {
 				t.Errorf("%s %s: llama.cpp %q, moe %q", arch, typ, got, want)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/internal/peer"
+	"github.com/moe-llm/moe/internal/testgguf"
 )
 
 // runTool runs a llama.cpp tool with a one-minute limit and returns stdout.
@@ -63,8 +64,8 @@ func TestQuantizeLikeLlamaQuantize(t *testing.T) {
 // tensors, each of the same type and bytes.
 func sameAsLlamaQuantize(t *testing.T, mix, ours, theirs string) {
 	t.Helper()
-	a := openGGUF(t, ours)
-	b := openGGUF(t, theirs)
+	a := testgguf.Open(t, ours)
+	b := testgguf.Open(t, theirs)
 	if fa, fb := getKV(a, "general.file_type"), getKV(b, "general.file_type"); fa != fb {
 		t.Errorf("%s: general.file_type %v, llama-quantize %v", mix, fa, fb)
 	}

@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
 	"github.com/moe-llm/moe/internal/peer"
+	"github.com/moe-llm/moe/internal/testgguf"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
@@ -59,27 +58,7 @@ func llamaSimple(t *testing.T, model string, n int, prompt string) string {
 		t.Logf("llama.cpp's llama-simple is not built here: moe side only (set %s to a built llama.cpp tree)", peer.Env)
 		return ""
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	b, err := exec.CommandContext(ctx, bin, "-m", model, "-n", fmt.Sprint(n), prompt).Output()
-	if err != nil {
-		t.Fatalf("llama-simple %s: %v", model, err)
-	}
-	if len(b) == 0 {
-		t.Fatalf("llama-simple %s printed nothing", model)
-	}
-	return string(b)
-}
-
-// openGGUF opens the GGUF file path, closed when the test ends.
-func openGGUF(t *testing.T, path string) *gguf.File {
-	t.Helper()
-	f, err := gguf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
+	return peer.Simple(t, bin, model, n, prompt)
 }
 
 // qwenTok returns the qwen3moe fixture's tokenizer.
@@ -113,8 +92,8 @@ func mutatedModel(t *testing.T, tok *tokenizer.Tokenizer, mut func(*config.Confi
 // to F16 for rows that are not whole blocks, make_family.py to F32.
 func sameLayout(t *testing.T, got, want string, f16Fallback bool) {
 	t.Helper()
-	g := openGGUF(t, got)
-	w := openGGUF(t, want)
+	g := testgguf.Open(t, got)
+	w := testgguf.Open(t, want)
 	arch, _ := w.Get("general.architecture")
 	if a, _ := g.Get("general.architecture"); a != arch {
 		t.Fatalf("architecture %v, want %v", a, arch)

@@ -555,15 +555,11 @@ const minSplitRowFloats = 1 << 13
 // f must treat the rows independently, so that the result does not
 // depend on the split.
 func splitRows(pool *compute.Pool, rows, width int, f func(r0, r1 int)) {
-	if pool.Threads() < 2 || rows < 2 || rows*width < minSplitRowFloats {
-		f(0, rows)
-		return
+	parts := 2 * pool.Threads()
+	if pool.Threads() < 2 || rows*width < minSplitRowFloats {
+		parts = 1
 	}
-	parts := min(2*pool.Threads(), rows)
-	per := (rows + parts - 1) / parts
-	pool.Run((rows+per-1)/per, func(t int) {
-		f(t*per, min(rows, (t+1)*per))
-	})
+	pool.RunRows(rows, parts, func(_, r0, r1 int) { f(r0, r1) })
 }
 
 // scaleBy multiplies x by s in place; s = 0 means unset (no change).

@@ -15,6 +15,7 @@ import (
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/config"
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/internal/testgguf"
 	"github.com/moe-llm/moe/model"
 	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
@@ -280,7 +281,7 @@ func writeHFTokenizer(t *testing.T, dir, path string, tok *tokenizer.Tokenizer) 
 	if err := safetensors.SaveHFTokenizer(dir, bpe); err != nil {
 		t.Fatal(err)
 	}
-	f := openGGUF(t, path)
+	f := testgguf.Open(t, path)
 	src, ok := f.Get("tokenizer.chat_template")
 	if !ok {
 		return

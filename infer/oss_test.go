@@ -12,6 +12,7 @@ import (
 
 	"github.com/moe-llm/moe/compute"
 	"github.com/moe-llm/moe/gguf"
+	"github.com/moe-llm/moe/internal/testgguf"
 	"github.com/moe-llm/moe/safetensors"
 	"github.com/moe-llm/moe/tokenizer"
 )
@@ -111,7 +112,7 @@ func TestGPTOSSBatchedAndSpeculative(t *testing.T) {
 func ossHFDir(t *testing.T, typ, dtype string, truncate bool) string {
 	t.Helper()
 	src := filepath.Join("testdata", "family", "gpt-oss-"+typ+".gguf")
-	f := openGGUF(t, src)
+	f := testgguf.Open(t, src)
 	mm, err := gguf.OpenModel(src, gguf.PlaceMapped)
 	if err != nil {
 		t.Fatal(err)

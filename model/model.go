@@ -451,12 +451,7 @@ func parallelFor(p *compute.Pool, n int, f func(worker, i int)) {
 // rowChunks runs f over [0, rows) split into contiguous chunks spread over
 // the pool; chunk c of chunks covers [c·rows/chunks, (c+1)·rows/chunks).
 func rowChunks(p *compute.Pool, rows int, f func(c, r0, r1 int)) {
-	chunks := numChunks(p, rows)
-	if chunks <= 1 {
-		f(0, 0, rows)
-		return
-	}
-	p.Run(chunks, func(c int) { f(c, c*rows/chunks, (c+1)*rows/chunks) })
+	p.RunRows(rows, numChunks(p, rows), f)
 }
 
 // numChunks is the number of chunks rowChunks splits rows into.

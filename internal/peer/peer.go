@@ -5,9 +5,14 @@
 package peer
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // Env names the environment variable that gives the llama.cpp tree.
@@ -47,4 +52,23 @@ func NeedBin(tb testing.TB, name string) string {
 		tb.Skipf("llama.cpp's %s is not built here (set %s to a llama.cpp source tree with its tools built under build/bin)", name, Env)
 	}
 	return p
+}
+
+// Simple runs llama.cpp's llama-simple (bin) on model for n greedy tokens
+// of prompt and returns what it prints — the prompt's tokens as text (BOS
+// and a SentencePiece space prefix included, where the vocabulary adds
+// them) and then the generated text — without the final newline. It fails
+// tb when the tool fails, runs past a minute or prints nothing.
+func Simple(tb testing.TB, bin, model string, n int, prompt string) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, bin, "-m", model, "-n", strconv.Itoa(n), prompt).Output()
+	if err != nil {
+		tb.Fatalf("llama-simple %s: %v", model, err)
+	}
+	if len(b) == 0 {
+		tb.Fatalf("llama-simple %s printed nothing", model)
+	}
+	return strings.TrimSuffix(string(b), "\n")
 }

@@ -25,6 +25,8 @@ var uncalled = map[string]string{
 	"gguf.ParseType":                   "names a tensor type as llama.cpp spells it, for library users; the CLI takes types through ParseMix",
 	"internal/peer.NeedBin":            "a test helper package: only tests import it (llama.cpp through MOE_LLAMA_CPP)",
 	"internal/peer.Root":               "a test helper package: only tests import it (llama.cpp through MOE_LLAMA_CPP)",
+	"internal/peer.Simple":             "a test helper package: only tests import it (llama.cpp through MOE_LLAMA_CPP)",
+	"internal/testgguf.Open":           "a test helper package: only tests import it",
 	"internal/testtok.Bytes":           "a test helper package: only tests import it",
 	"internal/ref64.MatVec":            "float64 references for tests: only tests import the package",
 	"internal/ref64.RMSNorm":           "float64 references for tests: only tests import the package",
