@@ -10725,6 +10725,8 @@ DATA qksumperm<>+56(SB)/8, $0x0000000f0000000b
 GLOBL qksumperm<>(SB), RODATA|NOPTR, $64
 
 // func qReadAVX512(n int, p *byte) uint64
+// qReadAVX512 returns the xor of the 8-byte words of p[0:n] (n a multiple
+// of 256): in Go, for i := 0; i < n; i += 8 { x ^= binary.LittleEndian.Uint64(p[i:]) }.
 TEXT ·qReadAVX512(SB), NOSPLIT, $0-24
 	MOVQ n+0(FP), CX
 	MOVQ p+8(FP), SI

@@ -44,8 +44,9 @@ func dotNB(ma int) int {
 // gen collects a file's assembly text; data holds DATA/GLOBL lines a
 // kernel computes while it is written, emitted after it.
 type gen struct {
-	b    bytes.Buffer
-	data []string
+	b     bytes.Buffer
+	data  []string
+	decls []decl // Go declarations of the TEXT blocks written
 }
 
 func (g *gen) p(format string, args ...any) { fmt.Fprintf(&g.b, format+"\n", args...) }
@@ -59,7 +60,9 @@ func main() {
 	writeFile(filepath.Join(dir, "smallm_bf16_amd64.s"), (*gen).bf16RowKernels)
 	writeFile(filepath.Join(dir, "elementwise_amd64.s"), (*gen).elementwiseKernels)
 	writeFile(filepath.Join(dir, "adamw_amd64.s"), (*gen).adamw)
-	writeFile(filepath.Join(dir, "qdot_amd64.s"), (*gen).qdotKernels)
+	writeDecls(filepath.Join(dir, "qdot_decl_amd64.go"), "qdot_amd64.s",
+		"qdot_amd64.go says what they compute and which Go code does the same.",
+		writeFile(filepath.Join(dir, "qdot_amd64.s"), (*gen).qdotKernels))
 	writeFile(filepath.Join(dir, "gemm_bf16_amd64.s"), (*gen).bf16GemmKernels)
 }
 
@@ -572,14 +575,27 @@ func (g *gen) transpose16(bf16 bool) {
 // text starts the assembly function name: a blank line, a comment giving
 // its Go declaration (func name + sig, sig being the parenthesised
 // parameters and the result) followed by the lines of doc, and the TEXT
-// directive with an argument frame of frame bytes.
+// directive with an argument frame of frame bytes and no locals. The
+// declaration is recorded for the Go file writeDecls writes.
 func (g *gen) text(name, sig string, frame int, doc ...string) {
+	g.textLocals(name, sig, 0, frame, doc...)
+}
+
+// textLocals is text for a function with a local frame of locals bytes.
+func (g *gen) textLocals(name, sig string, locals, frame int, doc ...string) {
 	g.p("")
 	g.p("// func %s%s", name, sig)
 	for _, d := range doc {
 		g.p("// %s", d)
 	}
-	g.p("TEXT ·%s(SB), NOSPLIT, $0-%d", name, frame)
+	g.p("TEXT ·%s(SB), NOSPLIT, $%d-%d", name, locals, frame)
+	g.decls = append(g.decls, decl{"func " + name + sig, doc})
+}
+
+// decl is the Go declaration of an assembly function and its doc lines.
+type decl struct {
+	fn  string
+	doc []string
 }
 
 // args loads arguments from the frame: each of loads is "arg+offset REG"

@@ -780,7 +780,9 @@ func le64(b []byte) uint64 {
 // 8-byte words of p[0:n] (n a multiple of 256), a plain read of memory for
 // comparing kernels' bandwidth with.
 func (g *gen) qread() {
-	g.text("qReadAVX512", "(n int, p *byte) uint64", 24)
+	g.text("qReadAVX512", "(n int, p *byte) uint64", 24,
+		"qReadAVX512 returns the xor of the 8-byte words of p[0:n] (n a multiple",
+		"of 256): in Go, for i := 0; i < n; i += 8 { x ^= binary.LittleEndian.Uint64(p[i:]) }.")
 	g.args("n+0 CX", "p+8 SI")
 	g.zero("VPXORQ", "Z", 4)
 	g.p("\tSHRQ $8, CX")

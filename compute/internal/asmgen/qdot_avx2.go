@@ -39,9 +39,7 @@ func (g *gen) qdotAVX2All() {
 		{"IQ4_XS", 32, g.avx2ConstsXS, g.avx2GroupXS, 136, 256, 4},
 	} {
 		name := fmt.Sprintf("qdot%sAVX2", t.name)
-		g.p("")
-		g.p("// func %s(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)", name)
-		g.p("TEXT ·%s(SB), NOSPLIT, $%d-104", name, t.frame)
+		g.textLocals(name, "(groups int, w *byte, rb int, ncol int, aq *int8, qs int, lan *int32, ls int, ad *float32, ds int, out *float32, ldo int, red int)", t.frame, 104)
 		t.consts()
 		g.p("%s_col:", name)
 		g.args("w+8 SI", "aq+32 CX", "lan+48 DX", "ad+64 DI", "groups+0 BX")
