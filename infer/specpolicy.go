@@ -314,7 +314,7 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 			}
 			return
 		}
-		if p.plainSteps >= p.probeWait {
+		if p.plainSteps >= p.wait() {
 			if !p.ceilingPays() {
 				// Not even drafts that are always accepted would pay at
 				// this batch: wait the longest before looking again.
@@ -457,6 +457,24 @@ func (p *SpecPolicy) shadowPays() bool {
 	f := p.shadowF
 	r := (f*tokens + (1-f)*n) / (f*cost + (1-f)*n/plain)
 	return r > 1.1*plain
+}
+
+// probeShare bounds the share of plain decoding's time that the draft's
+// catch-ups at probes may take.
+const probeShare = 0.03
+
+// wait is how many plain steps pass before the next probe: probeWait, or
+// more when the draft's last catch-up (what a probe costs before its first
+// step: a draft model feeding on the tokens of the plain steps, ~µs for
+// prompt lookup) would take more than probeShare of the plain steps' time;
+// a batch of sequences whose draft is a tenth of the target catches up on
+// several plain steps' worth.
+func (p *SpecPolicy) wait() int {
+	w := p.probeWait
+	if t := p.verifyTime(p.seqs); t > 0 && p.lastCatch > 0 {
+		w = max(w, int(math.Ceil(p.lastCatch/(probeShare*t))))
+	}
+	return w
 }
 
 // ceilingPays says whether some K would beat the measured plain rate by

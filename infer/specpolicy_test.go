@@ -194,3 +194,48 @@ func TestSpecPolicyPositionalAcceptance(t *testing.T) {
 		t.Errorf("the positional estimate is no closer than the i.i.d. model")
 	}
 }
+
+// TestSpecPolicyProbeWaitCoversCatchUp checks that probes after a
+// fallback come no oftener than the draft's catch-up allows: when
+// catching up (a draft feeding on the plain steps' tokens before a probe)
+// takes five plain steps' time, the plain steps between probes must be at
+// least that over probeShare, so that catch-ups take at most probeShare of
+// plain decoding's time.
+func TestSpecPolicyProbeWaitCoversCatchUp(t *testing.T) {
+	const plain = 20e-3 // seconds per plain step of the batch
+	const catchUp = 5 * plain
+	pol := NewSpecPolicy(SpecPolicyOptions{K: 2})
+	var probes []int
+	plainRun := 0
+	first := true
+	for i := 0; i < 3000; i++ {
+		k := pol.K()
+		if k == 0 {
+			plainRun++
+			pol.Observe(SpecStep{K: 0, Seqs: 4, Tokens: 4, Rows: 4, VerifySeconds: plain, Timed: true})
+			first = true
+			continue
+		}
+		if first && plainRun > 0 {
+			probes = append(probes, plainRun)
+		}
+		st := SpecStep{K: k, Seqs: 4, Proposed: 4 * k, Accepted: 0, Tokens: 4, Rows: 4 * (k + 1),
+			DraftSeconds: 1e-3 * float64(k), VerifySeconds: 1.5 * plain, Timed: !first, CatchUp: first}
+		if first {
+			st.DraftSeconds = catchUp
+		}
+		first = false
+		plainRun = 0
+		pol.Observe(st)
+	}
+	if len(probes) < 2 {
+		t.Fatalf("%d probes in 3000 steps; want the policy to keep probing, rarely", len(probes))
+	}
+	want := int(math.Ceil(catchUp / (probeShare * plain)))
+	for i, n := range probes {
+		if n < want {
+			t.Errorf("probe %d after %d plain steps; a catch-up of %.0f plain steps needs ≥ %d", i+1, n, catchUp/plain, want)
+		}
+	}
+	t.Logf("plain steps before each probe: %v", probes)
+}
