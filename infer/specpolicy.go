@@ -129,7 +129,9 @@ type DraftRun struct {
 // decoding by specMargin. While K = 0 it probes the best K again
 // after probeEvery plain steps, and doubles that wait (up to maxProbeWait)
 // each time the probe does not pay, so that speculation which does not pay
-// costs little more than the probes. A cheap drafter (prompt lookup) can
+// costs little more than the probes; the wait is longer when the draft's
+// catch-up before a probe would take more than probeShare of the plain
+// steps' time (wait). A cheap drafter (prompt lookup) can
 // also propose during plain steps without verification (SpecStep's shadow
 // counts): then a probe happens only when the acceptance those proposals
 // would have had makes speculation look worth it.
