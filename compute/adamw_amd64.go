@@ -4,11 +4,6 @@ package compute
 
 import "golang.org/x/sys/cpu"
 
-// adamwAVX512 applies the update to n elements (a multiple of 16).
-//
-//go:noescape
-func adamwAVX512(p, grad, m, v *float32, n int, k *adamwConsts)
-
 // hasAdamWAVX512 reports whether adamwAVX512 can run here.
 var hasAdamWAVX512 = cpu.X86.HasAVX512F
 

@@ -5,6 +5,7 @@
 #include "textflag.h"
 
 // func adamwAVX512(p, grad, m, v *float32, n int, k *adamwConsts)
+// adamwAVX512 applies the update to n elements (a multiple of 16).
 // 
 // For 16 lanes at a time (n/16 vectors), with the same IEEE operations in
 // the same order as adamwGeneric (no fused multiply-add), k holding

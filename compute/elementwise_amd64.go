@@ -11,33 +11,6 @@ import (
 // ewAVX512 selects the AVX-512 element-wise kernels (set once at start-up).
 var ewAVX512 = cpu.X86.HasAVX512F
 
-// expScaleAVX512: for i < n, e := Exp32(x[i]-shift); acc[i%16] += e; if store != 0 { y[i] = scale*e }
-// (acc[0:16] holds lane sums; Exp32 is the portable twin of its vector e^x).
-//
-//go:noescape
-func expScaleAVX512(n int, x, y *float32, shift, scale float32, store int, acc *float32)
-
-// maxAVX512: acc[l] = max over i ≡ l (mod 16) of x[i], −Inf for lanes that saw nothing; n ≥ 1.
-//
-//go:noescape
-func maxAVX512(n int, x *float32, acc *float32)
-
-// softmaxBwdAVX512: for i < n, dx[i] = scale*y[i]*(dy[i]-dot); dx may alias dy.
-//
-//go:noescape
-func softmaxBwdAVX512(n int, dx, dy, y *float32, dot, scale float32)
-
-// swigluAVX512: for i < n, out[i] = gate[i]*sigmoid(gate[i])*up[i] (swigluGeneric).
-//
-//go:noescape
-func swigluAVX512(n int, out, gate, up *float32)
-
-// swigluBwdAVX512: for i < n, s := sigmoid(gate[i]);
-// dgate[i] = dout[i]*up[i]*s*(1+gate[i]*(1-s)); dup[i] = dout[i]*gate[i]*s.
-//
-//go:noescape
-func swigluBwdAVX512(n int, dgate, dup, dout, gate, up *float32)
-
 // expScale returns Σ e^(x_i − shift) and, when y is not nil, writes
 // y_i = scale·e^(x_i − shift) (y may alias x).
 func expScale(x, y []float32, shift, scale float32) float32 {

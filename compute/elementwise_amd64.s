@@ -19,6 +19,9 @@ DATA ewc<>+44(SB)/4, $0xc2d00000 // -104: below it e^x rounds to 0
 GLOBL ewc<>(SB), RODATA|NOPTR, $48
 
 // func expScaleAVX512(n int, x, y *float32, shift, scale float32, store int, acc *float32)
+// expScaleAVX512: for i < n, e := Exp32(x[i]-shift); acc[i%16] += e; if store != 0 { y[i] = scale*e }
+// (acc[0:16] holds lane sums; Exp32 is the portable twin of its vector e^x).
+// 
 // acc[0:16] = lane sums of e^(x[i]-shift); when store != 0, y[i] = scale·e^(x[i]-shift).
 TEXT ·expScaleAVX512(SB), NOSPLIT, $0-48
 	MOVQ n+0(FP), CX
@@ -106,6 +109,8 @@ expScaleAVX512_done:
 	RET
 
 // func swigluAVX512(n int, out, gate, up *float32)
+// swigluAVX512: for i < n, out[i] = gate[i]*sigmoid(gate[i])*up[i] (swigluGeneric).
+// 
 // out[i] = gate[i]·sigmoid(gate[i])·up[i]
 TEXT ·swigluAVX512(SB), NOSPLIT, $0-32
 	MOVQ n+0(FP), CX
@@ -193,6 +198,9 @@ swigluAVX512_done:
 	RET
 
 // func swigluBwdAVX512(n int, dgate, dup, dout, gate, up *float32)
+// swigluBwdAVX512: for i < n, s := sigmoid(gate[i]);
+// dgate[i] = dout[i]*up[i]*s*(1+gate[i]*(1-s)); dup[i] = dout[i]*gate[i]*s.
+// 
 // s = sigmoid(g); dgate = dout·u·s·(1 + g·(1−s)); dup = dout·g·s.
 TEXT ·swigluBwdAVX512(SB), NOSPLIT, $0-48
 	MOVQ n+0(FP), CX
@@ -298,6 +306,8 @@ swigluBwdAVX512_done:
 	RET
 
 // func maxAVX512(n int, x *float32, acc *float32)
+// maxAVX512: acc[l] = max over i ≡ l (mod 16) of x[i], −Inf for lanes that saw nothing; n ≥ 1.
+// 
 // acc[0:16] = lane maxima of x (−Inf for lanes that saw nothing); n ≥ 1.
 // A NaN in x is not guaranteed to survive (the caller's exp pass turns it
 // into a NaN sum anyway).
@@ -341,6 +351,8 @@ maxAVX512_done:
 	RET
 
 // func softmaxBwdAVX512(n int, dx, dy, y *float32, dot, scale float32)
+// softmaxBwdAVX512: for i < n, dx[i] = scale*y[i]*(dy[i]-dot); dx may alias dy.
+// 
 // dx[i] = scale·y[i]·(dy[i] − dot); dx may alias dy.
 TEXT ·softmaxBwdAVX512(SB), NOSPLIT, $0-40
 	MOVQ n+0(FP), CX

@@ -5,6 +5,9 @@
 #include "textflag.h"
 
 // func sgemmKernelAVX512(k int, a *float32, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
+// sgemmKernelAVX512 (and the AVX2 twin, 6×16): for i < 12, j < 32,
+// c[i*ldc+j] = alpha*Σ_l a[l*12+i]*b[l*ldb+j] (+ c[i*ldc+j] if add != 0), the
+// sum over l in order (microGeneric).
 TEXT ·sgemmKernelAVX512(SB), NOSPLIT, $0-64
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -250,6 +253,8 @@ sgemmKernelAVX512_overwrite:
 	RET
 
 // func sgemmKernelRowsAVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
+// sgemmKernelRowsAVX512 (and the AVX2 twin): sgemmKernelAVX512 with a[i*lda+l]
+// in place of the packed a[l*12+i].
 TEXT ·sgemmKernelRowsAVX512(SB), NOSPLIT, $0-72
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -504,6 +509,8 @@ sgemmKernelRowsAVX512_overwrite:
 	RET
 
 // func sgemmKernelAVX2(k int, a *float32, b *float32, ldb int, c *float32, ldc int, alpha float32, add int)
+// sgemmKernelAVX2 and sgemmKernelRowsAVX2 are the AVX2+FMA twins of the two
+// above for a 6×16 tile: i < 6, j < 16, a packed as a[l*6+i].
 TEXT ·sgemmKernelAVX2(SB), NOSPLIT, $0-64
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -771,6 +778,10 @@ sgemmKernelRowsAVX2_overwrite:
 	RET
 
 // func dotKernel1AVX512(n int, a *float32, lda int, b *float32, ldb int, out *float32)
+// dotKernel<MA>AVX512 and dotKernelBF16<MA>AVX512 (b *BF16, widened to float32):
+// for i < MA, j < NB (dotNB in asmgen), lane < 16,
+// out[(i*NB+j)*16+lane] += Σ_{s<n/16} a[i*lda+16s+lane]*b[j*ldb+16s+lane]; the caller
+// reduces the 16 lanes (dotGeneric).
 TEXT ·dotKernel1AVX512(SB), NOSPLIT, $0-48
 	MOVQ n+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -846,7 +857,7 @@ dotKernel1AVX512_done:
 	VZEROUPPER
 	RET
 
-// func dotKernelBF161AVX512(n int, a *float32, lda int, b *uint16, ldb int, out *float32)
+// func dotKernelBF161AVX512(n int, a *float32, lda int, b *BF16, ldb int, out *float32)
 TEXT ·dotKernelBF161AVX512(SB), NOSPLIT, $0-48
 	MOVQ n+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -1039,7 +1050,7 @@ dotKernel2AVX512_done:
 	VZEROUPPER
 	RET
 
-// func dotKernelBF162AVX512(n int, a *float32, lda int, b *uint16, ldb int, out *float32)
+// func dotKernelBF162AVX512(n int, a *float32, lda int, b *BF16, ldb int, out *float32)
 TEXT ·dotKernelBF162AVX512(SB), NOSPLIT, $0-48
 	MOVQ n+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -1284,7 +1295,7 @@ dotKernel3AVX512_done:
 	VZEROUPPER
 	RET
 
-// func dotKernelBF163AVX512(n int, a *float32, lda int, b *uint16, ldb int, out *float32)
+// func dotKernelBF163AVX512(n int, a *float32, lda int, b *BF16, ldb int, out *float32)
 TEXT ·dotKernelBF163AVX512(SB), NOSPLIT, $0-48
 	MOVQ n+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -1558,7 +1569,7 @@ dotKernel4AVX512_done:
 	VZEROUPPER
 	RET
 
-// func dotKernelBF164AVX512(n int, a *float32, lda int, b *uint16, ldb int, out *float32)
+// func dotKernelBF164AVX512(n int, a *float32, lda int, b *BF16, ldb int, out *float32)
 TEXT ·dotKernelBF164AVX512(SB), NOSPLIT, $0-48
 	MOVQ n+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -1845,7 +1856,7 @@ dotKernel5AVX512_done:
 	VZEROUPPER
 	RET
 
-// func dotKernelBF165AVX512(n int, a *float32, lda int, b *uint16, ldb int, out *float32)
+// func dotKernelBF165AVX512(n int, a *float32, lda int, b *BF16, ldb int, out *float32)
 TEXT ·dotKernelBF165AVX512(SB), NOSPLIT, $0-48
 	MOVQ n+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -2129,7 +2140,7 @@ dotKernel6AVX512_done:
 	VZEROUPPER
 	RET
 
-// func dotKernelBF166AVX512(n int, a *float32, lda int, b *uint16, ldb int, out *float32)
+// func dotKernelBF166AVX512(n int, a *float32, lda int, b *BF16, ldb int, out *float32)
 TEXT ·dotKernelBF166AVX512(SB), NOSPLIT, $0-48
 	MOVQ n+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -2394,7 +2405,7 @@ dotKernel7AVX512_done:
 	VZEROUPPER
 	RET
 
-// func dotKernelBF167AVX512(n int, a *float32, lda int, b *uint16, ldb int, out *float32)
+// func dotKernelBF167AVX512(n int, a *float32, lda int, b *BF16, ldb int, out *float32)
 TEXT ·dotKernelBF167AVX512(SB), NOSPLIT, $0-48
 	MOVQ n+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -2658,7 +2669,7 @@ dotKernel8AVX512_done:
 	VZEROUPPER
 	RET
 
-// func dotKernelBF168AVX512(n int, a *float32, lda int, b *uint16, ldb int, out *float32)
+// func dotKernelBF168AVX512(n int, a *float32, lda int, b *BF16, ldb int, out *float32)
 TEXT ·dotKernelBF168AVX512(SB), NOSPLIT, $0-48
 	MOVQ n+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -2799,6 +2810,8 @@ dotKernelBF168AVX512_done:
 	RET
 
 // func rowAxpyKernel1x4AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32)
+// rowAxpyKernel<MA>x<NV>AVX512: for i < MA, j < 16·NV,
+// c[i*ldc+j] += alpha*Σ_{l<k} a[i*lda+l]*b[l*ldb+j], one FMA per l in order.
 TEXT ·rowAxpyKernel1x4AVX512(SB), NOSPLIT, $0-60
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -3663,6 +3676,7 @@ rowAxpyKernel6x1AVX512_done:
 	RET
 
 // func dotAVX512(n int, x *float32, y *float32) float32
+// dotAVX512: Σ_{i<n} x[i]*y[i] in 16 lane sums reduced at the end.
 TEXT ·dotAVX512(SB), NOSPLIT, $0-28
 	MOVQ n+0(FP), CX
 	MOVQ x+8(FP), SI
@@ -3703,6 +3717,7 @@ vdot_reduce:
 	RET
 
 // func axpyAVX512(n int, alpha float32, x *float32, y *float32)
+// axpyAVX512: for i < n, y[i] += alpha*x[i].
 TEXT ·axpyAVX512(SB), NOSPLIT, $0-32
 	MOVQ n+0(FP), CX
 	VBROADCASTSS alpha+8(FP), Z8
@@ -3732,6 +3747,9 @@ axpy_done:
 	RET
 
 // func fmaLoopAVX512(n int)
+// fmaLoopAVX512 runs n×16 independent zmm FMAs (512 FLOP per iteration) and
+// addChain n×8 dependent integer adds (8 cycles per iteration), returning
+// the sum: the two loops the peak probe times (in Go, a loop of n·8 x++).
 TEXT ·fmaLoopAVX512(SB), NOSPLIT, $0-8
 	MOVQ n+0(FP), CX
 	VPXORD Z0, Z0, Z0
@@ -3793,6 +3811,9 @@ add_loop:
 	RET
 
 // func packBTransAVX512(kc int, src *float32, idx *int32, dst *float32)
+// packBTransAVX512: for l < kc, j < 32, dst[l*32+j] = src[idx[j]/4+l]
+// (idx[j] = 4·j·ldb: a transposed B's 32 rows gathered one depth step at a
+// time), as packBPanel's Go loop does for nr = 32.
 TEXT ·packBTransAVX512(SB), NOSPLIT, $0-32
 	MOVQ kc+0(FP), CX
 	MOVQ src+8(FP), SI
@@ -3818,6 +3839,9 @@ packbt_done:
 	RET
 
 // func transpose16AVX512(n16 int, src *float32, ld int, dst *float32, ldd int)
+// transpose16AVX512: for c < n16, i < 16, j < 16,
+// dst[(16c+i)*ldd+j] = src[j*ld+16c+i] (16 rows transposed in 16×16 blocks).
+// transpose16BF16AVX512 is the same with src[j*ld+16c+i].Float32().
 TEXT ·transpose16AVX512(SB), NOSPLIT, $0-40
 	MOVQ n16+0(FP), CX
 	MOVQ src+8(FP), SI
@@ -3941,7 +3965,7 @@ transpose16AVX512_done:
 	VZEROUPPER
 	RET
 
-// func transpose16BF16AVX512(n16 int, src *uint16, ld int, dst *float32, ldd int)
+// func transpose16BF16AVX512(n16 int, src *BF16, ld int, dst *float32, ldd int)
 TEXT ·transpose16BF16AVX512(SB), NOSPLIT, $0-40
 	MOVQ n16+0(FP), CX
 	MOVQ src+8(FP), SI

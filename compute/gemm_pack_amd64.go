@@ -4,16 +4,6 @@ package compute
 
 import "unsafe"
 
-// copyPanels12AVX: for p < np, copy(dst[p*dstride:p*dstride+12], src[p*12:p*12+12]).
-//
-//go:noescape
-func copyPanels12AVX(np int, src *float32, dst *float32, dstride int)
-
-// copyPanels32AVX: for p < np, copy(dst[p*dstride:p*dstride+32], src[p*32:p*32+32]).
-//
-//go:noescape
-func copyPanels32AVX(np int, src *float32, dst *float32, dstride int)
-
 // hasAVXCopy says whether copyPanels may use the AVX moves.
 var hasAVXCopy = hasAVX2
 
@@ -36,12 +26,6 @@ func copyPanels(w, np int, src, dst []float32, dstride int) {
 		copyPanelsGeneric(w, np, src, dst, dstride)
 	}
 }
-
-// sgemmKernelTAAVX512: sgemmKernelAVX512 with a[l*lda+i] (a transposed A read
-// in place) in place of the packed a[l*12+i]; the same instructions otherwise.
-//
-//go:noescape
-func sgemmKernelTAAVX512(k int, a, b *float32, ldb int, c *float32, ldc int, alpha float32, add int, lda int)
 
 // microTAFor returns the micro-kernel that reads a full mr-row panel of a
 // transposed A in place (a[l*lda+i], i < mr, l < k) for the kernel path

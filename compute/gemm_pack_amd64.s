@@ -5,6 +5,8 @@
 #include "textflag.h"
 
 // func copyPanels12AVX(np int, src *float32, dst *float32, dstride int)
+// copyPanels12AVX: for p < np, copy(dst[p*dstride:p*dstride+12], src[p*12:p*12+12]).
+// 
 // For p < np: dst[p*dstride : p*dstride+12] = src[p*12 : p*12+12].
 TEXT ·copyPanels12AVX(SB), NOSPLIT, $0-32
 	MOVQ np+0(FP), CX
@@ -28,6 +30,8 @@ copyPanels12AVX_done:
 	RET
 
 // func copyPanels32AVX(np int, src *float32, dst *float32, dstride int)
+// copyPanels32AVX: for p < np, copy(dst[p*dstride:p*dstride+32], src[p*32:p*32+32]).
+// 
 // For p < np: dst[p*dstride : p*dstride+32] = src[p*32 : p*32+32].
 TEXT ·copyPanels32AVX(SB), NOSPLIT, $0-32
 	MOVQ np+0(FP), CX
@@ -55,6 +59,8 @@ copyPanels32AVX_done:
 	RET
 
 // func sgemmKernelTAAVX512(k int, a *float32, b *float32, ldb int, c *float32, ldc int, alpha float32, add int, lda int)
+// sgemmKernelTAAVX512: sgemmKernelAVX512 with a[l*lda+i] (a transposed A read
+// in place) in place of the packed a[l*12+i]; the same instructions otherwise.
 TEXT ·sgemmKernelTAAVX512(SB), NOSPLIT, $0-72
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI

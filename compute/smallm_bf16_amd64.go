@@ -18,18 +18,6 @@ import "unsafe"
 //		}
 //	}
 
-//go:noescape
-func rowAxpyBF16x4R1AVX512(k int, a *float32, lda int, b *BF16, ldb int, c *float32, ldc int, add int)
-
-//go:noescape
-func rowAxpyBF16x4R2AVX512(k int, a *float32, lda int, b *BF16, ldb int, c *float32, ldc int, add int)
-
-//go:noescape
-func rowAxpyBF16x4R3AVX512(k int, a *float32, lda int, b *BF16, ldb int, c *float32, ldc int, add int)
-
-//go:noescape
-func rowAxpyBF16x4R4AVX512(k int, a *float32, lda int, b *BF16, ldb int, c *float32, ldc int, add int)
-
 // bf16TKernels says whether GemmBF16T has its vector kernels here.
 var bf16TKernels = hasAVX512
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"go/format"
 	"log"
 	"os"
 )
@@ -44,7 +45,11 @@ func writeDecls(path, asm, doc string, decls []decl) {
 		}
 		fmt.Fprintf(&b, "//go:noescape\n%s\n", d.fn)
 	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+	src, err := format.Source(b.Bytes())
+	if err != nil {
+		log.Fatalf("%s: %v", path, err)
+	}
+	if err := os.WriteFile(path, src, 0o644); err != nil {
 		log.Fatal(err)
 	}
 }

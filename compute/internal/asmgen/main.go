@@ -55,15 +55,24 @@ func main() {
 	out := flag.String("out", "gemm_amd64.s", "output file")
 	flag.Parse()
 	dir := filepath.Dir(*out)
-	writeFile(*out, (*gen).gemmKernels)
-	writeFile(filepath.Join(dir, "gemm_pack_amd64.s"), (*gen).packKernels)
-	writeFile(filepath.Join(dir, "smallm_bf16_amd64.s"), (*gen).bf16RowKernels)
-	writeFile(filepath.Join(dir, "elementwise_amd64.s"), (*gen).elementwiseKernels)
-	writeFile(filepath.Join(dir, "adamw_amd64.s"), (*gen).adamw)
+	for _, f := range []struct {
+		stem, user string
+		fill       func(*gen)
+	}{
+		{"gemm", "gemm_amd64.go", (*gen).gemmKernels},
+		{"gemm_pack", "gemm_pack_amd64.go", (*gen).packKernels},
+		{"smallm_bf16", "smallm_bf16_amd64.go", (*gen).bf16RowKernels},
+		{"elementwise", "elementwise_amd64.go", (*gen).elementwiseKernels},
+		{"adamw", "adamw_amd64.go", (*gen).adamw},
+		{"gemm_bf16", "gemm_bf16mixed_amd64.go", (*gen).bf16GemmKernels},
+	} {
+		asm := f.stem + "_amd64.s"
+		writeDecls(filepath.Join(dir, f.stem+"_decl_amd64.go"), asm, f.user+" calls them; the doc comments here and there say what each computes, as Go.",
+			writeFile(filepath.Join(dir, asm), f.fill))
+	}
 	writeDecls(filepath.Join(dir, "qdot_decl_amd64.go"), "qdot_amd64.s",
 		"qdot_amd64.go says what they compute and which Go code does the same.",
 		writeFile(filepath.Join(dir, "qdot_amd64.s"), (*gen).qdotKernels))
-	writeFile(filepath.Join(dir, "gemm_bf16_amd64.s"), (*gen).bf16GemmKernels)
 }
 
 // gemmKernels fills gemm_amd64.s: the GEMM micro-kernels, the small-M dot
@@ -258,7 +267,7 @@ func (g *gen) dot(ma int, bf16 bool) {
 	btype, esz := "*float32", 4
 	if bf16 {
 		name = fmt.Sprintf("dotKernelBF16%dAVX512", ma)
-		btype, esz = "*uint16", 2
+		btype, esz = "*BF16", 2
 	}
 	abases := []string{"SI", "R10", "R11"}[:(ma+2)/3]
 	bbases := []string{"DX", "R12", "R13"}[:(nb+2)/3]
@@ -499,7 +508,7 @@ func (g *gen) packs() {
 func (g *gen) transpose16(bf16 bool) {
 	name, srcType, esz, shift := "transpose16AVX512", "*float32", 4, 2
 	if bf16 {
-		name, srcType, esz, shift = "transpose16BF16AVX512", "*uint16", 2, 1
+		name, srcType, esz, shift = "transpose16BF16AVX512", "*BF16", 2, 1
 	}
 	lbl, done := name+"_loop", name+"_done"
 	g.text(name, fmt.Sprintf("(n16 int, src %s, ld int, dst *float32, ldd int)", srcType), 40)
@@ -583,6 +592,12 @@ func (g *gen) text(name, sig string, frame int, doc ...string) {
 
 // textLocals is text for a function with a local frame of locals bytes.
 func (g *gen) textLocals(name, sig string, locals, frame int, doc ...string) {
+	if kd := kernelDoc(name); kd != nil {
+		if len(doc) > 0 && doc[0] != "" {
+			kd = append(kd, "")
+		}
+		doc = append(kd, doc...)
+	}
 	g.p("")
 	g.p("// func %s%s", name, sig)
 	for _, d := range doc {
