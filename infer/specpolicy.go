@@ -100,12 +100,12 @@ type DraftRun struct {
 // SpecPolicy chooses the draft length K of speculative decoding, K = 0
 // being plain decoding, by measured cost. It keeps running estimates of the
 // draft's time per proposal, of the verification time as a function of the
-// rows m in the pass (minima over recent passes: interference only ever
-// adds time), and of the acceptance at each draft position i: the share
-// a_i of proposals at position i that were accepted when every proposal
-// before them was (decayed counts, pulled toward a_(i−1), and a_1 toward an
-// exponential average α of all proposals, while a position has few
-// observations). Real text is not an i.i.d. run of acceptances: once a
+// rows m in the pass (the faster half of recent passes: interference only
+// ever adds time), and of the acceptance at each draft position i: the
+// share a_i of proposals at position i that were accepted when every
+// proposal before them was (counts decayed per speculative step, pulled
+// toward a_(i−1), and a_1 toward an exponential average α of all
+// proposals, while a position has few observations). Real text is not an i.i.d. run of acceptances: once a
 // draft is right about a phrase it tends to stay right, so a_2, a_3, … are
 // usually above a_1, and a model that took one α for every position would
 // price long drafts too low. For n sequences
@@ -158,19 +158,15 @@ type SpecPolicy struct {
 	cost  CostModel
 	calib float64 // observed / predicted touched experts
 
-	// The tokens of the current spell of speculative steps (since K left
-	// 0) and the seconds its drafts spent catching up.
-	spellTok, spellCatch float64
-	spellSteps           int
-	lastCatch            float64 // the last catch-up's draft seconds
+	lastCatch float64 // the draft's last catch-up, seconds
 
 	pbuf, rbuf []float32 // Step's scratch: one vocabulary each
 }
 
 const emaW = 0.2
 
-// posDecay is the weight an acceptance count keeps per new observation of
-// its position (about the last dozen count), and posPrior the weight, in
+// posDecay is the weight an acceptance count keeps per speculative step
+// (about the last dozen steps count), and posPrior the weight, in
 // observations, of a position's prior (the acceptance at the position
 // before it).
 const (
@@ -276,13 +272,8 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 		}
 		p.shadowN++
 	}
-	if s.K > 0 && s.K == p.k && (s.Timed || s.CatchUp) {
-		p.spellTok += float64(s.Tokens)
-		p.spellSteps++
-		if s.CatchUp {
-			p.spellCatch += s.DraftSeconds
-			p.lastCatch = s.DraftSeconds
-		}
+	if s.K > 0 && s.K == p.k && s.CatchUp {
+		p.lastCatch = s.DraftSeconds
 	}
 	if !s.Timed {
 		return
@@ -356,14 +347,25 @@ func (p *SpecPolicy) observeRuns(s SpecStep) {
 	if runs == nil && s.Seqs == 1 && s.Proposed > 0 {
 		runs = []DraftRun{{Proposed: s.Proposed, Accepted: s.Accepted}}
 	}
+	if len(runs) == 0 {
+		return
+	}
+	// Every position's counts decay with each speculative step, observed
+	// or not: a position a short K no longer reaches drifts back to its
+	// prior (the acceptance at the position before it) instead of keeping
+	// what the last long drafts measured, which would price longer K by
+	// stale luck and keep the policy at the short K.
+	for i := range p.reach {
+		p.reach[i] *= posDecay
+		p.pass[i] *= posDecay
+	}
 	for _, r := range runs {
 		for i := 0; i < r.Proposed && i <= r.Accepted; i++ {
 			if i >= len(p.reach) {
 				p.reach = append(p.reach, 0)
 				p.pass = append(p.pass, 0)
 			}
-			p.reach[i] = posDecay*p.reach[i] + 1
-			p.pass[i] = posDecay * p.pass[i]
+			p.reach[i]++
 			if i < r.Accepted {
 				p.pass[i]++
 			}
@@ -378,13 +380,6 @@ func (p *SpecPolicy) judge() {
 	plain, _ := p.plainRate()
 	best := p.bestK()
 	r := p.rate(best)
-	if p.k > 0 && p.spellCatch > 0 && r > 0 {
-		// The draft's catch-up when the spell began is part of its cost,
-		// spread over the spell's tokens, or over probeEvery steps' worth
-		// if the spell is shorter (a kept K runs at least that long).
-		tok := max(p.spellTok, probeEvery*p.spellTok/float64(p.spellSteps))
-		r = 1 / (1/r + p.spellCatch/tok)
-	}
 	if plain*specMargin >= r {
 		// No K delivers more tokens per second than plain decoding by the
 		// margin: decode plainly and probe best later.
@@ -513,7 +508,6 @@ func (p *SpecPolicy) setK(k int) {
 // start begins a spell of speculative steps with K = k (≥ 1).
 func (p *SpecPolicy) start(k int) {
 	p.setK(max(k, 1))
-	p.spellTok, p.spellCatch, p.spellSteps = 0, 0, 0
 }
 
 // predictedTouched is the expected number of routed experts (all layers) m
@@ -599,12 +593,17 @@ func (p *SpecPolicy) rate(k int) float64 {
 	return float64(p.seqs) * p.expectedTokens(k) / cost
 }
 
-// minWindow keeps the last few timings of one operation; their minimum is
-// the estimate. Interference from other processes only ever adds time, so
-// the minimum of recent runs tracks the operation's own cost better than a
-// mean, while the window still follows real changes (a longer context).
+// minWindow keeps the last few timings of one operation; the mean of the
+// faster half of them is the estimate. Interference from other processes
+// only ever adds time, so the faster runs track the operation's own cost
+// better than a mean of all, while the window still follows real changes
+// (a longer context). Not their minimum: the minimum of many draws is
+// lower than the minimum of a few, so plain passes (run often) were priced
+// at their luckiest draw and verification passes (a few at each size) at
+// typical ones, and plain decoding looked 10–15% faster than it was; the
+// mean of the faster half depends far less on how many draws there were.
 type minWindow struct {
-	vals [12]float64
+	vals [8]float64
 	n    int // observations so far
 }
 
@@ -614,12 +613,17 @@ func (w *minWindow) add(v float64) {
 }
 
 func (w *minWindow) min() float64 {
-	if w.n == 0 {
+	n := min(w.n, len(w.vals))
+	if n == 0 {
 		return 0
 	}
-	m := w.vals[0]
-	for _, v := range w.vals[1:min(w.n, len(w.vals))] {
-		m = min(m, v)
+	v := w.vals
+	s := v[:n]
+	slices.Sort(s)
+	h := (n + 1) / 2
+	var sum float64
+	for _, x := range s[:h] {
+		sum += x
 	}
-	return m
+	return sum / float64(h)
 }
