@@ -46,6 +46,12 @@ type SpecPolicyOptions struct {
 	Fixed bool
 	// Cost prices verification passes of untried sizes.
 	Cost CostModel
+	// StartPlain begins with plain steps and speculates only once the
+	// drafter's unverified proposals during plain steps (SpecStep's shadow
+	// counts) say it would pay: for a drafter that costs nothing to ask
+	// (prompt lookup), so that text it cannot predict costs no speculative
+	// steps at all.
+	StartPlain bool
 }
 
 // SpecStep is what one decoding step did, as SpecPolicy.Observe takes it.
@@ -138,6 +144,7 @@ type DraftRun struct {
 type SpecPolicy struct {
 	k, kMax    int
 	fixed      bool
+	startPlain bool    // SpecPolicyOptions.StartPlain
 	warm       bool    // measuring plain decoding to compare lastK with
 	kSteps     int     // timed steps run with the current K
 	plainSteps int     // steps in a row with K = 0
@@ -204,6 +211,11 @@ func NewSpecPolicy(o SpecPolicyOptions) *SpecPolicy {
 	kMax = max(kMax, k)
 	p := &SpecPolicy{k: k, lastK: k, kMax: kMax, fixed: o.Fixed, alpha: 0.7, probeWait: probeEvery,
 		seqs: 1, tVerify: map[int]*minWindow{}, cost: o.Cost, calib: 1}
+	if o.StartPlain && !o.Fixed {
+		// The first probe may come as soon as the shadow acceptance
+		// counts (minShadow plain steps) and says speculation pays.
+		p.k, p.startPlain, p.probeWait = 0, true, minShadow
+	}
 	return p
 }
 
@@ -231,6 +243,11 @@ func (p *SpecPolicy) Derive(seqs int) *SpecPolicy {
 		q.k, q.lastK = p.k, p.k
 	}
 	if q.fixed {
+		return q
+	}
+	if p.startPlain && p.tDraft.n == 0 {
+		// Nothing speculated yet: the shadow acceptance decides here too.
+		q.k, q.startPlain, q.probeWait = 0, true, minShadow
 		return q
 	}
 	if plain, ok := q.plainRate(); ok {

@@ -364,3 +364,35 @@ func TestSpecPolicyShortRuns(t *testing.T) {
 		})
 	}
 }
+
+// TestSpecPolicyStartPlain checks StartPlain (prompt lookup): the policy
+// starts with plain steps and speculates only once the drafter's unverified
+// proposals say it would pay — never on text it cannot predict, and within
+// a few steps of minShadow on text it predicts perfectly.
+func TestSpecPolicyStartPlain(t *testing.T) {
+	const plain = 1e-3
+	for _, c := range []struct {
+		hit        int
+		maxFirst   int // the first speculative step no later than this (0: never)
+		speculates bool
+	}{{0, 0, false}, {1, minShadow + 2, true}} {
+		pol := NewSpecPolicy(SpecPolicyOptions{K: 4, StartPlain: true})
+		first := -1
+		for i := 0; i < 200; i++ {
+			k := pol.K()
+			if k > 0 {
+				if first < 0 {
+					first = i
+				}
+				pol.Observe(SpecStep{K: k, Seqs: 1, Proposed: k, Accepted: k, Tokens: k + 1, Rows: k + 1,
+					VerifySeconds: 1.2 * plain, Timed: true})
+				continue
+			}
+			pol.Observe(SpecStep{K: 0, Seqs: 1, Tokens: 1, Rows: 1, VerifySeconds: plain, Timed: true,
+				ShadowAsked: 1, ShadowProposed: 1, ShadowAccepted: c.hit})
+		}
+		if got := first >= 0; got != c.speculates || c.speculates && first > c.maxFirst {
+			t.Errorf("shadow acceptance %d: first speculative step %d", c.hit, first)
+		}
+	}
+}

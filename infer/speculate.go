@@ -47,7 +47,9 @@ func (m *Model) speculate(ctx context.Context, seq *Seq, prompt, pending []int32
 		}
 		dr = md
 	}
-	pol := NewSpecPolicy(SpecPolicyOptions{K: opts.DraftTokens, MaxK: opts.MaxDraftTokens, Fixed: opts.FixedDraftTokens, Cost: m.VerifyCost()})
+	_, lookup := dr.(*NgramDrafter)
+	pol := NewSpecPolicy(SpecPolicyOptions{K: opts.DraftTokens, MaxK: opts.MaxDraftTokens, Fixed: opts.FixedDraftTokens,
+		Cost: m.VerifyCost(), StartPlain: lookup})
 	var vs Verifier // nil: greedy
 	if ps := NewSampler(opts.Sampling); !ps.Greedy() {
 		vs = ps

@@ -114,6 +114,7 @@ type schedulerConfig struct {
 	prefillChunk int // most prompt tokens of one sequence per pass
 	queueSize    int
 	draftTokens  int
+	fixedDraft   bool
 	specMaxBatch int  // speculate only while the batch holds at most this many sequences
 	ngram        bool // speculate with prompt lookup (no draft model)
 	prefixCache  bool

@@ -101,6 +101,9 @@ type Options struct {
 	// the measured acceptance and price of verification, down to plain
 	// decoding when speculating does not pay.
 	DraftTokens int
+	// FixedDraftTokens keeps every speculative step at DraftTokens: no
+	// adaptation and no plain steps (for measurements and tests).
+	FixedDraftTokens bool
 	// SpecMaxBatch turns speculation off while more sequences than this are
 	// running (default 4): batching already amortises the weight reads, and
 	// verifying many drafts touches nearly every expert of an MoE model.
@@ -215,7 +218,7 @@ func New(eng Engine, tok Tokenizer, opt Options) (*Server, error) {
 		eng: eng, tok: tok, opt: opt, m: m, log: opt.Logger, started: time.Now().Unix(),
 		sched: newScheduler(eng, opt.Draft, schedulerConfig{
 			parallel: opt.Parallel, kvBudget: opt.KVTokens, stepTokens: opt.StepTokens,
-			prefillChunk: opt.PrefillChunk, queueSize: opt.QueueSize, draftTokens: opt.DraftTokens,
+			prefillChunk: opt.PrefillChunk, queueSize: opt.QueueSize, draftTokens: opt.DraftTokens, fixedDraft: opt.FixedDraftTokens,
 			specMaxBatch: opt.SpecMaxBatch, prefixCache: !opt.NoPrefixCache, ngram: opt.NgramDraft && opt.Draft == nil,
 		}, m, opt.Logger),
 	}

@@ -73,7 +73,8 @@ func (s *scheduler) policy(n int) *infer.SpecPolicy {
 		if c, ok := s.eng.(interface{ VerifyCost() infer.CostModel }); ok {
 			cost = c.VerifyCost()
 		}
-		p = infer.NewSpecPolicy(infer.SpecPolicyOptions{K: s.cfg.draftTokens, MaxK: 2 * s.cfg.draftTokens, Cost: cost})
+		p = infer.NewSpecPolicy(infer.SpecPolicyOptions{K: s.cfg.draftTokens, MaxK: 2 * s.cfg.draftTokens, Cost: cost,
+			Fixed: s.cfg.fixedDraft, StartPlain: s.draft == nil}) // prompt lookup: its shadow acceptance decides
 	}
 	s.policies[n] = p
 	return p

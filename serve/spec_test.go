@@ -97,7 +97,11 @@ func TestRealModelSpeculativeSampling(t *testing.T) {
 func TestRealModelNgramSpeculative(t *testing.T) {
 	tok := testTokenizer(t)
 	m := testModel(t, tok, 32, 2, 4, 160, 1)
-	srv, err := NewFromModel(m, nil, Options{NgramDraft: true, DraftTokens: 4, Logger: quietLogger()})
+	// K fixed: this random-weight target never continues a repetition,
+	// so the adaptive policy (which starts prompt lookup with plain steps
+	// until its unverified proposals would have paid) would never
+	// speculate, and the test is of the speculative path.
+	srv, err := NewFromModel(m, nil, Options{NgramDraft: true, DraftTokens: 4, FixedDraftTokens: true, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	modelPath := fs.String("model", "", "model: a run directory, a .gguf file or a Hugging Face directory")
 	draftPath := fs.String("draft", "", "speculative decoding: a draft model sharing the tokenizer, or ngram for prompt lookup (no model)")
 	draftTokens := fs.Int("draft-tokens", 4, "tokens the draft first proposes per step (adapted per batch size, down to plain steps when speculation does not pay)")
+	fixedDraft := fs.Bool("fixed-draft-tokens", false, "do not adapt --draft-tokens (and never fall back to plain steps)")
 	specMax := fs.Int("spec-max-batch", 4, "speculate only while at most this many sequences are running")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (loopback unless told otherwise)")
 	apiKey := fs.String("api-key", "", "require Authorization: Bearer KEY on every /v1 call")
@@ -119,7 +120,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ModelName: *name, APIKey: key, Parallel: *parallel, KVTokens: *kvTokens, QueueSize: *queue,
 		StepTokens: *stepTokens, PrefillChunk: *prefillChunk, MaxBodyBytes: *maxBody, DrainTimeout: *drain,
 		MaxConns: *maxConns, BodyTimeout: *bodyTimeout,
-		NgramDraft: *draftPath == ngramDraft, DraftTokens: *draftTokens, SpecMaxBatch: *specMax, NoPrefixCache: !*prefixCache, Logger: log,
+		NgramDraft: *draftPath == ngramDraft, DraftTokens: *draftTokens, FixedDraftTokens: *fixedDraft, SpecMaxBatch: *specMax, NoPrefixCache: !*prefixCache, Logger: log,
 		// Both endpoints stop at the end-of-generation tokens, as moe generate does.
 		StopTokens: m.StopTokens(),
 	})
