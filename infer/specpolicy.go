@@ -129,10 +129,9 @@ type DraftRun struct {
 //
 // It starts speculating with K; once K has run minSteps timed steps it
 // runs minSteps plain ones (the price of plain decoding) unless plain steps
-// were already measured. From then on, after every step once the current K
-// has run minSteps steps, it takes the K the model rates best (measuring it
-// for minSteps steps before judging again), or 0 when no K beats plain
-// decoding by specMargin. While K = 0 it probes the best K again
+// were already measured. From then on, every minSteps timed steps of the
+// current K, it moves K one step toward the K the model rates best, or to 0
+// when no K beats plain decoding by specMargin. While K = 0 it probes the best K again
 // after probeEvery plain steps, and doubles that wait (up to maxProbeWait)
 // each time the probe does not pay, so that speculation which does not pay
 // costs little more than the probes; the wait is longer when the draft's
@@ -156,11 +155,11 @@ type SpecPolicy struct {
 	shadowN    int     // shadow observations since the last speculative step
 	seqs       int     // sequences per step, last seen
 
-	alpha   float64   // EMA of per-token acceptance
-	reach   []float64 // decayed count of proposals at position i+1 that were reached
-	pass    []float64 // decayed count of those that were accepted
-	tDraft  minWindow // seconds per draft pass
-	tVerify map[int]*minWindow
+	alpha   float64    // EMA of per-token acceptance
+	reach   []float64  // decayed count of proposals at position i+1 that were reached
+	pass    []float64  // decayed count of those that were accepted
+	tDraft  timeWindow // seconds per draft pass
+	tVerify map[int]*timeWindow
 
 	cost  CostModel
 	calib float64 // observed / predicted touched experts
@@ -210,7 +209,7 @@ func NewSpecPolicy(o SpecPolicyOptions) *SpecPolicy {
 	}
 	kMax = max(kMax, k)
 	p := &SpecPolicy{k: k, lastK: k, kMax: kMax, fixed: o.Fixed, alpha: 0.7, probeWait: probeEvery,
-		seqs: 1, tVerify: map[int]*minWindow{}, cost: o.Cost, calib: 1}
+		seqs: 1, tVerify: map[int]*timeWindow{}, cost: o.Cost, calib: 1}
 	if o.StartPlain && !o.Fixed {
 		// The first probe may come as soon as the shadow acceptance
 		// counts (minShadow plain steps) and says speculation pays.
@@ -233,7 +232,7 @@ func (p *SpecPolicy) Derive(seqs int) *SpecPolicy {
 	q := &SpecPolicy{kMax: p.kMax, fixed: p.fixed, probeWait: probeEvery, seqs: max(seqs, 1),
 		shadow: p.shadow, shadowF: p.shadowF, shadowN: p.shadowN, alpha: p.alpha, tDraft: p.tDraft, lastCatch: p.lastCatch,
 		reach: slices.Clone(p.reach), pass: slices.Clone(p.pass),
-		tVerify: make(map[int]*minWindow, len(p.tVerify)), cost: p.cost, calib: p.calib}
+		tVerify: make(map[int]*timeWindow, len(p.tVerify)), cost: p.cost, calib: p.calib}
 	for m, w := range p.tVerify {
 		c := *w
 		q.tVerify[m] = &c
@@ -305,7 +304,7 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 	}
 	v, ok := p.tVerify[s.Rows]
 	if !ok {
-		v = &minWindow{}
+		v = &timeWindow{}
 		p.tVerify[s.Rows] = v
 	}
 	v.add(s.VerifySeconds)
@@ -339,7 +338,7 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 			}
 			p.probing = true
 			p.shadowN = 0
-			p.start(p.lastK)
+			p.setK(max(p.lastK, 1))
 		}
 		return
 	}
@@ -414,7 +413,7 @@ func (p *SpecPolicy) judge() {
 	}
 	switch {
 	case p.k == 0:
-		p.start(best)
+		p.setK(best)
 	case best != p.k && p.rate(best) > 1.02*p.rate(p.k):
 		// One step toward best: K's neighbours are the sizes the
 		// measurements say most about, and a few lucky steps must not
@@ -444,10 +443,14 @@ func (p *SpecPolicy) bestK() int {
 // time of a pass of seqs rows.
 func (p *SpecPolicy) plainRate() (float64, bool) {
 	v, ok := p.tVerify[p.seqs]
-	if !ok || v.min() <= 0 {
+	if !ok {
 		return 0, false
 	}
-	return float64(p.seqs) / v.min(), true
+	t := v.estimate()
+	if t <= 0 {
+		return 0, false
+	}
+	return float64(p.seqs) / t, true
 }
 
 // minShadow is how many shadow observations the policy needs before it
@@ -467,7 +470,7 @@ func (p *SpecPolicy) shadowPays() bool {
 	k := p.lastK
 	n := float64(p.seqs)
 	tokens := n * (1 - math.Pow(a, float64(k+1))) / (1 - a)
-	cost := float64(k)*p.tDraft.min() + p.verifyTime(p.seqs*(k+1))
+	cost := p.stepTime(k)
 	f := p.shadowF
 	r := (f*tokens + (1-f)*n) / (f*cost + (1-f)*n/plain)
 	return r > 1.1*plain
@@ -506,7 +509,7 @@ func (p *SpecPolicy) ceilingPays() bool {
 		return true
 	}
 	for k := 1; k <= p.kMax; k++ {
-		t := float64(k)*p.tDraft.min() + p.verifyTime(n*(k+1)) + p.lastCatch/probeEvery
+		t := p.stepTime(k) + p.lastCatch/probeEvery
 		if t <= 0 || float64(n*(k+1))/t > plain*specMargin {
 			return true
 		}
@@ -520,11 +523,6 @@ func (p *SpecPolicy) setK(k int) {
 	if k == 0 {
 		p.plainSteps = 0
 	}
-}
-
-// start begins a spell of speculative steps with K = k (≥ 1).
-func (p *SpecPolicy) start(k int) {
-	p.setK(max(k, 1))
 }
 
 // predictedTouched is the expected number of routed experts (all layers) m
@@ -550,7 +548,7 @@ func (p *SpecPolicy) units(m int) float64 {
 // experts the rows pick); from a single measured size, that scaling alone.
 func (p *SpecPolicy) verifyTime(m int) float64 {
 	if v, ok := p.tVerify[m]; ok {
-		return v.min()
+		return v.estimate()
 	}
 	if len(p.tVerify) == 0 {
 		return 0
@@ -565,7 +563,7 @@ func (p *SpecPolicy) verifyTime(m int) float64 {
 	if i > 0 && (i == len(sizes) || m-sizes[i-1] <= sizes[i]-m) {
 		near = sizes[i-1]
 	}
-	t := p.tVerify[near].min()
+	t := p.tVerify[near].estimate()
 	if u := p.units(near); u > 0 {
 		t *= p.units(m) / u
 	}
@@ -578,7 +576,7 @@ func (p *SpecPolicy) verifyTime(m int) float64 {
 	} else if b == len(sizes) {
 		a, b = len(sizes)-2, len(sizes)-1
 	}
-	ta, tb := p.tVerify[sizes[a]].min(), p.tVerify[sizes[b]].min()
+	ta, tb := p.tVerify[sizes[a]].estimate(), p.tVerify[sizes[b]].estimate()
 	lin := ta + (tb-ta)*float64(m-sizes[a])/float64(sizes[b]-sizes[a])
 	if m > sizes[len(sizes)-1] {
 		return max(lin, t)
@@ -601,16 +599,22 @@ func (p *SpecPolicy) expectedTokens(k int) float64 {
 	return tok
 }
 
+// stepTime is the expected seconds of a step with K = k: k draft passes
+// and the verification of seqs·(k+1) rows.
+func (p *SpecPolicy) stepTime(k int) float64 {
+	return float64(k)*p.tDraft.estimate() + p.verifyTime(p.seqs*(k+1))
+}
+
 // rate is the model's tokens per second with K = k.
 func (p *SpecPolicy) rate(k int) float64 {
-	cost := float64(k)*p.tDraft.min() + p.verifyTime(p.seqs*(k+1))
+	cost := p.stepTime(k)
 	if cost <= 0 {
 		return 0
 	}
 	return float64(p.seqs) * p.expectedTokens(k) / cost
 }
 
-// minWindow keeps the last few timings of one operation; the mean of the
+// timeWindow keeps the last few timings of one operation; the mean of the
 // faster half of them is the estimate. Interference from other processes
 // only ever adds time, so the faster runs track the operation's own cost
 // better than a mean of all, while the window still follows real changes
@@ -619,17 +623,17 @@ func (p *SpecPolicy) rate(k int) float64 {
 // at their luckiest draw and verification passes (a few at each size) at
 // typical ones, and plain decoding looked 10–15% faster than it was; the
 // mean of the faster half depends far less on how many draws there were.
-type minWindow struct {
+type timeWindow struct {
 	vals [8]float64
 	n    int // observations so far
 }
 
-func (w *minWindow) add(v float64) {
+func (w *timeWindow) add(v float64) {
 	w.vals[w.n%len(w.vals)] = v
 	w.n++
 }
 
-func (w *minWindow) min() float64 {
+func (w *timeWindow) estimate() float64 {
 	n := min(w.n, len(w.vals))
 	if n == 0 {
 		return 0

@@ -284,7 +284,14 @@ func (c runScenario) run(pol *SpecPolicy, fixedK int, seed uint64) float64 {
 		}
 		if k > 0 {
 			acc := 0
-			for acc < k && r.Float64() < map[bool]float64{true: a1, false: a2}[acc == 0] {
+			for acc < k {
+				a := a2
+				if acc == 0 {
+					a = a1
+				}
+				if r.Float64() >= a {
+					break
+				}
 				acc++
 			}
 			st.Proposed, st.Accepted, st.Tokens = k, acc, acc+1
