@@ -52,9 +52,9 @@ type gen struct {
 func (g *gen) p(format string, args ...any) { fmt.Fprintf(&g.b, format+"\n", args...) }
 
 func main() {
-	out := flag.String("out", "gemm_amd64.s", "output file")
+	dirFlag := flag.String("dir", ".", "directory to write the .s files and their _decl_amd64.go declarations into")
 	flag.Parse()
-	dir := filepath.Dir(*out)
+	dir := *dirFlag
 	for _, f := range []struct {
 		stem, user string
 		fill       func(*gen)
