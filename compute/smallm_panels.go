@@ -59,7 +59,10 @@ func GemmPanels(m, n, k int, a []float32, lda int, panels []float32, j0, j1 int,
 	if ks.rowAxpy != nil {
 		rstep = min(6, ks.rowAxpyRows)
 	}
-	var tail [PanelCols * 6]float32 // a zero-padded last panel's rows
+	// tail holds a partial last panel's rows, zero-padded; made only when
+	// one is met (a fixed array would escape through ks.rowAxpy and cost an
+	// allocation and a clear on every call).
+	var tail []float32
 	for j := j0; j < j1; j += PanelCols {
 		panel := panels[j/PanelCols*PanelCols*k:]
 		cols := min(PanelCols, n-j)
@@ -67,7 +70,10 @@ func GemmPanels(m, n, k int, a []float32, lda int, panels []float32, j0, j1 int,
 			ma := min(rstep, m-i0)
 			dst, ldd := c[i0*ldc+j:], ldc
 			if cols < PanelCols {
-				dst, ldd = tail[:], PanelCols
+				if tail == nil {
+					tail = make([]float32, PanelCols*rstep)
+				}
+				dst, ldd = tail, PanelCols
 			}
 			for i := 0; i < ma; i++ {
 				clear(dst[i*ldd : i*ldd+PanelCols])

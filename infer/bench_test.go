@@ -133,7 +133,7 @@ func BenchmarkDecodeMoEvsDenseRatio(b *testing.B) {
 	}
 	b.ReportMetric(best[0]*1e3, "moe-ms/tok")
 	b.ReportMetric(best[1]*1e3, "dense-ms/tok")
-	b.ReportMetric(best[0]/best[1], "github.com/moe-llm/moe/dense")
+	b.ReportMetric(best[0]/best[1], "moe/dense")
 }
 
 // BenchmarkVerifyTiny measures the tiny target scoring m tokens in one pass

@@ -66,6 +66,7 @@ func (d *ModelDrafter) Propose(ctx []int32, k int) ([]int32, [][]float32, error)
 	}
 	in := syncSeq(d.seq, ctx)
 	d.fed = len(in)
+	defer d.seq.reusingLogits()() // each proposal's logits become d.qs[i]
 	V := d.m.Cfg.VocabSize
 	for len(d.qs) < k {
 		d.qs = append(d.qs, make([]float32, V))

@@ -40,11 +40,18 @@ type scratch struct {
 	workers            []ffnBuf // per pool worker
 	expOut             []float32
 	route, scores      []float32
+	logits             []float32 // the logits of a call with a ReuseLogits sequence
 	rowSeq, rowPos     []int32
 	mla                mlaScratch
 	// prec is the precision of the current call's products.
 	prec precision
 }
+
+// maxScratchLogits bounds the logits (rows × vocabulary floats) a call
+// computes in the model's scratch for sequences that reuse their buffers:
+// larger calls (a long prompt scored whole) allocate, so that the scratch
+// does not keep their size for the model's lifetime.
+const maxScratchLogits = 1 << 22
 
 // grow reuses or allocates a float32 scratch buffer (scratchbuf.Grow); it
 // stays as a short name for the call sites in this package.
@@ -59,8 +66,9 @@ func growI(b []int32, n int) []int32 { return scratchbuf.Grow(b, n) }
 // per expert so that only the experts the router picks are computed. It
 // returns, for each sequence, the logits of every new position (n·V floats,
 // position-major) when allLogits is set, else those of its last new position
-// (V floats). A sequence with no new tokens gets nil. Forward is safe for
-// concurrent use (calls are serialised).
+// (V floats). A sequence with no new tokens gets nil; one with ReuseLogits
+// set gets its logits in its own buffer, valid until the next Forward that
+// includes it. Forward is safe for concurrent use (calls are serialised).
 func (m *Model) Forward(seqs []*Seq, tokens [][]int32, allLogits bool) ([][]float32, error) {
 	logits, _, err := m.ForwardStats(seqs, tokens, allLogits)
 	return logits, err
@@ -248,7 +256,20 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 	for j, pr := range pick {
 		compute.RMSNorm(sc.xn[j*d:(j+1)*d], x[pr*d:(pr+1)*d], m.finalNorm, 1, d, eps, nil)
 	}
-	all := make([]float32, np*V)
+	// The logits go to the model's scratch when a sequence reuses its own
+	// buffer (then each sequence's rows are copied out), else to a fresh
+	// slice that the sequences' results share.
+	reuse := false
+	for _, s := range seqs {
+		reuse = reuse || s.reuseLogits
+	}
+	var all []float32
+	if reuse && np*V <= maxScratchLogits {
+		sc.logits = grow(sc.logits, np*V)
+		all = sc.logits
+	} else {
+		all, reuse = make([]float32, np*V), false
+	}
 	m.lmHead.mul(m.Pool, prec, np, sc.xn, d, all, V)
 	scaleBy(all, m.logitScale)
 	j := 0
@@ -258,7 +279,16 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 			continue
 		}
 		k := nLogits(i)
-		out[i] = all[j*V : (j+k)*V : (j+k)*V]
+		switch rows := all[j*V : (j+k)*V : (j+k)*V]; {
+		case !reuse:
+			out[i] = rows
+		case s.reuseLogits:
+			s.logits = grow(s.logits, k*V)
+			out[i] = s.logits[: k*V : k*V]
+			copy(out[i], rows)
+		default:
+			out[i] = slices.Clone(rows)
+		}
 		j += k
 		s.tokens = append(s.tokens[:s.n], tokens[i]...)
 		s.n += n

@@ -293,6 +293,8 @@ func (m *Model) Generate(ctx context.Context, prompt []int32, opts GenerateOptio
 	} else if seq.m != m {
 		return res, errors.New("infer: opts.Seq belongs to another model")
 	}
+	// Each step's logits are read before the next step: one buffer serves.
+	defer seq.reusingLogits()()
 	if len(prompt) > seq.maxLen {
 		return res, fmt.Errorf("infer: prompt of %d tokens is longer than the context of %d tokens", len(prompt), seq.maxLen)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -570,5 +571,48 @@ func TestForwardLast(t *testing.T) {
 	}
 	if _, _, err := m.ForwardLast([]*Seq{m.NewSeq(0)}, [][]int32{toks}, false, []int{1, 2}); err == nil {
 		t.Fatal("mismatched last accepted")
+	}
+}
+
+// TestReuseLogits checks that a sequence with ReuseLogits gets the same
+// logits as one without, in one buffer it keeps from call to call, and
+// that a sequence without it, batched beside one with it, still gets
+// slices of its own that the next call does not overwrite.
+func TestReuseLogits(t *testing.T) {
+	cfg := testConfig(true)
+	m := newTestModel(t, cfg, 4, 0.3)
+	toks := []int32{1, 2, 3, 4, 5, 6}
+	ra, rb, fresh := m.NewSeq(0), m.NewSeq(0), m.NewSeq(0)
+	ra.ReuseLogits(true)
+	rb.ReuseLogits(true)
+	first, err := m.Forward([]*Seq{fresh, ra, rb}, [][]int32{toks, toks, toks[:3]}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := slices.Clone(first[0])
+	if !slices.Equal(first[1], first[0]) || !slices.Equal(first[2], first[0][:3*cfg.VocabSize]) {
+		t.Fatal("a reusing sequence's logits differ from a fresh one's")
+	}
+	second, err := m.Forward([]*Seq{fresh, ra, rb}, [][]int32{{7}, {7}, {8}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &second[1][0] != &first[1][0] || &second[2][0] != &first[2][0] {
+		t.Fatal("a reusing sequence got a new buffer")
+	}
+	if &second[0][0] == &first[0][0] || !slices.Equal(first[0], keep) {
+		t.Fatal("the next call overwrote a fresh sequence's logits")
+	}
+	if !slices.Equal(second[0], second[1]) {
+		t.Fatal("a reusing sequence's second logits differ from a fresh one's")
+	}
+	// Turned off, each call's slice is its own again.
+	ra.ReuseLogits(false)
+	third, err := m.Forward([]*Seq{ra}, [][]int32{{9}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &third[0][0] == &first[1][0] {
+		t.Fatal("ReuseLogits(false) still returned the kept buffer")
 	}
 }

@@ -17,6 +17,28 @@ type Seq struct {
 	// ([kv_lora_rank+rope][capacity]) and v nothing (see cacheDims).
 	k, v [][]float32
 	cap  int
+	// logits, when reuseLogits is set, is the buffer Forward returns this
+	// sequence's logits in (see ReuseLogits).
+	logits      []float32
+	reuseLogits bool
+}
+
+// ReuseLogits sets whether Forward returns this sequence's logits in a
+// buffer the sequence owns and reuses, valid only until the next Forward
+// that includes the sequence, instead of a fresh slice per call. Decoding
+// loops that read each step's logits before the next step set it: a
+// fresh vocabulary-sized slice a step (several at a verification) costs
+// an allocation, its clearing and, when the runtime has returned the
+// memory to the system, a page fault per 4 KiB, which on a small model
+// is a tenth of the step. Off by default.
+func (s *Seq) ReuseLogits(on bool) { s.reuseLogits = on }
+
+// reusingLogits turns ReuseLogits on for a loop that owns s for a while
+// and returns the call that puts the caller's setting back.
+func (s *Seq) reusingLogits() (restore func()) {
+	prev := s.reuseLogits
+	s.reuseLogits = true
+	return func() { s.reuseLogits = prev }
 }
 
 // NewSeq returns an empty sequence that may grow to maxLen tokens; maxLen

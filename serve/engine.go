@@ -60,6 +60,8 @@ type Engine interface {
 	// Forward appends tokens[i] to seqs[i] for every i in one batched pass
 	// and returns, per sequence, the logits of its last new position ([vocab])
 	// or, with allLogits, of all its new positions (len(tokens[i])×vocab).
+	// The logits may be valid only until the next Forward that includes
+	// the same sequence: the scheduler reads them before that.
 	Forward(seqs []Seq, tokens [][]int32, allLogits bool) ([][]float32, error)
 	// NewSampler returns a sampler for one request.
 	NewSampler(o SampleOptions) Sampler

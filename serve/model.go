@@ -18,7 +18,13 @@ func NewModelEngine(m *infer.Model) Engine { return &modelEngine{m: m} }
 
 func (e *modelEngine) Context() int { return e.m.Context() }
 
-func (e *modelEngine) NewSeq(maxLen int) Seq { return e.m.NewSeq(maxLen) }
+// NewSeq returns a sequence whose logits are returned in a buffer it
+// reuses: the scheduler reads a step's logits before the next step.
+func (e *modelEngine) NewSeq(maxLen int) Seq {
+	s := e.m.NewSeq(maxLen)
+	s.ReuseLogits(true)
+	return s
+}
 
 func (e *modelEngine) Forward(seqs []Seq, tokens [][]int32, allLogits bool) ([][]float32, error) {
 	ss := make([]*infer.Seq, len(seqs))
