@@ -95,52 +95,13 @@ func (m *Model) ForwardLast(seqs []*Seq, tokens [][]int32, allLogits bool, last 
 // speculative decoding outputs.
 func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []int, lowPrec bool) ([][]float32, Stats, error) {
 	var st Stats
-	if last != nil && len(last) != len(seqs) {
-		return nil, st, fmt.Errorf("infer: forward got %d sequences but %d logit counts", len(seqs), len(last))
-	}
-	nLogits := func(i int) int {
-		n := len(tokens[i])
-		switch {
-		case last != nil:
-			return min(max(last[i], 1), n)
-		case allLogits:
-			return n
-		}
-		return 1
-	}
-	if len(seqs) != len(tokens) {
-		return nil, st, fmt.Errorf("infer: forward got %d sequences but %d token lists", len(seqs), len(tokens))
-	}
-	cfg := m.Cfg
-	V := cfg.VocabSize
-	rows := 0
-	seen := make(map[*Seq]bool, len(seqs))
-	for i, s := range seqs {
-		if s == nil {
-			return nil, st, fmt.Errorf("infer: forward: sequence %d is nil", i)
-		}
-		if s.m != m {
-			return nil, st, fmt.Errorf("infer: forward: sequence %d belongs to another model", i)
-		}
-		if seen[s] {
-			return nil, st, fmt.Errorf("infer: forward: sequence %d appears twice in one batch", i)
-		}
-		seen[s] = true
-		if s.n+len(tokens[i]) > s.maxLen {
-			return nil, st, fmt.Errorf("infer: sequence %d would hold %d tokens, more than its limit of %d (model context %d)",
-				i, s.n+len(tokens[i]), s.maxLen, m.ctxLen)
-		}
-		for _, t := range tokens[i] {
-			if t < 0 || int(t) >= V {
-				return nil, st, fmt.Errorf("infer: token id %d out of range [0,%d)", t, V)
-			}
-		}
-		rows += len(tokens[i])
+	rows, err := m.checkBatch(seqs, tokens, last)
+	if err != nil {
+		return nil, st, err
 	}
 	st.Rows = rows
-	out := make([][]float32, len(seqs))
 	if rows == 0 {
-		return out, st, nil
+		return make([][]float32, len(seqs)), st, nil
 	}
 
 	m.mu.Lock()
@@ -148,6 +109,90 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 	if m.closed {
 		return nil, st, errors.New("infer: forward on a closed model")
 	}
+	m.setPrecision(lowPrec)
+	m.growScratch(rows)
+	if err := m.embedRows(seqs, tokens); err != nil {
+		return nil, st, err
+	}
+	if m.Cfg.IsMoE() {
+		st.Touched = make([]int, m.Cfg.NumLayers)
+		st.ExpertRows = make([][]int, m.Cfg.NumLayers)
+	}
+	for l := range m.layers {
+		m.attentionBlock(l, seqs, rows)
+		if !m.Cfg.LayerIsMoE(l) {
+			m.denseFFN(l, rows)
+			continue
+		}
+		st.Touched[l], st.ExpertRows[l] = m.moe(l, rows, m.sc.x)
+	}
+	out := m.logits(seqs, tokens, func(i int) int { return logitRows(len(tokens[i]), allLogits, last, i) })
+	for i, s := range seqs {
+		if len(tokens[i]) > 0 {
+			s.tokens = append(s.tokens[:s.n], tokens[i]...)
+			s.n += len(tokens[i])
+		}
+	}
+	m.countRows(rows, st.ExpertRows)
+	return out, st, nil
+}
+
+// logitRows is how many of a sequence's n new positions (the last ones)
+// get logits: last[i] (at least 1, at most n) when last is given, all n
+// with allLogits, else 1.
+func logitRows(n int, allLogits bool, last []int, i int) int {
+	switch {
+	case last != nil:
+		return min(max(last[i], 1), n)
+	case allLogits:
+		return n
+	}
+	return 1
+}
+
+// checkBatch validates a forward call's batch before anything runs: as
+// many token lists (and logit counts, when given) as sequences, each
+// sequence non-nil, of this model and in the batch once, within its
+// length limit, every token in the vocabulary. It returns the rows.
+func (m *Model) checkBatch(seqs []*Seq, tokens [][]int32, last []int) (int, error) {
+	if last != nil && len(last) != len(seqs) {
+		return 0, fmt.Errorf("infer: forward got %d sequences but %d logit counts", len(seqs), len(last))
+	}
+	if len(seqs) != len(tokens) {
+		return 0, fmt.Errorf("infer: forward got %d sequences but %d token lists", len(seqs), len(tokens))
+	}
+	V := m.Cfg.VocabSize
+	rows := 0
+	seen := make(map[*Seq]bool, len(seqs))
+	for i, s := range seqs {
+		if s == nil {
+			return 0, fmt.Errorf("infer: forward: sequence %d is nil", i)
+		}
+		if s.m != m {
+			return 0, fmt.Errorf("infer: forward: sequence %d belongs to another model", i)
+		}
+		if seen[s] {
+			return 0, fmt.Errorf("infer: forward: sequence %d appears twice in one batch", i)
+		}
+		seen[s] = true
+		if s.n+len(tokens[i]) > s.maxLen {
+			return 0, fmt.Errorf("infer: sequence %d would hold %d tokens, more than its limit of %d (model context %d)",
+				i, s.n+len(tokens[i]), s.maxLen, m.ctxLen)
+		}
+		for _, t := range tokens[i] {
+			if t < 0 || int(t) >= V {
+				return 0, fmt.Errorf("infer: token id %d out of range [0,%d)", t, V)
+			}
+		}
+		rows += len(tokens[i])
+	}
+	return rows, nil
+}
+
+// setPrecision sets the precision of this call's products: bfloat16 for
+// a model loaded with it, the draft's low precision (building its bf16
+// panels the first time) when asked, else full.
+func (m *Model) setPrecision(lowPrec bool) {
 	switch {
 	case m.bf16:
 		m.sc.prec = precBF16
@@ -159,106 +204,117 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 	default:
 		m.sc.prec = precFull
 	}
-	prec := m.sc.prec
+}
 
-	d, hd := cfg.HiddenSize, m.hd
-	nh := cfg.NumHeads
-	qDim, kvDim := nh*hd, m.kvDim
+// growScratch sizes the call's row buffers for rows rows.
+func (m *Model) growScratch(rows int) {
+	d, qDim := m.Cfg.HiddenSize, m.Cfg.NumHeads*m.hd
 	sc := &m.sc
 	sc.x = grow(sc.x, rows*d)
 	sc.xn = grow(sc.xn, rows*d)
-	qkvDim := qDim + 2*kvDim
-	if !cfg.MLA() { // latent attention has its own buffers (mlaScratch)
-		sc.qkv = grow(sc.qkv, rows*qkvDim)
+	if !m.Cfg.MLA() { // latent attention has its own buffers (mlaScratch)
+		sc.qkv = grow(sc.qkv, rows*(qDim+2*m.kvDim))
 	}
 	sc.att = grow(sc.att, rows*qDim)
 	sc.o = grow(sc.o, rows*d)
-	x := sc.x
-
-	// Row bookkeeping: which sequence and position each row is.
 	sc.rowSeq = growI(sc.rowSeq, rows)
 	sc.rowPos = growI(sc.rowPos, rows)
-	rowSeq, rowPos := sc.rowSeq, sc.rowPos
-	r := 0
-	maxLen := 0
+}
+
+// embedRows writes the embeddings of every new token into sc.x, the
+// sequences' tokens one after the other, and which sequence and position
+// each row is into sc.rowSeq and sc.rowPos; it makes room in each
+// sequence's cache and extends the RoPE tables to the longest.
+func (m *Model) embedRows(seqs []*Seq, tokens [][]int32) error {
+	d := m.Cfg.HiddenSize
+	sc := &m.sc
+	x := sc.x
+	r, maxLen := 0, 0
 	for i, s := range seqs {
 		s.reserve(s.n + len(tokens[i]))
 		maxLen = max(maxLen, s.n+len(tokens[i]))
 		for j, t := range tokens[i] {
 			if err := m.embed.row(int(t), x[r*d:(r+1)*d]); err != nil {
-				return nil, st, err
+				return err
 			}
-			rowSeq[r] = int32(i)
-			rowPos[r] = int32(s.n + j)
+			sc.rowSeq[r] = int32(i)
+			sc.rowPos[r] = int32(s.n + j)
 			r++
 		}
 	}
-	scaleBy(x[:rows*d], m.embScale)
-	if err := m.growRoPE(maxLen); err != nil {
-		return nil, st, err
-	}
-	eps := model.NormEps(cfg)
-	if cfg.IsMoE() {
-		st.Touched = make([]int, cfg.NumLayers)
-		st.ExpertRows = make([][]int, cfg.NumLayers)
-	}
+	scaleBy(x[:r*d], m.embScale)
+	return m.growRoPE(maxLen)
+}
 
-	for l := range m.layers {
-		L := &m.layers[l]
-		splitRows(m.Pool, rows, d, func(r0, r1 int) {
-			compute.RMSNorm(sc.xn[r0*d:r1*d], x[r0*d:r1*d], L.attnNorm, r1-r0, d, eps, nil)
+// attentionBlock runs layer l's attention half over the rows in sc.x:
+// the norm, the q/k/v projection with each row's keys and values into its
+// sequence's cache (or latent attention), attention, the output
+// projection, the residual add, and the norm before the feed-forward half
+// into sc.xn.
+func (m *Model) attentionBlock(l int, seqs []*Seq, rows int) {
+	L := &m.layers[l]
+	sc := &m.sc
+	d, x, eps := m.Cfg.HiddenSize, sc.x, model.NormEps(m.Cfg)
+	splitRows(m.Pool, rows, d, func(r0, r1 int) {
+		compute.RMSNorm(sc.xn[r0*d:r1*d], x[r0*d:r1*d], L.attnNorm, r1-r0, d, eps, nil)
+	})
+	rowSeq, rowPos := sc.rowSeq[:rows], sc.rowPos[:rows]
+	if L.mla != nil {
+		m.mlaAttention(seqs, l, rows, rowSeq, rowPos)
+	} else {
+		qDim := m.Cfg.NumHeads * m.hd
+		qkvDim := qDim + 2*m.kvDim
+		L.qkv.mul(m.Pool, sc.prec, rows, sc.xn, d, sc.qkv, qkvDim)
+		// Each row writes its own position of its sequence's cache.
+		splitRows(m.Pool, rows, qkvDim, func(r0, r1 int) {
+			for r := r0; r < r1; r++ {
+				m.qkvRow(l, sc.qkv[r*qkvDim:(r+1)*qkvDim], seqs[rowSeq[r]], int(rowPos[r]), eps)
+			}
 		})
-		if L.mla != nil {
-			m.mlaAttention(seqs, l, rows, rowSeq, rowPos)
-		} else {
-			L.qkv.mul(m.Pool, prec, rows, sc.xn, d, sc.qkv, qkvDim)
-			// Each row writes its own position of its sequence's cache.
-			splitRows(m.Pool, rows, qkvDim, func(r0, r1 int) {
-				for r := r0; r < r1; r++ {
-					m.qkvRow(l, sc.qkv[r*qkvDim:(r+1)*qkvDim], seqs[rowSeq[r]], int(rowPos[r]), eps)
-				}
-			})
-			m.attention(seqs, l, rows, rowSeq, rowPos)
-			L.o.mul(m.Pool, prec, rows, sc.att, qDim, sc.o, d)
-		}
-		splitRows(m.Pool, rows, d, func(r0, r1 int) {
-			o := sc.o[r0*d : r1*d]
-			addRowBias(o, L.oBias)
-			scaleBy(o, m.resScale)
-			compute.Add(x[r0*d:r1*d], o)
-			compute.RMSNorm(sc.xn[r0*d:r1*d], x[r0*d:r1*d], L.ffnNorm, r1-r0, d, eps, nil)
-		})
-		if !cfg.LayerIsMoE(l) {
-			m.swiglu(m.Pool, &sc.ffn, rows, sc.xn, &L.ffn)
-			scaleBy(sc.ffn.o[:rows*d], m.resScale)
-			compute.Add(x[:rows*d], sc.ffn.o)
-			continue
-		}
-		touched, counts := m.moe(l, rows, x)
-		st.Touched[l] = touched
-		st.ExpertRows[l] = counts
+		m.attention(seqs, l, rows, rowSeq, rowPos)
+		L.o.mul(m.Pool, sc.prec, rows, sc.att, qDim, sc.o, d)
 	}
+	splitRows(m.Pool, rows, d, func(r0, r1 int) {
+		o := sc.o[r0*d : r1*d]
+		addRowBias(o, L.oBias)
+		scaleBy(o, m.resScale)
+		compute.Add(x[r0*d:r1*d], o)
+		compute.RMSNorm(sc.xn[r0*d:r1*d], x[r0*d:r1*d], L.ffnNorm, r1-r0, d, eps, nil)
+	})
+}
 
-	// Logits of the rows asked for.
-	var pick []int
-	r = 0
+// denseFFN runs layer l's dense feed-forward half: SwiGLU of sc.xn, added
+// (residual-scaled) to sc.x.
+func (m *Model) denseFFN(l, rows int) {
+	sc := &m.sc
+	d := m.Cfg.HiddenSize
+	m.swiglu(m.Pool, &sc.ffn, rows, sc.xn, &m.layers[l].ffn)
+	scaleBy(sc.ffn.o[:rows*d], m.resScale)
+	compute.Add(sc.x[:rows*d], sc.ffn.o)
+}
+
+// logits returns, for each sequence with new tokens, the logits of the
+// last nLogits(i) of its rows in sc.x: the final norm, the output head,
+// the logit scale. They go to the model's scratch when a sequence reuses
+// its own buffer (then each sequence's rows are copied out), else to a
+// fresh slice that the sequences' results share.
+func (m *Model) logits(seqs []*Seq, tokens [][]int32, nLogits func(i int) int) [][]float32 {
+	d, V := m.Cfg.HiddenSize, m.Cfg.VocabSize
+	sc := &m.sc
+	x, eps := sc.x, model.NormEps(m.Cfg)
+	np, r := 0, 0
 	for i := range seqs {
 		n := len(tokens[i])
 		if n == 0 {
 			continue
 		}
 		for j := n - nLogits(i); j < n; j++ {
-			pick = append(pick, r+j)
+			pr := r + j
+			compute.RMSNorm(sc.xn[np*d:(np+1)*d], x[pr*d:(pr+1)*d], m.finalNorm, 1, d, eps, nil)
+			np++
 		}
 		r += n
 	}
-	np := len(pick)
-	for j, pr := range pick {
-		compute.RMSNorm(sc.xn[j*d:(j+1)*d], x[pr*d:(pr+1)*d], m.finalNorm, 1, d, eps, nil)
-	}
-	// The logits go to the model's scratch when a sequence reuses its own
-	// buffer (then each sequence's rows are copied out), else to a fresh
-	// slice that the sequences' results share.
 	reuse := false
 	for _, s := range seqs {
 		reuse = reuse || s.reuseLogits
@@ -270,12 +326,12 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 	} else {
 		all, reuse = make([]float32, np*V), false
 	}
-	m.lmHead.mul(m.Pool, prec, np, sc.xn, d, all, V)
+	m.lmHead.mul(m.Pool, sc.prec, np, sc.xn, d, all, V)
 	scaleBy(all, m.logitScale)
+	out := make([][]float32, len(seqs))
 	j := 0
 	for i, s := range seqs {
-		n := len(tokens[i])
-		if n == 0 {
+		if len(tokens[i]) == 0 {
 			continue
 		}
 		k := nLogits(i)
@@ -290,11 +346,8 @@ func (m *Model) forward(seqs []*Seq, tokens [][]int32, allLogits bool, last []in
 			out[i] = slices.Clone(rows)
 		}
 		j += k
-		s.tokens = append(s.tokens[:s.n], tokens[i]...)
-		s.n += n
 	}
-	m.countRows(rows, st.ExpertRows)
-	return out, st, nil
+	return out
 }
 
 // qkvRow finishes one row of layer l's q/k/v projection at position p of
