@@ -255,231 +255,359 @@ const mapRegion = 1
 // is mapped), failing on any tensor that is missing, misshapen or has no
 // place in the model.
 func mapModel(f *File) (*Mapped, error) {
-	arch, ok := f.Get("general.architecture")
-	if !ok {
-		return nil, errors.New("gguf: missing metadata \"general.architecture\"")
+	fam, qwen, err := fileFamily(f)
+	if err != nil {
+		return nil, err
 	}
-	_, moeFile := f.Get(KeyMoEConfig)
-	// fam is the family of a file of another MoE architecture; nil for
-	// llama files and the qwen2moe files moe itself writes.
-	var fam *family
-	if arch != Architecture && (arch != ArchQwen2MoE || !moeFile) {
-		name, _ := arch.(string)
-		if fam = lookupFamily(name); fam == nil {
-			return nil, fmt.Errorf("gguf: architecture %q is not supported (moe reads %s)", fmt.Sprint(arch), architectures())
-		}
+	cfg, err := fileConfig(f, fam)
+	if err != nil {
+		return nil, err
 	}
-	qwen := arch == ArchQwen2MoE && fam == nil
-	var cfg *config.Config
-	var err error
-	if fam != nil {
-		if cfg, err = familyConfig(f, fam); err != nil {
-			return nil, err
-		}
-	} else {
-		if cfg, err = configFromFile(f); err != nil {
-			return nil, err
-		}
-		if err := checkStructure(cfg); err != nil {
-			return nil, fmt.Errorf("gguf: %w", err)
-		}
-	}
-	permute := fam == nil && !qwen || fam != nil && fam.permuteQK
-	region := mapRegion // of the views into the file
-	if !f.Mapped() {
-		region = 0 // separate copies: never fused
-	}
-	copies := mapRegion // the last region given to a copy
-	used := map[string]bool{}
-	// tensor checks tensor name's dims (inner, then n when n > 0) and
-	// returns its bytes.
-	tensor := func(name string, n int, inner ...uint64) (*TensorInfo, []byte, error) {
-		dims := inner
-		if n > 0 {
-			dims = append(dims, uint64(n))
-		}
-		t, ok := f.Tensor(name)
-		if !ok {
-			return nil, nil, fmt.Errorf("gguf: missing tensor %q", name)
-		}
-		if !slices.Equal(t.Dims, dims) {
-			return nil, nil, fmt.Errorf("gguf: tensor %q has dims %v, the config needs %v", name, t.Dims, dims)
-		}
-		used[name] = true
-		data, err := f.TensorBytes(t)
-		return t, data, err
-	}
-	// stack reads an [cols, rows, n] tensor as n matrices of rows×cols.
-	stack := func(name string, rows, cols, n int) ([]Matrix, error) {
-		t, data, err := tensor(name, n, uint64(cols), uint64(rows))
-		if err != nil {
-			return nil, err
-		}
-		per := len(data) / max(n, 1)
-		out := make([]Matrix, max(n, 1))
-		for e := range out {
-			out[e] = Matrix{Name: name, Type: compute.QType(t.Type), Rows: rows, Cols: cols, Data: data[e*per : (e+1)*per : (e+1)*per], region: region}
-			if n > 0 {
-				out[e].Name = fmt.Sprintf("%s[%d]", name, e)
-			}
-		}
-		return out, nil
-	}
-	mat := func(name string, rows, cols int) (Matrix, error) {
-		ms, err := stack(name, rows, cols, 0)
-		if err != nil {
-			return Matrix{}, err
-		}
-		return ms[0], nil
-	}
-	// vecs reads an [n, count] tensor as count vectors (count 0: one
-	// vector, dims [n]), decoded to float32.
-	vecs := func(name string, n, count int) ([][]float32, error) {
-		t, raw, err := tensor(name, count, uint64(n))
-		if err != nil {
-			return nil, err
-		}
-		out := make([]float32, n*max(count, 1))
-		if err := Decode(t.Type, raw, out); err != nil {
-			return nil, fmt.Errorf("gguf: tensor %q: %w", name, err)
-		}
-		vs := make([][]float32, max(count, 1))
-		for i := range vs {
-			vs[i] = out[i*n : (i+1)*n : (i+1)*n]
-		}
-		return vs, nil
-	}
-	vec := func(name string, n int) ([]float32, error) {
-		v, err := vecs(name, n, 0)
-		if err != nil {
-			return nil, err
-		}
-		return v[0], nil
-	}
-	d, hd := cfg.HiddenSize, cfg.HeadDimension()
-	nh, nkv, V := cfg.NumHeads, cfg.KVHeads(), cfg.VocabSize
+	mp := newMapper(f, cfg, fam, qwen)
 	m := &Mapped{Cfg: cfg, f: f, Layers: make([]LayerMatrices, cfg.NumLayers)}
-	if m.Embed, err = mat("token_embd.weight", V, d); err != nil {
+	if m.Embed, err = mp.mat("token_embd.weight", cfg.VocabSize, cfg.HiddenSize); err != nil {
 		return nil, err
 	}
 	for i := range m.Layers {
-		L := &m.Layers[i]
-		p := fmt.Sprintf("blk.%d.", i)
-		var errs [8]error
-		L.AttnNorm, errs[0] = vec(p+"attn_norm.weight", d)
-		oIn := nh * hd
-		if cfg.MLA() {
-			oIn = nh * cfg.VHeadDim
-			L.MLA, errs[1] = mlaLayer(f, cfg, p, mat, stack, vec, func() int { copies++; return copies })
-		} else {
-			L.Q, errs[1] = mat(p+"attn_q.weight", nh*hd, d)
-			L.K, errs[2] = mat(p+"attn_k.weight", nkv*hd, d)
-			L.V, errs[3] = mat(p+"attn_v.weight", nkv*hd, d)
-		}
-		L.O, errs[4] = mat(p+"attn_output.weight", d, oIn)
-		L.FFNNorm, errs[5] = vec(p+ffnNormName(fam), d)
-		if err := errors.Join(errs[:]...); err != nil {
+		if err := mp.layer(&m.Layers[i], i); err != nil {
 			return nil, err
-		}
-		if fam != nil {
-			if err := familyLayer(L, fam, cfg, p, vec); err != nil {
-				return nil, err
-			}
-		}
-		if permute {
-			// llama.cpp's q and k rows pair 2i with 2i+1 (its RoPE);
-			// moe's pair i with i+hd/2: a copy of both in moe's order, in
-			// one allocation so that they can be fused.
-			copies++
-			buf := make([]byte, len(L.Q.Data)+len(L.K.Data))
-			rq := len(L.Q.Data) / L.Q.Rows
-			rk := len(L.K.Data) / L.K.Rows
-			copy(buf, ropePermute(L.Q.Data, nh, hd, rq, false))
-			copy(buf[len(L.Q.Data):], ropePermute(L.K.Data, nkv, hd, rk, false))
-			L.Q.Data, L.Q.region = buf[:len(L.Q.Data):len(L.Q.Data)], copies
-			L.K.Data, L.K.region = buf[len(L.Q.Data):], copies
-		}
-		if !cfg.LayerIsMoE(i) {
-			ff := cfg.IntermediateSize
-			L.FFN.Gate, errs[0] = mat(p+"ffn_gate.weight", ff, d)
-			L.FFN.Up, errs[1] = mat(p+"ffn_up.weight", ff, d)
-			L.FFN.Down, errs[2] = mat(p+"ffn_down.weight", d, ff)
-			if err := errors.Join(errs[:3]...); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		E, fe := cfg.NumExperts, cfg.ExpertSize()
-		var gate, up, down []Matrix
-		L.Router, errs[0] = mat(p+"ffn_gate_inp.weight", E, d)
-		gate, errs[1] = stack(p+"ffn_gate_exps.weight", fe, d, E)
-		up, errs[2] = stack(p+"ffn_up_exps.weight", fe, d, E)
-		down, errs[3] = stack(p+"ffn_down_exps.weight", d, fe, E)
-		if err := errors.Join(errs[:4]...); err != nil {
-			return nil, err
-		}
-		if cfg.HasRouterScoreBias() {
-			if L.ScoreBias, err = vec(p+"exp_probs_b.bias", E); err != nil {
-				return nil, err
-			}
-		}
-		L.Experts = make([]ExpertMatrices, E)
-		for e := range L.Experts {
-			L.Experts[e] = ExpertMatrices{Gate: gate[e], Up: up[e], Down: down[e]}
-		}
-		if fam != nil && fam.gptOSS {
-			if err := ossLayer(L, f, cfg, p, vec, vecs); err != nil {
-				return nil, err
-			}
-		}
-		if qwen {
-			// The placeholder shared expert moe writes: its down projection
-			// must be zero, or the file computes something moe does not.
-			_, errs[0] = vec(p+"ffn_gate_inp_shexp.weight", d)
-			_, errs[1] = mat(p+"ffn_gate_shexp.weight", shexpWidth, d)
-			_, errs[2] = mat(p+"ffn_up_shexp.weight", shexpWidth, d)
-			var sd Matrix
-			sd, errs[3] = mat(p+"ffn_down_shexp.weight", d, shexpWidth)
-			if err := errors.Join(errs[:4]...); err != nil {
-				return nil, err
-			}
-			zero := make([]float32, d*shexpWidth)
-			if err := Decode(GGMLType(sd.Type), sd.Data, zero); err != nil {
-				return nil, fmt.Errorf("gguf: tensor %q: %w", sd.Name, err)
-			}
-			for _, v := range zero {
-				if v != 0 {
-					return nil, fmt.Errorf("gguf: %sffn_down_shexp.weight is not zero: moe has no place for a gated shared expert", p)
-				}
-			}
-		}
-		if s := cfg.SharedExpertIntermediateSize; s > 0 {
-			L.Shared.Gate, errs[0] = mat(p+"ffn_gate_shexp.weight", s, d)
-			L.Shared.Up, errs[1] = mat(p+"ffn_up_shexp.weight", s, d)
-			L.Shared.Down, errs[2] = mat(p+"ffn_down_shexp.weight", d, s)
-			if err := errors.Join(errs[:3]...); err != nil {
-				return nil, err
-			}
 		}
 	}
-	if m.FinalNorm, err = vec("output_norm.weight", d); err != nil {
+	if err := mp.head(m); err != nil {
 		return nil, err
 	}
-	m.Output = m.Embed
-	if !cfg.TieWordEmbeddings {
-		if m.Output, err = mat("output.weight", V, d); err != nil {
-			return nil, err
-		}
-	} else if _, ok := f.Tensor("output.weight"); ok && qwen {
-		// qwen2moe needs output.weight even for tied embeddings: a copy.
-		if _, err := mat("output.weight", V, d); err != nil {
-			return nil, err
-		}
-	}
-	for _, t := range f.Tensors {
-		if !used[t.Name] {
-			return nil, fmt.Errorf("gguf: tensor %q has no place in the moe model (unsupported feature)", t.Name)
-		}
+	if err := mp.checkAllUsed(); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// fileFamily says how f's architecture is read: fam is the family of a
+// file of another MoE architecture, nil for llama files and the qwen2moe
+// files moe itself writes; qwen is true for the latter. It fails when the
+// architecture is missing or not supported.
+func fileFamily(f *File) (fam *family, qwen bool, err error) {
+	arch, ok := f.Get("general.architecture")
+	if !ok {
+		return nil, false, errors.New("gguf: missing metadata \"general.architecture\"")
+	}
+	_, moeFile := f.Get(KeyMoEConfig)
+	if arch != Architecture && (arch != ArchQwen2MoE || !moeFile) {
+		name, _ := arch.(string)
+		if fam = lookupFamily(name); fam == nil {
+			return nil, false, fmt.Errorf("gguf: architecture %q is not supported (moe reads %s)", fmt.Sprint(arch), architectures())
+		}
+	}
+	return fam, arch == ArchQwen2MoE && fam == nil, nil
+}
+
+// fileConfig reads f's model config: from the family's metadata for a
+// family file (fam non-nil), otherwise from moe's or llama's keys, checked
+// for a structure moe can hold.
+func fileConfig(f *File, fam *family) (*config.Config, error) {
+	if fam != nil {
+		return familyConfig(f, fam)
+	}
+	cfg, err := configFromFile(f)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkStructure(cfg); err != nil {
+		return nil, fmt.Errorf("gguf: %w", err)
+	}
+	return cfg, nil
+}
+
+// mapper is mapModel's state while it maps one file's tensors: the file's
+// config and architecture, the regions given to the matrices, and which
+// tensors have been read (so that one the model has no place for is
+// found).
+type mapper struct {
+	f   *File
+	cfg *config.Config
+	// fam is the file's family (nil for llama and moe's qwen2moe files),
+	// qwen whether it is a qwen2moe file moe wrote.
+	fam  *family
+	qwen bool
+	// permute says whether q and k rows are stored in llama.cpp's RoPE
+	// order and must be copied into moe's.
+	permute bool
+	// region is the region of the views into the file (0 when f is not
+	// mapped: separate copies, never fused); copies the last region given
+	// to a copy.
+	region, copies int
+	used           map[string]bool
+}
+
+// newMapper returns a mapper of f's tensors for cfg, with no tensor read
+// yet.
+func newMapper(f *File, cfg *config.Config, fam *family, qwen bool) *mapper {
+	mp := &mapper{f: f, cfg: cfg, fam: fam, qwen: qwen, region: mapRegion, copies: mapRegion, used: map[string]bool{}}
+	mp.permute = fam == nil && !qwen || fam != nil && fam.permuteQK
+	if !f.Mapped() {
+		mp.region = 0
+	}
+	return mp
+}
+
+// newRegion returns a region for a new copy.
+func (mp *mapper) newRegion() int {
+	mp.copies++
+	return mp.copies
+}
+
+// tensor checks tensor name's dims (inner, then n when n > 0), marks it
+// used and returns its bytes.
+func (mp *mapper) tensor(name string, n int, inner ...uint64) (*TensorInfo, []byte, error) {
+	dims := inner
+	if n > 0 {
+		dims = append(dims, uint64(n))
+	}
+	t, ok := mp.f.Tensor(name)
+	if !ok {
+		return nil, nil, fmt.Errorf("gguf: missing tensor %q", name)
+	}
+	if !slices.Equal(t.Dims, dims) {
+		return nil, nil, fmt.Errorf("gguf: tensor %q has dims %v, the config needs %v", name, t.Dims, dims)
+	}
+	mp.used[name] = true
+	data, err := mp.f.TensorBytes(t)
+	return t, data, err
+}
+
+// stack reads an [cols, rows, n] tensor as n matrices of rows×cols (n 0:
+// one matrix, dims [cols, rows]).
+func (mp *mapper) stack(name string, rows, cols, n int) ([]Matrix, error) {
+	t, data, err := mp.tensor(name, n, uint64(cols), uint64(rows))
+	if err != nil {
+		return nil, err
+	}
+	per := len(data) / max(n, 1)
+	out := make([]Matrix, max(n, 1))
+	for e := range out {
+		out[e] = Matrix{Name: name, Type: compute.QType(t.Type), Rows: rows, Cols: cols, Data: data[e*per : (e+1)*per : (e+1)*per], region: mp.region}
+		if n > 0 {
+			out[e].Name = fmt.Sprintf("%s[%d]", name, e)
+		}
+	}
+	return out, nil
+}
+
+// mat reads a [cols, rows] tensor as one matrix of rows×cols.
+func (mp *mapper) mat(name string, rows, cols int) (Matrix, error) {
+	ms, err := mp.stack(name, rows, cols, 0)
+	if err != nil {
+		return Matrix{}, err
+	}
+	return ms[0], nil
+}
+
+// vecs reads an [n, count] tensor as count vectors (count 0: one vector,
+// dims [n]), decoded to float32.
+func (mp *mapper) vecs(name string, n, count int) ([][]float32, error) {
+	t, raw, err := mp.tensor(name, count, uint64(n))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, n*max(count, 1))
+	if err := Decode(t.Type, raw, out); err != nil {
+		return nil, fmt.Errorf("gguf: tensor %q: %w", name, err)
+	}
+	vs := make([][]float32, max(count, 1))
+	for i := range vs {
+		vs[i] = out[i*n : (i+1)*n : (i+1)*n]
+	}
+	return vs, nil
+}
+
+// vec reads an [n] tensor as one vector, decoded to float32.
+func (mp *mapper) vec(name string, n int) ([]float32, error) {
+	v, err := mp.vecs(name, n, 0)
+	if err != nil {
+		return nil, err
+	}
+	return v[0], nil
+}
+
+// layer reads layer i's tensors into L: the attention, the family's extra
+// tensors, then the dense feed-forward or the MoE block.
+func (mp *mapper) layer(L *LayerMatrices, i int) error {
+	p := fmt.Sprintf("blk.%d.", i)
+	if err := mp.attention(L, p); err != nil {
+		return err
+	}
+	if mp.fam != nil {
+		if err := familyLayer(L, mp.fam, mp.cfg, p, mp.vec); err != nil {
+			return err
+		}
+	}
+	if mp.permute {
+		mp.ropeOrderQK(L)
+	}
+	if !mp.cfg.LayerIsMoE(i) {
+		return mp.ffnBlock(&L.FFN, p, "", mp.cfg.IntermediateSize)
+	}
+	return mp.moeBlock(L, p)
+}
+
+// attention reads the attention tensors of layer prefix p into L: its
+// norm, the q/k/v projections (or the latent attention's matrices), the
+// output projection, and the norm in front of the feed-forward. It
+// reports every problem among them at once.
+func (mp *mapper) attention(L *LayerMatrices, p string) error {
+	cfg := mp.cfg
+	d, hd, nh, nkv := cfg.HiddenSize, cfg.HeadDimension(), cfg.NumHeads, cfg.KVHeads()
+	var errs [6]error
+	L.AttnNorm, errs[0] = mp.vec(p+"attn_norm.weight", d)
+	oIn := nh * hd
+	if cfg.MLA() {
+		oIn = nh * cfg.VHeadDim
+		L.MLA, errs[1] = mlaLayer(mp.f, cfg, p, mp.mat, mp.stack, mp.vec, mp.newRegion)
+	} else {
+		L.Q, errs[1] = mp.mat(p+"attn_q.weight", nh*hd, d)
+		L.K, errs[2] = mp.mat(p+"attn_k.weight", nkv*hd, d)
+		L.V, errs[3] = mp.mat(p+"attn_v.weight", nkv*hd, d)
+	}
+	L.O, errs[4] = mp.mat(p+"attn_output.weight", d, oIn)
+	L.FFNNorm, errs[5] = mp.vec(p+ffnNormName(mp.fam), d)
+	return errors.Join(errs[:]...)
+}
+
+// ropeOrderQK replaces L's q and k matrices with copies whose rows are in
+// moe's RoPE order: llama.cpp's q and k rows pair 2i with 2i+1 (its RoPE),
+// moe's pair i with i+hd/2. Both copies share one allocation so that they
+// can be fused.
+func (mp *mapper) ropeOrderQK(L *LayerMatrices) {
+	nh, nkv, hd := mp.cfg.NumHeads, mp.cfg.KVHeads(), mp.cfg.HeadDimension()
+	reg := mp.newRegion()
+	buf := make([]byte, len(L.Q.Data)+len(L.K.Data))
+	rq := len(L.Q.Data) / L.Q.Rows
+	rk := len(L.K.Data) / L.K.Rows
+	copy(buf, ropePermute(L.Q.Data, nh, hd, rq, false))
+	copy(buf[len(L.Q.Data):], ropePermute(L.K.Data, nkv, hd, rk, false))
+	L.Q.Data, L.Q.region = buf[:len(L.Q.Data):len(L.Q.Data)], reg
+	L.K.Data, L.K.region = buf[len(L.Q.Data):], reg
+}
+
+// ffnBlock reads a feed-forward block of width ff into x: layer prefix p's
+// ffn_gate, ffn_up and ffn_down with suffix after each name ("" for a
+// dense layer's FFN, "_shexp" for the shared expert). It reports every
+// problem among them at once.
+func (mp *mapper) ffnBlock(x *ExpertMatrices, p, suffix string, ff int) error {
+	d := mp.cfg.HiddenSize
+	var errs [3]error
+	x.Gate, errs[0] = mp.mat(p+"ffn_gate"+suffix+".weight", ff, d)
+	x.Up, errs[1] = mp.mat(p+"ffn_up"+suffix+".weight", ff, d)
+	x.Down, errs[2] = mp.mat(p+"ffn_down"+suffix+".weight", d, ff)
+	return errors.Join(errs[:]...)
+}
+
+// moeBlock reads the MoE block of layer prefix p into L: the router and
+// routed experts, gpt-oss's biases, the placeholder shared expert of a
+// qwen2moe file moe wrote, and the shared expert when the config has one.
+func (mp *mapper) moeBlock(L *LayerMatrices, p string) error {
+	if err := mp.routedExperts(L, p); err != nil {
+		return err
+	}
+	if mp.fam != nil && mp.fam.gptOSS {
+		if err := ossLayer(L, mp.f, mp.cfg, p, mp.vec, mp.vecs); err != nil {
+			return err
+		}
+	}
+	if mp.qwen {
+		if err := mp.checkPlaceholderShared(p); err != nil {
+			return err
+		}
+	}
+	if s := mp.cfg.SharedExpertIntermediateSize; s > 0 {
+		return mp.ffnBlock(&L.Shared, p, "_shexp", s)
+	}
+	return nil
+}
+
+// routedExperts reads layer prefix p's router and stacked expert tensors
+// into L (reporting every problem among them at once), then the router's
+// score bias when the config has one.
+func (mp *mapper) routedExperts(L *LayerMatrices, p string) error {
+	d, E, fe := mp.cfg.HiddenSize, mp.cfg.NumExperts, mp.cfg.ExpertSize()
+	var gate, up, down []Matrix
+	var errs [4]error
+	L.Router, errs[0] = mp.mat(p+"ffn_gate_inp.weight", E, d)
+	gate, errs[1] = mp.stack(p+"ffn_gate_exps.weight", fe, d, E)
+	up, errs[2] = mp.stack(p+"ffn_up_exps.weight", fe, d, E)
+	down, errs[3] = mp.stack(p+"ffn_down_exps.weight", d, fe, E)
+	if err := errors.Join(errs[:]...); err != nil {
+		return err
+	}
+	if mp.cfg.HasRouterScoreBias() {
+		var err error
+		if L.ScoreBias, err = mp.vec(p+"exp_probs_b.bias", E); err != nil {
+			return err
+		}
+	}
+	L.Experts = make([]ExpertMatrices, E)
+	for e := range L.Experts {
+		L.Experts[e] = ExpertMatrices{Gate: gate[e], Up: up[e], Down: down[e]}
+	}
+	return nil
+}
+
+// checkPlaceholderShared reads the placeholder shared expert moe writes
+// into a qwen2moe file at layer prefix p: its down projection must be
+// zero, or the file computes something moe does not.
+func (mp *mapper) checkPlaceholderShared(p string) error {
+	d := mp.cfg.HiddenSize
+	var errs [4]error
+	_, errs[0] = mp.vec(p+"ffn_gate_inp_shexp.weight", d)
+	_, errs[1] = mp.mat(p+"ffn_gate_shexp.weight", shexpWidth, d)
+	_, errs[2] = mp.mat(p+"ffn_up_shexp.weight", shexpWidth, d)
+	var sd Matrix
+	sd, errs[3] = mp.mat(p+"ffn_down_shexp.weight", d, shexpWidth)
+	if err := errors.Join(errs[:]...); err != nil {
+		return err
+	}
+	zero := make([]float32, d*shexpWidth)
+	if err := Decode(GGMLType(sd.Type), sd.Data, zero); err != nil {
+		return fmt.Errorf("gguf: tensor %q: %w", sd.Name, err)
+	}
+	for _, v := range zero {
+		if v != 0 {
+			return fmt.Errorf("gguf: %sffn_down_shexp.weight is not zero: moe has no place for a gated shared expert", p)
+		}
+	}
+	return nil
+}
+
+// head reads the final norm and the LM head into m: output.weight, or the
+// embedding when the embeddings are tied (a qwen2moe file's output.weight,
+// which it needs even then, is checked and left unused).
+func (mp *mapper) head(m *Mapped) error {
+	d, V := mp.cfg.HiddenSize, mp.cfg.VocabSize
+	var err error
+	if m.FinalNorm, err = mp.vec("output_norm.weight", d); err != nil {
+		return err
+	}
+	m.Output = m.Embed
+	if !mp.cfg.TieWordEmbeddings {
+		if m.Output, err = mp.mat("output.weight", V, d); err != nil {
+			return err
+		}
+	} else if _, ok := mp.f.Tensor("output.weight"); ok && mp.qwen {
+		// qwen2moe needs output.weight even for tied embeddings: a copy.
+		if _, err := mp.mat("output.weight", V, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkAllUsed fails on the first of the file's tensors that no step has
+// read: one the moe model has no place for.
+func (mp *mapper) checkAllUsed() error {
+	for _, t := range mp.f.Tensors {
+		if !mp.used[t.Name] {
+			return fmt.Errorf("gguf: tensor %q has no place in the moe model (unsupported feature)", t.Name)
+		}
+	}
+	return nil
 }
