@@ -121,24 +121,36 @@ func (b *bmat) at(l, j int) float32 {
 }
 
 // scaleC does C = beta·C over the m×n matrix (beta == 0 writes zeros).
+// One task's worth runs on the caller without a closure: attention calls
+// this for every head of every row, where an allocation per call cost more
+// than the scaling.
 func scaleC(p *Pool, m, n int, beta float32, c []float32, ldc int) {
 	if beta == 1 {
 		return
 	}
 	rows := max(1, 65536/max(n, 1))
 	tasks := (m + rows - 1) / rows
+	if tasks == 1 {
+		scaleRows(0, m, n, beta, c, ldc)
+		return
+	}
 	p.Run(tasks, func(t int) {
-		for i := t * rows; i < min(m, (t+1)*rows); i++ {
-			row := c[i*ldc : i*ldc+n]
-			if beta == 0 {
-				clear(row)
-				continue
-			}
-			for j := range row {
-				row[j] *= beta
-			}
-		}
+		scaleRows(t*rows, min(m, (t+1)*rows), n, beta, c, ldc)
 	})
+}
+
+// scaleRows does rows [i0, i1) of scaleC.
+func scaleRows(i0, i1, n int, beta float32, c []float32, ldc int) {
+	for i := i0; i < i1; i++ {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(row)
+			continue
+		}
+		for j := range row {
+			row[j] *= beta
+		}
+	}
 }
 
 // gemmSmall is the plain triple loop for tiny products.
@@ -481,39 +493,47 @@ func gemmRowAxpy(ks *kernels, p *Pool, m, n, k int, alpha float32, a []float32, 
 	cw := (n + 4*threads - 1) / (4 * threads)
 	cw = max(rowAxpyCols, (cw+63)&^63)
 	tasks := (n + cw - 1) / cw
+	if tasks == 1 {
+		rowAxpyRange(ks, 0, n, m, k, alpha, a, lda, b, ldb, c, ldc) // no closure to allocate
+		return
+	}
 	p.Run(tasks, func(t int) {
-		c0, c1 := t*cw, min(n, (t+1)*cw)
-		for l0 := 0; l0 < k; l0 += rowAxpyKB {
-			kb := min(rowAxpyKB, k-l0)
-			for i0 := 0; i0 < m; i0 += ks.rowAxpyRows {
-				ma := min(ks.rowAxpyRows, m-i0)
-				as := a[i0*lda+l0 : (i0+ma-1)*lda+l0+kb]
-				j := c0
-				for ; j < c1; j += 16 {
-					nv := 4
-					if j+64 > c1 {
-						if j+16 > c1 {
-							break
-						}
-						nv = 1
+		rowAxpyRange(ks, t*cw, min(n, (t+1)*cw), m, k, alpha, a, lda, b, ldb, c, ldc)
+	})
+}
+
+// rowAxpyRange adds alpha·A·B to columns [c0, c1) of C for gemmRowAxpy.
+func rowAxpyRange(ks *kernels, c0, c1, m, k int, alpha float32, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	for l0 := 0; l0 < k; l0 += rowAxpyKB {
+		kb := min(rowAxpyKB, k-l0)
+		for i0 := 0; i0 < m; i0 += ks.rowAxpyRows {
+			ma := min(ks.rowAxpyRows, m-i0)
+			as := a[i0*lda+l0 : (i0+ma-1)*lda+l0+kb]
+			j := c0
+			for ; j < c1; j += 16 {
+				nv := 4
+				if j+64 > c1 {
+					if j+16 > c1 {
+						break
 					}
-					w := 16 * nv
-					ks.rowAxpy(ma, nv, kb, as, lda, b[l0*ldb+j:(l0+kb-1)*ldb+j+w], ldb, c[i0*ldc+j:(i0+ma-1)*ldc+j+w], ldc, alpha)
-					j += w - 16
+					nv = 1
 				}
-				for i := 0; i < ma && j < c1; i++ {
-					crow := c[(i0+i)*ldc+j : (i0+i)*ldc+c1]
-					for l := 0; l < kb; l++ {
-						av := alpha * as[i*lda+l]
-						brow := b[(l0+l)*ldb+j : (l0+l)*ldb+c1]
-						for jj, bv := range brow {
-							crow[jj] += av * bv
-						}
+				w := 16 * nv
+				ks.rowAxpy(ma, nv, kb, as, lda, b[l0*ldb+j:(l0+kb-1)*ldb+j+w], ldb, c[i0*ldc+j:(i0+ma-1)*ldc+j+w], ldc, alpha)
+				j += w - 16
+			}
+			for i := 0; i < ma && j < c1; i++ {
+				crow := c[(i0+i)*ldc+j : (i0+i)*ldc+c1]
+				for l := 0; l < kb; l++ {
+					av := alpha * as[i*lda+l]
+					brow := b[(l0+l)*ldb+j : (l0+l)*ldb+c1]
+					for jj, bv := range brow {
+						crow[jj] += av * bv
 					}
 				}
 			}
 		}
-	})
+	}
 }
 
 // gemmSwapped computes C = alpha·op(A)·op(B) + beta·C for a very narrow C

@@ -45,6 +45,7 @@ func prefilledSeq(b *testing.B, m *Model) *Seq {
 func benchDecode(b *testing.B, cfg *config.Config) {
 	m := benchModel(b, cfg)
 	s := prefilledSeq(b, m)
+	s.ReuseLogits(true) // as generate's loop
 	// Warm up: touch every expert once.
 	for i := 0; i < 16; i++ {
 		m.Forward([]*Seq{s}, [][]int32{{int32(i)}}, false)

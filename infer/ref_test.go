@@ -449,10 +449,12 @@ func TestFusedViews(t *testing.T) {
 		d := cfg.HiddenSize
 		split := func(parts ...[]float32) stacked {
 			s := make(stacked, len(parts))
+			ls := make([]*Linear, len(parts))
 			for i, p := range parts {
 				s[i] = newLinear(p, len(p)/d, d)
-				s[i].pack()
+				ls[i] = &s[i]
 			}
+			packAll(nil, ls)
 			return s
 		}
 		for l := range m.layers {
