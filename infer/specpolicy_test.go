@@ -329,6 +329,11 @@ func TestSpecPolicyShortRuns(t *testing.T) {
 		// loops.
 		{name: "tiny-loop", pass: 0.4 * ms, perRow: 0.2 * ms, draft: 0.11 * ms, catchTok: 0.05 * ms,
 			early: 15, earlyA1: 0.4, earlyA2: 0.6, a1: 0.9, a2: 0.98, gen: 220, prompt: 32, noise: 0.15, stall: 0.05},
+		// tiny with today's kernels (2026-12-03): a plain step 0.46 ms, a
+		// verification ~0.4 + 0.09·m ms (the experts' union saturates), the
+		// draft's proposal 0.04 ms; bad first drafts, then the loop.
+		{name: "tiny-loop-cheap-rows", pass: 0.4 * ms, perRow: 0.09 * ms, draft: 0.04 * ms, catchTok: 0.02 * ms,
+			early: 15, earlyA1: 0.4, earlyA2: 0.6, a1: 0.93, a2: 0.97, gen: 220, prompt: 32, noise: 0.15, stall: 0.05},
 		// the same target with steady, moderate acceptance.
 		{name: "tiny-steady", pass: 0.4 * ms, perRow: 0.2 * ms, draft: 0.11 * ms, catchTok: 0.05 * ms,
 			a1: 0.75, a2: 0.85, earlyA1: 0.75, earlyA2: 0.85, gen: 220, prompt: 32, noise: 0.15, stall: 0.05},
