@@ -14,14 +14,14 @@ import (
 // model weights before first writing them: streaming kernels (GEMV, decode)
 // then take far fewer TLB misses. NumPy does the same for its arrays. It
 // changes nothing else; on other systems it does nothing.
-func AdviseHugePages[T any](s []T) bool {
+func AdviseHugePages(s []float32) bool {
 	const huge = 2 << 20
 	if len(s) == 0 {
 		return false
 	}
 	p := unsafe.Pointer(unsafe.SliceData(s))
 	start := uintptr(p)
-	end := start + uintptr(len(s))*unsafe.Sizeof(s[0])
+	end := start + uintptr(len(s))*4
 	lo := (start + huge - 1) &^ (huge - 1)
 	hi := end &^ (huge - 1)
 	if hi <= lo {

@@ -3,4 +3,4 @@
 package compute
 
 // AdviseHugePages does nothing on this system and reports false.
-func AdviseHugePages[T any](s []T) bool { return false }
+func AdviseHugePages(s []float32) bool { return false }

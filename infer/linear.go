@@ -2,7 +2,6 @@ package infer
 
 import (
 	"fmt"
-	"slices"
 	"unsafe"
 
 	"github.com/moe-llm/moe/compute"
@@ -60,65 +59,26 @@ func matrixLinear(x gguf.Matrix) Linear {
 	return Linear{n: x.Rows, k: x.Cols, typ: x.Type, raw: x.Data}
 }
 
-// packAll builds the float32 panels of every float32 matrix in ls that
-// has none, in one allocation on transparent huge pages (hugeSlab), the
-// matrices packed in parallel on pool.
-func packAll(pool *compute.Pool, ls []*Linear) {
-	ls = slices.DeleteFunc(slices.Clone(ls), func(l *Linear) bool { return l.f32 == nil || l.panels != nil })
-	bufs := hugeSlab[float32](len(ls), func(i int) int { return compute.PanelsLen(ls[i].n, ls[i].k) })
-	pool.Run(len(ls), func(i int) {
-		ls[i].panels = bufs[i]
-		_ = compute.PackPanels(bufs[i], ls[i].f32, ls[i].n, ls[i].k) // sizes are right by construction
-	})
+// pack builds the float32 panels (a no-op for a raw matrix).
+func (l *Linear) pack() {
+	if l.f32 == nil || l.panels != nil {
+		return
+	}
+	l.panels = make([]float32, compute.PanelsLen(l.n, l.k))
+	_ = compute.PackPanels(l.panels, l.f32, l.n, l.k) // sizes are right by construction
 }
 
-// packAllBF16 builds, for every matrix in ls, the bfloat16 copy of its
-// panels, and with all the one of the whole float32 matrix, where missing,
-// each kind in one allocation on transparent huge pages.
-func packAllBF16(ls []*Linear, all bool) {
-	var pan, whole []*Linear
-	for _, l := range ls {
-		if l.panels != nil && l.panelsBF == nil {
-			pan = append(pan, l)
-		}
-		if all && l.f32 != nil && l.bf == nil {
-			whole = append(whole, l)
-		}
-	}
-	bufs := hugeSlab[compute.BF16](len(pan), func(i int) int { return len(pan[i].panels) })
-	for i, l := range pan {
-		l.panelsBF = bufs[i]
+// packBF16 builds the bfloat16 copy of the panels, and with all the one of
+// the whole matrix.
+func (l *Linear) packBF16(all bool) {
+	if l.panels != nil && l.panelsBF == nil {
+		l.panelsBF = make([]compute.BF16, len(l.panels))
 		compute.BF16FromFloat32(l.panelsBF, l.panels)
 	}
-	bufs = hugeSlab[compute.BF16](len(whole), func(i int) int { return len(whole[i].f32) })
-	for i, l := range whole {
-		l.bf = bufs[i]
+	if all && l.f32 != nil && l.bf == nil {
+		l.bf = make([]compute.BF16, len(l.f32))
 		compute.BF16FromFloat32(l.bf, l.f32)
 	}
-}
-
-// hugeSlab returns n buffers of size(i) elements carved from one
-// allocation (each starting 64 bytes or more apart) whose 2 MB-aligned part
-// the kernel is asked to back with transparent huge pages before anything
-// is written to it. Decoding streams the weights of every expert a step
-// routes to: with 4 KB pages every few KB of a matrix costs a TLB miss,
-// and the per-matrix allocations (most below 2 MB) never got huge pages.
-func hugeSlab[T any](n int, size func(i int) int) [][]T {
-	const align = 64 // elements: at least 64 bytes between buffers
-	total := 0
-	for i := range n {
-		total += (size(i) + align - 1) &^ (align - 1)
-	}
-	buf := make([]T, total)
-	compute.AdviseHugePages(buf)
-	out := make([][]T, n)
-	off := 0
-	for i := range n {
-		sz := size(i)
-		out[i] = buf[off : off+sz : off+sz]
-		off += (sz + align - 1) &^ (align - 1)
-	}
-	return out
 }
 
 // dropBF16 frees the bfloat16 copies.

@@ -170,7 +170,7 @@ func New(cfg *config.Config, w *model.Weights, tok *tokenizer.Tokenizer, pool *c
 	if len(w.Flat) <= maxTransposedFloats {
 		var ls []*Linear
 		m.forEachLinear(func(l *Linear, _ bool) { ls = append(ls, l) })
-		packAll(pool, ls)
+		pool.Run(len(ls), func(i int) { ls[i].pack() })
 	}
 	return m, nil
 }
@@ -406,12 +406,10 @@ func (m *Model) UseBF16(on bool) {
 // buildBF16 makes the bfloat16 panels of every matrix but the routers, and
 // with all the bfloat16 copies of the whole matrices; m.mu must be held.
 func (m *Model) buildBF16(all bool) {
-	var ls []*Linear
 	m.forEachLinear(func(l *Linear, router bool) {
 		if !router {
-			ls = append(ls, l)
+			l.packBF16(all)
 		}
 	})
-	packAllBF16(ls, all)
 	m.bfPanels = true
 }

@@ -449,12 +449,10 @@ func TestFusedViews(t *testing.T) {
 		d := cfg.HiddenSize
 		split := func(parts ...[]float32) stacked {
 			s := make(stacked, len(parts))
-			ls := make([]*Linear, len(parts))
 			for i, p := range parts {
 				s[i] = newLinear(p, len(p)/d, d)
-				ls[i] = &s[i]
+				s[i].pack()
 			}
-			packAll(nil, ls)
 			return s
 		}
 		for l := range m.layers {
