@@ -41,10 +41,24 @@ type scratch struct {
 	expOut             []float32
 	route, scores      []float32
 	logits             []float32 // the logits of a call with a ReuseLogits sequence
+	moe                moeScratch
 	rowSeq, rowPos     []int32
 	mla                mlaScratch
 	// prec is the precision of the current call's products.
 	prec precision
+}
+
+// moeScratch holds an MoE layer's routing: each row's picks (idx, wts,
+// probs), the rows and weights each expert takes, the experts with rows,
+// and the order and output offsets of their tasks.
+type moeScratch struct {
+	idx        []int32
+	wts, probs []float32
+	rows       [][]int32
+	w          [][]float32
+	es         []int
+	offs       []int
+	order      []int
 }
 
 // maxScratchLogits bounds the logits (rows × vocabulary floats) a call
@@ -490,11 +504,20 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 	addRowBias(sc.route[:rows*E], L.routerBias)
 	// rs is the residual scale of the block's output (Granite).
 	rs := m.resScale
-	idx := make([]int32, k)
-	wts := make([]float32, k)
-	probs := make([]float32, 2*E)
-	expRows := make([][]int32, E)
-	expW := make([][]float32, E)
+	// Routing buffers live in the scratch: a decode step would otherwise
+	// allocate them in every layer (and fresh memory costs page faults).
+	mb := &sc.moe
+	mb.idx = growI(mb.idx, k)
+	mb.wts = grow(mb.wts, k)
+	mb.probs = grow(mb.probs, 2*E)
+	if len(mb.rows) < E {
+		mb.rows, mb.w = make([][]int32, E), make([][]float32, E)
+	}
+	idx, wts, probs := mb.idx, mb.wts, mb.probs
+	expRows, expW := mb.rows[:E], mb.w[:E]
+	for e := range expRows {
+		expRows[e], expW[e] = expRows[e][:0], expW[e][:0]
+	}
 	for r := 0; r < rows; r++ {
 		m.routeRow(l, sc.route[r*E:(r+1)*E], idx, wts, probs)
 		for j, e := range idx {
@@ -517,8 +540,9 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 		}
 		compute.Add(x[:rows*d], sc.ffn.o)
 	}
-	counts := make([]int, E)
-	var es []int
+	counts := make([]int, E) // returned in Stats
+	es := mb.es[:0]
+	defer func() { mb.es = es[:0] }()
 	maxRows := 0
 	for e := 0; e < E; e++ {
 		counts[e] = len(expRows[e])
@@ -553,11 +577,14 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 	for len(sc.workers) < len(es) {
 		sc.workers = append(sc.workers, ffnBuf{})
 	}
-	offs := make([]int, len(es)+1)
+	mb.offs = slices.Grow(mb.offs[:0], len(es)+1)[:len(es)+1]
+	offs := mb.offs
+	offs[0] = 0
 	for i, e := range es {
 		offs[i+1] = offs[i] + len(expRows[e])*d
 	}
-	order := make([]int, len(es))
+	mb.order = slices.Grow(mb.order[:0], len(es))[:len(es)]
+	order := mb.order
 	for i := range order {
 		order[i] = i
 	}
@@ -614,10 +641,7 @@ const minSplitFloats = 1 << 19
 // worker descheduled by another process on a shared machine holds up
 // little of the product.
 func splitCols(pool *compute.Pool, n, k int, f func(j0, j1 int)) {
-	parts := 1
-	if n*k >= minSplitFloats {
-		parts = min(4*pool.Threads(), n/256)
-	}
+	parts := colParts(pool, n, k)
 	if parts < 2 {
 		f(0, n)
 		return
@@ -626,6 +650,15 @@ func splitCols(pool *compute.Pool, n, k int, f func(j0, j1 int)) {
 	pool.Run((n+per-1)/per, func(t int) {
 		f(t*per, min(n, (t+1)*per))
 	})
+}
+
+// colParts is how many column blocks splitCols makes of an n×k product:
+// 1 (run on the caller) for a small matrix.
+func colParts(pool *compute.Pool, n, k int) int {
+	if n*k < minSplitFloats {
+		return 1
+	}
+	return min(4*pool.Threads(), n/256)
 }
 
 // minSplitRowFloats is the least work (rows × width floats) of a row-wise

@@ -114,11 +114,11 @@ func (l *Linear) mul(pool *compute.Pool, p precision, rows int, a []float32, lda
 	}
 	if p != precFull {
 		if wp := l.panelsBF; wp != nil && rows <= smallRows {
-			splitCols(pool, n, k, func(j0, j1 int) {
-				for j := j0; j < j1; j += compute.PanelCols {
-					compute.GemmBF16T(rows, min(compute.PanelCols, n-j), k, a, lda, wp[j*k:], compute.PanelCols, c[j:], ldc)
-				}
-			})
+			if colParts(pool, n, k) < 2 {
+				panelsBF16(rows, n, k, a, lda, wp, 0, n, c, ldc) // no closure to allocate
+				return
+			}
+			splitCols(pool, n, k, func(j0, j1 int) { panelsBF16(rows, n, k, a, lda, wp, j0, j1, c, ldc) })
 			return
 		}
 		if p == precBF16 && l.bf != nil {
@@ -127,12 +127,24 @@ func (l *Linear) mul(pool *compute.Pool, p precision, rows int, a []float32, lda
 		}
 	}
 	if wp := l.panels; wp != nil && rows <= smallRows {
+		if colParts(pool, n, k) < 2 {
+			compute.GemmPanels(rows, n, k, a, lda, wp, 0, n, c, ldc)
+			return
+		}
 		splitCols(pool, n, k, func(j0, j1 int) {
 			compute.GemmPanels(rows, n, k, a, lda, wp, j0, j1, c, ldc)
 		})
 		return
 	}
 	compute.Gemm(pool, false, true, rows, n, k, 1, a, lda, l.f32, k, 0, c, ldc)
+}
+
+// panelsBF16 computes columns [j0, j1) (j0 a multiple of PanelCols) of
+// c = a·Wᵀ from W's bfloat16 panels wp.
+func panelsBF16(rows, n, k int, a []float32, lda int, wp []compute.BF16, j0, j1 int, c []float32, ldc int) {
+	for j := j0; j < j1; j += compute.PanelCols {
+		compute.GemmBF16T(rows, min(compute.PanelCols, n-j), k, a, lda, wp[j*k:], compute.PanelCols, c[j:], ldc)
+	}
 }
 
 // stacked is a matrix held as row blocks multiplied one after the other,
