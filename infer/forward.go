@@ -268,10 +268,9 @@ func (m *Model) embedRows(seqs []*Seq, tokens [][]int32) error {
 func (m *Model) attentionBlock(l int, seqs []*Seq, rows int) {
 	L := &m.layers[l]
 	sc := &m.sc
-	d, x, eps := m.Cfg.HiddenSize, sc.x, model.NormEps(m.Cfg)
-	splitRows(m.Pool, rows, d, func(r0, r1 int) {
-		compute.RMSNorm(sc.xn[r0*d:r1*d], x[r0*d:r1*d], L.attnNorm, r1-r0, d, eps, nil)
-	})
+	d := m.Cfg.HiddenSize
+	st := rowStep{m: m, l: l, seqs: seqs}
+	forRows(m.Pool, rows, d, st, attnNormRows)
 	rowSeq, rowPos := sc.rowSeq[:rows], sc.rowPos[:rows]
 	if L.mla != nil {
 		m.mlaAttention(seqs, l, rows, rowSeq, rowPos)
@@ -280,21 +279,66 @@ func (m *Model) attentionBlock(l int, seqs []*Seq, rows int) {
 		qkvDim := qDim + 2*m.kvDim
 		L.qkv.mul(m.Pool, sc.prec, rows, sc.xn, d, sc.qkv, qkvDim)
 		// Each row writes its own position of its sequence's cache.
-		splitRows(m.Pool, rows, qkvDim, func(r0, r1 int) {
-			for r := r0; r < r1; r++ {
-				m.qkvRow(l, sc.qkv[r*qkvDim:(r+1)*qkvDim], seqs[rowSeq[r]], int(rowPos[r]), eps)
-			}
-		})
+		forRows(m.Pool, rows, qkvDim, st, qkvRows)
 		m.attention(seqs, l, rows, rowSeq, rowPos)
 		L.o.mul(m.Pool, sc.prec, rows, sc.att, qDim, sc.o, d)
 	}
-	splitRows(m.Pool, rows, d, func(r0, r1 int) {
-		o := sc.o[r0*d : r1*d]
-		addRowBias(o, L.oBias)
-		scaleBy(o, m.resScale)
-		compute.Add(x[r0*d:r1*d], o)
-		compute.RMSNorm(sc.xn[r0*d:r1*d], x[r0*d:r1*d], L.ffnNorm, r1-r0, d, eps, nil)
-	})
+	forRows(m.Pool, rows, d, st, attnOutRows)
+}
+
+// rowStep is what a row-wise step of a layer needs besides its rows (see
+// forRows): the model, the layer, the batch's sequences, and for SwiGLU
+// the buffers and width.
+type rowStep struct {
+	m    *Model
+	l    int
+	seqs []*Seq
+	b    *ffnBuf
+	ff   int
+}
+
+// attnNormRows writes the attention norm of rows [r0, r1) of sc.x to sc.xn.
+func attnNormRows(s rowStep, r0, r1 int) {
+	m, d := s.m, s.m.Cfg.HiddenSize
+	sc := &m.sc
+	compute.RMSNorm(sc.xn[r0*d:r1*d], sc.x[r0*d:r1*d], m.layers[s.l].attnNorm, r1-r0, d, model.NormEps(m.Cfg), nil)
+}
+
+// qkvRows finishes rows [r0, r1) of the q/k/v projection (qkvRow).
+func qkvRows(s rowStep, r0, r1 int) {
+	m := s.m
+	sc := &m.sc
+	qkvDim := m.Cfg.NumHeads*m.hd + 2*m.kvDim
+	eps := model.NormEps(m.Cfg)
+	for r := r0; r < r1; r++ {
+		m.qkvRow(s.l, sc.qkv[r*qkvDim:(r+1)*qkvDim], s.seqs[sc.rowSeq[r]], int(sc.rowPos[r]), eps)
+	}
+}
+
+// attnOutRows adds the attention output of rows [r0, r1) (bias, residual
+// scale) to sc.x and writes the feed-forward norm of the result to sc.xn.
+func attnOutRows(s rowStep, r0, r1 int) {
+	m, d := s.m, s.m.Cfg.HiddenSize
+	sc, L := &m.sc, &m.layers[s.l]
+	x := sc.x[r0*d : r1*d]
+	o := sc.o[r0*d : r1*d]
+	addRowBias(o, L.oBias)
+	scaleBy(o, m.resScale)
+	compute.Add(x, o)
+	compute.RMSNorm(sc.xn[r0*d:r1*d], x, L.ffnNorm, r1-r0, d, model.NormEps(m.Cfg), nil)
+}
+
+// swigluRows writes silu(gate) ⊙ up of rows [r0, r1) of s.b.gu to s.b.h.
+func swigluRows(s rowStep, r0, r1 int) {
+	b, ff := s.b, s.ff
+	for r := r0; r < r1; r++ {
+		g := b.gu[r*2*ff : (r+1)*2*ff]
+		if s.m.swiLimit != 0 {
+			model.SwiGLUClamped(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:], s.m.swiLimit)
+		} else {
+			compute.SwiGLU(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:])
+		}
+	}
 }
 
 // denseFFN runs layer l's dense feed-forward half: SwiGLU of sc.xn, added
@@ -470,16 +514,7 @@ func (m *Model) swiglu(pool *compute.Pool, b *ffnBuf, rows int, xn []float32, w 
 	b.o = grow(b.o, rows*d)
 	w.gu.mul(pool, m.sc.prec, rows, xn, d, b.gu, 2*ff)
 	addRowBias(b.gu[:rows*2*ff], w.guBias)
-	splitRows(pool, rows, ff, func(r0, r1 int) {
-		for r := r0; r < r1; r++ {
-			g := b.gu[r*2*ff : (r+1)*2*ff]
-			if m.swiLimit != 0 {
-				model.SwiGLUClamped(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:], m.swiLimit)
-			} else {
-				compute.SwiGLU(b.h[r*ff:(r+1)*ff], g[:ff], g[ff:])
-			}
-		}
-	})
+	forRows(pool, rows, ff, rowStep{m: m, b: b, ff: ff}, swigluRows)
 	w.down.mul(pool, m.sc.prec, rows, b.h, ff, b.o, d)
 	addRowBias(b.o[:rows*d], w.downBias)
 }
@@ -541,16 +576,16 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 		compute.Add(x[:rows*d], sc.ffn.o)
 	}
 	counts := make([]int, E) // returned in Stats
-	es := mb.es[:0]
-	defer func() { mb.es = es[:0] }()
+	mb.es = mb.es[:0]
 	maxRows := 0
 	for e := 0; e < E; e++ {
 		counts[e] = len(expRows[e])
 		if counts[e] > 0 {
-			es = append(es, e)
+			mb.es = append(mb.es, e)
 			maxRows = max(maxRows, counts[e])
 		}
 	}
+	es := mb.es
 	run := func(pool *compute.Pool, b *ffnBuf, e int) {
 		n := len(expRows[e])
 		b.gath = grow(b.gath, n*d)
@@ -671,11 +706,26 @@ const minSplitRowFloats = 1 << 13
 // f must treat the rows independently, so that the result does not
 // depend on the split.
 func splitRows(pool *compute.Pool, rows, width int, f func(r0, r1 int)) {
-	parts := 2 * pool.Threads()
+	pool.RunRows(rows, rowParts(pool, rows, width), func(_, r0, r1 int) { f(r0, r1) })
+}
+
+// rowParts is how many ranges splitRows makes: 1 for little work.
+func rowParts(pool *compute.Pool, rows, width int) int {
 	if pool.Threads() < 2 || rows*width < minSplitRowFloats {
-		parts = 1
+		return 1
 	}
-	pool.RunRows(rows, parts, func(_, r0, r1 int) { f(r0, r1) })
+	return 2 * pool.Threads()
+}
+
+// forRows is splitRows for a step written as a function of s: on the
+// caller (a decode step's rows) it builds no closure, where a closure per
+// step and layer, allocated and soon garbage, cost more than the step.
+func forRows(pool *compute.Pool, rows, width int, s rowStep, f func(s rowStep, r0, r1 int)) {
+	if parts := rowParts(pool, rows, width); parts < 2 {
+		f(s, 0, rows)
+		return
+	}
+	splitRows(pool, rows, width, func(r0, r1 int) { f(s, r0, r1) })
 }
 
 // scaleBy multiplies x by s in place; s = 0 means unset (no change).
