@@ -153,6 +153,8 @@ type SpecPolicy struct {
 	lastK      int     // K to probe when K = 0
 	probeWait  int     // plain steps before the next probe
 	probing    bool    // K was set by a probe and has not yet paid
+	probeProp  int     // proposals since the probe began
+	probeAcc   int     // of which accepted
 	shadow     float64 // EMA of shadow acceptance (plain steps)
 	shadowF    float64 // EMA of the share of shadow asks that proposed
 	shadowN    int     // shadow observations since the last speculative step
@@ -291,6 +293,10 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 		}
 		p.shadowN++
 	}
+	if p.probing && s.K > 0 && s.K == p.k {
+		p.probeProp += s.Proposed
+		p.probeAcc += s.Accepted
+	}
 	if s.K > 0 && s.K == p.k && s.CatchUp {
 		p.lastCatch = s.DraftSeconds
 	}
@@ -339,7 +345,7 @@ func (p *SpecPolicy) Observe(s SpecStep) {
 				p.plainSteps = 0
 				return
 			}
-			p.probing = true
+			p.probing, p.probeProp, p.probeAcc = true, 0, 0
 			p.shadowN = 0
 			p.setK(max(p.lastK, 1))
 		}
@@ -400,6 +406,17 @@ func (p *SpecPolicy) judge() {
 	best := p.bestK()
 	r := p.rate(best)
 	if plain*specMargin >= r {
+		if p.probing && p.k < p.kMax && p.probeProp > 0 && float64(p.probeAcc) >= probeClimb*float64(p.probeProp) {
+			// The probe's drafts were nearly all accepted, yet K is not
+			// rated above plain decoding: the positions past K still carry
+			// the acceptance that ended the last spell. Try K+1 before
+			// giving up (a draft that was wrong about a passage's first
+			// tokens and right after them was sent back to plain
+			// decoding by every probe at the short K it had fallen to).
+			p.probeProp, p.probeAcc = 0, 0
+			p.setK(p.k + 1)
+			return
+		}
 		// No K delivers more tokens per second than plain decoding by the
 		// margin: decode plainly and probe best later.
 		p.lastK = best
@@ -436,6 +453,10 @@ func (p *SpecPolicy) judge() {
 		p.stays++
 	}
 }
+
+// probeClimb is the share of a probe's proposals that must have been
+// accepted for a probe that does not pay to try K+1 instead of ending.
+const probeClimb = 0.9
 
 // Exploration: after exploreAfter judgements that kept K, a K whose last
 // position is accepted at least exploreAccept of the time tries K+1 when
