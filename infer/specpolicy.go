@@ -131,9 +131,7 @@ type DraftRun struct {
 // runs minSteps plain ones (the price of plain decoding) unless plain steps
 // were already measured. From then on, every minSteps timed steps of the
 // current K, it moves K one step toward the K the model rates best, or to 0
-// when no K beats plain decoding by specMargin; a K kept for a while whose
-// last position is nearly always accepted tries K+1 when that is rated
-// close (explore), since its rating rests on old figures. While K = 0 it probes the best K again
+// when no K beats plain decoding by specMargin. While K = 0 it probes the best K again
 // after probeEvery plain steps, and doubles that wait (up to maxProbeWait)
 // each time the probe does not pay, so that speculation which does not pay
 // costs little more than the probes; the wait is longer when the draft's
@@ -148,7 +146,6 @@ type SpecPolicy struct {
 	startPlain bool    // SpecPolicyOptions.StartPlain
 	warm       bool    // measuring plain decoding to compare lastK with
 	kSteps     int     // timed steps run with the current K
-	stays      int     // judgements in a row that kept the current K
 	plainSteps int     // steps in a row with K = 0
 	lastK      int     // K to probe when K = 0
 	probeWait  int     // plain steps before the next probe
@@ -443,44 +440,14 @@ func (p *SpecPolicy) judge() {
 		} else {
 			p.setK(p.k - 1)
 		}
-	case p.explore():
-		// The longer K is rated from positions it has not reached for a
-		// while and from verification times of that size taken long ago
-		// (a machine busy then): try it to measure both afresh.
-		p.setK(p.k + 1)
 	default:
 		p.kSteps = 0 // judge again after minSteps more steps
-		p.stays++
 	}
 }
 
 // probeClimb is the share of a probe's proposals that must have been
 // accepted for a probe that does not pay to try K+1 instead of ending.
 const probeClimb = 0.9
-
-// Exploration: after exploreAfter judgements that kept K, a K whose last
-// position is accepted at least exploreAccept of the time tries K+1 when
-// the model rates it within exploreShare of K.
-const (
-	exploreAfter  = 3
-	exploreAccept = 0.9
-	exploreShare  = 0.85
-)
-
-// explore says whether to try K+1 although it is not rated best: K has
-// been kept for exploreAfter judgements, its last position's acceptance is
-// high, and K+1's rating, made of stale or extrapolated figures, is close.
-// Without it a policy pushed to a short K by a few bad first drafts stays
-// there: the positions past K are never observed again, and the times of
-// longer verifications are the ones measured back then.
-func (p *SpecPolicy) explore() bool {
-	if p.k >= p.kMax || p.stays < exploreAfter || p.k > len(p.reach) {
-		return false
-	}
-	i := p.k - 1
-	a := (p.pass[i] + posPrior*p.alpha) / (p.reach[i] + posPrior)
-	return a >= exploreAccept && p.rate(p.k+1) >= exploreShare*p.rate(p.k)
-}
 
 // bestK returns the K in [1, kMax] with the highest rated tokens per second.
 func (p *SpecPolicy) bestK() int {
@@ -573,7 +540,7 @@ func (p *SpecPolicy) ceilingPays() bool {
 
 // setK switches to K = k, to be measured afresh.
 func (p *SpecPolicy) setK(k int) {
-	p.k, p.kSteps, p.stays = k, 0, 0
+	p.k, p.kSteps = k, 0
 	if k == 0 {
 		p.plainSteps = 0
 	}
