@@ -119,10 +119,11 @@ type DraftRun struct {
 //	E[tokens](K) = n·(1 + Σ_{i≤K} a_1·…·a_i)
 //	time(K)      = K·t_draft + t_verify(n·(K+1))
 //
-// where t_verify of an untried size is scaled from the nearest measured one
-// by CostModel: an MoE verification pass touches the union of the experts
-// its rows pick, E·(1 − (1 − k/E)^m) per layer, calibrated by the unions the
-// passes actually touched. The rates compared are these expectations, not
+// where t_verify of an untried size comes from a fit of the measured sizes
+// to the weights each reads, by CostModel, plus work per row: an MoE
+// verification pass touches the union of the experts its rows pick,
+// E·(1 − (1 − k/E)^m) per layer, calibrated by the unions the passes
+// actually touched. The rates compared are these expectations, not
 // the tokens a few recent steps happened to yield: with K ≤ 4 a step yields
 // 1 to 5 tokens, so a window of a few steps swings by ±30% and would send
 // the policy back to plain decoding on an unlucky run.
@@ -562,11 +563,16 @@ func (p *SpecPolicy) units(m int) float64 {
 }
 
 // verifyTime estimates the verification time of m rows: the measured
-// minimum if m rows were measured; else linear in the rows between (or
-// beyond) the nearest measured sizes, since a pass's time is its weight
-// reads plus work per row, and never below the nearest measured size
-// scaled by the CostModel (the weights, and for an MoE the union of the
-// experts the rows pick); from a single measured size, that scaling alone.
+// estimate if m rows were measured; else α·units(m) + β·m, the price α of
+// a weight float and β of a row fitted to all measured sizes (fitCost),
+// since a pass's time is its weight reads (for an MoE the union of the
+// experts its rows pick, which stops growing once the rows touch them all)
+// plus work per row. A line through two sizes, as this once was, went
+// wrong both ways on a small MoE: adjacent sizes differ by less than their
+// timings' noise, so one slow pass priced every longer K too high ever to
+// be tried and corrected, and a line through 1 and 6 rows of tiny said 9
+// rows cost 1.4× 6 rows, where they cost 1.1×. Below the smallest size or
+// from a single one, the nearest measured size scaled by the CostModel.
 func (p *SpecPolicy) verifyTime(m int) float64 {
 	if v, ok := p.tVerify[m]; ok {
 		return v.estimate()
@@ -579,6 +585,10 @@ func (p *SpecPolicy) verifyTime(m int) float64 {
 		sizes = append(sizes, mm)
 	}
 	slices.Sort(sizes)
+	if len(sizes) >= 2 && m > sizes[0] {
+		alpha, beta := p.fitCost(sizes)
+		return alpha*p.fitUnits(m) + beta*float64(m)
+	}
 	i, _ := slices.BinarySearch(sizes, m) // sizes[i-1] < m < sizes[i]
 	near := sizes[min(i, len(sizes)-1)]
 	if i > 0 && (i == len(sizes) || m-sizes[i-1] <= sizes[i]-m) {
@@ -588,22 +598,64 @@ func (p *SpecPolicy) verifyTime(m int) float64 {
 	if u := p.units(near); u > 0 {
 		t *= p.units(m) / u
 	}
-	if len(sizes) < 2 {
-		return t
-	}
-	a, b := i-1, i // the sizes to interpolate between, or extrapolate from
-	if a < 0 {
-		a, b = 0, 1
-	} else if b == len(sizes) {
-		a, b = len(sizes)-2, len(sizes)-1
-	}
-	ta, tb := p.tVerify[sizes[a]].estimate(), p.tVerify[sizes[b]].estimate()
-	lin := ta + (tb-ta)*float64(m-sizes[a])/float64(sizes[b]-sizes[a])
-	if m > sizes[len(sizes)-1] {
-		return max(lin, t)
-	}
-	return max(lin, 0)
+	return t
 }
+
+// fitCost fits t(m) ≈ α·units(m) + β·m, α, β ≥ 0, to the measured sizes'
+// estimates by least squares, each weighted by its number of timings (the
+// current K's, timed again and again, more than a size tried once). For a
+// dense model units is a constant and α·units the pass's fixed cost
+// (without a CostModel, units counts 1).
+func (p *SpecPolicy) fitCost(sizes []int) (alpha, beta float64) {
+	var suu, sum, smm, sut, smt float64
+	for _, m := range sizes {
+		u, x, t := p.fitUnits(m), float64(m), p.tVerify[m].estimate()
+		w := float64(min(p.tVerify[m].n, len(p.tVerify[m].vals)))
+		suu += w * u * u
+		sum += w * u * x
+		smm += w * x * x
+		sut += w * u * t
+		smt += w * x * t
+	}
+	if det := suu*smm - sum*sum; det > 1e-9*suu*smm {
+		alpha = (sut*smm - smt*sum) / det
+		beta = (smt*suu - sut*sum) / det
+		if alpha >= 0 && beta >= 0 {
+			return alpha, beta
+		}
+	}
+	// One of them came out negative (or the sizes cannot tell them apart):
+	// the better of the two one-term fits.
+	a, b := 0.0, 0.0
+	if suu > 0 {
+		a = max(sut/suu, 0)
+	}
+	if smm > 0 {
+		b = max(smt/smm, 0)
+	}
+	ra, rb := 0.0, 0.0
+	for _, m := range sizes {
+		t := p.tVerify[m].estimate()
+		w := float64(min(p.tVerify[m].n, len(p.tVerify[m].vals)))
+		ra += w * sq(t-a*p.fitUnits(m))
+		rb += w * sq(t-b*float64(m))
+	}
+	if ra <= rb {
+		return a, 0
+	}
+	return 0, b
+}
+
+// fitUnits is units(m), or 1 without a CostModel.
+func (p *SpecPolicy) fitUnits(m int) float64 {
+	if u := p.units(m); u > 0 {
+		return u
+	}
+	return 1
+}
+
+// sq is x².
+func sq(x float64) float64 { return x * x }
 
 // expectedTokens is the tokens one sequence commits in a step with K = k:
 // 1 + Σ_{i≤k} a_1·…·a_i, a_i the acceptance at position i (its decayed

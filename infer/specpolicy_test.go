@@ -257,6 +257,31 @@ type runScenario struct {
 	a1, a2              float64 // acceptance after
 	gen, prompt         int
 	noise, stall        float64 // log-normal σ of every timing; share of passes stalled 2×
+	// An MoE target: a pass also reads expert seconds' worth of weights
+	// for each routed expert its rows touch, of experts per layer (topK
+	// each) in layers layers: the union of m rows, which stops growing
+	// once they touch them all. The policy is given the matching
+	// CostModel (cost) and each pass's touched count.
+	expert                float64
+	layers, experts, topK int
+}
+
+// touched is the expected number of routed experts (all layers) m rows
+// pick.
+func (c runScenario) touched(m int) float64 {
+	if c.experts == 0 {
+		return 0
+	}
+	q := 1 - math.Pow(1-float64(c.topK)/float64(c.experts), float64(m))
+	return float64(c.layers*c.experts) * q
+}
+
+// cost is the CostModel of c's target in units of one expert's weights.
+func (c runScenario) cost() CostModel {
+	if c.experts == 0 {
+		return CostModel{}
+	}
+	return CostModel{FixedWeights: c.pass / c.expert, ExpertWeights: 1, Layers: c.layers, Experts: c.experts, TopK: c.topK}
 }
 
 // run decodes gen tokens with policy pol (nil: K fixed at fixedK) and
@@ -305,7 +330,8 @@ func (c runScenario) run(pol *SpecPolicy, fixedK int, seed uint64) float64 {
 		} else {
 			behind++
 		}
-		st.VerifySeconds = noisy(c.pass + c.perRow*float64(st.Rows))
+		st.VerifySeconds = noisy(c.pass + c.perRow*float64(st.Rows) + c.expert*c.touched(st.Rows))
+		st.Touched = int(math.Round(c.touched(st.Rows)))
 		if pol != nil {
 			pol.Observe(st)
 		}
@@ -334,6 +360,18 @@ func TestSpecPolicyShortRuns(t *testing.T) {
 		// draft's proposal 0.04 ms; bad first drafts, then the loop.
 		{name: "tiny-loop-cheap-rows", pass: 0.4 * ms, perRow: 0.09 * ms, draft: 0.04 * ms, catchTok: 0.02 * ms,
 			early: 15, earlyA1: 0.4, earlyA2: 0.6, a1: 0.93, a2: 0.97, gen: 220, prompt: 32, noise: 0.15, stall: 0.05},
+		// tiny measured again (2026-12-03, later): a plain step 0.33 ms,
+		// of which attention, embeddings and the LM head ~0.1 ms and each
+		// of its 8 (4 layers × top-2 of 8) experts ~0.026 ms; a
+		// verification of 6 rows 0.9 ms, of 9 rows 1.0 ms (the union of
+		// experts saturates); the draft's proposal 0.035 ms; a greedy-
+		// distilled draft, poor on the first 40 tokens, then right for
+		// whole phrases. A line through two measured sizes prices 9 rows
+		// ~1.4× 6 rows instead of ~1.1×: the policy must see that long
+		// drafts pay.
+		{name: "tiny-union", pass: 0.1 * ms, perRow: 0.02 * ms, expert: 0.0255 * ms, layers: 4, experts: 8, topK: 2,
+			draft: 0.035 * ms, catchTok: 0.02 * ms, early: 40, earlyA1: 0.65, earlyA2: 0.8, a1: 0.9, a2: 0.99,
+			gen: 220, prompt: 32, noise: 0.15, stall: 0.05},
 		// the same target with steady, moderate acceptance.
 		{name: "tiny-steady", pass: 0.4 * ms, perRow: 0.2 * ms, draft: 0.11 * ms, catchTok: 0.05 * ms,
 			a1: 0.75, a2: 0.85, earlyA1: 0.75, earlyA2: 0.85, gen: 220, prompt: 32, noise: 0.15, stall: 0.05},
@@ -350,7 +388,7 @@ func TestSpecPolicyShortRuns(t *testing.T) {
 			fixed := make([]float64, 9)
 			for s := range seeds {
 				plain += c.run(nil, 0, uint64(s))
-				pol += c.run(NewSpecPolicy(SpecPolicyOptions{K: 4}), 0, uint64(s))
+				pol += c.run(NewSpecPolicy(SpecPolicyOptions{K: 4, Cost: c.cost()}), 0, uint64(s))
 				for k := 1; k <= 8; k++ {
 					fixed[k] += c.run(nil, k, uint64(s))
 				}
@@ -405,6 +443,37 @@ func TestSpecPolicyStartPlain(t *testing.T) {
 		}
 		if got := first >= 0; got != c.speculates || c.speculates && first > c.maxFirst {
 			t.Errorf("shadow acceptance %d: first speculative step %d", c.hit, first)
+		}
+	}
+}
+
+// TestSpecPolicyVerifyTimeFit checks the price of an untried verification
+// size on a tiny-like MoE (4 layers, top-2 of 8 experts; a pass costs
+// 0.1 ms + 0.02 ms a row + 0.0255 ms per expert its rows touch): from
+// plain steps and 6-row passes, with one 7-row pass slowed 30% by another
+// process, 3 to 9 rows must be priced within 10% of their cost (12 rows,
+// far beyond, within 15%), not by a line
+// through the two largest sizes (which that one slow pass would make
+// steep) nor through 1 and 6 rows (which overstates a union that
+// saturates).
+func TestSpecPolicyVerifyTimeFit(t *testing.T) {
+	const ms = 1e-3
+	c := runScenario{pass: 0.1 * ms, perRow: 0.02 * ms, expert: 0.0255 * ms, layers: 4, experts: 8, topK: 2}
+	cost := func(m int) float64 { return c.pass + c.perRow*float64(m) + c.expert*c.touched(m) }
+	p := NewSpecPolicy(SpecPolicyOptions{K: 5, Cost: c.cost()})
+	obs := func(rows int, secs float64) {
+		p.Observe(SpecStep{K: rows - 1, Seqs: 1, Rows: rows, Timed: true, Touched: int(math.Round(c.touched(rows))), VerifySeconds: secs})
+	}
+	for range 8 {
+		obs(1, cost(1))
+		obs(6, cost(6))
+	}
+	obs(7, 1.3*cost(7))
+	for _, m := range []int{3, 8, 9, 12} {
+		got, want := p.verifyTime(m), cost(m)
+		t.Logf("%2d rows: priced %.3f ms, cost %.3f ms", m, got/ms, want/ms)
+		if tol := 0.1 + 0.05*float64(m/12); math.Abs(got/want-1) > tol {
+			t.Errorf("%d rows priced %.3f ms, cost %.3f ms", m, got/ms, want/ms)
 		}
 	}
 }
