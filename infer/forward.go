@@ -612,13 +612,13 @@ func (m *Model) moe(l, rows int, x []float32) (int, []int) {
 	for len(sc.workers) < len(es) {
 		sc.workers = append(sc.workers, ffnBuf{})
 	}
-	mb.offs = slices.Grow(mb.offs[:0], len(es)+1)[:len(es)+1]
+	mb.offs = scratchbuf.Grow(mb.offs, len(es)+1)
 	offs := mb.offs
 	offs[0] = 0
 	for i, e := range es {
 		offs[i+1] = offs[i] + len(expRows[e])*d
 	}
-	mb.order = slices.Grow(mb.order[:0], len(es))[:len(es)]
+	mb.order = scratchbuf.Grow(mb.order, len(es))
 	order := mb.order
 	for i := range order {
 		order[i] = i

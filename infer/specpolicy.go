@@ -610,7 +610,7 @@ func (p *SpecPolicy) fitCost(sizes []int) (alpha, beta float64) {
 	var suu, sum, smm, sut, smt float64
 	for _, m := range sizes {
 		u, x, t := p.fitUnits(m), float64(m), p.tVerify[m].estimate()
-		w := float64(min(p.tVerify[m].n, len(p.tVerify[m].vals)))
+		w := float64(p.tVerify[m].count())
 		suu += w * u * u
 		sum += w * u * x
 		smm += w * x * x
@@ -635,8 +635,7 @@ func (p *SpecPolicy) fitCost(sizes []int) (alpha, beta float64) {
 	}
 	ra, rb := 0.0, 0.0
 	for _, m := range sizes {
-		t := p.tVerify[m].estimate()
-		w := float64(min(p.tVerify[m].n, len(p.tVerify[m].vals)))
+		t, w := p.tVerify[m].estimate(), float64(p.tVerify[m].count())
 		ra += w * sq(t-a*p.fitUnits(m))
 		rb += w * sq(t-b*float64(m))
 	}
@@ -706,8 +705,11 @@ func (w *timeWindow) add(v float64) {
 	w.n++
 }
 
+// count is how many timings the window holds.
+func (w *timeWindow) count() int { return min(w.n, len(w.vals)) }
+
 func (w *timeWindow) estimate() float64 {
-	n := min(w.n, len(w.vals))
+	n := w.count()
 	if n == 0 {
 		return 0
 	}
